@@ -1,0 +1,358 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    ALLOW: _ClassVar[Outcome]
+    DENY: _ClassVar[Outcome]
+    NEEDS_APPROVAL: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+ALLOW: Outcome
+DENY: Outcome
+NEEDS_APPROVAL: Outcome
+
+class DecideRequest(_message.Message):
+    __slots__ = ("intent",)
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    intent: Intent
+    def __init__(self, intent: _Optional[_Union[Intent, _Mapping]] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("decision",)
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class DecideBatchRequest(_message.Message):
+    __slots__ = ("intents",)
+    INTENTS_FIELD_NUMBER: _ClassVar[int]
+    intents: _containers.RepeatedCompositeFieldContainer[Intent]
+    def __init__(self, intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...
+
+class DecideBatchResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class Intent(_message.Message):
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt")
+    class UsageEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_GPU_SHARING_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    OFFBOARD_TENANT_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    PLACE_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    PREEMPT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    actor: str
+    usage: _containers.ScalarMap[str, int]
+    create_tenant: CreateTenant
+    deploy_model: DeployModel
+    scale: Scale
+    change_batch_size: ChangeBatchSize
+    request_gpu_sharing: RequestGpuSharing
+    update_quotas: UpdateQuotas
+    offboard_tenant: OffboardTenant
+    admit_workload: Workload
+    place_workload: Placement
+    preempt: Preempt
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ...) -> None: ...
+
+class CreateTenant(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: _struct_pb2.Struct
+    def __init__(self, policy: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class DeployModel(_message.Message):
+    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "replicas", "sharing", "cluster", "batch_size")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SHARING_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    gpu_class: str
+    gpus_per_replica: int
+    replicas: int
+    sharing: str
+    cluster: str
+    batch_size: int
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., sharing: _Optional[str] = ..., cluster: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class Scale(_message.Message):
+    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "current_replicas", "target_replicas")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    gpu_class: str
+    gpus_per_replica: int
+    current_replicas: int
+    target_replicas: int
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., current_replicas: _Optional[int] = ..., target_replicas: _Optional[int] = ...) -> None: ...
+
+class ChangeBatchSize(_message.Message):
+    __slots__ = ("deployment", "batch_size")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    batch_size: int
+    def __init__(self, deployment: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class RequestGpuSharing(_message.Message):
+    __slots__ = ("mode", "gpu_class")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    gpu_class: str
+    def __init__(self, mode: _Optional[str] = ..., gpu_class: _Optional[str] = ...) -> None: ...
+
+class UpdateQuotas(_message.Message):
+    __slots__ = ("entitlements",)
+    class EntitlementsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ENTITLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    entitlements: _containers.ScalarMap[str, int]
+    def __init__(self, entitlements: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class OffboardTenant(_message.Message):
+    __slots__ = ("active_workloads", "reason")
+    ACTIVE_WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    active_workloads: int
+    reason: str
+    def __init__(self, active_workloads: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SelectorRequirement(_message.Message):
+    __slots__ = ("key", "operator", "values")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    operator: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NodeSelectorTerm(_message.Message):
+    __slots__ = ("requirements",)
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    requirements: _containers.RepeatedCompositeFieldContainer[SelectorRequirement]
+    def __init__(self, requirements: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ...) -> None: ...
+
+class Toleration(_message.Message):
+    __slots__ = ("key", "operator", "value", "effect")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    operator: str
+    value: str
+    effect: str
+    def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ...) -> None: ...
+
+class Workload(_message.Message):
+    __slots__ = ("namespace", "name", "kind", "resources", "node_selector", "node_affinity", "tolerations", "priority_class_name")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class NodeSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NODE_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    kind: str
+    resources: _containers.ScalarMap[str, int]
+    node_selector: _containers.ScalarMap[str, str]
+    node_affinity: _containers.RepeatedCompositeFieldContainer[NodeSelectorTerm]
+    tolerations: _containers.RepeatedCompositeFieldContainer[Toleration]
+    priority_class_name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., resources: _Optional[_Mapping[str, int]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[NodeSelectorTerm, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("name", "labels", "tenants")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    tenants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tenants: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("workload", "nodes")
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    workload: Workload
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, workload: _Optional[_Union[Workload, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class Victim(_message.Message):
+    __slots__ = ("tenant", "workload", "priority_class_name")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    workload: str
+    priority_class_name: str
+    def __init__(self, tenant: _Optional[str] = ..., workload: _Optional[str] = ..., priority_class_name: _Optional[str] = ...) -> None: ...
+
+class Preempt(_message.Message):
+    __slots__ = ("priority_class_name", "victims")
+    PRIORITY_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    VICTIMS_FIELD_NUMBER: _ClassVar[int]
+    priority_class_name: str
+    victims: _containers.RepeatedCompositeFieldContainer[Victim]
+    def __init__(self, priority_class_name: _Optional[str] = ..., victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ...) -> None: ...
+
+class Reason(_message.Message):
+    __slots__ = ("code", "message", "policy")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    policy: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class Isolation(_message.Message):
+    __slots__ = ("mode", "gpu_sharing", "sharing_strategies", "dedicated_pools")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    GPU_SHARING_FIELD_NUMBER: _ClassVar[int]
+    SHARING_STRATEGIES_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_POOLS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    gpu_sharing: bool
+    sharing_strategies: _containers.RepeatedScalarFieldContainer[str]
+    dedicated_pools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mode: _Optional[str] = ..., gpu_sharing: _Optional[bool] = ..., sharing_strategies: _Optional[_Iterable[str]] = ..., dedicated_pools: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NodeRejection(_message.Message):
+    __slots__ = ("node", "reasons")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
+
+class Constraints(_message.Message):
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims")
+    class NodeSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ELIGIBLE_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_NODES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_NODES_FIELD_NUMBER: _ClassVar[int]
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    NODE_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTIBLE_VICTIMS_FIELD_NUMBER: _ClassVar[int]
+    eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
+    eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
+    rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
+    node_selector: _containers.ScalarMap[str, str]
+    node_affinity: _containers.RepeatedCompositeFieldContainer[SelectorRequirement]
+    tolerations: _containers.RepeatedCompositeFieldContainer[Toleration]
+    priority_class_name: str
+    isolation: Isolation
+    preemptible_victims: _containers.RepeatedCompositeFieldContainer[Victim]
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ...) -> None: ...
+
+class Obligation(_message.Message):
+    __slots__ = ("code", "description", "params")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    description: str
+    params: _struct_pb2.Struct
+    def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("outcome", "reasons", "warnings", "constraints", "obligations", "bundle_revision", "decision_id", "decided_at", "evaluation_time", "tenant")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    OBLIGATIONS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_TIME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    warnings: _containers.RepeatedCompositeFieldContainer[Reason]
+    constraints: Constraints
+    obligations: _containers.RepeatedCompositeFieldContainer[Obligation]
+    bundle_revision: str
+    decision_id: str
+    decided_at: _timestamp_pb2.Timestamp
+    evaluation_time: _duration_pb2.Duration
+    tenant: str
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., bundle_revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evaluation_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Versioned, signed OPA bundles: building, signing keys, and serving them to OPA."""

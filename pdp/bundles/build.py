@@ -1,0 +1,140 @@
+"""One build step: policies plus validated tenant and fleet data into a signed OPA bundle.
+
+The revision is derived from content (a hash over every policy file and the data), with the git
+commit appended where there is one, so the same inputs always give the same revision and any
+change to a rule or a tenant gives a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pdp.bundles.signing import SIGNING_ALG
+from pdp.config import ConfigError, ConfigErrors, PolicyConfig
+from pdp.opa.binary import eval_query, run_opa
+from pdp.schemas.errors import format_path
+
+BUNDLE_NAME = "gpupaas"
+BUNDLE_ROOTS = ["gpupaas"]
+CURRENT_BUNDLE = f"{BUNDLE_NAME}.tar.gz"
+VIOLATIONS_QUERY = "data.gpupaas.tenancy.config_violations"
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    path: Path
+    revision: str
+    signed: bool
+
+
+def policy_files(policies: Path) -> Iterator[Path]:
+    """The .rego files that belong in a bundle: rules, not their tests or sample inputs."""
+    for path in sorted(policies.rglob("*.rego")):
+        if path.name.endswith("_test.rego") or "samples" in path.relative_to(policies).parts:
+            continue
+        yield path
+
+
+def git_commit(directory: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def content_revision(stage: Path, data: dict[str, Any], commit: str | None) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(stage.rglob("*.rego")):
+        digest.update(path.relative_to(stage).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    digest.update(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+    revision = digest.hexdigest()[:16]
+    return f"{revision}-g{commit[:12]}" if commit else revision
+
+
+def contradictions(config: PolicyConfig, stage: Path) -> list[ConfigError]:
+    """Contradictions the policies themselves define (gpupaas.tenancy.config_violations), mapped
+    back to the document each one is in."""
+    data_file = stage.parent / "check-data.json"
+    data_file.write_text(json.dumps(config.bundle_data()))
+    violations = eval_query(VIOLATIONS_QUERY, data_paths=[stage, data_file]) or []
+    errors = []
+    for v in violations:
+        file = (
+            config.tenant_files.get(v.get("tenant", ""), "<tenant>")
+            if v.get("document") == "tenant"
+            else config.fleet_file
+        )
+        errors.append(ConfigError(file, format_path(v["path"]), v["message"], v["code"]))
+    return sorted(errors, key=lambda e: (e.file, e.path, e.code))
+
+
+def _stage_policies(policies: Path, stage: Path) -> None:
+    for path in policy_files(policies):
+        target = stage / path.relative_to(policies)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def build_bundle(
+    config: PolicyConfig,
+    *,
+    policies: Path,
+    out_dir: Path,
+    signing_key: Path | None,
+    source_dir: Path | None = None,
+) -> BuiltBundle:
+    """Validate `config` against the policies, then write `out_dir/gpupaas-<revision>.tar.gz` and
+    make it the current bundle (`out_dir/gpupaas.tar.gz`, replaced atomically).
+
+    Raises ConfigErrors when the documents contradict themselves or the fleet.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pdp-bundle-") as tmp:
+        stage = Path(tmp) / "bundle"
+        stage.mkdir()
+        _stage_policies(policies, stage)
+        errors = contradictions(config, stage)
+        if errors:
+            raise ConfigErrors(errors)
+
+        data = config.bundle_data()
+        revision = content_revision(stage, data, git_commit(source_dir or policies))
+        data["gpupaas"]["bundle"] = {"revision": revision}
+        (stage / "data.json").write_text(json.dumps(data, sort_keys=True, indent=1))
+        manifest = {
+            "revision": revision,
+            "roots": BUNDLE_ROOTS,
+            "metadata": {"name": BUNDLE_NAME, "fleet": config.fleet.get("name", "")},
+        }
+        (stage / ".manifest").write_text(json.dumps(manifest, sort_keys=True))
+
+        target = out_dir / f"{BUNDLE_NAME}-{revision}.tar.gz"
+        args = ["build", "--bundle", str(stage), "--revision", revision, "--output", str(target)]
+        if signing_key is not None:
+            args += ["--signing-key", str(signing_key), "--signing-alg", SIGNING_ALG]
+        run_opa(*args)
+    publish(target, out_dir)
+    return BuiltBundle(target, revision, signed=signing_key is not None)
+
+
+def publish(bundle: Path, out_dir: Path) -> Path:
+    """Make `bundle` the one the bundle server hands to OPA, atomically (OPA never sees half a file)."""
+    current = out_dir / CURRENT_BUNDLE
+    tmp = current.with_suffix(".tmp")
+    shutil.copyfile(bundle, tmp)
+    os.replace(tmp, current)
+    return current

@@ -1,0 +1,176 @@
+"""The embedded default: OPA launched and supervised as a local process.
+
+OPA pulls signed bundles from a bundle server, verifies them with the public key and only then
+activates them, so a tampered or unsigned bundle is refused while the last good one keeps
+serving. If the process dies it is restarted with backoff on the same address, and callers
+reconnect without being told.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pdp.bundles.build import BUNDLE_NAME, CURRENT_BUNDLE
+from pdp.bundles.signing import KEY_ID, SIGNING_ALG
+from pdp.opa.binary import find_opa
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    bundle_service_url: str
+    verification_key: Path
+    workdir: Path
+    # "unix:///path/opa.sock" or "127.0.0.1:8181"; the default keeps OPA off the network entirely.
+    addr: str = ""
+    poll_min_seconds: int = 1
+    poll_max_seconds: int = 2
+    opa_binary: Path | None = None
+
+    def resolved_addr(self) -> str:
+        return self.addr or f"unix://{self.workdir / 'opa.sock'}"
+
+
+def opa_config(settings: SidecarSettings) -> dict[str, Any]:
+    """The OPA configuration file: one signed bundle, polled often, status kept for /v1/status."""
+    return {
+        "services": {"bundles": {"url": settings.bundle_service_url}},
+        "bundles": {
+            BUNDLE_NAME: {
+                "service": "bundles",
+                "resource": CURRENT_BUNDLE,
+                "polling": {
+                    "min_delay_seconds": settings.poll_min_seconds,
+                    "max_delay_seconds": settings.poll_max_seconds,
+                },
+                "signing": {"keyid": KEY_ID},
+            }
+        },
+        "keys": {
+            KEY_ID: {"algorithm": SIGNING_ALG, "key": settings.verification_key.read_text()}
+        },
+        "status": {"console": False},
+        "default_decision": "/gpupaas/decision/result",
+    }
+
+
+def http_client(addr: str, timeout: float = 2.0) -> httpx.Client:
+    """An HTTP client for an OPA listening on `addr` (a unix socket or host:port)."""
+    if addr.startswith("unix://"):
+        transport = httpx.HTTPTransport(uds=addr.removeprefix("unix://"))
+        return httpx.Client(base_url="http://opa", transport=transport, timeout=timeout)
+    base = addr if addr.startswith(("http://", "https://")) else f"http://{addr}"
+    return httpx.Client(base_url=base, timeout=timeout)
+
+
+class OpaSidecar:
+    def __init__(self, settings: SidecarSettings) -> None:
+        self.settings = settings
+        self.addr = settings.resolved_addr()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self.restarts = 0
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+        self._config_file = settings.workdir / "opa-config.json"
+        self._log_file = settings.workdir / "opa.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _launch(self) -> None:
+        self._config_file.write_text(json.dumps(opa_config(self.settings), indent=1))
+        if self.addr.startswith("unix://"):
+            Path(self.addr.removeprefix("unix://")).unlink(missing_ok=True)
+        argv = [
+            str(self.settings.opa_binary or find_opa()), "run", "--server",
+            "--addr", self.addr,
+            "--config-file", str(self._config_file),
+            "--log-level", "error",
+            "--skip-version-check",
+            "--unix-socket-perm", "700",
+        ]
+        with self._log_file.open("ab") as log_fh:
+            self._proc = subprocess.Popen(argv, stdout=log_fh, stderr=subprocess.STDOUT)
+
+    def start(self) -> OpaSidecar:
+        with self._lock:
+            self._launch()
+        self._supervisor = threading.Thread(target=self._supervise, name="opa-supervisor", daemon=True)
+        self._supervisor.start()
+        return self
+
+    def _supervise(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is None or proc.poll() is None:
+                if self._stopping.wait(0.1):
+                    return
+                if proc is not None and proc.poll() is None:
+                    backoff = 0.2
+                continue
+            log.warning("opa exited with status %s; restarting in %.1fs", proc.returncode, backoff)
+            if self._stopping.wait(backoff):
+                return
+            with self._lock:
+                if not self._stopping.is_set():
+                    self._launch()
+                    self.restarts += 1
+            backoff = min(backoff * 2, 5.0)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until OPA answers and the bundle is active (GET /health?bundles=true is 200)."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with http_client(self.addr, timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    resp = client.get("/health", params={"bundles": "true"})
+                    if resp.status_code == 200:
+                        return
+                    last = f"HTTP {resp.status_code} {resp.text.strip()}"
+                except httpx.HTTPError as exc:
+                    last = str(exc) or type(exc).__name__
+                time.sleep(0.05)
+        raise TimeoutError(
+            f"OPA at {self.addr} has no active bundle after {timeout:.0f}s ({last}); "
+            f"see {self._log_file}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the current OPA process (the supervisor will bring it back)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+
+    def __enter__(self) -> OpaSidecar:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,50 @@
+"""Turns jsonschema errors into (path, problem) pairs a person can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from jsonschema import ValidationError
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    """`["tenant", "namespaces", 0]` -> `tenant.namespaces[0]`."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out or "(document)"
+
+
+def describe(error: ValidationError) -> tuple[list[str | int], str]:
+    """The path of the offending field and what is wrong with it.
+
+    jsonschema reports a missing property at its parent; we name the missing field itself, so
+    the path always points at what the author has to write.
+    """
+    path: list[str | int] = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        for name in error.validator_value:
+            if name not in error.instance:
+                return [*path, name], "is required"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            return [*path, extra[0]], "is not a known field"
+    return path, error.message
+
+
+def leaf_errors(errors: Iterable[ValidationError]) -> list[ValidationError]:
+    """Flatten if/then and allOf wrappers down to the errors that name a concrete field."""
+    out: list[ValidationError] = []
+    for error in errors:
+        if error.context and error.validator in ("allOf", "anyOf", "oneOf"):
+            out.extend(leaf_errors(error.context))
+        else:
+            out.append(error)
+    return out
