@@ -22,6 +22,7 @@ import httpx
 from pdp.bundles.build import BUNDLE_NAME, CURRENT_BUNDLE
 from pdp.bundles.signing import KEY_ID, SIGNING_ALG
 from pdp.opa.binary import find_opa
+from pdp.opa.http import http_client
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,6 @@ def opa_config(settings: SidecarSettings) -> dict[str, Any]:
         "status": {"console": False},
         "default_decision": "/gpupaas/decision/result",
     }
-
-
-def http_client(addr: str, timeout: float = 2.0) -> httpx.Client:
-    """An HTTP client for an OPA listening on `addr` (a unix socket or host:port)."""
-    if addr.startswith("unix://"):
-        transport = httpx.HTTPTransport(uds=addr.removeprefix("unix://"))
-        return httpx.Client(base_url="http://opa", transport=transport, timeout=timeout)
-    base = addr if addr.startswith(("http://", "https://")) else f"http://{addr}"
-    return httpx.Client(base_url=base, timeout=timeout)
 
 
 class OpaSidecar:

@@ -1,0 +1,124 @@
+"""Pure translation between the gRPC messages and the intent/decision documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
+from pdp.decision import Decision
+from pdp.intents import KINDS, InvalidIntent
+
+# Kinds whose zero-valued numbers are meaningful (scaling from or to 0 replicas).
+_KEEP_ZEROES = {"scale", "offboard_tenant"}
+
+
+def _integral(value: Any) -> Any:
+    """google.protobuf.Struct holds every number as a double; give whole numbers back as int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _as_dict(message: Message, *, keep_zeroes: bool = False) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=keep_zeroes,
+    )
+
+
+def _workload(message: pb.Workload) -> dict[str, Any]:
+    out = _as_dict(message)
+    if "node_affinity" in out:
+        out["node_affinity"] = [term.get("requirements", []) for term in out["node_affinity"]]
+    return out
+
+
+def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
+    """The intent document (docs/decision-contract.md) a gRPC Intent stands for."""
+    kind = message.WhichOneof("action")
+    if kind is None:
+        raise InvalidIntent("intent.action", f"is required: set one of {', '.join(KINDS)}")
+    intent: dict[str, Any] = {"kind": kind}
+    if message.tenant:
+        intent["tenant"] = message.tenant
+    if message.actor:
+        intent["actor"] = message.actor
+    if message.usage:
+        intent["usage"] = dict(message.usage)
+    payload = getattr(message, kind)
+    if kind == "create_tenant":
+        intent[kind] = {"policy": _integral(json_format.MessageToDict(payload.policy))}
+    elif kind == "admit_workload":
+        intent[kind] = _workload(payload)
+    elif kind == "place_workload":
+        intent[kind] = {
+            **_workload(payload.workload),
+            "nodes": [_as_dict(node) for node in payload.nodes],
+        }
+    else:
+        intent[kind] = _as_dict(payload, keep_zeroes=kind in _KEEP_ZEROES)
+    return intent
+
+
+def decision_to_proto(decision: Decision) -> pb.Decision:
+    message = pb.Decision(
+        outcome=pb.Outcome.Value(decision.outcome.value),
+        reasons=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.reasons],
+        warnings=[
+            pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.warnings
+        ],
+        bundle_revision=decision.bundle_revision,
+        decision_id=decision.decision_id,
+        tenant=decision.tenant,
+    )
+    json_format.ParseDict(decision.constraints, message.constraints, ignore_unknown_fields=True)
+    for obligation in decision.obligations:
+        json_format.ParseDict(obligation, message.obligations.add(), ignore_unknown_fields=True)
+    message.decided_at.FromDatetime(decision.decided_at)
+    message.evaluation_time.FromMicroseconds(round(decision.evaluation_ms * 1000))
+    return message
+
+
+def decision_from_proto(message: pb.Decision) -> dict[str, Any]:
+    """A gRPC Decision as the same JSON document `Decision.to_dict` gives (for clients and the CLI)."""
+    out = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    out["outcome"] = pb.Outcome.Name(message.outcome)
+    out["evaluation_ms"] = message.evaluation_time.ToMicroseconds() / 1000
+    out.pop("evaluation_time", None)
+    return out
+
+
+def intent_to_proto(intent: dict[str, Any]) -> pb.Intent:
+    """The gRPC Intent for an intent document (the inverse of intent_from_proto)."""
+    kind = intent.get("kind")
+    if kind not in KINDS:
+        raise InvalidIntent("kind", f"must be one of {', '.join(KINDS)}")
+    message = pb.Intent(tenant=intent.get("tenant", ""), actor=intent.get("actor", ""))
+    message.usage.update(intent.get("usage", {}))
+    payload = dict(intent.get(kind) or {})
+    target = getattr(message, kind)
+    try:
+        if kind == "create_tenant":
+            target.policy.update(payload.get("policy", {}))
+        elif kind in ("admit_workload", "place_workload"):
+            nodes = payload.pop("nodes", [])
+            workload = target.workload if kind == "place_workload" else target
+            if "node_affinity" in payload:
+                payload["node_affinity"] = [{"requirements": t} for t in payload["node_affinity"]]
+            json_format.ParseDict(payload, workload)
+            if kind == "place_workload":
+                for node in nodes:
+                    json_format.ParseDict(node, target.nodes.add())
+        else:
+            json_format.ParseDict(payload, target)
+    except json_format.ParseError as exc:
+        raise InvalidIntent(kind, str(exc)) from exc
+    return message

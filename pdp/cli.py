@@ -1,0 +1,254 @@
+"""`pdp`: validate tenant policy, build signed bundles, serve the PDP, and decide from scripts.
+
+Exit status of `pdp decide`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed intent or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from pdp.bundles.build import build_bundle
+from pdp.bundles.server import BundleServer
+from pdp.bundles.signing import ensure_keypair, generate_keypair
+from pdp.config import ConfigErrors, load_config
+from pdp.embedded import EmbeddedPDP, EmbeddedSettings, opa_ready
+from pdp.engine.opa_http import OpaHttpEngine
+from pdp.intents import InvalidIntent
+from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
+from pdp.point import DecisionPoint
+from pdp.records import DecisionLog
+
+EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
+EXIT_USAGE = 2
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def _settings(args: argparse.Namespace) -> EmbeddedSettings:
+    return EmbeddedSettings.from_project(
+        tenants=args.tenants, fleet=args.fleet, policies=args.policies,
+        bundles=args.bundles, keys=args.keys, state=args.state,
+        decision_log=args.state / "decisions.sqlite",
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.tenants, args.fleet)
+    # A throwaway build runs the policies' own contradiction checks without publishing anything.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_bundle(config, policies=args.policies, out_dir=Path(tmp), signing_key=None)
+    print(f"ok: {len(config.tenants)} tenants and fleet {config.fleet['name']!r} are valid")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    config = load_config(args.tenants, args.fleet)
+    key = args.signing_key or ensure_keypair(args.keys).private_key
+    bundle = build_bundle(config, policies=args.policies, out_dir=args.bundles, signing_key=key)
+    _print_json({"revision": bundle.revision, "bundle": str(bundle.path), "signed": bundle.signed})
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    pair = generate_keypair(args.keys)
+    _print_json({"private_key": str(pair.private_key), "public_key": str(pair.public_key)})
+    return 0
+
+
+def _serve_until_signal(server: Any) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
+    if args.tls_cert and args.tls_key:
+        return args.tls_cert.read_bytes(), args.tls_key.read_bytes()
+    host = args.listen.rsplit(":", 1)[0]
+    if host not in ("127.0.0.1", "localhost", "[::1]"):
+        raise SystemExit(f"--listen {args.listen} is not loopback: give --tls-cert and --tls-key")
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pdp.api.server import PdpServer
+
+    tls = _tls(args)
+    if args.opa_addr:
+        # Production: OPA runs as a sidecar we do not manage and pulls bundles itself.
+        engine = OpaHttpEngine(args.opa_addr)
+        log = DecisionLog(args.state / "decisions.sqlite")
+        server = PdpServer(
+            DecisionPoint(engine, log), listen=args.listen, tls=tls,
+            engine_ready=lambda: opa_ready(args.opa_addr),
+        ).start()
+        print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
+        _serve_until_signal(server)
+        return 0
+    with EmbeddedPDP(_settings(args)) as stack:
+        server = PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready)
+        server.start()
+        revision = stack.bundle.revision if stack.bundle else "?"
+        print(f"pdp serving on {server.address} (embedded OPA, bundle {revision})", flush=True)
+        _serve_until_signal(server)
+    return 0
+
+
+def cmd_serve_bundles(args: argparse.Namespace) -> int:
+    host, port = args.listen.rsplit(":", 1)
+    server = BundleServer(args.bundles, host, int(port)).start()
+    print(f"serving bundles from {args.bundles} at {server.url}", flush=True)
+    _serve_until_signal(server)
+    return 0
+
+
+def _read_intent(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidIntent("(document)", f"is not valid JSON: {exc}") from exc
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    intent = _read_intent(args.intent)
+    if args.server:
+        from pdp.client import PdpClient
+
+        with PdpClient(args.server, timeout=args.timeout) as client:
+            try:
+                decision = client.decide(intent)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidIntent("intent", exc.details() or "invalid") from exc
+                raise
+    else:
+        with EmbeddedPDP(_settings(args)) as stack:
+            decision = stack.point.decide(intent).to_dict()
+    _print_json(decision)
+    return EXIT_STATUS.get(decision["outcome"], 1)
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    log = DecisionLog(args.state / "decisions.sqlite")
+    since = datetime.fromisoformat(args.since) if args.since else None
+    until = datetime.fromisoformat(args.until) if args.until else None
+    for record in log.query(tenant=args.tenant, since=since, until=until, limit=args.limit):
+        print(json.dumps(record.to_dict()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Bring up OPA and the PDP on the examples, send every example intent over gRPC, print."""
+    from pdp.api.server import PdpServer
+    from pdp.client import PdpClient
+
+    intents = sorted(args.intents.glob("*.json"))
+    with EmbeddedPDP(_settings(args)) as stack:
+        server = PdpServer(stack.point, listen="127.0.0.1:0", engine_ready=stack.engine_ready)
+        server.start()
+        revision = stack.bundle.revision if stack.bundle else "?"
+        print(f"OPA {stack.sidecar.addr if stack.sidecar else ''} active bundle {revision}")
+        print(f"PDP gRPC on {server.address}\n")
+        try:
+            with PdpClient(server.address) as client:
+                for i, path in enumerate(intents):
+                    decision = client.decide(json.loads(path.read_text()))
+                    if i == 0:
+                        print(f"first decision ({path.name}):")
+                        _print_json(decision)
+                        print()
+                    codes = ",".join(r["code"] for r in decision.get("reasons", [])) or "-"
+                    print(f"{path.name:42} {decision['outcome']:15} {codes}")
+        finally:
+            server.stop()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdp", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--tenants", type=Path, default=PROJECT_ROOT / "examples" / "tenants",
+                        help="a tenant document or a folder of them")
+        sp.add_argument("--fleet", type=Path, default=PROJECT_ROOT / "examples" / "fleet.yaml")
+        sp.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies")
+        sp.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
+        sp.add_argument("--keys", type=Path, default=PROJECT_ROOT / ".keys",
+                        help="folder of the bundle signing key pair (generated when missing)")
+        sp.add_argument("--state", type=Path, default=PROJECT_ROOT / "var",
+                        help="folder for the decision log and OPA's files")
+        return sp
+
+    with_config(sub.add_parser("validate", help="check tenant and fleet documents")).set_defaults(
+        func=cmd_validate)
+    b = with_config(sub.add_parser("build", help="build and sign the bundle"))
+    b.add_argument("--signing-key", type=Path, help="PEM private key (default: .keys/)")
+    b.set_defaults(func=cmd_build)
+    k = sub.add_parser("keygen", help="make a new bundle signing key pair")
+    k.add_argument("--keys", type=Path, default=PROJECT_ROOT / ".keys")
+    k.set_defaults(func=cmd_keygen)
+    s = with_config(sub.add_parser("serve", help="serve the gRPC PDP"))
+    s.add_argument("--listen", default="127.0.0.1:50051")
+    s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
+    s.add_argument("--tls-cert", type=Path)
+    s.add_argument("--tls-key", type=Path)
+    s.set_defaults(func=cmd_serve)
+    sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
+    sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
+    sb.add_argument("--listen", default="127.0.0.1:8282")
+    sb.set_defaults(func=cmd_serve_bundles)
+    d = with_config(sub.add_parser("decide", help="decide one intent (JSON file or - for stdin)"))
+    d.add_argument("intent", nargs="?", default="-")
+    d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
+    d.add_argument("--timeout", type=float, default=2.0)
+    d.set_defaults(func=cmd_decide)
+    r = sub.add_parser("records", help="decision records as JSON lines")
+    r.add_argument("--state", type=Path, default=PROJECT_ROOT / "var")
+    r.add_argument("--tenant")
+    r.add_argument("--since", help="ISO 8601 time with zone, inclusive")
+    r.add_argument("--until", help="ISO 8601 time with zone, exclusive")
+    r.add_argument("--limit", type=int, default=1000)
+    r.set_defaults(func=cmd_records)
+    dm = with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
+    dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    except InvalidIntent as exc:
+        print(f"invalid intent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OpaNotFound, OpaCommandFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

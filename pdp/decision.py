@@ -1,0 +1,140 @@
+"""The decision: what the PDP answers, and how it is rendered from an engine result.
+
+Both constructors here are pure functions of their arguments, so they are tested on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pdp.engine.base import EngineError
+
+ENGINE_POLICY = "pdp.engine"
+
+
+class Outcome(StrEnum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+    policy: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reason:
+        return cls(str(d.get("code", "")), str(d.get("message", "")), str(d.get("policy", "")))
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reasons: tuple[Reason, ...]
+    bundle_revision: str
+    decision_id: str
+    decided_at: datetime
+    evaluation_ms: float
+    kind: str = ""
+    tenant: str = ""
+    warnings: tuple[Reason, ...] = ()
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    obligations: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOW
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "reasons": [r.__dict__ for r in self.reasons],
+            "warnings": [r.__dict__ for r in self.warnings],
+            "constraints": dict(self.constraints),
+            "obligations": [dict(o) for o in self.obligations],
+            "bundle_revision": self.bundle_revision,
+            "decision_id": self.decision_id,
+            "decided_at": self.decided_at.isoformat(),
+            "evaluation_ms": round(self.evaluation_ms, 3),
+            "kind": self.kind,
+            "tenant": self.tenant,
+        }
+
+
+def input_digest(intent: Mapping[str, Any]) -> str:
+    """A stable digest of an intent: same content, same digest, whatever the key order."""
+    canonical = json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def from_engine_result(
+    result: Any,
+    intent: Mapping[str, Any],
+    *,
+    decision_id: str,
+    decided_at: datetime,
+    evaluation_ms: float,
+) -> Decision:
+    """Render the policy's `gpupaas.decision.result` document as a Decision.
+
+    Anything that is not a well-formed result is a DENY: an outcome the policy did not clearly
+    state must never read as an allow.
+    """
+    tenant = str(intent.get("tenant", ""))
+    kind = str(intent.get("kind", ""))
+    if not isinstance(result, Mapping) or result.get("outcome") not in Outcome.__members__:
+        return engine_failure(
+            EngineError(f"the policy returned no valid outcome: {str(result)[:200]}"),
+            intent, decision_id=decision_id, decided_at=decided_at, evaluation_ms=evaluation_ms,
+        )
+    outcome = Outcome(result["outcome"])
+    reasons = tuple(Reason.from_dict(r) for r in result.get("reasons") or ())
+    if outcome is not Outcome.ALLOW and not reasons:
+        reasons = (Reason("POLICY_NO_REASON", f"the policy answered {outcome} without a reason", ""),)
+    return Decision(
+        outcome=outcome,
+        reasons=reasons,
+        warnings=tuple(Reason.from_dict(r) for r in result.get("warnings") or ()),
+        constraints=result.get("constraints") or {},
+        obligations=tuple(result.get("obligations") or ()),
+        bundle_revision=str(result.get("bundle_revision", "")),
+        decision_id=decision_id,
+        decided_at=decided_at,
+        evaluation_ms=evaluation_ms,
+        kind=kind,
+        tenant=str(result.get("tenant") or tenant),
+    )
+
+
+def engine_failure(
+    error: EngineError,
+    intent: Mapping[str, Any],
+    *,
+    decision_id: str,
+    decided_at: datetime,
+    evaluation_ms: float,
+    bundle_revision: str = "",
+) -> Decision:
+    """The fail-closed decision when the engine could not decide: DENY with the engine's code."""
+    return Decision(
+        outcome=Outcome.DENY,
+        reasons=(Reason(error.code, f"policy engine could not decide: {error}", ENGINE_POLICY),),
+        bundle_revision=bundle_revision,
+        decision_id=decision_id,
+        decided_at=decided_at,
+        evaluation_ms=evaluation_ms,
+        kind=str(intent.get("kind", "")),
+        tenant=str(intent.get("tenant", "")),
+    )

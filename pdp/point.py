@@ -1,0 +1,110 @@
+"""The policy decision point: one decision function, with an options object.
+
+Every caller goes through `DecisionPoint.decide`: the gRPC servicer, the CLI, in-process Python
+callers and the enforcement points built on them, so a rule is written once and holds everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pdp import decision as render
+from pdp.decision import Decision
+from pdp.engine.base import EngineError, EngineFailure, EngineTimeout, PolicyEngine
+from pdp.intents import validate_intent
+from pdp.records import DecisionLog
+
+DECISION_PATH = "gpupaas/decision/result"
+BATCH_PATH = "gpupaas/decision/batch"
+
+# Below this much time left there is no point asking the engine: answer DENY (timeout) at once.
+_MIN_ENGINE_BUDGET = 0.002
+# Kept back from the caller's deadline to render, record and send the answer.
+_REPLY_MARGIN = 0.003
+
+
+@dataclass(frozen=True)
+class DecideOptions:
+    """How to decide.
+
+    timeout: seconds the whole decision may take when the caller has no deadline of its own.
+    deadline: an absolute `time.monotonic()` deadline (a gRPC caller's); wins over timeout.
+    record: append the decision to the decision log.
+    """
+
+    timeout: float = 1.0
+    deadline: float | None = None
+    record: bool = True
+
+    def budget(self, now: float) -> float:
+        if self.deadline is not None:
+            return self.deadline - now - _REPLY_MARGIN
+        return self.timeout - _REPLY_MARGIN
+
+
+class DecisionPoint:
+    def __init__(self, engine: PolicyEngine, decision_log: DecisionLog | None = None) -> None:
+        self.engine = engine
+        self.decision_log = decision_log
+
+    def decide(self, intent: Mapping[str, Any], options: DecideOptions | None = None) -> Decision:
+        """Decide one intent. Raises InvalidIntent for a malformed intent; engine failures are
+        DENY decisions with an ENGINE_* reason, never exceptions."""
+        options = options or DecideOptions()
+        validate_intent(intent)
+        return self._decide([intent], DECISION_PATH, options, batch=False)[0]
+
+    def decide_batch(
+        self, intents: Sequence[Mapping[str, Any]], options: DecideOptions | None = None
+    ) -> list[Decision]:
+        """Decide many intents in one engine evaluation, so all of them see one bundle revision."""
+        options = options or DecideOptions()
+        for i, intent in enumerate(intents):
+            validate_intent(intent, prefix=["intents", i])
+        if not intents:
+            return []
+        return self._decide(intents, BATCH_PATH, options, batch=True)
+
+    def _decide(
+        self, intents: Sequence[Mapping[str, Any]], path: str, options: DecideOptions, *, batch: bool
+    ) -> list[Decision]:
+        started = time.monotonic()
+        decided_at = datetime.now(UTC)
+        budget = options.budget(started)
+        results: list[Any] | None = None
+        error: EngineError | None = None
+        if budget < _MIN_ENGINE_BUDGET:
+            error = EngineTimeout(f"the caller's deadline left {max(budget, 0) * 1000:.1f} ms")
+        else:
+            try:
+                if batch:
+                    results = self.engine.evaluate(path, {"intents": list(intents)}, timeout=budget)
+                    if not isinstance(results, list) or len(results) != len(intents):
+                        raise EngineFailure("the batch result does not match the intents")
+                else:
+                    results = [self.engine.evaluate(path, intents[0], timeout=budget)]
+            except EngineError as exc:
+                error = exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        decisions = []
+        for i, intent in enumerate(intents):
+            decision_id = str(uuid.uuid4())
+            if error is not None or results is None:
+                d = render.engine_failure(
+                    error or EngineFailure("no result"), intent,
+                    decision_id=decision_id, decided_at=decided_at, evaluation_ms=elapsed_ms,
+                )
+            else:
+                d = render.from_engine_result(
+                    results[i], intent,
+                    decision_id=decision_id, decided_at=decided_at, evaluation_ms=elapsed_ms,
+                )
+            decisions.append(d)
+            if options.record and self.decision_log is not None:
+                self.decision_log.append(d, render.input_digest(intent))
+        return decisions

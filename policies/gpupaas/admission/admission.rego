@@ -1,0 +1,270 @@
+# METADATA
+# title: Admission
+# description: >-
+#   Tenant resolution, GPU class entitlement, quotas and capacity, batch size against the SLA,
+#   and the approval and obligations of offboarding.
+package gpupaas.admission
+
+import data.gpupaas.lib
+
+_policy := "gpupaas.admission"
+
+# ---------------------------------------------------------------------------------------------
+# Tenant
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Unknown tenant
+# description: The tenant the intent names is not in the bundle.
+# custom:
+#   code: TENANT_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind in lib.named_tenant_kinds
+	not lib.tenant
+	msg := sprintf("tenant %q of the %s intent is not in the bundle", [object.get(input, "tenant", ""), lib.kind])
+}
+
+# METADATA
+# title: Namespace without tenant
+# description: The workload's namespace belongs to no tenant of the bundle.
+# custom:
+#   code: TENANT_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.workload
+	not lib.tenant
+	msg := sprintf("namespace %q of %s belongs to no tenant", [lib.workload.namespace, lib.subject])
+}
+
+# ---------------------------------------------------------------------------------------------
+# GPU classes
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Unknown GPU class
+# description: The intent asks for a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind in lib.class_kinds
+	not lib.gpu_class_known(lib.requested_class)
+	msg := sprintf("tenant %q asks for GPU class %q for %s; the fleet does not define it", [lib.tenant_name, lib.requested_class, lib.subject])
+}
+
+# METADATA
+# title: Unknown GPU product
+# description: The workload's node selector pins a GPU product no GPU class of the fleet has.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.pinned_product
+	not lib.pinned_class
+	msg := sprintf("%s pins node label %s=%s, which is no GPU class of the fleet", [lib.subject, lib.pinned_label, lib.pinned_product])
+}
+
+# METADATA
+# title: Unknown GPU class in quotas
+# description: The new entitlements name a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "update_quotas"
+	some class, _ in lib.payload.entitlements
+	not lib.gpu_class_known(class)
+	msg := sprintf("new entitlements of tenant %q name GPU class %q; the fleet does not define it", [lib.tenant_name, class])
+}
+
+# METADATA
+# title: GPU class not entitled
+# description: The tenant has no entitlement for the GPU class the intent asks for or pins.
+# custom:
+#   code: GPU_CLASS_NOT_ENTITLED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.gpu_class_known(lib.requested_class)
+	entitled := lib.entitled_classes(lib.tenant)
+	not lib.requested_class in entitled
+	msg := sprintf("tenant %q has no entitlement for GPU class %q (entitled: %v) asked for by %s", [lib.tenant_name, lib.requested_class, sort(entitled), lib.subject])
+}
+
+# METADATA
+# title: GPU vendor not entitled
+# description: The workload asks for GPU resources of a vendor the tenant has no entitled class of.
+# custom:
+#   code: GPU_CLASS_NOT_ENTITLED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some vendor in lib.requested_vendors
+	t := lib.tenant
+	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
+	not vendor in entitled_vendors
+	msg := sprintf("%s of tenant %q asks for %s GPUs (%v) but the tenant is entitled to no %s GPU class", [lib.subject, lib.tenant_name, vendor, sort(lib.gpu_resources), vendor])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Entitlement and capacity of deploy_model and scale
+# ---------------------------------------------------------------------------------------------
+
+# the new total of the requested class when an intent adds GPUs of an entitled class
+_total := lib.usage(lib.requested_class) + lib.additional_gpus if {
+	lib.additional_gpus > 0
+	lib.requested_class in lib.entitled_classes(lib.tenant)
+}
+
+_entitlement := lib.entitlement(lib.tenant, lib.requested_class)
+
+_over_entitlement_message := sprintf(
+	"tenant %q (tier %s) asks for %d more %s GPUs for %s: usage %d + %d = %d exceeds the entitlement of %d",
+	[
+		lib.tenant_name, lib.tenant.tier, lib.additional_gpus, lib.requested_class, lib.subject,
+		lib.usage(lib.requested_class), lib.additional_gpus, _total, _entitlement,
+	],
+) if {
+	_total > _entitlement
+}
+
+# METADATA
+# title: Quota approval
+# description: An enterprise or standard request above the entitlement needs approval.
+# custom:
+#   code: QUOTA_APPROVAL_REQUIRED
+approval contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+	lib.tiers[lib.tenant.tier].over_entitlement == "approval"
+}
+
+# METADATA
+# title: Entitlement exceeded
+# description: A spot request above the entitlement is refused.
+# custom:
+#   code: ENTITLEMENT_EXCEEDED
+deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+	lib.tiers[lib.tenant.tier].over_entitlement == "deny"
+}
+
+# METADATA
+# title: Capacity exceeded
+# description: More GPUs than the eligible pools hold in total.
+# custom:
+#   code: CAPACITY_EXCEEDED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	count(lib.target_pools) > 0
+	capacity := lib.capacity_of(lib.target_pools)
+	_total > capacity
+	msg := sprintf("%s of tenant %q needs %d %s GPUs in total but the eligible pools %v hold %d", [lib.subject, lib.tenant_name, _total, lib.requested_class, sort({p | some [_, p] in lib.target_pools}), capacity])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Entitlement of workload admission (always a deny)
+# ---------------------------------------------------------------------------------------------
+
+# the entitled classes a workload's whole GPUs of a vendor count against
+_workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if {
+	lib.vendor_of(lib.pinned_class) == vendor
+} else := {class | some class in lib.entitled_classes(t); lib.vendor_of(class) == vendor}
+
+# METADATA
+# title: Workload above entitlement
+# description: >-
+#   The workload's whole GPUs plus the tenant's usage exceed the entitlement of the pinned class,
+#   or of all the entitled classes of that vendor; admission refuses it whatever the tier.
+# custom:
+#   code: ENTITLEMENT_EXCEEDED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some vendor, gpus in lib.whole_gpus
+	classes := _workload_classes(lib.tenant, vendor)
+	count(classes) > 0
+	used := sum([lib.usage(class) | some class in classes])
+	limit := sum([lib.entitlement(lib.tenant, class) | some class in classes])
+	used + gpus > limit
+	msg := sprintf("%s of tenant %q asks for %d %s GPUs: usage %d + %d = %d exceeds the entitlement of %d for %v", [lib.subject, lib.tenant_name, gpus, vendor, used, gpus, used + gpus, limit, sort(classes)])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Quotas
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Quota below usage
+# description: A new entitlement (or a removed class) below what the tenant holds now.
+# custom:
+#   code: QUOTA_BELOW_USAGE
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "update_quotas"
+	some class, used in object.get(input, "usage", {})
+	new := object.get(lib.payload.entitlements, class, 0)
+	new < used
+	msg := sprintf("new entitlement of tenant %q for %s is %d, below its usage of %d", [lib.tenant_name, class, new, used])
+}
+
+# METADATA
+# title: Quota increase
+# description: Any quota increase needs approval.
+# custom:
+#   code: QUOTA_APPROVAL_REQUIRED
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "update_quotas"
+	some class, new in lib.payload.entitlements
+	current := lib.entitlement(lib.tenant, class)
+	new > current
+	msg := sprintf("entitlement of tenant %q for %s rises from %d to %d", [lib.tenant_name, class, current, new])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Batch size
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Batch size above SLA
+# description: The batch size exceeds the max_batch_size of the tenant's SLA.
+# custom:
+#   code: BATCH_SIZE_ABOVE_SLA
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind in {"deploy_model", "change_batch_size"}
+	max := lib.tenant.sla.max_batch_size
+	lib.payload.batch_size > max
+	msg := sprintf("batch size %d of %s exceeds the max_batch_size %d of tenant %q's SLA (%s)", [lib.payload.batch_size, lib.subject, max, lib.tenant_name, lib.tenant.sla.class])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Offboarding
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Enterprise offboarding
+# description: Offboarding an enterprise tenant needs approval.
+# custom:
+#   code: OFFBOARD_APPROVAL_REQUIRED
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "offboard_tenant"
+	lib.tenant.tier == "enterprise"
+	msg := sprintf("offboarding enterprise tenant %q (reason: %s) needs approval", [lib.tenant_name, object.get(lib.payload, "reason", "none given")])
+}
+
+# the steps offboarding must complete, in order (the decision drops them when it denies)
+obligations := [
+	{
+		"code": "DRAIN_WORKLOADS",
+		"description": sprintf("drain the workloads of tenant %q", [lib.tenant_name]),
+		"params": {"active_workloads": object.get(lib.payload, "active_workloads", 0)},
+	},
+	{
+		"code": "REVOKE_ACCESS",
+		"description": sprintf("revoke every access of tenant %q to its namespaces", [lib.tenant_name]),
+		"params": {"namespaces": lib.tenant.namespaces},
+	},
+	{
+		"code": "DESTROY_DATA",
+		"description": sprintf("destroy and verify the destruction of the data of tenant %q", [lib.tenant_name]),
+		"params": {"namespaces": lib.tenant.namespaces, "verify": true},
+	},
+	{
+		"code": "ISSUE_DESTRUCTION_CERTIFICATE",
+		"description": sprintf("issue the data destruction certificate of tenant %q", [lib.tenant_name]),
+		"params": {},
+	},
+	{
+		"code": "ARCHIVE_AUDIT_TRAIL",
+		"description": sprintf("archive the audit trail of tenant %q", [lib.tenant_name]),
+		"params": {},
+	},
+] if {
+	lib.kind == "offboard_tenant"
+	lib.tenant
+}

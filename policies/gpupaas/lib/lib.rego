@@ -1,0 +1,292 @@
+# METADATA
+# title: Shared helpers
+# description: >-
+#   Data access, the tier catalog, residency, GPU resource classification and the eligible
+#   clusters and pools of an intent. Every area package builds on these helpers.
+package gpupaas.lib
+
+# ---------------------------------------------------------------------------------------------
+# Reasons
+# ---------------------------------------------------------------------------------------------
+
+# reason builds the reason object of a deny, approval or warn rule from its METADATA annotation.
+reason(meta, policy, msg) := {"code": meta.custom.code, "message": msg, "policy": policy}
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+default tenants := {}
+
+tenants := data.gpupaas.tenants
+
+default fleet := {}
+
+fleet := data.gpupaas.fleet
+
+gpu_classes := object.get(fleet, "gpu_classes", {})
+
+clusters := object.get(fleet, "clusters", {})
+
+# ---------------------------------------------------------------------------------------------
+# Tiers and priority classes
+# ---------------------------------------------------------------------------------------------
+
+# over_entitlement: what a request above the entitlement gets outside admission control.
+tiers := {
+	"enterprise": {"rank": 3, "priority_class": "gpupaas-enterprise", "over_entitlement": "approval"},
+	"standard": {"rank": 2, "priority_class": "gpupaas-standard", "over_entitlement": "approval"},
+	"spot": {"rank": 1, "priority_class": "gpupaas-spot", "over_entitlement": "deny"},
+}
+
+priority_class_ranks := {tier.priority_class: tier.rank | some tier in tiers}
+
+# ---------------------------------------------------------------------------------------------
+# Intents and their tenant
+# ---------------------------------------------------------------------------------------------
+
+intent_kinds := {
+	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
+	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
+}
+
+workload_kinds := {"admit_workload", "place_workload"}
+
+# kinds whose tenant is named by input.tenant and must exist in the bundle
+named_tenant_kinds := intent_kinds - workload_kinds - {"create_tenant"}
+
+default kind := ""
+
+kind := input.kind
+
+payload := input[kind]
+
+# the workload of an admit_workload or place_workload intent
+workload := payload if kind in workload_kinds
+
+# namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT)
+namespace_owners := {ns: {name | some name, t in tenants; ns in t.namespaces} |
+	some t in tenants
+	some ns in t.namespaces
+}
+
+# namespace -> its tenant (the first by name if the data has a conflict)
+namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
+
+tenant_name := input.tenant if kind in named_tenant_kinds
+
+tenant_name := namespace_tenant[workload.namespace]
+
+# the tenant document a create_tenant intent proposes
+new_tenant := payload.policy if kind == "create_tenant"
+
+# the tenant of the intent, when the bundle knows it
+tenant := tenants[tenant_name]
+
+usage(class) := object.get(object.get(input, "usage", {}), class, 0)
+
+entitlement(t, class) := object.get(t.entitlements, class, 0)
+
+entitled_classes(t) := {class | some class, _ in t.entitlements}
+
+# ---------------------------------------------------------------------------------------------
+# Residency
+# ---------------------------------------------------------------------------------------------
+
+jurisdiction_allowed(residency, _) if residency == "any"
+
+jurisdiction_allowed(residency, jurisdiction) if {
+	endswith(residency, "-only")
+	upper(trim_suffix(residency, "-only")) == jurisdiction
+}
+
+# region -> jurisdiction, computed once per evaluation
+region_jurisdiction := {c.region: c.jurisdiction | some c in clusters}
+
+region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_jurisdiction[region])
+
+region_allowed(t, _) if t.data_residency == "any"
+
+residency_clusters(t) := {name | some name, c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+
+# ---------------------------------------------------------------------------------------------
+# GPU classes, resources and node labels
+# ---------------------------------------------------------------------------------------------
+
+gpu_class_known(class) if gpu_classes[class]
+
+vendor_of(class) := gpu_classes[class].vendor
+
+# "<label key>=<label value>" -> GPU class
+class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
+
+class_label_keys := {gc.node_label.key | some gc in gpu_classes}
+
+# GPU feature discovery appends -SHARED to the product when sharing is configured on the node
+product_of(value) := trim_suffix(value, "-SHARED")
+
+# the GPU classes a set of node labels (or a node selector) designates
+classes_of_labels(labels) := {class |
+	some key in class_label_keys
+	class := class_by_label[_label(key, product_of(labels[key]))]
+}
+
+_label(key, value) := concat("=", [key, value])
+
+whole_gpu_resources := {"nvidia.com/gpu", "amd.com/gpu"}
+
+is_gpu_resource(resource) if resource in whole_gpu_resources
+
+is_gpu_resource(resource) if is_shared_gpu_resource(resource)
+
+# resources that share a physical GPU: time-slicing/MPS replicas and MIG slices
+is_shared_gpu_resource("nvidia.com/gpu.shared")
+
+is_shared_gpu_resource(resource) if startswith(resource, "nvidia.com/mig-")
+
+resource_vendor(resource) := split(resource, ".")[0]
+
+# ---------------------------------------------------------------------------------------------
+# Pools and eligible clusters
+# ---------------------------------------------------------------------------------------------
+
+sharing_strategies := {"none", "time-slicing", "mps", "mig"}
+
+pool_strategy(pool) := object.get(pool, "sharing_strategy", "none")
+
+# the sharing strategies a tenant may use
+default usable_strategies(_) := {"none"}
+
+usable_strategies(t) := sharing_strategies if t.allow_gpu_sharing == true
+
+isolation_compatible(t, pool) if {
+	t.isolation == "dedicated"
+	pool.isolation == "dedicated"
+	pool.tenant == t.name
+}
+
+isolation_compatible(t, pool) if {
+	t.isolation == "shared"
+	pool.isolation == "shared"
+}
+
+# [cluster, pool] pairs a tenant may run the classes on with one of the strategies
+eligible_pools(t, classes, strategies) := {[c, p] |
+	some c in residency_clusters(t)
+	some p, pool in clusters[c].pools
+	pool.gpu_class in classes
+	isolation_compatible(t, pool)
+	pool_strategy(pool) in strategies
+}
+
+clusters_of(pools) := {c | some [c, _] in pools}
+
+capacity_of(pools) := sum([gpus |
+	some [c, p] in pools
+	pool := clusters[c].pools[p]
+	gpus := pool.nodes * pool.gpus_per_node
+])
+
+# the GPU classes the clusters of a tenant's residency offer, in pools of any isolation (dedicated
+# pools can be provisioned later)
+offered_classes(t) := {pool.gpu_class | some c in residency_clusters(t); some pool in clusters[c].pools}
+
+dedicated_pools(name) := {p | some c in clusters; some p, pool in c.pools; pool.isolation == "dedicated"; pool.tenant == name}
+
+# ---------------------------------------------------------------------------------------------
+# The GPU request of an intent
+# ---------------------------------------------------------------------------------------------
+
+class_kinds := {"deploy_model", "scale", "request_gpu_sharing"}
+
+# the GPU class an intent names (deploy_model, scale, request_gpu_sharing) or a workload pins
+requested_class := payload.gpu_class if kind in class_kinds
+
+requested_class := pinned_class
+
+# [label key, product] pins of the workload's node selector on GPU class labels (first one wins)
+_pins := [[key, product_of(selector[key])] |
+	selector := object.get(workload, "node_selector", {})
+	some key in class_label_keys
+	selector[key]
+]
+
+# the label key and product the workload's node selector pins
+pinned_label := _pins[0][0]
+
+pinned_product := _pins[0][1]
+
+pinned_class := class_by_label[_label(pinned_label, pinned_product)]
+
+# GPUs the intent adds to the tenant's usage of requested_class
+additional_gpus := payload.gpus_per_replica * payload.replicas if kind == "deploy_model"
+
+additional_gpus := (payload.target_replicas - payload.current_replicas) * payload.gpus_per_replica if kind == "scale"
+
+# the sharing mode asked for (deploy_model, request_gpu_sharing)
+requested_sharing := object.get(payload, "sharing", "none") if kind == "deploy_model"
+
+requested_sharing := payload.mode if kind == "request_gpu_sharing"
+
+# the classes whose pools can serve the intent
+intent_classes := {requested_class}
+
+intent_classes := entitled_classes(tenant) if {
+	kind in {"request_gpu_sharing", "admit_workload", "place_workload"}
+	not requested_class
+}
+
+# the sharing strategies of the pools that can serve the intent
+intent_strategies := {requested_sharing}
+
+intent_strategies := usable_strategies(tenant) if kind in {"scale", "admit_workload", "place_workload"}
+
+intent_pools := eligible_pools(tenant, intent_classes, intent_strategies)
+
+# the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
+target_clusters := clusters_of(intent_pools) & {payload.cluster} if payload.cluster
+
+target_clusters := clusters_of(intent_pools) if not payload.cluster
+
+target_pools := {[c, p] | some [c, p] in intent_pools; c in target_clusters}
+
+# the regions of the target clusters, for the node affinity of residency-restricted tenants
+target_regions := {clusters[c].region | some c in target_clusters}
+
+# how messages name the object of the intent
+subject := sprintf("deployment %q", [payload.deployment]) if payload.deployment
+else := sprintf("workload \"%s/%s\"", [workload.namespace, workload.name]) if workload
+else := sprintf("the %s intent", [kind])
+
+# ---------------------------------------------------------------------------------------------
+# Workload resources
+# ---------------------------------------------------------------------------------------------
+
+resources := object.get(workload, "resources", {})
+
+# GPU resources the workload asks for (count > 0)
+gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
+
+requested_vendors := {resource_vendor(r) | some r in gpu_resources}
+
+# whole GPUs the workload asks for, per vendor
+whole_gpus := {resource_vendor(r): resources[r] | some r in gpu_resources; r in whole_gpu_resources}
+
+# sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
+shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
+
+# ---------------------------------------------------------------------------------------------
+# Nodes and labels
+# ---------------------------------------------------------------------------------------------
+
+region_label := "topology.kubernetes.io/region"
+
+dedicated_tenant_label := "gpupaas.io/dedicated-tenant"
+
+# the taint of dedicated pools: gpupaas.io/dedicated=<tenant>:NoSchedule
+dedicated_taint := "gpupaas.io/dedicated"
+
+# the candidate nodes of a place_workload intent
+candidate_nodes := object.get(payload, "nodes", []) if kind == "place_workload"
+
+node_labels(node) := object.get(node, "labels", {})

@@ -1,0 +1,208 @@
+# METADATA
+# title: Tenancy
+# description: >-
+#   Tenant documents: contradictions, satisfiability against the fleet, namespace ownership, the
+#   create_tenant intent, and the configuration violations that make the build refuse a bundle.
+package gpupaas.tenancy
+
+import data.gpupaas.lib
+
+_policy := "gpupaas.tenancy"
+
+# ---------------------------------------------------------------------------------------------
+# Tenant document checks: each returns a set of {"code", "path", "message"} findings
+# ---------------------------------------------------------------------------------------------
+
+_finding(meta, path, msg) := {"code": meta.custom.code, "path": path, "message": msg}
+
+# METADATA
+# title: Non-preemptible spot tenant
+# description: A spot tenant must allow preemption.
+# custom:
+#   code: TENANT_CONTRADICTION
+_contradictions(t) := {_finding(rego.metadata.rule(), ["tenant", "allow_preemption"], msg) |
+	t.tier == "spot"
+	t.allow_preemption == false
+	msg := sprintf("tenant %q is tier spot but sets allow_preemption false; spot capacity is always preemptible", [t.name])
+}
+
+# METADATA
+# title: Unsatisfiable residency
+# description: No cluster of the fleet lies in the tenant's jurisdiction.
+# custom:
+#   code: RESIDENCY_UNSATISFIABLE
+_residency_unsatisfiable(t) := {_finding(rego.metadata.rule(), ["tenant", "data_residency"], msg) |
+	count(lib.residency_clusters(t)) == 0
+	msg := sprintf("no cluster of the fleet satisfies data_residency %s of tenant %q", [t.data_residency, t.name])
+}
+
+# METADATA
+# title: Unknown entitled GPU class
+# description: An entitlement names a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+_unknown_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements", class], msg) |
+	some class, _ in t.entitlements
+	not lib.gpu_class_known(class)
+	msg := sprintf("tenant %q is entitled to GPU class %q, which the fleet does not define", [t.name, class])
+}
+
+# METADATA
+# title: Unsatisfiable entitlement
+# description: >-
+#   An entitled GPU class is offered by no pool (of any isolation) in the clusters of the
+#   tenant's residency. Not reported when the residency itself is unsatisfiable.
+# custom:
+#   code: ENTITLEMENT_UNSATISFIABLE
+_unsatisfiable_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements", class], msg) |
+	count(lib.residency_clusters(t)) > 0
+	offered := lib.offered_classes(t)
+	some class, _ in t.entitlements
+	lib.gpu_class_known(class)
+	not class in offered
+	msg := sprintf("tenant %q is entitled to GPU class %s, which no cluster of its data_residency %s offers", [t.name, class, t.data_residency])
+}
+
+# METADATA
+# title: Namespace conflict
+# description: A namespace of the tenant is already owned by another tenant.
+# custom:
+#   code: NAMESPACE_CONFLICT
+_namespace_conflicts(t) := {_finding(rego.metadata.rule(), ["tenant", "namespaces", i], msg) |
+	some i, ns in t.namespaces
+	others := object.get(lib.namespace_owners, ns, set()) - {t.name}
+	count(others) > 0
+	msg := sprintf("namespace %q of tenant %q is already owned by tenant(s) %v", [ns, t.name, sort(others)])
+}
+
+# every finding of a tenant document
+findings(t) := union({
+	_contradictions(t),
+	_residency_unsatisfiable(t),
+	_unknown_classes(t),
+	_unsatisfiable_classes(t),
+	_namespace_conflicts(t),
+})
+
+# ---------------------------------------------------------------------------------------------
+# create_tenant
+# ---------------------------------------------------------------------------------------------
+
+_new_findings := findings(lib.new_tenant)
+
+# the reasons of the new tenant's findings that carry the code of the rule's annotation
+_new_reasons(meta) := {lib.reason(meta, _policy, f.message) | some f in _new_findings; f.code == meta.custom.code}
+
+# METADATA
+# title: Tenant exists
+# description: A tenant of that name is already in the bundle.
+# custom:
+#   code: TENANT_EXISTS
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.tenants[lib.new_tenant.name]
+	msg := sprintf("tenant %q already exists", [lib.new_tenant.name])
+}
+
+# METADATA
+# title: Contradictory tenant policy
+# description: The new tenant document contradicts itself.
+# custom:
+#   code: TENANT_CONTRADICTION
+deny contains r if some r in _new_reasons(rego.metadata.rule())
+
+# METADATA
+# title: Unsatisfiable residency
+# description: No cluster satisfies the new tenant's residency.
+# custom:
+#   code: RESIDENCY_UNSATISFIABLE
+deny contains r if some r in _new_reasons(rego.metadata.rule())
+
+# METADATA
+# title: Unknown GPU class
+# description: The new tenant is entitled to a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+deny contains r if some r in _new_reasons(rego.metadata.rule())
+
+# METADATA
+# title: Unsatisfiable entitlement
+# description: The new tenant is entitled to a GPU class no cluster of its residency offers.
+# custom:
+#   code: ENTITLEMENT_UNSATISFIABLE
+deny contains r if some r in _new_reasons(rego.metadata.rule())
+
+# METADATA
+# title: Namespace conflict
+# description: The new tenant claims a namespace another tenant owns.
+# custom:
+#   code: NAMESPACE_CONFLICT
+deny contains r if some r in _new_reasons(rego.metadata.rule())
+
+# METADATA
+# title: Dedicated pool provisioning
+# description: A dedicated tenant with no dedicated pool in the fleet needs one provisioned.
+# custom:
+#   code: DEDICATED_POOL_PROVISIONING
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.new_tenant.isolation == "dedicated"
+	count(lib.dedicated_pools(lib.new_tenant.name)) == 0
+	msg := sprintf("dedicated tenant %q has no dedicated pool in the fleet; one must be provisioned", [lib.new_tenant.name])
+}
+
+# ---------------------------------------------------------------------------------------------
+# update_quotas
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Unsatisfiable quota
+# description: A new entitlement names a GPU class no cluster of the tenant's residency offers.
+# custom:
+#   code: ENTITLEMENT_UNSATISFIABLE
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "update_quotas"
+	offered := lib.offered_classes(lib.tenant)
+	some class, _ in lib.payload.entitlements
+	lib.gpu_class_known(class)
+	not class in offered
+	msg := sprintf("new entitlement of tenant %q for GPU class %s cannot be satisfied: no cluster of its data_residency %s offers it", [lib.tenant_name, class, lib.tenant.data_residency])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Configuration violations of the bundle data (the build refuses a bundle that has any)
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Tenant document violations
+# description: The findings of every tenant document of the bundle.
+config_violations contains violation if {
+	some name, t in lib.tenants
+	some f in findings(t)
+	violation := object.union(f, {"document": "tenant", "tenant": name})
+}
+
+# METADATA
+# title: Pool of unknown GPU class
+# description: A pool of the fleet has a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clusters", c, "pools", p, "gpu_class"], msg) if {
+	some c, cluster in lib.clusters
+	some p, pool in cluster.pools
+	not lib.gpu_class_known(pool.gpu_class)
+	msg := sprintf("pool %q of cluster %q has GPU class %q, which the fleet does not define", [p, c, pool.gpu_class])
+}
+
+# METADATA
+# title: Dedicated pool of unknown tenant
+# description: A dedicated pool of the fleet names a tenant that is not in the bundle.
+# custom:
+#   code: TENANT_UNKNOWN
+config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clusters", c, "pools", p, "tenant"], msg) if {
+	some c, cluster in lib.clusters
+	some p, pool in cluster.pools
+	pool.isolation == "dedicated"
+	not lib.tenants[pool.tenant]
+	msg := sprintf("dedicated pool %q of cluster %q names tenant %q, which is not in the bundle", [p, c, pool.tenant])
+}
+
+_fleet_violation(meta, path, msg) := {"document": "fleet", "path": path, "code": meta.custom.code, "message": msg}
