@@ -9,6 +9,11 @@ package gpupaas.lib
 # Reasons
 # ---------------------------------------------------------------------------------------------
 
+# sorted_reasons orders a set of reasons by code, then message.
+sorted_reasons(reasons) := [{"code": r[0], "message": r[1], "policy": r[2]} |
+	some r in sort([[x.code, x.message, x.policy] | some x in reasons])
+]
+
 # reason builds the reason object of a deny, approval or warn rule from its METADATA annotation.
 reason(meta, policy, msg) := {"code": meta.custom.code, "message": msg, "policy": policy}
 
@@ -252,6 +257,19 @@ target_pools := {[c, p] | some [c, p] in intent_pools; c in target_clusters}
 
 # the regions of the target clusters, for the node affinity of residency-restricted tenants
 target_regions := {clusters[c].region | some c in target_clusters}
+
+# the intent asks for a sharing mode the tenant forbids
+sharing_forbidden if {
+	requested_sharing != "none"
+	tenant.allow_gpu_sharing != true
+}
+
+# the intent asks for a sharing mode the tenant allows but no eligible pool offers
+sharing_unavailable if {
+	requested_sharing != "none"
+	tenant.allow_gpu_sharing == true
+	count(intent_pools) == 0
+}
 
 # how messages name the object of the intent
 subject := sprintf("deployment %q", [payload.deployment]) if payload.deployment

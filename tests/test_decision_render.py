@@ -1,0 +1,69 @@
+"""The pure rendering functions: an engine result becomes a Decision, and nothing unclear is an allow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pdp.decision import Outcome, engine_failure, from_engine_result, input_digest
+from pdp.engine import EngineTimeout, EngineUnavailable
+
+AT = datetime(2026, 11, 28, tzinfo=UTC)
+INTENT = {"kind": "deploy_model", "tenant": "acme-eu"}
+
+
+def render(result: Any) -> Any:
+    return from_engine_result(result, INTENT, decision_id="d1", decided_at=AT, evaluation_ms=1.0)
+
+
+def test_policy_result_is_rendered_field_by_field() -> None:
+    d = render({
+        "outcome": "DENY",
+        "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "gpupaas.residency"}],
+        "warnings": [{"code": "W", "message": "w", "policy": "p"}],
+        "constraints": {"eligible_clusters": ["eu-west"]},
+        "obligations": [{"code": "DESTROY_DATA", "description": "x", "params": {}}],
+        "bundle_revision": "abc",
+        "tenant": "acme-eu",
+    })
+    assert d.outcome is Outcome.DENY and not d.allowed
+    assert d.reason_codes == ["RESIDENCY_VIOLATION"]
+    assert d.warnings[0].code == "W"
+    assert d.constraints == {"eligible_clusters": ["eu-west"]}
+    assert d.bundle_revision == "abc" and d.decision_id == "d1" and d.kind == "deploy_model"
+    assert d.to_dict()["decided_at"] == "2026-11-28T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [None, [], "ALLOW", {"outcome": "allow"}, {"outcome": "MAYBE"}, {"reasons": []}, {"outcome": None}],
+)
+def test_anything_but_a_clear_outcome_is_a_deny(result: Any) -> None:
+    d = render(result)
+    assert d.outcome is Outcome.DENY
+    assert d.reason_codes == ["ENGINE_ERROR"]
+
+
+def test_a_deny_without_reasons_still_explains_itself() -> None:
+    d = render({"outcome": "NEEDS_APPROVAL", "reasons": []})
+    assert d.outcome is Outcome.NEEDS_APPROVAL
+    assert d.reason_codes == ["POLICY_NO_REASON"]
+
+
+@pytest.mark.parametrize("error", [EngineUnavailable("down"), EngineTimeout("slow")])
+def test_engine_failures_fail_closed_with_their_code(error: Exception) -> None:
+    d = engine_failure(error, INTENT, decision_id="d", decided_at=AT, evaluation_ms=3.0)  # type: ignore[arg-type]
+    assert d.outcome is Outcome.DENY
+    assert d.reasons[0].code == error.code  # type: ignore[attr-defined]
+    assert d.reasons[0].policy == "pdp.engine"
+    assert d.tenant == "acme-eu"
+
+
+def test_input_digest_ignores_key_order_but_not_content() -> None:
+    a = {"kind": "scale", "tenant": "t", "scale": {"a": 1, "b": 2}}
+    b = {"scale": {"b": 2, "a": 1}, "tenant": "t", "kind": "scale"}
+    assert input_digest(a) == input_digest(b)
+    assert input_digest(a) != input_digest({**a, "tenant": "u"})
+    assert input_digest(a).startswith("sha256:")

@@ -1,0 +1,118 @@
+"""gRPC messages <-> intent and decision documents, as pure functions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
+from pdp.api.translate import decision_from_proto, decision_to_proto, intent_from_proto, intent_to_proto
+from pdp.decision import Decision, Outcome, Reason
+from pdp.intents import InvalidIntent, validate_intent
+
+from .conftest import EXAMPLES
+
+PLACE = {
+    "kind": "place_workload",
+    "usage": {"H100-80GB": 2},
+    "place_workload": {
+        "namespace": "acme-prod",
+        "name": "llama-0",
+        "resources": {"nvidia.com/gpu": 2},
+        "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        "node_affinity": [[{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}]],
+        "tolerations": [{"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu", "effect": "NoSchedule"}],
+        "priority_class_name": "gpupaas-enterprise",
+        "nodes": [{"name": "n1", "labels": {"a": "b"}, "tenants": ["acme-eu"]}, {"name": "n2"}],
+    },
+}
+
+
+@pytest.mark.parametrize("example", sorted((EXAMPLES / "intents").glob("*.json")), ids=lambda p: p.name)
+def test_example_intents_round_trip(example: Path) -> None:
+    intent = json.loads(example.read_text())
+    assert intent_from_proto(intent_to_proto(intent)) == intent
+
+
+def test_placement_is_flattened_and_affinity_terms_become_lists() -> None:
+    assert intent_from_proto(intent_to_proto(PLACE)) == PLACE
+    validate_intent(PLACE)
+
+
+def test_zero_replicas_survive_for_scaling() -> None:
+    intent = {
+        "kind": "scale", "tenant": "globex",
+        "scale": {"deployment": "d", "gpu_class": "H100-80GB", "gpus_per_replica": 1,
+                  "current_replicas": 0, "target_replicas": 2},
+    }
+    assert intent_from_proto(intent_to_proto(intent)) == intent
+
+
+def test_create_tenant_numbers_come_back_as_integers() -> None:
+    policy = {"name": "newco", "entitlements": {"H100-80GB": 4}, "sla": {"class": "throughput", "availability": 99.5}}
+    message = pb.Intent(tenant="newco")
+    message.create_tenant.policy.update(policy)
+    assert intent_from_proto(message)["create_tenant"]["policy"] == policy
+
+
+def test_intent_without_action_names_the_field() -> None:
+    with pytest.raises(InvalidIntent) as raised:
+        intent_from_proto(pb.Intent(tenant="acme-eu"))
+    assert raised.value.field == "intent.action"
+
+
+def test_decision_round_trip() -> None:
+    decision = Decision(
+        outcome=Outcome.NEEDS_APPROVAL,
+        reasons=(Reason("QUOTA_APPROVAL_REQUIRED", "over by 2", "gpupaas.admission"),),
+        bundle_revision="abc-g123", decision_id="id-1",
+        decided_at=datetime(2026, 11, 28, 10, 0, 0, 123000, tzinfo=UTC), evaluation_ms=0.75,
+        kind="scale", tenant="acme-eu",
+        constraints={
+            "eligible_clusters": ["eu-west"],
+            "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+            "node_affinity": [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}],
+            "isolation": {"mode": "dedicated", "gpu_sharing": False, "sharing_strategies": ["none"],
+                          "dedicated_pools": ["acme-h100-dedicated"]},
+            "rejected_nodes": [{"node": "n2", "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "p"}]}],
+            "priority_class_name": "gpupaas-enterprise",
+        },
+        obligations=({"code": "DESTROY_DATA", "description": "wipe", "params": {"verify": True, "namespaces": ["a"]}},),
+    )
+    doc = decision_from_proto(decision_to_proto(decision))
+    assert doc["outcome"] == "NEEDS_APPROVAL"
+    assert doc["reasons"] == [{"code": "QUOTA_APPROVAL_REQUIRED", "message": "over by 2", "policy": "gpupaas.admission"}]
+    assert doc["constraints"] == decision.constraints
+    assert doc["obligations"] == [dict(o) for o in decision.obligations]
+    assert doc["bundle_revision"] == "abc-g123" and doc["decision_id"] == "id-1" and doc["tenant"] == "acme-eu"
+    assert doc["decided_at"] == "2026-11-28T10:00:00.123Z"
+    assert doc["evaluation_ms"] == 0.75
+
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
+
+
+@given(
+    tenant=names,
+    deployment=names,
+    replicas=st.integers(1, 1000),
+    per_replica=st.integers(1, 16),
+    sharing=st.sampled_from(["none", "time-slicing", "mps", "mig"]),
+    usage=st.dictionaries(st.sampled_from(["H100-80GB", "A100-40GB", "MI300X"]), st.integers(0, 500)),
+)
+def test_deploy_intents_round_trip(
+    tenant: str, deployment: str, replicas: int, per_replica: int, sharing: str, usage: dict[str, int]
+) -> None:
+    intent = {
+        "kind": "deploy_model", "tenant": tenant,
+        "deploy_model": {"deployment": deployment, "gpu_class": "H100-80GB",
+                         "gpus_per_replica": per_replica, "replicas": replicas, "sharing": sharing},
+    }
+    if usage:
+        intent["usage"] = usage
+    assert intent_from_proto(intent_to_proto(intent)) == intent
