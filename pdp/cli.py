@@ -81,8 +81,11 @@ def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
     if args.tls_cert and args.tls_key:
         return args.tls_cert.read_bytes(), args.tls_key.read_bytes()
     host = args.listen.rsplit(":", 1)[0]
-    if host not in ("127.0.0.1", "localhost", "[::1]"):
-        raise SystemExit(f"--listen {args.listen} is not loopback: give --tls-cert and --tls-key")
+    if host not in ("127.0.0.1", "localhost", "[::1]") and not args.plaintext:
+        raise SystemExit(
+            f"--listen {args.listen} is not loopback: give --tls-cert and --tls-key "
+            "(or --plaintext on a private network)"
+        )
     return None
 
 
@@ -210,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
     s.add_argument("--tls-cert", type=Path)
     s.add_argument("--tls-key", type=Path)
+    s.add_argument("--plaintext", action="store_true",
+                   help="allow plaintext gRPC off loopback (a private network only)")
     s.set_defaults(func=cmd_serve)
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")

@@ -7,6 +7,7 @@ all local, no external services.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,7 @@ class EmbeddedSettings:
         return settings.replace(**overrides) if overrides else settings
 
     def replace(self, **changes: object) -> EmbeddedSettings:
-        from dataclasses import replace
-
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 def opa_ready(addr: str) -> bool:
@@ -108,6 +107,15 @@ class EmbeddedPDP:
         self.decision_log = DecisionLog(s.decision_log) if s.decision_log else None
         self._point = DecisionPoint(self.engine, self.decision_log)
         return self
+
+    def bundle_status(self) -> dict[str, object]:
+        """OPA's status of the bundle (GET /v1/status): active_revision, and code/message/errors
+        after a refused download."""
+        if self.sidecar is None:
+            return {}
+        with http_client(self.sidecar.addr, timeout=1.0) as client:
+            status: dict[str, object] = client.get("/v1/status").json()["result"]["bundles"]["gpupaas"]
+        return status
 
     def engine_ready(self) -> bool:
         return self.sidecar is not None and opa_ready(self.sidecar.addr)

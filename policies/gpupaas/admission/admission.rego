@@ -21,7 +21,7 @@ _policy := "gpupaas.admission"
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind in lib.named_tenant_kinds
 	not lib.tenant
-	msg := sprintf("tenant %q of the %s intent is not in the bundle", [object.get(input, "tenant", ""), lib.kind])
+	msg := sprintf(`tenant "%s" of the %s intent is not in the bundle`, [object.get(input, "tenant", ""), lib.kind])
 }
 
 # METADATA
@@ -32,7 +32,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	not lib.tenant
-	msg := sprintf("namespace %q of %s belongs to no tenant", [lib.workload.namespace, lib.subject])
+	msg := sprintf(`namespace "%s" of %s belongs to no tenant`, [lib.workload.namespace, lib.subject])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind in lib.class_kinds
 	not lib.gpu_class_known(lib.requested_class)
-	msg := sprintf("tenant %q asks for GPU class %q for %s; the fleet does not define it", [lib.tenant_name, lib.requested_class, lib.subject])
+	msg := sprintf(`tenant "%s" asks for GPU class "%s" for %s; the fleet does not define it`, [lib.tenant_name, lib.requested_class, lib.subject])
 }
 
 # METADATA
@@ -70,7 +70,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "update_quotas"
 	some class, _ in lib.payload.entitlements
 	not lib.gpu_class_known(class)
-	msg := sprintf("new entitlements of tenant %q name GPU class %q; the fleet does not define it", [lib.tenant_name, class])
+	msg := sprintf(`new entitlements of tenant "%s" name GPU class "%s"; the fleet does not define it`, [lib.tenant_name, class])
 }
 
 # METADATA
@@ -82,7 +82,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.gpu_class_known(lib.requested_class)
 	entitled := lib.entitled_classes(lib.tenant)
 	not lib.requested_class in entitled
-	msg := sprintf("tenant %q has no entitlement for GPU class %q (entitled: %v) asked for by %s", [lib.tenant_name, lib.requested_class, sort(entitled), lib.subject])
+	msg := sprintf(`tenant "%s" has no entitlement for GPU class "%s" (entitled: [%s]) asked for by %s`, [lib.tenant_name, lib.requested_class, lib.names(entitled), lib.subject])
 }
 
 # METADATA
@@ -95,7 +95,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
 	not vendor in entitled_vendors
-	msg := sprintf("%s of tenant %q asks for %s GPUs (%v) but the tenant is entitled to no %s GPU class", [lib.subject, lib.tenant_name, vendor, sort(lib.gpu_resources), vendor])
+	msg := sprintf(`%s of tenant "%s" asks for %s GPUs ([%s]) but the tenant is entitled to no %s GPU class`, [lib.subject, lib.tenant_name, vendor, lib.names(lib.gpu_resources), vendor])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	count(lib.target_pools) > 0
 	capacity := lib.capacity_of(lib.target_pools)
 	_total > capacity
-	msg := sprintf("%s of tenant %q needs %d %s GPUs in total but the eligible pools %v hold %d", [lib.subject, lib.tenant_name, _total, lib.requested_class, sort({p | some [_, p] in lib.target_pools}), capacity])
+	msg := sprintf(`%s of tenant "%s" needs %d %s GPUs in total but the eligible pools [%s] hold %d`, [lib.subject, lib.tenant_name, _total, lib.requested_class, lib.names({p | some [_, p] in lib.target_pools}), capacity])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	used := sum([lib.usage(class) | some class in classes])
 	limit := sum([lib.entitlement(lib.tenant, class) | some class in classes])
 	used + gpus > limit
-	msg := sprintf("%s of tenant %q asks for %d %s GPUs: usage %d + %d = %d exceeds the entitlement of %d for %v", [lib.subject, lib.tenant_name, gpus, vendor, used, gpus, used + gpus, limit, sort(classes)])
+	msg := sprintf(`%s of tenant "%s" asks for %d %s GPUs: usage %d + %d = %d exceeds the entitlement of %d for [%s]`, [lib.subject, lib.tenant_name, gpus, vendor, used, gpus, used + gpus, limit, lib.names(classes)])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, used in object.get(input, "usage", {})
 	new := object.get(lib.payload.entitlements, class, 0)
 	new < used
-	msg := sprintf("new entitlement of tenant %q for %s is %d, below its usage of %d", [lib.tenant_name, class, new, used])
+	msg := sprintf(`new entitlement of tenant "%s" for %s is %d, below its usage of %d`, [lib.tenant_name, class, new, used])
 }
 
 # METADATA
@@ -203,7 +203,7 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, new in lib.payload.entitlements
 	current := lib.entitlement(lib.tenant, class)
 	new > current
-	msg := sprintf("entitlement of tenant %q for %s rises from %d to %d", [lib.tenant_name, class, current, new])
+	msg := sprintf(`entitlement of tenant "%s" for %s rises from %d to %d`, [lib.tenant_name, class, current, new])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind in {"deploy_model", "change_batch_size"}
 	max := lib.tenant.sla.max_batch_size
 	lib.payload.batch_size > max
-	msg := sprintf("batch size %d of %s exceeds the max_batch_size %d of tenant %q's SLA (%s)", [lib.payload.batch_size, lib.subject, max, lib.tenant_name, lib.tenant.sla.class])
+	msg := sprintf(`batch size %d of %s exceeds the max_batch_size %d of tenant "%s"'s SLA (%s)`, [lib.payload.batch_size, lib.subject, max, lib.tenant_name, lib.tenant.sla.class])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -234,34 +234,34 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "offboard_tenant"
 	lib.tenant.tier == "enterprise"
-	msg := sprintf("offboarding enterprise tenant %q (reason: %s) needs approval", [lib.tenant_name, object.get(lib.payload, "reason", "none given")])
+	msg := sprintf(`offboarding enterprise tenant "%s" (reason: %s) needs approval`, [lib.tenant_name, object.get(lib.payload, "reason", "none given")])
 }
 
 # the steps offboarding must complete, in order (the decision drops them when it denies)
 obligations := [
 	{
 		"code": "DRAIN_WORKLOADS",
-		"description": sprintf("drain the workloads of tenant %q", [lib.tenant_name]),
+		"description": sprintf(`drain the workloads of tenant "%s"`, [lib.tenant_name]),
 		"params": {"active_workloads": object.get(lib.payload, "active_workloads", 0)},
 	},
 	{
 		"code": "REVOKE_ACCESS",
-		"description": sprintf("revoke every access of tenant %q to its namespaces", [lib.tenant_name]),
+		"description": sprintf(`revoke every access of tenant "%s" to its namespaces`, [lib.tenant_name]),
 		"params": {"namespaces": lib.tenant.namespaces},
 	},
 	{
 		"code": "DESTROY_DATA",
-		"description": sprintf("destroy and verify the destruction of the data of tenant %q", [lib.tenant_name]),
+		"description": sprintf(`destroy and verify the destruction of the data of tenant "%s"`, [lib.tenant_name]),
 		"params": {"namespaces": lib.tenant.namespaces, "verify": true},
 	},
 	{
 		"code": "ISSUE_DESTRUCTION_CERTIFICATE",
-		"description": sprintf("issue the data destruction certificate of tenant %q", [lib.tenant_name]),
+		"description": sprintf(`issue the data destruction certificate of tenant "%s"`, [lib.tenant_name]),
 		"params": {},
 	},
 	{
 		"code": "ARCHIVE_AUDIT_TRAIL",
-		"description": sprintf("archive the audit trail of tenant %q", [lib.tenant_name]),
+		"description": sprintf(`archive the audit trail of tenant "%s"`, [lib.tenant_name]),
 		"params": {},
 	},
 ] if {

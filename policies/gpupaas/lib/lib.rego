@@ -58,7 +58,7 @@ intent_kinds := {
 workload_kinds := {"admit_workload", "place_workload"}
 
 # kinds whose tenant is named by input.tenant and must exist in the bundle
-named_tenant_kinds := intent_kinds - workload_kinds - {"create_tenant"}
+named_tenant_kinds := (intent_kinds - workload_kinds) - {"create_tenant"}
 
 default kind := ""
 
@@ -272,8 +272,10 @@ sharing_unavailable if {
 }
 
 # how messages name the object of the intent
-subject := sprintf("deployment %q", [payload.deployment]) if payload.deployment
-else := sprintf("workload \"%s/%s\"", [workload.namespace, workload.name]) if workload
+subject := sprintf(`deployment "%s"`, [payload.deployment]) if payload.deployment
+
+else := sprintf(`workload "%s/%s"`, [workload.namespace, workload.name]) if workload
+
 else := sprintf("the %s intent", [kind])
 
 # ---------------------------------------------------------------------------------------------
@@ -308,3 +310,7 @@ dedicated_taint := "gpupaas.io/dedicated"
 candidate_nodes := object.get(payload, "nodes", []) if kind == "place_workload"
 
 node_labels(node) := object.get(node, "labels", {})
+
+# names renders a set or array of strings for a message: sorted, comma-separated (messages use
+# only the %s and %d verbs of sprintf, which every WebAssembly SDK implements)
+names(xs) := concat(", ", sort(xs))

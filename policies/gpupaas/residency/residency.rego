@@ -19,7 +19,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	cluster := lib.clusters[lib.payload.cluster]
 	not lib.jurisdiction_allowed(t.data_residency, cluster.jurisdiction)
-	msg := sprintf("tenant %q (data_residency %s) may not deploy %q on cluster %q in jurisdiction %s", [lib.tenant_name, t.data_residency, lib.payload.deployment, lib.payload.cluster, cluster.jurisdiction])
+	msg := sprintf(`tenant "%s" (data_residency %s) may not deploy "%s" on cluster "%s" in jurisdiction %s`, [lib.tenant_name, t.data_residency, lib.payload.deployment, lib.payload.cluster, cluster.jurisdiction])
 }
 
 # METADATA
@@ -31,7 +31,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	region := lib.workload.node_selector[lib.region_label]
 	not lib.region_allowed(t, region)
-	msg := sprintf("%s of tenant %q (data_residency %s) selects region %s in jurisdiction %s", [lib.subject, lib.tenant_name, t.data_residency, region, _jurisdiction(region)])
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) selects region %s in jurisdiction %s`, [lib.subject, lib.tenant_name, t.data_residency, region, _jurisdiction(region)])
 }
 
 # METADATA
@@ -50,7 +50,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		not lib.region_allowed(t, region)
 	}
 	count(forbidden) > 0
-	msg := sprintf("%s of tenant %q (data_residency %s) has a node affinity on regions %v outside its jurisdiction", [lib.subject, lib.tenant_name, t.data_residency, sort(forbidden)])
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) has a node affinity on regions [%s] outside its jurisdiction`, [lib.subject, lib.tenant_name, t.data_residency, lib.names(forbidden)])
 }
 
 _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
@@ -68,7 +68,7 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	not lib.workload.node_selector[lib.region_label]
 	not _affinity_on_region
-	msg := sprintf("%s of tenant %q (data_residency %s) constrains no region; add the node affinity of the constraints", [lib.subject, lib.tenant_name, t.data_residency])
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) constrains no region; add the node affinity of the constraints`, [lib.subject, lib.tenant_name, t.data_residency])
 }
 
 _affinity_on_region if {
@@ -87,7 +87,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	region := lib.node_labels(node)[lib.region_label]
 	not lib.region_allowed(t, region)
-	msg := sprintf("node %q is in region %s (jurisdiction %s), outside data_residency %s of tenant %q", [node.name, region, _jurisdiction(region), t.data_residency, lib.tenant_name])
+	msg := sprintf(`node "%s" is in region %s (jurisdiction %s), outside data_residency %s of tenant "%s"`, [node.name, region, _jurisdiction(region), t.data_residency, lib.tenant_name])
 }
 
 # METADATA
@@ -100,5 +100,5 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	t.data_residency != "any"
 	some node in lib.candidate_nodes
 	not lib.node_labels(node)[lib.region_label]
-	msg := sprintf("node %q has no %s label, so it cannot satisfy data_residency %s of tenant %q", [node.name, lib.region_label, t.data_residency, lib.tenant_name])
+	msg := sprintf(`node "%s" has no %s label, so it cannot satisfy data_residency %s of tenant "%s"`, [node.name, lib.region_label, t.data_residency, lib.tenant_name])
 }

@@ -23,7 +23,7 @@ _finding(meta, path, msg) := {"code": meta.custom.code, "path": path, "message":
 _contradictions(t) := {_finding(rego.metadata.rule(), ["tenant", "allow_preemption"], msg) |
 	t.tier == "spot"
 	t.allow_preemption == false
-	msg := sprintf("tenant %q is tier spot but sets allow_preemption false; spot capacity is always preemptible", [t.name])
+	msg := sprintf(`tenant "%s" is tier spot but sets allow_preemption false; spot capacity is always preemptible`, [t.name])
 }
 
 # METADATA
@@ -33,7 +33,7 @@ _contradictions(t) := {_finding(rego.metadata.rule(), ["tenant", "allow_preempti
 #   code: RESIDENCY_UNSATISFIABLE
 _residency_unsatisfiable(t) := {_finding(rego.metadata.rule(), ["tenant", "data_residency"], msg) |
 	count(lib.residency_clusters(t)) == 0
-	msg := sprintf("no cluster of the fleet satisfies data_residency %s of tenant %q", [t.data_residency, t.name])
+	msg := sprintf(`no cluster of the fleet satisfies data_residency %s of tenant "%s"`, [t.data_residency, t.name])
 }
 
 # METADATA
@@ -44,7 +44,7 @@ _residency_unsatisfiable(t) := {_finding(rego.metadata.rule(), ["tenant", "data_
 _unknown_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements", class], msg) |
 	some class, _ in t.entitlements
 	not lib.gpu_class_known(class)
-	msg := sprintf("tenant %q is entitled to GPU class %q, which the fleet does not define", [t.name, class])
+	msg := sprintf(`tenant "%s" is entitled to GPU class "%s", which the fleet does not define`, [t.name, class])
 }
 
 # METADATA
@@ -60,7 +60,7 @@ _unsatisfiable_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitle
 	some class, _ in t.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
-	msg := sprintf("tenant %q is entitled to GPU class %s, which no cluster of its data_residency %s offers", [t.name, class, t.data_residency])
+	msg := sprintf(`tenant "%s" is entitled to GPU class %s, which no cluster of its data_residency %s offers`, [t.name, class, t.data_residency])
 }
 
 # METADATA
@@ -72,7 +72,7 @@ _namespace_conflicts(t) := {_finding(rego.metadata.rule(), ["tenant", "namespace
 	some i, ns in t.namespaces
 	others := object.get(lib.namespace_owners, ns, set()) - {t.name}
 	count(others) > 0
-	msg := sprintf("namespace %q of tenant %q is already owned by tenant(s) %v", [ns, t.name, sort(others)])
+	msg := sprintf(`namespace "%s" of tenant "%s" is already owned by tenant(s) [%s]`, [ns, t.name, lib.names(others)])
 }
 
 # every finding of a tenant document
@@ -100,7 +100,7 @@ _new_reasons(meta) := {lib.reason(meta, _policy, f.message) | some f in _new_fin
 #   code: TENANT_EXISTS
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenants[lib.new_tenant.name]
-	msg := sprintf("tenant %q already exists", [lib.new_tenant.name])
+	msg := sprintf(`tenant "%s" already exists`, [lib.new_tenant.name])
 }
 
 # METADATA
@@ -146,7 +146,7 @@ deny contains r if some r in _new_reasons(rego.metadata.rule())
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.new_tenant.isolation == "dedicated"
 	count(lib.dedicated_pools(lib.new_tenant.name)) == 0
-	msg := sprintf("dedicated tenant %q has no dedicated pool in the fleet; one must be provisioned", [lib.new_tenant.name])
+	msg := sprintf(`dedicated tenant "%s" has no dedicated pool in the fleet; one must be provisioned`, [lib.new_tenant.name])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, _ in lib.payload.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
-	msg := sprintf("new entitlement of tenant %q for GPU class %s cannot be satisfied: no cluster of its data_residency %s offers it", [lib.tenant_name, class, lib.tenant.data_residency])
+	msg := sprintf(`new entitlement of tenant "%s" for GPU class %s cannot be satisfied: no cluster of its data_residency %s offers it`, [lib.tenant_name, class, lib.tenant.data_residency])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some c, cluster in lib.clusters
 	some p, pool in cluster.pools
 	not lib.gpu_class_known(pool.gpu_class)
-	msg := sprintf("pool %q of cluster %q has GPU class %q, which the fleet does not define", [p, c, pool.gpu_class])
+	msg := sprintf(`pool "%s" of cluster "%s" has GPU class "%s", which the fleet does not define`, [p, c, pool.gpu_class])
 }
 
 # METADATA
@@ -202,7 +202,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some p, pool in cluster.pools
 	pool.isolation == "dedicated"
 	not lib.tenants[pool.tenant]
-	msg := sprintf("dedicated pool %q of cluster %q names tenant %q, which is not in the bundle", [p, c, pool.tenant])
+	msg := sprintf(`dedicated pool "%s" of cluster "%s" names tenant "%s", which is not in the bundle`, [p, c, pool.tenant])
 }
 
 _fleet_violation(meta, path, msg) := {"document": "fleet", "path": path, "code": meta.custom.code, "message": msg}

@@ -1,0 +1,78 @@
+# METADATA
+# title: Decision
+# description: >-
+#   The entrypoint: aggregates the reasons, warnings, constraints and obligations of every area
+#   into one decision. `result` is defined for any input.
+package gpupaas.decision
+
+import data.gpupaas.admission
+import data.gpupaas.isolation
+import data.gpupaas.lib
+import data.gpupaas.placement
+import data.gpupaas.preemption
+import data.gpupaas.residency
+import data.gpupaas.sharing
+import data.gpupaas.tenancy
+
+_policy := "gpupaas.decision"
+
+# METADATA
+# title: Unsupported intent
+# description: The intent's kind is not one the policies decide.
+# custom:
+#   code: INTENT_UNSUPPORTED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	not lib.kind in lib.intent_kinds
+	msg := sprintf(`intent kind "%s" is not supported (supported: [%s])`, [lib.kind, lib.names(lib.intent_kinds)])
+}
+
+_deny := union({
+	deny,
+	admission.deny,
+	isolation.deny,
+	placement.deny,
+	preemption.deny,
+	residency.deny,
+	sharing.deny,
+	tenancy.deny,
+})
+
+_approval := admission.approval | tenancy.approval
+
+default _outcome := "ALLOW"
+
+_outcome := "DENY" if count(_deny) > 0
+
+_outcome := "NEEDS_APPROVAL" if {
+	count(_deny) == 0
+	count(_approval) > 0
+}
+
+default _reasons := []
+
+_reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
+
+_reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
+
+_constraints := object.union_n([placement.constraints, isolation.constraints, preemption.constraints])
+
+default _obligations := []
+
+_obligations := admission.obligations if count(_deny) == 0
+
+default _bundle_revision := ""
+
+_bundle_revision := data.gpupaas.bundle.revision
+
+# METADATA
+# title: Decision
+# description: The decision of the intent; the PDP adds decision_id, decided_at and evaluation_ms.
+# entrypoint: true
+result := {
+	"outcome": _outcome,
+	"reasons": _reasons,
+	"warnings": lib.sorted_reasons(residency.warn),
+	"constraints": _constraints,
+	"obligations": _obligations,
+	"bundle_revision": _bundle_revision,
+}

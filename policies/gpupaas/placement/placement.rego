@@ -1,0 +1,197 @@
+# METADATA
+# title: Placement
+# description: >-
+#   Eligible clusters and nodes, and the scheduling constraints of a decision: node selector,
+#   node affinity, tolerations and priority class.
+package gpupaas.placement
+
+import data.gpupaas.isolation
+import data.gpupaas.lib
+import data.gpupaas.residency
+import data.gpupaas.sharing
+
+_policy := "gpupaas.placement"
+
+# ---------------------------------------------------------------------------------------------
+# Eligible clusters
+# ---------------------------------------------------------------------------------------------
+
+# the requested class is known and entitled, so no class reason explains a lack of clusters
+_class_usable if {
+	lib.gpu_class_known(lib.requested_class)
+	lib.requested_class in lib.entitled_classes(lib.tenant)
+}
+
+# METADATA
+# title: Unknown cluster
+# description: The deployment names a cluster that is not in the fleet.
+# custom:
+#   code: NO_ELIGIBLE_CLUSTER
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "deploy_model"
+	lib.tenant
+	name := lib.payload.cluster
+	not lib.clusters[name]
+	msg := sprintf(`cluster "%s" named by %s of tenant "%s" is not in the fleet`, [name, lib.subject, lib.tenant_name])
+}
+
+# METADATA
+# title: Cluster not eligible
+# description: >-
+#   The cluster the deployment names is in the tenant's jurisdiction but has no pool of the class,
+#   isolation and sharing strategy asked for.
+# custom:
+#   code: NO_ELIGIBLE_CLUSTER
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "deploy_model"
+	_class_usable
+	t := lib.tenant
+	cluster := lib.clusters[lib.payload.cluster]
+	lib.jurisdiction_allowed(t.data_residency, cluster.jurisdiction)
+	count(lib.target_clusters) == 0
+	not lib.sharing_forbidden
+	not lib.sharing_unavailable
+	msg := sprintf(`cluster "%s" has no %s pool of GPU class %s with sharing %s for %s of tenant "%s"`, [lib.payload.cluster, t.isolation, lib.requested_class, lib.requested_sharing, lib.subject, lib.tenant_name])
+}
+
+# METADATA
+# title: No eligible cluster
+# description: No cluster satisfies residency, GPU class and isolation together.
+# custom:
+#   code: NO_ELIGIBLE_CLUSTER
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind in {"deploy_model", "scale"}
+	_class_usable
+	not lib.payload.cluster
+	count(lib.target_clusters) == 0
+	not lib.sharing_forbidden
+	not lib.sharing_unavailable
+	t := lib.tenant
+	msg := sprintf(`no cluster in data_residency %s has a %s pool of GPU class %s with sharing strategy [%s] for %s of tenant "%s"`, [t.data_residency, t.isolation, lib.requested_class, lib.names(lib.intent_strategies), lib.subject, lib.tenant_name])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Nodes (place_workload)
+# ---------------------------------------------------------------------------------------------
+
+# METADATA
+# title: Node of another GPU class
+# description: The node does not carry the GPU class the workload pins.
+# custom:
+#   code: NODE_GPU_CLASS_MISMATCH
+node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.tenant
+	pinned := lib.pinned_class
+	some node in lib.candidate_nodes
+	classes := lib.classes_of_labels(lib.node_labels(node))
+	not pinned in classes
+	msg := sprintf(`node "%s" carries GPU class [%s], not %s pinned by %s`, [node.name, lib.names(classes), pinned, lib.subject])
+}
+
+# METADATA
+# title: Node without an entitled GPU class
+# description: The node carries no entitled GPU class of the vendor the workload asks for.
+# custom:
+#   code: NODE_GPU_CLASS_MISMATCH
+node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	not lib.pinned_product
+	wanted := {class |
+		some class in lib.entitled_classes(lib.tenant)
+		lib.vendor_of(class) in lib.requested_vendors
+	}
+	count(lib.requested_vendors) > 0
+	some node in lib.candidate_nodes
+	classes := lib.classes_of_labels(lib.node_labels(node))
+	count(classes & wanted) == 0
+	msg := sprintf(`node "%s" carries GPU class [%s], none of the entitled classes [%s] of tenant "%s" for %s`, [node.name, lib.names(classes), lib.names(wanted), lib.tenant_name, lib.subject])
+}
+
+# node name -> every reason that rejects it
+_node_reasons := {name: reasons |
+	lib.tenant
+	some node in lib.candidate_nodes
+	name := node.name
+	reasons := union({
+		object.get(node_rejections, name, set()),
+		object.get(residency.node_rejections, name, set()),
+		object.get(isolation.node_rejections, name, set()),
+		object.get(sharing.node_rejections, name, set()),
+	})
+}
+
+_eligible_nodes := {name | some name, reasons in _node_reasons; count(reasons) == 0}
+
+# METADATA
+# title: No eligible node
+# description: Every candidate node was rejected.
+# custom:
+#   code: NO_ELIGIBLE_NODE
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	count(_node_reasons) > 0
+	count(_eligible_nodes) == 0
+	msg := sprintf(`all %d candidate nodes were rejected for %s of tenant "%s"`, [count(_node_reasons), lib.subject, lib.tenant_name])
+}
+
+# ---------------------------------------------------------------------------------------------
+# Constraints
+# ---------------------------------------------------------------------------------------------
+
+_placement_kinds := {"deploy_model", "scale", "admit_workload", "place_workload"}
+
+constraints.eligible_clusters := sort(lib.target_clusters) if {
+	lib.kind in (_placement_kinds | {"request_gpu_sharing"})
+}
+
+# create_tenant: the clusters of the residency offering at least one entitled class
+constraints.eligible_clusters := sort({c |
+	some c in lib.residency_clusters(t)
+	some pool in lib.clusters[c].pools
+	pool.gpu_class in lib.entitled_classes(t)
+}) if {
+	t := lib.new_tenant
+}
+
+_class_selector[label.key] := label.value if {
+	label := lib.gpu_classes[lib.requested_class].node_label
+}
+
+_class_selector[lib.dedicated_tenant_label] := lib.tenant_name if {
+	lib.tenant.isolation == "dedicated"
+}
+
+constraints.node_selector := _class_selector if {
+	lib.kind in _placement_kinds
+	count(_class_selector) > 0
+}
+
+_affinity contains {"key": lib.region_label, "operator": "In", "values": sort(lib.target_regions)} if {
+	lib.tenant.data_residency != "any"
+	count(lib.target_regions) > 0
+}
+
+_affinity contains {"key": lib.dedicated_tenant_label, "operator": "DoesNotExist"} if {
+	lib.tenant.isolation == "shared"
+}
+
+constraints.node_affinity := sort(_affinity) if {
+	lib.kind in _placement_kinds
+	count(_affinity) > 0
+}
+
+constraints.tolerations := [{"key": lib.dedicated_taint, "operator": "Equal", "value": lib.tenant_name, "effect": "NoSchedule"}] if {
+	lib.kind in _placement_kinds
+	lib.tenant.isolation == "dedicated"
+}
+
+constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if {
+	lib.kind in _placement_kinds
+}
+
+constraints.eligible_nodes := sort(_eligible_nodes) if lib.kind == "place_workload"
+
+constraints.rejected_nodes := [{"node": name, "reasons": lib.sorted_reasons(reasons)} |
+	some name, reasons in _node_reasons
+	count(reasons) > 0
+] if {
+	lib.kind == "place_workload"
+}

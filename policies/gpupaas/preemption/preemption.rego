@@ -1,0 +1,97 @@
+# METADATA
+# title: Preemption
+# description: >-
+#   Priority classes against the tenant's tier, and who may preempt whom: a preemptor's tier must
+#   rank above the victim's and the victim's tenant must allow preemption.
+package gpupaas.preemption
+
+import data.gpupaas.lib
+
+_policy := "gpupaas.preemption"
+
+# the priority class the workload or the preemptor asks for
+_priority_class := lib.payload.priority_class_name if {
+	lib.kind in (lib.workload_kinds | {"preempt"})
+	lib.payload.priority_class_name != ""
+}
+
+_tier_rank := lib.tiers[lib.tenant.tier].rank
+
+# METADATA
+# title: Priority class above tier
+# description: The priority class ranks above the tenant's tier.
+# custom:
+#   code: PRIORITY_CLASS_ABOVE_TIER
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	rank := lib.priority_class_ranks[_priority_class]
+	rank > _tier_rank
+	msg := sprintf(`%s of tenant "%s" (tier %s, rank %d) asks for priority class %s (rank %d) above its tier; allowed at most %s`, [lib.subject, lib.tenant_name, lib.tenant.tier, _tier_rank, _priority_class, rank, lib.tiers[lib.tenant.tier].priority_class])
+}
+
+# METADATA
+# title: Unknown priority class
+# description: A GPU workload or a preemptor asks for a priority class the platform does not define.
+# custom:
+#   code: PRIORITY_CLASS_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	name := _priority_class
+	not lib.priority_class_ranks[name]
+	_gpu_priority
+	msg := sprintf(`%s of tenant "%s" asks for priority class "%s", which the platform does not define (known: [%s])`, [lib.subject, lib.tenant_name, name, lib.names(object.keys(lib.priority_class_ranks))])
+}
+
+# the priority class matters: a workload asking for GPUs, or a preemptor
+_gpu_priority if count(lib.gpu_resources) > 0
+
+_gpu_priority if lib.kind == "preempt"
+
+# ---------------------------------------------------------------------------------------------
+# Victims
+# ---------------------------------------------------------------------------------------------
+
+_victims := object.get(lib.payload, "victims", []) if lib.kind == "preempt"
+
+# METADATA
+# title: Unknown victim tenant
+# description: A victim's tenant is not in the bundle.
+# custom:
+#   code: TENANT_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some victim in _victims
+	not lib.tenants[victim.tenant]
+	msg := sprintf(`victim workload "%s" of tenant "%s": the tenant is not in the bundle`, [victim.workload, victim.tenant])
+}
+
+# METADATA
+# title: Protected victim
+# description: The victim's tenant forbids preemption.
+# custom:
+#   code: PREEMPTION_VICTIM_PROTECTED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some victim in _victims
+	lib.tenants[victim.tenant].allow_preemption != true
+	msg := sprintf(`tenant "%s" may not preempt workload "%s": tenant "%s" sets allow_preemption false`, [lib.tenant_name, victim.workload, victim.tenant])
+}
+
+# METADATA
+# title: Preemptor tier too low
+# description: The preemptor's tier does not rank above the victim's tier.
+# custom:
+#   code: PREEMPTION_TIER_TOO_LOW
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some victim in _victims
+	victim_tier := lib.tenants[victim.tenant].tier
+	victim_rank := lib.tiers[victim_tier].rank
+	_tier_rank <= victim_rank
+	msg := sprintf(`tenant "%s" (tier %s, rank %d) may not preempt workload "%s" of tenant "%s" (tier %s, rank %d)`, [lib.tenant_name, lib.tenant.tier, _tier_rank, victim.workload, victim.tenant, victim_tier, victim_rank])
+}
+
+# the victims with none of the problems above, in the order given
+_preemptible_victims := [{"tenant": victim.tenant, "workload": victim.workload} |
+	some victim in _victims
+	victim_tenant := lib.tenants[victim.tenant]
+	victim_tenant.allow_preemption == true
+	_tier_rank > lib.tiers[victim_tenant.tier].rank
+]
+
+constraints["preemptible_victims"] := _preemptible_victims if lib.kind == "preempt"

@@ -1,0 +1,64 @@
+# METADATA
+# title: Sharing
+# description: >-
+#   GPU sharing (time-slicing, MPS, MIG and the shared GPU resources): only for tenants that
+#   allow it, and only where an eligible pool offers the mode.
+package gpupaas.sharing
+
+import data.gpupaas.lib
+
+_policy := "gpupaas.sharing"
+
+# METADATA
+# title: Sharing mode forbidden
+# description: The intent asks for a sharing mode and the tenant forbids GPU sharing.
+# custom:
+#   code: SHARING_NOT_ALLOWED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.sharing_forbidden
+	msg := sprintf(`tenant "%s" sets allow_gpu_sharing false; %s asks for sharing mode %s`, [lib.tenant_name, lib.subject, lib.requested_sharing])
+}
+
+# METADATA
+# title: Sharing mode unavailable
+# description: No pool the tenant may use offers the sharing mode.
+# custom:
+#   code: SHARING_MODE_UNAVAILABLE
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.sharing_unavailable
+	msg := sprintf(`no %s pool of GPU class [%s] in data_residency %s of tenant "%s" offers sharing mode %s`, [lib.tenant.isolation, lib.names(lib.intent_classes), lib.tenant.data_residency, lib.tenant_name, lib.requested_sharing])
+}
+
+# METADATA
+# title: Shared GPU resources forbidden
+# description: The workload asks for shared or MIG GPU resources and the tenant forbids GPU sharing.
+# custom:
+#   code: SHARING_NOT_ALLOWED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.tenant.allow_gpu_sharing != true
+	count(lib.shared_gpu_resources) > 0
+	msg := sprintf(`tenant "%s" sets allow_gpu_sharing false; %s asks for shared GPU resources [%s]`, [lib.tenant_name, lib.subject, lib.names(lib.shared_gpu_resources)])
+}
+
+# how the node shares its GPUs, if it does
+_node_sharing(labels) := strategy if {
+	strategy := labels["nvidia.com/gpu.sharing-strategy"]
+	strategy in {"time-slicing", "mps"}
+} else := "mig" if {
+	labels["nvidia.com/mig.strategy"] != "none"
+} else := "shared product" if {
+	some key in lib.class_label_keys
+	endswith(labels[key], "-SHARED")
+}
+
+# METADATA
+# title: Shared node
+# description: The node shares its GPUs and the tenant forbids GPU sharing.
+# custom:
+#   code: SHARING_NOT_ALLOWED
+node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.tenant.allow_gpu_sharing != true
+	some node in lib.candidate_nodes
+	how := _node_sharing(lib.node_labels(node))
+	msg := sprintf(`node "%s" shares its GPUs (%s) and tenant "%s" sets allow_gpu_sharing false`, [node.name, how, lib.tenant_name])
+}
