@@ -205,6 +205,8 @@ codes(result) := sort({r.code | some r in result.reasons})
 # sample_failures names the samples whose decision does not match their expectation
 sample_failures(samples) := {name |
 	some name, sample in samples
-	result := decide(sample.input)
+	result := decision.result with input as sample.input
+		with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as tenants
 	[result.outcome, codes(result)] != [sample.expect.outcome, sample.expect.codes]
 }
