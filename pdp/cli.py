@@ -38,8 +38,12 @@ def _print_json(doc: Any) -> None:
 
 def _settings(args: argparse.Namespace) -> EmbeddedSettings:
     return EmbeddedSettings.from_project(
-        tenants=args.tenants, fleet=args.fleet, policies=args.policies,
-        bundles=args.bundles, keys=args.keys, state=args.state,
+        tenants=args.tenants,
+        fleet=args.fleet,
+        policies=args.policies,
+        bundles=args.bundles,
+        keys=args.keys,
+        state=args.state,
         decision_log=args.state / "decisions.sqlite",
     )
 
@@ -98,7 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine = OpaHttpEngine(args.opa_addr)
         log = DecisionLog(args.state / "decisions.sqlite")
         server = PdpServer(
-            DecisionPoint(engine, log), listen=args.listen, tls=tls,
+            DecisionPoint(engine, log),
+            listen=args.listen,
+            tls=tls,
             engine_ready=lambda: opa_ready(args.opa_addr),
         ).start()
         print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
@@ -189,19 +195,32 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--tenants", type=Path, default=PROJECT_ROOT / "examples" / "tenants",
-                        help="a tenant document or a folder of them")
+        sp.add_argument(
+            "--tenants",
+            type=Path,
+            default=PROJECT_ROOT / "examples" / "tenants",
+            help="a tenant document or a folder of them",
+        )
         sp.add_argument("--fleet", type=Path, default=PROJECT_ROOT / "examples" / "fleet.yaml")
         sp.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies")
         sp.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
-        sp.add_argument("--keys", type=Path, default=PROJECT_ROOT / ".keys",
-                        help="folder of the bundle signing key pair (generated when missing)")
-        sp.add_argument("--state", type=Path, default=PROJECT_ROOT / "var",
-                        help="folder for the decision log and OPA's files")
+        sp.add_argument(
+            "--keys",
+            type=Path,
+            default=PROJECT_ROOT / ".keys",
+            help="folder of the bundle signing key pair (generated when missing)",
+        )
+        sp.add_argument(
+            "--state",
+            type=Path,
+            default=PROJECT_ROOT / "var",
+            help="folder for the decision log and OPA's files",
+        )
         return sp
 
     with_config(sub.add_parser("validate", help="check tenant and fleet documents")).set_defaults(
-        func=cmd_validate)
+        func=cmd_validate
+    )
     b = with_config(sub.add_parser("build", help="build and sign the bundle"))
     b.add_argument("--signing-key", type=Path, help="PEM private key (default: .keys/)")
     b.set_defaults(func=cmd_build)
@@ -213,8 +232,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
     s.add_argument("--tls-cert", type=Path)
     s.add_argument("--tls-key", type=Path)
-    s.add_argument("--plaintext", action="store_true",
-                   help="allow plaintext gRPC off loopback (a private network only)")
+    s.add_argument(
+        "--plaintext", action="store_true", help="allow plaintext gRPC off loopback (a private network only)"
+    )
     s.set_defaults(func=cmd_serve)
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")

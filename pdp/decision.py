@@ -97,7 +97,10 @@ def from_engine_result(
     if not isinstance(result, Mapping) or result.get("outcome") not in Outcome.__members__:
         return engine_failure(
             EngineError(f"the policy returned no valid outcome: {str(result)[:200]}"),
-            intent, decision_id=decision_id, decided_at=decided_at, evaluation_ms=evaluation_ms,
+            intent,
+            decision_id=decision_id,
+            decided_at=decided_at,
+            evaluation_ms=evaluation_ms,
         )
     outcome = Outcome(result["outcome"])
     reasons = tuple(Reason.from_dict(r) for r in result.get("reasons") or ())

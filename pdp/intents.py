@@ -13,8 +13,16 @@ from pdp.schemas import validator
 from pdp.schemas.errors import describe, format_path, leaf_errors
 
 KINDS = (
-    "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
-    "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
+    "create_tenant",
+    "deploy_model",
+    "scale",
+    "change_batch_size",
+    "request_gpu_sharing",
+    "update_quotas",
+    "offboard_tenant",
+    "admit_workload",
+    "place_workload",
+    "preempt",
 )
 
 

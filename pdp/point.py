@@ -96,13 +96,19 @@ class DecisionPoint:
             decision_id = str(uuid.uuid4())
             if error is not None or results is None:
                 d = render.engine_failure(
-                    error or EngineFailure("no result"), intent,
-                    decision_id=decision_id, decided_at=decided_at, evaluation_ms=elapsed_ms,
+                    error or EngineFailure("no result"),
+                    intent,
+                    decision_id=decision_id,
+                    decided_at=decided_at,
+                    evaluation_ms=elapsed_ms,
                 )
             else:
                 d = render.from_engine_result(
-                    results[i], intent,
-                    decision_id=decision_id, decided_at=decided_at, evaluation_ms=elapsed_ms,
+                    results[i],
+                    intent,
+                    decision_id=decision_id,
+                    decided_at=decided_at,
+                    evaluation_ms=elapsed_ms,
                 )
             decisions.append(d)
             if options.record and self.decision_log is not None:

@@ -118,8 +118,7 @@ class DecisionLog:
         with self._lock:
             rows = self._db.execute(sql, [*args, limit]).fetchall()
         return [
-            DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8])
-            for r in rows
+            DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows
         ]
 
     def close(self) -> None:

@@ -48,8 +48,12 @@ def tamper(bundle: Path, out: Path) -> None:
 def test_revision_is_derived_from_content(workspace: Path, opa_binary: Path) -> None:
     config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
     policies = ROOT / "policies"
-    a = build_bundle(config, policies=policies, out_dir=workspace / "a", signing_key=None, source_dir=workspace)
-    b = build_bundle(config, policies=policies, out_dir=workspace / "b", signing_key=None, source_dir=workspace)
+    a = build_bundle(
+        config, policies=policies, out_dir=workspace / "a", signing_key=None, source_dir=workspace
+    )
+    b = build_bundle(
+        config, policies=policies, out_dir=workspace / "b", signing_key=None, source_dir=workspace
+    )
     assert a.revision == b.revision
 
     acme = workspace / "examples" / "tenants" / "acme-eu.yaml"
@@ -57,7 +61,9 @@ def test_revision_is_derived_from_content(workspace: Path, opa_binary: Path) -> 
     doc["tenant"]["entitlements"]["H100-80GB"] = 6
     acme.write_text(yaml.safe_dump(doc))
     changed = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
-    c = build_bundle(changed, policies=policies, out_dir=workspace / "c", signing_key=None, source_dir=workspace)
+    c = build_bundle(
+        changed, policies=policies, out_dir=workspace / "c", signing_key=None, source_dir=workspace
+    )
     assert c.revision != a.revision
 
     with tarfile.open(a.path) as tar:
@@ -73,14 +79,18 @@ def test_signed_bundle_carries_signatures(workspace: Path, opa_binary: Path) -> 
 
     keys = ensure_keypair(workspace / "keys")
     config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
-    built = build_bundle(config, policies=ROOT / "policies", out_dir=workspace / "out", signing_key=keys.private_key)
+    built = build_bundle(
+        config, policies=ROOT / "policies", out_dir=workspace / "out", signing_key=keys.private_key
+    )
     with tarfile.open(built.path) as tar:
         names = {m.name.lstrip("/") for m in tar.getmembers()}
     assert ".signatures.json" in names and built.signed
     assert (workspace / "out" / CURRENT_BUNDLE).read_bytes() == built.path.read_bytes()
 
 
-def test_tampered_and_unsigned_bundles_are_refused_and_a_signed_one_activates(workspace: Path, opa_binary: Path) -> None:
+def test_tampered_and_unsigned_bundles_are_refused_and_a_signed_one_activates(
+    workspace: Path, opa_binary: Path
+) -> None:
     deploy_us = load_intent("02-acme-eu-deploy-us.json")
     with EmbeddedPDP(embedded_settings(workspace)) as stack:
         assert stack.bundle is not None
@@ -107,7 +117,9 @@ def test_tampered_and_unsigned_bundles_are_refused_and_a_signed_one_activates(wo
         doc["tenant"]["entitlements"]["H100-80GB"] = 8
         acme.write_text(yaml.safe_dump(doc))
         config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
-        unsigned = build_bundle(config, policies=ROOT / "policies", out_dir=workspace / "unsigned", signing_key=None)
+        unsigned = build_bundle(
+            config, policies=ROOT / "policies", out_dir=workspace / "unsigned", signing_key=None
+        )
         publish(unsigned.path, workspace / "bundles")
         time.sleep(3)  # more than one polling period (max 2 s)
         assert stack.bundle_status()["active_revision"] == good

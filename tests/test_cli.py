@@ -18,21 +18,36 @@ from .conftest import EXAMPLES, ROOT
 def pdp(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pdp.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        check=False,
     )
 
 
 def config_args(workspace: Path) -> list[str]:
     return [
-        "--tenants", str(workspace / "examples" / "tenants"), "--fleet", str(workspace / "examples" / "fleet.yaml"),
-        "--bundles", str(workspace / "bundles"), "--keys", str(workspace / "keys"), "--state", str(workspace / "state"),
+        "--tenants",
+        str(workspace / "examples" / "tenants"),
+        "--fleet",
+        str(workspace / "examples" / "fleet.yaml"),
+        "--bundles",
+        str(workspace / "bundles"),
+        "--keys",
+        str(workspace / "keys"),
+        "--state",
+        str(workspace / "state"),
     ]
 
 
 def test_validate_reports_file_path_and_problem(workspace: Path, opa_binary: Path) -> None:
     assert pdp("validate", *config_args(workspace)).returncode == 0
     (workspace / "examples" / "tenants" / "globex.yaml").write_text(
-        (workspace / "examples" / "tenants" / "globex.yaml").read_text().replace("tier: standard", "tier: platinum")
+        (workspace / "examples" / "tenants" / "globex.yaml")
+        .read_text()
+        .replace("tier: standard", "tier: platinum")
     )
     out = pdp("validate", *config_args(workspace))
     assert out.returncode == 1
@@ -78,7 +93,9 @@ def test_decide_reads_stdin_and_refuses_malformed_intents(served: str) -> None:
 
 
 def test_decide_embedded_without_a_server(workspace: Path, opa_binary: Path) -> None:
-    out = pdp("decide", *config_args(workspace), str(EXAMPLES / "intents" / "03-acme-eu-request-sharing.json"))
+    out = pdp(
+        "decide", *config_args(workspace), str(EXAMPLES / "intents" / "03-acme-eu-request-sharing.json")
+    )
     assert out.returncode == 1, out.stderr
     decision = json.loads(out.stdout)
     assert [r["code"] for r in decision["reasons"]] == ["SHARING_NOT_ALLOWED"]

@@ -52,7 +52,9 @@ def test_the_article_form_is_accepted(tmp_path: Path) -> None:
         ({"colour": "blue"}, "tenant.colour", "is not a known field"),
     ],
 )
-def test_schema_errors_name_file_path_and_problem(workspace: Path, change: dict[str, object], path: str, problem: str) -> None:
+def test_schema_errors_name_file_path_and_problem(
+    workspace: Path, change: dict[str, object], path: str, problem: str
+) -> None:
     write_tenant(workspace, "broken", **change)
     errors = errors_of(workspace)
     assert any(f == "broken.yaml" and p == path and problem in msg for f, p, msg in errors), errors
@@ -95,11 +97,17 @@ def test_fleet_errors_name_the_pool(workspace: Path) -> None:
         ({"tier": "spot", "allow_preemption": False}, "tenant.allow_preemption", "TENANT_CONTRADICTION"),
         ({"data_residency": "cn-only"}, "tenant.data_residency", "RESIDENCY_UNSATISFIABLE"),
         ({"entitlements": {"B200": 8}}, "tenant.entitlements.B200", "GPU_CLASS_UNKNOWN"),
-        ({"data_residency": "us-only", "entitlements": {"MI300X": 2}}, "tenant.entitlements.MI300X", "ENTITLEMENT_UNSATISFIABLE"),
+        (
+            {"data_residency": "us-only", "entitlements": {"MI300X": 2}},
+            "tenant.entitlements.MI300X",
+            "ENTITLEMENT_UNSATISFIABLE",
+        ),
         ({"namespaces": ["globex-ml"]}, "tenant.namespaces[0]", "NAMESPACE_CONFLICT"),
     ],
 )
-def test_contradictions_are_refused_with_a_reason(workspace: Path, opa_binary: Path, change: dict[str, object], path: str, code: str) -> None:
+def test_contradictions_are_refused_with_a_reason(
+    workspace: Path, opa_binary: Path, change: dict[str, object], path: str, code: str
+) -> None:
     write_tenant(workspace, "contra", **change)
     with pytest.raises(ConfigErrors) as raised:
         config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")

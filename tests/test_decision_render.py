@@ -19,15 +19,17 @@ def render(result: Any) -> Any:
 
 
 def test_policy_result_is_rendered_field_by_field() -> None:
-    d = render({
-        "outcome": "DENY",
-        "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "gpupaas.residency"}],
-        "warnings": [{"code": "W", "message": "w", "policy": "p"}],
-        "constraints": {"eligible_clusters": ["eu-west"]},
-        "obligations": [{"code": "DESTROY_DATA", "description": "x", "params": {}}],
-        "bundle_revision": "abc",
-        "tenant": "acme-eu",
-    })
+    d = render(
+        {
+            "outcome": "DENY",
+            "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "gpupaas.residency"}],
+            "warnings": [{"code": "W", "message": "w", "policy": "p"}],
+            "constraints": {"eligible_clusters": ["eu-west"]},
+            "obligations": [{"code": "DESTROY_DATA", "description": "x", "params": {}}],
+            "bundle_revision": "abc",
+            "tenant": "acme-eu",
+        }
+    )
     assert d.outcome is Outcome.DENY and not d.allowed
     assert d.reason_codes == ["RESIDENCY_VIOLATION"]
     assert d.warnings[0].code == "W"

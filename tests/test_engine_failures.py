@@ -69,9 +69,10 @@ def test_an_exhausted_deadline_denies_without_asking_the_engine(stack: EmbeddedP
 def test_no_active_bundle_is_a_deny(tmp_path: Path, opa_binary: Path) -> None:
     keys = ensure_keypair(tmp_path / "keys")
     (tmp_path / "empty").mkdir()
-    with BundleServer(tmp_path / "empty") as server, OpaSidecar(
-        SidecarSettings(server.url, keys.public_key, tmp_path / "opa")
-    ) as opa:
+    with (
+        BundleServer(tmp_path / "empty") as server,
+        OpaSidecar(SidecarSettings(server.url, keys.public_key, tmp_path / "opa")) as opa,
+    ):
         with http_client(opa.addr) as client:
             deadline = time.monotonic() + 15
             while True:
@@ -106,7 +107,8 @@ def test_an_evaluation_error_in_opa_is_a_deny(tmp_path: Path, opa_binary: Path) 
     sock = tmp_path / "opa.sock"
     proc = subprocess.Popen(
         [str(opa_binary), "run", "--server", "--addr", f"unix://{sock}", "--skip-version-check", str(policy)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 15

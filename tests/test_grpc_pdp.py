@@ -41,7 +41,9 @@ def codes(decision: dict[str, object]) -> list[str]:
     return [r["code"] for r in decision.get("reasons", [])]  # type: ignore[attr-defined,index]
 
 
-def test_enterprise_eu_tenant_on_us_cluster_is_denied_for_residency(client: PdpClient, stack: EmbeddedPDP) -> None:
+def test_enterprise_eu_tenant_on_us_cluster_is_denied_for_residency(
+    client: PdpClient, stack: EmbeddedPDP
+) -> None:
     d = client.decide(load_intent("02-acme-eu-deploy-us.json"))
     assert d["outcome"] == "DENY"
     assert "RESIDENCY_VIOLATION" in codes(d)
@@ -58,7 +60,12 @@ def test_enterprise_eu_tenant_in_the_eu_is_allowed_on_its_dedicated_pool(client:
     c = d["constraints"]
     assert c["eligible_clusters"] == ["eu-west"]
     assert c["node_selector"]["gpupaas.io/dedicated-tenant"] == "acme-eu"
-    assert {"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu", "effect": "NoSchedule"} in c["tolerations"]
+    assert {
+        "key": "gpupaas.io/dedicated",
+        "operator": "Equal",
+        "value": "acme-eu",
+        "effect": "NoSchedule",
+    } in c["tolerations"]
     assert c["priority_class_name"] == "gpupaas-enterprise"
     assert c["isolation"]["mode"] == "dedicated" and c["isolation"]["gpu_sharing"] is False
 
@@ -83,11 +90,20 @@ def test_scale_up_past_entitlement_needs_approval(client: PdpClient) -> None:
 
 
 def test_spot_scale_up_past_entitlement_is_denied(client: PdpClient) -> None:
-    d = client.decide({
-        "kind": "scale", "tenant": "initech-spot", "usage": {"A100-40GB": 16},
-        "scale": {"deployment": "batch", "gpu_class": "A100-40GB", "gpus_per_replica": 1,
-                  "current_replicas": 16, "target_replicas": 17},
-    })
+    d = client.decide(
+        {
+            "kind": "scale",
+            "tenant": "initech-spot",
+            "usage": {"A100-40GB": 16},
+            "scale": {
+                "deployment": "batch",
+                "gpu_class": "A100-40GB",
+                "gpus_per_replica": 1,
+                "current_replicas": 16,
+                "target_replicas": 17,
+            },
+        }
+    )
     assert d["outcome"] == "DENY" and "ENTITLEMENT_EXCEEDED" in codes(d)
 
 
@@ -101,8 +117,13 @@ def test_offboarding_an_enterprise_tenant_needs_approval_and_carries_obligations
     d = client.decide(load_intent("07-acme-eu-offboard.json"))
     assert d["outcome"] == "NEEDS_APPROVAL" and codes(d) == ["OFFBOARD_APPROVAL_REQUIRED"]
     obligations = [o["code"] for o in d["obligations"]]  # type: ignore[attr-defined]
-    assert obligations == ["DRAIN_WORKLOADS", "REVOKE_ACCESS", "DESTROY_DATA",
-                           "ISSUE_DESTRUCTION_CERTIFICATE", "ARCHIVE_AUDIT_TRAIL"]
+    assert obligations == [
+        "DRAIN_WORKLOADS",
+        "REVOKE_ACCESS",
+        "DESTROY_DATA",
+        "ISSUE_DESTRUCTION_CERTIFICATE",
+        "ARCHIVE_AUDIT_TRAIL",
+    ]
 
 
 def test_batch_decides_every_intent_on_one_revision(client: PdpClient, stack: EmbeddedPDP) -> None:
@@ -119,8 +140,14 @@ def test_batch_decides_every_intent_on_one_revision(client: PdpClient, stack: Em
 def test_malformed_intent_is_invalid_argument_naming_the_field(server: PdpServer) -> None:
     with grpc.insecure_channel(server.address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
-        request = pb.DecideRequest(intent=pb.Intent(
-            tenant="acme-eu", deploy_model=pb.DeployModel(deployment="x", gpu_class="H100-80GB", gpus_per_replica=1, replicas=-2)))
+        request = pb.DecideRequest(
+            intent=pb.Intent(
+                tenant="acme-eu",
+                deploy_model=pb.DeployModel(
+                    deployment="x", gpu_class="H100-80GB", gpus_per_replica=1, replicas=-2
+                ),
+            )
+        )
         with pytest.raises(grpc.RpcError) as raised:
             stub.Decide(request, timeout=2)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -163,7 +190,9 @@ def test_health_and_reflection(server: PdpServer) -> None:
         assert SERVICE_NAME in services and "grpc.health.v1.Health" in services
 
 
-def test_every_decision_is_recorded_and_queryable_by_tenant_and_time(client: PdpClient, stack: EmbeddedPDP) -> None:
+def test_every_decision_is_recorded_and_queryable_by_tenant_and_time(
+    client: PdpClient, stack: EmbeddedPDP
+) -> None:
     start = datetime.now(UTC) - timedelta(seconds=1)
     d = client.decide(load_intent("02-acme-eu-deploy-us.json"))
     other = client.decide(load_intent("04-globex-deploy-shared.json"))

@@ -44,7 +44,11 @@ def test_example_intents_are_valid(example: Path) -> None:
         (with_change(["kind"], None), "kind", "is required"),
         (with_change(["deploy_model", "replicas"], 0), "deploy_model.replicas", "less than the minimum"),
         (with_change(["deploy_model", "replicas"], None), "deploy_model.replicas", "is required"),
-        (with_change(["deploy_model", "gpus_per_replica"], "two"), "deploy_model.gpus_per_replica", "not of type 'integer'"),
+        (
+            with_change(["deploy_model", "gpus_per_replica"], "two"),
+            "deploy_model.gpus_per_replica",
+            "not of type 'integer'",
+        ),
         (with_change(["deploy_model", "sharing"], "sometimes"), "deploy_model.sharing", "is not one of"),
         (with_change(["deploy_model", "colour"], "blue"), "deploy_model.colour", "is not a known field"),
         (with_change(["tenant"], "Not A Name"), "tenant", "does not match"),
@@ -67,8 +71,13 @@ def test_not_an_object() -> None:
 
 def test_create_tenant_policy_is_checked_against_the_tenant_schema() -> None:
     policy = {
-        "name": "newco", "tier": "gold", "isolation": "shared", "data_residency": "any",
-        "allow_preemption": False, "allow_gpu_sharing": False, "namespaces": ["newco"],
+        "name": "newco",
+        "tier": "gold",
+        "isolation": "shared",
+        "data_residency": "any",
+        "allow_preemption": False,
+        "allow_gpu_sharing": False,
+        "namespaces": ["newco"],
         "entitlements": {"H100-80GB": 1},
     }
     intent = {"kind": "create_tenant", "tenant": "newco", "create_tenant": {"policy": policy}}

@@ -13,10 +13,18 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def _decision(n: int, tenant: str, at: datetime, outcome: Outcome = Outcome.ALLOW) -> Decision:
-    reasons = (Reason("RESIDENCY_VIOLATION", "nope", "gpupaas.residency"),) if outcome != Outcome.ALLOW else ()
+    reasons = (
+        (Reason("RESIDENCY_VIOLATION", "nope", "gpupaas.residency"),) if outcome != Outcome.ALLOW else ()
+    )
     return Decision(
-        outcome=outcome, reasons=reasons, bundle_revision="rev1", decision_id=f"d{n}",
-        decided_at=at, evaluation_ms=0.5, kind="deploy_model", tenant=tenant,
+        outcome=outcome,
+        reasons=reasons,
+        bundle_revision="rev1",
+        decision_id=f"d{n}",
+        decided_at=at,
+        evaluation_ms=0.5,
+        kind="deploy_model",
+        tenant=tenant,
     )
 
 
@@ -33,7 +41,9 @@ def test_records_survive_reopen_and_filter_by_tenant_and_time(tmp_path: Path) ->
     acme = reopened.query(tenant="acme-eu")
     assert [r.decision_id for r in acme] == ["d0", "d2", "d4"]
     assert acme[1].outcome == "DENY"
-    assert acme[1].reasons == [{"code": "RESIDENCY_VIOLATION", "message": "nope", "policy": "gpupaas.residency"}]
+    assert acme[1].reasons == [
+        {"code": "RESIDENCY_VIOLATION", "message": "nope", "policy": "gpupaas.residency"}
+    ]
     assert acme[1].input_digest == "sha256:2" and acme[1].bundle_revision == "rev1"
 
     window = reopened.query(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=4))

@@ -25,8 +25,12 @@ PLACE = {
         "name": "llama-0",
         "resources": {"nvidia.com/gpu": 2},
         "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-        "node_affinity": [[{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}]],
-        "tolerations": [{"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu", "effect": "NoSchedule"}],
+        "node_affinity": [
+            [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}]
+        ],
+        "tolerations": [
+            {"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu", "effect": "NoSchedule"}
+        ],
         "priority_class_name": "gpupaas-enterprise",
         "nodes": [{"name": "n1", "labels": {"a": "b"}, "tenants": ["acme-eu"]}, {"name": "n2"}],
     },
@@ -46,15 +50,25 @@ def test_placement_is_flattened_and_affinity_terms_become_lists() -> None:
 
 def test_zero_replicas_survive_for_scaling() -> None:
     intent = {
-        "kind": "scale", "tenant": "globex",
-        "scale": {"deployment": "d", "gpu_class": "H100-80GB", "gpus_per_replica": 1,
-                  "current_replicas": 0, "target_replicas": 2},
+        "kind": "scale",
+        "tenant": "globex",
+        "scale": {
+            "deployment": "d",
+            "gpu_class": "H100-80GB",
+            "gpus_per_replica": 1,
+            "current_replicas": 0,
+            "target_replicas": 2,
+        },
     }
     assert intent_from_proto(intent_to_proto(intent)) == intent
 
 
 def test_create_tenant_numbers_come_back_as_integers() -> None:
-    policy = {"name": "newco", "entitlements": {"H100-80GB": 4}, "sla": {"class": "throughput", "availability": 99.5}}
+    policy = {
+        "name": "newco",
+        "entitlements": {"H100-80GB": 4},
+        "sla": {"class": "throughput", "availability": 99.5},
+    }
     message = pb.Intent(tenant="newco")
     message.create_tenant.policy.update(policy)
     assert intent_from_proto(message)["create_tenant"]["policy"] == policy
@@ -70,26 +84,43 @@ def test_decision_round_trip() -> None:
     decision = Decision(
         outcome=Outcome.NEEDS_APPROVAL,
         reasons=(Reason("QUOTA_APPROVAL_REQUIRED", "over by 2", "gpupaas.admission"),),
-        bundle_revision="abc-g123", decision_id="id-1",
-        decided_at=datetime(2026, 11, 28, 10, 0, 0, 123000, tzinfo=UTC), evaluation_ms=0.75,
-        kind="scale", tenant="acme-eu",
+        bundle_revision="abc-g123",
+        decision_id="id-1",
+        decided_at=datetime(2026, 11, 28, 10, 0, 0, 123000, tzinfo=UTC),
+        evaluation_ms=0.75,
+        kind="scale",
+        tenant="acme-eu",
         constraints={
             "eligible_clusters": ["eu-west"],
             "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-            "node_affinity": [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}],
-            "isolation": {"mode": "dedicated", "gpu_sharing": False, "sharing_strategies": ["none"],
-                          "dedicated_pools": ["acme-h100-dedicated"]},
-            "rejected_nodes": [{"node": "n2", "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "p"}]}],
+            "node_affinity": [
+                {"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}
+            ],
+            "isolation": {
+                "mode": "dedicated",
+                "gpu_sharing": False,
+                "sharing_strategies": ["none"],
+                "dedicated_pools": ["acme-h100-dedicated"],
+            },
+            "rejected_nodes": [
+                {"node": "n2", "reasons": [{"code": "RESIDENCY_VIOLATION", "message": "m", "policy": "p"}]}
+            ],
             "priority_class_name": "gpupaas-enterprise",
         },
-        obligations=({"code": "DESTROY_DATA", "description": "wipe", "params": {"verify": True, "namespaces": ["a"]}},),
+        obligations=(
+            {"code": "DESTROY_DATA", "description": "wipe", "params": {"verify": True, "namespaces": ["a"]}},
+        ),
     )
     doc = decision_from_proto(decision_to_proto(decision))
     assert doc["outcome"] == "NEEDS_APPROVAL"
-    assert doc["reasons"] == [{"code": "QUOTA_APPROVAL_REQUIRED", "message": "over by 2", "policy": "gpupaas.admission"}]
+    assert doc["reasons"] == [
+        {"code": "QUOTA_APPROVAL_REQUIRED", "message": "over by 2", "policy": "gpupaas.admission"}
+    ]
     assert doc["constraints"] == decision.constraints
     assert doc["obligations"] == [dict(o) for o in decision.obligations]
-    assert doc["bundle_revision"] == "abc-g123" and doc["decision_id"] == "id-1" and doc["tenant"] == "acme-eu"
+    assert (
+        doc["bundle_revision"] == "abc-g123" and doc["decision_id"] == "id-1" and doc["tenant"] == "acme-eu"
+    )
     assert doc["decided_at"] == "2026-11-28T10:00:00.123Z"
     assert doc["evaluation_ms"] == 0.75
 
@@ -109,9 +140,15 @@ def test_deploy_intents_round_trip(
     tenant: str, deployment: str, replicas: int, per_replica: int, sharing: str, usage: dict[str, int]
 ) -> None:
     intent = {
-        "kind": "deploy_model", "tenant": tenant,
-        "deploy_model": {"deployment": deployment, "gpu_class": "H100-80GB",
-                         "gpus_per_replica": per_replica, "replicas": replicas, "sharing": sharing},
+        "kind": "deploy_model",
+        "tenant": tenant,
+        "deploy_model": {
+            "deployment": deployment,
+            "gpu_class": "H100-80GB",
+            "gpus_per_replica": per_replica,
+            "replicas": replicas,
+            "sharing": sharing,
+        },
     }
     if usage:
         intent["usage"] = usage

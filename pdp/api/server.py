@@ -36,9 +36,7 @@ class EngineHealthMonitor:
 
     def _set(self, serving: bool) -> None:
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in ("", SERVICE_NAME):
             self._servicer.set(name, status)

@@ -70,18 +70,16 @@ def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
 
 def decision_to_proto(decision: Decision) -> pb.Decision:
     message = pb.Decision(
-        outcome=pb.Outcome.Value(decision.outcome.value),
+        outcome=decision.outcome.value,
         reasons=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.reasons],
-        warnings=[
-            pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.warnings
-        ],
+        warnings=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.warnings],
         bundle_revision=decision.bundle_revision,
         decision_id=decision.decision_id,
         tenant=decision.tenant,
     )
-    json_format.ParseDict(decision.constraints, message.constraints, ignore_unknown_fields=True)
+    json_format.ParseDict(dict(decision.constraints), message.constraints, ignore_unknown_fields=True)
     for obligation in decision.obligations:
-        json_format.ParseDict(obligation, message.obligations.add(), ignore_unknown_fields=True)
+        json_format.ParseDict(dict(obligation), message.obligations.add(), ignore_unknown_fields=True)
     message.decided_at.FromDatetime(decision.decided_at)
     message.evaluation_time.FromMicroseconds(round(decision.evaluation_ms * 1000))
     return message

@@ -63,9 +63,7 @@ class BundleServer:
 
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self._httpd = BundleHTTPServer(directory, host, port)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="bundle-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bundle-server", daemon=True)
 
     @property
     def url(self) -> str:

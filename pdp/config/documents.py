@@ -120,15 +120,11 @@ def load_config(tenants: Path, fleet: Path) -> PolicyConfig:
         name = tenant["name"]
         if name in loaded:
             errors.append(
-                ConfigError(
-                    str(path), "tenant.name", f"tenant {name!r} is already defined in {origin[name]}"
-                )
+                ConfigError(str(path), "tenant.name", f"tenant {name!r} is already defined in {origin[name]}")
             )
             continue
         loaded[name] = tenant
         origin[name] = str(path)
     if errors:
         raise ConfigErrors(errors)
-    return PolicyConfig(
-        fleet=fleet_doc["fleet"], fleet_file=str(fleet), tenants=loaded, tenant_files=origin
-    )
+    return PolicyConfig(fleet=fleet_doc["fleet"], fleet_file=str(fleet), tenants=loaded, tenant_files=origin)

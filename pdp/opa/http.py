@@ -5,9 +5,7 @@ from __future__ import annotations
 import httpx
 
 
-def http_client(
-    addr: str, timeout: float = 2.0, limits: httpx.Limits | None = None
-) -> httpx.Client:
+def http_client(addr: str, timeout: float = 2.0, limits: httpx.Limits | None = None) -> httpx.Client:
     """A keep-alive HTTP client for an OPA listening on `addr` (unix socket, host:port or URL)."""
     limits = limits or httpx.Limits()
     if addr.startswith("unix://"):

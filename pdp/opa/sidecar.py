@@ -57,9 +57,7 @@ def opa_config(settings: SidecarSettings) -> dict[str, Any]:
                 "signing": {"keyid": KEY_ID},
             }
         },
-        "keys": {
-            KEY_ID: {"algorithm": SIGNING_ALG, "key": settings.verification_key.read_text()}
-        },
+        "keys": {KEY_ID: {"algorithm": SIGNING_ALG, "key": settings.verification_key.read_text()}},
         "status": {"console": False},
         "default_decision": "/gpupaas/decision/result",
     }
@@ -87,12 +85,18 @@ class OpaSidecar:
         if self.addr.startswith("unix://"):
             Path(self.addr.removeprefix("unix://")).unlink(missing_ok=True)
         argv = [
-            str(self.settings.opa_binary or find_opa()), "run", "--server",
-            "--addr", self.addr,
-            "--config-file", str(self._config_file),
-            "--log-level", "error",
+            str(self.settings.opa_binary or find_opa()),
+            "run",
+            "--server",
+            "--addr",
+            self.addr,
+            "--config-file",
+            str(self._config_file),
+            "--log-level",
+            "error",
             "--skip-version-check",
-            "--unix-socket-perm", "700",
+            "--unix-socket-perm",
+            "700",
         ]
         with self._log_file.open("ab") as log_fh:
             self._proc = subprocess.Popen(argv, stdout=log_fh, stderr=subprocess.STDOUT)
@@ -138,8 +142,7 @@ class OpaSidecar:
                     last = str(exc) or type(exc).__name__
                 time.sleep(0.05)
         raise TimeoutError(
-            f"OPA at {self.addr} has no active bundle after {timeout:.0f}s ({last}); "
-            f"see {self._log_file}"
+            f"OPA at {self.addr} has no active bundle after {timeout:.0f}s ({last}); see {self._log_file}"
         )
 
     def kill(self) -> None:

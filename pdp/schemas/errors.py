@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from jsonschema import ValidationError
 
@@ -28,11 +29,11 @@ def describe(error: ValidationError) -> tuple[list[str | int], str]:
     """
     path: list[str | int] = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
-        for name in error.validator_value:
+        for name in cast(list[str], error.validator_value):
             if name not in error.instance:
                 return [*path, name], "is required"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(cast(dict[str, Any], error.schema).get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             return [*path, extra[0]], "is not a known field"
