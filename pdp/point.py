@@ -24,8 +24,10 @@ BATCH_PATH = "gpupaas/decision/batch"
 
 # Below this much time left there is no point asking the engine: answer DENY (timeout) at once.
 _MIN_ENGINE_BUDGET = 0.002
-# Kept back from the caller's deadline to render, record and send the answer.
-_REPLY_MARGIN = 0.003
+# Kept back from the caller's deadline to render, record and send the answer: a fixed floor plus
+# a share of the budget, since thread scheduling delays grow with load.
+_REPLY_MARGIN = 0.005
+_REPLY_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,8 @@ class DecideOptions:
     record: bool = True
 
     def budget(self, now: float) -> float:
-        if self.deadline is not None:
-            return self.deadline - now - _REPLY_MARGIN
-        return self.timeout - _REPLY_MARGIN
+        left = self.deadline - now if self.deadline is not None else self.timeout
+        return left - _REPLY_MARGIN - max(left, 0) * _REPLY_SHARE
 
 
 class DecisionPoint:

@@ -77,7 +77,7 @@ def test_create_tenant_numbers_come_back_as_integers() -> None:
 def test_intent_without_action_names_the_field() -> None:
     with pytest.raises(InvalidIntent) as raised:
         intent_from_proto(pb.Intent(tenant="acme-eu"))
-    assert raised.value.field == "intent.action"
+    assert raised.value.field == "action"
 
 
 def test_decision_round_trip() -> None:

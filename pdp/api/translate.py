@@ -45,7 +45,7 @@ def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
     """The intent document (docs/decision-contract.md) a gRPC Intent stands for."""
     kind = message.WhichOneof("action")
     if kind is None:
-        raise InvalidIntent("intent.action", f"is required: set one of {', '.join(KINDS)}")
+        raise InvalidIntent("action", f"is required: set one of {', '.join(KINDS)}")
     intent: dict[str, Any] = {"kind": kind}
     if message.tenant:
         intent["tenant"] = message.tenant

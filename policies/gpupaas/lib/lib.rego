@@ -64,6 +64,9 @@ default kind := ""
 
 kind := input.kind
 
+# the payload of the intent, under the key named like its kind
+default payload := {}
+
 payload := input[kind]
 
 # the workload of an admit_workload or place_workload intent

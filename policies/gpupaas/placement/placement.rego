@@ -161,6 +161,7 @@ _class_selector[lib.dedicated_tenant_label] := lib.tenant_name if {
 
 constraints.node_selector := _class_selector if {
 	lib.kind in _placement_kinds
+	lib.tenant
 	count(_class_selector) > 0
 }
 
