@@ -111,7 +111,7 @@ _total := lib.usage(lib.requested_class) + lib.additional_gpus if {
 _entitlement := lib.entitlement(lib.tenant, lib.requested_class)
 
 _over_entitlement_message := sprintf(
-	"tenant %q (tier %s) asks for %d more %s GPUs for %s: usage %d + %d = %d exceeds the entitlement of %d",
+	`tenant "%s" (tier %s) asks for %d more %s GPUs for %s: usage %d + %d = %d exceeds the entitlement of %d`,
 	[
 		lib.tenant_name, lib.tenant.tier, lib.additional_gpus, lib.requested_class, lib.subject,
 		lib.usage(lib.requested_class), lib.additional_gpus, _total, _entitlement,

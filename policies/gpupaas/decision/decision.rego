@@ -48,8 +48,6 @@ _outcome := "NEEDS_APPROVAL" if {
 	count(_approval) > 0
 }
 
-default _reasons := []
-
 _reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
 
 _reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
@@ -59,6 +57,12 @@ _constraints := object.union_n([placement.constraints, isolation.constraints, pr
 default _obligations := []
 
 _obligations := admission.obligations if count(_deny) == 0
+
+default _tenant := ""
+
+_tenant := lib.tenant_name
+
+_tenant := lib.new_tenant.name if not lib.tenant_name
 
 default _bundle_revision := ""
 
@@ -75,4 +79,16 @@ result := {
 	"constraints": _constraints,
 	"obligations": _obligations,
 	"bundle_revision": _bundle_revision,
+	"tenant": _tenant,
 }
+
+# METADATA
+# title: Batch decision
+# description: >-
+#   The decision of every intent in input.intents, in order, evaluated in one query so that
+#   every decision of a batch comes from the same bundle revision.
+# entrypoint: true
+batch := [decision |
+	some intent in input.intents
+	decision := result with input as intent
+]

@@ -106,17 +106,15 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	msg := sprintf(`node "%s" carries GPU class [%s], none of the entitled classes [%s] of tenant "%s" for %s`, [node.name, lib.names(classes), lib.names(wanted), lib.tenant_name, lib.subject])
 }
 
+# the node rejections of every area, each materialized once: node name -> reasons
+_rejections := [node_rejections, residency.node_rejections, isolation.node_rejections, sharing.node_rejections]
+
 # node name -> every reason that rejects it
 _node_reasons := {name: reasons |
 	lib.tenant
 	some node in lib.candidate_nodes
 	name := node.name
-	reasons := union({
-		object.get(node_rejections, name, set()),
-		object.get(residency.node_rejections, name, set()),
-		object.get(isolation.node_rejections, name, set()),
-		object.get(sharing.node_rejections, name, set()),
-	})
+	reasons := union({object.get(area, name, set()) | some area in _rejections})
 }
 
 _eligible_nodes := {name | some name, reasons in _node_reasons; count(reasons) == 0}

@@ -155,3 +155,11 @@ test_any_residency_accepts_every_node if {
 		with data.gpupaas.tenants as testdata.tenants
 	rejections == {}
 }
+
+test_any_residency_accepts_regions_outside_the_fleet if {
+	workload := {"namespace": "globex-ml", "name": "w", "node_selector": {"topology.kubernetes.io/region": "ap-south-1"}}
+	reasons := residency.deny with input as {"kind": "admit_workload", "admit_workload": workload}
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	reasons == set()
+}

@@ -1,0 +1,73 @@
+package gpupaas.lib_test
+
+import data.gpupaas.lib
+import data.gpupaas.testdata
+
+test_jurisdiction_allowed if {
+	lib.jurisdiction_allowed("any", "US")
+	lib.jurisdiction_allowed("eu-only", "EU")
+	not lib.jurisdiction_allowed("eu-only", "US")
+	not lib.jurisdiction_allowed("eu", "EU")
+}
+
+test_region_jurisdiction_index if {
+	index := lib.region_jurisdiction with data.gpupaas.fleet as testdata.fleet
+	index == {"eu-west-1": "EU", "eu-central-1": "EU", "us-east-1": "US"}
+}
+
+test_residency_clusters if {
+	clusters := lib.residency_clusters(testdata.tenants["acme-eu"]) with data.gpupaas.fleet as testdata.fleet
+	clusters == {"eu-west", "eu-central"}
+}
+
+test_tiers if {
+	lib.priority_class_ranks == {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaas-spot": 1}
+}
+
+test_gpu_resources if {
+	lib.is_gpu_resource("nvidia.com/gpu")
+	lib.is_gpu_resource("amd.com/gpu")
+	lib.is_gpu_resource("nvidia.com/gpu.shared")
+	lib.is_gpu_resource("nvidia.com/mig-1g.10gb")
+	not lib.is_gpu_resource("cpu")
+	not lib.is_gpu_resource("nvidia.com/gpu.product")
+	lib.resource_vendor("amd.com/gpu") == "amd"
+	lib.resource_vendor("nvidia.com/mig-1g.10gb") == "nvidia"
+}
+
+test_classes_of_labels if {
+	classes := lib.classes_of_labels({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB-SHARED", "amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}) with data.gpupaas.fleet as testdata.fleet
+	classes == {"A100-40GB", "MI300X"}
+	unknown := lib.classes_of_labels({"nvidia.com/gpu.product": "NVIDIA-B200"}) with data.gpupaas.fleet as testdata.fleet
+	unknown == set()
+}
+
+test_namespace_index_with_conflict if {
+	tenants := object.union(testdata.tenants, {"hooli": {"name": "hooli", "namespaces": ["globex-ml", "hooli"]}})
+	index := lib.namespace_tenant with data.gpupaas.tenants as tenants
+	index["globex-ml"] == "globex"
+	index.hooli == "hooli"
+	index["acme-staging"] == "acme-eu"
+	owners := lib.namespace_owners with data.gpupaas.tenants as tenants
+	owners["globex-ml"] == {"globex", "hooli"}
+}
+
+test_eligible_pools_and_capacity if {
+	globex := testdata.tenants.globex
+	pools := lib.eligible_pools(globex, {"A100-40GB"}, lib.sharing_strategies) with data.gpupaas.fleet as testdata.fleet
+	pools == {["eu-west", "eu-a100-timeslice"], ["us-east", "us-a100-mig"], ["us-east", "us-a100-spot"]}
+	capacity := lib.capacity_of(pools) with data.gpupaas.fleet as testdata.fleet
+	capacity == 64
+	dedicated := lib.eligible_pools(testdata.tenants["acme-eu"], {"H100-80GB"}, {"none"}) with data.gpupaas.fleet as testdata.fleet
+	dedicated == {["eu-west", "acme-h100-dedicated"]}
+}
+
+test_usable_strategies if {
+	lib.usable_strategies(testdata.tenants["acme-eu"]) == {"none"}
+	lib.usable_strategies(testdata.tenants.globex) == {"none", "time-slicing", "mps", "mig"}
+}
+
+test_names if {
+	lib.names({"b", "a"}) == "a, b"
+	lib.names([]) == ""
+}

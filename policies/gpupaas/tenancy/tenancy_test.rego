@@ -1,0 +1,160 @@
+package gpupaas.tenancy_test
+
+import data.gpupaas.decision
+import data.gpupaas.tenancy
+import data.gpupaas.testdata
+
+_samples := data.gpupaas.tenancy.samples
+
+_passing_samples := {name |
+	some name, sample in _samples
+	result := decision.result with input as sample.input
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.matches(result, sample.expect)
+}
+
+test_samples if {
+	count(_samples) >= 2
+	_passing_samples == {name | some name, _ in _samples}
+}
+
+_hooli := {
+	"name": "hooli", "tier": "standard", "isolation": "shared", "data_residency": "eu-only",
+	"allow_preemption": true, "allow_gpu_sharing": true, "namespaces": ["hooli-ml"],
+	"entitlements": {"A100-40GB": 8, "MI300X": 2},
+}
+
+_create(policy) := {"kind": "create_tenant", "tenant": policy.name, "create_tenant": {"policy": policy}}
+
+test_create_tenant_allowed if {
+	result := decision.result with input as _create(_hooli)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "ALLOW"
+	result.reasons == []
+	result.constraints == {"eligible_clusters": ["eu-central", "eu-west"]}
+}
+
+test_tenant_exists if {
+	result := decision.result with input as _create(testdata.tenants["acme-eu"])
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.reasons == [{"code": "TENANT_EXISTS", "message": `tenant "acme-eu" already exists`, "policy": "gpupaas.tenancy"}]
+}
+
+test_spot_tenant_forbidding_preemption if {
+	result := decision.result with input as _create(object.union(_hooli, {"tier": "spot", "allow_preemption": false}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.reasons == [{
+		"code": "TENANT_CONTRADICTION",
+		"message": `tenant "hooli" is tier spot but sets allow_preemption false; spot capacity is always preemptible`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_unsatisfiable_residency if {
+	result := decision.result with input as _create(object.union(_hooli, {"data_residency": "jp-only"}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+
+	# the entitlements are not reported unsatisfiable on top of the residency
+	testdata.codes(result) == ["RESIDENCY_UNSATISFIABLE"]
+	result.constraints == {"eligible_clusters": []}
+}
+
+test_unknown_and_unsatisfiable_entitlements if {
+	policy := object.union(_hooli, {"data_residency": "us-only", "entitlements": {"A100-40GB": 8, "MI300X": 2, "B200": 1}})
+	result := decision.result with input as _create(policy)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.reasons == [
+		{"code": "ENTITLEMENT_UNSATISFIABLE", "message": `tenant "hooli" is entitled to GPU class MI300X, which no cluster of its data_residency us-only offers`, "policy": "gpupaas.tenancy"},
+		{"code": "GPU_CLASS_UNKNOWN", "message": `tenant "hooli" is entitled to GPU class "B200", which the fleet does not define`, "policy": "gpupaas.tenancy"},
+	]
+}
+
+test_namespace_conflict if {
+	result := decision.result with input as _create(object.union(_hooli, {"namespaces": ["hooli-ml", "globex-ml"]}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.reasons == [{
+		"code": "NAMESPACE_CONFLICT",
+		"message": `namespace "globex-ml" of tenant "hooli" is already owned by tenant(s) [globex]`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_finding_paths if {
+	policy := object.union(_hooli, {"tier": "spot", "allow_preemption": false, "namespaces": ["hooli-ml", "acme-prod"], "entitlements": {"B200": 1}})
+	findings := tenancy.findings(policy) with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	{[f.code, f.path] | some f in findings} == {
+		["TENANT_CONTRADICTION", ["tenant", "allow_preemption"]],
+		["NAMESPACE_CONFLICT", ["tenant", "namespaces", 1]],
+		["GPU_CLASS_UNKNOWN", ["tenant", "entitlements", "B200"]],
+	}
+}
+
+test_dedicated_tenant_without_pool_needs_approval if {
+	policy := object.union(object.remove(_hooli, ["entitlements"]), {"isolation": "dedicated", "entitlements": {"H100-80GB": 8}})
+	result := decision.result with input as _create(policy)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "NEEDS_APPROVAL"
+	result.reasons == [{
+		"code": "DEDICATED_POOL_PROVISIONING",
+		"message": `dedicated tenant "hooli" has no dedicated pool in the fleet; one must be provisioned`,
+		"policy": "gpupaas.tenancy",
+	}]
+	result.constraints == {"eligible_clusters": ["eu-west"]}
+}
+
+test_dedicated_tenant_with_pool if {
+	# acme-eu's pool exists already: recreating it (after offboarding) needs no provisioning
+	policy := testdata.tenants["acme-eu"]
+	result := decision.result with input as _create(policy)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as object.remove(testdata.tenants, ["acme-eu"])
+	result.outcome == "ALLOW"
+}
+
+test_update_quotas_unsatisfiable if {
+	result := decision.result with input as {"kind": "update_quotas", "tenant": "initech-spot", "update_quotas": {"entitlements": {"A100-40GB": 16, "MI300X": 4}}}
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.reasons == [{
+		"code": "ENTITLEMENT_UNSATISFIABLE",
+		"message": `new entitlement of tenant "initech-spot" for GPU class MI300X cannot be satisfied: no cluster of its data_residency us-only offers it`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_example_data_has_no_config_violations if {
+	violations := tenancy.config_violations with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	violations == set()
+}
+
+test_config_violations if {
+	tenants := object.union(testdata.tenants, {
+		"initech-spot": {"allow_preemption": false},
+		"hooli": object.union(_hooli, {"namespaces": ["globex-ml"]}),
+	})
+	fleet := object.union(testdata.fleet, {"clusters": {
+		"eu-central": {"pools": {"eu-b200": {"gpu_class": "B200", "isolation": "shared", "nodes": 1, "gpus_per_node": 8}}},
+		"us-east": {"pools": {"umbrella-h100": {"gpu_class": "H100-80GB", "isolation": "dedicated", "tenant": "umbrella", "nodes": 1, "gpus_per_node": 8}}},
+	}})
+	violations := tenancy.config_violations with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as tenants
+	{[v.document, object.get(v, "tenant", ""), v.code, v.path] | some v in violations} == {
+		["tenant", "initech-spot", "TENANT_CONTRADICTION", ["tenant", "allow_preemption"]],
+		["tenant", "hooli", "NAMESPACE_CONFLICT", ["tenant", "namespaces", 0]],
+		["tenant", "globex", "NAMESPACE_CONFLICT", ["tenant", "namespaces", 0]],
+		["fleet", "", "GPU_CLASS_UNKNOWN", ["fleet", "clusters", "eu-central", "pools", "eu-b200", "gpu_class"]],
+		["fleet", "", "TENANT_UNKNOWN", ["fleet", "clusters", "us-east", "pools", "umbrella-h100", "tenant"]],
+	}
+}
