@@ -48,7 +48,7 @@ def test_official_opa_image_pulls_signed_bundle_and_decides(workspace: Path) -> 
             .with_exposed_ports(8181)
             .with_command(
                 "run --server --addr=0.0.0.0:8181 --config-file=/config/opa-config.yaml "
-                "--verification-key=/keys/bundle-signing.pub.pem --verification-key-id=gpupaas "
+                "--set-file=keys.gpupaas.key=/keys/bundle-signing.pub.pem "
                 f"--set=services.bundles.url=http://bundles:{port} "
                 "--set=bundles.gpupaas.polling.min_delay_seconds=1 "
                 "--set=bundles.gpupaas.polling.max_delay_seconds=2"

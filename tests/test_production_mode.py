@@ -1,0 +1,121 @@
+"""Production shape with the local OPA binary: OPA configured by deploy/opa-config.yaml pulls the
+signed bundle from `pdp serve-bundles`; `pdp serve --opa-addr` decides through it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pdp.embedded import opa_ready
+
+from .conftest import EXAMPLES, ROOT
+from .test_cli import config_args, pdp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in reversed(started):
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
+    workspace: Path, opa_binary: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    built = pdp("build", *config_args(workspace))
+    assert built.returncode == 0, built.stderr
+    revision = json.loads(built.stdout)["revision"]
+
+    bundle_port, opa_port, pdp_port = free_port(), free_port(), free_port()
+    processes.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pdp.cli",
+                "serve-bundles",
+                "--bundles",
+                str(workspace / "bundles"),
+                "--listen",
+                f"127.0.0.1:{bundle_port}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    )
+    processes.append(
+        subprocess.Popen(
+            [
+                str(opa_binary),
+                "run",
+                "--server",
+                f"--addr=127.0.0.1:{opa_port}",
+                f"--config-file={ROOT / 'deploy' / 'opa-config.yaml'}",
+                f"--set-file=keys.gpupaas.key={workspace / 'keys' / 'bundle-signing.pub.pem'}",
+                "--skip-version-check",
+                f"--set=services.bundles.url=http://127.0.0.1:{bundle_port}",
+                "--set=bundles.gpupaas.polling.min_delay_seconds=1",
+                "--set=bundles.gpupaas.polling.max_delay_seconds=2",
+            ],
+            cwd=workspace,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    )
+    deadline = time.monotonic() + 30
+    while not opa_ready(f"127.0.0.1:{opa_port}"):
+        assert time.monotonic() < deadline, "OPA never activated the signed bundle"
+        time.sleep(0.1)
+
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pdp.cli",
+            "serve",
+            "--opa-addr",
+            f"127.0.0.1:{opa_port}",
+            "--listen",
+            f"127.0.0.1:{pdp_port}",
+            "--state",
+            str(workspace / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    processes.append(serve)
+    assert serve.stdout is not None
+    assert "pdp serving on" in serve.stdout.readline()
+
+    out = pdp(
+        "decide", "--server", f"127.0.0.1:{pdp_port}", str(EXAMPLES / "intents" / "02-acme-eu-deploy-us.json")
+    )
+    assert out.returncode == 1, out.stderr
+    decision = json.loads(out.stdout)
+    assert "RESIDENCY_VIOLATION" in [r["code"] for r in decision["reasons"]]
+    assert decision["bundle_revision"] == revision
+
+
+def test_serve_refuses_plaintext_off_loopback(workspace: Path) -> None:
+    out = pdp("serve", "--opa-addr", "127.0.0.1:1", "--listen", "0.0.0.0:0", "--state", str(workspace / "s"))
+    assert out.returncode != 0
+    assert "not loopback" in out.stderr
