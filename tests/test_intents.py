@@ -64,6 +64,29 @@ def test_invalid_intents_name_the_field(intent: dict[str, Any], field: str, prob
     assert problem in raised.value.problem
 
 
+@pytest.mark.parametrize("kind", ["admit_workload", "place_workload"])
+def test_unknown_workload_fields_are_named(kind: str) -> None:
+    workload = {"namespace": "acme-prod", "name": "p", "colour": "blue"}
+    if kind == "place_workload":
+        workload["nodes"] = []
+    with pytest.raises(InvalidIntent) as raised:
+        validate_intent({"kind": kind, kind: workload})
+    assert raised.value.field == f"{kind}.colour"
+    assert raised.value.problem == "is not a known field"
+
+
+def test_only_placement_carries_nodes() -> None:
+    with pytest.raises(InvalidIntent) as raised:
+        validate_intent(
+            {"kind": "admit_workload", "admit_workload": {"namespace": "a", "name": "p", "nodes": []}}
+        )
+    assert raised.value.field == "admit_workload.nodes"
+    with pytest.raises(InvalidIntent) as raised:
+        validate_intent({"kind": "place_workload", "place_workload": {"namespace": "a", "name": "p"}})
+    assert raised.value.field == "place_workload.nodes"
+    assert raised.value.problem == "is required"
+
+
 def test_not_an_object() -> None:
     with pytest.raises(InvalidIntent, match="must be a JSON object"):
         validate_intent(["deploy_model"])

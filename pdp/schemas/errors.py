@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -37,6 +38,10 @@ def describe(error: ValidationError) -> tuple[list[str | int], str]:
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             return [*path, extra[0]], "is not a known field"
+    if error.validator == "unevaluatedProperties":
+        unexpected = re.findall(r"'([^']+)'", error.message.split("(", 1)[-1])
+        if unexpected:
+            return [*path, unexpected[0]], "is not a known field"
     return path, error.message
 
 
