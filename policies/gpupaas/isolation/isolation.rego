@@ -81,7 +81,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	some node in lib.candidate_nodes
-	some other in object.get(node, "tenants", [])
+	some other in lib.node_tenants(node)
 	other != lib.tenant_name
 	"dedicated" in {t.isolation, object.get(lib.tenants, [other, "isolation"], "shared")}
 	msg := sprintf(`node "%s" hosts pods of tenant "%s" (isolation %s) and tenant "%s" has isolation %s; a dedicated tenant shares no node`, [node.name, other, object.get(lib.tenants, [other, "isolation"], "unknown"), lib.tenant_name, t.isolation])

@@ -107,6 +107,18 @@ test_node_rejections_of_dedicated_tenant if {
 	[r.message | some r in rejections["shared-1"]] == [`node "shared-1" is not in a dedicated pool of tenant "acme-eu" (label gpupaas.io/dedicated-tenant="")`]
 }
 
+test_occupants_named_by_namespace_map_to_their_tenants if {
+	nodes := [
+		{"name": "shared-1", "namespaces": ["acme-prod", "kube-system"]},
+		{"name": "shared-2", "namespaces": ["initech-batch", "kube-system"]},
+	]
+	rejections := isolation.node_rejections with input as _place("globex-ml", nodes)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	_codes_by_node(rejections) == {"shared-1": ["ISOLATION_NODE_OCCUPIED"]}
+	[r.message | some r in rejections["shared-1"]] == [`node "shared-1" hosts pods of tenant "acme-eu" (isolation dedicated) and tenant "globex" has isolation shared; a dedicated tenant shares no node`]
+}
+
 test_isolation_constraint_of_sharing_request if {
 	result := decision.result with input as {"kind": "request_gpu_sharing", "tenant": "globex", "request_gpu_sharing": {"mode": "mig"}}
 		with data.gpupaas.fleet as testdata.fleet

@@ -314,6 +314,13 @@ candidate_nodes := object.get(payload, "nodes", []) if kind == "place_workload"
 
 node_labels(node) := object.get(node, "labels", {})
 
+# the tenants with pods on a node: named directly, or through the namespaces of its pods
+# (namespaces no tenant owns, such as kube-system, name no tenant)
+node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespace_tenant[ns] |
+	some ns in object.get(node, "namespaces", [])
+	namespace_tenant[ns]
+}
+
 # names renders a set or array of strings for a message: sorted, comma-separated (messages use
 # only the %s and %d verbs of sprintf, which every WebAssembly SDK implements)
 names(xs) := concat(", ", sort(xs))
