@@ -1,0 +1,173 @@
+"""Fixtures for the end-to-end tier: a real etcd + kube-apiserver + kube-scheduler on loopback,
+the PDP (real OPA) with its admission webhook and scheduler extender registered, GPU nodes with
+GPU feature discovery labels, and tenant namespaces."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from pdp.embedded import EmbeddedPDP
+from pdp.enforcement.certs import issue_server_cert, make_ca
+from pdp.enforcement.cluster import ClusterState
+from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+
+from ..conftest import EXAMPLES, embedded_settings
+from .controlplane import ROOT, ControlPlane, kube_binaries
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-40GB"
+
+# name: (region, product, pool, dedicated tenant or None, sharing strategy)
+NODES: dict[str, tuple[str, str, str, str | None, str]] = {
+    "eu-acme-1": ("eu-west-1", H100, "acme-h100-dedicated", "acme-eu", "none"),
+    "eu-acme-2": ("eu-west-1", H100, "acme-h100-dedicated", "acme-eu", "none"),
+    "eu-shared-1": ("eu-west-1", H100, "eu-h100-shared", None, "none"),
+    "eu-shared-2": ("eu-west-1", H100, "eu-h100-shared", None, "none"),
+    "us-shared-1": ("us-east-1", H100, "us-h100-shared", None, "none"),
+    "us-shared-2": ("us-east-1", H100, "us-h100-shared", None, "none"),
+    "us-spot-1": ("us-east-1", A100, "us-a100-spot", None, "time-slicing"),
+}
+
+TENANT_NAMESPACES = {"acme-prod": "acme-eu", "globex-ml": "globex", "initech-batch": "initech-spot"}
+
+
+def node_object(name: str, taint_dedicated: bool = True) -> client.V1Node:
+    region, product, pool, tenant, sharing = NODES[name]
+    labels = {
+        "kubernetes.io/hostname": name,
+        "topology.kubernetes.io/region": region,
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.count": "8",
+        "nvidia.com/gpu.product": product if sharing == "none" else f"{product}-SHARED",
+        "nvidia.com/gpu.sharing-strategy": sharing,
+        "gpupaas.io/pool": pool,
+    }
+    taints = []
+    if tenant:
+        labels["gpupaas.io/dedicated-tenant"] = tenant
+        if taint_dedicated:
+            taints.append(client.V1Taint(key="gpupaas.io/dedicated", value=tenant, effect="NoSchedule"))
+    return client.V1Node(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1NodeSpec(taints=taints or None),
+    )
+
+
+NODE_STATUS = {
+    "status": {
+        "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
+        "allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "e2e"}],
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube")).start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(str(control_plane.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="session")
+def pdp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPDP]:
+    root = tmp_path_factory.mktemp("pdp")
+    shutil.copytree(EXAMPLES, root / "examples")
+    with EmbeddedPDP(embedded_settings(root)) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pdp-pki")
+    ca = make_ca(d)
+    serving = issue_server_cert(ca, d / "pdp", ["127.0.0.1", "localhost"])
+    return {"ca": ca.cert, "cert": serving.cert, "key": serving.key}
+
+
+class Enforcement:
+    """The PDP's enforcement points, registered with the API server and the scheduler."""
+
+    def __init__(self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path]) -> None:
+        self.cluster = ClusterState(api).start()
+        self.webhook = WebhookServer(
+            AdmissionWebhook(stack.point), host="127.0.0.1", port=0, cert_file=pki["cert"], key_file=pki["key"]
+        ).start()
+        self.extender = ExtenderServer(
+            SchedulerExtender(stack.point, cluster=self.cluster), host="127.0.0.1", port=0
+        ).start()
+
+    def stop_webhook(self) -> None:
+        self.webhook.stop()
+
+    def stop(self) -> None:
+        for part in (self.webhook, self.extender, self.cluster):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - already stopped by a test
+                pass
+
+
+def webhook_configuration(url: str, ca_file: Path) -> dict[str, Any]:
+    """The shipped deploy/kubernetes/webhook.yaml, pointed at the local webhook."""
+    import base64
+
+    shipped = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "webhook.yaml").read_text())
+    doc = copy.deepcopy(shipped)
+    for hook in doc["webhooks"]:
+        hook["clientConfig"] = {"url": f"{url}/validate", "caBundle": base64.b64encode(ca_file.read_bytes()).decode()}
+    return doc  # type: ignore[no-any-return]
+
+
+def scheduler_configuration(extender_url: str) -> dict[str, Any]:
+    """The shipped deploy/kubernetes/scheduler-config.yaml, pointed at the local extender."""
+    doc = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "scheduler-config.yaml").read_text())
+    for ext in doc["extenders"]:
+        ext["urlPrefix"] = extender_url
+        ext["enableHTTPS"] = False
+        ext.pop("tlsConfig", None)
+    return doc  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    control_plane: ControlPlane, api: client.ApiClient, pdp_stack: EmbeddedPDP, pki: dict[str, Path]
+) -> Iterator[Enforcement]:
+    core = client.CoreV1Api(api)
+    for name in NODES:
+        core.create_node(node_object(name))
+        core.patch_node_status(name, NODE_STATUS)
+    for ns, tenant in TENANT_NAMESPACES.items():
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels={"gpupaas.io/tenant": tenant})))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="unowned")))
+    scheduling = client.SchedulingV1Api(api)
+    for name, value in (("gpupaas-enterprise", 3000), ("gpupaas-standard", 2000), ("gpupaas-spot", 1000)):
+        scheduling.create_priority_class(client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value))
+
+    enforcement = Enforcement(pdp_stack, api, pki)
+    client.AdmissionregistrationV1Api(api).create_validating_webhook_configuration(
+        webhook_configuration(enforcement.webhook.url, pki["ca"])
+    )
+    control_plane.start_scheduler(scheduler_configuration(enforcement.extender.url))
+    try:
+        yield enforcement
+    finally:
+        enforcement.stop()

@@ -1,0 +1,179 @@
+"""A real Kubernetes control plane on loopback for the end-to-end tests, the way
+controller-runtime's envtest runs one: etcd and kube-apiserver (and kube-scheduler) as local
+processes built from module sources by scripts/build-kube. No kubelet: nodes are API objects."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pdp.enforcement.certs import CertPair, issue_client_cert, make_ca
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kube_binaries() -> Path:
+    """The folder with etcd, kube-apiserver and kube-scheduler, built (once) by scripts/build-kube."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "build-kube")], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/build-kube failed:\n{out.stderr[-4000:]}")
+    return ROOT / out.stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ControlPlane:
+    bin_dir: Path
+    workdir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_port: int = 0
+    kubeconfig: Path = Path()
+    ca: CertPair | None = None
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def start(self) -> ControlPlane:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._start_etcd()
+        self._start_apiserver()
+        return self
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        self._spawn("etcd", [
+            str(self.bin_dir / "etcd"),
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync", "--log-level=error",
+        ])
+
+    def _start_apiserver(self) -> None:
+        certs = self.workdir / "pki"
+        self.ca = make_ca(certs, "e2e-client-ca")
+        admin = issue_client_cert(self.ca, certs / "admin", "e2e-admin", ("system:masters",))
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        (certs / "sa.key").write_bytes(sa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (certs / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.api_port = free_port()
+        serving = certs / "serving"
+        self._spawn("kube-apiserver", [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}", f"--cert-dir={serving}",
+            f"--client-ca-file={self.ca.cert}",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={certs / 'sa.pub'}",
+            f"--service-account-signing-key-file={certs / 'sa.key'}",
+            "--authorization-mode=RBAC",
+            # No controller-manager runs, so nothing creates default service accounts.
+            "--disable-admission-plugins=ServiceAccount",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+        ])
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self._wait_for_serving_cert(serving)
+        self._write_kubeconfig(serving, admin)
+        self._wait_ready()
+
+    def _wait_for_serving_cert(self, serving: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not list(serving.glob("*.crt")):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kube-apiserver wrote no serving certificate\n{self.log_tail('kube-apiserver')}")
+            time.sleep(0.1)
+
+    def _write_kubeconfig(self, serving: Path, admin: CertPair) -> None:
+        server_ca = next(iter(sorted(serving.glob("*.crt"))))
+        config: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {
+                "server": f"https://127.0.0.1:{self.api_port}", "certificate-authority": str(server_ca)}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate": str(admin.cert), "client-key": str(admin.key)}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+            "current-context": "e2e",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}\n{self.log_tail(name)}")
+
+    def _wait_ready(self, timeout: float = 120) -> None:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(str(self.kubeconfig))
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                body = api.call_api("/readyz", "GET", auth_settings=["BearerToken"], _preload_content=False,
+                                    _request_timeout=2)[0].data.decode()
+                if body.strip() == "ok":
+                    # The default namespace appears shortly after /readyz from a bootstrap controller.
+                    client.CoreV1Api(api).read_namespace("default")
+                    api.close()
+                    return
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
+                last = str(exc)[:300]
+            time.sleep(0.2)
+        api.close()
+        raise TimeoutError(f"kube-apiserver not ready: {last}\n{self.log_tail('kube-apiserver')}")
+
+    def start_scheduler(self, config: dict[str, Any]) -> None:
+        """kube-scheduler with `config` (a KubeSchedulerConfiguration), talking to this API server."""
+        config = {**config, "clientConnection": {"kubeconfig": str(self.kubeconfig)},
+                  "leaderElection": {"leaderElect": False}}
+        path = self.workdir / "scheduler.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self._spawn("kube-scheduler", [
+            str(self.bin_dir / "kube-scheduler"), f"--config={path}", "--secure-port=0", "-v=2",
+        ])
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")

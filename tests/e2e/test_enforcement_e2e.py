@@ -1,0 +1,157 @@
+"""End to end through a real kube-apiserver and kube-scheduler: pods are created with the official
+kubernetes client; the API server calls the PDP's admission webhook, the scheduler calls its
+extender, and OPA decides. Needs scripts/build-kube's binaries (built on first use, then cached)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from pdp.embedded import EmbeddedPDP
+
+from .conftest import NODE_STATUS, NODES, Enforcement, node_object
+
+_names = itertools.count()
+
+
+def gpu_pod(
+    namespace: str,
+    *,
+    resource: str = "nvidia.com/gpu",
+    gpus: int = 1,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict[str, str]] | None = None,
+    priority_class: str | None = None,
+) -> dict[str, Any]:
+    limits = {resource: str(gpus)} if gpus else {}
+    spec: dict[str, Any] = {
+        "containers": [{"name": "main", "image": "registry.invalid/model:1", "resources": {"limits": limits}}],
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if priority_class:
+        spec["priorityClassName"] = priority_class
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{next(_names)}", "namespace": namespace}, "spec": spec}
+
+
+def own_pool(tenant: str) -> list[dict[str, str]]:
+    return [{"key": "gpupaas.io/dedicated", "operator": "Equal", "value": tenant, "effect": "NoSchedule"}]
+
+
+def create(api: client.ApiClient, pod: dict[str, Any]) -> client.V1Pod:
+    return client.CoreV1Api(api).create_namespaced_pod(pod["metadata"]["namespace"], pod)
+
+
+def rejection(api: client.ApiClient, pod: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as raised:
+        create(api, pod)
+    assert raised.value.status in (400, 403, 500), raised.value
+    return str(raised.value.body)
+
+
+def bound_node(api: client.ApiClient, namespace: str, name: str, timeout: float = 60) -> str:
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, namespace)
+        if pod.spec.node_name:
+            return str(pod.spec.node_name)
+        time.sleep(0.2)
+    conditions = [(c.type, c.reason, c.message) for c in (pod.status.conditions or [])]
+    raise AssertionError(f"{namespace}/{name} was not scheduled: {conditions}")
+
+
+@pytest.fixture(scope="module")
+def ready(cluster: Enforcement, api: client.ApiClient) -> Enforcement:
+    """Wait until the API server has picked up the webhook configuration."""
+    deadline = time.monotonic() + 60
+    probe = gpu_pod("acme-prod", node_selector={"topology.kubernetes.io/region": "us-east-1"})
+    while True:
+        probe["metadata"]["name"] = f"probe{next(_names)}"
+        try:
+            create(api, probe)
+        except ApiException as exc:
+            if "RESIDENCY_VIOLATION" in str(exc.body):
+                return cluster
+        assert time.monotonic() < deadline, "the webhook never took effect"
+        time.sleep(0.5)
+
+
+def test_eu_only_pod_pinned_to_a_us_node_is_rejected_with_the_residency_reason(
+    ready: Enforcement, api: client.ApiClient, pdp_stack: EmbeddedPDP
+) -> None:
+    body = rejection(api, gpu_pod("acme-prod", node_selector={"topology.kubernetes.io/region": "us-east-1"},
+                                  tolerations=own_pool("acme-eu")))
+    assert "RESIDENCY_VIOLATION" in body and "acme-eu" in body
+    assert pdp_stack.bundle is not None and pdp_stack.bundle.revision in body
+
+
+def test_gpu_deployment_template_is_checked_too(ready: Enforcement, api: client.ApiClient) -> None:
+    pod = gpu_pod("acme-prod", node_selector={"topology.kubernetes.io/region": "us-east-1"})
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "llama", "namespace": "acme-prod"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "llama"}},
+                 "template": {"metadata": {"labels": {"app": "llama"}}, "spec": pod["spec"]}},
+    }
+    with pytest.raises(ApiException) as raised:
+        client.AppsV1Api(api).create_namespaced_deployment("acme-prod", deployment)
+    assert "RESIDENCY_VIOLATION" in str(raised.value.body)
+
+
+def test_shared_gpus_for_a_tenant_without_sharing_are_rejected(ready: Enforcement, api: client.ApiClient) -> None:
+    body = rejection(api, gpu_pod("acme-prod", resource="nvidia.com/gpu.shared", tolerations=own_pool("acme-eu")))
+    assert "SHARING_NOT_ALLOWED" in body
+
+
+def test_spot_tenant_with_the_enterprise_priority_class_is_rejected(ready: Enforcement, api: client.ApiClient) -> None:
+    body = rejection(api, gpu_pod("initech-batch", resource="nvidia.com/gpu", priority_class="gpupaas-enterprise"))
+    assert "PRIORITY_CLASS_ABOVE_TIER" in body and "initech-spot" in body
+
+
+def test_toleration_for_another_tenants_pool_is_rejected(ready: Enforcement, api: client.ApiClient) -> None:
+    body = rejection(api, gpu_pod("globex-ml", tolerations=own_pool("acme-eu")))
+    assert "ISOLATION_FOREIGN_POOL" in body
+
+
+def test_gpu_pod_in_a_namespace_no_tenant_owns_is_rejected(ready: Enforcement, api: client.ApiClient) -> None:
+    assert "TENANT_UNKNOWN" in rejection(api, gpu_pod("unowned"))
+
+
+def test_dedicated_tenant_pods_land_only_on_its_own_pool(ready: Enforcement, api: client.ApiClient) -> None:
+    pods = [create(api, gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))) for _ in range(3)]
+    nodes = {bound_node(api, "acme-prod", p.metadata.name) for p in pods}
+    assert nodes <= {"eu-acme-1", "eu-acme-2"}, nodes
+
+
+def test_standard_tenant_pods_never_land_on_another_tenants_dedicated_nodes(
+    ready: Enforcement, api: client.ApiClient
+) -> None:
+    # A dedicated node whose taint is missing: only the extender keeps other tenants off it.
+    core = client.CoreV1Api(api)
+    NODES["eu-acme-3"] = ("eu-west-1", "NVIDIA-H100-80GB-HBM3", "acme-h100-dedicated", "acme-eu", "none")
+    core.create_node(node_object("eu-acme-3", taint_dedicated=False))
+    core.patch_node_status("eu-acme-3", NODE_STATUS)
+    pods = [create(api, gpu_pod("globex-ml")) for _ in range(6)]
+    nodes = {bound_node(api, "globex-ml", p.metadata.name) for p in pods}
+    assert nodes and not any(n.startswith("eu-acme") for n in nodes), nodes
+    assert nodes <= {"eu-shared-1", "eu-shared-2", "us-shared-1", "us-shared-2"}, nodes
+
+
+def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(
+    ready: Enforcement, api: client.ApiClient
+) -> None:
+    ready.stop_webhook()
+    body = rejection(api, gpu_pod("globex-ml"))
+    assert "failed calling webhook" in body and "gpu.workloads.pdp.gpupaas.io" in body
+    plain = create(api, gpu_pod("globex-ml", gpus=0))
+    assert plain.metadata.name
+    other = create(api, gpu_pod("unowned", gpus=0, tolerations=[{"operator": "Exists"}]))
+    assert other.metadata.name
