@@ -93,29 +93,128 @@ def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
     return None
 
 
+def _host_port(listen: str, option: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"{option} {listen}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_enforcement(args: argparse.Namespace) -> None:
+    """Refuse bad enforcement options before anything starts."""
+    if args.webhook_listen:
+        _host_port(args.webhook_listen, "--webhook-listen")
+        if not (args.webhook_cert and args.webhook_key):
+            raise SystemExit(
+                "--webhook-listen needs --webhook-cert and --webhook-key (the API server only calls HTTPS)"
+            )
+    if args.extender_listen:
+        _host_port(args.extender_listen, "--extender-listen")
+        if bool(args.extender_cert) != bool(args.extender_key):
+            raise SystemExit("give both --extender-cert and --extender-key, or neither")
+
+
+class _Servers:
+    """Stops what was started, last started first."""
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def add(self, part: Any) -> Any:
+        self.parts.append(part)
+        return part
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
+
+
+def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: _Servers) -> None:
+    """The admission webhook and the scheduler extender, on the gRPC server's DecisionPoint."""
+    if not (args.webhook_listen or args.extender_listen):
+        return
+    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+    from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+
+    if args.webhook_listen:
+        host, port = _host_port(args.webhook_listen, "--webhook-listen")
+        webhook = servers.add(
+            WebhookServer(
+                AdmissionWebhook(point, failure_mode=args.failure_mode),
+                host=host,
+                port=port,
+                cert_file=args.webhook_cert,
+                key_file=args.webhook_key,
+            ).start()
+        )
+        print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
+    if args.extender_listen:
+        cluster = None
+        if args.kubeconfig or args.in_cluster:
+            from kubernetes import client as k8s
+            from kubernetes import config as k8s_config
+
+            from pdp.enforcement.cluster import ClusterState
+
+            if args.in_cluster:
+                k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+                api = k8s.ApiClient()
+            else:
+                api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
+            cluster = servers.add(ClusterState(api).start())
+        host, port = _host_port(args.extender_listen, "--extender-listen")
+        extender = servers.add(
+            ExtenderServer(
+                SchedulerExtender(point, cluster),
+                host=host,
+                port=port,
+                cert_file=args.extender_cert,
+                key_file=args.extender_key,
+            ).start()
+        )
+        view = "with a cluster view" if cluster else "without a cluster view (nodeCacheCapable: false only)"
+        print(f"scheduler extender on {extender.url} {view}", flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pdp.api.server import PdpServer
 
     tls = _tls(args)
+    _check_enforcement(args)
+    servers = _Servers()
     if args.opa_addr:
         # Production: OPA runs as a sidecar we do not manage and pulls bundles itself.
         engine = OpaHttpEngine(args.opa_addr)
         log = DecisionLog(args.state / "decisions.sqlite")
-        server = PdpServer(
-            DecisionPoint(engine, log),
-            listen=args.listen,
-            tls=tls,
-            engine_ready=lambda: opa_ready(args.opa_addr),
-        ).start()
+        point = DecisionPoint(engine, log)
+        server = servers.add(
+            PdpServer(
+                point,
+                listen=args.listen,
+                tls=tls,
+                engine_ready=lambda: opa_ready(args.opa_addr),
+            ).start()
+        )
+        try:
+            _start_enforcement(args, point, servers)
+        except BaseException:
+            servers.stop()
+            raise
         print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
-        _serve_until_signal(server)
+        _serve_until_signal(servers)
         return 0
     with EmbeddedPDP(_settings(args)) as stack:
-        server = PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready)
-        server.start()
+        server = servers.add(
+            PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready).start()
+        )
+        try:
+            _start_enforcement(args, stack.point, servers)
+        except BaseException:
+            servers.stop()
+            raise
         revision = stack.bundle.revision if stack.bundle else "?"
         print(f"pdp serving on {server.address} (embedded OPA, bundle {revision})", flush=True)
-        _serve_until_signal(server)
+        _serve_until_signal(servers)
     return 0
 
 
@@ -234,6 +333,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", type=Path)
     s.add_argument(
         "--plaintext", action="store_true", help="allow plaintext gRPC off loopback (a private network only)"
+    )
+    s.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
+    s.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
+    s.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
+    s.add_argument(
+        "--failure-mode",
+        choices=("closed", "open-non-gpu"),
+        default="closed",
+        help="what the webhook does when the engine cannot decide: deny (closed), or admit objects "
+        "that ask for no GPUs with a warning (open-non-gpu); GPU objects are always denied",
+    )
+    s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
+    s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
+    s.add_argument("--extender-key", type=Path, help="PEM private key of the extender")
+    s.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig for the extender's cluster view (node labels, occupancy)"
+    )
+    s.add_argument(
+        "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
     )
     s.set_defaults(func=cmd_serve)
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")

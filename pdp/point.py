@@ -91,6 +91,8 @@ class DecisionPoint:
                     results = [self.engine.evaluate(path, intents[0], timeout=budget)]
             except EngineError as exc:
                 error = exc
+            except Exception as exc:  # an engine bug is still an engine failure: fail closed
+                error = EngineFailure(f"{type(exc).__name__}: {exc}")
         elapsed_ms = (time.monotonic() - started) * 1000
         decisions = []
         for i, intent in enumerate(intents):

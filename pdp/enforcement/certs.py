@@ -71,9 +71,15 @@ def make_ca(directory: Path, common_name: str = "gpupaas-local-ca", days: int = 
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -94,8 +100,12 @@ def _load_ca(ca: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
 
 
 def _issue(
-    ca: CertPair, path: Path, subject: x509.Name, usage: x509.ObjectIdentifier,
-    sans: list[x509.GeneralName], days: int,
+    ca: CertPair,
+    path: Path,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName],
+    days: int,
 ) -> CertPair:
     ca_cert, ca_key = _load_ca(ca)
     key = ec.generate_private_key(ec.SECP256R1())

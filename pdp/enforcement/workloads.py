@@ -73,13 +73,15 @@ def pod_spec_of(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], int]:
     if not isinstance(obj, Mapping):
         raise InvalidObject("(object)", "must be an object")
     kind = obj.get("kind")
-    if kind not in SUPPORTED_KINDS:
+    if not isinstance(kind, str) or kind not in SUPPORTED_KINDS:
         raise UnsupportedObject(f"objects of kind {kind!r} carry no pod template gpupaas knows")
     spec = _mapping(obj.get("spec"), "spec")
     if kind == "Pod":
         return spec, 1
     if kind == "CronJob":
-        job = _mapping(_mapping(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"), "spec.jobTemplate.spec")
+        job = _mapping(
+            _mapping(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"), "spec.jobTemplate.spec"
+        )
         template = _mapping(job.get("template"), "spec.jobTemplate.spec.template")
         pod = _mapping(template.get("spec"), "spec.jobTemplate.spec.template.spec")
         return pod, _count(job.get("parallelism"), "spec.jobTemplate.spec.parallelism", default=1)
@@ -169,7 +171,10 @@ def _node_affinity(spec: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
             operator = req.get("operator")
             if operator not in SELECTOR_OPERATORS:
                 raise InvalidObject(f"{rpath}.operator", f"{operator!r} is not a node selector operator")
-            values = [_string(v, f"{rpath}.values[{k}]") for k, v in enumerate(_list(req.get("values"), f"{rpath}.values"))]
+            values = [
+                _string(v, f"{rpath}.values[{k}]")
+                for k, v in enumerate(_list(req.get("values"), f"{rpath}.values"))
+            ]
             entry: dict[str, Any] = {"key": _string(req.get("key"), f"{rpath}.key"), "operator": operator}
             if values:
                 entry["values"] = values

@@ -4,6 +4,7 @@ GPU feature discovery labels, and tenant namespaces."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 from collections.abc import Iterator
@@ -109,7 +110,11 @@ class Enforcement:
     def __init__(self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path]) -> None:
         self.cluster = ClusterState(api).start()
         self.webhook = WebhookServer(
-            AdmissionWebhook(stack.point), host="127.0.0.1", port=0, cert_file=pki["cert"], key_file=pki["key"]
+            AdmissionWebhook(stack.point),
+            host="127.0.0.1",
+            port=0,
+            cert_file=pki["cert"],
+            key_file=pki["key"],
         ).start()
         self.extender = ExtenderServer(
             SchedulerExtender(stack.point, cluster=self.cluster), host="127.0.0.1", port=0
@@ -120,10 +125,8 @@ class Enforcement:
 
     def stop(self) -> None:
         for part in (self.webhook, self.extender, self.cluster):
-            try:
+            with contextlib.suppress(Exception):  # a test may have stopped it already
                 part.stop()
-            except Exception:  # noqa: BLE001 - already stopped by a test
-                pass
 
 
 def webhook_configuration(url: str, ca_file: Path) -> dict[str, Any]:
@@ -133,7 +136,10 @@ def webhook_configuration(url: str, ca_file: Path) -> dict[str, Any]:
     shipped = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "webhook.yaml").read_text())
     doc = copy.deepcopy(shipped)
     for hook in doc["webhooks"]:
-        hook["clientConfig"] = {"url": f"{url}/validate", "caBundle": base64.b64encode(ca_file.read_bytes()).decode()}
+        hook["clientConfig"] = {
+            "url": f"{url}/validate",
+            "caBundle": base64.b64encode(ca_file.read_bytes()).decode(),
+        }
     return doc  # type: ignore[no-any-return]
 
 
@@ -156,11 +162,15 @@ def cluster(
         core.create_node(node_object(name))
         core.patch_node_status(name, NODE_STATUS)
     for ns, tenant in TENANT_NAMESPACES.items():
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels={"gpupaas.io/tenant": tenant})))
+        core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels={"gpupaas.io/tenant": tenant}))
+        )
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="unowned")))
     scheduling = client.SchedulingV1Api(api)
     for name, value in (("gpupaas-enterprise", 3000), ("gpupaas-standard", 2000), ("gpupaas-spot", 1000)):
-        scheduling.create_priority_class(client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value))
+        scheduling.create_priority_class(
+            client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value)
+        )
 
     enforcement = Enforcement(pdp_stack, api, pki)
     client.AdmissionregistrationV1Api(api).create_validating_webhook_configuration(

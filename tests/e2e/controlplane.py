@@ -63,43 +63,62 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
-        self._spawn("etcd", [
-            str(self.bin_dir / "etcd"),
-            f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer}",
-            "--unsafe-no-fsync", "--log-level=error",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=error",
+            ],
+        )
 
     def _start_apiserver(self) -> None:
         certs = self.workdir / "pki"
         self.ca = make_ca(certs, "e2e-client-ca")
         admin = issue_client_cert(self.ca, certs / "admin", "e2e-admin", ("system:masters",))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (certs / "sa.key").write_bytes(sa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        (certs / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (certs / "sa.key").write_bytes(
+            sa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        (certs / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         self.api_port = free_port()
         serving = certs / "serving"
-        self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.api_port}", f"--cert-dir={serving}",
-            f"--client-ca-file={self.ca.cert}",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={certs / 'sa.pub'}",
-            f"--service-account-signing-key-file={certs / 'sa.key'}",
-            "--authorization-mode=RBAC",
-            # No controller-manager runs, so nothing creates default service accounts.
-            "--disable-admission-plugins=ServiceAccount",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={serving}",
+                f"--client-ca-file={self.ca.cert}",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={certs / 'sa.pub'}",
+                f"--service-account-signing-key-file={certs / 'sa.key'}",
+                "--authorization-mode=RBAC",
+                # No controller-manager or kubelet runs: nothing creates default service accounts, and
+                # nothing would ever lift the not-ready taint TaintNodesByCondition puts on new nodes.
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                "--enable-priority-and-fairness=false",
+                # The kubernetes Service endpoint cannot point at loopback; envtest does the same.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+        )
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self._wait_for_serving_cert(serving)
         self._write_kubeconfig(serving, admin)
@@ -110,17 +129,31 @@ class ControlPlane:
         while not list(serving.glob("*.crt")):
             self._check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"kube-apiserver wrote no serving certificate\n{self.log_tail('kube-apiserver')}")
+                raise TimeoutError(
+                    f"kube-apiserver wrote no serving certificate\n{self.log_tail('kube-apiserver')}"
+                )
             time.sleep(0.1)
 
     def _write_kubeconfig(self, serving: Path, admin: CertPair) -> None:
         server_ca = next(iter(sorted(serving.glob("*.crt"))))
         config: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {
-                "server": f"https://127.0.0.1:{self.api_port}", "certificate-authority": str(server_ca)}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate": str(admin.cert), "client-key": str(admin.key)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "e2e",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{self.api_port}",
+                        "certificate-authority": str(server_ca),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {"client-certificate": str(admin.cert), "client-key": str(admin.key)},
+                }
+            ],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
             "current-context": "e2e",
         }
@@ -140,14 +173,11 @@ class ControlPlane:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                body = api.call_api("/readyz", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                    _request_timeout=2)[0].data.decode()
-                if body.strip() == "ok":
-                    # The default namespace appears shortly after /readyz from a bootstrap controller.
-                    client.CoreV1Api(api).read_namespace("default")
-                    api.close()
-                    return
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
+                # The default namespace appears once the bootstrap controllers have run.
+                client.CoreV1Api(api).read_namespace("default", _request_timeout=2)
+                api.close()
+                return
+            except Exception as exc:
                 last = str(exc)[:300]
             time.sleep(0.2)
         api.close()
@@ -155,13 +185,22 @@ class ControlPlane:
 
     def start_scheduler(self, config: dict[str, Any]) -> None:
         """kube-scheduler with `config` (a KubeSchedulerConfiguration), talking to this API server."""
-        config = {**config, "clientConnection": {"kubeconfig": str(self.kubeconfig)},
-                  "leaderElection": {"leaderElect": False}}
+        config = {
+            **config,
+            "clientConnection": {"kubeconfig": str(self.kubeconfig)},
+            "leaderElection": {"leaderElect": False},
+        }
         path = self.workdir / "scheduler.yaml"
         path.write_text(yaml.safe_dump(config))
-        self._spawn("kube-scheduler", [
-            str(self.bin_dir / "kube-scheduler"), f"--config={path}", "--secure-port=0", "-v=2",
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--config={path}",
+                "--secure-port=0",
+                "-v=2",
+            ],
+        )
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

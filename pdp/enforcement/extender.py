@@ -1,0 +1,340 @@
+"""The kube-scheduler extender: node-level placement policy (residency, dedicated pools, node
+occupancy, sharing) decided per scheduling cycle with one `place_workload` decision.
+
+The scheduler's Go types (ExtenderArgs, ExtenderFilterResult, HostPriority) have no JSON tags, so
+the keys are Go field names: Pod, Nodes, NodeNames, FailedNodes, FailedAndUnresolvableNodes,
+Error, Host, Score.
+
+Policy rejections go to FailedAndUnresolvableNodes: preempting pods cannot make a node of the
+wrong region or another tenant's pool acceptable, so the scheduler must not try.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from pdp.decision import Decision, Outcome
+from pdp.enforcement.jsonhttp import HttpError, JsonHttpServer, server_tls_context
+from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
+from pdp.intents import InvalidIntent
+from pdp.point import DecideOptions, DecisionPoint
+
+MAX_NODES = 20000  # the intent schema's place_workload.nodes maxItems
+MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
+ACTOR = "kube-scheduler"
+EXTENDER_TIMEOUT = 5.0  # kube-scheduler's default extender httpTimeout
+
+
+class ClusterView(Protocol):
+    """What the extender needs of the cluster: node labels (nodeCacheCapable) and occupancy."""
+
+    def node_labels(self, name: str) -> Mapping[str, str] | None: ...
+
+    def namespaces_on(self, node: str, exclude_pod_uid: str | None = None) -> list[str]: ...
+
+
+class BadArgs(ValueError):
+    """The ExtenderArgs are not well formed."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The policy's answer for one pod over one node set."""
+
+    eligible: frozenset[str]
+    unresolvable: Mapping[str, str] = field(default_factory=dict)
+    resolvable: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    pod: Mapping[str, Any]
+    uid: str
+    namespace: str
+    names: list[str]
+    objects: list[Mapping[str, Any]] | None  # the Nodes items, when the scheduler sent objects
+    labels: dict[str, Mapping[str, str]]
+
+
+def _reason_text(reasons: Sequence[Mapping[str, Any]] | Sequence[Any]) -> str:
+    parts = []
+    for r in reasons:
+        code = r.get("code", "") if isinstance(r, Mapping) else getattr(r, "code", "")
+        message = r.get("message", "") if isinstance(r, Mapping) else getattr(r, "message", "")
+        parts.append(f"{code}: {message}")
+    return "; ".join(parts) or "rejected by gpupaas policy"
+
+
+def _string_labels(labels: Any) -> dict[str, str]:
+    if not isinstance(labels, Mapping):
+        return {}
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
+    """The pod and candidate nodes of ExtenderArgs (pure, given the cluster view)."""
+    if not isinstance(args, Mapping):
+        raise BadArgs("the extender arguments are not a JSON object")
+    pod = args.get("Pod")
+    if not isinstance(pod, Mapping):
+        raise BadArgs("Pod is missing")
+    metadata = pod.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    namespace = metadata.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise BadArgs("Pod.metadata.namespace is missing")
+    given = metadata.get("uid")
+    uid = given if isinstance(given, str) and given else f"{namespace}/{metadata.get('name')}"
+    names: list[str] = []
+    labels: dict[str, Mapping[str, str]] = {}
+    objects: list[Mapping[str, Any]] | None = None
+    if args.get("NodeNames") is not None:
+        node_names = args["NodeNames"]
+        if not isinstance(node_names, list) or not all(isinstance(n, str) and n for n in node_names):
+            raise BadArgs("NodeNames is not a list of node names")
+        if node_names and cluster is None:
+            raise BadArgs("NodeNames needs the extender's cluster view (run it with a kubeconfig)")
+        names = list(node_names)
+        for name in names:
+            known = cluster.node_labels(name) if cluster is not None else None
+            labels[name] = known or {}
+    elif args.get("Nodes") is not None:
+        nodes = args["Nodes"]
+        items = nodes.get("items") if isinstance(nodes, Mapping) else None
+        items = [] if isinstance(nodes, Mapping) and items is None else items
+        if not isinstance(items, list):
+            raise BadArgs("Nodes.items is not a list")
+        objects = []
+        for i, node in enumerate(items):
+            meta = node.get("metadata") if isinstance(node, Mapping) else None
+            node_name = meta.get("name") if isinstance(meta, Mapping) else None
+            if not isinstance(node_name, str) or not node_name:
+                raise BadArgs(f"Nodes.items[{i}].metadata.name is missing")
+            names.append(node_name)
+            objects.append(node)
+            labels[node_name] = _string_labels(meta.get("labels"))  # type: ignore[union-attr]
+    if len(set(names)) != len(names):
+        raise BadArgs("the candidate nodes repeat a name")
+    return _Candidates(pod, uid, namespace, names, objects, labels)
+
+
+def place_intent(workload: Mapping[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": "place_workload", "actor": ACTOR, "place_workload": {**workload, "nodes": nodes}}
+
+
+def verdict_from_decision(decision: Decision, names: Sequence[str]) -> Verdict:
+    """Eligible and rejected nodes (pure). A decision that is not ALLOW fails every node, with its
+    own reasons where the policy named the node and the workload's reasons elsewhere."""
+    rejected: dict[str, str] = {}
+    for entry in decision.constraints.get("rejected_nodes") or ():
+        if isinstance(entry, Mapping) and isinstance(entry.get("node"), str):
+            rejected[entry["node"]] = _reason_text(entry.get("reasons") or ())
+    if decision.outcome is not Outcome.ALLOW:
+        workload_reasons = _reason_text(decision.reasons)
+        return Verdict(frozenset(), {n: rejected.get(n, workload_reasons) for n in names})
+    return Verdict(
+        frozenset(n for n in names if n not in rejected), {n: rejected[n] for n in names if n in rejected}
+    )
+
+
+def filter_result(candidates: _Candidates, verdict: Verdict, error: str = "") -> dict[str, Any]:
+    """ExtenderFilterResult in the shape of the arguments (pure)."""
+    passed = [n for n in candidates.names if n in verdict.eligible]
+    result: dict[str, Any] = {
+        "FailedNodes": dict(verdict.resolvable),
+        "FailedAndUnresolvableNodes": dict(verdict.unresolvable),
+        "Error": error,
+    }
+    if candidates.objects is not None:
+        result["Nodes"] = {
+            "items": [
+                o for n, o in zip(candidates.names, candidates.objects, strict=True) if n in verdict.eligible
+            ]
+        }
+        result["NodeNames"] = None
+    else:
+        result["Nodes"] = None
+        result["NodeNames"] = passed
+    return result
+
+
+def error_result(message: str) -> dict[str, Any]:
+    return {
+        "Nodes": None,
+        "NodeNames": None,
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {},
+        "Error": message,
+    }
+
+
+class _VerdictCache:
+    """The last verdicts per (pod uid, node set): prioritize follows filter in the same cycle."""
+
+    def __init__(self, size: int = 256, ttl: float = 30.0) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._entries: OrderedDict[tuple[str, frozenset[str]], tuple[float, Verdict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, frozenset[str]]) -> Verdict | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[0] > self._ttl:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, frozenset[str]], verdict: Verdict) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic(), verdict)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+class SchedulerExtender:
+    def __init__(
+        self,
+        point: DecisionPoint,
+        cluster: ClusterView | None = None,
+        *,
+        timeout: float = EXTENDER_TIMEOUT,
+        cache_size: int = 256,
+        cache_ttl: float = 30.0,
+    ) -> None:
+        self.point = point
+        self.cluster = cluster
+        self.timeout = timeout
+        self._cache = _VerdictCache(cache_size, cache_ttl)
+
+    def _verdict(self, c: _Candidates) -> Verdict:
+        names = c.names[:MAX_NODES]
+        # Beyond the schema's limit nodes are not judged this cycle; resolvable, since a later
+        # cycle with fewer candidates can judge them.
+        overflow = {
+            n: f"gpupaas: not evaluated, more than {MAX_NODES} candidate nodes" for n in c.names[MAX_NODES:]
+        }
+        # The scheduler places one pod at a time: judge it as a Pod whatever its TypeMeta says
+        # (the scheduler's Go struct often leaves it empty).
+        pod = {**c.pod, "kind": "Pod"}
+        try:
+            workload = workload_from_object(pod, c.namespace)
+        except (InvalidObject, UnsupportedObject) as exc:
+            raise BadArgs(f"Pod: {exc}") from exc
+        if not names:
+            return Verdict(frozenset(), {}, overflow)
+        if not needs_policy(workload):
+            # Same rule as admission: pods that ask for no GPUs and touch no platform constraint
+            # are not the policy's business (and must schedule while the engine is down).
+            return Verdict(frozenset(names), {}, overflow)
+        nodes = []
+        for name in names:
+            node: dict[str, Any] = {"name": name, "labels": dict(c.labels.get(name, {}))}
+            if self.cluster is not None:
+                node["namespaces"] = self.cluster.namespaces_on(name, exclude_pod_uid=c.uid)
+            nodes.append(node)
+        options = DecideOptions(deadline=time.monotonic() + self.timeout * 0.9)
+        try:
+            decision = self.point.decide(place_intent(workload, nodes), options)
+        except InvalidIntent as exc:
+            raise BadArgs(f"Pod: {exc}") from exc
+        verdict = verdict_from_decision(decision, names)
+        return Verdict(verdict.eligible, verdict.unresolvable, {**verdict.resolvable, **overflow})
+
+    def _cached_verdict(self, c: _Candidates) -> Verdict:
+        key = (c.uid, frozenset(c.names))
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self._verdict(c)
+            self._cache.put(key, verdict)
+        return verdict
+
+    def filter(self, args: Any) -> dict[str, Any]:
+        """ExtenderFilterResult for ExtenderArgs; never raises: malformed args set Error."""
+        try:
+            candidates = parse_args(args, self.cluster)
+            verdict = self._verdict(candidates)
+        except BadArgs as exc:
+            return error_result(str(exc))
+        if candidates.names:
+            self._cache.put((candidates.uid, frozenset(candidates.names)), verdict)
+        return filter_result(candidates, verdict)
+
+    def prioritize(self, args: Any) -> list[dict[str, Any]]:
+        """HostPriorityList: MAX_SCORE for eligible nodes, 0 otherwise; reuses filter's verdict."""
+        try:
+            candidates = parse_args(args, self.cluster)
+            verdict = self._cached_verdict(candidates) if candidates.names else Verdict(frozenset())
+        except BadArgs:
+            return []
+        return [{"Host": n, "Score": MAX_SCORE if n in verdict.eligible else 0} for n in candidates.names]
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, f"the body is not JSON: {exc}") from exc
+
+
+class ExtenderServer:
+    """HTTP (HTTPS with a certificate) for kube-scheduler's extender calls."""
+
+    def __init__(
+        self,
+        extender: SchedulerExtender,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        max_body: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.extender = extender
+        tls = server_tls_context(cert_file, key_file) if cert_file and key_file else None
+        self._http = JsonHttpServer(
+            {
+                "/filter": lambda body, _q: extender.filter(_json_body(body)),
+                "/prioritize": lambda body, _q: extender.prioritize(_json_body(body)),
+            },
+            host=host,
+            port=port,
+            ssl_context=tls,
+            max_body=max_body,
+            name="gpupaas-extender",
+        )
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        return self._http.port
+
+    def start(self) -> ExtenderServer:
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> ExtenderServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,159 @@
+"""The validating admission webhook: every workload object the API server admits that asks for
+GPUs or touches a platform constraint is decided by the same DecisionPoint as every other intent.
+
+Objects that need no policy are answered at once without asking the engine, so an outage of the
+policy engine never blocks the rest of the cluster (kube-system, ordinary services).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pdp.enforcement.admission import (
+    FAILURE_MODES,
+    BadReview,
+    invalid_object_response,
+    parse_review,
+    response_for_decision,
+    review_response,
+)
+from pdp.enforcement.jsonhttp import DEFAULT_MAX_BODY, HttpError, JsonHttpServer, Query, server_tls_context
+from pdp.enforcement.workloads import (
+    InvalidObject,
+    UnsupportedObject,
+    asks_for_gpus,
+    needs_policy,
+    workload_from_object,
+)
+from pdp.intents import InvalidIntent
+from pdp.point import DecideOptions, DecisionPoint
+
+DEFAULT_TIMEOUT = 10.0  # the API server's default webhook timeout
+MAX_TIMEOUT = 30.0  # the API server's maximum
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds in a Go duration ("10s", "500ms", "1m30s"); None when it is not one."""
+    text = text.strip()
+    if not text:
+        return None
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    return total
+
+
+def reply_margin(timeout: float) -> float:
+    """Time kept back from the API server's timeout to send the answer back over the network."""
+    return min(0.25, 0.02 + 0.1 * timeout)
+
+
+class AdmissionWebhook:
+    def __init__(
+        self, point: DecisionPoint, *, failure_mode: str = "closed", default_timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        if failure_mode not in FAILURE_MODES:
+            raise ValueError(f"failure mode {failure_mode!r} is not one of {', '.join(FAILURE_MODES)}")
+        self.point = point
+        self.failure_mode = failure_mode
+        self.default_timeout = default_timeout
+
+    def review(self, body: bytes, timeout: float | None = None) -> dict[str, Any]:
+        """The AdmissionReview answer for `body`. Raises BadReview only when the body is not an
+        AdmissionReview at all; every object gets an answer."""
+        started = time.monotonic()
+        request = parse_review(body)
+        if request.operation not in ("CREATE", "UPDATE") or request.object is None:
+            return review_response(request.uid, allowed=True)  # DELETE/CONNECT: nothing to place
+        obj = dict(request.object)
+        obj.setdefault("kind", request.kind)
+        try:
+            workload = workload_from_object(obj, request.namespace)
+        except (InvalidObject, UnsupportedObject) as exc:
+            return invalid_object_response(request, exc)
+        if not needs_policy(workload):
+            return review_response(request.uid, allowed=True)
+        intent: dict[str, Any] = {"kind": "admit_workload", "admit_workload": workload}
+        if request.username:
+            intent["actor"] = request.username[:256]
+        budget = min(timeout if timeout is not None else self.default_timeout, MAX_TIMEOUT)
+        deadline = started + budget - reply_margin(budget)
+        try:
+            decision = self.point.decide(intent, DecideOptions(deadline=deadline, record=not request.dry_run))
+        except InvalidIntent as exc:
+            return invalid_object_response(request, exc)
+        return response_for_decision(
+            request, decision, failure_mode=self.failure_mode, gpus=asks_for_gpus(workload)
+        )
+
+
+def _timeout(query: Query) -> float | None:
+    values = query.get("timeout")
+    if not values:
+        return None
+    seconds = parse_go_duration(values[0])
+    return seconds if seconds is not None and seconds > 0 else None
+
+
+class WebhookServer:
+    """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects."""
+
+    def __init__(
+        self,
+        webhook: AdmissionWebhook,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_file: Path,
+        key_file: Path,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.webhook = webhook
+        self._http = JsonHttpServer(
+            {"/validate": self._validate},
+            host=host,
+            port=port,
+            ssl_context=server_tls_context(cert_file, key_file),
+            max_body=max_body,
+            name="gpupaas-webhook",
+        )
+
+    def _validate(self, body: bytes, query: Query) -> dict[str, Any]:
+        try:
+            return self.webhook.review(body, _timeout(query))
+        except BadReview as exc:
+            raise HttpError(exc.status, exc.message) from exc
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        return self._http.port
+
+    def start(self) -> WebhookServer:
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> WebhookServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,251 @@
+"""The scheduler extender with the real OPA: node-level placement policy for one pod at a time."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from pdp.embedded import EmbeddedPDP
+from pdp.enforcement import extender as extender_module
+from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.point import DecisionPoint
+
+from .conftest import CountingEngine, labels, node, opa_stopped, own_pool, pod
+
+NODES = {
+    "eu-acme-1": labels("eu-west-1", "acme-h100-dedicated", "acme-eu"),
+    "eu-acme-2": labels("eu-west-1", "acme-h100-dedicated", "acme-eu"),
+    "eu-shared-1": labels("eu-west-1", "eu-h100-shared"),
+    "eu-shared-2": labels("eu-west-1", "eu-h100-shared"),
+    "us-shared-1": labels("us-east-1", "us-h100-shared"),
+}
+
+
+class FakeCluster:
+    """A ClusterView: node labels and the namespaces of the pods on each node."""
+
+    def __init__(
+        self, node_labels: Mapping[str, dict[str, str]], pods: Mapping[str, list[tuple[str, str]]]
+    ) -> None:
+        self.labels = node_labels
+        self.pods = pods  # node -> [(pod uid, namespace)]
+
+    def node_labels(self, name: str) -> dict[str, str] | None:
+        return self.labels.get(name)
+
+    def namespaces_on(self, node: str, exclude_pod_uid: str | None = None) -> list[str]:
+        return sorted(ns for uid, ns in self.pods.get(node, []) if uid != exclude_pod_uid)
+
+
+def acme_pod(uid: str = "acme-1") -> dict[str, Any]:
+    return pod(
+        "llama-0",
+        namespace="acme-prod",
+        uid=uid,
+        limits={"nvidia.com/gpu": "1"},
+        tolerations=own_pool("acme-eu"),
+    )
+
+
+def globex_pod(uid: str = "globex-1") -> dict[str, Any]:
+    return pod("trainer-0", namespace="globex-ml", uid=uid, limits={"nvidia.com/gpu": "1"})
+
+
+def with_nodes(p: dict[str, Any], names: list[str] | None = None) -> dict[str, Any]:
+    return {"Pod": p, "Nodes": {"items": [node(n, NODES[n]) for n in names or NODES]}, "NodeNames": None}
+
+
+def with_names(p: dict[str, Any], names: list[str] | None = None) -> dict[str, Any]:
+    return {"Pod": p, "Nodes": None, "NodeNames": names or list(NODES)}
+
+
+def passed(result: dict[str, Any]) -> list[str]:
+    if result["NodeNames"] is not None:
+        return list(result["NodeNames"])
+    return [n["metadata"]["name"] for n in result["Nodes"]["items"]]
+
+
+def test_dedicated_tenant_passes_only_its_own_eu_nodes(
+    point: DecisionPoint, counting: CountingEngine
+) -> None:
+    result = SchedulerExtender(point).filter(with_nodes(acme_pod()))
+    assert result["Error"] == ""
+    assert passed(result) == ["eu-acme-1", "eu-acme-2"]
+    assert result["Nodes"]["items"][0] == node("eu-acme-1", NODES["eu-acme-1"])  # the original objects
+    failed = result["FailedAndUnresolvableNodes"]
+    assert set(failed) == {"eu-shared-1", "eu-shared-2", "us-shared-1"}
+    assert failed["eu-shared-1"].startswith("ISOLATION_SHARED_POOL: ")
+    assert "RESIDENCY_VIOLATION: " in failed["us-shared-1"] and "; " in failed["us-shared-1"]
+    assert result["FailedNodes"] == {}
+    assert counting.calls == 1
+
+
+def test_node_names_with_a_cluster_view_and_occupancy(point: DecisionPoint) -> None:
+    cluster = FakeCluster(
+        NODES,
+        {
+            "eu-shared-1": [("a1", "acme-prod"), ("k1", "kube-system")],
+            "eu-shared-2": [("g0", "globex-ml"), ("k2", "kube-system")],
+        },
+    )
+    result = SchedulerExtender(point, cluster).filter(with_names(globex_pod()))
+    assert result["Nodes"] is None
+    assert passed(result) == ["eu-shared-2", "us-shared-1"]
+    failed = result["FailedAndUnresolvableNodes"]
+    assert "ISOLATION_NODE_OCCUPIED" in failed["eu-shared-1"]
+    assert set(failed) == {"eu-acme-1", "eu-acme-2", "eu-shared-1"}
+
+
+def test_the_pod_being_scheduled_does_not_occupy_its_node(point: DecisionPoint) -> None:
+    # A dedicated tenant's own pod (bound in the cache already, e.g. on a retry) is not "another tenant".
+    cluster = FakeCluster(
+        NODES, {"eu-shared-2": [("globex-7", "globex-ml")], "eu-acme-1": [("acme-9", "acme-prod")]}
+    )
+    result = SchedulerExtender(point, cluster).filter(with_names(globex_pod("globex-7"), ["eu-shared-2"]))
+    assert passed(result) == ["eu-shared-2"]
+
+
+def test_a_workload_level_deny_fails_every_node(point: DecisionPoint) -> None:
+    stray = pod("x", namespace="unowned", uid="u1", limits={"nvidia.com/gpu": "1"})
+    result = SchedulerExtender(point).filter(with_nodes(stray))
+    assert passed(result) == []
+    assert set(result["FailedAndUnresolvableNodes"]) == set(NODES)
+    assert all(r.startswith("TENANT_UNKNOWN: ") for r in result["FailedAndUnresolvableNodes"].values())
+
+
+def test_every_node_rejected_keeps_each_nodes_own_reasons(point: DecisionPoint) -> None:
+    result = SchedulerExtender(point).filter(with_nodes(acme_pod(), ["us-shared-1", "eu-shared-1"]))
+    assert passed(result) == []
+    assert "RESIDENCY_VIOLATION" in result["FailedAndUnresolvableNodes"]["us-shared-1"]
+    assert "RESIDENCY_VIOLATION" not in result["FailedAndUnresolvableNodes"]["eu-shared-1"]
+
+
+def test_prioritize_after_filter_asks_the_engine_once(point: DecisionPoint, counting: CountingEngine) -> None:
+    extender = SchedulerExtender(point)
+    args = with_nodes(acme_pod())
+    extender.filter(args)
+    scores = extender.prioritize(args)
+    assert counting.calls == 1
+    assert {s["Host"]: s["Score"] for s in scores} == {
+        "eu-acme-1": 10,
+        "eu-acme-2": 10,
+        "eu-shared-1": 0,
+        "eu-shared-2": 0,
+        "us-shared-1": 0,
+    }
+    # a different node set is another question; a prioritize without filter evaluates once
+    extender.prioritize(with_nodes(acme_pod(), ["eu-acme-1", "us-shared-1"]))
+    extender.prioritize(with_nodes(acme_pod(), ["eu-acme-1", "us-shared-1"]))
+    assert counting.calls == 2
+
+
+def test_empty_node_lists_need_no_decision(point: DecisionPoint, counting: CountingEngine) -> None:
+    extender = SchedulerExtender(point)
+    assert extender.filter({"Pod": acme_pod(), "Nodes": {"items": []}}) == {
+        "Nodes": {"items": []},
+        "NodeNames": None,
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {},
+        "Error": "",
+    }
+    assert passed(extender.filter({"Pod": acme_pod(), "NodeNames": []})) == []
+    assert extender.prioritize({"Pod": acme_pod(), "NodeNames": []}) == []
+    assert counting.calls == 0
+
+
+def test_pods_needing_no_policy_pass_every_node_without_a_decision(
+    point: DecisionPoint, counting: CountingEngine
+) -> None:
+    plain = pod("web", namespace="kube-system", uid="w1")
+    assert passed(SchedulerExtender(point).filter(with_nodes(plain))) == list(NODES)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        {},
+        {"Pod": None, "NodeNames": ["a"]},
+        {"Pod": {"metadata": {}}, "NodeNames": ["a"]},
+        {"Pod": acme_pod(), "Nodes": {"items": [{"metadata": {}}]}},
+        {"Pod": acme_pod(), "Nodes": {"items": "x"}},
+        {"Pod": acme_pod(), "NodeNames": ["a", 1]},
+        {"Pod": acme_pod(), "NodeNames": ["a", "a"]},
+        {"Pod": pod(namespace="globex-ml", limits={"nvidia.com/gpu": "0.5"}), "NodeNames": ["a"]},
+    ],
+)
+def test_malformed_args_set_error_and_pass_no_node(point: DecisionPoint, args: Any) -> None:
+    result = SchedulerExtender(point, FakeCluster(NODES, {})).filter(args)
+    assert result["Error"]
+    assert result["Nodes"] is None and result["NodeNames"] is None
+    assert SchedulerExtender(point).prioritize(args) == []
+
+
+def test_node_names_without_a_cluster_view_is_an_error(point: DecisionPoint) -> None:
+    assert "cluster view" in SchedulerExtender(point).filter(with_names(acme_pod()))["Error"]
+
+
+def test_engine_failure_fails_every_node_never_an_allow(stack: EmbeddedPDP, point: DecisionPoint) -> None:
+    extender = SchedulerExtender(point, timeout=0.3)
+    extender.filter(with_nodes(globex_pod("warm")))
+    with opa_stopped(stack):
+        result = extender.filter(with_nodes(globex_pod("g-engine")))
+    assert passed(result) == []
+    assert all(r.startswith("ENGINE_TIMEOUT: ") for r in result["FailedAndUnresolvableNodes"].values())
+
+
+def test_node_lists_above_the_schema_limit_are_clipped(
+    point: DecisionPoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extender_module, "MAX_NODES", 3)
+    result = SchedulerExtender(point).filter(with_nodes(globex_pod()))
+    assert passed(result) == ["eu-shared-1"]
+    assert set(result["FailedNodes"]) == {"eu-shared-2", "us-shared-1"}
+    assert "not evaluated" in result["FailedNodes"]["us-shared-1"]
+
+
+def test_five_thousand_nodes(point: DecisionPoint, counting: CountingEngine) -> None:
+    items = [
+        node(
+            f"n{i}", labels("eu-west-1", "eu-h100-shared") if i % 2 else labels("us-east-1", "us-h100-shared")
+        )
+        for i in range(5000)
+    ]
+    started = time.monotonic()
+    result = SchedulerExtender(point).filter({"Pod": acme_pod(), "Nodes": {"items": items}})
+    elapsed = time.monotonic() - started
+    print(f"\nfilter over 5000 nodes: {elapsed * 1000:.0f} ms")
+    assert result["Error"] == "" and counting.calls == 1
+    assert len(result["FailedAndUnresolvableNodes"]) == 5000
+    result = SchedulerExtender(point).filter({"Pod": globex_pod(), "Nodes": {"items": items}})
+    assert len(passed(result)) == 5000
+
+
+def _post(server: ExtenderServer, path: str, raw: bytes | None, method: str = "POST") -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request(method, path, raw)
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_over_http(point: DecisionPoint, counting: CountingEngine) -> None:
+    with ExtenderServer(SchedulerExtender(point)) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        args = json.dumps(with_nodes(acme_pod())).encode()
+        status, result = _post(server, "/filter", args)
+        assert status == 200 and passed(result) == ["eu-acme-1", "eu-acme-2"]
+        status, scores = _post(server, "/prioritize", args)
+        assert status == 200 and sum(s["Score"] for s in scores) == 20
+        assert counting.calls == 1
+        assert _post(server, "/filter", b"{nope")[0] == 400
+        status, result = _post(server, "/filter", b"[]")
+        assert status == 200 and result["Error"]
+        assert _post(server, "/bind", b"{}")[0] == 404
+        assert _post(server, "/filter", None, method="GET")[0] == 405
+        assert _post(server, "/healthz", None, method="GET")[0] == 200
