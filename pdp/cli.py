@@ -136,11 +136,24 @@ def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: 
     from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
     from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
 
+    cluster = None
+    if args.kubeconfig or args.in_cluster:
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+
+        from pdp.enforcement.cluster import ClusterState
+
+        if args.in_cluster:
+            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api = k8s.ApiClient()
+        else:
+            api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
+        cluster = servers.add(ClusterState(api).start())
     if args.webhook_listen:
         host, port = _host_port(args.webhook_listen, "--webhook-listen")
         webhook = servers.add(
             WebhookServer(
-                AdmissionWebhook(point, failure_mode=args.failure_mode),
+                AdmissionWebhook(point, failure_mode=args.failure_mode, cluster=cluster),
                 host=host,
                 port=port,
                 cert_file=args.webhook_cert,
@@ -149,19 +162,6 @@ def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: 
         )
         print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
     if args.extender_listen:
-        cluster = None
-        if args.kubeconfig or args.in_cluster:
-            from kubernetes import client as k8s
-            from kubernetes import config as k8s_config
-
-            from pdp.enforcement.cluster import ClusterState
-
-            if args.in_cluster:
-                k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-                api = k8s.ApiClient()
-            else:
-                api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
-            cluster = servers.add(ClusterState(api).start())
         host, port = _host_port(args.extender_listen, "--extender-listen")
         extender = servers.add(
             ExtenderServer(

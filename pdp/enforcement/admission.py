@@ -132,7 +132,11 @@ def review_response(
 
 
 def _reasons(decision: Decision) -> str:
-    return "; ".join(f"[{r.code}] {r.message}" for r in decision.reasons)
+    reasons = [f"[{r.code}] {r.message}" for r in decision.reasons]
+    # A pod with a fixed spec.nodeName is judged against that node; say why the node is refused.
+    for rejection in decision.constraints.get("rejected_nodes") or ():
+        reasons += [f"[{r['code']}] {r['message']}" for r in rejection.get("reasons", ())]
+    return "; ".join(reasons)
 
 
 def _provenance(decision: Decision) -> str:

@@ -21,6 +21,7 @@ from pdp.enforcement.admission import (
     response_for_decision,
     review_response,
 )
+from pdp.enforcement.extender import ClusterView
 from pdp.enforcement.jsonhttp import DEFAULT_MAX_BODY, HttpError, JsonHttpServer, Query, server_tls_context
 from pdp.enforcement.workloads import (
     InvalidObject,
@@ -61,11 +62,19 @@ def reply_margin(timeout: float) -> float:
 
 class AdmissionWebhook:
     def __init__(
-        self, point: DecisionPoint, *, failure_mode: str = "closed", default_timeout: float = DEFAULT_TIMEOUT
+        self,
+        point: DecisionPoint,
+        *,
+        failure_mode: str = "closed",
+        default_timeout: float = DEFAULT_TIMEOUT,
+        cluster: ClusterView | None = None,
     ) -> None:
+        """`cluster`: node labels and occupancy, to judge pods that name their node themselves
+        (spec.nodeName skips the scheduler, and with it the extender)."""
         if failure_mode not in FAILURE_MODES:
             raise ValueError(f"failure mode {failure_mode!r} is not one of {', '.join(FAILURE_MODES)}")
         self.point = point
+        self.cluster = cluster
         self.failure_mode = failure_mode
         self.default_timeout = default_timeout
 
@@ -84,7 +93,7 @@ class AdmissionWebhook:
             return invalid_object_response(request, exc)
         if not needs_policy(workload):
             return review_response(request.uid, allowed=True)
-        intent: dict[str, Any] = {"kind": "admit_workload", "admit_workload": workload}
+        intent = self._intent(obj, workload)
         if request.username:
             intent["actor"] = request.username[:256]
         budget = min(timeout if timeout is not None else self.default_timeout, MAX_TIMEOUT)
@@ -96,6 +105,17 @@ class AdmissionWebhook:
         return response_for_decision(
             request, decision, failure_mode=self.failure_mode, gpus=asks_for_gpus(workload)
         )
+
+    def _intent(self, obj: dict[str, Any], workload: dict[str, Any]) -> dict[str, Any]:
+        node = (obj.get("spec") or {}).get("nodeName") if obj.get("kind") == "Pod" else None
+        if not node or self.cluster is None or not isinstance(node, str):
+            return {"kind": "admit_workload", "admit_workload": workload}
+        candidate = {
+            "name": node,
+            "labels": self.cluster.node_labels(node) or {},
+            "namespaces": self.cluster.namespaces_on(node),
+        }
+        return {"kind": "place_workload", "place_workload": {**workload, "nodes": [candidate]}}
 
 
 def _timeout(query: Query) -> float | None:

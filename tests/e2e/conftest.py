@@ -110,7 +110,7 @@ class Enforcement:
     def __init__(self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path]) -> None:
         self.cluster = ClusterState(api).start()
         self.webhook = WebhookServer(
-            AdmissionWebhook(stack.point),
+            AdmissionWebhook(stack.point, cluster=self.cluster),
             host="127.0.0.1",
             port=0,
             cert_file=pki["cert"],

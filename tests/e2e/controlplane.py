@@ -208,7 +208,7 @@ class ControlPlane:
                 proc.terminate()
         for proc in self.procs.values():
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

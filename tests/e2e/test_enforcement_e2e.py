@@ -106,6 +106,17 @@ def test_eu_only_pod_pinned_to_a_us_node_is_rejected_with_the_residency_reason(
     assert pdp_stack.bundle is not None and pdp_stack.bundle.revision in body
 
 
+def test_pod_naming_a_us_node_itself_is_rejected(ready: Enforcement, api: client.ApiClient) -> None:
+    # spec.nodeName skips the scheduler (and the extender); the webhook judges the named node.
+    pod = gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))
+    pod["spec"]["nodeName"] = "us-shared-1"
+    body = rejection(api, pod)
+    assert "RESIDENCY_VIOLATION" in body and "us-shared-1" in body
+    pod = gpu_pod("globex-ml")
+    pod["spec"]["nodeName"] = "eu-acme-1"
+    assert "ISOLATION_FOREIGN_POOL" in rejection(api, pod)
+
+
 def test_gpu_deployment_template_is_checked_too(ready: Enforcement, api: client.ApiClient) -> None:
     pod = gpu_pod("acme-prod", node_selector={"topology.kubernetes.io/region": "us-east-1"})
     deployment = {

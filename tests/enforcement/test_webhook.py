@@ -17,7 +17,8 @@ from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer, parse_go_duration
 from pdp.point import DecisionPoint
 
-from .conftest import H100, CountingEngine, body, opa_stopped, own_pool, pod, review
+from .conftest import H100, CountingEngine, body, labels, opa_stopped, own_pool, pod, review
+from .test_extender import FakeCluster
 
 
 class Client:
@@ -250,3 +251,29 @@ def test_open_non_gpu_admits_only_non_gpu_objects_on_engine_failure(
     assert denied["allowed"] is False and "[ENGINE_TIMEOUT]" in denied["status"]["message"]
     with pytest.raises(ValueError, match="failure mode"):
         AdmissionWebhook(point, failure_mode="open")
+
+
+def test_a_pod_naming_its_node_is_judged_against_that_node(
+    point: DecisionPoint, counting: CountingEngine
+) -> None:
+    view = FakeCluster(
+        {
+            "us-1": labels("us-east-1", "us-h100-shared"),
+            "eu-1": labels("eu-west-1", "acme-h100-dedicated", "acme-eu"),
+        },
+        {"eu-1": [("other", "acme-prod")]},
+    )
+    webhook = AdmissionWebhook(point, cluster=view)
+    pinned = pod(limits={"nvidia.com/gpu": "1"}, tolerations=own_pool("acme-eu"))
+    pinned["spec"]["nodeName"] = "us-1"
+    response = webhook.review(body(review(pinned, "acme-prod")))["response"]
+    assert response["allowed"] is False
+    assert "RESIDENCY_VIOLATION" in response["status"]["message"] and "us-1" in response["status"]["message"]
+
+    pinned["spec"]["nodeName"] = "eu-1"
+    assert webhook.review(body(review(pinned, "acme-prod")))["response"]["allowed"] is True
+
+    foreign = pod(limits={"nvidia.com/gpu": "1"})
+    foreign["spec"]["nodeName"] = "eu-1"
+    response = webhook.review(body(review(foreign, "globex-ml")))["response"]
+    assert response["allowed"] is False and "ISOLATION_FOREIGN_POOL" in response["status"]["message"]
