@@ -45,6 +45,7 @@ def _settings(args: argparse.Namespace) -> EmbeddedSettings:
         keys=args.keys,
         state=args.state,
         decision_log=args.state / "decisions.sqlite",
+        engine=getattr(args, "engine", "opa"),
     )
 
 
@@ -314,6 +315,13 @@ def parser() -> argparse.ArgumentParser:
             type=Path,
             default=PROJECT_ROOT / "var",
             help="folder for the decision log and OPA's files",
+        )
+        sp.add_argument(
+            "--engine",
+            choices=("opa", "wasm"),
+            default="opa",
+            help="opa: the supervised OPA sidecar (default); wasm: the same bundle compiled to "
+            "WebAssembly and evaluated in-process",
         )
         return sp
 

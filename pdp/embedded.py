@@ -18,6 +18,7 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import KeyPair, ensure_keypair
 from pdp.config import load_config
 from pdp.engine.opa_http import OpaHttpEngine
+from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
@@ -36,6 +37,9 @@ class EmbeddedSettings:
     decision_log: Path | None = None
     opa_addr: str = ""
     ready_timeout: float = 30.0
+    # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
+    # evaluated in-process.
+    engine: str = "opa"
 
     @classmethod
     def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
@@ -71,7 +75,7 @@ class EmbeddedPDP:
         self.bundle: BuiltBundle | None = None
         self._bundle_server: BundleServer | None = None
         self.sidecar: OpaSidecar | None = None
-        self.engine: OpaHttpEngine | None = None
+        self.engine: OpaHttpEngine | WasmEngine | None = None
         self.decision_log: DecisionLog | None = None
         self._point: DecisionPoint | None = None
 
@@ -86,13 +90,27 @@ class EmbeddedPDP:
         s = self.settings
         config = load_config(s.tenants, s.fleet)
         self.bundle = build_bundle(
-            config, policies=s.policies, out_dir=s.bundles, signing_key=self.keys.private_key
+            config,
+            policies=s.policies,
+            out_dir=s.bundles,
+            signing_key=self.keys.private_key,
+            wasm=s.engine == "wasm",
         )
+        if isinstance(self.engine, WasmEngine) and self.bundle.wasm_path is not None:
+            self.engine.replace(WasmBundle.from_tarball(self.bundle.wasm_path))
         return self.bundle
 
     def start(self) -> EmbeddedPDP:
         s = self.settings
+        if s.engine not in ("opa", "wasm"):
+            raise ValueError(f"engine {s.engine!r} is not one of opa, wasm")
         self.build()
+        self.decision_log = DecisionLog(s.decision_log) if s.decision_log else None
+        if s.engine == "wasm":
+            assert self.bundle is not None and self.bundle.wasm_path is not None
+            self.engine = WasmEngine.from_tarball(self.bundle.wasm_path)
+            self._point = DecisionPoint(self.engine, self.decision_log)
+            return self
         self._bundle_server = BundleServer(s.bundles).start()
         self.sidecar = OpaSidecar(
             SidecarSettings(
@@ -104,7 +122,6 @@ class EmbeddedPDP:
         ).start()
         self.sidecar.wait_ready(s.ready_timeout)
         self.engine = OpaHttpEngine(self.sidecar.addr)
-        self.decision_log = DecisionLog(s.decision_log) if s.decision_log else None
         self._point = DecisionPoint(self.engine, self.decision_log)
         return self
 
@@ -118,6 +135,8 @@ class EmbeddedPDP:
         return status
 
     def engine_ready(self) -> bool:
+        if isinstance(self.engine, WasmEngine):
+            return True
         return self.sidecar is not None and opa_ready(self.sidecar.addr)
 
     def stop(self) -> None:

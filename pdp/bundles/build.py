@@ -26,6 +26,9 @@ from pdp.schemas.errors import format_path
 BUNDLE_NAME = "gpupaas"
 BUNDLE_ROOTS = ["gpupaas"]
 CURRENT_BUNDLE = f"{BUNDLE_NAME}.tar.gz"
+CURRENT_WASM_BUNDLE = f"{BUNDLE_NAME}.wasm.tar.gz"
+# The documents callers query; the wasm target compiles exactly these.
+ENTRYPOINTS = ("gpupaas/decision/result", "gpupaas/decision/batch")
 VIOLATIONS_QUERY = "data.gpupaas.tenancy.config_violations"
 
 
@@ -34,6 +37,7 @@ class BuiltBundle:
     path: Path
     revision: str
     signed: bool
+    wasm_path: Path | None = None
 
 
 def policy_files(policies: Path) -> Iterator[Path]:
@@ -99,9 +103,14 @@ def build_bundle(
     out_dir: Path,
     signing_key: Path | None,
     source_dir: Path | None = None,
+    wasm: bool = False,
 ) -> BuiltBundle:
     """Validate `config` against the policies, then write `out_dir/gpupaas-<revision>.tar.gz` and
     make it the current bundle (`out_dir/gpupaas.tar.gz`, replaced atomically).
+
+    With `wasm`, the same staged policies and data are also compiled for the in-process engine
+    (`out_dir/gpupaas-<revision>.wasm.tar.gz`, current as `gpupaas.wasm.tar.gz`), so both engines
+    decide from one revision.
 
     Raises ConfigErrors when the documents contradict themselves or the fleet.
     """
@@ -130,13 +139,31 @@ def build_bundle(
         if signing_key is not None:
             args += ["--signing-key", str(signing_key), "--signing-alg", SIGNING_ALG]
         run_opa(*args)
+        wasm_target = None
+        if wasm:
+            wasm_target = out_dir / f"{BUNDLE_NAME}-{revision}.wasm.tar.gz"
+            entrypoints = [arg for e in ENTRYPOINTS for arg in ("--entrypoint", e)]
+            run_opa(
+                "build",
+                "--target",
+                "wasm",
+                *entrypoints,
+                "--bundle",
+                str(stage),
+                "--revision",
+                revision,
+                "--output",
+                str(wasm_target),
+            )
     publish(target, out_dir)
-    return BuiltBundle(target, revision, signed=signing_key is not None)
+    if wasm_target is not None:
+        publish(wasm_target, out_dir, CURRENT_WASM_BUNDLE)
+    return BuiltBundle(target, revision, signed=signing_key is not None, wasm_path=wasm_target)
 
 
-def publish(bundle: Path, out_dir: Path) -> Path:
-    """Make `bundle` the one the bundle server hands to OPA, atomically (OPA never sees half a file)."""
-    current = out_dir / CURRENT_BUNDLE
+def publish(bundle: Path, out_dir: Path, name: str = CURRENT_BUNDLE) -> Path:
+    """Make `bundle` the current one under `name`, atomically (a reader never sees half a file)."""
+    current = out_dir / name
     tmp = current.with_suffix(".tmp")
     shutil.copyfile(bundle, tmp)
     os.replace(tmp, current)

@@ -188,8 +188,11 @@ constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if 
 
 constraints.eligible_nodes := sort(_eligible_nodes) if lib.kind == "place_workload"
 
+# sorted by node name explicitly: object iteration order is not part of Rego's semantics (the
+# wasm target iterates in another order than the interpreter)
 constraints.rejected_nodes := [{"node": name, "reasons": lib.sorted_reasons(reasons)} |
-	some name, reasons in _node_reasons
+	some name in sort(object.keys(_node_reasons))
+	reasons := _node_reasons[name]
 	count(reasons) > 0
 ] if {
 	lib.kind == "place_workload"

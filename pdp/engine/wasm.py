@@ -1,0 +1,246 @@
+"""The in-process engine: the same policies compiled by `opa build -t wasm`, evaluated inside the
+PDP on wasmtime. No network hop, no second process; selectable by configuration behind the same
+one-method interface as the sidecar engine.
+
+The host side of OPA's WebAssembly ABI (v1.2+ "fast path" opa_eval) is implemented here on the
+wasmtime package. The compiled module carries most built-ins itself; the few it asks the host for
+(see `HOST_BUILTINS`) are implemented in Python with Go's semantics for the verbs the policies use.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
+
+_TICK_SECONDS = 0.005  # epoch granularity for deadlines
+
+
+def _go_sprintf(fmt: str, args: list[Any]) -> str:
+    """Go's fmt.Sprintf for the verbs the policies use (%s, %d, %v, %%)."""
+    values = iter(args)
+
+    def verb(match: re.Match[str]) -> str:
+        v = match.group(1)
+        if v == "%":
+            return "%"
+        value = next(values, None)
+        if v == "d" and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(int(value))
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        # OPA prints composite values the way Rego writes them: ["a", "b"], {"k": 1}
+        return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+    return re.sub(r"%([sdv%])", verb, fmt)
+
+
+HOST_BUILTINS: dict[str, Callable[..., Any]] = {"sprintf": _go_sprintf}
+
+
+@dataclass(frozen=True)
+class WasmBundle:
+    module: bytes
+    data: dict[str, Any]
+    revision: str
+
+    @classmethod
+    def from_tarball(cls, path: Path) -> WasmBundle:
+        """A bundle built with `opa build -t wasm` (policy.wasm, data.json, .manifest)."""
+        files: dict[str, bytes] = {}
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        files[member.name.lstrip("/")] = handle.read()
+        if "policy.wasm" not in files:
+            raise NoActiveBundle(f"{path} holds no policy.wasm (build it with -t wasm)")
+        manifest = json.loads(files.get(".manifest", b"{}"))
+        data = json.loads(files.get("data.json", b"{}"))
+        return cls(files["policy.wasm"], data, str(manifest.get("revision", "")))
+
+
+class _Instance:
+    """One instantiated module with the data loaded; not thread-safe (the engine pools them)."""
+
+    def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module, data: dict[str, Any]) -> None:
+        self.store = wasmtime.Store(engine)
+        self.store.set_epoch_deadline(1_000_000)  # loading data is not bounded by any one caller
+        self.memory = wasmtime.Memory(self.store, wasmtime.MemoryType(wasmtime.Limits(5, None)))
+        linker = wasmtime.Linker(engine)
+        linker.define(self.store, "env", "memory", self.memory)
+        i32 = wasmtime.ValType.i32()
+        linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
+        for arity in range(5):
+            params = [i32, i32] + [i32] * arity
+            linker.define_func(
+                "env",
+                f"opa_builtin{arity}",
+                wasmtime.FuncType(params, [i32]),
+                self._builtin,
+                access_caller=False,
+            )
+        self.instance = linker.instantiate(self.store, module)
+        exports = self.instance.exports(self.store)
+
+        def func(name: str) -> wasmtime.Func:
+            export = exports[name]
+            if not isinstance(export, wasmtime.Func):
+                raise EngineFailure(
+                    f"the wasm module's {name} is not a function (OPA wasm ABI 1.2+ expected)"
+                )
+            return export
+
+        self._malloc = func("opa_malloc")
+        self._json_parse = func("opa_json_parse")
+        self._json_dump = func("opa_json_dump")
+        self._heap_get = func("opa_heap_ptr_get")
+        self._heap_set = func("opa_heap_ptr_set")
+        self._eval = func("opa_eval")
+        self.entrypoints: dict[str, int] = self._read_json(func("entrypoints")(self.store))
+        required: dict[str, int] = self._read_json(func("builtins")(self.store))
+        missing = sorted(set(required) - set(HOST_BUILTINS))
+        if missing:
+            raise EngineFailure(f"the wasm module needs built-ins the host lacks: {', '.join(missing)}")
+        self._builtins = {bid: HOST_BUILTINS[name] for name, bid in required.items()}
+        self._data = self._write_value(data)
+        self._heap_after_data = self._heap_get(self.store)
+
+    def _read_cstring(self, address: int) -> bytes:
+        end = address
+        size = self.memory.data_len(self.store)
+        chunk = 4096
+        while end < size:
+            block = self.memory.read(self.store, end, min(end + chunk, size))
+            nul = block.find(b"\0")
+            if nul >= 0:
+                end += nul
+                break
+            end += len(block)
+            chunk *= 2
+        return bytes(self.memory.read(self.store, address, end))
+
+    def _read_json(self, value_address: int) -> Any:
+        return json.loads(self._read_cstring(self._json_dump(self.store, value_address)))
+
+    def _write_value(self, value: Any) -> int:
+        raw = json.dumps(value, separators=(",", ":")).encode()
+        address = self._malloc(self.store, len(raw))
+        self.memory.write(self.store, raw, address)
+        parsed = self._json_parse(self.store, address, len(raw))
+        if parsed == 0:
+            raise EngineFailure("the wasm module could not parse a JSON value")
+        return int(parsed)
+
+    def _builtin(self, builtin_id: int, _ctx: int, *args: int) -> int:
+        result = self._builtins[builtin_id](*(self._read_json(a) for a in args))
+        return self._write_value(result)
+
+    def _abort(self, address: int) -> None:
+        raise EngineFailure(f"policy aborted: {self._read_cstring(address).decode(errors='replace')}")
+
+    def evaluate(self, entrypoint: int, input_doc: Any) -> Any:
+        raw = json.dumps(input_doc, separators=(",", ":")).encode()
+        # Each evaluation starts from the heap as it was right after loading data, so memory used
+        # by one decision is reclaimed by the next.
+        self._heap_set(self.store, self._heap_after_data)
+        address = self._heap_after_data
+        needed = address + len(raw) + 1
+        if needed > self.memory.data_len(self.store):
+            self.memory.grow(self.store, (needed - self.memory.data_len(self.store)) // 65536 + 1)
+        self.memory.write(self.store, raw, address)
+        result = self._eval(self.store, 0, entrypoint, self._data, address, len(raw), address + len(raw), 0)
+        results = json.loads(self._read_cstring(result))
+        return results[0]["result"] if results else None
+
+
+class WasmEngine:
+    """PolicyEngine over a pool of wasm instances (one evaluation per instance at a time)."""
+
+    def __init__(self, bundle: WasmBundle, *, instances: int = 4) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self._engine = wasmtime.Engine(config)
+        self._module = wasmtime.Module(self._engine, bundle.module)
+        self._data = bundle.data
+        self.revision = bundle.revision
+        self._instances = instances
+        self._pool: queue.LifoQueue[_Instance] = queue.LifoQueue()
+        for _ in range(instances):
+            self._pool.put(self._new_instance())
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
+        self._ticker.start()
+
+    def _new_instance(self) -> _Instance:
+        return _Instance(self._engine, self._module, self._data)
+
+    @classmethod
+    def from_tarball(cls, path: Path, *, instances: int = 4) -> WasmEngine:
+        return cls(WasmBundle.from_tarball(path), instances=instances)
+
+    def _tick(self) -> None:
+        # Deadlines are counted in epochs; a ticker moves the epoch on so that a long evaluation
+        # traps at its deadline instead of running on past the caller's.
+        while not self._stop.wait(_TICK_SECONDS):
+            self._engine.increment_epoch()
+
+    def replace(self, bundle: WasmBundle) -> None:
+        """Switch to a new bundle. Evaluations already running finish on the old instances (and
+        return them to the old pool), so no decision ever mixes two revisions."""
+        module = wasmtime.Module(self._engine, bundle.module)
+        pool: queue.LifoQueue[_Instance] = queue.LifoQueue()
+        for _ in range(self._instances):
+            pool.put(_Instance(self._engine, module, bundle.data))
+        self._module, self._data, self.revision, self._pool = module, bundle.data, bundle.revision, pool
+
+    def evaluate(self, path: str, input_doc: Any, *, timeout: float) -> Any:
+        pool = self._pool
+        try:
+            instance = pool.get(timeout=max(timeout, 0.0))
+        except queue.Empty as exc:
+            raise EngineTimeout(f"no wasm instance free within {timeout:.3f}s") from exc
+        try:
+            entrypoint = instance.entrypoints.get(path)
+            if entrypoint is None:
+                raise NoActiveBundle(f"the wasm bundle has no entrypoint {path}")
+            instance.store.set_epoch_deadline(max(1, int(timeout / _TICK_SECONDS)))
+            started = time.monotonic()
+            try:
+                result = instance.evaluate(entrypoint, input_doc)
+            except wasmtime.Trap as exc:
+                if time.monotonic() - started >= timeout:
+                    raise EngineTimeout(f"wasm evaluation passed its {timeout:.3f}s deadline") from exc
+                raise EngineFailure(f"wasm evaluation trapped: {exc}") from exc
+            except wasmtime.WasmtimeError as exc:
+                raise EngineFailure(f"wasm evaluation failed: {exc}") from exc
+        except (EngineTimeout, EngineFailure):
+            # A trapped instance may be in any state: replace it rather than reuse it.
+            pool.put(self._new_instance())
+            raise
+        except BaseException:
+            pool.put(instance)
+            raise
+        pool.put(instance)
+        if result is None:
+            raise NoActiveBundle(f"the wasm bundle has no decision at {path}")
+        return result
+
+    def close(self) -> None:
+        self._stop.set()
