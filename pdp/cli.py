@@ -23,6 +23,7 @@ from pdp.config import ConfigErrors, load_config
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings, opa_ready
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
+from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
@@ -46,6 +47,7 @@ def _settings(args: argparse.Namespace) -> EmbeddedSettings:
         state=args.state,
         decision_log=args.state / "decisions.sqlite",
         engine=getattr(args, "engine", "opa"),
+        opa_addr=getattr(args, "sidecar_addr", None) or "",
     )
 
 
@@ -337,6 +339,10 @@ def parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("serve", help="serve the gRPC PDP"))
     s.add_argument("--listen", default="127.0.0.1:50051")
     s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
+    s.add_argument(
+        "--sidecar-addr",
+        help="where the embedded OPA listens (default: a unix socket under --state); e.g. 127.0.0.1:8181",
+    )
     s.add_argument("--tls-cert", type=Path)
     s.add_argument("--tls-key", type=Path)
     s.add_argument(
@@ -381,6 +387,7 @@ def parser() -> argparse.ArgumentParser:
     dm = with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
     dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
     dm.set_defaults(func=cmd_demo)
+    add_lifecycle_parser(sub, with_config, PROJECT_ROOT)
     return p
 
 

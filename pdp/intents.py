@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.schemas import validator
+from jsonschema import Draft202012Validator
+
+from pdp.schemas import intent_validator, validator
 from pdp.schemas.errors import describe, format_path, leaf_errors
 
 KINDS = (
@@ -33,8 +35,11 @@ class InvalidIntent(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
-def _first_error(schema: str, document: Any, prefix: list[str | int]) -> InvalidIntent | None:
-    errors = leaf_errors(validator(schema).iter_errors(document))
+def _first_error(
+    schema: str | Draft202012Validator, document: Any, prefix: list[str | int]
+) -> InvalidIntent | None:
+    check = validator(schema) if isinstance(schema, str) else schema
+    errors = leaf_errors(check.iter_errors(document))
     if not errors:
         return None
     # The shallowest error first: a missing "kind" explains more than what follows from it.
@@ -48,7 +53,8 @@ def validate_intent(intent: Any, *, prefix: list[str | int] | None = None) -> Ma
     prefix = prefix or []
     if not isinstance(intent, Mapping):
         raise InvalidIntent(format_path(prefix), "must be a JSON object")
-    error = _first_error("intent", intent, prefix)
+    kind = intent.get("kind")
+    error = _first_error(intent_validator(kind) if kind in KINDS else "intent", intent, prefix)
     if error:
         raise error
     if intent["kind"] == "create_tenant":

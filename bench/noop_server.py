@@ -1,0 +1,47 @@
+"""The floor of the gRPC front: the same grpc server setup as the PDP (thread pool, health,
+reflection), with a Decide/DecideBatch handler that answers a fixed decision without deciding."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
+
+_REPLY = pb.DecideResponse(decision=pb.Decision(outcome=pb.ALLOW, bundle_revision="noop"))
+
+
+class NoopServicer(pdp_pb2_grpc.DecisionServiceServicer):  # type: ignore[misc]
+    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+        return _REPLY
+
+    def DecideBatch(
+        self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
+    ) -> pb.DecideBatchResponse:
+        return pb.DecideBatchResponse(decisions=[_REPLY.decision] * len(request.intents))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--listen", default="127.0.0.1:50099")
+    p.add_argument("--workers", type=int, default=16)
+    args = p.parse_args()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
+    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(NoopServicer(), server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(args.listen)
+    server.start()
+    print(f"noop serving on {args.listen}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(1)
+
+
+if __name__ == "__main__":
+    main()
