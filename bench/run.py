@@ -557,9 +557,9 @@ def main() -> int:
         )
 
         print("(d) scheduler extender filter", flush=True)
+        url = f"http://127.0.0.1:{ports['extender']}/filter"
         for n in (100, 1000, 5000):
             args_body = extender_args(n)
-            url = f"http://127.0.0.1:{ports['extender']}/filter"
             measure(
                 results,
                 f"d extender filter {n} nodes",
@@ -765,7 +765,8 @@ def summarize(results: Results) -> None:
         if row["path"].startswith(("a bare OPA", "f no-op")):
             floors[(row["path"][0], row["load"])] = row["p50_ms"]
     print(
-        "\npath                                load            p50 ms   p95 ms   p99 ms   thru/s  err  ratio p50"
+        f"\n{'path':35} {'load':14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'thru/s':>8} {'err':>4}  ratio p50"
     )
     for row in results.rows:
         floor = floors.get((row.get("floor", ""), row["load"])) or floors.get(
@@ -774,8 +775,8 @@ def summarize(results: Results) -> None:
         ratio = f"{row['p50_ms'] / floor:.2f}x {row['floor']}" if floor and row.get("floor") else ""
         row["ratio_p50"] = round(row["p50_ms"] / floor, 2) if floor and row.get("floor") else None
         print(
-            f"{row['path']:35} {row['load']:14} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} {row['p99_ms']:8.2f} "
-            f"{row['throughput']:8.0f} {row['errors']:4}  {ratio}"
+            f"{row['path']:35} {row['load']:14} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} "
+            f"{row['p99_ms']:8.2f} {row['throughput']:8.0f} {row['errors']:4}  {ratio}"
         )
 
 
