@@ -97,6 +97,9 @@ class OpaSidecar:
             "--skip-version-check",
             "--unix-socket-perm",
             "700",
+            # Keeps data as AST values, so queries do not convert tenants and fleet on every read
+            # (about 13% more decisions/s in the benchmark harness).
+            "--optimize-store-for-read-speed",
         ]
         with self._log_file.open("ab") as log_fh:
             self._proc = subprocess.Popen(argv, stdout=log_fh, stderr=subprocess.STDOUT)
