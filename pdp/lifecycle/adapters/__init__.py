@@ -1,0 +1,17 @@
+"""Adapters apply the tenant's objects to a platform: Kubernetes (server-side apply) or dry run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Adapter(Protocol):
+    def apply(self, obj: Mapping[str, Any]) -> None:
+        """Make `obj` exist as given; applying the same object twice changes nothing."""
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        """Remove `obj`; absent is fine."""
+
+    def exists(self, obj: Mapping[str, Any]) -> bool:
+        """True when `obj` is present and not being deleted."""

@@ -1,0 +1,78 @@
+"""The lifecycle database: SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core.
+
+Only portable SQL is used, so one schema serves both. SQLite writers are serialized by a
+process lock, because SQLite refuses to upgrade a read transaction to a write one under load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS lc_tenants (
+        name VARCHAR(128) PRIMARY KEY, state VARCHAR(32) NOT NULL, policy TEXT NOT NULL,
+        workflow_id VARCHAR(256), updated_at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_deployments (
+        tenant VARCHAR(128) NOT NULL, name VARCHAR(128) NOT NULL, state VARCHAR(32) NOT NULL,
+        spec TEXT NOT NULL, updated_at VARCHAR(64) NOT NULL, PRIMARY KEY (tenant, name))""",
+    """CREATE TABLE IF NOT EXISTS lc_tokens (
+        token_hash VARCHAR(64) PRIMARY KEY, role VARCHAR(16) NOT NULL, tenant VARCHAR(128),
+        created_at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_approvals (
+        id VARCHAR(256) PRIMARY KEY, tenant VARCHAR(128) NOT NULL, kind VARCHAR(64) NOT NULL,
+        status VARCHAR(32) NOT NULL, decision TEXT NOT NULL, resolved_by VARCHAR(256),
+        created_at VARCHAR(64) NOT NULL, updated_at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_effects (
+        seq INTEGER PRIMARY KEY, op VARCHAR(16) NOT NULL, kind VARCHAR(64) NOT NULL,
+        namespace VARCHAR(128) NOT NULL, name VARCHAR(256) NOT NULL, body TEXT NOT NULL,
+        at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_audit (
+        seq INTEGER PRIMARY KEY, event_key VARCHAR(512) NOT NULL UNIQUE, record TEXT NOT NULL,
+        prev_hash VARCHAR(64) NOT NULL, hash VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_certificates (
+        tenant VARCHAR(128) PRIMARY KEY, document TEXT NOT NULL, digest VARCHAR(64) NOT NULL)""",
+]
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        kwargs: dict[str, object] = {"connect_args": {"timeout": 30}} if self.sqlite else {}
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._write_lock = threading.Lock()
+        with self.write() as conn:
+            for ddl in SCHEMA:
+                conn.execute(sa.text(ddl))
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction (committed on success, rolled back on error)."""
+        if self.sqlite:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,141 @@
+"""The Kubernetes objects that make a tenant, rendered from its policy (pure functions).
+
+Groups are applied in order by onboarding (and compensated in reverse); each object carries the
+tenant label so the platform can find everything a tenant owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+TENANT_LABEL = "gpupaas.io/tenant"
+KUEUE = "kueue.x-k8s.io/v1beta1"
+TIER_PRIORITY = {"enterprise": 3000, "standard": 2000, "spot": 1000}
+GROUPS = ("namespaces", "quota", "limits", "kueue", "priority", "network", "rbac")
+
+Obj = dict[str, Any]
+
+
+def _meta(tenant: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {TENANT_LABEL: tenant}}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def gpu_limits(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, int]:
+    """Entitlements per extended resource (e.g. nvidia.com/gpu), summed over GPU classes."""
+    out: dict[str, int] = {}
+    classes = fleet.get("gpu_classes", {})
+    for cls, n in (policy.get("entitlements") or {}).items():
+        resource = classes.get(cls, {}).get("resource", "nvidia.com/gpu")
+        out[resource] = out.get(resource, 0) + int(n)
+    return out
+
+
+def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, list[Obj]]:
+    tenant = str(policy["name"])
+    namespaces = [str(n) for n in policy.get("namespaces", [])]
+    limits = gpu_limits(policy, fleet)
+    hard = {f"requests.{r}": str(n) for r, n in sorted(limits.items())}
+    queue = f"gpupaas-{tenant}"
+    priority = f"gpupaas-tenant-{tenant}"
+    return {
+        "namespaces": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(tenant, ns)} for ns in namespaces
+        ],
+        "quota": [
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": _meta(tenant, "gpupaas-gpu-quota", ns),
+                "spec": {"hard": hard},
+            }
+            for ns in namespaces
+        ],
+        "limits": [
+            {
+                "apiVersion": "v1",
+                "kind": "LimitRange",
+                "metadata": _meta(tenant, "gpupaas-defaults", ns),
+                "spec": {
+                    "limits": [{"type": "Container", "max": {r: str(n) for r, n in sorted(limits.items())}}]
+                },
+            }
+            for ns in namespaces
+        ],
+        "kueue": [
+            {
+                "apiVersion": KUEUE,
+                "kind": "ClusterQueue",
+                "metadata": _meta(tenant, queue),
+                "spec": {
+                    "namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant}},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": sorted(limits),
+                            "flavors": [
+                                {
+                                    "name": "default-flavor",
+                                    "resources": [
+                                        {"name": r, "nominalQuota": n} for r, n in sorted(limits.items())
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+            *[
+                {
+                    "apiVersion": KUEUE,
+                    "kind": "LocalQueue",
+                    "metadata": _meta(tenant, "default", ns),
+                    "spec": {"clusterQueue": queue},
+                }
+                for ns in namespaces
+            ],
+        ],
+        "priority": [
+            {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": _meta(tenant, priority),
+                "value": TIER_PRIORITY.get(str(policy.get("tier")), 1000),
+                "preemptionPolicy": "Never" if policy.get("tier") == "spot" else "PreemptLowerPriority",
+                "globalDefault": False,
+            }
+        ],
+        "network": [
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": _meta(tenant, "gpupaas-tenant-isolation", ns),
+                "spec": {
+                    # Only the tenant's own namespaces may talk to it.
+                    "podSelector": {},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant}}}]}],
+                },
+            }
+            for ns in namespaces
+        ],
+        "rbac": [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": _meta(tenant, "gpupaas-tenant-admins", ns),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": f"gpupaas:{tenant}"}
+                ],
+            }
+            for ns in namespaces
+        ],
+    }
+
+
+def key(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"

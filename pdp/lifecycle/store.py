@@ -1,0 +1,293 @@
+"""The lifecycle store: tenants, deployments, tokens, approvals and certificates.
+
+Every state change goes through `transition`, which checks the state machine and appends the
+audit record in the same transaction, so state and audit trail cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from pdp.lifecycle import audit
+from pdp.lifecycle.db import Database
+from pdp.lifecycle.states import DEPLOYMENT, TENANT
+from pdp.lifecycle.tokens import Principal, matches, token_hash
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class NotFound(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # tenants -------------------------------------------------------------------------------
+    def create_tenant(self, policy: Mapping[str, Any], workflow_id: str, actor: str) -> None:
+        name = str(policy["name"])
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lc_tenants (name, state, policy, workflow_id, updated_at) "
+                    "VALUES (:n, :s, :p, :w, :t)"
+                ),
+                {"n": name, "s": TENANT.initial, "p": json.dumps(policy), "w": workflow_id, "t": now()},
+            )
+            audit.append(
+                conn,
+                f"tenant:{name}:created:{workflow_id}",
+                event="tenant.created",
+                tenant=name,
+                actor=actor,
+                workflow_id=workflow_id,
+                detail={"to": TENANT.initial},
+            )
+
+    def tenant(self, name: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT name, state, policy, workflow_id, updated_at FROM lc_tenants WHERE name = :n"
+                ),
+                {"n": name},
+            ).first()
+        if row is None:
+            raise NotFound(f"tenant {name!r} not found")
+        return {
+            "name": row[0],
+            "state": row[1],
+            "policy": json.loads(row[2]),
+            "workflow_id": row[3],
+            "updated_at": row[4],
+        }
+
+    def tenants(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            names = [r[0] for r in conn.execute(sa.text("SELECT name FROM lc_tenants ORDER BY name"))]
+        return [self.tenant(n) for n in names]
+
+    def transition(self, name: str, to: str, *, event_key: str, actor: str = "system", **links: Any) -> bool:
+        """Move a tenant to `to`; IllegalTransition when the machine forbids it. Idempotent per
+        event key (a re-run step finds its transition done and returns False)."""
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return False
+            state = conn.execute(
+                sa.text("SELECT state FROM lc_tenants WHERE name = :n"), {"n": name}
+            ).scalar()
+            if state is None:
+                raise NotFound(f"tenant {name!r} not found")
+            TENANT.check(name, str(state), to)
+            conn.execute(
+                sa.text("UPDATE lc_tenants SET state = :s, updated_at = :t WHERE name = :n"),
+                {"s": to, "t": now(), "n": name},
+            )
+            detail = {"from": state, "to": to, **links.pop("detail", {})}
+            audit.append(
+                conn, event_key, event="tenant.transition", tenant=name, actor=actor, detail=detail, **links
+            )
+        return True
+
+    def update_policy(self, name: str, policy: Mapping[str, Any], *, event_key: str, **links: Any) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text("UPDATE lc_tenants SET policy = :p, updated_at = :t WHERE name = :n"),
+                {"p": json.dumps(policy), "t": now(), "n": name},
+            )
+            audit.append(conn, event_key, event="tenant.policy_updated", tenant=name, **links)
+
+    def record(self, event_key: str, *, event: str, tenant: str, **links: Any) -> None:
+        with self.db.write() as conn:
+            audit.append(conn, event_key, event=event, tenant=tenant, **links)
+
+    # deployments ---------------------------------------------------------------------------
+    def deployments(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT tenant, name, state, spec, updated_at FROM lc_deployments"
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.text(sql + (" WHERE tenant = :t" if tenant else "") + " ORDER BY tenant, name"),
+                {"t": tenant},
+            ).all()
+        return [
+            {"tenant": r[0], "name": r[1], "state": r[2], "spec": json.loads(r[3]), "updated_at": r[4]}
+            for r in rows
+        ]
+
+    def usage(self, tenant: str) -> dict[str, int]:
+        """GPUs held now per class: the running deployments' replicas x GPUs per replica."""
+        out: dict[str, int] = {}
+        for d in self.deployments(tenant):
+            if d["state"] == "running":
+                spec = d["spec"]
+                cls = str(spec["gpu_class"])
+                out[cls] = out.get(cls, 0) + int(spec["gpus_per_replica"]) * int(spec["replicas"])
+        return out
+
+    def put_deployment(
+        self, tenant: str, name: str, state: str, spec: Mapping[str, Any], *, event_key: str, **links: Any
+    ) -> None:
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return
+            old = conn.execute(
+                sa.text("SELECT state FROM lc_deployments WHERE tenant = :t AND name = :n"),
+                {"t": tenant, "n": name},
+            ).scalar()
+            if old is None:
+                DEPLOYMENT.check(f"{tenant}/{name}", DEPLOYMENT.initial, state)
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO lc_deployments (tenant, name, state, spec, updated_at) "
+                        "VALUES (:t, :n, :s, :p, :u)"
+                    ),
+                    {"t": tenant, "n": name, "s": state, "p": json.dumps(spec), "u": now()},
+                )
+            else:
+                if old != state:
+                    DEPLOYMENT.check(f"{tenant}/{name}", str(old), state)
+                conn.execute(
+                    sa.text(
+                        "UPDATE lc_deployments SET state = :s, spec = :p, updated_at = :u "
+                        "WHERE tenant = :t AND name = :n"
+                    ),
+                    {"t": tenant, "n": name, "s": state, "p": json.dumps(spec), "u": now()},
+                )
+            audit.append(
+                conn,
+                event_key,
+                event="deployment.transition",
+                tenant=tenant,
+                detail={
+                    "deployment": name,
+                    "from": old or DEPLOYMENT.initial,
+                    "to": state,
+                    "spec": dict(spec),
+                },
+                **links,
+            )
+
+    # tokens --------------------------------------------------------------------------------
+    def add_token(self, token: str, role: str, tenant: str | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lc_tokens (token_hash, role, tenant, created_at) VALUES (:h, :r, :t, :c) "
+                    "ON CONFLICT (token_hash) DO NOTHING"
+                ),
+                {"h": token_hash(token), "r": role, "t": tenant, "c": now()},
+            )
+
+    def principal(self, token: str) -> Principal | None:
+        digest = token_hash(token)
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.text("SELECT token_hash, role, tenant FROM lc_tokens WHERE token_hash = :h"), {"h": digest}
+            ).first()
+        if row is None or not matches(token, str(row[0])):
+            return None
+        return Principal(str(row[1]), row[2])
+
+    def revoke_tokens(self, tenant: str) -> int:
+        with self.db.write() as conn:
+            result = conn.execute(sa.text("DELETE FROM lc_tokens WHERE tenant = :t"), {"t": tenant})
+        return int(result.rowcount)
+
+    # approvals -----------------------------------------------------------------------------
+    def open_approval(self, approval_id: str, tenant: str, kind: str, decision: Mapping[str, Any]) -> None:
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_approvals WHERE id = :i"), {"i": approval_id}).first():
+                return
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lc_approvals (id, tenant, kind, status, decision, created_at, updated_at) "
+                    "VALUES (:i, :t, :k, 'pending', :d, :c, :c)"
+                ),
+                {"i": approval_id, "t": tenant, "k": kind, "d": json.dumps(decision), "c": now()},
+            )
+            audit.append(
+                conn,
+                f"{approval_id}:approval.requested",
+                event="approval.requested",
+                tenant=tenant,
+                workflow_id=approval_id,
+                decision_id=str(decision.get("decision_id", "")),
+                bundle_revision=str(decision.get("bundle_revision", "")),
+                detail={"kind": kind, "reasons": [r["code"] for r in decision.get("reasons", [])]},
+            )
+
+    def set_approval(self, approval_id: str, status: str, by: str, *, event_key: str) -> None:
+        with self.db.write() as conn:
+            row = conn.execute(
+                sa.text("SELECT tenant, kind FROM lc_approvals WHERE id = :i"), {"i": approval_id}
+            ).first()
+            if row is None:
+                raise NotFound(f"approval {approval_id!r} not found")
+            conn.execute(
+                sa.text(
+                    "UPDATE lc_approvals SET status = :s, resolved_by = :b, updated_at = :u WHERE id = :i"
+                ),
+                {"s": status, "b": by, "u": now(), "i": approval_id},
+            )
+            audit.append(
+                conn,
+                event_key,
+                event=f"approval.{status}",
+                tenant=str(row[0]),
+                actor=by,
+                workflow_id=approval_id,
+                detail={"kind": row[1]},
+            )
+
+    def approvals(self, tenant: str | None = None, open_only: bool = True) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, tenant, kind, status, decision, resolved_by, created_at, updated_at FROM lc_approvals"
+        )
+        where = []
+        if open_only:
+            where.append("status IN ('pending', 'escalated')")
+        if tenant:
+            where.append("tenant = :t")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(sql + " ORDER BY created_at"), {"t": tenant}).all()
+        keys = ("id", "tenant", "kind", "status", "decision", "resolved_by", "created_at", "updated_at")
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
+        for a in out:
+            a["decision"] = json.loads(a["decision"])
+        return out
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        for a in self.approvals(open_only=False):
+            if a["id"] == approval_id:
+                return a
+        raise NotFound(f"approval {approval_id!r} not found")
+
+    # certificates --------------------------------------------------------------------------
+    def put_certificate(self, tenant: str, document: str, digest: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lc_certificates (tenant, document, digest) VALUES (:t, :d, :g) "
+                    "ON CONFLICT (tenant) DO NOTHING"
+                ),
+                {"t": tenant, "d": document, "g": digest},
+            )
+
+    def certificate(self, tenant: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.text("SELECT document, digest FROM lc_certificates WHERE tenant = :t"), {"t": tenant}
+            ).first()
+        if row is None:
+            raise NotFound(f"no certificate of destruction for {tenant!r}")
+        return {"certificate": json.loads(row[0]), "sha256": row[1]}

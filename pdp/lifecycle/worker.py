@@ -1,0 +1,87 @@
+"""The lifecycle worker: PDP (embedded OPA), DBOS (SQLite or PostgreSQL), adapter and the HTTP API
+in one process. Restarting it resumes every workflow that was in flight (DBOS recovery)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbos import DBOS, DBOSConfig
+
+from pdp.embedded import EmbeddedPDP, EmbeddedSettings
+from pdp.lifecycle import workflows
+from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.db import Database
+from pdp.lifecycle.policy import PolicyGateway
+from pdp.lifecycle.runtime import Runtime, Settings, install
+from pdp.lifecycle.store import Store
+
+# Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
+APPLICATION_VERSION = "gpupaas-lifecycle-1"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    pdp: EmbeddedSettings
+    database_url: str = ""  # postgresql://... ; empty: SQLite files under the state directory
+    kubeconfig: str | None = None
+    approval_timeout: float = 24 * 3600.0
+    admin_token_env: str = "PDP_LIFECYCLE_ADMIN_TOKEN"
+
+    @property
+    def state(self) -> Path:
+        return self.pdp.state / "lifecycle"
+
+    def urls(self) -> tuple[str, str]:
+        """(lifecycle database, DBOS system database)."""
+        if self.database_url:
+            return self.database_url, self.database_url
+        return f"sqlite:///{self.state / 'lifecycle.sqlite'}", f"sqlite:///{self.state / 'dbos.sqlite'}"
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.stack: EmbeddedPDP | None = None
+        self.runtime: Runtime | None = None
+
+    def start(self) -> Runtime:
+        o = self.options
+        o.state.mkdir(parents=True, exist_ok=True)
+        app_url, sys_url = o.urls()
+        db = Database(app_url)
+        self.stack = EmbeddedPDP(o.pdp).start()
+        adapter: Adapter
+        if o.kubeconfig:
+            from pdp.lifecycle.adapters.kubernetes import KubernetesAdapter
+
+            adapter = KubernetesAdapter(o.kubeconfig)
+        else:
+            adapter = DryRunAdapter(db)
+        settings = Settings(approval_timeout=o.approval_timeout, archive_dir=o.state / "archive")
+        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings)
+        install(self.runtime)
+        admin = os.environ.get(o.admin_token_env)
+        if admin:
+            self.runtime.store.add_token(admin, "admin")
+        config: DBOSConfig = {
+            "name": "gpupaas-lifecycle",
+            "system_database_url": sys_url,
+            "application_version": APPLICATION_VERSION,
+            "notification_listener_polling_interval_sec": 0.1,
+            "log_level": "WARNING",
+        }
+        DBOS(config=config)
+        DBOS.launch()
+        # One request at a time per tenant (the partition key is the tenant name).
+        DBOS.register_queue(workflows.QUEUE, partition_concurrency=1, polling_interval_sec=0.2)
+        return self.runtime
+
+    def stop(self) -> None:
+        DBOS.destroy(destroy_registry=False)
+        if self.stack:
+            self.stack.stop()
+        if self.runtime:
+            self.runtime.db.close()

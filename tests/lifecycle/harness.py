@@ -1,0 +1,161 @@
+"""A lifecycle worker as a real subprocess (`python -m pdp.cli lifecycle worker`), which tests can
+kill -9 (the whole process group: worker and its OPA, as a machine crash would) and restart."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.e2e.controlplane import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def tenant_doc(base: str, name: str, namespaces: list[str], **changes: Any) -> dict[str, Any]:
+    """An example tenant document under a fresh name (the bundle already holds the originals)."""
+    doc = yaml.safe_load((EXAMPLES / "tenants" / f"{base}.yaml").read_text())
+    doc["tenant"].update(name=name, namespaces=namespaces, **changes)
+    return doc  # type: ignore[no-any-return]
+
+
+class Worker:
+    def __init__(
+        self, root: Path, database_url: str = "", kubeconfig: Path | None = None, **opts: str
+    ) -> None:
+        self.root = root
+        if not (root / "examples").exists():
+            shutil.copytree(EXAMPLES, root / "examples")
+        self.database_url = database_url
+        self.kubeconfig = kubeconfig
+        self.opts = opts
+        self.admin_token = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.marker = root / "paused"
+        self.starts = 0
+
+    def start(self, env: Mapping[str, str] | None = None, timeout: float = 60) -> Worker:
+        self.marker.unlink(missing_ok=True)
+        argv = [
+            sys.executable, "-m", "pdp.cli", "lifecycle", "worker",
+            "--tenants", str(self.root / "examples" / "tenants"),
+            "--fleet", str(self.root / "examples" / "fleet.yaml"),
+            "--bundles", str(self.root / "bundles"),
+            "--keys", str(self.root / "keys"),
+            "--state", str(self.root / "state"),
+            "--listen", f"127.0.0.1:{self.port}",
+        ]  # fmt: skip
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        if self.kubeconfig:
+            argv += ["--kubeconfig", str(self.kubeconfig)]
+        for k, v in self.opts.items():
+            argv += [f"--{k.replace('_', '-')}", v]
+        full_env = {
+            **os.environ,
+            "PDP_LIFECYCLE_ADMIN_TOKEN": self.admin_token,
+            "PDP_LIFECYCLE_PAUSE_MARKER": str(self.marker),
+            **(env or {}),
+        }
+        self.starts += 1
+        log = (self.root / f"worker-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"worker did not come up:\n{self.log()}")
+
+    def log(self) -> str:
+        return (self.root / f"worker-{self.starts}.log").read_text(errors="replace")[-4000:]
+
+    def kill9(self) -> None:
+        """SIGKILL the worker's process group: no cleanup runs, as in a crash."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def wait_paused(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not self.marker.exists():
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"the worker never paused:\n{self.log()}"
+            time.sleep(0.05)
+        return self.marker.read_text()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.admin_token}"}, timeout=60
+        )
+
+    def wait_workflow(self, workflow_id: str, timeout: float = 60) -> dict[str, Any]:
+        with self.client() as c:
+            deadline = time.monotonic() + timeout
+            while True:
+                wf: dict[str, Any] = c.get(f"/v1/workflows/{workflow_id}").json()
+                if wf.get("status") in FINAL:
+                    return wf
+                assert time.monotonic() < deadline, f"{workflow_id} still {wf}:\n{self.log()}"
+                time.sleep(0.1)
+
+    def wait_approval(self, tenant: str, timeout: float = 60) -> dict[str, Any]:
+        with self.client() as c:
+            deadline = time.monotonic() + timeout
+            while True:
+                for a in c.get("/v1/approvals").json():
+                    if a["tenant"] == tenant:
+                        return a  # type: ignore[no-any-return]
+                assert time.monotonic() < deadline, f"no approval for {tenant}:\n{self.log()}"
+                time.sleep(0.1)
+
+    def approve(self, approval_id: str, approved: bool = True) -> None:
+        with self.client() as c:
+            r = c.post(f"/v1/approvals/{approval_id}", json={"approved": approved})
+            assert r.status_code == 202, r.text
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.root / 'state' / 'lifecycle' / 'lifecycle.sqlite'}"
+
+
+def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False) -> str:
+    """Create a tenant through the API and wait until onboarding ends; returns the tenant token."""
+    with worker.client() as c:
+        r = c.post("/v1/tenants", json=doc)
+        assert r.status_code == 202, r.text
+        body = r.json()
+    if approve:
+        worker.approve(worker.wait_approval(doc["tenant"]["name"])["id"])
+    wf = worker.wait_workflow(body["workflow_id"])
+    assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
+    return str(body["tenant_token"])

@@ -1,0 +1,140 @@
+"""The Kubernetes adapter against a real kube-apiserver (tests/e2e/controlplane.py), and onboarding
+the enterprise EU tenant through the API into it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from pdp.lifecycle import objects
+from pdp.lifecycle.adapters.kubernetes import FIELD_MANAGER, KubernetesAdapter
+from tests.e2e.controlplane import ControlPlane, kube_binaries
+
+from .harness import EXAMPLES, Worker, onboard, tenant_doc
+
+
+def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
+    # Test-only: just enough of Kueue's CRDs for the API server to store the objects.
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kueue.x-k8s.io"},
+        "spec": {
+            "group": "kueue.x-k8s.io",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "scope": scope,
+            "versions": [
+                {
+                    "name": "v1beta1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube")).start()
+    try:
+        api = config.new_client_from_config(str(cp.kubeconfig))
+        ext = client.ApiextensionsV1Api(api)
+        for kind, plural, scope in (
+            ("ClusterQueue", "clusterqueues", "Cluster"),
+            ("LocalQueue", "localqueues", "Namespaced"),
+        ):
+            ext.create_custom_resource_definition(_crd(kind, plural, scope))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until the CRDs are served
+            try:
+                client.CustomObjectsApi(api).list_cluster_custom_object(
+                    "kueue.x-k8s.io", "v1beta1", "clusterqueues"
+                )
+                client.CustomObjectsApi(api).list_cluster_custom_object(
+                    "kueue.x-k8s.io", "v1beta1", "localqueues"
+                )
+                break
+            except client.exceptions.ApiException:
+                time.sleep(0.2)
+        api.close()
+        yield cp
+    finally:
+        cp.stop()
+
+
+def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    rendered = objects.render({**policy, "name": "ssa-test", "namespaces": ["ssa-ns"]}, fleet)
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    try:
+        everything = [o for g in objects.GROUPS for o in rendered[g]]
+        for obj in everything:
+            adapter.apply(obj)
+        first = {objects.key(o): adapter.get(o) for o in everything}
+        for obj in everything:
+            adapter.apply(obj)
+        for obj in everything:
+            again = adapter.get(obj)
+            before = first[objects.key(obj)]
+            assert again is not None and before is not None
+            assert again["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], objects.key(
+                obj
+            )
+            managers = {m["manager"] for m in again["metadata"]["managedFields"]}
+            assert FIELD_MANAGER in managers and again["metadata"]["managedFields"][0]["operation"] == "Apply"
+        quota = first["ResourceQuota/ssa-ns/gpupaas-gpu-quota"]
+        assert quota is not None and quota["spec"]["hard"] == {"requests.nvidia.com/gpu": "4"}
+        adapter.delete(rendered["quota"][0])
+        assert not adapter.exists(rendered["quota"][0])
+    finally:
+        adapter.close()
+
+
+def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPlane, tmp_path: Path) -> None:
+    worker = Worker(tmp_path, kubeconfig=kube.kubeconfig).start()
+    try:
+        # acme-eu is already in the bundle (TENANT_EXISTS), so the same policy under a fresh name;
+        # a dedicated tenant without a dedicated pool needs approval (DEDICATED_POOL_PROVISIONING).
+        onboard(worker, tenant_doc("acme-eu", "acme-eu2", ["acme2-prod", "acme2-staging"]), approve=True)
+        with worker.client() as c:
+            assert c.get("/v1/tenants/acme-eu2").json()["state"] == "active"
+    finally:
+        worker.stop()
+    api = config.new_client_from_config(str(kube.kubeconfig))
+    try:
+        core = client.CoreV1Api(api)
+        ns = core.read_namespace("acme2-prod")
+        assert ns.metadata.labels["gpupaas.io/tenant"] == "acme-eu2"
+        quota = core.read_namespaced_resource_quota("gpupaas-gpu-quota", "acme2-staging")
+        assert quota.spec.hard == {"requests.nvidia.com/gpu": "4"}
+        assert core.read_namespaced_limit_range("gpupaas-defaults", "acme2-prod")
+        assert client.SchedulingV1Api(api).read_priority_class("gpupaas-tenant-acme-eu2").value == 3000
+        assert client.NetworkingV1Api(api).read_namespaced_network_policy(
+            "gpupaas-tenant-isolation", "acme2-prod"
+        )
+        rb = client.RbacAuthorizationV1Api(api).read_namespaced_role_binding(
+            "gpupaas-tenant-admins", "acme2-prod"
+        )
+        assert rb.subjects[0].name == "gpupaas:acme-eu2"
+        custom = client.CustomObjectsApi(api)
+        cq = custom.get_cluster_custom_object(
+            "kueue.x-k8s.io", "v1beta1", "clusterqueues", "gpupaas-acme-eu2"
+        )
+        assert cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == 4
+        lq = custom.get_namespaced_custom_object(
+            "kueue.x-k8s.io", "v1beta1", "acme2-prod", "localqueues", "default"
+        )
+        assert lq["spec"]["clusterQueue"] == "gpupaas-acme-eu2"
+    finally:
+        api.close()

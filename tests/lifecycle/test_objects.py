@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import yaml
+
+from pdp.lifecycle import objects
+from pdp.lifecycle.adapters.kubernetes import object_path
+
+from .harness import EXAMPLES
+
+
+def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    rendered = objects.render(policy, fleet)
+    assert list(rendered) == list(objects.GROUPS)
+    ns = rendered["namespaces"][0]
+    assert ns["metadata"] == {"name": "acme-prod", "labels": {"gpupaas.io/tenant": "acme-eu"}}
+    assert rendered["quota"][0]["spec"]["hard"] == {"requests.nvidia.com/gpu": "4"}
+    cq = rendered["kueue"][0]
+    assert cq["kind"] == "ClusterQueue" and cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] == [
+        {"name": "nvidia.com/gpu", "nominalQuota": 4}
+    ]
+    assert object_path(cq) == "/apis/kueue.x-k8s.io/v1beta1/clusterqueues/gpupaas-acme-eu"
+    assert (
+        object_path(rendered["quota"][1])
+        == "/api/v1/namespaces/acme-staging/resourcequotas/gpupaas-gpu-quota"
+    )

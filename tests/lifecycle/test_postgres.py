@@ -1,0 +1,65 @@
+"""The lifecycle on PostgreSQL: DBOS system tables and the lifecycle tables in one database.
+Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (CI starts one)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pdp.lifecycle import audit
+from pdp.lifecycle.db import Database
+
+from .harness import Worker, onboard, tenant_doc
+
+URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
+pytestmark = pytest.mark.skipif(
+    not URL, reason="PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)"
+)
+
+
+@pytest.fixture()
+def database() -> Iterator[str]:
+    name = f"lifecycle_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(
+        URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, tmp_path: Path) -> None:
+    worker = Worker(tmp_path, database_url=database).start()
+    try:
+        token = onboard(worker, tenant_doc("globex", "globex-pg", ["globex-pg-ml"]))
+        with worker.client(token) as c:
+            r = c.post(
+                "/v1/tenants/globex-pg/quotas", json={"entitlements": {"H100-80GB": 9, "A100-40GB": 4}}
+            )
+            assert r.status_code == 202, r.text
+        workflow_id = r.json()["workflow_id"]
+        worker.wait_approval("globex-pg")
+        worker.kill9()
+        worker.start()
+        worker.approve(workflow_id)
+        assert worker.wait_workflow(workflow_id)["output"]["status"] == "applied"
+    finally:
+        worker.stop()
+    db = Database(worker.database().replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        assert audit.verify(db) == []
+        events = [r["event"] for r in audit.records(db, "globex-pg")]
+        assert events.count("approval.approved") == 1 and events.count("tenant.policy_updated") == 1
+    finally:
+        db.close()
