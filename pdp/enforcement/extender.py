@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pdp.decision import Decision, Outcome
 from pdp.enforcement.jsonhttp import HttpError, JsonHttpServer, server_tls_context
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
-from pdp.intents import InvalidIntent
+from pdp.intents import InvalidIntent, validate_intent
 from pdp.point import DecideOptions, DecisionPoint
 
 MAX_NODES = 20000  # the intent schema's place_workload.nodes maxItems
@@ -145,6 +145,35 @@ def verdict_from_decision(decision: Decision, names: Sequence[str]) -> Verdict:
     )
 
 
+def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Nodes with the same labels and the same occupants, keyed by the first of them (pure).
+
+    The policy's verdict on a node depends on its labels and occupants only, and a fleet has a
+    few hundred node shapes at most (one per pool and occupancy), not thousands; asking once per
+    shape is what keeps a 5,000-node cycle fast.
+    """
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for node in nodes:
+        shape = (
+            tuple(sorted(node.get("labels", {}).items())),
+            tuple(sorted(node.get("namespaces", ()))),
+            tuple(sorted(node.get("tenants", ()))),
+        )
+        groups.setdefault(shape, []).append(node["name"])
+    return {members[0]: members for members in groups.values()}
+
+
+def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Verdict:
+    """The verdict on each group's first node applied to every member, with reasons renamed (pure)."""
+    eligible = frozenset(m for first in verdict.eligible for m in groups.get(first, (first,)))
+    unresolvable = {
+        m: text.replace(f'"{first}"', f'"{m}"')
+        for first, text in verdict.unresolvable.items()
+        for m in groups.get(first, (first,))
+    }
+    return Verdict(eligible, unresolvable, verdict.resolvable)
+
+
 def filter_result(candidates: _Candidates, verdict: Verdict, error: str = "") -> dict[str, Any]:
     """ExtenderFilterResult in the shape of the arguments (pure)."""
     passed = [n for n in candidates.names if n in verdict.eligible]
@@ -239,18 +268,25 @@ class SchedulerExtender:
             # Same rule as admission: pods that ask for no GPUs and touch no platform constraint
             # are not the policy's business (and must schedule while the engine is down).
             return Verdict(frozenset(names), {}, overflow)
+        deadline = time.monotonic() + self.timeout * 0.9
+        try:
+            # The workload comes from the request: check it. The node list is built here from
+            # strings, so validating thousands of entries again would only cost time.
+            validate_intent(place_intent(workload, []))
+        except InvalidIntent as exc:
+            raise BadArgs(f"Pod: {exc}") from exc
         nodes = []
         for name in names:
-            node: dict[str, Any] = {"name": name, "labels": dict(c.labels.get(name, {}))}
+            labels = {str(k): str(v) for k, v in (c.labels.get(name) or {}).items()}
+            node: dict[str, Any] = {"name": str(name), "labels": labels}
             if self.cluster is not None:
                 node["namespaces"] = self.cluster.namespaces_on(name, exclude_pod_uid=c.uid)
             nodes.append(node)
-        options = DecideOptions(deadline=time.monotonic() + self.timeout * 0.9)
-        try:
-            decision = self.point.decide(place_intent(workload, nodes), options)
-        except InvalidIntent as exc:
-            raise BadArgs(f"Pod: {exc}") from exc
-        verdict = verdict_from_decision(decision, names)
+        groups = group_nodes(nodes)
+        shapes = [n for n in nodes if n["name"] in groups]
+        options = DecideOptions(deadline=deadline, validated=True)
+        decision = self.point.decide(place_intent(workload, shapes), options)
+        verdict = expand_verdict(verdict_from_decision(decision, list(groups)), groups)
         return Verdict(verdict.eligible, verdict.unresolvable, {**verdict.resolvable, **overflow})
 
     def _cached_verdict(self, c: _Candidates) -> Verdict:

@@ -249,3 +249,54 @@ def test_over_http(point: DecisionPoint, counting: CountingEngine) -> None:
         assert _post(server, "/bind", b"{}")[0] == 404
         assert _post(server, "/filter", None, method="GET")[0] == 405
         assert _post(server, "/healthz", None, method="GET")[0] == 200
+
+
+def test_nodes_of_one_shape_are_decided_once_and_named_in_their_own_reasons() -> None:
+    eu = labels("eu-west-1", "eu-h100-shared")
+    nodes = [
+        {"name": "a", "labels": eu, "namespaces": []},
+        {"name": "b", "labels": dict(eu), "namespaces": []},
+        {"name": "c", "labels": eu, "namespaces": ["globex-ml"]},
+        {"name": "d", "labels": labels("us-east-1", "us-h100-shared"), "namespaces": []},
+    ]
+    groups = extender_module.group_nodes(nodes)
+    assert groups == {"a": ["a", "b"], "c": ["c"], "d": ["d"]}
+    verdict = extender_module.Verdict(
+        frozenset({"a"}), {"c": 'CODE: node "c" hosts x', "d": 'RESIDENCY_VIOLATION: node "d" is in us'}
+    )
+    expanded = extender_module.expand_verdict(verdict, groups)
+    assert expanded.eligible == {"a", "b"}
+    assert expanded.unresolvable == {
+        "c": 'CODE: node "c" hosts x',
+        "d": 'RESIDENCY_VIOLATION: node "d" is in us',
+    }
+    many = extender_module.expand_verdict(
+        extender_module.Verdict(frozenset(), {"a": 'X: node "a" is wrong'}), {"a": ["a", "b"]}
+    )
+    assert many.unresolvable == {"a": 'X: node "a" is wrong', "b": 'X: node "b" is wrong'}
+
+
+def test_grouped_filter_equals_one_node_at_a_time(point: DecisionPoint) -> None:
+    # The same verdicts whether the policy sees every node or one per shape.
+    items = [
+        node(f"n{i}", labels(*shape))
+        for i, shape in enumerate(
+            [
+                ("eu-west-1", "acme-h100-dedicated", "acme-eu"),
+                ("eu-west-1", "eu-h100-shared"),
+                ("us-east-1", "us-h100-shared"),
+            ]
+            * 4
+        )
+    ]
+    extender = SchedulerExtender(point)
+    grouped = extender.filter({"Pod": acme_pod(), "Nodes": {"items": items}})
+    singles: dict[str, Any] = {"FailedAndUnresolvableNodes": {}, "passed": set()}
+    for item in items:
+        one = SchedulerExtender(point).filter(
+            {"Pod": acme_pod(uid=item["metadata"]["name"]), "Nodes": {"items": [item]}}
+        )
+        singles["FailedAndUnresolvableNodes"].update(one["FailedAndUnresolvableNodes"])
+        singles["passed"] |= set(passed(one))
+    assert grouped["FailedAndUnresolvableNodes"] == singles["FailedAndUnresolvableNodes"]
+    assert set(passed(grouped)) == singles["passed"] and singles["passed"]
