@@ -61,6 +61,16 @@ class DecisionRecord:
         return dict(self.__dict__)
 
 
+_INSERT = (
+    "INSERT INTO decisions (decision_id, decided_at, tenant, kind, outcome, reasons,"
+    " bundle_revision, input_digest, evaluation_ms) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+# A committed write per decision was a sixth of a decision's cost under load (profile in
+# docs/performance.md); rows are written by one thread in batches instead, at most this long after
+# their decision. query() and close() drain what is pending first.
+_FLUSH_SECONDS = 0.02
+
+
 class DecisionLog:
     def __init__(self, path: Path | str) -> None:
         if isinstance(path, Path):
@@ -71,6 +81,28 @@ class DecisionLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="decision-log", daemon=True)
+        self._writer.start()
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(_FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending record now, in one transaction."""
+        with self._lock:
+            with self._pending_lock:
+                rows, self._pending = self._pending, []
+            if rows:
+                self._db.execute("BEGIN")
+                self._db.executemany(_INSERT, rows)
+                self._db.execute("COMMIT")
 
     def append(self, decision: Decision, input_digest: str) -> None:
         row = (
@@ -84,12 +116,8 @@ class DecisionLog:
             input_digest,
             decision.evaluation_ms,
         )
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO decisions (decision_id, decided_at, tenant, kind, outcome, reasons,"
-                " bundle_revision, input_digest, evaluation_ms) VALUES (?,?,?,?,?,?,?,?,?)",
-                row,
-            )
+        with self._pending_lock:
+            self._pending.append(row)
 
     def query(
         self,
@@ -111,6 +139,7 @@ class DecisionLog:
             clauses.append("decided_at < ?")
             args.append(_timestamp(until))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        self.flush()
         sql = (
             "SELECT decision_id, decided_at, tenant, kind, outcome, reasons, bundle_revision,"
             f" input_digest, evaluation_ms FROM decisions {where} ORDER BY seq LIMIT ?"
@@ -122,5 +151,9 @@ class DecisionLog:
         ]
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._writer.join(timeout=5)
+        self.flush()
         with self._lock:
             self._db.close()

@@ -56,6 +56,7 @@ def test_records_survive_reopen_and_filter_by_tenant_and_time(tmp_path: Path) ->
 def test_records_are_append_only(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path / "d.sqlite")
     log.append(_decision(1, "acme-eu", T0), "sha256:1")
+    log.flush()
     db = sqlite3.connect(tmp_path / "d.sqlite")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         db.execute("UPDATE decisions SET outcome = 'ALLOW'")
@@ -68,3 +69,16 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path / "d.sqlite")
     with pytest.raises(ValueError, match="timezone-aware"):
         log.query(since=datetime(2026, 1, 1))
+
+
+def test_records_reach_the_file_within_the_flush_period(tmp_path: Path) -> None:
+    import time
+
+    log = DecisionLog(tmp_path / "d.sqlite")
+    log.append(_decision(1, "acme-eu", T0), "sha256:1")
+    deadline = time.monotonic() + 2
+    other = sqlite3.connect(tmp_path / "d.sqlite")
+    while other.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0:
+        assert time.monotonic() < deadline, "the record was never written"
+        time.sleep(0.01)
+    log.close()

@@ -111,7 +111,6 @@ class _Instance:
         self._json_parse = func("opa_json_parse")
         self._json_dump = func("opa_json_dump")
         self._heap_get = func("opa_heap_ptr_get")
-        self._heap_set = func("opa_heap_ptr_set")
         self._eval = func("opa_eval")
         self.entrypoints: dict[str, int] = self._read_json(func("entrypoints")(self.store))
         required: dict[str, int] = self._read_json(func("builtins")(self.store))
@@ -157,9 +156,8 @@ class _Instance:
 
     def evaluate(self, entrypoint: int, input_doc: Any) -> Any:
         raw = json.dumps(input_doc, separators=(",", ":")).encode()
-        # Each evaluation starts from the heap as it was right after loading data, so memory used
-        # by one decision is reclaimed by the next.
-        self._heap_set(self.store, self._heap_after_data)
+        # Each evaluation starts from the heap as it was right after loading data (opa_eval takes
+        # the heap pointer as an argument), so memory used by one decision is reclaimed by the next.
         address = self._heap_after_data
         needed = address + len(raw) + 1
         if needed > self.memory.data_len(self.store):
