@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pdp.pem import write_private_key
 
 SIGNING_ALG = "RS256"
 KEY_ID = "gpupaas"
@@ -25,15 +26,7 @@ def generate_keypair(directory: Path, bits: int = 2048) -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = directory / "bundle-signing.key.pem"
     public = directory / "bundle-signing.pub.pem"
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    write_private_key(private, key)
     public.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -12,14 +12,15 @@ import argparse
 import base64
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pdp.pem import write_private_key
 
 
 @dataclass(frozen=True)
@@ -30,18 +31,6 @@ class CertPair:
     def ca_bundle(self) -> str:
         """The certificate as a base64 caBundle, as webhook configurations want it."""
         return base64.b64encode(self.cert.read_bytes()).decode()
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
 
 
 def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
@@ -87,7 +76,7 @@ def make_ca(directory: Path, common_name: str = "gpupaas-local-ca", days: int = 
     )
     pair = CertPair(directory / "ca.crt", directory / "ca.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
+    write_private_key(pair.key, key)
     return pair
 
 
@@ -119,7 +108,7 @@ def _issue(
     cert = builder.sign(ca_key, hashes.SHA256())
     pair = CertPair(path.with_suffix(".crt"), path.with_suffix(".key"))
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
+    write_private_key(pair.key, key)
     return pair
 
 
