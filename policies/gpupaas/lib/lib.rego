@@ -178,13 +178,40 @@ isolation_compatible(t, pool) if {
 	pool.isolation == "shared"
 }
 
+# [cluster, pool] pairs by GPU class, jurisdiction, isolation and sharing strategy, and the pools
+# dedicated to each tenant. The bundle carries them precomputed (pdp/config/index.py), so a
+# decision reads the few pools that can serve it instead of scanning the fleet (that scan
+# dominated evaluation with 1,250 pools, docs/performance.md); bundles without them (unit tests
+# that swap the fleet) compute them here the same way.
+pool_index := data.gpupaas.index.pools if data.gpupaas.index.pools
+
+pool_index := _computed_pool_index if not data.gpupaas.index.pools
+
+_computed_pool_index[pool.gpu_class][cluster.jurisdiction][pool.isolation][pool_strategy(pool)] contains [c, p] if {
+	some c, cluster in clusters
+	some p, pool in cluster.pools
+}
+
+dedicated_index := data.gpupaas.index.dedicated if data.gpupaas.index.dedicated
+
+dedicated_index := _computed_dedicated_index if not data.gpupaas.index.dedicated
+
+_computed_dedicated_index[pool.tenant] contains p if {
+	some cluster in clusters
+	some p, pool in cluster.pools
+	pool.isolation == "dedicated"
+}
+
+# the jurisdictions a tenant's residency allows, among those of the fleet
+allowed_jurisdictions(t) := {c.jurisdiction | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+
 # [cluster, pool] pairs a tenant may run the classes on with one of the strategies
 eligible_pools(t, classes, strategies) := {[c, p] |
-	some c in residency_clusters(t)
-	some p, pool in clusters[c].pools
-	pool.gpu_class in classes
-	isolation_compatible(t, pool)
-	pool_strategy(pool) in strategies
+	some class in classes
+	some jurisdiction in allowed_jurisdictions(t)
+	some strategy in strategies
+	some [c, p] in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
+	isolation_compatible(t, clusters[c].pools[p])
 }
 
 clusters_of(pools) := {c | some [c, _] in pools}
@@ -197,9 +224,13 @@ capacity_of(pools) := sum([gpus |
 
 # the GPU classes the clusters of a tenant's residency offer, in pools of any isolation (dedicated
 # pools can be provisioned later)
-offered_classes(t) := {pool.gpu_class | some c in residency_clusters(t); some pool in clusters[c].pools}
+offered_classes(t) := {class |
+	some class, by_jurisdiction in pool_index
+	some jurisdiction in allowed_jurisdictions(t)
+	by_jurisdiction[jurisdiction]
+}
 
-dedicated_pools(name) := {p | some c in clusters; some p, pool in c.pools; pool.isolation == "dedicated"; pool.tenant == name}
+dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 
 # ---------------------------------------------------------------------------------------------
 # The GPU request of an intent

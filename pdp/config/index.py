@@ -1,0 +1,28 @@
+"""The fleet index the policies read instead of scanning every pool on every decision.
+
+`pools[class][jurisdiction][isolation][sharing strategy]` lists the [cluster, pool] pairs;
+`dedicated[tenant]` lists the pools dedicated to a tenant. The policies compute the same index
+from the fleet when the bundle does not carry one (gpupaas.lib.pool_index), and a test holds the
+two equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
+    pools: dict[str, Any] = {}
+    dedicated: dict[str, list[str]] = {}
+    for cluster_name, cluster in sorted(fleet.get("clusters", {}).items()):
+        for pool_name, pool in sorted((cluster.get("pools") or {}).items()):
+            leaf = (
+                pools.setdefault(pool["gpu_class"], {})
+                .setdefault(cluster["jurisdiction"], {})
+                .setdefault(pool["isolation"], {})
+                .setdefault(pool.get("sharing_strategy", "none"), [])
+            )
+            leaf.append([cluster_name, pool_name])
+            if pool["isolation"] == "dedicated" and "tenant" in pool:
+                dedicated.setdefault(pool["tenant"], []).append(pool_name)
+    return {"pools": pools, "dedicated": dedicated}
