@@ -18,11 +18,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from pdp.decision import Decision, Outcome
-from pdp.enforcement.jsonhttp import HttpError, JsonHttpServer, server_tls_context
+from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer, server_tls_context
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.point import DecideOptions, DecisionPoint
@@ -325,7 +324,7 @@ def _json_body(body: bytes) -> Any:
         raise HttpError(400, f"the body is not JSON: {exc}") from exc
 
 
-class ExtenderServer:
+class ExtenderServer(HttpService):
     """HTTP (HTTPS with a certificate) for kube-scheduler's extender calls."""
 
     def __init__(
@@ -351,26 +350,3 @@ class ExtenderServer:
             max_body=max_body,
             name="gpupaas-extender",
         )
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def port(self) -> int:
-        return self._http.port
-
-    def start(self) -> ExtenderServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> ExtenderServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

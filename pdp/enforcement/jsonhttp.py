@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
@@ -266,3 +266,31 @@ class JsonHttpServer:
             self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()
+
+
+class HttpService:
+    """What the webhook and the extender servers share: a JsonHttpServer with its address,
+    start/stop, and use as a context manager. Subclasses set `_http` in their constructor."""
+
+    _http: JsonHttpServer
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        return self._http.port
+
+    def start(self) -> Self:
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pdp.enforcement.admission import (
@@ -22,7 +21,14 @@ from pdp.enforcement.admission import (
     review_response,
 )
 from pdp.enforcement.extender import ClusterView
-from pdp.enforcement.jsonhttp import DEFAULT_MAX_BODY, HttpError, JsonHttpServer, Query, server_tls_context
+from pdp.enforcement.jsonhttp import (
+    DEFAULT_MAX_BODY,
+    HttpError,
+    HttpService,
+    JsonHttpServer,
+    Query,
+    server_tls_context,
+)
 from pdp.enforcement.workloads import (
     InvalidObject,
     UnsupportedObject,
@@ -126,7 +132,7 @@ def _timeout(query: Query) -> float | None:
     return seconds if seconds is not None and seconds > 0 else None
 
 
-class WebhookServer:
+class WebhookServer(HttpService):
     """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects."""
 
     def __init__(
@@ -154,26 +160,3 @@ class WebhookServer:
             return self.webhook.review(body, _timeout(query))
         except BadReview as exc:
             raise HttpError(exc.status, exc.message) from exc
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def port(self) -> int:
-        return self._http.port
-
-    def start(self) -> WebhookServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> WebhookServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
