@@ -59,6 +59,15 @@ class OffboardRequest(BaseModel):
     reason: str = ""
 
 
+class CapacityExhaustion(BaseModel):
+    tenant: str = Field(description="the tenant whose deployment cannot be placed")
+    deployment: DeployRequest
+    gpus: int | None = Field(
+        default=None, ge=1, description="GPUs that must be freed to place it (default: all it asks for)"
+    )
+    queue: bool = Field(default=True, description="queue the request when preemption cannot place it")
+
+
 class ApprovalAnswer(BaseModel):
     approved: bool = True
     comment: str = ""
@@ -224,6 +233,37 @@ def create_app() -> FastAPI:
     @app.post("/v1/tenants/{tenant}/quotas", status_code=202)
     def quotas(tenant: str, body: QuotaRequest, caller: Caller) -> JSONResponse:
         return _request(tenant, "update_quotas", body.model_dump(), caller)
+
+    @app.post("/v1/capacity/exhaustion", status_code=202)
+    def exhaustion(body: CapacityExhaustion, caller: Caller) -> JSONResponse:
+        """The scheduler (or an operator) reports a deployment it cannot place for lack of GPUs:
+        preempt lower tiers if the PDP allows it, else queue or reject the request."""
+        _admin(caller)
+        tenant = body.tenant
+        record = _own(caller, tenant)
+        if record["state"] != "active":
+            raise HTTPException(409, f"tenant {tenant!r} is {record['state']}, not active")
+        payload = {k: v for k, v in body.deployment.model_dump().items() if v is not None}
+        if any(d["name"] == payload["deployment"] for d in current().store.deployments(tenant)):
+            raise HTTPException(409, f"deployment {payload['deployment']!r} already exists")
+        usage = current().store.usage(tenant)
+        decision = _decide_or_refuse(
+            {"kind": "deploy_model", "tenant": tenant, "actor": caller.actor, "usage": usage,
+             "deploy_model": payload}
+        )  # fmt: skip
+        needed = body.gpus or int(payload["gpus_per_replica"]) * int(payload["replicas"])
+        workflow_id = f"capacity-{tenant}-{uuid.uuid4().hex[:12]}"
+        _enqueue(
+            workflow_id,
+            tenant,
+            workflows.capacity_workflow,
+            tenant,
+            payload,
+            needed,
+            body.queue,
+            caller.actor,
+        )
+        return _accepted(workflow_id, decision)
 
     @app.post("/v1/tenants/{tenant}/offboard", status_code=202)
     def offboard(tenant: str, body: OffboardRequest, caller: Caller) -> JSONResponse:

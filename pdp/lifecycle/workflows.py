@@ -1,5 +1,5 @@
 """The durable workflows (DBOS Transact): onboarding, tenant requests (deploy, scale, batch size,
-GPU sharing, quotas) and offboarding.
+GPU sharing, quotas), capacity exhaustion (preempt, queue or reject) and offboarding.
 
 Each workflow decides through the PDP first. Steps are checkpointed, so after a crash a workflow
 resumes after its last completed step; steps retry with backoff, and a provisioning step that keeps
@@ -17,7 +17,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import hooks, objects
+from pdp.lifecycle import capacity, hooks, objects
 from pdp.lifecycle.audit import export_jsonl
 from pdp.lifecycle.certificate import issue
 from pdp.lifecycle.runtime import current
@@ -294,6 +294,142 @@ def request_workflow(tenant: str, kind: str, payload: dict[str, Any], actor: str
     changed = apply_request_step(tenant, kind, payload, decision)
     record_step(tenant, "request.completed", {"kind": kind, "changed": changed}, decision)
     return {"status": "applied", "changed": changed, "decision": decision}
+
+
+@DBOS.step()
+def victims_step(tenant: str, gpu_class: str, needed: int) -> list[dict[str, Any]] | None:
+    """The running deployments to offer as victims (spot first, then standard), or None when all
+    of them together cannot free `needed` GPUs."""
+    hooks.at_step("victims")
+    rt = current()
+    pool = capacity.candidates(tenant, gpu_class, rt.store.tenants(), rt.store.deployments())
+    return capacity.enough(pool, needed)
+
+
+@DBOS.step(**RETRY)
+def preempt_step(
+    tenant: str, deployment: str, victims: list[dict[str, Any]], decision: dict[str, Any]
+) -> None:
+    """Mark the victims preempted; each transition is audited with the preempt decision."""
+    hooks.at_step("preempt")
+    rt = current()
+    for v in victims:
+        dep = next(d for d in rt.store.deployments(v["tenant"]) if d["name"] == v["workload"])
+        rt.store.put_deployment(
+            v["tenant"],
+            v["workload"],
+            DeploymentState.PREEMPTED,
+            dep["spec"],
+            event_key=f"{_wf()}:preempted:{v['tenant']}/{v['workload']}",
+            actor=f"preemption for {tenant}/{deployment}",
+            workflow_id=_wf(),
+            **_links(decision),
+        )
+
+
+@DBOS.step(**RETRY)
+def settle_step(tenant: str, payload: dict[str, Any], state: str, decision: dict[str, Any]) -> None:
+    """Record the request as running (placed), queued or rejected."""
+    hooks.at_step(f"settle:{state}")
+    current().store.put_deployment(
+        tenant,
+        payload["deployment"],
+        state,
+        payload,
+        event_key=f"{_wf()}:settle:{state}",
+        workflow_id=_wf(),
+        **_links(decision),
+    )
+
+
+@DBOS.step()
+def notify_step(tenant: str, outcome: dict[str, Any], decision: dict[str, Any]) -> None:
+    """One `capacity.notified` record per affected tenant: the requester and each victim's tenant."""
+    rt = current()
+    victims = outcome.get("victims", [])
+    affected = [(tenant, "requester"), *sorted({(v["tenant"], "victim") for v in victims})]
+    for who, role in affected:
+        rt.store.record(
+            f"{_wf()}:capacity.notified:{who}:{role}",
+            event="capacity.notified",
+            tenant=who,
+            workflow_id=_wf(),
+            detail={
+                "role": role,
+                "outcome": outcome["status"],
+                "reason": outcome.get("reason", ""),
+                "requester": tenant,
+                "deployment": outcome["deployment"],
+                "victims": [
+                    f"{v['tenant']}/{v['workload']}"
+                    for v in victims
+                    if role == "requester" or v["tenant"] == who
+                ],
+            },
+            **_links(decision),
+        )
+
+
+@DBOS.workflow()
+def capacity_workflow(
+    tenant: str, payload: dict[str, Any], needed: int, queue: bool, actor: str
+) -> dict[str, Any]:
+    """A deployment that cannot be placed for lack of GPUs: preempt lower tiers if the PDP allows
+    it, else queue (or reject) it; notify every affected tenant."""
+    name = str(payload["deployment"])
+    decision = decide_step(_intent(tenant, "deploy_model", payload, actor))
+    codes = [r["code"] for r in decision["reasons"]]
+    outcome: dict[str, Any] = {"deployment": name, "victims": [], "preempt_decisions": []}
+    if decision["outcome"] == "NEEDS_APPROVAL" and not await_approval(tenant, "deploy_model", decision):
+        outcome.update(status="rejected", reason="approval rejected or expired")
+    elif decision["outcome"] == "DENY":
+        outcome.update(status="rejected", reason="denied by policy: " + ", ".join(codes))
+    if "status" in outcome:
+        settle_step(tenant, payload, DeploymentState.REJECTED, decision)
+        notify_step(tenant, outcome, decision)
+        return {**outcome, "decision": decision}
+
+    tier = str(tenant_step(tenant)["policy"].get("tier", ""))
+    chosen = victims_step(tenant, str(payload["gpu_class"]), needed)
+    victims: list[dict[str, Any]] = []
+    preempt_decision: dict[str, Any] = {}
+    reason = f"no running spot or standard deployments of {payload['gpu_class']} free {needed} GPUs"
+    if chosen:
+        preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)
+        outcome["preempt_decisions"].append(_summary(preempt_decision))
+        if preempt_decision["outcome"] == "ALLOW":
+            victims = chosen
+        else:
+            # All-or-nothing: try once with only the victims the PDP would allow, if they suffice.
+            subset = capacity.allowed(chosen, preempt_decision)
+            reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+            if subset and sum(int(v["gpus"]) for v in subset) >= needed:
+                preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, subset, actor), False)
+                outcome["preempt_decisions"].append(_summary(preempt_decision))
+                if preempt_decision["outcome"] == "ALLOW":
+                    victims = subset
+                else:
+                    reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    if victims:
+        preempt_step(tenant, name, victims, preempt_decision)
+        settle_step(tenant, payload, DeploymentState.RUNNING, decision)
+        outcome.update(status="placed", reason="preempted lower-tier deployments", victims=victims)
+        notify_step(tenant, outcome, preempt_decision)
+    else:
+        state = DeploymentState.QUEUED if queue else DeploymentState.REJECTED
+        settle_step(tenant, payload, state, decision)
+        outcome.update(status=str(state), reason=reason)
+        notify_step(tenant, outcome, preempt_decision or decision)
+    return {**outcome, "decision": decision}
+
+
+def _summary(decision: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "outcome": decision["outcome"],
+        "reason_codes": [r["code"] for r in decision["reasons"]],
+        "preemptible_victims": decision.get("constraints", {}).get("preemptible_victims", []),
+        **_links(decision),
+    }
 
 
 @DBOS.step(**RETRY)
