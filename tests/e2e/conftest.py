@@ -74,9 +74,10 @@ NODE_STATUS = {
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube")).start()
+    cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube"))
     try:
-        yield cp
+        # Inside the try: a control plane that fails to come up must not leave etcd running.
+        yield cp.start()
     finally:
         cp.stop()
 
