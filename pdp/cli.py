@@ -37,7 +37,8 @@ def _print_json(doc: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _settings(args: argparse.Namespace) -> EmbeddedSettings:
+def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
+    """The embedded PDP's settings from the common options (--tenants, --fleet, ...)."""
     return EmbeddedSettings.from_project(
         tenants=args.tenants,
         fleet=args.fleet,
@@ -206,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
         _serve_until_signal(servers)
         return 0
-    with EmbeddedPDP(_settings(args)) as stack:
+    with EmbeddedPDP(embedded_settings(args)) as stack:
         server = servers.add(
             PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready).start()
         )
@@ -250,7 +251,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
                     raise InvalidIntent("intent", exc.details() or "invalid") from exc
                 raise
     else:
-        with EmbeddedPDP(_settings(args)) as stack:
+        with EmbeddedPDP(embedded_settings(args)) as stack:
             decision = stack.point.decide(intent).to_dict()
     _print_json(decision)
     return EXIT_STATUS.get(decision["outcome"], 1)
@@ -271,7 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pdp.client import PdpClient
 
     intents = sorted(args.intents.glob("*.json"))
-    with EmbeddedPDP(_settings(args)) as stack:
+    with EmbeddedPDP(embedded_settings(args)) as stack:
         server = PdpServer(stack.point, listen="127.0.0.1:0", engine_ready=stack.engine_ready)
         server.start()
         revision = stack.bundle.revision if stack.bundle else "?"

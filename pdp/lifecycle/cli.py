@@ -43,19 +43,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from pdp.embedded import EmbeddedSettings
+    from pdp.cli import embedded_settings  # here, not at the top: pdp.cli imports this module
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
-    pdp = EmbeddedSettings.from_project(
-        tenants=args.tenants,
-        fleet=args.fleet,
-        policies=args.policies,
-        bundles=args.bundles,
-        keys=args.keys,
-        state=args.state,
-        decision_log=args.state / "decisions.sqlite",
-    )
+    pdp = embedded_settings(args)
     options = WorkerOptions(
         pdp=pdp,
         database_url=args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", ""),

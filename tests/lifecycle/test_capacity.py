@@ -4,7 +4,6 @@ batch-size and GPU-sharing requests, end to end on a real worker (real OPA, DBOS
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ def _h100(name: str, replicas: int, gpus: int = 1, **extra: Any) -> dict[str, An
         "replicas": replicas,
         **extra,
     }
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(tmp_path_factory.mktemp("capacity")).start()
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from .harness import ROOT, Worker, onboard, tenant_doc
 
 GLOBEX2 = tenant_doc("globex", "globex2", ["globex2-ml"])
 INITECH2 = tenant_doc("initech-spot", "initech2", ["initech2-batch"])
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(tmp_path_factory.mktemp("lifecycle")).start()
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 @pytest.fixture(scope="module")
