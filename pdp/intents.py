@@ -25,6 +25,7 @@ KINDS = (
     "admit_workload",
     "place_workload",
     "preempt",
+    "change_sla",
 )
 
 

@@ -153,3 +153,13 @@ def test_deploy_intents_round_trip(
     if usage:
         intent["usage"] = usage
     assert intent_from_proto(intent_to_proto(intent)) == intent
+
+
+def test_change_sla_keeps_only_the_fields_set() -> None:
+    intent = {"kind": "change_sla", "tenant": "globex", "change_sla": {"isolation": "dedicated"}}
+    message = intent_to_proto(intent)
+    assert message.WhichOneof("action") == "change_sla" and message.change_sla.tier == ""
+    assert intent_from_proto(message) == intent
+    validate_intent(intent)
+    with pytest.raises(InvalidIntent, match="change_sla"):
+        validate_intent({"kind": "change_sla", "tenant": "globex", "change_sla": {}})

@@ -10,7 +10,7 @@ disclosed), admin-only calls are 403.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import audit, workflows
+from pdp.lifecycle import audit, capacity, workflows
+from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
 from pdp.lifecycle.tokens import Principal, new_token
@@ -55,6 +56,11 @@ class QuotaRequest(BaseModel):
     entitlements: dict[str, int] = Field(description="the complete new entitlement set")
 
 
+class SlaChange(BaseModel):
+    tier: Literal["enterprise", "standard", "spot"] | None = Field(default=None, description="the new tier")
+    isolation: Literal["dedicated", "shared"] | None = Field(default=None, description="the new isolation")
+
+
 class OffboardRequest(BaseModel):
     reason: str = ""
 
@@ -66,6 +72,13 @@ class CapacityExhaustion(BaseModel):
         default=None, ge=1, description="GPUs that must be freed to place it (default: all it asks for)"
     )
     queue: bool = Field(default=True, description="queue the request when preemption cannot place it")
+
+
+class CapacityRetry(BaseModel):
+    free_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="GPUs per class the scheduler reports free now (optional; recorded before the retry)",
+    )
 
 
 class ApprovalAnswer(BaseModel):
@@ -177,7 +190,9 @@ def create_app() -> FastAPI:
     def get_tenant(tenant: str, caller: Caller) -> dict[str, Any]:
         return _own(caller, tenant)
 
-    def _request(tenant: str, kind: str, payload: dict[str, Any], caller: Principal) -> JSONResponse:
+    def _request(
+        tenant: str, kind: str, payload: dict[str, Any], caller: Principal, workflow: Any = None
+    ) -> JSONResponse:
         record = _own(caller, tenant)
         if record["state"] != "active":
             raise HTTPException(409, f"tenant {tenant!r} is {record['state']}, not active")
@@ -187,7 +202,10 @@ def create_app() -> FastAPI:
             {"kind": kind, "tenant": tenant, "actor": caller.actor, "usage": usage, kind: payload}
         )
         workflow_id = f"{kind}-{tenant}-{uuid.uuid4().hex[:12]}"
-        _enqueue(workflow_id, tenant, workflows.request_workflow, tenant, kind, payload, caller.actor)
+        if workflow is None:
+            _enqueue(workflow_id, tenant, workflows.request_workflow, tenant, kind, payload, caller.actor)
+        else:
+            _enqueue(workflow_id, tenant, workflow, tenant, payload, caller.actor)
         return _accepted(workflow_id, decision)
 
     def _deployment(tenant: str, name: str) -> dict[str, Any]:
@@ -234,6 +252,11 @@ def create_app() -> FastAPI:
     def quotas(tenant: str, body: QuotaRequest, caller: Caller) -> JSONResponse:
         return _request(tenant, "update_quotas", body.model_dump(), caller)
 
+    @app.post("/v1/tenants/{tenant}/sla", status_code=202)
+    def sla(tenant: str, body: SlaChange, caller: Caller) -> JSONResponse:
+        """`change_sla`: a new tier and/or isolation; running deployments are re-placed under it."""
+        return _request(tenant, "change_sla", body.model_dump(), caller, workflows.sla_workflow)
+
     @app.post("/v1/capacity/exhaustion", status_code=202)
     def exhaustion(body: CapacityExhaustion, caller: Caller) -> JSONResponse:
         """The scheduler (or an operator) reports a deployment it cannot place for lack of GPUs:
@@ -265,6 +288,43 @@ def create_app() -> FastAPI:
         )
         return _accepted(workflow_id, decision)
 
+    @app.post("/v1/capacity/retry", status_code=202)
+    def capacity_retry(body: CapacityRetry, caller: Caller) -> JSONResponse:
+        """Retry the queued deployments now (capacity returned), optionally with the scheduler's
+        report of free GPUs per class."""
+        _admin(caller)
+        unknown = sorted(set(body.free_gpus) - set(capacity.inventory(current().policy.fleet)))
+        if unknown:
+            raise HTTPException(422, f"unknown GPU classes: {', '.join(unknown)}")
+        queue = DBOS.retrieve_queue(workflows.CAPACITY_QUEUE)
+        if queue is None:
+            raise HTTPException(503, "the capacity queue is not registered")
+        workflow_id = f"capacity-retry-{uuid.uuid4().hex[:12]}"
+        with SetWorkflowID(workflow_id):
+            queue.enqueue(workflows.retry_queue_workflow, "admin request", caller.actor, body.free_gpus)
+        return JSONResponse({"workflow_id": workflow_id}, status_code=202)
+
+    @app.get("/v1/capacity")
+    def capacity_view(caller: Caller) -> dict[str, Any]:
+        """Per GPU class: capacity, GPUs running deployments hold, free; and the queue in retry order."""
+        _admin(caller)
+        rt = current()
+        fleet, reported, deps = rt.policy.fleet, rt.store.reported_capacity(), rt.store.deployments()
+        classes = sorted(set(capacity.inventory(fleet)) | set(reported))
+        return {
+            "classes": [capacity.headroom(c, fleet, reported, deps) for c in classes],
+            "queue": [
+                {k: v for k, v in q.items() if k != "spec"}
+                for q in capacity.queue_order(rt.store.tenants(), deps)
+            ],
+            "recent_retries": [
+                {"workflow_id": w.workflow_id, "status": w.status, "created_at": w.created_at}
+                for w in DBOS.list_workflows(
+                    queue_name=workflows.CAPACITY_QUEUE, sort_desc=True, limit=20, load_input=False
+                )
+            ],
+        }
+
     @app.post("/v1/tenants/{tenant}/offboard", status_code=202)
     def offboard(tenant: str, body: OffboardRequest, caller: Caller) -> JSONResponse:
         record = _own(caller, tenant)
@@ -292,6 +352,20 @@ def create_app() -> FastAPI:
             return current().store.certificate(tenant)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
+
+    @app.get("/v1/certificates/public-key")
+    def certificate_public_key() -> dict[str, str]:
+        """The key that verifies certificates of destruction. No token: an offboarded tenant's
+        tokens are revoked, and a public key is public."""
+        key = current().certificate_key
+        if key is None:
+            raise HTTPException(503, "no certificate signing key loaded")
+        public = key.public_key()
+        return {
+            "algorithm": certificates.ALGORITHM,
+            "key_id": certificates.key_id(public),
+            "public_key_pem": certificates.public_pem(public),
+        }
 
     @app.get("/v1/workflows/{workflow_id}")
     def workflow(workflow_id: str, caller: Caller) -> dict[str, Any]:

@@ -1,27 +1,125 @@
-"""The certificate of destruction: a canonical JSON document and its SHA-256, which also goes
-into the (hash-chained) audit trail, so the certificate cannot be altered unnoticed."""
+"""The certificate of destruction: a canonical JSON document, its SHA-256 and an Ed25519 signature
+by the worker's certificate key.
+
+The hash also goes into the (hash-chained) audit trail, so the lifecycle notices an altered
+certificate; the signature lets anyone holding only the certificate and the public key (the
+offboarded tenant, whose tokens are revoked; an auditor) check it came unaltered from this worker.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from pdp.lifecycle.audit import canonical
+from pdp.pem import write_private_key
+
+ALGORITHM = "Ed25519"
+TYPE = "gpupaas.io/certificate-of-destruction"
+
+
+class KeyFileError(Exception):
+    pass
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The signing key at `path`, generated there (mode 0600) on first start. A key file others
+    may read is refused: whoever reads it can forge certificates."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = Ed25519PrivateKey.generate()
+        write_private_key(path, key)
+        return key
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyFileError(f"{path}: mode {mode:o} lets others read the certificate key; chmod 600 it")
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return loaded
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key (first 32 hex digits): names the key a certificate needs."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def issue(
-    tenant: str, objects: Sequence[str], *, destroyed_at: str, decision: Mapping[str, Any], workflow_id: str
-) -> tuple[str, str]:
-    """(document, sha256) for the verified destruction of `objects`. Pure."""
+    tenant: str,
+    objects: Sequence[str],
+    *,
+    destroyed_at: str,
+    decision: Mapping[str, Any],
+    workflow_id: str,
+    key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The signed certificate for the verified destruction of `objects`: the document (canonical
+    JSON, naming the key that signs it), its SHA-256 and the signature over the document. Pure
+    (Ed25519 signatures are deterministic)."""
+    kid = key_id(key.public_key())
     doc = {
-        "type": "gpupaas.io/certificate-of-destruction",
+        "type": TYPE,
         "tenant": tenant,
         "destroyed_at": destroyed_at,
         "objects_destroyed_and_verified_absent": sorted(objects),
         "decision_id": decision.get("decision_id", ""),
         "bundle_revision": decision.get("bundle_revision", ""),
         "workflow_id": workflow_id,
+        "signed_with": {"algorithm": ALGORITHM, "key_id": kid},
     }
     text = canonical(doc)
-    return text, hashlib.sha256(text.encode()).hexdigest()
+    return {
+        "document": text,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "signature": {
+            "algorithm": ALGORITHM,
+            "key_id": kid,
+            "value": base64.b64encode(key.sign(text.encode())).decode(),
+        },
+    }
+
+
+def verify(cert: Mapping[str, Any], public_key_pem: str) -> list[str]:
+    """What is wrong with a certificate (as `GET /v1/tenants/{t}/certificate` returns it) against
+    the public key; empty when it verifies."""
+    public = serialization.load_pem_public_key(public_key_pem.encode())
+    if not isinstance(public, Ed25519PublicKey):
+        return ["the public key is not an Ed25519 key"]
+    text, sig = cert.get("document"), cert.get("signature")
+    if not isinstance(text, str) or not isinstance(sig, Mapping):
+        return ["not a signed certificate: 'document' or 'signature' is missing"]
+    problems = []
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return [f"the document is not JSON: {exc}"]
+    if "certificate" in cert and cert["certificate"] != doc:
+        problems.append("the certificate shown differs from the signed document")
+    if hashlib.sha256(text.encode()).hexdigest() != cert.get("sha256"):
+        problems.append("the document does not match its sha256 (altered?)")
+    if sig.get("algorithm") != ALGORITHM:
+        problems.append(f"unsupported signature algorithm {sig.get('algorithm')!r} (expected {ALGORITHM})")
+    kid = key_id(public)
+    if sig.get("key_id") != kid or (doc.get("signed_with") or {}).get("key_id") != kid:
+        problems.append(f"signed with key {sig.get('key_id')!r}, not with this public key ({kid})")
+    try:
+        public.verify(base64.b64decode(str(sig.get("value", "")), validate=True), text.encode())
+    except (InvalidSignature, binascii.Error, ValueError):
+        problems.append("the signature does not verify: the document was altered or signed by another key")
+    return problems

@@ -53,6 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         database_url=args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", ""),
         kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
         approval_timeout=args.approval_timeout,
+        capacity_retry_schedule=args.capacity_retry_schedule,
+        certificate_key=args.certificate_key,
     )
     worker = Worker(options)
     worker.start()
@@ -75,6 +77,12 @@ def cmd_create(args: argparse.Namespace) -> int:
     doc = yaml.safe_load(Path(args.file).read_text())
     with _client(args) as c:
         return _show(c.post("/v1/tenants", json=doc))
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    body = {k: v for k, v in (("tier", args.tier), ("isolation", args.isolation)) if v}
+    with _client(args) as c:
+        return _show(c.post(f"/v1/tenants/{args.tenant}/sla", json=body))
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
@@ -116,6 +124,52 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
         wf = follow(get, args.timeout)
     return 0 if wf.get("status") == "SUCCESS" else 1
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        return _show(c.get("/v1/capacity"))
+
+
+def cmd_capacity_retry(args: argparse.Namespace) -> int:
+    free: dict[str, int] = {}
+    for item in args.free:
+        cls, sep, n = item.partition("=")
+        if not sep or not n.isdigit():
+            print(f"--free {item!r}: expected GPU_CLASS=N", file=sys.stderr)
+            return 2
+        free[cls] = int(n)
+    with _client(args) as c:
+        return _show(c.post("/v1/capacity/retry", json={"free_gpus": free}))
+
+
+def cmd_certificate(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        return _show(c.get(f"/v1/tenants/{args.tenant}/certificate"))
+
+
+def cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from pdp.lifecycle.certificate import verify
+
+    try:
+        cert = json.loads(Path(args.file).read_text())
+    except ValueError as exc:
+        print(f"FAIL {args.file}: not JSON: {exc}")
+        return 1
+    if args.public_key:
+        pem = args.public_key.read_text()
+    else:
+        with httpx.Client(base_url=args.url, timeout=30) as c:
+            r = c.get("/v1/certificates/public-key")
+            r.raise_for_status()
+            pem = str(r.json()["public_key_pem"])
+    problems = verify(cert, pem)
+    for p in problems:
+        print(f"FAIL {p}")
+    if not problems:
+        tenant, kid = cert.get("certificate", {}).get("tenant"), cert["signature"]["key_id"]
+        print(f"ok: the certificate of destruction for {tenant!r} verifies (Ed25519, key {kid})")
+    return 1 if problems else 0
 
 
 def _db(args: argparse.Namespace) -> Any:
@@ -172,10 +226,26 @@ def add_parser(
     w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
     w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
     w.add_argument("--approval-timeout", type=float, default=24 * 3600.0, help="seconds per approval round")
+    w.add_argument(
+        "--capacity-retry-schedule",
+        default="0 * * * * *",
+        help="cron (6 fields: seconds first) of the periodic retry of queued deployments; '' turns it off",
+    )
+    w.add_argument(
+        "--certificate-key",
+        type=Path,
+        help="Ed25519 key signing certificates of destruction, generated (mode 0600) if absent "
+        "(default: <state>/lifecycle/certificate-signing-key.pem)",
+    )
     w.set_defaults(func=cmd_worker)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
     c.add_argument("file")
     c.set_defaults(func=cmd_create)
+    s = client(lsub.add_parser("sla", help="change a tenant's tier and/or isolation (re-places workloads)"))
+    s.add_argument("tenant")
+    s.add_argument("--tier", choices=("enterprise", "standard", "spot"))
+    s.add_argument("--isolation", choices=("dedicated", "shared"))
+    s.set_defaults(func=cmd_sla)
     a = client(lsub.add_parser("approvals", help="list open approvals"))
     a.add_argument("--all", action="store_true", help="resolved ones too")
     a.set_defaults(func=cmd_approvals)
@@ -188,6 +258,22 @@ def add_parser(
     f.add_argument("workflow_id")
     f.add_argument("--timeout", type=float, default=600)
     f.set_defaults(func=cmd_follow)
+    cap = client(lsub.add_parser("capacity", help="GPU capacity per class and the queue, in retry order"))
+    cap.set_defaults(func=cmd_capacity)
+    cr = client(lsub.add_parser("capacity-retry", help="retry the queued deployments now"))
+    cr.add_argument(
+        "--free", action="append", default=[], metavar="GPU_CLASS=N", help="GPUs the scheduler reports free"
+    )
+    cr.set_defaults(func=cmd_capacity_retry)
+    ct = client(lsub.add_parser("certificate", help="a tenant's certificate of destruction (JSON)"))
+    ct.add_argument("tenant")
+    ct.set_defaults(func=cmd_certificate)
+    cv = client(lsub.add_parser("certificate-verify", help="verify a certificate of destruction's signature"))
+    cv.add_argument("file", help="the certificate as `pdp lifecycle certificate` prints it")
+    cv.add_argument(
+        "--public-key", type=Path, help="PEM public key (default: the worker's /v1/certificates/public-key)"
+    )
+    cv.set_defaults(func=cmd_certificate_verify)
     database(lsub.add_parser("audit-verify", help="verify the hash chain")).set_defaults(
         func=cmd_audit_verify
     )

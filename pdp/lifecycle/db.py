@@ -34,8 +34,22 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lc_audit (
         seq INTEGER PRIMARY KEY, event_key VARCHAR(512) NOT NULL UNIQUE, record TEXT NOT NULL,
         prev_hash VARCHAR(64) NOT NULL, hash VARCHAR(64) NOT NULL)""",
+    # When each queued deployment joined the queue (FIFO within a tier); a row exists exactly while
+    # the deployment is queued.
+    """CREATE TABLE IF NOT EXISTS lc_queue (
+        tenant VARCHAR(128) NOT NULL, name VARCHAR(128) NOT NULL, queued_at VARCHAR(64) NOT NULL,
+        PRIMARY KEY (tenant, name))""",
+    # GPUs per class as last reported by the scheduler (overrides the fleet inventory).
+    """CREATE TABLE IF NOT EXISTS lc_capacity (
+        gpu_class VARCHAR(64) PRIMARY KEY, gpus INTEGER NOT NULL, updated_at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_workloads (
+        tenant VARCHAR(128) NOT NULL, name VARCHAR(128) NOT NULL, record TEXT NOT NULL,
+        updated_at VARCHAR(64) NOT NULL, PRIMARY KEY (tenant, name))""",
     """CREATE TABLE IF NOT EXISTS lc_certificates (
         tenant VARCHAR(128) PRIMARY KEY, document TEXT NOT NULL, digest VARCHAR(64) NOT NULL)""",
+    # The signature block (algorithm, key id, value) of each certificate, written with it.
+    """CREATE TABLE IF NOT EXISTS lc_certificate_signatures (
+        tenant VARCHAR(128) PRIMARY KEY, signature TEXT NOT NULL)""",
 ]
 
 

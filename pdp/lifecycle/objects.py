@@ -13,6 +13,8 @@ TENANT_LABEL = "gpupaas.io/tenant"
 KUEUE = "kueue.x-k8s.io/v1beta1"
 TIER_PRIORITY = {"enterprise": 3000, "standard": 2000, "spot": 1000}
 GROUPS = ("namespaces", "quota", "limits", "kueue", "priority", "network", "rbac")
+# The groups rendered from the tenant's tier and entitlements, re-applied when its policy changes.
+POLICY_GROUPS = ("quota", "kueue", "priority")
 
 Obj = dict[str, Any]
 

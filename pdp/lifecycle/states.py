@@ -45,8 +45,14 @@ DEPLOYMENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     DeploymentState.REQUESTED: frozenset(
         {DeploymentState.RUNNING, DeploymentState.QUEUED, DeploymentState.REJECTED}
     ),
-    DeploymentState.QUEUED: frozenset({DeploymentState.RUNNING, DeploymentState.REJECTED}),
+    # Queued work is placed by the queue retry, refused by policy on a retry, or dropped when its
+    # tenant is offboarded.
+    DeploymentState.QUEUED: frozenset(
+        {DeploymentState.RUNNING, DeploymentState.REJECTED, DeploymentState.DRAINED}
+    ),
     DeploymentState.RUNNING: frozenset({DeploymentState.PREEMPTED, DeploymentState.DRAINED}),
+    # A preempted deployment goes back to the queue at once, to resume when capacity returns
+    # (drained covers rows preempted before re-queueing existed).
     DeploymentState.PREEMPTED: frozenset({DeploymentState.QUEUED, DeploymentState.DRAINED}),
     DeploymentState.DRAINED: frozenset(),
     DeploymentState.REJECTED: frozenset(),

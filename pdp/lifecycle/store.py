@@ -111,16 +111,22 @@ class Store:
 
     # deployments ---------------------------------------------------------------------------
     def deployments(self, tenant: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT tenant, name, state, spec, updated_at FROM lc_deployments"
+        sql = (
+            "SELECT d.tenant, d.name, d.state, d.spec, d.updated_at, q.queued_at FROM lc_deployments d "
+            "LEFT JOIN lc_queue q ON q.tenant = d.tenant AND q.name = d.name"
+        )
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.text(sql + (" WHERE tenant = :t" if tenant else "") + " ORDER BY tenant, name"),
+                sa.text(sql + (" WHERE d.tenant = :t" if tenant else "") + " ORDER BY d.tenant, d.name"),
                 {"t": tenant},
             ).all()
-        return [
-            {"tenant": r[0], "name": r[1], "state": r[2], "spec": json.loads(r[3]), "updated_at": r[4]}
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            dep = {"tenant": r[0], "name": r[1], "state": r[2], "spec": json.loads(r[3]), "updated_at": r[4]}
+            if r[5] is not None:
+                dep["queued_at"] = r[5]
+            out.append(dep)
+        return out
 
     def usage(self, tenant: str) -> dict[str, int]:
         """GPUs held now per class: the running deployments' replicas x GPUs per replica."""
@@ -161,6 +167,7 @@ class Store:
                     ),
                     {"t": tenant, "n": name, "s": state, "p": json.dumps(spec), "u": now()},
                 )
+            self._queue_position(conn, tenant, name, old, state)
             audit.append(
                 conn,
                 event_key,
@@ -174,6 +181,83 @@ class Store:
                 },
                 **links,
             )
+
+    @staticmethod
+    def _queue_position(conn: sa.Connection, tenant: str, name: str, old: str | None, state: str) -> None:
+        """Entering the queue records the time (FIFO within a tier); leaving it drops the row. A
+        spec change while queued keeps the place."""
+        if state == "queued" and old != "queued":
+            conn.execute(
+                sa.text("DELETE FROM lc_queue WHERE tenant = :t AND name = :n"), {"t": tenant, "n": name}
+            )
+            conn.execute(
+                sa.text("INSERT INTO lc_queue (tenant, name, queued_at) VALUES (:t, :n, :q)"),
+                {"t": tenant, "n": name, "q": now()},
+            )
+        elif state != "queued":
+            conn.execute(
+                sa.text("DELETE FROM lc_queue WHERE tenant = :t AND name = :n"), {"t": tenant, "n": name}
+            )
+
+    # capacity ------------------------------------------------------------------------------
+    def reported_capacity(self) -> dict[str, int]:
+        """GPUs per class as last reported by the scheduler."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text("SELECT gpu_class, gpus FROM lc_capacity")).all()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def report_capacity(self, gpu_class: str, gpus: int, *, event_key: str, **links: Any) -> bool:
+        """Record how many GPUs of a class the scheduler says exist; audited, once per event key."""
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return False
+            conn.execute(sa.text("DELETE FROM lc_capacity WHERE gpu_class = :c"), {"c": gpu_class})
+            conn.execute(
+                sa.text("INSERT INTO lc_capacity (gpu_class, gpus, updated_at) VALUES (:c, :g, :u)"),
+                {"c": gpu_class, "g": gpus, "u": now()},
+            )
+            detail = {"gpu_class": gpu_class, "gpus": gpus, **links.pop("detail", {})}
+            audit.append(conn, event_key, event="capacity.reported", tenant="", detail=detail, **links)
+        return True
+
+    # workload objects ----------------------------------------------------------------------
+    def put_workload(
+        self,
+        tenant: str,
+        name: str,
+        record: Mapping[str, Any] | None,
+        *,
+        event_key: str,
+        event: str,
+        detail: Mapping[str, Any],
+        **links: Any,
+    ) -> bool:
+        """Keep (or, with None, forget) the workload object of a deployment and its placement,
+        with the audit record in the same transaction. Idempotent per event key."""
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return False
+            conn.execute(
+                sa.text("DELETE FROM lc_workloads WHERE tenant = :t AND name = :n"), {"t": tenant, "n": name}
+            )
+            if record is not None:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO lc_workloads (tenant, name, record, updated_at) VALUES (:t, :n, :r, :u)"
+                    ),
+                    {"t": tenant, "n": name, "r": json.dumps(record), "u": now()},
+                )
+            audit.append(conn, event_key, event=event, tenant=tenant, detail=dict(detail), **links)
+        return True
+
+    def workloads(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """Deployment name -> {"object", "placement", "decision_id", "bundle_revision"}."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.text("SELECT name, record FROM lc_workloads WHERE tenant = :t ORDER BY name"),
+                {"t": tenant},
+            ).all()
+        return {str(r[0]): json.loads(r[1]) for r in rows}
 
     # tokens --------------------------------------------------------------------------------
     def add_token(self, token: str, role: str, tenant: str | None = None) -> None:
@@ -273,21 +357,37 @@ class Store:
         raise NotFound(f"approval {approval_id!r} not found")
 
     # certificates --------------------------------------------------------------------------
-    def put_certificate(self, tenant: str, document: str, digest: str) -> None:
+    def put_certificate(
+        self, tenant: str, document: str, digest: str, signature: Mapping[str, Any] | None = None
+    ) -> None:
+        """The first certificate of a tenant stays (a re-run step issues one with a later time)."""
         with self.db.write() as conn:
-            conn.execute(
+            inserted = conn.execute(
                 sa.text(
                     "INSERT INTO lc_certificates (tenant, document, digest) VALUES (:t, :d, :g) "
                     "ON CONFLICT (tenant) DO NOTHING"
                 ),
                 {"t": tenant, "d": document, "g": digest},
-            )
+            ).rowcount
+            if inserted and signature is not None:
+                conn.execute(
+                    sa.text("INSERT INTO lc_certificate_signatures (tenant, signature) VALUES (:t, :s)"),
+                    {"t": tenant, "s": json.dumps(dict(signature))},
+                )
 
     def certificate(self, tenant: str) -> dict[str, Any]:
         with self.db.read() as conn:
             row = conn.execute(
-                sa.text("SELECT document, digest FROM lc_certificates WHERE tenant = :t"), {"t": tenant}
+                sa.text(
+                    "SELECT c.document, c.digest, s.signature FROM lc_certificates c "
+                    "LEFT JOIN lc_certificate_signatures s ON s.tenant = c.tenant WHERE c.tenant = :t"
+                ),
+                {"t": tenant},
             ).first()
         if row is None:
             raise NotFound(f"no certificate of destruction for {tenant!r}")
-        return {"certificate": json.loads(row[0]), "sha256": row[1]}
+        # The document is returned verbatim too: the signature covers exactly those bytes.
+        out = {"certificate": json.loads(row[0]), "document": row[0], "sha256": row[1]}
+        if row[2] is not None:
+            out["signature"] = json.loads(row[2])
+        return out

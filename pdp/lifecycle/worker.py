@@ -10,7 +10,7 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
-from pdp.lifecycle import workflows
+from pdp.lifecycle import certificate, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
@@ -20,6 +20,7 @@ from pdp.lifecycle.store import Store
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 APPLICATION_VERSION = "gpupaas-lifecycle-1"
+RETRY_EVERY_MINUTE = "0 * * * * *"
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,18 @@ class WorkerOptions:
     kubeconfig: str | None = None
     approval_timeout: float = 24 * 3600.0
     admin_token_env: str = "PDP_LIFECYCLE_ADMIN_TOKEN"
+    # Cron (seconds first when six fields) of the periodic queue retry; empty: no periodic retry.
+    capacity_retry_schedule: str = RETRY_EVERY_MINUTE
+    # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
+    certificate_key: Path | None = None
 
     @property
     def state(self) -> Path:
         return self.pdp.state / "lifecycle"
+
+    @property
+    def certificate_key_path(self) -> Path:
+        return self.certificate_key or self.state / "certificate-signing-key.pem"
 
     def urls(self) -> tuple[str, str]:
         """(lifecycle database, DBOS system database)."""
@@ -50,6 +59,7 @@ class Worker:
     def start(self) -> Runtime:
         o = self.options
         o.state.mkdir(parents=True, exist_ok=True)
+        key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
         app_url, sys_url = o.urls()
         db = Database(app_url)
         self.stack = EmbeddedPDP(o.pdp).start()
@@ -61,7 +71,7 @@ class Worker:
         else:
             adapter = DryRunAdapter(db)
         settings = Settings(approval_timeout=o.approval_timeout, archive_dir=o.state / "archive")
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings)
+        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key)
         install(self.runtime)
         admin = os.environ.get(o.admin_token_env)
         if admin:
@@ -77,6 +87,21 @@ class Worker:
         DBOS.launch()
         # One request at a time per tenant (the partition key is the tenant name).
         DBOS.register_queue(workflows.QUEUE, partition_concurrency=1, polling_interval_sec=0.2)
+        # Queue retries one at a time (across workers too), so two never spend the same free GPUs.
+        DBOS.register_queue(workflows.CAPACITY_QUEUE, global_concurrency=1, polling_interval_sec=0.2)
+        if o.capacity_retry_schedule:
+            DBOS.apply_schedules(
+                [
+                    {
+                        "schedule_name": workflows.RETRY_SCHEDULE,
+                        "workflow_fn": workflows.scheduled_retry_workflow,
+                        "schedule": o.capacity_retry_schedule,
+                        "queue_name": workflows.CAPACITY_QUEUE,
+                    }
+                ]
+            )
+        else:
+            DBOS.delete_schedule(workflows.RETRY_SCHEDULE)  # one an earlier start may have left
         return self.runtime
 
     def stop(self) -> None:

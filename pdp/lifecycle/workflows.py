@@ -1,5 +1,6 @@
 """The durable workflows (DBOS Transact): onboarding, tenant requests (deploy, scale, batch size,
-GPU sharing, quotas), capacity exhaustion (preempt, queue or reject) and offboarding.
+GPU sharing, quotas), SLA changes (re-placing running deployments), capacity exhaustion (preempt,
+queue or reject) and offboarding. Deployments become workload objects through pdp/lifecycle/realize.py.
 
 Each workflow decides through the PDP first. Steps are checkpointed, so after a crash a workflow
 resumes after its last completed step; steps retry with backoff, and a provisioning step that keeps
@@ -17,9 +18,8 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, hooks, objects
+from pdp.lifecycle import capacity, certificate, hooks, objects, realize
 from pdp.lifecycle.audit import export_jsonl
-from pdp.lifecycle.certificate import issue
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 
@@ -245,7 +245,14 @@ def apply_request_step(
         rt.store.put_deployment(
             tenant, payload["deployment"], DeploymentState.RUNNING, payload, event_key=key, **links
         )
-        return {"deployment": payload["deployment"], "state": DeploymentState.RUNNING}
+        obj = realize.apply_workload(
+            rt, tenant, payload, decision, event_key=f"{key}:workload", workflow_id=_wf()
+        )
+        return {
+            "deployment": payload["deployment"],
+            "state": DeploymentState.RUNNING,
+            "object": objects.key(obj),
+        }
     existing = {d["name"]: d for d in rt.store.deployments(tenant)}
     if kind in ("scale", "change_batch_size"):
         dep = existing[payload["deployment"]]
@@ -255,18 +262,29 @@ def apply_request_step(
         else:
             spec["batch_size"] = payload["batch_size"]
         rt.store.put_deployment(tenant, dep["name"], dep["state"], spec, event_key=key, **links)
+        realize.reapply_workload(
+            rt, tenant, spec, dep["state"], decision, event_key=f"{key}:workload", workflow_id=_wf()
+        )
         return {"deployment": dep["name"], "spec": spec}
     if kind == "request_gpu_sharing":
         isolation = decision.get("constraints", {}).get("isolation", {})
-        # Moving from whole GPUs to shared ones changes where workloads may run: re-place them.
+        # Shared GPUs live in other pools than whole ones: the running deployments of the class
+        # (of every class when none is named) are re-placed by the workflow, one step each.
+        moving = [
+            d["name"]
+            for d in existing.values()
+            if d["state"] == DeploymentState.RUNNING
+            and d["spec"].get("gpu_class") == payload.get("gpu_class", d["spec"].get("gpu_class"))
+            and d["spec"].get("sharing", "none") != payload["mode"]
+        ]
         rt.store.record(
             key,
-            event="tenant.replacement_required",
+            event="tenant.sharing_requested",
             tenant=tenant,
-            detail={"sharing_mode": payload["mode"], "isolation": isolation},
+            detail={"sharing_mode": payload["mode"], "isolation": isolation, "to_replace": moving},
             **links,
         )
-        return {"sharing_mode": payload["mode"], "replacement": True}
+        return {"sharing_mode": payload["mode"], "to_replace": moving}
     if kind == "update_quotas":
         policy = {**rt.store.tenant(tenant)["policy"], "entitlements": payload["entitlements"]}
         rendered = objects.render(policy, rt.policy.fleet)
@@ -292,7 +310,14 @@ def request_workflow(tenant: str, kind: str, payload: dict[str, Any], actor: str
     if decision["outcome"] == "NEEDS_APPROVAL" and not await_approval(tenant, kind, decision):
         return {"status": "rejected", "decision": decision}
     changed = apply_request_step(tenant, kind, payload, decision)
+    if kind == "request_gpu_sharing":
+        changed["replaced"] = [
+            replace_step(tenant, name, kind, actor, str(payload["mode"]), False)
+            for name in changed["to_replace"]
+        ]
     record_step(tenant, "request.completed", {"kind": kind, "changed": changed}, decision)
+    if kind == "scale" and int(payload["target_replicas"]) < int(payload.get("current_replicas", 0)):
+        retry_later(f"scale-down of {tenant}/{payload['deployment']}")
     return {"status": "applied", "changed": changed, "decision": decision}
 
 
@@ -310,36 +335,47 @@ def victims_step(tenant: str, gpu_class: str, needed: int) -> list[dict[str, Any
 def preempt_step(
     tenant: str, deployment: str, victims: list[dict[str, Any]], decision: dict[str, Any]
 ) -> None:
-    """Mark the victims preempted; each transition is audited with the preempt decision."""
+    """Mark the victims preempted and put them back in the queue; each transition is audited
+    with the preempt decision. Keyed per victim, so a re-run after a crash preempts each once."""
     hooks.at_step("preempt")
     rt = current()
     for v in victims:
         dep = next(d for d in rt.store.deployments(v["tenant"]) if d["name"] == v["workload"])
+        key = f"{_wf()}:preempted:{v['tenant']}/{v['workload']}"
+        links = {"actor": f"preemption for {tenant}/{deployment}", "workflow_id": _wf(), **_links(decision)}
+        rt.store.put_deployment(
+            v["tenant"], v["workload"], DeploymentState.PREEMPTED, dep["spec"], event_key=key, **links
+        )
+        realize.evict(rt, v["tenant"], dep["spec"], decision, event_key=f"{key}:evicted", workflow_id=_wf())
+        # Queued at the time of preemption, so the queue retry resumes it when capacity returns.
         rt.store.put_deployment(
             v["tenant"],
             v["workload"],
-            DeploymentState.PREEMPTED,
+            DeploymentState.QUEUED,
             dep["spec"],
-            event_key=f"{_wf()}:preempted:{v['tenant']}/{v['workload']}",
-            actor=f"preemption for {tenant}/{deployment}",
-            workflow_id=_wf(),
-            **_links(decision),
+            event_key=f"{key}:requeued",
+            **links,
         )
+        hooks.at_step(f"preempted:{v['tenant']}/{v['workload']}")
 
 
 @DBOS.step(**RETRY)
 def settle_step(tenant: str, payload: dict[str, Any], state: str, decision: dict[str, Any]) -> None:
-    """Record the request as running (placed), queued or rejected."""
+    """Record the request as running (placed), queued or rejected; keyed per deployment, since
+    the queue retry settles several in one workflow."""
     hooks.at_step(f"settle:{state}")
     current().store.put_deployment(
         tenant,
         payload["deployment"],
         state,
         payload,
-        event_key=f"{_wf()}:settle:{state}",
+        event_key=f"{_wf()}:settle:{tenant}/{payload['deployment']}:{state}",
         workflow_id=_wf(),
         **_links(decision),
     )
+    if state == DeploymentState.RUNNING:
+        key = f"{_wf()}:workload:{tenant}/{payload['deployment']}"
+        realize.apply_workload(current(), tenant, payload, decision, event_key=key, workflow_id=_wf())
 
 
 @DBOS.step()
@@ -350,7 +386,7 @@ def notify_step(tenant: str, outcome: dict[str, Any], decision: dict[str, Any]) 
     affected = [(tenant, "requester"), *sorted({(v["tenant"], "victim") for v in victims})]
     for who, role in affected:
         rt.store.record(
-            f"{_wf()}:capacity.notified:{who}:{role}",
+            f"{_wf()}:capacity.notified:{tenant}/{outcome['deployment']}:{who}:{role}",
             event="capacity.notified",
             tenant=who,
             workflow_id=_wf(),
@@ -377,6 +413,10 @@ def capacity_workflow(
     """A deployment that cannot be placed for lack of GPUs: preempt lower tiers if the PDP allows
     it, else queue (or reject) it; notify every affected tenant."""
     name = str(payload["deployment"])
+    # The scheduler's word: of what the deployment asks, all but `needed` GPUs are free now.
+    report_step(
+        str(payload["gpu_class"]), max(0, capacity.gpus(payload) - needed), f"exhaustion: {tenant}/{name}"
+    )
     decision = decide_step(_intent(tenant, "deploy_model", payload, actor))
     codes = [r["code"] for r in decision["reasons"]]
     outcome: dict[str, Any] = {"deployment": name, "victims": [], "preempt_decisions": []}
@@ -390,26 +430,9 @@ def capacity_workflow(
         return {**outcome, "decision": decision}
 
     tier = str(tenant_step(tenant)["policy"].get("tier", ""))
-    chosen = victims_step(tenant, str(payload["gpu_class"]), needed)
-    victims: list[dict[str, Any]] = []
-    preempt_decision: dict[str, Any] = {}
-    reason = f"no running spot or standard deployments of {payload['gpu_class']} free {needed} GPUs"
-    if chosen:
-        preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)
-        outcome["preempt_decisions"].append(_summary(preempt_decision))
-        if preempt_decision["outcome"] == "ALLOW":
-            victims = chosen
-        else:
-            # All-or-nothing: try once with only the victims the PDP would allow, if they suffice.
-            subset = capacity.allowed(chosen, preempt_decision)
-            reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
-            if subset and sum(int(v["gpus"]) for v in subset) >= needed:
-                preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, subset, actor), False)
-                outcome["preempt_decisions"].append(_summary(preempt_decision))
-                if preempt_decision["outcome"] == "ALLOW":
-                    victims = subset
-                else:
-                    reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    victims, preempt_decision, reason = _make_room(
+        tenant, tier, str(payload["gpu_class"]), needed, actor, outcome
+    )
     if victims:
         preempt_step(tenant, name, victims, preempt_decision)
         settle_step(tenant, payload, DeploymentState.RUNNING, decision)
@@ -423,6 +446,32 @@ def capacity_workflow(
     return {**outcome, "decision": decision}
 
 
+def _make_room(
+    tenant: str, tier: str, gpu_class: str, needed: int, actor: str, outcome: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """(victims the PDP allows to preempt, that decision, reason when there are none) for freeing
+    `needed` GPUs of the class for the tenant; appends each preempt decision to the outcome."""
+    chosen = victims_step(tenant, gpu_class, needed)
+    preempt_decision: dict[str, Any] = {}
+    reason = f"no running spot or standard deployments of {gpu_class} free {needed} GPUs"
+    if not chosen:
+        return [], preempt_decision, reason
+    preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)
+    outcome["preempt_decisions"].append(_summary(preempt_decision))
+    if preempt_decision["outcome"] == "ALLOW":
+        return chosen, preempt_decision, ""
+    # All-or-nothing: try once with only the victims the PDP would allow, if they suffice.
+    subset = capacity.allowed(chosen, preempt_decision)
+    reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    if subset and sum(int(v["gpus"]) for v in subset) >= needed:
+        preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, subset, actor), False)
+        outcome["preempt_decisions"].append(_summary(preempt_decision))
+        if preempt_decision["outcome"] == "ALLOW":
+            return subset, preempt_decision, ""
+        reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    return [], preempt_decision, reason
+
+
 def _summary(decision: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "outcome": decision["outcome"],
@@ -432,13 +481,142 @@ def _summary(decision: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# the queue retry ---------------------------------------------------------------------------------
+
+CAPACITY_QUEUE = "capacity"
+RETRY_SCHEDULE = "capacity-retry"
+
+
+@DBOS.step()
+def report_step(gpu_class: str, free: int, source: str) -> dict[str, Any]:
+    """Record the scheduler's report that `free` GPUs of the class are free now, as a capacity of
+    what running deployments hold plus that; returns the class's headroom."""
+    rt = current()
+    deployments = rt.store.deployments()
+    used = capacity.running(gpu_class, deployments)
+    rt.store.report_capacity(
+        gpu_class,
+        used + free,
+        event_key=f"{_wf()}:capacity.reported:{gpu_class}",
+        workflow_id=_wf(),
+        detail={"free": free, "running": used, "source": source},
+    )
+    return capacity.headroom(gpu_class, rt.policy.fleet, rt.store.reported_capacity(), deployments)
+
+
+@DBOS.step()
+def headroom_step(gpu_class: str) -> dict[str, Any]:
+    rt = current()
+    return capacity.headroom(gpu_class, rt.policy.fleet, rt.store.reported_capacity(), rt.store.deployments())
+
+
+@DBOS.step()
+def queue_step() -> list[dict[str, Any]]:
+    rt = current()
+    return capacity.queue_order(rt.store.tenants(), rt.store.deployments())
+
+
+@DBOS.step()
+def deployment_state_step(tenant: str, name: str) -> str:
+    return next((str(d["state"]) for d in current().store.deployments(tenant) if d["name"] == name), "")
+
+
+def _retry_one(item: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Retry one queued deployment: unless nothing could make room for it, decide `deploy_model`
+    again (with the tenant's usage now), then place it if its GPUs are free, else preempt lower
+    tiers as the capacity workflow does, else leave it queued (not notified again)."""
+    tenant, name, spec = str(item["tenant"]), str(item["deployment"]), dict(item["spec"])
+    outcome: dict[str, Any] = {"tenant": tenant, "deployment": name, "victims": [], "preempt_decisions": []}
+    # A queue retry triggered meanwhile, or an offboarding, may have moved it already.
+    if deployment_state_step(tenant, name) != DeploymentState.QUEUED:
+        return {**outcome, "status": "skipped", "reason": "no longer queued"}
+    room = headroom_step(str(spec["gpu_class"]))
+    needed = capacity.gpus(spec) - int(room["free"])
+    if needed > 0 and victims_step(tenant, str(spec["gpu_class"]), needed) is None:
+        # Nothing could make room: no decision to ask for (and none to record every minute).
+        reason = f"{room['free']} GPUs free; no lower-tier deployments free {needed} of {spec['gpu_class']}"
+        return {**outcome, "status": "queued", "reason": reason}
+    decision = decide_step(_intent(tenant, "deploy_model", spec, actor))
+    outcome["decision"] = _summary(decision)
+    if decision["outcome"] == "DENY":
+        outcome.update(
+            status="rejected", reason="denied by policy: " + ", ".join(r["code"] for r in decision["reasons"])
+        )
+        settle_step(tenant, spec, DeploymentState.REJECTED, decision)
+        notify_step(tenant, outcome, decision)
+        return outcome
+    if decision["outcome"] != "ALLOW":
+        # A retry must not hold the whole queue waiting for a human: it stays queued.
+        return {
+            **outcome,
+            "status": "queued",
+            "reason": "needs approval: " + ", ".join(r["code"] for r in decision["reasons"]),
+        }
+    victims: list[dict[str, Any]] = []
+    preempt_decision: dict[str, Any] = {}
+    if needed > 0:
+        victims, preempt_decision, reason = _make_room(
+            tenant, str(item["tier"]), str(spec["gpu_class"]), needed, actor, outcome
+        )
+        if not victims:
+            return {**outcome, "status": "queued", "reason": reason}
+        preempt_step(tenant, name, victims, preempt_decision)
+    settle_step(tenant, spec, DeploymentState.RUNNING, decision)
+    outcome.update(
+        status="placed",
+        reason="preempted lower-tier deployments"
+        if victims
+        else f"{room['free']} GPUs of {spec['gpu_class']} free",
+        victims=victims,
+    )
+    notify_step(tenant, outcome, preempt_decision or decision)
+    return outcome
+
+
+def _retry_queue(trigger: str, actor: str, reported: dict[str, int]) -> dict[str, Any]:
+    for gpu_class, free in sorted(reported.items()):
+        report_step(gpu_class, free, trigger)
+    results = [_retry_one(item, actor) for item in queue_step()]
+    return {
+        "trigger": trigger,
+        **{status: [f"{r['tenant']}/{r['deployment']}" for r in results if r["status"] == status]
+           for status in ("placed", "rejected", "queued")},
+        "results": results,
+    }  # fmt: skip
+
+
+@DBOS.workflow()
+def retry_queue_workflow(trigger: str, actor: str, reported: dict[str, int] | None = None) -> dict[str, Any]:
+    """Retry the queued deployments in order (tier, then FIFO): place those that fit now, leave
+    the rest queued. Runs on the capacity queue, one at a time, so two retries never spend the
+    same free GPUs. `reported`: free GPUs per class the scheduler reports now."""
+    return _retry_queue(trigger, actor, reported or {})
+
+
+@DBOS.workflow()
+def scheduled_retry_workflow(scheduled_at: datetime, context: Any) -> None:
+    """The periodic retry (DBOS schedule): catches capacity that returned without an event here,
+    e.g. a queued request whose tenant was suspended then reactivated, or a report of free GPUs
+    beyond what the reporting request needed."""
+    _retry_queue(f"schedule {scheduled_at.isoformat()}", "system:schedule", {})
+
+
+def retry_later(trigger: str) -> None:
+    """Start a queue retry because capacity may have freed. From a workflow the enqueue is
+    durable (a step), so a crash neither loses nor repeats it."""
+    queue = DBOS.retrieve_queue(CAPACITY_QUEUE)
+    if queue is not None:  # the worker always registers it; without it the schedule still retries
+        queue.enqueue(retry_queue_workflow, trigger, "system")
+
+
 @DBOS.step(**RETRY)
 def drain_step(tenant: str) -> list[str]:
     hooks.at_step("drain")
     rt = current()
     drained = []
     for dep in rt.store.deployments(tenant):
-        if dep["state"] in (DeploymentState.RUNNING, DeploymentState.PREEMPTED):
+        # Queued ones too: a tenant being offboarded leaves the queue.
+        if dep["state"] in (DeploymentState.RUNNING, DeploymentState.PREEMPTED, DeploymentState.QUEUED):
             rt.store.put_deployment(
                 tenant,
                 dep["name"],
@@ -447,6 +625,9 @@ def drain_step(tenant: str) -> list[str]:
                 event_key=f"{_wf()}:drain:{dep['name']}",
             )
             drained.append(dep["name"])
+    realize.delete_workloads(
+        rt, tenant, event_key=f"{_wf()}:workload.deleted", workflow_id=_wf(), reason="drained"
+    )
     return drained
 
 
@@ -468,20 +649,28 @@ def revoke_tokens_step(tenant: str) -> int:
 def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]) -> str:
     hooks.at_step("certificate")
     rt = current()
-    document, digest = issue(
-        tenant, destroyed, destroyed_at=datetime.now(UTC).isoformat(), decision=decision, workflow_id=_wf()
+    if rt.certificate_key is None:
+        raise RuntimeError("no certificate signing key: the worker loads one at start")
+    cert = certificate.issue(
+        tenant,
+        destroyed,
+        destroyed_at=datetime.now(UTC).isoformat(),
+        decision=decision,
+        workflow_id=_wf(),
+        key=rt.certificate_key,
     )
-    rt.store.put_certificate(tenant, document, digest)
-    stored = rt.store.certificate(tenant)["sha256"]  # a re-run keeps the first certificate
+    rt.store.put_certificate(tenant, cert["document"], cert["sha256"], cert["signature"])
+    stored = rt.store.certificate(tenant)  # a re-run keeps the first certificate
+    sig = stored.get("signature", {})
     rt.store.record(
         f"{_wf()}:certificate.issued",
         event="certificate.issued",
         tenant=tenant,
         workflow_id=_wf(),
-        detail={"sha256": stored},
+        detail={"sha256": stored["sha256"], "algorithm": sig.get("algorithm"), "key_id": sig.get("key_id")},
         **_links(decision),
     )
-    return str(stored)
+    return str(stored["sha256"])
 
 
 @DBOS.step(**RETRY)
@@ -513,7 +702,9 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
         return {"status": "rejected", "decision": decision}
     transition_step(tenant, TenantState.OFFBOARDING, decision)
     rendered = render_step(record["policy"])
+    workloads = workloads_step(tenant)
     drain_step(tenant)
+    retry_later(f"offboarding of {tenant}")  # its GPUs are free for the queue
     revoke_tokens_step(tenant)
     delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access")
     withdraw_step(tenant)
@@ -521,11 +712,106 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     for group in reversed(objects.GROUPS):
         if group != "rbac":
             delete_group_step(tenant, group, rendered[group], "offboarding: destroy data")
-    destroyed = verify_step(tenant, [o for g in objects.GROUPS for o in rendered[g]], False)
+    owned = [o for g in objects.GROUPS for o in rendered[g]] + [w["object"] for w in workloads.values()]
+    destroyed = verify_step(tenant, owned, False)
     digest = certificate_step(tenant, destroyed, decision)
     transition_step(tenant, TenantState.OFFBOARDED, decision)
     archive = archive_step(tenant)
     return {"status": "offboarded", "certificate_sha256": digest, "archive": archive, "decision": decision}
+
+
+# re-placement and SLA changes ---------------------------------------------------------------
+
+
+@DBOS.step()
+def workloads_step(tenant: str) -> dict[str, dict[str, Any]]:
+    return current().store.workloads(tenant)
+
+
+@DBOS.step()
+def running_step(tenant: str) -> list[str]:
+    return [d["name"] for d in current().store.deployments(tenant) if d["state"] == DeploymentState.RUNNING]
+
+
+@DBOS.step(**RETRY)
+def replace_step(
+    tenant: str, name: str, cause: str, actor: str, sharing: str | None, strict: bool
+) -> dict[str, Any]:
+    """A fresh placement decision for one running deployment; its object re-applied if it moved."""
+    hooks.at_step(f"replace:{name}")
+    return realize.replace(
+        current(),
+        tenant,
+        name,
+        actor=actor,
+        cause=cause,
+        sharing=sharing,
+        strict=strict,
+        event_key=f"{_wf()}:replaced:{name}",
+        workflow_id=_wf(),
+    )
+
+
+@DBOS.step(**RETRY)
+def policy_step(
+    tenant: str, policy: dict[str, Any], previous: dict[str, Any], decision: dict[str, Any], note: str
+) -> str:
+    """The tenant's policy objects re-applied, the policy published and recorded; the revision."""
+    hooks.at_step(f"apply:policy:{note}")
+    return realize.apply_policy(
+        current(), tenant, policy, previous, decision, event_key=f"{_wf()}:policy:{note}", workflow_id=_wf()
+    )
+
+
+@DBOS.step(**RETRY)
+def restore_workloads_step(
+    tenant: str, before: dict[str, dict[str, Any]], decision: dict[str, Any]
+) -> list[str]:
+    hooks.at_step("restore-workloads")
+    return realize.restore_workloads(
+        current(), tenant, before, decision, event_key=f"{_wf()}:restored", workflow_id=_wf()
+    )
+
+
+@DBOS.workflow()
+def sla_workflow(tenant: str, change: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Change the tenant's tier and/or isolation: decide (approval when the policy asks), update
+    and publish the policy, re-apply the objects that follow it, re-place every running deployment
+    under the new policy, verify. A step that still fails after its retries puts the previous
+    policy, objects and placements back."""
+    decision = decide_step(_intent(tenant, "change_sla", change, actor))
+    if decision["outcome"] == "DENY":
+        return {"status": "denied", "reasons": [r["code"] for r in decision["reasons"]], "decision": decision}
+    if decision["outcome"] == "NEEDS_APPROVAL" and not await_approval(tenant, "change_sla", decision):
+        return {"status": "rejected", "decision": decision}
+    previous = dict(tenant_step(tenant)["policy"])
+    policy = {**previous, **change}
+    before = workloads_step(tenant)
+    replaced: list[dict[str, Any]] = []
+    stage = "policy"
+    try:
+        revision = policy_step(tenant, policy, previous, decision, "changed")
+        for name in running_step(tenant):
+            stage = f"replace:{name}"
+            replaced.append(replace_step(tenant, name, "change_sla", actor, None, True))
+        stage = "verify"
+        rendered = render_step(policy)
+        now = workloads_step(tenant)
+        verify_step(
+            tenant,
+            [o for g in objects.POLICY_GROUPS for o in rendered[g]] + [w["object"] for w in now.values()],
+            True,
+        )
+    except Exception as exc:
+        # Saga: the previous policy and objects, and every workload placed as it was.
+        policy_step(tenant, previous, policy, decision, "restored")
+        restored = restore_workloads_step(tenant, before, decision)
+        failure = {"failed_at": stage, "error": str(exc), "restored": restored}
+        record_step(tenant, "sla.compensated", failure, decision)
+        return {"status": "failed", **failure, "decision": decision}
+    summary = {"tier": policy.get("tier"), "isolation": policy.get("isolation"), "bundle_revision": revision}
+    record_step(tenant, "sla.changed", {**summary, "replaced": replaced}, decision)
+    return {"status": "applied", **summary, "replaced": replaced, "decision": decision}
 
 
 def progress(steps: list[Mapping[str, Any]]) -> list[str]:

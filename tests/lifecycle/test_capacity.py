@@ -4,6 +4,7 @@ batch-size and GPU-sharing requests, end to end on a real worker (real OPA, DBOS
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,17 @@ def _h100(name: str, replicas: int, gpus: int = 1, **extra: Any) -> dict[str, An
         "replicas": replicas,
         **extra,
     }
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    # No periodic queue retry: these tests check what the exhaustion workflow itself leaves, which
+    # a retry would move on (tests/lifecycle/test_queue.py covers the retry).
+    w = Worker(tmp_path_factory.mktemp("test_capacity"), capacity_retry_schedule="").start()
+    try:
+        yield w
+    finally:
+        w.stop()
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +122,18 @@ def test_spot_deployment_is_preempted_for_an_enterprise_request(
     [preempt] = out["preempt_decisions"]
     assert preempt["outcome"] == "ALLOW" and preempt["decision_id"] and preempt["bundle_revision"]
     states = _states(worker)
-    assert states["initech9/batch-1"] == "preempted" and states["acme9/llm"] == "running"
+    # The victim is back in the queue, to resume when capacity returns.
+    assert states["initech9/batch-1"] == "queued" and states["acme9/llm"] == "running"
     assert states["initech9/batch-2"] == "running" and states["acme9/serve"] == "running"
 
     victim_trail = _audit(worker, "initech9")
-    [record] = [
-        r for r in victim_trail if r["event"] == "deployment.transition" and r["detail"]["to"] == "preempted"
+    moves = [
+        (r["detail"]["from"], r["detail"]["to"], r["decision_id"], r["bundle_revision"])
+        for r in victim_trail
+        if r["event"] == "deployment.transition" and r["detail"]["deployment"] == "batch-1"
     ]
-    assert record["detail"]["deployment"] == "batch-1"
-    assert (record["decision_id"], record["bundle_revision"]) == (
-        preempt["decision_id"],
-        preempt["bundle_revision"],
-    )
+    links = (preempt["decision_id"], preempt["bundle_revision"])
+    assert moves[1:] == [("running", "preempted", *links), ("preempted", "queued", *links)], moves
     [notified] = [r for r in victim_trail if r["event"] == "capacity.notified"]
     assert notified["detail"]["role"] == "victim" and notified["detail"]["outcome"] == "placed"
     assert (
@@ -190,7 +202,11 @@ def test_gpu_sharing_is_refused_for_a_tenant_that_forbids_it(worker: Worker, tok
         r = c.post("/v1/tenants/globex9/gpu-sharing", json={"mode": "time-slicing"})
     assert r.status_code == 202 and r.json()["outcome"] == "ALLOW", r.text
     out = worker.wait_workflow(r.json()["workflow_id"])["output"]
-    assert out["status"] == "applied" and out["changed"]["replacement"] is True, out
+    assert out["status"] == "applied", out
+    # No H100 pool time-slices: globex9's running H100 deployments keep their placement.
+    kept = {r["deployment"]: r for r in out["changed"]["replaced"]}
+    assert {"train", "eval"} <= set(kept), out
+    assert all(not r["replaced"] and "SHARING_MODE_UNAVAILABLE" in r["reason"] for r in kept.values()), out
 
 
 def test_scale_past_the_entitlement_starts_an_approval(worker: Worker, tokens: dict[str, str]) -> None:

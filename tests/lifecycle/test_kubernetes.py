@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pdp.lifecycle import objects
+from pdp.lifecycle import objects, workload
 from pdp.lifecycle.adapters.kubernetes import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 
@@ -93,6 +93,18 @@ def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
             )
             managers = {m["manager"] for m in again["metadata"]["managedFields"]}
             assert FIELD_MANAGER in managers and again["metadata"]["managedFields"][0]["operation"] == "Apply"
+        # A deployment's workload object: applying it again is a no-op on the server too.
+        place = workload.placement(
+            {"eligible_clusters": ["eu-west"], "priority_class_name": "gpupaas-enterprise"}, fleet, "none"
+        )
+        spec = {"deployment": "llm", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 1}
+        deployment = workload.render("ssa-test", "ssa-ns", spec, place, fleet)
+        adapter.apply(deployment)
+        once = adapter.get(deployment)
+        adapter.apply(deployment)
+        twice = adapter.get(deployment)
+        assert once is not None and twice is not None
+        assert once["metadata"]["resourceVersion"] == twice["metadata"]["resourceVersion"]
         quota = first["ResourceQuota/ssa-ns/gpupaas-gpu-quota"]
         assert quota is not None and quota["spec"]["hard"] == {"requests.nvidia.com/gpu": "4"}
         adapter.delete(rendered["quota"][0])
@@ -137,4 +149,83 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
         )
         assert lq["spec"]["clusterQueue"] == "gpupaas-acme-eu2"
     finally:
+        api.close()
+
+
+def _wait(worker: Worker, response: Any) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    out: dict[str, Any] = worker.wait_workflow(response.json()["workflow_id"])["output"]
+    return out
+
+
+def _affinity(dep: Any) -> dict[str, list[str]]:
+    required = (
+        dep.spec.template.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    )
+    [term] = required.node_selector_terms
+    return {e.key: [e.operator, *(e.values or [])] for e in term.match_expressions}
+
+
+def test_deployments_become_workload_objects_replaced_by_sla_and_sharing_changes(
+    kube: ControlPlane, tmp_path: Path
+) -> None:
+    api = config.new_client_from_config(str(kube.kubeconfig))
+    apps, scheduling = client.AppsV1Api(api), client.SchedulingV1Api(api)
+    worker = Worker(tmp_path, kubeconfig=kube.kubeconfig).start()
+    try:
+        token = onboard(worker, tenant_doc("globex", "globex8", ["globex8-ml"]))
+        with worker.client(token) as c:
+            serve = {"deployment": "serve", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
+            assert _wait(worker, c.post("/v1/tenants/globex8/deployments", json=serve))["status"] == "applied"
+            tune = {"deployment": "tune", "gpu_class": "A100-40GB", "gpus_per_replica": 1, "replicas": 1,
+                    "sharing": "time-slicing"}  # fmt: skip
+            assert _wait(worker, c.post("/v1/tenants/globex8/deployments", json=tune))["status"] == "applied"
+
+        dep = apps.read_namespaced_deployment("serve", "globex8-ml")
+        assert dep.metadata.labels["gpupaas.io/tenant"] == "globex8"
+        assert dep.metadata.labels["gpupaas.io/deployment"] == "serve"
+        assert dep.spec.replicas == 2
+        pod = dep.spec.template.spec
+        assert pod.priority_class_name == "gpupaas-standard"
+        assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+        assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+        assert _affinity(dep) == {
+            "gpupaas.io/dedicated-tenant": ["DoesNotExist"],
+            "topology.kubernetes.io/region": ["In", "eu-west-1", "us-east-1"],
+        }
+        assert scheduling.read_priority_class("gpupaas-tenant-globex8").value == 2000
+
+        with worker.client(token) as c:
+            r = c.post("/v1/tenants/globex8/sla", json={"tier": "enterprise"})
+            assert r.status_code == 202 and r.json()["reason_codes"] == ["SLA_APPROVAL_REQUIRED"], r.text
+        worker.approve(worker.wait_approval("globex8")["id"])
+        out = worker.wait_workflow(r.json()["workflow_id"])["output"]
+        assert out["status"] == "applied" and all(x["replaced"] for x in out["replaced"]), out
+        moved = apps.read_namespaced_deployment("serve", "globex8-ml")
+        assert moved.spec.template.spec.priority_class_name == "gpupaas-enterprise"
+        assert _affinity(moved) == _affinity(dep) and moved.spec.replicas == 2
+        assert scheduling.read_priority_class("gpupaas-tenant-globex8").value == 3000
+
+        # The same SLA again: nothing moves, and re-applying the tenant's objects is a no-op.
+        version = moved.metadata.resource_version
+        with worker.client(token) as c:
+            again = _wait(worker, c.post("/v1/tenants/globex8/sla", json={"tier": "enterprise"}))
+        assert again["status"] == "applied" and not any(x["replaced"] for x in again["replaced"]), again
+        assert apps.read_namespaced_deployment("serve", "globex8-ml").metadata.resource_version == version
+
+        # MIG instead of time-slicing for the A100s: only us-east offers it, so tune moves there.
+        before = apps.read_namespaced_deployment("tune", "globex8-ml")
+        with worker.client(token) as c:
+            shared = c.post("/v1/tenants/globex8/gpu-sharing", json={"mode": "mig", "gpu_class": "A100-40GB"})
+            assert _wait(worker, shared)["status"] == "applied"
+        after = apps.read_namespaced_deployment("tune", "globex8-ml")
+        assert _affinity(before)["topology.kubernetes.io/region"] == ["In", "eu-west-1", "us-east-1"]
+        assert _affinity(before)["nvidia.com/gpu.sharing-strategy"] == ["In", "time-slicing"]
+        assert _affinity(after)["topology.kubernetes.io/region"] == ["In", "us-east-1"]
+        assert _affinity(after)["nvidia.com/mig.strategy"] == ["In", "mixed", "single"]
+        # server-side apply dropped the requirement the platform no longer sets
+        assert "nvidia.com/gpu.sharing-strategy" not in _affinity(after)
+        assert after.spec.template.spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    finally:
+        worker.stop()
         api.close()

@@ -25,6 +25,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "ClusterQueue": ("clusterqueues", False),
     "LocalQueue": ("localqueues", True),
+    "Deployment": ("deployments", True),
 }
 
 

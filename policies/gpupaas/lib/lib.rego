@@ -53,6 +53,7 @@ priority_class_ranks := {tier.priority_class: tier.rank | some tier in tiers}
 intent_kinds := {
 	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
 	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
+	"change_sla",
 }
 
 workload_kinds := {"admit_workload", "place_workload"}

@@ -168,6 +168,79 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 }
 
 # ---------------------------------------------------------------------------------------------
+# change_sla
+# ---------------------------------------------------------------------------------------------
+
+# the tenant's policy as the SLA change would leave it
+_sla_policy := object.union(lib.tenant, lib.payload) if lib.kind == "change_sla"
+
+# METADATA
+# title: SLA upgrade
+# description: A move to a higher tier raises the priority of every workload and needs approval.
+# custom:
+#   code: SLA_APPROVAL_REQUIRED
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	new := _sla_policy
+	lib.tiers[new.tier].rank > lib.tiers[lib.tenant.tier].rank
+	msg := sprintf(`tenant "%s" moves from tier %s to %s: its priority class rises from %s to %s`, [lib.tenant_name, lib.tenant.tier, new.tier, lib.tiers[lib.tenant.tier].priority_class, lib.tiers[new.tier].priority_class])
+}
+
+# METADATA
+# title: Move to dedicated isolation
+# description: A move from shared to dedicated isolation reserves whole pools and needs approval.
+# custom:
+#   code: SLA_APPROVAL_REQUIRED
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	_sla_policy.isolation == "dedicated"
+	lib.tenant.isolation != "dedicated"
+	msg := sprintf(`tenant "%s" moves from %s to dedicated isolation (pools [%s])`, [lib.tenant_name, lib.tenant.isolation, lib.names(lib.dedicated_pools(lib.tenant_name))])
+}
+
+# METADATA
+# title: Contradictory SLA change
+# description: The tenant policy the SLA change would leave contradicts itself.
+# custom:
+#   code: TENANT_CONTRADICTION
+deny contains lib.reason(rego.metadata.rule(), _policy, f.message) if {
+	some f in _contradictions(_sla_policy)
+}
+
+# METADATA
+# title: Downgrade above the entitlement
+# description: >-
+#   A move to a tier that refuses usage above the entitlement (spot) while the tenant's running
+#   workloads already hold more GPUs of a class than it is entitled to.
+# custom:
+#   code: SLA_DOWNGRADE_OVER_ENTITLEMENT
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	new := _sla_policy
+	lib.tiers[new.tier].over_entitlement == "deny"
+	some class, used in object.get(input, "usage", {})
+	limit := lib.entitlement(new, class)
+	used > limit
+	msg := sprintf(`tenant "%s" runs %d %s GPUs, above its entitlement of %d; tier %s refuses usage above the entitlement`, [lib.tenant_name, used, class, limit, new.tier])
+}
+
+# METADATA
+# title: Isolation unsatisfiable
+# description: >-
+#   The SLA change moves the tenant to an isolation in which no pool of its residency offers an
+#   entitled GPU class (for dedicated isolation: no dedicated pool of the tenant), so its
+#   workloads could not be re-placed.
+# custom:
+#   code: ISOLATION_UNSATISFIABLE
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	new := _sla_policy
+	new.isolation != lib.tenant.isolation
+	missing := {class |
+		some class in lib.entitled_classes(new)
+		count(lib.eligible_pools(new, {class}, lib.usable_strategies(new))) == 0
+	}
+	count(missing) > 0
+	msg := sprintf(`no %s pool in data_residency %s of tenant "%s" offers GPU class [%s]`, [new.isolation, new.data_residency, lib.tenant_name, lib.names(missing)])
+}
+
+# ---------------------------------------------------------------------------------------------
 # Configuration violations of the bundle data (the build refuses a bundle that has any)
 # ---------------------------------------------------------------------------------------------
 

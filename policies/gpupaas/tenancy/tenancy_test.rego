@@ -158,3 +158,97 @@ test_config_violations if {
 		["fleet", "", "TENANT_UNKNOWN", ["fleet", "clusters", "us-east", "pools", "umbrella-h100", "tenant"]],
 	}
 }
+
+_sla(tenant, change) := {"kind": "change_sla", "tenant": tenant, "change_sla": change}
+
+test_sla_upgrade_needs_approval if {
+	result := decision.result with input as _sla("globex", {"tier": "enterprise"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "NEEDS_APPROVAL"
+	result.reasons == [{
+		"code": "SLA_APPROVAL_REQUIRED",
+		"message": `tenant "globex" moves from tier standard to enterprise: its priority class rises from gpupaas-standard to gpupaas-enterprise`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_sla_downgrade_within_entitlement_is_allowed if {
+	result := decision.result with input as object.union(_sla("acme-eu", {"tier": "standard", "isolation": "shared"}), {"usage": {"H100-80GB": 4}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "ALLOW"
+	result.reasons == []
+}
+
+test_sla_move_to_dedicated_with_a_pool_needs_approval if {
+	tenants := object.union(testdata.tenants, {"acme-eu": {"isolation": "shared"}})
+	result := decision.result with input as _sla("acme-eu", {"isolation": "dedicated"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as tenants
+	result.outcome == "NEEDS_APPROVAL"
+	result.reasons == [{
+		"code": "SLA_APPROVAL_REQUIRED",
+		"message": `tenant "acme-eu" moves from shared to dedicated isolation (pools [acme-h100-dedicated])`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_sla_move_to_dedicated_without_a_pool_is_denied if {
+	result := decision.result with input as _sla("globex", {"tier": "enterprise", "isolation": "dedicated"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.reasons == [{
+		"code": "ISOLATION_UNSATISFIABLE",
+		"message": `no dedicated pool in data_residency any of tenant "globex" offers GPU class [A100-40GB, H100-80GB]`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_sla_move_to_shared_without_a_shared_pool_is_denied if {
+	# only the dedicated pool serves acme-eu's H100s once the shared pool is gone
+	fleet := object.union(testdata.fleet, {"clusters": {"eu-west": {"pools": {"eu-h100-shared": {"gpu_class": "A100-40GB"}}}}})
+	result := decision.result with input as _sla("acme-eu", {"isolation": "shared"})
+		with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(result) == ["ISOLATION_UNSATISFIABLE"]
+}
+
+test_sla_downgrade_to_spot_of_a_protected_tenant_is_a_contradiction if {
+	result := decision.result with input as _sla("globex", {"tier": "spot"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.reasons == [{
+		"code": "TENANT_CONTRADICTION",
+		"message": `tenant "globex" is tier spot but sets allow_preemption false; spot capacity is always preemptible`,
+		"policy": "gpupaas.tenancy",
+	}]
+}
+
+test_sla_downgrade_to_spot_above_the_entitlement_is_denied if {
+	tenants := object.union(testdata.tenants, {"globex": {"allow_preemption": true}})
+	intent := object.union(_sla("globex", {"tier": "spot"}), {"usage": {"H100-80GB": 10, "A100-40GB": 4}})
+	result := decision.result with input as intent
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as tenants
+	result.reasons == [{
+		"code": "SLA_DOWNGRADE_OVER_ENTITLEMENT",
+		"message": `tenant "globex" runs 10 H100-80GB GPUs, above its entitlement of 8; tier spot refuses usage above the entitlement`,
+		"policy": "gpupaas.tenancy",
+	}]
+
+	# within the entitlement the same downgrade is allowed
+	allowed := decision.result with input as object.union(intent, {"usage": {"H100-80GB": 8}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as tenants
+	allowed.outcome == "ALLOW"
+}
+
+test_sla_change_of_unknown_tenant if {
+	result := decision.result with input as _sla("nobody", {"tier": "standard"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(result) == ["TENANT_UNKNOWN"]
+}

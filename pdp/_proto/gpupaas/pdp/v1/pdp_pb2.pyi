@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class Intent(_message.Message):
     ADMIT_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     PLACE_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     PREEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SLA_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -82,7 +83,8 @@ class Intent(_message.Message):
     admit_workload: Workload
     place_workload: Placement
     preempt: Preempt
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ...) -> None: ...
+    change_sla: ChangeSla
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -158,6 +160,14 @@ class OffboardTenant(_message.Message):
     active_workloads: int
     reason: str
     def __init__(self, active_workloads: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ChangeSla(_message.Message):
+    __slots__ = ("tier", "isolation")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    isolation: str
+    def __init__(self, tier: _Optional[str] = ..., isolation: _Optional[str] = ...) -> None: ...
 
 class SelectorRequirement(_message.Message):
     __slots__ = ("key", "operator", "values")

@@ -1,0 +1,331 @@
+"""Deployments realized as workload objects, and their re-placement (what the workflow steps run).
+
+Every deployment that runs has one apps/v1 Deployment in its tenant's first namespace, rendered
+from the PDP's placement decision (pdp/lifecycle/workload.py) and applied through the adapter.
+The object and the placement it was rendered from are kept in the store, so scaling or a batch
+size change re-applies the same placement, preemption scales it to 0 (resumable), offboarding
+deletes it, and a policy change (SLA, GPU sharing) can ask the PDP again and re-apply only the
+workloads whose placement moved. Each function is idempotent: applies are server-side, audit
+records are keyed by workflow step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pdp.lifecycle import objects, workload
+from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.states import DeploymentState
+
+
+class ReplacementRefused(RuntimeError):
+    """The PDP refuses the fresh placement of a running deployment."""
+
+
+def links(decision: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "decision_id": str(decision.get("decision_id", "")),
+        "bundle_revision": str(decision.get("bundle_revision", "")),
+    }
+
+
+def _namespace(rt: Runtime, tenant: str) -> str:
+    return str(rt.store.tenant(tenant)["policy"]["namespaces"][0])
+
+
+def _deployment(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
+    return next((d for d in rt.store.deployments(tenant) if d["name"] == name), None)
+
+
+def _apply(
+    rt: Runtime,
+    tenant: str,
+    spec: Mapping[str, Any],
+    place: Mapping[str, Any],
+    placed_by: Mapping[str, Any],
+    *,
+    running: bool,
+    event_key: str,
+    event: str,
+    workflow_id: str,
+    because: Mapping[str, Any],
+    detail: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Render, apply and keep one workload object. `placed_by` names the decision the placement
+    came from (the object's annotations); `because` is the decision this change is audited with."""
+    ids = links(placed_by)
+    obj = workload.render(
+        tenant,
+        _namespace(rt, tenant),
+        spec,
+        place,
+        rt.policy.fleet,
+        running=running,
+        decision_id=ids["decision_id"],
+        bundle_revision=ids["bundle_revision"],
+    )
+    rt.adapter.apply(obj)
+    record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
+    rt.store.put_workload(
+        tenant,
+        workload.name_of(spec),
+        record,
+        event_key=event_key,
+        event=event,
+        detail={
+            "deployment": workload.name_of(spec),
+            "object": objects.key(obj),
+            "replicas": obj["spec"]["replicas"],
+            **(detail or {}),
+        },
+        workflow_id=workflow_id,
+        **links(because),
+    )
+    return obj
+
+
+def apply_workload(
+    rt: Runtime,
+    tenant: str,
+    spec: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    *,
+    event_key: str,
+    workflow_id: str,
+) -> dict[str, Any]:
+    """A newly placed deployment: its object from the deploy decision's constraints."""
+    place = workload.placement(
+        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none"))
+    )
+    return _apply(
+        rt,
+        tenant,
+        spec,
+        place,
+        decision,
+        running=True,
+        event_key=event_key,
+        event="workload.applied",
+        workflow_id=workflow_id,
+        because=decision,
+        detail={"placement": place},
+    )
+
+
+def reapply_workload(
+    rt: Runtime,
+    tenant: str,
+    spec: Mapping[str, Any],
+    state: str,
+    decision: Mapping[str, Any],
+    *,
+    event_key: str,
+    workflow_id: str,
+    event: str = "workload.applied",
+) -> dict[str, Any] | None:
+    """The deployment's object again, with its kept placement and the spec as it is now (replicas,
+    batch size); 0 replicas unless running. None when it has no object (never placed)."""
+    kept = rt.store.workloads(tenant).get(workload.name_of(spec))
+    if kept is None:
+        return None
+    return _apply(
+        rt,
+        tenant,
+        spec,
+        kept["placement"],
+        kept,
+        running=state == DeploymentState.RUNNING,
+        event_key=event_key,
+        event=event,
+        workflow_id=workflow_id,
+        because=decision,
+    )
+
+
+def evict(
+    rt: Runtime,
+    tenant: str,
+    spec: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    *,
+    event_key: str,
+    workflow_id: str,
+) -> dict[str, Any] | None:
+    """A preempted deployment's object scaled to 0 replicas; kept, with its placement, so the
+    workload can be resumed."""
+    return reapply_workload(
+        rt,
+        tenant,
+        spec,
+        DeploymentState.PREEMPTED,
+        decision,
+        event_key=event_key,
+        workflow_id=workflow_id,
+        event="workload.evicted",
+    )
+
+
+def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: str, reason: str) -> list[str]:
+    """Delete every workload object of the tenant; returns their keys."""
+    deleted = []
+    for name, kept in rt.store.workloads(tenant).items():
+        rt.adapter.delete(kept["object"])
+        rt.store.put_workload(
+            tenant,
+            name,
+            None,
+            event_key=f"{event_key}:{name}",
+            event="workload.deleted",
+            detail={"deployment": name, "object": objects.key(kept["object"]), "reason": reason},
+            workflow_id=workflow_id,
+        )
+        deleted.append(objects.key(kept["object"]))
+    return deleted
+
+
+def replace(
+    rt: Runtime,
+    tenant: str,
+    name: str,
+    *,
+    actor: str,
+    cause: str,
+    sharing: str | None,
+    strict: bool,
+    event_key: str,
+    workflow_id: str,
+) -> dict[str, Any]:
+    """Ask the PDP for a fresh placement of one running deployment under the policy in force now
+    (with `sharing`, its new sharing mode) and re-apply its object when the placement moved.
+
+    A refusal raises ReplacementRefused when `strict` (an SLA change must move every workload or
+    none); otherwise the deployment keeps its placement and the refusal is reported."""
+    dep = _deployment(rt, tenant, name)
+    if dep is None or dep["state"] != DeploymentState.RUNNING:
+        return {"deployment": name, "replaced": False, "reason": "not running"}
+    intent = workload.deploy_intent(tenant, dep["spec"], rt.store.usage(tenant), actor, sharing)
+    decision = rt.policy.decide(intent)
+    codes = [r["code"] for r in decision["reasons"]]
+    rt.store.record(
+        f"{event_key}:decision:{decision['decision_id']}",
+        event="decision",
+        tenant=tenant,
+        actor=actor,
+        workflow_id=workflow_id,
+        detail={"kind": "deploy_model", "outcome": decision["outcome"], "reasons": decision["reasons"],
+                "replacement_of": name, "cause": cause},
+        **links(decision),
+    )  # fmt: skip
+    out: dict[str, Any] = {"deployment": name, "outcome": decision["outcome"], "reason_codes": codes}
+    out.update(links(decision))
+    if decision["outcome"] == "DENY":
+        if strict:
+            raise ReplacementRefused(
+                f"{tenant}/{name}: the PDP refuses its new placement: {', '.join(codes)}"
+            )
+        return {**out, "replaced": False, "reason": "kept: " + ", ".join(codes)}
+    kept = rt.store.workloads(tenant).get(name)
+    if kept is not None and kept.get("event_key") == event_key:
+        return {**out, "replaced": True}  # this step ran already (re-run after a crash)
+    spec = {**dep["spec"], "sharing": sharing} if sharing else dep["spec"]
+    place = workload.placement(
+        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none"))
+    )
+    if kept is not None and kept["placement"] == place:
+        return {**out, "replaced": False, "reason": "placement unchanged"}
+    if spec != dep["spec"]:
+        rt.store.put_deployment(
+            tenant,
+            name,
+            dep["state"],
+            spec,
+            event_key=f"{event_key}:spec",
+            workflow_id=workflow_id,
+            **links(decision),
+        )
+    before = kept["placement"] if kept else {}
+    changed = sorted(k for k in place if before.get(k) != place[k])
+    _apply(
+        rt,
+        tenant,
+        spec,
+        place,
+        decision,
+        running=True,
+        event_key=event_key,
+        event="deployment.replaced",
+        workflow_id=workflow_id,
+        because=decision,
+        detail={"cause": cause, "changed": changed, "from": before, "to": place},
+    )
+    return {**out, "replaced": True, "changed": changed}
+
+
+def restore_workloads(
+    rt: Runtime,
+    tenant: str,
+    before: Mapping[str, Mapping[str, Any]],
+    decision: Mapping[str, Any],
+    *,
+    event_key: str,
+    workflow_id: str,
+) -> list[str]:
+    """Compensation: put back the objects (and placements) of `before` that have changed since."""
+    now = rt.store.workloads(tenant)
+    restored = []
+    for name, old in before.items():
+        current = now.get(name)
+        if current is not None and current["placement"] == old["placement"]:
+            continue
+        rt.adapter.apply(old["object"])
+        rt.store.put_workload(
+            tenant,
+            name,
+            dict(old),
+            event_key=f"{event_key}:{name}",
+            event="deployment.replacement_reverted",
+            detail={"deployment": name, "object": objects.key(old["object"]), "to": old["placement"]},
+            workflow_id=workflow_id,
+            **links(decision),
+        )
+        restored.append(name)
+    return restored
+
+
+def apply_policy(
+    rt: Runtime,
+    tenant: str,
+    policy: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    *,
+    event_key: str,
+    workflow_id: str,
+) -> str:
+    """Re-apply the tenant objects that follow its policy (quota, Kueue, PriorityClass), publish
+    the policy into the bundle and record it; returns the bundle revision OPA serves now."""
+    fleet = rt.policy.fleet
+    rendered, old = objects.render(policy, fleet), objects.render(previous, fleet)
+    for group in objects.POLICY_GROUPS:
+        for obj, was in zip(rendered[group], old[group], strict=True):
+            if obj["kind"] == "PriorityClass" and obj != was:
+                # A PriorityClass's value and preemptionPolicy are immutable: replace the object.
+                # Running pods keep the priority they were admitted with.
+                rt.adapter.delete(was)
+            rt.adapter.apply(obj)
+    revision = rt.policy.publish(policy)
+    rt.store.update_policy(
+        tenant,
+        policy,
+        event_key=event_key,
+        workflow_id=workflow_id,
+        decision_id=str(decision.get("decision_id", "")),
+        bundle_revision=revision,
+        detail={
+            "tier": {"from": previous.get("tier"), "to": policy.get("tier")},
+            "isolation": {"from": previous.get("isolation"), "to": policy.get("isolation")},
+            "objects": [objects.key(o) for g in objects.POLICY_GROUPS for o in rendered[g]],
+        },
+    )
+    return revision
