@@ -11,7 +11,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from pdp.schemas import intent_validator, validator
+from pdp.schemas import fast_intent_check, intent_validator, validator
 from pdp.schemas.errors import describe, format_path, leaf_errors
 
 KINDS = (
@@ -55,9 +55,11 @@ def validate_intent(intent: Any, *, prefix: list[str | int] | None = None) -> Ma
     if not isinstance(intent, Mapping):
         raise InvalidIntent(format_path(prefix), "must be a JSON object")
     kind = intent.get("kind")
-    error = _first_error(intent_validator(kind) if kind in KINDS else "intent", intent, prefix)
-    if error:
-        raise error
+    fast = fast_intent_check(kind) if kind in KINDS else None
+    if fast is None or not fast(intent):
+        error = _first_error(intent_validator(kind) if kind in KINDS else "intent", intent, prefix)
+        if error:
+            raise error
     if intent["kind"] == "create_tenant":
         policy = intent["create_tenant"]["policy"]
         error = _first_error("tenant", {"tenant": policy}, [*prefix, "create_tenant", "policy"])

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pdp.intents import InvalidIntent, validate_intent
 
@@ -120,3 +122,72 @@ def test_batch_prefix_names_the_intent() -> None:
     with pytest.raises(InvalidIntent) as raised:
         validate_intent(with_change(["deploy_model", "replicas"], -3), prefix=["intents", 4])
     assert raised.value.field == "intents[4].deploy_model.replicas"
+
+
+# --- the compiled fast check accepts exactly what jsonschema accepts --------------------------
+
+_EXAMPLE_INTENTS = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "intents").glob("*.json"))]
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 100_000),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=70),
+    st.sampled_from(["", "H100-80GB", "acme-eu", "none", "mps", "enterprise", "dedicated", "x" * 300]),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(0, 3), max_size=2),
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+@st.composite
+def _mutated_intents(draw: st.DrawFn) -> dict[str, Any]:
+    intent = copy.deepcopy(draw(st.sampled_from(_EXAMPLE_INTENTS)))
+    for _ in range(draw(st.integers(0, 3))):
+        path = draw(st.sampled_from(_paths(intent) or [("kind",)]))
+        parent: Any = intent
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["set", "delete", "add"]))
+        if action == "delete" and isinstance(parent, dict):
+            parent.pop(path[-1], None)
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(st.sampled_from(["extra", "cluster", "sharing", "usage"]))] = draw(_values)
+        elif isinstance(parent, (dict, list)):
+            parent[path[-1]] = draw(_values)
+    return intent
+
+
+@settings(max_examples=400, deadline=None)
+@given(_mutated_intents())
+def test_fast_check_agrees_with_jsonschema(intent: dict[str, Any]) -> None:
+    from pdp.intents import KINDS
+    from pdp.schemas import fast_intent_check, intent_validator
+
+    kind = intent.get("kind")
+    if kind not in KINDS:
+        return
+    fast = fast_intent_check(kind)
+    if fast is None:
+        return
+    assert fast(intent) == intent_validator(kind).is_valid(intent)
+
+
+def test_the_fast_check_covers_the_kinds_on_the_hot_path() -> None:
+    from pdp.schemas import fast_intent_check
+
+    # admit_workload and place_workload use unevaluatedProperties, which fastjsonschema lacks;
+    # the enforcement points validate those themselves (DecideOptions.validated).
+    assert fast_intent_check("deploy_model") is not None and fast_intent_check("scale") is not None
+    assert fast_intent_check("admit_workload") is None

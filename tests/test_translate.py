@@ -163,3 +163,42 @@ def test_change_sla_keeps_only_the_fields_set() -> None:
     validate_intent(intent)
     with pytest.raises(InvalidIntent, match="change_sla"):
         validate_intent({"kind": "change_sla", "tenant": "globex", "change_sla": {}})
+
+
+def test_decision_constraints_fill_like_json_format_and_ignore_unknown_fields() -> None:
+    # decision_to_proto fills messages from a plan instead of json_format.ParseDict (for speed);
+    # it must build the very message ParseDict would, and skip fields the proto does not have yet.
+    from google.protobuf import json_format
+
+    constraints = {
+        "eligible_clusters": ["eu-west", "eu-central"],
+        "eligible_nodes": ["n1"],
+        "rejected_nodes": [{"node": "n2", "reasons": [{"code": "C", "message": "m", "policy": "p"}]}],
+        "node_selector": {"a": "b", "c": "d"},
+        "node_affinity": [{"key": "k", "operator": "In", "values": ["x", "y"]}],
+        "tolerations": [{"key": "t", "operator": "Equal", "value": "v", "effect": "NoSchedule"}],
+        "priority_class_name": "gpupaas-spot",
+        "isolation": {"mode": "shared", "gpu_sharing": True, "sharing_strategies": ["mps"]},
+        "preemptible_victims": [{"tenant": "t", "workload": "w", "priority_class_name": "p"}],
+        "a_field_from_a_newer_policy": {"nested": [1, 2]},
+    }
+    obligation = {"code": "DESTROY_DATA", "description": "d", "params": {"n": 2, "x": ["y"]}, "new": 1}
+    decision = Decision(
+        outcome=Outcome.ALLOW,
+        reasons=(),
+        bundle_revision="r",
+        decision_id="i",
+        decided_at=datetime(2026, 11, 28, tzinfo=UTC),
+        evaluation_ms=1.0,
+        kind="deploy_model",
+        tenant="t",
+        constraints=constraints,
+        obligations=(obligation,),
+    )
+    expected = pb.Decision()
+    json_format.ParseDict(constraints, expected.constraints, ignore_unknown_fields=True)
+    json_format.ParseDict(obligation, expected.obligations.add(), ignore_unknown_fields=True)
+    message = decision_to_proto(decision)
+    assert message.constraints == expected.constraints
+    assert list(message.obligations) == list(expected.obligations)
+    assert message.constraints.isolation.HasField("gpu_sharing")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
 
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp.decision import Decision
@@ -68,6 +70,52 @@ def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
     return intent
 
 
+def _plan(message: Message) -> dict[str, str]:
+    """field name -> how to fill it, for the type of `message`."""
+    plan: dict[str, str] = {}
+    for field in message.DESCRIPTOR.fields:
+        nested = field.message_type
+        if nested is not None and nested.GetOptions().map_entry:
+            plan[field.name] = "map"
+        elif nested is not None and nested.full_name == Struct.DESCRIPTOR.full_name:
+            plan[field.name] = "struct"
+        elif field.is_repeated:
+            plan[field.name] = "messages" if nested is not None else "scalars"
+        else:
+            plan[field.name] = "message" if nested is not None else "scalar"
+    return plan
+
+
+_PLANS: dict[str, dict[str, str]] = {}
+
+
+def _fill(message: Message, doc: Mapping[str, Any]) -> None:
+    """Set `message` from a document whose keys are the proto field names, ignoring unknown keys
+    (the decision contract may grow before the proto does). json_format.ParseDict does the same
+    in pure Python; this walks a plan built once per message type and was most of the cost of
+    answering a decision (docs/performance.md)."""
+    name = message.DESCRIPTOR.full_name
+    plan = _PLANS.get(name)
+    if plan is None:
+        plan = _PLANS[name] = _plan(message)
+    for key, value in doc.items():
+        kind = plan.get(key)
+        if kind is None or value is None:
+            continue
+        if kind == "scalar":
+            setattr(message, key, value)
+        elif kind == "scalars":
+            getattr(message, key).extend(value)
+        elif kind == "messages":
+            container = getattr(message, key)
+            for item in value:
+                _fill(container.add(), item)
+        elif kind == "message":
+            _fill(getattr(message, key), value)
+        else:  # map and struct
+            getattr(message, key).update(value)
+
+
 def decision_to_proto(decision: Decision) -> pb.Decision:
     message = pb.Decision(
         outcome=decision.outcome.value,
@@ -77,9 +125,9 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
         decision_id=decision.decision_id,
         tenant=decision.tenant,
     )
-    json_format.ParseDict(dict(decision.constraints), message.constraints, ignore_unknown_fields=True)
+    _fill(message.constraints, decision.constraints)
     for obligation in decision.obligations:
-        json_format.ParseDict(dict(obligation), message.obligations.add(), ignore_unknown_fields=True)
+        _fill(message.obligations.add(), obligation)
     message.decided_at.FromDatetime(decision.decided_at)
     message.evaluation_time.FromMicroseconds(round(decision.evaluation_ms * 1000))
     return message
