@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
+import sys
 import threading
 from concurrent import futures
 
@@ -30,16 +32,26 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--listen", default="127.0.0.1:50099")
     p.add_argument("--workers", type=int, default=16)
+    p.add_argument(
+        "--processes", type=int, default=1, help="processes sharing the port, like pdp serve --workers"
+    )
     args = p.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
     pdp_pb2_grpc.add_DecisionServiceServicer_to_server(NoopServicer(), server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(args.listen)
     server.start()
+    others = [
+        subprocess.Popen([sys.executable, "-m", "bench.noop_server", "--listen", args.listen])
+        for _ in range(args.processes - 1)
+    ]
     print(f"noop serving on {args.listen}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
+    for other in others:
+        other.terminate()
+        other.wait()
     server.stop(1)
 
 

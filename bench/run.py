@@ -52,11 +52,14 @@ def free_port() -> int:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        out = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(c) for c in out]
+    """Children started by any thread of `pid` (each thread has its own children list)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -88,6 +91,10 @@ class Server:
         out = {self.name: self.proc.pid}
         if self.opa_pid:
             out["opa"] = self.opa_pid
+        # the extra processes of `--workers N` / `--processes N`, which share the gRPC port
+        workers = [c for c in children(self.proc.pid) if b"python" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        for i, pid in enumerate(sorted(workers), start=2):
+            out[f"{self.name}-{i}"] = pid
         return out
 
     def stop(self) -> None:
@@ -149,8 +156,17 @@ class Sampler:
 
 
 def ghz(
-    addr: str, call: str, data: Any, *, rps: int | None, duration: float, concurrency: int = 32
+    addr: str,
+    call: str,
+    data: Any,
+    *,
+    rps: int | None,
+    duration: float,
+    concurrency: int = 32,
+    connections: int = 1,
 ) -> dict[str, Any]:
+    """ghz over `connections` keep-alive connections (several, so that SO_REUSEPORT spreads them
+    over the processes of a multi-process server)."""
     argv = [
         str(BIN / "ghz"),
         "--insecure",
@@ -167,7 +183,7 @@ def ghz(
         "-c",
         str(concurrency),
         "--connections",
-        "1",
+        str(connections),
         "-O",
         "json",
         "--timeout",
@@ -416,7 +432,10 @@ def main() -> int:
     results.extra["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     servers: list[Server] = []
     try:
-        ports = {k: free_port() for k in ("opa", "grpc", "webhook", "extender", "wasm", "noop")}
+        ports = {
+            k: free_port()
+            for k in ("opa", "grpc", "webhook", "extender", "wasm", "noop", "grpc2", "wasm2", "noop2")
+        }
         common = [
             "--tenants",
             str(work / "examples" / "tenants"),
@@ -482,7 +501,60 @@ def main() -> int:
             work,
         )
         servers.append(noop)
+        # The same three, as two processes on one port each (`pdp serve --workers 2`).
+        pdp2 = start_server(
+            "pdp-2proc",
+            [
+                PY,
+                "-m",
+                "pdp.cli",
+                "serve",
+                *common,
+                "--workers",
+                "2",
+                "--bundles",
+                str(work / "bundles-2proc"),
+                "--state",
+                str(work / "state-2proc"),
+                "--listen",
+                f"127.0.0.1:{ports['grpc2']}",
+            ],
+            "pdp serving on",
+            work,
+        )
+        servers.append(pdp2)
+        wasm2 = start_server(
+            "pdp-wasm-2proc",
+            [
+                PY,
+                "-m",
+                "pdp.cli",
+                "serve",
+                *common,
+                "--engine",
+                "wasm",
+                "--workers",
+                "2",
+                "--bundles",
+                str(work / "bundles-wasm-2proc"),
+                "--state",
+                str(work / "state-wasm-2proc"),
+                "--listen",
+                f"127.0.0.1:{ports['wasm2']}",
+            ],
+            "pdp serving on",
+            work,
+        )
+        servers.append(wasm2)
+        noop2 = start_server(
+            "noop-2proc",
+            [PY, "-m", "bench.noop_server", "--processes", "2", "--listen", f"127.0.0.1:{ports['noop2']}"],
+            "noop serving",
+            work,
+        )
+        servers.append(noop2)
         grpc_addr, wasm_addr, noop_addr = (f"127.0.0.1:{ports[k]}" for k in ("grpc", "wasm", "noop"))
+        grpc2_addr, wasm2_addr, noop2_addr = (f"127.0.0.1:{ports[k]}" for k in ("grpc2", "wasm2", "noop2"))
         opa_url = f"http://127.0.0.1:{ports['opa']}/v1/data/gpupaas/decision/result"
         opa_body = json.dumps({"input": INTENT}).encode()
         data = {
@@ -621,6 +693,46 @@ def main() -> int:
             lambda: ghz(grpc_addr, DECIDE_BATCH, batch, rps=None, duration=d, concurrency=4),
         )
         results.extra["batched_decisions_per_s_sidecar"] = round(stats["throughput"] * 100)
+
+        print("(g) two processes on one port (--workers 2), ghz over 4 connections", flush=True)
+        for rate in (1000, 2000):
+            measure(
+                results,
+                "b PDP Decide (sidecar), 2 processes",
+                f"{rate}/s",
+                pdp2.pids(),
+                lambda r=rate: ghz(grpc2_addr, DECIDE, data, rps=r, duration=d, connections=4),
+                floor="a",
+            )
+            measure(
+                results,
+                "e PDP Decide (wasm), 2 processes",
+                f"{rate}/s",
+                wasm2.pids(),
+                lambda r=rate: ghz(wasm2_addr, DECIDE, data, rps=r, duration=d, connections=4),
+                floor="f2",
+            )
+        for name, server, addr, floor in (
+            ("b PDP Decide (sidecar), 2 processes", pdp2, grpc2_addr, "a"),
+            ("e PDP Decide (wasm), 2 processes", wasm2, wasm2_addr, "f2"),
+            ("f2 no-op Decide, 2 processes", noop2, noop2_addr, None),
+        ):
+            measure(
+                results,
+                name,
+                "saturation",
+                server.pids(),
+                lambda a=addr: ghz(a, DECIDE, data, rps=None, duration=d, connections=4),
+                floor=floor,
+            )
+        stats = measure(
+            results,
+            "e DecideBatch x100 (wasm), 2 processes",
+            "saturation",
+            wasm2.pids(),
+            lambda: ghz(wasm2_addr, DECIDE_BATCH, batch, rps=None, duration=d, concurrency=4, connections=4),
+        )
+        results.extra["batched_decisions_per_s_2proc"] = round(stats["throughput"] * 100)
 
         print("revision swap under load", flush=True)
         results.extra["revision_swap"] = revision_swap(work, grpc_addr, data, pdp)
@@ -765,22 +877,29 @@ def scale_test(work: Path, data: Any, results: Results, baseline_pids: dict[str,
 
 
 def summarize(results: Results) -> None:
-    floors = {}
+    """Print the table; each row gets its p50 and throughput as ratios to its floor's in this run
+    (the floor at the same offered load, else at saturation)."""
+    floors: dict[tuple[str, str], dict[str, Any]] = {}
     for row in results.rows:
-        if row["path"].startswith(("a bare OPA", "f no-op")):
-            floors[(row["path"][0], row["load"])] = row["p50_ms"]
+        if row["path"].startswith(("a bare OPA", "f no-op", "f2 no-op")):
+            floors[(row["path"].split()[0], row["load"])] = row
     print(
-        f"\n{'path':35} {'load':14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-        f"{'thru/s':>8} {'err':>4}  ratio p50"
+        f"\n{'path':40} {'load':11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'thru/s':>8} {'err':>4}  p50 vs floor, floor thru / thru"
     )
     for row in results.rows:
-        floor = floors.get((row.get("floor", ""), row["load"])) or floors.get(
-            (row.get("floor", ""), "saturation")
-        )
-        ratio = f"{row['p50_ms'] / floor:.2f}x {row['floor']}" if floor and row.get("floor") else ""
-        row["ratio_p50"] = round(row["p50_ms"] / floor, 2) if floor and row.get("floor") else None
+        name = row.get("floor", "")
+        floor = floors.get((name, row["load"])) or floors.get((name, "saturation"))
+        ratio = ""
+        row["ratio_p50"] = row["ratio_throughput"] = None
+        if floor and name:
+            row["ratio_p50"] = round(row["p50_ms"] / floor["p50_ms"], 2)
+            ratio = f"{row['ratio_p50']:.2f}x {name}"
+            if row["load"] == "saturation" and row["throughput"]:
+                row["ratio_throughput"] = round(floor["throughput"] / row["throughput"], 2)
+                ratio += f", {row['ratio_throughput']:.2f}x"
         print(
-            f"{row['path']:35} {row['load']:14} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} "
+            f"{row['path']:40} {row['load']:11} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} "
             f"{row['p99_ms']:8.2f} {row['throughput']:8.0f} {row['errors']:4}  {ratio}"
         )
 

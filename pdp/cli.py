@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from pdp.bundles.build import build_bundle
+from pdp.bundles.build import CURRENT_WASM_BUNDLE, build_bundle
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
@@ -66,8 +67,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     config = load_config(args.tenants, args.fleet)
     key = args.signing_key or ensure_keypair(args.keys).private_key
-    bundle = build_bundle(config, policies=args.policies, out_dir=args.bundles, signing_key=key)
-    _print_json({"revision": bundle.revision, "bundle": str(bundle.path), "signed": bundle.signed})
+    bundle = build_bundle(
+        config, policies=args.policies, out_dir=args.bundles, signing_key=key, wasm=args.engine == "wasm"
+    )
+    built = {"revision": bundle.revision, "bundle": str(bundle.path), "signed": bundle.signed}
+    if bundle.wasm_path is not None:
+        built["wasm_bundle"] = str(bundle.wasm_path)
+    _print_json(built)
     return 0
 
 
@@ -77,11 +83,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_until_signal(server: Any) -> None:
+def _serve_until_signal(server: Any, *, parent: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or, for a worker, until its parent is gone)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(1.0):
+        if parent is not None and os.getppid() != parent:
+            break
     server.stop()
 
 
@@ -180,17 +189,30 @@ def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: 
         print(f"scheduler extender on {extender.url} {view}", flush=True)
 
 
+def _start_workers(args: argparse.Namespace, servers: _Servers, listen: str, **engine: Any) -> None:
+    """`--workers N`: N-1 more processes serving the same gRPC port (pdp/api/workers.py)."""
+    if args.workers <= 1:
+        return
+    from pdp.api.workers import WorkerProcesses, WorkerSpec
+
+    spec = WorkerSpec(listen=listen, tls_cert=args.tls_cert, tls_key=args.tls_key, **engine)
+    workers = servers.add(WorkerProcesses(spec, args.workers - 1).start())
+    print(f"{args.workers - 1} more PDP worker processes on {listen}: {workers.pids()}", flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pdp.api.server import PdpServer
 
     tls = _tls(args)
     _check_enforcement(args)
+    if args.workers < 1:
+        raise SystemExit(f"--workers {args.workers}: must be at least 1")
     servers = _Servers()
     if args.opa_addr:
         # Production: OPA runs as a sidecar we do not manage and pulls bundles itself.
         engine = OpaHttpEngine(args.opa_addr)
-        log = DecisionLog(args.state / "decisions.sqlite")
-        point = DecisionPoint(engine, log)
+        log_path = args.state / "decisions.sqlite"
+        point = DecisionPoint(engine, DecisionLog(log_path))
         server = servers.add(
             PdpServer(
                 point,
@@ -200,6 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ).start()
         )
         try:
+            _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
             _start_enforcement(args, point, servers)
         except BaseException:
             servers.stop()
@@ -212,13 +235,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
             PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready).start()
         )
         try:
+            if stack.settings.engine == "wasm":
+                current = stack.settings.bundles / CURRENT_WASM_BUNDLE
+                # `pdp build` into the same folder publishes a new revision: load it, as OPA does.
+                servers.add(_watch_wasm_bundle(stack.engine, current))
+                source: dict[str, Any] = {"wasm_bundle": current}
+            else:
+                source = {"opa_addr": stack.sidecar.addr if stack.sidecar else ""}
+            _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
             _start_enforcement(args, stack.point, servers)
         except BaseException:
             servers.stop()
             raise
         revision = stack.bundle.revision if stack.bundle else "?"
-        print(f"pdp serving on {server.address} (embedded OPA, bundle {revision})", flush=True)
+        print(f"pdp serving on {server.address} (embedded {stack.settings.engine}, bundle {revision})", flush=True)
         _serve_until_signal(servers)
+    return 0
+
+
+def _watch_wasm_bundle(engine: Any, path: Path) -> Any:
+    from pdp.api.workers import BundleFileWatcher
+    from pdp.engine.wasm import WasmBundle
+
+    return BundleFileWatcher(path, lambda p: engine.replace(WasmBundle.from_tarball(p))).start()
+
+
+def cmd_serve_worker(args: argparse.Namespace) -> int:
+    """One extra process of `pdp serve --workers N` (started by it, not by hand)."""
+    from pdp.api.server import PdpServer
+
+    parent = os.getppid()
+    servers = _Servers()
+    tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert and args.tls_key else None
+    engine: Any
+    if args.wasm_bundle:
+        from pdp.engine.wasm import WasmEngine
+
+        engine = WasmEngine.from_tarball(args.wasm_bundle)
+        servers.add(_watch_wasm_bundle(engine, args.wasm_bundle))
+
+        def ready() -> bool:
+            return True
+    else:
+        engine = OpaHttpEngine(args.opa_addr)
+
+        def ready() -> bool:
+            return opa_ready(args.opa_addr)
+
+    log = DecisionLog(args.decision_log) if args.decision_log else None
+    servers.add(
+        PdpServer(DecisionPoint(engine, log), listen=args.listen, tls=tls, engine_ready=ready).start()
+    )
+    _serve_until_signal(servers, parent=parent)
+    engine.close()
+    if log is not None:
+        log.close()
     return 0
 
 
@@ -368,7 +439,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
     )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gRPC server processes sharing --listen (one Python process decides on one core)",
+    )
     s.set_defaults(func=cmd_serve)
+    w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
+    w.add_argument("--listen", required=True)
+    engine_source = w.add_mutually_exclusive_group(required=True)
+    engine_source.add_argument("--opa-addr")
+    engine_source.add_argument("--wasm-bundle", type=Path)
+    w.add_argument("--decision-log", type=Path)
+    w.add_argument("--tls-cert", type=Path)
+    w.add_argument("--tls-key", type=Path)
+    w.set_defaults(func=cmd_serve_worker)
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
     sb.add_argument("--listen", default="127.0.0.1:8282")

@@ -1,0 +1,161 @@
+"""`pdp serve --workers N`: more processes on the same gRPC port, each deciding on its own.
+
+The proof that a worker serves is taken with the main process frozen (SIGSTOP): a decision that
+still comes back was answered by a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from pdp.client import PdpClient
+
+from .conftest import EXAMPLES
+from .test_cli import config_args, pdp
+from .test_production_mode import free_port
+
+INTENT = json.loads((EXAMPLES / "intents" / "01-acme-eu-deploy-eu.json").read_text())
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], addr: str, workers: list[int]) -> None:
+        self.proc, self.addr, self.workers = proc, addr, workers
+
+
+def start(workspace: Path, *extra: str) -> Served:
+    addr = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "serve", *config_args(workspace), "--listen", addr, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("pdp serving on"):
+            pids = next((re.findall(r"\d+", li.split(":", 2)[-1]) for li in lines if "worker" in li), [])
+            return Served(proc, addr, [int(p) for p in pids])
+    proc.kill()
+    raise AssertionError("pdp serve did not start:\n" + "".join(lines))
+
+
+@pytest.fixture()
+def served(workspace: Path) -> Iterator[Served]:
+    running = start(workspace, "--engine", "wasm", "--workers", "2")
+    yield running
+    os.kill(running.proc.pid, signal.SIGCONT)
+    running.proc.terminate()
+    running.proc.wait(timeout=20)
+
+
+def decide_on_a_new_connection(addr: str, timeout: float = 1.0) -> dict[str, object] | None:
+    """One decision on a fresh connection (the kernel picks the process per connection)."""
+    try:
+        with PdpClient(addr, timeout=timeout) as client:
+            return client.decide(INTENT)
+    except grpc.RpcError:
+        return None
+
+
+def decisions_while_main_is_frozen(served: Served, attempts: int = 20) -> list[dict[str, object]]:
+    os.kill(served.proc.pid, signal.SIGSTOP)
+    try:
+        answers = [decide_on_a_new_connection(served.addr) for _ in range(attempts)]
+    finally:
+        os.kill(served.proc.pid, signal.SIGCONT)
+    return [a for a in answers if a is not None]
+
+
+def child_pids(parent: int) -> list[int]:
+    """Children of any thread of `parent` (/proc/<pid>/task/<pid>/children lists only those of
+    the main thread, and workers are restarted from a supervising thread)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_a_worker_answers_on_the_same_port_while_the_main_process_is_frozen(served: Served) -> None:
+    assert len(served.workers) == 1
+    answered = decisions_while_main_is_frozen(served)
+    assert answered, "no decision came back: the worker does not serve the port"
+    assert all(d["outcome"] == "ALLOW" for d in answered)
+
+
+def test_a_worker_loads_a_new_bundle_revision(served: Served, workspace: Path) -> None:
+    before = decisions_while_main_is_frozen(served)
+    assert before
+    tenant = workspace / "examples" / "tenants" / "globex.yaml"
+    doc = yaml.safe_load(tenant.read_text())
+    doc["tenant"]["entitlements"]["H100-80GB"] += 1
+    tenant.write_text(yaml.safe_dump(doc))
+    built = pdp("build", *config_args(workspace), "--engine", "wasm")
+    assert built.returncode == 0, built.stderr
+    revision = json.loads(built.stdout)["revision"]
+    assert revision != before[0]["bundle_revision"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        seen = {d["bundle_revision"] for d in decisions_while_main_is_frozen(served, attempts=6)}
+        if seen == {revision}:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the worker still answers with {seen}, not the new revision {revision}")
+
+
+def test_a_killed_worker_is_restarted_and_workers_stop_with_the_server(workspace: Path) -> None:
+    running = start(workspace, "--engine", "wasm", "--workers", "2")
+    try:
+        (worker,) = running.workers
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        replacement = None
+        while time.monotonic() < deadline and replacement is None:
+            replacement = next((c for c in child_pids(running.proc.pid) if c != worker and alive(c)), None)
+            time.sleep(0.2)
+        assert replacement is not None, "the killed worker was not restarted"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if decisions_while_main_is_frozen(running, attempts=6):
+                break
+        else:
+            pytest.fail("the restarted worker does not answer")
+    finally:
+        running.proc.terminate()
+        running.proc.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while alive(replacement) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(replacement), "a worker outlived the server"
