@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pdp.decision import Decision, Outcome
-from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer, server_tls_context
+from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer
+from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.point import DecideOptions, DecisionPoint
@@ -325,7 +326,8 @@ def _json_body(body: bytes) -> Any:
 
 
 class ExtenderServer(HttpService):
-    """HTTP (HTTPS with a certificate) for kube-scheduler's extender calls."""
+    """HTTP (HTTPS with a certificate, reloaded like the webhook's) for kube-scheduler's extender
+    calls."""
 
     def __init__(
         self,
@@ -336,9 +338,14 @@ class ExtenderServer(HttpService):
         cert_file: Path | None = None,
         key_file: Path | None = None,
         max_body: int = 64 * 1024 * 1024,
+        cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self.extender = extender
-        tls = server_tls_context(cert_file, key_file) if cert_file and key_file else None
+        tls = (
+            ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval)
+            if cert_file and key_file
+            else None
+        )
         self._http = JsonHttpServer(
             {
                 "/filter": lambda body, _q: extender.filter(_json_body(body)),

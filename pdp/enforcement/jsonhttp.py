@@ -17,9 +17,10 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from pdp.enforcement.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,6 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         super().__init__(message)
-
-
-def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -179,12 +173,14 @@ class _Server(ThreadingHTTPServer):
         address: tuple[str, int],
         routes: Mapping[str, Route],
         *,
-        ssl_context: ssl.SSLContext | None,
+        tls: ssl.SSLContext | ServingCertificate | None,
         max_body: int,
         read_timeout: float,
     ) -> None:
         self.routes = dict(routes)
-        self.ssl_context = ssl_context
+        # Asked once per connection rather than held, so a reloaded certificate reaches the next
+        # connection while open ones keep the context they were wrapped with.
+        self.tls = tls
         # Open connections, so stop() can end keep-alive sessions too: a stopped server must stop
         # answering, not keep serving the clients that happened to be connected.
         self.connections: set[socket.socket] = set()
@@ -200,9 +196,10 @@ class _Server(ThreadingHTTPServer):
         # handshake never blocks accepting other connections.
         request.settimeout(self.read_timeout)
         conn = request
-        if self.ssl_context is not None:
+        if self.tls is not None:
+            context = self.tls.context if isinstance(self.tls, ServingCertificate) else self.tls
             try:
-                conn = self.ssl_context.wrap_socket(request, server_side=True)
+                conn = context.wrap_socket(request, server_side=True)
             except OSError as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address, exc)
                 return
@@ -229,7 +226,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class JsonHttpServer:
-    """Serves `routes` (POST, JSON) plus GET /healthz on a background thread."""
+    """Serves `routes` (POST, JSON) plus GET /healthz on a background thread; over TLS with a fixed
+    context, or with a ServingCertificate, whose files are watched while the server runs."""
 
     def __init__(
         self,
@@ -237,13 +235,14 @@ class JsonHttpServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | ServingCertificate | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         name: str = "gpupaas-http",
     ) -> None:
+        self.certificate = ssl_context if isinstance(ssl_context, ServingCertificate) else None
         self._httpd = _Server(
-            (host, port), routes, ssl_context=ssl_context, max_body=max_body, read_timeout=read_timeout
+            (host, port), routes, tls=ssl_context, max_body=max_body, read_timeout=read_timeout
         )
         self._thread = threading.Thread(target=self._httpd.serve_forever, name=name, daemon=True)
         self.tls = ssl_context is not None
@@ -259,6 +258,8 @@ class JsonHttpServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> None:
+        if self.certificate is not None:
+            self.certificate.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -266,6 +267,8 @@ class JsonHttpServer:
             self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()
+        if self.certificate is not None:
+            self.certificate.stop()
 
 
 class HttpService:
@@ -281,6 +284,11 @@ class HttpService:
     @property
     def port(self) -> int:
         return self._http.port
+
+    @property
+    def certificate(self) -> ServingCertificate | None:
+        """The serving certificate and its reload status; None without TLS."""
+        return self._http.certificate
 
     def start(self) -> Self:
         self._http.start()

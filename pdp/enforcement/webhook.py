@@ -27,8 +27,8 @@ from pdp.enforcement.jsonhttp import (
     HttpService,
     JsonHttpServer,
     Query,
-    server_tls_context,
 )
+from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.enforcement.workloads import (
     InvalidObject,
     UnsupportedObject,
@@ -133,7 +133,10 @@ def _timeout(query: Query) -> float | None:
 
 
 class WebhookServer(HttpService):
-    """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects."""
+    """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects.
+
+    The certificate and key files are checked every `cert_poll_interval` seconds and a rotated
+    pair serves new connections (servingcert.py)."""
 
     def __init__(
         self,
@@ -144,13 +147,14 @@ class WebhookServer(HttpService):
         cert_file: Path,
         key_file: Path,
         max_body: int = DEFAULT_MAX_BODY,
+        cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self.webhook = webhook
         self._http = JsonHttpServer(
             {"/validate": self._validate},
             host=host,
             port=port,
-            ssl_context=server_tls_context(cert_file, key_file),
+            ssl_context=ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval),
             max_body=max_body,
             name="gpupaas-webhook",
         )
