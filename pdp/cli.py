@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -205,6 +206,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     tls = _tls(args)
     _check_enforcement(args)
+    # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
+    # per-request INFO lines (httpx) do not.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pdp").setLevel(logging.INFO)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
     servers = _Servers()
@@ -248,7 +253,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             servers.stop()
             raise
         revision = stack.bundle.revision if stack.bundle else "?"
-        print(f"pdp serving on {server.address} (embedded {stack.settings.engine}, bundle {revision})", flush=True)
+        engine_name = stack.settings.engine
+        print(f"pdp serving on {server.address} (embedded {engine_name}, bundle {revision})", flush=True)
         _serve_until_signal(servers)
     return 0
 
