@@ -69,7 +69,7 @@ def test_revision_is_derived_from_content(workspace: Path, opa_binary: Path) -> 
     with tarfile.open(a.path) as tar:
         names = {m.name.lstrip("/") for m in tar.getmembers()}
         manifest = json.load(tar.extractfile("/.manifest") or tar.extractfile(".manifest"))  # type: ignore[arg-type]
-    assert manifest["revision"] == a.revision and manifest["roots"] == ["gpupaas"]
+    assert manifest["revision"] == a.revision and manifest["roots"] == ["gpupaas", "gpupaas_partial"]
     assert "data.json" in names
     assert not any(n.endswith("_test.rego") or "/samples/" in n for n in names)
 
