@@ -15,10 +15,11 @@ Failure modes (what an engine failure, reason policy `pdp.engine`, does):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from pdp.decision import ENGINE_POLICY, Decision, Outcome
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, asks_for_gpus, workload_from_object
@@ -64,7 +65,7 @@ def _str(value: Any) -> str:
 
 def parse_review(body: bytes) -> AdmissionRequest:
     try:
-        doc = json.loads(body)
+        doc = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadReview(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(doc, dict):

@@ -9,7 +9,6 @@ on the connection's thread, never on the accept loop.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import ssl
@@ -19,6 +18,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from pdp.enforcement.servingcert import ServingCertificate
 
@@ -51,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def _send(self, status: int, doc: Any) -> None:
-        body = json.dumps(doc, separators=(",", ":")).encode()
+        body = orjson.dumps(doc)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -10,13 +10,14 @@ deadline as its socket timeout.
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import ssl
 import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from pdp.engine.base import EngineFailure, EngineTimeout, EngineUnavailable, NoActiveBundle
 
@@ -68,7 +69,7 @@ class OpaHttpEngine:
 
     def evaluate(self, path: str, input_doc: Any, *, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
-        body = json.dumps({"input": input_doc}, separators=(",", ":")).encode()
+        body = orjson.dumps({"input": input_doc})
         url = f"{self._base}/v1/data/{path}"
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         # A keep-alive connection OPA has closed (idle timeout, restart) fails on first use; the
@@ -95,7 +96,7 @@ class OpaHttpEngine:
         if status != 200:
             raise EngineFailure(f"OPA answered HTTP {status}: {payload[:300].decode(errors='replace')}")
         try:
-            result = json.loads(payload)
+            result = orjson.loads(payload)
         except ValueError as exc:
             raise EngineFailure("OPA answered with a body that is not JSON") from exc
         if not isinstance(result, dict) or "result" not in result:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import wasmtime
 
 from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
@@ -136,10 +137,10 @@ class _Instance:
         return bytes(self.memory.read(self.store, address, end))
 
     def _read_json(self, value_address: int) -> Any:
-        return json.loads(self._read_cstring(self._json_dump(self.store, value_address)))
+        return orjson.loads(self._read_cstring(self._json_dump(self.store, value_address)))
 
     def _write_value(self, value: Any) -> int:
-        raw = json.dumps(value, separators=(",", ":")).encode()
+        raw = orjson.dumps(value)
         address = self._malloc(self.store, len(raw))
         self.memory.write(self.store, raw, address)
         parsed = self._json_parse(self.store, address, len(raw))
@@ -155,7 +156,7 @@ class _Instance:
         raise EngineFailure(f"policy aborted: {self._read_cstring(address).decode(errors='replace')}")
 
     def evaluate(self, entrypoint: int, input_doc: Any) -> Any:
-        raw = json.dumps(input_doc, separators=(",", ":")).encode()
+        raw = orjson.dumps(input_doc)
         # Each evaluation starts from the heap as it was right after loading data (opa_eval takes
         # the heap pointer as an argument), so memory used by one decision is reclaimed by the next.
         address = self._heap_after_data
@@ -164,7 +165,7 @@ class _Instance:
             self.memory.grow(self.store, (needed - self.memory.data_len(self.store)) // 65536 + 1)
         self.memory.write(self.store, raw, address)
         result = self._eval(self.store, 0, entrypoint, self._data, address, len(raw), address + len(raw), 0)
-        results = json.loads(self._read_cstring(result))
+        results = orjson.loads(self._read_cstring(result))
         return results[0]["result"] if results else None
 
 
