@@ -434,7 +434,10 @@ def main() -> int:
     try:
         ports = {
             k: free_port()
-            for k in ("opa", "grpc", "webhook", "extender", "wasm", "noop", "grpc2", "wasm2", "noop2")
+            for k in (
+                *("opa", "grpc", "webhook", "extender", "wasm", "noop"),
+                *("grpc2", "wasm2", "noop2", "webhook_wasm"),
+            )
         }
         common = [
             "--tenants",
@@ -489,6 +492,12 @@ def main() -> int:
                 str(work / "state-wasm"),
                 "--listen",
                 f"127.0.0.1:{ports['wasm']}",
+                "--webhook-listen",
+                f"127.0.0.1:{ports['webhook_wasm']}",
+                "--webhook-cert",
+                str(tls.cert),
+                "--webhook-key",
+                str(tls.key),
             ],
             "pdp serving on",
             work,
@@ -632,6 +641,17 @@ def main() -> int:
             lambda: vegeta(hook, review, rate=None, duration=d),
             floor="a",
         )
+
+        hook_wasm = f"https://127.0.0.1:{ports['webhook_wasm']}/validate?timeout=10s"
+        for load, rate in (("500/s", 500), ("saturation", None)):
+            measure(
+                results,
+                "c webhook (wasm engine)",
+                load,
+                wasm.pids(),
+                lambda r=rate: vegeta(hook_wasm, review, rate=r, duration=d),
+                floor="a",
+            )
 
         print("(d) scheduler extender filter", flush=True)
         url = f"http://127.0.0.1:{ports['extender']}/filter"

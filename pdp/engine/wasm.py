@@ -9,6 +9,7 @@ wasmtime package. The compiled module carries most built-ins itself; the few it 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import queue
 import re
@@ -22,6 +23,8 @@ from typing import Any
 
 import orjson
 import wasmtime
+from wasmtime import _ffi as _wasm_ffi
+from wasmtime._func import enter_wasm as _enter_wasm
 
 from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
 
@@ -77,6 +80,36 @@ class WasmBundle:
         return cls(files["policy.wasm"], data, str(manifest.get("revision", "")))
 
 
+class _I32Call:
+    """A call of an exported function that takes and returns only i32s, opa_eval's signature.
+
+    wasmtime's Func.__call__ re-checks and converts every argument through its generic Val types;
+    on the decision path that was a tenth of the PDP's CPU (py-spy, docs/performance.md). This
+    fills one preallocated argument array instead. It uses wasmtime-py's ctypes bindings, which
+    are not public API: the version is pinned, and the engine differential test exercises it.
+    """
+
+    def __init__(self, func: wasmtime.Func, arity: int) -> None:
+        self._func = func._func
+        self._params = (_wasm_ffi.wasmtime_val_t * arity)()
+        for param in self._params:
+            param.kind = _wasm_ffi.WASMTIME_I32
+        self._results = (_wasm_ffi.wasmtime_val_t * 1)()
+        self._arity = arity
+
+    def __call__(self, store: wasmtime.Store, *args: int) -> int:
+        params = self._params
+        for i, arg in enumerate(args):
+            params[i].of.i32 = arg
+        with _enter_wasm(store) as trap:
+            error = _wasm_ffi.wasmtime_func_call(
+                store._context(), ctypes.byref(self._func), params, self._arity, self._results, 1, trap
+            )
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(error)
+        return int(self._results[0].of.i32)
+
+
 class _Instance:
     """One instantiated module with the data loaded; not thread-safe (the engine pools them)."""
 
@@ -112,7 +145,7 @@ class _Instance:
         self._json_parse = func("opa_json_parse")
         self._json_dump = func("opa_json_dump")
         self._heap_get = func("opa_heap_ptr_get")
-        self._eval = func("opa_eval")
+        self._eval = _I32Call(func("opa_eval"), 7)
         self.entrypoints: dict[str, int] = self._read_json(func("entrypoints")(self.store))
         required: dict[str, int] = self._read_json(func("builtins")(self.store))
         missing = sorted(set(required) - set(HOST_BUILTINS))
