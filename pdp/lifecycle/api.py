@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import audit, capacity, workflows
+from pdp.lifecycle import anchor, audit, capacity, workflows
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
@@ -408,13 +408,25 @@ def create_app() -> FastAPI:
     def audit_trail(caller: Caller, tenant: str | None = None) -> PlainTextResponse:
         if not caller.is_admin:
             tenant = caller.tenant
-        return PlainTextResponse(audit.export_jsonl(current().db, tenant), media_type="application/x-ndjson")
+        rt = current()
+        text = (
+            anchor.export_jsonl(rt.db, rt.anchor.path, tenant, rt.certificate_key)
+            if rt.anchor is not None
+            else audit.export_jsonl(rt.db, tenant)
+        )
+        return PlainTextResponse(text, media_type="application/x-ndjson")
 
     @app.get("/v1/audit/verify")
     def audit_verify(caller: Caller) -> dict[str, Any]:
         _admin(caller)
-        problems = audit.verify(current().db)
-        return {"ok": not problems, "problems": [str(p) for p in problems]}
+        rt = current()
+        if rt.anchor is None:
+            problems = audit.verify(rt.db)
+            return {"ok": not problems, "problems": [str(p) for p in problems]}
+        report = anchor.verify(rt.db, rt.anchor.path, rt.anchor.key.public_key())
+        if rt.anchor.frozen:
+            report.notes.append(f"the worker no longer advances the anchor: {rt.anchor.frozen}")
+        return report.as_json()
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.db import AUDIT_APPENDED, Database
 
 GENESIS = "0" * 64
 
@@ -35,7 +35,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"audit record {self.seq}: {self.message}"
+        # seq 0: about the trail as a whole (its anchor), not one record
+        return f"audit record {self.seq}: {self.message}" if self.seq else f"audit trail: {self.message}"
 
 
 def append(
@@ -74,6 +75,7 @@ def append(
         sa.text("INSERT INTO lc_audit (seq, event_key, record, prev_hash, hash) VALUES (:s, :k, :r, :p, :h)"),
         {"s": seq, "k": event_key, "r": canonical(record), "p": prev, "h": record_hash(seq, prev, record)},
     )
+    conn.info[AUDIT_APPENDED] = True  # the database re-anchors the chain once this commits
     return seq
 
 

@@ -39,6 +39,11 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         key = Ed25519PrivateKey.generate()
         write_private_key(path, key)
         return key
+    return load_key(path)
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    """The existing signing key at `path` (never generated: a verifier must not mint a new key)."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise KeyFileError(f"{path}: mode {mode:o} lets others read the certificate key; chmod 600 it")
@@ -46,6 +51,13 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(loaded, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 private key")
     return loaded
+
+
+def load_public_pem(pem: str) -> Ed25519PublicKey:
+    public = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(public, Ed25519PublicKey):
+        raise KeyFileError("the public key is not an Ed25519 key")
+    return public
 
 
 def public_pem(key: Ed25519PublicKey) -> str:
@@ -87,20 +99,41 @@ def issue(
     return {
         "document": text,
         "sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "signature": {
-            "algorithm": ALGORITHM,
-            "key_id": kid,
-            "value": base64.b64encode(key.sign(text.encode())).decode(),
-        },
+        "signature": sign(text, key),
     }
+
+
+def sign(text: str, key: Ed25519PrivateKey) -> dict[str, str]:
+    """The signature block over `text` (certificates, audit anchors): algorithm, key id, value."""
+    return {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(key.public_key()),
+        "value": base64.b64encode(key.sign(text.encode())).decode(),
+    }
+
+
+def signature_problems(text: str, sig: Mapping[str, Any], public: Ed25519PublicKey) -> list[str]:
+    """What is wrong with a signature block over `text`; empty when it verifies with `public`."""
+    problems = []
+    if sig.get("algorithm") != ALGORITHM:
+        problems.append(f"unsupported signature algorithm {sig.get('algorithm')!r} (expected {ALGORITHM})")
+    kid = key_id(public)
+    if sig.get("key_id") != kid:
+        problems.append(f"signed with key {sig.get('key_id')!r}, not with this public key ({kid})")
+    try:
+        public.verify(base64.b64decode(str(sig.get("value", "")), validate=True), text.encode())
+    except (InvalidSignature, binascii.Error, ValueError):
+        problems.append("the signature does not verify: the document was altered or signed by another key")
+    return problems
 
 
 def verify(cert: Mapping[str, Any], public_key_pem: str) -> list[str]:
     """What is wrong with a certificate (as `GET /v1/tenants/{t}/certificate` returns it) against
     the public key; empty when it verifies."""
-    public = serialization.load_pem_public_key(public_key_pem.encode())
-    if not isinstance(public, Ed25519PublicKey):
-        return ["the public key is not an Ed25519 key"]
+    try:
+        public = load_public_pem(public_key_pem)
+    except KeyFileError as exc:
+        return [str(exc)]
     text, sig = cert.get("document"), cert.get("signature")
     if not isinstance(text, str) or not isinstance(sig, Mapping):
         return ["not a signed certificate: 'document' or 'signature' is missing"]
@@ -113,13 +146,8 @@ def verify(cert: Mapping[str, Any], public_key_pem: str) -> list[str]:
         problems.append("the certificate shown differs from the signed document")
     if hashlib.sha256(text.encode()).hexdigest() != cert.get("sha256"):
         problems.append("the document does not match its sha256 (altered?)")
-    if sig.get("algorithm") != ALGORITHM:
-        problems.append(f"unsupported signature algorithm {sig.get('algorithm')!r} (expected {ALGORITHM})")
-    kid = key_id(public)
-    if sig.get("key_id") != kid or (doc.get("signed_with") or {}).get("key_id") != kid:
-        problems.append(f"signed with key {sig.get('key_id')!r}, not with this public key ({kid})")
-    try:
-        public.verify(base64.b64decode(str(sig.get("value", "")), validate=True), text.encode())
-    except (InvalidSignature, binascii.Error, ValueError):
-        problems.append("the signature does not verify: the document was altered or signed by another key")
-    return problems
+    named = (doc.get("signed_with") or {}).get("key_id")
+    if named != key_id(public) and sig.get("key_id") == key_id(public):
+        # The document names its key too: a signature block relabelled onto it shows here.
+        problems.append(f"the document names key {named!r}, not this public key ({key_id(public)})")
+    return problems + signature_problems(text, sig, public)

@@ -55,6 +55,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         approval_timeout=args.approval_timeout,
         capacity_retry_schedule=args.capacity_retry_schedule,
         certificate_key=args.certificate_key,
+        audit_anchor=args.audit_anchor,
+        audit_reanchor=args.audit_reanchor,
+        destroy_timeout=args.destroy_timeout,
     )
     worker = Worker(options)
     worker.start()
@@ -179,21 +182,54 @@ def _db(args: argparse.Namespace) -> Any:
     return Database(url or f"sqlite:///{args.state / 'lifecycle' / 'lifecycle.sqlite'}")
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from pdp.lifecycle.audit import verify
+def _anchor_path(args: argparse.Namespace) -> Path:
+    return Path(args.anchor or args.state / "lifecycle" / "audit-anchor.json")
 
-    problems = verify(_db(args))
-    for p in problems:
+
+def _public_key(args: argparse.Namespace) -> Any:
+    from pdp.lifecycle import certificate
+
+    if args.public_key:
+        return certificate.load_public_pem(args.public_key.read_text())
+    # On the worker's machine: the public half of its signing key (never generated here).
+    path = args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
+    return certificate.load_key(path).public_key()
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from pdp.lifecycle import anchor, certificate
+
+    try:
+        public = _public_key(args)
+    except (OSError, ValueError, certificate.KeyFileError) as exc:
+        print(f"FAIL no public key to check the audit anchor with (--public-key): {exc}")
+        return 1
+    if args.file:
+        report = anchor.verify_export(Path(args.file).read_text(), public)
+    else:
+        report = anchor.verify(_db(args), _anchor_path(args), public)
+    for p in report.problems:
         print(f"FAIL {p}")
-    if not problems:
-        print("ok: the audit trail verifies")
-    return 1 if problems else 0
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.ok:
+        at = f"anchored at record {report.anchor.seq}" if report.anchor else "empty, nothing anchored"
+        print(f"ok: the audit trail verifies ({report.chain_end} records; {at})")
+    return 0 if report.ok else 1
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from pdp.lifecycle.audit import export_jsonl
+    from pdp.lifecycle import certificate
+    from pdp.lifecycle.anchor import export_jsonl
 
-    sys.stdout.write(export_jsonl(_db(args), args.tenant))
+    try:
+        key = certificate.load_key(
+            args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
+        )
+    except (OSError, ValueError, certificate.KeyFileError) as exc:
+        key = None  # still exported, unsealed: a verifier will say deletions cannot be detected
+        print(f"warning: export not sealed, no signing key: {exc}", file=sys.stderr)
+    sys.stdout.write(export_jsonl(_db(args), _anchor_path(args), args.tenant, key))
     return 0
 
 
@@ -234,8 +270,24 @@ def add_parser(
     w.add_argument(
         "--certificate-key",
         type=Path,
-        help="Ed25519 key signing certificates of destruction, generated (mode 0600) if absent "
-        "(default: <state>/lifecycle/certificate-signing-key.pem)",
+        help="Ed25519 key signing certificates of destruction and the audit anchor, generated "
+        "(mode 0600) if absent (default: <state>/lifecycle/certificate-signing-key.pem)",
+    )
+    w.add_argument(
+        "--audit-anchor",
+        type=Path,
+        help="file holding the signed head of the audit chain (default: <state>/lifecycle/audit-anchor.json)",
+    )
+    w.add_argument(
+        "--audit-reanchor",
+        action="store_true",
+        help="anchor the trail anew although its anchor file is missing (recorded in the trail)",
+    )
+    w.add_argument(
+        "--destroy-timeout",
+        type=float,
+        default=300.0,
+        help="seconds offboarding waits for deleted objects (Terminating namespaces) to be gone",
     )
     w.set_defaults(func=cmd_worker)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
@@ -274,10 +326,28 @@ def add_parser(
         "--public-key", type=Path, help="PEM public key (default: the worker's /v1/certificates/public-key)"
     )
     cv.set_defaults(func=cmd_certificate_verify)
-    database(lsub.add_parser("audit-verify", help="verify the hash chain")).set_defaults(
-        func=cmd_audit_verify
+
+    def anchored(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--anchor", type=Path, help="default: <state>/lifecycle/audit-anchor.json")
+        sp.add_argument(
+            "--certificate-key",
+            type=Path,
+            help="the worker's signing key: seals exports, its public half checks anchors "
+            "(default: <state>/lifecycle/certificate-signing-key.pem)",
+        )
+        return sp
+
+    av = anchored(
+        database(lsub.add_parser("audit-verify", help="verify the hash chain and its signed anchor"))
     )
-    ae = database(lsub.add_parser("audit-export", help="the audit trail as JSON lines"))
+    av.add_argument("--file", type=Path, help="verify an exported trail (JSON lines) instead, offline")
+    av.add_argument("--public-key", type=Path, help="PEM public key of the worker's signing key")
+    av.set_defaults(func=cmd_audit_verify)
+    ae = anchored(
+        database(
+            lsub.add_parser("audit-export", help="the audit trail as JSON lines, then its anchor and seal")
+        )
+    )
     ae.add_argument("--tenant")
     ae.set_defaults(func=cmd_audit_export)
     database(lsub.add_parser("effects", help="what the dry-run adapter applied")).set_defaults(

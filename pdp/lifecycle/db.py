@@ -6,8 +6,9 @@ process lock, because SQLite refuses to upgrade a read transaction to a write on
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -53,6 +54,10 @@ SCHEMA = [
 ]
 
 
+# Set on a connection by audit.append: the transaction appended audit records.
+AUDIT_APPENDED = "gpupaas.audit_appended"
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -62,6 +67,9 @@ class Database:
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
+        # Run after the commit of each write transaction that appended audit records (the worker
+        # re-anchors the chain there: pdp/lifecycle/anchor.py).
+        self.after_audit_commit: Callable[[], None] | None = None
         with self.write() as conn:
             for ddl in SCHEMA:
                 conn.execute(sa.text(ddl))
@@ -69,12 +77,16 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """One write transaction (committed on success, rolled back on error)."""
-        if self.sqlite:
-            with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
+        # SQLite: the hook runs inside the process lock too, so anchors follow commits in order.
+        with self._write_lock if self.sqlite else contextlib.nullcontext():
             with self.engine.begin() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    # info lives with the pooled DBAPI connection: never leave the flag behind
+                    appended = conn.info.pop(AUDIT_APPENDED, False)
+            if appended and self.after_audit_commit is not None:
+                self.after_audit_commit()
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

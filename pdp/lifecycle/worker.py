@@ -10,7 +10,7 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
-from pdp.lifecycle import certificate, workflows
+from pdp.lifecycle import anchor, certificate, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
@@ -34,6 +34,12 @@ class WorkerOptions:
     capacity_retry_schedule: str = RETRY_EVERY_MINUTE
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
     certificate_key: Path | None = None
+    # The audit trail's signed anchor (outside the database); default: in the state directory.
+    audit_anchor: Path | None = None
+    # Start a new anchor although the trail was anchored before (the file was lost): recorded.
+    audit_reanchor: bool = False
+    # Seconds offboarding waits for deleted objects (namespaces above all) to be gone.
+    destroy_timeout: float = 300.0
 
     @property
     def state(self) -> Path:
@@ -42,6 +48,10 @@ class WorkerOptions:
     @property
     def certificate_key_path(self) -> Path:
         return self.certificate_key or self.state / "certificate-signing-key.pem"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        return self.audit_anchor or self.state / "audit-anchor.json"
 
     def urls(self) -> tuple[str, str]:
         """(lifecycle database, DBOS system database)."""
@@ -62,6 +72,11 @@ class Worker:
         key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
         app_url, sys_url = o.urls()
         db = Database(app_url)
+        # Before anything appends (DBOS recovery below resumes workflows): the previous run's
+        # anchor is checked against the chain first, and every commit after re-anchors it.
+        audit_anchor = anchor.Anchor(o.audit_anchor_path, key, db, o.audit_reanchor)
+        audit_anchor.start()
+        db.after_audit_commit = audit_anchor.advance
         self.stack = EmbeddedPDP(o.pdp).start()
         adapter: Adapter
         if o.kubeconfig:
@@ -70,8 +85,12 @@ class Worker:
             adapter = KubernetesAdapter(o.kubeconfig)
         else:
             adapter = DryRunAdapter(db)
-        settings = Settings(approval_timeout=o.approval_timeout, archive_dir=o.state / "archive")
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key)
+        settings = Settings(
+            approval_timeout=o.approval_timeout,
+            archive_dir=o.state / "archive",
+            destroy_timeout=o.destroy_timeout,
+        )
+        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
         install(self.runtime)
         admin = os.environ.get(o.admin_token_env)
         if admin:

@@ -12,14 +12,14 @@ running when the process died runs again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, certificate, hooks, objects, realize
-from pdp.lifecycle.audit import export_jsonl
+from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, objects, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 
@@ -136,6 +136,40 @@ def verify_step(tenant: str, objs: list[dict[str, Any]], present: bool) -> list[
     if wrong:
         raise RuntimeError(f"{'missing' if present else 'still present'}: {', '.join(wrong)}")
     return [objects.key(o) for o in objs]
+
+
+@DBOS.step(**RETRY)
+def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
+    """Every object gone, not merely being deleted: a Terminating namespace still holds its data
+    until the namespace controller has emptied it, which takes seconds to minutes. Waits (and
+    deletes again whatever is present and not being deleted) up to the destroy timeout per attempt,
+    then fails naming what is left; records what it waited for."""
+    hooks.at_step("verify-destroyed")
+    rt = current()
+    started = time.monotonic()
+    waited_for: set[str] = set()
+    while left := [o for o in objs if not rt.adapter.gone(o)]:
+        waited_for.update(objects.key(o) for o in left)
+        if time.monotonic() - started > rt.settings.destroy_timeout:
+            keys = ", ".join(objects.key(o) for o in left)
+            raise RuntimeError(f"still present after {rt.settings.destroy_timeout:.0f} s: {keys}")
+        for obj in left:
+            if rt.adapter.exists(obj):  # back, or its deletion was lost
+                rt.adapter.delete(obj)
+        time.sleep(rt.settings.destroy_poll)
+    destroyed = [objects.key(o) for o in objs]
+    rt.store.record(
+        f"{_wf()}:objects.verified_absent",
+        event="objects.verified_absent",
+        tenant=tenant,
+        workflow_id=_wf(),
+        detail={
+            "objects": destroyed,
+            "waited_seconds": round(time.monotonic() - started, 1),
+            "waited_for": sorted(waited_for),
+        },
+    )
+    return destroyed
 
 
 @DBOS.step(**RETRY)
@@ -679,7 +713,12 @@ def archive_step(tenant: str) -> str:
     rt = current()
     rt.settings.archive_dir.mkdir(parents=True, exist_ok=True)
     path = rt.settings.archive_dir / f"{tenant}-audit.jsonl"
-    path.write_text(export_jsonl(rt.db, tenant))
+    # With the anchor, so the archived trail can be checked offline (`audit-verify --file`).
+    path.write_text(
+        anchor.export_jsonl(rt.db, rt.anchor.path, tenant, rt.certificate_key)
+        if rt.anchor is not None
+        else audit.export_jsonl(rt.db, tenant)
+    )
     rt.store.record(
         f"{_wf()}:audit.archived",
         event="audit.archived",
@@ -713,7 +752,7 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
         if group != "rbac":
             delete_group_step(tenant, group, rendered[group], "offboarding: destroy data")
     owned = [o for g in objects.GROUPS for o in rendered[g]] + [w["object"] for w in workloads.values()]
-    destroyed = verify_step(tenant, owned, False)
+    destroyed = verify_destroyed_step(tenant, owned)
     digest = certificate_step(tenant, destroyed, decision)
     transition_step(tenant, TenantState.OFFBOARDED, decision)
     archive = archive_step(tenant)

@@ -1,6 +1,7 @@
 """A real Kubernetes control plane on loopback for the end-to-end tests, the way
-controller-runtime's envtest runs one: etcd and kube-apiserver (and kube-scheduler) as local
-processes built from module sources by scripts/build-kube. No kubelet: nodes are API objects."""
+controller-runtime's envtest runs one: etcd and kube-apiserver (and, on request, kube-scheduler
+and a kube-controller-manager running only the namespace and garbage collector controllers) as
+local processes built from module sources by scripts/build-kube. No kubelet: nodes are API objects."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def kube_binaries() -> Path:
-    """The folder with etcd, kube-apiserver and kube-scheduler, built (once) by scripts/build-kube."""
+    """The folder with etcd, kube-apiserver, kube-scheduler and kube-controller-manager, built (once)
+    by scripts/build-kube."""
     out = subprocess.run(
         [str(ROOT / "scripts" / "build-kube")], capture_output=True, text=True, check=False, timeout=3600
     )
@@ -121,7 +123,7 @@ class ControlPlane:
         )
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self._wait_for_serving_cert(serving)
-        self._write_kubeconfig(serving, admin)
+        self._write_kubeconfig(self.kubeconfig, serving, admin)
         self._wait_ready()
 
     def _wait_for_serving_cert(self, serving: Path, timeout: float = 60) -> None:
@@ -134,7 +136,7 @@ class ControlPlane:
                 )
             time.sleep(0.1)
 
-    def _write_kubeconfig(self, serving: Path, admin: CertPair) -> None:
+    def _write_kubeconfig(self, path: Path, serving: Path, user: CertPair) -> None:
         server_ca = next(iter(sorted(serving.glob("*.crt"))))
         config: dict[str, Any] = {
             "apiVersion": "v1",
@@ -151,13 +153,13 @@ class ControlPlane:
             "users": [
                 {
                     "name": "admin",
-                    "user": {"client-certificate": str(admin.cert), "client-key": str(admin.key)},
+                    "user": {"client-certificate": str(user.cert), "client-key": str(user.key)},
                 }
             ],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
             "current-context": "e2e",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(config))
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -200,6 +202,91 @@ class ControlPlane:
                 "--secure-port=0",
                 "-v=2",
             ],
+        )
+
+    # What kube-controller-manager runs here: the namespace controller (finishes namespace deletion:
+    # empties a Terminating namespace, then drops its finalizer) and the garbage collector (deletes
+    # dependents by ownerReferences). Nothing that needs a kubelet, a cloud or service accounts.
+    CONTROLLERS = ("namespace", "garbagecollector")
+
+    def start_controller_manager(self, timeout: float = 60) -> None:
+        """kube-controller-manager with only CONTROLLERS, under its own identity (no service account
+        credentials: the token controller does not run) with exactly those controllers' roles,
+        serving nothing (no secure port), without leader election."""
+        from kubernetes import client, config
+
+        certs = self.workdir / "pki"
+        assert self.ca is not None, "start() the API server first"
+        user = "system:kube-controller-manager"
+        ident = issue_client_cert(self.ca, certs / "kube-controller-manager", user)
+        kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
+        self._write_kubeconfig(kubeconfig, self.workdir / "pki" / "serving", ident)
+        api = config.new_client_from_config(str(self.kubeconfig))
+        try:
+            rbac = client.RbacAuthorizationV1Api(api)
+            # The bootstrap roles these controllers get as service accounts, granted to the user
+            # instead: the role bound to system:kube-controller-manager covers the manager itself,
+            # Kubernetes gives the controllers' own work to their service accounts.
+            for role in (
+                "system:controller:namespace-controller",
+                "system:controller:generic-garbage-collector",
+            ):
+                rbac.create_cluster_role_binding(
+                    client.V1ClusterRoleBinding(
+                        metadata=client.V1ObjectMeta(name=f"e2e:{role}"),
+                        role_ref=client.V1RoleRef(
+                            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role
+                        ),
+                        subjects=[
+                            client.RbacV1Subject(
+                                api_group="rbac.authorization.k8s.io", kind="User", name=user
+                            )
+                        ],
+                    )
+                )
+        finally:
+            api.close()
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--controllers={','.join(self.CONTROLLERS)}",
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "-v=2",
+            ],
+        )
+        self._wait_controllers(timeout)
+
+    def _wait_controllers(self, timeout: float) -> None:
+        """Until a namespace deleted now is gone: the namespace controller is working (it serves no
+        health endpoint here, and its log lines are no contract)."""
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(str(self.kubeconfig))
+        core = client.CoreV1Api(api)
+        probe = "e2e-controller-probe"
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe)))
+            core.delete_namespace(probe)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    core.read_namespace(probe, _request_timeout=2)
+                except client.exceptions.ApiException as exc:
+                    if exc.status == 404:
+                        return
+                    raise
+                time.sleep(0.2)
+        finally:
+            api.close()
+        raise TimeoutError(
+            f"kube-controller-manager never finished deleting a namespace\n"
+            f"{self.log_tail('kube-controller-manager')}"
         )
 
     def stop(self) -> None:

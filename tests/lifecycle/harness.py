@@ -3,6 +3,7 @@ kill -9 (the whole process group: worker and its OPA, as a machine crash would) 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -146,6 +147,13 @@ class Worker:
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.root / 'state' / 'lifecycle' / 'lifecycle.sqlite'}"
+
+
+def audit_records(text: str) -> list[dict[str, Any]]:
+    """The records of an exported trail (JSON lines), without its last line, the anchor."""
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines and "audit_anchor" in lines[-1], "the export does not end with the anchor"
+    return lines[:-1]
 
 
 def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False) -> str:

@@ -3,7 +3,6 @@ batch-size and GPU-sharing requests, end to end on a real worker (real OPA, DBOS
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from pdp.lifecycle import capacity
 
-from .harness import Worker, tenant_doc
+from .harness import Worker, audit_records, tenant_doc
 
 # acme9 is acme-eu (enterprise, allow_preemption false, no GPU sharing, max_batch_size 32) on
 # shared pools; initech9 is a spot tenant with H100s; globex9 is standard with allow_preemption false.
@@ -80,7 +79,7 @@ def _states(worker: Worker) -> dict[str, str]:
 
 def _audit(worker: Worker, tenant: str) -> list[dict[str, Any]]:
     with worker.client() as c:
-        return [json.loads(line) for line in c.get("/v1/audit", params={"tenant": tenant}).text.splitlines()]
+        return audit_records(c.get("/v1/audit", params={"tenant": tenant}).text)
 
 
 def _exhausted(

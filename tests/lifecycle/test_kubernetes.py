@@ -1,8 +1,10 @@
-"""The Kubernetes adapter against a real kube-apiserver (tests/e2e/controlplane.py), and onboarding
-the enterprise EU tenant through the API into it."""
+"""The Kubernetes adapter against a real kube-apiserver (tests/e2e/controlplane.py), onboarding
+the enterprise EU tenant through the API into it, and offboarding it there: namespace deletion is
+finished by a real kube-controller-manager (namespace and garbage collector controllers only)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +14,11 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pdp.lifecycle import objects, workload
+from pdp.lifecycle import anchor, certificate, objects, workload
 from pdp.lifecycle.adapters.kubernetes import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 
-from .harness import EXAMPLES, Worker, onboard, tenant_doc
+from .harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
 
 
 def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
             except client.exceptions.ApiException:
                 time.sleep(0.2)
         api.close()
+        # Without it a deleted namespace stays Terminating for ever (nothing empties it).
+        cp.start_controller_manager()
         yield cp
     finally:
         cp.stop()
@@ -228,4 +232,82 @@ def test_deployments_become_workload_objects_replaced_by_sla_and_sharing_changes
         assert after.spec.template.spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
     finally:
         worker.stop()
+        api.close()
+
+
+def test_offboarding_acme_eu_destroys_everything_on_the_cluster_and_certifies_it(
+    kube: ControlPlane, tmp_path: Path
+) -> None:
+    # acme-eu's policy (enterprise, eu-only, no preemption) under a fresh name, as acme-eu is in the
+    # bundle, on shared H100s: a dedicated pool must name a tenant already in the bundle.
+    worker = Worker(tmp_path, kubeconfig=kube.kubeconfig)
+    doc = tenant_doc("acme-eu", "acme-eu3", ["acme3-prod", "acme3-staging"], isolation="shared")
+    policy = doc["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    rendered = objects.render(policy, fleet)
+    api = config.new_client_from_config(str(kube.kubeconfig))
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    worker.start()
+    try:
+        token = onboard(worker, doc)
+        with worker.client(token) as c:
+            llm = {"deployment": "llm", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
+            out = _wait(worker, c.post("/v1/tenants/acme-eu3/deployments", json=llm))
+            assert out["status"] == "applied", out
+        dep = apps.read_namespaced_deployment("llm", "acme3-prod")
+        assert dep.metadata.labels["gpupaas.io/tenant"] == "acme-eu3" and dep.spec.replicas == 2
+        everything = [o for g in objects.GROUPS for o in rendered[g]]
+        assert all(adapter.exists(o) for o in everything)
+
+        with worker.client(token) as c:
+            r = c.post("/v1/tenants/acme-eu3/offboard", json={"reason": "contract ended"})
+        assert r.status_code == 202 and r.json()["outcome"] == "NEEDS_APPROVAL", r.text  # enterprise
+        worker.approve(worker.wait_approval("acme-eu3")["id"])
+        wf = worker.wait_workflow(r.json()["workflow_id"], timeout=300)
+        assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "offboarded", wf
+
+        # Gone from the cluster: the workload object and every tenant object, namespaces included
+        # (not Terminating: 404, so the namespace controller finished emptying them).
+        deployment = "Deployment/acme3-prod/llm"
+        for obj in everything:
+            assert adapter.get(obj) is None, objects.key(obj)
+        for ns in policy["namespaces"]:
+            with pytest.raises(client.exceptions.ApiException) as gone:
+                core.read_namespace(ns)
+            assert gone.value.status == 404
+        with pytest.raises(client.exceptions.ApiException) as gone:
+            apps.read_namespaced_deployment("llm", "acme3-prod")
+        assert gone.value.status == 404
+
+        with worker.client() as c:
+            trail = [r for r in audit_records(c.get("/v1/audit", params={"tenant": "acme-eu3"}).text)
+                     if r["workflow_id"] == wf["workflow_id"]]  # fmt: skip
+            cert = c.get("/v1/tenants/acme-eu3/certificate").json()
+            public = c.get("/v1/certificates/public-key").json()["public_key_pem"]
+            verified = c.get("/v1/audit/verify").json()
+        keys = sorted([objects.key(o) for o in everything] + [deployment])
+        [deleted] = [r["detail"] for r in trail if r["event"] == "workload.deleted"]
+        assert deleted["object"] == deployment
+        # The verification step saw every object absent, having waited for the Terminating namespaces.
+        [absent] = [r["detail"] for r in trail if r["event"] == "objects.verified_absent"]
+        assert sorted(absent["objects"]) == keys
+        assert {f"Namespace//{ns}" for ns in policy["namespaces"]} <= set(absent["waited_for"]), absent
+        # A signed certificate naming exactly those objects, which verifies with the public key.
+        assert cert["certificate"]["objects_destroyed_and_verified_absent"] == keys
+        assert certificate.verify(cert, public) == []
+        assert [r["detail"]["sha256"] for r in trail if r["event"] == "certificate.issued"] == [
+            cert["sha256"]
+        ]
+        # And an audit trail that verifies, online and (the archive) offline.
+        assert verified["ok"] and verified["anchor"]["seq"] <= verified["chain_end"], verified
+        archive = Path(wf["output"]["archive"])
+        report = anchor.verify_export(archive.read_text(), certificate.load_public_pem(public))
+        assert report.ok, report.as_json()
+        assert "objects.verified_absent" in {
+            r["event"] for r in map(json.loads, archive.read_text().splitlines()[:-1])
+        }
+    finally:
+        worker.stop()
+        adapter.close()
         api.close()

@@ -17,7 +17,7 @@ import pytest
 from pdp.lifecycle import audit, capacity
 from pdp.lifecycle.db import Database
 
-from .harness import ROOT, Worker, tenant_doc
+from .harness import ROOT, Worker, audit_records, tenant_doc
 
 H100 = "H100-80GB"
 TENANTS = {
@@ -99,7 +99,7 @@ def _queue(worker: Worker) -> list[str]:
 
 def _audit(worker: Worker, tenant: str) -> list[dict[str, Any]]:
     with worker.client() as c:
-        return [json.loads(line) for line in c.get("/v1/audit", params={"tenant": tenant}).text.splitlines()]
+        return audit_records(c.get("/v1/audit", params={"tenant": tenant}).text)
 
 
 def _moves(worker: Worker, tenant: str, deployment: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from pdp.lifecycle.db import Database
 
-from .harness import ROOT, Worker, onboard, tenant_doc
+from .harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 # globex7: standard, shared, residency any, allow_preemption false, GPU sharing allowed.
 GLOBEX7 = tenant_doc("globex", "globex7", ["globex7-ml"])
@@ -61,7 +61,7 @@ def _affinity(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _audit(worker: Worker, tenant: str) -> list[dict[str, Any]]:
     with worker.client() as c:
-        return [json.loads(line) for line in c.get("/v1/audit", params={"tenant": tenant}).text.splitlines()]
+        return audit_records(c.get("/v1/audit", params={"tenant": tenant}).text)
 
 
 def _deploy(worker: Worker, token: str, tenant: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -15,3 +15,6 @@ class Adapter(Protocol):
 
     def exists(self, obj: Mapping[str, Any]) -> bool:
         """True when `obj` is present and not being deleted."""
+
+    def gone(self, obj: Mapping[str, Any]) -> bool:
+        """True when `obj` no longer exists at all (not even as being deleted)."""

@@ -55,6 +55,9 @@ class DryRunAdapter:
             ).scalar()
         return last == "apply"
 
+    def gone(self, obj: Mapping[str, Any]) -> bool:
+        return not self.exists(obj)  # a recorded delete takes effect at once
+
     def effects(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             rows = conn.execute(

@@ -86,6 +86,10 @@ class KubernetesAdapter:
         found = self.get(obj)
         return found is not None and not found.get("metadata", {}).get("deletionTimestamp")
 
+    def gone(self, obj: Mapping[str, Any]) -> bool:
+        # A deletionTimestamp is not enough: a Terminating namespace still holds its objects.
+        return self.get(obj) is None
+
     def close(self) -> None:
         self.api.close()
 
