@@ -135,20 +135,17 @@ def build_bundle(
         (stage / ".manifest").write_text(json.dumps(manifest, sort_keys=True))
 
         target = out_dir / f"{BUNDLE_NAME}-{revision}.tar.gz"
-        entrypoints = [arg for e in ENTRYPOINTS for arg in ("--entrypoint", e)]
-        # -O=1 partially evaluates the policies against the bundle's own data for the decision
-        # entrypoints (tables derived from tenants and fleet become constants): 15% less OPA
-        # evaluation per decision, the same documents (docs/performance.md). The support rules it
-        # writes live in their own root, gpupaas_partial.
-        args = ["build", "--optimize", "1", "--partial-namespace", "gpupaas_partial", *entrypoints]
-        args += ["--bundle", str(stage), "--revision", revision]
-        args += ["--output", str(target)]
+        # Not `opa build -O=1`: it type-checks the policies against the bundle's own data, so a
+        # fleet where no pool is dedicated (no `tenant` field anywhere) fails to build, and it
+        # saved only 5-15% of OPA's evaluation (docs/performance.md).
+        args = ["build", "--bundle", str(stage), "--revision", revision, "--output", str(target)]
         if signing_key is not None:
             args += ["--signing-key", str(signing_key), "--signing-alg", SIGNING_ALG]
         run_opa(*args)
         wasm_target = None
         if wasm:
             wasm_target = out_dir / f"{BUNDLE_NAME}-{revision}.wasm.tar.gz"
+            entrypoints = [arg for e in ENTRYPOINTS for arg in ("--entrypoint", e)]
             run_opa(
                 "build",
                 "--target",
