@@ -23,6 +23,7 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings, opa_ready
+from pdp.enforcement.servingcert import CertificateError
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidIntent as exc:
         print(f"invalid intent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OpaNotFound, OpaCommandFailed) as exc:
+    except (OpaNotFound, OpaCommandFailed, CertificateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -108,3 +108,22 @@ def test_demo_shows_a_first_decision(workspace: Path, opa_binary: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "first decision (01-acme-eu-deploy-eu.json)" in out.stdout
     assert "02-acme-eu-deploy-us.json" in out.stdout and "RESIDENCY_VIOLATION" in out.stdout
+
+
+def test_serve_with_a_missing_webhook_certificate_names_the_file(workspace: Path, opa_binary: Path) -> None:
+    missing = workspace / "no-such" / "tls.crt"
+    result = pdp(
+        "serve",
+        *config_args(workspace),
+        "--listen",
+        "127.0.0.1:0",
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--webhook-cert",
+        str(missing),
+        "--webhook-key",
+        str(workspace / "no-such" / "tls.key"),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"error: {missing}: cannot be read" in result.stderr
