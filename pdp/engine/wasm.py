@@ -81,7 +81,8 @@ class WasmBundle:
 
 
 class _I32Call:
-    """A call of an exported function that takes and returns only i32s, opa_eval's signature.
+    """A call of an exported function that takes and returns only i32s, as opa_eval, opa_malloc,
+    opa_json_parse and opa_json_dump do.
 
     wasmtime's Func.__call__ re-checks and converts every argument through its generic Val types;
     on the decision path that was a tenth of the PDP's CPU (py-spy, docs/performance.md). This
@@ -141,9 +142,10 @@ class _Instance:
                 )
             return export
 
-        self._malloc = func("opa_malloc")
-        self._json_parse = func("opa_json_parse")
-        self._json_dump = func("opa_json_dump")
+        # Also called once per argument and result of every host built-in (sprintf, ...).
+        self._malloc = _I32Call(func("opa_malloc"), 1)
+        self._json_parse = _I32Call(func("opa_json_parse"), 2)
+        self._json_dump = _I32Call(func("opa_json_dump"), 1)
         self._heap_get = func("opa_heap_ptr_get")
         self._eval = _I32Call(func("opa_eval"), 7)
         self.entrypoints: dict[str, int] = self._read_json(func("entrypoints")(self.store))
