@@ -714,14 +714,14 @@ def main() -> int:
         )
         results.extra["batched_decisions_per_s_sidecar"] = round(stats["throughput"] * 100)
 
-        print("(g) two processes on one port (--workers 2), ghz over 4 connections", flush=True)
+        print("(g) two processes on one port (--workers 2), ghz over 16 connections", flush=True)
         for rate in (1000, 2000):
             measure(
                 results,
                 "b PDP Decide (sidecar), 2 processes",
                 f"{rate}/s",
                 pdp2.pids(),
-                lambda r=rate: ghz(grpc2_addr, DECIDE, data, rps=r, duration=d, connections=4),
+                lambda r=rate: ghz(grpc2_addr, DECIDE, data, rps=r, duration=d, connections=16),
                 floor="a",
             )
             measure(
@@ -729,7 +729,7 @@ def main() -> int:
                 "e PDP Decide (wasm), 2 processes",
                 f"{rate}/s",
                 wasm2.pids(),
-                lambda r=rate: ghz(wasm2_addr, DECIDE, data, rps=r, duration=d, connections=4),
+                lambda r=rate: ghz(wasm2_addr, DECIDE, data, rps=r, duration=d, connections=16),
                 floor="f2",
             )
         for name, server, addr, floor in (
@@ -742,7 +742,7 @@ def main() -> int:
                 name,
                 "saturation",
                 server.pids(),
-                lambda a=addr: ghz(a, DECIDE, data, rps=None, duration=d, connections=4),
+                lambda a=addr: ghz(a, DECIDE, data, rps=None, duration=d, connections=16),
                 floor=floor,
             )
         stats = measure(
@@ -750,7 +750,7 @@ def main() -> int:
             "e DecideBatch x100 (wasm), 2 processes",
             "saturation",
             wasm2.pids(),
-            lambda: ghz(wasm2_addr, DECIDE_BATCH, batch, rps=None, duration=d, concurrency=4, connections=4),
+            lambda: ghz(wasm2_addr, DECIDE_BATCH, batch, rps=None, duration=d, concurrency=8, connections=8),
         )
         results.extra["batched_decisions_per_s_2proc"] = round(stats["throughput"] * 100)
 
