@@ -825,10 +825,13 @@ def revision_swap(work: Path, grpc_addr: str, data: Any, pdp: Server) -> dict[st
 
     builder = threading.Thread(target=rebuild)
     builder.start()
-    stats = ghz(grpc_addr, DECIDE, data, rps=1000, duration=8)
+    # Long enough for `pdp build` under this load plus OPA's bundle polling (8 s once saw no swap).
+    stats = ghz(grpc_addr, DECIDE, data, rps=1000, duration=15)
     builder.join()
     stop.set()
     thread.join()
+    if len(seen) < 2:
+        print("  warning: the new revision was not activated during the run", flush=True)
     out.update(
         {
             "decisions": stats["requests"],
