@@ -149,6 +149,17 @@ class Worker:
         return self.database_url or f"sqlite:///{self.root / 'state' / 'lifecycle' / 'lifecycle.sqlite'}"
 
 
+def h100_deployment(name: str, replicas: int, gpus: int = 1, **extra: Any) -> dict[str, Any]:
+    """A deploy_model payload on the example fleet's H100 class."""
+    return {
+        "deployment": name,
+        "gpu_class": "H100-80GB",
+        "gpus_per_replica": gpus,
+        "replicas": replicas,
+        **extra,
+    }
+
+
 def audit_records(text: str) -> list[dict[str, Any]]:
     """The records of an exported trail (JSON lines), without its last line, the anchor."""
     lines = [json.loads(line) for line in text.splitlines()]

@@ -10,23 +10,13 @@ import pytest
 
 from pdp.lifecycle import capacity
 
-from .harness import Worker, audit_records, tenant_doc
+from .harness import Worker, audit_records, h100_deployment, tenant_doc
 
 # acme9 is acme-eu (enterprise, allow_preemption false, no GPU sharing, max_batch_size 32) on
 # shared pools; initech9 is a spot tenant with H100s; globex9 is standard with allow_preemption false.
 ACME9 = tenant_doc("acme-eu", "acme9", ["acme9-prod"], isolation="shared", entitlements={"H100-80GB": 8})
 INITECH9 = tenant_doc("initech-spot", "initech9", ["initech9-batch"], entitlements={"H100-80GB": 8})
 GLOBEX9 = tenant_doc("globex", "globex9", ["globex9-ml"], entitlements={"H100-80GB": 12, "A100-40GB": 4})
-
-
-def _h100(name: str, replicas: int, gpus: int = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "deployment": name,
-        "gpu_class": "H100-80GB",
-        "gpus_per_replica": gpus,
-        "replicas": replicas,
-        **extra,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +45,9 @@ def tokens(worker: Worker) -> dict[str, str]:
         wf = worker.wait_workflow(body["workflow_id"])
         assert wf["output"]["status"] == "active", wf
     deployments = {
-        "acme9": [_h100("serve", 2, batch_size=16)],
-        "initech9": [_h100("batch-1", 1, 4), _h100("batch-2", 1, 2)],
-        "globex9": [_h100("train", 1, 4), _h100("eval", 1, 4)],
+        "acme9": [h100_deployment("serve", 2, batch_size=16)],
+        "initech9": [h100_deployment("batch-1", 1, 4), h100_deployment("batch-2", 1, 2)],
+        "globex9": [h100_deployment("train", 1, 4), h100_deployment("eval", 1, 4)],
     }
     with worker.client() as c:
         for tenant, deps in deployments.items():
@@ -115,7 +105,7 @@ def test_candidates_spot_first_then_standard_never_enterprise() -> None:
 def test_spot_deployment_is_preempted_for_an_enterprise_request(
     worker: Worker, tokens: dict[str, str]
 ) -> None:
-    out = _exhausted(worker, "acme9", _h100("llm", 2), gpus=4)
+    out = _exhausted(worker, "acme9", h100_deployment("llm", 2), gpus=4)
     assert out["status"] == "placed", out
     assert [(v["tenant"], v["workload"]) for v in out["victims"]] == [("initech9", "batch-1")]
     [preempt] = out["preempt_decisions"]
@@ -147,7 +137,7 @@ def test_spot_deployment_is_preempted_for_an_enterprise_request(
         assert c.get("/v1/audit/verify").json()["ok"] is True
     # A tenant token may not report capacity exhaustion.
     with worker.client(tokens["acme9"]) as c:
-        r = c.post("/v1/capacity/exhaustion", json={"tenant": "acme9", "deployment": _h100("x", 1)})
+        r = c.post("/v1/capacity/exhaustion", json={"tenant": "acme9", "deployment": h100_deployment("x", 1)})
         assert r.status_code == 403
 
 
@@ -157,18 +147,18 @@ def test_protected_deployments_are_never_victims_and_the_request_queues_or_is_re
     before = _states(worker)
     # 8 GPUs: the spot deployments are not enough, so standard globex9 (allow_preemption false) is
     # offered too; the PDP refuses all-or-nothing and the allowed subset frees too little.
-    out = _exhausted(worker, "acme9", _h100("llm2", 1), gpus=8)
+    out = _exhausted(worker, "acme9", h100_deployment("llm2", 1), gpus=8)
     assert out["status"] == "queued" and out["victims"] == [], out
     assert "PREEMPTION_VICTIM_PROTECTED" in out["reason"]
     first = out["preempt_decisions"][0]
     assert first["outcome"] == "DENY" and set(first["reason_codes"]) == {"PREEMPTION_VICTIM_PROTECTED"}
     assert {v["tenant"] for v in first["preemptible_victims"]} == {"initech9"}
 
-    out = _exhausted(worker, "acme9", _h100("llm3", 1), gpus=8, queue=False)
+    out = _exhausted(worker, "acme9", h100_deployment("llm3", 1), gpus=8, queue=False)
     assert out["status"] == "rejected" and "PREEMPTION_VICTIM_PROTECTED" in out["reason"], out
 
     # Nothing of enterprise acme9 is ever offered: globex9 (standard) finds no victims at all.
-    out = _exhausted(worker, "globex9", _h100("big", 1), gpus=16)
+    out = _exhausted(worker, "globex9", h100_deployment("big", 1), gpus=16)
     assert out["status"] == "queued" and out["preempt_decisions"] == [], out
 
     after = _states(worker)

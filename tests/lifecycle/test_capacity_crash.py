@@ -13,15 +13,11 @@ import pytest
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
 
-from .harness import Worker, audit_records, tenant_doc
+from .harness import Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 ACME = tenant_doc("acme-eu", "acmek", ["acmek-prod"], isolation="shared", entitlements={H100: 32})
 INITECH = tenant_doc("initech-spot", "initechk", ["initechk-batch"], entitlements={H100: 32})
-
-
-def _h100(name: str, replicas: int, gpus: int = 1) -> dict[str, Any]:
-    return {"deployment": name, "gpu_class": H100, "gpus_per_replica": gpus, "replicas": replicas}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def test_preemption_killed_midway_completes_with_each_effect_once(
     tag = pause.split(":")[0]
     big, small, llm = f"{tag}-big", f"{tag}-small", f"{tag}-llm"
     with worker.client() as c:
-        for dep in (_h100(big, 4), _h100(small, 2)):
+        for dep in (h100_deployment(big, 4), h100_deployment(small, 2)):
             r = c.post("/v1/tenants/initechk/deployments", json=dep)
             assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
 
@@ -64,7 +60,8 @@ def test_preemption_killed_midway_completes_with_each_effect_once(
     worker.start(env={"PDP_LIFECYCLE_PAUSE_AT": pause.format(big=big)})
     with worker.client() as c:
         r = c.post(
-            "/v1/capacity/exhaustion", json={"tenant": "acmek", "deployment": _h100(llm, 6), "gpus": 6}
+            "/v1/capacity/exhaustion",
+            json={"tenant": "acmek", "deployment": h100_deployment(llm, 6), "gpus": 6},
         )
     assert r.status_code == 202, r.text
     assert worker.wait_paused() == pause.format(big=big)

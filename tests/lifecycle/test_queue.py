@@ -17,7 +17,7 @@ import pytest
 from pdp.lifecycle import audit, capacity
 from pdp.lifecycle.db import Database
 
-from .harness import ROOT, Worker, audit_records, tenant_doc
+from .harness import ROOT, Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 TENANTS = {
@@ -27,10 +27,6 @@ TENANTS = {
     "initechq": tenant_doc("initech-spot", "initechq", ["initechq-batch"], entitlements={H100: 16}),
     "umbrellaq": tenant_doc("initech-spot", "umbrellaq", ["umbrellaq-batch"], entitlements={H100: 32}),
 }
-
-
-def _h100(name: str, replicas: int, gpus: int = 1) -> dict[str, Any]:
-    return {"deployment": name, "gpu_class": H100, "gpus_per_replica": gpus, "replicas": replicas}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +49,7 @@ def tenants(worker: Worker) -> None:
             worker.approve(worker.wait_approval(name)["id"])
         assert worker.wait_workflow(body["workflow_id"])["output"]["status"] == "active"
     with worker.client() as c:
-        r = c.post("/v1/tenants/globexq/deployments", json=_h100("train", 8))
+        r = c.post("/v1/tenants/globexq/deployments", json=h100_deployment("train", 8))
         assert r.status_code == 202, r.text
     assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
     # The scheduler reports H100s full: what running deployments hold is all there is.
@@ -165,7 +161,7 @@ def test_queue_order_is_tier_then_fifo() -> None:
 def test_freed_capacity_places_the_queue_by_tier_then_fifo(worker: Worker, tenants: None) -> None:
     # All full: each request is queued (the only running deployment's tenant refuses preemption).
     for tenant, name in (("initechq", "spot-a"), ("umbrellaq", "spot-b"), ("acmeq", "ent-a")):
-        out = _exhausted(worker, tenant, _h100(name, 2), gpus=2)
+        out = _exhausted(worker, tenant, h100_deployment(name, 2), gpus=2)
         assert out["status"] == "queued", out
     assert _queue(worker) == ["acmeq/ent-a", "initechq/spot-a", "umbrellaq/spot-b"]
 
@@ -207,7 +203,7 @@ def test_preempted_deployment_is_requeued_and_resumes_when_capacity_returns(
     worker: Worker, tenants: None
 ) -> None:
     told = len([r for r in _audit(worker, "initechq") if r["event"] == "capacity.notified"])
-    out = _exhausted(worker, "acmeq", _h100("ent-b", 2), gpus=2)
+    out = _exhausted(worker, "acmeq", h100_deployment("ent-b", 2), gpus=2)
     assert out["status"] == "placed" and [v["workload"] for v in out["victims"]] == ["spot-a"], out
     [preempt] = out["preempt_decisions"]
     moves = [
@@ -247,9 +243,9 @@ def test_preempted_deployment_is_requeued_and_resumes_when_capacity_returns(
 
 def test_a_retry_the_policy_now_denies_is_rejected(worker: Worker, tenants: None) -> None:
     # 24 of umbrellaq's 32 entitled GPUs queued (2 run); then 8 more run elsewhere: 10 + 24 > 32.
-    assert _exhausted(worker, "umbrellaq", _h100("wide", 24), gpus=24)["status"] == "queued"
+    assert _exhausted(worker, "umbrellaq", h100_deployment("wide", 24), gpus=24)["status"] == "queued"
     with worker.client() as c:
-        r = c.post("/v1/tenants/umbrellaq/deployments", json=_h100("other", 8))
+        r = c.post("/v1/tenants/umbrellaq/deployments", json=h100_deployment("other", 8))
     assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
     out = _retry(worker, {H100: 24})
     assert out["rejected"] == ["umbrellaq/wide"], out
@@ -266,8 +262,8 @@ def test_a_retry_the_policy_now_denies_is_rejected(worker: Worker, tenants: None
 def test_offboarding_drops_queued_work_and_frees_capacity_for_the_queue(
     worker: Worker, tenants: None
 ) -> None:
-    assert _exhausted(worker, "initechq", _h100("spot-c", 4), gpus=4)["status"] == "queued"
-    assert _exhausted(worker, "umbrellaq", _h100("spot-d", 2), gpus=2)["status"] == "queued"
+    assert _exhausted(worker, "initechq", h100_deployment("spot-c", 4), gpus=4)["status"] == "queued"
+    assert _exhausted(worker, "umbrellaq", h100_deployment("spot-d", 2), gpus=2)["status"] == "queued"
     assert _view(worker)["classes"][0]["free"] == 0
     with worker.client() as c:
         r = c.post("/v1/tenants/initechq/offboard", json={"reason": "done"})
@@ -282,8 +278,8 @@ def test_offboarding_drops_queued_work_and_frees_capacity_for_the_queue(
 def test_the_periodic_retry_places_what_no_event_announced(worker: Worker, tenants: None) -> None:
     # A report of free GPUs beyond what the reporting request could use: 6 free, it needs 8 (and
     # may not preempt), so it is queued, and nothing else is retried by that workflow.
-    assert _exhausted(worker, "umbrellaq", _h100("small", 2), gpus=2)["status"] == "queued"
-    assert _exhausted(worker, "umbrellaq", _h100("big", 8), gpus=2)["status"] == "queued"
+    assert _exhausted(worker, "umbrellaq", h100_deployment("small", 2), gpus=2)["status"] == "queued"
+    assert _exhausted(worker, "umbrellaq", h100_deployment("big", 8), gpus=2)["status"] == "queued"
     assert _view(worker)["classes"][0]["free"] == 6
     time.sleep(2)
     assert _states(worker)["umbrellaq/small"] == "queued"  # no schedule: nothing retries it
