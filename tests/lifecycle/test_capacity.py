@@ -3,7 +3,6 @@ batch-size and GPU-sharing requests, end to end on a real worker (real OPA, DBOS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,15 +18,9 @@ INITECH9 = tenant_doc("initech-spot", "initech9", ["initech9-batch"], entitlemen
 GLOBEX9 = tenant_doc("globex", "globex9", ["globex9-ml"], entitlements={"H100-80GB": 12, "A100-40GB": 4})
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    # No periodic queue retry: these tests check what the exhaustion workflow itself leaves, which
-    # a retry would move on (tests/lifecycle/test_queue.py covers the retry).
-    w = Worker(tmp_path_factory.mktemp("test_capacity"), capacity_retry_schedule="").start()
-    try:
-        yield w
-    finally:
-        w.stop()
+# No periodic queue retry: these tests check what the exhaustion workflow itself leaves, which
+# a retry would move on (tests/lifecycle/test_queue.py covers the retry).
+WORKER_OPTIONS = {"capacity_retry_schedule": ""}
 
 
 @pytest.fixture(scope="module")

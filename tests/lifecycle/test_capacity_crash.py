@@ -5,7 +5,6 @@ restarted worker finishes the capacity workflow with each effect exactly once.""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,14 +19,8 @@ ACME = tenant_doc("acme-eu", "acmek", ["acmek-prod"], isolation="shared", entitl
 INITECH = tenant_doc("initech-spot", "initechk", ["initechk-batch"], entitlements={H100: 32})
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    # No periodic queue retry: the re-queued victims must stay where the crash test left them.
-    w = Worker(tmp_path_factory.mktemp("test_capacity_crash"), capacity_retry_schedule="").start()
-    try:
-        yield w
-    finally:
-        w.stop()
+# No periodic queue retry: the re-queued victims must stay where the crash test left them.
+WORKER_OPTIONS = {"capacity_retry_schedule": ""}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,15 +29,9 @@ TENANTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    # The periodic retry starts off, so each test knows which event placed what; the last test
-    # turns it on.
-    w = Worker(tmp_path_factory.mktemp("test_queue"), capacity_retry_schedule="").start()
-    try:
-        yield w
-    finally:
-        w.stop()
+# The periodic retry starts off, so each test knows which event placed what; the last test
+# turns it on.
+WORKER_OPTIONS = {"capacity_retry_schedule": ""}
 
 
 @pytest.fixture(scope="module")
