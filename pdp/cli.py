@@ -22,12 +22,13 @@ from pdp.bundles.build import CURRENT_WASM_BUNDLE, build_bundle
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
-from pdp.embedded import EmbeddedPDP, EmbeddedSettings, opa_ready
+from pdp.embedded import EmbeddedPDP, opa_ready
 from pdp.enforcement.servingcert import CertificateError
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
+from pdp.options import embedded_settings, with_config
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 
@@ -38,21 +39,6 @@ EXIT_USAGE = 2
 def _print_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
-
-
-def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
-    """The embedded PDP's settings from the common options (--tenants, --fleet, ...)."""
-    return EmbeddedSettings.from_project(
-        tenants=args.tenants,
-        fleet=args.fleet,
-        policies=args.policies,
-        bundles=args.bundles,
-        keys=args.keys,
-        state=args.state,
-        decision_log=args.state / "decisions.sqlite",
-        engine=getattr(args, "engine", "opa"),
-        opa_addr=getattr(args, "sidecar_addr", None) or "",
-    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -375,37 +361,6 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pdp", description=__doc__.splitlines()[0] if __doc__ else "")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument(
-            "--tenants",
-            type=Path,
-            default=PROJECT_ROOT / "examples" / "tenants",
-            help="a tenant document or a folder of them",
-        )
-        sp.add_argument("--fleet", type=Path, default=PROJECT_ROOT / "examples" / "fleet.yaml")
-        sp.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies")
-        sp.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
-        sp.add_argument(
-            "--keys",
-            type=Path,
-            default=PROJECT_ROOT / ".keys",
-            help="folder of the bundle signing key pair (generated when missing)",
-        )
-        sp.add_argument(
-            "--state",
-            type=Path,
-            default=PROJECT_ROOT / "var",
-            help="folder for the decision log and OPA's files",
-        )
-        sp.add_argument(
-            "--engine",
-            choices=("opa", "wasm"),
-            default="opa",
-            help="opa: the supervised OPA sidecar (default); wasm: the same bundle compiled to "
-            "WebAssembly and evaluated in-process",
-        )
-        return sp
-
     with_config(sub.add_parser("validate", help="check tenant and fleet documents")).set_defaults(
         func=cmd_validate
     )
@@ -481,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     dm = with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
     dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
     dm.set_defaults(func=cmd_demo)
-    add_lifecycle_parser(sub, with_config, PROJECT_ROOT)
+    add_lifecycle_parser(sub)
     return p
 
 

@@ -18,6 +18,9 @@ from typing import Any
 import httpx
 import yaml
 
+from pdp.opa.binary import PROJECT_ROOT
+from pdp.options import embedded_settings, with_config
+
 DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
@@ -43,7 +46,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from pdp.cli import embedded_settings  # here, not at the top: pdp.cli imports this module
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
@@ -241,9 +243,8 @@ def cmd_effects(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(
-    sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser], root: Path
-) -> None:
+def add_parser(sub: Any) -> None:
+    root = PROJECT_ROOT
     lc = sub.add_parser("lifecycle", help="tenant lifecycle: product API, workflows, approvals, audit")
     lsub = lc.add_subparsers(dest="lifecycle_command", required=True)
 

@@ -1,7 +1,7 @@
 """Deployments realized as workload objects, and their re-placement (what the workflow steps run).
 
 Every deployment that runs has one apps/v1 Deployment in its tenant's first namespace, rendered
-from the PDP's placement decision (pdp/lifecycle/workload.py) and applied through the adapter.
+from the PDP's placement decision (pdp/substrate/kubernetes/workload.py) and applied through the adapter.
 The object and the placement it was rendered from are kept in the store, so scaling or a batch
 size change re-applies the same placement, preemption scales it to 0 (resumable), offboarding
 deletes it, and a policy change (SLA, GPU sharing) can ask the PDP again and re-apply only the
@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.lifecycle import objects, workload
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
+from pdp.substrate.kubernetes import objects, workload
 
 
 class ReplacementRefused(RuntimeError):

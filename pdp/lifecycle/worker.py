@@ -80,7 +80,7 @@ class Worker:
         self.stack = EmbeddedPDP(o.pdp).start()
         adapter: Adapter
         if o.kubeconfig:
-            from pdp.lifecycle.adapters.kubernetes import KubernetesAdapter
+            from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
             adapter = KubernetesAdapter(o.kubeconfig)
         else:

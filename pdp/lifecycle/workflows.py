@@ -19,9 +19,10 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, objects, realize
+from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
+from pdp.substrate.kubernetes import objects
 
 QUEUE = "tenant-ops"
 APPROVAL_TOPIC = "approval"

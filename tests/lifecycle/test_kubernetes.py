@@ -14,8 +14,9 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pdp.lifecycle import anchor, certificate, objects, workload
-from pdp.lifecycle.adapters.kubernetes import FIELD_MANAGER, KubernetesAdapter
+from pdp.lifecycle import anchor, certificate
+from pdp.substrate.kubernetes import objects, workload
+from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 
 from .harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import yaml
 
-from pdp.lifecycle import objects
-from pdp.lifecycle.adapters.kubernetes import object_path
+from pdp.substrate.kubernetes import objects
+from pdp.substrate.kubernetes.adapter import object_path
 
 from .harness import EXAMPLES
 

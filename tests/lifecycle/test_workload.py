@@ -10,8 +10,8 @@ import yaml
 
 from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.workloads import workload_from_object
-from pdp.lifecycle import workload
-from pdp.lifecycle.adapters.kubernetes import object_path
+from pdp.substrate.kubernetes import workload
+from pdp.substrate.kubernetes.adapter import object_path
 
 from .harness import EXAMPLES
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.lifecycle.objects import TENANT_LABEL, Obj
+from pdp.substrate.kubernetes.objects import TENANT_LABEL, Obj
 
 DEPLOYMENT_LABEL = "gpupaas.io/deployment"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
