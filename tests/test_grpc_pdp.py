@@ -204,3 +204,20 @@ def test_every_decision_is_recorded_and_queryable_by_tenant_and_time(
     assert "RESIDENCY_VIOLATION" in [r["code"] for r in record.reasons]
     assert other["decision_id"] not in {r.decision_id for r in acme}
     assert stack.decision_log.query(tenant="acme-eu", since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_an_intent_with_only_its_kind_gets_the_embedded_answer(client: PdpClient, stack: EmbeddedPDP) -> None:
+    # Valid per intent.schema.json; the gRPC path used to refuse it with "action: is required".
+    intent = {"kind": "offboard_tenant", "tenant": "globex"}
+    remote = client.decide(intent)
+    local = stack.point.decide(intent).to_dict()
+    volatile = ("decision_id", "decided_at", "evaluation_ms")
+    assert {k: v for k, v in remote.items() if k not in volatile} == {
+        k: v for k, v in local.items() if k not in volatile
+    }
+    assert remote["outcome"] == "ALLOW" and "DESTROY_DATA" in [o["code"] for o in remote["obligations"]]
+
+
+def test_empty_collections_are_present_in_the_grpc_rendering(client: PdpClient) -> None:
+    decision = client.decide({"kind": "offboard_tenant", "tenant": "globex"})
+    assert decision["reasons"] == [] and decision["warnings"] == []

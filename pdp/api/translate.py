@@ -124,6 +124,7 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
         bundle_revision=decision.bundle_revision,
         decision_id=decision.decision_id,
         tenant=decision.tenant,
+        kind=decision.kind,
     )
     _fill(message.constraints, decision.constraints)
     for obligation in decision.obligations:
@@ -136,6 +137,12 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
 def decision_from_proto(message: pb.Decision) -> dict[str, Any]:
     """A gRPC Decision as the same JSON document `Decision.to_dict` gives (for clients and the CLI)."""
     out = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # proto3 leaves empty lists and messages out; Decision.to_dict always has them.
+    for key in ("reasons", "warnings", "obligations"):
+        out.setdefault(key, [])
+    out.setdefault("constraints", {})
+    for obligation in out["obligations"]:
+        obligation.setdefault("params", {})
     out["outcome"] = pb.Outcome.Name(message.outcome)
     out["evaluation_ms"] = message.evaluation_time.ToMicroseconds() / 1000
     out.pop("evaluation_time", None)
@@ -151,6 +158,9 @@ def intent_to_proto(intent: dict[str, Any]) -> pb.Intent:
     message.usage.update(intent.get("usage", {}))
     payload = dict(intent.get(kind) or {})
     target = getattr(message, kind)
+    # An intent with nothing to say beyond its kind (offboard_tenant of a tenant) still chooses
+    # its action: without this the oneof stays unset and the server answers "action: is required".
+    target.SetInParent()
     try:
         if kind == "create_tenant":
             target.policy.update(payload.get("policy", {}))

@@ -346,7 +346,7 @@ class Obligation(_message.Message):
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("outcome", "reasons", "warnings", "constraints", "obligations", "bundle_revision", "decision_id", "decided_at", "evaluation_time", "tenant")
+    __slots__ = ("outcome", "reasons", "warnings", "constraints", "obligations", "bundle_revision", "decision_id", "decided_at", "evaluation_time", "tenant", "kind")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,7 @@ class Decision(_message.Message):
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_TIME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     reasons: _containers.RepeatedCompositeFieldContainer[Reason]
     warnings: _containers.RepeatedCompositeFieldContainer[Reason]
@@ -367,4 +368,5 @@ class Decision(_message.Message):
     decided_at: _timestamp_pb2.Timestamp
     evaluation_time: _duration_pb2.Duration
     tenant: str
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., bundle_revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evaluation_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., bundle_revision: _Optional[str] = ..., decision_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evaluation_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tenant: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
