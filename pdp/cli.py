@@ -71,11 +71,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_until_signal(server: Any, *, parent: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or, for a worker, until its parent is gone)."""
+def _stop_on_signals() -> threading.Event:
+    """An event SIGINT/SIGTERM set. Installed before anything starts: a signal that arrives while
+    the servers come up ends them cleanly once they are up, instead of killing the process."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _serve_until_signal(server: Any, stop: threading.Event, *, parent: int | None = None) -> None:
+    """Serve until `stop` is set (or, for a worker, until its parent is gone)."""
     while not stop.wait(1.0):
         if parent is not None and os.getppid() != parent:
             break
@@ -191,6 +197,7 @@ def _start_workers(args: argparse.Namespace, servers: _Servers, listen: str, **e
 def cmd_serve(args: argparse.Namespace) -> int:
     from pdp.api.server import PdpServer
 
+    stop = _stop_on_signals()
     tls = _tls(args)
     _check_enforcement(args)
     # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
@@ -220,7 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             servers.stop()
             raise
         print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
-        _serve_until_signal(servers)
+        _serve_until_signal(servers, stop)
         return 0
     with EmbeddedPDP(embedded_settings(args)) as stack:
         server = servers.add(
@@ -242,7 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         revision = stack.bundle.revision if stack.bundle else "?"
         engine_name = stack.settings.engine
         print(f"pdp serving on {server.address} (embedded {engine_name}, bundle {revision})", flush=True)
-        _serve_until_signal(servers)
+        _serve_until_signal(servers, stop)
     return 0
 
 
@@ -257,6 +264,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     """One extra process of `pdp serve --workers N` (started by it, not by hand)."""
     from pdp.api.server import PdpServer
 
+    stop = _stop_on_signals()
     parent = os.getppid()
     servers = _Servers()
     tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert and args.tls_key else None
@@ -279,7 +287,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     servers.add(
         PdpServer(DecisionPoint(engine, log), listen=args.listen, tls=tls, engine_ready=ready).start()
     )
-    _serve_until_signal(servers, parent=parent)
+    _serve_until_signal(servers, stop, parent=parent)
     engine.close()
     if log is not None:
         log.close()
@@ -287,10 +295,11 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_bundles(args: argparse.Namespace) -> int:
+    stop = _stop_on_signals()
     host, port = args.listen.rsplit(":", 1)
     server = BundleServer(args.bundles, host, int(port)).start()
     print(f"serving bundles from {args.bundles} at {server.url}", flush=True)
-    _serve_until_signal(server)
+    _serve_until_signal(server, stop)
     return 0
 
 
@@ -444,7 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         status: int = args.func(args)
+        sys.stdout.flush()
         return status
+    except BrokenPipeError:
+        # The reader went away (`pdp decide ... | head`): nothing left to say to it. Python would
+        # report the same error again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
     except ConfigErrors as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)

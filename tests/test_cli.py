@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,42 @@ def test_serve_with_a_missing_webhook_certificate_names_the_file(workspace: Path
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"error: {missing}: cannot be read" in result.stderr
+
+
+def test_decide_into_a_closed_pipe_ends_quietly(served: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, like `| head` finished
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pdp.cli", "decide", "--server", served],
+            input=(EXAMPLES / "intents" / "01-acme-eu-deploy-eu.json").read_text(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+
+
+def test_sigterm_while_serve_starts_shuts_it_down_cleanly(workspace: Path, opa_binary: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "serve", *config_args(workspace), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    bundle = workspace / "bundles" / "gpupaas.tar.gz"
+    deadline = time.monotonic() + 120
+    while not bundle.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bundle.exists(), "serve never built its bundle"
+    process.send_signal(signal.SIGTERM)  # the servers are still coming up
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err

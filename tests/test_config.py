@@ -67,6 +67,12 @@ def test_missing_required_field_is_named(workspace: Path) -> None:
     assert ("globex.yaml", "tenant.entitlements", "is required") in errors_of(workspace)
 
 
+def test_a_field_required_by_several_schema_branches_is_reported_once(workspace: Path) -> None:
+    (workspace / "examples" / "tenants" / "bare.yaml").write_text(yaml.safe_dump({"tenant": {"name": "bare"}}))
+    errors = errors_of(workspace)
+    assert errors.count(("bare.yaml", "tenant.tier", "is required")) == 1, errors
+
+
 def test_every_broken_file_is_reported_at_once(workspace: Path) -> None:
     write_tenant(workspace, "one", tier="gold")
     write_tenant(workspace, "two", isolation="private")

@@ -67,10 +67,13 @@ def _read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:
 
 def _schema_errors(file: str, schema: str, document: Any) -> list[ConfigError]:
     found = leaf_errors(validator(schema).iter_errors(document))
-    errors = []
+    errors: list[ConfigError] = []
     for error in sorted(found, key=lambda e: [str(p) for p in e.absolute_path]):
         path, problem = describe(error)
-        errors.append(ConfigError(file, format_path(path), problem))
+        # A field several schema branches require (tier, in each tier's if/then) fails in each.
+        described = ConfigError(file, format_path(path), problem)
+        if described not in errors:
+            errors.append(described)
     return errors
 
 
