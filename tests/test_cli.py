@@ -166,6 +166,6 @@ def test_sigterm_while_serve_starts_shuts_it_down_cleanly(workspace: Path, opa_b
         time.sleep(0.01)
     assert bundle.exists(), "serve never built its bundle"
     process.send_signal(signal.SIGTERM)  # the servers are still coming up
-    out, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "Traceback" not in err

@@ -68,7 +68,8 @@ def test_missing_required_field_is_named(workspace: Path) -> None:
 
 
 def test_a_field_required_by_several_schema_branches_is_reported_once(workspace: Path) -> None:
-    (workspace / "examples" / "tenants" / "bare.yaml").write_text(yaml.safe_dump({"tenant": {"name": "bare"}}))
+    bare = workspace / "examples" / "tenants" / "bare.yaml"
+    bare.write_text(yaml.safe_dump({"tenant": {"name": "bare"}}))
     errors = errors_of(workspace)
     assert errors.count(("bare.yaml", "tenant.tier", "is required")) == 1, errors
 
