@@ -323,9 +323,20 @@ def cmd_decide(args: argparse.Namespace) -> int:
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidIntent("intent", exc.details() or "invalid") from exc
                 raise
-    else:
+    elif args.engine == "opa":
         with EmbeddedPDP(embedded_settings(args)) as stack:
             decision = stack.point.decide(intent).to_dict()
+        print(
+            f"decided by OPA (embedded sidecar), bundle {stack.bundle.revision if stack.bundle else '?'}",
+            file=sys.stderr,
+        )
+    else:
+        from pdp.oneshot import decide_once
+
+        answer = decide_once(embedded_settings(args), intent)
+        decision = answer.decision
+        built = "cached build" if answer.cached else "built now"
+        print(f"decided in-process by the wasm engine, bundle {answer.revision} ({built})", file=sys.stderr)
     _print_json(decision)
     return EXIT_STATUS.get(decision["outcome"], 1)
 
@@ -430,7 +441,9 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
     sb.add_argument("--listen", default="127.0.0.1:8282")
     sb.set_defaults(func=cmd_serve_bundles)
-    d = with_config(sub.add_parser("decide", help="decide one intent (JSON file or - for stdin)"))
+    d = with_config(
+        sub.add_parser("decide", help="decide one intent (JSON file or - for stdin)"), engine_default="wasm"
+    )
     d.add_argument("intent", nargs="?", default="-")
     d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     d.add_argument("--timeout", type=float, default=2.0)

@@ -7,10 +7,6 @@ all local, no external services.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
-
 import httpx
 
 from pdp.bundles.build import BuiltBundle, build_bundle
@@ -19,44 +15,13 @@ from pdp.bundles.signing import KeyPair, ensure_keypair
 from pdp.config import load_config
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmBundle, WasmEngine
-from pdp.opa.binary import PROJECT_ROOT
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
+from pdp.settings import EmbeddedSettings
 
-
-@dataclass(frozen=True)
-class EmbeddedSettings:
-    tenants: Path
-    fleet: Path
-    policies: Path
-    bundles: Path
-    keys: Path
-    state: Path
-    decision_log: Path | None = None
-    opa_addr: str = ""
-    ready_timeout: float = 30.0
-    # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
-    # evaluated in-process.
-    engine: str = "opa"
-
-    @classmethod
-    def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
-        """The repository's examples and policies, state under var/, keys under .keys/."""
-        settings = cls(
-            tenants=root / "examples" / "tenants",
-            fleet=root / "examples" / "fleet.yaml",
-            policies=root / "policies",
-            bundles=root / "bundles",
-            keys=root / ".keys",
-            state=root / "var",
-            decision_log=root / "var" / "decisions.sqlite",
-        )
-        return settings.replace(**overrides) if overrides else settings
-
-    def replace(self, **changes: object) -> EmbeddedSettings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+__all__ = ["EmbeddedPDP", "EmbeddedSettings", "opa_ready"]
 
 
 def opa_ready(addr: str) -> bool:

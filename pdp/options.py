@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pdp.embedded import EmbeddedSettings
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.settings import EmbeddedSettings
 
 
-def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def with_config(sp: argparse.ArgumentParser, *, engine_default: str = "opa") -> argparse.ArgumentParser:
     sp.add_argument(
         "--tenants",
         type=Path,
@@ -35,9 +35,9 @@ def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sp.add_argument(
         "--engine",
         choices=("opa", "wasm"),
-        default="opa",
-        help="opa: the supervised OPA sidecar (default); wasm: the same bundle compiled to "
-        "WebAssembly and evaluated in-process",
+        default=engine_default,
+        help=f"opa: the supervised OPA sidecar; wasm: the same bundle compiled to WebAssembly and "
+        f"evaluated in-process (default: {engine_default})",
     )
     return sp
 

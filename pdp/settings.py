@@ -1,0 +1,44 @@
+"""What an embedded PDP is made of: where its documents, policies, bundles, keys and state live,
+and which engine decides. Kept apart from pdp.embedded so that reading settings imports nothing
+heavy (the one-shot `pdp decide` starts in milliseconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from pdp.opa.binary import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    tenants: Path
+    fleet: Path
+    policies: Path
+    bundles: Path
+    keys: Path
+    state: Path
+    decision_log: Path | None = None
+    opa_addr: str = ""
+    ready_timeout: float = 30.0
+    # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
+    # evaluated in-process.
+    engine: str = "opa"
+
+    @classmethod
+    def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
+        """The repository's examples and policies, state under var/, keys under .keys/."""
+        settings = cls(
+            tenants=root / "examples" / "tenants",
+            fleet=root / "examples" / "fleet.yaml",
+            policies=root / "policies",
+            bundles=root / "bundles",
+            keys=root / ".keys",
+            state=root / "var",
+            decision_log=root / "var" / "decisions.sqlite",
+        )
+        return settings.replace(**overrides) if overrides else settings
+
+    def replace(self, **changes: object) -> EmbeddedSettings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
