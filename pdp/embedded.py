@@ -23,7 +23,7 @@ from pdp.opa.binary import PROJECT_ROOT
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecisionPoint
-from pdp.records import DecisionLog
+from pdp.records import DecisionLog, Integrity
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class EmbeddedSettings:
     keys: Path
     state: Path
     decision_log: Path | None = None
+    # The decision log's checkpoints and signing key (pdp/records.py).
+    records: Integrity = dataclasses.field(default_factory=Integrity)
     opa_addr: str = ""
     ready_timeout: float = 30.0
     # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
@@ -105,7 +107,7 @@ class EmbeddedPDP:
         if s.engine not in ("opa", "wasm"):
             raise ValueError(f"engine {s.engine!r} is not one of opa, wasm")
         self.build()
-        self.decision_log = DecisionLog(s.decision_log) if s.decision_log else None
+        self.decision_log = DecisionLog(s.decision_log, s.records) if s.decision_log else None
         if s.engine == "wasm":
             assert self.bundle is not None and self.bundle.wasm_path is not None
             self.engine = WasmEngine.from_tarball(self.bundle.wasm_path)

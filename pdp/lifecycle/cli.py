@@ -19,10 +19,15 @@ import httpx
 import yaml
 
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import embedded_settings, with_config
+from pdp.options import embedded_settings, with_config, with_records
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "")
+    return Path(value) if value else None
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
@@ -57,7 +62,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         approval_timeout=args.approval_timeout,
         capacity_retry_schedule=args.capacity_retry_schedule,
         certificate_key=args.certificate_key,
-        audit_anchor=args.audit_anchor,
+        audit_checkpoints=args.audit_checkpoints,
+        audit_trusted_key=args.audit_trusted_key,
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
     )
@@ -184,40 +190,41 @@ def _db(args: argparse.Namespace) -> Any:
     return Database(url or f"sqlite:///{args.state / 'lifecycle' / 'lifecycle.sqlite'}")
 
 
-def _anchor_path(args: argparse.Namespace) -> Path:
-    return Path(args.anchor or args.state / "lifecycle" / "audit-anchor.json")
-
-
-def _public_key(args: argparse.Namespace) -> Any:
-    from pdp.lifecycle import certificate
-
-    if args.public_key:
-        return certificate.load_public_pem(args.public_key.read_text())
-    # On the worker's machine: the public half of its signing key (never generated here).
-    path = args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
-    return certificate.load_key(path).public_key()
+def _signing_key_path(args: argparse.Namespace) -> Path:
+    return Path(args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem")
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import anchor, certificate
+    from pdp.integrity import signing, trust
+    from pdp.integrity.sinks import SinkError, open_sink
+    from pdp.lifecycle import anchor
 
-    try:
-        public = _public_key(args)
-    except (OSError, ValueError, certificate.KeyFileError) as exc:
-        print(f"FAIL no public key to check the audit anchor with (--public-key): {exc}")
-        return 1
     if args.file:
-        report = anchor.verify_export(Path(args.file).read_text(), public)
-    else:
-        report = anchor.verify(_db(args), _anchor_path(args), public)
-    for p in report.problems:
-        print(f"FAIL {p}")
-    for note in report.notes:
-        print(f"note: {note}")
-    if report.ok:
-        at = f"anchored at record {report.anchor.seq}" if report.anchor else "empty, nothing anchored"
-        print(f"ok: the audit trail verifies ({report.chain_end} records; {at})")
-    return 0 if report.ok else 1
+        # An archive: the trusted key is required; the sink, when given, checks every record.
+        if not args.trusted_key:
+            print("FAIL no trusted key: give --trusted-key PEM (or $PDP_AUDIT_TRUSTED_KEY)")
+            return 1
+        try:
+            public = signing.load_public_key(args.trusted_key)
+            sink = open_sink(args.checkpoints) if args.checkpoints else None
+        except (OSError, SinkError, signing.KeyFileError) as exc:
+            print(f"FAIL {exc}")
+            return 1
+        entries = list(sink.entries()) if sink is not None else None
+        report = anchor.verify_export(Path(args.file).read_text(), public, entries)
+        shown = sink or open_sink(f"file:{args.file}")
+        return trust.print_report(report, what="audit trail", sink=shown, key=public)
+    try:
+        held = trust.load(args.state, args.checkpoints, args.trusted_key, env="PDP_AUDIT")
+    except trust.TrustError as exc:
+        print(f"FAIL {exc}")
+        return 1
+    report = anchor.verify(_db(args), held.sink, held.key)
+    if args.json:
+        json.dump(report.as_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0 if report.ok else 1
+    return trust.print_report(report, what="audit trail", sink=held.sink, key=held.key)
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -225,13 +232,23 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from pdp.lifecycle.anchor import export_jsonl
 
     try:
-        key = certificate.load_key(
-            args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
-        )
+        key = certificate.load_key(_signing_key_path(args))
     except (OSError, ValueError, certificate.KeyFileError) as exc:
         key = None  # still exported, unsealed: a verifier will say deletions cannot be detected
         print(f"warning: export not sealed, no signing key: {exc}", file=sys.stderr)
-    sys.stdout.write(export_jsonl(_db(args), _anchor_path(args), args.tenant, key))
+    sys.stdout.write(export_jsonl(_db(args), args.tenant, key))
+    return 0
+
+
+def cmd_audit_public_key(args: argparse.Namespace) -> int:
+    from pdp.lifecycle import certificate
+
+    try:
+        key = certificate.load_key(_signing_key_path(args))
+    except (OSError, ValueError, certificate.KeyFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(certificate.public_pem(key.public_key()))
     return 0
 
 
@@ -258,7 +275,7 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
         return sp
 
-    w = with_config(lsub.add_parser("worker", help="run the API and the durable workflows"))
+    w = with_records(with_config(lsub.add_parser("worker", help="run the API and the durable workflows")))
     w.add_argument("--listen", default="127.0.0.1:8700")
     w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
     w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
@@ -271,18 +288,28 @@ def add_parser(sub: Any) -> None:
     w.add_argument(
         "--certificate-key",
         type=Path,
-        help="Ed25519 key signing certificates of destruction and the audit anchor, generated "
+        help="Ed25519 key signing certificates of destruction and the audit checkpoints, generated "
         "(mode 0600) if absent (default: <state>/lifecycle/certificate-signing-key.pem)",
     )
     w.add_argument(
-        "--audit-anchor",
+        "--audit-checkpoints",
+        metavar="SINK",
+        default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
+        help="where the audit trail's signed checkpoints go, outside --state: file:PATH (an append-only "
+        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else "
+        "<state>/lifecycle/audit-checkpoints.jsonl, which catches accidents only)",
+    )
+    w.add_argument(
+        "--audit-trusted-key",
         type=Path,
-        help="file holding the signed head of the audit chain (default: <state>/lifecycle/audit-anchor.json)",
+        default=_env_path("PDP_AUDIT_TRUSTED_KEY"),
+        help="the public key verifiers trust; a certificate key that does not match it is refused "
+        "(default $PDP_AUDIT_TRUSTED_KEY)",
     )
     w.add_argument(
         "--audit-reanchor",
         action="store_true",
-        help="anchor the trail anew although its anchor file is missing (recorded in the trail)",
+        help="checkpoint the trail anew although the sink holds none of its checkpoints (recorded in it)",
     )
     w.add_argument(
         "--destroy-timeout",
@@ -328,29 +355,52 @@ def add_parser(sub: Any) -> None:
     )
     cv.set_defaults(func=cmd_certificate_verify)
 
-    def anchored(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--anchor", type=Path, help="default: <state>/lifecycle/audit-anchor.json")
+    def signed(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument(
             "--certificate-key",
             type=Path,
-            help="the worker's signing key: seals exports, its public half checks anchors "
-            "(default: <state>/lifecycle/certificate-signing-key.pem)",
+            help="the worker's signing key (default: <state>/lifecycle/certificate-signing-key.pem)",
         )
         return sp
 
-    av = anchored(
-        database(lsub.add_parser("audit-verify", help="verify the hash chain and its signed anchor"))
+    av = database(
+        lsub.add_parser(
+            "audit-verify",
+            help="check the audit trail against its checkpoints and the trusted key, both held outside "
+            "the state folder; names the first altered record",
+        )
+    )
+    av.add_argument(
+        "--checkpoints",
+        metavar="SINK",
+        default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
+        help="the sink the worker checkpoints to: file:PATH or dir:PATH (default $PDP_AUDIT_CHECKPOINTS)",
+    )
+    av.add_argument(
+        "--trusted-key",
+        "--public-key",
+        type=Path,
+        default=_env_path("PDP_AUDIT_TRUSTED_KEY"),
+        help="PEM public key of the worker's signing key, as `audit-public-key` prints it "
+        "(default $PDP_AUDIT_TRUSTED_KEY)",
     )
     av.add_argument("--file", type=Path, help="verify an exported trail (JSON lines) instead, offline")
-    av.add_argument("--public-key", type=Path, help="PEM public key of the worker's signing key")
+    av.add_argument("--json", action="store_true", help="the report as JSON")
     av.set_defaults(func=cmd_audit_verify)
-    ae = anchored(
-        database(
-            lsub.add_parser("audit-export", help="the audit trail as JSON lines, then its anchor and seal")
-        )
+    ae = signed(
+        database(lsub.add_parser("audit-export", help="the audit trail as JSON lines, then its seal"))
     )
     ae.add_argument("--tenant")
     ae.set_defaults(func=cmd_audit_export)
+    ak = signed(
+        database(
+            lsub.add_parser(
+                "audit-public-key",
+                help="print the public half of the worker's signing key, to keep outside the state folder",
+            )
+        )
+    )
+    ak.set_defaults(func=cmd_audit_public_key)
     database(lsub.add_parser("effects", help="what the dry-run adapter applied")).set_defaults(
         func=cmd_effects
     )
