@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,7 +27,11 @@ def private_file(path: Path) -> Path:
     """Create `path` empty with mode 0600 when absent; an existing file that group or others can
     read or write is narrowed to its owner (a database created 0644 by an earlier version)."""
     private_dir(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if not path.exists():
+        # Never open and close an existing database here: closing any descriptor of a file drops
+        # every POSIX lock this process holds on it, SQLite's included (sqlite.org/howtocorrupt).
+        with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     narrow(path)
     return path
 

@@ -214,8 +214,8 @@ def verify(
             )
         for first, last in _gaps(checkpoints, min(end, furthest.last)):
             report.notes.append(
-                f"{_span(first, last)} were not checkpointed one by one (a writer stopped between commit "
-                "and checkpoint): an alteration there is named with the next checkpointed record"
+                f"not checkpointed one by one: {_span(first, last)} (a writer stopped between commit and "
+                "checkpoint); an alteration there is named with the next checkpointed record"
             )
     elif report.chain_end:
         problem(

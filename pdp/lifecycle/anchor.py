@@ -111,7 +111,9 @@ class Anchor:
     def start(self) -> None:
         """Check the sink's latest checkpoint against the trail, then checkpoint what was committed
         after it. A sink with no checkpoint of a trail that says it was checkpointed (an
-        `audit.anchored` record) is not started anew unless `reanchor` (recorded in the trail)."""
+        `audit.anchored` record) is not started anew unless `reanchor` (recorded in the trail).
+        From here on every commit that appends is checkpointed (that record's too)."""
+        self.db.after_audit_commit = self.after_commit
         self.checkpoints.start(_Trail(self.db, self.key), adopt=self.reanchor)
 
     def after_commit(self, appended: Appended) -> None:

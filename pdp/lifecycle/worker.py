@@ -97,7 +97,6 @@ class Worker:
         # checkpoint is checked against the chain first, and every commit after is checkpointed.
         audit_anchor = anchor.Anchor(sink, key, db, o.audit_reanchor, trusted)
         audit_anchor.start()
-        db.after_audit_commit = audit_anchor.after_commit
         self.stack = EmbeddedPDP(o.pdp).start()
         adapter: Adapter
         if o.kubeconfig:
