@@ -60,7 +60,8 @@ def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
     )
 
 
-def _env_path(name: str) -> Path | None:
+def env_path(name: str) -> Path | None:
+    """A path from the environment variable `name`, None when unset or empty."""
     value = os.environ.get(name, "")
     return Path(value) if value else None
 
@@ -79,14 +80,14 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument(
         "--records-signing-key",
         type=Path,
-        default=_env_path("PDP_RECORDS_SIGNING_KEY"),
+        default=env_path("PDP_RECORDS_SIGNING_KEY"),
         help="Ed25519 key signing the checkpoints, generated (0600) if absent "
         "(default $PDP_RECORDS_SIGNING_KEY, else <state>/records-signing-key.pem)",
     )
     g.add_argument(
         "--records-trusted-key",
         type=Path,
-        default=_env_path("PDP_RECORDS_TRUSTED_KEY"),
+        default=env_path("PDP_RECORDS_TRUSTED_KEY"),
         help="the public key verifiers trust; a signing key that does not match it is refused at start "
         "(default $PDP_RECORDS_TRUSTED_KEY)",
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.options import env_path
 
 
 def _log_path(args: argparse.Namespace) -> Path:
@@ -98,9 +99,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument(
         "--trusted-key",
         type=Path,
-        default=Path(os.environ["PDP_RECORDS_TRUSTED_KEY"])
-        if os.environ.get("PDP_RECORDS_TRUSTED_KEY")
-        else None,
+        default=env_path("PDP_RECORDS_TRUSTED_KEY"),
         help="PEM public key of the PDP's records signing key (default $PDP_RECORDS_TRUSTED_KEY)",
     )
     v.add_argument("--json", action="store_true", help="the report as JSON")
