@@ -27,7 +27,14 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
-from pdp.options import embedded_settings, records_argv, records_integrity, with_config, with_records
+from pdp.options import (
+    embedded_settings,
+    records_argv,
+    records_integrity,
+    warn_unprotected_records,
+    with_config,
+    with_records,
+)
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
@@ -201,6 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("pdp").setLevel(logging.INFO)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     servers = _Servers()
     if args.opa_addr:
         # Production: OPA runs as a sidecar we do not manage and pulls bundles itself.

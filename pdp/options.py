@@ -4,6 +4,7 @@ settings they make. Both `pdp` and `pdp lifecycle` import this; neither imports 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -119,3 +120,13 @@ def records_argv(args: argparse.Namespace) -> tuple[str, ...]:
         if value:
             argv += [flag, str(value)]
     return tuple(argv)
+
+
+def warn_unprotected_records(args: argparse.Namespace, log: logging.Logger) -> None:
+    """A long-running server without an outside sink for its decision log says so at start."""
+    if not getattr(args, "records_checkpoints", ""):
+        log.warning(
+            "decision log: no --records-checkpoints sink outside --state (or $PDP_RECORDS_CHECKPOINTS): "
+            "its checkpoints are kept beside it, where whoever can rewrite the log can rewrite them "
+            "(docs/records.md)"
+        )

@@ -228,7 +228,9 @@ class DecisionLog:
         sink = integrity.sink(path)
         local = sink_path(sink)
         if local is not None and inside(local, path.parent):
-            log.warning(
+            # Unconfigured, the default: `pdp serve` and the lifecycle worker warn about it once.
+            log.log(
+                logging.WARNING if integrity.checkpoints else logging.INFO,
                 "decision log %s: checkpoints in %s, inside its own folder: they catch accidents, not "
                 "someone who can rewrite that folder; give a sink outside it (--records-checkpoints)",
                 path,

@@ -21,7 +21,7 @@ import yaml
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
 from pdp.lifecycle.audit_cli import lifecycle_db as _db
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import embedded_settings, env_path, with_config, with_records
+from pdp.options import embedded_settings, env_path, warn_unprotected_records, with_config, with_records
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
@@ -43,6 +43,7 @@ def _show(response: httpx.Response) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import threading
 
@@ -51,6 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     pdp = embedded_settings(args)
     options = WorkerOptions(
         pdp=pdp,
