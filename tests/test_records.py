@@ -487,9 +487,10 @@ def test_sinks_never_replace_a_checkpoint(tmp_path: Path) -> None:
     with (tmp_path / "cps.jsonl").open("ab") as fh:
         fh.write(b'{"torn')  # a crash in the middle of a write
     assert list(appended.entries()) == [b'{"a":1}', b'{"b":2}'] and appended.torn()
-    assert appended.recent() == [b'{"a":1}', b'{"b":2}']
+    assert list(appended.backwards()) == [b'{"b":2}', b'{"a":1}']
     appended.put("c", b'{"c":3}')  # the next write starts a line of its own
     assert list(appended.entries()) == [b'{"a":1}', b'{"b":2}', b'{"torn', b'{"c":3}']
     assert not appended.torn()
+    assert list(appended.backwards()) == [b'{"c":3}', b'{"torn', b'{"b":2}', b'{"a":1}']
     with pytest.raises(Exception, match="no s3:// sink in this build"):
         open_sink("s3://bucket/decisions")

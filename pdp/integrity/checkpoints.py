@@ -29,6 +29,8 @@ from pdp.integrity.sinks import CheckpointExists, Sink
 
 TYPE = "gpupaas.io/records-checkpoint"
 DIGEST = 32
+# How many of its own checkpoints a writer reads back at start, newest first.
+_LOOK_BACK = 64
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,15 @@ def encode(log_name: str, first: int, prev: str, hashes: Sequence[str], key: Ed2
     }
     text = canonical(doc)
     return canonical({"document": text, "signature": signing.sign(text, key)}).encode()
+
+
+def claimed_log(line: bytes) -> str | None:
+    """The log an unverified checkpoint names; None when the line is not a checkpoint at all."""
+    try:
+        log_name = json.loads(json.loads(line)["document"])["log"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(log_name)
 
 
 def claimed(line: bytes) -> str:
@@ -170,18 +181,25 @@ class Checkpointer:
         self.frozen = ""
 
     def latest(self) -> Checkpoint | None:
-        """The sink's checkpoint of this log that reaches furthest; CheckpointError when one of the
-        latest is not this key's (a replaced key, or someone else writing)."""
+        """The sink's checkpoint of this log that reaches furthest (looking back a little past the
+        newest: writer processes may finish theirs out of order); CheckpointError when one of them
+        is not this key's (a replaced key, or someone else writing)."""
         found: Checkpoint | None = None
-        for line in self.sink.recent():
+        seen = 0
+        for line in self.sink.backwards(f"{self.log_name}-"):
+            if claimed_log(line) != self.log_name:
+                continue  # another log's, or not a checkpoint (a write a crash cut short)
             try:
                 cp = decode(line, self.key.public_key())
             except CheckpointError as exc:
                 raise CheckpointError(
                     f"a checkpoint in {self.sink.location} ({claimed(line)}): {exc}"
                 ) from exc
-            if cp.log == self.log_name and (found is None or cp.last > found.last):
+            if found is None or cp.last > found.last:
                 found = cp
+            seen += 1
+            if seen >= _LOOK_BACK:
+                break
         return found
 
     def start(self, source: ChainSource, *, adopt: bool = False) -> None:

@@ -24,8 +24,8 @@ from typing import Protocol
 
 from pdp.integrity.files import private_dir
 
-# How much of an append file the writer reads at start to find its latest checkpoint.
-_TAIL_BYTES = 1 << 20
+# How much of an append file is read at a time, from its end, to find the latest checkpoints.
+_CHUNK = 1 << 16
 
 
 class SinkError(Exception):
@@ -45,8 +45,9 @@ class Sink(Protocol):
     def entries(self) -> Iterator[bytes]:
         """Every checkpoint stored, oldest first where the sink keeps an order."""
 
-    def recent(self) -> list[bytes]:
-        """The latest checkpoints (at least the last one), oldest first."""
+    def backwards(self, prefix: str = "") -> Iterator[bytes]:
+        """The checkpoints newest first (a writer's start looks for its latest). `prefix`: a hint
+        that only names starting with it matter (a folder skips the others unread)."""
 
     def torn(self) -> bool:
         """Whether the last write was cut short (a crash while writing): it is not an entry."""
@@ -72,10 +73,6 @@ class AppendFile:
         finally:
             os.close(fd)
 
-    def _lines(self, text: bytes) -> list[bytes]:
-        lines = text.split(b"\n")
-        return [line for line in lines[:-1] if line.strip()]  # the part after the last newline is torn
-
     def entries(self) -> Iterator[bytes]:
         try:
             with self.path.open("rb") as fh:
@@ -85,16 +82,30 @@ class AppendFile:
         except FileNotFoundError:
             return
 
-    def recent(self) -> list[bytes]:
+    def backwards(self, prefix: str = "") -> Iterator[bytes]:
         try:
-            with self.path.open("rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, size - _TAIL_BYTES))
-                text = fh.read()
+            fh = self.path.open("rb")
         except FileNotFoundError:
-            return []
-        lines = self._lines(text)
-        return lines[1:] if size > _TAIL_BYTES else lines  # the first may be cut by the seek
+            return
+        with fh:
+            pos = fh.seek(0, os.SEEK_END)
+            # Up to the last newline: what follows it is a write a crash cut short, not an entry.
+            while pos > 0:
+                start = max(0, pos - _CHUNK)
+                fh.seek(start)
+                cut = fh.read(pos - start).rfind(b"\n")
+                pos = start + cut if cut >= 0 else start
+                if cut >= 0:
+                    break
+            pending = b""  # the start of a line whose beginning lies in an earlier chunk
+            while pos > 0:
+                start = max(0, pos - _CHUNK)
+                fh.seek(start)
+                head, *lines = (fh.read(pos - start) + pending).split(b"\n")
+                pos, pending = start, head
+                yield from (line for line in reversed(lines) if line.strip())
+            if pending.strip():
+                yield pending
 
     def torn(self) -> bool:
         try:
@@ -146,8 +157,10 @@ class WriteOnceFolder:
         for path in self._names():
             yield path.read_bytes().rstrip(b"\n")
 
-    def recent(self) -> list[bytes]:
-        return [path.read_bytes().rstrip(b"\n") for path in self._names()[-8:]]
+    def backwards(self, prefix: str = "") -> Iterator[bytes]:
+        if self.path.is_dir():
+            for path in sorted(self.path.glob(f"{prefix}*.json"), reverse=True):
+                yield path.read_bytes().rstrip(b"\n")
 
     def torn(self) -> bool:
         return False  # a partial file is never linked to a checkpoint's name

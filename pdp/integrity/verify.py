@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pdp.integrity.chain import GENESIS, Row, link
-from pdp.integrity.checkpoints import Checkpoint, CheckpointError, claimed, decode
+from pdp.integrity.checkpoints import Checkpoint, CheckpointError, claimed, claimed_log, decode
 
 # Problems listed one by one before the rest are only counted.
 _LISTED = 50
@@ -107,21 +107,27 @@ def _load(
     torn: bool,
 ) -> list[Checkpoint]:
     """The checkpoints of `log` that verify with the trusted key; the others reported."""
-    checkpoints, foreign = [], 0
+    checkpoints, foreign, unreadable = [], 0, 0
     for i, line in enumerate(entries, 1):
+        named = claimed_log(line)
+        if named is None:
+            unreadable += 1  # a write a crash cut short, and the next one after it on its line
+            continue
+        if named != log:
+            foreign += 1  # a sink shared with another log (signed with its own key)
+            continue
         try:
-            cp = decode(line, trusted)
+            checkpoints.append(decode(line, trusted))
         except CheckpointError as exc:
             problem(0, f"checkpoint {i} in the sink ({claimed(line)}): {exc}; not used (re-keyed?)")
-            continue
-        if cp.log == log:
-            checkpoints.append(cp)
-        else:
-            foreign += 1
     if torn:
         report.notes.append("the sink's last write was cut short (a crash while checkpointing): not used")
     if foreign:
         report.notes.append(f"{foreign} checkpoint(s) of other logs in the sink: not used")
+    if unreadable:
+        report.notes.append(
+            f"{unreadable} line(s) in the sink are not checkpoints (cut short by a crash?): not used"
+        )
     report.checkpoints = len(checkpoints)
     return checkpoints
 
