@@ -37,7 +37,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pdp.records import verify_log
 
     try:
-        held = trust.load(args.state, args.checkpoints, args.trusted_key, env="PDP_RECORDS")
+        # The log's own folder is the state folder that must not hold the trust.
+        held = trust.load(_log_path(args).parent, args.checkpoints, args.trusted_key, env="PDP_RECORDS")
     except trust.TrustError as exc:
         print(f"FAIL {exc}")
         return 1
