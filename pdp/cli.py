@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,17 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
-from pdp.options import embedded_settings, with_config
+from pdp.options import (
+    embedded_settings,
+    records_argv,
+    records_integrity,
+    warn_unprotected_records,
+    with_config,
+    with_records,
+)
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
+from pdp.records_cli import add_parser as add_records_parser
 
 EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
 EXIT_USAGE = 2
@@ -189,7 +196,9 @@ def _start_workers(args: argparse.Namespace, servers: _Servers, listen: str, **e
         return
     from pdp.api.workers import WorkerProcesses, WorkerSpec
 
-    spec = WorkerSpec(listen=listen, tls_cert=args.tls_cert, tls_key=args.tls_key, **engine)
+    spec = WorkerSpec(
+        listen=listen, tls_cert=args.tls_cert, tls_key=args.tls_key, records=records_argv(args), **engine
+    )
     workers = servers.add(WorkerProcesses(spec, args.workers - 1).start())
     print(f"{args.workers - 1} more PDP worker processes on {listen}: {workers.pids()}", flush=True)
 
@@ -206,12 +215,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("pdp").setLevel(logging.INFO)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     servers = _Servers()
     if args.opa_addr:
         # Production: OPA runs as a sidecar we do not manage and pulls bundles itself.
         engine = OpaHttpEngine(args.opa_addr)
         log_path = args.state / "decisions.sqlite"
-        point = DecisionPoint(engine, DecisionLog(log_path))
+        point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
         server = servers.add(
             PdpServer(
                 point,
@@ -283,7 +293,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
         def ready() -> bool:
             return opa_ready(args.opa_addr)
 
-    log = DecisionLog(args.decision_log) if args.decision_log else None
+    log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
     servers.add(
         PdpServer(DecisionPoint(engine, log), listen=args.listen, tls=tls, engine_ready=ready).start()
     )
@@ -341,15 +351,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return EXIT_STATUS.get(decision["outcome"], 1)
 
 
-def cmd_records(args: argparse.Namespace) -> int:
-    log = DecisionLog(args.state / "decisions.sqlite")
-    since = datetime.fromisoformat(args.since) if args.since else None
-    until = datetime.fromisoformat(args.until) if args.until else None
-    for record in log.query(tenant=args.tenant, since=since, until=until, limit=args.limit):
-        print(json.dumps(record.to_dict()))
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring up OPA and the PDP on the examples, send every example intent over gRPC, print."""
     from pdp.api.server import PdpServer
@@ -390,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keygen", help="make a new bundle signing key pair")
     k.add_argument("--keys", type=Path, default=PROJECT_ROOT / ".keys")
     k.set_defaults(func=cmd_keygen)
-    s = with_config(sub.add_parser("serve", help="serve the gRPC PDP"))
+    s = with_records(with_config(sub.add_parser("serve", help="serve the gRPC PDP")))
     s.add_argument("--listen", default="127.0.0.1:50051")
     s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
     s.add_argument(
@@ -433,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
     engine_source = w.add_mutually_exclusive_group(required=True)
     engine_source.add_argument("--opa-addr")
     engine_source.add_argument("--wasm-bundle", type=Path)
-    w.add_argument("--decision-log", type=Path)
+    with_records(w).add_argument("--decision-log", type=Path)
     w.add_argument("--tls-cert", type=Path)
     w.add_argument("--tls-key", type=Path)
     w.set_defaults(func=cmd_serve_worker)
@@ -441,21 +442,20 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
     sb.add_argument("--listen", default="127.0.0.1:8282")
     sb.set_defaults(func=cmd_serve_bundles)
-    d = with_config(
-        sub.add_parser("decide", help="decide one intent (JSON file or - for stdin)"), engine_default="wasm"
+    d = with_records(
+        with_config(
+            sub.add_parser("decide", help="decide one intent (JSON file or - for stdin)"),
+            engine_default="wasm",
+        )
     )
     d.add_argument("intent", nargs="?", default="-")
     d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     d.add_argument("--timeout", type=float, default=2.0)
     d.set_defaults(func=cmd_decide)
-    r = sub.add_parser("records", help="decision records as JSON lines")
-    r.add_argument("--state", type=Path, default=PROJECT_ROOT / "var")
-    r.add_argument("--tenant")
-    r.add_argument("--since", help="ISO 8601 time with zone, inclusive")
-    r.add_argument("--until", help="ISO 8601 time with zone, exclusive")
-    r.add_argument("--limit", type=int, default=1000)
-    r.set_defaults(func=cmd_records)
-    dm = with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
+    add_records_parser(sub)
+    dm = with_records(
+        with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
+    )
     dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
     dm.set_defaults(func=cmd_demo)
     add_lifecycle_parser(sub)

@@ -70,7 +70,7 @@ class EmbeddedPDP:
         if s.engine not in ("opa", "wasm"):
             raise ValueError(f"engine {s.engine!r} is not one of opa, wasm")
         self.build()
-        self.decision_log = DecisionLog(s.decision_log) if s.decision_log else None
+        self.decision_log = DecisionLog(s.decision_log, s.records) if s.decision_log else None
         if s.engine == "wasm":
             assert self.bundle is not None and self.bundle.wasm_path is not None
             self.engine = WasmEngine.from_tarball(self.bundle.wasm_path)

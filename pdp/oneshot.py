@@ -112,7 +112,7 @@ def decide_once(settings: EmbeddedSettings, intent: Any) -> OneShot:
     if not cached:
         _build_into(settings, entry)
     bundle = WasmBundle.from_tarball(entry / _WASM_TARBALL, compiled=(entry / _COMPILED).read_bytes())
-    log = DecisionLog(settings.decision_log) if settings.decision_log else None
+    log = DecisionLog(settings.decision_log, settings.records) if settings.decision_log else None
     try:
         with WasmEngine(bundle, instances=1) as engine:
             decision = DecisionPoint(engine, log).decide(intent).to_dict()

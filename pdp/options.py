@@ -4,9 +4,12 @@ settings they make. Both `pdp` and `pdp lifecycle` import this; neither imports 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.records import Integrity
 from pdp.settings import EmbeddedSettings
 
 
@@ -54,4 +57,76 @@ def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
         decision_log=args.state / "decisions.sqlite",
         engine=getattr(args, "engine", "opa"),
         opa_addr=getattr(args, "sidecar_addr", None) or "",
+        records=records_integrity(args),
     )
+
+
+def env_path(name: str) -> Path | None:
+    """A path from the environment variable `name`, None when unset or empty."""
+    value = os.environ.get(name, "")
+    return Path(value) if value else None
+
+
+def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Where the decision log's signed checkpoints go and which key signs them (docs/records.md)."""
+    g = sp.add_argument_group("decision log integrity (docs/records.md)")
+    g.add_argument(
+        "--records-checkpoints",
+        metavar="SINK",
+        default=os.environ.get("PDP_RECORDS_CHECKPOINTS", ""),
+        help="where the decision log's signed checkpoints go, outside --state: file:PATH (an "
+        "append-only file) or dir:PATH (write-once files) (default $PDP_RECORDS_CHECKPOINTS, else next "
+        "to the log, which catches accidents only)",
+    )
+    g.add_argument(
+        "--records-signing-key",
+        type=Path,
+        default=env_path("PDP_RECORDS_SIGNING_KEY"),
+        help="Ed25519 key signing the checkpoints, generated (0600) if absent "
+        "(default $PDP_RECORDS_SIGNING_KEY, else <state>/records-signing-key.pem)",
+    )
+    g.add_argument(
+        "--records-trusted-key",
+        type=Path,
+        default=env_path("PDP_RECORDS_TRUSTED_KEY"),
+        help="the public key verifiers trust; a signing key that does not match it is refused at start "
+        "(default $PDP_RECORDS_TRUSTED_KEY)",
+    )
+    g.add_argument(
+        "--records-adopt",
+        action="store_true",
+        help="checkpoint a decision log anew although the sink holds none of its checkpoints",
+    )
+    return sp
+
+
+def records_integrity(args: argparse.Namespace) -> Integrity:
+    return Integrity(
+        checkpoints=getattr(args, "records_checkpoints", "") or "",
+        signing_key=getattr(args, "records_signing_key", None),
+        trusted_key=getattr(args, "records_trusted_key", None),
+        adopt=bool(getattr(args, "records_adopt", False)),
+    )
+
+
+def records_argv(args: argparse.Namespace) -> tuple[str, ...]:
+    """The same options for another process (`serve --workers`): the log's checkpoints and keys."""
+    argv: list[str] = []
+    for flag, value in (
+        ("--records-checkpoints", getattr(args, "records_checkpoints", "")),
+        ("--records-signing-key", getattr(args, "records_signing_key", None)),
+        ("--records-trusted-key", getattr(args, "records_trusted_key", None)),
+    ):
+        if value:
+            argv += [flag, str(value)]
+    return tuple(argv)
+
+
+def warn_unprotected_records(args: argparse.Namespace, log: logging.Logger) -> None:
+    """A long-running server without an outside sink for its decision log says so at start."""
+    if not getattr(args, "records_checkpoints", ""):
+        log.warning(
+            "decision log: no --records-checkpoints sink outside --state (or $PDP_RECORDS_CHECKPOINTS): "
+            "its checkpoints are kept beside it, where whoever can rewrite the log can rewrite them "
+            "(docs/records.md)"
+        )

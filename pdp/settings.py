@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.records import Integrity
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class EmbeddedSettings:
     keys: Path
     state: Path
     decision_log: Path | None = None
+    # The decision log's checkpoints and signing key (pdp/records.py).
+    records: Integrity = dataclasses.field(default_factory=Integrity)
     opa_addr: str = ""
     ready_timeout: float = 30.0
     # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and

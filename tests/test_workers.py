@@ -51,7 +51,15 @@ def start(workspace: Path, *extra: str) -> Served:
             break
         lines.append(line)
         if line.startswith("pdp serving on"):
-            pids = next((re.findall(r"\d+", li.split(":", 2)[-1]) for li in lines if "worker" in li), [])
+            # "N more PDP worker processes on ADDR: [pids]" (other lines may name paths with "worker")
+            pids = next(
+                (
+                    re.findall(r"\d+", li.rsplit(": ", 1)[-1])
+                    for li in lines
+                    if "more PDP worker processes" in li
+                ),
+                [],
+            )
             return Served(proc, addr, [int(p) for p in pids])
     proc.kill()
     raise AssertionError("pdp serve did not start:\n" + "".join(lines))
@@ -159,3 +167,29 @@ def test_a_killed_worker_is_restarted_and_workers_stop_with_the_server(workspace
     while alive(replacement) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(replacement), "a worker outlived the server"
+
+
+def test_worker_processes_write_one_verifiable_decision_log(workspace: Path) -> None:
+    """Both processes append to the one decision log and checkpoint what they commit into a sink
+    outside the state folder; `pdp records verify` holds the whole log against it."""
+    sink = f"file:{workspace / 'audit-host' / 'decisions.jsonl'}"
+    running = start(workspace, "--engine", "wasm", "--workers", "2", "--records-checkpoints", sink)
+    try:
+        by_worker = decisions_while_main_is_frozen(running, attempts=10)
+        by_any = [d for d in (decide_on_a_new_connection(running.addr) for _ in range(10)) if d]
+        assert by_worker and by_any
+    finally:
+        running.proc.terminate()
+        running.proc.wait(timeout=20)
+    trusted = workspace / "audit-host" / "trusted.pem"
+    trusted.write_text(pdp("records", "public-key", "--state", str(workspace / "state")).stdout)
+    out = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "records", "verify", "--state", str(workspace / "state"),
+         "--checkpoints", sink, "--trusted-key", str(trusted)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    answered = len(by_worker) + len(by_any)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith(
+        f"ok: the decision log verifies ({answered} records; checkpointed to record {answered} in {sink}"
+    ), out.stdout

@@ -33,6 +33,8 @@ class WorkerSpec:
     decision_log: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The decision log's checkpoint and key options (`pdp.options.records_argv`).
+    records: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "pdp.cli", "serve-worker", "--listen", self.listen]
@@ -41,7 +43,7 @@ class WorkerSpec:
         if self.wasm_bundle is not None:
             args += ["--wasm-bundle", str(self.wasm_bundle)]
         if self.decision_log is not None:
-            args += ["--decision-log", str(self.decision_log)]
+            args += ["--decision-log", str(self.decision_log), *self.records]
         if self.tls_cert is not None and self.tls_key is not None:
             args += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
         return args

@@ -410,7 +410,7 @@ def create_app() -> FastAPI:
             tenant = caller.tenant
         rt = current()
         text = (
-            anchor.export_jsonl(rt.db, rt.anchor.path, tenant, rt.certificate_key)
+            anchor.export_jsonl(rt.db, tenant, rt.certificate_key)
             if rt.anchor is not None
             else audit.export_jsonl(rt.db, tenant)
         )
@@ -423,9 +423,15 @@ def create_app() -> FastAPI:
         if rt.anchor is None:
             problems = audit.verify(rt.db)
             return {"ok": not problems, "problems": [str(p) for p in problems]}
-        report = anchor.verify(rt.db, rt.anchor.path, rt.anchor.key.public_key())
+        trusted = rt.anchor.trusted or rt.anchor.key.public_key()
+        report = anchor.verify(rt.db, rt.anchor.sink, trusted)
         if rt.anchor.frozen:
             report.notes.append(f"the worker no longer advances the anchor: {rt.anchor.frozen}")
+        if rt.anchor.trusted is None:
+            report.notes.append(
+                "a self-check with the worker's own key: `pdp lifecycle audit-verify` with a trusted key "
+                "and checkpoints held outside the state folder is the check that holds against its writers"
+            )
         return report.as_json()
 
     @app.get("/healthz")

@@ -1,13 +1,13 @@
-"""The audit trail: append-only and hash-chained.
+"""The audit trail: append-only and hash-chained (`pdp/integrity/chain.py`).
 
 Each record holds the previous record's hash and its own hash over its content, position and that
-link, so an edited, reordered or deleted record breaks the chain at a record `verify` names.
+link, so an edited, reordered or deleted record breaks the chain at a record `verify` names; a
+rewritten and re-chained trail shows against its checkpoints (`anchor.py`).
 Appends are idempotent per event key: a workflow step that is re-run after a crash records once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,27 +16,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pdp.integrity import verify as integrity
+from pdp.integrity.chain import GENESIS, Row, link
+from pdp.integrity.chain import canonical as canonical
 from pdp.lifecycle.db import AUDIT_APPENDED, Database
 
-GENESIS = "0" * 64
-
-
-def canonical(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["GENESIS", "Problem", "append", "canonical", "record_hash", "records", "verify", "verify_rows"]
 
 
 def record_hash(seq: int, prev_hash: str, record: Mapping[str, Any]) -> str:
-    return hashlib.sha256(f"{seq}|{prev_hash}|{canonical(record)}".encode()).hexdigest()
+    return link(seq, prev_hash, canonical(record).encode())
 
 
 @dataclass(frozen=True)
-class Problem:
-    seq: int
-    message: str
-
-    def __str__(self) -> str:
-        # seq 0: about the trail as a whole (its anchor), not one record
-        return f"audit record {self.seq}: {self.message}" if self.seq else f"audit trail: {self.message}"
+class Problem(integrity.Problem):
+    # seq 0: about the trail as a whole (its checkpoints), not one record
+    subject: str = "audit record"
+    whole: str = "audit trail"
 
 
 def append(
@@ -70,12 +66,14 @@ def append(
         "bundle_revision": bundle_revision,
         "detail": dict(detail or {}),
     }
+    digest = record_hash(seq, prev, record)
     # seq is the primary key: a concurrent writer that computed the same seq fails and retries.
     conn.execute(
         sa.text("INSERT INTO lc_audit (seq, event_key, record, prev_hash, hash) VALUES (:s, :k, :r, :p, :h)"),
-        {"s": seq, "k": event_key, "r": canonical(record), "p": prev, "h": record_hash(seq, prev, record)},
+        {"s": seq, "k": event_key, "r": canonical(record), "p": prev, "h": digest},
     )
-    conn.info[AUDIT_APPENDED] = True  # the database re-anchors the chain once this commits
+    # Checkpointed once this commits (the database hands the list to the anchor).
+    conn.info.setdefault(AUDIT_APPENDED, []).append((seq, prev, digest))
     return seq
 
 
@@ -105,10 +103,16 @@ def verify_rows(rows: list[tuple[int, str, str, str]]) -> list[Problem]:
     return problems
 
 
-def verify(db: Database) -> list[Problem]:
+def chain_rows(db: Database) -> list[Row]:
+    """The trail as the chain verifier reads it: (seq, canonical record bytes, prev_hash, hash)."""
     with db.read() as conn:
         rows = conn.execute(sa.text("SELECT seq, record, prev_hash, hash FROM lc_audit ORDER BY seq")).all()
-    return verify_rows([(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows])
+    return [(int(r[0]), canonical(json.loads(r[1])).encode(), str(r[2]), str(r[3])) for r in rows]
+
+
+def verify(db: Database) -> list[Problem]:
+    """The chain alone (no checkpoints: a re-chained or truncated trail passes; see anchor.verify)."""
+    return verify_rows([(seq, body.decode(), prev, digest) for seq, body, prev, digest in chain_rows(db)])
 
 
 def export_jsonl(db: Database, tenant: str | None = None) -> str:

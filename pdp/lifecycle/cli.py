@@ -18,8 +18,10 @@ from typing import Any
 import httpx
 import yaml
 
+from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
+from pdp.lifecycle.audit_cli import lifecycle_db as _db
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import embedded_settings, with_config
+from pdp.options import embedded_settings, env_path, warn_unprotected_records, with_config, with_records
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
@@ -41,6 +43,7 @@ def _show(response: httpx.Response) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import threading
 
@@ -49,6 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     pdp = embedded_settings(args)
     options = WorkerOptions(
         pdp=pdp,
@@ -57,7 +61,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         approval_timeout=args.approval_timeout,
         capacity_retry_schedule=args.capacity_retry_schedule,
         certificate_key=args.certificate_key,
-        audit_anchor=args.audit_anchor,
+        audit_checkpoints=args.audit_checkpoints,
+        audit_trusted_key=args.audit_trusted_key,
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
     )
@@ -177,64 +182,6 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _db(args: argparse.Namespace) -> Any:
-    from pdp.lifecycle.db import Database
-
-    url = args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", "")
-    return Database(url or f"sqlite:///{args.state / 'lifecycle' / 'lifecycle.sqlite'}")
-
-
-def _anchor_path(args: argparse.Namespace) -> Path:
-    return Path(args.anchor or args.state / "lifecycle" / "audit-anchor.json")
-
-
-def _public_key(args: argparse.Namespace) -> Any:
-    from pdp.lifecycle import certificate
-
-    if args.public_key:
-        return certificate.load_public_pem(args.public_key.read_text())
-    # On the worker's machine: the public half of its signing key (never generated here).
-    path = args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
-    return certificate.load_key(path).public_key()
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import anchor, certificate
-
-    try:
-        public = _public_key(args)
-    except (OSError, ValueError, certificate.KeyFileError) as exc:
-        print(f"FAIL no public key to check the audit anchor with (--public-key): {exc}")
-        return 1
-    if args.file:
-        report = anchor.verify_export(Path(args.file).read_text(), public)
-    else:
-        report = anchor.verify(_db(args), _anchor_path(args), public)
-    for p in report.problems:
-        print(f"FAIL {p}")
-    for note in report.notes:
-        print(f"note: {note}")
-    if report.ok:
-        at = f"anchored at record {report.anchor.seq}" if report.anchor else "empty, nothing anchored"
-        print(f"ok: the audit trail verifies ({report.chain_end} records; {at})")
-    return 0 if report.ok else 1
-
-
-def cmd_audit_export(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import certificate
-    from pdp.lifecycle.anchor import export_jsonl
-
-    try:
-        key = certificate.load_key(
-            args.certificate_key or args.state / "lifecycle" / "certificate-signing-key.pem"
-        )
-    except (OSError, ValueError, certificate.KeyFileError) as exc:
-        key = None  # still exported, unsealed: a verifier will say deletions cannot be detected
-        print(f"warning: export not sealed, no signing key: {exc}", file=sys.stderr)
-    sys.stdout.write(export_jsonl(_db(args), _anchor_path(args), args.tenant, key))
-    return 0
-
-
 def cmd_effects(args: argparse.Namespace) -> int:
     from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 
@@ -258,7 +205,7 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
         return sp
 
-    w = with_config(lsub.add_parser("worker", help="run the API and the durable workflows"))
+    w = with_records(with_config(lsub.add_parser("worker", help="run the API and the durable workflows")))
     w.add_argument("--listen", default="127.0.0.1:8700")
     w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
     w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
@@ -271,18 +218,28 @@ def add_parser(sub: Any) -> None:
     w.add_argument(
         "--certificate-key",
         type=Path,
-        help="Ed25519 key signing certificates of destruction and the audit anchor, generated "
+        help="Ed25519 key signing certificates of destruction and the audit checkpoints, generated "
         "(mode 0600) if absent (default: <state>/lifecycle/certificate-signing-key.pem)",
     )
     w.add_argument(
-        "--audit-anchor",
+        "--audit-checkpoints",
+        metavar="SINK",
+        default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
+        help="where the audit trail's signed checkpoints go, outside --state: file:PATH (an append-only "
+        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else "
+        "<state>/lifecycle/audit-checkpoints.jsonl, which catches accidents only)",
+    )
+    w.add_argument(
+        "--audit-trusted-key",
         type=Path,
-        help="file holding the signed head of the audit chain (default: <state>/lifecycle/audit-anchor.json)",
+        default=env_path("PDP_AUDIT_TRUSTED_KEY"),
+        help="the public key verifiers trust; a certificate key that does not match it is refused "
+        "(default $PDP_AUDIT_TRUSTED_KEY)",
     )
     w.add_argument(
         "--audit-reanchor",
         action="store_true",
-        help="anchor the trail anew although its anchor file is missing (recorded in the trail)",
+        help="checkpoint the trail anew although the sink holds none of its checkpoints (recorded in it)",
     )
     w.add_argument(
         "--destroy-timeout",
@@ -328,29 +285,7 @@ def add_parser(sub: Any) -> None:
     )
     cv.set_defaults(func=cmd_certificate_verify)
 
-    def anchored(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--anchor", type=Path, help="default: <state>/lifecycle/audit-anchor.json")
-        sp.add_argument(
-            "--certificate-key",
-            type=Path,
-            help="the worker's signing key: seals exports, its public half checks anchors "
-            "(default: <state>/lifecycle/certificate-signing-key.pem)",
-        )
-        return sp
-
-    av = anchored(
-        database(lsub.add_parser("audit-verify", help="verify the hash chain and its signed anchor"))
-    )
-    av.add_argument("--file", type=Path, help="verify an exported trail (JSON lines) instead, offline")
-    av.add_argument("--public-key", type=Path, help="PEM public key of the worker's signing key")
-    av.set_defaults(func=cmd_audit_verify)
-    ae = anchored(
-        database(
-            lsub.add_parser("audit-export", help="the audit trail as JSON lines, then its anchor and seal")
-        )
-    )
-    ae.add_argument("--tenant")
-    ae.set_defaults(func=cmd_audit_export)
+    add_audit_parsers(lsub, database)
     database(lsub.add_parser("effects", help="what the dry-run adapter applied")).set_defaults(
         func=cmd_effects
     )

@@ -10,9 +10,12 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+
+from pdp.integrity.files import private_database
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lc_tenants (
@@ -54,22 +57,28 @@ SCHEMA = [
 ]
 
 
-# Set on a connection by audit.append: the transaction appended audit records.
+# Set on a connection by audit.append: the (seq, prev_hash, hash) of each audit record the
+# transaction appended.
 AUDIT_APPENDED = "gpupaas.audit_appended"
+Appended = list[tuple[int, str, str]]
 
 
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            database = sa.engine.make_url(url).database
+            if database and database != ":memory:":
+                private_database(Path(database))  # 0600, before SQLite creates it 0644
         kwargs: dict[str, object] = {"connect_args": {"timeout": 30}} if self.sqlite else {}
         self.engine = sa.create_engine(url, **kwargs)
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
-        # Run after the commit of each write transaction that appended audit records (the worker
-        # re-anchors the chain there: pdp/lifecycle/anchor.py).
-        self.after_audit_commit: Callable[[], None] | None = None
+        # Run after the commit of each write transaction that appended audit records, with them
+        # (the worker checkpoints them there: pdp/lifecycle/anchor.py).
+        self.after_audit_commit: Callable[[Appended], None] | None = None
         with self.write() as conn:
             for ddl in SCHEMA:
                 conn.execute(sa.text(ddl))
@@ -84,9 +93,9 @@ class Database:
                     yield conn
                 finally:
                     # info lives with the pooled DBAPI connection: never leave the flag behind
-                    appended = conn.info.pop(AUDIT_APPENDED, False)
+                    appended: Appended = conn.info.pop(AUDIT_APPENDED, [])
             if appended and self.after_audit_commit is not None:
-                self.after_audit_commit()
+                self.after_audit_commit(appended)
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -3,6 +3,7 @@ in one process. Restarting it resumes every workflow that was in flight (DBOS re
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
+from pdp.integrity import signing
+from pdp.integrity.checkpoints import require_trusted
+from pdp.integrity.files import inside, private_database, private_dir
+from pdp.integrity.sinks import Sink, open_sink, sink_path
 from pdp.lifecycle import anchor, certificate, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
@@ -21,6 +26,8 @@ from pdp.lifecycle.store import Store
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 APPLICATION_VERSION = "gpupaas-lifecycle-1"
 RETRY_EVERY_MINUTE = "0 * * * * *"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,12 @@ class WorkerOptions:
     capacity_retry_schedule: str = RETRY_EVERY_MINUTE
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
     certificate_key: Path | None = None
-    # The audit trail's signed anchor (outside the database); default: in the state directory.
-    audit_anchor: Path | None = None
-    # Start a new anchor although the trail was anchored before (the file was lost): recorded.
+    # Where the audit trail's signed checkpoints go (file:PATH, dir:PATH: pdp/integrity/sinks.py),
+    # outside the state folder; default: inside it, which catches accidents only.
+    audit_checkpoints: str = ""
+    # The public key verifiers trust: the certificate key must be its private half.
+    audit_trusted_key: Path | None = None
+    # Checkpoint anew a trail that was checkpointed before although the sink holds none of it.
     audit_reanchor: bool = False
     # Seconds offboarding waits for deleted objects (namespaces above all) to be gone.
     destroy_timeout: float = 300.0
@@ -49,9 +59,8 @@ class WorkerOptions:
     def certificate_key_path(self) -> Path:
         return self.certificate_key or self.state / "certificate-signing-key.pem"
 
-    @property
-    def audit_anchor_path(self) -> Path:
-        return self.audit_anchor or self.state / "audit-anchor.json"
+    def audit_sink(self) -> Sink:
+        return open_sink(self.audit_checkpoints or f"file:{self.state / 'audit-checkpoints.jsonl'}")
 
     def urls(self) -> tuple[str, str]:
         """(lifecycle database, DBOS system database)."""
@@ -68,15 +77,26 @@ class Worker:
 
     def start(self) -> Runtime:
         o = self.options
-        o.state.mkdir(parents=True, exist_ok=True)
+        private_dir(o.state)
         key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
+        trusted = signing.load_public_key(o.audit_trusted_key) if o.audit_trusted_key else None
+        require_trusted(key, trusted, "the audit trail (--certificate-key, --audit-trusted-key)")
+        sink = o.audit_sink()
+        local = sink_path(sink)
+        if local is not None and inside(local, o.pdp.state):
+            log.warning(
+                "audit trail: checkpoints in %s, inside the state folder: they catch accidents, not someone "
+                "who can rewrite that folder; give --audit-checkpoints a sink outside it",
+                sink.location,
+            )
         app_url, sys_url = o.urls()
+        if not o.database_url:
+            private_database(o.state / "dbos.sqlite")  # DBOS would create it 0644
         db = Database(app_url)
-        # Before anything appends (DBOS recovery below resumes workflows): the previous run's
-        # anchor is checked against the chain first, and every commit after re-anchors it.
-        audit_anchor = anchor.Anchor(o.audit_anchor_path, key, db, o.audit_reanchor)
+        # Before anything appends (DBOS recovery below resumes workflows): the sink's latest
+        # checkpoint is checked against the chain first, and every commit after is checkpointed.
+        audit_anchor = anchor.Anchor(sink, key, db, o.audit_reanchor, trusted)
         audit_anchor.start()
-        db.after_audit_commit = audit_anchor.advance
         self.stack = EmbeddedPDP(o.pdp).start()
         adapter: Adapter
         if o.kubeconfig:

@@ -714,9 +714,9 @@ def archive_step(tenant: str) -> str:
     rt = current()
     rt.settings.archive_dir.mkdir(parents=True, exist_ok=True)
     path = rt.settings.archive_dir / f"{tenant}-audit.jsonl"
-    # With the anchor, so the archived trail can be checked offline (`audit-verify --file`).
+    # Sealed, so the archived trail can be checked offline (`audit-verify --file`).
     path.write_text(
-        anchor.export_jsonl(rt.db, rt.anchor.path, tenant, rt.certificate_key)
+        anchor.export_jsonl(rt.db, tenant, rt.certificate_key)
         if rt.anchor is not None
         else audit.export_jsonl(rt.db, tenant)
     )

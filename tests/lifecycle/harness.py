@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
+from pdp.integrity.signing import load_key, public_pem
 from tests.e2e.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,9 @@ class Worker:
             argv += ["--database-url", self.database_url]
         if self.kubeconfig:
             argv += ["--kubeconfig", str(self.kubeconfig)]
-        for k, v in self.opts.items():
+        # Checkpoints outside the state folder, where an auditor keeps them (`audit_verify_args`).
+        opts = {"audit_checkpoints": self.audit_sink, **self.opts}
+        for k, v in opts.items():
             argv += [f"--{k.replace('_', '-')}", v]
         full_env = {
             **os.environ,
@@ -109,7 +112,8 @@ class Worker:
 
     def wait_paused(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
-        while not self.marker.exists():
+        # Not only there but written: the step creates the file, then writes its name.
+        while not (self.marker.exists() and self.marker.read_text()):
             assert self.proc is not None and self.proc.poll() is None, self.log()
             assert time.monotonic() < deadline, f"the worker never paused:\n{self.log()}"
             time.sleep(0.05)
@@ -148,6 +152,26 @@ class Worker:
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.root / 'state' / 'lifecycle' / 'lifecycle.sqlite'}"
 
+    @property
+    def audit_sink(self) -> str:
+        return f"file:{self.root / 'audit-host' / 'audit-checkpoints.jsonl'}"
+
+    def audit_verify_args(self) -> list[str]:
+        """`pdp lifecycle audit-verify` options of an auditor: the state folder, and outside it the
+        checkpoints and the public half of the worker's key (copied out once it exists)."""
+        trusted = self.root / "audit-host" / "trusted.pem"
+        if not trusted.exists():
+            key = load_key(self.root / "state" / "lifecycle" / "certificate-signing-key.pem")
+            trusted.write_text(public_pem(key.public_key()))
+        return [
+            "--state",
+            str(self.root / "state"),
+            "--checkpoints",
+            self.audit_sink,
+            "--trusted-key",
+            str(trusted),
+        ]
+
 
 def h100_deployment(name: str, replicas: int, gpus: int = 1, **extra: Any) -> dict[str, Any]:
     """A deploy_model payload on the example fleet's H100 class."""
@@ -161,9 +185,9 @@ def h100_deployment(name: str, replicas: int, gpus: int = 1, **extra: Any) -> di
 
 
 def audit_records(text: str) -> list[dict[str, Any]]:
-    """The records of an exported trail (JSON lines), without its last line, the anchor."""
+    """The records of an exported trail (JSON lines), without its last line, the seal."""
     lines = [json.loads(line) for line in text.splitlines()]
-    assert lines and "audit_anchor" in lines[-1], "the export does not end with the anchor"
+    assert lines and "export" in lines[-1], "the export does not end with its seal"
     return lines[:-1]
 
 

@@ -5,11 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pdp.integrity import checkpoints, signing
+from pdp.integrity.chain import GENESIS
+from pdp.integrity.sinks import open_sink
+from pdp.integrity.verify import Report
 from pdp.lifecycle import anchor, audit
 from pdp.lifecycle.db import Database
+from pdp.pem import write_private_key
 
 from .harness import ROOT, Worker, onboard, tenant_doc
 
@@ -60,16 +66,19 @@ def test_deleted_and_reordered_records_are_named(tmp_path: Path) -> None:
     assert {p.seq for p in audit.verify(db2)} == {4, 5}
 
 
-# The external anchor ---------------------------------------------------------------------------
+# Checkpoints outside the state folder ----------------------------------------------------------
 
 
-def _anchored(tmp_path: Path, n: int) -> tuple[Database, anchor.Anchor]:
-    """A trail of `n` records, one transaction each, anchored as the worker anchors it: the first
-    is the anchor's own `audit.anchored`, then tenants "t" (even seqs) and "u" (odd ones)."""
-    db = Database(f"sqlite:///{tmp_path / 'a.sqlite'}")
-    keeper = anchor.Anchor(tmp_path / "audit-anchor.json", Ed25519PrivateKey.generate(), db)
+def _anchored(tmp_path: Path, n: int, sink: str = "") -> tuple[Database, anchor.Anchor]:
+    """A trail of `n` records, one transaction each, checkpointed as the worker does it into a sink
+    outside the state folder: the first is the `audit.anchored` record, then tenants "t" (even
+    seqs) and "u" (odd ones)."""
+    (tmp_path / "state").mkdir(exist_ok=True)
+    db = Database(f"sqlite:///{tmp_path / 'state' / 'a.sqlite'}")
+    target = open_sink(sink or f"file:{tmp_path / 'outside' / 'audit.jsonl'}")
+    keeper = anchor.Anchor(target, Ed25519PrivateKey.generate(), db)
     keeper.start()
-    db.after_audit_commit = keeper.advance
+    db.after_audit_commit = keeper.after_commit
     for i in range(n - 1):
         with db.write() as conn:
             audit.append(conn, f"k{i}", event="e", tenant="u" if i % 2 else "t")
@@ -81,98 +90,151 @@ def _delete_from(db: Database, seq: int) -> None:
         conn.execute(sa.text("DELETE FROM lc_audit WHERE seq >= :s"), {"s": seq})
 
 
-def _verify(db: Database, keeper: anchor.Anchor) -> anchor.Report:
-    return anchor.verify(db, keeper.path, keeper.key.public_key())
+def _verify(db: Database, keeper: anchor.Anchor) -> Report:
+    return anchor.verify(db, keeper.sink, keeper.key.public_key())
 
 
-def test_the_anchor_follows_every_commit_and_verifies(tmp_path: Path) -> None:
-    db, keeper = _anchored(tmp_path, 5)
+def _problems(report: Report) -> list[str]:
+    return [str(p) for p in report.problems]
+
+
+def _rechain(db: Database, key: Ed25519PrivateKey | None = None, sink: str = "") -> None:
+    """Recompute every hash from the records as they are (the forger's re-chain), optionally with
+    checkpoints of the rewrite signed by `key` appended to `sink`."""
+    hashes, prev = [], GENESIS
+    with db.write() as conn:
+        rows = conn.execute(sa.text("SELECT seq, record FROM lc_audit ORDER BY seq")).all()
+        for seq, record in rows:
+            digest = audit.record_hash(int(seq), prev, json.loads(record))
+            conn.execute(
+                sa.text("UPDATE lc_audit SET prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"p": prev, "h": digest, "s": seq},
+            )
+            prev = digest
+            hashes.append(digest)
+    if key is not None:
+        forged = checkpoints.encode(anchor.LOG_NAME, 1, GENESIS, hashes, key)
+        open_sink(sink).put(checkpoints.name(anchor.LOG_NAME, 1, len(hashes)) + "-forged", forged)
+
+
+def _edit(db: Database, seq: int) -> None:
+    with db.write() as conn:
+        rec = json.loads(
+            conn.execute(sa.text("SELECT record FROM lc_audit WHERE seq = :s"), {"s": seq}).scalar_one()
+        )
+        rec["actor"] = "mallory"
+        conn.execute(
+            sa.text("UPDATE lc_audit SET record = :r WHERE seq = :s"), {"r": audit.canonical(rec), "s": seq}
+        )
+
+
+@pytest.mark.parametrize("sink", ["file", "dir"])
+def test_every_commit_is_checkpointed_and_verifies(tmp_path: Path, sink: str) -> None:
+    spec = f"file:{tmp_path / 'outside' / 'audit.jsonl'}" if sink == "file" else f"dir:{tmp_path / 'outside'}"
+    db, keeper = _anchored(tmp_path, 5, spec)
     report = _verify(db, keeper)
-    assert report.ok and report.notes == [] and report.anchor is not None
-    assert (report.anchor.seq, report.chain_end) == (5, 5)
-    assert report.anchor.hash == [r["hash"] for r in audit.records(db)][-1]
-    assert list(tmp_path.glob(".*.tmp")) == []  # written through a temporary file, renamed
-
-
-def test_deleting_the_last_record_is_named(tmp_path: Path) -> None:
-    db, keeper = _anchored(tmp_path, 5)
-    assert audit.verify(db) == []
-    _delete_from(db, 5)
-    assert audit.verify(db) == []  # the chain alone cannot tell
-    report = _verify(db, keeper)
-    assert [str(p) for p in report.problems] == [
-        "audit record 5: missing: the anchor is at record 5 but the chain ends at record 4: "
-        "1 record deleted from the end after record 4 (record 5)"
-    ]
-
-
-def test_deleting_the_last_three_records_names_them(tmp_path: Path) -> None:
-    db, keeper = _anchored(tmp_path, 7)
-    _delete_from(db, 5)
-    [problem] = _verify(db, keeper).problems
-    assert problem.seq == 7
-    assert "3 records deleted from the end after record 4 (records 5-7)" in str(problem)
-
-
-def test_a_crash_before_the_anchor_write_is_no_false_alarm(tmp_path: Path) -> None:
-    db, keeper = _anchored(tmp_path, 3)
-    db.after_audit_commit = None  # committed, then the process died before re-anchoring
-    for i in range(2):
-        with db.write() as conn:
-            audit.append(conn, f"late{i}", event="e", tenant="t")
-    report = _verify(db, keeper)
-    assert report.ok and report.anchor is not None and report.anchor.seq == 3
-    assert report.notes and report.notes[0].startswith("2 record(s) after the anchor (record 3)")
-    # The next start closes the window.
-    again = anchor.Anchor(keeper.path, keeper.key, db)
-    again.start()
-    assert _verify(db, again).notes == [] and _verify(db, again).anchor == anchor.Head(5, _last_hash(db))
+    assert report.ok and report.notes == [], report.as_json()
+    assert (report.checkpointed, report.chain_end, report.checkpoints) == (5, 5, 5)
+    assert report.checkpointed_hash == _last_hash(db)
 
 
 def _last_hash(db: Database) -> str:
     return str([r["hash"] for r in audit.records(db)][-1])
 
 
-def test_an_edited_or_foreign_anchor_fails_its_signature(tmp_path: Path) -> None:
-    db, keeper = _anchored(tmp_path, 5)
-    _delete_from(db, 4)
-    # The forger moves the anchor back to hide the deletion; the signature no longer matches.
-    doc = json.loads(keeper.path.read_text())
-    inner = json.loads(doc["document"])
-    inner.update(seq=3, hash=_last_hash(db))
-    keeper.path.write_text(json.dumps({**doc, "document": audit.canonical(inner)}))
-    assert [str(p) for p in _verify(db, keeper).problems] == [
-        "audit trail: the audit anchor: the signature does not verify: the document was altered or "
-        "signed by another key"
-    ]
-    # Re-signed with another key: named as such.
-    other = Ed25519PrivateKey.generate()
-    keeper.path.write_text(json.dumps(anchor.sign(anchor.Head(3, _last_hash(db)), other)))
-    problems = [str(p) for p in _verify(db, keeper).problems]
-    assert problems[0].startswith("audit trail: the audit anchor: signed with key") and len(problems) == 2
-    # Removed: the trail cannot vouch for its end any more, and says so.
-    keeper.path.unlink()
-    assert [str(p) for p in _verify(db, keeper).problems] == [
-        "audit trail: no anchor: records deleted from the end of the trail cannot be detected"
+def test_deleting_the_last_records_is_named(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 7)
+    _delete_from(db, 5)
+    assert audit.verify(db) == []  # the chain alone cannot tell
+    assert _problems(_verify(db, keeper)) == [
+        "audit record 5: missing: checkpoints cover records up to 7 but the audit trail ends at record 4: "
+        "records 5-7 deleted from its end (truncated or wiped)"
     ]
 
 
-def test_a_removed_anchor_is_not_silently_recreated(tmp_path: Path) -> None:
+def test_wiping_every_record_and_the_anchor_is_detected(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 6)
+    _delete_from(db, 1)
+    report = _verify(db, keeper)
+    assert _problems(report) == [
+        "audit record 1: missing: checkpoints cover records up to 6 but the audit trail ends at record 0: "
+        "records 1-6 deleted from its end (truncated or wiped)"
+    ]
+    assert report.first_altered == 1
+
+
+def test_an_edit_of_record_8_rechained_is_named_at_8_not_at_the_head(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 17)
+    _edit(db, 8)
+    _rechain(db)
+    assert audit.verify(db) == []  # consistent again
+    report = _verify(db, keeper)
+    assert report.first_altered == 8, report.as_json()
+    assert _problems(report)[0].startswith("audit record 8: differs from its checkpointed hash")
+    assert report.notes == [
+        "9 later record(s) differ from their checkpointed hashes too (up to record 17): they chain from "
+        "the first"
+    ]
+
+
+def test_edit_rechain_and_a_new_key_with_resigned_checkpoints_is_detected(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 12)
+    _edit(db, 8)
+    forger = Ed25519PrivateKey.generate()
+    _rechain(db, forger, keeper.sink.location)
+    report = _verify(db, keeper)  # with the trusted key: the forger's checkpoints do not count
+    assert report.first_altered == 8, report.as_json()
+    problems = _problems(report)
+    assert any("signed with key" in p and "not used (re-keyed?)" in p for p in problems), problems
+    assert any(p.startswith("audit record 8: differs from its checkpointed hash") for p in problems), problems
+    # The worker refuses a certificate key that does not match the configured trusted key.
+    with pytest.raises(signing.KeyFileError, match="is not the trusted key's"):
+        checkpoints.require_trusted(forger, keeper.key.public_key(), "the audit trail")
+
+
+def test_a_rechain_checkpointed_with_the_stolen_key_is_detected(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 12)
+    _edit(db, 8)
+    _rechain(db, keeper.key, keeper.sink.location)
+    report = _verify(db, keeper)
+    assert report.first_altered == 8, report.as_json()
+    assert _problems(report)[0].startswith("audit record 8: two checkpoints disagree on it")
+
+
+def test_a_crash_before_the_checkpoint_is_no_false_alarm(tmp_path: Path) -> None:
+    db, keeper = _anchored(tmp_path, 3)
+    db.after_audit_commit = None  # committed, then the process died before checkpointing
+    for i in range(2):
+        with db.write() as conn:
+            audit.append(conn, f"late{i}", event="e", tenant="t")
+    report = _verify(db, keeper)
+    assert report.ok and report.checkpointed == 3, report.as_json()
+    assert report.notes == [
+        "2 record(s) after the last checkpoint (record 3): committed since, or before a crash; checked "
+        "against the chain only"
+    ]
+    again = anchor.Anchor(keeper.sink, keeper.key, db)
+    again.start()  # the next start closes the window
+    report = _verify(db, again)
+    assert report.ok and report.notes == [] and report.checkpointed == 5, report.as_json()
+
+
+def test_a_lost_sink_is_not_silently_started_anew(tmp_path: Path) -> None:
     db, keeper = _anchored(tmp_path, 6)
     assert next(r["event"] for r in audit.records(db)) == "audit.anchored"
-    keeper.path.unlink()
-    _delete_from(db, 5)
-    restarted = anchor.Anchor(keeper.path, keeper.key, db)
+    empty = open_sink(f"file:{tmp_path / 'elsewhere' / 'audit.jsonl'}")
+    restarted = anchor.Anchor(empty, keeper.key, db)
     restarted.start()
-    assert "the anchor file is missing, but this trail has been anchored since record 1" in restarted.frozen
-    assert not keeper.path.exists()
-    # An operator who has looked into it starts a new anchor; the trail records that.
-    reanchored = anchor.Anchor(keeper.path, keeper.key, db, reanchor=True)
+    assert "holds no checkpoint of the audit log, which has been checkpointed before" in restarted.frozen
+    assert list(empty.entries()) == []
+    # An operator who has looked into it starts anew; the trail records that.
+    reanchored = anchor.Anchor(empty, keeper.key, db, reanchor=True)
     reanchored.start()
+    db.after_audit_commit = reanchored.after_commit
     assert not reanchored.frozen and _verify(db, reanchored).ok
     last = list(audit.records(db))[-1]
     assert (last["seq"], last["event"], last["detail"]["why"]) == (
-        5,
+        7,
         "audit.anchored",
         "re-anchored by an operator",
     )
@@ -181,74 +243,89 @@ def test_a_removed_anchor_is_not_silently_recreated(tmp_path: Path) -> None:
 def test_a_restart_does_not_bless_a_truncated_trail(tmp_path: Path) -> None:
     db, keeper = _anchored(tmp_path, 6)
     _delete_from(db, 5)
-    restarted = anchor.Anchor(keeper.path, keeper.key, db)
+    restarted = anchor.Anchor(keeper.sink, keeper.key, db)
     restarted.start()
-    db.after_audit_commit = restarted.advance
-    assert "audit record 6 (anchored) is gone or altered" in restarted.frozen
-    # New records bring the chain past the anchored seq again: the anchored hash still differs.
+    db.after_audit_commit = restarted.after_commit
+    assert "record 6 (checkpointed in" in restarted.frozen and "is gone or altered" in restarted.frozen
+    # New records bring the chain past the checkpointed seq again: their hashes differ.
     for i in range(3):
         with db.write() as conn:
             audit.append(conn, f"new{i}", event="e", tenant="t")
-    assert json.loads(json.loads(keeper.path.read_text())["document"])["seq"] == 6
-    [problem] = _verify(db, restarted).problems
-    assert str(problem) == (
-        "audit record 6: does not match the anchored hash (the trail was cut back and rewritten?)"
-    )
+    report = _verify(db, restarted)
+    assert report.first_altered == 5, report.as_json()
+    assert _problems(report)[0].startswith("audit record 5: differs from its checkpointed hash")
 
 
-def test_the_export_carries_the_anchor_and_verifies_offline(tmp_path: Path) -> None:
+def test_the_export_is_sealed_and_verifies_offline(tmp_path: Path) -> None:
     db, keeper = _anchored(tmp_path, 6)
     public = keeper.key.public_key()
-    text = anchor.export_jsonl(db, keeper.path, key=keeper.key)
+    entries = list(keeper.sink.entries())
+    text = anchor.export_jsonl(db, key=keeper.key)
     lines = text.splitlines()
-    assert json.loads(lines[-1])["audit_anchor"] == json.loads(keeper.path.read_text())
     assert anchor.verify_export(text, public).ok
+    assert anchor.verify_export(text, public, entries).ok
     cut = "\n".join(lines[:4] + lines[-1:]) + "\n"  # records 5 and 6 removed from the archive
-    problems = [str(p) for p in anchor.verify_export(cut, public).problems]
-    assert any("2 records deleted from the end after record 4 (records 5-6)" in p for p in problems), problems
+    problems = _problems(anchor.verify_export(cut, public, entries))
+    assert any("records 5-6 deleted from its end" in p for p in problems), problems
     assert any("sealed with 6 records, the last being record 6; it holds 4" in p for p in problems), problems
 
     # A tenant's trail (records 2, 4, 6): each record's hash, and its seal for what was cut.
-    own = anchor.export_jsonl(db, keeper.path, "t", keeper.key)
-    report = anchor.verify_export(own, public)
+    own = anchor.export_jsonl(db, "t", keeper.key)
+    report = anchor.verify_export(own, public, entries)
     assert report.ok, report.as_json()
     assert report.notes == ["the trail of tenant 't': links to other tenants' records cannot be checked"]
     edited = own.replace('"event":"e"', '"event":"x"', 1)
     assert [p.seq for p in anchor.verify_export(edited, public).problems] == [2]
+    # Edited and its own hash recomputed: only the checkpoints show it.
+    doc = json.loads(own.splitlines()[0])
+    doc["event"] = "x"
+    record = {k: v for k, v in doc.items() if k not in ("seq", "prev_hash", "hash")}
+    doc["hash"] = audit.record_hash(doc["seq"], doc["prev_hash"], record)
+    rehashed = "\n".join([json.dumps(doc), *own.splitlines()[1:]]) + "\n"
+    assert [p.seq for p in anchor.verify_export(rehashed, public, entries).problems] == [2]
     own_lines = own.splitlines()
     last_cut = "\n".join(own_lines[:2] + own_lines[-1:]) + "\n"
-    assert [str(p) for p in anchor.verify_export(last_cut, public).problems] == [
+    assert _problems(anchor.verify_export(last_cut, public)) == [
         "audit record 6: missing: the export was sealed with 3 records, the last being record 6; it holds "
         "2, the last being record 4: 1 record(s) deleted from it"
     ]
-    middle_cut = "\n".join(own_lines[:1] + own_lines[2:]) + "\n"
-    assert not anchor.verify_export(middle_cut, public).ok
-    # Without the seal (or with a forged one) a tenant's trail cannot vouch for what it holds.
-    unsealed = anchor.export_jsonl(db, keeper.path, "t")
-    assert [str(p) for p in anchor.verify_export(unsealed, public).problems] == [
+    # Without the seal a tenant's trail cannot vouch for what it holds.
+    unsealed = anchor.export_jsonl(db, "t")
+    assert _problems(anchor.verify_export(unsealed, public)) == [
         "audit trail: the export is not sealed: deletions from it cannot be detected"
     ]
 
 
-def _cli_verify(worker: Worker) -> tuple[int, list[str]]:
+def _cli_verify(worker: Worker, *extra: str) -> tuple[int, list[str]]:
     out = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", "--state", str(worker.root / "state")],
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *worker.audit_verify_args(), *extra],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     return out.returncode, out.stdout.strip().splitlines()
 
 
-def test_a_worker_killed_then_truncated_is_caught_across_restarts(tmp_path: Path) -> None:
+def test_a_worker_killed_wiped_and_rekeyed_is_caught_across_restarts(tmp_path: Path) -> None:
     worker = Worker(tmp_path).start()
+    state = tmp_path / "state"
     try:
         onboard(worker, tenant_doc("globex", "globexa", ["globexa-ml"]))
         worker.kill9()
         code, lines = _cli_verify(worker)
         end = len(list(audit.records(Database(worker.database()))))
-        assert (code, lines) == (
-            0,
-            [f"ok: the audit trail verifies ({end} records; anchored at record {end})"],
+        assert code == 0 and len(lines) == 1, lines
+        assert lines[0].startswith(
+            f"ok: the audit trail verifies ({end} records; checkpointed to record {end} in"
         )
+
+        # State files: owner-only.
+        for path in (
+            "lifecycle/lifecycle.sqlite",
+            "lifecycle/dbos.sqlite",
+            "lifecycle/certificate-signing-key.pem",
+        ):
+            assert (state / path).stat().st_mode & 0o777 == 0o600, path
+        assert (state / "lifecycle").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "audit-host" / "audit-checkpoints.jsonl").stat().st_mode & 0o777 == 0o600
 
         worker.start()  # a restart after kill -9 is no false alarm
         with worker.client() as c:
@@ -261,35 +338,45 @@ def test_a_worker_killed_then_truncated_is_caught_across_restarts(tmp_path: Path
         db.close()
         code, lines = _cli_verify(worker)
         assert code == 1 and lines == [
-            f"FAIL audit record {end}: missing: the anchor is at record {end} but the chain ends at record "
-            f"{end - 3}: 3 records deleted from the end after record {end - 3} (records {end - 2}-{end})"
+            f"FAIL audit record {end - 2}: missing: checkpoints cover records up to {end} but the audit "
+            f"trail ends at record {end - 3}: records {end - 2}-{end} deleted from its end "
+            "(truncated or wiped)",
+            f"first altered record: {end - 2}",
         ], lines
 
-        # Restarted and working on, the worker neither re-anchors the cut trail nor hides it.
+        # Restarted and working on, the worker neither checkpoints the cut trail nor hides it.
         worker.start()
         onboard(worker, tenant_doc("globex", "globexb", ["globexb-ml"]))
         with worker.client() as c:
             verified = c.get("/v1/audit/verify").json()
-        assert not verified["ok"] and verified["anchor"]["seq"] == end, verified
-        assert verified["problems"] == [
-            f"audit record {end}: does not match the anchored hash (the trail was cut back and rewritten?)"
-        ], verified
+        assert not verified["ok"] and verified["first_altered"] == end - 2, verified
         assert any("no longer advances the anchor" in n for n in verified["notes"]), verified
+        worker.stop()
+
+        # Everything in the state folder wiped, a new worker key minted: caught all the same.
+        db = Database(worker.database())
+        _delete_from(db, 1)
+        db.close()
+        key_path = state / "lifecycle" / "certificate-signing-key.pem"
+        key_path.unlink()
+        write_private_key(key_path, Ed25519PrivateKey.generate())
+        code, lines = _cli_verify(worker)
+        assert code == 1 and lines[-1] == "first altered record: 1", lines
+        # ... and a worker told which key to trust refuses to start with the new one.
+        trusted = tmp_path / "audit-host" / "trusted.pem"
+        with pytest.raises(RuntimeError, match="is not the trusted key's"):
+            Worker(tmp_path, audit_trusted_key=str(trusted)).start()
     finally:
         worker.stop()
 
-    # An anchor edited to match the cut trail: its signature gives it away.
-    path = tmp_path / "state" / "lifecycle" / "audit-anchor.json"
-    doc = json.loads(path.read_text())
-    inner = json.loads(doc["document"])
-    inner["seq"] -= 1
-    path.write_text(json.dumps({**doc, "document": audit.canonical(inner)}))
-    code, lines = _cli_verify(worker)
-    assert (
-        code == 1
-        and (
-            "FAIL audit trail: the audit anchor: the signature does not verify: the document was altered or "
-            "signed by another key"
-        )
-        in lines
-    ), lines
+
+def test_audit_verify_refuses_trust_inside_the_state_folder(tmp_path: Path) -> None:
+    _, keeper = _anchored(tmp_path, 3)
+    inside = tmp_path / "state" / "trusted.pem"
+    inside.write_text(signing.public_pem(keeper.key.public_key()))
+    out = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", "--state", str(tmp_path / "state"),
+         "--checkpoints", keeper.sink.location, "--trusted-key", str(inside)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and "is inside the state folder" in out.stdout, out.stdout

@@ -4,6 +4,8 @@ Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (CI start
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
 
-from .harness import Worker, onboard, tenant_doc
+from .harness import ROOT, Worker, onboard, tenant_doc
 
 URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(
@@ -63,3 +65,10 @@ def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, 
         assert events.count("approval.approved") == 1 and events.count("tenant.policy_updated") == 1
     finally:
         db.close()
+    # Checkpointed across the kill -9 too: the auditor's check holds.
+    out = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *worker.audit_verify_args(),
+         "--database-url", worker.database().replace("postgresql://", "postgresql+psycopg://", 1)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("ok: the audit trail verifies"), out.stdout

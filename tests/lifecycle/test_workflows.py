@@ -202,25 +202,26 @@ def test_offboarding_killed_midway_ends_destroyed_certified_and_verifiable(worke
         assert events.count(event) == 1, (event, events)
     archive = Path(wf["output"]["archive"])
     assert archive.exists() and "certificate.issued" in archive.read_text()
-    state = ["--state", str(worker.root / "state")]
     out = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *state],
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *worker.audit_verify_args()],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    # Two kill -9s in this test alone: the anchor (written after each commit) still vouches.
+    # Two kill -9s in this test alone: the checkpoints (written after each commit) still vouch.
     assert out.returncode == 0 and "FAIL" not in out.stdout, out.stdout + out.stderr
     assert re.search(
-        r"^ok: the audit trail verifies \(\d+ records; anchored at record \d+\)$", out.stdout, re.M
+        r"^ok: the audit trail verifies \(\d+ records; checkpointed to record \d+ in file:", out.stdout, re.M
     )
-    # The archived trail carries the anchor and verifies offline, with only the public key.
+    # The archived trail carries its seal and verifies offline, with only the public key, and
+    # against the checkpoints record by record.
     public = worker.root / "public.pem"
     public.write_text(httpx.get(f"{worker.url}/v1/certificates/public-key").json()["public_key_pem"])
-    out = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", "--file", str(archive),
-         "--public-key", str(public)],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0 and "ok: the audit trail verifies" in out.stdout, out.stdout + out.stderr
+    for checkpoints in ([], ["--checkpoints", worker.audit_sink]):
+        out = subprocess.run(
+            [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", "--file", str(archive),
+             "--public-key", str(public), *checkpoints],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0 and "ok: the audit trail verifies" in out.stdout, out.stdout + out.stderr
 
 
 def test_failing_step_runs_the_compensations(worker: Worker) -> None:
@@ -252,10 +253,11 @@ def test_editing_one_audit_record_fails_verification_naming_it(worker: Worker) -
         )
     db.close()
     out = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", "--state", str(worker.root / "state")],
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *worker.audit_verify_args()],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 1
     assert out.stdout.strip().splitlines() == [
-        "FAIL audit record 7: content does not match its hash (edited?)"
+        "FAIL audit record 7: content does not match its hash (edited?)",
+        "first altered record: 7",
     ]

@@ -1,0 +1,114 @@
+"""`pdp records`: the decision log as JSON lines, `verify` against outside trust, `public-key`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pdp.opa.binary import PROJECT_ROOT
+from pdp.options import env_path
+
+
+def _log_path(args: argparse.Namespace) -> Path:
+    return Path(args.log or args.state / "decisions.sqlite")
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from pdp.records import read_records
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    until = datetime.fromisoformat(args.until) if args.until else None
+    path = _log_path(args)
+    if not path.exists():
+        print(f"error: no decision log at {path}", file=sys.stderr)
+        return 1
+    for record in read_records(path, tenant=args.tenant, since=since, until=until, limit=args.limit):
+        print(json.dumps(record.to_dict()))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pdp.integrity import trust
+    from pdp.records import verify_log
+
+    try:
+        # The log's own folder is the state folder that must not hold the trust.
+        held = trust.load(_log_path(args).parent, args.checkpoints, args.trusted_key, env="PDP_RECORDS")
+    except trust.TrustError as exc:
+        print(f"FAIL {exc}")
+        return 1
+    report = verify_log(_log_path(args), held.sink, held.key)
+    if args.json:
+        json.dump(report.as_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0 if report.ok else 1
+    return trust.print_report(report, what="decision log", sink=held.sink, key=held.key)
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    from pdp.integrity import signing
+    from pdp.records import SIGNING_KEY
+
+    path = args.signing_key or args.state / SIGNING_KEY
+    try:
+        key = signing.load_key(path)
+    except (OSError, ValueError, signing.KeyFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(signing.public_pem(key.public_key()))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    default_state = PROJECT_ROOT / "var"
+    r = sub.add_parser("records", help="decision records as JSON lines; `records verify` checks the log")
+    r.add_argument("--state", type=Path, default=default_state)
+    r.add_argument("--log", type=Path, help="the decision log (default: <state>/decisions.sqlite)")
+    r.add_argument("--tenant")
+    r.add_argument("--since", help="ISO 8601 time with zone, inclusive")
+    r.add_argument("--until", help="ISO 8601 time with zone, exclusive")
+    r.add_argument("--limit", type=int, default=1000)
+    r.set_defaults(func=cmd_records)
+    rsub = r.add_subparsers(dest="records_command")
+
+    def located(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        # SUPPRESS: given before the subcommand (`records --state S verify`) the value stays.
+        sp.add_argument("--state", type=Path, default=argparse.SUPPRESS, help="default: var/")
+        sp.add_argument(
+            "--log", type=Path, default=argparse.SUPPRESS, help="default: <state>/decisions.sqlite"
+        )
+        return sp
+
+    v = located(
+        rsub.add_parser(
+            "verify",
+            help="check the decision log against its checkpoints and the trusted key, both held outside "
+            "the state folder; names the first altered record",
+        )
+    )
+    v.add_argument(
+        "--checkpoints",
+        metavar="SINK",
+        default=os.environ.get("PDP_RECORDS_CHECKPOINTS", ""),
+        help="the sink the PDP checkpoints to: file:PATH or dir:PATH (default $PDP_RECORDS_CHECKPOINTS)",
+    )
+    v.add_argument(
+        "--trusted-key",
+        type=Path,
+        default=env_path("PDP_RECORDS_TRUSTED_KEY"),
+        help="PEM public key of the PDP's records signing key (default $PDP_RECORDS_TRUSTED_KEY)",
+    )
+    v.add_argument("--json", action="store_true", help="the report as JSON")
+    v.set_defaults(func=cmd_verify)
+    k = rsub.add_parser(
+        "public-key",
+        help="print the public half of the records signing key, to keep outside the state folder",
+    )
+    k.add_argument("--state", type=Path, default=argparse.SUPPRESS, help="default: var/")
+    k.add_argument("--signing-key", type=Path, help="default: <state>/records-signing-key.pem")
+    k.set_defaults(func=cmd_public_key)
