@@ -60,6 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         audit_anchor=args.audit_anchor,
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
+        decision_wait=args.decision_wait,
     )
     worker = Worker(options)
     worker.start()
@@ -289,6 +290,12 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=300.0,
         help="seconds offboarding waits for deleted objects (Terminating namespaces) to be gone",
+    )
+    w.add_argument(
+        "--decision-wait",
+        type=float,
+        default=10.0,
+        help="seconds the API waits for a request's decision before answering 202 without it",
     )
     w.set_defaults(func=cmd_worker)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
