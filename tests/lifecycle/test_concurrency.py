@@ -9,6 +9,8 @@ moment, and no change adds GPUs beyond the entitlement or what an approval grant
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import FINAL, Worker, audit_records, h100_deployment, onboard, tenant_doc
+from .harness import FINAL, ROOT, Worker, audit_records, h100_deployment, onboard, tenant_doc
 from .ledger import Ledger, replay
 
 H100 = "H100-80GB"
@@ -179,11 +181,15 @@ def test_random_concurrent_requests_hold_the_entitlement(worker: Worker, seed: i
     """Scale, deploy, quota and batch-size requests of one tenant in random order, many at once,
     an approver approving some approvals: every change within the entitlement or a grant,
     every decision against the usage of its moment, the trail verifying."""
+    print(random_requests(worker, f"race{seed}", seed))
+
+
+def random_requests(worker: Worker, tenant: str, seed: int, requests: int = 22) -> str:
+    """The random run of one seed, checked (also run on PostgreSQL: test_postgres.py); a summary."""
     rng = random.Random(seed)
-    tenant = f"race{seed}"
     _tenant(worker, tenant, {"d0": 2, "d1": 2, "d2": 1})
     calls: list[Callable[[], httpx.Response]] = []
-    for i in range(22):
+    for i in range(requests):
         kind = rng.choices(("scale", "deploy", "quota", "batch"), weights=(10, 4, 3, 2))[0]
         if kind == "scale":
             calls.append(_scale(worker, tenant, f"d{rng.randrange(3)}", rng.randint(1, 6)))
@@ -207,14 +213,15 @@ def test_random_concurrent_requests_hold_the_entitlement(worker: Worker, seed: i
             (r.json() if r.status_code == 202 else r.json()["detail"]).get("workflow_id") for r in responses
         ]
         results = _until_final(worker, [i for i in ids if i])
-    assert all(wf["status"] == "SUCCESS" for wf in results.values()), results
+    failed = {k: (wf["status"], wf["error"]) for k, wf in results.items() if wf["status"] != "SUCCESS"}
+    assert not failed, f"{failed}\n{worker.log()}"
     statuses = [wf["output"]["status"] for wf in results.values()]
     ledger = _checked(worker, tenant)
     assert ledger.decisions >= len(results) and "applied" in statuses
     answered = sorted(str(r.json().get("status", r.status_code)) for r in responses)
-    print(f"seed {seed}: {len(calls)} requests in {time.monotonic() - started:.1f} s: answers {answered}; "
-          f"final {sorted(statuses)}; {ledger.changes} GPU-adding changes checked, {ledger.granted} "
-          f"under a grant; {ledger.decisions} decisions checked")  # fmt: skip
+    return (f"seed {seed}: {len(calls)} requests in {time.monotonic() - started:.1f} s: answers {answered}; "
+            f"final {sorted(statuses)}; {ledger.changes} GPU-adding changes checked, {ledger.granted} "
+            f"under a grant; {ledger.decisions} decisions checked")  # fmt: skip
 
 
 def test_a_pending_approval_strands_nothing(worker: Worker) -> None:
@@ -228,6 +235,11 @@ def test_a_pending_approval_strands_nothing(worker: Worker) -> None:
     assert r.status_code == 202 and r.json()["status"] == "awaiting_approval", r.text
     assert r.json()["reason_codes"] == ["QUOTA_APPROVAL_REQUIRED"] and r.json()["usage"] == {H100: 6}
     scale_id = r.json()["workflow_id"]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "follow", scale_id, "--timeout", "120",
+         "--url", worker.url, "--token", worker.admin_token],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     # Independent requests go through while the approval waits.
     _applied(worker, _post(worker, f"/v1/tenants/{tenant}/deployments/serve/batch-size", {"batch_size": 8}))
     _applied(worker, _post(worker, f"/v1/tenants/{tenant}/deployments", h100_deployment("side", 1)))
@@ -250,6 +262,11 @@ def test_a_pending_approval_strands_nothing(worker: Worker) -> None:
     )
     ledger = _checked(worker, tenant)
     assert ledger.usage() == {H100: 11}
+    # `follow` streamed both decisions: the one that asked for approval, the one applied.
+    shown, _ = follow.communicate(timeout=60)
+    decisions = [line.split()[1:3] for line in shown.splitlines() if line.strip().startswith("decision:")]
+    assert decisions == [["awaiting_approval", "NEEDS_APPROVAL"], ["applied", "ALLOW"]], shown
+    assert f'usage {{"{H100}": 6}}' in shown and f'usage {{"{H100}": 7}}' in shown, shown
 
 
 def test_offboarding_proceeds_past_a_pending_quota_approval(worker: Worker) -> None:
