@@ -301,3 +301,26 @@ def _no_leftover_approvals(worker: Worker) -> Iterator[None]:
     with worker.client() as c:
         for a in c.get("/v1/approvals").json():
             c.post(f"/v1/approvals/{a['id']}", json={"approved": False})
+
+
+def test_a_change_killed_midway_keeps_its_place_in_the_serialization(worker: Worker) -> None:
+    """kill -9 while a scale is being applied; after the restart the recovered change finishes
+    first (once), and a scale sent right after the restart is decided against its result."""
+    tenant = "crashy"
+    _tenant(worker, tenant, {"serve": 2})
+    worker.kill9()
+    worker.start(env={"PDP_LIFECYCLE_PAUSE_AT": "apply:scale"})
+    first = _post(worker, f"/v1/tenants/{tenant}/deployments/serve/scale", {"target_replicas": 6})
+    assert worker.wait_paused() == "apply:scale"
+    worker.kill9()
+    worker.start()
+    second = _post(worker, f"/v1/tenants/{tenant}/deployments/serve/scale", {"target_replicas": 8})
+    assert second.status_code == 202, second.text
+    out = [worker.wait_workflow(r.json()["workflow_id"])["output"] for r in (first, second)]
+    assert [o["status"] for o in out] == ["applied", "applied"], out
+    # Decided after the first was applied: 6 held, 2 more within the entitlement of 8.
+    assert out[1]["decision"]["usage"] == {H100: 6}
+    assert out[1]["changed"]["spec"]["replicas"] == 8
+    moves = [r for r in _trail(worker, tenant) if r["event"] == "deployment.transition"]
+    assert [m["detail"]["spec"]["replicas"] for m in moves] == [2, 6, 8]  # each applied once
+    _checked(worker, tenant)
