@@ -324,3 +324,17 @@ def test_a_change_killed_midway_keeps_its_place_in_the_serialization(worker: Wor
     moves = [r for r in _trail(worker, tenant) if r["event"] == "deployment.transition"]
     assert [m["detail"]["spec"]["replicas"] for m in moves] == [2, 6, 8]  # each applied once
     _checked(worker, tenant)
+
+
+def test_one_name_deployed_twice_at_once_is_applied_once(worker: Worker) -> None:
+    tenant = "twice"
+    _tenant(worker, tenant, {})
+    path = f"/v1/tenants/{tenant}/deployments"
+    responses = _at_once([lambda: _post(worker, path, h100_deployment("dup", 2))] * 2)
+    assert sorted(r.status_code for r in responses) == [202, 409], [r.text for r in responses]
+    [refused] = [r.json()["detail"] for r in responses if r.status_code == 409]
+    # refused by the API's check, or (both passed it) by the change that ran second
+    assert "already exists" in str(refused), refused
+    [applied] = [r.json() for r in responses if r.status_code == 202]
+    assert worker.wait_workflow(applied["workflow_id"])["output"]["status"] == "applied"
+    assert _checked(worker, tenant).usage() == {H100: 2}
