@@ -1,10 +1,11 @@
 """The northbound product API (HTTP + JSON, OpenAPI at /openapi.json).
 
-Every mutating call is decided by the PDP before anything starts: DENY answers 403 with the reason
-codes and changes nothing; ALLOW and NEEDS_APPROVAL start a durable workflow (202), which decides
-again under the tenant's serialization and waits for approval where needed. A tenant token sees
-and acts on its own tenant only; another tenant's resources are 404 (their existence is not
-disclosed), admin-only calls are 403.
+Every mutating call is checked by the PDP before anything starts: DENY answers 403 with the reason
+codes and changes nothing. Otherwise it starts a durable workflow, which decides the change inside
+the tenant's serialization against the usage of that moment and applies it there; the answer is
+that decision (pdp/lifecycle/answers.py), or 202 with the request's workflow id when it takes
+longer. A tenant token sees and acts on its own tenant only; another tenant's resources are 404
+(their existence is not disclosed), admin-only calls are 403.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, SetWorkflowID
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import anchor, audit, capacity, workflows
+from pdp.lifecycle import anchor, answers, audit, capacity, workflows
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
@@ -114,6 +115,8 @@ def _admin(caller: Principal) -> None:
 
 
 def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
+    """The API's own check: a malformed intent is 422, a DENY 403 (nothing started). What it
+    allows is decided again by the workflow, against the usage when the change is applied."""
     try:
         decision = current().policy.decide(intent)
     except InvalidIntent as exc:
@@ -130,28 +133,6 @@ def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
             },
         )
     return decision
-
-
-def _enqueue(workflow_id: str, tenant: str, func: Any, *args: Any) -> None:
-    queue = DBOS.retrieve_queue(workflows.QUEUE)
-    if queue is None:
-        raise HTTPException(503, "the workflow queue is not registered")
-    with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=tenant):
-        queue.enqueue(func, *args)
-
-
-def _accepted(workflow_id: str, decision: dict[str, Any], **extra: Any) -> JSONResponse:
-    return JSONResponse(
-        {
-            "workflow_id": workflow_id,
-            "outcome": decision["outcome"],
-            "reason_codes": [r["code"] for r in decision["reasons"]],
-            "decision_id": decision["decision_id"],
-            "bundle_revision": decision["bundle_revision"],
-            **extra,
-        },
-        status_code=202,
-    )
 
 
 def create_app() -> FastAPI:
@@ -173,14 +154,14 @@ def create_app() -> FastAPI:
             "actor": caller.actor,
             "create_tenant": {"policy": policy},
         }
-        decision = _decide_or_refuse(intent)
+        _decide_or_refuse(intent)
         workflow_id = f"onboard-{name}"
         current().store.create_tenant(policy, workflow_id, caller.actor)
         token = new_token()
         current().store.add_token(token, "tenant", name)
-        _enqueue(workflow_id, name, workflows.onboard_workflow, policy, caller.actor)
+        answers.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
         # The tenant's token is shown once; only its hash is kept.
-        return _accepted(workflow_id, decision, tenant=name, tenant_token=token)
+        return answers.answer(workflow_id, tenant=name, tenant_token=token)
 
     @app.get("/v1/tenants")
     def list_tenants(caller: Caller) -> list[dict[str, Any]]:
@@ -191,22 +172,32 @@ def create_app() -> FastAPI:
         return _own(caller, tenant)
 
     def _request(
-        tenant: str, kind: str, payload: dict[str, Any], caller: Principal, workflow: Any = None
+        tenant: str,
+        kind: str,
+        payload: dict[str, Any],
+        caller: Principal,
+        workflow: Any = None,
+        asked: dict[str, Any] | None = None,
     ) -> JSONResponse:
+        """Check `payload` (the intent's, completed from the store now) and start the request;
+        the workflow gets `asked` (what the caller asked; default: the payload) and completes it
+        from the store again when the change runs."""
         record = _own(caller, tenant)
         if record["state"] != "active":
             raise HTTPException(409, f"tenant {tenant!r} is {record['state']}, not active")
         payload = {k: v for k, v in payload.items() if v is not None}
         usage = current().store.usage(tenant)
-        decision = _decide_or_refuse(
+        _decide_or_refuse(
             {"kind": kind, "tenant": tenant, "actor": caller.actor, "usage": usage, kind: payload}
         )
         workflow_id = f"{kind}-{tenant}-{uuid.uuid4().hex[:12]}"
         if workflow is None:
-            _enqueue(workflow_id, tenant, workflows.request_workflow, tenant, kind, payload, caller.actor)
+            answers.start(
+                workflow_id, workflows.request_workflow, tenant, kind, asked or payload, caller.actor
+            )
         else:
-            _enqueue(workflow_id, tenant, workflow, tenant, payload, caller.actor)
-        return _accepted(workflow_id, decision)
+            answers.start(workflow_id, workflow, tenant, asked or payload, caller.actor)
+        return answers.answer(workflow_id)
 
     def _deployment(tenant: str, name: str) -> dict[str, Any]:
         for dep in current().store.deployments(tenant):
@@ -216,6 +207,9 @@ def create_app() -> FastAPI:
 
     @app.post("/v1/tenants/{tenant}/deployments", status_code=202)
     def deploy(tenant: str, body: DeployRequest, caller: Caller) -> JSONResponse:
+        _own(caller, tenant)
+        if any(d["name"] == body.deployment for d in current().store.deployments(tenant)):
+            raise HTTPException(409, f"deployment {body.deployment!r} already exists")
         return _request(tenant, "deploy_model", body.model_dump(), caller)
 
     @app.get("/v1/tenants/{tenant}/deployments")
@@ -234,7 +228,8 @@ def create_app() -> FastAPI:
             "current_replicas": spec["replicas"],
             "target_replicas": body.target_replicas,
         }
-        return _request(tenant, "scale", payload, caller)
+        asked = {"deployment": name, "target_replicas": body.target_replicas}
+        return _request(tenant, "scale", payload, caller, asked=asked)
 
     @app.post("/v1/tenants/{tenant}/deployments/{name}/batch-size", status_code=202)
     def batch_size(tenant: str, name: str, body: BatchSizeRequest, caller: Caller) -> JSONResponse:
@@ -270,23 +265,16 @@ def create_app() -> FastAPI:
         if any(d["name"] == payload["deployment"] for d in current().store.deployments(tenant)):
             raise HTTPException(409, f"deployment {payload['deployment']!r} already exists")
         usage = current().store.usage(tenant)
-        decision = _decide_or_refuse(
+        _decide_or_refuse(
             {"kind": "deploy_model", "tenant": tenant, "actor": caller.actor, "usage": usage,
              "deploy_model": payload}
         )  # fmt: skip
         needed = body.gpus or int(payload["gpus_per_replica"]) * int(payload["replicas"])
         workflow_id = f"capacity-{tenant}-{uuid.uuid4().hex[:12]}"
-        _enqueue(
-            workflow_id,
-            tenant,
-            workflows.capacity_workflow,
-            tenant,
-            payload,
-            needed,
-            body.queue,
-            caller.actor,
+        answers.start(
+            workflow_id, workflows.capacity_workflow, tenant, payload, needed, body.queue, caller.actor
         )
-        return _accepted(workflow_id, decision)
+        return answers.answer(workflow_id)
 
     @app.post("/v1/capacity/retry", status_code=202)
     def capacity_retry(body: CapacityRetry, caller: Caller) -> JSONResponse:
@@ -333,7 +321,7 @@ def create_app() -> FastAPI:
                 409, f"tenant {tenant!r} is {record['state']}; only active or suspended tenants offboard"
             )
         running = [d for d in current().store.deployments(tenant) if d["state"] == "running"]
-        decision = _decide_or_refuse(
+        _decide_or_refuse(
             {
                 "kind": "offboard_tenant",
                 "tenant": tenant,
@@ -342,8 +330,8 @@ def create_app() -> FastAPI:
             }
         )
         workflow_id = f"offboard-{tenant}"
-        _enqueue(workflow_id, tenant, workflows.offboard_workflow, tenant, caller.actor, body.reason)
-        return _accepted(workflow_id, decision)
+        answers.start(workflow_id, workflows.offboard_workflow, tenant, caller.actor, body.reason)
+        return answers.answer(workflow_id)
 
     @app.get("/v1/tenants/{tenant}/certificate")
     def certificate(tenant: str, caller: Caller) -> dict[str, Any]:
@@ -382,6 +370,9 @@ def create_app() -> FastAPI:
             "tenant": tenant,
             "status": status.status,
             "steps": workflows.progress(list(steps)),
+            # The request's latest decision (outcome, reasons, decision id, bundle revision) and
+            # where it stands; null until the workflow has decided.
+            "decision": answers.decision(workflow_id),
             "output": workflows.to_json(status.output),
             "error": str(status.error) if status.error else None,
         }
@@ -399,9 +390,15 @@ def create_app() -> FastAPI:
             raise HTTPException(404, str(exc)) from exc
         if approval["status"] not in ("pending", "escalated"):
             raise HTTPException(409, f"approval {approval_id!r} is already {approval['status']}")
-        DBOS.send(
-            approval_id, {"approved": body.approved, "by": caller.actor, "comment": body.comment}, "approval"
-        )
+        # The answer names the decision it answers: an answer that arrives after the request
+        # asked again (with new figures) does not answer the new question.
+        answer = {
+            "approved": body.approved,
+            "by": caller.actor,
+            "comment": body.comment,
+            "decision_id": approval["decision"].get("decision_id", ""),
+        }
+        DBOS.send(approval_id, answer, workflows.APPROVAL_TOPIC)
         return {"approval_id": approval_id, "sent": "approved" if body.approved else "rejected"}
 
     @app.get("/v1/audit")

@@ -22,6 +22,8 @@ from pdp.integrity.chain import canonical as canonical
 from pdp.lifecycle.db import AUDIT_APPENDED, Database
 
 __all__ = ["GENESIS", "Problem", "append", "canonical", "record_hash", "records", "verify", "verify_rows"]
+# PostgreSQL advisory lock id serializing appends (any fixed 64-bit number unique to this use).
+APPEND_LOCK = 0x6770_7061_6173_0001
 
 
 def record_hash(seq: int, prev_hash: str, record: Mapping[str, Any]) -> str:
@@ -49,6 +51,10 @@ def append(
 ) -> int:
     """Append one record inside the caller's write transaction; returns its seq (the existing one
     when this event key was already recorded)."""
+    if conn.dialect.name == "postgresql":
+        # The chain is one sequence: appenders take turns (until their commit), each reading the
+        # head the previous one committed. SQLite's writers already take turns (db.write).
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
     existing = conn.execute(
         sa.text("SELECT seq FROM lc_audit WHERE event_key = :k"), {"k": event_key}
     ).scalar()
@@ -67,7 +73,7 @@ def append(
         "detail": dict(detail or {}),
     }
     digest = record_hash(seq, prev, record)
-    # seq is the primary key: a concurrent writer that computed the same seq fails and retries.
+    # seq is the primary key: were two appends ever to compute the same seq, one would fail.
     conn.execute(
         sa.text("INSERT INTO lc_audit (seq, event_key, record, prev_hash, hash) VALUES (:s, :k, :r, :p, :h)"),
         {"s": seq, "k": event_key, "r": canonical(record), "p": prev, "h": digest},

@@ -65,6 +65,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         audit_trusted_key=args.audit_trusted_key,
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
+        decision_wait=args.decision_wait,
     )
     worker = Worker(options)
     worker.start()
@@ -106,15 +107,32 @@ def cmd_approve(args: argparse.Namespace) -> int:
         return _show(c.post(f"/v1/approvals/{args.approval_id}", json=body))
 
 
+def decision_line(d: dict[str, Any]) -> str:
+    """One line for a request's decision as `GET /v1/workflows/{id}` shows it (pure)."""
+    codes = ", ".join(d.get("reason_codes") or []) or "-"
+    usage = " usage " + json.dumps(d["usage"], sort_keys=True) if d.get("usage") else ""
+    approval = f" approval {d['approval_id']}" if d.get("status") == "awaiting_approval" else ""
+    return (
+        f"  decision: {d.get('status')} {d.get('outcome') or ''} ({codes}) decision {d.get('decision_id')} "
+        f"revision {d.get('bundle_revision')}{usage}{approval}"
+    )
+
+
 def follow(get: Callable[[], dict[str, Any]], timeout: float, out: Any = sys.stdout) -> dict[str, Any]:
-    """Poll a workflow, printing each new step and the final status."""
+    """Poll a workflow, printing each new step, each decision as it is made (a request needing
+    approval is decided again after it), and the final status."""
     shown = 0
+    decided: tuple[Any, Any] | None = None
     deadline = time.monotonic() + timeout
     while True:
         wf = get()
         for step in wf.get("steps", [])[shown:]:
             out.write(f"  step {shown + 1}: {step}\n")
             shown += 1
+        d = wf.get("decision")
+        if d and (d.get("decision_id"), d.get("status")) != decided:
+            decided = (d.get("decision_id"), d.get("status"))
+            out.write(decision_line(d) + "\n")
         if wf.get("status") in FINAL or time.monotonic() > deadline:
             out.write(f"{wf.get('workflow_id')}: {wf.get('status')} {json.dumps(wf.get('output'))[:300]}\n")
             out.flush()
@@ -246,6 +264,12 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=300.0,
         help="seconds offboarding waits for deleted objects (Terminating namespaces) to be gone",
+    )
+    w.add_argument(
+        "--decision-wait",
+        type=float,
+        default=10.0,
+        help="seconds the API waits for a request's decision before answering 202 without it",
     )
     w.set_defaults(func=cmd_worker)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))

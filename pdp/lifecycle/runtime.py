@@ -27,6 +27,9 @@ class Settings:
     # destroy_poll seconds: namespace deletion finishes asynchronously (namespace controller).
     destroy_timeout: float = 300.0
     destroy_poll: float = 1.0
+    # The API waits this long for a request's decision (made in the tenant's serialization)
+    # before answering 202 without it.
+    decision_wait: float = 10.0
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The lifecycle store: tenants, deployments, tokens, approvals and certificates.
+"""The lifecycle store: tenants, deployments, tokens, approvals (pdp/lifecycle/approval_store.py)
+and certificates.
 
 Every state change goes through `transition`, which checks the state machine and appends the
 audit record in the same transaction, so state and audit trail cannot disagree.
@@ -8,26 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from pdp.lifecycle import audit
+from pdp.lifecycle.approval_store import ApprovalStore
 from pdp.lifecycle.db import Database
+from pdp.lifecycle.rows import NotFound, now
 from pdp.lifecycle.states import DEPLOYMENT, TENANT
 from pdp.lifecycle.tokens import Principal, matches, token_hash
 
-
-def now() -> str:
-    return datetime.now(UTC).isoformat()
+__all__ = ["NotFound", "Store"]
 
 
-class NotFound(Exception):
-    pass
-
-
-class Store:
+class Store(ApprovalStore):
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -139,15 +135,29 @@ class Store:
         return out
 
     def put_deployment(
-        self, tenant: str, name: str, state: str, spec: Mapping[str, Any], *, event_key: str, **links: Any
+        self,
+        tenant: str,
+        name: str,
+        state: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        event_key: str,
+        **links: Any,
     ) -> None:
+        """Move a deployment to `state` (creating it), with `spec` (None: the one it has, read in
+        the same transaction, so a concurrent spec change is not undone)."""
         with self.db.write() as conn:
             if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
                 return
-            old = conn.execute(
-                sa.text("SELECT state FROM lc_deployments WHERE tenant = :t AND name = :n"),
+            row = conn.execute(
+                sa.text("SELECT state, spec FROM lc_deployments WHERE tenant = :t AND name = :n"),
                 {"t": tenant, "n": name},
-            ).scalar()
+            ).first()
+            old = row[0] if row else None
+            if spec is None:
+                if row is None:
+                    raise NotFound(f"deployment {tenant}/{name} not found")
+                spec = json.loads(row[1])
             if old is None:
                 DEPLOYMENT.check(f"{tenant}/{name}", DEPLOYMENT.initial, state)
                 conn.execute(
@@ -181,6 +191,37 @@ class Store:
                 },
                 **links,
             )
+
+    def put_spec(
+        self, tenant: str, name: str, spec: Mapping[str, Any], *, event_key: str, **links: Any
+    ) -> str:
+        """Change a deployment's spec in whatever state it is in now (read in the same
+        transaction: a preemption meanwhile is kept); returns that state. Audited as a transition
+        to the same state."""
+        with self.db.write() as conn:
+            state = conn.execute(
+                sa.text("SELECT state FROM lc_deployments WHERE tenant = :t AND name = :n"),
+                {"t": tenant, "n": name},
+            ).scalar()
+            if state is None:
+                raise NotFound(f"deployment {tenant}/{name} not found")
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return str(state)
+            conn.execute(
+                sa.text(
+                    "UPDATE lc_deployments SET spec = :p, updated_at = :u WHERE tenant = :t AND name = :n"
+                ),
+                {"t": tenant, "n": name, "p": json.dumps(spec), "u": now()},
+            )
+            audit.append(
+                conn,
+                event_key,
+                event="deployment.transition",
+                tenant=tenant,
+                detail={"deployment": name, "from": state, "to": state, "spec": dict(spec)},
+                **links,
+            )
+        return str(state)
 
     @staticmethod
     def _queue_position(conn: sa.Connection, tenant: str, name: str, old: str | None, state: str) -> None:
@@ -284,77 +325,6 @@ class Store:
         with self.db.write() as conn:
             result = conn.execute(sa.text("DELETE FROM lc_tokens WHERE tenant = :t"), {"t": tenant})
         return int(result.rowcount)
-
-    # approvals -----------------------------------------------------------------------------
-    def open_approval(self, approval_id: str, tenant: str, kind: str, decision: Mapping[str, Any]) -> None:
-        with self.db.write() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM lc_approvals WHERE id = :i"), {"i": approval_id}).first():
-                return
-            conn.execute(
-                sa.text(
-                    "INSERT INTO lc_approvals (id, tenant, kind, status, decision, created_at, updated_at) "
-                    "VALUES (:i, :t, :k, 'pending', :d, :c, :c)"
-                ),
-                {"i": approval_id, "t": tenant, "k": kind, "d": json.dumps(decision), "c": now()},
-            )
-            audit.append(
-                conn,
-                f"{approval_id}:approval.requested",
-                event="approval.requested",
-                tenant=tenant,
-                workflow_id=approval_id,
-                decision_id=str(decision.get("decision_id", "")),
-                bundle_revision=str(decision.get("bundle_revision", "")),
-                detail={"kind": kind, "reasons": [r["code"] for r in decision.get("reasons", [])]},
-            )
-
-    def set_approval(self, approval_id: str, status: str, by: str, *, event_key: str) -> None:
-        with self.db.write() as conn:
-            row = conn.execute(
-                sa.text("SELECT tenant, kind FROM lc_approvals WHERE id = :i"), {"i": approval_id}
-            ).first()
-            if row is None:
-                raise NotFound(f"approval {approval_id!r} not found")
-            conn.execute(
-                sa.text(
-                    "UPDATE lc_approvals SET status = :s, resolved_by = :b, updated_at = :u WHERE id = :i"
-                ),
-                {"s": status, "b": by, "u": now(), "i": approval_id},
-            )
-            audit.append(
-                conn,
-                event_key,
-                event=f"approval.{status}",
-                tenant=str(row[0]),
-                actor=by,
-                workflow_id=approval_id,
-                detail={"kind": row[1]},
-            )
-
-    def approvals(self, tenant: str | None = None, open_only: bool = True) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT id, tenant, kind, status, decision, resolved_by, created_at, updated_at FROM lc_approvals"
-        )
-        where = []
-        if open_only:
-            where.append("status IN ('pending', 'escalated')")
-        if tenant:
-            where.append("tenant = :t")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        with self.db.read() as conn:
-            rows = conn.execute(sa.text(sql + " ORDER BY created_at"), {"t": tenant}).all()
-        keys = ("id", "tenant", "kind", "status", "decision", "resolved_by", "created_at", "updated_at")
-        out = [dict(zip(keys, r, strict=True)) for r in rows]
-        for a in out:
-            a["decision"] = json.loads(a["decision"])
-        return out
-
-    def approval(self, approval_id: str) -> dict[str, Any]:
-        for a in self.approvals(open_only=False):
-            if a["id"] == approval_id:
-                return a
-        raise NotFound(f"approval {approval_id!r} not found")
 
     # certificates --------------------------------------------------------------------------
     def put_certificate(

@@ -24,7 +24,9 @@ from pdp.lifecycle.runtime import Runtime, Settings, install
 from pdp.lifecycle.store import Store
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
-APPLICATION_VERSION = "gpupaas-lifecycle-1"
+# 2: changes decided and applied in the tenant's serialization, approvals awaited outside it
+# (workflows started by version 1 are not resumed by this one).
+APPLICATION_VERSION = "gpupaas-lifecycle-2"
 RETRY_EVERY_MINUTE = "0 * * * * *"
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class WorkerOptions:
     audit_reanchor: bool = False
     # Seconds offboarding waits for deleted objects (namespaces above all) to be gone.
     destroy_timeout: float = 300.0
+    # Seconds the API waits for a request's decision before answering 202 without it.
+    decision_wait: float = 10.0
 
     @property
     def state(self) -> Path:
@@ -109,6 +113,7 @@ class Worker:
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
             destroy_timeout=o.destroy_timeout,
+            decision_wait=o.decision_wait,
         )
         self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
         install(self.runtime)
@@ -124,8 +129,10 @@ class Worker:
         }
         DBOS(config=config)
         DBOS.launch()
-        # One request at a time per tenant (the partition key is the tenant name).
-        DBOS.register_queue(workflows.QUEUE, partition_concurrency=1, polling_interval_sec=0.2)
+        # The tenant's serialization: one change at a time per tenant (the partition key is the
+        # tenant name), across workers. Requests themselves run on no queue (they wait for
+        # approvals, which must hold no slot): pdp/lifecycle/workflows/serial.py.
+        DBOS.register_queue(workflows.QUEUE, partition_concurrency=1, polling_interval_sec=0.1)
         # Queue retries one at a time (across workers too), so two never spend the same free GPUs.
         DBOS.register_queue(workflows.CAPACITY_QUEUE, global_concurrency=1, polling_interval_sec=0.2)
         if o.capacity_retry_schedule:

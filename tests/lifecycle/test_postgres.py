@@ -17,6 +17,7 @@ from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
 
 from .harness import ROOT, Worker, onboard, tenant_doc
+from .test_concurrency import random_requests
 
 URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(
@@ -72,3 +73,13 @@ def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, 
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.startswith("ok: the audit trail verifies"), out.stdout
+
+
+def test_concurrent_requests_hold_the_entitlement_on_postgres(database: str, tmp_path: Path) -> None:
+    """The random concurrent run (tests/lifecycle/test_concurrency.py) with DBOS and the lifecycle
+    tables on PostgreSQL: its queue partitions serialize the changes there too."""
+    worker = Worker(tmp_path, database_url=database, capacity_retry_schedule="", decision_wait="2").start()
+    try:
+        print(random_requests(worker, "racepg", seed=5))
+    finally:
+        worker.stop()

@@ -101,25 +101,32 @@ def test_deny_returns_reason_codes_and_changes_nothing(worker: Worker, tokens: d
 def test_concurrent_requests_cannot_both_spend_the_entitlement(
     worker: Worker, tokens: dict[str, str]
 ) -> None:
-    # Each asks for 10 of the 16 entitled GPUs: each is allowed alone, not both together.
-    results: list[dict[str, Any]] = []
+    # Each asks for 10 of the 16 entitled GPUs: each is allowed alone, not both together. Both
+    # pass the API's check; each answer is the decision made when its change was applied.
+    responses: list[httpx.Response] = []
 
     def deploy(name: str) -> None:
         with worker.client(tokens["initech2"]) as c:
-            r = c.post(
+            responses.append(c.post(
                 "/v1/tenants/initech2/deployments",
                 json={"deployment": name, "gpu_class": "A100-40GB", "gpus_per_replica": 1, "replicas": 10,
                       "sharing": "time-slicing"},
-            )  # fmt: skip
-            results.append(r.json())
+            ))  # fmt: skip
 
     threads = [threading.Thread(target=deploy, args=(n,)) for n in ("batch-a", "batch-b")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(r.get("outcome") == "ALLOW" for r in results), results  # both passed the API's check
-    outcomes = sorted(worker.wait_workflow(r["workflow_id"])["output"]["status"] for r in results)
+    answers = sorted(
+        ((r.status_code, r.json() if r.status_code == 202 else r.json()["detail"]) for r in responses),
+        key=lambda answer: answer[0],
+    )
+    assert [(code, a["status"], a["outcome"]) for code, a in answers] == [
+        (202, "applied", "ALLOW"), (403, "denied", "DENY"),
+    ], answers  # fmt: skip
+    assert answers[1][1]["reason_codes"] == ["ENTITLEMENT_EXCEEDED"]
+    outcomes = [worker.wait_workflow(a["workflow_id"])["output"]["status"] for _, a in answers]
     assert outcomes == ["applied", "denied"]
     with worker.client(tokens["initech2"]) as c:
         running = [d for d in c.get("/v1/tenants/initech2/deployments").json() if d["state"] == "running"]

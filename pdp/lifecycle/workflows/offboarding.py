@@ -1,0 +1,235 @@
+"""Offboarding: drain, revoke access, withdraw the policy, destroy every object (namespaces, the
+data, last), prove them gone, certify and archive.
+
+Offboarding is never held up by an approval of another request: it waits for no tenant
+serialization but for the short changes already in it, starts there (the tenant becomes
+`offboarding` and its deployments are drained, so every later change of the tenant finds it
+superseded), then answers every open approval of the tenant as superseded (audited on both
+sides) and destroys outside the serialization.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOS
+
+from pdp.lifecycle import anchor, audit, certificate, hooks, realize
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.states import DeploymentState, TenantState
+from pdp.lifecycle.workflows import approvals
+from pdp.lifecycle.workflows.queue_retry import retry_later
+from pdp.lifecycle.workflows.serial import in_partition
+from pdp.lifecycle.workflows.steps import (
+    RETRY,
+    begin,
+    decide_step,
+    delete_group_step,
+    intent,
+    key,
+    links,
+    render_step,
+    request_id,
+    tenant_step,
+    transition_step,
+    workloads_step,
+)
+from pdp.substrate.kubernetes import objects
+
+
+@DBOS.step(**RETRY)
+def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
+    """Every object gone, not merely being deleted: a Terminating namespace still holds its data
+    until the namespace controller has emptied it, which takes seconds to minutes. Waits (and
+    deletes again whatever is present and not being deleted) up to the destroy timeout per attempt,
+    then fails naming what is left; records what it waited for."""
+    hooks.at_step("verify-destroyed")
+    rt = current()
+    started = time.monotonic()
+    waited_for: set[str] = set()
+    while left := [o for o in objs if not rt.adapter.gone(o)]:
+        waited_for.update(objects.key(o) for o in left)
+        if time.monotonic() - started > rt.settings.destroy_timeout:
+            keys = ", ".join(objects.key(o) for o in left)
+            raise RuntimeError(f"still present after {rt.settings.destroy_timeout:.0f} s: {keys}")
+        for obj in left:
+            if rt.adapter.exists(obj):  # back, or its deletion was lost
+                rt.adapter.delete(obj)
+        time.sleep(rt.settings.destroy_poll)
+    destroyed = [objects.key(o) for o in objs]
+    rt.store.record(
+        f"{key()}:objects.verified_absent",
+        event="objects.verified_absent",
+        tenant=tenant,
+        workflow_id=request_id(),
+        detail={
+            "objects": destroyed,
+            "waited_seconds": round(time.monotonic() - started, 1),
+            "waited_for": sorted(waited_for),
+        },
+    )
+    return destroyed
+
+
+@DBOS.step(**RETRY)
+def withdraw_step(tenant: str) -> str:
+    hooks.at_step("withdraw")
+    revision = current().policy.withdraw(tenant)
+    current().store.record(
+        f"{key()}:policy.withdrawn",
+        event="policy.withdrawn",
+        tenant=tenant,
+        workflow_id=request_id(),
+        bundle_revision=revision,
+    )
+    return revision
+
+
+@DBOS.step(**RETRY)
+def drain_step(tenant: str) -> list[str]:
+    hooks.at_step("drain")
+    rt = current()
+    drained = []
+    for dep in rt.store.deployments(tenant):
+        # Queued ones too: a tenant being offboarded leaves the queue.
+        if dep["state"] in (DeploymentState.RUNNING, DeploymentState.PREEMPTED, DeploymentState.QUEUED):
+            rt.store.put_deployment(
+                tenant,
+                dep["name"],
+                DeploymentState.DRAINED,
+                dep["spec"],
+                event_key=f"{key()}:drain:{dep['name']}",
+            )
+            drained.append(dep["name"])
+    realize.delete_workloads(
+        rt, tenant, event_key=f"{key()}:workload.deleted", workflow_id=request_id(), reason="drained"
+    )
+    return drained
+
+
+@DBOS.step(**RETRY)
+def revoke_tokens_step(tenant: str) -> int:
+    hooks.at_step("revoke")
+    revoked = current().store.revoke_tokens(tenant)
+    current().store.record(
+        f"{key()}:access.revoked",
+        event="access.revoked",
+        tenant=tenant,
+        workflow_id=request_id(),
+        detail={"tokens": revoked},
+    )
+    return revoked
+
+
+@DBOS.step(**RETRY)
+def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]) -> str:
+    hooks.at_step("certificate")
+    rt = current()
+    if rt.certificate_key is None:
+        raise RuntimeError("no certificate signing key: the worker loads one at start")
+    cert = certificate.issue(
+        tenant,
+        destroyed,
+        destroyed_at=datetime.now(UTC).isoformat(),
+        decision=decision,
+        workflow_id=request_id(),
+        key=rt.certificate_key,
+    )
+    rt.store.put_certificate(tenant, cert["document"], cert["sha256"], cert["signature"])
+    stored = rt.store.certificate(tenant)  # a re-run keeps the first certificate
+    sig = stored.get("signature", {})
+    rt.store.record(
+        f"{key()}:certificate.issued",
+        event="certificate.issued",
+        tenant=tenant,
+        workflow_id=request_id(),
+        detail={"sha256": stored["sha256"], "algorithm": sig.get("algorithm"), "key_id": sig.get("key_id")},
+        **links(decision),
+    )
+    return str(stored["sha256"])
+
+
+@DBOS.step(**RETRY)
+def archive_step(tenant: str) -> str:
+    hooks.at_step("archive")
+    rt = current()
+    rt.settings.archive_dir.mkdir(parents=True, exist_ok=True)
+    path = rt.settings.archive_dir / f"{tenant}-audit.jsonl"
+    # Sealed, so the archived trail can be checked offline (`audit-verify --file`).
+    path.write_text(
+        anchor.export_jsonl(rt.db, tenant, rt.certificate_key)
+        if rt.anchor is not None
+        else audit.export_jsonl(rt.db, tenant)
+    )
+    rt.store.record(
+        f"{key()}:audit.archived",
+        event="audit.archived",
+        tenant=tenant,
+        workflow_id=request_id(),
+        detail={"path": str(path)},
+    )
+    return str(path)
+
+
+@DBOS.step()
+def active_workloads_step(tenant: str) -> int:
+    return sum(1 for d in current().store.deployments(tenant) if d["state"] == DeploymentState.RUNNING)
+
+
+@DBOS.workflow()
+def offboard_begin_workflow(tenant: str, decision: dict[str, Any], request_of: str) -> dict[str, Any]:
+    """Inside the tenant's serialization: the tenant becomes `offboarding` and its deployments are
+    drained (their workload objects deleted); returns the workload objects there were."""
+    begin(request_of)
+    transition_step(tenant, TenantState.OFFBOARDING, decision)
+    workloads = workloads_step(tenant)
+    drained = drain_step(tenant)
+    retry_later(f"offboarding of {tenant}")  # its GPUs are free for the queue
+    return {"status": "offboarding", "workloads": workloads, "drained": drained}
+
+
+@DBOS.workflow()
+def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
+    begin()
+    record = tenant_step(tenant)
+    payload = {"active_workloads": active_workloads_step(tenant), "reason": reason}
+    decision = decide_step(intent(tenant, "offboard_tenant", payload, actor))
+    if decision["outcome"] == "DENY":
+        approvals.publish("denied", decision)
+        return {"status": "denied", "decision": decision}
+    if decision["outcome"] == "NEEDS_APPROVAL":
+        answer = approvals.await_approval(tenant, "offboard_tenant", decision)
+        if answer != "approved":
+            approvals.publish("rejected", decision, approval=answer)
+            return {"status": "rejected", "approval": answer, "decision": decision}
+    approvals.publish("offboarding", decision)
+    begun = in_partition(
+        tenant, f"{request_id()}:begin", offboard_begin_workflow, tenant, decision, request_id()
+    )
+    # After the transition: an approval opening from now on finds the tenant offboarding.
+    superseded = approvals.supersede(tenant, request_id())
+    rendered = render_step(record["policy"])
+    revoke_tokens_step(tenant)
+    delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access")
+    withdraw_step(tenant)
+    # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
+    for group in reversed(objects.GROUPS):
+        if group != "rbac":
+            delete_group_step(tenant, group, rendered[group], "offboarding: destroy data")
+    owned = [o for g in objects.GROUPS for o in rendered[g]] + [
+        w["object"] for w in begun["workloads"].values()
+    ]
+    destroyed = verify_destroyed_step(tenant, owned)
+    digest = certificate_step(tenant, destroyed, decision)
+    transition_step(tenant, TenantState.OFFBOARDED, decision)
+    archive = archive_step(tenant)
+    approvals.publish("offboarded", decision)
+    return {
+        "status": "offboarded",
+        "certificate_sha256": digest,
+        "archive": archive,
+        "superseded": superseded,
+        "decision": decision,
+    }

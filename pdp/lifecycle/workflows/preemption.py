@@ -1,0 +1,234 @@
+"""Capacity exhaustion: a deployment the scheduler cannot place for lack of GPUs. Preempt lower
+tiers if the PDP allows it, else queue (or reject) the request, and notify every affected tenant.
+
+The requester's decision and placement run in its tenant's serialization
+(pdp/lifecycle/workflows/serial.py), like every change of its usage; an approval is awaited
+outside it. Victims are other tenants' deployments: preemption only lowers their usage, and
+their rows are moved without touching their spec (a scale of theirs meanwhile is kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dbos import DBOS
+
+from pdp.lifecycle import capacity, hooks, realize
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.states import DeploymentState
+from pdp.lifecycle.workflows.decide import decide_change_step
+from pdp.lifecycle.workflows.serial import negotiate
+from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, request_id, tenant_step
+
+
+@DBOS.step()
+def victims_step(tenant: str, gpu_class: str, needed: int) -> list[dict[str, Any]] | None:
+    """The running deployments to offer as victims (spot first, then standard), or None when all
+    of them together cannot free `needed` GPUs."""
+    hooks.at_step("victims")
+    rt = current()
+    pool = capacity.candidates(tenant, gpu_class, rt.store.tenants(), rt.store.deployments())
+    return capacity.enough(pool, needed)
+
+
+@DBOS.step(**RETRY)
+def preempt_step(
+    tenant: str, deployment: str, victims: list[dict[str, Any]], decision: dict[str, Any]
+) -> None:
+    """Mark the victims preempted and put them back in the queue; each transition is audited
+    with the preempt decision. Keyed per victim, so a re-run after a crash preempts each once."""
+    hooks.at_step("preempt")
+    rt = current()
+    for v in victims:
+        dep = next(d for d in rt.store.deployments(v["tenant"]) if d["name"] == v["workload"])
+        event_key = f"{key()}:preempted:{v['tenant']}/{v['workload']}"
+        ids = {
+            "actor": f"preemption for {tenant}/{deployment}",
+            "workflow_id": request_id(),
+            **links(decision),
+        }
+        # spec None: the row's own, so a scale its tenant applies meanwhile is not undone
+        rt.store.put_deployment(
+            v["tenant"], v["workload"], DeploymentState.PREEMPTED, None, event_key=event_key, **ids
+        )
+        realize.evict(
+            rt, v["tenant"], dep["spec"], decision, event_key=f"{event_key}:evicted", workflow_id=request_id()
+        )
+        # Queued at the time of preemption, so the queue retry resumes it when capacity returns.
+        rt.store.put_deployment(
+            v["tenant"], v["workload"], DeploymentState.QUEUED, None, event_key=f"{event_key}:requeued", **ids
+        )
+        hooks.at_step(f"preempted:{v['tenant']}/{v['workload']}")
+
+
+@DBOS.step(**RETRY)
+def settle_step(tenant: str, payload: dict[str, Any], state: str, decision: dict[str, Any]) -> None:
+    """Record the request as running (placed), queued or rejected; keyed per deployment, since
+    the queue retry settles several in one workflow."""
+    hooks.at_step(f"settle:{state}")
+    current().store.put_deployment(
+        tenant,
+        payload["deployment"],
+        state,
+        payload,
+        event_key=f"{key()}:settle:{tenant}/{payload['deployment']}:{state}",
+        workflow_id=request_id(),
+        **links(decision),
+    )
+    if state == DeploymentState.RUNNING:
+        event_key = f"{key()}:workload:{tenant}/{payload['deployment']}"
+        realize.apply_workload(
+            current(), tenant, payload, decision, event_key=event_key, workflow_id=request_id()
+        )
+
+
+@DBOS.step()
+def notify_step(tenant: str, outcome: dict[str, Any], decision: dict[str, Any]) -> None:
+    """One `capacity.notified` record per affected tenant: the requester and each victim's tenant."""
+    rt = current()
+    victims = outcome.get("victims", [])
+    affected = [(tenant, "requester"), *sorted({(v["tenant"], "victim") for v in victims})]
+    for who, role in affected:
+        rt.store.record(
+            f"{key()}:capacity.notified:{tenant}/{outcome['deployment']}:{who}:{role}",
+            event="capacity.notified",
+            tenant=who,
+            workflow_id=request_id(),
+            detail={
+                "role": role,
+                "outcome": outcome["status"],
+                "reason": outcome.get("reason", ""),
+                "requester": tenant,
+                "deployment": outcome["deployment"],
+                "victims": [
+                    f"{v['tenant']}/{v['workload']}"
+                    for v in victims
+                    if role == "requester" or v["tenant"] == who
+                ],
+            },
+            **links(decision),
+        )
+
+
+@DBOS.workflow()
+def capacity_change_workflow(
+    tenant: str,
+    payload: dict[str, Any],
+    needed: int,
+    queue: bool,
+    actor: str,
+    grant: dict[str, Any],
+    request_of: str,
+) -> dict[str, Any]:
+    """Inside the tenant's serialization: decide `deploy_model` against the usage now, then
+    preempt, queue or reject."""
+    begin(request_of)
+    name = str(payload["deployment"])
+    verdict = decide_change_step(tenant, "deploy_model", payload, actor, grant)
+    outcome: dict[str, Any] = {"deployment": name, "victims": [], "preempt_decisions": []}
+    if verdict["status"] in ("needs_approval", "superseded", "refused"):
+        return {**outcome, **{k: v for k, v in verdict.items() if k != "payload"}}
+    decision = verdict["decision"]
+    if verdict["status"] == "denied":
+        codes = [r["code"] for r in decision["reasons"]]
+        outcome.update(status="rejected", reason="denied by policy: " + ", ".join(codes))
+        settle_step(tenant, payload, DeploymentState.REJECTED, decision)
+        notify_step(tenant, outcome, decision)
+        return {**outcome, "decision": decision}
+    tier = str(tenant_step(tenant)["policy"].get("tier", ""))
+    victims, preempt_decision, reason = make_room(
+        tenant, tier, str(payload["gpu_class"]), needed, actor, outcome
+    )
+    if victims:
+        preempt_step(tenant, name, victims, preempt_decision)
+        settle_step(tenant, payload, DeploymentState.RUNNING, decision)
+        outcome.update(status="placed", reason="preempted lower-tier deployments", victims=victims)
+        notify_step(tenant, outcome, preempt_decision)
+    else:
+        state = DeploymentState.QUEUED if queue else DeploymentState.REJECTED
+        settle_step(tenant, payload, state, decision)
+        outcome.update(status=str(state), reason=reason)
+        notify_step(tenant, outcome, preempt_decision or decision)
+    return {**outcome, "decision": decision}
+
+
+@DBOS.workflow()
+def capacity_workflow(
+    tenant: str, payload: dict[str, Any], needed: int, queue: bool, actor: str
+) -> dict[str, Any]:
+    """A deployment that cannot be placed for lack of GPUs: preempt lower tiers if the PDP allows
+    it, else queue (or reject) it; notify every affected tenant."""
+    begin()
+    name = str(payload["deployment"])
+    # The scheduler's word: of what the deployment asks, all but `needed` GPUs are free now.
+    report_step(
+        str(payload["gpu_class"]), max(0, capacity.gpus(payload) - needed), f"exhaustion: {tenant}/{name}"
+    )
+    result = negotiate(
+        tenant, "deploy_model", capacity_change_workflow, tenant, payload, needed, queue, actor
+    )
+    if result["status"] != "rejected" or "approval" not in result:
+        return result
+    outcome = {
+        "deployment": name,
+        "victims": [],
+        "preempt_decisions": [],
+        "status": "rejected",
+        "reason": f"approval {result['approval']}",
+    }
+    settle_step(tenant, payload, DeploymentState.REJECTED, result["decision"])
+    notify_step(tenant, outcome, result["decision"])
+    return {**outcome, "decision": result["decision"]}
+
+
+def make_room(
+    tenant: str, tier: str, gpu_class: str, needed: int, actor: str, outcome: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """(victims the PDP allows to preempt, that decision, reason when there are none) for freeing
+    `needed` GPUs of the class for the tenant; appends each preempt decision to the outcome."""
+    chosen = victims_step(tenant, gpu_class, needed)
+    preempt_decision: dict[str, Any] = {}
+    reason = f"no running spot or standard deployments of {gpu_class} free {needed} GPUs"
+    if not chosen:
+        return [], preempt_decision, reason
+    preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)
+    outcome["preempt_decisions"].append(summary(preempt_decision))
+    if preempt_decision["outcome"] == "ALLOW":
+        return chosen, preempt_decision, ""
+    # All-or-nothing: try once with only the victims the PDP would allow, if they suffice.
+    subset = capacity.allowed(chosen, preempt_decision)
+    reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    if subset and sum(int(v["gpus"]) for v in subset) >= needed:
+        preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, subset, actor), False)
+        outcome["preempt_decisions"].append(summary(preempt_decision))
+        if preempt_decision["outcome"] == "ALLOW":
+            return subset, preempt_decision, ""
+        reason = "preemption denied: " + ", ".join(r["code"] for r in preempt_decision["reasons"])
+    return [], preempt_decision, reason
+
+
+def summary(decision: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "outcome": decision["outcome"],
+        "reason_codes": [r["code"] for r in decision["reasons"]],
+        "preemptible_victims": decision.get("constraints", {}).get("preemptible_victims", []),
+        **links(decision),
+    }
+
+
+@DBOS.step()
+def report_step(gpu_class: str, free: int, source: str) -> dict[str, Any]:
+    """Record the scheduler's report that `free` GPUs of the class are free now, as a capacity of
+    what running deployments hold plus that; returns the class's headroom."""
+    rt = current()
+    deployments = rt.store.deployments()
+    used = capacity.running(gpu_class, deployments)
+    rt.store.report_capacity(
+        gpu_class,
+        used + free,
+        event_key=f"{key()}:capacity.reported:{gpu_class}",
+        workflow_id=request_id(),
+        detail={"free": free, "running": used, "source": source},
+    )
+    return capacity.headroom(gpu_class, rt.policy.fleet, rt.store.reported_capacity(), deployments)
