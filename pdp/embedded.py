@@ -40,6 +40,8 @@ class EmbeddedSettings:
     # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
     # evaluated in-process.
     engine: str = "opa"
+    # The lifecycle builds from its own folder, which may hold no tenant yet.
+    allow_no_tenants: bool = False
 
     @classmethod
     def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
@@ -88,7 +90,7 @@ class EmbeddedPDP:
     def build(self) -> BuiltBundle:
         """(Re)build and publish the signed bundle; a running OPA activates it within seconds."""
         s = self.settings
-        config = load_config(s.tenants, s.fleet)
+        config = load_config(s.tenants, s.fleet, allow_no_tenants=s.allow_no_tenants)
         self.bundle = build_bundle(
             config,
             policies=s.policies,

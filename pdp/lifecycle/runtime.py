@@ -27,6 +27,9 @@ class Settings:
     # destroy_poll seconds: namespace deletion finishes asynchronously (namespace controller).
     destroy_timeout: float = 300.0
     destroy_poll: float = 1.0
+    # A dedicated tenant waiting for capacity plans its pool again this often (and on every
+    # capacity retry).
+    pool_retry_interval: float = 300.0
 
 
 @dataclass

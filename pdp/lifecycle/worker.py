@@ -3,6 +3,7 @@ in one process. Restarting it resumes every workflow that was in flight (DBOS re
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
-from pdp.lifecycle import anchor, certificate, workflows
+from pdp.lifecycle import anchor, certificate, documents, pools, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
@@ -21,6 +22,8 @@ from pdp.lifecycle.store import Store
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 APPLICATION_VERSION = "gpupaas-lifecycle-1"
 RETRY_EVERY_MINUTE = "0 * * * * *"
+
+log = logging.getLogger("pdp.lifecycle")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,22 @@ class WorkerOptions:
     audit_reanchor: bool = False
     # Seconds offboarding waits for deleted objects (namespaces above all) to be gone.
     destroy_timeout: float = 300.0
+    # Seconds between re-plans of a dedicated pool waiting for capacity (capacity retries wake it too).
+    pool_retry_interval: float = 300.0
 
     @property
     def state(self) -> Path:
         return self.pdp.state / "lifecycle"
+
+    @property
+    def tenants(self) -> Path:
+        """The lifecycle's tenant documents, from which its bundle is built (never the repository)."""
+        return self.state / "tenants"
+
+    @property
+    def fleet(self) -> Path:
+        """The fleet its bundle carries: `--fleet` with the carved dedicated pools."""
+        return self.state / "fleet.yaml"
 
     @property
     def certificate_key_path(self) -> Path:
@@ -77,20 +92,35 @@ class Worker:
         audit_anchor = anchor.Anchor(o.audit_anchor_path, key, db, o.audit_reanchor)
         audit_anchor.start()
         db.after_audit_commit = audit_anchor.advance
-        self.stack = EmbeddedPDP(o.pdp).start()
+        # The declared tenants (--tenants, only read) join the store; the bundle is built from the
+        # state folder, with the fleet the carvings left (pdp/lifecycle/documents.py, fleet.py).
+        imported = documents.import_declared(db, o.pdp.tenants, o.tenants)
+        if imported:
+            log.info("imported declared tenants from %s: %s", o.pdp.tenants, ", ".join(imported))
+        settings_pdp = o.pdp.replace(tenants=o.tenants, fleet=o.fleet, allow_no_tenants=True)
+        self.stack = EmbeddedPDP(settings_pdp)
+        gateway = PolicyGateway(self.stack, base_fleet=o.pdp.fleet, carvings=lambda: pools.carvings_of(db))
+        gateway.write_fleet()
+        self.stack.start()
         adapter: Adapter
         if o.kubeconfig:
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
             adapter = KubernetesAdapter(o.kubeconfig)
+            log.info("lifecycle adapter: kubernetes (server-side apply to the cluster of %s)", o.kubeconfig)
         else:
             adapter = DryRunAdapter(db)
+            log.info(
+                "lifecycle adapter: dry-run (nothing is applied to a cluster: effects are only recorded; "
+                "give --kubeconfig to apply)"
+            )
         settings = Settings(
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
             destroy_timeout=o.destroy_timeout,
+            pool_retry_interval=o.pool_retry_interval,
         )
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
+        self.runtime = Runtime(db, Store(db), adapter, gateway, settings, key, audit_anchor)
         install(self.runtime)
         admin = os.environ.get(o.admin_token_env)
         if admin:

@@ -19,7 +19,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, realize
+from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, pools, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.substrate.kubernetes import objects
@@ -168,6 +168,7 @@ def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
             "objects": destroyed,
             "waited_seconds": round(time.monotonic() - started, 1),
             "waited_for": sorted(waited_for),
+            "mode": rt.adapter.mode,
         },
     )
     return destroyed
@@ -253,8 +254,11 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
             done.append(group)
         verify_step(name, [o for g in objects.GROUPS for o in rendered[g]], True)
         publish_step(name, policy)
+        # An approved DEDICATED_POOL_PROVISIONING: carve the pool (waits while there is no capacity).
+        pools.provision(name, policy, decision, actor)
     except Exception as exc:
         # Saga: undo what was applied, newest first, then mark the tenant failed.
+        pools.compensate(name, f"compensation: {exc}")
         for group in reversed(done):
             delete_group_step(name, group, rendered[group], f"compensation: {exc}")
         transition_step(name, TenantState.FAILED, decision, f"provisioning failed: {exc}")
@@ -693,6 +697,7 @@ def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]
         decision=decision,
         workflow_id=_wf(),
         key=rt.certificate_key,
+        mode=rt.adapter.mode,  # a dry run's certificate says so
     )
     rt.store.put_certificate(tenant, cert["document"], cert["sha256"], cert["signature"])
     stored = rt.store.certificate(tenant)  # a re-run keeps the first certificate
@@ -748,6 +753,7 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     revoke_tokens_step(tenant)
     delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access")
     withdraw_step(tenant)
+    pools.release(tenant, "offboarding")  # its dedicated pool's nodes return to shared capacity
     # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
     for group in reversed(objects.GROUPS):
         if group != "rbac":

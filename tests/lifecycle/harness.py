@@ -34,10 +34,18 @@ def tenant_doc(base: str, name: str, namespaces: list[str], **changes: Any) -> d
 
 class Worker:
     def __init__(
-        self, root: Path, database_url: str = "", kubeconfig: Path | None = None, **opts: str
+        self,
+        root: Path,
+        database_url: str = "",
+        kubeconfig: Path | None = None,
+        examples: Path | None = None,
+        **opts: str,
     ) -> None:
+        """`examples`: the folder of tenant documents and fleet the worker reads (default: a copy
+        of the repository's under `root`)."""
         self.root = root
-        if not (root / "examples").exists():
+        self.examples = examples or root / "examples"
+        if examples is None and not (root / "examples").exists():
             shutil.copytree(EXAMPLES, root / "examples")
         self.database_url = database_url
         self.kubeconfig = kubeconfig
@@ -53,8 +61,8 @@ class Worker:
         self.marker.unlink(missing_ok=True)
         argv = [
             sys.executable, "-m", "pdp.cli", "lifecycle", "worker",
-            "--tenants", str(self.root / "examples" / "tenants"),
-            "--fleet", str(self.root / "examples" / "fleet.yaml"),
+            "--tenants", str(self.examples / "tenants"),
+            "--fleet", str(self.examples / "fleet.yaml"),
             "--bundles", str(self.root / "bundles"),
             "--keys", str(self.root / "keys"),
             "--state", str(self.root / "state"),
