@@ -254,32 +254,55 @@ def plan_step(tenant: str, policy: dict[str, Any], actor: str) -> dict[str, Any]
     nodes = _nodes(rt, fleet, carved)
     occupancy = rt.adapter.occupancy([str(n["name"]) for n in nodes])
     claimed = {n for c in carved for n in c["nodes"]}
-    tier = str(policy.get("tier", ""))
     chosen: list[dict[str, Any]] = []
     for gpu_class, wanted in sorted((policy.get("entitlements") or {}).items()):
         if int(wanted) <= 0:
             continue
-        options, problems = pools.candidates(tenant, policy, gpu_class, fleet, nodes, occupancy, claimed)
-        pick = None
-        for option in options:
-            victims = _victims(rt, option["occupants"])
-            if not victims:
-                pick = {**option, "victims": []}
-                break
-            decision = _decide(rt, capacity.preempt_intent(tenant, tier, victims, actor))
-            if decision["outcome"] == "ALLOW":
-                pick = {**option, "victims": victims, "preempt_decision": _links(decision)}
-                break
-            refused = ", ".join(f"{v['tenant']}/{v['workload']}" for v in victims)
-            codes = ", ".join(r["code"] for r in decision["reasons"])
-            problems.append(
-                f"the nodes of pool {option['source_pool']!r} of cluster {option['cluster']!r} run "
-                f"{refused}, which the PDP does not allow tenant {tenant!r} to preempt ({codes})"
-            )
-        if pick is None:
-            return {"status": "waiting", "reason": pools.shortfall(tenant, gpu_class, int(wanted), problems)}
+        pick = _pick(rt, tenant, policy, gpu_class, fleet, nodes, occupancy, claimed, actor)
+        if "reason" in pick:
+            return {"status": "waiting", "reason": pick["reason"]}
         chosen.append(pick)
     return {"status": "ready", "carvings": chosen}
+
+
+def _pick(
+    rt: Runtime,
+    tenant: str,
+    policy: dict[str, Any],
+    gpu_class: str,
+    fleet: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    occupancy: dict[str, list[dict[str, str]]],
+    claimed: set[str],
+    actor: str,
+) -> dict[str, Any]:
+    """The best carving for one class whose victims (if any) the PDP lets the tenant preempt;
+    the nodes of a deployment it refuses are left out and the next best tried. Else {reason}."""
+    refused: set[tuple[str, str]] = set()
+    why: list[str] = []
+    while True:
+        options, problems = pools.candidates(
+            tenant, policy, gpu_class, fleet, nodes, occupancy, claimed, refused
+        )
+        if not options:
+            wanted = int(policy["entitlements"][gpu_class])
+            return {"reason": pools.shortfall(tenant, gpu_class, wanted, problems + why)}
+        option = options[0]
+        victims = _victims(rt, option["occupants"])
+        if not victims:
+            return {**option, "victims": []}
+        decision = _decide(rt, capacity.preempt_intent(tenant, str(policy.get("tier", "")), victims, actor))
+        if decision["outcome"] == "ALLOW":
+            return {**option, "victims": victims, "preempt_decision": _links(decision)}
+        allowed = {(str(v["tenant"]), str(v["workload"])) for v in capacity.allowed(victims, decision)}
+        denied = {(str(v["tenant"]), str(v["workload"])) for v in victims} - allowed
+        refused |= denied or {(str(v["tenant"]), str(v["workload"])) for v in victims}
+        codes = ", ".join(sorted({r["code"] for r in decision["reasons"]}))
+        names = ", ".join(f"{t}/{d}" for t, d in sorted(denied or refused))
+        why.append(
+            f"the PDP does not let tenant {tenant!r} preempt {names} on pool {option['source_pool']!r} "
+            f"of cluster {option['cluster']!r} ({codes})"
+        )
 
 
 # carving and giving back -------------------------------------------------------------------------

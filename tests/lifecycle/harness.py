@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from kubernetes import client, config
 
 from tests.e2e.controlplane import free_port
 
@@ -186,3 +187,29 @@ def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False) -> st
     wf = worker.wait_workflow(body["workflow_id"])
     assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
     return str(body["tenant_token"])
+
+
+H100_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+
+
+def create_gpu_node(
+    kubeconfig: Any, name: str, pool: str, region: str, taints: list[dict[str, str]] | None = None
+) -> None:
+    """A GPU node of a fleet pool as an API object (no kubelet runs): the labels GPU feature
+    discovery and the platform put on it."""
+    api = config.new_client_from_config(str(kubeconfig))
+    try:
+        labels = {
+            "kubernetes.io/hostname": name,
+            "topology.kubernetes.io/region": region,
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": H100_PRODUCT,
+            "gpupaas.io/pool": pool,
+        }
+        node = client.V1Node(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1NodeSpec(taints=[client.V1Taint(**t) for t in taints] if taints else None),
+        )
+        client.CoreV1Api(api).create_node(node)
+    finally:
+        api.close()

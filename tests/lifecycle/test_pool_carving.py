@@ -54,6 +54,11 @@ def test_carving_takes_enough_whole_nodes_of_an_allowed_region_least_occupied_fi
     [busy], _ = pools.candidates("acme-new", NEW, "H100-80GB", FLEET, nodes, occupancy, {"eu-3"})
     assert busy["nodes"] == ["eu-1", "eu-2"]
     assert busy["occupants"] == [{"tenant": "globex", "deployment": "serve"}]
+    # Once the PDP refused to let it preempt globex/serve, that node is not free any more.
+    _, why = pools.candidates(
+        "acme-new", NEW, "H100-80GB", FLEET, nodes, occupancy, {"eu-3"}, {("globex", "serve")}
+    )
+    assert why == ["pool 'eu-h100-shared' of cluster 'eu-west' has 1 free node(s) of the 2 needed"]
 
 
 def test_no_capacity_says_which_pool_lacks_how_many_nodes() -> None:

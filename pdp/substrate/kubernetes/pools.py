@@ -106,14 +106,22 @@ def candidates(
     nodes: Iterable[Mapping[str, Any]],
     occupancy: Mapping[str, Sequence[Mapping[str, Any]]],
     claimed: Iterable[str] = (),
+    refused: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """(the carvings that would give the tenant a dedicated pool of the class, best first; why
     each shared pool of the class the residency allows cannot). `occupancy`: node name -> the
-    deployments running there ({tenant, deployment}); `claimed`: nodes other carvings hold."""
+    deployments running there ({tenant, deployment}); `claimed`: nodes other carvings hold;
+    `refused`: (tenant, deployment) the PDP does not let this tenant preempt: their nodes are
+    not free."""
+    blocked = set(refused)
+    taken = set(claimed) | {
+        str(node)
+        for node, there in occupancy.items()
+        if any((str(o["tenant"]), str(o["deployment"])) in blocked for o in there)
+    }
     wanted = int((policy.get("entitlements") or {}).get(gpu_class, 0))
     residency = str(policy.get("data_residency", "any"))
     strategies = _usable_strategies(policy)
-    taken = set(claimed)
     pool_nodes = list(nodes)
     out: list[dict[str, Any]] = []
     problems: list[str] = []
