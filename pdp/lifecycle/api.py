@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from pdp.config import validate_tenant
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import anchor, apierrors, audit, capacity, pools, workflows
+from pdp.lifecycle import anchor, apierrors, audit, capacity, inventory, pools, workflows
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.runtime import current
@@ -324,13 +324,20 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/capacity")
     def capacity_view(caller: Caller) -> dict[str, Any]:
-        """Per GPU class: capacity, GPUs running deployments hold, free; and the queue in retry order."""
-        _admin(caller)
+        """Admin: per GPU class capacity, GPUs running deployments hold, free; per region, class
+        and pool kind (shared, dedicated with owner) the fleet's pools; the queue in retry order.
+        Tenant: what its policy lets it use per region, class and pool kind, its entitlements,
+        usage and queued deployments; never another tenant's dedicated pool."""
         rt = current()
-        fleet, reported, deps = rt.policy.fleet, rt.store.reported_capacity(), rt.store.deployments()
+        fleet, deps = rt.policy.fleet, rt.store.deployments()
+        if not caller.is_admin:
+            return inventory.tenant_view(_own(caller, str(caller.tenant)), fleet, deps)
+        reported = rt.store.reported_capacity()
         classes = sorted(set(capacity.inventory(fleet)) | set(reported))
         return {
             "classes": [capacity.headroom(c, fleet, reported, deps) for c in classes],
+            "capacity": inventory.by_region(inventory.pools(fleet), with_owner=True),
+            "pools": inventory.pools(fleet),
             "queue": [
                 {k: v for k, v in q.items() if k != "spec"}
                 for q in capacity.queue_order(rt.store.tenants(), deps)
