@@ -40,11 +40,13 @@ class Worker:
         database_url: str = "",
         kubeconfig: Path | None = None,
         examples: Path | None = None,
+        bundles: bool = True,
         **opts: str,
     ) -> None:
         """`examples`: the folder of tenant documents and fleet the worker reads (default: a copy
-        of the repository's under `root`)."""
+        of the repository's under `root`); `bundles`: pass --bundles (else the worker's default)."""
         self.root = root
+        self.bundles = bundles
         self.examples = examples or root / "examples"
         if examples is None and not (root / "examples").exists():
             shutil.copytree(EXAMPLES, root / "examples")
@@ -64,11 +66,12 @@ class Worker:
             sys.executable, "-m", "pdp.cli", "lifecycle", "worker",
             "--tenants", str(self.examples / "tenants"),
             "--fleet", str(self.examples / "fleet.yaml"),
-            "--bundles", str(self.root / "bundles"),
             "--keys", str(self.root / "keys"),
             "--state", str(self.root / "state"),
             "--listen", f"127.0.0.1:{self.port}",
         ]  # fmt: skip
+        if self.bundles:
+            argv += ["--bundles", str(self.root / "bundles")]
         if self.database_url:
             argv += ["--database-url", self.database_url]
         if self.kubeconfig:
