@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from pdp.config import validate_tenant
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import anchor, apierrors, audit, capacity, inventory, pools, workflows
+from pdp.lifecycle import anchor, apierrors, audit, capacity, inventory, poolrecords, pools, workflows
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.runtime import current
@@ -204,7 +204,7 @@ def create_app() -> FastAPI:
     def get_tenant(tenant: str, caller: Caller) -> dict[str, Any]:
         """The tenant and its state; a dedicated tenant also its carved pools and, while it waits
         for capacity, `provisioning` {status, reason, since}."""
-        return {**_own(caller, tenant), **pools.status(current().db, tenant)}
+        return {**_own(caller, tenant), **poolrecords.status(current().db, tenant)}
 
     def _request(
         tenant: str, kind: str, payload: dict[str, Any], caller: Principal, workflow: Any = None

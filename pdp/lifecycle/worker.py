@@ -11,7 +11,7 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
-from pdp.lifecycle import anchor, certificate, documents, pools, workflows
+from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
@@ -99,7 +99,9 @@ class Worker:
             log.info("imported declared tenants from %s: %s", o.pdp.tenants, ", ".join(imported))
         settings_pdp = o.pdp.replace(tenants=o.tenants, fleet=o.fleet, allow_no_tenants=True)
         self.stack = EmbeddedPDP(settings_pdp)
-        gateway = PolicyGateway(self.stack, base_fleet=o.pdp.fleet, carvings=lambda: pools.carvings_of(db))
+        gateway = PolicyGateway(
+            self.stack, base_fleet=o.pdp.fleet, carvings=lambda: poolrecords.carvings_of(db)
+        )
         gateway.write_fleet()
         self.stack.start()
         adapter: Adapter

@@ -6,6 +6,7 @@ kube-apiserver, with preemption of what runs on the nodes: test_pools_kubernetes
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
+from pdp.lifecycle.poolrecords import PoolRecords
 
 from .harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
 
@@ -191,5 +193,84 @@ def test_a_failed_carving_gives_the_nodes_back_and_the_tenant_fails(tmp_path: Pa
         events = [r["event"] for r in _events(worker, "acme-eu7")]
         assert events.index("pool.released") < len(events) - 1 and "pool.carved" not in events
         assert events[-1] == "tenant.transition"
+    finally:
+        worker.stop()
+
+
+def _carving(pool: str, nodes: list[str]) -> dict[str, Any]:
+    where = {"cluster": "eu-west", "region": "eu-west-1", "source_pool": "eu-h100-shared"}
+    return {"pool": pool, "tenant": pool.split("-")[0], **where, "gpu_class": "H100-80GB", "nodes": nodes}
+
+
+def test_a_node_is_claimed_by_one_pool_only_even_under_racing_claims(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'lifecycle.sqlite'}")
+    try:
+        records = PoolRecords(db)
+        assert records.claim([_carving("a-h100", ["n1"])], "wf-a") == []
+        assert records.claim([_carving("b-h100", ["n2", "n1"])], "wf-b") == ["n1"]
+        assert records.claim([_carving("a-h100", ["n1"])], "wf-a") == []  # a re-run: no-op
+        assert [c["pool"] for c in records.active()] == ["a-h100"]
+        # Eight carvings race for one node from eight threads: exactly one holds it.
+        barrier = threading.Barrier(8)
+        results: dict[str, list[str]] = {}
+
+        def claim(i: int) -> None:
+            barrier.wait()
+            results[f"p{i}-h100"] = records.claim([_carving(f"p{i}-h100", ["n9"])], f"wf-{i}")
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        winners = [pool for pool, taken in results.items() if taken == []]
+        assert len(results) == 8 and len(winners) == 1, results
+        holders = [c["pool"] for c in records.active() if "n9" in c["nodes"]]
+        assert holders == winners
+    finally:
+        db.close()
+
+
+def test_two_dedicated_tenants_approved_at_once_for_one_node_get_it_once(tmp_path: Path) -> None:
+    worker = Worker(tmp_path)
+    fleet_file = worker.examples / "fleet.yaml"
+    doc = yaml.safe_load(fleet_file.read_text())
+    doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["nodes"] = 1
+    fleet_file.write_text(yaml.safe_dump(doc))
+    worker.start()
+    try:
+        names = ["race-a", "race-b"]
+        with worker.client() as c:
+            for name in names:
+                assert (
+                    c.post("/v1/tenants", json=tenant_doc("acme-eu", name, [f"{name}-prod"])).status_code
+                    == 202
+                )
+        approvals = [worker.wait_approval(name)["id"] for name in names]
+        threads = [threading.Thread(target=worker.approve, args=(a,)) for a in approvals]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+
+        def settled() -> dict[str, dict[str, Any]] | None:
+            with worker.client() as c:
+                tenants = {n: c.get(f"/v1/tenants/{n}").json() for n in names}
+            states = sorted(t["state"] for t in tenants.values())
+            waiting = [
+                t
+                for t in tenants.values()
+                if t.get("provisioning", {}).get("status") == "waiting_for_capacity"
+            ]
+            return tenants if states == ["active", "provisioning"] and waiting else None
+
+        tenants = _wait_for(settled, "one tenant active, the other waiting")
+        [active] = [t for t in tenants.values() if t["state"] == "active"]
+        assert active["carved_pools"][0]["nodes"] == [NODE]
+        [waiting] = [t for t in tenants.values() if t["state"] == "provisioning"]
+        assert "carved_pools" not in waiting and "has 0 free node(s)" in waiting["provisioning"]["reason"]
+        pools = _fleet(worker)["clusters"]["eu-west"]["pools"]
+        assert pools["eu-h100-shared"]["nodes"] == 0
+        assert [p for p, v in pools.items() if v.get("tenant") in names] == [f"{active['name']}-h100-80gb"]
     finally:
         worker.stop()
