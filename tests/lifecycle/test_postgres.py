@@ -4,6 +4,7 @@ Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (CI start
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
+from pdp.lifecycle.poolrecords import PoolRecords
 
 from .harness import Worker, onboard, tenant_doc
 
@@ -61,5 +63,30 @@ def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, 
         assert audit.verify(db) == []
         events = [r["event"] for r in audit.records(db, "globex-pg")]
         assert events.count("approval.approved") == 1 and events.count("tenant.policy_updated") == 1
+    finally:
+        db.close()
+
+
+def test_racing_pool_claims_on_postgres_leave_each_node_to_one_pool(database: str) -> None:
+    # No process lock serializes PostgreSQL writers: the primary key of lc_pool_nodes decides.
+    db = Database(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        records = PoolRecords(db)
+        barrier = threading.Barrier(8)
+        results: dict[str, list[str]] = {}
+
+        def claim(i: int) -> None:
+            carving = {"pool": f"p{i}-h100", "tenant": f"p{i}", "nodes": ["n1", "n2"]}
+            barrier.wait()
+            results[carving["pool"]] = records.claim([carving], f"wf-{i}")  # type: ignore[index]
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        winners = [pool for pool, taken in results.items() if taken == []]
+        assert len(results) == 8 and len(winners) == 1, results
+        assert [c["pool"] for c in records.active()] == winners
     finally:
         db.close()
