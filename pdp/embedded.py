@@ -53,7 +53,7 @@ class EmbeddedPDP:
     def build(self) -> BuiltBundle:
         """(Re)build and publish the signed bundle; a running OPA activates it within seconds."""
         s = self.settings
-        config = load_config(s.tenants, s.fleet)
+        config = load_config(s.tenants, s.fleet, allow_no_tenants=s.allow_no_tenants)
         self.bundle = build_bundle(
             config,
             policies=s.policies,

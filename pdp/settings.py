@@ -28,6 +28,8 @@ class EmbeddedSettings:
     # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
     # evaluated in-process.
     engine: str = "opa"
+    # The lifecycle builds from its own folder, which may hold no tenant yet.
+    allow_no_tenants: bool = False
 
     @classmethod
     def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:

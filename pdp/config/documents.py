@@ -99,8 +99,10 @@ def _tenant_files(tenants: Path) -> list[Path]:
     return sorted([*tenants.glob("*.yaml"), *tenants.glob("*.yml"), *tenants.glob("*.json")])
 
 
-def load_config(tenants: Path, fleet: Path) -> PolicyConfig:
-    """Tenant documents (a file or a folder of them) and the fleet, schema-validated.
+def load_config(tenants: Path, fleet: Path, *, allow_no_tenants: bool = False) -> PolicyConfig:
+    """Tenant documents (a file or a folder of them) and the fleet, schema-validated. An empty
+    folder is an error unless `allow_no_tenants` (the lifecycle's state folder, before the first
+    tenant or after the last one left).
 
     Contradictions between documents (residency no cluster satisfies, unknown GPU classes, ...)
     are checked by the policies themselves at bundle build time; see `pdp.bundles.build`.
@@ -110,7 +112,7 @@ def load_config(tenants: Path, fleet: Path) -> PolicyConfig:
     errors += read_errors or _schema_errors(str(fleet), "fleet", fleet_doc)
 
     files = _tenant_files(tenants)
-    if not files:
+    if not files and not allow_no_tenants:
         errors.append(ConfigError(str(tenants), "(folder)", "holds no tenant documents (*.yaml)"))
     loaded: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}

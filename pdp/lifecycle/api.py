@@ -15,19 +15,39 @@ from typing import Annotated, Any, Literal
 
 from dbos import DBOS, SetWorkflowID
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from pdp.config import validate_tenant
 from pdp.intents import InvalidIntent
-from pdp.lifecycle import anchor, answers, audit, capacity, workflows
+from pdp.lifecycle import (
+    anchor,
+    answers,
+    apierrors,
+    audit,
+    capacity,
+    inventory,
+    poolrecords,
+    pools,
+    workflows,
+)
 from pdp.lifecycle import certificate as certificates
+from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
 from pdp.lifecycle.tokens import Principal, new_token
+from pdp.schemas import inlined
+from pdp.schemas.errors import sentence
 
 
 class TenantDocument(BaseModel):
-    tenant: dict[str, Any] = Field(description="the inner tenant object of a tenant policy document")
+    # The tenant schema itself (pdp/schemas/tenant.schema.json), so a client generated from
+    # /openapi.json knows every field; the document is validated against it on arrival.
+    tenant: dict[str, Any] = Field(
+        description="the inner tenant object of a tenant policy document",
+        json_schema_extra=inlined("tenant", "tenant"),
+    )
 
 
 class DeployRequest(BaseModel):
@@ -120,7 +140,7 @@ def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
     try:
         decision = current().policy.decide(intent)
     except InvalidIntent as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(422, sentence(exc.field, exc.problem)) from exc
     if decision["outcome"] == "DENY":
         raise HTTPException(
             403,
@@ -137,12 +157,16 @@ def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
 
 def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
+    app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
         _admin(caller)
         policy = doc.tenant
-        name = str(policy.get("name", ""))
+        problems = [sentence(e.path, e.problem) for e in validate_tenant({"tenant": policy})]
+        if problems:
+            raise HTTPException(422, "; ".join(problems))
+        name = str(policy["name"])
         try:
             current().store.tenant(name)
             raise HTTPException(409, f"tenant {name!r} already exists in the lifecycle store")
@@ -169,7 +193,9 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/tenants/{tenant}")
     def get_tenant(tenant: str, caller: Caller) -> dict[str, Any]:
-        return _own(caller, tenant)
+        """The tenant and its state; a dedicated tenant also its carved pools and, while it waits
+        for capacity, `provisioning` {status, reason, since}."""
+        return {**_own(caller, tenant), **poolrecords.status(current().db, tenant)}
 
     def _request(
         tenant: str,
@@ -290,17 +316,26 @@ def create_app() -> FastAPI:
         workflow_id = f"capacity-retry-{uuid.uuid4().hex[:12]}"
         with SetWorkflowID(workflow_id):
             queue.enqueue(workflows.retry_queue_workflow, "admin request", caller.actor, body.free_gpus)
-        return JSONResponse({"workflow_id": workflow_id}, status_code=202)
+        # Dedicated pools waiting for capacity plan again too (capacity may have been added).
+        woken = pools.wake(f"capacity retry {workflow_id}")
+        return JSONResponse({"workflow_id": workflow_id, "pool_requests_woken": woken}, status_code=202)
 
     @app.get("/v1/capacity")
     def capacity_view(caller: Caller) -> dict[str, Any]:
-        """Per GPU class: capacity, GPUs running deployments hold, free; and the queue in retry order."""
-        _admin(caller)
+        """Admin: per GPU class capacity, GPUs running deployments hold, free; per region, class
+        and pool kind (shared, dedicated with owner) the fleet's pools; the queue in retry order.
+        Tenant: what its policy lets it use per region, class and pool kind, its entitlements,
+        usage and queued deployments; never another tenant's dedicated pool."""
         rt = current()
-        fleet, reported, deps = rt.policy.fleet, rt.store.reported_capacity(), rt.store.deployments()
+        fleet, deps = rt.policy.fleet, rt.store.deployments()
+        if not caller.is_admin:
+            return inventory.tenant_view(_own(caller, str(caller.tenant)), fleet, deps)
+        reported = rt.store.reported_capacity()
         classes = sorted(set(capacity.inventory(fleet)) | set(reported))
         return {
             "classes": [capacity.headroom(c, fleet, reported, deps) for c in classes],
+            "capacity": inventory.by_region(inventory.pools(fleet), with_owner=True),
+            "pools": inventory.pools(fleet),
             "queue": [
                 {k: v for k, v in q.items() if k != "spec"}
                 for q in capacity.queue_order(rt.store.tenants(), deps)
@@ -312,6 +347,18 @@ def create_app() -> FastAPI:
                 )
             ],
         }
+
+    @app.get("/v1/effects")
+    def effects(caller: Caller) -> dict[str, Any]:
+        """What the dry-run adapter would have applied (`would_apply`, `would_delete`), in order.
+        With the Kubernetes adapter nothing is recorded here: the cluster holds the objects."""
+        _admin(caller)
+        adapter = current().adapter
+        if isinstance(adapter, DryRunAdapter):
+            note = "nothing was applied to a cluster; these are the effects a cluster would have seen"
+            return {"mode": adapter.mode, "note": note, "effects": adapter.effects()}
+        note = "the worker applies to a cluster by server-side apply; effects are not recorded"
+        return {"mode": adapter.mode, "note": note, "effects": []}
 
     @app.post("/v1/tenants/{tenant}/offboard", status_code=202)
     def offboard(tenant: str, body: OffboardRequest, caller: Caller) -> JSONResponse:

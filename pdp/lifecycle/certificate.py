@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 TYPE = "gpupaas.io/certificate-of-destruction"
+DRY_RUN = "dry-run"
 
 
 def issue(
@@ -56,16 +57,21 @@ def issue(
     decision: Mapping[str, Any],
     workflow_id: str,
     key: Ed25519PrivateKey,
+    mode: str = "kubernetes",
 ) -> dict[str, Any]:
     """The signed certificate for the verified destruction of `objects`: the document (canonical
     JSON, naming the key that signs it), its SHA-256 and the signature over the document. Pure
-    (Ed25519 signatures are deterministic)."""
+    (Ed25519 signatures are deterministic). Under the dry-run adapter (`mode` "dry-run") nothing
+    was destroyed, and the document says so: `status` would_destroy, `objects_would_be_destroyed`."""
     kid = key_id(key.public_key())
+    dry = mode == DRY_RUN
     doc = {
         "type": TYPE,
+        "mode": mode,
+        "status": "would_destroy" if dry else "destroyed_and_verified_absent",
         "tenant": tenant,
         "destroyed_at": destroyed_at,
-        "objects_destroyed_and_verified_absent": sorted(objects),
+        ("objects_would_be_destroyed" if dry else "objects_destroyed_and_verified_absent"): sorted(objects),
         "decision_id": decision.get("decision_id", ""),
         "bundle_revision": decision.get("bundle_revision", ""),
         "workflow_id": workflow_id,
@@ -103,3 +109,20 @@ def verify(cert: Mapping[str, Any], public_key_pem: str) -> list[str]:
         # The document names its key too: a signature block relabelled onto it shows here.
         problems.append(f"the document names key {named!r}, not this public key ({key_id(public)})")
     return problems + signature_problems(text, sig, public)
+
+
+def dry_run_note(cert: Mapping[str, Any]) -> str:
+    """What a verifier must add about a certificate issued under the dry-run adapter ("" else)."""
+    doc = cert.get("certificate")
+    if not isinstance(doc, Mapping):
+        try:
+            doc = json.loads(str(cert.get("document", "")))
+        except ValueError:
+            return ""
+    if not isinstance(doc, Mapping) or doc.get("mode") != DRY_RUN:
+        return ""
+    n = len(doc.get("objects_would_be_destroyed") or [])
+    return (
+        f"DRY RUN: the worker ran the dry-run adapter; nothing was destroyed "
+        f"({n} objects would have been; status {doc.get('status')!r})"
+    )

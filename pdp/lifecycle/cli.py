@@ -19,7 +19,6 @@ import httpx
 import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
-from pdp.lifecycle.audit_cli import lifecycle_db as _db
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.options import embedded_settings, env_path, warn_unprotected_records, with_config, with_records
 
@@ -27,9 +26,53 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
+class MissingToken(Exception):
+    pass
+
+
 def _client(args: argparse.Namespace) -> httpx.Client:
+    """A client of the worker's API with the caller's token: --token, else $PDP_LIFECYCLE_TOKEN."""
     token = args.token or os.environ.get("PDP_LIFECYCLE_TOKEN", "")
+    if not token:
+        raise MissingToken
     return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300]
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return detail if isinstance(detail, str) else json.dumps(detail)[:300]
+
+
+def talks_to_worker(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A client command: a missing token, an unreachable worker or a refused call is one line on
+    stderr (and exit 2 or 1), never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except MissingToken:
+            print(
+                "error: no token: give --token or set PDP_LIFECYCLE_TOKEN (an admin token is the "
+                "worker's PDP_LIFECYCLE_ADMIN_TOKEN; a tenant token is printed once by `create`)",
+                file=sys.stderr,
+            )
+            return 2
+        except httpx.HTTPStatusError as exc:
+            r = exc.response
+            print(
+                f"error: {r.request.method} {r.request.url.path}: {r.status_code} {_detail(r)}",
+                file=sys.stderr,
+            )
+            return 1
+        except httpx.HTTPError as exc:
+            print(f"error: cannot reach the lifecycle worker at {args.url}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _show(response: httpx.Response) -> int:
@@ -52,6 +95,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pdp").setLevel(logging.INFO)
+    if args.bundles is None:  # the worker's bundle is its own, under its state, not the repository's
+        args.bundles = args.state / "lifecycle" / "bundles"
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
     pdp = embedded_settings(args)
     options = WorkerOptions(
@@ -66,6 +113,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
         decision_wait=args.decision_wait,
+        pool_retry_interval=args.pool_retry_interval,
     )
     worker = Worker(options)
     worker.start()
@@ -177,6 +225,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
 
 
 def cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from pdp.lifecycle import certificate
     from pdp.lifecycle.certificate import verify
 
     try:
@@ -196,15 +245,23 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
         print(f"FAIL {p}")
     if not problems:
         tenant, kid = cert.get("certificate", {}).get("tenant"), cert["signature"]["key_id"]
-        print(f"ok: the certificate of destruction for {tenant!r} verifies (Ed25519, key {kid})")
+        dry = certificate.dry_run_note(cert)
+        if dry:
+            print(f"ok: the signature verifies (Ed25519, key {kid}), but {dry}")
+            print(f"{dry}: this certificate of destruction for {tenant!r} proves no destruction")
+        else:
+            print(f"ok: the certificate of destruction for {tenant!r} verifies (Ed25519, key {kid})")
     return 1 if problems else 0
 
 
 def cmd_effects(args: argparse.Namespace) -> int:
-    from pdp.lifecycle.adapters.dryrun import DryRunAdapter
-
-    for e in DryRunAdapter(_db(args)).effects():
-        print(f"{e['seq']:5} {e['op']:7} {e['kind']:15} {e['namespace'] or '-':20} {e['name']}")
+    with _client(args) as c:
+        r = c.get("/v1/effects")
+        r.raise_for_status()
+        body = r.json()
+    print(f"mode: {body['mode']}: {body['note']}")
+    for e in body["effects"]:
+        print(f"{e['seq']:5} {e['op']:13} {e['kind']:15} {e['namespace'] or '-':20} {e['name']}")
     return 0
 
 
@@ -214,7 +271,11 @@ def add_parser(sub: Any) -> None:
     lsub = lc.add_subparsers(dest="lifecycle_command", required=True)
 
     def client(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--url", default=os.environ.get("PDP_LIFECYCLE_URL", DEFAULT_URL))
+        sp.add_argument(
+            "--url",
+            default=os.environ.get("PDP_LIFECYCLE_URL", DEFAULT_URL),
+            help=f"the worker's API (default: $PDP_LIFECYCLE_URL, else {DEFAULT_URL})",
+        )
         sp.add_argument("--token", help="bearer token (default: $PDP_LIFECYCLE_TOKEN)")
         return sp
 
@@ -271,45 +332,54 @@ def add_parser(sub: Any) -> None:
         default=10.0,
         help="seconds the API waits for a request's decision before answering 202 without it",
     )
-    w.set_defaults(func=cmd_worker)
+    w.add_argument(
+        "--pool-retry-interval",
+        type=float,
+        default=300.0,
+        help="seconds between re-plans of a dedicated pool waiting for capacity (a capacity retry "
+        "wakes it at once)",
+    )
+    # Tenant documents, fleet and bundle of the worker live under --state; --tenants and --fleet
+    # are only read, --bundles defaults to <state>/lifecycle/bundles.
+    w.set_defaults(func=cmd_worker, bundles=None)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
     c.add_argument("file")
-    c.set_defaults(func=cmd_create)
+    c.set_defaults(func=talks_to_worker(cmd_create))
     s = client(lsub.add_parser("sla", help="change a tenant's tier and/or isolation (re-places workloads)"))
     s.add_argument("tenant")
     s.add_argument("--tier", choices=("enterprise", "standard", "spot"))
     s.add_argument("--isolation", choices=("dedicated", "shared"))
-    s.set_defaults(func=cmd_sla)
+    s.set_defaults(func=talks_to_worker(cmd_sla))
     a = client(lsub.add_parser("approvals", help="list open approvals"))
     a.add_argument("--all", action="store_true", help="resolved ones too")
-    a.set_defaults(func=cmd_approvals)
+    a.set_defaults(func=talks_to_worker(cmd_approvals))
     ap = client(lsub.add_parser("approve", help="approve (or --reject) a pending request"))
     ap.add_argument("approval_id")
     ap.add_argument("--reject", action="store_true")
     ap.add_argument("--comment", default="")
-    ap.set_defaults(func=cmd_approve)
+    ap.set_defaults(func=talks_to_worker(cmd_approve))
     f = client(lsub.add_parser("follow", help="follow a workflow, showing its steps"))
     f.add_argument("workflow_id")
     f.add_argument("--timeout", type=float, default=600)
-    f.set_defaults(func=cmd_follow)
+    f.set_defaults(func=talks_to_worker(cmd_follow))
     cap = client(lsub.add_parser("capacity", help="GPU capacity per class and the queue, in retry order"))
-    cap.set_defaults(func=cmd_capacity)
+    cap.set_defaults(func=talks_to_worker(cmd_capacity))
     cr = client(lsub.add_parser("capacity-retry", help="retry the queued deployments now"))
     cr.add_argument(
         "--free", action="append", default=[], metavar="GPU_CLASS=N", help="GPUs the scheduler reports free"
     )
-    cr.set_defaults(func=cmd_capacity_retry)
+    cr.set_defaults(func=talks_to_worker(cmd_capacity_retry))
     ct = client(lsub.add_parser("certificate", help="a tenant's certificate of destruction (JSON)"))
     ct.add_argument("tenant")
-    ct.set_defaults(func=cmd_certificate)
+    ct.set_defaults(func=talks_to_worker(cmd_certificate))
     cv = client(lsub.add_parser("certificate-verify", help="verify a certificate of destruction's signature"))
     cv.add_argument("file", help="the certificate as `pdp lifecycle certificate` prints it")
     cv.add_argument(
         "--public-key", type=Path, help="PEM public key (default: the worker's /v1/certificates/public-key)"
     )
-    cv.set_defaults(func=cmd_certificate_verify)
+    cv.set_defaults(func=talks_to_worker(cmd_certificate_verify))
 
     add_audit_parsers(lsub, database)
-    database(lsub.add_parser("effects", help="what the dry-run adapter applied")).set_defaults(
-        func=cmd_effects
+    client(lsub.add_parser("effects", help="what the dry-run adapter would have applied")).set_defaults(
+        func=talks_to_worker(cmd_effects)
     )

@@ -54,6 +54,17 @@ SCHEMA = [
     # The signature block (algorithm, key id, value) of each certificate, written with it.
     """CREATE TABLE IF NOT EXISTS lc_certificate_signatures (
         tenant VARCHAR(128) PRIMARY KEY, signature TEXT NOT NULL)""",
+    # Dedicated pools carved out of shared capacity (pdp/lifecycle/pools.py), the node each holds
+    # (a node belongs to one pool), and each tenant's pool request while it waits for capacity.
+    """CREATE TABLE IF NOT EXISTS lc_pools (
+        name VARCHAR(128) PRIMARY KEY, tenant VARCHAR(128) NOT NULL, state VARCHAR(16) NOT NULL,
+        record TEXT NOT NULL, workflow_id VARCHAR(256) NOT NULL, updated_at VARCHAR(64) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_pool_nodes (
+        node VARCHAR(256) PRIMARY KEY, pool VARCHAR(128) NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lc_pool_requests (
+        tenant VARCHAR(128) PRIMARY KEY, workflow_id VARCHAR(256) NOT NULL,
+        status VARCHAR(32) NOT NULL, reason TEXT NOT NULL, since VARCHAR(64) NOT NULL,
+        updated_at VARCHAR(64) NOT NULL)""",
 ]
 
 

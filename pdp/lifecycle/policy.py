@@ -1,52 +1,95 @@
 """The lifecycle's view of the PDP: decide intents, and publish or withdraw a tenant's policy.
 
 A tenant becomes known to the policies only when its document is in the bundle: activation writes
-it next to the other tenant documents, rebuilds the signed bundle and waits until OPA serves it.
+it into the lifecycle's own tenant folder under the state directory (pdp/lifecycle/documents.py),
+rebuilds the signed bundle and waits until OPA serves it. Every rebuild also writes the fleet the
+bundle carries: the operator's fleet document with the dedicated pools the lifecycle carved
+(pdp/lifecycle/fleet.py), so a rebuild never names a tenant the bundle does not hold.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pdp.embedded import EmbeddedPDP
+from pdp.lifecycle import documents
+from pdp.lifecycle import fleet as fleets
 from pdp.point import DecideOptions
+
+log = logging.getLogger(__name__)
+
+Carvings = Callable[[], list[dict[str, Any]]]
+
+
+def _none() -> list[dict[str, Any]]:
+    return []
 
 
 class PolicyGateway:
-    def __init__(self, stack: EmbeddedPDP, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        stack: EmbeddedPDP,
+        timeout: float = 2.0,
+        base_fleet: Path | None = None,
+        carvings: Carvings = _none,
+    ) -> None:
         self.stack = stack
         self.timeout = timeout
+        # The operator's fleet document; the bundle's fleet file (stack.settings.fleet) is derived.
+        self.base_fleet = base_fleet or stack.settings.fleet
+        self.carvings = carvings
         self._build_lock = threading.Lock()
 
     @property
     def fleet(self) -> dict[str, Any]:
+        """The fleet the bundle OPA serves carries."""
         doc = yaml.safe_load(self.stack.settings.fleet.read_text())
         return dict(doc["fleet"])
+
+    def current_fleet(self) -> dict[str, Any]:
+        """The fleet as a rebuild now would make it: the operator's document read afresh (capacity
+        added there shows), with the carved pools. The one provisioning reads."""
+        return self.effective(documents.names(self.stack.settings.tenants))[0]
+
+    def effective(self, tenants: set[str]) -> tuple[dict[str, Any], list[str]]:
+        return fleets.effective(fleets.load(self.base_fleet), self.carvings(), tenants)
 
     def decide(self, intent: Mapping[str, Any]) -> dict[str, Any]:
         """The decision as a JSON document; InvalidIntent for a malformed intent."""
         return self.stack.point.decide(intent, DecideOptions(timeout=self.timeout)).to_dict()
 
-    def _document(self, name: str) -> Any:
-        return self.stack.settings.tenants / f"{name}.yaml"
-
     def publish(self, policy: Mapping[str, Any]) -> str:
         """Put the tenant's policy into the bundle; returns the revision OPA now serves."""
         with self._build_lock:
-            self._document(str(policy["name"])).write_text(yaml.safe_dump({"tenant": dict(policy)}))
+            documents.write(self.stack.settings.tenants, policy)
             return self._rebuild()
 
     def withdraw(self, name: str) -> str:
         with self._build_lock:
-            self._document(name).unlink(missing_ok=True)
+            documents.remove(self.stack.settings.tenants, name)
             return self._rebuild()
 
+    def republish(self) -> str:
+        """Rebuild with the tenants as they are (after a change of the fleet: a carved pool)."""
+        with self._build_lock:
+            return self._rebuild()
+
+    def write_fleet(self) -> None:
+        """Write the bundle's fleet file from the operator's document and the carvings."""
+        fleet, notes = self.effective(documents.names(self.stack.settings.tenants))
+        for note in notes:
+            log.info("fleet: %s", note)
+        fleets.write(self.stack.settings.fleet, fleet)
+
     def _rebuild(self, wait: float = 30.0) -> str:
+        self.write_fleet()
         revision = self.stack.build().revision
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

@@ -30,6 +30,9 @@ class Settings:
     # The API waits this long for a request's decision (made in the tenant's serialization)
     # before answering 202 without it.
     decision_wait: float = 10.0
+    # A dedicated tenant waiting for capacity plans its pool again this often (and on every
+    # capacity retry).
+    pool_retry_interval: float = 300.0
 
 
 @dataclass

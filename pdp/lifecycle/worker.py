@@ -15,7 +15,7 @@ from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
 from pdp.integrity.sinks import Sink, open_sink, sink_path
-from pdp.lifecycle import anchor, certificate, workflows
+from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
@@ -54,10 +54,22 @@ class WorkerOptions:
     destroy_timeout: float = 300.0
     # Seconds the API waits for a request's decision before answering 202 without it.
     decision_wait: float = 10.0
+    # Seconds between re-plans of a dedicated pool waiting for capacity (capacity retries wake it too).
+    pool_retry_interval: float = 300.0
 
     @property
     def state(self) -> Path:
         return self.pdp.state / "lifecycle"
+
+    @property
+    def tenants(self) -> Path:
+        """The lifecycle's tenant documents, from which its bundle is built (never the repository)."""
+        return self.state / "tenants"
+
+    @property
+    def fleet(self) -> Path:
+        """The fleet its bundle carries: `--fleet` with the carved dedicated pools."""
+        return self.state / "fleet.yaml"
 
     @property
     def certificate_key_path(self) -> Path:
@@ -101,21 +113,38 @@ class Worker:
         # checkpoint is checked against the chain first, and every commit after is checkpointed.
         audit_anchor = anchor.Anchor(sink, key, db, o.audit_reanchor, trusted)
         audit_anchor.start()
-        self.stack = EmbeddedPDP(o.pdp).start()
+        # The declared tenants (--tenants, only read) join the store; the bundle is built from the
+        # state folder, with the fleet the carvings left (pdp/lifecycle/documents.py, fleet.py).
+        imported = documents.import_declared(db, o.pdp.tenants, o.tenants)
+        if imported:
+            log.info("imported declared tenants from %s: %s", o.pdp.tenants, ", ".join(imported))
+        settings_pdp = o.pdp.replace(tenants=o.tenants, fleet=o.fleet, allow_no_tenants=True)
+        self.stack = EmbeddedPDP(settings_pdp)
+        gateway = PolicyGateway(
+            self.stack, base_fleet=o.pdp.fleet, carvings=lambda: poolrecords.carvings_of(db)
+        )
+        gateway.write_fleet()
+        self.stack.start()
         adapter: Adapter
         if o.kubeconfig:
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
             adapter = KubernetesAdapter(o.kubeconfig)
+            log.info("lifecycle adapter: kubernetes (server-side apply to the cluster of %s)", o.kubeconfig)
         else:
             adapter = DryRunAdapter(db)
+            log.info(
+                "lifecycle adapter: dry-run (nothing is applied to a cluster: effects are only recorded; "
+                "give --kubeconfig to apply)"
+            )
         settings = Settings(
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
             destroy_timeout=o.destroy_timeout,
             decision_wait=o.decision_wait,
+            pool_retry_interval=o.pool_retry_interval,
         )
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
+        self.runtime = Runtime(db, Store(db), adapter, gateway, settings, key, audit_anchor)
         install(self.runtime)
         admin = os.environ.get(o.admin_token_env)
         if admin:

@@ -21,6 +21,17 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+def inlined(name: str, definition: str | None = None) -> dict[str, Any]:
+    """The schema (or one of its `$defs`) with its local references replaced by their targets,
+    to embed in another document, e.g. the lifecycle's OpenAPI description."""
+    schema = copy.deepcopy(load_schema(name))
+    defs = schema.pop("$defs", {})
+    out: dict[str, Any] = _inline_refs(defs[definition] if definition else schema, defs)
+    for key in ("$schema", "$id"):
+        out.pop(key, None)
+    return out
+
+
 @cache
 def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)

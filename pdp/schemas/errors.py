@@ -42,6 +42,10 @@ def describe(error: ValidationError) -> tuple[list[str | int], str]:
         unexpected = re.findall(r"'([^']+)'", error.message.split("(", 1)[-1])
         if unexpected:
             return [*path, unexpected[0]], "is not a known field"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if error.validator == "pattern" and description:
+        # The pattern says it to a machine; the schema's description says it to a person.
+        return path, f"{error.instance!r} does not match the expected form: {description}"
     return path, error.message
 
 
@@ -54,3 +58,8 @@ def leaf_errors(errors: Iterable[ValidationError]) -> list[ValidationError]:
         else:
             out.append(error)
     return out
+
+
+def sentence(field: str, problem: str) -> str:
+    """`tenant.name is required`; `deploy_model.replicas: -2 is less than the minimum of 1`."""
+    return f"{field} {problem}" if problem.startswith(("is ", "must ", "should ")) else f"{field}: {problem}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from kubernetes import client, config
 
 from pdp.integrity.signing import load_key, public_pem
 from tests.e2e.controlplane import free_port
@@ -35,10 +36,20 @@ def tenant_doc(base: str, name: str, namespaces: list[str], **changes: Any) -> d
 
 class Worker:
     def __init__(
-        self, root: Path, database_url: str = "", kubeconfig: Path | None = None, **opts: str
+        self,
+        root: Path,
+        database_url: str = "",
+        kubeconfig: Path | None = None,
+        examples: Path | None = None,
+        bundles: bool = True,
+        **opts: str,
     ) -> None:
+        """`examples`: the folder of tenant documents and fleet the worker reads (default: a copy
+        of the repository's under `root`); `bundles`: pass --bundles (else the worker's default)."""
         self.root = root
-        if not (root / "examples").exists():
+        self.bundles = bundles
+        self.examples = examples or root / "examples"
+        if examples is None and not (root / "examples").exists():
             shutil.copytree(EXAMPLES, root / "examples")
         self.database_url = database_url
         self.kubeconfig = kubeconfig
@@ -54,13 +65,14 @@ class Worker:
         self.marker.unlink(missing_ok=True)
         argv = [
             sys.executable, "-m", "pdp.cli", "lifecycle", "worker",
-            "--tenants", str(self.root / "examples" / "tenants"),
-            "--fleet", str(self.root / "examples" / "fleet.yaml"),
-            "--bundles", str(self.root / "bundles"),
+            "--tenants", str(self.examples / "tenants"),
+            "--fleet", str(self.examples / "fleet.yaml"),
             "--keys", str(self.root / "keys"),
             "--state", str(self.root / "state"),
             "--listen", f"127.0.0.1:{self.port}",
         ]  # fmt: skip
+        if self.bundles:
+            argv += ["--bundles", str(self.root / "bundles")]
         if self.database_url:
             argv += ["--database-url", self.database_url]
         if self.kubeconfig:
@@ -202,3 +214,29 @@ def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False) -> st
     wf = worker.wait_workflow(body["workflow_id"])
     assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
     return str(body["tenant_token"])
+
+
+H100_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+
+
+def create_gpu_node(
+    kubeconfig: Any, name: str, pool: str, region: str, taints: list[dict[str, str]] | None = None
+) -> None:
+    """A GPU node of a fleet pool as an API object (no kubelet runs): the labels GPU feature
+    discovery and the platform put on it."""
+    api = config.new_client_from_config(str(kubeconfig))
+    try:
+        labels = {
+            "kubernetes.io/hostname": name,
+            "topology.kubernetes.io/region": region,
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": H100_PRODUCT,
+            "gpupaas.io/pool": pool,
+        }
+        node = client.V1Node(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1NodeSpec(taints=[client.V1Taint(**t) for t in taints] if taints else None),
+        )
+        client.CoreV1Api(api).create_node(node)
+    finally:
+        api.close()

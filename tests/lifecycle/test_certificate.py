@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pdp.lifecycle import certificate
 
-from .harness import ROOT, Worker, onboard, tenant_doc
+from .harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 DECISION = {"decision_id": "d-1", "bundle_revision": "r-1"}
 
@@ -27,6 +27,31 @@ def _issue(key: Ed25519PrivateKey) -> dict[str, Any]:
         workflow_id="offboard-t", key=key,
     )  # fmt: skip
     return {"certificate": json.loads(cert["document"]), **cert}
+
+
+def issued_records(worker: Worker, event: str) -> list[dict[str, Any]]:
+    with worker.client() as c:
+        return [r for r in audit_records(c.get("/v1/audit").text) if r["event"] == event]
+
+
+def test_a_certificate_says_whether_anything_was_destroyed() -> None:
+    key = Ed25519PrivateKey.generate()
+    real = json.loads(_issue(key)["document"])
+    assert real["mode"] == "kubernetes" and real["status"] == "destroyed_and_verified_absent"
+    assert real["objects_destroyed_and_verified_absent"] == ["Namespace//t-ml"]
+    dry = certificate.issue(
+        "t", ["Namespace//t-ml"], destroyed_at="2026-01-01T00:00:00+00:00", decision=DECISION,
+        workflow_id="offboard-t", key=key, mode="dry-run",
+    )  # fmt: skip
+    doc = json.loads(dry["document"])
+    assert doc["mode"] == "dry-run" and doc["status"] == "would_destroy"
+    assert doc["objects_would_be_destroyed"] == ["Namespace//t-ml"]
+    assert "objects_destroyed_and_verified_absent" not in doc
+    # The signature covers the mode: relabelling a dry run as real breaks it.
+    forged = dry["document"].replace('"mode":"dry-run"', '"mode":"kubernetes"')
+    assert certificate.verify({**dry, "document": forged}, _pem(key))
+    assert certificate.dry_run_note(dry).startswith("DRY RUN")
+    assert certificate.dry_run_note(_issue(key)) == ""
 
 
 def _pem(key: Ed25519PrivateKey) -> str:
@@ -109,6 +134,14 @@ def test_offboarding_issues_a_certificate_the_cli_verifies(worker: Worker, tmp_p
     good.write_text(json.dumps(cert))
     out = _verify_cli(worker, good)
     assert out.returncode == 0 and out.stdout.startswith("ok: "), out.stdout + out.stderr
+    # The worker runs the dry-run adapter: the signed content says nothing was destroyed, and the
+    # verifier says it too.
+    assert cert["certificate"]["mode"] == "dry-run" and cert["certificate"]["status"] == "would_destroy"
+    assert "objects_destroyed_and_verified_absent" not in cert["certificate"]
+    assert "Namespace//globexc-ml" in cert["certificate"]["objects_would_be_destroyed"]
+    assert "DRY RUN" in out.stdout and "nothing was destroyed" in out.stdout, out.stdout
+    [verified] = [r for r in issued_records(worker, "objects.verified_absent")]
+    assert verified["detail"]["mode"] == "dry-run"
 
     # One byte of the signed document changed in the file.
     text = good.read_text()

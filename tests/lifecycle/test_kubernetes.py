@@ -5,8 +5,6 @@ finished by a real kube-controller-manager (namespace and garbage collector cont
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,64 +15,9 @@ from kubernetes import client, config
 from pdp.lifecycle import anchor, certificate
 from pdp.substrate.kubernetes import objects, workload
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
-from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.e2e.controlplane import ControlPlane
 
-from .harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
-
-
-def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
-    # Test-only: just enough of Kueue's CRDs for the API server to store the objects.
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.kueue.x-k8s.io"},
-        "spec": {
-            "group": "kueue.x-k8s.io",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "scope": scope,
-            "versions": [
-                {
-                    "name": "v1beta1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-
-
-@pytest.fixture(scope="module")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube")).start()
-    try:
-        api = config.new_client_from_config(str(cp.kubeconfig))
-        ext = client.ApiextensionsV1Api(api)
-        for kind, plural, scope in (
-            ("ClusterQueue", "clusterqueues", "Cluster"),
-            ("LocalQueue", "localqueues", "Namespaced"),
-        ):
-            ext.create_custom_resource_definition(_crd(kind, plural, scope))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the CRDs are served
-            try:
-                client.CustomObjectsApi(api).list_cluster_custom_object(
-                    "kueue.x-k8s.io", "v1beta1", "clusterqueues"
-                )
-                client.CustomObjectsApi(api).list_cluster_custom_object(
-                    "kueue.x-k8s.io", "v1beta1", "localqueues"
-                )
-                break
-            except client.exceptions.ApiException:
-                time.sleep(0.2)
-        api.close()
-        # Without it a deleted namespace stays Terminating for ever (nothing empties it).
-        cp.start_controller_manager()
-        yield cp
-    finally:
-        cp.stop()
+from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, onboard, tenant_doc
 
 
 def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
@@ -119,13 +62,16 @@ def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
 
 
 def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPlane, tmp_path: Path) -> None:
+    # A free node of the EU shared H100 pool, for the dedicated pool the approval provisions.
+    create_gpu_node(kube.kubeconfig, "eu-free-1", "eu-h100-shared", "eu-west-1")
     worker = Worker(tmp_path, kubeconfig=kube.kubeconfig).start()
     try:
-        # acme-eu is already in the bundle (TENANT_EXISTS), so the same policy under a fresh name;
-        # a dedicated tenant without a dedicated pool needs approval (DEDICATED_POOL_PROVISIONING).
+        # acme-eu is already in the bundle (409), so the same policy under a fresh name; a
+        # dedicated tenant without a dedicated pool needs approval (DEDICATED_POOL_PROVISIONING).
         onboard(worker, tenant_doc("acme-eu", "acme-eu2", ["acme2-prod", "acme2-staging"]), approve=True)
         with worker.client() as c:
-            assert c.get("/v1/tenants/acme-eu2").json()["state"] == "active"
+            tenant = c.get("/v1/tenants/acme-eu2").json()
+        assert tenant["state"] == "active" and tenant["carved_pools"][0]["nodes"] == ["eu-free-1"]
     finally:
         worker.stop()
     api = config.new_client_from_config(str(kube.kubeconfig))

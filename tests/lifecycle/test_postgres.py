@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
+from pdp.lifecycle.poolrecords import PoolRecords
 
 from .harness import ROOT, Worker, onboard, tenant_doc
 from .test_concurrency import random_requests
@@ -83,3 +85,28 @@ def test_concurrent_requests_hold_the_entitlement_on_postgres(database: str, tmp
         print(random_requests(worker, "racepg", seed=5))
     finally:
         worker.stop()
+
+
+def test_racing_pool_claims_on_postgres_leave_each_node_to_one_pool(database: str) -> None:
+    # No process lock serializes PostgreSQL writers: the primary key of lc_pool_nodes decides.
+    db = Database(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        records = PoolRecords(db)
+        barrier = threading.Barrier(8)
+        results: dict[str, list[str]] = {}
+
+        def claim(i: int) -> None:
+            carving = {"pool": f"p{i}-h100", "tenant": f"p{i}", "nodes": ["n1", "n2"]}
+            barrier.wait()
+            results[carving["pool"]] = records.claim([carving], f"wf-{i}")  # type: ignore[index]
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        winners = [pool for pool, taken in results.items() if taken == []]
+        assert len(results) == 8 and len(winners) == 1, results
+        assert [c["pool"] for c in records.active()] == winners
+    finally:
+        db.close()

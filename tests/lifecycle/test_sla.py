@@ -325,4 +325,4 @@ def test_preemption_evicts_and_offboarding_deletes_the_workload_objects(
     assert _applied(worker, "Deployment", "initech7-batch", "batch")[-1]["_op"] == "delete"
     with worker.client() as c:
         cert = c.get("/v1/tenants/initech7/certificate").json()["certificate"]
-    assert "Deployment/initech7-batch/batch" in cert["objects_destroyed_and_verified_absent"]
+    assert "Deployment/initech7-batch/batch" in cert["objects_would_be_destroyed"]

@@ -72,7 +72,7 @@ def test_tenant_token_sees_and_acts_on_its_own_tenant_only(worker: Worker, token
 def test_onboarding_created_the_objects_and_a_verifiable_trail(
     worker: Worker, tokens: dict[str, str]
 ) -> None:
-    applied = _counts(worker, "apply", {"globex2-ml", "globex2"})
+    applied = _counts(worker, "would_apply", {"globex2-ml", "globex2"})
     assert applied["ResourceQuota/globex2-ml/gpupaas-gpu-quota"] == 1
     assert applied["ClusterQueue//gpupaas-globex2"] == 1
     assert set(applied.values()) == {1}
@@ -170,7 +170,7 @@ def test_onboarding_killed_midway_resumes_with_each_step_once(worker: Worker) ->
     worker.start()
     wf = worker.wait_workflow("onboard-globex3")
     assert wf["output"]["status"] == "active", wf
-    applied = _counts(worker, "apply", {"globex3-ml", "globex3-dev", "globex3"})
+    applied = _counts(worker, "would_apply", {"globex3-ml", "globex3-dev", "globex3"})
     assert len(applied) == 2 * 6 + 2 and set(applied.values()) == {1}, applied  # 6 per namespace + CQ + PC
     events = _events(worker, "globex3")
     assert (
@@ -191,12 +191,12 @@ def test_offboarding_killed_midway_ends_destroyed_certified_and_verifiable(worke
     worker.start()
     wf = worker.wait_workflow("offboard-globex4")
     assert wf["output"]["status"] == "offboarded", wf
-    deleted = _counts(worker, "delete", {"globex4-ml", "globex4"})
+    deleted = _counts(worker, "would_delete", {"globex4-ml", "globex4"})
     assert len(deleted) == 8 and set(deleted.values()) == {1}, deleted
     with worker.client() as c:
         assert c.get("/v1/tenants/globex4").json()["state"] == "offboarded"
         cert = c.get("/v1/tenants/globex4/certificate").json()
-    assert "Namespace//globex4-ml" in cert["certificate"]["objects_destroyed_and_verified_absent"]
+    assert "Namespace//globex4-ml" in cert["certificate"]["objects_would_be_destroyed"]
     with worker.client(token) as c:
         assert c.get("/v1/tenants/globex4").status_code == 401  # access revoked
     events = _events(worker, "globex4")
@@ -240,8 +240,8 @@ def test_failing_step_runs_the_compensations(worker: Worker) -> None:
     wf = worker.wait_workflow("onboard-globex5")
     assert wf["output"]["status"] == "failed"
     assert wf["output"]["compensated"] == ["priority", "kueue", "limits", "quota", "namespaces"]
-    applied = _counts(worker, "apply", {"globex5-ml", "globex5"})
-    deleted = _counts(worker, "delete", {"globex5-ml", "globex5"})
+    applied = _counts(worker, "would_apply", {"globex5-ml", "globex5"})
+    deleted = _counts(worker, "would_delete", {"globex5-ml", "globex5"})
     assert applied and applied == deleted
     with worker.client() as c:
         assert c.get("/v1/tenants/globex5").json()["state"] == "failed"

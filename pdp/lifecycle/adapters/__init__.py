@@ -7,6 +7,9 @@ from typing import Any, Protocol
 
 
 class Adapter(Protocol):
+    # "kubernetes" or "dry-run": said in the effects, the certificates and the worker's log.
+    mode: str
+
     def apply(self, obj: Mapping[str, Any]) -> None:
         """Make `obj` exist as given; applying the same object twice changes nothing."""
 
@@ -18,3 +21,10 @@ class Adapter(Protocol):
 
     def gone(self, obj: Mapping[str, Any]) -> bool:
         """True when `obj` no longer exists at all (not even as being deleted)."""
+
+    def nodes(self) -> list[dict[str, Any]] | None:
+        """The nodes of the platform's pools ({name, labels, taints}); None when the adapter
+        sees no cluster (dry run: the fleet's nominal nodes stand for them)."""
+
+    def occupancy(self, nodes: list[str]) -> dict[str, list[dict[str, str]]]:
+        """Node name -> the lifecycle's deployments running there ({tenant, deployment})."""

@@ -1,5 +1,8 @@
-"""The dry-run adapter (embedded default): records what would be applied, in the lifecycle
-database, so the effects can be shown and counted (the durability tests count them)."""
+"""The dry-run adapter (the default without --kubeconfig): applies nothing to any cluster and
+records what it would have applied, in the lifecycle database, so the effects can be shown and
+counted (the durability tests count them). Everything it produces says so: effects are
+`would_apply`/`would_delete` with `mode: dry-run`, and so are the certificates of destruction
+issued under it (pdp/lifecycle/certificate.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from pdp.lifecycle.db import Database
 
 
 class DryRunAdapter:
+    mode = "dry-run"
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -58,11 +63,24 @@ class DryRunAdapter:
     def gone(self, obj: Mapping[str, Any]) -> bool:
         return not self.exists(obj)  # a recorded delete takes effect at once
 
-    def effects(self) -> list[dict[str, Any]]:
+    def nodes(self) -> list[dict[str, Any]] | None:
+        return None  # no cluster: the fleet's nominal nodes stand for them
+
+    def occupancy(self, nodes: list[str]) -> dict[str, list[dict[str, str]]]:
+        return {}  # nothing runs anywhere in a dry run
+
+    def effects(self, bodies: bool = False) -> list[dict[str, Any]]:
+        """What a cluster would have been told, in order; each says it was not: `mode` dry-run,
+        `op` would_apply or would_delete."""
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.text("SELECT seq, op, kind, namespace, name, at FROM lc_effects ORDER BY seq")
+                sa.text("SELECT seq, op, kind, namespace, name, at, body FROM lc_effects ORDER BY seq")
             ).all()
-        return [
-            {"seq": r[0], "op": r[1], "kind": r[2], "namespace": r[3], "name": r[4], "at": r[5]} for r in rows
-        ]
+        out = []
+        for r in rows:
+            effect = {"seq": r[0], "mode": self.mode, "op": f"would_{r[1]}", "kind": r[2],
+                      "namespace": r[3], "name": r[4], "at": r[5]}  # fmt: skip
+            if bodies:
+                effect["body"] = json.loads(r[6])
+            out.append(effect)
+        return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import anchor, audit, certificate, hooks, realize
+from pdp.lifecycle import anchor, audit, certificate, hooks, pools, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.workflows import approvals
@@ -68,6 +68,7 @@ def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
             "objects": destroyed,
             "waited_seconds": round(time.monotonic() - started, 1),
             "waited_for": sorted(waited_for),
+            "mode": rt.adapter.mode,
         },
     )
     return destroyed
@@ -136,6 +137,7 @@ def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]
         decision=decision,
         workflow_id=request_id(),
         key=rt.certificate_key,
+        mode=rt.adapter.mode,  # a dry run's certificate says so
     )
     rt.store.put_certificate(tenant, cert["document"], cert["sha256"], cert["signature"])
     stored = rt.store.certificate(tenant)  # a re-run keeps the first certificate
@@ -214,6 +216,7 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     revoke_tokens_step(tenant)
     delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access")
     withdraw_step(tenant)
+    pools.release(tenant, "offboarding")  # its dedicated pool's nodes return to shared capacity
     # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
     for group in reversed(objects.GROUPS):
         if group != "rbac":

@@ -13,6 +13,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from pdp.lifecycle import pools
 from pdp.lifecycle.states import TenantState
 from pdp.lifecycle.workflows import approvals
 from pdp.lifecycle.workflows.steps import (
@@ -62,8 +63,11 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
             done.append(group)
         verify_step(name, [o for g in objects.GROUPS for o in rendered[g]], True)
         publish_step(name, policy)
+        # An approved DEDICATED_POOL_PROVISIONING: carve the pool (waits while there is no capacity).
+        pools.provision(name, policy, decision, actor)
     except Exception as exc:
         # Saga: undo what was applied, newest first, then mark the tenant failed.
+        pools.compensate(name, f"compensation: {exc}")
         for group in reversed(done):
             delete_group_step(name, group, rendered[group], f"compensation: {exc}")
         transition_step(name, TenantState.FAILED, decision, f"provisioning failed: {exc}")

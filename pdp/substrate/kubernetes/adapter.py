@@ -13,6 +13,9 @@ from typing import Any
 from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
+from pdp.substrate.kubernetes.objects import TENANT_LABEL
+from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL, POOL_LABEL
+
 FIELD_MANAGER = "gpupaas-lifecycle"
 
 # kind -> (plural, namespaced)
@@ -26,6 +29,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "ClusterQueue": ("clusterqueues", False),
     "LocalQueue": ("localqueues", True),
     "Deployment": ("deployments", True),
+    "Node": ("nodes", False),
 }
 
 
@@ -40,6 +44,8 @@ def object_path(obj: Mapping[str, Any]) -> str:
 
 
 class KubernetesAdapter:
+    mode = "kubernetes"
+
     def __init__(self, kubeconfig: str) -> None:
         self.api = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
 
@@ -89,6 +95,36 @@ class KubernetesAdapter:
     def gone(self, obj: Mapping[str, Any]) -> bool:
         # A deletionTimestamp is not enough: a Terminating namespace still holds its objects.
         return self.get(obj) is None
+
+    def _list(self, path: str, **selectors: str) -> list[dict[str, Any]]:
+        query = [(k, v) for k, v in (("labelSelector", selectors.get("labels", "")),
+                                     ("fieldSelector", selectors.get("fields", ""))) if v]  # fmt: skip
+        found = self._call("GET", path, query_params=query, header_params={"Accept": "application/json"})
+        return list(found.get("items", []))
+
+    def nodes(self) -> list[dict[str, Any]] | None:
+        """The nodes of the platform's pools (labelled gpupaas.io/pool)."""
+        return [
+            {
+                "name": n["metadata"]["name"],
+                "labels": dict(n["metadata"].get("labels") or {}),
+                "taints": list((n.get("spec") or {}).get("taints") or []),
+            }
+            for n in self._list("/api/v1/nodes", labels=POOL_LABEL)
+        ]
+
+    def occupancy(self, nodes: list[str]) -> dict[str, list[dict[str, str]]]:
+        """The lifecycle's pods (labelled with tenant and deployment) bound to those nodes."""
+        wanted = set(nodes)
+        out: dict[str, list[dict[str, str]]] = {}
+        for pod in self._list("/api/v1/pods", labels=f"{TENANT_LABEL},{DEPLOYMENT_LABEL}"):
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node in wanted and not pod["metadata"].get("deletionTimestamp"):
+                labels = pod["metadata"]["labels"]
+                entry = {"tenant": labels[TENANT_LABEL], "deployment": labels[DEPLOYMENT_LABEL]}
+                if entry not in out.setdefault(node, []):
+                    out[node].append(entry)
+        return out
 
     def close(self) -> None:
         self.api.close()

@@ -1,0 +1,29 @@
+"""The product API's answers to a malformed request: each field named, the problem in words
+(`target_replicas is required`), rather than FastAPI's default list of locations and types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from pdp.schemas.errors import format_path, sentence
+
+
+def field(loc: Sequence[Any]) -> str:
+    """`("body", "deployment", "replicas")` -> `deployment.replicas`."""
+    parts = [p for p in loc if p != "body"] or ["body"]
+    return format_path([p if isinstance(p, int) else str(p) for p in parts])
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with `detail` (every problem, one sentence each) and `problems` (the list)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        problem = "is required" if error["type"] == "missing" else str(error["msg"])
+        problems.append(sentence(field(error["loc"]), problem[:1].lower() + problem[1:]))
+    return JSONResponse({"detail": "; ".join(problems), "problems": problems}, status_code=422)
