@@ -4,6 +4,7 @@ settings they make. Both `pdp` and `pdp lifecycle` import this; neither imports 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from pdp.embedded import EmbeddedSettings
@@ -55,3 +56,10 @@ def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
         engine=getattr(args, "engine", "opa"),
         opa_addr=getattr(args, "sidecar_addr", None) or "",
     )
+
+
+def configure_logging() -> None:
+    """Warnings of every library and our own INFO records (certificate reloads, sidecar restarts,
+    plaintext listeners) to stderr; libraries' per-request INFO lines (httpx) stay out."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pdp").setLevel(logging.INFO)
