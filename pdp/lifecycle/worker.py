@@ -4,7 +4,7 @@ in one process. Restarting it resumes every workflow that was in flight (DBOS re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
@@ -13,10 +13,12 @@ from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.lifecycle import anchor, certificate, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.credentials import CredentialError, TokenPolicy
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
 from pdp.lifecycle.runtime import Runtime, Settings, install
 from pdp.lifecycle.store import Store
+from pdp.lifecycle.tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 APPLICATION_VERSION = "gpupaas-lifecycle-1"
@@ -29,7 +31,10 @@ class WorkerOptions:
     database_url: str = ""  # postgresql://... ; empty: SQLite files under the state directory
     kubeconfig: str | None = None
     approval_timeout: float = 24 * 3600.0
-    admin_token_env: str = "PDP_LIFECYCLE_ADMIN_TOKEN"
+    admin_token_env: str = ADMIN_TOKEN_ENV
+    # A file holding the admin token (a mounted Secret); read instead of the environment.
+    admin_token_file: Path | None = None
+    tokens: TokenPolicy = field(default_factory=TokenPolicy)
     # Cron (seconds first when six fields) of the periodic queue retry; empty: no periodic retry.
     capacity_retry_schedule: str = RETRY_EVERY_MINUTE
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
@@ -60,6 +65,29 @@ class WorkerOptions:
         return f"sqlite:///{self.state / 'lifecycle.sqlite'}", f"sqlite:///{self.state / 'dbos.sqlite'}"
 
 
+def read_admin_token(options: WorkerOptions) -> tuple[str, str]:
+    """(the admin token, where it came from); CredentialError saying how to provide one."""
+    if options.admin_token_file is not None:
+        source = str(options.admin_token_file)
+        try:
+            token = options.admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise CredentialError(f"--admin-token-file {source}: cannot be read ({exc.strerror})") from exc
+    else:
+        source = options.admin_token_env
+        token = os.environ.get(source, "").strip()
+    if not token:
+        raise CredentialError(
+            f"no admin credential: set {ADMIN_TOKEN_ENV} (or give --admin-token-file) to a token of "
+            f"at least {MIN_ADMIN_TOKEN_CHARS} characters, e.g. "
+            f"`export {ADMIN_TOKEN_ENV}=$(openssl rand -hex 32)`"
+        )
+    problem = admin_token_problem(token)
+    if problem:
+        raise CredentialError(f"the admin token in {source} {problem}")
+    return token, source
+
+
 class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
@@ -67,7 +95,10 @@ class Worker:
         self.runtime: Runtime | None = None
 
     def start(self) -> Runtime:
+        """CredentialError, before anything starts, when the admin credential is missing, weak,
+        revoked or expired."""
         o = self.options
+        admin_token, source = read_admin_token(o)
         o.state.mkdir(parents=True, exist_ok=True)
         key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
         app_url, sys_url = o.urls()
@@ -77,6 +108,11 @@ class Worker:
         audit_anchor = anchor.Anchor(o.audit_anchor_path, key, db, o.audit_reanchor)
         audit_anchor.start()
         db.after_audit_commit = audit_anchor.advance
+        store = Store(db, o.tokens)
+        store.credentials.migrate_legacy()
+        # The token given now is the admin credential: earlier ones are revoked, a revoked or
+        # expired one is refused (and nothing else has started yet).
+        store.credentials.admit_admin(admin_token, source=source)
         self.stack = EmbeddedPDP(o.pdp).start()
         adapter: Adapter
         if o.kubeconfig:
@@ -90,11 +126,8 @@ class Worker:
             archive_dir=o.state / "archive",
             destroy_timeout=o.destroy_timeout,
         )
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
+        self.runtime = Runtime(db, store, adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
         install(self.runtime)
-        admin = os.environ.get(o.admin_token_env)
-        if admin:
-            self.runtime.store.add_token(admin, "admin")
         config: DBOSConfig = {
             "name": "gpupaas-lifecycle",
             "system_database_url": sys_url,

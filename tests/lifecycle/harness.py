@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,17 +35,28 @@ def tenant_doc(base: str, name: str, namespaces: list[str], **changes: Any) -> d
 
 class Worker:
     def __init__(
-        self, root: Path, database_url: str = "", kubeconfig: Path | None = None, **opts: str
+        self,
+        root: Path,
+        database_url: str = "",
+        kubeconfig: Path | None = None,
+        *,
+        listen_host: str = "127.0.0.1",
+        ca: Path | None = None,
+        **opts: str,
     ) -> None:
+        """`opts` become worker flags (tls_cert="..." -> --tls-cert ...; "" for a bare flag); with
+        --tls-cert the API is reached over https, trusting `ca`."""
         self.root = root
         if not (root / "examples").exists():
             shutil.copytree(EXAMPLES, root / "examples")
         self.database_url = database_url
         self.kubeconfig = kubeconfig
         self.opts = opts
-        self.admin_token = secrets.token_urlsafe(24)
+        self.admin_token = secrets.token_urlsafe(32)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.listen_host = listen_host
+        self.ca = ca
+        self.url = f"{'https' if 'tls_cert' in opts else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.marker = root / "paused"
         self.starts = 0
@@ -58,14 +70,14 @@ class Worker:
             "--bundles", str(self.root / "bundles"),
             "--keys", str(self.root / "keys"),
             "--state", str(self.root / "state"),
-            "--listen", f"127.0.0.1:{self.port}",
+            "--listen", f"{self.listen_host}:{self.port}",
         ]  # fmt: skip
         if self.database_url:
             argv += ["--database-url", self.database_url]
         if self.kubeconfig:
             argv += ["--kubeconfig", str(self.kubeconfig)]
         for k, v in self.opts.items():
-            argv += [f"--{k.replace('_', '-')}", v]
+            argv += [f"--{k.replace('_', '-')}", v] if v else [f"--{k.replace('_', '-')}"]
         full_env = {
             **os.environ,
             "PDP_LIFECYCLE_ADMIN_TOKEN": self.admin_token,
@@ -82,7 +94,7 @@ class Worker:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify()).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -115,9 +127,15 @@ class Worker:
             time.sleep(0.05)
         return self.marker.read_text()
 
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token or self.admin_token}"}, timeout=60
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+            timeout=60,
+            verify=self.verify(),
         )
 
     def wait_workflow(self, workflow_id: str, timeout: float = 60) -> dict[str, Any]:
