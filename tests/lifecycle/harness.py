@@ -42,16 +42,18 @@ class Worker:
         *,
         listen_host: str = "127.0.0.1",
         ca: Path | None = None,
+        flags: tuple[str, ...] = (),
         **opts: str,
     ) -> None:
-        """`opts` become worker flags (tls_cert="..." -> --tls-cert ...; "" for a bare flag); with
-        --tls-cert the API is reached over https, trusting `ca`."""
+        """`opts` become worker options (tls_cert="..." -> --tls-cert ...), `flags` bare flags
+        ("insecure" -> --insecure); with --tls-cert the API is reached over https, trusting `ca`."""
         self.root = root
         if not (root / "examples").exists():
             shutil.copytree(EXAMPLES, root / "examples")
         self.database_url = database_url
         self.kubeconfig = kubeconfig
         self.opts = opts
+        self.flags = flags
         self.admin_token = secrets.token_urlsafe(32)
         self.port = free_port()
         self.listen_host = listen_host
@@ -77,7 +79,8 @@ class Worker:
         if self.kubeconfig:
             argv += ["--kubeconfig", str(self.kubeconfig)]
         for k, v in self.opts.items():
-            argv += [f"--{k.replace('_', '-')}", v] if v else [f"--{k.replace('_', '-')}"]
+            argv += [f"--{k.replace('_', '-')}", v]
+        argv += [f"--{flag}" for flag in self.flags]
         full_env = {
             **os.environ,
             "PDP_LIFECYCLE_ADMIN_TOKEN": self.admin_token,

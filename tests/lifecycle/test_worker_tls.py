@@ -64,7 +64,7 @@ def test_the_api_serves_tls_off_loopback_and_plaintext_only_with_insecure(tmp_pa
         assert "WARNING pdp.listen" not in worker.log()
 
         worker.stop()
-        worker.opts = {"insecure": ""}
+        worker.opts, worker.flags = {}, ("insecure",)
         worker.url = f"http://127.0.0.1:{worker.port}"
         worker.start()
         with worker.client() as c:
