@@ -84,6 +84,13 @@ def test_listen_addresses_are_checked_and_named() -> None:
         tls_files(Path("c.pem"), None, "--tls-cert", "--tls-key")
 
 
+def test_plaintext_the_earlier_name_of_insecure_still_works() -> None:
+    from pdp.cli import parser
+
+    assert parser().parse_args(["serve", "--plaintext"]).insecure
+    assert not parser().parse_args(["serve"]).insecure
+
+
 def test_plaintext_off_loopback_needs_insecure_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="pdp.listen"):
         assert check_plaintext("--listen", "127.0.0.1:1", tls=None, insecure=False) == ("127.0.0.1", 1)
