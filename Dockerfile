@@ -11,7 +11,7 @@ COPY pdp ./pdp
 RUN pip install --no-cache-dir .
 COPY policies ./policies
 COPY examples ./examples
-RUN useradd --uid 10001 pdp && mkdir -p bundles var .keys && chown -R pdp /app
+RUN useradd --uid 10001 pdp && mkdir -p bundles var .keys /pub /pki /cacert && chown -R pdp /app /pub /pki /cacert
 USER pdp
 EXPOSE 50051 8282
-CMD ["pdp", "serve", "--opa-addr", "opa:8181", "--listen", "0.0.0.0:50051", "--plaintext"]
+CMD ["pdp", "serve", "--opa-addr", "opa:8181", "--listen", "0.0.0.0:50051", "--insecure"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -22,12 +21,21 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
 from pdp.embedded import EmbeddedPDP, opa_ready
-from pdp.enforcement.servingcert import CertificateError
+from pdp.enforcement.servingcert import CertificateError, ServingCertificate
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.cli import add_parser as add_lifecycle_parser
+from pdp.listen import (
+    ListenError,
+    add_insecure_option,
+    add_tls_options,
+    check_plaintext,
+    split_host_port,
+    tls_files,
+)
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
 from pdp.options import (
+    configure_logging,
     embedded_settings,
     records_argv,
     records_integrity,
@@ -96,36 +104,30 @@ def _serve_until_signal(server: Any, stop: threading.Event, *, parent: int | Non
 
 
 def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
-    if args.tls_cert and args.tls_key:
-        return args.tls_cert.read_bytes(), args.tls_key.read_bytes()
-    host = args.listen.rsplit(":", 1)[0]
-    if host not in ("127.0.0.1", "localhost", "[::1]") and not args.plaintext:
-        raise SystemExit(
-            f"--listen {args.listen} is not loopback: give --tls-cert and --tls-key "
-            "(or --plaintext on a private network)"
-        )
-    return None
-
-
-def _host_port(listen: str, option: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"{option} {listen}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    files = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
+    check_plaintext(
+        "--listen", args.listen, tls=files, insecure=args.insecure, carries="intents and decisions"
+    )
+    return (files.cert.read_bytes(), files.key.read_bytes()) if files else None
 
 
 def _check_enforcement(args: argparse.Namespace) -> None:
     """Refuse bad enforcement options before anything starts."""
     if args.webhook_listen:
-        _host_port(args.webhook_listen, "--webhook-listen")
+        split_host_port(args.webhook_listen, "--webhook-listen")
         if not (args.webhook_cert and args.webhook_key):
-            raise SystemExit(
+            raise ListenError(
                 "--webhook-listen needs --webhook-cert and --webhook-key (the API server only calls HTTPS)"
             )
     if args.extender_listen:
-        _host_port(args.extender_listen, "--extender-listen")
-        if bool(args.extender_cert) != bool(args.extender_key):
-            raise SystemExit("give both --extender-cert and --extender-key, or neither")
+        check_plaintext(
+            "--extender-listen",
+            args.extender_listen,
+            tls=tls_files(args.extender_cert, args.extender_key, "--extender-cert", "--extender-key"),
+            insecure=args.insecure,
+            tls_options="--extender-cert and --extender-key",
+            carries="pods and node names",
+        )
 
 
 class _Servers:
@@ -164,7 +166,7 @@ def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: 
             api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
         cluster = servers.add(ClusterState(api).start())
     if args.webhook_listen:
-        host, port = _host_port(args.webhook_listen, "--webhook-listen")
+        host, port = split_host_port(args.webhook_listen, "--webhook-listen")
         webhook = servers.add(
             WebhookServer(
                 AdmissionWebhook(point, failure_mode=args.failure_mode, cluster=cluster),
@@ -176,7 +178,7 @@ def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: 
         )
         print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
     if args.extender_listen:
-        host, port = _host_port(args.extender_listen, "--extender-listen")
+        host, port = split_host_port(args.extender_listen, "--extender-listen")
         extender = servers.add(
             ExtenderServer(
                 SchedulerExtender(point, cluster),
@@ -207,12 +209,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pdp.api.server import PdpServer
 
     stop = _stop_on_signals()
+    # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
+    # per-request INFO lines (httpx) do not. First, so a plaintext listener's warning shows too.
+    configure_logging()
     tls = _tls(args)
     _check_enforcement(args)
-    # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
-    # per-request INFO lines (httpx) do not.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pdp").setLevel(logging.INFO)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
@@ -306,8 +307,13 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
 def cmd_serve_bundles(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
-    host, port = args.listen.rsplit(":", 1)
-    server = BundleServer(args.bundles, host, int(port)).start()
+    configure_logging()
+    files = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
+    host, port = check_plaintext(
+        "--listen", args.listen, tls=files, insecure=args.insecure, carries="bundles (tenant data)"
+    )
+    tls = ServingCertificate(files.cert, files.key) if files else None
+    server = BundleServer(args.bundles, host, port, tls=tls).start()
     print(f"serving bundles from {args.bundles} at {server.url}", flush=True)
     _serve_until_signal(server, stop)
     return 0
@@ -398,11 +404,10 @@ def parser() -> argparse.ArgumentParser:
         "--sidecar-addr",
         help="where the embedded OPA listens (default: a unix socket under --state); e.g. 127.0.0.1:8181",
     )
-    s.add_argument("--tls-cert", type=Path)
-    s.add_argument("--tls-key", type=Path)
-    s.add_argument(
-        "--plaintext", action="store_true", help="allow plaintext gRPC off loopback (a private network only)"
-    )
+    s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
+    s.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    # --plaintext: its earlier name, when it covered gRPC only
+    add_insecure_option(s, "--plaintext")
     s.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
     s.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
     s.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
@@ -441,6 +446,7 @@ def parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
     sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
     sb.add_argument("--listen", default="127.0.0.1:8282")
+    add_tls_options(sb, "bundles")
     sb.set_defaults(func=cmd_serve_bundles)
     d = with_records(
         with_config(
@@ -481,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except InvalidIntent as exc:
         print(f"invalid intent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OpaNotFound, OpaCommandFailed, CertificateError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
+from cryptography import x509
 
 from pdp.cli import _check_enforcement, parser
+from pdp.listen import check_plaintext, tls_files
 
 from .conftest import ROOT
 
@@ -40,3 +47,228 @@ def test_the_scheduler_reaches_the_extender_the_way_it_is_served() -> None:
     served_tls = bool(args.extender_cert and args.extender_key)
     assert extender.get("enableHTTPS", False) == served_tls
     assert urlsplit(extender["urlPrefix"]).scheme == ("https" if served_tls else "http")
+
+
+# TLS throughout and the namespace's NetworkPolicy -----------------------------------------------
+CIDR = "10.20.0.0/24"
+
+
+def documents(name: str, generated: Path | None = None) -> list[dict[str, Any]]:
+    """The objects of one manifest, with the kustomization's JSON patches (replace ops, as
+    scripts/make-certs writes them) applied from `generated`."""
+    docs = [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+    if generated is None:
+        return docs
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    for patch in kustomization["patches"]:
+        target = patch["target"]
+        for doc in docs:
+            if doc["kind"] == target["kind"] and doc["metadata"]["name"] == target["name"]:
+                for op in yaml.safe_load((generated.parent / patch["path"]).read_text()):
+                    assert op["op"] == "replace"
+                    *parents, last = op["path"].strip("/").split("/")
+                    node: Any = doc
+                    for part in parents:
+                        node = node[int(part)] if isinstance(node, list) else node[part]
+                    node[int(last) if isinstance(node, list) else last] = op["value"]
+    return docs
+
+
+def container(manifest: str, name: str) -> dict[str, Any]:
+    deployment = next(d for d in documents(manifest) if d["kind"] == "Deployment")
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)  # type: ignore[no-any-return]
+
+
+def pod_spec(manifest: str) -> dict[str, Any]:
+    deployment = next(d for d in documents(manifest) if d["kind"] == "Deployment")
+    return deployment["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def mounted_secret(manifest: str, container_name: str, path: str) -> tuple[str, str]:
+    """(secret name, key) of the file at `path` in a container."""
+    mounts = container(manifest, container_name)["volumeMounts"]
+    mount = next(m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    volume = next(v for v in pod_spec(manifest)["volumes"] if v["name"] == mount["name"])
+    return volume["secret"]["secretName"], path[len(mount["mountPath"].rstrip("/")) + 1 :]
+
+
+def secret_file(secret: str, key: str) -> str:
+    """The generated file a secretGenerator puts under `key` of `secret`."""
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    generator = next(g for g in kustomization["secretGenerator"] if g["name"] == secret)
+    files = dict(f.split("=", 1) if "=" in f else (Path(f).name, f) for f in generator["files"])
+    return files[key]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scripts/make-certs run in a scratch copy of the tree; its deploy/kubernetes/generated/."""
+    root = tmp_path_factory.mktemp("make-certs")
+    (root / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "make-certs", root / "scripts")
+    for name in (".venv", "pdp", "examples"):
+        (root / name).symlink_to(ROOT / name)
+    shutil.copytree(ROOT / "deploy", root / "deploy", ignore=shutil.ignore_patterns("generated"))
+    out = subprocess.run(
+        [str(root / "scripts" / "make-certs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CONTROL_PLANE_CIDR": CIDR},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return root / "deploy" / "kubernetes" / "generated"
+
+
+def test_make_certs_needs_the_control_plane_addresses(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CONTROL_PLANE_CIDR"}
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "make-certs")], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 2 and "set CONTROL_PLANE_CIDR" in out.stderr
+    bad = subprocess.run(
+        [str(ROOT / "scripts" / "make-certs")],
+        capture_output=True,
+        text=True,
+        env={**env, "CONTROL_PLANE_CIDR": "everywhere"},
+        check=False,
+    )
+    assert bad.returncode == 2 and "is not a CIDR" in bad.stderr
+
+
+def test_every_file_the_kustomization_needs_is_generated(generated: Path) -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    wanted = [p["path"] for p in kustomization["patches"]]
+    for generator in kustomization["secretGenerator"] + kustomization["configMapGenerator"]:
+        wanted += [f.split("=", 1)[-1] for f in generator["files"]]
+    for resource in kustomization["resources"]:
+        assert (DEPLOY / resource).is_file(), resource
+    for path in wanted:
+        assert (generated.parent / path).is_file(), f"{path} is not written by scripts/make-certs"
+
+
+def test_every_pdp_listener_serves_tls() -> None:
+    args = parser().parse_args(pdp_container()["args"][1:])
+    assert not args.insecure
+    assert args.tls_cert and args.tls_key and args.webhook_cert and args.extender_cert
+    check_plaintext(
+        "--listen", args.listen, tls=tls_files(args.tls_cert, args.tls_key, "c", "k"), insecure=False
+    )
+
+
+def test_opa_polls_the_bundle_server_over_https_trusting_the_platform_ca(generated: Path) -> None:
+    # The bundle server: TLS with the certificate of its Secret, accepted by `pdp serve-bundles`.
+    serve = container("bundle-server.yaml", "serve")
+    args = parser().parse_args(serve["args"][1:])
+    assert args.command == "serve-bundles" and not args.insecure
+    _, port = check_plaintext(
+        "--listen", args.listen, tls=tls_files(args.tls_cert, args.tls_key, "c", "k"), insecure=False
+    )
+    cert_secret, cert_key = mounted_secret("bundle-server.yaml", "serve", str(args.tls_cert))
+    key_secret, key_key = mounted_secret("bundle-server.yaml", "serve", str(args.tls_key))
+    assert cert_secret == key_secret == "pdp-bundles-tls"
+    served = x509.load_pem_x509_certificate(
+        (generated.parent / secret_file(cert_secret, cert_key)).read_bytes()
+    )
+    assert (
+        (generated.parent / secret_file(key_secret, key_key))
+        .read_bytes()
+        .startswith(b"-----BEGIN PRIVATE KEY")
+    )
+
+    # OPA: https to the bundle Service, CA file from the pdp-ca Secret, as deploy/opa-config.yaml says.
+    opa = container("deployment.yaml", "opa")
+    flag = "--set=services.bundles.url="
+    url = next(a.removeprefix(flag) for a in opa["args"] if a.startswith(flag))
+    parts = urlsplit(url)
+    service = next(d for d in documents("bundle-server.yaml") if d["kind"] == "Service")
+    assert parts.scheme == "https"
+    assert parts.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert parts.port == service["spec"]["ports"][0]["port"] == port
+    opa_config = yaml.safe_load((ROOT / "deploy" / "opa-config.yaml").read_text())
+    assert not opa_config["services"]["bundles"].get("allow_insecure_tls")
+    ca_path = opa_config["services"]["bundles"]["tls"]["ca_cert"]
+    ca_secret, ca_key = mounted_secret("deployment.yaml", "opa", ca_path)
+    ca = x509.load_pem_x509_certificate((generated.parent / secret_file(ca_secret, ca_key)).read_bytes())
+
+    # What OPA will check: the served certificate is issued by that CA and names the Service.
+    served.verify_directly_issued_by(ca)
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert parts.hostname in names.get_values_for_type(x509.DNSName)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert "ca.key" not in str(kustomization_files())  # the CA's key is never shipped
+
+
+def kustomization_files() -> list[str]:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    return [
+        f for g in kustomization["secretGenerator"] + kustomization["configMapGenerator"] for f in g["files"]
+    ]
+
+
+def pods_by_label() -> dict[str, dict[str, Any]]:
+    """app.kubernetes.io/name -> pod spec of each Deployment in the namespace."""
+    out = {}
+    for manifest in ("deployment.yaml", "bundle-server.yaml"):
+        deployment = next(d for d in documents(manifest) if d["kind"] == "Deployment")
+        assert deployment["metadata"]["namespace"] == "gpupaas-system"
+        out[deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]] = deployment[
+            "spec"
+        ]["template"]["spec"]
+    return out
+
+
+def test_the_namespace_denies_by_default_and_allows_only_the_platforms_paths(generated: Path) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in documents("networkpolicy.yaml", generated)}
+    assert all(p["kind"] == "NetworkPolicy" for p in documents("networkpolicy.yaml"))
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    pods = pods_by_label()
+    selected = {
+        p["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") for p in policies.values()
+    }
+    assert set(pods) <= selected  # every platform pod has its own policy beside the default deny
+
+    def ports(pod: str, port_name: str) -> int:
+        return next(
+            p["containerPort"]
+            for c in pods[pod]["containers"]
+            for p in c.get("ports", [])
+            if p["name"] == port_name
+        )
+
+    pdp, bundles = policies["pdp"], policies["pdp-bundles"]
+    # From outside the namespace: the control plane to the webhook and extender ports, nothing else.
+    (from_control_plane, grpc_clients) = pdp["ingress"]
+    assert from_control_plane["from"] == [{"ipBlock": {"cidr": CIDR}}]
+    assert {p["port"] for p in from_control_plane["ports"]} == {
+        ports("gpupaas-pdp", "webhook"),
+        ports("gpupaas-pdp", "extender"),
+    }
+    assert grpc_clients["ports"] == [{"protocol": "TCP", "port": ports("gpupaas-pdp", "grpc")}]
+    assert grpc_clients["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"gpupaas.io/pdp-client": "true"}}},
+    ]
+    # Inside: the PDP pod (its OPA) to the bundle server's port, and only it.
+    bundle_port = ports("gpupaas-bundles", "bundles")
+    assert pdp["egress"][0] == {
+        "to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gpupaas-bundles"}}}],
+        "ports": [{"protocol": "TCP", "port": bundle_port}],
+    }
+    assert bundles["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gpupaas-pdp"}}}],
+            "ports": [{"protocol": "TCP", "port": bundle_port}],
+        }
+    ]
+    assert bundles["egress"] == []
+    # No rule opens anything to everyone: every rule names its peers and its ports.
+    for spec in policies.values():
+        for rule in spec.get("ingress", []) + spec.get("egress", []):
+            peers = rule.get("from", rule.get("to"))
+            assert peers and rule.get("ports"), rule
+            assert all(p.get("ipBlock", {}).get("cidr") not in ("0.0.0.0/0", "::/0") for p in peers)
+    # Unpatched, the control-plane address matches nothing (TEST-NET-1) rather than everything.
+    raw = {p["metadata"]["name"]: p["spec"] for p in documents("networkpolicy.yaml")}
+    assert raw["pdp"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.0.2.0/24"}}]

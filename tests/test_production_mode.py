@@ -1,5 +1,6 @@
 """Production shape with the local OPA binary: OPA configured by deploy/opa-config.yaml pulls the
-signed bundle from `pdp serve-bundles`; `pdp serve --opa-addr` decides through it."""
+signed bundle from `pdp serve-bundles` over HTTPS, trusting only the platform CA; `pdp serve
+--opa-addr` decides through it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pdp.embedded import opa_ready
+from pdp.enforcement.certs import issue_server_cert, make_ca
 
 from .conftest import EXAMPLES, ROOT
 from .test_cli import config_args, pdp
@@ -37,14 +40,18 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
             proc.kill()
 
 
-def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
-    workspace: Path, opa_binary: Path, processes: list[subprocess.Popen[str]]
-) -> None:
-    built = pdp("build", *config_args(workspace))
-    assert built.returncode == 0, built.stderr
-    revision = json.loads(built.stdout)["revision"]
-
-    bundle_port, opa_port, pdp_port = free_port(), free_port(), free_port()
+def start_bundles_and_opa(
+    workspace: Path,
+    opa_binary: Path,
+    processes: list[subprocess.Popen[str]],
+    *,
+    trusted_ca: Path | None = None,
+) -> int:
+    """The TLS bundle server and OPA configured by deploy/opa-config.yaml polling it, trusting the
+    CA that issued the server's certificate (or `trusted_ca`); returns OPA's port."""
+    bundle_port, opa_port = free_port(), free_port()
+    ca = make_ca(workspace / "pki")
+    serving = issue_server_cert(ca, workspace / "pki" / "bundles", ["127.0.0.1"])
     processes.append(
         subprocess.Popen(
             [
@@ -56,6 +63,10 @@ def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
                 str(workspace / "bundles"),
                 "--listen",
                 f"127.0.0.1:{bundle_port}",
+                "--tls-cert",
+                str(serving.cert),
+                "--tls-key",
+                str(serving.key),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -71,7 +82,8 @@ def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
                 f"--config-file={ROOT / 'deploy' / 'opa-config.yaml'}",
                 f"--set-file=keys.gpupaas.key={workspace / 'keys' / 'bundle-signing.pub.pem'}",
                 "--skip-version-check",
-                f"--set=services.bundles.url=http://127.0.0.1:{bundle_port}",
+                f"--set=services.bundles.url=https://127.0.0.1:{bundle_port}",
+                f"--set=services.bundles.tls.ca_cert={trusted_ca or ca.cert}",
                 "--set=bundles.gpupaas.polling.min_delay_seconds=1",
                 "--set=bundles.gpupaas.polling.max_delay_seconds=2",
             ],
@@ -81,6 +93,39 @@ def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
             text=True,
         )
     )
+    return opa_port
+
+
+def test_opa_refuses_a_bundle_server_its_ca_did_not_certify(
+    workspace: Path, opa_binary: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    assert pdp("build", *config_args(workspace)).returncode == 0
+    other_ca = make_ca(workspace / "other-ca")
+    opa_port = start_bundles_and_opa(workspace, opa_binary, processes, trusted_ca=other_ca.cert)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status = httpx.get(f"http://127.0.0.1:{opa_port}/v1/status", timeout=1).json()
+            bundle = status["result"]["bundles"]["gpupaas"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            bundle = {}
+        if "certificate" in json.dumps(bundle):
+            break
+        assert time.monotonic() < deadline, f"OPA never reported the untrusted certificate: {bundle}"
+        time.sleep(0.2)
+    assert "certificate signed by unknown authority" in json.dumps(bundle)
+    assert not opa_ready(f"127.0.0.1:{opa_port}")
+
+
+def test_pdp_with_a_separately_run_opa_pulling_from_the_bundle_server(
+    workspace: Path, opa_binary: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    built = pdp("build", *config_args(workspace))
+    assert built.returncode == 0, built.stderr
+    revision = json.loads(built.stdout)["revision"]
+
+    pdp_port = free_port()
+    opa_port = start_bundles_and_opa(workspace, opa_binary, processes)
     deadline = time.monotonic() + 30
     while not opa_ready(f"127.0.0.1:{opa_port}"):
         assert time.monotonic() < deadline, "OPA never activated the signed bundle"

@@ -2,16 +2,31 @@
 
 It serves the files of one folder (by name only, never a path outside it) with an ETag so OPA's
 conditional polls (If-None-Match) cost a 304 and no download when nothing changed.
+
+Bundles carry every tenant's policy data, so off loopback the server speaks TLS (`tls`): OPA
+verifies it against the platform CA (`services.<name>.tls.ca_cert`). The certificate files are
+watched and a rotated pair serves new connections, as for the webhook (servingcert.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from pdp.enforcement.servingcert import ServingCertificate
+
+log = logging.getLogger(__name__)
+
+# A client that connects and never finishes its handshake or request holds only its own thread,
+# and only this long.
+READ_TIMEOUT = 30.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,21 +63,56 @@ class _Handler(BaseHTTPRequestHandler):
 class BundleHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ServingCertificate | None = None,
+    ) -> None:
         self.directory = directory
+        self.tls = tls
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # On the connection's own thread (ThreadingMixIn): a slow handshake never blocks accepting.
+        request.settimeout(READ_TIMEOUT)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            conn = self.tls.context.wrap_socket(request, server_side=True)
+        except OSError as exc:
+            log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
 
 class BundleServer:
-    """Runs a BundleHTTPServer on a background thread."""
+    """Runs a BundleHTTPServer on a background thread; over TLS with `tls`, whose files are
+    watched while it runs."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = BundleHTTPServer(directory, host, port)
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: ServingCertificate | None = None,
+    ) -> None:
+        self.certificate = tls
+        self._httpd = BundleHTTPServer(directory, host, port, tls)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bundle-server", daemon=True)
 
     @property
@@ -70,12 +120,16 @@ class BundleServer:
         return self._httpd.url
 
     def start(self) -> BundleServer:
+        if self.certificate is not None:
+            self.certificate.start()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self.certificate is not None:
+            self.certificate.stop()
 
     def __enter__(self) -> BundleServer:
         return self.start()

@@ -1,7 +1,8 @@
 """Certificates for local use: a CA, serving certificates for the webhook and extender, and
 client certificates (e.g. an admin in system:masters for a local kube-apiserver).
 
-    python -m pdp.enforcement.certs --out deploy/certs --dns pdp.gpupaas-system.svc
+    python -m pdp.enforcement.certs --out deploy/certs --dns pdp.gpupaas-system.svc \
+        --extra bundles=pdp-bundles.gpupaas-system.svc
 
 Production clusters should issue these from their own PKI (cert-manager or similar).
 """
@@ -134,11 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Make a local CA and the PDP's serving certificate.")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--dns", action="append", default=[], help="DNS name or IP (repeatable)")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=HOST[,HOST]",
+        help="one more serving certificate from the same CA, written to <out>/NAME.crt (repeatable)",
+    )
     args = p.parse_args(argv)
+    extra: dict[str, list[str]] = {}
+    for item in args.extra:
+        name, sep, hosts_text = item.partition("=")
+        if not sep or not name or not hosts_text or "/" in name:
+            p.error(f"--extra {item!r}: expected NAME=HOST[,HOST]")
+        extra[name] = hosts_text.split(",")
     hosts = args.dns or ["pdp.gpupaas-system.svc", "pdp.gpupaas-system.svc.cluster.local"]
     ca = make_ca(args.out)
     serving = issue_server_cert(ca, args.out / "tls", hosts)
     print(f"CA {ca.cert}\nserving certificate {serving.cert} (key {serving.key}) for {', '.join(hosts)}")
+    for name, names in extra.items():
+        pair = issue_server_cert(ca, args.out / name, names)
+        print(f"serving certificate {pair.cert} (key {pair.key}) for {', '.join(names)}")
     print(f"caBundle: {ca.ca_bundle()}")
     return 0
 

@@ -34,9 +34,11 @@ from pdp.lifecycle import (
 )
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.api_tokens import router as tokens_router
+from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
-from pdp.lifecycle.tokens import Principal, new_token
+from pdp.lifecycle.tokens import Principal
 from pdp.schemas import inlined
 from pdp.schemas.errors import sentence
 
@@ -107,18 +109,6 @@ class ApprovalAnswer(BaseModel):
     comment: str = ""
 
 
-def principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = current().store.principal(token) if scheme.lower() == "bearer" and token else None
-    if found is None:
-        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    return found
-
-
-Caller = Annotated[Principal, Depends(principal)]
-
-
 def _own(caller: Principal, tenant: str) -> dict[str, Any]:
     """The tenant record, or 404 for a tenant the caller may not see."""
     if not caller.may_act_on(tenant):
@@ -129,9 +119,7 @@ def _own(caller: Principal, tenant: str) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from exc
 
 
-def _admin(caller: Principal) -> None:
-    if not caller.is_admin:
-        raise HTTPException(403, "this call needs an admin token")
+_admin = require_admin
 
 
 def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +146,7 @@ def _decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
 def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
     app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
+    app.include_router(tokens_router)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
@@ -181,11 +170,16 @@ def create_app() -> FastAPI:
         _decide_or_refuse(intent)
         workflow_id = f"onboard-{name}"
         current().store.create_tenant(policy, workflow_id, caller.actor)
-        token = new_token()
-        current().store.add_token(token, "tenant", name)
+        issued = current().store.credentials.issue_tenant(name, actor=caller.actor)
         answers.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
         # The tenant's token is shown once; only its hash is kept.
-        return answers.answer(workflow_id, tenant=name, tenant_token=token)
+        return answers.answer(
+            workflow_id,
+            tenant=name,
+            tenant_token=issued.token,
+            tenant_token_id=issued.token_id,
+            tenant_token_expires_at=issued.expires_at,
+        )
 
     @app.get("/v1/tenants")
     def list_tenants(caller: Caller) -> list[dict[str, Any]]:

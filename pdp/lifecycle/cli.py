@@ -19,8 +19,17 @@ import httpx
 import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
+from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_token_parsers, add_worker_options, token_policy
+from pdp.listen import add_tls_options, check_plaintext, tls_files
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import embedded_settings, env_path, warn_unprotected_records, with_config, with_records
+from pdp.options import (
+    configure_logging,
+    embedded_settings,
+    env_path,
+    warn_unprotected_records,
+    with_config,
+    with_records,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
@@ -73,6 +82,14 @@ def talks_to_worker(func: Callable[[argparse.Namespace], int]) -> Callable[[argp
             return 1
 
     return run
+def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
+    """One call of the worker's API, its answer shown (errors as talks_to_worker says)."""
+
+    def call(a: argparse.Namespace) -> int:
+        with _client(a) as c:
+            return _show(c.request(method, path, **kwargs))
+
+    return talks_to_worker(call)(args)
 
 
 def _show(response: httpx.Response) -> int:
@@ -93,10 +110,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pdp.lifecycle.api import create_app
+    from pdp.lifecycle.credentials import CredentialError
     from pdp.lifecycle.worker import Worker, WorkerOptions
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pdp").setLevel(logging.INFO)
+    configure_logging()
+    tls = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
+    host, port = check_plaintext(
+        "--listen", args.listen, tls=tls, insecure=args.insecure, carries="bearer tokens and tenant data"
+    )
     if args.bundles is None:  # the worker's bundle is its own, under its state, not the repository's
         args.bundles = args.state / "lifecycle" / "bundles"
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
@@ -114,17 +135,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
         destroy_timeout=args.destroy_timeout,
         decision_wait=args.decision_wait,
         pool_retry_interval=args.pool_retry_interval,
+        admin_token_file=args.admin_token_file,
+        tokens=token_policy(args),
     )
     worker = Worker(options)
-    worker.start()
-    host, _, port = args.listen.rpartition(":")
-    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=int(port), log_level="warning"))
+    try:
+        worker.start()
+    except CredentialError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        create_app(),
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"lifecycle API on http://{args.listen}", flush=True)
+    print(f"lifecycle API on {'https' if tls else 'http'}://{args.listen}", flush=True)
     stop.wait()
     server.should_exit = True
     thread.join(timeout=5)
@@ -284,8 +318,20 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
         return sp
 
-    w = with_records(with_config(lsub.add_parser("worker", help="run the API and the durable workflows")))
+    w = with_records(
+        with_config(
+            lsub.add_parser(
+                "worker",
+                help="run the API and the durable workflows (needs an admin token: see worker --help)",
+                description="Run the product API and the durable workflows in one process.",
+                epilog=WORKER_CREDENTIALS,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
+    )
     w.add_argument("--listen", default="127.0.0.1:8700")
+    add_tls_options(w, "the product API")
+    add_worker_options(w)
     w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
     w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
     w.add_argument("--approval-timeout", type=float, default=24 * 3600.0, help="seconds per approval round")
@@ -383,3 +429,4 @@ def add_parser(sub: Any) -> None:
     client(lsub.add_parser("effects", help="what the dry-run adapter would have applied")).set_defaults(
         func=talks_to_worker(cmd_effects)
     )
+    add_token_parsers(lsub, client, _request)

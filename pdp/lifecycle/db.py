@@ -24,9 +24,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lc_deployments (
         tenant VARCHAR(128) NOT NULL, name VARCHAR(128) NOT NULL, state VARCHAR(32) NOT NULL,
         spec TEXT NOT NULL, updated_at VARCHAR(64) NOT NULL, PRIMARY KEY (tenant, name))""",
-    """CREATE TABLE IF NOT EXISTS lc_tokens (
-        token_hash VARCHAR(64) PRIMARY KEY, role VARCHAR(16) NOT NULL, tenant VARCHAR(128),
-        created_at VARCHAR(64) NOT NULL)""",
+    # Bearer credentials (pdp/lifecycle/credentials.py): the SHA-256 of each token, never the
+    # token; rows stay after revocation or expiry, so a token that ended can never come back.
+    """CREATE TABLE IF NOT EXISTS lc_credentials (
+        id VARCHAR(32) PRIMARY KEY, token_hash VARCHAR(64) NOT NULL UNIQUE, role VARCHAR(16) NOT NULL,
+        tenant VARCHAR(128), created_at VARCHAR(64) NOT NULL, created_by VARCHAR(256) NOT NULL,
+        expires_at VARCHAR(64) NOT NULL, revoked_at VARCHAR(64), revoked_reason VARCHAR(256))""",
     """CREATE TABLE IF NOT EXISTS lc_approvals (
         id VARCHAR(256) PRIMARY KEY, tenant VARCHAR(128) NOT NULL, kind VARCHAR(64) NOT NULL,
         status VARCHAR(32) NOT NULL, decision TEXT NOT NULL, resolved_by VARCHAR(256),

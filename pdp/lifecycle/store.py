@@ -15,17 +15,18 @@ import sqlalchemy as sa
 
 from pdp.lifecycle import audit
 from pdp.lifecycle.approval_store import ApprovalStore
+from pdp.lifecycle.credentials import Credentials, TokenPolicy
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.rows import NotFound, now
 from pdp.lifecycle.states import DEPLOYMENT, TENANT
-from pdp.lifecycle.tokens import Principal, matches, token_hash
 
 __all__ = ["NotFound", "Store"]
 
 
 class Store(ApprovalStore):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, token_policy: TokenPolicy | None = None) -> None:
         self.db = db
+        self.credentials = Credentials(db, token_policy)
 
     # tenants -------------------------------------------------------------------------------
     def create_tenant(self, policy: Mapping[str, Any], workflow_id: str, actor: str) -> None:
@@ -301,30 +302,9 @@ class Store(ApprovalStore):
         return {str(r[0]): json.loads(r[1]) for r in rows}
 
     # tokens --------------------------------------------------------------------------------
-    def add_token(self, token: str, role: str, tenant: str | None = None) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO lc_tokens (token_hash, role, tenant, created_at) VALUES (:h, :r, :t, :c) "
-                    "ON CONFLICT (token_hash) DO NOTHING"
-                ),
-                {"h": token_hash(token), "r": role, "t": tenant, "c": now()},
-            )
-
-    def principal(self, token: str) -> Principal | None:
-        digest = token_hash(token)
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.text("SELECT token_hash, role, tenant FROM lc_tokens WHERE token_hash = :h"), {"h": digest}
-            ).first()
-        if row is None or not matches(token, str(row[0])):
-            return None
-        return Principal(str(row[1]), row[2])
-
     def revoke_tokens(self, tenant: str) -> int:
-        with self.db.write() as conn:
-            result = conn.execute(sa.text("DELETE FROM lc_tokens WHERE tenant = :t"), {"t": tenant})
-        return int(result.rowcount)
+        """Offboarding: every token of the tenant stops working (pdp/lifecycle/credentials.py)."""
+        return self.credentials.revoke_tenant(tenant, actor="system", reason="tenant offboarded")
 
     # certificates --------------------------------------------------------------------------
     def put_certificate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
@@ -18,10 +18,12 @@ from pdp.integrity.sinks import Sink, open_sink, sink_path
 from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.credentials import CredentialError, TokenPolicy
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
 from pdp.lifecycle.runtime import Runtime, Settings, install
 from pdp.lifecycle.store import Store
+from pdp.lifecycle.tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 # 2: changes decided and applied in the tenant's serialization, approvals awaited outside it
@@ -38,7 +40,10 @@ class WorkerOptions:
     database_url: str = ""  # postgresql://... ; empty: SQLite files under the state directory
     kubeconfig: str | None = None
     approval_timeout: float = 24 * 3600.0
-    admin_token_env: str = "PDP_LIFECYCLE_ADMIN_TOKEN"
+    admin_token_env: str = ADMIN_TOKEN_ENV
+    # A file holding the admin token (a mounted Secret); read instead of the environment.
+    admin_token_file: Path | None = None
+    tokens: TokenPolicy = field(default_factory=TokenPolicy)
     # Cron (seconds first when six fields) of the periodic queue retry; empty: no periodic retry.
     capacity_retry_schedule: str = RETRY_EVERY_MINUTE
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
@@ -85,6 +90,29 @@ class WorkerOptions:
         return f"sqlite:///{self.state / 'lifecycle.sqlite'}", f"sqlite:///{self.state / 'dbos.sqlite'}"
 
 
+def read_admin_token(options: WorkerOptions) -> tuple[str, str]:
+    """(the admin token, where it came from); CredentialError saying how to provide one."""
+    if options.admin_token_file is not None:
+        source = str(options.admin_token_file)
+        try:
+            token = options.admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise CredentialError(f"--admin-token-file {source}: cannot be read ({exc.strerror})") from exc
+    else:
+        source = options.admin_token_env
+        token = os.environ.get(source, "").strip()
+    if not token:
+        raise CredentialError(
+            f"no admin credential: set {ADMIN_TOKEN_ENV} (or give --admin-token-file) to a token of "
+            f"at least {MIN_ADMIN_TOKEN_CHARS} characters, e.g. "
+            f"`export {ADMIN_TOKEN_ENV}=$(openssl rand -hex 32)`"
+        )
+    problem = admin_token_problem(token)
+    if problem:
+        raise CredentialError(f"the admin token in {source} {problem}")
+    return token, source
+
+
 class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
@@ -92,7 +120,10 @@ class Worker:
         self.runtime: Runtime | None = None
 
     def start(self) -> Runtime:
+        """CredentialError, before anything starts, when the admin credential is missing, weak,
+        revoked or expired."""
         o = self.options
+        admin_token, source = read_admin_token(o)
         private_dir(o.state)
         key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
         trusted = signing.load_public_key(o.audit_trusted_key) if o.audit_trusted_key else None
@@ -113,6 +144,11 @@ class Worker:
         # checkpoint is checked against the chain first, and every commit after is checkpointed.
         audit_anchor = anchor.Anchor(sink, key, db, o.audit_reanchor, trusted)
         audit_anchor.start()
+        store = Store(db, o.tokens)
+        store.credentials.migrate_legacy()
+        # The token given now is the admin credential: earlier ones are revoked, a revoked or
+        # expired one is refused (and nothing else has started yet).
+        store.credentials.admit_admin(admin_token, source=source)
         # The declared tenants (--tenants, only read) join the store; the bundle is built from the
         # state folder, with the fleet the carvings left (pdp/lifecycle/documents.py, fleet.py).
         imported = documents.import_declared(db, o.pdp.tenants, o.tenants)
@@ -144,11 +180,8 @@ class Worker:
             decision_wait=o.decision_wait,
             pool_retry_interval=o.pool_retry_interval,
         )
-        self.runtime = Runtime(db, Store(db), adapter, gateway, settings, key, audit_anchor)
+        self.runtime = Runtime(db, store, adapter, gateway, settings, key, audit_anchor)
         install(self.runtime)
-        admin = os.environ.get(o.admin_token_env)
-        if admin:
-            self.runtime.store.add_token(admin, "admin")
         config: DBOSConfig = {
             "name": "gpupaas-lifecycle",
             "system_database_url": sys_url,

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -42,10 +43,16 @@ class Worker:
         kubeconfig: Path | None = None,
         examples: Path | None = None,
         bundles: bool = True,
+        *,
+        listen_host: str = "127.0.0.1",
+        ca: Path | None = None,
+        flags: tuple[str, ...] = (),
         **opts: str,
     ) -> None:
         """`examples`: the folder of tenant documents and fleet the worker reads (default: a copy
-        of the repository's under `root`); `bundles`: pass --bundles (else the worker's default)."""
+        of the repository's under `root`); `bundles`: pass --bundles (else the worker's default).
+        `opts` become worker options (tls_cert="..." -> --tls-cert ...), `flags` bare flags
+        ("insecure" -> --insecure); with --tls-cert the API is reached over https, trusting `ca`."""
         self.root = root
         self.bundles = bundles
         self.examples = examples or root / "examples"
@@ -54,9 +61,12 @@ class Worker:
         self.database_url = database_url
         self.kubeconfig = kubeconfig
         self.opts = opts
-        self.admin_token = secrets.token_urlsafe(24)
+        self.flags = flags
+        self.admin_token = secrets.token_urlsafe(32)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.listen_host = listen_host
+        self.ca = ca
+        self.url = f"{'https' if 'tls_cert' in opts else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.marker = root / "paused"
         self.starts = 0
@@ -69,7 +79,7 @@ class Worker:
             "--fleet", str(self.examples / "fleet.yaml"),
             "--keys", str(self.root / "keys"),
             "--state", str(self.root / "state"),
-            "--listen", f"127.0.0.1:{self.port}",
+            "--listen", f"{self.listen_host}:{self.port}",
         ]  # fmt: skip
         if self.bundles:
             argv += ["--bundles", str(self.root / "bundles")]
@@ -81,6 +91,7 @@ class Worker:
         opts = {"audit_checkpoints": self.audit_sink, **self.opts}
         for k, v in opts.items():
             argv += [f"--{k.replace('_', '-')}", v]
+        argv += [f"--{flag}" for flag in self.flags]
         full_env = {
             **os.environ,
             "PDP_LIFECYCLE_ADMIN_TOKEN": self.admin_token,
@@ -97,7 +108,7 @@ class Worker:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5, verify=self.verify()).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -131,9 +142,15 @@ class Worker:
             time.sleep(0.05)
         return self.marker.read_text()
 
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token or self.admin_token}"}, timeout=60
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+            timeout=60,
+            verify=self.verify(),
         )
 
     def wait_workflow(self, workflow_id: str, timeout: float = 60) -> dict[str, Any]:
