@@ -130,6 +130,8 @@ def warn_unprotected_records(args: argparse.Namespace, log: logging.Logger) -> N
             "its checkpoints are kept beside it, where whoever can rewrite the log can rewrite them "
             "(docs/records.md)"
         )
+
+
 def configure_logging() -> None:
     """Warnings of every library and our own INFO records (certificate reloads, sidecar restarts,
     plaintext listeners) to stderr; libraries' per-request INFO lines (httpx) stay out."""

@@ -14,7 +14,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from dbos import DBOS, SetWorkflowID
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field

@@ -82,6 +82,8 @@ def talks_to_worker(func: Callable[[argparse.Namespace], int]) -> Callable[[argp
             return 1
 
     return run
+
+
 def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
     """One call of the worker's API, its answer shown (errors as talks_to_worker says)."""
 
