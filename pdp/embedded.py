@@ -21,6 +21,7 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.opa.http import http_client
+from pdp.opa.liveness import LivenessSettings
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
@@ -40,6 +41,8 @@ class EmbeddedSettings:
     # "opa": the supervised OPA sidecar; "wasm": the same bundle compiled to WebAssembly and
     # evaluated in-process.
     engine: str = "opa"
+    # How the supervisor tells a frozen OPA from a live one (pdp/opa/liveness.py).
+    liveness: LivenessSettings = dataclasses.field(default_factory=LivenessSettings)
 
     @classmethod
     def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
@@ -118,6 +121,7 @@ class EmbeddedPDP:
                 verification_key=self.keys.public_key,
                 workdir=s.state / "opa",
                 addr=s.opa_addr,
+                liveness=s.liveness,
             )
         ).start()
         self.sidecar.wait_ready(s.ready_timeout)
