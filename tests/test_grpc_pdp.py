@@ -158,6 +158,33 @@ def test_malformed_intent_is_invalid_argument_naming_the_field(server: PdpServer
         assert (raised.value.details() or "").startswith("intents[0].action: is required")
 
 
+@pytest.mark.parametrize("size", [17 * 1024, 64 * 1024])
+def test_an_invalid_argument_echoing_a_huge_value_stays_so(server: PdpServer, size: int) -> None:
+    # The details once echoed the whole value: past 16 KiB the client dropped the trailer and saw
+    # RESOURCE_EXHAUSTED instead of the field and the problem.
+    deploy = {"deployment": "d", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 1}
+    cases = {
+        "tenant": pb.Intent(tenant="y" * size, deploy_model=pb.DeployModel(**deploy)),  # type: ignore[arg-type]
+        "deploy_model.deployment": pb.Intent(
+            tenant="acme-eu",
+            deploy_model=pb.DeployModel(**{**deploy, "deployment": "Z" * size}),  # type: ignore[arg-type]
+        ),
+    }
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        for field, intent in cases.items():
+            for method, request in (
+                (stub.Decide, pb.DecideRequest(intent=intent)),
+                (stub.DecideBatch, pb.DecideBatchRequest(intents=[intent])),
+            ):
+                with pytest.raises(grpc.RpcError) as raised:
+                    method(request, timeout=5)
+                assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value
+                details = raised.value.details() or ""
+                assert field in details and f"({size + 2} characters)" in details, details
+                assert len(details) < 1024
+
+
 # See tests/test_engine_failures.py: repeated under a CPU hog, where a gRPC client may also see its
 # own deadline pass before the DENY reaches it (DEADLINE_EXCEEDED: no decision, still no ALLOW).
 LOADS = {"quiet": (1, 0.0), "cpu-hog": (20, 0.5)}

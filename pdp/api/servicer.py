@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import NoReturn
 
 import grpc
 
@@ -11,6 +12,16 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.translate import decision_to_proto, intent_from_proto
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
+from pdp.schemas.errors import shorten
+
+# The details of an error travel in the grpc-message trailer, percent-encoded (up to 3 bytes per
+# character), and a client drops trailers over 16 KiB as RESOURCE_EXHAUSTED: whatever a message
+# echoes, it stays far below that.
+MAX_DETAILS = 1024
+
+
+def invalid_argument(context: grpc.ServicerContext, exc: InvalidIntent) -> NoReturn:
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, shorten(str(exc), MAX_DETAILS))
 
 
 def options_for(context: grpc.ServicerContext, default_timeout: float) -> DecideOptions:
@@ -31,7 +42,7 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
             intent = intent_from_proto(request.intent)
             decision = self.point.decide(intent, options_for(context, self.default_timeout))
         except InvalidIntent as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            invalid_argument(context, exc)
         return pb.DecideResponse(decision=decision_to_proto(decision))
 
     def DecideBatch(
@@ -46,5 +57,5 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
                     raise InvalidIntent(f"intents[{i}].{exc.field}", exc.problem) from exc
             decisions = self.point.decide_batch(intents, options_for(context, self.default_timeout))
         except InvalidIntent as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            invalid_argument(context, exc)
         return pb.DecideBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
