@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from pdp.intents import InvalidIntent
 from pdp.lifecycle import anchor, audit, capacity, workflows
 from pdp.lifecycle import certificate as certificates
+from pdp.lifecycle import errors as request_errors
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
 from pdp.lifecycle.tokens import Principal, new_token
@@ -156,6 +157,7 @@ def _accepted(workflow_id: str, decision: dict[str, Any], **extra: Any) -> JSONR
 
 def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
+    request_errors.install(app)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
