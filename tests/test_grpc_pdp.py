@@ -185,6 +185,18 @@ def test_an_invalid_argument_echoing_a_huge_value_stays_so(server: PdpServer, si
                 assert len(details) < 1024
 
 
+def test_bytes_that_are_not_a_request_are_invalid_argument(server: PdpServer) -> None:
+    # gRPC answers a deserializer's exception with INTERNAL ("Exception deserializing request!"):
+    # a server error for the caller's mistake, until the servicer's deserializers stopped raising.
+    with grpc.insecure_channel(server.address) as channel:
+        for method, message in (("Decide", "DecideRequest"), ("DecideBatch", "DecideBatchRequest")):
+            call = channel.unary_unary(f"/{SERVICE_NAME}/{method}")
+            with pytest.raises(grpc.RpcError) as raised:
+                call(b"\xff\xff\xff", timeout=5)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value
+            assert f"not a valid gpupaas.pdp.v1.{message}" in (raised.value.details() or "")
+
+
 # See tests/test_engine_failures.py: repeated under a CPU hog, where a gRPC client may also see its
 # own deadline pass before the DENY reaches it (DEADLINE_EXCEEDED: no decision, still no ALLOW).
 LOADS = {"quiet": (1, 0.0), "cpu-hog": (20, 0.5)}

@@ -25,8 +25,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pdp._proto.gpupaas.pdp.v1 import pdp_pb2, pdp_pb2_grpc
-from pdp.api.servicer import DecisionServicer
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2
+from pdp.api.servicer import DecisionServicer, add_to_server
 from pdp.point import DecisionPoint
 
 SERVICE_NAME = pdp_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
@@ -118,9 +118,7 @@ class PdpServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc")
         )
-        pdp_pb2_grpc.add_DecisionServiceServicer_to_server(
-            DecisionServicer(point, default_timeout=default_timeout), self._server
-        )
+        add_to_server(DecisionServicer(point, default_timeout=default_timeout), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
