@@ -6,6 +6,7 @@ Exit status of `pdp decide`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from pdp.listen import (
     tls_files,
 )
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
+from pdp.opa.status import bundle_refusal
 from pdp.options import (
     configure_logging,
     embedded_settings,
@@ -230,6 +232,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 listen=args.listen,
                 tls=tls,
                 engine_ready=lambda: opa_ready(args.opa_addr),
+                bundle_refusal=lambda: bundle_refusal(args.opa_addr),
+                health_listen=args.health_listen,
             ).start()
         )
         try:
@@ -243,7 +247,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     with EmbeddedPDP(embedded_settings(args)) as stack:
         server = servers.add(
-            PdpServer(stack.point, listen=args.listen, tls=tls, engine_ready=stack.engine_ready).start()
+            PdpServer(
+                stack.point,
+                listen=args.listen,
+                tls=tls,
+                engine_ready=stack.engine_ready,
+                bundle_refusal=stack.bundle_refusal,
+                health_listen=args.health_listen,
+            ).start()
         )
         try:
             if stack.settings.engine == "wasm":
@@ -281,6 +292,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     servers = _Servers()
     tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert and args.tls_key else None
     engine: Any
+    refusal = None
     if args.wasm_bundle:
         from pdp.engine.wasm import WasmEngine
 
@@ -295,9 +307,17 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
         def ready() -> bool:
             return opa_ready(args.opa_addr)
 
+        refusal = functools.partial(bundle_refusal, args.opa_addr)
+
     log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
     servers.add(
-        PdpServer(DecisionPoint(engine, log), listen=args.listen, tls=tls, engine_ready=ready).start()
+        PdpServer(
+            DecisionPoint(engine, log),
+            listen=args.listen,
+            tls=tls,
+            engine_ready=ready,
+            bundle_refusal=refusal,
+        ).start()
     )
     _serve_until_signal(servers, stop, parent=parent)
     engine.close()
@@ -427,6 +447,12 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
+    )
+    s.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="also serve grpc.health.v1 alone, in plaintext, here (for kubelet gRPC probes, which "
+        "cannot speak TLS); it carries no decisions",
     )
     s.add_argument(
         "--workers",

@@ -16,7 +16,9 @@ from pdp.config import load_config
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.http import http_client
+from pdp.opa.liveness import LivenessSettings
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
+from pdp.opa.status import bundle_refusal
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.settings import EmbeddedSettings
@@ -83,6 +85,7 @@ class EmbeddedPDP:
                 verification_key=self.keys.public_key,
                 workdir=s.state / "opa",
                 addr=s.opa_addr,
+                liveness=s.liveness,
             )
         ).start()
         self.sidecar.wait_ready(s.ready_timeout)
@@ -98,6 +101,13 @@ class EmbeddedPDP:
         with http_client(self.sidecar.addr, timeout=1.0) as client:
             status: dict[str, object] = client.get("/v1/status").json()["result"]["bundles"]["gpupaas"]
         return status
+
+    def bundle_refusal(self) -> str | None:
+        """Why OPA refused the last bundle it fetched (signature, digest, compile error), or None.
+        The wasm engine loads only bundles the build produced, so it has nothing to refuse."""
+        if self.sidecar is None:
+            return None
+        return bundle_refusal(self.sidecar.addr)
 
     def engine_ready(self) -> bool:
         if isinstance(self.engine, WasmEngine):

@@ -12,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from pdp.schemas import fast_intent_check, intent_validator, validator
-from pdp.schemas.errors import describe, format_path, leaf_errors
+from pdp.schemas.errors import describe, echo, format_path, leaf_errors
 
 KINDS = (
     "create_tenant",
@@ -70,6 +70,6 @@ def validate_intent(intent: Any, *, prefix: list[str | int] | None = None) -> Ma
         if policy["name"] != intent["tenant"]:
             raise InvalidIntent(
                 format_path([*prefix, "tenant"]),
-                f"is {intent['tenant']!r} but the policy names tenant {policy['name']!r}",
+                f"is {echo(intent['tenant'])} but the policy names tenant {echo(policy['name'])}",
             )
     return intent

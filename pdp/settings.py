@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.liveness import LivenessSettings
 from pdp.records import Integrity
 
 
@@ -30,6 +31,8 @@ class EmbeddedSettings:
     engine: str = "opa"
     # The lifecycle builds from its own folder, which may hold no tenant yet.
     allow_no_tenants: bool = False
+    # How the supervisor tells a frozen OPA from a live one (pdp/opa/liveness.py).
+    liveness: LivenessSettings = dataclasses.field(default_factory=LivenessSettings)
 
     @classmethod
     def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from pdp.bundles.build import CURRENT_BUNDLE, build_bundle, publish
+from pdp.bundles.build import CURRENT_BUNDLE, build_bundle, policy_files, publish
+from pdp.bundles.signing import ensure_keypair
 from pdp.config import load_config
 from pdp.embedded import EmbeddedPDP
 
@@ -154,3 +155,32 @@ def test_a_config_without_optional_fields_builds_for_both_engines(workspace: Pat
         config, policies=ROOT / "policies", out_dir=workspace / "b", signing_key=None, wasm=True
     )
     assert built.path.exists() and built.wasm_path is not None and built.wasm_path.exists()
+
+
+def test_bundle_members_are_named_by_their_place_in_the_bundle(workspace: Path, opa_binary: Path) -> None:
+    # Member names once carried the build's temporary folder (/tmp/pdp-bundle-XXXX/bundle/...):
+    # a path of the build machine in every bundle, and no two builds of one input alike.
+    config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
+    keys = ensure_keypair(workspace / "keys")
+    builds = [
+        build_bundle(
+            config,
+            policies=ROOT / "policies",
+            out_dir=workspace / out,
+            signing_key=keys.private_key,
+            wasm=True,
+        )
+        for out in ("one", "two")
+    ]
+    rego = {
+        f"gpupaas/{p.relative_to(ROOT / 'policies' / 'gpupaas').as_posix()}"
+        for p in policy_files(ROOT / "policies")
+    }
+    for tarball, extra in ((builds[0].path, {".signatures.json"}), (builds[0].wasm_path, {"policy.wasm"})):
+        assert tarball is not None
+        with tarfile.open(tarball, "r:gz") as tar:
+            names = {m.name.lstrip("/") for m in tar.getmembers()}
+        assert names == rego | {"data.json", ".manifest"} | extra, sorted(names)
+    assert builds[0].path.read_bytes() == builds[1].path.read_bytes()  # reproducible
+    assert builds[0].wasm_path is not None and builds[1].wasm_path is not None
+    assert builds[0].wasm_path.read_bytes() == builds[1].wasm_path.read_bytes()

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
 from cryptography import x509
 
+from pdp.api.server import LIVENESS_SERVICE
 from pdp.cli import _check_enforcement, parser
 from pdp.listen import check_plaintext, tls_files
 
 from .conftest import ROOT
+from .e2e.controlplane import free_port
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 
@@ -272,3 +276,71 @@ def test_the_namespace_denies_by_default_and_allows_only_the_platforms_paths(gen
     # Unpatched, the control-plane address matches nothing (TEST-NET-1) rather than everything.
     raw = {p["metadata"]["name"]: p["spec"] for p in documents("networkpolicy.yaml")}
     assert raw["pdp"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.0.2.0/24"}}]
+def deployment_container(name: str) -> dict[str, Any]:
+    deployment = next(
+        d
+        for d in yaml.safe_load_all((DEPLOY / "deployment.yaml").read_text())
+        if d and d["kind"] == "Deployment"
+    )
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == name)  # type: ignore[no-any-return]
+
+
+def flag(args: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"{name}="))
+
+
+def test_the_pdp_probes_ask_its_plaintext_health_port() -> None:
+    container = pdp_container()
+    args = parser().parse_args(container["args"][1:])
+    health_port = int(args.health_listen.rsplit(":", 1)[1])
+    # The kubelet's gRPC probe speaks plaintext: the TLS decision port would fail every probe.
+    assert health_port != int(args.listen.rsplit(":", 1)[1]) and args.tls_cert
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["grpc"]["port"] == health_port, probe
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""  # follows the engine
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE  # does not
+    assert container["startupProbe"]["grpc"]["service"] == LIVENESS_SERVICE
+
+
+def test_the_opa_probes_ask_its_diagnostic_port_and_the_data_api_stays_on_loopback() -> None:
+    container = deployment_container("opa")
+    args = container["args"]
+    assert flag(args, "--addr").startswith("127.0.0.1:")
+    diagnostic_port = int(flag(args, "--diagnostic-addr").rsplit(":", 1)[1])
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == diagnostic_port, probe
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health?bundles=true"
+
+
+def test_the_pinned_opa_serves_the_probe_paths_on_its_diagnostic_port(
+    tmp_path: Path, opa_binary: Path
+) -> None:
+    # The same flags as the OPA container, on loopback ports: /health and /health?bundles=true
+    # answer on the diagnostic port, the Data API does not.
+    data_port, diagnostic_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            str(opa_binary), "run", "--server", "--skip-version-check",
+            f"--addr=127.0.0.1:{data_port}", f"--diagnostic-addr=127.0.0.1:{diagnostic_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{diagnostic_port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "OPA's diagnostic port never answered"
+            time.sleep(0.05)
+        assert httpx.get(f"{base}/health?bundles=true", timeout=2).status_code == 200
+        assert httpx.post(f"{base}/v1/data", json={}, timeout=2).status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait()

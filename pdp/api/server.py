@@ -2,11 +2,21 @@
 grpc-health-probe work against it.
 
 Health follows the engine: SERVING only while the engine has an active bundle, so load balancers
-and probes route around a PDP that could only answer DENY (engine unavailable).
+and probes route around a PDP that could only answer DENY (engine unavailable). Two more service
+names answer for what that does not cover:
+
+- `gpupaas.pdp.v1.Liveness`: SERVING while this process answers at all (a liveness probe must not
+  restart the PDP because its engine is down: that is readiness).
+- `gpupaas.pdp.v1.Bundle`: NOT_SERVING while OPA refuses the bundle it was last offered (bad
+  signature, digest mismatch, compile error). The PDP keeps deciding on the last good revision and
+  stays SERVING under "" and DecisionService: that revision was verified, and a refused download
+  must not turn into every decision being DENY. The refusal is logged at WARNING with OPA's
+  message, once per distinct message, and is `PdpServer.bundle_refusal`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -15,44 +25,70 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pdp._proto.gpupaas.pdp.v1 import pdp_pb2, pdp_pb2_grpc
-from pdp.api.servicer import DecisionServicer
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2
+from pdp.api.servicer import DecisionServicer, add_to_server
 from pdp.point import DecisionPoint
 
 SERVICE_NAME = pdp_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
+LIVENESS_SERVICE = "gpupaas.pdp.v1.Liveness"
+BUNDLE_SERVICE = "gpupaas.pdp.v1.Bundle"
+
+log = logging.getLogger(__name__)
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class EngineHealthMonitor:
-    """Polls `probe` (True when the engine can decide) and mirrors it into gRPC health."""
+    """Polls `probe` (True when the engine can decide) and, if given, `bundle_refusal` (why the
+    engine refused its last bundle, or None), and mirrors them into gRPC health."""
 
     def __init__(
-        self, servicer: health.HealthServicer, probe: Callable[[], bool], interval: float = 1.0
+        self,
+        servicer: health.HealthServicer,
+        probe: Callable[[], bool],
+        interval: float = 1.0,
+        bundle_refusal: Callable[[], str | None] | None = None,
     ) -> None:
         self._servicer = servicer
         self._probe = probe
+        self._bundle_refusal = bundle_refusal
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="engine-health", daemon=True)
+        self.refusal: str | None = None
 
-    def _set(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+    def _check(self) -> None:
+        try:
+            ready = self._probe()
+        except Exception:
+            ready = False
+        refusal = None
+        if self._bundle_refusal is not None:
+            try:
+                refusal = self._bundle_refusal()
+            except Exception as exc:
+                refusal = f"the engine's bundle status could not be read: {exc}"
+        if refusal != self.refusal:
+            if refusal is not None:
+                log.warning(
+                    "the policy engine refused the latest bundle (%s); decisions continue on the "
+                    "last good revision",
+                    refusal,
+                )
+            else:
+                log.info("the policy engine activated the latest bundle; no refusal outstanding")
+            self.refusal = refusal
         for name in ("", SERVICE_NAME):
-            self._servicer.set(name, status)
+            self._servicer.set(name, _SERVING if ready else _NOT_SERVING)
+        self._servicer.set(BUNDLE_SERVICE, _SERVING if ready and refusal is None else _NOT_SERVING)
 
     def _run(self) -> None:
-        while True:
-            try:
-                ok = self._probe()
-            except Exception:
-                ok = False
-            self._set(ok)
-            if self._stop.wait(self._interval):
-                return
+        while not self._stop.wait(self._interval):
+            self._check()
 
     def start(self) -> None:
-        self._set(self._probe())
+        self._servicer.set(LIVENESS_SERVICE, _SERVING)
+        self._check()
         self._thread.start()
 
     def stop(self) -> None:
@@ -67,18 +103,22 @@ class PdpServer:
         *,
         listen: str = "127.0.0.1:50051",
         engine_ready: Callable[[], bool] = lambda: True,
+        bundle_refusal: Callable[[], str | None] | None = None,
         max_workers: int = 16,
         default_timeout: float = 1.0,
         tls: tuple[bytes, bytes] | None = None,
+        health_listen: str | None = None,
     ) -> None:
         """`tls`: (certificate chain PEM, private key PEM). Without it the server listens in
-        plaintext, which the CLI only allows on loopback."""
+        plaintext, which the CLI only allows on loopback. `bundle_refusal`: why the engine refused
+        its latest bundle, or None (pdp.opa.status.bundle_refusal for an OPA). `health_listen`: also
+        serve the health service alone, in plaintext, on this address: the kubelet's gRPC probes
+        speak plaintext only (TLS needs the alpha GRPCContainerProbeTLS gate), and that port
+        carries no decisions, no intents and no credentials."""
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc")
         )
-        pdp_pb2_grpc.add_DecisionServiceServicer_to_server(
-            DecisionServicer(point, default_timeout=default_timeout), self._server
-        )
+        add_to_server(DecisionServicer(point, default_timeout=default_timeout), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -93,11 +133,29 @@ class PdpServer:
             raise OSError(f"cannot listen on {listen}")
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
-        self._monitor = EngineHealthMonitor(self.health, engine_ready)
+        self._health_server: grpc.Server | None = None
+        self.health_address: str | None = None
+        if health_listen is not None:
+            self._health_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="pdp-health")
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            health_port = self._health_server.add_insecure_port(health_listen)
+            if health_port == 0:
+                raise OSError(f"cannot listen on {health_listen}")
+            self.health_address = f"{health_listen.rsplit(':', 1)[0]}:{health_port}"
+        self._monitor = EngineHealthMonitor(self.health, engine_ready, bundle_refusal=bundle_refusal)
+
+    @property
+    def bundle_refusal(self) -> str | None:
+        """Why the engine refused its latest bundle, as of the last health check; None if it did not."""
+        return self._monitor.refusal
 
     def start(self) -> PdpServer:
-        self._server.start()
         self._monitor.start()
+        self._server.start()
+        if self._health_server is not None:
+            self._health_server.start()
         return self
 
     def wait(self) -> None:
@@ -105,4 +163,6 @@ class PdpServer:
 
     def stop(self, grace: float = 2.0) -> None:
         self._monitor.stop()
+        if self._health_server is not None:
+            self._health_server.stop(0)
         self._server.stop(grace).wait()

@@ -3,14 +3,57 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.translate import decision_to_proto, intent_from_proto
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
+from pdp.schemas.errors import shorten
+
+# The details of an error travel in the grpc-message trailer, percent-encoded (up to 3 bytes per
+# character), and a client drops trailers over 16 KiB as RESOURCE_EXHAUSTED: whatever a message
+# echoes, it stays far below that.
+MAX_DETAILS = 1024
+
+
+def invalid_argument(context: grpc.ServicerContext, exc: InvalidIntent) -> NoReturn:
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, shorten(str(exc), MAX_DETAILS))
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    """Stands in for a request whose bytes are not the method's message."""
+
+    message_type: str
+    error: str
+
+
+def tolerant(message_type: type[Message]) -> Callable[[bytes], Any]:
+    """A request deserializer that never raises: gRPC answers a deserializer's exception with
+    INTERNAL ("Exception deserializing request!"), a server error for what is the caller's."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return MalformedRequest(message_type.DESCRIPTOR.full_name, str(exc))
+
+    return parse
+
+
+def refuse_malformed(request: object, context: grpc.ServicerContext) -> None:
+    if isinstance(request, MalformedRequest):
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            shorten(f"the request is not a valid {request.message_type}: {request.error}", MAX_DETAILS),
+        )
 
 
 def options_for(context: grpc.ServicerContext, default_timeout: float) -> DecideOptions:
@@ -27,16 +70,18 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
         self.default_timeout = default_timeout
 
     def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+        refuse_malformed(request, context)
         try:
             intent = intent_from_proto(request.intent)
             decision = self.point.decide(intent, options_for(context, self.default_timeout))
         except InvalidIntent as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            invalid_argument(context, exc)
         return pb.DecideResponse(decision=decision_to_proto(decision))
 
     def DecideBatch(
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
     ) -> pb.DecideBatchResponse:
+        refuse_malformed(request, context)
         try:
             intents = []
             for i, message in enumerate(request.intents):
@@ -46,5 +91,25 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
                     raise InvalidIntent(f"intents[{i}].{exc.field}", exc.problem) from exc
             decisions = self.point.decide_batch(intents, options_for(context, self.default_timeout))
         except InvalidIntent as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            invalid_argument(context, exc)
         return pb.DecideBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
+
+
+def add_to_server(servicer: DecisionServicer, server: grpc.Server) -> None:
+    """Register `servicer` like the generated add_DecisionServiceServicer_to_server, with request
+    deserializers that turn bytes that do not parse into INVALID_ARGUMENT."""
+    handlers = {
+        "Decide": grpc.unary_unary_rpc_method_handler(
+            servicer.Decide,
+            request_deserializer=tolerant(pb.DecideRequest),
+            response_serializer=pb.DecideResponse.SerializeToString,
+        ),
+        "DecideBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.DecideBatch,
+            request_deserializer=tolerant(pb.DecideBatchRequest),
+            response_serializer=pb.DecideBatchResponse.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

@@ -12,6 +12,7 @@ from google.protobuf.struct_pb2 import Struct
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp.decision import Decision
 from pdp.intents import KINDS, InvalidIntent
+from pdp.schemas.errors import shorten
 
 # Kinds whose zero-valued numbers are meaningful (scaling from or to 0 replicas).
 _KEEP_ZEROES = {"scale", "offboard_tenant"}
@@ -176,5 +177,5 @@ def intent_to_proto(intent: dict[str, Any]) -> pb.Intent:
         else:
             json_format.ParseDict(payload, target)
     except json_format.ParseError as exc:
-        raise InvalidIntent(kind, str(exc)) from exc
+        raise InvalidIntent(kind, shorten(str(exc), 300)) from exc
     return message

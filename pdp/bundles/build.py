@@ -138,10 +138,12 @@ def build_bundle(
         # Not `opa build -O=1`: it type-checks the policies against the bundle's own data, so a
         # fleet where no pool is dedicated (no `tenant` field anywhere) fails to build, and it
         # saved only 5-15% of OPA's evaluation (docs/performance.md).
-        args = ["build", "--bundle", str(stage), "--revision", revision, "--output", str(target)]
+        # `--bundle .` from inside the stage: OPA names policy files by the path it was given, so
+        # an absolute stage path put the build's temporary folder into every member name.
+        args = ["build", "--bundle", ".", "--revision", revision, "--output", str(target.resolve())]
         if signing_key is not None:
-            args += ["--signing-key", str(signing_key), "--signing-alg", SIGNING_ALG]
-        run_opa(*args)
+            args += ["--signing-key", str(signing_key.resolve()), "--signing-alg", SIGNING_ALG]
+        run_opa(*args, cwd=stage)
         wasm_target = None
         if wasm:
             wasm_target = out_dir / f"{BUNDLE_NAME}-{revision}.wasm.tar.gz"
@@ -152,11 +154,12 @@ def build_bundle(
                 "wasm",
                 *entrypoints,
                 "--bundle",
-                str(stage),
+                ".",
                 "--revision",
                 revision,
                 "--output",
-                str(wasm_target),
+                str(wasm_target.resolve()),
+                cwd=stage,
             )
     publish(target, out_dir)
     if wasm_target is not None:

@@ -93,6 +93,11 @@ class OpaHttpEngine:
                 if attempt + 1 < attempts and time.monotonic() < deadline:
                     continue
                 raise EngineUnavailable(f"OPA at {self.addr} is unreachable: {exc}") from exc
+            except BaseException:
+                # Whatever interrupted the exchange, its answer may still arrive on this
+                # connection; it must never be read as the answer to a later request.
+                self._drop(conn)
+                raise
         if status != 200:
             raise EngineFailure(f"OPA answered HTTP {status}: {payload[:300].decode(errors='replace')}")
         try:

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from pdp.lifecycle.errors import describe_error
 from pdp.schemas.errors import format_path, sentence
 
 
@@ -20,10 +21,14 @@ def field(loc: Sequence[Any]) -> str:
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """422 with `detail` (every problem, one sentence each) and `problems` (the list)."""
+    """422 with `detail` (every problem, one sentence each), `problems` (the list) and `errors`
+    (each as {loc, msg, type[, input]}, JSON-safe and short: pdp/lifecycle/errors.py)."""
     assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type")
+    errors = [describe_error(dict(e), content_type) for e in exc.errors()]
     problems = []
-    for error in exc.errors():
+    for error in errors:
         problem = "is required" if error["type"] == "missing" else str(error["msg"])
         problems.append(sentence(field(error["loc"]), problem[:1].lower() + problem[1:]))
-    return JSONResponse({"detail": "; ".join(problems), "problems": problems}, status_code=422)
+    body = {"detail": "; ".join(problems), "problems": problems, "errors": errors}
+    return JSONResponse(body, status_code=422)

@@ -37,10 +37,10 @@ def find_opa() -> Path:
     )
 
 
-def run_opa(*args: str, opa: Path | None = None, timeout: float = 120) -> str:
-    """Run an opa subcommand and return its stdout; raise OpaCommandFailed with its stderr."""
+def run_opa(*args: str, opa: Path | None = None, timeout: float = 120, cwd: Path | None = None) -> str:
+    """Run an opa subcommand (in `cwd`) and return its stdout; raise OpaCommandFailed with its stderr."""
     argv = [str(opa or find_opa()), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
     if proc.returncode != 0:
         raise OpaCommandFailed(argv, proc.stderr or proc.stdout)
     return proc.stdout

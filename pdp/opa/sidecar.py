@@ -3,7 +3,11 @@
 OPA pulls signed bundles from a bundle server, verifies them with the public key and only then
 activates them, so a tampered or unsigned bundle is refused while the last good one keeps
 serving. If the process dies it is restarted with backoff on the same address, and callers
-reconnect without being told.
+reconnect without being told. If it stops answering (frozen, deadlocked, starved) the supervisor
+sees it with a liveness probe (pdp/opa/liveness.py), kills it and starts a new one: with the
+default settings within 6.1 s of the freeze plus the restart backoff (0.2 s, up to 5 s after
+repeated restarts). The old process is killed and reaped before the new one starts, so two OPAs
+never share the address and nothing answers from the replaced one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from pdp.bundles.build import BUNDLE_NAME, CURRENT_BUNDLE
 from pdp.bundles.signing import KEY_ID, SIGNING_ALG
 from pdp.opa.binary import find_opa
 from pdp.opa.http import http_client
+from pdp.opa.liveness import LivenessProbe, LivenessSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class SidecarSettings:
     poll_min_seconds: int = 1
     poll_max_seconds: int = 2
     opa_binary: Path | None = None
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)
 
     def resolved_addr(self) -> str:
         return self.addr or f"unix://{self.workdir / 'opa.sock'}"
@@ -71,7 +77,12 @@ class OpaSidecar:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
+        self._probe: LivenessProbe | None = None
         self.restarts = 0
+        # Processes replaced because they stopped answering, and (pid, exit status) of every
+        # process that ended, newest last: the record that a replaced OPA is gone.
+        self.unresponsive_kills = 0
+        self.exits: list[tuple[int, int]] = []
         settings.workdir.mkdir(parents=True, exist_ok=True)
         self._config_file = settings.workdir / "opa-config.json"
         self._log_file = settings.workdir / "opa.log"
@@ -111,16 +122,36 @@ class OpaSidecar:
         self._supervisor.start()
         return self
 
+    @property
+    def live(self) -> bool:
+        """The current OPA process answered the supervisor's last liveness probe."""
+        return self._probe is not None and self._probe.live
+
     def _supervise(self) -> None:
+        probe = self._probe = LivenessProbe(self.addr, self.settings.liveness)
+        try:
+            self._supervise_with(probe)
+        finally:
+            probe.close()
+
+    def _supervise_with(self, probe: LivenessProbe) -> None:
         backoff = 0.2
+        interval = self.settings.liveness.interval
+        next_probe = time.monotonic() + interval
         while not self._stopping.is_set():
             proc = self._proc
             if proc is None or proc.poll() is None:
                 if self._stopping.wait(0.1):
                     return
-                if proc is not None and proc.poll() is None:
-                    backoff = 0.2
+                if proc is None or proc.poll() is not None:
+                    continue
+                backoff = 0.2
+                if time.monotonic() >= next_probe:
+                    if probe.check():
+                        self._replace_unresponsive(proc, probe)
+                    next_probe = time.monotonic() + interval
                 continue
+            self.exits.append((proc.pid, proc.returncode))
             log.warning("opa exited with status %s; restarting in %.1fs", proc.returncode, backoff)
             if self._stopping.wait(backoff):
                 return
@@ -128,7 +159,26 @@ class OpaSidecar:
                 if not self._stopping.is_set():
                     self._launch()
                     self.restarts += 1
+            probe.new_process()
+            next_probe = time.monotonic() + interval
             backoff = min(backoff * 2, 5.0)
+
+    def _replace_unresponsive(self, proc: subprocess.Popen[bytes], probe: LivenessProbe) -> None:
+        """SIGKILL (works on a stopped process too) and reap it; the loop then starts a new one."""
+        with self._lock:
+            if self._stopping.is_set() or proc is not self._proc or proc.poll() is not None:
+                return
+            log.error(
+                "opa pid %d did not answer /health within %.1fs %d times in a row (%s); "
+                "killing it and starting a new one",
+                proc.pid,
+                self.settings.liveness.timeout,
+                probe.failures,
+                probe.last_error,
+            )
+            self.unresponsive_kills += 1  # before the kill: whoever reads it may expect a dying process
+            proc.kill()
+            proc.wait()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until OPA answers and the bundle is active (GET /health?bundles=true is 200)."""

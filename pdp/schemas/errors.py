@@ -8,6 +8,21 @@ from typing import Any, cast
 
 from jsonschema import ValidationError
 
+# An error names the value it refuses; past this many characters it shows the start and the
+# length. A 40 KB string echoed whole made a gRPC INVALID_ARGUMENT exceed the 16 KiB trailer
+# limit (the caller saw RESOURCE_EXHAUSTED) and would drown any log line.
+MAX_ECHO = 80
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """`text`, or its first `limit` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def echo(value: Any) -> str:
+    """repr(value), shortened: how an error shows a value it refuses."""
+    return shorten(repr(value))
+
 
 def format_path(parts: Sequence[str | int]) -> str:
     """`["tenant", "namespaces", 0]` -> `tenant.namespaces[0]`."""
@@ -16,9 +31,9 @@ def format_path(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif out:
-            out += f".{part}"
+            out += f".{shorten(str(part))}"
         else:
-            out = str(part)
+            out = shorten(str(part))
     return out or "(document)"
 
 
@@ -42,11 +57,15 @@ def describe(error: ValidationError) -> tuple[list[str | int], str]:
         unexpected = re.findall(r"'([^']+)'", error.message.split("(", 1)[-1])
         if unexpected:
             return [*path, unexpected[0]], "is not a known field"
+    message, instance = error.message, repr(error.instance)
+    if len(instance) > MAX_ECHO:
+        # jsonschema's messages quote the instance with repr(); keep what follows it.
+        message = message.replace(instance, shorten(instance))
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     if error.validator == "pattern" and description:
         # The pattern says it to a machine; the schema's description says it to a person.
-        return path, f"{error.instance!r} does not match the expected form: {description}"
-    return path, error.message
+        return path, f"{echo(error.instance)} does not match the expected form: {description}"
+    return path, message
 
 
 def leaf_errors(errors: Iterable[ValidationError]) -> list[ValidationError]:

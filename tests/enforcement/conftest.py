@@ -4,8 +4,6 @@ delegates to the real OPA, and a self-signed serving certificate."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ from pdp.embedded import EmbeddedPDP
 from pdp.point import DecisionPoint
 
 from ..conftest import self_signed
+from ..freeze import frozen
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 
@@ -127,11 +126,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @contextmanager
 def opa_stopped(stack: EmbeddedPDP) -> Iterator[None]:
-    """OPA alive but not answering (SIGSTOP): the slow-engine case."""
+    """OPA alive but not answering (every thread stopped): the slow-engine case."""
     assert stack.sidecar is not None and stack.sidecar.pid is not None
-    pid = stack.sidecar.pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with frozen(stack.sidecar.pid):
         yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
