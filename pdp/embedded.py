@@ -16,7 +16,6 @@ from pdp.config import load_config
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.http import http_client
-from pdp.opa.liveness import LivenessSettings
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import bundle_refusal
 from pdp.point import DecisionPoint

@@ -276,6 +276,8 @@ def test_the_namespace_denies_by_default_and_allows_only_the_platforms_paths(gen
     # Unpatched, the control-plane address matches nothing (TEST-NET-1) rather than everything.
     raw = {p["metadata"]["name"]: p["spec"] for p in documents("networkpolicy.yaml")}
     assert raw["pdp"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.0.2.0/24"}}]
+
+
 def deployment_container(name: str) -> dict[str, Any]:
     deployment = next(
         d
