@@ -1,7 +1,9 @@
 """The fleet index the policies read instead of scanning every pool on every decision.
 
 `pools[class][jurisdiction][isolation][sharing strategy]` lists the [cluster, pool] pairs;
-`dedicated[tenant]` lists the pools dedicated to a tenant. The policies compute the same index
+`dedicated[tenant]` lists the pools dedicated to a tenant; `nodes[name]` is the [cluster, pool] of
+each node the fleet names (pools' `node_names`), so admission looks a named node up by name in a
+10,000-node fleet instead of scanning it. The policies compute the same index
 from the fleet when the bundle does not carry one (gpupaas.lib.pool_index), and a test holds the
 two equal.
 """
@@ -14,6 +16,7 @@ from typing import Any
 def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
     dedicated: dict[str, list[str]] = {}
+    nodes: dict[str, list[str]] = {}
     for cluster_name, cluster in sorted(fleet.get("clusters", {}).items()):
         for pool_name, pool in sorted((cluster.get("pools") or {}).items()):
             leaf = (
@@ -25,4 +28,8 @@ def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
             leaf.append([cluster_name, pool_name])
             if pool["isolation"] == "dedicated" and "tenant" in pool:
                 dedicated.setdefault(pool["tenant"], []).append(pool_name)
-    return {"pools": pools, "dedicated": dedicated}
+            for node in pool.get("node_names", ()):
+                # A name in two pools is a fleet violation (NODE_NAME_CONFLICT) the build refuses;
+                # the first pool in name order is the one the policies' own index picks too.
+                nodes.setdefault(node, [cluster_name, pool_name])
+    return {"pools": pools, "dedicated": dedicated, "nodes": nodes}
