@@ -56,6 +56,29 @@ test_namespace_without_tenant if {
 	}]
 }
 
+test_namespace_without_tenant_needs_a_tenant_for_claims_and_tiers if {
+	claims := decision.result with input as _admit("stray", {"resource_claims": ["gpu"]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(claims) == ["TENANT_UNKNOWN"]
+	tier := decision.result with input as _admit("stray", {"priority_class_name": "gpupaas-spot"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(tier) == ["TENANT_UNKNOWN"]
+}
+
+test_namespace_without_tenant_asking_for_nothing_of_a_tenant_is_allowed if {
+	# a region or a shared pool is no tenant's: only a dedicated pool is (gpupaas.isolation)
+	result := decision.result with input as _admit("stray", {"node_selector": {
+		"topology.kubernetes.io/region": "us-east-1",
+		"gpupaas.io/pool": "us-h100-shared",
+	}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "ALLOW"
+	result.tenant == ""
+}
+
 # ---- GPU classes ----
 
 test_unknown_gpu_class if {
