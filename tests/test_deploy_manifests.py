@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from pdp.cli import _check_enforcement, parser
+from pdp.enforcement.claims import GPU_DEVICE_CLASSES
 
 from .conftest import ROOT
 
@@ -61,14 +63,17 @@ def condition(hook: dict[str, Any], name: str) -> str:
     return next(c["expression"] for c in hook["matchConditions"] if c["name"] == name)  # type: ignore[no-any-return]
 
 
+WORKLOAD_WEBHOOKS = (
+    "gpu.workloads.pdp.gpupaas.io",
+    "constraints.workloads.pdp.gpupaas.io",
+    "dedicated.workloads.pdp.gpupaas.io",
+)
+
+
 def test_every_webhook_fails_closed_on_the_same_workloads_outside_the_same_system_allow_list() -> None:
     hooks = webhooks()
-    assert set(hooks) == {
-        "gpu.workloads.pdp.gpupaas.io",
-        "constraints.workloads.pdp.gpupaas.io",
-        "dedicated.workloads.pdp.gpupaas.io",
-    }
-    rules = [hook["rules"] for hook in hooks.values()]
+    assert set(hooks) == {*WORKLOAD_WEBHOOKS, "gpu.claims.pdp.gpupaas.io"}
+    rules = [hooks[name]["rules"] for name in WORKLOAD_WEBHOOKS]
     assert all(r == rules[0] for r in rules)
     for hook in hooks.values():
         assert hook["failurePolicy"] == "Fail"
@@ -105,10 +110,22 @@ def test_pods_claiming_devices_reach_the_gpu_webhook() -> None:
     assert "has(s.resourceClaims) && size(s.resourceClaims) > 0" in gpu
 
 
+def test_claims_of_every_gpu_device_class_the_webhook_knows_reach_it() -> None:
+    hook = webhooks()["gpu.claims.pdp.gpupaas.io"]
+    (rule,) = hook["rules"]
+    assert rule["apiGroups"] == ["resource.k8s.io"]
+    assert sorted(rule["resources"]) == ["resourceclaims", "resourceclaimtemplates"]
+    expression = condition(hook, "requests-a-gpu-device-class")
+    listed = re.findall(r"deviceClassName in \[([^\]]*)\]", expression)
+    assert len(listed) == 2  # exactly and firstAvailable
+    for names in listed:
+        assert sorted(n.strip().strip("'") for n in names.split(",")) == sorted(GPU_DEVICE_CLASSES)
+
+
 def test_pods_are_checked_again_when_an_update_changes_their_placement() -> None:
     # A pending pod may gain tolerations, a scheduling-gated one selectors and affinity: a CREATE-only
     # rule would let either reach a dedicated pool after admission.
-    for hook in webhooks().values():
+    for hook in (webhooks()[name] for name in WORKLOAD_WEBHOOKS):
         pods = next(r for r in hook["rules"] if r["resources"] == ["pods"])
         assert pods["operations"] == ["CREATE", "UPDATE"]
         changed = condition(hook, "pod-placement-changed")

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from pdp.decision import ENGINE_POLICY, Decision, Outcome
+from pdp.enforcement.claims import claim_workload, is_claim
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, asks_for_gpus, workload_from_object
 
 API_VERSION = "admission.k8s.io/v1"
@@ -166,6 +167,8 @@ def _object_asks_for_gpus(request: AdmissionRequest) -> bool:
     if request.object is None:
         return False
     try:
+        if is_claim(request.object):
+            return asks_for_gpus(claim_workload(request.object, request.namespace))
         return asks_for_gpus(workload_from_object(request.object, request.namespace))
     except (InvalidObject, UnsupportedObject):
         return True  # unknown means GPU: the closed side

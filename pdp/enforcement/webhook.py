@@ -22,6 +22,7 @@ from pdp.enforcement.admission import (
     review_response,
     unclassified_response,
 )
+from pdp.enforcement.claims import claim_workload, is_claim
 from pdp.enforcement.extender import ClusterView
 from pdp.enforcement.jsonhttp import (
     DEFAULT_MAX_BODY,
@@ -101,7 +102,10 @@ class AdmissionWebhook:
         obj = dict(request.object)
         obj.setdefault("kind", request.kind)
         try:
-            workload = workload_from_object(obj, request.namespace)
+            if is_claim(obj):
+                workload = claim_workload(obj, request.namespace)
+            else:
+                workload = workload_from_object(obj, request.namespace)
         except (InvalidObject, UnsupportedObject) as exc:
             return invalid_object_response(request, exc)
         if not needs_policy(workload):

@@ -305,6 +305,32 @@ def test_pods_claiming_devices_through_dra_are_decided(ready: Enforcement, api: 
     assert create(api, pinned).metadata.name
 
 
+def claim_template(namespace: str, device_class: str, count: int) -> dict[str, Any]:
+    request = {"name": "gpus", "exactly": {"deviceClassName": device_class, "count": count}}
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": f"t{next(_names)}", "namespace": namespace},
+        "spec": {"spec": {"devices": {"requests": [request]}}},
+    }
+
+
+def test_claim_templates_of_a_gpu_device_class_are_decided(ready: Enforcement, api: client.ApiClient) -> None:
+    resource = client.ResourceV1Api(api)
+
+    def refused(doc: dict[str, Any]) -> str:
+        with pytest.raises(ApiException) as raised:
+            resource.create_namespaced_resource_claim_template(doc["metadata"]["namespace"], doc)
+        return str(raised.value.body)
+
+    assert "TENANT_UNKNOWN" in refused(claim_template("unowned", "gpu.nvidia.com", 1))
+    assert "ENTITLEMENT_EXCEEDED" in refused(claim_template("acme-prod", "gpu.nvidia.com", 8))
+    assert "SHARING_NOT_ALLOWED" in refused(claim_template("acme-prod", "mig.nvidia.com", 1))
+    for namespace, device_class in (("acme-prod", "gpu.nvidia.com"), ("unowned", "nic.example.com")):
+        doc = claim_template(namespace, device_class, 2)
+        assert resource.create_namespaced_resource_claim_template(namespace, doc).metadata.name
+
+
 def test_dedicated_tenant_pods_land_only_on_its_own_pool(ready: Enforcement, api: client.ApiClient) -> None:
     pods = [create(api, gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))) for _ in range(3)]
     nodes = {bound_node(api, "acme-prod", p.metadata.name) for p in pods}

@@ -340,3 +340,22 @@ test_offboard_unknown_tenant_has_no_obligations if {
 	testdata.codes(result) == ["TENANT_UNKNOWN"]
 	result.obligations == []
 }
+
+# ---- Dynamic Resource Allocation claims: their GPU devices as resources ----
+
+test_gpu_claims_meet_the_tenant_and_entitlement_rules if {
+	template := {"kind": "ResourceClaimTemplate", "resources": {"nvidia.com/gpu": 8}}
+	over := decision.result with input as _admit("acme-prod", template)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(over) == ["ENTITLEMENT_EXCEEDED"]
+	within := decision.result with input as _admit("acme-prod", object.union(template, {"resources": {"nvidia.com/gpu": 2}}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	within.outcome == "ALLOW"
+	within.warnings == [] # a claim places nothing: no region to pin
+	unowned := decision.result with input as _admit("stray", object.union(template, {"kind": "ResourceClaim"}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(unowned) == ["TENANT_UNKNOWN"]
+}

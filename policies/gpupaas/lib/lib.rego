@@ -491,3 +491,9 @@ asks_for_gpus if count(gpu_resources) > 0
 asks_for_gpus if count(resource_claims) > 0
 
 resource_claims := object.get(workload, "resource_claims", [])
+
+# Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
+# GPU devices they ask for as resources; they place nothing (the pods that use them do)
+claim_kinds := {"ResourceClaim", "ResourceClaimTemplate"}
+
+places_pods if not object.get(workload, "kind", "") in claim_kinds

@@ -179,6 +179,7 @@ _pins_region(term) if lib.term_names_nodes(term)
 #   code: RESIDENCY_UNCONSTRAINED
 warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "admit_workload"
+	lib.places_pods
 	t := lib.tenant
 	t.data_residency != "any"
 	count(lib.resource_claims) == 0
