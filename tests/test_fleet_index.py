@@ -21,7 +21,7 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     policies = ROOT / "policies" / "gpupaas" / "lib"
     computed = eval_query(
         '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index,'
-        ' "nodes": data.gpupaas.lib.node_index}',
+        ' "nodes": data.gpupaas.lib.node_index, "namespaces": data.gpupaas.lib.namespace_tenant}',
         data_paths=[policies, data_file],
     )
     assert computed == index
@@ -32,6 +32,7 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     }
     assert index["nodes"]["eu-acme-2"] == ["eu-west", "acme-h100-dedicated"]
     assert index["nodes"]["us-shared-8"] == ["us-east", "us-h100-shared"]
+    assert index["namespaces"]["acme-staging"] == "acme-eu"
 
 
 def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa_binary: Path) -> None:

@@ -3,7 +3,9 @@
 `pools[class][jurisdiction][isolation][sharing strategy]` lists the [cluster, pool] pairs;
 `dedicated[tenant]` lists the pools dedicated to a tenant; `nodes[name]` is the [cluster, pool] of
 each node the fleet names (pools' `node_names`), so admission looks a named node up by name in a
-10,000-node fleet instead of scanning it. The policies compute the same index
+10,000-node fleet instead of scanning it. `namespaces[ns]` is the tenant of each namespace (the first
+by name where two claim it, a conflict the build refuses), which every workload decision looks up
+(computing it took 40-60 ms of each admission with 1,000 tenants). The policies compute the same index
 from the fleet when the bundle does not carry one (gpupaas.lib.pool_index), and a test holds the
 two equal.
 """
@@ -11,6 +13,14 @@ two equal.
 from __future__ import annotations
 
 from typing import Any
+
+
+def namespace_index(tenants: dict[str, Any]) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for name, tenant in sorted(tenants.items()):
+        for namespace in tenant.get("namespaces", ()):
+            owners.setdefault(namespace, name)
+    return owners
 
 
 def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:

@@ -73,14 +73,21 @@ payload := input[kind]
 # the workload of an admit_workload or place_workload intent
 workload := payload if kind in workload_kinds
 
-# namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT)
-namespace_owners := {ns: {name | some name, t in tenants; ns in t.namespaces} |
-	some t in tenants
+# namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT). One pass over
+# the tenants: the nested comprehension it replaces scanned every tenant for every namespace,
+# 4,004,001 evaluations and 10-15 s per workload decision with 1,000 tenants.
+namespace_owners[ns] contains name if {
+	some name, t in tenants
 	some ns in t.namespaces
 }
 
-# namespace -> its tenant (the first by name if the data has a conflict)
-namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
+# namespace -> its tenant (the first by name if the data has a conflict). The bundle carries it
+# precomputed (pdp/config/index.py); bundles without it compute it here the same way.
+namespace_tenant := data.gpupaas.index.namespaces if data.gpupaas.index.namespaces
+
+namespace_tenant := _computed_namespace_tenant if not data.gpupaas.index.namespaces
+
+_computed_namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
 
 tenant_name := input.tenant if kind in named_tenant_kinds
 
