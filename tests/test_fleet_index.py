@@ -18,11 +18,11 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     index = data["gpupaas"].pop("index")
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
-    policies = ROOT / "policies" / "gpupaas" / "lib"
+    policies = [ROOT / "policies" / "gpupaas" / area for area in ("lib", "nodes")]
     computed = eval_query(
         '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index,'
-        ' "nodes": data.gpupaas.lib.node_index, "namespaces": data.gpupaas.lib.namespace_tenant}',
-        data_paths=[policies, data_file],
+        ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant}',
+        data_paths=[*policies, data_file],
     )
     assert computed == index
     assert index["dedicated"] == {"acme-eu": ["acme-h100-dedicated"]}
@@ -45,7 +45,8 @@ def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
     computed = eval_query(
-        "data.gpupaas.lib.node_index", data_paths=[ROOT / "policies" / "gpupaas" / "lib", data_file]
+        "data.gpupaas.nodes.node_index",
+        data_paths=[ROOT / "policies" / "gpupaas" / area for area in ("lib", "nodes")] + [data_file],
     )
     assert computed == index["nodes"]
     assert index["nodes"]["eu-acme-1"] == ["eu-west", "acme-h100-dedicated"]

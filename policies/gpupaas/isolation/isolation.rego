@@ -6,6 +6,7 @@
 package gpupaas.isolation
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.isolation"
 
@@ -75,7 +76,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
-	others := {t | some t in lib.selected_dedicated_tenants; t != _self} - {object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	others := {t | some t in nodes.selected_dedicated_tenants; t != _self} - {object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
 	count(others) > 0
 	msg := sprintf(`%s selects nodes of the dedicated pools of tenant(s) [%s] by %s or %s (pools [%s])`, [_whose, lib.names(others), lib.pool_label, lib.dedicated_tenant_label, lib.names({p | some t in others; some p in lib.dedicated_pools(t)})])
 }
@@ -90,11 +91,11 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
-	some name, facts in lib.named_node_facts
+	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant != ""
 	fact.tenant != _self
-	msg := sprintf(`%s names node "%s" (%s), which by %s belongs to the dedicated pool of tenant "%s"`, [_whose, name, lib.named_by(name), fact.source, fact.tenant])
+	msg := sprintf(`%s names node "%s" (%s), which by %s belongs to the dedicated pool of tenant "%s"`, [_whose, name, nodes.named_by(name), fact.source, fact.tenant])
 }
 
 # METADATA
@@ -106,10 +107,10 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_SHARED_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant.isolation == "dedicated"
-	some name, facts in lib.named_node_facts
+	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant == ""
-	msg := sprintf(`%s names node "%s" (%s), which by %s is not in a dedicated pool of tenant "%s"`, [lib.subject, name, lib.named_by(name), fact.source, lib.tenant_name])
+	msg := sprintf(`%s names node "%s" (%s), which by %s is not in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), fact.source, lib.tenant_name])
 }
 
 # METADATA
@@ -122,9 +123,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "admit_workload"
 	lib.tenant.isolation == "dedicated"
-	some name, _ in lib.named_nodes
-	not lib.named_node_facts[name]
-	msg := sprintf(`%s names node "%s" (%s), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "%s"`, [lib.subject, name, lib.named_by(name), lib.tenant_name])
+	some name, _ in nodes.named_nodes
+	not nodes.named_node_facts[name]
+	msg := sprintf(`%s names node "%s" (%s), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), lib.tenant_name])
 }
 
 # the workload pins its own dedicated pool: its node selector names its dedicated tenant, one
@@ -133,7 +134,7 @@ _pool_pinned if lib.workload.node_selector[lib.dedicated_tenant_label] == lib.te
 
 _pool_pinned if lib.workload.node_selector[lib.pool_label] in lib.dedicated_pools(lib.tenant_name)
 
-_pool_pinned if lib.names_its_node
+_pool_pinned if nodes.names_its_node
 
 _pool_pinned if {
 	count(lib.workload.node_affinity) > 0
@@ -142,7 +143,7 @@ _pool_pinned if {
 	}
 }
 
-_pins_own_pool(term) if lib.term_names_nodes(term)
+_pins_own_pool(term) if nodes.term_names_nodes(term)
 
 _pins_own_pool(term) if {
 	some requirement in term

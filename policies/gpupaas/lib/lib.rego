@@ -125,6 +125,12 @@ region_allowed(t, _) if t.data_residency == "any"
 
 residency_clusters(t) := {name | some name, c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
 
+# the regions of the fleet's clusters
+fleet_regions := {c.region | some c in clusters}
+
+# the regions of the clusters a tenant's residency allows
+allowed_regions(t) := {c.region | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+
 # ---------------------------------------------------------------------------------------------
 # GPU classes, resources and node labels
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +343,14 @@ whole_gpus := {resource_vendor(r): resources[r] | some r in gpu_resources; r in 
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
 shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
 
+# the workload asks for GPUs: GPU resources, or device claims (Dynamic Resource Allocation) whose
+# devices the workload does not show, so unknown is taken as GPU
+asks_for_gpus if count(gpu_resources) > 0
+
+asks_for_gpus if count(resource_claims) > 0
+
+resource_claims := object.get(workload, "resource_claims", [])
+
 # ---------------------------------------------------------------------------------------------
 # Nodes and labels
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +358,10 @@ shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
 region_label := "topology.kubernetes.io/region"
 
 dedicated_tenant_label := "gpupaas.io/dedicated-tenant"
+
+hostname_label := "kubernetes.io/hostname"
+
+pool_label := "gpupaas.io/pool"
 
 # the taint of dedicated pools: gpupaas.io/dedicated=<tenant>:NoSchedule
 dedicated_taint := "gpupaas.io/dedicated"
@@ -363,141 +381,6 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 # names renders a set or array of strings for a message: sorted, comma-separated (messages use
 # only the %s and %d verbs of sprintf, which every WebAssembly SDK implements)
 names(xs) := concat(", ", sort(xs))
-
-# ---------------------------------------------------------------------------------------------
-# Nodes a workload names, and pools it selects
-# ---------------------------------------------------------------------------------------------
-
-hostname_label := "kubernetes.io/hostname"
-
-pool_label := "gpupaas.io/pool"
-
-# how a workload's matchFields requirements appear: the only field Kubernetes selects nodes by
-node_name_field := "metadata.name"
-
-# the regions of the fleet's clusters
-fleet_regions := {c.region | some c in clusters}
-
-# the regions of the clusters a tenant's residency allows
-allowed_regions(t) := {c.region | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
-
-# node name -> [cluster, pool] of every node the fleet lists (pools' node_names). The bundle carries
-# it precomputed (pdp/config/index.py), so naming a node costs one lookup, not a scan of a
-# 10,000-node fleet; bundles without it compute it here the same way (the first pool in name order
-# wins where a name repeats, which the build refuses as NODE_NAME_CONFLICT).
-node_index := data.gpupaas.index.nodes if data.gpupaas.index.nodes
-
-node_index := _computed_node_index if not data.gpupaas.index.nodes
-
-# node name -> every [cluster, pool] that lists it (more than one is a NODE_NAME_CONFLICT)
-node_places[name] contains [c, p] if {
-	some c, cluster in clusters
-	some p, pool in cluster.pools
-	some name in object.get(pool, "node_names", [])
-}
-
-_computed_node_index := {name: min(places) | some name, places in node_places}
-
-# node name -> how the workload names it: its spec.nodeName, its node selector on the hostname,
-# or the In values on the hostname or on metadata.name (matchFields) of a node affinity term
-named_nodes[name] contains "spec.nodeName" if name := workload.node_name
-
-named_nodes[name] contains sprintf("node selector %s", [hostname_label]) if {
-	name := workload.node_selector[hostname_label]
-}
-
-named_nodes[name] contains sprintf("node affinity term %d", [i]) if {
-	some i, term in object.get(workload, "node_affinity", [])
-	some requirement in term
-	requirement.key in {hostname_label, node_name_field}
-	requirement.operator == "In"
-	some name in requirement.values
-}
-
-# how messages say how a node is named
-named_by(name) := concat(", ", sort(named_nodes[name]))
-
-_candidate_labels := {node.name: node_labels(node) | some node in candidate_nodes}
-
-# node name -> what is known of a named node: the labels the caller sent for it (the cluster's
-# view, place_workload) and its pool in the fleet data; each fact has the node's region ("" when
-# unknown) and the tenant of its dedicated pool ("" when shared)
-named_node_facts[name] contains fact if {
-	some name, _ in named_nodes
-	labels := _candidate_labels[name]
-	fact := {
-		"source": "its labels",
-		"region": object.get(labels, region_label, ""),
-		"tenant": object.get(labels, dedicated_tenant_label, ""),
-	}
-}
-
-named_node_facts[name] contains fact if {
-	some name, _ in named_nodes
-	[c, p] := node_index[name]
-	fact := {
-		"source": sprintf("the fleet data (pool %s of cluster %s)", [p, c]),
-		"region": clusters[c].region,
-		"tenant": object.get(clusters[c].pools[p], "tenant", ""),
-	}
-}
-
-# a node affinity term names nodes (hostname or matchFields In): the named node rules judge it
-term_names_nodes(term) if {
-	some requirement in term
-	requirement.key in {hostname_label, node_name_field}
-	requirement.operator == "In"
-}
-
-# the workload's node selector or spec.nodeName already names its node
-names_its_node if workload.node_name
-
-names_its_node if workload.node_selector[hostname_label]
-
-# pool name -> the tenants it is dedicated to
-pool_tenants[p] contains t if {
-	some t, pools in dedicated_index
-	some p in pools
-}
-
-# pools and tenants of dedicated pools a node affinity term or the node selector selects
-# positively (In, a node selector value, or Exists on the dedicated-tenant label)
-selected_dedicated_tenants contains t if {
-	t := workload.node_selector[dedicated_tenant_label]
-}
-
-selected_dedicated_tenants contains t if {
-	some t in pool_tenants[workload.node_selector[pool_label]]
-}
-
-selected_dedicated_tenants contains t if {
-	some term in object.get(workload, "node_affinity", [])
-	some requirement in term
-	some t in _selected_tenants(requirement)
-}
-
-_selected_tenants(requirement) := {t | some t in requirement.values} if {
-	requirement.key == dedicated_tenant_label
-	requirement.operator == "In"
-}
-
-_selected_tenants(requirement) := {t | some t, _ in dedicated_index} if {
-	requirement.key == dedicated_tenant_label
-	requirement.operator == "Exists"
-}
-
-_selected_tenants(requirement) := {t | some p in requirement.values; some t in pool_tenants[p]} if {
-	requirement.key == pool_label
-	requirement.operator == "In"
-}
-
-# the workload asks for GPUs: GPU resources, or device claims (Dynamic Resource Allocation) whose
-# devices the workload does not show, so unknown is taken as GPU
-asks_for_gpus if count(gpu_resources) > 0
-
-asks_for_gpus if count(resource_claims) > 0
-
-resource_claims := object.get(workload, "resource_claims", [])
 
 # Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
 # GPU devices they ask for as resources; they place nothing (the pods that use them do)

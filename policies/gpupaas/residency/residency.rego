@@ -6,6 +6,7 @@
 package gpupaas.residency
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.residency"
 
@@ -67,10 +68,10 @@ _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	not lib.workload.node_selector[lib.region_label]
-	not lib.names_its_node
+	not nodes.names_its_node
 	some i, term in lib.workload.node_affinity
 	not _selects_regions(term)
-	not lib.term_names_nodes(term)
+	not nodes.term_names_nodes(term)
 	_bounds_region(term)
 	not _requires_no_region(term)
 	excluded := {region |
@@ -127,10 +128,10 @@ _requires_no_region(term) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, facts in lib.named_node_facts
+	some name, facts in nodes.named_node_facts
 	some fact in facts
 	not lib.region_allowed(t, fact.region)
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which by %s is %s`, [lib.subject, lib.tenant_name, t.data_residency, name, lib.named_by(name), fact.source, _where(fact.region)])
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which by %s is %s`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name), fact.source, _where(fact.region)])
 }
 
 _where(region) := sprintf("in region %s (jurisdiction %s)", [region, _jurisdiction(region)]) if region != ""
@@ -148,16 +149,16 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "admit_workload"
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, _ in lib.named_nodes
-	not lib.named_node_facts[name]
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which the fleet data does not list, so its region cannot be checked`, [lib.subject, lib.tenant_name, t.data_residency, name, lib.named_by(name)])
+	some name, _ in nodes.named_nodes
+	not nodes.named_node_facts[name]
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which the fleet data does not list, so its region cannot be checked`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name)])
 }
 
 # the workload pins its region: its node selector names a region or a node, or every required
 # node affinity term selects regions with In or names nodes (the rules above judge which)
 region_pinned if lib.workload.node_selector[lib.region_label]
 
-region_pinned if lib.names_its_node
+region_pinned if nodes.names_its_node
 
 region_pinned if {
 	count(lib.workload.node_affinity) > 0
@@ -168,7 +169,7 @@ region_pinned if {
 
 _pins_region(term) if _selects_regions(term)
 
-_pins_region(term) if lib.term_names_nodes(term)
+_pins_region(term) if nodes.term_names_nodes(term)
 
 # METADATA
 # title: Workload without region constraint

@@ -6,6 +6,7 @@
 package gpupaas.tenancy
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.tenancy"
 
@@ -286,7 +287,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 # custom:
 #   code: NODE_NAME_CONFLICT
 config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clusters", c, "pools", p, "node_names", i], msg) if {
-	some name, places in lib.node_places
+	some name, places in nodes.node_places
 	count(places) > 1
 	some [c, p] in places
 	some i, listed in lib.clusters[c].pools[p].node_names
