@@ -125,6 +125,47 @@ def test_contradictions_are_refused_with_a_reason(
     assert not (workspace / "out" / "gpupaas.tar.gz").exists()
 
 
+@pytest.mark.parametrize(
+    ("pool", "names", "path", "code"),
+    [
+        (
+            "us-a100-spot",
+            ["us-spot-1", "eu-acme-1", "us-spot-3", "us-spot-4"],
+            "fleet.clusters.us-east.pools.us-a100-spot.node_names[1]",
+            "NODE_NAME_CONFLICT",
+        ),
+        (
+            "us-a100-spot",
+            ["us-spot-1"],
+            "fleet.clusters.us-east.pools.us-a100-spot.node_names",
+            "NODE_COUNT_MISMATCH",
+        ),
+    ],
+)
+def test_fleet_node_names_that_contradict_are_refused(
+    workspace: Path, opa_binary: Path, pool: str, names: list[str], path: str, code: str
+) -> None:
+    fleet = workspace / "examples" / "fleet.yaml"
+    doc = yaml.safe_load(fleet.read_text())
+    doc["fleet"]["clusters"]["us-east"]["pools"][pool]["node_names"] = names
+    fleet.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigErrors) as raised:
+        config = load_config(workspace / "examples" / "tenants", fleet)
+        build_bundle(config, policies=ROOT / "policies", out_dir=workspace / "out", signing_key=None)
+    found = [e for e in raised.value.errors if e.path == path]
+    assert [(Path(e.file).name, e.code) for e in found] == [("fleet.yaml", code)], raised.value.errors
+
+
+def test_fleet_node_names_must_be_node_names(workspace: Path) -> None:
+    fleet = workspace / "examples" / "fleet.yaml"
+    doc = yaml.safe_load(fleet.read_text())
+    doc["fleet"]["clusters"]["us-east"]["pools"]["us-a100-mig"]["node_names"] = ["us-mig-1", "Not_A_Node"]
+    fleet.write_text(yaml.safe_dump(doc))
+    assert any(
+        p == "fleet.clusters.us-east.pools.us-a100-mig.node_names[1]" for _, p, _ in errors_of(workspace)
+    )
+
+
 def test_a_failed_build_keeps_the_current_bundle(workspace: Path, opa_binary: Path) -> None:
     config = load_config(workspace / "examples" / "tenants", workspace / "examples" / "fleet.yaml")
     good = build_bundle(config, policies=ROOT / "policies", out_dir=workspace / "out", signing_key=None)

@@ -18,10 +18,11 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     index = data["gpupaas"].pop("index")
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
-    policies = ROOT / "policies" / "gpupaas" / "lib"
+    policies = [ROOT / "policies" / "gpupaas" / area for area in ("lib", "nodes")]
     computed = eval_query(
-        '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index}',
-        data_paths=[policies, data_file],
+        '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index,'
+        ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant}',
+        data_paths=[*policies, data_file],
     )
     assert computed == index
     assert index["dedicated"] == {"acme-eu": ["acme-h100-dedicated"]}
@@ -29,3 +30,23 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
         "mig": [["us-east", "us-a100-mig"]],
         "time-slicing": [["us-east", "us-a100-spot"]],
     }
+    assert index["nodes"]["eu-acme-2"] == ["eu-west", "acme-h100-dedicated"]
+    assert index["nodes"]["us-shared-8"] == ["us-east", "us-h100-shared"]
+    assert index["namespaces"]["acme-staging"] == "acme-eu"
+
+
+def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa_binary: Path) -> None:
+    # The build refuses such a fleet (NODE_NAME_CONFLICT); until then both indexes agree.
+    config = load_config(EXAMPLES / "tenants", EXAMPLES / "fleet.yaml")
+    pools = config.fleet["clusters"]["us-east"]["pools"]
+    pools["us-a100-spot"]["node_names"][0] = "eu-acme-1"
+    data = config.bundle_data()
+    index = data["gpupaas"].pop("index")
+    data_file = tmp_path / "data.json"
+    data_file.write_text(json.dumps(data))
+    computed = eval_query(
+        "data.gpupaas.nodes.node_index",
+        data_paths=[ROOT / "policies" / "gpupaas" / area for area in ("lib", "nodes")] + [data_file],
+    )
+    assert computed == index["nodes"]
+    assert index["nodes"]["eu-acme-1"] == ["eu-west", "acme-h100-dedicated"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from pdp.config.index import fleet_index
+from pdp.config.index import fleet_index, namespace_index
 from pdp.schemas import validator
 from pdp.schemas.errors import describe, format_path, leaf_errors
 
@@ -48,7 +48,8 @@ class PolicyConfig:
 
     def bundle_data(self) -> dict[str, Any]:
         """The data document the policies read, rooted at `gpupaas` (see docs/decision-contract.md)."""
-        return {"gpupaas": {"fleet": self.fleet, "tenants": self.tenants, "index": fleet_index(self.fleet)}}
+        index = {**fleet_index(self.fleet), "namespaces": namespace_index(self.tenants)}
+        return {"gpupaas": {"fleet": self.fleet, "tenants": self.tenants, "index": index}}
 
 
 def _read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:

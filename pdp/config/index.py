@@ -1,7 +1,11 @@
 """The fleet index the policies read instead of scanning every pool on every decision.
 
 `pools[class][jurisdiction][isolation][sharing strategy]` lists the [cluster, pool] pairs;
-`dedicated[tenant]` lists the pools dedicated to a tenant. The policies compute the same index
+`dedicated[tenant]` lists the pools dedicated to a tenant; `nodes[name]` is the [cluster, pool] of
+each node the fleet names (pools' `node_names`), so admission looks a named node up by name in a
+10,000-node fleet instead of scanning it. `namespaces[ns]` is the tenant of each namespace (the first
+by name where two claim it, a conflict the build refuses), which every workload decision looks up
+(computing it took 40-60 ms of each admission with 1,000 tenants). The policies compute the same index
 from the fleet when the bundle does not carry one (gpupaas.lib.pool_index), and a test holds the
 two equal.
 """
@@ -11,9 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 
+def namespace_index(tenants: dict[str, Any]) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for name, tenant in sorted(tenants.items()):
+        for namespace in tenant.get("namespaces", ()):
+            owners.setdefault(namespace, name)
+    return owners
+
+
 def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
     dedicated: dict[str, list[str]] = {}
+    nodes: dict[str, list[str]] = {}
     for cluster_name, cluster in sorted(fleet.get("clusters", {}).items()):
         for pool_name, pool in sorted((cluster.get("pools") or {}).items()):
             leaf = (
@@ -25,4 +38,8 @@ def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
             leaf.append([cluster_name, pool_name])
             if pool["isolation"] == "dedicated" and "tenant" in pool:
                 dedicated.setdefault(pool["tenant"], []).append(pool_name)
-    return {"pools": pools, "dedicated": dedicated}
+            for node in pool.get("node_names", ()):
+                # A name in two pools is a fleet violation (NODE_NAME_CONFLICT) the build refuses;
+                # the first pool in name order is the one the policies' own index picks too.
+                nodes.setdefault(node, [cluster_name, pool_name])
+    return {"pools": pools, "dedicated": dedicated, "nodes": nodes}

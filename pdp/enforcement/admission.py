@@ -22,10 +22,15 @@ from typing import Any
 import orjson
 
 from pdp.decision import ENGINE_POLICY, Decision, Outcome
+from pdp.enforcement.claims import claim_workload, is_claim
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, asks_for_gpus, workload_from_object
 
 API_VERSION = "admission.k8s.io/v1"
 FAILURE_MODES = ("closed", "open-non-gpu")
+# Operations that place nothing: a deletion frees capacity, CONNECT (exec, attach, port-forward)
+# reaches a pod already placed. Every other operation but CREATE and UPDATE is refused.
+NOTHING_TO_PLACE = frozenset({"DELETE", "CONNECT"})
+OPERATIONS = frozenset({"CREATE", "UPDATE", *NOTHING_TO_PLACE})
 MAX_WARNING = 120  # the API server's advice for warning length; longer ones may be cut or dropped
 DENIED = 403
 BAD_OBJECT = 400
@@ -162,6 +167,8 @@ def _object_asks_for_gpus(request: AdmissionRequest) -> bool:
     if request.object is None:
         return False
     try:
+        if is_claim(request.object):
+            return asks_for_gpus(claim_workload(request.object, request.namespace))
         return asks_for_gpus(workload_from_object(request.object, request.namespace))
     except (InvalidObject, UnsupportedObject):
         return True  # unknown means GPU: the closed side
@@ -200,6 +207,23 @@ def response_for_decision(
         message = f"gpupaas denied {request.subject}: {_reasons(decision)} {_provenance(decision)}"
     return review_response(
         request.uid, allowed=False, message=message, warnings=warnings, audit_annotations=annotations
+    )
+
+
+def unclassified_response(request: AdmissionRequest) -> dict[str, Any]:
+    """A reasoned denial (400) for a request the webhook cannot classify: an operation missing or
+    unknown, or no object to judge. Allowing it would admit what policy never saw."""
+    if request.operation not in OPERATIONS:
+        shown = repr(request.operation) if request.operation else "missing"
+        problem = f"request.operation is {shown}, not one of {', '.join(sorted(OPERATIONS))}"
+    else:
+        problem = f"request.object is missing for {request.operation}"
+    return review_response(
+        request.uid,
+        allowed=False,
+        code=BAD_OBJECT,
+        message=f"gpupaas cannot classify {request.subject}, so it is not admitted: {problem}",
+        audit_annotations={"outcome": "UNCLASSIFIED"},
     )
 
 

@@ -14,12 +14,15 @@ from typing import Any
 
 from pdp.enforcement.admission import (
     FAILURE_MODES,
+    NOTHING_TO_PLACE,
     BadReview,
     invalid_object_response,
     parse_review,
     response_for_decision,
     review_response,
+    unclassified_response,
 )
+from pdp.enforcement.claims import claim_workload, is_claim
 from pdp.enforcement.extender import ClusterView
 from pdp.enforcement.jsonhttp import (
     DEFAULT_MAX_BODY,
@@ -33,6 +36,7 @@ from pdp.enforcement.workloads import (
     InvalidObject,
     UnsupportedObject,
     asks_for_gpus,
+    named_nodes,
     needs_policy,
     workload_from_object,
 )
@@ -76,7 +80,8 @@ class AdmissionWebhook:
         cluster: ClusterView | None = None,
     ) -> None:
         """`cluster`: node labels and occupancy, to judge pods that name their node themselves
-        (spec.nodeName skips the scheduler, and with it the extender)."""
+        (spec.nodeName skips the scheduler, and with it the extender). Without it the policy
+        judges named nodes from the fleet data in the bundle alone."""
         if failure_mode not in FAILURE_MODES:
             raise ValueError(f"failure mode {failure_mode!r} is not one of {', '.join(FAILURE_MODES)}")
         self.point = point
@@ -89,17 +94,23 @@ class AdmissionWebhook:
         AdmissionReview at all; every object gets an answer."""
         started = time.monotonic()
         request = parse_review(body)
+        if request.operation in NOTHING_TO_PLACE:
+            return review_response(request.uid, allowed=True)
         if request.operation not in ("CREATE", "UPDATE") or request.object is None:
-            return review_response(request.uid, allowed=True)  # DELETE/CONNECT: nothing to place
+            # Default deny: what the webhook cannot classify is not admitted.
+            return unclassified_response(request)
         obj = dict(request.object)
         obj.setdefault("kind", request.kind)
         try:
-            workload = workload_from_object(obj, request.namespace)
+            if is_claim(obj):
+                workload = claim_workload(obj, request.namespace)
+            else:
+                workload = workload_from_object(obj, request.namespace)
         except (InvalidObject, UnsupportedObject) as exc:
             return invalid_object_response(request, exc)
         if not needs_policy(workload):
             return review_response(request.uid, allowed=True)
-        intent = self._intent(obj, workload)
+        intent = self._intent(workload)
         if request.username:
             intent["actor"] = request.username[:256]
         budget = min(timeout if timeout is not None else self.default_timeout, MAX_TIMEOUT)
@@ -112,16 +123,22 @@ class AdmissionWebhook:
             request, decision, failure_mode=self.failure_mode, gpus=asks_for_gpus(workload)
         )
 
-    def _intent(self, obj: dict[str, Any], workload: dict[str, Any]) -> dict[str, Any]:
-        node = (obj.get("spec") or {}).get("nodeName") if obj.get("kind") == "Pod" else None
-        if not node or self.cluster is None or not isinstance(node, str):
+    def _intent(self, workload: dict[str, Any]) -> dict[str, Any]:
+        names = named_nodes(workload)
+        if not names or self.cluster is None:
             return {"kind": "admit_workload", "admit_workload": workload}
-        candidate = {
-            "name": node,
-            "labels": self.cluster.node_labels(node) or {},
-            "namespaces": self.cluster.namespaces_on(node),
-        }
-        return {"kind": "place_workload", "place_workload": {**workload, "nodes": [candidate]}}
+        # The named nodes as the cluster has them (a node it does not know has no labels, so no
+        # region and no pool), judged like the extender's candidates; the policy also judges
+        # them from the fleet data.
+        candidates = [
+            {
+                "name": node,
+                "labels": self.cluster.node_labels(node) or {},
+                "namespaces": self.cluster.namespaces_on(node),
+            }
+            for node in names
+        ]
+        return {"kind": "place_workload", "place_workload": {**workload, "nodes": candidates}}
 
 
 def _timeout(query: Query) -> float | None:

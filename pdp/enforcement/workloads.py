@@ -2,7 +2,10 @@
 
 The translation mirrors what the scheduler will see: the effective GPU request of a pod the way
 Kubernetes computes it, times the replicas the controller will create, and the placement knobs
-(node selector, required node affinity, tolerations, priority class) the policies judge.
+(node selector, required node affinity, tolerations, priority class, a node named outright) the
+policies judge. A pod that claims devices through Dynamic Resource Allocation (spec.resourceClaims)
+counts as asking for GPUs: the claims live in other objects the object does not show, so unknown
+is taken as GPU, the closed side.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ GPU_RESOURCES = frozenset({"nvidia.com/gpu", "amd.com/gpu", "nvidia.com/gpu.shar
 GPU_RESOURCE_PREFIXES = ("nvidia.com/mig-",)
 
 # Label and toleration keys the platform's policies care about: a workload touching them asks for
-# something policy decides even without GPUs (a region, a dedicated pool, a GPU product).
-POLICY_KEY_PREFIXES = ("topology.kubernetes.io/", "gpupaas.io/", "nvidia.com/", "amd.com/")
+# something policy decides even without GPUs (a region, a dedicated pool, a GPU product, a node).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+POLICY_KEY_PREFIXES = ("topology.kubernetes.io/", "gpupaas.io/", "nvidia.com/", "amd.com/", HOSTNAME_LABEL)
+# How the policies see a matchFields requirement: the only field Kubernetes selects nodes by.
+NODE_NAME_FIELD = "metadata.name"
 POLICY_TOLERATION_PREFIX = "gpupaas.io/"
 POLICY_PRIORITY_PREFIX = "gpupaas-"
 
@@ -153,6 +159,20 @@ def _node_selector(spec: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _requirement(req: Any, rpath: str) -> dict[str, Any]:
+    req = _mapping(req, rpath, required=True)
+    operator = req.get("operator")
+    if operator not in SELECTOR_OPERATORS:
+        raise InvalidObject(f"{rpath}.operator", f"{operator!r} is not a node selector operator")
+    values = [
+        _string(v, f"{rpath}.values[{k}]") for k, v in enumerate(_list(req.get("values"), f"{rpath}.values"))
+    ]
+    entry: dict[str, Any] = {"key": _string(req.get("key"), f"{rpath}.key"), "operator": operator}
+    if values:
+        entry["values"] = values
+    return entry
+
+
 def _node_affinity(spec: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
     affinity = _mapping(spec.get("affinity"), "spec.affinity")
     node = _mapping(affinity.get("nodeAffinity"), "spec.affinity.nodeAffinity")
@@ -162,22 +182,18 @@ def _node_affinity(spec: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
     for i, term in enumerate(_list(required.get("nodeSelectorTerms"), f"{base}.nodeSelectorTerms")):
         tpath = f"{base}.nodeSelectorTerms[{i}]"
         term = _mapping(term, tpath, required=True)
-        requirements = []
-        # matchFields (metadata.name) is left out: it names nodes, not properties policy judges.
         # The term is kept even when empty, since an empty term lets the pod go anywhere.
-        for j, req in enumerate(_list(term.get("matchExpressions"), f"{tpath}.matchExpressions")):
-            rpath = f"{tpath}.matchExpressions[{j}]"
-            req = _mapping(req, rpath, required=True)
-            operator = req.get("operator")
-            if operator not in SELECTOR_OPERATORS:
-                raise InvalidObject(f"{rpath}.operator", f"{operator!r} is not a node selector operator")
-            values = [
-                _string(v, f"{rpath}.values[{k}]")
-                for k, v in enumerate(_list(req.get("values"), f"{rpath}.values"))
-            ]
-            entry: dict[str, Any] = {"key": _string(req.get("key"), f"{rpath}.key"), "operator": operator}
-            if values:
-                entry["values"] = values
+        requirements = [
+            _requirement(req, f"{tpath}.matchExpressions[{j}]")
+            for j, req in enumerate(_list(term.get("matchExpressions"), f"{tpath}.matchExpressions"))
+        ]
+        # matchFields name nodes (metadata.name): a DaemonSet pod's, or anyone's way to a node.
+        for j, req in enumerate(_list(term.get("matchFields"), f"{tpath}.matchFields")):
+            entry = _requirement(req, f"{tpath}.matchFields[{j}]")
+            if entry["key"] != NODE_NAME_FIELD:
+                raise InvalidObject(
+                    f"{tpath}.matchFields[{j}].key", f"{entry['key']!r} is not {NODE_NAME_FIELD}"
+                )
             requirements.append(entry)
         terms.append(requirements)
     return terms
@@ -196,6 +212,18 @@ def _tolerations(spec: Mapping[str, Any]) -> list[dict[str, str]]:
             raise InvalidObject(f"{path}.operator", f"{entry['operator']!r} is not a toleration operator")
         out.append(entry)
     return out
+
+
+def _resource_claims(spec: Mapping[str, Any]) -> list[str]:
+    claims = []
+    for i, claim in enumerate(_list(spec.get("resourceClaims"), "spec.resourceClaims")):
+        path = f"spec.resourceClaims[{i}]"
+        claim = _mapping(claim, path, required=True)
+        name = _string(claim.get("name"), f"{path}.name")
+        if not name:
+            raise InvalidObject(f"{path}.name", "must not be empty")
+        claims.append(name)
+    return claims
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -219,15 +247,22 @@ def workload_from_object(obj: Mapping[str, Any], namespace: str) -> dict[str, An
         "node_selector": _node_selector(spec),
         "node_affinity": _node_affinity(spec),
         "tolerations": _tolerations(spec),
+        "resource_claims": _resource_claims(spec),
     }
     workload.update({k: v for k, v in fields.items() if v})
     priority = spec.get("priorityClassName")
     if priority is not None and _string(priority, "spec.priorityClassName"):
         workload["priority_class_name"] = priority
+    node_name = spec.get("nodeName")
+    if node_name is not None and _string(node_name, "spec.nodeName"):
+        workload["node_name"] = node_name
     return workload
 
 
 def asks_for_gpus(workload: Mapping[str, Any]) -> bool:
+    """GPU extended resources, or device claims whose devices the object does not show."""
+    if workload.get("resource_claims"):
+        return True
     return any(is_gpu_resource(r) and n > 0 for r, n in workload.get("resources", {}).items())
 
 
@@ -236,10 +271,17 @@ def _policy_key(key: str) -> bool:
 
 
 def crosses_constraints(workload: Mapping[str, Any]) -> bool:
-    """The workload touches a label, taint or priority class the platform's policies govern."""
+    """The workload touches a label, taint or priority class the platform's policies govern, or
+    names its node (which may be a tenant's dedicated node, or outside a tenant's residency)."""
+    if workload.get("node_name"):
+        return True
     if any(_policy_key(k) for k in workload.get("node_selector", {})):
         return True
-    if any(_policy_key(r["key"]) for term in workload.get("node_affinity", []) for r in term):
+    if any(
+        _policy_key(r["key"]) or r["key"] == NODE_NAME_FIELD
+        for term in workload.get("node_affinity", [])
+        for r in term
+    ):
         return True
     for tol in workload.get("tolerations", []):
         key = tol.get("key", "")
@@ -247,6 +289,19 @@ def crosses_constraints(workload: Mapping[str, Any]) -> bool:
         if key.startswith(POLICY_TOLERATION_PREFIX) or (not key and tol.get("operator") == "Exists"):
             return True
     return str(workload.get("priority_class_name", "")).startswith(POLICY_PRIORITY_PREFIX)
+
+
+def named_nodes(workload: Mapping[str, Any]) -> list[str]:
+    """The nodes the workload names, in order: spec.nodeName, a kubernetes.io/hostname selector,
+    and the In values on the hostname or on metadata.name (matchFields) of its affinity terms."""
+    names = [workload["node_name"]] if workload.get("node_name") else []
+    selected = workload.get("node_selector", {}).get(HOSTNAME_LABEL)
+    names += [selected] if selected else []
+    for term in workload.get("node_affinity", []):
+        for r in term:
+            if r["key"] in (HOSTNAME_LABEL, NODE_NAME_FIELD) and r["operator"] == "In":
+                names += r.get("values", [])
+    return list(dict.fromkeys(names))
 
 
 def needs_policy(workload: Mapping[str, Any]) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -161,6 +162,175 @@ def test_gpu_pod_in_a_namespace_no_tenant_owns_is_rejected(ready: Enforcement, a
     assert "TENANT_UNKNOWN" in rejection(api, gpu_pod("unowned"))
 
 
+# ---- paths around the policy (issue 10): each was admitted by the real API server before ----
+
+
+def test_a_non_gpu_pod_in_default_reaching_a_dedicated_pool_is_refused(
+    ready: Enforcement, api: client.ApiClient
+) -> None:
+    # Before, the webhook only saw tenant namespaces (and GPU pods), and the extender only GPU pods:
+    # this pod was admitted and bound to a node of acme's dedicated pool.
+    sneaky = gpu_pod(
+        "default",
+        gpus=0,
+        node_selector={"gpupaas.io/pool": "acme-h100-dedicated"},
+        tolerations=[{"key": "gpupaas.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    body = rejection(api, sneaky)
+    assert "ISOLATION_FOREIGN_POOL" in body and 'namespace \\"default\\" belongs to no tenant' in body
+    # a Deployment's template the same
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sneaky", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "sneaky"}},
+            "template": {"metadata": {"labels": {"app": "sneaky"}}, "spec": sneaky["spec"]},
+        },
+    }
+    with pytest.raises(ApiException) as raised:
+        client.AppsV1Api(api).create_namespaced_deployment("default", deployment)
+    assert "ISOLATION_FOREIGN_POOL" in str(raised.value.body)
+
+
+def test_a_non_gpu_pod_naming_a_dedicated_node_is_refused(ready: Enforcement, api: client.ApiClient) -> None:
+    named = gpu_pod("default", gpus=0)
+    named["spec"]["nodeName"] = "eu-acme-1"
+    assert "ISOLATION_FOREIGN_POOL" in rejection(api, named)
+    # the DaemonSet controller's way: matchFields on the node's name
+    fields = gpu_pod("unowned", gpus=0)
+    fields["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["eu-acme-2"]}]}
+                ]
+            }
+        }
+    }
+    assert "ISOLATION_FOREIGN_POOL" in rejection(api, fields)
+    # a shared node is nobody's: admitted
+    shared = gpu_pod("default", gpus=0)
+    shared["spec"]["nodeName"] = "us-shared-2"
+    assert create(api, shared).metadata.name
+
+
+def test_a_pending_pod_that_gains_a_dedicated_toleration_is_refused(
+    ready: Enforcement, api: client.ApiClient
+) -> None:
+    # Kubernetes lets an update add tolerations to a pod; with pods checked on CREATE only, a gated
+    # pod admitted without them could gain them and then be scheduled onto a dedicated node.
+    pod = gpu_pod("default", gpus=0)
+    pod["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
+    name = create(api, pod).metadata.name
+    patch = {
+        "spec": {
+            "tolerations": [{"key": "gpupaas.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}]
+        }
+    }
+    with pytest.raises(ApiException) as raised:
+        client.CoreV1Api(api).patch_namespaced_pod(name, "default", patch)
+    assert "ISOLATION_FOREIGN_POOL" in str(raised.value.body)
+    # an update that leaves the placement alone (a label) never calls the webhook
+    client.CoreV1Api(api).patch_namespaced_pod(name, "default", {"metadata": {"labels": {"x": "y"}}})
+
+
+@pytest.fixture()
+def without_cluster_view(ready: Enforcement) -> Iterator[Enforcement]:
+    """The same webhook, judging from the bundle's fleet data alone (no kubeconfig)."""
+    view, ready.webhook.webhook.cluster = ready.webhook.webhook.cluster, None
+    try:
+        yield ready
+    finally:
+        ready.webhook.webhook.cluster = view
+
+
+def test_eu_pods_naming_us_nodes_are_refused_without_a_cluster_view(
+    without_cluster_view: Enforcement, api: client.ApiClient
+) -> None:
+    by_hostname = gpu_pod(
+        "acme-prod", node_selector={"kubernetes.io/hostname": "us-shared-1"}, tolerations=own_pool("acme-eu")
+    )
+    body = rejection(api, by_hostname)
+    assert "RESIDENCY_VIOLATION" in body and "us-shared-1" in body and "fleet data" in body
+    by_name = gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))
+    by_name["spec"]["nodeName"] = "us-shared-2"
+    assert "RESIDENCY_VIOLATION" in rejection(api, by_name)
+
+
+def test_not_in_region_affinity_admitting_us_is_refused(ready: Enforcement, api: client.ApiClient) -> None:
+    pod = gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))
+    pod["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "topology.kubernetes.io/region",
+                                "operator": "NotIn",
+                                "values": ["eu-west-1"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    body = rejection(api, pod)
+    assert "RESIDENCY_VIOLATION" in body and "us-east-1" in body
+
+
+def test_a_pool_selector_naming_another_tenants_dedicated_pool_is_refused(
+    ready: Enforcement, api: client.ApiClient
+) -> None:
+    body = rejection(api, gpu_pod("globex-ml", node_selector={"gpupaas.io/pool": "acme-h100-dedicated"}))
+    assert "ISOLATION_FOREIGN_POOL" in body and "acme-h100-dedicated" in body
+
+
+def dra_pod(namespace: str, **kw: Any) -> dict[str, Any]:
+    pod = gpu_pod(namespace, gpus=0, **kw)
+    pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
+    pod["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
+    return pod
+
+
+def test_pods_claiming_devices_through_dra_are_decided(ready: Enforcement, api: client.ApiClient) -> None:
+    # No extended resource, so before neither the GPU webhook nor the extender saw them.
+    assert "TENANT_UNKNOWN" in rejection(api, dra_pod("unowned"))
+    body = rejection(api, dra_pod("initech-batch"))
+    assert "RESIDENCY_UNCONSTRAINED" in body and "resourceClaims [gpu]" in body
+    pinned = dra_pod("initech-batch", node_selector={"topology.kubernetes.io/region": "us-east-1"})
+    assert create(api, pinned).metadata.name
+
+
+def claim_template(namespace: str, device_class: str, count: int) -> dict[str, Any]:
+    request = {"name": "gpus", "exactly": {"deviceClassName": device_class, "count": count}}
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": f"t{next(_names)}", "namespace": namespace},
+        "spec": {"spec": {"devices": {"requests": [request]}}},
+    }
+
+
+def test_claim_templates_of_a_gpu_device_class_are_decided(ready: Enforcement, api: client.ApiClient) -> None:
+    resource = client.ResourceV1Api(api)
+
+    def refused(doc: dict[str, Any]) -> str:
+        with pytest.raises(ApiException) as raised:
+            resource.create_namespaced_resource_claim_template(doc["metadata"]["namespace"], doc)
+        return str(raised.value.body)
+
+    assert "TENANT_UNKNOWN" in refused(claim_template("unowned", "gpu.nvidia.com", 1))
+    assert "ENTITLEMENT_EXCEEDED" in refused(claim_template("acme-prod", "gpu.nvidia.com", 8))
+    assert "SHARING_NOT_ALLOWED" in refused(claim_template("acme-prod", "mig.nvidia.com", 1))
+    for namespace, device_class in (("acme-prod", "gpu.nvidia.com"), ("unowned", "nic.example.com")):
+        doc = claim_template(namespace, device_class, 2)
+        assert resource.create_namespaced_resource_claim_template(namespace, doc).metadata.name
+
+
 def test_dedicated_tenant_pods_land_only_on_its_own_pool(ready: Enforcement, api: client.ApiClient) -> None:
     pods = [create(api, gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))) for _ in range(3)]
     nodes = {bound_node(api, "acme-prod", p.metadata.name) for p in pods}
@@ -185,10 +355,27 @@ def test_standard_tenant_pods_never_land_on_another_tenants_dedicated_nodes(
 def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(
     ready: Enforcement, api: client.ApiClient
 ) -> None:
+    gated = gpu_pod("globex-ml")
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
+    admitted = create(api, gated).metadata.name
     ready.stop_webhook()
+    core = client.CoreV1Api(api)
+    # Updates that leave a pod's placement alone never call the webhook, so they pass while the
+    # PDP is down; one that adds a toleration is decided, so it is refused.
+    core.patch_namespaced_pod(admitted, "globex-ml", {"metadata": {"labels": {"team": "ml"}}})
+    toleration = {"spec": {"tolerations": [{"key": "example.com/spot", "operator": "Exists"}]}}
+    with pytest.raises(ApiException) as raised:
+        core.patch_namespaced_pod(admitted, "globex-ml", toleration)
+    assert "failed calling webhook" in str(raised.value.body)
     body = rejection(api, gpu_pod("globex-ml"))
     assert "failed calling webhook" in body and "gpu.workloads.pdp.gpupaas.io" in body
     plain = create(api, gpu_pod("globex-ml", gpus=0))
     assert plain.metadata.name
-    other = create(api, gpu_pod("unowned", gpus=0, tolerations=[{"operator": "Exists"}]))
+    other = create(api, gpu_pod("unowned", gpus=0, node_selector={"kubernetes.io/os": "linux"}))
     assert other.metadata.name
+    # Tolerating every taint reaches the dedicated pools: decided by the policy, so refused while
+    # the PDP is down, in namespaces no tenant owns too (only the system allow-list is exempt).
+    body = rejection(api, gpu_pod("unowned", gpus=0, tolerations=[{"operator": "Exists"}]))
+    assert "failed calling webhook" in body and "dedicated.workloads.pdp.gpupaas.io" in body
+    system = create(api, gpu_pod("kube-system", gpus=0, tolerations=[{"operator": "Exists"}]))
+    assert system.metadata.name

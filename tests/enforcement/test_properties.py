@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.admission import BadReview, parse_review
+from pdp.enforcement.claims import claim_workload
 from pdp.enforcement.extender import SchedulerExtender
 from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.enforcement.workloads import SUPPORTED_KINDS, InvalidObject, UnsupportedObject, workload_from_object
@@ -51,7 +52,9 @@ containers = st.fixed_dictionaries(
         | json_values,
     },
 )
-label_keys = st.sampled_from(["topology.kubernetes.io/region", "gpupaas.io/pool", "kubernetes.io/os", "x"])
+label_keys = st.sampled_from(
+    ["topology.kubernetes.io/region", "gpupaas.io/pool", "kubernetes.io/os", "kubernetes.io/hostname", "x"]
+)
 requirements = st.fixed_dictionaries(
     {"key": label_keys | json_values, "operator": st.sampled_from(["In", "NotIn", "Exists", "Bogus"])},
     optional={"values": st.lists(st.text(max_size=5), max_size=3) | json_values},
@@ -63,7 +66,10 @@ affinity = st.fixed_dictionaries(
                 "requiredDuringSchedulingIgnoredDuringExecution": st.fixed_dictionaries(
                     {
                         "nodeSelectorTerms": st.lists(
-                            st.fixed_dictionaries({"matchExpressions": st.lists(requirements)})
+                            st.fixed_dictionaries(
+                                {"matchExpressions": st.lists(requirements)},
+                                optional={"matchFields": st.lists(requirements, max_size=2) | json_values},
+                            )
                         )
                     }
                 )
@@ -89,6 +95,12 @@ pod_specs = st.fixed_dictionaries(
         "affinity": affinity | json_values,
         "tolerations": st.lists(tolerations, max_size=2),
         "priorityClassName": st.sampled_from(["gpupaas-spot", "system", ""]) | json_values,
+        "nodeName": st.sampled_from(["eu-acme-1", "us-shared-1", "ghost", ""]) | json_values,
+        "resourceClaims": st.lists(
+            st.fixed_dictionaries({}, optional={"name": st.text(max_size=5) | json_values}) | json_values,
+            max_size=2,
+        )
+        | json_values,
     },
 )
 counts = st.none() | st.integers(min_value=-1, max_value=5) | json_values
@@ -110,6 +122,60 @@ def workload_objects(draw: st.DrawFn) -> dict[str, Any]:
         st.fixed_dictionaries({}, optional={"name": st.text(min_size=1, max_size=20)}) | json_values
     )
     return {"kind": kind, "metadata": metadata, "spec": draw(st.just(outer) | json_values)}
+
+
+device_requests = st.fixed_dictionaries(
+    {"name": st.text(max_size=4)},
+    optional={
+        "exactly": st.fixed_dictionaries(
+            {},
+            optional={
+                "deviceClassName": st.sampled_from(["gpu.nvidia.com", "mig.nvidia.com", "nic.x"])
+                | json_values,
+                "count": counts,
+                "allocationMode": st.sampled_from(["ExactCount", "All"]) | json_values,
+            },
+        )
+        | json_values,
+        "firstAvailable": st.lists(
+            st.fixed_dictionaries(
+                {}, optional={"deviceClassName": st.sampled_from(["gpu.amd.com", "x"]), "count": counts}
+            ),
+            max_size=2,
+        )
+        | json_values,
+    },
+)
+
+
+@st.composite
+def claim_objects(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["ResourceClaim", "ResourceClaimTemplate"]))
+    claim_spec = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "devices": st.fixed_dictionaries(
+                    {}, optional={"requests": st.lists(device_requests, max_size=3) | json_values}
+                )
+                | json_values
+            },
+        )
+    )
+    spec = claim_spec if kind == "ResourceClaim" else {"spec": claim_spec}
+    metadata = draw(
+        st.fixed_dictionaries({}, optional={"name": st.text(min_size=1, max_size=20) | json_values})
+    )
+    return {"kind": kind, "metadata": metadata, "spec": draw(st.just(spec) | json_values)}
+
+
+@given(claim_objects())
+def test_claim_translation_raises_only_its_own_errors_and_yields_valid_intents(obj: dict[str, Any]) -> None:
+    try:
+        workload = claim_workload(obj, "globex-ml")
+    except InvalidObject:
+        return
+    validate_intent({"kind": "admit_workload", "admit_workload": workload})
 
 
 @given(st.binary(max_size=300))
@@ -173,7 +239,7 @@ class NoEngine:
         return {"outcome": "DENY", "reasons": [{"code": "X", "message": "x", "policy": "p"}]}
 
 
-@given(workload_objects(), st.sampled_from(["globex-ml", "acme-prod", "Bad_NS", ""]))
+@given(workload_objects() | claim_objects(), st.sampled_from(["globex-ml", "acme-prod", "Bad_NS", ""]))
 def test_the_webhook_answers_every_object(obj: dict[str, Any], namespace: str) -> None:
     webhook = AdmissionWebhook(DecisionPoint(NoEngine()))
     doc = {

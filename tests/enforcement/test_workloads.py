@@ -139,8 +139,10 @@ def test_workload_payload_is_a_valid_admit_workload_intent() -> None:
             [
                 {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["A", "B"]},
                 {"key": "gpupaas.io/dedicated-tenant", "operator": "DoesNotExist"},
+                {"key": "metadata.name", "operator": "In", "values": ["n1"]},
             ],
-            [],
+            # matchFields name nodes: a DaemonSet pod's way, or anyone's, to one node
+            [{"key": "metadata.name", "operator": "In", "values": ["n1"]}],
         ],
         "tolerations": [{"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu"}],
         "priority_class_name": "gpupaas-enterprise",

@@ -26,14 +26,22 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # METADATA
 # title: Namespace without tenant
-# description: The workload's namespace belongs to no tenant of the bundle.
+# description: >-
+#   The workload asks for GPUs (or claims devices) or runs in a tier's priority class, and its
+#   namespace belongs to no tenant of the bundle. A workload of such a namespace that asks for
+#   neither is decided by the isolation rules alone: it may not reach a dedicated pool.
 # custom:
 #   code: TENANT_UNKNOWN
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	not lib.tenant
+	_needs_tenant
 	msg := sprintf(`namespace "%s" of %s belongs to no tenant`, [lib.workload.namespace, lib.subject])
 }
+
+_needs_tenant if lib.asks_for_gpus
+
+_needs_tenant if startswith(object.get(lib.workload, "priority_class_name", ""), "gpupaas-")
 
 # ---------------------------------------------------------------------------------------------
 # GPU classes

@@ -56,6 +56,29 @@ test_namespace_without_tenant if {
 	}]
 }
 
+test_namespace_without_tenant_needs_a_tenant_for_claims_and_tiers if {
+	claims := decision.result with input as _admit("stray", {"resource_claims": ["gpu"]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(claims) == ["TENANT_UNKNOWN"]
+	tier := decision.result with input as _admit("stray", {"priority_class_name": "gpupaas-spot"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(tier) == ["TENANT_UNKNOWN"]
+}
+
+test_namespace_without_tenant_asking_for_nothing_of_a_tenant_is_allowed if {
+	# a region or a shared pool is no tenant's: only a dedicated pool is (gpupaas.isolation)
+	result := decision.result with input as _admit("stray", {"node_selector": {
+		"topology.kubernetes.io/region": "us-east-1",
+		"gpupaas.io/pool": "us-h100-shared",
+	}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "ALLOW"
+	result.tenant == ""
+}
+
 # ---- GPU classes ----
 
 test_unknown_gpu_class if {
@@ -316,4 +339,23 @@ test_offboard_unknown_tenant_has_no_obligations if {
 		with data.gpupaas.tenants as testdata.tenants
 	testdata.codes(result) == ["TENANT_UNKNOWN"]
 	result.obligations == []
+}
+
+# ---- Dynamic Resource Allocation claims: their GPU devices as resources ----
+
+test_gpu_claims_meet_the_tenant_and_entitlement_rules if {
+	template := {"kind": "ResourceClaimTemplate", "resources": {"nvidia.com/gpu": 8}}
+	over := decision.result with input as _admit("acme-prod", template)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(over) == ["ENTITLEMENT_EXCEEDED"]
+	within := decision.result with input as _admit("acme-prod", object.union(template, {"resources": {"nvidia.com/gpu": 2}}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	within.outcome == "ALLOW"
+	within.warnings == [] # a claim places nothing: no region to pin
+	unowned := decision.result with input as _admit("stray", object.union(template, {"kind": "ResourceClaim"}))
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(unowned) == ["TENANT_UNKNOWN"]
 }

@@ -6,14 +6,31 @@
 package gpupaas.isolation
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.isolation"
+
+# the tenant of the workload; "" when its namespace belongs to no tenant, for which every
+# dedicated pool is foreign (the same rules decide workloads of any namespace that reach one)
+default _self := ""
+
+_self := lib.tenant_name
+
+# how messages name the tenants whose dedicated pools are foreign to the workload
+_others := sprintf(`tenants other than "%s"`, [lib.tenant_name]) if {
+	lib.tenant
+} else := sprintf(`any tenant (namespace "%s" belongs to no tenant)`, [lib.workload.namespace])
+
+# how messages name the workload and its tenant
+_whose := sprintf(`%s of tenant "%s"`, [lib.subject, lib.tenant_name]) if {
+	lib.tenant
+} else := sprintf(`%s (namespace "%s" belongs to no tenant)`, [lib.subject, lib.workload.namespace])
 
 # the toleration tolerates the NoSchedule taint of other tenants' dedicated pools
 _tolerates_foreign(toleration) if {
 	toleration.key == lib.dedicated_taint
 	object.get(toleration, "operator", "Equal") == "Equal"
-	object.get(toleration, "value", "") != lib.tenant_name
+	object.get(toleration, "value", "") != _self
 }
 
 _tolerates_foreign(toleration) if {
@@ -25,15 +42,17 @@ _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSche
 
 # METADATA
 # title: Foreign toleration
-# description: A toleration lets the workload onto the dedicated pool of another tenant.
+# description: >-
+#   A toleration lets the workload onto the dedicated pool of another tenant; a workload whose
+#   namespace belongs to no tenant has no dedicated pool of its own, GPUs or not.
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.tenant
+	lib.workload
 	some i, toleration in object.get(lib.workload, "tolerations", [])
 	_no_schedule(toleration)
 	_tolerates_foreign(toleration)
-	msg := sprintf(`toleration %d of %s (key "%s", operator %s, value "%s") tolerates the %s taint of dedicated pools of tenants other than "%s"`, [i, lib.subject, object.get(toleration, "key", ""), object.get(toleration, "operator", "Equal"), object.get(toleration, "value", ""), lib.dedicated_taint, lib.tenant_name])
+	msg := sprintf(`toleration %d of %s (key "%s", operator %s, value "%s") tolerates the %s taint of dedicated pools of %s`, [i, lib.subject, object.get(toleration, "key", ""), object.get(toleration, "operator", "Equal"), object.get(toleration, "value", ""), lib.dedicated_taint, _others])
 }
 
 # METADATA
@@ -42,10 +61,120 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.tenant
+	lib.workload
 	other := lib.workload.node_selector[lib.dedicated_tenant_label]
-	other != lib.tenant_name
-	msg := sprintf(`%s of tenant "%s" selects %s=%s, the dedicated pool of another tenant`, [lib.subject, lib.tenant_name, lib.dedicated_tenant_label, other])
+	other != _self
+	msg := sprintf(`%s selects %s=%s, the dedicated pool of another tenant`, [_whose, lib.dedicated_tenant_label, other])
+}
+
+# METADATA
+# title: Foreign pool by name or affinity
+# description: >-
+#   The workload selects another tenant's dedicated pool by its gpupaas.io/pool label (node
+#   selector or affinity In), or by a node affinity on the dedicated-tenant label (In, Exists).
+# custom:
+#   code: ISOLATION_FOREIGN_POOL
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.workload
+	others := {t | some t in nodes.selected_dedicated_tenants; t != _self} - {object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	count(others) > 0
+	msg := sprintf(`%s selects nodes of the dedicated pools of tenant(s) [%s] by %s or %s (pools [%s])`, [_whose, lib.names(others), lib.pool_label, lib.dedicated_tenant_label, lib.names({p | some t in others; some p in lib.dedicated_pools(t)})])
+}
+
+# METADATA
+# title: Named node of a foreign pool
+# description: >-
+#   A node the workload names (spec.nodeName, a kubernetes.io/hostname selector or affinity, a
+#   matchFields term) belongs to another tenant's dedicated pool, by its labels or by the fleet
+#   data; spec.nodeName even skips the pool's taint.
+# custom:
+#   code: ISOLATION_FOREIGN_POOL
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.workload
+	some name, facts in nodes.named_node_facts
+	some fact in facts
+	fact.tenant != ""
+	fact.tenant != _self
+	msg := sprintf(`%s names node "%s" (%s), which by %s belongs to the dedicated pool of tenant "%s"`, [_whose, name, nodes.named_by(name), fact.source, fact.tenant])
+}
+
+# METADATA
+# title: Named node outside the dedicated pool
+# description: >-
+#   A dedicated tenant's workload names a node that is not in its dedicated pool, or that
+#   neither the fleet data nor the caller knows.
+# custom:
+#   code: ISOLATION_SHARED_POOL
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.tenant.isolation == "dedicated"
+	some name, facts in nodes.named_node_facts
+	some fact in facts
+	fact.tenant == ""
+	msg := sprintf(`%s names node "%s" (%s), which by %s is not in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), fact.source, lib.tenant_name])
+}
+
+# METADATA
+# title: Named node unknown to a dedicated tenant
+# description: >-
+#   A dedicated tenant's workload names a node the fleet data does not list, so nothing shows
+#   that it is in the tenant's dedicated pool.
+# custom:
+#   code: ISOLATION_SHARED_POOL
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "admit_workload"
+	lib.tenant.isolation == "dedicated"
+	some name, _ in nodes.named_nodes
+	not nodes.named_node_facts[name]
+	msg := sprintf(`%s names node "%s" (%s), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), lib.tenant_name])
+}
+
+# the workload pins its own dedicated pool: its node selector names its dedicated tenant, one
+# of its pools or a node, or every node affinity term does (rules above judge which)
+_pool_pinned if lib.workload.node_selector[lib.dedicated_tenant_label] == lib.tenant_name
+
+_pool_pinned if lib.workload.node_selector[lib.pool_label] in lib.dedicated_pools(lib.tenant_name)
+
+_pool_pinned if nodes.names_its_node
+
+_pool_pinned if {
+	count(lib.workload.node_affinity) > 0
+	every term in lib.workload.node_affinity {
+		_pins_own_pool(term)
+	}
+}
+
+_pins_own_pool(term) if nodes.term_names_nodes(term)
+
+_pins_own_pool(term) if {
+	some requirement in term
+	requirement.key == lib.dedicated_tenant_label
+	requirement.operator == "In"
+	requirement.values == [lib.tenant_name]
+}
+
+_pins_own_pool(term) if {
+	some requirement in term
+	requirement.key == lib.pool_label
+	requirement.operator == "In"
+	count(requirement.values) > 0
+	every pool in requirement.values {
+		pool in lib.dedicated_pools(lib.tenant_name)
+	}
+}
+
+# METADATA
+# title: Device claims outside the dedicated pool
+# description: >-
+#   A dedicated tenant's workload claims devices through Dynamic Resource Allocation, which the
+#   scheduler extender never sees, and does not pin its dedicated pool: admission is the only
+#   check that keeps it in the pool.
+# custom:
+#   code: ISOLATION_SHARED_POOL
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	count(lib.resource_claims) > 0
+	lib.tenant.isolation == "dedicated"
+	not _pool_pinned
+	msg := sprintf(`%s of dedicated tenant "%s" claims devices through resourceClaims [%s], which the scheduler extender does not judge, and does not pin its pool; select %s=%s or %s In [%s]`, [lib.subject, lib.tenant_name, lib.names(lib.resource_claims), lib.dedicated_tenant_label, lib.tenant_name, lib.pool_label, lib.names(lib.dedicated_pools(lib.tenant_name))])
 }
 
 # METADATA

@@ -125,3 +125,135 @@ test_isolation_constraint_of_sharing_request if {
 		with data.gpupaas.tenants as testdata.tenants
 	result.constraints.isolation == {"mode": "shared", "gpu_sharing": true, "sharing_strategies": ["mig", "none", "time-slicing"], "dedicated_pools": []}
 }
+
+# ---- workloads of namespaces no tenant owns: no dedicated pool is theirs ----
+
+test_a_workload_without_tenant_may_not_reach_a_dedicated_pool if {
+	workload := {
+		"tolerations": [{"key": "gpupaas.io/dedicated", "operator": "Exists"}],
+		"node_selector": {"gpupaas.io/pool": "acme-h100-dedicated"},
+	}
+	result := decision.result with input as _admit("default", workload)
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.tenant == ""
+	[r.message | some r in result.reasons] == [
+		`toleration 0 of workload "default/w" (key "gpupaas.io/dedicated", operator Exists, value "") tolerates the gpupaas.io/dedicated taint of dedicated pools of any tenant (namespace "default" belongs to no tenant)`,
+		`workload "default/w" (namespace "default" belongs to no tenant) selects nodes of the dedicated pools of tenant(s) [acme-eu] by gpupaas.io/pool or gpupaas.io/dedicated-tenant (pools [acme-h100-dedicated])`,
+	]
+}
+
+test_a_workload_without_tenant_selecting_a_dedicated_tenant_or_naming_its_node if {
+	selector := decision.result with input as _admit("default", {"node_selector": {"gpupaas.io/dedicated-tenant": "acme-eu"}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in selector.reasons] == [`workload "default/w" (namespace "default" belongs to no tenant) selects gpupaas.io/dedicated-tenant=acme-eu, the dedicated pool of another tenant`]
+	named := decision.result with input as _admit("default", {"node_name": "eu-acme-2"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in named.reasons] == [`workload "default/w" (namespace "default" belongs to no tenant) names node "eu-acme-2" (spec.nodeName), which by the fleet data (pool acme-h100-dedicated of cluster eu-west) belongs to the dedicated pool of tenant "acme-eu"`]
+	shared := decision.result with input as _admit("default", {"node_name": "eu-shared-2", "tolerations": [{"key": "example.com/other", "operator": "Exists"}]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	shared.outcome == "ALLOW"
+}
+
+# ---- pools selected by gpupaas.io/pool or by node affinity ----
+
+test_foreign_pools_selected_by_pool_label_or_affinity if {
+	ways := [
+		{"node_selector": {"gpupaas.io/pool": "acme-h100-dedicated"}},
+		{"node_affinity": [[{"key": "gpupaas.io/pool", "operator": "In", "values": ["eu-h100-shared", "acme-h100-dedicated"]}]]},
+		{"node_affinity": [[{"key": "gpupaas.io/dedicated-tenant", "operator": "In", "values": ["acme-eu"]}]]},
+		{"node_affinity": [[{"key": "gpupaas.io/dedicated-tenant", "operator": "Exists"}]]},
+	]
+	every way in ways {
+		reasons := isolation.deny with input as _admit("globex-ml", way)
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		[r.message | some r in reasons] == [`workload "globex-ml/w" of tenant "globex" selects nodes of the dedicated pools of tenant(s) [acme-eu] by gpupaas.io/pool or gpupaas.io/dedicated-tenant (pools [acme-h100-dedicated])`]
+	}
+}
+
+test_own_or_shared_pools_selected_by_pool_label if {
+	ways := [
+		["acme-prod", {"node_selector": {"gpupaas.io/pool": "acme-h100-dedicated"}}],
+		["acme-prod", {"node_affinity": [[{"key": "gpupaas.io/dedicated-tenant", "operator": "Exists"}]]}],
+		["globex-ml", {"node_selector": {"gpupaas.io/pool": "eu-h100-shared"}}],
+		["globex-ml", {"node_affinity": [[{"key": "gpupaas.io/pool", "operator": "NotIn", "values": ["eu-h100-shared"]}]]}],
+	]
+	every case in ways {
+		reasons := isolation.deny with input as _admit(case[0], case[1])
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		reasons == set()
+	}
+}
+
+# ---- nodes a workload names ----
+
+test_a_shared_tenant_naming_a_dedicated_node if {
+	reasons := isolation.deny with input as _admit("globex-ml", {"node_affinity": [[{"key": "metadata.name", "operator": "In", "values": ["eu-acme-1"]}]]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in reasons] == [`workload "globex-ml/w" of tenant "globex" names node "eu-acme-1" (node affinity term 0), which by the fleet data (pool acme-h100-dedicated of cluster eu-west) belongs to the dedicated pool of tenant "acme-eu"`]
+}
+
+test_a_dedicated_tenant_naming_a_node_outside_its_pool if {
+	shared := isolation.deny with input as _admit("acme-prod", {"node_name": "eu-shared-1"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in shared] == [`workload "acme-prod/w" names node "eu-shared-1" (spec.nodeName), which by the fleet data (pool eu-h100-shared of cluster eu-west) is not in a dedicated pool of tenant "acme-eu"`]
+	unknown := isolation.deny with input as _admit("acme-prod", {"node_selector": {"kubernetes.io/hostname": "ghost-1"}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in unknown] == [`workload "acme-prod/w" names node "ghost-1" (node selector kubernetes.io/hostname), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "acme-eu"`]
+	own := isolation.deny with input as _admit("acme-prod", {"node_name": "eu-acme-2"})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	own == set()
+}
+
+test_a_named_node_is_judged_by_the_labels_the_caller_sends if {
+	intent := {"kind": "place_workload", "place_workload": {
+		"namespace": "default", "name": "w", "node_name": "ghost-1",
+		"nodes": [{"name": "ghost-1", "labels": {"gpupaas.io/dedicated-tenant": "acme-eu"}}],
+	}}
+	reasons := isolation.deny with input as intent
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in reasons] == [`workload "default/w" (namespace "default" belongs to no tenant) names node "ghost-1" (spec.nodeName), which by its labels belongs to the dedicated pool of tenant "acme-eu"`]
+}
+
+# ---- device claims (Dynamic Resource Allocation): a dedicated tenant must pin its pool ----
+
+test_device_claims_of_a_dedicated_tenant_must_pin_its_pool if {
+	eu := [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}]
+	unpinned := decision.result with input as _admit("acme-prod", {"resource_claims": ["gpu"], "node_affinity": [eu]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	unpinned.reasons == [{
+		"code": "ISOLATION_SHARED_POOL",
+		"message": `workload "acme-prod/w" of dedicated tenant "acme-eu" claims devices through resourceClaims [gpu], which the scheduler extender does not judge, and does not pin its pool; select gpupaas.io/dedicated-tenant=acme-eu or gpupaas.io/pool In [acme-h100-dedicated]`,
+		"policy": "gpupaas.isolation",
+	}]
+	pins := [
+		{"node_affinity": [array.concat(eu, [{"key": "gpupaas.io/pool", "operator": "In", "values": ["acme-h100-dedicated"]}])]},
+		{"node_affinity": [array.concat(eu, [{"key": "gpupaas.io/dedicated-tenant", "operator": "In", "values": ["acme-eu"]}])]},
+		{"node_affinity": [eu], "node_selector": {"gpupaas.io/dedicated-tenant": "acme-eu"}},
+		{"node_affinity": [eu], "node_selector": {"gpupaas.io/pool": "acme-h100-dedicated"}},
+		{"node_name": "eu-acme-1"},
+		{"node_affinity": [[{"key": "kubernetes.io/hostname", "operator": "In", "values": ["eu-acme-1", "eu-acme-2"]}]]},
+	]
+	every pin in pins {
+		pinned := decision.result with input as _admit("acme-prod", object.union({"resource_claims": ["gpu"]}, pin))
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		pinned.outcome == "ALLOW"
+	}
+	shared_pool := decision.result with input as _admit("acme-prod", {"resource_claims": ["gpu"], "node_affinity": [array.concat(eu, [{"key": "gpupaas.io/pool", "operator": "In", "values": ["eu-h100-shared"]}])]})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.codes(shared_pool) == ["ISOLATION_SHARED_POOL"]
+}

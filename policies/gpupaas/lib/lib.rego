@@ -73,14 +73,21 @@ payload := input[kind]
 # the workload of an admit_workload or place_workload intent
 workload := payload if kind in workload_kinds
 
-# namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT)
-namespace_owners := {ns: {name | some name, t in tenants; ns in t.namespaces} |
-	some t in tenants
+# namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT). One pass over
+# the tenants: the nested comprehension it replaces scanned every tenant for every namespace,
+# 4,004,001 evaluations and 10-15 s per workload decision with 1,000 tenants.
+namespace_owners[ns] contains name if {
+	some name, t in tenants
 	some ns in t.namespaces
 }
 
-# namespace -> its tenant (the first by name if the data has a conflict)
-namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
+# namespace -> its tenant (the first by name if the data has a conflict). The bundle carries it
+# precomputed (pdp/config/index.py); bundles without it compute it here the same way.
+namespace_tenant := data.gpupaas.index.namespaces if data.gpupaas.index.namespaces
+
+namespace_tenant := _computed_namespace_tenant if not data.gpupaas.index.namespaces
+
+_computed_namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
 
 tenant_name := input.tenant if kind in named_tenant_kinds
 
@@ -117,6 +124,12 @@ region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_juris
 region_allowed(t, _) if t.data_residency == "any"
 
 residency_clusters(t) := {name | some name, c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+
+# the regions of the fleet's clusters
+fleet_regions := {c.region | some c in clusters}
+
+# the regions of the clusters a tenant's residency allows
+allowed_regions(t) := {c.region | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
 
 # ---------------------------------------------------------------------------------------------
 # GPU classes, resources and node labels
@@ -330,6 +343,14 @@ whole_gpus := {resource_vendor(r): resources[r] | some r in gpu_resources; r in 
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
 shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
 
+# the workload asks for GPUs: GPU resources, or device claims (Dynamic Resource Allocation) whose
+# devices the workload does not show, so unknown is taken as GPU
+asks_for_gpus if count(gpu_resources) > 0
+
+asks_for_gpus if count(resource_claims) > 0
+
+resource_claims := object.get(workload, "resource_claims", [])
+
 # ---------------------------------------------------------------------------------------------
 # Nodes and labels
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +358,10 @@ shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
 region_label := "topology.kubernetes.io/region"
 
 dedicated_tenant_label := "gpupaas.io/dedicated-tenant"
+
+hostname_label := "kubernetes.io/hostname"
+
+pool_label := "gpupaas.io/pool"
 
 # the taint of dedicated pools: gpupaas.io/dedicated=<tenant>:NoSchedule
 dedicated_taint := "gpupaas.io/dedicated"
@@ -356,3 +381,9 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 # names renders a set or array of strings for a message: sorted, comma-separated (messages use
 # only the %s and %d verbs of sprintf, which every WebAssembly SDK implements)
 names(xs) := concat(", ", sort(xs))
+
+# Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
+# GPU devices they ask for as resources; they place nothing (the pods that use them do)
+claim_kinds := {"ResourceClaim", "ResourceClaimTemplate"}
+
+places_pods if not object.get(workload, "kind", "") in claim_kinds

@@ -6,6 +6,7 @@
 package gpupaas.residency
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.residency"
 
@@ -56,25 +57,151 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 
 # METADATA
+# title: Region affinity by exclusion outside the jurisdiction
+# description: >-
+#   A required node affinity term bounds the region only by exclusion (NotIn, Exists): it admits
+#   every region of the fleet it does not exclude, and some of them lie outside the tenant's
+#   jurisdiction. A validating webhook cannot narrow the term, and the scheduler extender sees
+#   only pods that ask for GPU extended resources, so the term is refused rather than trusted.
+# custom:
+#   code: RESIDENCY_VIOLATION
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	t := lib.tenant
+	not lib.workload.node_selector[lib.region_label]
+	not nodes.names_its_node
+	some i, term in lib.workload.node_affinity
+	not _selects_regions(term)
+	not nodes.term_names_nodes(term)
+	_bounds_region(term)
+	not _requires_no_region(term)
+	excluded := {region |
+		some requirement in term
+		requirement.key == lib.region_label
+		requirement.operator == "NotIn"
+		some region in requirement.values
+	}
+	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.region_allowed(t, region)}
+	count(forbidden) > 0
+	msg := sprintf(`node affinity term %d of %s of tenant "%s" (data_residency %s) excludes regions [%s] only, so it admits regions [%s] outside its jurisdiction; select regions [%s] with In`, [i, lib.subject, lib.tenant_name, t.data_residency, lib.names(excluded), lib.names(forbidden), lib.names(lib.allowed_regions(t))])
+}
+
+# METADATA
+# title: Affinity on nodes without region
+# description: >-
+#   A required node affinity term asks for nodes without a region label (DoesNotExist), which
+#   cannot satisfy a residency other than any.
+# custom:
+#   code: RESIDENCY_VIOLATION
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	t := lib.tenant
+	t.data_residency != "any"
+	some i, term in lib.workload.node_affinity
+	_requires_no_region(term)
+	msg := sprintf(`node affinity term %d of %s of tenant "%s" asks for nodes without a %s label, which cannot satisfy data_residency %s`, [i, lib.subject, lib.tenant_name, lib.region_label, t.data_residency])
+}
+
+_selects_regions(term) if {
+	some requirement in term
+	requirement.key == lib.region_label
+	requirement.operator == "In"
+}
+
+_bounds_region(term) if {
+	some requirement in term
+	requirement.key == lib.region_label
+}
+
+_requires_no_region(term) if {
+	some requirement in term
+	requirement.key == lib.region_label
+	requirement.operator == "DoesNotExist"
+}
+
+# METADATA
+# title: Named node outside the jurisdiction
+# description: >-
+#   A node the workload names (spec.nodeName, a kubernetes.io/hostname selector or affinity, a
+#   matchFields term) lies outside the tenant's jurisdiction by its labels or by the fleet data,
+#   or has no region label. Judged with or without a view of the cluster.
+# custom:
+#   code: RESIDENCY_VIOLATION
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	t := lib.tenant
+	t.data_residency != "any"
+	some name, facts in nodes.named_node_facts
+	some fact in facts
+	not lib.region_allowed(t, fact.region)
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which by %s is %s`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name), fact.source, _where(fact.region)])
+}
+
+_where(region) := sprintf("in region %s (jurisdiction %s)", [region, _jurisdiction(region)]) if region != ""
+
+_where("") := sprintf("without a %s label", [lib.region_label])
+
+# METADATA
+# title: Named node unknown
+# description: >-
+#   A node the workload names is neither in the fleet data of the bundle nor known to the caller,
+#   so nothing shows that it lies in the tenant's jurisdiction.
+# custom:
+#   code: RESIDENCY_VIOLATION
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.kind == "admit_workload"
+	t := lib.tenant
+	t.data_residency != "any"
+	some name, _ in nodes.named_nodes
+	not nodes.named_node_facts[name]
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which the fleet data does not list, so its region cannot be checked`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name)])
+}
+
+# the workload pins its region: its node selector names a region or a node, or every required
+# node affinity term selects regions with In or names nodes (the rules above judge which)
+region_pinned if lib.workload.node_selector[lib.region_label]
+
+region_pinned if nodes.names_its_node
+
+region_pinned if {
+	count(lib.workload.node_affinity) > 0
+	every term in lib.workload.node_affinity {
+		_pins_region(term)
+	}
+}
+
+_pins_region(term) if _selects_regions(term)
+
+_pins_region(term) if nodes.term_names_nodes(term)
+
+# METADATA
 # title: Workload without region constraint
 # description: >-
-#   The workload of a residency-restricted tenant does not constrain its region; the node
+#   The workload of a residency-restricted tenant does not pin its region; the node
 #   affinity of the constraints must be added (the scheduler extender still filters nodes).
 # custom:
 #   code: RESIDENCY_UNCONSTRAINED
 warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind == "admit_workload"
+	lib.places_pods
 	t := lib.tenant
 	t.data_residency != "any"
-	not lib.workload.node_selector[lib.region_label]
-	not _affinity_on_region
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) constrains no region; add the node affinity of the constraints`, [lib.subject, lib.tenant_name, t.data_residency])
+	count(lib.resource_claims) == 0
+	not region_pinned
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) does not pin its region; add the node affinity of the constraints`, [lib.subject, lib.tenant_name, t.data_residency])
 }
 
-_affinity_on_region if {
-	some term in lib.workload.node_affinity
-	some requirement in term
-	requirement.key == lib.region_label
+# METADATA
+# title: Device claims without region constraint
+# description: >-
+#   The workload claims devices through Dynamic Resource Allocation (resourceClaims), which the
+#   scheduler extender never sees, and does not pin its region: admission is the only check of
+#   its placement, so the region must be pinned there.
+# custom:
+#   code: RESIDENCY_UNCONSTRAINED
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	count(lib.resource_claims) > 0
+	t := lib.tenant
+	t.data_residency != "any"
+	not region_pinned
+	msg := sprintf(`%s of tenant "%s" (data_residency %s) claims devices through resourceClaims [%s], which the scheduler extender does not judge, and does not pin its region; select regions [%s] with a node selector or node affinity In`, [lib.subject, lib.tenant_name, t.data_residency, lib.names(lib.resource_claims), lib.names(lib.allowed_regions(t))])
 }
 
 # METADATA

@@ -6,6 +6,7 @@
 package gpupaas.tenancy
 
 import data.gpupaas.lib
+import data.gpupaas.nodes
 
 _policy := "gpupaas.tenancy"
 
@@ -276,6 +277,35 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	pool.isolation == "dedicated"
 	not lib.tenants[pool.tenant]
 	msg := sprintf(`dedicated pool "%s" of cluster "%s" names tenant "%s", which is not in the bundle`, [p, c, pool.tenant])
+}
+
+# METADATA
+# title: Node listed twice
+# description: >-
+#   A node name is listed by more than one pool of the fleet, so admission could not tell which
+#   region and pool a workload naming it reaches.
+# custom:
+#   code: NODE_NAME_CONFLICT
+config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clusters", c, "pools", p, "node_names", i], msg) if {
+	some name, places in nodes.node_places
+	count(places) > 1
+	some [c, p] in places
+	some i, listed in lib.clusters[c].pools[p].node_names
+	listed == name
+	msg := sprintf(`node "%s" of pool "%s" of cluster "%s" is also listed by [%s]`, [name, p, c, lib.names({sprintf("%s/%s", [oc, op]) | some [oc, op] in places; [oc, op] != [c, p]})])
+}
+
+# METADATA
+# title: Node names and count disagree
+# description: A pool lists node names, but not one per node of its count.
+# custom:
+#   code: NODE_COUNT_MISMATCH
+config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clusters", c, "pools", p, "node_names"], msg) if {
+	some c, cluster in lib.clusters
+	some p, pool in cluster.pools
+	names := pool.node_names
+	count(names) != pool.nodes
+	msg := sprintf(`pool "%s" of cluster "%s" lists %d node names for %d nodes`, [p, c, count(names), pool.nodes])
 }
 
 _fleet_violation(meta, path, msg) := {"document": "fleet", "path": path, "code": meta.custom.code, "message": msg}

@@ -159,6 +159,29 @@ test_config_violations if {
 	}
 }
 
+test_fleet_node_names_violations if {
+	fleet := object.union(testdata.fleet, {"clusters": {"us-east": {"pools": {
+		"us-a100-mig": {"node_names": ["us-a100-mig-1", "eu-acme-2"]},
+		"us-a100-spot": {"node_names": ["us-spot-1"]},
+	}}}})
+	violations := tenancy.config_violations with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	{[v.code, v.path, v.message] | some v in violations} == {
+		[
+			"NODE_NAME_CONFLICT", ["fleet", "clusters", "eu-west", "pools", "acme-h100-dedicated", "node_names", 1],
+			`node "eu-acme-2" of pool "acme-h100-dedicated" of cluster "eu-west" is also listed by [us-east/us-a100-mig]`,
+		],
+		[
+			"NODE_NAME_CONFLICT", ["fleet", "clusters", "us-east", "pools", "us-a100-mig", "node_names", 1],
+			`node "eu-acme-2" of pool "us-a100-mig" of cluster "us-east" is also listed by [eu-west/acme-h100-dedicated]`,
+		],
+		[
+			"NODE_COUNT_MISMATCH", ["fleet", "clusters", "us-east", "pools", "us-a100-spot", "node_names"],
+			`pool "us-a100-spot" of cluster "us-east" lists 1 node names for 4 nodes`,
+		],
+	}
+}
+
 _sla(tenant, change) := {"kind": "change_sla", "tenant": tenant, "change_sla": change}
 
 test_sla_upgrade_needs_approval if {

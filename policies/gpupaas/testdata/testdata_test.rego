@@ -61,6 +61,7 @@ fleet := {
 					"tenant": "acme-eu",
 					"sharing_strategy": "none",
 					"nodes": 2,
+					"node_names": ["eu-acme-1", "eu-acme-2"],
 					"gpus_per_node": 8,
 				},
 				"eu-h100-shared": {
@@ -68,6 +69,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "none",
 					"nodes": 4,
+					"node_names": ["eu-shared-1", "eu-shared-2", "eu-shared-3", "eu-shared-4"],
 					"gpus_per_node": 8,
 				},
 				"eu-a100-timeslice": {
@@ -75,6 +77,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "time-slicing",
 					"nodes": 2,
+					"node_names": ["eu-a100-ts-1", "eu-a100-ts-2"],
 					"gpus_per_node": 8,
 				},
 			},
@@ -91,6 +94,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "none",
 					"nodes": 2,
+					"node_names": ["eu-mi300x-1", "eu-mi300x-2"],
 					"gpus_per_node": 8,
 				},
 			},
@@ -107,6 +111,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "none",
 					"nodes": 8,
+					"node_names": ["us-shared-1", "us-shared-2", "us-shared-3", "us-shared-4", "us-shared-5", "us-shared-6", "us-shared-7", "us-shared-8"],
 					"gpus_per_node": 8,
 				},
 				"us-a100-mig": {
@@ -114,6 +119,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "mig",
 					"nodes": 2,
+					"node_names": ["us-a100-mig-1", "us-a100-mig-2"],
 					"gpus_per_node": 8,
 				},
 				"us-a100-spot": {
@@ -121,6 +127,7 @@ fleet := {
 					"isolation": "shared",
 					"sharing_strategy": "time-slicing",
 					"nodes": 4,
+					"node_names": ["us-spot-1", "us-spot-2", "us-spot-3", "us-spot-4"],
 					"gpus_per_node": 8,
 				},
 			},
