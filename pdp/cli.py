@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from pdp.api.http_cli import add_http_options, http_address, start_http
 from pdp.bundles.build import CURRENT_WASM_BUNDLE, build_bundle
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
@@ -122,7 +123,8 @@ class _Servers:
         self.parts: list[Any] = []
 
     def add(self, part: Any) -> Any:
-        self.parts.append(part)
+        if part is not None:  # an optional part that was not asked for
+            self.parts.append(part)
         return part
 
     def stop(self) -> None:
@@ -193,6 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     tls = _tls(args)
     _check_enforcement(args)
+    http_address(args)
     # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
     # per-request INFO lines (httpx) do not.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -216,6 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
             _start_enforcement(args, point, servers)
+            servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
         except BaseException:
             servers.stop()
             raise
@@ -236,6 +240,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 source = {"opa_addr": stack.sidecar.addr if stack.sidecar else ""}
             _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
             _start_enforcement(args, stack.point, servers)
+            servers.add(start_http(args, stack.point, stack.engine_ready))
         except BaseException:
             servers.stop()
             raise
@@ -407,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="gRPC server processes sharing --listen (one Python process decides on one core)",
     )
+    add_http_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", required=True)
