@@ -16,6 +16,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class SlurmCluster:
         self.munge_socket = self.root / "munge" / "munge.sock"
         self.db_socket = self.root / "db" / "mysql.sock"
         self.jobs = self.root / "jobs"
+        # slurmstepd's Unix sockets live in the spool folder and their path must stay under 108
+        # bytes, which a pytest temporary folder already nearly is.
+        self.spool = Path(tempfile.mkdtemp(prefix="slurmd-", dir="/tmp"))
         self.nodes = [n for p in slurm_fleet.partitions(self.fleet) for n in p.nodes]
         self.ports = {
             "db": free_port(),
@@ -123,7 +127,7 @@ class SlurmCluster:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         for node in self.nodes:
-            (self.state / "spool" / node).mkdir(parents=True, exist_ok=True)
+            (self.spool / node).mkdir(parents=True, exist_ok=True)
         hostname = socket.gethostname().split(".")[0]
         slurm_conf = f"""\
 ClusterName={CLUSTER}
@@ -135,7 +139,7 @@ AuthType=auth/munge
 AuthInfo=socket={self.munge_socket}
 CredType=cred/munge
 StateSaveLocation={self.state}/ctld
-SlurmdSpoolDir={self.state}/spool/%n
+SlurmdSpoolDir={self.spool}/%n
 SlurmctldPidFile={self.state}/slurmctld.pid
 SlurmdPidFile={self.state}/slurmd-%n.pid
 SlurmctldLogFile={self.logs}/slurmctld.log
@@ -349,6 +353,7 @@ StorageLoc=slurm_acct_db
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        shutil.rmtree(self.spool, ignore_errors=True)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -2,19 +2,23 @@
 gpupaas job_submit.lua: every job that asks for GPUs is decided by the gpupaas PDP before slurmctld
 accepts it (or accepts a change to it).
 
-The job becomes one deploy_model intent per cluster among its candidate partitions (the ones it
-names, or every partition of its GPU type when it names none): tenant = the job's account, GPU
-class from the GRES type, GPUs per node and node count from the request. The intents go to the
-PDP's HTTP API (POST /v1/decide/batch) in one call with a short deadline. A partition is kept when
-its cluster's decision is ALLOW and the decision's constraints admit its pool (isolation, sharing);
-the job is pinned to the partitions kept. With none kept, the job is refused and sbatch prints the
-reason codes, messages and decision ids.
+The job becomes one deploy_model intent per cluster and sharing strategy among its candidate
+partitions (the ones it names, or every partition of its GPU type when it names none): tenant =
+the job's account, GPU class from the GRES type, GPUs per node and node count from the request,
+sharing from the pool. The intents go to the PDP's HTTP API (POST /v1/decide/batch) in one call
+with a short deadline. A partition is kept when its decision is ALLOW and the decision's
+constraints admit its pool (isolation, sharing); the job is pinned to the first partition kept,
+in the job's own order. One, because tenants reach partitions through partition-scoped
+associations, and Slurm 22.05 refuses a multi-partition job then ("Multiple partition job request
+not supported when a partition is set in the association"). With none kept, the job is refused
+and sbatch prints the reason codes, messages and decision ids.
 
 Fail closed: when the PDP cannot be asked (unreachable, too slow, a malformed answer, a broken
 configuration, any error in this script), GPU jobs are refused and say so; jobs without GPUs are
 not policy's business and pass. Every path returns explicitly: a bare `return` would admit a job.
 
-Settings come from gpupaas-pdp.lua beside this script (rendered by pdp/substrate/slurm/lua.py).
+Settings come from gpupaas-pdp.lua beside this script (rendered by pdp/substrate/slurm/lua.py),
+read again for every GPU job.
 slurmctld serialises job_submit calls under one lock, so the PDP's latency is added to every GPU
 submission on the cluster: the timeout is sub-second, and answers are cached for a few seconds
 keyed on the fields that make the intent.
@@ -27,7 +31,7 @@ local function script_dir()
   return (source:gsub("^@", "")):match("^(.*)/[^/]*$") or "."
 end
 
--- Libraries and settings, loaded once; a failure is remembered and refuses GPU jobs.
+-- Libraries, loaded once; a failure is remembered and refuses GPU jobs.
 local load_error = nil
 local socket, cjson, config
 do
@@ -35,9 +39,18 @@ do
   if ok then socket = result else load_error = "lua-socket: " .. tostring(result) end
   ok, result = pcall(require, "cjson")
   if ok then cjson = result else load_error = load_error or ("lua-cjson: " .. tostring(result)) end
-  ok, result = pcall(dofile, script_dir() .. "/gpupaas-pdp.lua")
-  if ok and type(result) == "table" then config = result
-  else load_error = load_error or ("gpupaas-pdp.lua: " .. tostring(result)) end
+end
+
+--[[ The settings are read again for every GPU job (a small table, well under a millisecond), so a
+rewritten gpupaas-pdp.lua applies from the next job on; slurmctld reloads this script only when
+the script itself changes. A settings file that cannot be read refuses GPU jobs. --]]
+local SETTINGS_FILE = script_dir() .. "/gpupaas-pdp.lua"
+local function load_settings()
+  local ok, result = pcall(dofile, SETTINGS_FILE)
+  if not ok or type(result) ~= "table" then
+    error("the policy check is not configured (" .. SETTINGS_FILE .. ": " .. tostring(result) .. ")")
+  end
+  config = result
 end
 
 local cache = {}
@@ -213,6 +226,7 @@ local function decide(job, submit_uid)
   if load_error then
     error("the policy check is not configured (" .. load_error .. ")")
   end
+  load_settings()
   if request.gtype == nil then
     error("name the GPU type: --gres=gpu:<type>:<n> (types: " .. table.concat(config.gres_types, ", ") .. ")")
   end
@@ -241,25 +255,28 @@ local function decide(job, submit_uid)
       .. request.gtype }
   end
 
-  local clusters, order = {}, {}
+  --[[ One intent per cluster and sharing strategy: a job on a time-sliced (or MIG) pool shares
+  its GPUs the way the pool does, so its intent asks for that sharing mode. --]]
+  local groups, order = {}, {}
   for _, name in ipairs(candidates) do
-    local cluster = config.partitions[name].cluster
-    if clusters[cluster] == nil then
-      clusters[cluster] = {}
-      order[#order + 1] = cluster
+    local p = config.partitions[name]
+    local key = p.cluster .. "/" .. p.sharing
+    if groups[key] == nil then
+      groups[key] = { cluster = p.cluster, sharing = p.sharing, partitions = {} }
+      order[#order + 1] = key
     end
-    table.insert(clusters[cluster], name)
+    table.insert(groups[key].partitions, name)
   end
-  local key = table.concat({ account, request.gtype, request.per_node, request.nodes,
+  local cache_key = table.concat({ account, request.gtype, request.per_node, request.nodes,
     table.concat(candidates, ",") }, "|")
-  local cached = cache[key]
+  local cached = cache[cache_key]
   local decisions
   if cached and socket.gettime() - cached.at < config.cache_seconds then
     decisions = cached.decisions
   else
     local intents = {}
     local user = given(job.user_name) or tostring(submit_uid)
-    for _, cluster in ipairs(order) do
+    for _, key in ipairs(order) do
       intents[#intents + 1] = {
         kind = "deploy_model",
         tenant = account,
@@ -269,20 +286,22 @@ local function decide(job, submit_uid)
           gpu_class = gpu_class,
           gpus_per_replica = request.per_node,
           replicas = request.nodes,
-          cluster = cluster,
+          cluster = groups[key].cluster,
+          sharing = groups[key].sharing,
         },
       }
     end
     decisions = ask_pdp(intents)
-    if config.cache_seconds > 0 then cache[key] = { at = socket.gettime(), decisions = decisions } end
+    if config.cache_seconds > 0 then cache[cache_key] = { at = socket.gettime(), decisions = decisions } end
   end
 
   local allowed, explained = {}, {}
-  for i, cluster in ipairs(order) do
+  for i, key in ipairs(order) do
     local d = decisions[i]
     local id = tostring(d.decision_id)
+    local names = groups[key].partitions
     if d.outcome == "ALLOW" then
-      for _, name in ipairs(clusters[cluster]) do
+      for _, name in ipairs(names) do
         if admits(d.constraints, config.partitions[name]) then
           allowed[#allowed + 1] = name
         else
@@ -295,11 +314,18 @@ local function decide(job, submit_uid)
       for _, reason in ipairs(d.reasons or {}) do
         explained[#explained + 1] = string.format("%s: %s %s: %s (partitions %s, decision %s)",
           PLUGIN, tostring(d.outcome), tostring(reason.code), tostring(reason.message),
-          table.concat(clusters[cluster], ","), id)
+          table.concat(names, ","), id)
       end
     end
   end
-  return allowed, explained
+  -- In the job's own order of partitions (or the configuration's, when it named none).
+  local kept = {}
+  for _, name in ipairs(allowed) do kept[name] = true end
+  local ordered = {}
+  for _, name in ipairs(candidates) do
+    if kept[name] then ordered[#ordered + 1] = name end
+  end
+  return ordered, explained
 end
 
 local function check(job, submit_uid, pin)
@@ -313,10 +339,10 @@ local function check(job, submit_uid, pin)
     return refuse(explained)
   end
   if pin then
-    job.partition = table.concat(allowed, ",")
+    job.partition = allowed[1]
   end
-  log_info("account %s allowed on %s", tostring(given(job.account) or given(job.default_account)),
-    table.concat(allowed, ","))
+  log_info("account %s allowed on %s, pinned to %s", tostring(given(job.account) or given(job.default_account)),
+    table.concat(allowed, ","), pin and allowed[1] or "-")
   return slurm.SUCCESS
 end
 
@@ -343,6 +369,5 @@ function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
   return check(effective, modify_uid, false)
 end
 
-log_info("loaded (%s)", load_error and ("GPU jobs refused: " .. load_error) or "PDP " ..
-  tostring(config.host) .. ":" .. tostring(config.port))
+log_info("loaded (%s)", load_error and ("GPU jobs refused: " .. load_error) or SETTINGS_FILE)
 return slurm.SUCCESS
