@@ -60,6 +60,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         audit_anchor=args.audit_anchor,
         audit_reanchor=args.audit_reanchor,
         destroy_timeout=args.destroy_timeout,
+        slurm_conf=args.slurm_conf,
+        slurm_cluster=args.slurm_cluster,
+        slurm_users=args.slurm_users,
     )
     worker = Worker(options)
     worker.start()
@@ -289,6 +292,11 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=300.0,
         help="seconds offboarding waits for deleted objects (Terminating namespaces) to be gone",
+    )
+    w.add_argument("--slurm-conf", type=Path, help="also realize tenants on this Slurm cluster (sacctmgr)")
+    w.add_argument("--slurm-cluster", default="gpupaas", help="the Slurm ClusterName")
+    w.add_argument(
+        "--slurm-users", type=Path, help='YAML: tenant -> Unix users who submit as it ("*": every tenant)'
     )
     w.set_defaults(func=cmd_worker)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))

@@ -11,7 +11,7 @@ from dbos import DBOS, DBOSConfig
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.lifecycle import anchor, certificate, workflows
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
@@ -40,6 +40,11 @@ class WorkerOptions:
     audit_reanchor: bool = False
     # Seconds offboarding waits for deleted objects (namespaces above all) to be gone.
     destroy_timeout: float = 300.0
+    # Realize tenants on Slurm too: slurm.conf of the cluster (sacctmgr reads its accounting
+    # settings), its ClusterName, and the YAML file mapping tenants to Unix users.
+    slurm_conf: Path | None = None
+    slurm_cluster: str = "gpupaas"
+    slurm_users: Path | None = None
 
     @property
     def state(self) -> Path:
@@ -58,6 +63,23 @@ class WorkerOptions:
         if self.database_url:
             return self.database_url, self.database_url
         return f"sqlite:///{self.state / 'lifecycle.sqlite'}", f"sqlite:///{self.state / 'dbos.sqlite'}"
+
+
+def _with_slurm(o: WorkerOptions, default: Adapter) -> tuple[Adapter, tuple[Substrate, ...]]:
+    """Slurm objects to a SlurmAdapter, the rest to `default`; the cluster and the platform's QOS
+    are made sure of first, so a tenant's associations can name them."""
+    from pdp.lifecycle.adapters.routing import RoutingAdapter
+    from pdp.substrate.slurm.accounts import API_VERSION, qos_objects
+    from pdp.substrate.slurm.adapter import SlurmAdapter
+    from pdp.substrate.slurm.substrate import SlurmSubstrate, load_users
+
+    assert o.slurm_conf is not None
+    slurm = SlurmAdapter(o.slurm_conf, o.slurm_cluster)
+    slurm.ensure_cluster()
+    for qos in qos_objects():
+        slurm.apply(qos)
+    users = load_users(o.slurm_users) if o.slurm_users else {}
+    return RoutingAdapter(default, {API_VERSION.split("/")[0]: slurm}), (SlurmSubstrate(users),)
 
 
 class Worker:
@@ -85,12 +107,17 @@ class Worker:
             adapter = KubernetesAdapter(o.kubeconfig)
         else:
             adapter = DryRunAdapter(db)
+        substrates: tuple[Substrate, ...] = ()
+        if o.slurm_conf:
+            adapter, substrates = _with_slurm(o, adapter)
         settings = Settings(
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
             destroy_timeout=o.destroy_timeout,
         )
-        self.runtime = Runtime(db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor)
+        self.runtime = Runtime(
+            db, Store(db), adapter, PolicyGateway(self.stack), settings, key, audit_anchor, substrates
+        )
         install(self.runtime)
         admin = os.environ.get(o.admin_token_env)
         if admin:

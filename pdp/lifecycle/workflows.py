@@ -22,6 +22,7 @@ from dbos import DBOS
 from pdp.lifecycle import anchor, audit, capacity, certificate, hooks, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
+from pdp.lifecycle.substrates import render_tenant
 from pdp.substrate.kubernetes import objects
 
 QUEUE = "tenant-ops"
@@ -203,7 +204,7 @@ def withdraw_step(tenant: str) -> str:
 
 @DBOS.step()
 def render_step(policy: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    return objects.render(policy, current().policy.fleet)
+    return render_tenant(current(), policy)
 
 
 @DBOS.step()
@@ -322,7 +323,7 @@ def apply_request_step(
         return {"sharing_mode": payload["mode"], "to_replace": moving}
     if kind == "update_quotas":
         policy = {**rt.store.tenant(tenant)["policy"], "entitlements": payload["entitlements"]}
-        rendered = objects.render(policy, rt.policy.fleet)
+        rendered = render_tenant(rt, policy)
         for obj in rendered["quota"] + rendered["kueue"]:
             rt.adapter.apply(obj)
         revision = rt.policy.publish(policy)

@@ -1,4 +1,5 @@
-"""Adapters apply the tenant's objects to a platform: Kubernetes (server-side apply) or dry run."""
+"""Adapters apply the tenant's objects to a platform: Kubernetes (server-side apply), Slurm
+(sacctmgr), or dry run; substrates render the objects beyond Kubernetes."""
 
 from __future__ import annotations
 
@@ -18,3 +19,8 @@ class Adapter(Protocol):
 
     def gone(self, obj: Mapping[str, Any]) -> bool:
         """True when `obj` no longer exists at all (not even as being deleted)."""
+
+
+class Substrate(Protocol):
+    def render(self, policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """The tenant's objects on this substrate, by lifecycle group (namespaces, quota, ...)."""
