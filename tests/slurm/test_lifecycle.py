@@ -68,6 +68,18 @@ def test_a_quota_change_reaches_the_association_limit(worker: Worker, slurm: Slu
     )
 
 
+def test_an_sla_upgrade_moves_the_account_to_the_new_tiers_qos(worker: Worker, slurm: SlurmWorld) -> None:
+    with worker.client() as c:
+        r = c.post("/v1/tenants/hooli/sla", json={"tier": "enterprise"})
+    assert r.status_code == 202 and r.json()["reason_codes"] == ["SLA_APPROVAL_REQUIRED"], r.text
+    worker.approve(worker.wait_approval("hooli")["id"])
+    wf = worker.wait_workflow(r.json()["workflow_id"])
+    assert wf["output"]["status"] == "applied", wf
+    rows = associations(slurm, "hooli")
+    assert "||gpupaas-enterprise|gres/gpu:a100_40gb=4,gres/gpu:h100_80gb=2,gres/gpu=6" in rows
+    assert all("|gpupaas-enterprise|" in row for row in rows)
+
+
 def test_a_failed_onboarding_removes_what_it_made_in_slurm(worker: Worker, slurm: SlurmWorld) -> None:
     worker.kill9()
     worker.start(env={"PDP_LIFECYCLE_FAIL_AT": "apply:network"})
@@ -92,6 +104,8 @@ def test_offboarding_cancels_the_jobs_and_removes_the_account(worker: Worker, sl
     with worker.client() as c:
         r = c.post("/v1/tenants/hooli/offboard", json={"reason": "contract ended"})
         assert r.status_code == 202, r.text
+    # hooli is an enterprise tenant since the SLA upgrade: offboarding needs approval.
+    worker.approve(worker.wait_approval("hooli")["id"])
     wf = worker.wait_workflow("offboard-hooli", timeout=120)
     assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "offboarded", wf
     assert "hooli" not in accounts(slurm)
