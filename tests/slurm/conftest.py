@@ -39,6 +39,22 @@ UMBRELLA = {
     }
 }
 
+# In the bundle, not onboarded: the Ansible role realizes it (tests/slurm/test_ansible_role.py).
+WAYNE = {
+    "tenant": {
+        "name": "wayne",
+        "display_name": "Wayne (standard, EU)",
+        "tier": "standard",
+        "isolation": "shared",
+        "data_residency": "eu-only",
+        "allow_preemption": False,
+        "allow_gpu_sharing": False,
+        "namespaces": ["wayne-ml"],
+        "entitlements": {"H100-80GB": 2},
+        "sla": {"class": "throughput", "availability": 99.5},
+    }
+}
+
 
 def _skip_without_slurm() -> None:
     missing = missing_programs()
@@ -51,6 +67,8 @@ def _skip_without_slurm() -> None:
 
 @dataclass
 class SlurmWorld:
+    root: Path
+    token_file: Path
     cluster: SlurmCluster
     stack: EmbeddedPDP
     http: HttpDecisionServer
@@ -70,6 +88,7 @@ def slurm_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmWorld
     shutil.copytree(EXAMPLES, root / "examples")
     shutil.copy(HERE / "fleet.yaml", root / "examples" / "fleet.yaml")
     (root / "examples" / "tenants" / "umbrella.yaml").write_text(yaml.safe_dump(UMBRELLA))
+    (root / "examples" / "tenants" / "wayne.yaml").write_text(yaml.safe_dump(WAYNE))
     policies = {
         doc["tenant"]["name"]: doc["tenant"]
         for doc in (yaml.safe_load(p.read_text()) for p in (root / "examples" / "tenants").glob("*.yaml"))
@@ -83,7 +102,7 @@ def slurm_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmWorld
         hook = lua.HookSettings(pdp_url=http.url, timeout=1.0, cache_seconds=0, token_file=token_file)
         started = time.monotonic()
         cluster = SlurmCluster(root / "cluster", FLEET, hook).start()
-        world = SlurmWorld(cluster, stack, http, policies, time.monotonic() - started)
+        world = SlurmWorld(root, token_file, cluster, stack, http, policies, time.monotonic() - started)
         try:
             for tenant in ("acme-eu", "globex", "initech-spot", "umbrella"):
                 world.onboard(tenant)

@@ -53,6 +53,8 @@ class SlurmAdapter:
         self.bin_dir = bin_dir
         self.timeout = timeout
         self._env = {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
+        # The changing commands run, in order: what a caller reports as changed (empty: nothing was).
+        self.changes: list[str] = []
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -69,7 +71,10 @@ class SlurmAdapter:
         return done.stdout
 
     def sacctmgr(self, *args: str) -> str:
-        return self.run("sacctmgr", "-i", *args)
+        """A changing sacctmgr command (reads go through `rows`)."""
+        out = self.run("sacctmgr", "-i", *args)
+        self.changes.append(" ".join(["sacctmgr", *args]))
+        return out
 
     def rows(self, *args: str) -> list[list[str]]:
         """`sacctmgr show ...` as rows of fields (parsable, no header)."""
@@ -150,7 +155,11 @@ class SlurmAdapter:
         found = self._account(name)
         if found is None:
             self.sacctmgr("add", "account", name, f"Cluster={self.cluster}", *settings)
-        elif found[1:] != [spec["description"], spec["organization"]]:
+        # slurmdbd keeps descriptions and organizations in lower case.
+        elif [v.lower() for v in found[1:]] != [
+            str(spec["description"]).lower(),
+            str(spec["organization"]).lower(),
+        ]:
             self.sacctmgr("modify", "account", *_where(f"name={name}"), "set", *settings)
 
     def _apply_associations(self, spec: Mapping[str, Any]) -> None:
