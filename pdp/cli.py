@@ -1,6 +1,7 @@
 """`pdp`: validate tenant policy, build signed bundles, serve the PDP, and decide from scripts.
 
-Exit status of `pdp decide`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed intent or usage.
+Exit status of `pdp decide` and `pdp check-plan`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed
+intent (or plan) or usage.
 """
 
 from __future__ import annotations
@@ -309,7 +310,23 @@ def _read_intent(source: str) -> Any:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    intent = _read_intent(args.intent)
+    return _decide_and_print(args, _read_intent(args.intent))
+
+
+def cmd_check_plan(args: argparse.Namespace) -> int:
+    """The GPU capacity changes of a `tofu show -json` plan, decided as one change_capacity intent."""
+    from pdp.substrate.terraform.plan import PlanError, intent_from_plan
+
+    text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
+    try:
+        intent = intent_from_plan(json.loads(text), actor=args.actor)
+    except (json.JSONDecodeError, PlanError) as exc:
+        print(f"invalid plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _decide_and_print(args, intent)
+
+
+def _decide_and_print(args: argparse.Namespace, intent: Any) -> int:
     if args.server:
         from pdp.client import PdpClient
 
@@ -433,6 +450,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     d.add_argument("--timeout", type=float, default=2.0)
     d.set_defaults(func=cmd_decide)
+    cp = with_config(
+        sub.add_parser("check-plan", help="decide the GPU capacity changes of a tofu/terraform plan")
+    )
+    cp.add_argument("plan", help="`tofu show -json` output (a file, or - for stdin)")
+    cp.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
+    cp.add_argument("--timeout", type=float, default=2.0)
+    cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
+    cp.set_defaults(func=cmd_check_plan)
     r = sub.add_parser("records", help="decision records as JSON lines")
     r.add_argument("--state", type=Path, default=PROJECT_ROOT / "var")
     r.add_argument("--tenant")
