@@ -1,6 +1,7 @@
 """`pdp`: validate tenant policy, build signed bundles, serve the PDP, and decide from scripts.
 
-Exit status of `pdp decide`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed intent or usage.
+Exit status of `pdp decide` and `pdp check-plan`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed
+intent (or plan) or usage.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from pdp.api.http_cli import add_http_options, http_address, start_http
 from pdp.bundles.build import CURRENT_WASM_BUNDLE, build_bundle
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
@@ -49,6 +51,7 @@ from pdp.options import (
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
+from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
 
 EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
 EXIT_USAGE = 2
@@ -140,7 +143,8 @@ class _Servers:
         self.parts: list[Any] = []
 
     def add(self, part: Any) -> Any:
-        self.parts.append(part)
+        if part is not None:  # an optional part that was not asked for
+            self.parts.append(part)
         return part
 
     def stop(self) -> None:
@@ -217,6 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging()
     tls = _tls(args)
     _check_enforcement(args)
+    http_address(args)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
@@ -239,6 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
             _start_enforcement(args, point, servers)
+            servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
         except BaseException:
             servers.stop()
             raise
@@ -266,6 +272,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 source = {"opa_addr": stack.sidecar.addr if stack.sidecar else ""}
             _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
             _start_enforcement(args, stack.point, servers)
+            servers.add(start_http(args, stack.point, stack.engine_ready))
         except BaseException:
             servers.stop()
             raise
@@ -349,7 +356,23 @@ def _read_intent(source: str) -> Any:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    intent = _read_intent(args.intent)
+    return _decide_and_print(args, _read_intent(args.intent))
+
+
+def cmd_check_plan(args: argparse.Namespace) -> int:
+    """The GPU capacity changes of a `tofu show -json` plan, decided as one change_capacity intent."""
+    from pdp.substrate.terraform.plan import PlanError, intent_from_plan
+
+    text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
+    try:
+        intent = intent_from_plan(json.loads(text), actor=args.actor)
+    except (json.JSONDecodeError, PlanError) as exc:
+        print(f"invalid plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _decide_and_print(args, intent)
+
+
+def _decide_and_print(args: argparse.Namespace, intent: Any) -> int:
     if args.server:
         from pdp.client import PdpClient
 
@@ -460,6 +483,7 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="gRPC server processes sharing --listen (one Python process decides on one core)",
     )
+    add_http_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", required=True)
@@ -485,6 +509,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     d.add_argument("--timeout", type=float, default=2.0)
     d.set_defaults(func=cmd_decide)
+    cp = with_config(
+        sub.add_parser("check-plan", help="decide the GPU capacity changes of a tofu/terraform plan")
+    )
+    cp.add_argument("plan", help="`tofu show -json` output (a file, or - for stdin)")
+    cp.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
+    cp.add_argument("--timeout", type=float, default=2.0)
+    cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
+    cp.set_defaults(func=cmd_check_plan)
     add_records_parser(sub)
     dm = with_records(
         with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
@@ -492,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
     dm.set_defaults(func=cmd_demo)
     add_lifecycle_parser(sub)
+    add_slurm_parser(sub)
     return p
 
 

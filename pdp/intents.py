@@ -26,6 +26,7 @@ KINDS = (
     "place_workload",
     "preempt",
     "change_sla",
+    "change_capacity",
 )
 
 

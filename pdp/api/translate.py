@@ -68,6 +68,10 @@ def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
         }
     else:
         intent[kind] = _as_dict(payload, keep_zeroes=kind in _KEEP_ZEROES)
+    if kind == "change_capacity":
+        # proto3 cannot tell an empty repeated field from an absent one; a plan without capacity
+        # changes still has its (empty) list.
+        intent[kind].setdefault("changes", [])
     return intent
 
 

@@ -139,6 +139,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         pool_retry_interval=args.pool_retry_interval,
         admin_token_file=args.admin_token_file,
         tokens=token_policy(args),
+        slurm_conf=args.slurm_conf,
+        slurm_cluster=args.slurm_cluster,
+        slurm_users=args.slurm_users,
     )
     worker = Worker(options)
     try:
@@ -386,6 +389,11 @@ def add_parser(sub: Any) -> None:
         default=300.0,
         help="seconds between re-plans of a dedicated pool waiting for capacity (a capacity retry "
         "wakes it at once)",
+    )
+    w.add_argument("--slurm-conf", type=Path, help="also realize tenants on this Slurm cluster (sacctmgr)")
+    w.add_argument("--slurm-cluster", default="gpupaas", help="the Slurm ClusterName")
+    w.add_argument(
+        "--slurm-users", type=Path, help='YAML: tenant -> Unix users who submit as it ("*": every tenant)'
     )
     # Tenant documents, fleet and bundle of the worker live under --state; --tenants and --fleet
     # are only read, --bundles defaults to <state>/lifecycle/bundles.

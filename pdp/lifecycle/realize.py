@@ -16,6 +16,7 @@ from typing import Any
 
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
+from pdp.lifecycle.substrates import render_tenant
 from pdp.substrate.kubernetes import objects, workload
 
 
@@ -305,8 +306,7 @@ def apply_policy(
 ) -> str:
     """Re-apply the tenant objects that follow its policy (quota, Kueue, PriorityClass), publish
     the policy into the bundle and record it; returns the bundle revision OPA serves now."""
-    fleet = rt.policy.fleet
-    rendered, old = objects.render(policy, fleet), objects.render(previous, fleet)
+    rendered, old = render_tenant(rt, policy), render_tenant(rt, previous)
     for group in objects.POLICY_GROUPS:
         for obj, was in zip(rendered[group], old[group], strict=True):
             if obj["kind"] == "PriorityClass" and obj != was:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.anchor import Anchor
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
@@ -46,6 +46,8 @@ class Runtime:
     certificate_key: Ed25519PrivateKey | None = None
     # Keeps the audit trail's signed anchor at the chain head (set by the worker).
     anchor: Anchor | None = None
+    # Substrates beyond Kubernetes whose objects join the tenant's groups (pdp/lifecycle/substrates.py).
+    substrates: tuple[Substrate, ...] = ()
 
 
 _current: Runtime | None = None

@@ -16,7 +16,7 @@ from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
 from pdp.integrity.sinks import Sink, open_sink, sink_path
 from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.credentials import CredentialError, TokenPolicy
 from pdp.lifecycle.db import Database
@@ -61,6 +61,11 @@ class WorkerOptions:
     decision_wait: float = 10.0
     # Seconds between re-plans of a dedicated pool waiting for capacity (capacity retries wake it too).
     pool_retry_interval: float = 300.0
+    # Realize tenants on Slurm too: slurm.conf of the cluster (sacctmgr reads its accounting
+    # settings), its ClusterName, and the YAML file mapping tenants to Unix users.
+    slurm_conf: Path | None = None
+    slurm_cluster: str = "gpupaas"
+    slurm_users: Path | None = None
 
     @property
     def state(self) -> Path:
@@ -111,6 +116,23 @@ def read_admin_token(options: WorkerOptions) -> tuple[str, str]:
     if problem:
         raise CredentialError(f"the admin token in {source} {problem}")
     return token, source
+
+
+def _with_slurm(o: WorkerOptions, default: Adapter) -> tuple[Adapter, tuple[Substrate, ...]]:
+    """Slurm objects to a SlurmAdapter, the rest to `default`; the cluster and the platform's QOS
+    are made sure of first, so a tenant's associations can name them."""
+    from pdp.lifecycle.adapters.routing import RoutingAdapter
+    from pdp.substrate.slurm.accounts import API_VERSION, qos_objects
+    from pdp.substrate.slurm.adapter import SlurmAdapter
+    from pdp.substrate.slurm.substrate import SlurmSubstrate, load_users
+
+    assert o.slurm_conf is not None
+    slurm = SlurmAdapter(o.slurm_conf, o.slurm_cluster)
+    slurm.ensure_cluster()
+    for qos in qos_objects():
+        slurm.apply(qos)
+    users = load_users(o.slurm_users) if o.slurm_users else {}
+    return RoutingAdapter(default, {API_VERSION.split("/")[0]: slurm}), (SlurmSubstrate(users),)
 
 
 class Worker:
@@ -173,6 +195,9 @@ class Worker:
                 "lifecycle adapter: dry-run (nothing is applied to a cluster: effects are only recorded; "
                 "give --kubeconfig to apply)"
             )
+        substrates: tuple[Substrate, ...] = ()
+        if o.slurm_conf:
+            adapter, substrates = _with_slurm(o, adapter)
         settings = Settings(
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
@@ -180,7 +205,7 @@ class Worker:
             decision_wait=o.decision_wait,
             pool_retry_interval=o.pool_retry_interval,
         )
-        self.runtime = Runtime(db, store, adapter, gateway, settings, key, audit_anchor)
+        self.runtime = Runtime(db, store, adapter, gateway, settings, key, audit_anchor, substrates)
         install(self.runtime)
         config: DBOSConfig = {
             "name": "gpupaas-lifecycle",

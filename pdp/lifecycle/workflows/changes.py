@@ -16,6 +16,7 @@ from dbos import DBOS
 from pdp.lifecycle import hooks, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState
+from pdp.lifecycle.substrates import render_tenant
 from pdp.lifecycle.workflows.decide import ON_DEPLOYMENT, decide_change_step
 from pdp.lifecycle.workflows.queue_retry import retry_later
 from pdp.lifecycle.workflows.serial import negotiate
@@ -86,7 +87,7 @@ def apply_request_step(
         return {"sharing_mode": payload["mode"], "to_replace": moving}
     if kind == "update_quotas":
         policy = {**rt.store.tenant(tenant)["policy"], "entitlements": payload["entitlements"]}
-        rendered = objects.render(policy, rt.policy.fleet)
+        rendered = render_tenant(rt, policy)
         for obj in rendered["quota"] + rendered["kueue"]:
             rt.adapter.apply(obj)
         revision = rt.policy.publish(policy)

@@ -20,6 +20,7 @@ from dbos import DBOS
 
 from pdp.lifecycle import hooks, realize
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.substrates import render_tenant
 from pdp.substrate.kubernetes import objects
 
 RETRY: dict[str, Any] = {
@@ -176,7 +177,7 @@ def publish_step(tenant: str, policy: dict[str, Any]) -> str:
 
 @DBOS.step()
 def render_step(policy: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    return objects.render(policy, current().policy.fleet)
+    return render_tenant(current(), policy)
 
 
 @DBOS.step()

@@ -6,6 +6,7 @@
 package gpupaas.decision
 
 import data.gpupaas.admission
+import data.gpupaas.infrastructure
 import data.gpupaas.isolation
 import data.gpupaas.lib
 import data.gpupaas.placement
@@ -29,6 +30,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 _deny := union({
 	deny,
 	admission.deny,
+	infrastructure.deny,
 	isolation.deny,
 	placement.deny,
 	preemption.deny,
@@ -37,7 +39,7 @@ _deny := union({
 	tenancy.deny,
 })
 
-_approval := admission.approval | tenancy.approval
+_approval := (admission.approval | tenancy.approval) | infrastructure.approval
 
 default _outcome := "ALLOW"
 

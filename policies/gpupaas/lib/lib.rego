@@ -53,13 +53,16 @@ priority_class_ranks := {tier.priority_class: tier.rank | some tier in tiers}
 intent_kinds := {
 	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
 	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
-	"change_sla",
+	"change_sla", "change_capacity",
 }
 
 workload_kinds := {"admit_workload", "place_workload"}
 
+# kinds about the fleet rather than one tenant (infrastructure plans)
+fleet_kinds := {"change_capacity"}
+
 # kinds whose tenant is named by input.tenant and must exist in the bundle
-named_tenant_kinds := (intent_kinds - workload_kinds) - {"create_tenant"}
+named_tenant_kinds := ((intent_kinds - workload_kinds) - {"create_tenant"}) - fleet_kinds
 
 default kind := ""
 

@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class Intent(_message.Message):
     PLACE_WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     PREEMPT_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SLA_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -84,7 +85,8 @@ class Intent(_message.Message):
     place_workload: Placement
     preempt: Preempt
     change_sla: ChangeSla
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ...) -> None: ...
+    change_capacity: ChangeCapacity
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -168,6 +170,42 @@ class ChangeSla(_message.Message):
     tier: str
     isolation: str
     def __init__(self, tier: _Optional[str] = ..., isolation: _Optional[str] = ...) -> None: ...
+
+class ChangeCapacity(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[CapacityChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[CapacityChange, _Mapping]]] = ...) -> None: ...
+
+class CapacityChange(_message.Message):
+    __slots__ = ("address", "action", "before", "after")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    action: str
+    before: PoolState
+    after: PoolState
+    def __init__(self, address: _Optional[str] = ..., action: _Optional[str] = ..., before: _Optional[_Union[PoolState, _Mapping]] = ..., after: _Optional[_Union[PoolState, _Mapping]] = ...) -> None: ...
+
+class PoolState(_message.Message):
+    __slots__ = ("pool", "cluster", "region", "gpu_class", "nodes", "gpus_per_node", "dedicated_tenant")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_TENANT_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    cluster: str
+    region: str
+    gpu_class: str
+    nodes: int
+    gpus_per_node: int
+    dedicated_tenant: str
+    def __init__(self, pool: _Optional[str] = ..., cluster: _Optional[str] = ..., region: _Optional[str] = ..., gpu_class: _Optional[str] = ..., nodes: _Optional[int] = ..., gpus_per_node: _Optional[int] = ..., dedicated_tenant: _Optional[str] = ...) -> None: ...
 
 class SelectorRequirement(_message.Message):
     __slots__ = ("key", "operator", "values")

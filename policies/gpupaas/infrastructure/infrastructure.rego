@@ -1,0 +1,102 @@
+# METADATA
+# title: Infrastructure
+# description: >-
+#   Changes to GPU capacity planned in infrastructure code (a Terraform/OpenTofu plan, turned into
+#   a change_capacity intent by `pdp check-plan`): dedicated pools stay inside their tenant's
+#   jurisdiction, and a dedicated tenant's capacity never shrinks below its entitlement without
+#   approval.
+package gpupaas.infrastructure
+
+import data.gpupaas.lib
+
+_policy := "gpupaas.infrastructure"
+
+_changes := lib.payload.changes if lib.kind == "change_capacity"
+
+# the pool states a change leaves (after) or removes (before)
+_states(side) := [[change, change[side]] | some change in _changes; change[side]]
+
+_gpus(state) := state.nodes * state.gpus_per_node
+
+_jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
+
+# METADATA
+# title: Dedicated pool outside the jurisdiction
+# description: >-
+#   A planned pool dedicated to a tenant lies in a region outside the tenant's jurisdiction (or in
+#   a region the fleet does not know, whose jurisdiction cannot be checked).
+# custom:
+#   code: RESIDENCY_VIOLATION
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some [change, after] in _states("after")
+	tenant := lib.tenants[after.dedicated_tenant]
+	not lib.region_allowed(tenant, after.region)
+	msg := sprintf(`%s places pool "%s" dedicated to tenant "%s" (data_residency %s) in region %s (jurisdiction %s)`, [change.address, after.pool, after.dedicated_tenant, tenant.data_residency, after.region, _jurisdiction(after.region)])
+}
+
+# METADATA
+# title: Dedicated to an unknown tenant
+# description: A planned pool is dedicated to a tenant the bundle does not hold.
+# custom:
+#   code: TENANT_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some [change, after] in _states("after")
+	after.dedicated_tenant
+	not lib.tenants[after.dedicated_tenant]
+	msg := sprintf(`%s dedicates pool "%s" to tenant "%s", which is not in the bundle`, [change.address, after.pool, after.dedicated_tenant])
+}
+
+# METADATA
+# title: Unknown GPU class
+# description: A planned pool has a GPU class the fleet does not define.
+# custom:
+#   code: GPU_CLASS_UNKNOWN
+deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some [change, after] in _states("after")
+	not lib.gpu_class_known(after.gpu_class)
+	msg := sprintf(`%s gives pool "%s" GPU class "%s", which the fleet does not define (known: [%s])`, [change.address, after.pool, after.gpu_class, lib.names(object.keys(lib.gpu_classes))])
+}
+
+# [tenant, class] of every dedicated pool state the plan touches
+_touched contains [state.dedicated_tenant, state.gpu_class] if {
+	some side in ["before", "after"]
+	some [_, state] in _states(side)
+	state.dedicated_tenant
+}
+
+_planned(tenant, class, side) := sum([gpus |
+	some [_, state] in _states(side)
+	state.dedicated_tenant == tenant
+	state.gpu_class == class
+	gpus := _gpus(state)
+])
+
+# dedicated GPUs of the tenant's class in the fleet the bundle holds (before the plan)
+_dedicated_now(tenant, class) := sum([gpus |
+	some cluster in lib.clusters
+	some pool in cluster.pools
+	pool.isolation == "dedicated"
+	pool.tenant == tenant
+	pool.gpu_class == class
+	gpus := _gpus(pool)
+])
+
+# METADATA
+# title: Dedicated capacity below entitlement
+# description: >-
+#   The plan takes dedicated GPUs of a class from a dedicated tenant (shrinking, moving or
+#   re-purposing its pools) and leaves it fewer than its entitlement: a broken promise unless
+#   someone approves it.
+# custom:
+#   code: DEDICATED_CAPACITY_BELOW_ENTITLEMENT
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some [name, class] in _touched
+	tenant := lib.tenants[name]
+	tenant.isolation == "dedicated"
+	removed := _planned(name, class, "before") - _planned(name, class, "after")
+	removed > 0
+	left := _dedicated_now(name, class) - removed
+	entitled := lib.entitlement(tenant, class)
+	left < entitled
+	msg := sprintf(`the plan takes %d dedicated %s GPUs from tenant "%s", leaving %d of its entitled %d`, [removed, class, name, left, entitled])
+}
