@@ -1,6 +1,6 @@
 """The PDP's Prometheus metrics, all defined here, and what records them.
 
-Conventions (Gatekeeper's, docs/operations.md): every name has the component prefix
+Conventions (Gatekeeper's, docs/metrics.md): every name has the component prefix
 `gpupaas_pdp_` and a unit suffix (`_total`, `_seconds`); label values come only from closed sets
 (outcome, intent kind, entry point, a reason code of the policy's catalogue, an engine error kind),
 never a tenant, namespace, object name or decision id: those go to the decision log. Metrics carry
