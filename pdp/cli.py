@@ -39,6 +39,7 @@ from pdp.listen import (
 )
 from pdp.metrics_http import add_metrics_options, check_metrics_options, start_metrics
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
+from pdp.opa.cli import add_parser as add_opa_parser
 from pdp.opa.status import bundle_refusal
 from pdp.options import (
     configure_logging,
@@ -523,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
     cp.set_defaults(func=cmd_check_plan)
     add_records_parser(sub)
+    add_opa_parser(sub)
     dm = with_records(
         with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
     )
