@@ -6,6 +6,7 @@ traffic. The lifecycle worker's /metrics is tested in tests/lifecycle/test_metri
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -306,3 +307,34 @@ def _latest() -> str:
     from prometheus_client import REGISTRY, generate_latest
 
     return generate_latest(REGISTRY).decode()
+
+
+def test_the_metrics_listener_follows_the_tls_rule(tmp_path: Path) -> None:
+    from pdp.cli import parser
+    from pdp.listen import ListenError
+    from pdp.metrics_http import check_metrics_options, start_metrics
+
+    def args(*argv: str) -> Any:
+        return parser().parse_args(["serve", *argv])
+
+    with pytest.raises(
+        ListenError, match=re.escape("--metrics-listen 0.0.0.0:9464 is not loopback: give --metrics-cert")
+    ):
+        check_metrics_options(args("--metrics-listen", "0.0.0.0:9464"))
+    with pytest.raises(ListenError, match="give both --metrics-cert and --metrics-key"):
+        check_metrics_options(args("--metrics-listen", "127.0.0.1:9464", "--metrics-cert", "c.pem"))
+    check_metrics_options(args("--metrics-listen", "0.0.0.0:9464", "--insecure"))  # allowed, logged
+
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    listener = start_metrics(
+        args("--metrics-listen", f"127.0.0.1:{port}", "--metrics-cert", str(cert), "--metrics-key", str(key))
+    )
+    assert listener is not None and listener.url == f"https://127.0.0.1:{port}/metrics"
+    try:
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)  # plaintext is not served
+        r = httpx.get(listener.url, verify=ssl.create_default_context(cafile=str(cert)), timeout=5)
+        assert r.status_code == 200 and "gpupaas_pdp_decisions_total" in r.text
+    finally:
+        listener.stop()
