@@ -11,7 +11,10 @@ COPY pdp ./pdp
 RUN pip install --no-cache-dir .
 COPY policies ./policies
 COPY examples ./examples
-RUN useradd --uid 10001 pdp && mkdir -p bundles var .keys /pub /pki /cacert && chown -R pdp /app /pub /pki /cacert
-USER pdp
+# Numeric ids: Kubernetes' runAsNonRoot can only verify a numeric USER, and docker-compose.yml's
+# init-volumes hands the named volumes to the same 10001:10001.
+RUN groupadd --gid 10001 pdp && useradd --uid 10001 --gid 10001 --no-create-home pdp \
+    && mkdir -p bundles var .keys /pub /pki /cacert && chown -R 10001:10001 /app /pub /pki /cacert
+USER 10001:10001
 EXPOSE 50051 8282
 CMD ["pdp", "serve", "--opa-addr", "opa:8181", "--listen", "0.0.0.0:50051", "--insecure"]

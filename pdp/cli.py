@@ -37,7 +37,9 @@ from pdp.listen import (
     split_host_port,
     tls_files,
 )
+from pdp.metrics_http import add_metrics_options, check_metrics_options, start_metrics
 from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
+from pdp.opa.cli import add_parser as add_opa_parser
 from pdp.opa.status import bundle_refusal
 from pdp.options import (
     configure_logging,
@@ -222,6 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     tls = _tls(args)
     _check_enforcement(args)
     http_address(args)
+    check_metrics_options(args)
     if args.workers < 1:
         raise SystemExit(f"--workers {args.workers}: must be at least 1")
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
@@ -245,6 +248,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
             _start_enforcement(args, point, servers)
             servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
+            servers.add(start_metrics(args))
         except BaseException:
             servers.stop()
             raise
@@ -273,6 +277,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
             _start_enforcement(args, stack.point, servers)
             servers.add(start_http(args, stack.point, stack.engine_ready))
+            servers.add(start_metrics(args))
         except BaseException:
             servers.stop()
             raise
@@ -484,6 +489,7 @@ def parser() -> argparse.ArgumentParser:
         help="gRPC server processes sharing --listen (one Python process decides on one core)",
     )
     add_http_options(s)
+    add_metrics_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", required=True)
@@ -518,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
     cp.set_defaults(func=cmd_check_plan)
     add_records_parser(sub)
+    add_opa_parser(sub)
     dm = with_records(
         with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
     )

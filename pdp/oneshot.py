@@ -24,7 +24,7 @@ from typing import Any
 from pdp.bundles.build import git_commit, policy_files
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.binary import OPA_VERSION
-from pdp.point import DecisionPoint
+from pdp.point import DecideOptions, DecisionPoint
 from pdp.records import DecisionLog
 from pdp.settings import EmbeddedSettings
 
@@ -115,7 +115,7 @@ def decide_once(settings: EmbeddedSettings, intent: Any) -> OneShot:
     log = DecisionLog(settings.decision_log, settings.records) if settings.decision_log else None
     try:
         with WasmEngine(bundle, instances=1) as engine:
-            decision = DecisionPoint(engine, log).decide(intent).to_dict()
+            decision = DecisionPoint(engine, log).decide(intent, DecideOptions(entry_point="cli")).to_dict()
     finally:
         if log is not None:
             log.close()

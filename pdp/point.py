@@ -17,6 +17,7 @@ from pdp import decision as render
 from pdp.decision import Decision
 from pdp.engine.base import EngineError, EngineFailure, EngineTimeout, PolicyEngine
 from pdp.intents import validate_intent
+from pdp.metrics import decisions as decision_metrics
 from pdp.records import DecisionLog
 
 DECISION_PATH = "gpupaas/decision/result"
@@ -40,12 +41,15 @@ class DecideOptions:
     validated: the caller has validated the intent already (an enforcement point that checked the
         workload and built the rest itself); skips the schema check, the largest cost of a
         placement over thousands of nodes.
+    entry_point: where the intent came in (grpc, grpc_batch, http, webhook, extender, lifecycle,
+        cli, embedded), the `entry_point` label of the decision metrics (pdp/metrics.py).
     """
 
     timeout: float = 1.0
     deadline: float | None = None
     record: bool = True
     validated: bool = False
+    entry_point: str = "embedded"
 
     def budget(self, now: float) -> float:
         left = self.deadline - now if self.deadline is not None else self.timeout
@@ -99,6 +103,8 @@ class DecisionPoint:
             except Exception as exc:  # an engine bug is still an engine failure: fail closed
                 error = EngineFailure(f"{type(exc).__name__}: {exc}")
         elapsed_ms = (time.monotonic() - started) * 1000
+        if error is not None:
+            decision_metrics.engine_error(options.entry_point, error.code)
         decisions = []
         for i, intent in enumerate(intents):
             decision_id = str(uuid.uuid4())
@@ -119,6 +125,14 @@ class DecisionPoint:
                     evaluation_ms=elapsed_ms,
                 )
             decisions.append(d)
+            decision_metrics.decided(
+                options.entry_point,
+                d.kind,
+                d.outcome.value,
+                d.reason_codes,
+                time.monotonic() - started,
+                d.bundle_revision,
+            )
             if options.record and self.decision_log is not None:
                 self.decision_log.append(d, render.input_digest(intent))
         return decisions

@@ -157,7 +157,7 @@ def test_every_file_the_kustomization_needs_is_generated(generated: Path) -> Non
 def test_every_pdp_listener_serves_tls() -> None:
     args = parser().parse_args(pdp_container()["args"][1:])
     assert not args.insecure
-    assert args.tls_cert and args.tls_key and args.webhook_cert and args.extender_cert
+    assert args.tls_cert and args.tls_key and args.webhook_cert and args.extender_cert and args.metrics_cert
     check_plaintext(
         "--listen", args.listen, tls=tls_files(args.tls_cert, args.tls_key, "c", "k"), insecure=False
     )
@@ -245,7 +245,7 @@ def test_the_namespace_denies_by_default_and_allows_only_the_platforms_paths(gen
 
     pdp, bundles = policies["pdp"], policies["pdp-bundles"]
     # From outside the namespace: the control plane to the webhook and extender ports, nothing else.
-    (from_control_plane, grpc_clients) = pdp["ingress"]
+    (from_control_plane, grpc_clients, scrapers) = pdp["ingress"]
     assert from_control_plane["from"] == [{"ipBlock": {"cidr": CIDR}}]
     assert {p["port"] for p in from_control_plane["ports"]} == {
         ports("gpupaas-pdp", "webhook"),
@@ -256,6 +256,11 @@ def test_the_namespace_denies_by_default_and_allows_only_the_platforms_paths(gen
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"gpupaas.io/pdp-client": "true"}}},
     ]
+    # Prometheus, from namespaces labelled for it, to the metrics port only.
+    assert scrapers == {
+        "from": [{"namespaceSelector": {"matchLabels": {"gpupaas.io/metrics-scraper": "true"}}}],
+        "ports": [{"protocol": "TCP", "port": ports("gpupaas-pdp", "metrics")}],
+    }
     # Inside: the PDP pod (its OPA) to the bundle server's port, and only it.
     bundle_port = ports("gpupaas-bundles", "bundles")
     assert pdp["egress"][0] == {
@@ -437,3 +442,35 @@ def test_pods_are_checked_again_when_an_update_changes_their_placement() -> None
         changed = condition(hook, "pod-placement-changed")
         for field in ("tolerations", "nodeSelector", "affinity", "nodeName", "resourceClaims"):
             assert f"'{field}'" in changed
+
+
+def test_the_pdp_exposes_its_metrics_to_prometheus_over_tls() -> None:
+    args = parser().parse_args(pdp_container()["args"][1:])
+    host, port = check_plaintext(
+        "--metrics-listen",
+        args.metrics_listen,
+        tls=tls_files(args.metrics_cert, args.metrics_key, "c", "k"),
+        insecure=False,
+    )
+    assert host == "0.0.0.0"
+    container_ports = {p["name"]: p["containerPort"] for p in pdp_container()["ports"]}
+    assert container_ports["metrics"] == port
+    # Annotation-based discovery (kubernetes_sd pod role): the same port, path and scheme.
+    deployment = next(d for d in documents("deployment.yaml") if d["kind"] == "Deployment")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+        "prometheus.io/scheme": "https",
+    }
+    # ServiceMonitor-compatible: a Service labelled for it, whose port named "metrics" reaches
+    # the container's metrics port on the PDP pods.
+    service = next(
+        d
+        for d in documents("deployment.yaml")
+        if d["kind"] == "Service" and d["metadata"]["name"] == "pdp-metrics"
+    )
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "metrics"
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics"}]

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from pdp.api.tokens import BearerTokens
 from pdp.enforcement.webhook import parse_go_duration
 from pdp.intents import InvalidIntent
+from pdp.metrics_http import metrics_response
 from pdp.point import DecideOptions, DecisionPoint
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
@@ -101,7 +102,7 @@ class DecisionApi:
     def _options(self, request: Request, arrived: float) -> DecideOptions:
         asked = requested_timeout(request)
         timeout = self.default_timeout if asked is None else min(asked, self.default_timeout)
-        return DecideOptions(deadline=arrived + timeout)
+        return DecideOptions(deadline=arrived + timeout, entry_point="http")
 
     def _authorize(self, request: Request) -> None:
         if self.tokens is None:
@@ -164,6 +165,14 @@ class DecisionApi:
         ready = await run_in_threadpool(self.engine_ready)
         return _json({"ready": ready}, 200 if ready else 503)
 
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics of this process; behind the same bearer tokens as the decisions."""
+        try:
+            self._authorize(request)
+        except HttpProblem as exc:
+            return _problem(exc)
+        return metrics_response()
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
@@ -171,5 +180,6 @@ class DecisionApi:
                 Route("/v1/decide/batch", self._guarded(self.decide_batch), methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
             ]
         )

@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pdp import metrics
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2
 from pdp.api.servicer import DecisionServicer, add_to_server
 from pdp.point import DecisionPoint
@@ -70,6 +71,7 @@ class EngineHealthMonitor:
                 refusal = f"the engine's bundle status could not be read: {exc}"
         if refusal != self.refusal:
             if refusal is not None:
+                metrics.bundle_refused()
                 log.warning(
                     "the policy engine refused the latest bundle (%s); decisions continue on the "
                     "last good revision",

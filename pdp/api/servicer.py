@@ -56,12 +56,14 @@ def refuse_malformed(request: object, context: grpc.ServicerContext) -> None:
         )
 
 
-def options_for(context: grpc.ServicerContext, default_timeout: float) -> DecideOptions:
+def options_for(
+    context: grpc.ServicerContext, default_timeout: float, entry_point: str = "grpc"
+) -> DecideOptions:
     """Honour the caller's deadline; without one, the server's default timeout applies."""
     remaining = context.time_remaining()
     if remaining is None:
-        return DecideOptions(timeout=default_timeout)
-    return DecideOptions(deadline=time.monotonic() + min(remaining, default_timeout))
+        return DecideOptions(timeout=default_timeout, entry_point=entry_point)
+    return DecideOptions(deadline=time.monotonic() + min(remaining, default_timeout), entry_point=entry_point)
 
 
 class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
@@ -89,7 +91,9 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
                     intents.append(intent_from_proto(message))
                 except InvalidIntent as exc:
                     raise InvalidIntent(f"intents[{i}].{exc.field}", exc.problem) from exc
-            decisions = self.point.decide_batch(intents, options_for(context, self.default_timeout))
+            decisions = self.point.decide_batch(
+                intents, options_for(context, self.default_timeout, "grpc_batch")
+            )
         except InvalidIntent as exc:
             invalid_argument(context, exc)
         return pb.DecideBatchResponse(decisions=[decision_to_proto(d) for d in decisions])

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pdp import metrics
 from pdp.decision import Decision, Outcome
 from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer
 from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
@@ -288,7 +289,7 @@ class SchedulerExtender:
             nodes.append(node)
         groups = group_nodes(nodes)
         shapes = [n for n in nodes if n["name"] in groups]
-        options = DecideOptions(deadline=deadline, validated=True)
+        options = DecideOptions(deadline=deadline, validated=True, entry_point="extender")
         decision = self.point.decide(place_intent(workload, shapes), options)
         verdict = expand_verdict(verdict_from_decision(decision, list(groups)), groups)
         return Verdict(verdict.eligible, verdict.unresolvable, {**verdict.resolvable, **overflow})
@@ -303,22 +304,31 @@ class SchedulerExtender:
 
     def filter(self, args: Any) -> dict[str, Any]:
         """ExtenderFilterResult for ExtenderArgs; never raises: malformed args set Error."""
+        started = time.monotonic()
         try:
             candidates = parse_args(args, self.cluster)
             verdict = self._verdict(candidates)
         except BadArgs as exc:
+            metrics.extender_answered("filter", "error", started)
             return error_result(str(exc))
         if candidates.names:
             self._cache.put((candidates.uid, frozenset(candidates.names)), verdict)
-        return filter_result(candidates, verdict)
+        result = filter_result(candidates, verdict)
+        refused = set(candidates.names) - verdict.eligible
+        metrics.extender_answered("filter", "filtered" if refused else "all_eligible", started)
+        return result
 
     def prioritize(self, args: Any) -> list[dict[str, Any]]:
         """HostPriorityList: MAX_SCORE for eligible nodes, 0 otherwise; reuses filter's verdict."""
+        started = time.monotonic()
         try:
             candidates = parse_args(args, self.cluster)
             verdict = self._cached_verdict(candidates) if candidates.names else Verdict(frozenset())
         except BadArgs:
+            metrics.extender_answered("prioritize", "error", started)
             return []
+        refused = set(candidates.names) - verdict.eligible
+        metrics.extender_answered("prioritize", "filtered" if refused else "all_eligible", started)
         return [{"Host": n, "Score": MAX_SCORE if n in verdict.eligible else 0} for n in candidates.names]
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pdp import metrics
 from pdp.enforcement.admission import (
     FAILURE_MODES,
     NOTHING_TO_PLACE,
@@ -93,6 +94,16 @@ class AdmissionWebhook:
         """The AdmissionReview answer for `body`. Raises BadReview only when the body is not an
         AdmissionReview at all; every object gets an answer."""
         started = time.monotonic()
+        try:
+            answer = self._review(body, timeout, started)
+        except BadReview:
+            metrics.webhook_answered("error", started)
+            raise
+        allowed = answer.get("response", {}).get("allowed")
+        metrics.webhook_answered("allow" if allowed else "deny", started)
+        return answer
+
+    def _review(self, body: bytes, timeout: float | None, started: float) -> dict[str, Any]:
         request = parse_review(body)
         if request.operation in NOTHING_TO_PLACE:
             return review_response(request.uid, allowed=True)
@@ -116,7 +127,9 @@ class AdmissionWebhook:
         budget = min(timeout if timeout is not None else self.default_timeout, MAX_TIMEOUT)
         deadline = started + budget - reply_margin(budget)
         try:
-            decision = self.point.decide(intent, DecideOptions(deadline=deadline, record=not request.dry_run))
+            decision = self.point.decide(
+                intent, DecideOptions(deadline=deadline, record=not request.dry_run, entry_point="webhook")
+            )
         except InvalidIntent as exc:
             return invalid_object_response(request, exc)
         return response_for_decision(

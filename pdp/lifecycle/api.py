@@ -36,6 +36,7 @@ from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.api_tokens import router as tokens_router
 from pdp.lifecycle.auth import Caller, require_admin
+from pdp.lifecycle.metrics import router as metrics_router
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.store import NotFound
 from pdp.lifecycle.tokens import Principal
@@ -147,6 +148,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
     app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
     app.include_router(tokens_router)
+    app.include_router(metrics_router)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:

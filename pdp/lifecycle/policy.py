@@ -63,7 +63,9 @@ class PolicyGateway:
 
     def decide(self, intent: Mapping[str, Any]) -> dict[str, Any]:
         """The decision as a JSON document; InvalidIntent for a malformed intent."""
-        return self.stack.point.decide(intent, DecideOptions(timeout=self.timeout)).to_dict()
+        return self.stack.point.decide(
+            intent, DecideOptions(timeout=self.timeout, entry_point="lifecycle")
+        ).to_dict()
 
     def publish(self, policy: Mapping[str, Any]) -> str:
         """Put the tenant's policy into the bundle; returns the revision OPA now serves."""
