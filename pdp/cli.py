@@ -31,6 +31,7 @@ from pdp.opa.binary import PROJECT_ROOT, OpaCommandFailed, OpaNotFound
 from pdp.options import embedded_settings, with_config
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
+from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 
 EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
 EXIT_USAGE = 2
@@ -437,6 +438,7 @@ def parser() -> argparse.ArgumentParser:
     dm.add_argument("--intents", type=Path, default=PROJECT_ROOT / "examples" / "intents")
     dm.set_defaults(func=cmd_demo)
     add_lifecycle_parser(sub)
+    add_kueue_parser(sub)
     return p
 
 
