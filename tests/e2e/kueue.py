@@ -61,6 +61,33 @@ def _conversion_crds(folder: Path) -> set[str]:
     return names
 
 
+def install_crds(api: client.ApiClient, folder: Path, conversion: dict[str, str] | None = None) -> None:
+    """Kueue's CRDs from the module (config/components/crd/bases), established. `conversion`: the
+    webhook clientConfig of the CRDs Kueue converts between versions; without it (no Kueue
+    running, objects stored and validated by the API server alone) they convert nothing."""
+    ext = client.ApiextensionsV1Api(api)
+    converted = _conversion_crds(folder) if conversion else set()
+    names = []
+    for path in sorted((folder / "config" / "crd" / "bases").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["metadata"]["name"] in converted:
+            crd["spec"]["conversion"] = {
+                "strategy": "Webhook",
+                "webhook": {"clientConfig": conversion, "conversionReviewVersions": ["v1"]},
+            }
+        ext.create_custom_resource_definition(crd)
+        names.append(crd["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    for name in names:
+        while True:
+            status = ext.read_custom_resource_definition(name).status
+            conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
+            if conditions.get("Established") == "True":
+                break
+            assert time.monotonic() < deadline, f"CRD {name} not established: {conditions}"
+            time.sleep(0.1)
+
+
 @dataclass
 class Kueue:
     folder: Path
@@ -96,47 +123,28 @@ class Kueue:
         self._webhooks(api)
 
     def _rbac(self, api: client.ApiClient) -> None:
-        role = yaml.safe_load((self.folder / "config" / "role.yaml").read_text())
-        role["metadata"]["name"] = "kueue-manager-role"
+        """The manager's ClusterRole and its Role on secrets of its namespace, bound to its user."""
         rbac = client.RbacAuthorizationV1Api(api)
+        subject = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUEUE_USER}]
+        role = yaml.safe_load((self.folder / "config" / "rbac" / "role.yaml").read_text())
+        role["metadata"]["name"] = "kueue-manager-role"
         rbac.create_cluster_role(role)
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kueue-manager-role"}
         rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": "kueue-manager-rolebinding"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "kueue-manager-role",
-                },
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUEUE_USER}],
-            }
+            {"metadata": {"name": "kueue-manager-rolebinding"}, "roleRef": ref, "subjects": subject}
+        )
+        secrets = yaml.safe_load((self.folder / "config" / "rbac" / "manager_secrets_role.yaml").read_text())
+        secrets["metadata"] = {"name": "kueue-manager-secrets-role", "namespace": NAMESPACE}
+        rbac.create_namespaced_role(NAMESPACE, secrets)
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kueue-manager-secrets-role"}
+        rbac.create_namespaced_role_binding(
+            NAMESPACE,
+            {"metadata": {"name": "kueue-manager-secrets-rolebinding"}, "roleRef": ref, "subjects": subject},
         )
 
     def _crds(self, api: client.ApiClient) -> None:
-        ext = client.ApiextensionsV1Api(api)
-        converted = _conversion_crds(self.folder)
-        names = []
-        for path in sorted((self.folder / "config" / "crd" / "bases").glob("*.yaml")):
-            crd = yaml.safe_load(path.read_text())
-            if crd["metadata"]["name"] in converted:
-                crd["spec"]["conversion"] = {
-                    "strategy": "Webhook",
-                    "webhook": {
-                        "clientConfig": {"url": f"{self.webhook_url}/convert", "caBundle": self._ca_bundle()},
-                        "conversionReviewVersions": ["v1"],
-                    },
-                }
-            ext.create_custom_resource_definition(crd)
-            names.append(crd["metadata"]["name"])
-        deadline = time.monotonic() + 60
-        for name in names:
-            while True:
-                status = ext.read_custom_resource_definition(name).status
-                conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
-                if conditions.get("Established") == "True":
-                    break
-                assert time.monotonic() < deadline, f"CRD {name} not established: {conditions}"
-                time.sleep(0.1)
+        conversion = {"url": f"{self.webhook_url}/convert", "caBundle": self._ca_bundle()}
+        install_crds(api, self.folder, conversion)
 
     def _webhooks(self, api: client.ApiClient) -> None:
         """Kueue's webhook configurations, kept to its own kinds and batch/v1 Jobs (the only

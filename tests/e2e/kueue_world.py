@@ -24,6 +24,7 @@ from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.certs import issue_client_cert
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.point import DecisionPoint
+from pdp.records import DecisionRecord
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.kueue import objects as kueue_objects
@@ -147,6 +148,15 @@ class World:
                 return wl  # type: ignore[no-any-return]
         return None
 
+    def namespace_tenant(self, namespace: str) -> str:
+        return next(name for name, t in self.tenants.items() if namespace in t.get("namespaces", ()))
+
+    def decisions(self, tenant: str) -> list[DecisionRecord]:
+        """The PDP's decision log (every decision of the stack: webhook, extender, the check)."""
+        log = self.stack.point.decision_log
+        assert log is not None
+        return log.query(tenant=tenant, limit=100_000)
+
     def cluster_queue(self, tenant: str) -> dict[str, Any]:
         name = kueue_objects.cluster_queue_name(tenant)
         return self.custom.get_cluster_custom_object(GROUP, VERSION, "clusterqueues", name)  # type: ignore[no-any-return]
@@ -236,7 +246,7 @@ def kueue_world(root: Path, pki: dict[str, Path]) -> Iterator[World]:
             wait_for(
                 f"ClusterQueue of {tenant} active",
                 lambda t=tenant: _active(world.cluster_queue(t)),  # type: ignore[misc]
-                logs=world.logs,
+                logs=lambda t=tenant: f"{world.cluster_queue(t).get('status')}\n{world.logs()}",  # type: ignore[misc]
             )
         yield world
 

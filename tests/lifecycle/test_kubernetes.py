@@ -5,7 +5,6 @@ finished by a real kube-controller-manager (namespace and garbage collector cont
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,32 +17,9 @@ from pdp.lifecycle import anchor, certificate
 from pdp.substrate.kubernetes import objects, workload
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.e2e.kueue import install_crds, kueue_folder
 
 from .harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
-
-
-def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
-    # Test-only: just enough of Kueue's CRDs for the API server to store the objects.
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.kueue.x-k8s.io"},
-        "spec": {
-            "group": "kueue.x-k8s.io",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "scope": scope,
-            "versions": [
-                {
-                    "name": "v1beta1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +27,9 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(kube_binaries(), tmp_path_factory.mktemp("kube")).start()
     try:
         api = config.new_client_from_config(str(cp.kubeconfig))
-        ext = client.ApiextensionsV1Api(api)
-        for kind, plural, scope in (
-            ("ClusterQueue", "clusterqueues", "Cluster"),
-            ("LocalQueue", "localqueues", "Namespaced"),
-        ):
-            ext.create_custom_resource_definition(_crd(kind, plural, scope))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the CRDs are served
-            try:
-                client.CustomObjectsApi(api).list_cluster_custom_object(
-                    "kueue.x-k8s.io", "v1beta1", "clusterqueues"
-                )
-                client.CustomObjectsApi(api).list_cluster_custom_object(
-                    "kueue.x-k8s.io", "v1beta1", "localqueues"
-                )
-                break
-            except client.exceptions.ApiException:
-                time.sleep(0.2)
+        # Kueue's own CRDs from the pinned module: the API server validates the tenant's Kueue
+        # objects against the real schemas (no Kueue runs here; tests/e2e/test_kueue_e2e.py runs it).
+        install_crds(api, kueue_folder())
         api.close()
         # Without it a deleted namespace stays Terminating for ever (nothing empties it).
         cp.start_controller_manager()
@@ -146,11 +107,16 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
         assert rb.subjects[0].name == "gpupaas:acme-eu2"
         custom = client.CustomObjectsApi(api)
         cq = custom.get_cluster_custom_object(
-            "kueue.x-k8s.io", "v1beta1", "clusterqueues", "gpupaas-acme-eu2"
+            "kueue.x-k8s.io", "v1beta2", "clusterqueues", "gpupaas-acme-eu2"
         )
-        assert cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == 4
+        [flavor] = cq["spec"]["resourceGroups"][0]["flavors"]
+        assert flavor["name"] == "gpupaas-h100-80gb-dedicated-acme-eu2"
+        assert flavor["resources"][0]["nominalQuota"] == 4 and flavor["resources"][0]["lendingLimit"] == 0
+        assert custom.get_cluster_custom_object(
+            "kueue.x-k8s.io", "v1beta2", "resourceflavors", flavor["name"]
+        )
         lq = custom.get_namespaced_custom_object(
-            "kueue.x-k8s.io", "v1beta1", "acme2-prod", "localqueues", "default"
+            "kueue.x-k8s.io", "v1beta2", "acme2-prod", "localqueues", "default"
         )
         assert lq["spec"]["clusterQueue"] == "gpupaas-acme-eu2"
     finally:

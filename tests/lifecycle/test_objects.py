@@ -39,3 +39,15 @@ def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
         object_path(rendered["quota"][1])
         == "/api/v1/namespaces/acme-staging/resourcequotas/gpupaas-gpu-quota"
     )
+
+
+def test_a_dedicated_tenant_moving_to_shared_leaves_its_dedicated_flavor_stale() -> None:
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    dedicated = objects.render(policy, fleet)
+    shared = objects.render({**policy, "isolation": "shared"}, fleet)
+    assert [objects.key(o) for o in objects.stale(dedicated["kueue"], shared["kueue"])] == [
+        "ResourceFlavor//gpupaas-h100-80gb-dedicated-acme-eu"
+    ]
+    assert objects.stale(shared["kueue"], dedicated["kueue"]) == []
+    assert objects.stale(dedicated["quota"], shared["quota"]) == []

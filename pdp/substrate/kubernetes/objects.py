@@ -110,3 +110,9 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
 def key(obj: Mapping[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
+
+
+def stale(old: list[Obj], new: list[Obj]) -> list[Obj]:
+    """The objects of `old` that `new` no longer has (by kind, namespace and name), newest first."""
+    kept = {key(o) for o in new}
+    return [o for o in reversed(old) if key(o) not in kept]

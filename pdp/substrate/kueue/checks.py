@@ -29,6 +29,8 @@ from pdp.substrate.kueue.version import API_VERSION
 from pdp.substrate.labels import POOL_LABEL
 
 DECISION_LABEL = "gpupaas.io/decision-id"
+DECISION_CONDITION = "gpupaas.io/PolicyDecision"
+CONDITION_REASONS = {"Ready": "Allowed", "Rejected": "Denied", "Retry": "NotDecided"}
 REVISION_LABEL = "gpupaas.io/bundle-revision"
 ACTOR = "kueue"
 MAX_MESSAGE = 4096  # the API allows 32768; a message is for people, and is cut well before that
@@ -121,7 +123,8 @@ def podset_intents(
             {"kind": "Pod", "metadata": {"name": f"{name}/{ps_name}"}, "spec": spec}, namespace
         )
         payload["kind"] = "Workload"
-        payload["resources"] = {r: n * int(count) for r, n in payload.get("resources", {}).items()}
+        if payload.get("resources"):
+            payload["resources"] = {r: n * int(count) for r, n in payload["resources"].items()}
         priority = _priority_class(workload, template)
         if priority:
             payload["priority_class_name"] = priority
@@ -250,10 +253,30 @@ def differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return any(current.get(k) != desired.get(k) for k in _COMPARED)
 
 
+def decision_condition(workload: Mapping[str, Any], entry: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The PDP's own condition on the Workload, saying what the check decided and why. Kueue resets
+    a check entry to Pending when it evicts or deactivates the Workload ("Reset to Pending after
+    eviction. Previously: Rejected"), so the reason codes would be gone from the object; this
+    condition keeps them there until the next decision."""
+    status = "True" if entry["state"] == "Ready" else "False"
+    conditions = (workload.get("status") or {}).get("conditions") or ()
+    current: dict[str, Any] = next((c for c in conditions if c.get("type") == DECISION_CONDITION), {})
+    moved = current.get("status") != status or not current.get("lastTransitionTime")
+    return {
+        "type": DECISION_CONDITION,
+        "status": status,
+        "reason": CONDITION_REASONS[str(entry["state"])],
+        "message": entry["message"],
+        "observedGeneration": (workload.get("metadata") or {}).get("generation", 0),
+        "lastTransitionTime": now if moved else current["lastTransitionTime"],
+    }
+
+
 def status_apply(workload: Mapping[str, Any], entry: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """The server-side apply body of the Workload's status holding only this check's entry. The
-    uid and resourceVersion make it a precondition: a Workload that changed since it was read (or
-    was replaced under the same name) is not written, it is read and decided again."""
+    """The server-side apply body of the Workload's status holding only this check's entry and
+    the PDP's condition. The uid and resourceVersion make it a precondition: a Workload that
+    changed since it was read (or was replaced under the same name) is not written, it is read
+    and decided again."""
     meta = workload.get("metadata") or {}
     current: dict[str, Any] = next(
         (
@@ -276,6 +299,7 @@ def status_apply(workload: Mapping[str, Any], entry: Mapping[str, Any], now: str
         "status": {
             "admissionChecks": [
                 {**entry, "lastTransitionTime": now if moved else current["lastTransitionTime"]}
-            ]
+            ],
+            "conditions": [decision_condition(workload, entry, now)],
         },
     }
