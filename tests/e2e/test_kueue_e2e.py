@@ -16,6 +16,7 @@ from pdp.substrate.kueue.objects import CHECK_NAME, cluster_queue_name
 from pdp.substrate.kueue.version import GROUP, VERSION
 
 from ..lifecycle.harness import Worker, onboard, tenant_doc
+from .controlplane import free_port
 from .kueue_world import World, dead_engine_server, gpu_job, kueue_world, wait_for
 
 ACME_NODES = {"eu-acme-1", "eu-acme-2"}
@@ -148,23 +149,33 @@ def test_an_acme_job_runs_only_after_the_pdp_check_on_its_eu_dedicated_nodes(
     assert records[decision_id].outcome == "ALLOW" and records[decision_id].kind == "admit_workload"
 
 
-def test_an_engine_failure_fails_closed_and_a_restarted_controller_admits(world: World, jobs: Jobs) -> None:
-    dead = dead_engine_server()
-    try:
-        world.run_controller("kueue-controller-dead-engine", dead.address)
-        job = jobs.create("acme-prod", gpu_job("train-retry", 1))
-        seen: list[str] = []
+def test_an_unreachable_pdp_or_engine_fails_closed_and_a_restarted_controller_admits(
+    world: World, jobs: Jobs
+) -> None:
+    seen: list[str] = []
 
-        def retried(wl: dict[str, Any]) -> bool:
+    def retried(times: int) -> Any:
+        def probe(wl: dict[str, Any]) -> bool:
             check = entry(wl)
             if check.get("state") == "Retry":
                 seen.append(check["message"])
-            return int(check.get("retryCount") or 0) >= 2
+            return int(check.get("retryCount") or 0) >= times
 
-        jobs.workload(job, "two retries", retried)
-        # Never Ready: the job stays suspended, no pod exists.
+        return probe
+
+    # Nothing listens where the controller looks for the PDP.
+    world.run_controller("kueue-controller-no-pdp", f"127.0.0.1:{free_port()}")
+    job = jobs.create("acme-prod", gpu_job("train-retry", 1))
+    jobs.workload(job, "a retry without a PDP", retried(1))
+    assert any("could not decide" in m and "PDP at gRPC" in m for m in seen), seen
+    # A PDP whose policy engine cannot be reached answers DENY with an engine reason: Retry too.
+    dead = dead_engine_server()
+    try:
+        world.run_controller("kueue-controller-dead-engine", dead.address)
+        jobs.workload(job, "retries with the engine down", retried(3))
+        assert any("[ENGINE_" in m and "failing closed" in m for m in seen), seen
+        # Never Ready meanwhile: the job stays suspended, no pod exists.
         assert jobs.read(job).spec.suspend is True and jobs.pods(job) == []
-        assert any("ENGINE_" in m and "failing closed" in m for m in seen), seen
     finally:
         dead.stop()
     # A controller started afresh (the healthy PDP) picks the workload up where it stands.
