@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from pdp.substrate.kubernetes.adapter import FIELD_MANAGER
+from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.checks import DECISION_CONDITION, DECISION_LABEL, REVISION_LABEL
 from pdp.substrate.kueue.objects import CHECK_NAME, cluster_queue_name
 from pdp.substrate.kueue.version import GROUP, VERSION
@@ -148,6 +150,17 @@ def test_an_acme_job_runs_only_after_the_pdp_check_on_its_eu_dedicated_nodes(
     records = {r.decision_id: r for r in world.decisions(tenant="acme-eu")}
     assert records[decision_id].outcome == "ALLOW" and records[decision_id].kind == "admit_workload"
 
+    # Restart-safe and idempotent: a restarted controller, once it has decided a new Workload
+    # (so it has listed everything), left the decided one as it was: no second decision, no write.
+    world.run_controller()
+    other = jobs.create("acme-prod", gpu_job("train-eu-2", 1))
+    jobs.workload(other, "admitted", _admitted)
+    again = world.workload_of(job) or {}
+    assert entry(again) == check
+    ours = [m for m in again["metadata"]["managedFields"] if m["manager"] == "gpupaas-pdp-admission-check"]
+    before = [m for m in wl["metadata"]["managedFields"] if m["manager"] == "gpupaas-pdp-admission-check"]
+    assert [m["time"] for m in ours] == [m["time"] for m in before]
+
 
 def test_an_unreachable_pdp_or_engine_fails_closed_and_a_restarted_controller_admits(
     world: World, jobs: Jobs
@@ -263,7 +276,27 @@ def test_spot_borrows_idle_quota_and_is_reclaimed_when_the_entitled_tenant_needs
     assert _admitted(world.workload_of(kept) or {})  # within its own quota: never reclaimed
 
 
-def test_offboarding_removes_the_tenants_queues(world: World, tmp_path: Path) -> None:
+def _spec_version(obj: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What a no-op apply leaves alone: generation and the lifecycle manager's fields and time."""
+    assert obj is not None
+    mine = [
+        (m["time"], m["fieldsV1"]) for m in obj["metadata"]["managedFields"] if m["manager"] == FIELD_MANAGER
+    ]
+    return obj["metadata"].get("generation"), mine
+
+
+def _through_approval(worker: Worker, tenant: str, response: Any) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    if response.json()["outcome"] == "NEEDS_APPROVAL":
+        worker.approve(worker.wait_approval(tenant)["id"])
+    wf = worker.wait_workflow(response.json()["workflow_id"], timeout=300)
+    assert wf["status"] == "SUCCESS", wf
+    return wf["output"]  # type: ignore[no-any-return]
+
+
+def test_quota_and_sla_changes_update_and_offboarding_removes_the_tenants_queues(
+    world: World, tmp_path: Path
+) -> None:
     worker = Worker(tmp_path, kubeconfig=world.cp.kubeconfig).start()
     custom = world.custom
     queue = cluster_queue_name("globex-kq")
@@ -279,13 +312,34 @@ def test_offboarding_removes_the_tenants_queues(world: World, tmp_path: Path) ->
             logs=world.logs,
         )
         assert custom.get_namespaced_custom_object(GROUP, VERSION, "globexkq-ml", "localqueues", "default")
+
+        def quotas() -> dict[str, Any]:
+            spec = world.cluster_queue("globex-kq")["spec"]
+            return {
+                f["name"]: f["resources"][0]["nominalQuota"] for f in spec["resourceGroups"][0]["flavors"]
+            }
+
+        assert quotas() == {"gpupaas-h100-80gb-shared": "8", "gpupaas-a100-40gb-shared": "4"}
+        # Applying the same objects again changes nothing, with Kueue's defaulting webhook in place.
+        policy = tenant_doc("globex", "globex-kq", ["globexkq-ml"])["tenant"]
+        applied = [world.adapter.get(o) for o in kueue_objects.tenant_objects(policy, world.fleet)]
+        for obj in kueue_objects.tenant_objects(policy, world.fleet):
+            world.adapter.apply(obj)
+        again = [world.adapter.get(o) for o in kueue_objects.tenant_objects(policy, world.fleet)]
+        assert [_spec_version(o) for o in again] == [_spec_version(o) for o in applied]
+        with worker.client(token) as c:
+            entitlements = {"H100-80GB": 10, "A100-40GB": 4}
+            r = c.post("/v1/tenants/globex-kq/quotas", json={"entitlements": entitlements})
+        assert _through_approval(worker, "globex-kq", r)["status"] == "applied"
+        assert quotas() == {"gpupaas-h100-80gb-shared": "10", "gpupaas-a100-40gb-shared": "4"}
+        with worker.client(token) as c:
+            r = c.post("/v1/tenants/globex-kq/sla", json={"tier": "enterprise"})
+        assert _through_approval(worker, "globex-kq", r)["status"] == "applied"
+        assert world.cluster_queue("globex-kq")["spec"]["cohortName"] == "gpupaas-enterprise"
+
         with worker.client(token) as c:
             r = c.post("/v1/tenants/globex-kq/offboard", json={"reason": "contract ended"})
-        assert r.status_code == 202, r.text
-        if r.json()["outcome"] == "NEEDS_APPROVAL":
-            worker.approve(worker.wait_approval("globex-kq")["id"])
-        wf = worker.wait_workflow(r.json()["workflow_id"], timeout=300)
-        assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "offboarded", wf
+        assert _through_approval(worker, "globex-kq", r)["status"] == "offboarded"
     finally:
         worker.stop()
     for read in (

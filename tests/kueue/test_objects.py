@@ -81,7 +81,12 @@ def test_an_enterprise_dedicated_tenant_gets_its_own_flavor_never_lends_and_neve
                 {
                     "name": "gpupaas-h100-80gb-dedicated-acme-eu",
                     "resources": [
-                        {"name": "nvidia.com/gpu", "nominalQuota": 4, "borrowingLimit": 0, "lendingLimit": 0}
+                        {
+                            "name": "nvidia.com/gpu",
+                            "nominalQuota": "4",
+                            "borrowingLimit": "0",
+                            "lendingLimit": "0",
+                        }
                     ],
                 }
             ],
@@ -107,11 +112,11 @@ def test_a_standard_shared_tenant_lends_idle_quota_but_never_borrows() -> None:
     assert group["flavors"] == [
         {
             "name": "gpupaas-h100-80gb-shared",
-            "resources": [{"name": "nvidia.com/gpu", "nominalQuota": 8, "borrowingLimit": 0}],
+            "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "8", "borrowingLimit": "0"}],
         },
         {
             "name": "gpupaas-a100-40gb-shared",
-            "resources": [{"name": "nvidia.com/gpu", "nominalQuota": 4, "borrowingLimit": 0}],
+            "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "0"}],
         },
     ]
     assert cq["spec"]["preemption"]["reclaimWithinCohort"] == "Any"
@@ -123,13 +128,13 @@ def test_a_spot_tenant_borrows_when_it_allows_preemption_and_reclaims_from_nobod
     assert cq["spec"]["cohortName"] == "gpupaas-spot"
     [group] = cq["spec"]["resourceGroups"]
     assert group["flavors"] == [
-        {"name": "gpupaas-a100-40gb-shared", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": 16}]}
+        {"name": "gpupaas-a100-40gb-shared", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "16"}]}
     ]
     assert cq["spec"]["preemption"]["reclaimWithinCohort"] == "Never"
     # Borrowed quota is reclaimed by preempting the borrower: without consent, no borrowing.
     refuses = objects.cluster_queue(tenant("initech-spot", allow_preemption=False), FLEET)
     [quota] = refuses["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
-    assert quota["borrowingLimit"] == 0
+    assert quota["borrowingLimit"] == "0"
 
 
 def test_gpu_classes_of_another_resource_get_their_own_resource_group() -> None:

@@ -111,7 +111,7 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
         )
         [flavor] = cq["spec"]["resourceGroups"][0]["flavors"]
         assert flavor["name"] == "gpupaas-h100-80gb-dedicated-acme-eu2"
-        assert flavor["resources"][0]["nominalQuota"] == 4 and flavor["resources"][0]["lendingLimit"] == 0
+        assert flavor["resources"][0]["nominalQuota"] == "4" and flavor["resources"][0]["lendingLimit"] == "0"
         assert custom.get_cluster_custom_object(
             "kueue.x-k8s.io", "v1beta2", "resourceflavors", flavor["name"]
         )

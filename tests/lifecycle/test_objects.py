@@ -25,7 +25,7 @@ def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
         {
             "name": "gpupaas-h100-80gb-dedicated-acme-eu",
             "resources": [
-                {"name": "nvidia.com/gpu", "nominalQuota": 4, "borrowingLimit": 0, "lendingLimit": 0}
+                {"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "0", "lendingLimit": "0"}
             ],
         }
     ]

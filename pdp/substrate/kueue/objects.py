@@ -188,11 +188,12 @@ def platform(fleet: Mapping[str, Any]) -> list[Obj]:
 
 
 def _quota(resource: str, nominal: int, *, lends: bool, borrows: bool) -> dict[str, Any]:
-    quota: dict[str, Any] = {"name": resource, "nominalQuota": nominal}
+    # Quantities as the API server stores them (strings), so a re-apply compares equal.
+    quota: dict[str, Any] = {"name": resource, "nominalQuota": str(nominal)}
     if not borrows:
-        quota["borrowingLimit"] = 0
+        quota["borrowingLimit"] = "0"
     if not lends:
-        quota["lendingLimit"] = 0
+        quota["lendingLimit"] = "0"
     return quota
 
 
