@@ -75,19 +75,22 @@ def wait_for(
 
 
 class ControllerProcess:
-    """`python -m pdp.cli kueue-controller`, asking the PDP at `pdp_server` over gRPC."""
+    """`python -m pdp.cli kueue-controller`, asking the PDP at `pdp_server` over gRPC, or with
+    `opa_addr` the PDP's OPA directly (as deploy/kueue runs it), recording into `state`."""
 
-    def __init__(self, world: World, name: str, pdp_server: str) -> None:
-        self.world, self.name, self.pdp_server = world, name, pdp_server
+    def __init__(self, world: World, name: str, pdp_server: str, opa_addr: str = "") -> None:
+        self.world, self.name, self.pdp_server, self.opa_addr = world, name, pdp_server, opa_addr
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = world.root / f"{name}.log"
+        self.state = world.root / f"{name}-state"
 
     def start(self) -> ControllerProcess:
         examples = self.world.root / "pdp" / "examples"
         argv = [
             sys.executable, "-m", "pdp.cli", "kueue-controller",
             "--kubeconfig", str(self.world.controller_kubeconfig),
-            "--pdp-server", self.pdp_server,
+            *(["--opa-addr", self.opa_addr, "--state", str(self.state)] if self.opa_addr
+              else ["--pdp-server", self.pdp_server]),
             "--tenants", str(examples / "tenants"),
             "--fleet", str(examples / "fleet.yaml"),
             "--retry-base-seconds", "1",
@@ -135,10 +138,12 @@ class World:
             parts.append(f"--- {self.controller.name}\n{self.controller.tail()}")
         return "\n".join(parts)
 
-    def run_controller(self, name: str = "kueue-controller", pdp_server: str = "") -> ControllerProcess:
+    def run_controller(
+        self, name: str = "kueue-controller", pdp_server: str = "", opa_addr: str = ""
+    ) -> ControllerProcess:
         if self.controller is not None:
             self.controller.stop()
-        self.controller = ControllerProcess(self, name, pdp_server or self.pdp.address).start()
+        self.controller = ControllerProcess(self, name, pdp_server or self.pdp.address, opa_addr).start()
         return self.controller
 
     def workload_of(self, job: Any) -> dict[str, Any] | None:

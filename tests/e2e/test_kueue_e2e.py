@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from pdp.records import DecisionLog
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER
 from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.checks import DECISION_CONDITION, DECISION_LABEL, REVISION_LABEL
@@ -191,11 +192,20 @@ def test_an_unreachable_pdp_or_engine_fails_closed_and_a_restarted_controller_ad
         assert jobs.read(job).spec.suspend is True and jobs.pods(job) == []
     finally:
         dead.stop()
-    # A controller started afresh (the healthy PDP) picks the workload up where it stands.
-    world.run_controller()
+    # A controller started afresh picks the workload up where it stands; this one asks the PDP's
+    # OPA directly, as deploy/kueue runs it, and records the decision in its own log.
+    assert world.stack.sidecar is not None
+    controller = world.run_controller("kueue-controller-opa", opa_addr=world.stack.sidecar.addr)
     wl = jobs.workload(job, "admitted after the restart", _admitted)
     assert entry(wl)["state"] == "Ready"
-    assert {p.spec.node_name for p in jobs.bound(job, 1)} <= ACME_NODES
+    [pod] = jobs.bound(job, 1)
+    assert pod.spec.node_name in ACME_NODES
+    log = DecisionLog(controller.state / "decisions.sqlite")
+    try:
+        recorded = {r.decision_id: r for r in log.query(tenant="acme-eu")}
+    finally:
+        log.close()
+    assert recorded[pod.metadata.labels[DECISION_LABEL]].outcome == "ALLOW", recorded
 
 
 def test_a_job_asking_for_a_us_region_is_rejected_with_residency_violation(world: World, jobs: Jobs) -> None:
