@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
 from pdp.enforcement.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
 
@@ -170,10 +170,10 @@ class Kueue:
 
     def configuration(self) -> dict[str, Any]:
         """deploy/kueue/kueue-configuration.yaml, with this process's loopback addresses."""
-        config: dict[str, Any] = yaml.safe_load(
+        settings: dict[str, Any] = yaml.safe_load(
             (ROOT / "deploy" / "kueue" / "kueue-configuration.yaml").read_text()
         )
-        config.update(
+        settings.update(
             namespace=NAMESPACE,
             health={"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
             metrics={"bindAddress": f"127.0.0.1:{self.metrics_port}"},
@@ -187,20 +187,20 @@ class Kueue:
             # The on-demand visibility API server would bind a fixed port on every address.
             featureGates={"VisibilityOnDemand": False},
         )
-        return config
+        return settings
 
     def start(self, timeout: float = 120) -> None:
         assert self.cp.ca is not None, "start the control plane first"
         ident = issue_client_cert(self.cp.ca, self.workdir / "pki" / "kueue-client", KUEUE_USER)
         kubeconfig = self.workdir / "kueue.kubeconfig"
         self.cp._write_kubeconfig(kubeconfig, self.cp.workdir / "pki" / "serving", ident)
-        config = self.workdir / "kueue-config.yaml"
-        config.write_text(yaml.safe_dump(self.configuration()))
+        config_file = self.workdir / "kueue-config.yaml"
+        config_file.write_text(yaml.safe_dump(self.configuration()))
         work = self.workdir / "etc-work"
         work.mkdir(exist_ok=True)
         argv = [
             str(self.folder / "kueue"),
-            f"--config={config}",
+            f"--config={config_file}",
             f"--kubeconfig={kubeconfig}",
             "--zap-log-level=2",
         ]
@@ -211,9 +211,7 @@ class Kueue:
         """Healthy, and its webhooks answer the API server (a dry-run create goes through them)."""
         deadline = time.monotonic() + timeout
         last = ""
-        from kubernetes import config as k8s_config
-
-        api = k8s_config.new_client_from_config(str(self.cp.kubeconfig))
+        api = config.new_client_from_config(str(self.cp.kubeconfig))
         custom = client.CustomObjectsApi(api)
         probe = {
             "apiVersion": "kueue.x-k8s.io/v1beta2",
