@@ -61,7 +61,16 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
                 "kind": "LimitRange",
                 "metadata": _meta(tenant, "gpupaas-defaults", ns),
                 "spec": {
-                    "limits": [{"type": "Container", "max": {r: str(n) for r, n in sorted(limits.items())}}]
+                    "limits": [
+                        {
+                            "type": "Container",
+                            "max": {r: str(n) for r, n in sorted(limits.items())},
+                            # Explicit, since the API server defaults `default` to `max`: a
+                            # container that names no GPU gets none, not the whole entitlement.
+                            "default": {r: "0" for r in sorted(limits)},
+                            "defaultRequest": {r: "0" for r in sorted(limits)},
+                        }
+                    ]
                 },
             }
             for ns in namespaces
