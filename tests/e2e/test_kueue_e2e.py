@@ -347,6 +347,24 @@ def test_quota_and_sla_changes_update_and_offboarding_removes_the_tenants_queues
         assert _through_approval(worker, "globex-kq", r)["status"] == "applied"
         assert world.cluster_queue("globex-kq")["spec"]["cohortName"] == "gpupaas-enterprise"
 
+        # A Job with a CPU sidecar in a namespace the lifecycle made (LimitRange included): Kueue
+        # counts the one GPU asked for, not a LimitRange default. The PDP serving this cluster's
+        # checks has no tenant globex-kq (the worker publishes to its own), so the check rejects.
+        body = gpu_job("with-sidecar", 1)
+        body["spec"]["template"]["spec"]["containers"].append(
+            {"name": "sidecar", "image": "registry.example/log:1"}
+        )
+        job = client.BatchV1Api(world.api).create_namespaced_job("globexkq-ml", body)
+
+        def rejected() -> dict[str, Any] | None:
+            wl = world.workload_of(job)
+            return wl if wl and condition(wl, DECISION_CONDITION).get("reason") == "Denied" else None
+
+        wl = wait_for("the sidecar job decided", rejected, logs=world.logs)
+        [assignment] = wl["status"]["admission"]["podSetAssignments"]
+        assert assignment["resourceUsage"] == {"nvidia.com/gpu": "1"}, assignment
+        assert "[TENANT_UNKNOWN]" in condition(wl, DECISION_CONDITION)["message"]
+
         with worker.client(token) as c:
             r = c.post("/v1/tenants/globex-kq/offboard", json={"reason": "contract ended"})
         assert _through_approval(worker, "globex-kq", r)["status"] == "offboarded"
