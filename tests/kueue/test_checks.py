@@ -284,3 +284,14 @@ def test_the_status_apply_holds_only_our_entry_and_condition_with_preconditions(
     assert later["status"]["conditions"][0]["lastTransitionTime"] == "2026-01-06T00:00:00Z"
     assert not checks.differs(again["status"]["admissionChecks"][0] | {"message": "ok"}, entry)
     assert checks.differs(wl["status"]["admissionChecks"][0], entry)
+
+
+def test_a_spot_job_labelled_with_the_enterprise_priority_class_is_rejected(stack: EmbeddedPDP) -> None:
+    wl = workload(namespace="initech-batch", pods=1, flavor="gpupaas-a100-40gb-shared")
+    wl["spec"]["priorityClassRef"] = {
+        "group": "kueue.x-k8s.io",
+        "kind": "WorkloadPriorityClass",
+        "name": "gpupaas-enterprise",
+    }
+    entry = checks.check_entry("gpupaas-pdp", wl, decide(stack, wl))
+    assert entry["state"] == "Rejected" and "[PRIORITY_CLASS_ABOVE_TIER]" in entry["message"], entry
