@@ -43,6 +43,8 @@ from .controlplane import ROOT, ControlPlane, free_port, kube_binaries
 from .kueue import Kueue, kueue_folder
 
 T = TypeVar("T")
+# The nodes as tests/e2e/conftest.py defines them (a copy: an enforcement test adds one to its dict).
+KUEUE_NODES = dict(NODES)
 CONTROLLER_USER = "gpupaas-pdp-kueue"
 # A spot tenant entitled to a few H100s (the example spot tenant has A100s only, all of them in
 # GPU-sharing pools), so it can borrow idle H100 quota of the standard tier and be reclaimed.
@@ -193,7 +195,7 @@ def _grant_controller(world: World) -> None:
 def _cluster(world: World, pki: dict[str, Path], stack: ExitStack) -> None:
     """Nodes, tenant namespaces and priority classes, the PDP's webhook and the scheduler."""
     core = client.CoreV1Api(world.api)
-    for name in NODES:
+    for name in KUEUE_NODES:
         core.create_node(node_object(name))
         core.patch_node_status(name, NODE_STATUS)
     for policy in world.tenants.values():

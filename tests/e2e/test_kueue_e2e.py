@@ -354,15 +354,25 @@ def test_quota_and_sla_changes_update_and_offboarding_removes_the_tenants_queues
         body["spec"]["template"]["spec"]["containers"].append(
             {"name": "sidecar", "image": "registry.example/log:1"}
         )
+        # The controller stopped meanwhile, so the Workload holds its quota while its check waits.
+        assert world.controller is not None
+        world.controller.stop()
         job = client.BatchV1Api(world.api).create_namespaced_job("globexkq-ml", body)
+
+        def reserved() -> dict[str, Any] | None:
+            wl = world.workload_of(job)
+            return wl if wl and (wl.get("status") or {}).get("admission") else None
+
+        wl = wait_for("the sidecar job holding quota", reserved, logs=world.logs)
+        [assignment] = wl["status"]["admission"]["podSetAssignments"]
+        assert assignment["resourceUsage"] == {"nvidia.com/gpu": "1"}, assignment
+        world.run_controller()
 
         def rejected() -> dict[str, Any] | None:
             wl = world.workload_of(job)
             return wl if wl and condition(wl, DECISION_CONDITION).get("reason") == "Denied" else None
 
         wl = wait_for("the sidecar job decided", rejected, logs=world.logs)
-        [assignment] = wl["status"]["admission"]["podSetAssignments"]
-        assert assignment["resourceUsage"] == {"nvidia.com/gpu": "1"}, assignment
         assert "[TENANT_UNKNOWN]" in condition(wl, DECISION_CONDITION)["message"]
 
         with worker.client(token) as c:
