@@ -53,6 +53,7 @@ from pdp.options import (
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
+from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
 
 EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
@@ -532,6 +533,7 @@ def parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
     add_lifecycle_parser(sub)
     add_slurm_parser(sub)
+    add_kueue_parser(sub)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,8 +14,13 @@ from pdp.api.translate import decision_from_proto, intent_to_proto
 
 
 class PdpClient:
-    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
-        self._channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, *, timeout: float = 2.0, ca_file: Path | None = None) -> None:
+        """Plaintext, or TLS verifying the server against `ca_file` (a PEM bundle) when given."""
+        if ca_file is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+            self._channel = grpc.secure_channel(address, credentials)
+        else:
+            self._channel = grpc.insecure_channel(address)
         self._stub = pdp_pb2_grpc.DecisionServiceStub(self._channel)
         self.timeout = timeout
 

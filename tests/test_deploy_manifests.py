@@ -474,3 +474,20 @@ def test_the_pdp_exposes_its_metrics_to_prometheus_over_tls() -> None:
     assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "metrics"
     assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics"}]
+
+
+def test_the_kueue_controller_arguments_are_accepted_by_pdp_kueue_controller() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "kueue" / "controller.yaml").read_text()))
+    deployment = next(d for d in docs if d and d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    container = next(c for c in spec["containers"] if c["name"] == "controller")
+    args = parser().parse_args(container["args"][1:])
+    assert args.command == "kueue-controller" and args.in_cluster and args.opa_addr == "127.0.0.1:8181"
+    # It runs as the service account the shipped role is bound to (tests/e2e run with that role).
+    rbac = list(yaml.safe_load_all((ROOT / "deploy" / "kueue" / "rbac.yaml").read_text()))
+    [binding] = [d for d in rbac if d["kind"] == "ClusterRoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": "gpupaas-system"}
+    ]
+    # One replica: the controller has no leader election.
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}

@@ -308,12 +308,18 @@ def apply_policy(
     the policy into the bundle and record it; returns the bundle revision OPA serves now."""
     rendered, old = render_tenant(rt, policy), render_tenant(rt, previous)
     for group in objects.POLICY_GROUPS:
-        for obj, was in zip(rendered[group], old[group], strict=True):
-            if obj["kind"] == "PriorityClass" and obj != was:
+        before = {objects.key(o): o for o in old[group]}
+        for obj in rendered[group]:
+            was = before.get(objects.key(obj))
+            if obj["kind"] == "PriorityClass" and was is not None and obj != was:
                 # A PriorityClass's value and preemptionPolicy are immutable: replace the object.
                 # Running pods keep the priority they were admitted with.
                 rt.adapter.delete(was)
             rt.adapter.apply(obj)
+        # What the new policy no longer renders (a dedicated tenant's Kueue flavor once it is
+        # shared), removed after what replaced it is in place.
+        for gone in objects.stale(old[group], rendered[group]):
+            rt.adapter.delete(gone)
     revision = rt.policy.publish(policy)
     rt.store.update_policy(
         tenant,

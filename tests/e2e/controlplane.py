@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -204,15 +204,24 @@ class ControlPlane:
             ],
         )
 
-    # What kube-controller-manager runs here: the namespace controller (finishes namespace deletion:
-    # empties a Terminating namespace, then drops its finalizer) and the garbage collector (deletes
-    # dependents by ownerReferences). Nothing that needs a kubelet, a cloud or service accounts.
+    # What kube-controller-manager runs here by default: the namespace controller (finishes
+    # namespace deletion: empties a Terminating namespace, then drops its finalizer) and the garbage
+    # collector (deletes dependents by ownerReferences). Nothing that needs a kubelet, a cloud or
+    # service accounts. The Kueue tests add the job controller (creates a Job's pods).
     CONTROLLERS = ("namespace", "garbagecollector")
+    # controller -> the bootstrap ClusterRole its service account would have
+    CONTROLLER_ROLES: ClassVar[dict[str, str]] = {
+        "namespace": "system:controller:namespace-controller",
+        "garbagecollector": "system:controller:generic-garbage-collector",
+        "job": "system:controller:job-controller",
+    }
 
-    def start_controller_manager(self, timeout: float = 60) -> None:
-        """kube-controller-manager with only CONTROLLERS, under its own identity (no service account
-        credentials: the token controller does not run) with exactly those controllers' roles,
-        serving nothing (no secure port), without leader election."""
+    def start_controller_manager(
+        self, timeout: float = 60, controllers: tuple[str, ...] = CONTROLLERS
+    ) -> None:
+        """kube-controller-manager with only `controllers`, under its own identity (no service
+        account credentials: the token controller does not run) with exactly those controllers'
+        roles, serving nothing (no secure port), without leader election."""
         from kubernetes import client, config
 
         certs = self.workdir / "pki"
@@ -227,10 +236,7 @@ class ControlPlane:
             # The bootstrap roles these controllers get as service accounts, granted to the user
             # instead: the role bound to system:kube-controller-manager covers the manager itself,
             # Kubernetes gives the controllers' own work to their service accounts.
-            for role in (
-                "system:controller:namespace-controller",
-                "system:controller:generic-garbage-collector",
-            ):
+            for role in (self.CONTROLLER_ROLES[c] for c in controllers):
                 rbac.create_cluster_role_binding(
                     client.V1ClusterRoleBinding(
                         metadata=client.V1ObjectMeta(name=f"e2e:{role}"),
@@ -251,7 +257,7 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={kubeconfig}",
-                f"--controllers={','.join(self.CONTROLLERS)}",
+                f"--controllers={','.join(controllers)}",
                 "--use-service-account-credentials=false",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",

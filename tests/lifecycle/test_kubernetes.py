@@ -61,6 +61,43 @@ def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
         adapter.close()
 
 
+def test_the_gpu_limit_range_caps_gpu_containers_and_gives_others_none(kube: ControlPlane) -> None:
+    # The API server defaults a LimitRange's `default` (and so `defaultRequest`) to its `max`: a
+    # LimitRange with only a GPU max gave every container that names no GPU the tenant's whole
+    # entitlement, which the ResourceQuota, the webhook and Kueue (it applies LimitRange defaults
+    # to a Workload's pod sets) then counted as GPUs asked for.
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    rendered = objects.render({**policy, "name": "lr-test", "namespaces": ["lr-ns"]}, fleet)
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    api = config.new_client_from_config(str(kube.kubeconfig))
+    core = client.CoreV1Api(api)
+    try:
+        for obj in rendered["namespaces"] + rendered["limits"]:
+            adapter.apply(obj)
+
+        def pod(name: str, gpus: int | None) -> dict[str, Any]:
+            container: dict[str, Any] = {"name": "c", "image": "registry.example/app:1"}
+            if gpus is not None:
+                container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
+            return {"metadata": {"name": name}, "spec": {"containers": [container]}}
+
+        cpu = core.create_namespaced_pod("lr-ns", pod("cpu-only", None)).spec.containers[0].resources
+        assert (cpu.limits or {}).get("nvidia.com/gpu", "0") == "0", cpu
+        assert (cpu.requests or {}).get("nvidia.com/gpu", "0") == "0", cpu
+        gpu = core.create_namespaced_pod("lr-ns", pod("two-gpus", 2)).spec.containers[0].resources
+        assert gpu.limits["nvidia.com/gpu"] == "2" and gpu.requests["nvidia.com/gpu"] == "2"
+        with pytest.raises(client.exceptions.ApiException) as capped:
+            core.create_namespaced_pod("lr-ns", pod("five-gpus", 5))
+        assert (
+            capped.value.status == 403
+            and "maximum nvidia.com/gpu usage per Container is 4" in capped.value.body
+        )
+    finally:
+        adapter.close()
+        api.close()
+
+
 def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPlane, tmp_path: Path) -> None:
     # A free node of the EU shared H100 pool, for the dedicated pool the approval provisions.
     create_gpu_node(kube.kubeconfig, "eu-free-1", "eu-h100-shared", "eu-west-1")
@@ -92,11 +129,16 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
         assert rb.subjects[0].name == "gpupaas:acme-eu2"
         custom = client.CustomObjectsApi(api)
         cq = custom.get_cluster_custom_object(
-            "kueue.x-k8s.io", "v1beta1", "clusterqueues", "gpupaas-acme-eu2"
+            "kueue.x-k8s.io", "v1beta2", "clusterqueues", "gpupaas-acme-eu2"
         )
-        assert cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == 4
+        [flavor] = cq["spec"]["resourceGroups"][0]["flavors"]
+        assert flavor["name"] == "gpupaas-h100-80gb-dedicated-acme-eu2"
+        assert flavor["resources"][0]["nominalQuota"] == "4" and flavor["resources"][0]["lendingLimit"] == "0"
+        assert custom.get_cluster_custom_object(
+            "kueue.x-k8s.io", "v1beta2", "resourceflavors", flavor["name"]
+        )
         lq = custom.get_namespaced_custom_object(
-            "kueue.x-k8s.io", "v1beta1", "acme2-prod", "localqueues", "default"
+            "kueue.x-k8s.io", "v1beta2", "acme2-prod", "localqueues", "default"
         )
         assert lq["spec"]["clusterQueue"] == "gpupaas-acme-eu2"
     finally:

@@ -16,12 +16,38 @@ def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
     ns = rendered["namespaces"][0]
     assert ns["metadata"] == {"name": "acme-prod", "labels": {"gpupaas.io/tenant": "acme-eu"}}
     assert rendered["quota"][0]["spec"]["hard"] == {"requests.nvidia.com/gpu": "4"}
-    cq = rendered["kueue"][0]
-    assert cq["kind"] == "ClusterQueue" and cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] == [
-        {"name": "nvidia.com/gpu", "nominalQuota": 4}
+    flavor, cq, *queues = rendered["kueue"]
+    assert (
+        flavor["kind"] == "ResourceFlavor"
+        and flavor["metadata"]["name"] == "gpupaas-h100-80gb-dedicated-acme-eu"
+    )
+    assert cq["kind"] == "ClusterQueue" and cq["spec"]["resourceGroups"][0]["flavors"] == [
+        {
+            "name": "gpupaas-h100-80gb-dedicated-acme-eu",
+            "resources": [
+                {"name": "nvidia.com/gpu", "nominalQuota": "4", "borrowingLimit": "0", "lendingLimit": "0"}
+            ],
+        }
     ]
-    assert object_path(cq) == "/apis/kueue.x-k8s.io/v1beta1/clusterqueues/gpupaas-acme-eu"
+    assert [q["metadata"]["namespace"] for q in queues] == ["acme-prod", "acme-staging"]
+    assert object_path(cq) == "/apis/kueue.x-k8s.io/v1beta2/clusterqueues/gpupaas-acme-eu"
+    assert (
+        object_path(flavor)
+        == "/apis/kueue.x-k8s.io/v1beta2/resourceflavors/gpupaas-h100-80gb-dedicated-acme-eu"
+    )
     assert (
         object_path(rendered["quota"][1])
         == "/api/v1/namespaces/acme-staging/resourcequotas/gpupaas-gpu-quota"
     )
+
+
+def test_a_dedicated_tenant_moving_to_shared_leaves_its_dedicated_flavor_stale() -> None:
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    dedicated = objects.render(policy, fleet)
+    shared = objects.render({**policy, "isolation": "shared"}, fleet)
+    assert [objects.key(o) for o in objects.stale(dedicated["kueue"], shared["kueue"])] == [
+        "ResourceFlavor//gpupaas-h100-80gb-dedicated-acme-eu"
+    ]
+    assert objects.stale(shared["kueue"], dedicated["kueue"]) == []
+    assert objects.stale(dedicated["quota"], shared["quota"]) == []

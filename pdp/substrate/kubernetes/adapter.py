@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import config
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from pdp.substrate.kubernetes.objects import TENANT_LABEL
-from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL, POOL_LABEL
+from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
+from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
+from pdp.substrate.labels import POOL_LABEL, TENANT_LABEL
 
 FIELD_MANAGER = "gpupaas-lifecycle"
 
@@ -26,10 +28,9 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "PriorityClass": ("priorityclasses", False),
     "NetworkPolicy": ("networkpolicies", True),
     "RoleBinding": ("rolebindings", True),
-    "ClusterQueue": ("clusterqueues", False),
-    "LocalQueue": ("localqueues", True),
     "Deployment": ("deployments", True),
     "Node": ("nodes", False),
+    **KUEUE_RESOURCES,
 }
 
 
@@ -46,8 +47,16 @@ def object_path(obj: Mapping[str, Any]) -> str:
 class KubernetesAdapter:
     mode = "kubernetes"
 
-    def __init__(self, kubeconfig: str) -> None:
-        self.api = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+    def __init__(self, kubeconfig: str | None = None, *, api: ApiClient | None = None) -> None:
+        """From a kubeconfig file, an existing client, or (neither given) the pod's service account."""
+        self.api: Any
+        if api is not None:
+            self.api = api
+        elif kubeconfig:
+            self.api = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+        else:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            self.api = ApiClient()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         method_, url, headers, body, post = self.api.param_serialize(
@@ -61,11 +70,15 @@ class KubernetesAdapter:
             )
         return json.loads(data) if data else None
 
-    def apply(self, obj: Mapping[str, Any]) -> None:
+    def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER, subresource: str = ""
+    ) -> None:
+        """Server-side apply of `obj` (or of its `subresource`, e.g. status) as `field_manager`."""
+        path = object_path(obj) + (f"/{subresource}" if subresource else "")
         self._call(
             "PATCH",
-            object_path(obj),
-            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            path,
+            query_params=[("fieldManager", field_manager), ("force", "true")],
             header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
             body=dict(obj),
         )

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-TENANT_LABEL = "gpupaas.io/tenant"
-KUEUE = "kueue.x-k8s.io/v1beta1"
-TIER_PRIORITY = {"enterprise": 3000, "standard": 2000, "spot": 1000}
+from pdp.substrate.kueue import objects as kueue
+from pdp.substrate.labels import TENANT_LABEL, TIER_PRIORITY
+
 GROUPS = ("namespaces", "quota", "limits", "kueue", "priority", "network", "rbac")
 # The groups rendered from the tenant's tier and entitlements, re-applied when its policy changes.
 POLICY_GROUPS = ("quota", "kueue", "priority")
@@ -41,7 +41,6 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
     namespaces = [str(n) for n in policy.get("namespaces", [])]
     limits = gpu_limits(policy, fleet)
     hard = {f"requests.{r}": str(n) for r, n in sorted(limits.items())}
-    queue = f"gpupaas-{tenant}"
     priority = f"gpupaas-tenant-{tenant}"
     return {
         "namespaces": [
@@ -62,43 +61,22 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
                 "kind": "LimitRange",
                 "metadata": _meta(tenant, "gpupaas-defaults", ns),
                 "spec": {
-                    "limits": [{"type": "Container", "max": {r: str(n) for r, n in sorted(limits.items())}}]
+                    "limits": [
+                        {
+                            "type": "Container",
+                            "max": {r: str(n) for r, n in sorted(limits.items())},
+                            # Explicit, since the API server defaults `default` to `max`: a
+                            # container that names no GPU gets none, not the whole entitlement.
+                            "default": {r: "0" for r in sorted(limits)},
+                            "defaultRequest": {r: "0" for r in sorted(limits)},
+                        }
+                    ]
                 },
             }
             for ns in namespaces
         ],
-        "kueue": [
-            {
-                "apiVersion": KUEUE,
-                "kind": "ClusterQueue",
-                "metadata": _meta(tenant, queue),
-                "spec": {
-                    "namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant}},
-                    "resourceGroups": [
-                        {
-                            "coveredResources": sorted(limits),
-                            "flavors": [
-                                {
-                                    "name": "default-flavor",
-                                    "resources": [
-                                        {"name": r, "nominalQuota": n} for r, n in sorted(limits.items())
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            *[
-                {
-                    "apiVersion": KUEUE,
-                    "kind": "LocalQueue",
-                    "metadata": _meta(tenant, "default", ns),
-                    "spec": {"clusterQueue": queue},
-                }
-                for ns in namespaces
-            ],
-        ],
+        # Kueue: its dedicated flavors, ClusterQueue and LocalQueues (pdp/substrate/kueue).
+        "kueue": kueue.tenant_objects(policy, fleet),
         "priority": [
             {
                 "apiVersion": "scheduling.k8s.io/v1",
@@ -141,3 +119,9 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
 def key(obj: Mapping[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
+
+
+def stale(old: list[Obj], new: list[Obj]) -> list[Obj]:
+    """The objects of `old` that `new` no longer has (by kind, namespace and name), newest first."""
+    kept = {key(o) for o in new}
+    return [o for o in reversed(old) if key(o) not in kept]

@@ -23,10 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pdp.substrate.kubernetes.objects import Obj
-from pdp.substrate.kubernetes.workload import POOL_LABEL, REGION_LABEL
+from pdp.substrate.labels import DEDICATED_TAINT, DEDICATED_TENANT_LABEL, POOL_LABEL, REGION_LABEL
 
-DEDICATED_TENANT_LABEL = "gpupaas.io/dedicated-tenant"
-DEDICATED_TAINT = "gpupaas.io/dedicated"
 # How a carving is asked for: the approval reason of a dedicated tenant without a pool.
 PROVISIONING_REASON = "DEDICATED_POOL_PROVISIONING"
 

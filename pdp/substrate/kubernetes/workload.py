@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.substrate.kubernetes.objects import TENANT_LABEL, Obj
+from pdp.substrate.kubernetes.objects import Obj
+from pdp.substrate.kueue.objects import LOCAL_QUEUE, QUEUE_LABEL
+from pdp.substrate.labels import POOL_LABEL, REGION_LABEL, TENANT_LABEL
 
 DEPLOYMENT_LABEL = "gpupaas.io/deployment"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-REGION_LABEL = "topology.kubernetes.io/region"
-POOL_LABEL = "gpupaas.io/pool"
 SHARING_LABEL = "nvidia.com/gpu.sharing-strategy"
 MIG_LABEL = "nvidia.com/mig.strategy"
 CLUSTERS_ANNOTATION = "gpupaas.io/eligible-clusters"
@@ -132,7 +131,7 @@ def render(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {**labels, QUEUE_LABEL: "default"},
+            "labels": {**labels, QUEUE_LABEL: LOCAL_QUEUE},
             "annotations": annotations,
         },
         "spec": {

@@ -1,0 +1,238 @@
+"""Kueue in the end-to-end control plane: the controller manager built by scripts/build-kueue from
+the Go module proxy, installed the way its release manifests install it (its CRDs with the
+conversion webhook, its mutating and validating webhook configurations for its own kinds and
+batch/v1 Jobs, its manager ClusterRole), but on loopback: webhooks called at https://127.0.0.1
+with a CA made here, metrics and health on loopback, no certificate rotation, no leader election,
+its own client certificate bound to its own role.
+
+Kueue reads the metrics serving certificate from a fixed path (/etc/kueue/metrics/certs) when it
+does not manage certificates itself; the process gets a private view of /etc (a mount namespace
+with an overlay holding that folder), so nothing on the machine is written."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from pdp.enforcement.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
+
+from .controlplane import ROOT, ControlPlane, free_port
+
+KUEUE_USER = "kueue-controller-manager"
+NAMESPACE = "kueue-system"
+
+
+def kueue_folder() -> Path:
+    """The folder with the kueue binary and the module's config, built (once) by scripts/build-kueue."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "build-kueue")], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/build-kueue failed:\n{out.stderr[-4000:]}")
+    return ROOT / out.stdout.strip().splitlines()[-1]
+
+
+def _private_etc(upper: Path, work: Path, argv: list[str]) -> list[str]:
+    """argv run in its own mount namespace where /etc is an overlay whose upper layer is `upper`."""
+    namespace = ["unshare", "-m", "--propagation", "private"] if os.geteuid() == 0 else ["unshare", "-Urm"]
+    script = 'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && shift 2 && exec "$@"'
+    return [*namespace, "--", "sh", "-c", script, "sh", str(upper), str(work), *argv]
+
+
+def _conversion_crds(folder: Path) -> set[str]:
+    """The CRDs Kueue's kustomization gives a conversion webhook (its enabled patches)."""
+    kustomization = yaml.safe_load((folder / "config" / "crd" / "kustomization.yaml").read_text())
+    names = set()
+    for patch in kustomization.get("patches") or ():
+        doc = yaml.safe_load((folder / "config" / "crd" / patch["path"]).read_text())
+        if (doc.get("spec") or {}).get("conversion"):
+            names.add(doc["metadata"]["name"])
+    return names
+
+
+def install_crds(api: client.ApiClient, folder: Path, conversion: dict[str, str] | None = None) -> None:
+    """Kueue's CRDs from the module (config/components/crd/bases), established. `conversion`: the
+    webhook clientConfig of the CRDs Kueue converts between versions; without it (no Kueue
+    running, objects stored and validated by the API server alone) they convert nothing."""
+    ext = client.ApiextensionsV1Api(api)
+    converted = _conversion_crds(folder) if conversion else set()
+    names = []
+    for path in sorted((folder / "config" / "crd" / "bases").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["metadata"]["name"] in converted:
+            crd["spec"]["conversion"] = {
+                "strategy": "Webhook",
+                "webhook": {"clientConfig": conversion, "conversionReviewVersions": ["v1"]},
+            }
+        ext.create_custom_resource_definition(crd)
+        names.append(crd["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    for name in names:
+        while True:
+            status = ext.read_custom_resource_definition(name).status
+            conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
+            if conditions.get("Established") == "True":
+                break
+            assert time.monotonic() < deadline, f"CRD {name} not established: {conditions}"
+            time.sleep(0.1)
+
+
+@dataclass
+class Kueue:
+    folder: Path
+    cp: ControlPlane
+    workdir: Path
+    webhook_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    ca: CertPair | None = None
+
+    @property
+    def webhook_url(self) -> str:
+        return f"https://127.0.0.1:{self.webhook_port}"
+
+    def _ca_bundle(self) -> str:
+        assert self.ca is not None
+        return base64.b64encode(self.ca.cert.read_bytes()).decode()
+
+    def install(self, api: client.ApiClient) -> None:
+        """Namespace, RBAC, CRDs and webhook configurations; the API server calls the webhooks at
+        the loopback URL from now on (and fails closed until Kueue serves them)."""
+        pki = self.workdir / "pki"
+        self.ca = make_ca(pki, "kueue-webhook-ca")
+        serving = issue_server_cert(self.ca, pki / "serving", ["127.0.0.1"])
+        for folder in (self.workdir / "webhook-certs", self.workdir / "etc" / "kueue" / "metrics" / "certs"):
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(serving.cert, folder / "tls.crt")
+            shutil.copy(serving.key, folder / "tls.key")
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+        self._rbac(api)
+        self._crds(api)
+        self._webhooks(api)
+
+    def _rbac(self, api: client.ApiClient) -> None:
+        """The manager's ClusterRole and its Role on secrets of its namespace, bound to its user."""
+        rbac = client.RbacAuthorizationV1Api(api)
+        subject = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUEUE_USER}]
+        role = yaml.safe_load((self.folder / "config" / "rbac" / "role.yaml").read_text())
+        role["metadata"]["name"] = "kueue-manager-role"
+        rbac.create_cluster_role(role)
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kueue-manager-role"}
+        rbac.create_cluster_role_binding(
+            {"metadata": {"name": "kueue-manager-rolebinding"}, "roleRef": ref, "subjects": subject}
+        )
+        secrets = yaml.safe_load((self.folder / "config" / "rbac" / "manager_secrets_role.yaml").read_text())
+        secrets["metadata"] = {"name": "kueue-manager-secrets-role", "namespace": NAMESPACE}
+        rbac.create_namespaced_role(NAMESPACE, secrets)
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kueue-manager-secrets-role"}
+        rbac.create_namespaced_role_binding(
+            NAMESPACE,
+            {"metadata": {"name": "kueue-manager-secrets-rolebinding"}, "roleRef": ref, "subjects": subject},
+        )
+
+    def _crds(self, api: client.ApiClient) -> None:
+        conversion = {"url": f"{self.webhook_url}/convert", "caBundle": self._ca_bundle()}
+        install_crds(api, self.folder, conversion)
+
+    def _webhooks(self, api: client.ApiClient) -> None:
+        """Kueue's webhook configurations, kept to its own kinds and batch/v1 Jobs (the only
+        integration configured), pointed at the loopback URL."""
+        admission = client.AdmissionregistrationV1Api(api)
+        for doc in yaml.safe_load_all((self.folder / "config" / "webhooks.yaml").read_text()):
+            if not doc:
+                continue
+            kept = []
+            for hook in doc.get("webhooks") or ():
+                groups = {g for rule in hook.get("rules") or () for g in rule.get("apiGroups") or ()}
+                if not groups <= {"kueue.x-k8s.io", "batch"}:
+                    continue
+                path = hook["clientConfig"]["service"]["path"]
+                hook["clientConfig"] = {"url": f"{self.webhook_url}{path}", "caBundle": self._ca_bundle()}
+                kept.append(hook)
+            doc["webhooks"] = kept
+            doc["metadata"]["name"] = f"kueue-{doc['metadata']['name']}"
+            if doc["kind"] == "MutatingWebhookConfiguration":
+                admission.create_mutating_webhook_configuration(doc)
+            else:
+                admission.create_validating_webhook_configuration(doc)
+
+    def configuration(self) -> dict[str, Any]:
+        """deploy/kueue/kueue-configuration.yaml, with this process's loopback addresses."""
+        settings: dict[str, Any] = yaml.safe_load(
+            (ROOT / "deploy" / "kueue" / "kueue-configuration.yaml").read_text()
+        )
+        settings.update(
+            namespace=NAMESPACE,
+            health={"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
+            metrics={"bindAddress": f"127.0.0.1:{self.metrics_port}"},
+            webhook={
+                "host": "127.0.0.1",
+                "port": self.webhook_port,
+                "certDir": str(self.workdir / "webhook-certs"),
+            },
+            leaderElection={"leaderElect": False},
+            internalCertManagement={"enable": False},
+            # The on-demand visibility API server would bind a fixed port on every address.
+            featureGates={"VisibilityOnDemand": False},
+        )
+        return settings
+
+    def start(self, timeout: float = 120) -> None:
+        assert self.cp.ca is not None, "start the control plane first"
+        ident = issue_client_cert(self.cp.ca, self.workdir / "pki" / "kueue-client", KUEUE_USER)
+        kubeconfig = self.workdir / "kueue.kubeconfig"
+        self.cp._write_kubeconfig(kubeconfig, self.cp.workdir / "pki" / "serving", ident)
+        config_file = self.workdir / "kueue-config.yaml"
+        config_file.write_text(yaml.safe_dump(self.configuration()))
+        work = self.workdir / "etc-work"
+        work.mkdir(exist_ok=True)
+        argv = [
+            str(self.folder / "kueue"),
+            f"--config={config_file}",
+            f"--kubeconfig={kubeconfig}",
+            "--zap-log-level=2",
+        ]
+        self.cp._spawn("kueue", _private_etc(self.workdir / "etc", work, argv))
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Healthy, and its webhooks answer the API server (a dry-run create goes through them)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        api = config.new_client_from_config(str(self.cp.kubeconfig))
+        custom = client.CustomObjectsApi(api)
+        probe = {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "e2e-webhook-probe"},
+        }
+        try:
+            while time.monotonic() < deadline:
+                self.cp._check_alive()
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
+                    ) as r:
+                        if r.status == 200:
+                            custom.create_cluster_custom_object(
+                                "kueue.x-k8s.io", "v1beta2", "resourceflavors", probe, dry_run="All"
+                            )
+                            return
+                except (OSError, ssl.SSLError, client.exceptions.ApiException) as exc:
+                    last = str(exc)[:300]
+                time.sleep(0.3)
+        finally:
+            api.close()
+        raise TimeoutError(f"kueue not ready: {last}\n{self.cp.log_tail('kueue')}")
