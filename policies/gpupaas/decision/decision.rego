@@ -27,19 +27,44 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	msg := sprintf(`intent kind "%s" is not supported (supported: [%s])`, [lib.kind, lib.names(lib.intent_kinds)])
 }
 
+# The areas every rule of which names the kinds it decides are evaluated only for those kinds:
+# infrastructure (change_capacity), tenancy (create_tenant, update_quotas, change_sla) and preemption
+# (workloads and preempt). The other areas run for every intent. Their rules could not fire for any
+# other kind, so the decision is the same; a deploy_model or admit_workload decision no longer pays
+# for them (docs/performance.md).
+_tenancy_kinds := {"create_tenant", "update_quotas", "change_sla"}
+
+_preemption_kinds := {"admit_workload", "place_workload", "preempt"}
+
+default _kind_deny := set()
+
+_kind_deny := infrastructure.deny if input.kind == "change_capacity"
+
+_kind_deny := tenancy.deny if input.kind in _tenancy_kinds
+
+_kind_deny := preemption.deny if input.kind in _preemption_kinds
+
+default _kind_approval := set()
+
+_kind_approval := infrastructure.approval if input.kind == "change_capacity"
+
+_kind_approval := tenancy.approval if input.kind in _tenancy_kinds
+
+default _kind_constraints := {}
+
+_kind_constraints := preemption.constraints if input.kind in _preemption_kinds
+
 _deny := union({
 	deny,
 	admission.deny,
-	infrastructure.deny,
 	isolation.deny,
 	placement.deny,
-	preemption.deny,
 	residency.deny,
 	sharing.deny,
-	tenancy.deny,
+	_kind_deny,
 })
 
-_approval := (admission.approval | tenancy.approval) | infrastructure.approval
+_approval := admission.approval | _kind_approval
 
 default _outcome := "ALLOW"
 
@@ -54,7 +79,7 @@ _reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
 
 _reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
 
-_constraints := object.union_n([placement.constraints, isolation.constraints, preemption.constraints])
+_constraints := object.union_n([placement.constraints, isolation.constraints, _kind_constraints])
 
 default _obligations := []
 

@@ -219,16 +219,47 @@ _computed_dedicated_index[pool.tenant] contains p if {
 	pool.isolation == "dedicated"
 }
 
-# the jurisdictions a tenant's residency allows, among those of the fleet
-allowed_jurisdictions(t) := {c.jurisdiction | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+# the jurisdictions of the fleet's clusters, computed once per evaluation
+fleet_jurisdictions := {c.jurisdiction | some c in clusters}
 
-# [cluster, pool] pairs a tenant may run the classes on with one of the strategies
-eligible_pools(t, classes, strategies) := {[c, p] |
+# the jurisdictions a tenant's residency allows, among those of the fleet: a lookup, not a scan of
+# the clusters for every call (jurisdiction_allowed: "any", or "<jurisdiction>-only")
+allowed_jurisdictions(t) := fleet_jurisdictions if {
+	t.data_residency == "any"
+} else := {upper(trim_suffix(t.data_residency, "-only"))} & fleet_jurisdictions if {
+	endswith(t.data_residency, "-only")
+} else := set()
+
+# [cluster, pool] pairs a tenant may run the classes on with one of the strategies. The index is
+# keyed by isolation, so every pool under a shared tenant's key is one it may use; only a dedicated
+# tenant's pools are checked one by one (the pool must be its own). Skipping that per-pool call for
+# shared tenants halves a deploy_model decision over a 1,250-pool fleet (docs/performance.md).
+eligible_pools(t, classes, strategies) := _indexed_pools(t, classes, strategies) if {
+	t.isolation == "shared"
+} else := {[c, p] |
+	some [c, p] in _indexed_pools(t, classes, strategies)
+	isolation_compatible(t, clusters[c].pools[p])
+}
+
+_indexed_pools(t, classes, strategies) := {pair |
 	some class in classes
 	some jurisdiction in allowed_jurisdictions(t)
 	some strategy in strategies
-	some [c, p] in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
-	isolation_compatible(t, clusters[c].pools[p])
+	some pair in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
+}
+
+# the sharing strategies of the pools a tenant may run the classes on, read from the index keys
+eligible_strategies(t, classes) := {strategy |
+	some class in classes
+	some jurisdiction in allowed_jurisdictions(t)
+	some strategy, pairs in object.get(pool_index, [class, jurisdiction, t.isolation], {})
+	strategy in sharing_strategies
+	count(pairs) > 0
+} if {
+	t.isolation == "shared"
+} else := {strategy |
+	some strategy in sharing_strategies
+	count(eligible_pools(t, classes, {strategy})) > 0
 }
 
 clusters_of(pools) := {c | some [c, _] in pools}
@@ -304,7 +335,9 @@ target_clusters := clusters_of(intent_pools) & {payload.cluster} if payload.clus
 
 target_clusters := clusters_of(intent_pools) if not payload.cluster
 
-target_pools := {[c, p] | some [c, p] in intent_pools; c in target_clusters}
+target_pools := {[c, p] | some [c, p] in intent_pools; c == payload.cluster} if payload.cluster
+
+target_pools := intent_pools if not payload.cluster
 
 # the regions of the target clusters, for the node affinity of residency-restricted tenants
 target_regions := {clusters[c].region | some c in target_clusters}
