@@ -8,7 +8,8 @@ pinned OPA (`opa run --server`); every decision is POSTed to /v1/data/gpupaas/de
 ?metrics=true and the figure is OPA's `timer_rego_query_eval_ns` (evaluation alone: no HTTP, no
 JSON decoding of the input, no query compilation). Wasm: wall time of WasmEngine.evaluate in this
 process (input written into the module's memory, evaluation, result read back). Prints p50 and p90
-per kind and fleet, in microseconds.
+per kind and fleet, in microseconds, and for OPA the number of expression evaluations of one
+decision (`opa eval --profile` on the same bundle): a count, which a loaded machine cannot skew.
 """
 
 from __future__ import annotations
@@ -96,6 +97,14 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) 
     raise TimeoutError(f"OPA at {base} not ready after {timeout} s")
 
 
+def expression_evaluations(bundle: Path, intent: dict[str, Any]) -> int:
+    argv = [str(find_opa()), "eval", "--bundle", str(bundle), "--stdin-input", "--profile"]
+    argv += ["--profile-limit", "100000", "--format", "json", f"data.{ENTRYPOINT.replace('/', '.')}"]
+    stdin = json.dumps(intent)
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True, timeout=300)
+    return sum(int(p["num_eval"]) for p in json.loads(proc.stdout)["profile"])
+
+
 def opa_eval_us(bundle: Path, intents: dict[str, dict[str, Any]], n: int) -> dict[str, dict[str, Any]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -113,6 +122,7 @@ def opa_eval_us(bundle: Path, intents: dict[str, dict[str, Any]], n: int) -> dic
                 _post(url, body)
             samples = sorted(_post(url, body)["metrics"]["timer_rego_query_eval_ns"] / 1000 for _ in range(n))
             out[name] = {"p50": statistics.median(samples), "p90": samples[int(n * 0.9)], "outcome": outcome}
+            out[name]["evals"] = expression_evaluations(bundle, intent)
         return out
     finally:
         proc.terminate()
@@ -141,7 +151,8 @@ def wasm_eval_us(bundle: Path, intents: dict[str, dict[str, Any]], n: int) -> di
 def report(fleet: str, engine: str, figures: dict[str, dict[str, Any]]) -> None:
     for kind, f in figures.items():
         line = f"{fleet:22} {engine:5} {kind:22} p50 {f['p50']:9.1f} us  p90 {f['p90']:9.1f} us"
-        print(f"{line}  {f['outcome']}")
+        evals = f"  {f['evals']:6} evals" if "evals" in f else " " * 13
+        print(f"{line}{evals}  {f['outcome']}")
 
 
 def main() -> int:

@@ -75,7 +75,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_UNKNOWN
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "update_quotas"
+	input.kind == "update_quotas"
 	some class, _ in lib.payload.entitlements
 	not lib.gpu_class_known(class)
 	msg := sprintf(`new entitlements of tenant "%s" name GPU class "%s"; the fleet does not define it`, [lib.tenant_name, class])
@@ -194,7 +194,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: QUOTA_BELOW_USAGE
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "update_quotas"
+	input.kind == "update_quotas"
 	some class, used in object.get(input, "usage", {})
 	new := object.get(lib.payload.entitlements, class, 0)
 	new < used
@@ -207,7 +207,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: QUOTA_APPROVAL_REQUIRED
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "update_quotas"
+	input.kind == "update_quotas"
 	some class, new in lib.payload.entitlements
 	current := lib.entitlement(lib.tenant, class)
 	new > current
@@ -240,7 +240,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: OFFBOARD_APPROVAL_REQUIRED
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "offboard_tenant"
+	input.kind == "offboard_tenant"
 	lib.tenant.tier == "enterprise"
 	msg := sprintf(`offboarding enterprise tenant "%s" (reason: %s) needs approval`, [lib.tenant_name, object.get(lib.payload, "reason", "none given")])
 }
@@ -273,6 +273,6 @@ obligations := [
 		"params": {},
 	},
 ] if {
-	lib.kind == "offboard_tenant"
+	input.kind == "offboard_tenant"
 	lib.tenant
 }

@@ -54,15 +54,25 @@ default _kind_constraints := {}
 
 _kind_constraints := preemption.constraints if input.kind in _preemption_kinds
 
+# every isolation rule judges the workload of an admit_workload or place_workload intent
+default _isolation_deny := set()
+
+_isolation_deny := isolation.deny if input.kind in lib.workload_kinds
+
 _deny := union({
 	deny,
 	admission.deny,
-	isolation.deny,
+	_isolation_deny,
 	placement.deny,
 	residency.deny,
 	sharing.deny,
 	_kind_deny,
 })
+
+# residency warns only about the workload of an admit_workload intent
+default _warnings := []
+
+_warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload"
 
 _approval := admission.approval | _kind_approval
 
@@ -102,7 +112,7 @@ _bundle_revision := data.gpupaas.bundle.revision
 result := {
 	"outcome": _outcome,
 	"reasons": _reasons,
-	"warnings": lib.sorted_reasons(residency.warn),
+	"warnings": _warnings,
 	"constraints": _constraints,
 	"obligations": _obligations,
 	"bundle_revision": _bundle_revision,

@@ -121,7 +121,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_SHARED_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "admit_workload"
+	input.kind == "admit_workload"
 	lib.tenant.isolation == "dedicated"
 	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]

@@ -71,3 +71,7 @@ test_names if {
 	lib.names({"b", "a"}) == "a, b"
 	lib.names([]) == ""
 }
+
+test_named_tenant_kinds_are_the_kinds_that_name_an_existing_tenant if {
+	lib.named_tenant_kinds == ((lib.intent_kinds - lib.workload_kinds) - {"create_tenant"}) - lib.fleet_kinds
+}

@@ -28,7 +28,7 @@ _class_usable if {
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "deploy_model"
+	input.kind == "deploy_model"
 	lib.tenant
 	name := lib.payload.cluster
 	not lib.clusters[name]
@@ -43,7 +43,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "deploy_model"
+	input.kind == "deploy_model"
 	_class_usable
 	t := lib.tenant
 	cluster := lib.clusters[lib.payload.cluster]
@@ -186,7 +186,7 @@ constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if 
 	lib.kind in _placement_kinds
 }
 
-constraints.eligible_nodes := sort(_eligible_nodes) if lib.kind == "place_workload"
+constraints.eligible_nodes := sort(_eligible_nodes) if input.kind == "place_workload"
 
 # sorted by node name explicitly: object iteration order is not part of Rego's semantics (the
 # wasm target iterates in another order than the interpreter)
@@ -195,5 +195,5 @@ constraints.rejected_nodes := [{"node": name, "reasons": lib.sorted_reasons(reas
 	reasons := _node_reasons[name]
 	count(reasons) > 0
 ] if {
-	lib.kind == "place_workload"
+	input.kind == "place_workload"
 }

@@ -43,13 +43,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # the priority class matters: a workload asking for GPUs, or a preemptor
 _gpu_priority if count(lib.gpu_resources) > 0
 
-_gpu_priority if lib.kind == "preempt"
+_gpu_priority if input.kind == "preempt"
 
 # ---------------------------------------------------------------------------------------------
 # Victims
 # ---------------------------------------------------------------------------------------------
 
-_victims := object.get(lib.payload, "victims", []) if lib.kind == "preempt"
+_victims := object.get(lib.payload, "victims", []) if input.kind == "preempt"
 
 # METADATA
 # title: Unknown victim tenant
@@ -94,4 +94,4 @@ _preemptible_victims := [{"tenant": victim.tenant, "workload": victim.workload} 
 	_tier_rank > lib.tiers[victim_tenant.tier].rank
 ]
 
-constraints["preemptible_victims"] := _preemptible_victims if lib.kind == "preempt"
+constraints["preemptible_victims"] := _preemptible_victims if input.kind == "preempt"

@@ -16,7 +16,7 @@ _policy := "gpupaas.residency"
 # custom:
 #   code: RESIDENCY_VIOLATION
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "deploy_model"
+	input.kind == "deploy_model"
 	t := lib.tenant
 	cluster := lib.clusters[lib.payload.cluster]
 	not lib.jurisdiction_allowed(t.data_residency, cluster.jurisdiction)
@@ -146,7 +146,7 @@ _where("") := sprintf("without a %s label", [lib.region_label])
 # custom:
 #   code: RESIDENCY_VIOLATION
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "admit_workload"
+	input.kind == "admit_workload"
 	t := lib.tenant
 	t.data_residency != "any"
 	some name, _ in nodes.named_nodes
@@ -179,7 +179,7 @@ _pins_region(term) if nodes.term_names_nodes(term)
 # custom:
 #   code: RESIDENCY_UNCONSTRAINED
 warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "admit_workload"
+	input.kind == "admit_workload"
 	lib.places_pods
 	t := lib.tenant
 	t.data_residency != "any"
