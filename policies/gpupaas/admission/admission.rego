@@ -152,9 +152,10 @@ deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_messag
 # custom:
 #   code: CAPACITY_EXCEEDED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	total := _total # first: an intent that adds no GPUs never sums the capacity of its pools
 	count(lib.target_pools) > 0
 	capacity := lib.capacity_of(lib.target_pools)
-	_total > capacity
+	total > capacity
 	msg := sprintf(`%s of tenant "%s" needs %d %s GPUs in total but the eligible pools [%s] hold %d`, [lib.subject, lib.tenant_name, _total, lib.requested_class, lib.names({p | some [_, p] in lib.target_pools}), capacity])
 }
 

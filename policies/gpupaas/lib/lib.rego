@@ -224,8 +224,10 @@ _computed_dedicated_index[pool.tenant] contains p if {
 	pool.isolation == "dedicated"
 }
 
-# the jurisdictions of the fleet's clusters, computed once per evaluation
-fleet_jurisdictions := {c.jurisdiction | some c in clusters}
+# the jurisdictions of the fleet's clusters, carried by the bundle (pdp/config/index.py)
+fleet_jurisdictions := {j | some j in data.gpupaas.index.jurisdictions} if data.gpupaas.index.jurisdictions
+
+fleet_jurisdictions := {c.jurisdiction | some c in clusters} if not data.gpupaas.index.jurisdictions
 
 # the jurisdictions a tenant's residency allows, among those of the fleet: a lookup, not a scan of
 # the clusters for every call (jurisdiction_allowed: "any", or "<jurisdiction>-only")
@@ -269,11 +271,17 @@ eligible_strategies(t, classes) := {strategy |
 
 clusters_of(pools) := {c | some [c, _] in pools}
 
-capacity_of(pools) := sum([gpus |
-	some [c, p] in pools
-	pool := clusters[c].pools[p]
-	gpus := pool.nodes * pool.gpus_per_node
-])
+capacity_of(pools) := sum([pool_gpus[c][p] | some [c, p] in pools])
+
+# cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
+pool_gpus := data.gpupaas.index.gpus if data.gpupaas.index.gpus
+
+pool_gpus := _computed_pool_gpus if not data.gpupaas.index.gpus
+
+_computed_pool_gpus[c][p] := pool.nodes * pool.gpus_per_node if {
+	some c, cluster in clusters
+	some p, pool in cluster.pools
+}
 
 # the GPU classes the clusters of a tenant's residency offer, in pools of any isolation (dedicated
 # pools can be provisioned later)
