@@ -44,7 +44,9 @@ tiers := {
 	"spot": {"rank": 1, "priority_class": "gpupaas-spot", "over_entitlement": "deny"},
 }
 
-priority_class_ranks := {tier.priority_class: tier.rank | some tier in tiers}
+# {tier.priority_class: tier.rank | some tier in tiers}, written out: a constant rather than a
+# comprehension on every decision (lib_test holds the two equal)
+priority_class_ranks := {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaas-spot": 1}
 
 # ---------------------------------------------------------------------------------------------
 # Intents and their tenant
@@ -124,8 +126,10 @@ jurisdiction_allowed(residency, jurisdiction) if {
 	upper(trim_suffix(residency, "-only")) == jurisdiction
 }
 
-# region -> jurisdiction, computed once per evaluation
-region_jurisdiction := {c.region: c.jurisdiction | some c in clusters}
+# region -> jurisdiction, carried by the bundle (pdp/config/index.py)
+region_jurisdiction := data.gpupaas.index.regions if data.gpupaas.index.regions
+
+region_jurisdiction := {c.region: c.jurisdiction | some c in clusters} if not data.gpupaas.index.regions
 
 region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_jurisdiction[region])
 
@@ -147,10 +151,17 @@ gpu_class_known(class) if gpu_classes[class]
 
 vendor_of(class) := gpu_classes[class].vendor
 
-# "<label key>=<label value>" -> GPU class
-class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
+# "<label key>=<label value>" -> GPU class, and the label keys of the GPU classes, carried by the
+# bundle (pdp/config/index.py)
+class_by_label := data.gpupaas.index.labels if data.gpupaas.index.labels
 
-class_label_keys := {gc.node_label.key | some gc in gpu_classes}
+class_by_label := _computed_class_by_label if not data.gpupaas.index.labels
+
+_computed_class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
+
+class_label_keys := {key | some key in data.gpupaas.index.label_keys} if data.gpupaas.index.label_keys
+
+class_label_keys := {gc.node_label.key | some gc in gpu_classes} if not data.gpupaas.index.label_keys
 
 # GPU feature discovery appends -SHARED to the product when sharing is configured on the node
 product_of(value) := trim_suffix(value, "-SHARED")
