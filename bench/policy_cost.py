@@ -1,7 +1,10 @@
 """Policy cost: OPA's own evaluation time per decision kind, on the example fleet and on a
 generated 1,000-tenant / 10,000-node fleet, plus the same decisions on the in-process wasm engine.
 
-    .venv/bin/python -m bench.policy_cost [-n 300] [--no-scale] [--no-wasm]
+    .venv/bin/python -m bench.policy_cost [-n 300] [--no-scale] [--no-wasm] [--policies DIR]
+
+`--policies` measures another revision of the policies against the same data, e.g. before a change:
+`git archive <commit> policies | tar -x -C /tmp/before` then `--policies /tmp/before/policies`.
 
 Each fleet is built into a real bundle (pdp.bundles.build, the index included) and served by the
 pinned OPA (`opa run --server`); every decision is POSTed to /v1/data/gpupaas/decision/result
@@ -69,10 +72,11 @@ def scale_intents() -> dict[str, dict[str, Any]]:
     }
 
 
-def build(tenants: Path, fleet: Path, out: Path, wasm: bool) -> tuple[Path, Path | None]:
-    built = build_bundle(
-        load_config(tenants, fleet), policies=ROOT / "policies", out_dir=out, signing_key=None, wasm=wasm
-    )
+def build(
+    tenants: Path, fleet: Path, out: Path, wasm: bool, policies: Path = ROOT / "policies"
+) -> tuple[Path, Path | None]:
+    config = load_config(tenants, fleet)
+    built = build_bundle(config, policies=policies, out_dir=out, signing_key=None, wasm=wasm)
     return built.path, built.wasm_path
 
 
@@ -160,6 +164,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=300, help="decisions measured per kind")
     parser.add_argument("--no-scale", action="store_true", help="only the example fleet")
     parser.add_argument("--no-wasm", action="store_true", help="only OPA")
+    parser.add_argument("--policies", type=Path, default=ROOT / "policies", help="the policies to measure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="policy-cost-") as tmp:
         work = Path(tmp)
@@ -169,7 +174,7 @@ def main() -> int:
             scale = work / "scale"
             fleets.append(("1k tenants/10k nodes", scale / "tenants", scale / "fleet.yaml", scale_intents()))
         for i, (name, tenants, fleet, intents) in enumerate(fleets):
-            bundle, wasm = build(tenants, fleet, work / f"bundles-{i}", wasm=not args.no_wasm)
+            bundle, wasm = build(tenants, fleet, work / f"bundles-{i}", not args.no_wasm, args.policies)
             report(name, "opa", opa_eval_us(bundle, intents, args.n))
             if wasm is not None:
                 report(name, "wasm", wasm_eval_us(wasm, intents, args.n))
