@@ -32,7 +32,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   neither is decided by the isolation rules alone: it may not reach a dedicated pool.
 # custom:
 #   code: TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	not lib.tenant
 	_needs_tenant
@@ -63,7 +63,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The workload's node selector pins a GPU product no GPU class of the fleet has.
 # custom:
 #   code: GPU_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.pinned_product
 	not lib.pinned_class
 	msg := sprintf("%s pins node label %s=%s, which is no GPU class of the fleet", [lib.subject, lib.pinned_label, lib.pinned_product])
@@ -98,7 +98,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The workload asks for GPU resources of a vendor the tenant has no entitled class of.
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some vendor in lib.requested_vendors
 	t := lib.tenant
 	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
@@ -175,7 +175,7 @@ _workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if 
 #   or of all the entitled classes of that vendor; admission refuses it whatever the tier.
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some vendor, gpus in lib.whole_gpus
 	classes := _workload_classes(lib.tenant, vendor)
 	count(classes) > 0
@@ -276,4 +276,12 @@ obligations := [
 ] if {
 	input.kind == "offboard_tenant"
 	lib.tenant
+}
+
+# The rules above named _workload_deny judge the workload of an admit_workload or place_workload
+# intent and need it to fire; grouped behind one test of the kind, an intent of another kind skips
+# them all instead of starting each one (docs/performance.md).
+deny contains r if {
+	input.kind in lib.workload_kinds
+	some r in _workload_deny
 }

@@ -125,6 +125,7 @@ _eligible_nodes := {name | some name, reasons in _node_reasons; count(reasons) =
 # custom:
 #   code: NO_ELIGIBLE_NODE
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	input.kind == "place_workload" # the kind of every candidate node: the indexer skips the rule for others
 	count(_node_reasons) > 0
 	count(_eligible_nodes) == 0
 	msg := sprintf(`all %d candidate nodes were rejected for %s of tenant "%s"`, [count(_node_reasons), lib.subject, lib.tenant_name])
