@@ -21,7 +21,10 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     policies = [ROOT / "policies" / "gpupaas" / area for area in ("lib", "nodes")]
     computed = eval_query(
         '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index,'
-        ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant}',
+        ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant,'
+        ' "gpus": data.gpupaas.lib.pool_gpus, "jurisdictions": data.gpupaas.lib.fleet_jurisdictions,'
+        ' "regions": data.gpupaas.lib.region_jurisdiction, "labels": data.gpupaas.lib.class_by_label,'
+        ' "label_keys": data.gpupaas.lib.class_label_keys}',
         data_paths=[*policies, data_file],
     )
     assert computed == index
@@ -33,6 +36,10 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     assert index["nodes"]["eu-acme-2"] == ["eu-west", "acme-h100-dedicated"]
     assert index["nodes"]["us-shared-8"] == ["us-east", "us-h100-shared"]
     assert index["namespaces"]["acme-staging"] == "acme-eu"
+    assert index["jurisdictions"] == ["EU", "US"]
+    assert index["regions"]["eu-central-1"] == "EU"
+    assert index["labels"]["nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3"] == "H100-80GB"
+    assert index["gpus"]["eu-west"]["acme-h100-dedicated"] == 2 * 8
 
 
 def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa_binary: Path) -> None:

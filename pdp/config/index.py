@@ -3,11 +3,15 @@
 `pools[class][jurisdiction][isolation][sharing strategy]` lists the [cluster, pool] pairs;
 `dedicated[tenant]` lists the pools dedicated to a tenant; `nodes[name]` is the [cluster, pool] of
 each node the fleet names (pools' `node_names`), so admission looks a named node up by name in a
-10,000-node fleet instead of scanning it. `namespaces[ns]` is the tenant of each namespace (the first
-by name where two claim it, a conflict the build refuses), which every workload decision looks up
-(computing it took 40-60 ms of each admission with 1,000 tenants). The policies compute the same index
-from the fleet when the bundle does not carry one (gpupaas.lib.pool_index), and a test holds the
-two equal.
+10,000-node fleet instead of scanning it. `gpus[cluster][pool]` is the GPUs of each pool (nodes x GPUs
+per node), which the capacity check sums; `jurisdictions` lists the fleet's jurisdictions, which
+every residency decision needs, and `regions[region]` the jurisdiction of each region; `labels` maps
+each GPU class's node label ("<key>=<value>") to the class and `label_keys` lists those keys, which
+every workload decision reads to classify its node selector. `namespaces[ns]` is the tenant of each
+namespace (the first by name where two claim it, a conflict the build refuses), which every workload
+decision looks up (computing it took 40-60 ms of each admission with 1,000 tenants). The policies
+compute the same index from the fleet when the bundle does not carry one (gpupaas.lib.pool_index),
+and a test holds the two equal.
 """
 
 from __future__ import annotations
@@ -27,8 +31,14 @@ def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
     dedicated: dict[str, list[str]] = {}
     nodes: dict[str, list[str]] = {}
+    gpus: dict[str, dict[str, Any]] = {}
+    jurisdictions: set[str] = set()
+    regions: dict[str, str] = {}
     for cluster_name, cluster in sorted(fleet.get("clusters", {}).items()):
+        jurisdictions.add(cluster["jurisdiction"])
+        regions[cluster["region"]] = cluster["jurisdiction"]
         for pool_name, pool in sorted((cluster.get("pools") or {}).items()):
+            gpus.setdefault(cluster_name, {})[pool_name] = pool["nodes"] * pool["gpus_per_node"]
             leaf = (
                 pools.setdefault(pool["gpu_class"], {})
                 .setdefault(cluster["jurisdiction"], {})
@@ -42,4 +52,19 @@ def fleet_index(fleet: dict[str, Any]) -> dict[str, Any]:
                 # A name in two pools is a fleet violation (NODE_NAME_CONFLICT) the build refuses;
                 # the first pool in name order is the one the policies' own index picks too.
                 nodes.setdefault(node, [cluster_name, pool_name])
-    return {"pools": pools, "dedicated": dedicated, "nodes": nodes}
+    return {
+        "pools": pools,
+        "dedicated": dedicated,
+        "nodes": nodes,
+        "gpus": gpus,
+        "jurisdictions": sorted(jurisdictions),
+        "regions": regions,
+        **label_index(fleet.get("gpu_classes", {})),
+    }
+
+
+def label_index(gpu_classes: dict[str, Any]) -> dict[str, Any]:
+    """`labels["<key>=<value>"]` is the GPU class a node label designates; `label_keys` the keys."""
+    labels = {f"{gc['node_label']['key']}={gc['node_label']['value']}": c for c, gc in gpu_classes.items()}
+    keys = sorted({gc["node_label"]["key"] for gc in gpu_classes.values()})
+    return {"labels": labels, "label_keys": keys}

@@ -27,19 +27,58 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	msg := sprintf(`intent kind "%s" is not supported (supported: [%s])`, [lib.kind, lib.names(lib.intent_kinds)])
 }
 
+# The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
+# (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads) and
+# preemption (workloads and preempt). Their rules could not fire for any other kind, so the decision
+# is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
+# (docs/performance.md).
+default _kind_deny := set()
+
+_kind_deny := infrastructure.deny if input.kind == "change_capacity"
+
+_kind_deny := tenancy.deny if input.kind == "create_tenant"
+
+_kind_deny := tenancy.deny if input.kind == "update_quotas"
+
+_kind_deny := tenancy.deny if input.kind == "change_sla"
+
+# every isolation rule judges the workload of an admit_workload or place_workload intent, and so
+# do the preemption rules but for the victims of a preempt intent
+_kind_deny := isolation.deny | preemption.deny if input.kind == "admit_workload"
+
+_kind_deny := isolation.deny | preemption.deny if input.kind == "place_workload"
+
+_kind_deny := preemption.deny if input.kind == "preempt"
+
+default _kind_approval := set()
+
+_kind_approval := infrastructure.approval if input.kind == "change_capacity"
+
+_kind_approval := tenancy.approval if input.kind == "create_tenant"
+
+_kind_approval := tenancy.approval if input.kind == "update_quotas"
+
+_kind_approval := tenancy.approval if input.kind == "change_sla"
+
+default _kind_constraints := {}
+
+_kind_constraints := preemption.constraints if input.kind == "preempt"
+
 _deny := union({
 	deny,
 	admission.deny,
-	infrastructure.deny,
-	isolation.deny,
 	placement.deny,
-	preemption.deny,
 	residency.deny,
 	sharing.deny,
-	tenancy.deny,
+	_kind_deny,
 })
 
-_approval := (admission.approval | tenancy.approval) | infrastructure.approval
+# residency warns only about the workload of an admit_workload intent
+default _warnings := []
+
+_warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload"
+
+_approval := admission.approval | _kind_approval
 
 default _outcome := "ALLOW"
 
@@ -54,7 +93,7 @@ _reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
 
 _reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
 
-_constraints := object.union_n([placement.constraints, isolation.constraints, preemption.constraints])
+_constraints := object.union_n([placement.constraints, isolation.constraints, _kind_constraints])
 
 default _obligations := []
 
@@ -77,7 +116,7 @@ _bundle_revision := data.gpupaas.bundle.revision
 result := {
 	"outcome": _outcome,
 	"reasons": _reasons,
-	"warnings": lib.sorted_reasons(residency.warn),
+	"warnings": _warnings,
 	"constraints": _constraints,
 	"obligations": _obligations,
 	"bundle_revision": _bundle_revision,

@@ -11,7 +11,7 @@ import data.gpupaas.lib
 
 _policy := "gpupaas.infrastructure"
 
-_changes := lib.payload.changes if lib.kind == "change_capacity"
+_changes := lib.payload.changes if input.kind == "change_capacity"
 
 # the pool states a change leaves (after) or removes (before)
 _states(side) := [[change, change[side]] | some change in _changes; change[side]]

@@ -121,7 +121,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_SHARED_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "admit_workload"
+	input.kind == "admit_workload"
 	lib.tenant.isolation == "dedicated"
 	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
@@ -230,6 +230,4 @@ constraints.isolation := {
 # sharing, else the strategies of the pools of those classes its residency and isolation allow
 _sharing_strategies(t) := ["none"] if {
 	t.allow_gpu_sharing != true
-} else := sort({lib.pool_strategy(lib.clusters[c].pools[p]) |
-	some [c, p] in lib.eligible_pools(t, lib.intent_classes, lib.sharing_strategies)
-})
+} else := sort(lib.eligible_strategies(t, lib.intent_classes))

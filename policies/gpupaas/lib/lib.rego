@@ -44,7 +44,9 @@ tiers := {
 	"spot": {"rank": 1, "priority_class": "gpupaas-spot", "over_entitlement": "deny"},
 }
 
-priority_class_ranks := {tier.priority_class: tier.rank | some tier in tiers}
+# {tier.priority_class: tier.rank | some tier in tiers}, written out: a constant rather than a
+# comprehension on every decision (lib_test holds the two equal)
+priority_class_ranks := {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaas-spot": 1}
 
 # ---------------------------------------------------------------------------------------------
 # Intents and their tenant
@@ -62,7 +64,12 @@ workload_kinds := {"admit_workload", "place_workload"}
 fleet_kinds := {"change_capacity"}
 
 # kinds whose tenant is named by input.tenant and must exist in the bundle
-named_tenant_kinds := ((intent_kinds - workload_kinds) - {"create_tenant"}) - fleet_kinds
+# (intent_kinds - workload_kinds - {"create_tenant"} - fleet_kinds, written out: a constant rather than
+# set arithmetic on every decision; lib_test holds the two equal)
+named_tenant_kinds := {
+	"deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas",
+	"offboard_tenant", "preempt", "change_sla",
+}
 
 default kind := ""
 
@@ -97,7 +104,7 @@ tenant_name := input.tenant if kind in named_tenant_kinds
 tenant_name := namespace_tenant[workload.namespace]
 
 # the tenant document a create_tenant intent proposes
-new_tenant := payload.policy if kind == "create_tenant"
+new_tenant := payload.policy if input.kind == "create_tenant"
 
 # the tenant of the intent, when the bundle knows it
 tenant := tenants[tenant_name]
@@ -119,8 +126,10 @@ jurisdiction_allowed(residency, jurisdiction) if {
 	upper(trim_suffix(residency, "-only")) == jurisdiction
 }
 
-# region -> jurisdiction, computed once per evaluation
-region_jurisdiction := {c.region: c.jurisdiction | some c in clusters}
+# region -> jurisdiction, carried by the bundle (pdp/config/index.py)
+region_jurisdiction := data.gpupaas.index.regions if data.gpupaas.index.regions
+
+region_jurisdiction := {c.region: c.jurisdiction | some c in clusters} if not data.gpupaas.index.regions
 
 region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_jurisdiction[region])
 
@@ -142,10 +151,17 @@ gpu_class_known(class) if gpu_classes[class]
 
 vendor_of(class) := gpu_classes[class].vendor
 
-# "<label key>=<label value>" -> GPU class
-class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
+# "<label key>=<label value>" -> GPU class, and the label keys of the GPU classes, carried by the
+# bundle (pdp/config/index.py)
+class_by_label := data.gpupaas.index.labels if data.gpupaas.index.labels
 
-class_label_keys := {gc.node_label.key | some gc in gpu_classes}
+class_by_label := _computed_class_by_label if not data.gpupaas.index.labels
+
+_computed_class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
+
+class_label_keys := {key | some key in data.gpupaas.index.label_keys} if data.gpupaas.index.label_keys
+
+class_label_keys := {gc.node_label.key | some gc in gpu_classes} if not data.gpupaas.index.label_keys
 
 # GPU feature discovery appends -SHARED to the product when sharing is configured on the node
 product_of(value) := trim_suffix(value, "-SHARED")
@@ -219,25 +235,64 @@ _computed_dedicated_index[pool.tenant] contains p if {
 	pool.isolation == "dedicated"
 }
 
-# the jurisdictions a tenant's residency allows, among those of the fleet
-allowed_jurisdictions(t) := {c.jurisdiction | some c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
+# the jurisdictions of the fleet's clusters, carried by the bundle (pdp/config/index.py)
+fleet_jurisdictions := {j | some j in data.gpupaas.index.jurisdictions} if data.gpupaas.index.jurisdictions
 
-# [cluster, pool] pairs a tenant may run the classes on with one of the strategies
-eligible_pools(t, classes, strategies) := {[c, p] |
+fleet_jurisdictions := {c.jurisdiction | some c in clusters} if not data.gpupaas.index.jurisdictions
+
+# the jurisdictions a tenant's residency allows, among those of the fleet: a lookup, not a scan of
+# the clusters for every call (jurisdiction_allowed: "any", or "<jurisdiction>-only")
+allowed_jurisdictions(t) := fleet_jurisdictions if {
+	t.data_residency == "any"
+} else := {upper(trim_suffix(t.data_residency, "-only"))} & fleet_jurisdictions if {
+	endswith(t.data_residency, "-only")
+} else := set()
+
+# [cluster, pool] pairs a tenant may run the classes on with one of the strategies. The index is
+# keyed by isolation, so every pool under a shared tenant's key is one it may use; only a dedicated
+# tenant's pools are checked one by one (the pool must be its own). Skipping that per-pool call for
+# shared tenants halves a deploy_model decision over a 1,250-pool fleet (docs/performance.md).
+eligible_pools(t, classes, strategies) := _indexed_pools(t, classes, strategies) if {
+	t.isolation == "shared"
+} else := {[c, p] |
+	some [c, p] in _indexed_pools(t, classes, strategies)
+	isolation_compatible(t, clusters[c].pools[p])
+}
+
+_indexed_pools(t, classes, strategies) := {pair |
 	some class in classes
 	some jurisdiction in allowed_jurisdictions(t)
 	some strategy in strategies
-	some [c, p] in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
-	isolation_compatible(t, clusters[c].pools[p])
+	some pair in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
+}
+
+# the sharing strategies of the pools a tenant may run the classes on, read from the index keys
+eligible_strategies(t, classes) := {strategy |
+	some class in classes
+	some jurisdiction in allowed_jurisdictions(t)
+	some strategy, pairs in object.get(pool_index, [class, jurisdiction, t.isolation], {})
+	strategy in sharing_strategies
+	count(pairs) > 0
+} if {
+	t.isolation == "shared"
+} else := {strategy |
+	some strategy in sharing_strategies
+	count(eligible_pools(t, classes, {strategy})) > 0
 }
 
 clusters_of(pools) := {c | some [c, _] in pools}
 
-capacity_of(pools) := sum([gpus |
-	some [c, p] in pools
-	pool := clusters[c].pools[p]
-	gpus := pool.nodes * pool.gpus_per_node
-])
+capacity_of(pools) := sum([pool_gpus[c][p] | some [c, p] in pools])
+
+# cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
+pool_gpus := data.gpupaas.index.gpus if data.gpupaas.index.gpus
+
+pool_gpus := _computed_pool_gpus if not data.gpupaas.index.gpus
+
+_computed_pool_gpus[c][p] := pool.nodes * pool.gpus_per_node if {
+	some c, cluster in clusters
+	some p, pool in cluster.pools
+}
 
 # the GPU classes the clusters of a tenant's residency offer, in pools of any isolation (dedicated
 # pools can be provisioned later)
@@ -275,14 +330,14 @@ pinned_product := _pins[0][1]
 pinned_class := class_by_label[_label(pinned_label, pinned_product)]
 
 # GPUs the intent adds to the tenant's usage of requested_class
-additional_gpus := payload.gpus_per_replica * payload.replicas if kind == "deploy_model"
+additional_gpus := payload.gpus_per_replica * payload.replicas if input.kind == "deploy_model"
 
-additional_gpus := (payload.target_replicas - payload.current_replicas) * payload.gpus_per_replica if kind == "scale"
+additional_gpus := (payload.target_replicas - payload.current_replicas) * payload.gpus_per_replica if input.kind == "scale"
 
 # the sharing mode asked for (deploy_model, request_gpu_sharing)
-requested_sharing := object.get(payload, "sharing", "none") if kind == "deploy_model"
+requested_sharing := object.get(payload, "sharing", "none") if input.kind == "deploy_model"
 
-requested_sharing := payload.mode if kind == "request_gpu_sharing"
+requested_sharing := payload.mode if input.kind == "request_gpu_sharing"
 
 # the classes whose pools can serve the intent
 intent_classes := {requested_class}
@@ -304,7 +359,9 @@ target_clusters := clusters_of(intent_pools) & {payload.cluster} if payload.clus
 
 target_clusters := clusters_of(intent_pools) if not payload.cluster
 
-target_pools := {[c, p] | some [c, p] in intent_pools; c in target_clusters}
+target_pools := {[c, p] | some [c, p] in intent_pools; c == payload.cluster} if payload.cluster
+
+target_pools := intent_pools if not payload.cluster
 
 # the regions of the target clusters, for the node affinity of residency-restricted tenants
 target_regions := {clusters[c].region | some c in target_clusters}
@@ -370,7 +427,7 @@ pool_label := "gpupaas.io/pool"
 dedicated_taint := "gpupaas.io/dedicated"
 
 # the candidate nodes of a place_workload intent
-candidate_nodes := object.get(payload, "nodes", []) if kind == "place_workload"
+candidate_nodes := object.get(payload, "nodes", []) if input.kind == "place_workload"
 
 node_labels(node) := object.get(node, "labels", {})
 

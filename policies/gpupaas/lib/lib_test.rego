@@ -71,3 +71,11 @@ test_names if {
 	lib.names({"b", "a"}) == "a, b"
 	lib.names([]) == ""
 }
+
+test_named_tenant_kinds_are_the_kinds_that_name_an_existing_tenant if {
+	lib.named_tenant_kinds == ((lib.intent_kinds - lib.workload_kinds) - {"create_tenant"}) - lib.fleet_kinds
+}
+
+test_priority_class_ranks_are_those_of_the_tiers if {
+	lib.priority_class_ranks == {tier.priority_class: tier.rank | some tier in lib.tiers}
+}

@@ -28,7 +28,7 @@ _class_usable if {
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "deploy_model"
+	input.kind == "deploy_model"
 	lib.tenant
 	name := lib.payload.cluster
 	not lib.clusters[name]
@@ -43,7 +43,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "deploy_model"
+	input.kind == "deploy_model"
 	_class_usable
 	t := lib.tenant
 	cluster := lib.clusters[lib.payload.cluster]
@@ -125,6 +125,7 @@ _eligible_nodes := {name | some name, reasons in _node_reasons; count(reasons) =
 # custom:
 #   code: NO_ELIGIBLE_NODE
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	input.kind == "place_workload" # the kind of every candidate node: the indexer skips the rule for others
 	count(_node_reasons) > 0
 	count(_eligible_nodes) == 0
 	msg := sprintf(`all %d candidate nodes were rejected for %s of tenant "%s"`, [count(_node_reasons), lib.subject, lib.tenant_name])
@@ -186,7 +187,7 @@ constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if 
 	lib.kind in _placement_kinds
 }
 
-constraints.eligible_nodes := sort(_eligible_nodes) if lib.kind == "place_workload"
+constraints.eligible_nodes := sort(_eligible_nodes) if input.kind == "place_workload"
 
 # sorted by node name explicitly: object iteration order is not part of Rego's semantics (the
 # wasm target iterates in another order than the interpreter)
@@ -195,5 +196,5 @@ constraints.rejected_nodes := [{"node": name, "reasons": lib.sorted_reasons(reas
 	reasons := _node_reasons[name]
 	count(reasons) > 0
 ] if {
-	lib.kind == "place_workload"
+	input.kind == "place_workload"
 }

@@ -43,13 +43,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # the priority class matters: a workload asking for GPUs, or a preemptor
 _gpu_priority if count(lib.gpu_resources) > 0
 
-_gpu_priority if lib.kind == "preempt"
+_gpu_priority if input.kind == "preempt"
 
 # ---------------------------------------------------------------------------------------------
 # Victims
 # ---------------------------------------------------------------------------------------------
 
-_victims := object.get(lib.payload, "victims", []) if lib.kind == "preempt"
+_victims := object.get(lib.payload, "victims", []) if input.kind == "preempt"
 
 # METADATA
 # title: Unknown victim tenant
@@ -57,6 +57,7 @@ _victims := object.get(lib.payload, "victims", []) if lib.kind == "preempt"
 # custom:
 #   code: TENANT_UNKNOWN
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	not lib.tenants[victim.tenant]
 	msg := sprintf(`victim workload "%s" of tenant "%s": the tenant is not in the bundle`, [victim.workload, victim.tenant])
@@ -68,6 +69,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: PREEMPTION_VICTIM_PROTECTED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	lib.tenants[victim.tenant].allow_preemption != true
 	msg := sprintf(`tenant "%s" may not preempt workload "%s": tenant "%s" sets allow_preemption false`, [lib.tenant_name, victim.workload, victim.tenant])
@@ -79,6 +81,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: PREEMPTION_TIER_TOO_LOW
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	victim_tier := lib.tenants[victim.tenant].tier
 	victim_rank := lib.tiers[victim_tier].rank
@@ -94,4 +97,4 @@ _preemptible_victims := [{"tenant": victim.tenant, "workload": victim.workload} 
 	_tier_rank > lib.tiers[victim_tenant.tier].rank
 ]
 
-constraints["preemptible_victims"] := _preemptible_victims if lib.kind == "preempt"
+constraints["preemptible_victims"] := _preemptible_victims if input.kind == "preempt"

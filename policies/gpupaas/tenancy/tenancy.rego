@@ -160,7 +160,7 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ENTITLEMENT_UNSATISFIABLE
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind == "update_quotas"
+	input.kind == "update_quotas"
 	offered := lib.offered_classes(lib.tenant)
 	some class, _ in lib.payload.entitlements
 	lib.gpu_class_known(class)
@@ -173,7 +173,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # ---------------------------------------------------------------------------------------------
 
 # the tenant's policy as the SLA change would leave it
-_sla_policy := object.union(lib.tenant, lib.payload) if lib.kind == "change_sla"
+_sla_policy := object.union(lib.tenant, lib.payload) if input.kind == "change_sla"
 
 # METADATA
 # title: SLA upgrade
