@@ -122,7 +122,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     if args.bundles is None:  # the worker's bundle is its own, under its state, not the repository's
         args.bundles = args.state / "lifecycle" / "bundles"
-    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     pdp = embedded_settings(args)
     options = WorkerOptions(
         pdp=pdp,
@@ -147,8 +146,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         worker.start()
     except CredentialError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # one line, before anything else is said
         return 2
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
     config = uvicorn.Config(
         create_app(),
         host=host,

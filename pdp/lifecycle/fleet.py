@@ -45,7 +45,7 @@ def effective(
             continue
         taken = len(carving["nodes"])
         source["nodes"] = max(0, int(source.get("nodes", 0)) - taken)
-        cluster["pools"][carving["pool"]] = {
+        pool = {
             "gpu_class": carving["gpu_class"],
             "isolation": "dedicated",
             "tenant": carving["tenant"],
@@ -53,6 +53,16 @@ def effective(
             "nodes": taken,
             "gpus_per_node": int(source["gpus_per_node"]),
         }
+        if "node_names" in source:
+            # Named nodes move with the carving (admission judges a pod naming one by its pool);
+            # nodes the document does not name (the cluster has more) leave only counts.
+            carved, names = set(carving["nodes"]), list(source["node_names"])
+            if carved <= set(names):
+                source["node_names"] = [n for n in names if n not in carved]
+                pool["node_names"] = sorted(carved)
+            if not carved <= set(names) or len(source["node_names"]) != source["nodes"]:
+                del source["node_names"]
+        cluster["pools"][carving["pool"]] = pool
     for cluster_name, cluster in clusters.items():
         pools = cluster.get("pools") or {}
         for pool_name in sorted(pools):

@@ -20,7 +20,7 @@ from pdp.lifecycle.poolrecords import PoolRecords
 from .harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
 
 POOL = "acme-eu5-h100-80gb"
-NODE = "eu-west-eu-h100-shared-1"
+NODE = "eu-shared-1"  # the first of the pool's node_names in examples/fleet.yaml
 
 
 def _fleet(worker: Worker) -> dict[str, Any]:
@@ -57,8 +57,10 @@ def test_approved_pool_is_carved_from_shared_nodes_used_by_deploys_and_released_
         ]  # fmt: skip
         pools = _fleet(worker)["clusters"]["eu-west"]["pools"]
         assert pools["eu-h100-shared"]["nodes"] == 3
+        assert pools["eu-h100-shared"]["node_names"] == ["eu-shared-2", "eu-shared-3", "eu-shared-4"]
         assert pools[POOL] == {"gpu_class": "H100-80GB", "isolation": "dedicated", "tenant": "acme-eu5",
-                               "sharing_strategy": "none", "nodes": 1, "gpus_per_node": 8}  # fmt: skip
+                               "sharing_strategy": "none", "nodes": 1, "gpus_per_node": 8,
+                               "node_names": [NODE]}  # fmt: skip
         [carved] = _node_effects(worker)
         assert carved["op"] == "would_apply" and carved["mode"] == "dry-run"
         assert carved["body"]["metadata"]["labels"] == {
@@ -128,6 +130,7 @@ def test_without_capacity_the_tenant_waits_with_a_reason_until_a_capacity_retry_
     fleet_file = worker.examples / "fleet.yaml"
     doc = yaml.safe_load(fleet_file.read_text())
     doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["nodes"] = 0
+    doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["node_names"] = []
     fleet_file.write_text(yaml.safe_dump(doc))
     worker.start()
     try:
@@ -153,6 +156,7 @@ def test_without_capacity_the_tenant_waits_with_a_reason_until_a_capacity_retry_
 
         # The operator adds a node to the shared pool, then asks for a capacity retry.
         doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["nodes"] = 1
+        doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["node_names"] = [NODE]
         fleet_file.write_text(yaml.safe_dump(doc))
         with worker.client() as c:
             r = c.post("/v1/capacity/retry", json={})
@@ -236,6 +240,7 @@ def test_two_dedicated_tenants_approved_at_once_for_one_node_get_it_once(tmp_pat
     fleet_file = worker.examples / "fleet.yaml"
     doc = yaml.safe_load(fleet_file.read_text())
     doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["nodes"] = 1
+    doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["node_names"] = [NODE]
     fleet_file.write_text(yaml.safe_dump(doc))
     worker.start()
     try:

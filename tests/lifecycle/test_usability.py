@@ -31,17 +31,26 @@ def _cli(*argv: str, token: str | None = None) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
+def _subcommands(sp: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every leaf command under `sp` ("token rotate" for the group `token`)."""
+    groups = [a for a in sp._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        return {prefix.strip(): sp}
+    out: dict[str, argparse.ArgumentParser] = {}
+    for name, child in groups[0].choices.items():
+        out.update(_subcommands(child, f"{prefix}{name} "))
+    return out
+
+
 def _lifecycle_commands() -> dict[str, argparse.ArgumentParser]:
     top = parser()
     sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
-    lifecycle = sub.choices["lifecycle"]
-    inner = next(a for a in lifecycle._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(inner.choices)
+    return _subcommands(sub.choices["lifecycle"])
 
 
 def test_every_command_that_talks_to_the_worker_takes_url_and_token() -> None:
     commands = _lifecycle_commands()
-    assert "effects" in commands and "follow" in commands
+    assert "effects" in commands and "follow" in commands and "token rotate" in commands
     for name, sp in commands.items():
         options = {o for a in sp._actions for o in a.option_strings}
         if name in LOCAL:

@@ -45,13 +45,17 @@ def taint(tenant: str) -> dict[str, str]:
 
 def nominal_nodes(fleet: Mapping[str, Any], carvings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The nodes as the fleet describes them, for an adapter that sees no cluster (dry run):
-    `<cluster>-<pool>-<i>` for each shared pool, labelled with its pool and region, the carved
+    the pool's `node_names`, else `<cluster>-<pool>-<i>`, for each shared pool, labelled with its pool and region, the carved
     ones as the carvings left them. `fleet` is the fleet with the carvings applied."""
     carved = {n: c for c in carvings for n in c["nodes"]}
     out = []
     for cname, cluster in sorted((fleet.get("clusters") or {}).items()):
         for pname, pool in sorted((cluster.get("pools") or {}).items()):
             if pool.get("isolation") != "shared":
+                continue
+            if pool.get("node_names"):  # the fleet names its nodes: those, as the carvings left them
+                for name in pool["node_names"]:
+                    out.append(_node(str(name), pname, str(cluster["region"]), None))
                 continue
             i, named = 0, 0
             while named < int(pool.get("nodes", 0)):
