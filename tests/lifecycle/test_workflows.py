@@ -3,6 +3,7 @@ including kill -9 in the middle of onboarding and offboarding."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -254,9 +255,11 @@ def test_editing_one_audit_record_fails_verification_naming_it(worker: Worker) -
     db = Database(worker.database())
     with db.write() as conn:
         record = conn.execute(sa.text("SELECT record FROM lc_audit WHERE seq = 7")).scalar_one()
+        edited = {**json.loads(record), "actor": "mallory"}  # whoever record 7's actor was
+        assert edited != json.loads(record)
         conn.execute(
             sa.text("UPDATE lc_audit SET record = :r WHERE seq = 7"),
-            {"r": record.replace("system", "mallory")},
+            {"r": json.dumps(edited, sort_keys=True, separators=(",", ":"))},
         )
     db.close()
     out = subprocess.run(
