@@ -53,7 +53,9 @@ def _pod_on(kube: ControlPlane, node: str, namespace: str, tenant: str, deployme
 def _set_shared_nodes(worker: Worker, nodes: int) -> None:
     path = worker.examples / "fleet.yaml"
     doc = yaml.safe_load(path.read_text())
-    doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]["nodes"] = nodes
+    pool = doc["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]
+    pool["nodes"] = nodes
+    pool["node_names"] = [f"eu-shared-{i}" for i in range(1, nodes + 1)]  # the nodes the test creates
     path.write_text(yaml.safe_dump(doc))
 
 
