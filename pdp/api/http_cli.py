@@ -26,11 +26,7 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="file of accepted bearer tokens, one a line, mode 0600; re-read when it changes",
     )
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plaintext HTTP off loopback (a private network only)",
-    )
+    # --insecure (plaintext off loopback) is the serve command's own option; it covers this API too.
 
 
 def http_address(args: argparse.Namespace) -> tuple[str, int] | None:

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from pdp import console
 from pdp.config import validate_tenant
 from pdp.intents import InvalidIntent
 from pdp.lifecycle import (
@@ -147,6 +148,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
     app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
     app.include_router(tokens_router)
+    app.mount(console.PREFIX, console.create(app))  # the web console (pdp/console/)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
