@@ -19,6 +19,7 @@ from pdp.lifecycle.runtime import current
 
 OUTCOMES = ("ALLOW", "DENY", "NEEDS_APPROVAL")
 EXPLORER_LIMIT = 200
+AUDIT_RECENT = 25
 
 
 def router(api: FastAPI) -> APIRouter:
@@ -62,7 +63,7 @@ def router(api: FastAPI) -> APIRouter:
     def audit_page(request: Request, who: Viewer) -> Response:
         require_admin(who)
         report = call(api, "GET", "/v1/audit/verify", caller=who)
-        recent = list(reversed(list(audit.records(current().db))))[:50]
+        recent = list(reversed(list(audit.records(current().db))))[:AUDIT_RECENT]
         return page(request, "audit.html", who, title="Audit trail", report=report, recent=recent)
 
     @r.get("/admin/decisions")

@@ -24,10 +24,24 @@ class Fleet:
         }
 
 
+def _start(tmp_path_factory: pytest.TempPathFactory) -> Worker:
+    """A worker, allowed a loaded machine's start time; on a second port when another process
+    took the first between the harness choosing it and the worker binding it."""
+    for attempt in (1, 2):
+        root: Path = tmp_path_factory.mktemp("console")
+        worker = Worker(root)
+        try:
+            return worker.start(timeout=180)
+        except (RuntimeError, TimeoutError):
+            worker.stop()
+            if attempt == 2 or "address already in use" not in worker.log():
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    root: Path = tmp_path_factory.mktemp("console")
-    worker = Worker(root).start()
+    worker = _start(tmp_path_factory)
     try:
         yield Fleet(worker)
     finally:
