@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pdp.console import admin_views, session, tenant_views
+from pdp.console import admin_views, intent_forms, session, tenant_views
 from pdp.console.render import page
 from pdp.console.session import PREFIX, LoginRequired, Viewer
 from pdp.lifecycle.credentials import Unauthenticated
@@ -68,5 +68,6 @@ def create(api: FastAPI) -> FastAPI:
         return response
 
     app.include_router(tenant_views.router(api))
+    app.include_router(intent_forms.router(api))
     app.include_router(admin_views.router(api))
     return app

@@ -14,14 +14,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from pdp.console import session
+from pdp.console.asking import act
 from pdp.console.calls import Refused, call
 from pdp.console.render import page
 from pdp.console.session import Viewer
-from pdp.console.views_common import decisions, detail_text, own_tenant
-from pdp.intents import InvalidIntent
+from pdp.console.views_common import decisions, own_tenant
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.tokens import Principal
-from pdp.schemas.errors import sentence
 
 BAR_WIDTH = 300
 DEPLOYMENTS = "/v1/tenants/{tenant}/deployments"
@@ -47,48 +46,11 @@ def _clusters() -> list[dict[str, str]]:
     ]
 
 
-def _preview(who: Principal, tenant: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The decision the API's check would make now (InvalidIntent for a malformed one)."""
-    intent = {
-        "kind": kind,
-        "tenant": tenant,
-        "actor": who.actor,
-        "usage": current().store.usage(tenant),
-        kind: {k: v for k, v in payload.items() if v is not None},
-    }
-    return current().policy.decide(intent)
-
-
 def _deployment(tenant: str, name: str) -> dict[str, Any]:
     for dep in current().store.deployments(tenant):
         if dep["name"] == name:
             return dep
     raise HTTPException(404, f"deployment {name!r} not found")
-
-
-def _act(
-    api: FastAPI, who: Principal, action: str, kind: str, tenant: str, payload: dict[str, Any],
-    submit: Any,
-) -> dict[str, Any]:  # fmt: skip
-    """preview/submit -> the page's `preview`, `result` and `problem`."""
-    out: dict[str, Any] = {"preview": None, "result": None, "problem": ""}
-    try:
-        out["preview"] = _preview(who, tenant, kind, payload)
-    except InvalidIntent as exc:
-        out["problem"] = sentence(exc.field, exc.problem)
-        return out
-    if action != "submit":
-        return out
-    try:
-        out["result"] = submit()
-        out["preview"] = None
-    except Refused as exc:
-        if isinstance(exc.detail, dict) and exc.detail.get("outcome"):
-            out["preview"], out["problem"] = None, f"Refused: {detail_text(exc.detail)}"
-            out["result"] = {"status": exc.detail.get("status", "denied"), **exc.detail}
-        else:
-            out["problem"] = f"Refused ({exc.status}): {detail_text(exc.detail)}"
-    return out
 
 
 def router(api: FastAPI) -> APIRouter:
@@ -160,8 +122,8 @@ def router(api: FastAPI) -> APIRouter:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             return _deploy_page(request, who, tenant, form, status_code=422, problem=problems)
-        outcome = _act(
-            api, who, action, "deploy_model", tenant, body.model_dump(),
+        outcome = act(
+            who, action, "deploy_model", tenant, body.model_dump(),
             lambda: call(api, "POST", DEPLOYMENTS, tenant=tenant, body=body, caller=who),
         )  # fmt: skip
         return _deploy_page(request, who, tenant, form, **outcome)
@@ -210,8 +172,8 @@ def router(api: FastAPI) -> APIRouter:
             "target_replicas": body.target_replicas,
         }
         path = "/v1/tenants/{tenant}/deployments/{name}/scale"
-        outcome = _act(
-            api, who, action, "scale", tenant, payload,
+        outcome = act(
+            who, action, "scale", tenant, payload,
             lambda: call(api, "POST", path, tenant=tenant, name=name, body=body, caller=who),
         )  # fmt: skip
         return _scale_page(request, who, tenant, name, form, **outcome)

@@ -3,6 +3,8 @@ path, escaping, revocation ending a session, and a tenant kept to its own data o
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.lifecycle.harness import h100_deployment
@@ -111,6 +113,7 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
         f"/console/tenants/globex-ui/requests/{workflow_id}",
         f"/console/tenants/acme-ui/requests/{workflow_id}",  # their request under its own tenant
         "/console/tenants/no-such-tenant",
+        "/console/tenants/globex-ui/ask/quota", "/console/tenants/globex-ui/ask/offboard",
     ]  # fmt: skip
     for url in forbidden:
         assert tenant.get(url).status_code == 403, url
@@ -126,6 +129,7 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
              "action": "submit"}, 404),
         "/console/tenants/globex-ui/deployments/theirs/scale": (
             {"target_replicas": "3", "action": "submit"}, 404),
+        "/console/tenants/globex-ui/ask/offboard": ({"reason": "x", "action": "submit"}, 404),
     }  # fmt: skip
     for url, (data, status) in posts.items():
         assert tenant.post(url, data).status_code == status, url
@@ -147,3 +151,49 @@ def test_revoking_the_token_ends_the_session(fleet: Fleet) -> None:
     r = s.get("/console/tenants/globex-ui")
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
     s.close()
+
+
+def test_the_other_requests_preview_and_submit(fleet: Fleet, tenant: Session) -> None:
+    with fleet.worker.client(fleet.tokens["acme-ui"]) as c:
+        r = c.post("/v1/tenants/acme-ui/deployments", json=h100_deployment("batchy", 1, cluster="eu-west"))
+        assert r.status_code == 202, r.text
+    fleet.worker.wait_workflow(r.json()["workflow_id"])
+    ask = "/console/tenants/acme-ui/ask"
+
+    tenant.get(f"{ask}/batch-size")
+    r = tenant.post(f"{ask}/batch-size", {"deployment": "batchy", "batch_size": "64", "action": "preview"})
+    assert "BATCH_SIZE_ABOVE_SLA" in r.text and 'value="submit"' not in r.text, r.text
+    r = tenant.post(f"{ask}/batch-size", {"deployment": "batchy", "batch_size": "16", "action": "submit"})
+    assert "Submitted:" in r.text, r.text
+    fleet.worker.wait_workflow(_request_id(r.text))
+    with fleet.worker.client(fleet.tokens["acme-ui"]) as c:
+        [batchy] = [d for d in c.get("/v1/tenants/acme-ui/deployments").json() if d["name"] == "batchy"]
+    assert batchy["spec"]["batch_size"] == 16
+
+    tenant.get(f"{ask}/gpu-sharing")
+    r = tenant.post(f"{ask}/gpu-sharing", {"mode": "time-slicing", "gpu_class": "", "action": "preview"})
+    assert "SHARING_NOT_ALLOWED" in r.text and "DENY" in r.text, r.text
+
+    r = tenant.get(f"{ask}/quota")
+    assert 'id="q_H100-80GB"' in r.text and 'value="4"' in r.text  # the current entitlement
+    r = tenant.post(f"{ask}/quota", {"q_H100-80GB": "8", "action": "preview"})
+    assert "NEEDS_APPROVAL" in r.text and "QUOTA_APPROVAL_REQUIRED" in r.text
+    assert "rises from 4 to 8" in r.text
+
+    tenant.get(f"{ask}/sla")
+    r = tenant.post(f"{ask}/sla", {"tier": "", "isolation": "", "action": "preview"})
+    assert 'class="error"' in r.text and "Preview (nothing submitted yet)" not in r.text, r.text
+    r = tenant.post(f"{ask}/sla", {"tier": "standard", "isolation": "", "action": "preview"})
+    assert "Preview (nothing submitted yet)" in r.text, r.text
+
+    tenant.get(f"{ask}/offboard")
+    r = tenant.post(f"{ask}/offboard", {"reason": "just looking", "action": "preview"})
+    assert "Preview (nothing submitted yet)" in r.text, r.text
+    with fleet.worker.client(fleet.tokens["acme-ui"]) as c:
+        assert c.get("/v1/tenants/acme-ui").json()["state"] == "active"  # a preview changes nothing
+
+
+def _request_id(page: str) -> str:
+    found = re.search(r"/requests/([^\"]+)\"", page)
+    assert found, page
+    return found.group(1)
