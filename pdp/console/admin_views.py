@@ -16,6 +16,7 @@ from pdp.console.session import PREFIX, Viewer
 from pdp.console.views_common import decisions, detail_text, require_admin
 from pdp.lifecycle import audit
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.states import TENANT
 
 OUTCOMES = ("ALLOW", "DENY", "NEEDS_APPROVAL")
 EXPLORER_LIMIT = 200
@@ -57,7 +58,24 @@ def router(api: FastAPI) -> APIRouter:
     def tenants(request: Request, who: Viewer) -> Response:
         require_admin(who)
         rows = call(api, "GET", "/v1/tenants", caller=who)
-        return page(request, "tenants.html", who, title="Tenants", tenants=rows)
+        # The tenant state machine as a table: each state, who is in it, where it may go next.
+        states = [
+            {
+                "state": state,
+                "initial": state == TENANT.initial,
+                "tenants": [t["name"] for t in rows if t["state"] == state],
+                "next": sorted(TENANT.transitions[state]),
+            }
+            for state in TENANT.transitions
+        ]
+        return page(request, "tenants.html", who, title="Tenants", tenants=rows, states=states)
+
+    @r.get("/admin/capacity")
+    def capacity(request: Request, who: Viewer) -> Response:
+        require_admin(who)
+        view = call(api, "GET", "/v1/capacity", caller=who)
+        bundle = current().policy.stack.bundle_status()
+        return page(request, "capacity.html", who, title="Capacity", view=view, bundle=bundle)
 
     @r.get("/admin/audit")
     def audit_page(request: Request, who: Viewer) -> Response:

@@ -207,8 +207,13 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     # The answer is sent to the waiting request, which decides again and applies it on its own time.
     assert browser.find_element(By.CSS_SELECTOR, "p.notice").text.endswith(": approved")
     walk.open("/console/admin/tenants")
-    assert "acme-ui" in walk.text()
+    active = browser.find_element(By.XPATH, "//table[@class='states']//tr[th[normalize-space()='active']]")
+    assert "acme-ui" in active.text and "globex-ui" in active.text, active.text
     walk.shot("admin-tenants")
+    walk.open("/console/admin/capacity")
+    assert browser.find_element(By.ID, "bundle-revision").text not in ("", "unknown")
+    assert "eu-west-1" in walk.text() and "H100-80GB" in walk.text()
+    walk.shot("admin-capacity")
     walk.open("/console/admin/decisions?tenant=acme-ui")
     assert "QUOTA_APPROVAL_REQUIRED" in walk.text()
     walk.shot("admin-decisions")

@@ -105,7 +105,7 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
     workflow_id = r.json()["workflow_id"]
     forbidden = [
         "/console/admin/approvals", "/console/admin/tenants", "/console/admin/audit",
-        "/console/admin/decisions", "/console/admin/decisions?tenant=globex-ui",
+        "/console/admin/capacity", "/console/admin/decisions", "/console/admin/decisions?tenant=globex-ui",
     ]  # fmt: skip
     hidden = [
         "/console/tenants/globex-ui", "/console/tenants/globex-ui/deploy",
