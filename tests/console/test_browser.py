@@ -32,10 +32,23 @@ from .conftest import Fleet
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="chromium and chromedriver are not installed (scripts/setup-browser installs them as root)",
+AXE_VERSION = "4.14.1"  # scripts/setup-browser installs this one from npm
+CACHE = Path(
+    os.environ.get("GPUPAAS_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpupaas"
 )
+AXE = CACHE / "axe-core" / AXE_VERSION / "node_modules" / "axe-core" / "axe.min.js"
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None or not AXE.exists(),
+    reason="chromium, chromedriver or axe-core are not installed (scripts/setup-browser installs them)",
+)
+# axe-core's WCAG 2 A and AA rules on the page; the violations, each with its rule and nodes.
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})
+  .then(r => done(r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)}))))
+  .catch(e => done([{id: 'axe-error', help: String(e), nodes: []}]));
+"""
 # Controls with no label of their own: hidden fields carry no user input.
 UNLABELLED = """
 return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
@@ -75,8 +88,12 @@ class Walk:
         return str(self.driver.find_element(By.TAG_NAME, "body").text)
 
     def check_labels(self) -> None:
+        """Every control labelled, and axe-core finds no WCAG 2 A/AA violation on the page."""
         unlabelled = self.driver.execute_script(UNLABELLED)
         assert unlabelled == [], f"controls without a label on {self.driver.current_url}: {unlabelled}"
+        self.driver.execute_script(AXE.read_text())
+        violations = self.driver.execute_async_script(RUN_AXE)
+        assert violations == [], f"axe-core on {self.driver.current_url}: {violations}"
 
     def shot(self, name: str) -> None:
         if self.shots:
@@ -233,3 +250,12 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.wait_for(six_replicas, "the approved scale")
     assert "6 / 4" in walk.text()
     walk.shot("tenant-overview-after-approval")
+
+
+def test_the_accessibility_check_finds_what_it_should(browser: WebDriver) -> None:
+    """The checks above can fail: a page with an unlabelled input and an image without text."""
+    browser.get("data:text/html,<html lang=en><title>t</title><main><input id=q><img src=x></main></html>")
+    assert browser.execute_script(UNLABELLED) == ['<input id="q">']
+    browser.execute_script(AXE.read_text())
+    found = {v["id"] for v in browser.execute_async_script(RUN_AXE)}
+    assert {"label", "image-alt"} <= found, found
