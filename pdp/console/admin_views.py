@@ -23,6 +23,10 @@ EXPLORER_LIMIT = 200
 AUDIT_RECENT = 25
 
 
+def _codes(record: dict[str, Any]) -> set[str]:
+    return {str(r.get("code")) for r in record.get("detail", {}).get("reasons", [])}
+
+
 def router(api: FastAPI) -> APIRouter:
     r = APIRouter()
 
@@ -86,15 +90,34 @@ def router(api: FastAPI) -> APIRouter:
 
     @r.get("/admin/decisions")
     def explorer(
-        request: Request, who: Viewer, decision_id: str = "", tenant: str = "", outcome: str = ""
+        request: Request,
+        who: Viewer,
+        decision_id: str = "",
+        tenant: str = "",
+        outcome: str = "",
+        reason: str = "",
+        since: str = "",
+        until: str = "",
     ) -> Response:
+        """By decision id, tenant, outcome, reason code, and time (`since`/`until`: ISO 8601 UTC
+        prefixes such as 2026-12-02T15, compared as the records' own UTC timestamps)."""
         require_admin(who)
-        found: list[dict[str, Any]] = decisions(tenant or None)
+        found: list[dict[str, Any]] = decisions(tenant.strip() or None)
         if decision_id:
             found = [d for d in found if d.get("decision_id") == decision_id.strip()]
         if outcome:
             found = [d for d in found if d.get("detail", {}).get("outcome") == outcome]
-        query = {"decision_id": decision_id, "tenant": tenant, "outcome": outcome}
+        if reason:
+            code = reason.strip().upper()
+            found = [d for d in found if code in _codes(d)]
+        if since:
+            found = [d for d in found if str(d.get("at", "")) >= since.strip()]
+        if until:
+            found = [d for d in found if str(d.get("at", ""))[: len(until.strip())] <= until.strip()]
+        query = {
+            "decision_id": decision_id, "tenant": tenant, "outcome": outcome, "reason": reason,
+            "since": since, "until": until,
+        }  # fmt: skip
         return page(
             request, "decisions.html", who, title="Decisions", found=found[:EXPLORER_LIMIT], query=query,
             outcomes=OUTCOMES, total=len(found),

@@ -19,6 +19,7 @@ from pdp.console.calls import Refused, call
 from pdp.console.render import page
 from pdp.console.session import Viewer
 from pdp.console.views_common import decisions, own_tenant
+from pdp.lifecycle import audit
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.tokens import Principal
 
@@ -177,6 +178,23 @@ def router(api: FastAPI) -> APIRouter:
             lambda: call(api, "POST", path, tenant=tenant, name=name, body=body, caller=who),
         )  # fmt: skip
         return _scale_page(request, who, tenant, name, form, **outcome)
+
+    @r.get("/tenants/{tenant}/audit")
+    def audit_records(
+        request: Request, tenant: str, who: Viewer, decision_id: str = "", workflow_id: str = ""
+    ) -> Response:
+        """The tenant's own audit records (what `GET /v1/audit` exports for it), by decision or request."""
+        own_tenant(api, who, tenant)
+        found = [
+            r
+            for r in audit.records(current().db, tenant)
+            if (not decision_id or r.get("decision_id") == decision_id)
+            and (not workflow_id or r.get("workflow_id") == workflow_id)
+        ]
+        return page(
+            request, "audit_records.html", who, title="Audit records", tenant=tenant, records=found[-200:],
+            decision_id=decision_id, workflow_id=workflow_id,
+        )  # fmt: skip
 
     @r.get("/tenants/{tenant}/requests/{workflow_id}")
     def request_status(request: Request, tenant: str, workflow_id: str, who: Viewer) -> Response:

@@ -231,8 +231,10 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     assert browser.find_element(By.ID, "bundle-revision").text not in ("", "unknown")
     assert "eu-west-1" in walk.text() and "H100-80GB" in walk.text()
     walk.shot("admin-capacity")
-    walk.open("/console/admin/decisions?tenant=acme-ui")
-    assert "QUOTA_APPROVAL_REQUIRED" in walk.text()
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    walk.open(f"/console/admin/decisions?tenant=acme-ui&reason=QUOTA_APPROVAL_REQUIRED&since={today}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.decisions tbody tr")
+    assert rows and all("QUOTA_APPROVAL_REQUIRED" in row.text for row in rows)
     walk.shot("admin-decisions")
     walk.open("/console/admin/audit")
     assert browser.find_element(By.ID, "audit-status").text == "verified"

@@ -90,6 +90,13 @@ def test_submission_runs_the_api_request_and_the_overview_shows_placement(
     assert "Submitted: applied" in r.text, r.text
     page = tenant.get("/console/tenants/acme-ui").text
     assert 'id="deployment-chat"' in page and "eu-west" in page and "2 / 4" in page
+    # The decision that placed it leads to its audit records, the tenant's own.
+    decision_id = re.search(r'id="deployment-chat".*?<code>([0-9a-f-]{36})</code>', page, re.S)
+    assert decision_id, page
+    records = tenant.get(f"/console/tenants/acme-ui/audit?decision_id={decision_id.group(1)}")
+    assert (
+        records.status_code == 200 and "deployment.transition" in records.text and "decision" in records.text
+    )
 
 
 def test_values_are_escaped(fleet: Fleet, admin: Session) -> None:
@@ -114,6 +121,7 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
         f"/console/tenants/acme-ui/requests/{workflow_id}",  # their request under its own tenant
         "/console/tenants/no-such-tenant",
         "/console/tenants/globex-ui/ask/quota", "/console/tenants/globex-ui/ask/offboard",
+        "/console/tenants/globex-ui/audit", f"/console/tenants/globex-ui/audit?workflow_id={workflow_id}",
     ]  # fmt: skip
     for url in forbidden:
         assert tenant.get(url).status_code == 403, url
