@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from pdp import console
 from pdp.config import validate_tenant
 from pdp.intents import InvalidIntent
 from pdp.lifecycle import (
@@ -149,6 +150,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
     app.include_router(tokens_router)
     app.include_router(metrics_router)
+    app.mount(console.PREFIX, console.create(app))  # the web console (pdp/console/)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:

@@ -1,0 +1,40 @@
+"""Pages: Jinja2 templates with autoescape on, each page with a fresh CSRF nonce for its forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from pdp.console import session
+from pdp.lifecycle.tokens import Principal
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,  # every value is escaped; nothing in a page is marked safe
+)
+templates = Jinja2Templates(env=_env)
+
+
+def page(
+    request: Request,
+    name: str,
+    who: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    nonce = session.new_nonce()
+    values = {"who": who, "csrf": nonce, "prefix": session.PREFIX, "title": "", **context}
+    response = templates.TemplateResponse(request, name, values, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    # The console's pages load nothing from elsewhere and run no script.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    session.issue_csrf(request, response, nonce)
+    return response

@@ -1,0 +1,40 @@
+"""What the tenant and admin views share: the tenant a viewer may see, and decision records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+
+from pdp.console.calls import Refused, call
+from pdp.lifecycle import audit
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.tokens import Principal
+
+
+def own_tenant(api: FastAPI, who: Principal, tenant: str) -> dict[str, Any]:
+    """The tenant record as `GET /v1/tenants/{tenant}` gives it: 404 for another tenant's."""
+    try:
+        record: dict[str, Any] = call(api, "GET", "/v1/tenants/{tenant}", tenant=tenant, caller=who)
+    except Refused as exc:
+        raise HTTPException(exc.status, str(exc.detail)) from exc
+    return record
+
+
+def require_admin(who: Principal) -> None:
+    if not who.is_admin:
+        raise HTTPException(403, "this page is for platform admins")
+
+
+def decisions(tenant: str | None = None) -> list[dict[str, Any]]:
+    """The decision records of the audit trail (of one tenant), newest first."""
+    found = [r for r in audit.records(current().db, tenant) if r.get("event") == "decision"]
+    return list(reversed(found))
+
+
+def detail_text(detail: Any) -> str:
+    """An API error detail in words: a sentence as is, a decision as its reason codes."""
+    if isinstance(detail, dict):
+        codes = detail.get("reason_codes") or [r.get("code") for r in detail.get("reasons", [])]
+        return f"{detail.get('outcome') or detail.get('status')}: {', '.join(map(str, codes))}"
+    return str(detail)

@@ -1,0 +1,263 @@
+"""The console in a real browser: Debian's chromium, headless, driven by Selenium through
+chromium-driver (both installed by scripts/setup-browser) against a worker on loopback.
+
+The walk of issue 14: a tenant signs in, deploys to an EU cluster (ALLOW), tries a US cluster and
+sees RESIDENCY_VIOLATION, scales past its entitlement and sees the approval notice; the admin
+approves in the queue and the audit page verifies; the tenant sees the new replicas. Every page
+it passes has a label for each control, and the forms are used from the keyboard. With
+PDP_CONSOLE_SCREENSHOTS=<folder> each main page is saved there as PNG (docs/console/ holds them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from .conftest import Fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium")
+DRIVER = shutil.which("chromedriver")
+AXE_VERSION = "4.14.1"  # scripts/setup-browser installs this one from npm
+CACHE = Path(
+    os.environ.get("GPUPAAS_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpupaas"
+)
+AXE = CACHE / "axe-core" / AXE_VERSION / "node_modules" / "axe-core" / "axe.min.js"
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None or not AXE.exists(),
+    reason="chromium, chromedriver or axe-core are not installed (scripts/setup-browser installs them)",
+)
+# axe-core's WCAG 2 A and AA rules on the page; the violations, each with its rule and nodes.
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})
+  .then(r => done(r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)}))))
+  .catch(e => done([{id: 'axe-error', help: String(e), nodes: []}]));
+"""
+# Controls with no label of their own: hidden fields carry no user input.
+UNLABELLED = """
+return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+  .filter(el => !(el.id && document.querySelector('label[for="' + el.id + '"]')) && !el.closest('label'))
+  .map(el => el.outerHTML);
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=str(DRIVER)), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Walk:
+    def __init__(self, driver: WebDriver, url: str) -> None:
+        self.driver = driver
+        self.url = url
+        folder = os.environ.get("PDP_CONSOLE_SCREENSHOTS")
+        self.shots = (ROOT / folder) if folder else None
+        if self.shots:
+            self.shots.mkdir(parents=True, exist_ok=True)
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.url + path)
+        self.check_labels()
+
+    def text(self) -> str:
+        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+
+    def check_labels(self) -> None:
+        """Every control labelled, and axe-core finds no WCAG 2 A/AA violation on the page."""
+        unlabelled = self.driver.execute_script(UNLABELLED)
+        assert unlabelled == [], f"controls without a label on {self.driver.current_url}: {unlabelled}"
+        self.driver.execute_script(AXE.read_text())
+        violations = self.driver.execute_async_script(RUN_AXE)
+        assert violations == [], f"axe-core on {self.driver.current_url}: {violations}"
+
+    def shot(self, name: str) -> None:
+        if self.shots:
+            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(1280, max(1000, int(height) + 40))
+            self.driver.save_screenshot(str(self.shots / f"{name}.png"))
+            self.driver.set_window_size(1280, 1000)
+
+    def sign_in(self, token: str) -> None:
+        self.open("/console/login")
+        field = self.driver.find_element(By.ID, "token")
+        field.send_keys(token)
+        self.submit_with_enter(field)  # the keyboard alone signs in
+        assert "/console/login" not in self.driver.current_url, self.text()
+
+    def sign_out(self) -> None:
+        self.submit_with_enter(self.driver.find_element(By.CSS_SELECTOR, "form.logout button"))
+        assert self.driver.current_url.endswith("/console/login")
+
+    def fill(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            element = self.driver.find_element(By.ID, name)
+            if element.tag_name == "select":
+                Select(element).select_by_value(value)
+            else:
+                element.clear()
+                element.send_keys(value)
+
+    def press(self, action: str) -> None:
+        """Tab from the form's first control to the button, and press it with the keyboard."""
+        self.driver.find_element(By.CSS_SELECTOR, "main form input:not([type=hidden])").click()
+        for _ in range(20):
+            active = self.driver.switch_to.active_element
+            if active.get_attribute("value") == action and active.tag_name == "button":
+                self.submit_with_enter(active)
+                return
+            active.send_keys(Keys.TAB)
+        raise AssertionError(f"the {action} button is not reachable with Tab")
+
+    def submit_with_enter(self, control: WebElement) -> None:
+        """Press Enter on `control` and wait until the next page replaced this one (the mark left
+        on this page's window is gone with it)."""
+        self.driver.execute_script("window.consoleTestOldPage = true")
+        control.send_keys(Keys.ENTER)
+
+        def replaced(driver: WebDriver) -> bool:
+            try:
+                return bool(
+                    driver.execute_script(
+                        "return window.consoleTestOldPage === undefined && document.readyState === 'complete'"
+                    )
+                )
+            except WebDriverException:  # between the two pages
+                return False
+
+        WebDriverWait(self.driver, 60).until(replaced)
+        self.check_labels()
+
+    def wait_for(self, ready: object, what: str = "the page", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():  # type: ignore[operator]
+            assert time.monotonic() < deadline, f"{what} did not happen: {self.text()[:2000]}"
+            time.sleep(0.2)
+
+
+def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_approves(
+    fleet: Fleet, browser: WebDriver
+) -> None:
+    walk = Walk(browser, fleet.worker.url)
+    walk.sign_in(fleet.tokens["acme-ui"])
+    assert "Entitlements and usage" in walk.text()
+    walk.shot("tenant-overview-empty")
+
+    # Deploy to an EU cluster: the preview says ALLOW, then the submission applies it.
+    walk.open("/console/tenants/acme-ui/deploy")
+    walk.fill({"deployment": "chat", "gpu_class": "H100-80GB", "gpus_per_replica": "1", "replicas": "2",
+               "cluster": "eu-west"})  # fmt: skip
+    walk.press("preview")
+    assert "Preview (nothing submitted yet): ALLOW" in walk.text()
+    walk.shot("deploy-preview-allow")
+    walk.press("submit")
+    # "accepted" when the tenant's serialization took longer than the API waits for a decision.
+    assert "Submitted: applied" in walk.text() or "Submitted: accepted" in walk.text(), walk.text()
+
+    def running() -> bool:
+        walk.open("/console/tenants/acme-ui")
+        cells = browser.find_elements(By.CSS_SELECTOR, "#deployment-chat .state")
+        return bool(cells) and cells[0].text == "running"
+
+    walk.wait_for(running, "the deployment")
+
+    # A US cluster: the tenant is EU-only, the preview names the residency rule and offers no submit.
+    walk.open("/console/tenants/acme-ui/deploy")
+    walk.fill({"deployment": "chat-us", "gpu_class": "H100-80GB", "gpus_per_replica": "1", "replicas": "1",
+               "cluster": "us-east"})  # fmt: skip
+    walk.press("preview")
+    text = walk.text()
+    assert "DENY" in text and "RESIDENCY_VIOLATION" in text, text
+    assert not browser.find_elements(By.CSS_SELECTOR, "button[value=submit]")
+    walk.shot("deploy-preview-residency-deny")
+
+    # Scale past the entitlement of 4: approval needed, said before and after submitting.
+    walk.open("/console/tenants/acme-ui/deployments/chat/scale")
+    walk.fill({"target_replicas": "6"})
+    walk.press("preview")
+    assert "NEEDS_APPROVAL" in walk.text() and "QUOTA_APPROVAL_REQUIRED" in walk.text()
+    walk.press("submit")
+    answered = walk.text()
+    assert "Waiting for approval by a platform admin" in answered or "Submitted: accepted" in answered
+    walk.shot("scale-awaiting-approval")
+
+    def listed() -> bool:
+        walk.open("/console/tenants/acme-ui")
+        return bool(browser.find_elements(By.CSS_SELECTOR, "ul.approvals li"))
+
+    walk.wait_for(listed, "the request in the approvals of the overview")
+    assert "QUOTA_APPROVAL_REQUIRED" in browser.find_element(By.CSS_SELECTOR, "ul.approvals").text
+    walk.shot("tenant-overview")
+    walk.sign_out()
+
+    # The admin approves it in the queue, with a comment.
+    walk.sign_in(fleet.worker.admin_token)
+    walk.open("/console/admin/approvals")
+    assert "scale by acme-ui" in walk.text()
+    walk.shot("admin-approvals")
+    walk.fill({"comment-1": "approved for the launch week"})
+    walk.submit_with_enter(browser.find_element(By.CSS_SELECTOR, "#approval-1 button[value=approve]"))
+    # The answer is sent to the waiting request, which decides again and applies it on its own time.
+    assert browser.find_element(By.CSS_SELECTOR, "p.notice").text.endswith(": approved")
+    walk.open("/console/admin/tenants")
+    active = browser.find_element(By.XPATH, "//table[@class='states']//tr[th[normalize-space()='active']]")
+    assert "acme-ui" in active.text and "globex-ui" in active.text, active.text
+    walk.shot("admin-tenants")
+    walk.open("/console/admin/capacity")
+    assert browser.find_element(By.ID, "bundle-revision").text not in ("", "unknown")
+    assert "eu-west-1" in walk.text() and "H100-80GB" in walk.text()
+    walk.shot("admin-capacity")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    walk.open(f"/console/admin/decisions?tenant=acme-ui&reason=QUOTA_APPROVAL_REQUIRED&since={today}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.decisions tbody tr")
+    assert rows and all("QUOTA_APPROVAL_REQUIRED" in row.text for row in rows)
+    walk.shot("admin-decisions")
+    walk.open("/console/admin/audit")
+    assert browser.find_element(By.ID, "audit-status").text == "verified"
+    walk.shot("admin-audit")
+    walk.sign_out()
+
+    # The tenant sees the new replicas once the approved request applied.
+    walk.sign_in(fleet.tokens["acme-ui"])
+
+    def six_replicas() -> bool:
+        walk.open("/console/tenants/acme-ui")
+        cells = browser.find_elements(By.CSS_SELECTOR, "#deployment-chat .replicas")
+        return bool(cells) and cells[0].text == "6"
+
+    walk.wait_for(six_replicas, "the approved scale")
+    assert "6 / 4" in walk.text()
+    walk.shot("tenant-overview-after-approval")
+
+
+def test_the_accessibility_check_finds_what_it_should(browser: WebDriver) -> None:
+    """The checks above can fail: a page with an unlabelled input and an image without text."""
+    browser.get("data:text/html,<html lang=en><title>t</title><main><input id=q><img src=x></main></html>")
+    assert browser.execute_script(UNLABELLED) == ['<input id="q">']
+    browser.execute_script(AXE.read_text())
+    found = {v["id"] for v in browser.execute_async_script(RUN_AXE)}
+    assert {"label", "image-alt"} <= found, found
