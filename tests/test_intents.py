@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdp.intents import InvalidIntent, validate_intent
+from pdp.schemas import intent_validator
 
 from .conftest import EXAMPLES
 
@@ -191,3 +192,17 @@ def test_the_fast_check_covers_the_kinds_on_the_hot_path() -> None:
     # the enforcement points validate those themselves (DecideOptions.validated).
     assert fast_intent_check("deploy_model") is not None and fast_intent_check("scale") is not None
     assert fast_intent_check("admit_workload") is None
+
+
+def test_a_name_with_a_trailing_newline_is_refused_by_both_validators() -> None:
+    # Python's `$` matches before a final newline; JSON Schema's (ECMA-262) does not. Hypothesis
+    # found jsonschema accepting the tenant "0\n" that the compiled check refused.
+    intent = {
+        "kind": "deploy_model",
+        "tenant": "acme\n",
+        "deploy_model": {"deployment": "a", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 1},
+    }
+    assert not intent_validator("deploy_model").is_valid(intent)
+    with pytest.raises(InvalidIntent) as raised:
+        validate_intent(intent)
+    assert raised.value.field == "tenant"

@@ -26,31 +26,25 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="file of accepted bearer tokens, one a line, mode 0600; re-read when it changes",
     )
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plaintext HTTP off loopback (a private network only)",
-    )
+    # Plaintext off loopback: the serve command's one --insecure (pdp/listen.py) covers it too.
 
 
 def http_address(args: argparse.Namespace) -> tuple[str, int] | None:
-    """HOST, PORT of --http-listen, refusing what must not start; None without the option."""
-    from pdp.api.http_server import is_loopback
+    """HOST, PORT of --http-listen, refusing what must not start (pdp/listen.py's rule for every
+    listener); None without the option."""
+    from pdp.listen import check_plaintext, tls_files
 
     if not args.http_listen:
         return None
-    host, sep, port = args.http_listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"--http-listen {args.http_listen}: expected HOST:PORT")
-    host = host.strip("[]") or "0.0.0.0"
-    if bool(args.http_cert) != bool(args.http_key):
-        raise SystemExit("give both --http-cert and --http-key, or neither")
-    if not args.http_cert and not is_loopback(host) and not args.insecure:
-        raise SystemExit(
-            f"--http-listen {args.http_listen} is not loopback: give --http-cert and --http-key "
-            "(or --insecure on a private network)"
-        )
-    return host, int(port)
+    tls = tls_files(args.http_cert, args.http_key, "--http-cert", "--http-key")
+    return check_plaintext(
+        "--http-listen",
+        args.http_listen,
+        tls=tls,
+        insecure=args.insecure,
+        tls_options="--http-cert and --http-key",
+        carries="intents and decisions",
+    )
 
 
 def start_http(

@@ -28,12 +28,6 @@ from pdp.api.tokens import BearerTokens
 from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecisionPoint
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    return host.strip("[]") in LOOPBACK or host.startswith("127.")
-
 
 def _switching_context(certificate: ServingCertificate) -> ssl.SSLContext:
     """A server context whose handshakes continue on `certificate`'s current context."""

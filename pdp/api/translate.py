@@ -121,6 +121,38 @@ def _fill(message: Message, doc: Mapping[str, Any]) -> None:
             getattr(message, key).update(value)
 
 
+def _empty_collections(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return []
+    out: list[str] = []
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, dict | list) and not value:
+            out.append(path)
+        else:
+            out += _empty_collections(value, f"{path}.")
+    return out
+
+
+def _restore_empty(doc: dict[str, Any], paths: list[str]) -> None:
+    for path in paths:
+        *parents, last = path.split(".")
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        kind = _EMPTY_KIND.get(last, list)
+        if isinstance(node, dict):
+            node.setdefault(last, kind())
+
+
+# Constraint fields that are maps in the decision document; every other collection is a list.
+_EMPTY_KIND: dict[str, type] = {"node_selector": dict, "params": dict}
+
+
 def decision_to_proto(decision: Decision) -> pb.Decision:
     message = pb.Decision(
         outcome=decision.outcome.value,
@@ -132,6 +164,7 @@ def decision_to_proto(decision: Decision) -> pb.Decision:
         kind=decision.kind,
     )
     _fill(message.constraints, decision.constraints)
+    message.constraints.empty_collections.extend(_empty_collections(decision.constraints))
     for obligation in decision.obligations:
         _fill(message.obligations.add(), obligation)
     message.decided_at.FromDatetime(decision.decided_at)
@@ -145,7 +178,10 @@ def decision_from_proto(message: pb.Decision) -> dict[str, Any]:
     # proto3 leaves empty lists and messages out; Decision.to_dict always has them.
     for key in ("reasons", "warnings", "obligations"):
         out.setdefault(key, [])
-    out.setdefault("constraints", {})
+    for key in ("tenant", "kind", "bundle_revision", "decision_id"):
+        out.setdefault(key, "")
+    constraints = out.setdefault("constraints", {})
+    _restore_empty(constraints, constraints.pop("empty_collections", []))
     for obligation in out["obligations"]:
         obligation.setdefault("params", {})
     out["outcome"] = pb.Outcome.Name(message.outcome)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 
 @cache
@@ -33,10 +34,28 @@ def inlined(name: str, definition: str | None = None) -> dict[str, Any]:
 
 
 @cache
+def _python_regex(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262, where `$` ends the string; Python's `$` also matches
+    # before a final newline, so "acme\n" passed `^[a-z0-9]...$` as a tenant name.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
+
+
+def _ecma_pattern(_validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
+    if isinstance(instance, str) and not _python_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 2020-12 with `pattern` anchored as ECMA-262 anchors it (the fast check already does).
+Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
+
+
+@cache
 def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return Validator(schema)  # type: ignore[no-any-return]
 
 
 @cache
@@ -51,7 +70,7 @@ def intent_validator(kind: str) -> Draft202012Validator:
         if branch["if"]["properties"]["kind"]["const"] == kind:
             required += branch["then"]["required"]
     schema["required"] = required
-    return Draft202012Validator(_inline_refs(schema, schema.pop("$defs")))
+    return Validator(_inline_refs(schema, schema.pop("$defs")))  # type: ignore[no-any-return]
 
 
 # Keywords newer than the drafts fastjsonschema implements: a schema using one is checked by

@@ -23,7 +23,6 @@ class ObjectApplier(Protocol):
         """True when `obj` no longer exists at all (not even as being deleted)."""
 
 
-
 class Adapter(ObjectApplier, Protocol):
     """The lifecycle's adapter: objects, plus the cluster's nodes and who runs on them."""
 

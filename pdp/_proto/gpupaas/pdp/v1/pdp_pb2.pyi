@@ -349,7 +349,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +366,7 @@ class Constraints(_message.Message):
     PRIORITY_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     PREEMPTIBLE_VICTIMS_FIELD_NUMBER: _ClassVar[int]
+    EMPTY_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -375,7 +376,8 @@ class Constraints(_message.Message):
     priority_class_name: str
     isolation: Isolation
     preemptible_victims: _containers.RepeatedCompositeFieldContainer[Victim]
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ...) -> None: ...
+    empty_collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
