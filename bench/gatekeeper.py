@@ -114,7 +114,13 @@ def write_suite(directory: Path, tenants: Path, fleet: Path) -> Path:
     cases = []
     for name, (pod, denied) in CASES.items():
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(pod))
-        cases.append({"name": name, "object": f"{name}.yaml", "assertions": [{"violations": denied}]})
+        cases.append(
+            {
+                "name": name,
+                "object": f"{name}.yaml",
+                "assertions": [{"violations": "yes" if denied else "no"}],
+            }
+        )
     suite = {
         "kind": "Suite",
         "apiVersion": "test.gatekeeper.sh/v1alpha1",
