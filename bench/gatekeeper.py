@@ -189,7 +189,8 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[str]:
             utils.create_from_yaml(api, str(crd))
         client.CoreV1Api(api).create_namespace({"metadata": {"name": "gatekeeper-system"}})
         certs = work / "gatekeeper-certs"
-        tls = issue_server_cert(make_ca(work / "gatekeeper-pki"), certs, ["127.0.0.1"])
+        certs.mkdir(parents=True, exist_ok=True)
+        tls = issue_server_cert(make_ca(work / "gatekeeper-pki"), work / "gatekeeper-serving", ["127.0.0.1"])
         (certs / "tls.crt").write_bytes(tls.cert.read_bytes())
         (certs / "tls.key").write_bytes(tls.key.read_bytes())
         port = free_port()
