@@ -25,6 +25,7 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
 from pdp.embedded import EmbeddedPDP, opa_ready
+from pdp.enforcement.launch import add_webhook_options, cluster_view, start_enforcement, start_webhook
 from pdp.enforcement.servingcert import CertificateError, ServingCertificate
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.intents import InvalidIntent
@@ -155,53 +156,6 @@ class _Servers:
             part.stop()
 
 
-def _start_enforcement(args: argparse.Namespace, point: DecisionPoint, servers: _Servers) -> None:
-    """The admission webhook and the scheduler extender, on the gRPC server's DecisionPoint."""
-    if not (args.webhook_listen or args.extender_listen):
-        return
-    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
-    from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
-
-    cluster = None
-    if args.kubeconfig or args.in_cluster:
-        from kubernetes import client as k8s
-        from kubernetes import config as k8s_config
-
-        from pdp.enforcement.cluster import ClusterState
-
-        if args.in_cluster:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api = k8s.ApiClient()
-        else:
-            api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
-        cluster = servers.add(ClusterState(api).start())
-    if args.webhook_listen:
-        host, port = split_host_port(args.webhook_listen, "--webhook-listen")
-        webhook = servers.add(
-            WebhookServer(
-                AdmissionWebhook(point, failure_mode=args.failure_mode, cluster=cluster),
-                host=host,
-                port=port,
-                cert_file=args.webhook_cert,
-                key_file=args.webhook_key,
-            ).start()
-        )
-        print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
-    if args.extender_listen:
-        host, port = split_host_port(args.extender_listen, "--extender-listen")
-        extender = servers.add(
-            ExtenderServer(
-                SchedulerExtender(point, cluster),
-                host=host,
-                port=port,
-                cert_file=args.extender_cert,
-                key_file=args.extender_key,
-            ).start()
-        )
-        view = "with a cluster view" if cluster else "without a cluster view (nodeCacheCapable: false only)"
-        print(f"scheduler extender on {extender.url} {view}", flush=True)
-
-
 def _start_workers(args: argparse.Namespace, servers: _Servers, listen: str, **engine: Any) -> None:
     """`--workers N`: N-1 more processes serving the same gRPC port (pdp/api/workers.py)."""
     if args.workers <= 1:
@@ -226,8 +180,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_enforcement(args)
     http_address(args)
     check_metrics_options(args)
-    if args.workers < 1:
-        raise SystemExit(f"--workers {args.workers}: must be at least 1")
+    if args.workers < 1 or args.webhook_workers < 1:
+        raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
     servers = _Servers()
     if args.opa_addr:
@@ -247,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         try:
             _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
-            _start_enforcement(args, point, servers)
+            start_enforcement(args, point, servers, engine={"opa_addr": args.opa_addr}, decision_log=log_path)
             servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
             servers.add(start_metrics(args))
         except BaseException:
@@ -276,7 +230,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             else:
                 source = {"opa_addr": stack.sidecar.addr if stack.sidecar else ""}
             _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
-            _start_enforcement(args, stack.point, servers)
+            start_enforcement(
+                args, stack.point, servers, engine=source, decision_log=stack.settings.decision_log
+            )
             servers.add(start_http(args, stack.point, stack.engine_ready))
             servers.add(start_metrics(args))
         except BaseException:
@@ -323,15 +279,13 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
         refusal = functools.partial(bundle_refusal, args.opa_addr)
 
     log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
-    servers.add(
-        PdpServer(
-            DecisionPoint(engine, log),
-            listen=args.listen,
-            tls=tls,
-            engine_ready=ready,
-            bundle_refusal=refusal,
-        ).start()
-    )
+    point = DecisionPoint(engine, log)
+    if args.listen:
+        servers.add(
+            PdpServer(point, listen=args.listen, tls=tls, engine_ready=ready, bundle_refusal=refusal).start()
+        )
+    if args.webhook_listen:
+        start_webhook(args, point, servers, cluster_view(args, servers), reuse_port=True)
     _serve_until_signal(servers, stop, parent=parent)
     engine.close()
     if log is not None:
@@ -458,25 +412,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     # --plaintext: its earlier name, when it covered gRPC only
     add_insecure_option(s, "--plaintext")
-    s.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
-    s.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
-    s.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
+    add_webhook_options(s)
     s.add_argument(
-        "--failure-mode",
-        choices=("closed", "open-non-gpu"),
-        default="closed",
-        help="what the webhook does when the engine cannot decide: deny (closed), or admit objects "
-        "that ask for no GPUs with a warning (open-non-gpu); GPU objects are always denied",
+        "--webhook-workers",
+        type=int,
+        default=1,
+        help="admission webhook processes sharing --webhook-listen (one Python process decides on one core)",
     )
     s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
     s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
     s.add_argument("--extender-key", type=Path, help="PEM private key of the extender")
-    s.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig for the extender's cluster view (node labels, occupancy)"
-    )
-    s.add_argument(
-        "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
-    )
     s.add_argument(
         "--health-listen",
         metavar="HOST:PORT",
@@ -493,7 +438,8 @@ def parser() -> argparse.ArgumentParser:
     add_metrics_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
-    w.add_argument("--listen", required=True)
+    w.add_argument("--listen", help="serve gRPC here")
+    add_webhook_options(w)
     engine_source = w.add_mutually_exclusive_group(required=True)
     engine_source.add_argument("--opa-addr")
     engine_source.add_argument("--wasm-bundle", type=Path)

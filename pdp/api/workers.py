@@ -25,7 +25,9 @@ _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker process serves. Exactly one of opa_addr and wasm_bundle is set."""
+    """What every worker process serves. Exactly one of opa_addr and wasm_bundle is set.
+    `listen` is the gRPC address ("" for none); `webhook` the webhook's serve-worker options
+    (`pdp serve --webhook-workers`, pdp/enforcement/launch.py)."""
 
     listen: str
     opa_addr: str = ""
@@ -35,9 +37,12 @@ class WorkerSpec:
     tls_key: Path | None = None
     # The decision log's checkpoint and key options (`pdp.options.records_argv`).
     records: tuple[str, ...] = ()
+    webhook: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
-        args = [sys.executable, "-m", "pdp.cli", "serve-worker", "--listen", self.listen]
+        args = [sys.executable, "-m", "pdp.cli", "serve-worker", *self.webhook]
+        if self.listen:
+            args += ["--listen", self.listen]
         if self.opa_addr:
             args += ["--opa-addr", self.opa_addr]
         if self.wasm_bundle is not None:

@@ -362,8 +362,8 @@ class ExtenderServer(HttpService):
         )
         self._http = JsonHttpServer(
             {
-                "/filter": lambda body, _q: extender.filter(_json_body(body)),
-                "/prioritize": lambda body, _q: extender.prioritize(_json_body(body)),
+                "/filter": lambda body, _q, _t: extender.filter(_json_body(body)),
+                "/prioritize": lambda body, _q, _t: extender.prioritize(_json_body(body)),
             },
             host=host,
             port=port,

@@ -1,37 +1,62 @@
-"""A small JSON-over-HTTP(S) server for the enforcement points (webhook, scheduler extender).
+"""The JSON-over-HTTP(S) front of the enforcement points (webhook, scheduler extender): a small
+ASGI app served by uvicorn (httptools parser, uvloop event loop) on a background thread.
 
 The API server and kube-scheduler keep connections alive and retry on their own, so the server's
-job is to stay up: every request gets an answer (411/413/404/405/400/500 with a JSON message),
-a slow client only ever holds its own thread until the read timeout, and TLS handshakes happen
-on the connection's thread, never on the accept loop.
+job is to stay up and answer fast: every request gets an answer (411/413/404/405/400/500/503 with
+a JSON message); a client that stops sending mid-request or mid-handshake is dropped after the
+read timeout (serving.py); idle keep-alive connections are closed after `keep_alive` seconds.
+
+Overload is refused, not queued: beyond `max_pending` requests being decided (queued for or
+running on the decision threads) a request is answered 503 at once, and beyond
+`max_connections` connections uvicorn answers 503 itself. A 503 is never an admission: the API
+server treats any webhook answer that is not an AdmissionReview as a call failure, and with
+`failurePolicy: Fail` (deploy/) a failed call rejects the object; kube-scheduler treats an
+extender error as a failed scheduling cycle and retries the pod.
+
+Routes are plain functions run on a small thread pool: deciding is blocking work (the OPA
+sidecar is an HTTP call, the wasm engine is CPU), and the event loop must keep accepting and
+parsing meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import orjson
+import uvicorn
 
+from pdp.enforcement.serving import listening_socket, loop_factory, protocol_class, switching_context
 from pdp.enforcement.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
 
 Query = Mapping[str, list[str]]
-Route = Callable[[bytes, Query], Any]
-"""A POST route: the body and the query string in, a JSON document out (status 200); raises
-HttpError for another status."""
+Route = Callable[[bytes, Query, float], Any]
+"""A POST route: the body, the query string and the request's arrival (time.monotonic()) in, a
+JSON document out (status 200); raises HttpError for another status."""
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_KEEP_ALIVE = 5
+DEFAULT_MAX_PENDING = 256
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_THREADS = 8
+DEFAULT_GRACEFUL_SHUTDOWN = 5
+# A body above the limit but within this factor of it is left for the parser to read and drop, so
+# the connection stays usable; a larger one closes the connection after the 413.
 _DRAIN_FACTOR = 4
 
 
@@ -42,198 +67,149 @@ class HttpError(Exception):
         super().__init__(message)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        # Every read is bounded, so a client that stops sending mid-request frees its thread.
-        self.request.settimeout(self.server.read_timeout)
-        # A response goes out as two writes (headers, then body); with Nagle's algorithm the
-        # body waits for the client's delayed ACK of the headers, about 40 ms on Linux, which
-        # was most of every webhook and extender call's latency on a keep-alive connection.
-        with contextlib.suppress(OSError):
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().setup()
-
-    def _send(self, status: int, doc: Any) -> None:
-        body = orjson.dumps(doc)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True  # the client went away; nothing left to tell it
-
-    def _fail(self, status: int, message: str, *, close: bool = False) -> None:
-        if close:
-            # The body was not read, so the stream is no longer at a request boundary.
-            self.close_connection = True
-        self._send(status, {"error": message, "status": status})
-
-    def _path(self) -> tuple[str, str]:
-        parts = urlsplit(self.path)
-        return parts.path, parts.query
-
-    def do_POST(self) -> None:
-        path, query = self._path()
-        route = self.server.routes.get(path)
-        if route is None:
-            known = path == "/healthz"
-            self._fail(
-                HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND,
-                f"no POST route {path}",
-                close=not self._discard_body(),
-            )
-            return
-        header = self.headers.get("Content-Length")
-        if header is None or self.headers.get("Transfer-Encoding"):
-            self._fail(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required", close=True)
-            return
-        try:
-            length = int(header)
-            if length < 0:
-                raise ValueError(header)
-        except ValueError:
-            self._fail(HTTPStatus.BAD_REQUEST, f"Content-Length {header!r} is not a length", close=True)
-            return
-        if length > self.server.max_body:
-            # Closing with the body unread makes TCP reset the connection, and the client would
-            # lose the 413; a body within reason is read and dropped first, one chunk at a time.
-            drained = length <= _DRAIN_FACTOR * self.server.max_body and self._discard(length)
-            self._fail(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"body of {length} bytes is above the limit of {self.server.max_body}",
-                close=not drained,
-            )
-            return
-        try:
-            body = self.rfile.read(length)
-        except (TimeoutError, OSError):
-            self.close_connection = True
-            return
-        if len(body) < length:
-            self.close_connection = True
-            return
-        try:
-            doc = route(body, parse_qs(query))
-            status: int = HTTPStatus.OK
-        except HttpError as exc:
-            status, doc = exc.status, {"error": exc.message, "status": exc.status}
-        except Exception as exc:
-            log.exception("%s %s failed", self.command, path)
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-            doc = {"error": f"internal error: {type(exc).__name__}", "status": 500}
-        self._send(status, doc)
-
-    def _discard(self, length: int) -> bool:
-        try:
-            while length > 0:
-                chunk = self.rfile.read(min(length, 64 * 1024))
-                if not chunk:
-                    return False
-                length -= len(chunk)
-        except OSError:
-            return False
-        return True
-
-    def _discard_body(self) -> bool:
-        """Drop the body of a request that is refused anyway; False when it cannot be."""
-        header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding") or not header or not header.isdigit():
-            return header is None and not self.headers.get("Transfer-Encoding")
-        length = int(header)
-        return length <= _DRAIN_FACTOR * self.server.max_body and self._discard(length)
-
-    def do_GET(self) -> None:
-        path, _ = self._path()
-        if path == "/healthz":
-            self._send(HTTPStatus.OK, {"status": "ok"})
-        else:
-            self._not_post()
-
-    def _not_post(self) -> None:
-        path, _ = self._path()
-        close = not self._discard_body()
-        if path in self.server.routes or path == "/healthz":
-            self._fail(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed on {path}", close=close)
-        else:
-            self._fail(HTTPStatus.NOT_FOUND, f"no route {path}", close=close)
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_post
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class JsonApp:
+    """The ASGI app: `routes` (POST, JSON) plus GET /healthz."""
 
     def __init__(
         self,
-        address: tuple[str, int],
         routes: Mapping[str, Route],
         *,
-        tls: ssl.SSLContext | ServingCertificate | None,
         max_body: int,
-        read_timeout: float,
+        max_pending: int,
+        threads: int,
+        name: str,
     ) -> None:
         self.routes = dict(routes)
-        # Asked once per connection rather than held, so a reloaded certificate reaches the next
-        # connection while open ones keep the context they were wrapped with.
-        self.tls = tls
-        # Open connections, so stop() can end keep-alive sessions too: a stopped server must stop
-        # answering, not keep serving the clients that happened to be connected.
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
         self.max_body = max_body
-        self.read_timeout = read_timeout
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        self.max_pending = max_pending
+        self.pending = 0  # touched on the event loop thread only
+        self.refused = 0
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Runs on the connection's own thread (ThreadingMixIn), so a slow or broken TLS
-        # handshake never blocks accepting other connections.
-        request.settimeout(self.read_timeout)
-        conn = request
-        if self.tls is not None:
-            context = self.tls.context if isinstance(self.tls, ServingCertificate) else self.tls
-            try:
-                conn = context.wrap_socket(request, server_side=True)
-            except OSError as exc:
-                log.debug("TLS handshake with %s failed: %s", client_address, exc)
-                return
-        # wrap_socket detaches the plain socket, so the connection to track is the TLS one.
-        with self.connections_lock:
-            self.connections.add(conn)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        arrived = time.monotonic()
+        path, method = scope["path"], scope["method"]
+        route = self.routes.get(path)
+        if method == "POST" and route is not None:
+            await self._post(route, scope, receive, send, arrived)
+        elif method == "GET" and path == "/healthz":
+            await _send(send, HTTPStatus.OK, orjson.dumps({"status": "ok"}))
+        elif path in self.routes or path == "/healthz":
+            msg = f"{method} is not allowed on {path}"
+            await _fail(send, HTTPStatus.METHOD_NOT_ALLOWED, msg, close=not self._drains(scope))
+        else:
+            await _fail(send, HTTPStatus.NOT_FOUND, f"no route {path}", close=not self._drains(scope))
+
+    def _drains(self, scope: Scope) -> bool:
+        """Whether the body of a refused request is small enough to be read and dropped."""
+        if _header(scope, b"transfer-encoding"):
+            return False
+        header = _header(scope, b"content-length")
+        return header is None or (header.isdigit() and int(header) <= _DRAIN_FACTOR * self.max_body)
+
+    async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, arrived: float) -> None:
+        header = _header(scope, b"content-length")
+        if header is None or _header(scope, b"transfer-encoding"):
+            await _fail(send, HTTPStatus.LENGTH_REQUIRED, "Content-Length is required", close=True)
+            return
+        if not header.isdigit():
+            msg = f"Content-Length {header!r} is not a length"
+            await _fail(send, HTTPStatus.BAD_REQUEST, msg, close=True)
+            return
+        length = int(header)
+        if length > self.max_body:
+            msg = f"body of {length} bytes is above the limit of {self.max_body}"
+            await _fail(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, msg, close=not self._drains(scope))
+            return
+        if self.pending >= self.max_pending:
+            # Refused before the body is read or anything is decided: overload costs the server
+            # almost nothing and the caller learns at once (the API server fails the call, and
+            # with failurePolicy Fail that is a rejection, never an admission).
+            self.refused += 1
+            msg = f"overloaded: {self.pending} requests are being decided; retry"
+            await _fail(send, HTTPStatus.SERVICE_UNAVAILABLE, msg, headers=[(b"retry-after", b"1")])
+            return
+        self.pending += 1
         try:
-            super().finish_request(conn, client_address)
+            body = await _read_body(receive, length)
+            if body is None:
+                return  # the client went away
+            query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
+            loop = asyncio.get_running_loop()
+            answer = loop.run_in_executor(self.pool, _call, route, body, query, arrived, scope["path"])
+            status, payload = await answer
         finally:
-            with self.connections_lock:
-                self.connections.discard(conn)
-            if conn is not request:
-                conn.close()
+            self.pending -= 1
+        await _send(send, status, payload)
 
-    def close_connections(self) -> None:
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for conn in open_now:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("connection from %s failed", client_address)
+def _call(route: Route, body: bytes, query: Query, arrived: float, path: str) -> tuple[int, bytes]:
+    """The route's answer and status, serialized on the decision thread."""
+    try:
+        return HTTPStatus.OK, orjson.dumps(route(body, query, arrived))
+    except HttpError as exc:
+        return exc.status, orjson.dumps({"error": exc.message, "status": exc.status})
+    except Exception as exc:
+        log.exception("POST %s failed", path)
+        doc = {"error": f"internal error: {type(exc).__name__}", "status": 500}
+        return HTTPStatus.INTERNAL_SERVER_ERROR, orjson.dumps(doc)
+
+
+async def _read_body(receive: Receive, length: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    return body if len(body) == length else None
+
+
+async def _send(
+    send: Send,
+    status: int,
+    payload: bytes,
+    *,
+    close: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        # The body was not read, so the stream is no longer at a request boundary.
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head + (headers or [])})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _fail(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    close: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = orjson.dumps({"error": message, "status": status})
+    await _send(send, status, payload, close=close, headers=headers)
 
 
 class JsonHttpServer:
-    """Serves `routes` (POST, JSON) plus GET /healthz on a background thread; over TLS with a fixed
-    context, or with a ServingCertificate, whose files are watched while the server runs."""
+    """Serves `routes` (POST, JSON) plus GET /healthz on a background thread; over TLS with a
+    ServingCertificate, whose files are watched while the server runs.
+
+    `reuse_port`: other processes may serve the same port (`--webhook-workers`)."""
 
     def __init__(
         self,
@@ -241,38 +217,83 @@ class JsonHttpServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        ssl_context: ssl.SSLContext | ServingCertificate | None = None,
+        ssl_context: ServingCertificate | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        keep_alive: int = DEFAULT_KEEP_ALIVE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        threads: int = DEFAULT_THREADS,
+        graceful_shutdown: int = DEFAULT_GRACEFUL_SHUTDOWN,
+        reuse_port: bool = False,
         name: str = "gpupaas-http",
     ) -> None:
-        self.certificate = ssl_context if isinstance(ssl_context, ServingCertificate) else None
-        self._httpd = _Server(
-            (host, port), routes, tls=ssl_context, max_body=max_body, read_timeout=read_timeout
+        self.certificate = ssl_context
+        self.app = JsonApp(routes, max_body=max_body, max_pending=max_pending, threads=threads, name=name)
+        self._socket = listening_socket(host, port, reuse_port=reuse_port)
+        certificate = self.certificate
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=self.port,
+            http=protocol_class(read_timeout),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            limit_concurrency=max_connections,
+            timeout_keep_alive=keep_alive,
+            timeout_graceful_shutdown=graceful_shutdown,
+            ssl_context_factory=(lambda *_: switching_context(certificate)) if certificate else None,
         )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=name, daemon=True)
-        self.tls = ssl_context is not None
+        self._server = uvicorn.Server(config)
+        self._loop_factory = loop_factory(read_timeout)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                runner.run(self._server.serve(sockets=[self._socket]))
+        except BaseException as exc:  # reported by start(); a thread's exception is otherwise lost
+            self._error = exc
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return int(self._socket.getsockname()[1])
 
     @property
     def url(self) -> str:
-        host = str(self._httpd.server_address[0])
+        host = str(self._socket.getsockname()[0])
         host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+        return f"{'https' if self.certificate else 'http'}://{host}:{self.port}"
 
-    def start(self) -> None:
+    def open_sockets(self) -> list[Any]:
+        """The sockets of the connections open now (to check their options)."""
+        connections = list(self._server.server_state.connections)
+        return [c.transport.get_extra_info("socket") for c in connections if c.transport is not None]
+
+    def start(self, timeout: float = 10.0) -> None:
         if self.certificate is not None:
             self.certificate.start()
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the HTTP server did not start: {self._error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP server did not start within {timeout} s")
+            time.sleep(0.01)
 
     def stop(self) -> None:
+        """Stop accepting, end idle keep-alive connections, let requests being decided finish
+        (for at most `graceful_shutdown` seconds)."""
+        self._server.should_exit = True
         if self._thread.is_alive():
-            self._httpd.shutdown()
-        self._httpd.server_close()
-        self._httpd.close_connections()
+            self._thread.join(timeout=(self._server.config.timeout_graceful_shutdown or 0) + 10)
+        with contextlib.suppress(OSError):
+            self._socket.close()
+        self.app.pool.shutdown(wait=False, cancel_futures=True)
         if self.certificate is not None:
             self.certificate.stop()
 

@@ -27,6 +27,8 @@ from pdp.enforcement.claims import claim_workload, is_claim
 from pdp.enforcement.extender import ClusterView
 from pdp.enforcement.jsonhttp import (
     DEFAULT_MAX_BODY,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_THREADS,
     HttpError,
     HttpService,
     JsonHttpServer,
@@ -90,10 +92,15 @@ class AdmissionWebhook:
         self.failure_mode = failure_mode
         self.default_timeout = default_timeout
 
-    def review(self, body: bytes, timeout: float | None = None) -> dict[str, Any]:
+    def review(
+        self, body: bytes, timeout: float | None = None, *, arrived: float | None = None
+    ) -> dict[str, Any]:
         """The AdmissionReview answer for `body`. Raises BadReview only when the body is not an
-        AdmissionReview at all; every object gets an answer."""
-        started = time.monotonic()
+        AdmissionReview at all; every object gets an answer.
+
+        `arrived`: when the request reached the server (time.monotonic()); the API server's
+        timeout runs from there, so time spent queueing for a decision thread counts against it."""
+        started = time.monotonic() if arrived is None else arrived
         try:
             answer = self._review(body, timeout, started)
         except BadReview:
@@ -166,7 +173,9 @@ class WebhookServer(HttpService):
     """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects.
 
     The certificate and key files are checked every `cert_poll_interval` seconds and a rotated
-    pair serves new connections (servingcert.py)."""
+    pair serves new connections (servingcert.py). Beyond `max_pending` reviews in progress a
+    request is answered 503 at once (jsonhttp.py); `reuse_port` lets more processes serve the same
+    port (`pdp serve --webhook-workers`)."""
 
     def __init__(
         self,
@@ -178,6 +187,9 @@ class WebhookServer(HttpService):
         key_file: Path,
         max_body: int = DEFAULT_MAX_BODY,
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        threads: int = DEFAULT_THREADS,
+        reuse_port: bool = False,
     ) -> None:
         self.webhook = webhook
         self._http = JsonHttpServer(
@@ -186,11 +198,14 @@ class WebhookServer(HttpService):
             port=port,
             ssl_context=ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval),
             max_body=max_body,
+            max_pending=max_pending,
+            threads=threads,
+            reuse_port=reuse_port,
             name="gpupaas-webhook",
         )
 
-    def _validate(self, body: bytes, query: Query) -> dict[str, Any]:
+    def _validate(self, body: bytes, query: Query, arrived: float) -> dict[str, Any]:
         try:
-            return self.webhook.review(body, _timeout(query))
+            return self.webhook.review(body, _timeout(query), arrived=arrived)
         except BadReview as exc:
             raise HttpError(exc.status, exc.message) from exc

@@ -285,5 +285,5 @@ def test_responses_are_not_held_back_by_nagle(server: WebhookServer, client: Cli
     # 518/s after, docs/performance.md).
     status, _ = client.post(body(review(pod(), "acme-prod")))
     assert status == 200
-    (conn,) = server._http._httpd.connections  # the client's keep-alive connection
+    (conn,) = server._http.open_sockets()  # the client's keep-alive connection
     assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

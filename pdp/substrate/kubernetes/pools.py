@@ -44,9 +44,9 @@ def taint(tenant: str) -> dict[str, str]:
 
 
 def nominal_nodes(fleet: Mapping[str, Any], carvings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The nodes as the fleet describes them, for an adapter that sees no cluster (dry run):
-    the pool's `node_names`, else `<cluster>-<pool>-<i>`, for each shared pool, labelled with its pool and region, the carved
-    ones as the carvings left them. `fleet` is the fleet with the carvings applied."""
+    """The nodes as the fleet describes them, for an adapter that sees no cluster (dry run): the
+    pool's `node_names`, else `<cluster>-<pool>-<i>`, for each shared pool, labelled with its pool
+    and region, the carved ones as the carvings left them. `fleet` is the fleet with the carvings applied."""
     carved = {n: c for c in carvings for n in c["nodes"]}
     out = []
     for cname, cluster in sorted((fleet.get("clusters") or {}).items()):

@@ -1,0 +1,139 @@
+"""The admission webhook alone, over HTTPS keep-alive with vegeta: the (c) path of bench/run.py
+at 500/s, at saturation, at 1,000/s and under open-loop overload (2x the capacity just measured),
+for one or more front configurations in one run.
+
+    .venv/bin/python -m bench.webhook --workers 1 2 [--before DIR] [--duration 5]
+
+`--before DIR`: also measure the `pdp` package of another checkout (e.g. `git archive` of the
+commit before a change), started with this virtualenv. Engine: wasm (the webhook's own cost,
+not the sidecar's). Prints a table and the machine's load average; JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import BIN, ROOT, Sampler, Server, admission_review, children, free_port
+
+PY = sys.executable
+
+
+def attack(url: str, body: bytes, *, rate: int | None, duration: float, workers: int = 16) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body").write_bytes(body)
+        targets = Path(tmp) / "targets"
+        targets.write_text(f"POST {url}\nContent-Type: application/json\n@{Path(tmp) / 'body'}\n")
+        argv = [str(BIN / "vegeta"), "attack", f"-targets={targets}", f"-duration={duration}s"]
+        argv += ["-insecure", "-keepalive=true", "-timeout=10s"]
+        argv += [f"-rate={rate}/1s"] if rate else ["-rate=0", f"-max-workers={workers}"]
+        out = subprocess.run(argv, capture_output=True, check=True).stdout
+        report = subprocess.run(
+            [str(BIN / "vegeta"), "report", "-type=json"], input=out, capture_output=True, check=True
+        ).stdout
+    doc = json.loads(report)
+    lat, codes = doc["latencies"], doc.get("status_codes") or {}
+    return {
+        "p50_ms": round(lat["50th"] / 1e6, 2),
+        "p99_ms": round(lat["99th"] / 1e6, 2),
+        "max_ms": round(lat["max"] / 1e6, 1),
+        "throughput": round(doc["throughput"], 1),
+        "requests": doc["requests"],
+        "status_codes": codes,
+        "errors": doc["requests"] - codes.get("200", 0),
+    }
+
+
+def start(name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path, key: Path) -> Server:
+    argv = [PY, "-m", "pdp.cli", "serve", "--engine", "wasm"]
+    examples = work / "examples"
+    argv += ["--tenants", str(examples / "tenants"), "--fleet", str(examples / "fleet.yaml")]
+    argv += ["--keys", str(work / "keys"), "--bundles", str(work / f"bundles-{name}")]
+    argv += ["--state", str(work / f"state-{name}"), "--listen", f"127.0.0.1:{free_port()}"]
+    argv += ["--webhook-listen", f"127.0.0.1:{port}", "--webhook-cert", str(cert), "--webhook-key", str(key)]
+    if workers > 1:
+        argv += ["--webhook-workers", str(workers)]
+    log = work / f"{name}.log"
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+    deadline = time.monotonic() + 180
+    while "pdp serving on" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return Server(name, proc, log)
+
+
+def measure_front(server: Server, url: str, body: bytes, duration: float) -> list[dict[str, Any]]:
+    rows = []
+
+    def run(load: str, rate: int | None) -> dict[str, Any]:
+        pids = {server.name: server.proc.pid}
+        pids.update({f"{server.name}-{i}": p for i, p in enumerate(children(server.proc.pid), start=2)})
+        with Sampler(pids) as sampler:
+            stats = attack(url, body, rate=rate, duration=duration)
+        row = {"front": server.name, "load": load, **stats, "cpu_pct": sampler.cpu}
+        rows.append(row)
+        print(
+            f"  {server.name:12} {load:18} p50 {stats['p50_ms']:9.2f} ms  p99 {stats['p99_ms']:9.2f} ms  "
+            f"{stats['throughput']:8.1f}/s  codes {stats['status_codes']}",
+            flush=True,
+        )
+        return stats
+
+    run("warm-up 200/s", 200)
+    run("500/s", 500)
+    capacity = run("saturation", None)["throughput"]
+    run("1000/s", 1000)
+    overload = max(int(2 * capacity), 200)
+    run(f"overload {overload}/s", overload)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--webhook-workers to measure")
+    parser.add_argument("--before", type=Path, help="another checkout whose front to measure first")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if not (BIN / "vegeta").exists():
+        raise SystemExit(f"{BIN / 'vegeta'} missing: run scripts/bench once (it builds vegeta)")
+    from pdp.enforcement.certs import issue_server_cert, make_ca
+
+    work = Path(tempfile.mkdtemp(prefix="pdp-bench-webhook-"))
+    shutil.copytree(ROOT / "examples", work / "examples")
+    ca = make_ca(work / "pki")
+    tls = issue_server_cert(ca, work / "pki" / "serving", ["127.0.0.1"])
+    body = admission_review()
+    fronts: list[tuple[str, Path, int]] = []
+    if args.before:
+        fronts.append(("before", args.before.resolve(), 1))
+    fronts += [(f"uvicorn-{n}p", ROOT, n) for n in args.workers]
+    rows: list[dict[str, Any]] = []
+    print(f"bench webhook: {work}; load average before: {os.getloadavg()}", flush=True)
+    for name, cwd, workers in fronts:
+        port = free_port()
+        server = start(name, cwd, work, port, workers, tls.cert, tls.key)
+        try:
+            url = f"https://127.0.0.1:{port}/validate?timeout=10s"
+            rows += measure_front(server, url, body, args.duration)
+        finally:
+            server.stop()
+        print(f"  load average: {os.getloadavg()}", flush=True)
+    doc = {"machine": {"cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

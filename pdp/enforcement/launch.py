@@ -1,0 +1,140 @@
+"""`pdp serve`'s enforcement points: the admission webhook (on one or more processes sharing its
+port) and the scheduler extender, started from the command line's options.
+
+`--webhook-workers N` starts N-1 `pdp serve-worker` processes that serve the webhook on the same
+port with SO_REUSEPORT, each with its own engine (a client of the one OPA sidecar, or its own
+wasm instances of the current bundle), as `--workers` does for gRPC (pdp/api/workers.py): one
+Python process decides on one core, and the kernel spreads new connections over the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Protocol
+
+from pdp.listen import split_host_port
+from pdp.point import DecisionPoint
+
+
+class Parts(Protocol):
+    def add(self, part: Any) -> Any: ...
+
+
+def add_webhook_options(sp: argparse.ArgumentParser) -> None:
+    """The webhook's options, on `serve` and `serve-worker`."""
+    sp.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
+    sp.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
+    sp.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
+    sp.add_argument(
+        "--failure-mode",
+        choices=("closed", "open-non-gpu"),
+        default="closed",
+        help="what the webhook does when the engine cannot decide: deny (closed), or admit objects "
+        "that ask for no GPUs with a warning (open-non-gpu); GPU objects are always denied",
+    )
+    sp.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig for the extender's cluster view (node labels, occupancy)"
+    )
+    sp.add_argument(
+        "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
+    )
+
+
+def cluster_view(args: argparse.Namespace, parts: Parts) -> Any:
+    if not (args.kubeconfig or args.in_cluster):
+        return None
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from pdp.enforcement.cluster import ClusterState
+
+    if args.in_cluster:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        api = k8s.ApiClient()
+    else:
+        api = k8s_config.new_client_from_config(config_file=str(args.kubeconfig))  # type: ignore[no-untyped-call]
+    return parts.add(ClusterState(api).start())
+
+
+def start_webhook(
+    args: argparse.Namespace, point: DecisionPoint, parts: Parts, cluster: Any, *, reuse_port: bool
+) -> Any:
+    from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+
+    host, port = split_host_port(args.webhook_listen, "--webhook-listen")
+    return parts.add(
+        WebhookServer(
+            AdmissionWebhook(point, failure_mode=args.failure_mode, cluster=cluster),
+            host=host,
+            port=port,
+            cert_file=args.webhook_cert,
+            key_file=args.webhook_key,
+            reuse_port=reuse_port,
+        ).start()
+    )
+
+
+def start_enforcement(
+    args: argparse.Namespace,
+    point: DecisionPoint,
+    parts: Parts,
+    *,
+    engine: dict[str, Any],
+    decision_log: Path | None,
+) -> None:
+    """The admission webhook and the scheduler extender, on the gRPC server's DecisionPoint.
+    `engine`: what webhook worker processes decide with (opa_addr or wasm_bundle, WorkerSpec)."""
+    if not (args.webhook_listen or args.extender_listen):
+        return
+    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+
+    cluster = cluster_view(args, parts)
+    if args.webhook_listen:
+        workers = args.webhook_workers
+        webhook = start_webhook(args, point, parts, cluster, reuse_port=workers > 1)
+        print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
+        if workers > 1:
+            _start_webhook_workers(args, parts, webhook.port, workers - 1, engine, decision_log)
+    if args.extender_listen:
+        host, port = split_host_port(args.extender_listen, "--extender-listen")
+        extender = parts.add(
+            ExtenderServer(
+                SchedulerExtender(point, cluster),
+                host=host,
+                port=port,
+                cert_file=args.extender_cert,
+                key_file=args.extender_key,
+            ).start()
+        )
+        view = "with a cluster view" if cluster else "without a cluster view (nodeCacheCapable: false only)"
+        print(f"scheduler extender on {extender.url} {view}", flush=True)
+
+
+def _start_webhook_workers(
+    args: argparse.Namespace,
+    parts: Parts,
+    port: int,
+    count: int,
+    engine: dict[str, Any],
+    decision_log: Path | None,
+) -> None:
+    from pdp.api.workers import WorkerProcesses, WorkerSpec
+    from pdp.options import records_argv
+
+    host, _ = split_host_port(args.webhook_listen, "--webhook-listen")
+    host = f"[{host}]" if ":" in host else host
+    webhook = [
+        *("--webhook-listen", f"{host}:{port}"),
+        *("--webhook-cert", str(args.webhook_cert), "--webhook-key", str(args.webhook_key)),
+        *("--failure-mode", args.failure_mode),
+    ]
+    if args.in_cluster:
+        webhook.append("--in-cluster")
+    elif args.kubeconfig:
+        webhook += ["--kubeconfig", str(args.kubeconfig)]
+    spec = WorkerSpec(
+        listen="", decision_log=decision_log, records=records_argv(args), webhook=tuple(webhook), **engine
+    )
+    workers = parts.add(WorkerProcesses(spec, count).start())
+    print(f"{count} more admission webhook processes on port {port}: {workers.pids()}", flush=True)

@@ -1,0 +1,75 @@
+"""`pdp serve --webhook-workers N`: more processes serving the admission webhook on one port.
+
+As for gRPC workers (test_workers.py), the proof that a worker serves is taken with the main
+process frozen (SIGSTOP): a review that still comes back was answered by a worker.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import ssl
+from pathlib import Path
+from typing import Any
+
+from .conftest import self_signed
+from .enforcement.conftest import body, own_pool, pod, review
+from .test_production_mode import free_port
+from .test_workers import alive, child_pids, start
+
+
+def review_on_a_new_connection(port: int, cert: Path, raw: bytes) -> Any:
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=1.0)
+    try:
+        conn.request("POST", "/validate?timeout=1s", raw, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return json.loads(response.read()) if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_frozen(
+    workspace: Path,
+) -> None:
+    (workspace / "tls").mkdir()
+    cert, key = self_signed(workspace / "tls")
+    port = free_port()
+    served = start(
+        workspace,
+        *("--engine", "wasm", "--webhook-listen", f"127.0.0.1:{port}"),
+        *("--webhook-cert", str(cert), "--webhook-key", str(key), "--webhook-workers", "2"),
+    )
+    try:
+        (worker,) = child_pids(served.proc.pid)
+        pinned = pod(
+            limits={"nvidia.com/gpu": "1"},
+            node_selector={"topology.kubernetes.io/region": "us-east-1"},
+            tolerations=own_pool("acme-eu"),
+        )
+        denied, allowed = (
+            body(review(obj, "acme-prod"))
+            for obj in (pinned, pod(limits={"nvidia.com/gpu": "1"}, tolerations=own_pool("acme-eu")))
+        )
+        os.kill(served.proc.pid, signal.SIGSTOP)
+        try:
+            answers = [review_on_a_new_connection(port, cert, raw) for raw in (denied, allowed) * 10]
+        finally:
+            os.kill(served.proc.pid, signal.SIGCONT)
+        by_worker = [(i, a) for i, a in enumerate(answers) if a is not None]
+        assert by_worker, "no review came back: the worker does not serve the webhook port"
+        for i, answer in by_worker:
+            response = answer["response"]
+            if i % 2 == 0:
+                assert response["allowed"] is False
+                assert "RESIDENCY_VIOLATION" in response["status"]["message"]
+            else:
+                assert response["allowed"] is True
+    finally:
+        served.proc.terminate()
+        served.proc.wait(timeout=30)
+    assert not alive(worker), "the webhook worker outlived the server"
