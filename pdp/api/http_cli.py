@@ -26,11 +26,8 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="file of accepted bearer tokens, one a line, mode 0600; re-read when it changes",
     )
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plaintext HTTP off loopback (a private network only)",
-    )
+    # --insecure (plaintext HTTP off loopback too) is serve's one option for every listener
+    # (pdp.listen.add_insecure_option); a second one made argparse refuse to build the CLI.
 
 
 def http_address(args: argparse.Namespace) -> tuple[str, int] | None:
