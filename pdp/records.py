@@ -135,6 +135,8 @@ class DecisionLog:
         self.checkpoints = Checkpointer(name, sink, key, interval=integrity.checkpoint_seconds)
         with self._lock:
             self.checkpoints.start(self._store, adopt=integrity.adopt)
+            if isinstance(self._store, records_postgres.PostgresStore):
+                self._checkpoint_orphans(self._store, sink, key)
         self._sink_error = ""
         self._pending: list[tuple[Any, ...]] = []
         self._pending_lock = threading.Lock()
@@ -145,6 +147,24 @@ class DecisionLog:
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="decision-log", daemon=True)
         self._writer.start()
+
+    @staticmethod
+    def _checkpoint_orphans(store: records_postgres.PostgresStore, sink: Sink, key: Any) -> None:
+        """Checkpoint what writers no process holds committed after their last checkpoint (a PDP
+        killed before it checkpointed, whose name no process took again): else those records
+        would stay checked by their chain alone. Signed with this writer's key (replicas share it)."""
+        for chain in store.orphans():
+            orphan = Checkpointer(records_postgres.log_name(chain.writer), sink, key)
+            try:
+                orphan.start(chain)
+                if orphan.checkpointed:
+                    log.info(
+                        "decision records of writer %s: checkpointed to record %d",
+                        chain.writer,
+                        orphan.checkpointed,
+                    )
+            except (OSError, SinkError) as exc:
+                log.error("decision records of writer %s: not checkpointed: %s", chain.writer, exc)
 
     @property
     def writer(self) -> str:

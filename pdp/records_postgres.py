@@ -153,6 +153,42 @@ def writers(conn: psycopg.Connection[Any]) -> list[str]:
     return [str(r[0]) for r in found]
 
 
+class Chain:
+    """One writer's chain as its checkpointer reads it (ChainSource)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], writer: str) -> None:
+        self.conn, self.writer = conn, writer
+
+    def hash_at(self, seq: int) -> str | None:
+        if seq == 0:
+            return GENESIS
+        found = self.conn.execute(
+            "SELECT hash FROM pdp_decision_records WHERE writer = %s AND seq = %s", (self.writer, seq)
+        ).fetchone()
+        return None if found is None else str(found[0])
+
+    def rows_after(self, seq: int) -> Iterator[Row]:
+        return iter(list(rows(self.conn, self.writer, seq)))
+
+    def was_checkpointed(self) -> bool:
+        found = self.conn.execute(
+            "SELECT 1 FROM pdp_decision_writers WHERE writer = %s", (self.writer,)
+        ).fetchone()
+        return found is not None
+
+    def mark_checkpointed(self, sink: Sink) -> None:
+        if self.hash_at(1) is None:
+            # Nothing checkpointed yet: a writer killed before its first checkpoint must not look
+            # like a chain whose sink lost its checkpoints to the process that takes its name.
+            return
+        at = datetime.now(UTC).isoformat()
+        self.conn.execute(
+            "INSERT INTO pdp_decision_writers (writer, checkpointed) VALUES (%s, %s) "
+            "ON CONFLICT (writer) DO NOTHING",
+            (self.writer, json.dumps({"since": at, "sink": sink.location})),
+        )
+
+
 class PostgresStore:
     """One writer's chain in the shared table (ChainStore)."""
 
@@ -208,29 +244,29 @@ class PostgresStore:
         return select(self.conn, tenant, since, until, limit)
 
     def hash_at(self, seq: int) -> str | None:
-        if seq == 0:
-            return GENESIS
-        found = self.conn.execute(
-            "SELECT hash FROM pdp_decision_records WHERE writer = %s AND seq = %s", (self.writer, seq)
-        ).fetchone()
-        return None if found is None else str(found[0])
+        return Chain(self.conn, self.writer).hash_at(seq)
 
     def rows_after(self, seq: int) -> Iterator[Row]:
-        return iter(list(rows(self.conn, self.writer, seq)))
+        return Chain(self.conn, self.writer).rows_after(seq)
 
     def was_checkpointed(self) -> bool:
-        found = self.conn.execute(
-            "SELECT 1 FROM pdp_decision_writers WHERE writer = %s", (self.writer,)
-        ).fetchone()
-        return found is not None
+        return Chain(self.conn, self.writer).was_checkpointed()
 
     def mark_checkpointed(self, sink: Sink) -> None:
-        at = datetime.now(UTC).isoformat()
-        self.conn.execute(
-            "INSERT INTO pdp_decision_writers (writer, checkpointed) VALUES (%s, %s) "
-            "ON CONFLICT (writer) DO NOTHING",
-            (self.writer, json.dumps({"since": at, "sink": sink.location})),
-        )
+        Chain(self.conn, self.writer).mark_checkpointed(sink)
+
+    def orphans(self) -> Iterator[Chain]:
+        """The chains of writers no process holds (one killed, or a replica gone for good), each
+        held while the caller checkpoints what its writer committed after its last checkpoint."""
+        for writer in writers(self.conn):
+            if writer == self.writer or not _claim(self.conn, writer):
+                continue
+            try:
+                yield Chain(self.conn, writer)
+            finally:
+                self.conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended('pdp-records:' || %s, 0))", (writer,)
+                )
 
     def close(self) -> None:
         self.conn.close()  # ends the session: its writer name is free again

@@ -5,22 +5,30 @@ folder. Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
+from pdp.api.translate import decision_from_proto, intent_to_proto
 from pdp.decision import Outcome
 from pdp.integrity.sinks import open_sink
 from pdp.records import DecisionLog, Integrity, read_records, verify_central
 from pdp.records_postgres import dsn
 
 from .test_records import ROOT, T0, _decision
+from .test_workers import INTENT, start
 
 URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(
@@ -177,3 +185,115 @@ def test_a_bad_records_url_or_writer_is_named(tmp_path: Path) -> None:
         DecisionLog(tmp_path / "d.sqlite", Integrity(url="mysql://u:secret@db.example/records"))
     with pytest.raises(ValueError, match="--records-writer 'a b'"):
         DecisionLog(tmp_path / "d.sqlite", Integrity(url=URL, writer="a b"))
+
+
+def _load(addr: str, acked: list[str], stop: threading.Event) -> None:
+    """Decisions on fresh connections (the kernel spreads connections over the processes);
+    `acked` gets the id of each decision answered."""
+    request = pb.DecideRequest(intent=intent_to_proto(INTENT))
+    while not stop.is_set():
+        # A channel of its own (gRPC shares connections between channels to one address by default).
+        channel = grpc.insecure_channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        try:
+            for _ in range(10):
+                acked.append(decision_from_proto(stub.Decide(request, timeout=5).decision)["decision_id"])
+        except grpc.RpcError:
+            continue  # the process serving this connection was killed: not acknowledged
+        finally:
+            channel.close()
+
+
+def test_no_acknowledged_decision_lost_when_a_pdp_process_is_killed_mid_batch(
+    database: str, workspace: Path
+) -> None:
+    """`serve --workers 2 --records-durable`: a decision is answered only once its record is
+    committed. A worker is killed (-9) under load from four clients; every answered decision is
+    in the central records afterwards, and every writer's chain verifies."""
+    replicas = Replicas(database, workspace)
+    running = start(
+        workspace, "--engine", "wasm", "--workers", "2", "--records-url", database, "--records-durable",
+        "--records-checkpoints", replicas.sink, "--records-signing-key", str(replicas.key),
+    )  # fmt: skip
+    acked: list[str] = []
+    stop = threading.Event()
+    clients = [threading.Thread(target=_load, args=(running.addr, acked, stop)) for _ in range(4)]
+    try:
+        for t in clients:
+            t.start()
+        deadline = time.monotonic() + 120
+
+        def writers() -> set[str]:
+            return {r.writer for r in read_records(database, limit=1_000_000)}
+
+        # Until the worker (slower to start: it compiles the wasm bundle) answers too.
+        while (len(acked) < 200 or len(writers()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before_kill = len(acked)
+        os.kill(running.workers[0], signal.SIGKILL)
+        while len(acked) < before_kill + 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The worker restarted by serve takes the killed one's free writer name and checkpoints
+        # what it committed after its last checkpoint (the crash window): then every chain verifies.
+        while not all(r.ok for r in replicas.verify().values()) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(timeout=30)
+        running.proc.terminate()
+        running.proc.wait(timeout=30)
+    assert before_kill >= 200 and len(acked) >= before_kill + 200, (before_kill, len(acked))
+    recorded = {r.decision_id: r.writer for r in read_records(database, limit=1_000_000)}
+    lost = [d for d in acked if d not in recorded]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged decisions have no record"
+    assert len(set(recorded.values())) >= 2  # both processes wrote
+    out = replicas.cli_verify()
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+_KILLED_WRITER = """
+import sys
+from pathlib import Path
+from datetime import UTC, datetime
+from pdp.decision import Decision, Outcome
+from pdp.records import DecisionLog, Integrity
+url, state, sink, key = sys.argv[1:5]
+log = DecisionLog(Path(state) / "decisions.sqlite", Integrity(
+    url=url, writer="gone", checkpoints=sink, signing_key=Path(key), checkpoint_seconds=3600.0,
+    durable=True))
+n = 0
+while True:  # until killed
+    n += 1
+    log.append(Decision(outcome=Outcome.ALLOW, reasons=(), bundle_revision="r", decision_id=f"k{n}",
+        decided_at=datetime.now(UTC), evaluation_ms=0.1, kind="deploy_model", tenant="acme-eu"), "sha256:x")
+    print(f"k{n}", flush=True)  # acknowledged: its record is committed
+"""
+
+
+def test_a_writer_killed_before_its_checkpoint_is_checkpointed_by_the_next_pdp(
+    database: str, tmp_path: Path
+) -> None:
+    """Durable mode: every decision the killed process acknowledged is recorded; the records it
+    committed but never checkpointed (its crash window) are checkpointed by the next PDP process
+    to start, under the killed writer's name, so its chain verifies like the others."""
+    replicas = Replicas(database, tmp_path)
+    replicas.open("a").close()  # the key and the schema
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, database, str(tmp_path / "gone"), replicas.sink,
+         str(replicas.key)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    acked = [proc.stdout.readline().strip() for _ in range(300)]
+    proc.kill()
+    proc.wait(timeout=10)
+    acked += [line.strip() for line in proc.stdout]  # acknowledged just before the kill
+    recorded = {r.decision_id for r in read_records(database, writer="gone", limit=1_000_000)}
+    assert set(acked) <= recorded and len(acked) >= 300
+    before = replicas.verify()["gone"]
+    assert not before.ok and "no checkpoints" in str(before.problems[0])  # type: ignore[attr-defined]
+
+    replicas.open("b", writer="other").close()  # any PDP starting: the orphaned chain is checkpointed
+    after = replicas.verify()["gone"]
+    assert after.ok and after.checkpointed == len(recorded), after.as_json()  # type: ignore[attr-defined]
