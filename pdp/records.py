@@ -138,6 +138,7 @@ class DecisionLog:
             if isinstance(self._store, records_postgres.PostgresStore):
                 self._checkpoint_orphans(self._store, sink, key)
         self._sink_error = ""
+        self._write_error = ""
         self._pending: list[tuple[Any, ...]] = []
         self._pending_lock = threading.Lock()
         self._appended = 0  # rows appended so far (durable mode waits for its own to commit)
@@ -184,9 +185,13 @@ class DecisionLog:
                 self.flush()
                 with self._lock:
                     self._checkpoint(self.checkpoints.due)
-            except Exception:  # never let the writer die: the next round tries again
-                log.exception("decision log %s: write failed; retrying", self.location)
+            except Exception as exc:  # never let the writer die: the next round tries again
+                if str(exc) != self._write_error:  # once per distinct error, not every 20 ms
+                    log.exception("decision log %s: write failed; retrying", self.location)
+                self._write_error = str(exc)
                 self._wake.wait(_FLUSH_SECONDS)
+            else:
+                self._write_error = ""
 
     def _checkpoint(self, step: Any) -> None:
         """Run a checkpointer step; a sink that fails is logged (once per distinct error) and the
