@@ -34,6 +34,7 @@ from pdp.lifecycle import (
 )
 from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.api_decisions import router as decisions_router
 from pdp.lifecycle.api_tokens import router as tokens_router
 from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
@@ -147,6 +148,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="gpupaas tenant lifecycle", version="1")
     app.add_exception_handler(RequestValidationError, apierrors.invalid_request)
     app.include_router(tokens_router)
+    app.include_router(decisions_router)
 
     @app.post("/v1/tenants", status_code=202)
     def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
