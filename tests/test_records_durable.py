@@ -1,0 +1,40 @@
+"""--records-durable on the local log: a decision's append returns only once its record is
+committed, and fails (never silently) when it cannot be committed in time."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pdp.records import DecisionLog, Integrity, RecordNotDurable, read_records
+
+from .test_records import T0, _decision
+
+
+def test_a_durable_append_returns_with_its_record_committed(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.sqlite"
+    log = DecisionLog(path, Integrity(durable=True))
+    try:
+        for n in range(20):
+            log.append(_decision(n, "acme-eu", T0), "sha256:x")
+            # Another connection, no flush: the record is on disk as the append returns.
+            assert [r.decision_id for r in read_records(path)][-1] == f"d{n}"
+    finally:
+        log.close()
+
+
+def test_a_durable_append_that_cannot_commit_fails_and_the_record_follows(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.sqlite"
+    log = DecisionLog(path, Integrity(durable=True, durable_timeout=0.5))
+    blocker = sqlite3.connect(str(path), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the database cannot be written meanwhile
+    try:
+        with pytest.raises(RecordNotDurable, match="decision d1: its record was not committed"):
+            log.append(_decision(1, "acme-eu", T0), "sha256:x")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    log.close()  # the record was kept queued: written once the database is writable again
+    assert [r.decision_id for r in read_records(path)] == ["d1"]
