@@ -6,11 +6,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import grpc
 import pytest
 
+from pdp.api.server import PdpServer
+from pdp.client import PdpClient
+from pdp.embedded import EmbeddedPDP
 from pdp.records import DecisionLog, Integrity, RecordNotDurable, read_records
 
+from .conftest import embedded_settings
 from .test_records import T0, _decision
+from .test_workers import INTENT
 
 
 def test_a_durable_append_returns_with_its_record_committed(tmp_path: Path) -> None:
@@ -38,3 +44,27 @@ def test_a_durable_append_that_cannot_commit_fails_and_the_record_follows(tmp_pa
         blocker.close()
     log.close()  # the record was kept queued: written once the database is writable again
     assert [r.decision_id for r in read_records(path)] == ["d1"]
+
+
+def test_a_decision_whose_record_cannot_be_made_durable_is_an_error_not_an_answer(workspace: Path) -> None:
+    """Over gRPC, against the real wasm engine: an ALLOW whose record could not be committed is
+    not sent; the caller gets an error status."""
+    settings = embedded_settings(
+        workspace, engine="wasm", records=Integrity(durable=True, durable_timeout=0.5)
+    )
+    with EmbeddedPDP(settings) as stack:
+        server = PdpServer(stack.point, listen="127.0.0.1:0").start()
+        try:
+            with PdpClient(server.address, timeout=20) as client:
+                assert client.decide(INTENT)["outcome"] == "ALLOW"  # the log writable: answered
+                blocker = sqlite3.connect(str(settings.decision_log), isolation_level=None)
+                blocker.execute("BEGIN EXCLUSIVE")
+                try:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        client.decide(INTENT)
+                    assert refused.value.code() != grpc.StatusCode.OK
+                finally:
+                    blocker.execute("ROLLBACK")
+                    blocker.close()
+        finally:
+            server.stop()
