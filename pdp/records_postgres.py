@@ -148,9 +148,19 @@ def rows(conn: psycopg.Connection[Any], writer: str, after: int) -> Iterator[Row
             yield int(r[0]), payload(fields), str(r[10]), str(r[11])
 
 
+# DISTINCT by walking the primary key's index from writer to writer (not a scan of every record).
+_WRITERS = """
+WITH RECURSIVE w(writer) AS (
+    (SELECT writer FROM pdp_decision_records ORDER BY writer LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.writer FROM pdp_decision_records r WHERE r.writer > w.writer ORDER BY r.writer LIMIT 1)
+    FROM w WHERE w.writer IS NOT NULL
+)
+SELECT writer FROM w WHERE writer IS NOT NULL"""
+
+
 def writers(conn: psycopg.Connection[Any]) -> list[str]:
-    found = conn.execute("SELECT DISTINCT writer FROM pdp_decision_records ORDER BY writer").fetchall()
-    return [str(r[0]) for r in found]
+    return [str(r[0]) for r in conn.execute(_WRITERS).fetchall()]
 
 
 class Chain:
@@ -205,6 +215,7 @@ class PostgresStore:
         else:
             self.conn.close()
             raise RuntimeError(f"--records-writer {base}: all {_MAX_SLOTS} names of it are in use")
+        self._uncertain = False  # the last commit failed: it may or may not have happened
         host = self.conn.info.host or "localhost"
         self.location = f"postgresql://{host}/{self.conn.info.dbname} writer {self.writer}"
 
@@ -218,7 +229,25 @@ class PostgresStore:
             raise RuntimeError(f"decision records writer {self.writer}: taken by another process")
 
     def commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
+        """After a failed commit the batch comes again, but that commit may have happened (the
+        connection broke before its answer): the records already stored are left out."""
         self._reconnect()
+        if self._uncertain:
+            ids = [row[0] for row in batch]
+            stored = self.conn.execute(
+                "SELECT decision_id FROM pdp_decision_records WHERE writer = %s AND decision_id = ANY(%s)",
+                (self.writer, ids),
+            ).fetchall()
+            batch = [row for row in batch if row[0] not in {r[0] for r in stored}]
+        try:
+            committed = self._commit(batch)
+        except BaseException:
+            self._uncertain = True
+            raise
+        self._uncertain = False
+        return committed
+
+    def _commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
         with self.conn.transaction():
             head = self.conn.execute(
                 "SELECT seq, hash FROM pdp_decision_records WHERE writer = %s ORDER BY seq DESC LIMIT 1",

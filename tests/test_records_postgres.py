@@ -4,6 +4,7 @@ folder. Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -297,3 +298,43 @@ def test_a_writer_killed_before_its_checkpoint_is_checkpointed_by_the_next_pdp(
     replicas.open("b", writer="other").close()  # any PDP starting: the orphaned chain is checkpointed
     after = replicas.verify()["gone"]
     assert after.ok and after.checkpointed == len(recorded), after.as_json()  # type: ignore[attr-defined]
+
+
+def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplicates(
+    database: str, tmp_path: Path
+) -> None:
+    """The database ends the writer's session (a failover, an admin): the next write reconnects
+    under the same writer name and the chain goes on; a batch whose commit may have happened
+    before the cut is not stored twice."""
+    replicas = Replicas(database, tmp_path)
+    log = replicas.open("a")
+    log.append(_decision(1, "acme-eu", T0), "sha256:x")
+    log.flush()
+    with psycopg.connect(dsn(database), autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert cut and all(r[0] for r in cut)
+    log.append(_decision(2, "acme-eu", T0), "sha256:x")
+    # On the cut session the batch stays queued, its outcome taken as unknown (or the writer
+    # thread met the cut first and the batch went in on a new session).
+    with contextlib.suppress(psycopg.OperationalError):
+        log.flush()
+    with log._lock:  # a commit that happened but whose answer was lost: d3 stored, d3 still queued
+        store = log._store
+        store.commit([("d3", *_row_tail())])  # type: ignore[attr-defined]
+        store._uncertain = True  # type: ignore[attr-defined]
+        log.append(_decision(3, "acme-eu", T0), "sha256:x")
+    log.close()
+    assert log.writer == "pdp"
+    ids = [r.decision_id for r in read_records(database)]
+    assert sorted(ids) == ["d1", "d2", "d3"]
+    assert replicas.verify()["pdp"].ok  # type: ignore[attr-defined]
+
+
+def _row_tail() -> tuple[object, ...]:
+    """The stored columns after decision_id of _decision(3, 'acme-eu', T0)."""
+    from pdp.records_model import timestamp
+
+    return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5)
