@@ -8,7 +8,10 @@ table, checkpointing to one sink, for SECONDS each:
 - queued (the default mode): each process appends as fast as it can; records committed per second
   by both, and what was still queued when the time was up (the writer's backlog);
 - durable (--records-durable): 8 threads per process, each append waits for its commit (group
-  commit); records acknowledged per second by both.
+  commit); records acknowledged per second by both;
+- pdp, pdp-durable: each process a whole embedded PDP (the wasm engine, the repository's tenants
+  and policies) deciding one example intent in a loop on one thread: decisions and their records
+  per second, what two PDP processes at full load write.
 """
 
 from __future__ import annotations
@@ -47,6 +50,34 @@ def _decision(n: int, writer: int) -> Decision:
     )
 
 
+def _pdp(url: str, tmp: str, index: int, durable: bool, seconds: float, out: Any) -> None:
+    from pdp.embedded import EmbeddedPDP
+    from pdp.opa.binary import PROJECT_ROOT
+    from pdp.settings import EmbeddedSettings
+
+    here = Path(tmp) / f"replica-{index}"
+    settings = EmbeddedSettings.from_project(
+        engine="wasm", bundles=here / "bundles", keys=here / "keys", state=here / "state",
+        decision_log=here / "state" / "decisions.sqlite",
+        records=Integrity(url=url, writer="bench", durable=durable,
+                          checkpoints=f"file:{tmp}/sink/decisions.jsonl", signing_key=Path(tmp) / "key.pem"),
+    )  # fmt: skip
+    intent = json.loads((PROJECT_ROOT / "examples" / "intents" / "01-acme-eu-deploy-eu.json").read_text())
+    with EmbeddedPDP(settings) as stack:
+        log = stack.decision_log
+        assert log is not None
+        point = stack.point
+        point.decide(intent)  # warm
+        start = log._committed
+        end, n = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            point.decide(intent)
+            n += 1
+        committed = log._committed - start
+        writer = log.writer
+    out.put({"writer": writer, "appended": n, "committed_in_time": committed})
+
+
 def _writer(url: str, tmp: str, index: int, durable: bool, seconds: float, out: Any) -> None:
     log = DecisionLog(
         Path(tmp) / f"replica-{index}" / "decisions.sqlite",
@@ -77,7 +108,7 @@ def _writer(url: str, tmp: str, index: int, durable: bool, seconds: float, out: 
     out.put({"writer": log.writer, "appended": appended, "committed_in_time": committed})
 
 
-def _run(url: str, durable: bool, seconds: float) -> dict[str, Any]:
+def _run(url: str, durable: bool, seconds: float, pdp: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         DecisionLog(
             Path(tmp) / "schema" / "d.sqlite", Integrity(url=url, signing_key=Path(tmp) / "key.pem")
@@ -89,14 +120,14 @@ def _run(url: str, durable: bool, seconds: float) -> dict[str, Any]:
         ]
         for p in procs:
             p.start()
-        results = [out.get(timeout=seconds + 120) for _ in procs]
+        results = [out.get(timeout=seconds + 300) for _ in procs]
         for p in procs:
             p.join()
     with psycopg.connect(dsn(url)) as conn:
         rows = conn.execute("SELECT count(*) FROM pdp_decision_records").fetchone()
     committed = sum(r["committed_in_time"] for r in results)
     return {
-        "mode": "durable" if durable else "queued",
+        "mode": ("pdp-" if pdp else "") + ("durable" if durable else "queued"),
         "seconds": seconds,
         "writers": [r["writer"] for r in results],
         "records_per_second": round(committed / seconds),
@@ -107,12 +138,12 @@ def _run(url: str, durable: bool, seconds: float) -> dict[str, Any]:
 
 
 def main(url: str, seconds: float) -> None:
-    for durable in (False, True):  # each mode on a database of its own
+    for pdp, durable in ((False, False), (False, True), (True, False), (True, True)):  # a database each
         name = f"bench_records_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(dsn(url), autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            print(json.dumps(_run(url.rsplit("/", 1)[0] + f"/{name}", durable, seconds)), flush=True)
+            print(json.dumps(_run(url.rsplit("/", 1)[0] + f"/{name}", durable, seconds, pdp)), flush=True)
         finally:
             with psycopg.connect(dsn(url), autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
