@@ -95,7 +95,7 @@ def _open_store(path: Path, integrity: Integrity) -> tuple[ChainStore, str]:
     if not integrity.url:
         return SqliteStore(path), LOG_NAME
     if not records_postgres.is_url(integrity.url):
-        raise ValueError(
+        raise records_postgres.RecordsStoreError(
             f"--records-url {integrity.url.split('@')[-1]!r}: expected postgresql://user@host/db "
             "(or nothing: the SQLite file in --state)"
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.options import env_path
+from pdp.records_postgres import RecordsStoreError, is_url
 
 
 def _log_path(args: argparse.Namespace) -> Path:
@@ -20,8 +21,6 @@ def _log_path(args: argparse.Namespace) -> Path:
 
 def _central(args: argparse.Namespace) -> str:
     """The central records' URL, '' for the local log; SystemExit naming a URL of another kind."""
-    from pdp.records_postgres import is_url
-
     url = str(getattr(args, "records_url", "") or "")
     if url and not is_url(url):
         raise SystemExit(
@@ -43,7 +42,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         found = read_records(
             source, tenant=args.tenant, since=since, until=until, limit=args.limit, writer=args.writer
         )
-    except ConnectionError as exc:
+    except RecordsStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for record in found:
@@ -57,7 +56,7 @@ def _verify_central(url: str, held: Any, as_json: bool) -> int:
 
     try:
         reports = verify_central(url, held.sink, held.key)
-    except ConnectionError as exc:
+    except RecordsStoreError as exc:
         print(f"FAIL {exc}")
         return 1
     ok = all(r.ok for r in reports.values())

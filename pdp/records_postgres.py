@@ -63,6 +63,11 @@ _ROWS = (
 )
 
 
+class RecordsStoreError(ValueError):
+    """Central records cannot be used as configured: a bad URL or writer name, the database
+    unreachable, every name of the writer in use. Says which option."""
+
+
 def is_url(value: str) -> bool:
     return value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
 
@@ -80,7 +85,7 @@ def default_writer() -> str:
 
 def check_writer(name: str) -> str:
     if not _WRITER.match(name):
-        raise ValueError(
+        raise RecordsStoreError(
             f"--records-writer {name!r}: expected letters, digits, '.', '_' or '-' (at most 101, "
             "starting with a letter or digit)"
         )
@@ -96,7 +101,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
         return psycopg.connect(dsn(url), autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         # The URL holds the password: name the host, not the URL.
-        raise ConnectionError(f"--records-url: cannot connect to PostgreSQL: {exc}") from exc
+        raise RecordsStoreError(f"--records-url: cannot connect to PostgreSQL: {exc}") from exc
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:
@@ -214,7 +219,7 @@ class PostgresStore:
                 break
         else:
             self.conn.close()
-            raise RuntimeError(f"--records-writer {base}: all {_MAX_SLOTS} names of it are in use")
+            raise RecordsStoreError(f"--records-writer {base}: all {_MAX_SLOTS} names of it are in use")
         self._uncertain = False  # the last commit failed: it may or may not have happened
         host = self.conn.info.host or "localhost"
         self.location = f"postgresql://{host}/{self.conn.info.dbname} writer {self.writer}"

@@ -1,9 +1,12 @@
 """--records-durable on the local log: a decision's append returns only once its record is
-committed, and fails (never silently) when it cannot be committed in time."""
+committed, and fails (never silently) when it cannot be committed in time; central records that
+cannot be reached stop `pdp serve` with one line."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -15,6 +18,7 @@ from pdp.embedded import EmbeddedPDP
 from pdp.records import DecisionLog, Integrity, RecordNotDurable, read_records
 
 from .conftest import embedded_settings
+from .test_cli import config_args
 from .test_records import T0, _decision
 from .test_workers import INTENT
 
@@ -68,3 +72,14 @@ def test_a_decision_whose_record_cannot_be_made_durable_is_an_error_not_an_answe
                     blocker.close()
         finally:
             server.stop()
+
+
+def test_unreachable_central_records_stop_serve_with_one_line(workspace: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "serve", *config_args(workspace), "--engine", "wasm",
+         "--listen", "127.0.0.1:0", "--records-url", "postgresql://pdp:secret-pw@127.0.0.1:1/records"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "error: --records-url: cannot connect to PostgreSQL" in out.stderr
+    assert "Traceback" not in out.stderr and "secret-pw" not in out.stderr
