@@ -54,6 +54,7 @@ from pdp.options import (
 from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
+from pdp.records_postgres import RecordsStoreError
 from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
 
@@ -506,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OpaNotFound, OpaCommandFailed, CertificateError) as exc:
+    except (OpaNotFound, OpaCommandFailed, CertificateError, RecordsStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

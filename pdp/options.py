@@ -93,6 +93,27 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(default $PDP_RECORDS_TRUSTED_KEY)",
     )
     g.add_argument(
+        "--records-url",
+        metavar="URL",
+        default=os.environ.get("PDP_RECORDS_URL", ""),
+        help="central decision records shared by PDP replicas: postgresql://user@host/db (default "
+        "$PDP_RECORDS_URL, else the SQLite file <state>/decisions.sqlite)",
+    )
+    g.add_argument(
+        "--records-writer",
+        metavar="NAME",
+        default=os.environ.get("PDP_RECORDS_WRITER", ""),
+        help="this process's chain in central records; a name in use gets -2, -3... (default "
+        "$PDP_RECORDS_WRITER, else the host name)",
+    )
+    g.add_argument(
+        "--records-durable",
+        action="store_true",
+        default=os.environ.get("PDP_RECORDS_DURABLE", "") == "1",
+        help="answer a decision only once its record is committed (else within ~20 ms after; "
+        "docs/records.md, crash window)",
+    )
+    g.add_argument(
         "--records-adopt",
         action="store_true",
         help="checkpoint a decision log anew although the sink holds none of its checkpoints",
@@ -106,6 +127,9 @@ def records_integrity(args: argparse.Namespace) -> Integrity:
         signing_key=getattr(args, "records_signing_key", None),
         trusted_key=getattr(args, "records_trusted_key", None),
         adopt=bool(getattr(args, "records_adopt", False)),
+        url=getattr(args, "records_url", "") or "",
+        writer=getattr(args, "records_writer", "") or "",
+        durable=bool(getattr(args, "records_durable", False)),
     )
 
 
@@ -116,9 +140,13 @@ def records_argv(args: argparse.Namespace) -> tuple[str, ...]:
         ("--records-checkpoints", getattr(args, "records_checkpoints", "")),
         ("--records-signing-key", getattr(args, "records_signing_key", None)),
         ("--records-trusted-key", getattr(args, "records_trusted_key", None)),
+        ("--records-url", getattr(args, "records_url", "")),
+        ("--records-writer", getattr(args, "records_writer", "")),
     ):
         if value:
             argv += [flag, str(value)]
+    if getattr(args, "records_durable", False):
+        argv.append("--records-durable")
     return tuple(argv)
 
 

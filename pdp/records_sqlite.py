@@ -1,0 +1,173 @@
+"""The decision log in a local SQLite file: one chain, shared by the processes of `serve --workers`.
+
+Triggers refuse UPDATE and DELETE, but whoever can write the file can drop them: what makes an
+edit, a deletion or a wipe show is the chain and its checkpoints (docs/records.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pdp.integrity.chain import GENESIS, Row, link
+from pdp.integrity.files import private_database
+from pdp.integrity.sinks import Sink
+from pdp.records_model import FIELDS, DecisionRecord, payload, timestamp
+
+log = logging.getLogger("pdp.records")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    decision_id     TEXT NOT NULL UNIQUE,
+    decided_at      TEXT NOT NULL,
+    tenant          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    reasons         TEXT NOT NULL,
+    bundle_revision TEXT NOT NULL,
+    input_digest    TEXT NOT NULL,
+    evaluation_ms   REAL NOT NULL,
+    prev_hash       TEXT NOT NULL DEFAULT '',
+    hash            TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS decisions_by_tenant_time ON decisions (tenant, decided_at);
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at);
+CREATE TABLE IF NOT EXISTS decision_log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
+"""
+_INSERT = f"INSERT INTO decisions (seq, {FIELDS}, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_ROWS = f"SELECT seq, {FIELDS}, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq"
+
+
+def select(
+    conn: sqlite3.Connection,
+    tenant: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> list[DecisionRecord]:
+    clauses, args = [], []
+    if tenant is not None:
+        clauses.append("tenant = ?")
+        args.append(tenant)
+    if since is not None:
+        clauses.append("decided_at >= ?")
+        args.append(timestamp(since))
+    if until is not None:
+        clauses.append("decided_at < ?")
+        args.append(timestamp(until))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT {FIELDS} FROM decisions {where} ORDER BY seq LIMIT ?"
+    rows = conn.execute(sql, [*args, limit]).fetchall()
+    return [DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows]
+
+
+def rows(conn: sqlite3.Connection, after: int) -> Iterator[Row]:
+    for r in conn.execute(_ROWS, (after,)):
+        yield int(r[0]), payload(tuple(r[1:10])), str(r[10]), str(r[11])
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Chain the records of a log written before records were chained (trusted as found; the first
+    checkpoint then vouches for them). The triggers are created again after it."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(decisions)")}
+    if "hash" in columns and not db.execute("SELECT 1 FROM decisions WHERE hash = '' LIMIT 1").fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for column in ("prev_hash", "hash"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        db.execute("DROP TRIGGER IF EXISTS decisions_no_update")
+        prev, chained = GENESIS, 0
+        for seq, body, _, _ in list(rows(db, 0)):
+            digest = link(seq, prev, body)
+            db.execute("UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, seq))
+            prev, chained = digest, chained + 1
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if chained:
+        log.warning("decision log: %d records written before records were chained, chained as found", chained)
+
+
+class SqliteStore:
+    """The log file, opened for writing (ChainStore)."""
+
+    def __init__(self, path: Path) -> None:
+        private_database(path)
+        self.location = str(path)
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before its checkpoint is written (after it), so a power cut
+        # cannot leave a checkpoint naming records the database lost.
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=10000")  # other processes of `serve --workers`
+        self.db.executescript(_SCHEMA)
+        _migrate(self.db)
+        self.db.executescript(_TRIGGERS)
+
+    def commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
+        """IMMEDIATE: the head read and the inserts are one write, whatever other processes append."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            head = self.db.execute("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+            first, before = seq + 1, prev
+            chained, hashes = [], []
+            for row in batch:
+                seq += 1
+                digest = link(seq, prev, payload(row))
+                chained.append((seq, *row, prev, digest))
+                hashes.append(digest)
+                prev = digest
+            self.db.executemany(_INSERT, chained)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return first, before, hashes
+
+    def select(
+        self, tenant: str | None, since: datetime | None, until: datetime | None, limit: int
+    ) -> list[DecisionRecord]:
+        return select(self.db, tenant, since, until, limit)
+
+    def hash_at(self, seq: int) -> str | None:
+        if seq == 0:
+            return GENESIS
+        found = self.db.execute("SELECT hash FROM decisions WHERE seq = ?", (seq,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def rows_after(self, seq: int) -> Iterator[Row]:
+        return rows(self.db, seq)
+
+    def was_checkpointed(self) -> bool:
+        found = self.db.execute("SELECT 1 FROM decision_log_meta WHERE key = 'checkpointed'").fetchone()
+        return found is not None
+
+    def mark_checkpointed(self, sink: Sink) -> None:
+        at = datetime.now(UTC).isoformat()
+        self.db.execute(
+            "INSERT OR IGNORE INTO decision_log_meta (key, value) VALUES ('checkpointed', ?)",
+            (json.dumps({"since": at, "sink": sink.location}),),
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
