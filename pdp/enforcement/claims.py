@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.enforcement.workloads import InvalidObject
+from pdp.enforcement.workloads import InvalidObject, as_list, as_mapping
 
 GPU_DEVICE_CLASSES: Mapping[str, str] = {
     "gpu.nvidia.com": "nvidia.com/gpu",
@@ -34,22 +34,6 @@ MAX_COUNT = 1 << 20
 def is_claim(obj: Mapping[str, Any]) -> bool:
     kind = obj.get("kind")
     return isinstance(kind, str) and kind in CLAIM_KINDS
-
-
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidObject(path, "must be an object")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidObject(path, "must be a list")
-    return value
 
 
 def _devices(claim_spec: Mapping[str, Any], path: str) -> dict[str, int]:
@@ -78,17 +62,17 @@ def _devices(claim_spec: Mapping[str, Any], path: str) -> dict[str, int]:
 def gpu_devices(spec: Mapping[str, Any], path: str) -> dict[str, int]:
     """The GPU resources a ResourceClaimSpec asks for, summed over its requests. A request with a
     prioritized list (firstAvailable) counts the most of each resource any alternative asks for."""
-    devices = _mapping(spec.get("devices"), f"{path}.devices")
+    devices = as_mapping(spec.get("devices"), f"{path}.devices")
     total: dict[str, int] = {}
-    for i, request in enumerate(_list(devices.get("requests"), f"{path}.devices.requests")):
+    for i, request in enumerate(as_list(devices.get("requests"), f"{path}.devices.requests")):
         rpath = f"{path}.devices.requests[{i}]"
-        request = _mapping(request, rpath)
+        request = as_mapping(request, rpath)
         alternatives: list[tuple[Mapping[str, Any], str]] = []
         if request.get("exactly") is not None:
-            alternatives.append((_mapping(request["exactly"], f"{rpath}.exactly"), f"{rpath}.exactly"))
-        for j, sub in enumerate(_list(request.get("firstAvailable"), f"{rpath}.firstAvailable")):
+            alternatives.append((as_mapping(request["exactly"], f"{rpath}.exactly"), f"{rpath}.exactly"))
+        for j, sub in enumerate(as_list(request.get("firstAvailable"), f"{rpath}.firstAvailable")):
             alternatives.append(
-                (_mapping(sub, f"{rpath}.firstAvailable[{j}]"), f"{rpath}.firstAvailable[{j}]")
+                (as_mapping(sub, f"{rpath}.firstAvailable[{j}]"), f"{rpath}.firstAvailable[{j}]")
             )
         if not alternatives:  # resource.k8s.io/v1beta1 puts the class on the request itself
             alternatives.append((request, rpath))
@@ -105,12 +89,12 @@ def claim_workload(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
     """The `admit_workload` payload for a ResourceClaim or ResourceClaimTemplate in `namespace`:
     its GPU devices as resources; no placement (the pods that use it carry that)."""
     kind = obj.get("kind")
-    spec = _mapping(obj.get("spec"), "spec")
+    spec = as_mapping(obj.get("spec"), "spec")
     if kind == "ResourceClaimTemplate":
-        spec, path = _mapping(spec.get("spec"), "spec.spec"), "spec.spec"
+        spec, path = as_mapping(spec.get("spec"), "spec.spec"), "spec.spec"
     else:
         path = "spec"
-    metadata = _mapping(obj.get("metadata"), "metadata")
+    metadata = as_mapping(obj.get("metadata"), "metadata")
     names = [metadata.get(key) for key in ("name", "generateName")]
     name = next((n for n in names if isinstance(n, str) and n), "(unnamed)")
     workload: dict[str, Any] = {"namespace": namespace, "name": name, "kind": str(kind)}

@@ -48,7 +48,8 @@ class UnsupportedObject(ValueError):
     """An object kind that carries no pod template this module knows."""
 
 
-def _mapping(value: Any, path: str, *, required: bool = False) -> Mapping[str, Any]:
+def as_mapping(value: Any, path: str, *, required: bool = False) -> Mapping[str, Any]:
+    """`value` as an object (absent: empty unless `required`); InvalidObject naming `path` else."""
     if value is None and not required:
         return {}
     if not isinstance(value, Mapping):
@@ -56,7 +57,8 @@ def _mapping(value: Any, path: str, *, required: bool = False) -> Mapping[str, A
     return value
 
 
-def _list(value: Any, path: str) -> list[Any]:
+def as_list(value: Any, path: str) -> list[Any]:
+    """`value` as a list (absent: empty); InvalidObject naming `path` else."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -81,17 +83,17 @@ def pod_spec_of(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], int]:
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in SUPPORTED_KINDS:
         raise UnsupportedObject(f"objects of kind {kind!r} carry no pod template gpupaas knows")
-    spec = _mapping(obj.get("spec"), "spec")
+    spec = as_mapping(obj.get("spec"), "spec")
     if kind == "Pod":
         return spec, 1
     if kind == "CronJob":
-        job = _mapping(
-            _mapping(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"), "spec.jobTemplate.spec"
+        job = as_mapping(
+            as_mapping(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"), "spec.jobTemplate.spec"
         )
-        template = _mapping(job.get("template"), "spec.jobTemplate.spec.template")
-        pod = _mapping(template.get("spec"), "spec.jobTemplate.spec.template.spec")
+        template = as_mapping(job.get("template"), "spec.jobTemplate.spec.template")
+        pod = as_mapping(template.get("spec"), "spec.jobTemplate.spec.template.spec")
         return pod, _count(job.get("parallelism"), "spec.jobTemplate.spec.parallelism", default=1)
-    pod = _mapping(_mapping(spec.get("template"), "spec.template").get("spec"), "spec.template.spec")
+    pod = as_mapping(as_mapping(spec.get("template"), "spec.template").get("spec"), "spec.template.spec")
     if kind == "Job":
         return pod, _count(spec.get("parallelism"), "spec.parallelism", default=1)
     if kind == "DaemonSet":
@@ -120,11 +122,11 @@ def _quantity(value: Any, path: str) -> int:
 
 
 def _container_gpus(container: Any, path: str) -> dict[str, int]:
-    container = _mapping(container, path, required=True)
-    resources = _mapping(container.get("resources"), f"{path}.resources")
+    container = as_mapping(container, path, required=True)
+    resources = as_mapping(container.get("resources"), f"{path}.resources")
     counts: dict[str, int] = {}
     for section in ("requests", "limits"):
-        amounts = _mapping(resources.get(section), f"{path}.resources.{section}")
+        amounts = as_mapping(resources.get(section), f"{path}.resources.{section}")
         for name, value in amounts.items():
             if isinstance(name, str) and is_gpu_resource(name):
                 n = _quantity(value, f'{path}.resources.{section}["{name}"]')
@@ -135,12 +137,12 @@ def _container_gpus(container: Any, path: str) -> dict[str, int]:
 def gpu_requests(spec: Mapping[str, Any]) -> dict[str, int]:
     """The pod's effective request per GPU resource: max(sum over containers, max over init
     containers), each container counting max(limits, requests)."""
-    spec = _mapping(spec, "spec", required=True)
+    spec = as_mapping(spec, "spec", required=True)
     total: dict[str, int] = {}
-    for i, c in enumerate(_list(spec.get("containers"), "spec.containers")):
+    for i, c in enumerate(as_list(spec.get("containers"), "spec.containers")):
         for name, n in _container_gpus(c, f"spec.containers[{i}]").items():
             total[name] = total.get(name, 0) + n
-    for i, c in enumerate(_list(spec.get("initContainers"), "spec.initContainers")):
+    for i, c in enumerate(as_list(spec.get("initContainers"), "spec.initContainers")):
         for name, n in _container_gpus(c, f"spec.initContainers[{i}]").items():
             total[name] = max(total.get(name, 0), n)
     return {name: n for name, n in sorted(total.items()) if n > 0}
@@ -153,19 +155,20 @@ def _string(value: Any, path: str) -> str:
 
 
 def _node_selector(spec: Mapping[str, Any]) -> dict[str, str]:
-    selector = _mapping(spec.get("nodeSelector"), "spec.nodeSelector")
+    selector = as_mapping(spec.get("nodeSelector"), "spec.nodeSelector")
     return {
         _string(k, "spec.nodeSelector"): _string(v, f'spec.nodeSelector["{k}"]') for k, v in selector.items()
     }
 
 
 def _requirement(req: Any, rpath: str) -> dict[str, Any]:
-    req = _mapping(req, rpath, required=True)
+    req = as_mapping(req, rpath, required=True)
     operator = req.get("operator")
     if operator not in SELECTOR_OPERATORS:
         raise InvalidObject(f"{rpath}.operator", f"{operator!r} is not a node selector operator")
     values = [
-        _string(v, f"{rpath}.values[{k}]") for k, v in enumerate(_list(req.get("values"), f"{rpath}.values"))
+        _string(v, f"{rpath}.values[{k}]")
+        for k, v in enumerate(as_list(req.get("values"), f"{rpath}.values"))
     ]
     entry: dict[str, Any] = {"key": _string(req.get("key"), f"{rpath}.key"), "operator": operator}
     if values:
@@ -174,21 +177,21 @@ def _requirement(req: Any, rpath: str) -> dict[str, Any]:
 
 
 def _node_affinity(spec: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
-    affinity = _mapping(spec.get("affinity"), "spec.affinity")
-    node = _mapping(affinity.get("nodeAffinity"), "spec.affinity.nodeAffinity")
+    affinity = as_mapping(spec.get("affinity"), "spec.affinity")
+    node = as_mapping(affinity.get("nodeAffinity"), "spec.affinity.nodeAffinity")
     base = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
-    required = _mapping(node.get("requiredDuringSchedulingIgnoredDuringExecution"), base)
+    required = as_mapping(node.get("requiredDuringSchedulingIgnoredDuringExecution"), base)
     terms: list[list[dict[str, Any]]] = []
-    for i, term in enumerate(_list(required.get("nodeSelectorTerms"), f"{base}.nodeSelectorTerms")):
+    for i, term in enumerate(as_list(required.get("nodeSelectorTerms"), f"{base}.nodeSelectorTerms")):
         tpath = f"{base}.nodeSelectorTerms[{i}]"
-        term = _mapping(term, tpath, required=True)
+        term = as_mapping(term, tpath, required=True)
         # The term is kept even when empty, since an empty term lets the pod go anywhere.
         requirements = [
             _requirement(req, f"{tpath}.matchExpressions[{j}]")
-            for j, req in enumerate(_list(term.get("matchExpressions"), f"{tpath}.matchExpressions"))
+            for j, req in enumerate(as_list(term.get("matchExpressions"), f"{tpath}.matchExpressions"))
         ]
         # matchFields name nodes (metadata.name): a DaemonSet pod's, or anyone's way to a node.
-        for j, req in enumerate(_list(term.get("matchFields"), f"{tpath}.matchFields")):
+        for j, req in enumerate(as_list(term.get("matchFields"), f"{tpath}.matchFields")):
             entry = _requirement(req, f"{tpath}.matchFields[{j}]")
             if entry["key"] != NODE_NAME_FIELD:
                 raise InvalidObject(
@@ -201,9 +204,9 @@ def _node_affinity(spec: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
 
 def _tolerations(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     out = []
-    for i, tol in enumerate(_list(spec.get("tolerations"), "spec.tolerations")):
+    for i, tol in enumerate(as_list(spec.get("tolerations"), "spec.tolerations")):
         path = f"spec.tolerations[{i}]"
-        tol = _mapping(tol, path, required=True)
+        tol = as_mapping(tol, path, required=True)
         entry = {}
         for key in ("key", "operator", "value", "effect"):
             if tol.get(key) is not None:
@@ -216,9 +219,9 @@ def _tolerations(spec: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def _resource_claims(spec: Mapping[str, Any]) -> list[str]:
     claims = []
-    for i, claim in enumerate(_list(spec.get("resourceClaims"), "spec.resourceClaims")):
+    for i, claim in enumerate(as_list(spec.get("resourceClaims"), "spec.resourceClaims")):
         path = f"spec.resourceClaims[{i}]"
-        claim = _mapping(claim, path, required=True)
+        claim = as_mapping(claim, path, required=True)
         name = _string(claim.get("name"), f"{path}.name")
         if not name:
             raise InvalidObject(f"{path}.name", "must not be empty")
@@ -227,7 +230,7 @@ def _resource_claims(spec: Mapping[str, Any]) -> list[str]:
 
 
 def _name(obj: Mapping[str, Any]) -> str:
-    metadata = _mapping(obj.get("metadata"), "metadata")
+    metadata = as_mapping(obj.get("metadata"), "metadata")
     for key in ("name", "generateName"):
         value = metadata.get(key)
         if isinstance(value, str) and value:
