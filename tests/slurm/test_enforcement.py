@@ -121,8 +121,13 @@ def test_spot_jobs_are_preempted_and_non_preemptible_ones_never(slurm: SlurmWorl
     # Preempted and requeued (the preemptible QOS's PreemptMode), not cancelled.
     assert preempted["JobState"] in ("PENDING", "REQUEUED"), preempted
     assert preempted["Restarts"] == "1"
-    first_run = slurm.cluster.run("sacct", "-n", "-X", "-P", "-j", spot, "-o", "State").stdout.split()
-    assert first_run == ["PREEMPTED"]
+    # The preempted run is an earlier record of the requeued job (sacct --duplicates), and
+    # slurmdbd receives it a moment after slurmctld acted.
+    deadline, runs = time.monotonic() + 30, []
+    while "PREEMPTED" not in runs and time.monotonic() < deadline:
+        runs = slurm.cluster.run("sacct", "-D", "-n", "-X", "-P", "-j", spot, "-o", "State").stdout.split()
+        time.sleep(0.5)
+    assert runs[0] == "PREEMPTED", runs
     # An enterprise job cannot take the standard job's GPUs: globex does not allow preemption.
     enterprise = job_id(slurm.cluster.sbatch("umbrella", f"{A100}:8", partition="us-a100-spot", name="ent"))
     state = slurm.cluster.wait_job(enterprise, lambda j: j["Reason"] not in ("None", ""))
