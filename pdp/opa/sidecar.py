@@ -25,6 +25,7 @@ import httpx
 
 from pdp.bundles.build import BUNDLE_NAME, CURRENT_BUNDLE
 from pdp.bundles.signing import KEY_ID, SIGNING_ALG
+from pdp.integrity.files import private_dir
 from pdp.opa.binary import find_opa
 from pdp.opa.http import http_client
 from pdp.opa.liveness import LivenessProbe, LivenessSettings
@@ -83,7 +84,7 @@ class OpaSidecar:
         # process that ended, newest last: the record that a replaced OPA is gone.
         self.unresponsive_kills = 0
         self.exits: list[tuple[int, int]] = []
-        settings.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.workdir)  # OPA persists the bundle (tenant data) here
         self._config_file = settings.workdir / "opa-config.json"
         self._log_file = settings.workdir / "opa.log"
 

@@ -210,6 +210,7 @@ def test_offboarding_killed_midway_ends_destroyed_certified_and_verifiable(worke
         assert events.count(event) == 1, (event, events)
     archive = Path(wf["output"]["archive"])
     assert archive.exists() and "certificate.issued" in archive.read_text()
+    assert archive.stat().st_mode & 0o077 == 0  # a tenant's archived trail is the owner's only
     out = subprocess.run(
         [sys.executable, "-m", "pdp.cli", "lifecycle", "audit-verify", *worker.audit_verify_args()],
         cwd=ROOT, capture_output=True, text=True, check=False,

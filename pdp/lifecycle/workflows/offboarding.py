@@ -16,6 +16,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from pdp.integrity.files import private_file
 from pdp.lifecycle import anchor, audit, certificate, hooks, pools, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
@@ -157,8 +158,7 @@ def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]
 def archive_step(tenant: str) -> str:
     hooks.at_step("archive")
     rt = current()
-    rt.settings.archive_dir.mkdir(parents=True, exist_ok=True)
-    path = rt.settings.archive_dir / f"{tenant}-audit.jsonl"
+    path = private_file(rt.settings.archive_dir / f"{tenant}-audit.jsonl")  # a tenant's trail: 0600
     # Sealed, so the archived trail can be checked offline (`audit-verify --file`).
     path.write_text(
         anchor.export_jsonl(rt.db, tenant, rt.certificate_key)
