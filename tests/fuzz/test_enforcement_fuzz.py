@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import Phase, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from pdp.embedded import EmbeddedPDP
@@ -152,12 +152,7 @@ def test_webhook_never_admits_a_gpu_pod_outside_tenant_namespaces(
     assert doc["response"]["allowed"] is False, doc
 
 
-@pytest.mark.xfail(
-    reason="issue 10 item 5: an AdmissionReview without a known operation is admitted; the webhook's "
-    "default deny for what it cannot classify is sec-webhook's change",
-    strict=False,
-)
-@settings(FUZZ, phases=[Phase.generate])  # while it fails, stop at the first failure: no shrinking
+@settings(FUZZ)
 @given(obj=stray_gpu_pods(), operation=st.sampled_from([None, "", "create", "PATCH"]) | st.text(max_size=8))
 def test_webhook_never_admits_a_gpu_pod_under_an_unknown_operation(
     webhook: httpx.Client, obj: dict[str, Any], operation: str | None
