@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def split_host_port(listen: str, option: str = "--listen") -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ListenError(f"{option} {listen}: expected HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def bound_url(sock: socket.socket, *, tls: bool) -> str:
+    """The http(s) URL a listening socket serves (IPv6 hosts in brackets)."""
+    host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:

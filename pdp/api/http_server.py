@@ -26,6 +26,7 @@ import uvicorn
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
 from pdp.api.tokens import BearerTokens
 from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
+from pdp.listen import bound_url
 from pdp.point import DecisionPoint
 
 
@@ -110,9 +111,7 @@ class HttpDecisionServer:
 
     @property
     def url(self) -> str:
-        host = str(self._socket.getsockname()[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.certificate else 'http'}://{host}:{self.port}"
+        return bound_url(self._socket, tls=self.certificate is not None)
 
     def start(self, timeout: float = 10.0) -> Self:
         if self.certificate is not None:

@@ -36,6 +36,7 @@ import uvicorn
 
 from pdp.enforcement.serving import listening_socket, loop_factory, protocol_class, switching_context
 from pdp.enforcement.servingcert import ServingCertificate
+from pdp.listen import bound_url
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +265,7 @@ class JsonHttpServer:
 
     @property
     def url(self) -> str:
-        host = str(self._socket.getsockname()[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.certificate else 'http'}://{host}:{self.port}"
+        return bound_url(self._socket, tls=self.certificate is not None)
 
     def open_sockets(self) -> list[Any]:
         """The sockets of the connections open now (to check their options)."""
