@@ -27,7 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.run import free_port, synthetic_config
+from bench.harness import free_port
+from bench.inputs import synthetic_config
 from pdp.bundles.build import build_bundle
 from pdp.config import load_config
 from pdp.opa.binary import find_opa
