@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".bin"
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- processes ---------------------------------------------------------------------------------

@@ -30,10 +30,11 @@ from typing import Any
 import yaml
 
 from bench import peer
-from bench.harness import BIN, PY, ROOT, Results, Server, free_port, measure, rss_mib, start_server
+from bench.harness import BIN, PY, ROOT, Results, Server, measure, rss_mib, start_server
 from bench.inputs import INTENT, admission_review, extender_args, synthetic_config
 from bench.load import DECIDE, DECIDE_BATCH, ghz, vegeta
 from bench.report import summarize
+from tests.ports import free_port
 
 
 def pdp_serve(common: list[str], work: Path, name: str, listen: str) -> list[str]:

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, ROOT, Sampler, Server, children, free_port
+from bench.harness import BIN, ROOT, Sampler, Server, children
 from bench.inputs import admission_review
 from bench.load import vegeta
+from tests.ports import free_port
 
 PY = sys.executable
 
