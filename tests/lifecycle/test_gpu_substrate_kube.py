@@ -1,7 +1,9 @@
-"""GPU sharing realized in a real kube-apiserver (tests/e2e/controlplane.py): the ConfigMaps the
-GPU operator reads exist there as NVIDIA's parsers accept them, every pool node carries the
-labels that select its config, and the labels the policies read match the fleet, so the real
-PDP refuses a tenant without sharing the node that time-slices, as it did not before."""
+"""The GPU substrate in a real kube-apiserver (tests/e2e/controlplane.py).
+
+GPU sharing: the ConfigMaps the GPU operator reads exist there as NVIDIA's parsers accept them,
+every pool node carries the labels that select its config, and the labels the policies read
+match the fleet, so the real PDP refuses a tenant without sharing the node that time-slices, as
+it did not before. Model servers: every runtime's Deployment is accepted as rendered."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from kubernetes import client, config
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.gpu_operator import sharing
 from pdp.substrate.gpu_operator.adapter import FIELD_MANAGER, SharingRealizer
+from pdp.substrate.kubernetes import workload
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.labels import POOL_LABEL
 from tests.conftest import embedded_settings
@@ -138,3 +141,49 @@ def test_sharing_config_and_labels_follow_the_fleet(kube: ControlPlane, tmp_path
     finally:
         adapter.close()
         api.close()
+
+
+def test_every_runtimes_deployment_is_accepted_by_the_api_server(kube: ControlPlane) -> None:
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    place = workload.placement(
+        {"eligible_clusters": ["eu-west", "eu-central"], "priority_class_name": "gpupaas-standard"},
+        fleet,
+        "none",
+    )
+    base = {"gpus_per_replica": 2, "replicas": 1, "batch_size": 16}
+    specs = [
+        {**base, "deployment": "vllm-h100", "gpu_class": "H100-80GB", "model": "meta-llama/Llama-3.1-8B"},
+        {**base, "deployment": "vllm-mi300x", "gpu_class": "MI300X"},
+        {**base, "deployment": "tgi-a100", "gpu_class": "A100-40GB", "runtime": "tgi"},
+        {**base, "deployment": "tgi-mi300x", "gpu_class": "MI300X", "runtime": "tgi"},
+        {
+            **base,
+            "deployment": "triton-h100",
+            "gpu_class": "H100-80GB",
+            "runtime": "triton",
+            "model": "s3://m/r",
+        },
+    ]
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    try:
+        adapter.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "runtimes"}})
+        for spec in specs:
+            obj = workload.render("globex", "runtimes", spec, place, fleet)
+            adapter.apply(obj)  # the API server validates the whole pod template
+            stored = adapter.get(obj)
+            assert stored is not None, spec["deployment"]
+            [want] = obj["spec"]["template"]["spec"]["containers"]
+            [got] = stored["spec"]["template"]["spec"]["containers"]
+            for field in ("image", "command", "args", "ports", "resources", "volumeMounts"):
+                assert got[field] == want[field], (spec["deployment"], field)
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                assert got[probe]["httpGet"]["path"] == want[probe]["httpGet"]["path"]
+        # A batch size change re-applied: the stored server flags follow it.
+        changed = workload.render("globex", "runtimes", {**specs[0], "batch_size": 48}, place, fleet)
+        adapter.apply(changed)
+        stored = adapter.get(changed)
+        assert stored is not None
+        args = stored["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--max-num-seqs") + 1] == "48"
+    finally:
+        adapter.close()
