@@ -30,6 +30,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "Deployment": ("deployments", True),
     "Node": ("nodes", False),
+    "ConfigMap": ("configmaps", True),
     **KUEUE_RESOURCES,
 }
 
