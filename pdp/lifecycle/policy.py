@@ -105,6 +105,8 @@ class PolicyGateway:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.stack.bundle_status().get("active_revision") == revision:
+                if self.stack.sidecar is not None:  # the wasm engine noted it when it loaded it
+                    self.stack.record_active(revision)
                 return revision
             time.sleep(0.1)
         raise TimeoutError(f"OPA did not activate bundle revision {revision} within {wait}s")
