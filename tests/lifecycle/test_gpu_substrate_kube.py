@@ -131,7 +131,12 @@ def test_sharing_config_and_labels_follow_the_fleet(kube: ControlPlane, tmp_path
             # pool turns to MIG; both are re-applied and still parse.
             pool_of(fleet, "eu-a100-timeslice")["sharing_replicas"] = 8
             pool_of(fleet, "acme-h100-dedicated").update(sharing_strategy="mig", mig_devices={"3g.40gb": 2})
-            assert realizer.realize(fleet)
+            # Only what changed is sent: the two ConfigMaps and the node of the pool turned MIG.
+            assert realizer.realize(fleet) == [
+                "ConfigMap/gpu-operator/gpupaas-device-plugin-config",
+                "ConfigMap/gpu-operator/gpupaas-mig-parted-config",
+                "Node//gs-acme-1",
+            ]
             dp, mig, labels = read(core)
             parsed = check(dp, mig[sharing.MIG_PARTED_KEY])
             assert parsed["device_plugin"]["eu-a100-timeslice"]["replicas"] == 8

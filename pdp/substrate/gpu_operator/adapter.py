@@ -4,8 +4,9 @@ the operator's fleet document).
 
 Server-side apply under its own field manager: the Node objects here carry only the sharing
 labels, and under the lifecycle's manager (which owns the nodes' pool labels and taints of a
-carving) applying them would drop those. Nothing is applied while the rendered objects are those
-applied last; a failure is raised and the next fleet write tries again.
+carving) applying them would drop those. Only the objects that differ from those applied last
+are sent (a carving: the device plugin ConfigMap and the carved nodes); a failure is raised and
+the next fleet write applies what is still missing.
 """
 
 from __future__ import annotations
@@ -28,20 +29,22 @@ class SharingRealizer:
         self.kube = kube
         self.namespace = namespace
         self._lock = threading.Lock()
-        self._applied = ""
+        self._applied: dict[str, str] = {}  # object key -> digest of what was applied
 
     def realize(self, fleet: Mapping[str, Any]) -> list[str]:
         """Apply the sharing objects of `fleet` over the cluster's pool nodes; the keys of the
         objects applied (none when nothing changed)."""
         with self._lock:
-            objs = sharing.render(fleet, self.kube.nodes() or [], self.namespace)
-            digest = hashlib.sha256(json.dumps(objs, sort_keys=True).encode()).hexdigest()
-            if digest == self._applied:
-                return []
-            for obj in objs:
+            applied = []
+            for obj in sharing.render(fleet, self.kube.nodes() or [], self.namespace):
+                name = key(obj)
+                digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+                if self._applied.get(name) == digest:
+                    continue
                 self.kube.apply(obj, field_manager=FIELD_MANAGER)
-            self._applied = digest
-            return [key(o) for o in objs]
+                self._applied[name] = digest
+                applied.append(name)
+            return applied
 
 
 __all__ = ["FIELD_MANAGER", "SharingRealizer"]
