@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         _raised_by("pdp.opa.binary", "OpaNotFound", "OpaCommandFailed")
         + _raised_by("pdp.enforcement.servingcert", "CertificateError")
         + _raised_by("pdp.records_model", "RecordsStoreError")
+        + _raised_by("pdp.commands.decide", "ServerFailed")
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -66,8 +66,9 @@ def test_the_guard_sees_grpc_when_decide_asks_a_server(workspace: Path) -> None:
     """The same probe on `pdp decide --server` (nothing listens there): gRPC is loaded, so an
     import that came back on the one-shot path would be seen."""
     intent = str(EXAMPLES / "intents" / "01-acme-eu-deploy-eu.json")
-    _, modules = loaded_by("decide", "--server", "127.0.0.1:9", "--timeout", "0.2", intent)
+    status, modules = loaded_by("decide", "--server", "127.0.0.1:9", "--timeout", "0.2", intent)
     assert "grpc" in modules
+    assert status == 1  # an unreachable PDP is one line on stderr, not a traceback
 
 
 def _imported_modules(path: Path) -> set[str]:

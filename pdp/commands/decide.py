@@ -43,6 +43,10 @@ def cmd_check_plan(args: argparse.Namespace) -> int:
     return decide_and_print(args, intent)
 
 
+class ServerFailed(Exception):
+    """The PDP asked with --server did not answer (unreachable, timed out, failed)."""
+
+
 def _ask_server(args: argparse.Namespace, intent: Any) -> dict[str, Any]:
     import grpc
 
@@ -54,7 +58,9 @@ def _ask_server(args: argparse.Namespace, intent: Any) -> dict[str, Any]:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidIntent("intent", exc.details() or "invalid") from exc
-            raise
+            raise ServerFailed(
+                f"--server {args.server}: {exc.code().name}: {exc.details() or 'no answer'}"
+            ) from exc
 
 
 def decide(args: argparse.Namespace, intent: Any) -> dict[str, Any]:
