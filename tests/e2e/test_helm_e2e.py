@@ -68,6 +68,7 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
         "lifecycle.databaseURLSecret=lifecycle-db",
         "lifecycle.stateClaim=lifecycle-state",
         "policy.opaConfig=services: {}",
+        "gateway.domain=models.example.com",
     )
     _install(cluster, upgraded)
     assert {w.failurePolicy for w in hooks.get(name="gpupaas-pdp").webhooks} == {"Ignore"}
