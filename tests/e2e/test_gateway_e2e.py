@@ -91,6 +91,14 @@ def test_every_rendered_object_is_accepted(adapter: KubernetesAdapter, tier: str
         assert _stored(adapter, obj)["metadata"]["resourceVersion"] == before
 
 
+def test_a_deployment_name_starting_with_a_digit_is_accepted(adapter: KubernetesAdapter) -> None:
+    """`7b-chat` is a valid deployment name but not a Service name (DNS-1035): the objects get a
+    prefixed name the API server takes."""
+    for obj in render("acme", "gw-acme", "7b-chat", "standard", GATEWAY):
+        adapter.apply(obj)
+        assert _stored(adapter, obj)["metadata"]["name"].startswith("d-7b-chat-")
+
+
 def _refused(adapter: KubernetesAdapter, obj: dict[str, Any]) -> str:
     with pytest.raises(ApiException) as info:
         adapter.apply(obj)
