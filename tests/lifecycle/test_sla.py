@@ -113,8 +113,8 @@ def test_deploy_applies_a_workload_object_that_scale_and_batch_size_reapply(
     with worker.client(tokens["globex7"]) as c:
         r = c.post("/v1/tenants/globex7/deployments/serve/batch-size", json={"batch_size": 8})
     assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
-    env = _pod(_deployment(worker, "serve"))["containers"][0]["env"]
-    assert {"name": "GPUPAAS_BATCH_SIZE", "value": "8"} in env
+    args = _pod(_deployment(worker, "serve"))["containers"][0]["args"]
+    assert args[args.index("--max-num-seqs") + 1] == "8"
 
 
 def test_denied_sla_change_is_403_with_reason_codes_and_changes_nothing(

@@ -31,6 +31,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "Deployment": ("deployments", True),
     "Node": ("nodes", False),
+    "ConfigMap": ("configmaps", True),
     **KUEUE_RESOURCES,
     **GATEWAY_RESOURCES,
 }
