@@ -12,6 +12,7 @@ import yaml
 
 from pdp.config.documents import ConfigErrors, load_config
 from pdp.substrate.gateway.routes import GatewayRef, RouteError, object_name, render
+from pdp.substrate.kubernetes import workload
 
 from .conftest import EXAMPLES
 
@@ -71,3 +72,29 @@ def test_a_name_that_cannot_name_a_service_gets_a_distinct_prefixed_one() -> Non
 def test_an_unknown_tier_is_refused_naming_it() -> None:
     with pytest.raises(RouteError, match=r"^tier: 'gold' is not one of enterprise, standard, spot$"):
         render("acme", "acme-prod", "llm", "gold", GatewayRef(**GATEWAY))
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "tgi", "triton"])
+def test_the_route_reaches_the_pods_the_workload_renders_on_their_port(runtime: str) -> None:
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    place = workload.placement({"eligible_clusters": ["eu-west"]}, fleet, "none")
+    spec = {
+        "deployment": "llm",
+        "gpu_class": "H100-80GB",
+        "gpus_per_replica": 2,
+        "replicas": 1,
+        "runtime": runtime,
+    }
+    deployment = workload.render("acme", "acme-prod", spec, place, fleet)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    ports = {
+        p["name"]: p["containerPort"]
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        for p in c.get("ports", [])
+    }
+    service, pool, _, _ = render("acme", "acme-prod", "llm", "standard", GatewayRef(**GATEWAY))
+    assert pool["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert [p["number"] for p in pool["spec"]["targetPorts"]] == [
+        ports[service["spec"]["ports"][0]["targetPort"]]
+    ]
