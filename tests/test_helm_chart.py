@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from pdp.cli import parser
+from pdp.substrate.gateway.admission import route_policy
+from pdp.substrate.gateway.routes import GatewayRef
 
 from .conftest import ROOT
 from .helm import CHART, helm, key, template
@@ -128,3 +130,15 @@ def test_the_lifecycle_worker_arguments_are_accepted_by_the_cli() -> None:
     assert (
         parsed.kubeconfig is not None and parsed.tls_cert is not None and parsed.admin_token_file is not None
     )
+
+
+def test_the_charts_route_policy_is_the_one_the_gateway_substrate_renders() -> None:
+    chart = {o["kind"]: o for o in template("gateway.domain=models.example.com") if "Admission" in o["kind"]}
+    rendered = {
+        o["kind"]: o
+        for o in route_policy(GatewayRef(name="inference", namespace="gw", domain="models.example.com"))
+    }
+    assert set(chart) == set(rendered) == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    for kind, obj in rendered.items():
+        assert chart[kind]["spec"] == obj["spec"], kind
+        assert chart[kind]["metadata"]["name"] == obj["metadata"]["name"]

@@ -7,6 +7,8 @@ tenant whose namespace or deployment names are crafted to collide with another's
 from __future__ import annotations
 
 import copy
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from pdp.substrate.gateway import apply as routes_apply
+from pdp.substrate.gateway.admission import route_policy
 from pdp.substrate.gateway.routes import TIERS, GatewayRef, RouteError, gateway_object, render
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.labels import TENANT_LABEL
@@ -86,6 +89,14 @@ def test_every_rendered_object_is_accepted(adapter: KubernetesAdapter, tier: str
         before = stored[obj["kind"]]["metadata"]["resourceVersion"]
         adapter.apply(obj)
         assert _stored(adapter, obj)["metadata"]["resourceVersion"] == before
+
+
+def test_a_deployment_name_starting_with_a_digit_is_accepted(adapter: KubernetesAdapter) -> None:
+    """`7b-chat` is a valid deployment name but not a Service name (DNS-1035): the objects get a
+    prefixed name the API server takes."""
+    for obj in render("acme", "gw-acme", "7b-chat", "standard", GATEWAY):
+        adapter.apply(obj)
+        assert _stored(adapter, obj)["metadata"]["name"].startswith("d-7b-chat-")
 
 
 def _refused(adapter: KubernetesAdapter, obj: dict[str, Any]) -> str:
@@ -189,3 +200,63 @@ def test_routes_follow_the_route_delete(adapter: KubernetesAdapter) -> None:
     routes_apply.delete(adapter, FLEET, "globex", "gw-globex", "gone")
     assert all(adapter.get(o) is None for o in objs)
     assert routes_apply.apply(adapter, {}, "globex", "gw-globex", "none", "spot") == []
+
+
+def _wait_refused(adapter: KubernetesAdapter, obj: dict[str, Any], timeout: float = 30) -> str:
+    """The message of the refusal of `obj`, retried until the admission policy is in force (the API
+    server loads a new policy asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            adapter.apply(obj)
+        except ApiException as exc:
+            if exc.status in (403, 422):
+                return str(json.loads(exc.body)["message"])
+            raise
+        adapter.delete(obj)
+        assert time.monotonic() < deadline, f"{obj['metadata']['name']} still admitted after {timeout} s"
+        time.sleep(0.2)
+
+
+def test_tenant_written_routes_cannot_reach_another_tenant(
+    api: client.ApiClient, adapter: KubernetesAdapter
+) -> None:
+    """Attack: acme writes HTTPRoutes of its own in its namespace (its admin role allows it). The
+    API server's admission policy refuses one that claims globex's hostname, one without hostnames
+    (it would take every hostname of the listener) and one whose backend is in globex's
+    namespace; the routes the platform renders still pass."""
+    admission = client.AdmissionregistrationV1Api(api)
+    policy, binding = route_policy(GATEWAY)
+    admission.create_validating_admission_policy(policy)
+    admission.create_validating_admission_policy_binding(binding)
+    own = render("acme", "gw-acme", "mine", "standard", GATEWAY)[-1]
+
+    steal = copy.deepcopy(own)
+    steal["metadata"]["name"] = "steal-hostname"
+    steal["spec"]["hostnames"] = ["llama.globex.models.example.com"]
+    body = _wait_refused(adapter, steal)
+    assert "namespace of tenant acme must be <deployment>.acme.models.example.com" in body
+
+    nested = copy.deepcopy(steal)
+    nested["spec"]["hostnames"] = ["x.acme.globex.models.example.com"]  # one label too many
+    assert "must be <deployment>.acme" in _wait_refused(adapter, nested)
+
+    everything = copy.deepcopy(own)
+    everything["metadata"]["name"] = "every-hostname"
+    del everything["spec"]["hostnames"]
+    assert "must name its hostnames" in _wait_refused(adapter, everything)
+
+    cross = copy.deepcopy(own)
+    cross["metadata"]["name"] = "cross-namespace"
+    cross["spec"]["rules"][0]["backendRefs"] = [
+        {"kind": "Service", "name": "llama", "namespace": "gw-globex", "port": 8000}
+    ]
+    assert "only reference backends in its own namespace" in _wait_refused(adapter, cross)
+
+    for tenant, ns, deployment in (
+        ("acme", "gw-acme", "mine"),
+        ("globex", "gw-globex", "llama"),
+        ("a", "gw-a", "b-c"),
+    ):
+        for obj in render(tenant, ns, deployment, "spot", GATEWAY):
+            adapter.apply(obj)  # the platform's own routes are admitted

@@ -9,8 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import config, dynamic
+from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
+
+from pdp.substrate.gateway.routes import GATEWAY_API, OBJECTIVE_API, POOL_API
+from pdp.substrate.kubernetes.adapter import RESOURCES
+from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
 
 from ..helm import key, template
 from .controlplane import ControlPlane, kube_binaries
@@ -68,6 +72,7 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
         "lifecycle.databaseURLSecret=lifecycle-db",
         "lifecycle.stateClaim=lifecycle-state",
         "policy.opaConfig=services: {}",
+        "gateway.domain=models.example.com",
     )
     _install(cluster, upgraded)
     assert {w.failurePolicy for w in hooks.get(name="gpupaas-pdp").webhooks} == {"Ignore"}
@@ -75,6 +80,63 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
         name="pdp", namespace="platform"
     )
     assert pdp.spec.replicas == 3
+
+
+# The API group of every kind the lifecycle's adapter applies (pdp/substrate/kubernetes/adapter.py).
+GROUPS = {
+    "Namespace": "",
+    "ResourceQuota": "",
+    "LimitRange": "",
+    "Node": "",
+    "ConfigMap": "",
+    "Service": "",
+    "PriorityClass": "scheduling.k8s.io",
+    "NetworkPolicy": "networking.k8s.io",
+    "RoleBinding": "rbac.authorization.k8s.io",
+    "Deployment": "apps",
+    "Gateway": GATEWAY_API,
+    "HTTPRoute": GATEWAY_API,
+    "InferencePool": POOL_API,
+    "InferenceObjective": OBJECTIVE_API,
+    **dict.fromkeys(KUEUE_RESOURCES, "kueue.x-k8s.io"),
+}
+LIFECYCLE = "system:serviceaccount:gpupaas-system:gpupaas-lifecycle"
+
+
+def _allowed(api: client.ApiClient, verb: str, group: str, resource: str) -> bool:
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": LIFECYCLE,
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+                "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "t1"},
+            },
+        }
+    )
+    return bool(review.status.allowed)
+
+
+def test_the_lifecycle_role_covers_what_its_adapter_applies_and_no_more(
+    cluster: dynamic.DynamicClient,
+) -> None:
+    """The worker applies (server-side apply is a patch) every kind of the adapter's table and
+    deletes what offboarding deletes; it may not touch Secrets or delete nodes."""
+    _install(cluster, template())
+    api = cluster.client
+    assert set(GROUPS) >= set(RESOURCES), f"no API group known for {set(RESOURCES) - set(GROUPS)}"
+    missing = [
+        f"{verb} {kind}"
+        for kind, (plural, _) in RESOURCES.items()
+        if kind != "Gateway"  # the platform operator's object, not the lifecycle's
+        for verb in ("get", "patch") + (("delete",) if kind != "Node" else ())
+        if not _allowed(api, verb, GROUPS[kind], plural)
+    ]
+    assert not missing, missing
+    assert not _allowed(api, "delete", "", "nodes")
+    assert not _allowed(api, "get", "", "secrets")
+    assert not _allowed(api, "patch", GATEWAY_API, "gateways")
 
 
 def test_a_rendering_the_api_server_refuses_fails(cluster: dynamic.DynamicClient) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pdp.substrate.kubernetes import runtimes
 from pdp.substrate.kubernetes.objects import Obj
 from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
 from pdp.substrate.labels import MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL
@@ -32,9 +33,8 @@ from pdp.substrate.labels import MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL
 GATEWAY_API = "gateway.networking.k8s.io"
 POOL_API = "inference.networking.k8s.io"
 OBJECTIVE_API = "inference.networking.x-k8s.io"
-# The port the model server listens on: vLLM's OpenAI-compatible server and Triton's HTTP endpoint
-# default to 8000 (TGI is started with --port 8000).
-SERVING_PORT = 8000
+# The port every model-server runtime listens on (pdp/substrate/kubernetes/runtimes.py).
+SERVING_PORT = runtimes.PORT
 # The endpoint picker (the extension's EPP) each pool names: its gRPC ext-proc port.
 PICKER_PORT = 9002
 
@@ -146,7 +146,9 @@ def render(
         "metadata": _meta(tenant, deployment, name, namespace),
         "spec": {
             "selector": pods,
-            "ports": [{"name": "http", "port": SERVING_PORT, "targetPort": SERVING_PORT, "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": SERVING_PORT, "targetPort": runtimes.PORT_NAME, "protocol": "TCP"}
+            ],
         },
     }
     backend: dict[str, Any] = {"kind": "Service", "name": name, "port": SERVING_PORT}
