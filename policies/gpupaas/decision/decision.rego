@@ -24,7 +24,7 @@ _policy := "gpupaas.decision"
 #   code: INTENT_UNSUPPORTED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.kind in lib.intent_kinds
-	msg := sprintf(`intent kind "%s" is not supported (supported: [%s])`, [lib.kind, lib.names(lib.intent_kinds)])
+	msg := lib.message([`intent kind "`, lib.kind, `" is not supported (supported: [`, lib.names(lib.intent_kinds), "])"])
 }
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
