@@ -18,8 +18,7 @@ _policy := "gpupaas.admission"
 # description: The tenant the intent names is not in the bundle.
 # custom:
 #   code: TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind in lib.named_tenant_kinds
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.tenant
 	msg := lib.message([`tenant "`, object.get(input, "tenant", ""), `" of the `, lib.kind, " intent is not in the bundle"])
 }
@@ -52,8 +51,8 @@ _needs_tenant if startswith(object.get(lib.workload, "priority_class_name", ""),
 # description: The intent asks for a GPU class the fleet does not define.
 # custom:
 #   code: GPU_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind in lib.class_kinds
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.names_class
 	not lib.gpu_class_known(lib.requested_class)
 	msg := lib.message([`tenant "`, lib.tenant_name, `" asks for GPU class "`, lib.requested_class, `" for `, lib.subject, "; the fleet does not define it"])
 }
@@ -127,7 +126,8 @@ _over_entitlement_message := lib.message([`tenant "`, lib.tenant_name, `" (tier 
 # description: An enterprise or standard request above the entitlement needs approval.
 # custom:
 #   code: QUOTA_APPROVAL_REQUIRED
-approval contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	msg := _over_entitlement_message # first: undefined for an intent within its entitlement
 	lib.tiers[lib.tenant.tier].over_entitlement == "approval"
 }
 
@@ -136,8 +136,8 @@ approval contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_me
 # description: A spot request above the entitlement is refused.
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
-deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
-	lib.tiers[lib.tenant.tier].over_entitlement == "deny"
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+	lib.tiers[lib.tenant.tier].over_entitlement == "deny" # first: only spot tenants get past it
 }
 
 # METADATA
@@ -145,7 +145,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_messag
 # description: More GPUs than the eligible pools hold in total.
 # custom:
 #   code: CAPACITY_EXCEEDED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	total := _total # first: an intent that adds no GPUs never sums the capacity of its pools
 	count(lib.target_pools) > 0
 	capacity := lib.capacity_of(lib.target_pools)
@@ -218,7 +218,7 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The batch size exceeds the max_batch_size of the tenant's SLA.
 # custom:
 #   code: BATCH_SIZE_ABOVE_SLA
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind in {"deploy_model", "change_batch_size"}
 	max := lib.tenant.sla.max_batch_size
 	lib.payload.batch_size > max
@@ -276,6 +276,13 @@ obligations := [
 # intent and need it to fire; grouped behind one test of the kind, an intent of another kind skips
 # them all instead of starting each one (docs/performance.md).
 deny contains r if {
-	input.kind in lib.workload_kinds
+	lib.is_workload
 	some r in _workload_deny
+}
+
+# Likewise the rules named _named_deny judge intents that name their tenant (deploy_model, scale,
+# change_batch_size...): a workload skips them with one test.
+deny contains r if {
+	lib.names_tenant
+	some r in _named_deny
 }

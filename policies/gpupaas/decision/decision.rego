@@ -80,24 +80,29 @@ _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload
 
 _approval := admission.approval | _kind_approval
 
-default _outcome := "ALLOW"
+# whether the decision denies, or else needs approval: decided once for the outcome, the reasons
+# and the obligations
+_denies if count(_deny) > 0
 
-_outcome := "DENY" if count(_deny) > 0
+_needs_approval if count(_approval) > 0
 
-_outcome := "NEEDS_APPROVAL" if {
-	count(_deny) == 0
-	count(_approval) > 0
-}
+_outcome := "DENY" if {
+	_denies
+} else := "NEEDS_APPROVAL" if {
+	_needs_approval
+} else := "ALLOW"
 
-_reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
-
-_reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
+_reasons := lib.sorted_reasons(_deny) if {
+	_denies
+} else := lib.sorted_reasons(_approval) if {
+	_needs_approval
+} else := []
 
 _constraints := object.union_n([placement.constraints, isolation.constraints, _kind_constraints])
 
 default _obligations := []
 
-_obligations := admission.obligations if count(_deny) == 0
+_obligations := admission.obligations if not _denies
 
 default _tenant := ""
 

@@ -76,7 +76,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
-	others := {t | some t in nodes.selected_dedicated_tenants; t != _self} - {object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	others := nodes.selected_dedicated_tenants - {_self, object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
 	count(others) > 0
 	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", lib.pool_label, " or ", lib.dedicated_tenant_label, " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
 }
@@ -222,7 +222,7 @@ constraints.isolation := {
 	"sharing_strategies": _sharing_strategies(t),
 	"dedicated_pools": sort(lib.dedicated_pools(lib.tenant_name)),
 } if {
-	lib.kind in {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
+	lib.lists_clusters
 	t := lib.tenant
 }
 

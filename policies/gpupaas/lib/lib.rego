@@ -97,8 +97,64 @@ default payload := {}
 
 payload := input[kind]
 
+# Classes of kinds as rules of one equality on input.kind each: OPA's rule indexer picks the rule
+# of the intent's kind in one lookup and the value is computed once per query, where every
+# `kind in <set>` of a rule body evaluated the set and the membership again (docs/performance.md).
+# lib_test holds them equal to the sets above.
+
+# an admit_workload or place_workload intent (workload_kinds)
+is_workload if input.kind == "admit_workload"
+
+is_workload if input.kind == "place_workload"
+
+# an intent naming its tenant by input.tenant (named_tenant_kinds)
+names_tenant if input.kind == "deploy_model"
+
+names_tenant if input.kind == "scale"
+
+names_tenant if input.kind == "change_batch_size"
+
+names_tenant if input.kind == "request_gpu_sharing"
+
+names_tenant if input.kind == "update_quotas"
+
+names_tenant if input.kind == "offboard_tenant"
+
+names_tenant if input.kind == "preempt"
+
+names_tenant if input.kind == "change_sla"
+
+# an intent naming the GPU class it asks for (class_kinds)
+names_class if input.kind == "deploy_model"
+
+names_class if input.kind == "scale"
+
+names_class if input.kind == "request_gpu_sharing"
+
+# an intent whose decision carries scheduling constraints
+schedules if input.kind == "deploy_model"
+
+schedules if input.kind == "scale"
+
+schedules if is_workload
+
+# an intent whose decision lists the eligible clusters (and the isolation constraints)
+lists_clusters if schedules
+
+lists_clusters if input.kind == "request_gpu_sharing"
+
+# an intent served by the pools of every entitled class unless it names or pins one
+_any_entitled_class if input.kind == "request_gpu_sharing"
+
+_any_entitled_class if is_workload
+
+# an intent served by pools of every sharing strategy the tenant may use
+_any_usable_strategy if input.kind == "scale"
+
+_any_usable_strategy if is_workload
+
 # the workload of an admit_workload or place_workload intent
-workload := payload if kind in workload_kinds
+workload := payload if is_workload
 
 # namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT). One pass over
 # the tenants: the nested comprehension it replaces scanned every tenant for every namespace,
@@ -116,7 +172,7 @@ namespace_tenant := _computed_namespace_tenant if not data.gpupaas.index.namespa
 
 _computed_namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
 
-tenant_name := input.tenant if kind in named_tenant_kinds
+tenant_name := input.tenant if names_tenant
 
 tenant_name := namespace_tenant[workload.namespace]
 
@@ -328,7 +384,7 @@ dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 class_kinds := {"deploy_model", "scale", "request_gpu_sharing"}
 
 # the GPU class an intent names (deploy_model, scale, request_gpu_sharing) or a workload pins
-requested_class := payload.gpu_class if kind in class_kinds
+requested_class := payload.gpu_class if names_class
 
 requested_class := pinned_class
 
@@ -360,14 +416,14 @@ requested_sharing := payload.mode if input.kind == "request_gpu_sharing"
 intent_classes := {requested_class}
 
 intent_classes := entitled_classes(tenant) if {
-	kind in {"request_gpu_sharing", "admit_workload", "place_workload"}
+	_any_entitled_class
 	not requested_class
 }
 
 # the sharing strategies of the pools that can serve the intent
 intent_strategies := {requested_sharing}
 
-intent_strategies := usable_strategies(tenant) if kind in {"scale", "admit_workload", "place_workload"}
+intent_strategies := usable_strategies(tenant) if _any_usable_strategy
 
 intent_pools := eligible_pools(tenant, intent_classes, intent_strategies)
 

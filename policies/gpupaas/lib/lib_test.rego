@@ -99,3 +99,11 @@ test_message_of_an_intent_kind_that_is_no_string if {
 	reasons[0].code == "INTENT_UNSUPPORTED"
 	startswith(reasons[0].message, `intent kind "5" is not supported`)
 }
+
+test_kind_classes_are_the_kind_sets if {
+	{k | some k in lib.intent_kinds; lib.is_workload with input as {"kind": k}} == lib.workload_kinds
+	{k | some k in lib.intent_kinds; lib.names_tenant with input as {"kind": k}} == lib.named_tenant_kinds
+	{k | some k in lib.intent_kinds; lib.names_class with input as {"kind": k}} == lib.class_kinds
+	{k | some k in lib.intent_kinds; lib.schedules with input as {"kind": k}} == {"deploy_model", "scale", "admit_workload", "place_workload"}
+	{k | some k in lib.intent_kinds; lib.lists_clusters with input as {"kind": k}} == {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
+}

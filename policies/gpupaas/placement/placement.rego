@@ -135,11 +135,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # Constraints
 # ---------------------------------------------------------------------------------------------
 
-_placement_kinds := {"deploy_model", "scale", "admit_workload", "place_workload"}
-
-constraints.eligible_clusters := sort(lib.target_clusters) if {
-	lib.kind in (_placement_kinds | {"request_gpu_sharing"})
-}
+constraints.eligible_clusters := sort(lib.target_clusters) if lib.lists_clusters
 
 # create_tenant: the clusters of the residency offering at least one entitled class
 constraints.eligible_clusters := sort({c |
@@ -159,7 +155,7 @@ _class_selector[lib.dedicated_tenant_label] := lib.tenant_name if {
 }
 
 constraints.node_selector := _class_selector if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	lib.tenant
 	count(_class_selector) > 0
 }
@@ -174,17 +170,17 @@ _affinity contains {"key": lib.dedicated_tenant_label, "operator": "DoesNotExist
 }
 
 constraints.node_affinity := sort(_affinity) if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	count(_affinity) > 0
 }
 
 constraints.tolerations := [{"key": lib.dedicated_taint, "operator": "Equal", "value": lib.tenant_name, "effect": "NoSchedule"}] if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	lib.tenant.isolation == "dedicated"
 }
 
 constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if {
-	lib.kind in _placement_kinds
+	lib.schedules
 }
 
 constraints.eligible_nodes := sort(_eligible_nodes) if input.kind == "place_workload"

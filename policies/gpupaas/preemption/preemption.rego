@@ -11,9 +11,13 @@ _policy := "gpupaas.preemption"
 
 # the priority class the workload or the preemptor asks for
 _priority_class := lib.payload.priority_class_name if {
-	lib.kind in (lib.workload_kinds | {"preempt"})
+	_names_priority_class
 	lib.payload.priority_class_name != ""
 }
+
+_names_priority_class if lib.is_workload
+
+_names_priority_class if input.kind == "preempt"
 
 _tier_rank := lib.tiers[lib.tenant.tier].rank
 

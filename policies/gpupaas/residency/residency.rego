@@ -234,6 +234,6 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 # intent and need it to fire; grouped behind one test of the kind, an intent of another kind skips
 # them all instead of starting each one (docs/performance.md).
 deny contains r if {
-	input.kind in lib.workload_kinds
+	lib.is_workload
 	some r in _workload_deny
 }
