@@ -147,8 +147,8 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement
 #   code: CAPACITY_EXCEEDED
 _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	total := _total # first: an intent that adds no GPUs never sums the capacity of its pools
-	count(lib.target_pools) > 0
-	capacity := lib.capacity_of(lib.target_pools)
+	count(lib.target_clusters) > 0
+	capacity := lib.target_capacity
 	total > capacity
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" needs `, _total, " ", lib.requested_class, " GPUs in total but the eligible pools [", lib.names({p | some [_, p] in lib.target_pools}), "] hold ", capacity])
 }

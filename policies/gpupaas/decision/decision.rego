@@ -28,13 +28,17 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 }
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
-# (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads) and
-# preemption (workloads and preempt). Their rules could not fire for any other kind, so the decision
+# (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
+# preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
 
 _kind_deny := infrastructure.deny if input.kind == "change_capacity"
+
+_kind_deny := placement.deny if input.kind == "deploy_model"
+
+_kind_deny := placement.deny if input.kind == "scale"
 
 _kind_deny := tenancy.deny if input.kind == "create_tenant"
 
@@ -46,7 +50,7 @@ _kind_deny := tenancy.deny if input.kind == "change_sla"
 # do the preemption rules but for the victims of a preempt intent
 _kind_deny := isolation.deny | preemption.deny if input.kind == "admit_workload"
 
-_kind_deny := isolation.deny | preemption.deny if input.kind == "place_workload"
+_kind_deny := union({isolation.deny, preemption.deny, placement.deny}) if input.kind == "place_workload"
 
 _kind_deny := preemption.deny if input.kind == "preempt"
 
@@ -67,7 +71,6 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 _deny := union({
 	deny,
 	admission.deny,
-	placement.deny,
 	residency.deny,
 	sharing.deny,
 	_kind_deny,

@@ -359,6 +359,21 @@ clusters_of(pools) := {c | some [c, _] in pools}
 
 capacity_of(pools) := sum([pool_gpus[c][p] | some [c, p] in pools])
 
+# GPU class -> jurisdiction -> sharing strategy -> cluster -> GPUs of the cluster's shared pools of
+# that key, carried by the bundle (pdp/config/index.py): a shared tenant's clusters and capacity
+# read by cluster, where listing and summing its eligible pools one by one cost 212 pools per
+# decision at 1,000 tenants (docs/performance.md)
+shared_capacity := data.gpupaas.index.shared_capacity if {
+	data.gpupaas.index.shared_capacity
+} else := _computed_shared_capacity
+
+_computed_shared_capacity[class][jurisdiction][strategy][c] := sum([pool_gpus[c][p] | some [c2, p] in pairs; c2 == c]) if {
+	some class, by_jurisdiction in pool_index
+	some jurisdiction, by_isolation in by_jurisdiction
+	some strategy, pairs in by_isolation.shared
+	some [c, _] in pairs
+}
+
 # cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
 pool_gpus := data.gpupaas.index.gpus if {
 	data.gpupaas.index.gpus
@@ -429,10 +444,34 @@ intent_strategies := usable_strategies(tenant) if _any_usable_strategy
 
 intent_pools := eligible_pools(tenant, intent_classes, intent_strategies)
 
-# the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
-target_clusters := clusters_of(intent_pools) & {payload.cluster} if payload.cluster
+# [cluster, GPUs] of the shared pools that can serve a shared tenant's intent, one entry per
+# cluster and index key (a pool has one key, so no pool counts twice)
+_shared_entries := [[c, gpus] |
+	some class in intent_classes
+	some jurisdiction in allowed_jurisdictions(tenant)
+	some strategy in intent_strategies
+	some c, gpus in object.get(shared_capacity, [class, jurisdiction, strategy], {})
+] if {
+	tenant.isolation == "shared"
+	intent_classes
+	intent_strategies
+}
 
-target_clusters := clusters_of(intent_pools) if not payload.cluster
+# the clusters of the pools that can serve the intent: by cluster from the index for a shared
+# tenant, from its own pools for a dedicated one
+intent_clusters := {c | some [c, _] in _shared_entries} if {
+	tenant.isolation == "shared"
+} else := clusters_of(intent_pools)
+
+# the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
+target_clusters := intent_clusters & {payload.cluster} if payload.cluster
+
+target_clusters := intent_clusters if not payload.cluster
+
+# the GPUs of the target pools
+target_capacity := sum([gpus | some [c, gpus] in _shared_entries; c in target_clusters]) if {
+	tenant.isolation == "shared"
+} else := capacity_of(target_pools)
 
 target_pools := {[c, p] | some [c, p] in intent_pools; c == payload.cluster} if payload.cluster
 
@@ -451,7 +490,7 @@ sharing_forbidden if {
 sharing_unavailable if {
 	requested_sharing != "none"
 	tenant.allow_gpu_sharing == true
-	count(intent_pools) == 0
+	count(intent_clusters) == 0
 }
 
 # how messages name the object of the intent
