@@ -367,11 +367,18 @@ shared_capacity := data.gpupaas.index.shared_capacity if {
 	data.gpupaas.index.shared_capacity
 } else := _computed_shared_capacity
 
-_computed_shared_capacity[class][jurisdiction][strategy][c] := sum([pool_gpus[c][p] | some [c2, p] in pairs; c2 == c]) if {
-	some class, by_jurisdiction in pool_index
-	some jurisdiction, by_isolation in by_jurisdiction
-	some strategy, pairs in by_isolation.shared
-	some [c, _] in pairs
+# one pass over each cluster's pools per GPU class and strategy it has (linear in the fleet,
+# tests/test_policy_scale.py)
+_computed_shared_capacity[class][jurisdiction][strategy][c] := sum([gpus |
+	some pool in cluster.pools
+	pool.isolation == "shared"
+	pool.gpu_class == class
+	pool_strategy(pool) == strategy
+	gpus := pool.nodes * pool.gpus_per_node
+]) if {
+	some c, cluster in clusters
+	jurisdiction := cluster.jurisdiction
+	some [class, strategy] in {[pool.gpu_class, pool_strategy(pool)] | some pool in cluster.pools; pool.isolation == "shared"}
 }
 
 # cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
