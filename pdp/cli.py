@@ -57,6 +57,7 @@ from pdp.records_cli import add_parser as add_records_parser
 from pdp.records_postgres import RecordsStoreError
 from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
+from pdp.telemetry.cli import add_parser as add_waste_parser
 
 EXIT_STATUS = {"ALLOW": 0, "DENY": 1, "NEEDS_APPROVAL": 3}
 EXIT_USAGE = 2
@@ -481,6 +482,7 @@ def parser() -> argparse.ArgumentParser:
     add_lifecycle_parser(sub)
     add_slurm_parser(sub)
     add_kueue_parser(sub)
+    add_waste_parser(sub)
     return p
 
 
