@@ -113,19 +113,19 @@ def write_metrics(report: WasteReport, path: Path) -> None:
 
     registry = CollectorRegistry()
     hours = Gauge(
-        "gpupaas_waste_gpu_hours",
+        "gpupaas_pdp_waste_gpu_hours",
         "GPU-hours allocated but idle within the report's window",
         ["tenant", "pool"],
         registry=registry,
     )
     idle = Gauge(
-        "gpupaas_waste_idle_gpus",
+        "gpupaas_pdp_waste_idle_gpus",
         "Allocated GPUs idle over the report's window",
         ["tenant", "pool"],
         registry=registry,
     )
-    window = Gauge("gpupaas_waste_window_seconds", "The report's window", registry=registry)
-    made = Gauge("gpupaas_waste_report_timestamp_seconds", "When the report was made", registry=registry)
+    window = Gauge("gpupaas_pdp_waste_window_seconds", "The report's window", registry=registry)
+    made = Gauge("gpupaas_pdp_waste_report_timestamp_seconds", "When the report was made", registry=registry)
     for (tenant, pool), entry in report.per("tenant", "pool").items():
         hours.labels(tenant, pool).set(entry["wasted_gpu_hours"])
         idle.labels(tenant, pool).set(entry["idle_gpus"])

@@ -102,15 +102,15 @@ def test_the_table_names_each_tenant_and_the_metrics_file_carries_the_figures(
     assert any(line.startswith("acme-h100-dedicated ") for line in lines)
     assert metrics.stat().st_mode & 0o777 == 0o600
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
-    idle = {
-        (s.labels["tenant"], s.labels["pool"]): s.value for s in families["gpupaas_waste_idle_gpus"].samples
-    }
+
+    def by_tenant_pool(name: str) -> dict[tuple[str, str], float]:
+        return {(s.labels["tenant"], s.labels["pool"]): s.value for s in families[name].samples}
+
+    idle = by_tenant_pool("gpupaas_pdp_waste_idle_gpus")
     assert idle[("acme-eu", "acme-h100-dedicated")] == 4
-    hours = {
-        (s.labels["tenant"], s.labels["pool"]): s.value for s in families["gpupaas_waste_gpu_hours"].samples
-    }
+    hours = by_tenant_pool("gpupaas_pdp_waste_gpu_hours")
     assert hours[("acme-eu", "acme-h100-dedicated")] > 0
-    assert families["gpupaas_waste_window_seconds"].samples[0].value == 60
+    assert families["gpupaas_pdp_waste_window_seconds"].samples[0].value == 60
 
 
 def test_an_unreachable_prometheus_fails_naming_it() -> None:
