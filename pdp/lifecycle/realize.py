@@ -17,6 +17,7 @@ from typing import Any
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.substrates import render_tenant
+from pdp.substrate.gateway import apply as routes
 from pdp.substrate.kubernetes import objects, workload
 
 
@@ -67,6 +68,8 @@ def _apply(
         bundle_revision=ids["bundle_revision"],
     )
     rt.adapter.apply(obj)
+    tier = str(rt.store.tenant(tenant)["policy"].get("tier", "standard"))
+    routes.apply(rt.adapter, rt.policy.fleet, tenant, _namespace(rt, tenant), workload.name_of(spec), tier)
     record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
     rt.store.put_workload(
         tenant,
@@ -171,6 +174,7 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
     """Delete every workload object of the tenant; returns their keys."""
     deleted = []
     for name, kept in rt.store.workloads(tenant).items():
+        routes.delete(rt.adapter, rt.policy.fleet, tenant, kept["object"]["metadata"]["namespace"], name)
         rt.adapter.delete(kept["object"])
         rt.store.put_workload(
             tenant,
@@ -320,6 +324,11 @@ def apply_policy(
         # shared), removed after what replaced it is in place.
         for gone in objects.stale(old[group], rendered[group]):
             rt.adapter.delete(gone)
+    if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
+        tier = str(policy.get("tier", "standard"))
+        for name, kept in rt.store.workloads(tenant).items():
+            namespace = kept["object"]["metadata"]["namespace"]
+            routes.apply(rt.adapter, rt.policy.fleet, tenant, namespace, name, tier)
     revision = rt.policy.publish(policy)
     rt.store.update_policy(
         tenant,

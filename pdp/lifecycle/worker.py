@@ -185,10 +185,15 @@ class Worker:
         self.stack.start()
         adapter: Adapter
         if o.kubeconfig:
+            from pdp.substrate.gpu_operator.adapter import SharingRealizer
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
             adapter = KubernetesAdapter(o.kubeconfig)
             log.info("lifecycle adapter: kubernetes (server-side apply to the cluster of %s)", o.kubeconfig)
+            # The GPU operator's sharing configuration follows every fleet the bundle carries,
+            # starting with this one.
+            gateway.on_fleet = SharingRealizer(adapter).realize
+            gateway.write_fleet()
         else:
             adapter = DryRunAdapter(db)
             log.info(

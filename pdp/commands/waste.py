@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pdp.opa.binary import PROJECT_ROOT
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pdp.telemetry.waste import WasteReport
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: Any) -> None:
     w = sub.add_parser("waste", help="GPUs allocated but idle: GPU-hours wasted per tenant (from Prometheus)")
     w.add_argument(
         "--prometheus", required=True, metavar="URL", help="Prometheus HTTP API, e.g. http://127.0.0.1:9090"
