@@ -100,7 +100,7 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path)
             except httpx.HTTPError:
                 return False
 
-        wait_for("Prometheus to be ready", ready)
+        wait_for("Prometheus to be ready", ready, timeout=120)
         running = Telemetry(f"http://{sim_host}:{sim_port}", url, scenario, client)
         wait_for("Prometheus's first scrapes of the simulator", lambda: running.scrapes() >= 3)
         yield running
