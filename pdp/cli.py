@@ -38,6 +38,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "slurm": ("pdp.substrate.slurm.cli", "add_parser"),
     "kueue-controller": ("pdp.substrate.kueue.cli", "add_parser"),
     "kueue-objects": ("pdp.substrate.kueue.cli", "add_parser"),
+    "waste": ("pdp.commands.waste", "add_parsers"),
 }
 
 
