@@ -134,5 +134,6 @@ class DecisionPoint:
                 d.bundle_revision,
             )
             if options.record and self.decision_log is not None:
-                self.decision_log.append(d, render.input_digest(intent))
+                canonical = render.canonical_intent(intent)
+                self.decision_log.append(d, render.digest_of(canonical), canonical)
         return decisions
