@@ -56,6 +56,7 @@ from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
 from pdp.records_postgres import RecordsStoreError
 from pdp.replay.cli import add_parser as add_replay_parser
+from pdp.replay.shadow import add_shadow_options, start_shadow
 from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
 
@@ -191,6 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine = OpaHttpEngine(args.opa_addr)
         log_path = args.state / "decisions.sqlite"
         point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
+        servers.add(start_shadow(args, point))
         server = servers.add(
             PdpServer(
                 point,
@@ -213,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _serve_until_signal(servers, stop)
         return 0
     with EmbeddedPDP(embedded_settings(args)) as stack:
+        servers.add(start_shadow(args, stack.point))
         server = servers.add(
             PdpServer(
                 stack.point,
@@ -438,6 +441,7 @@ def parser() -> argparse.ArgumentParser:
     )
     add_http_options(s)
     add_metrics_options(s)
+    add_shadow_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", help="serve gRPC here")

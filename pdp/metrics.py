@@ -65,6 +65,22 @@ ENGINE_ERRORS = Counter(
     "Evaluations the engine could not answer (each answered DENY), by error kind.",
     ("entry_point", "kind"),
 )
+SHADOW_EVALUATIONS = Counter(
+    PREFIX + "shadow_evaluations_total",
+    "Live decisions the shadow candidate (pdp serve --shadow-bundle) decided again, by whether it "
+    "agreed (outcome, reason codes and constraints equal) or disagreed.",
+    ("result",),
+)
+SHADOW_DISAGREEMENTS = Counter(
+    PREFIX + "shadow_disagreements_total",
+    "Shadow disagreements by kind of change (allow-to-deny, deny-to-allow, outcome, reasons, "
+    "constraints); one decision may count under several.",
+    ("change",),
+)
+SHADOW_DROPPED = Counter(
+    PREFIX + "shadow_dropped_total",
+    "Live decisions not shadowed because the shadow queue was full (the answer never waits for it).",
+)
 BUNDLE_INFO = Gauge(
     PREFIX + "bundle_info",
     "1 for the bundle revision the latest decision was made on.",

@@ -79,3 +79,12 @@ def copy_records(log_path: Path, bundle: WasmBundle, total: int) -> None:
                 log.flush()
     finally:
         log.close()
+
+
+def tightened_bundle_file(state: Path, into: Path) -> Path:
+    """The tightened policies built into a wasm bundle file (the shadow's candidate)."""
+    from pdp.oneshot import inputs_key
+
+    candidate = settings(state).replace(policies=tightened_policies(into))
+    cached_bundle(candidate)
+    return state / "decide-cache" / inputs_key(candidate) / "bundle.wasm.tar.gz"

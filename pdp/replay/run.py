@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,8 +89,13 @@ def replay(
     description: str = "",
     batch: int = BATCH,
     keep: int = 1000,
+    jobs: int = 0,
 ) -> Report:
-    """Every record of `records` whose intent was kept, decided on `bundle` and compared."""
+    """Every record of `records` whose intent was kept, decided on `bundle` and compared.
+
+    `jobs` batches are evaluated at once (default: one per CPU, at most 4): wasmtime runs a
+    module without the GIL, so threads share the cores; reports come in record order."""
+    jobs = jobs or min(os.cpu_count() or 1, 4)
     started = time.monotonic()
     report = Report(candidate=description, candidate_revision=bundle.revision, keep=keep)
 
@@ -99,13 +107,23 @@ def replay(
             else:
                 yield item
 
-    with WasmEngine(bundle, instances=1) as engine:
+    def collect(chunk: list[Recorded], decided: list[Decision]) -> None:
+        for item, decision in zip(chunk, decided, strict=True):
+            report.replayed += 1
+            change = compare(item, decision)
+            if change is not None:
+                report.add(change)
+
+    with WasmEngine(bundle, instances=jobs) as engine, ThreadPoolExecutor(jobs) as pool:
+        window: deque[tuple[list[Recorded], Future[list[Decision]]]] = deque()
         for chunk in _batches(replayable(), batch):
-            decided = decide_all(engine, [item.intent for item in chunk if item.intent is not None])
-            for item, decision in zip(chunk, decided, strict=True):
-                report.replayed += 1
-                change = compare(item, decision)
-                if change is not None:
-                    report.add(change)
+            intents = [item.intent for item in chunk if item.intent is not None]
+            window.append((chunk, pool.submit(decide_all, engine, intents)))
+            if len(window) > 2 * jobs:  # bounded: the log is streamed, not held in memory
+                done, future = window.popleft()
+                collect(done, future.result())
+        while window:
+            done, future = window.popleft()
+            collect(done, future.result())
     report.seconds = time.monotonic() - started
     return report
