@@ -25,6 +25,7 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair, generate_keypair
 from pdp.config import ConfigErrors, load_config
 from pdp.embedded import EmbeddedPDP, opa_ready
+from pdp.enforcement.drift_cli import add_parser as add_audit_cluster_parser
 from pdp.enforcement.launch import add_webhook_options, cluster_view, start_enforcement, start_webhook
 from pdp.enforcement.servingcert import CertificateError, ServingCertificate
 from pdp.engine.opa_http import OpaHttpEngine
@@ -478,6 +479,7 @@ def parser() -> argparse.ArgumentParser:
     cp.set_defaults(func=cmd_check_plan)
     add_records_parser(sub)
     add_replay_parser(sub)
+    add_audit_cluster_parser(sub)
     add_opa_parser(sub)
     dm = with_records(
         with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
