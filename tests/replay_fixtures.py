@@ -45,11 +45,12 @@ def baseline(state: Path) -> WasmBundle:
 
 
 def record_decisions(
-    log_path: Path, bundle: WasmBundle, rounds: int, **retention: Any
+    log_path: Path, bundle: WasmBundle, rounds: int, *, url: str = "", **retention: Any
 ) -> list[dict[str, Any]]:
-    """Decide every example intent `rounds` times on `bundle`, recorded in the log at `log_path`."""
+    """Decide every example intent `rounds` times on `bundle`, recorded in the log at `log_path`
+    (or in central records at `url`)."""
     decided = []
-    log = DecisionLog(log_path, Integrity(intents=IntentRetention(**retention)))
+    log = DecisionLog(log_path, Integrity(url=url, intents=IntentRetention(**retention)))
     try:
         with WasmEngine(bundle, instances=1) as engine:
             point = DecisionPoint(engine, log)

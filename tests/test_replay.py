@@ -44,10 +44,10 @@ def _cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _expected_flips(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _expected_flips(decided: list[dict[str, Any]], rounds: int = ROUNDS) -> list[dict[str, Any]]:
     """What the tightened rule refuses: ALLOWed deployments of jurisdiction-bound tenants that
     named no cluster."""
-    intents = example_intents() * ROUNDS
+    intents = example_intents() * rounds
     return [
         d
         for d, i in zip(decided, intents, strict=True)
@@ -147,3 +147,32 @@ def test_bad_options_are_named(world: dict[str, Any]) -> None:
     assert "--since: '2026-01-01T00:00:00' has no zone" in done.stderr
     done = _cli(world, "--candidate", str(ROOT / "policies"), "--records", str(world["root"] / "nope.sqlite"))
     assert done.returncode == 1 and "no decision log at" in done.stderr
+
+
+def test_central_records_in_postgresql_are_replayed(world: dict[str, Any], tmp_path: Path) -> None:
+    from .test_records_postgres import URL
+
+    if not URL:
+        pytest.skip("PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)")
+    import uuid
+
+    import psycopg
+
+    from pdp.records_postgres import dsn
+
+    name = f"replay_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn(URL), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    database = URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        decided = record_decisions(tmp_path / "decisions.sqlite", baseline(world["state"]), 1, url=database)
+        done = _cli(world, "--candidate", str(world["tightened"]), "--records", database, "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["replayed"] == len(decided) == len(example_intents())
+        flips = _expected_flips(decided, rounds=1)
+        assert report["counts"]["allow-to-deny"] == len(flips) > 0
+        assert {c["decision_id"] for c in report["changes"]} == {d["decision_id"] for d in flips}
+    finally:
+        with psycopg.connect(dsn(URL), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
