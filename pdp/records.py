@@ -30,7 +30,7 @@ from pdp.integrity.checkpoints import Checkpointer, claimed_log, require_trusted
 from pdp.integrity.files import inside
 from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
 from pdp.integrity.verify import Problem, Report, verify
-from pdp.records_intents import PRUNED, IntentRetention, IntentRow, digest_of, intent_row, mismatch_message
+from pdp.records_intents import PRUNED, IntentRetention, IntentRow, check_intents, intent_row
 from pdp.records_model import ChainStore, DecisionRecord, payload, timestamp
 from pdp.records_sqlite import SqliteStore, intent_mismatches, read_only, rows, select
 
@@ -342,16 +342,6 @@ def _check(
     )
 
 
-def _check_intents(report: Report, kept: Iterable[tuple[int, str, str, str]]) -> None:
-    """A kept intent is covered by its record's hash through input_digest: one whose digest no
-    longer matches was edited (or swapped for another record's)."""
-    for seq, decision_id, digest, intent in kept:
-        if digest_of(intent) != digest:
-            report.problems.append(
-                Problem(seq, mismatch_message(decision_id), subject="decision record", whole="decision log")
-            )
-
-
 def verify_log(path: Path, sink: Sink, trusted: Ed25519PublicKey) -> Report:
     """The decision log at `path` against its checkpoints in `sink` and the trusted key. A missing
     file is an empty log (a wiped one shows against the checkpoints)."""
@@ -367,7 +357,7 @@ def verify_log(path: Path, sink: Sink, trusted: Ed25519PublicKey) -> Report:
         report = _check(entries, rows(conn, 0) if "hash" in columns else iter(()), trusted, LOG_NAME, torn)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "decision_intents" in tables:
-            _check_intents(report, intent_mismatches(conn))
+            check_intents(report, intent_mismatches(conn))
         if "hash" not in columns:
             report.problems.insert(
                 0, Problem(0, f"{path} is not a chained decision log", whole="decision log")
@@ -393,7 +383,7 @@ def verify_central(url: str, sink: Sink, trusted: Ed25519PublicKey) -> dict[str,
         for writer in sorted(found):
             chain = records_postgres.rows(conn, writer, 0)
             reports[writer] = _check(entries, chain, trusted, records_postgres.log_name(writer), torn)
-            _check_intents(reports[writer], records_postgres.intent_mismatches(conn, writer))
+            check_intents(reports[writer], records_postgres.intent_mismatches(conn, writer))
             # The other writers' checkpoints are not foreign logs here: drop that note.
             reports[writer].notes = [n for n in reports[writer].notes if "of other logs" not in n]
         return reports

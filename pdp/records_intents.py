@@ -13,11 +13,13 @@ An intent larger than `max_bytes` is not kept: its row holds its size and no tex
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
 
 from pdp.decision import canonical_intent, digest_of
+from pdp.integrity.verify import Problem, Report
 from pdp.metrics import PREFIX
 
 __all__ = ["IntentRetention", "canonical_intent", "digest_of", "intent_row"]
@@ -104,5 +106,12 @@ POSTGRES_INSERT = (
 )
 
 
-def mismatch_message(decision_id: str) -> str:
-    return f"its kept intent (decision {decision_id}) does not match the record's input_digest (edited?)"
+def check_intents(report: Report, kept: Iterable[tuple[int, str, str, str]]) -> None:
+    """(seq, decision id, the record's input_digest, the kept intent) of each kept intent: one whose
+    digest no longer matches was edited (or swapped for another record's), named on its record."""
+    for seq, decision_id, digest, intent in kept:
+        if digest_of(intent) != digest:
+            message = (
+                f"its kept intent (decision {decision_id}) does not match the record's input_digest (edited?)"
+            )
+            report.problems.append(Problem(seq, message, subject="decision record", whole="decision log"))
