@@ -8,18 +8,23 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pdp import decision as render
+from pdp.engine.base import EngineTimeout
+from pdp.records import DecisionLog
 from pdp.replay.compare import ALLOW_TO_DENY
 from pdp.replay.run import replay
-from pdp.replay.source import NOT_KEPT, TOO_LARGE, Selection, recorded
+from pdp.replay.source import ENGINE_FAILED, NOT_KEPT, TOO_LARGE, Selection, recorded
 
 from .replay_fixtures import ROOT, baseline, example_intents, record_decisions, tightened_policies
 
 ROUNDS = 3
+INTENT = example_intents()[0]
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +139,22 @@ def test_records_without_a_kept_intent_are_skipped_and_counted(world: dict[str, 
             "DELETE FROM decision_intents WHERE decision_id = (SELECT decision_id FROM decision_intents "
             "WHERE intent IS NOT NULL LIMIT 1)"
         ).rowcount
+    # An answer the engine failed to give (a timeout under load) is not the policy's: replaying it
+    # would report a deny-to-allow no policy change made.
+    failed = render.engine_failure(
+        EngineTimeout("deadline"),
+        INTENT,
+        decision_id="timed-out",
+        decided_at=datetime.now(UTC),
+        evaluation_ms=1.0,
+    )
+    log_again = DecisionLog(log)
+    text = render.canonical_intent(INTENT)
+    log_again.append(failed, render.digest_of(text), text)
+    log_again.close()
     report = replay(recorded(log, Selection()), baseline(world["state"]))
     assert 0 < too_large < len(sizes) and dropped == 1
-    assert dict(report.skipped) == {TOO_LARGE: too_large, NOT_KEPT: 1}
+    assert dict(report.skipped) == {TOO_LARGE: too_large, NOT_KEPT: 1, ENGINE_FAILED: 1}
     assert report.replayed == len(sizes) - too_large - 1 and report.changed == 0
 
 

@@ -11,12 +11,16 @@ from typing import Any
 import orjson
 
 from pdp import records_postgres
+from pdp.decision import ENGINE_POLICY
 from pdp.records_model import FIELDS, DecisionRecord, record_of, timestamp
 from pdp.records_sqlite import read_only
 
 # Why a record cannot be replayed (counted, never silently dropped).
 TOO_LARGE = "intent_too_large"  # its intent was over --records-intent-max-bytes: digest only
 NOT_KEPT = "intent_not_kept"  # recorded before intents were kept, or dropped by retention
+# The recorded answer was the engine failing (a timeout under load...), not the policy deciding:
+# comparing it with the candidate would report a flip no policy change made.
+ENGINE_FAILED = "recorded_engine_failure"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ _COLUMNS = ", ".join(f"d.{c.strip()}" for c in FIELDS.split(","))
 def _recorded(r: tuple[Any, ...], writer: str = "") -> Recorded:
     record = record_of(r, writer)
     size, text = r[10], r[11]
+    if any(reason.get("policy") == ENGINE_POLICY for reason in record.reasons):
+        return Recorded(record, None, ENGINE_FAILED)
     if text is not None:
         return Recorded(record, orjson.loads(text))
     return Recorded(record, None, TOO_LARGE if size is not None else NOT_KEPT)
