@@ -81,6 +81,20 @@ SHADOW_DROPPED = Counter(
     PREFIX + "shadow_dropped_total",
     "Live decisions not shadowed because the shadow queue was full (the answer never waits for it).",
 )
+DRIFT_FINDINGS = Gauge(
+    PREFIX + "drift_findings",
+    "Running GPU pods the current revision would refuse or place elsewhere, at the last cluster "
+    "audit (pdp audit-cluster), by finding (refused, misplaced).",
+    ("finding",),
+)
+DRIFT_AUDITED = Gauge(
+    PREFIX + "drift_audited_pods",
+    "Running GPU pods the last cluster audit decided.",
+)
+DRIFT_AUDIT_TIME = Gauge(
+    PREFIX + "drift_audit_timestamp_seconds",
+    "When the last cluster audit finished (Unix time).",
+)
 BUNDLE_INFO = Gauge(
     PREFIX + "bundle_info",
     "1 for the bundle revision the latest decision was made on.",
