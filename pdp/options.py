@@ -114,7 +114,7 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="answer a decision only once its record is committed (else within ~20 ms after; "
         "docs/records.md, crash window)",
     )
-    retention = IntentRetention.from_env()
+    retention = _env_retention()
     g.add_argument(
         "--records-intent-max-bytes",
         type=int,
@@ -161,9 +161,16 @@ def records_integrity(args: argparse.Namespace) -> Integrity:
     )
 
 
+def _env_retention() -> IntentRetention:
+    try:
+        return IntentRetention.from_env()
+    except ValueError as exc:  # names the variable
+        raise SystemExit(f"error: {exc}") from None
+
+
 def intent_retention(args: argparse.Namespace) -> IntentRetention:
     """The retention of kept intents from the options; a negative value names its flag."""
-    base = IntentRetention.from_env()
+    base = _env_retention()
     values = {
         "max_bytes": getattr(args, "records_intent_max_bytes", base.max_bytes),
         "max_days": getattr(args, "records_intent_days", base.max_days),

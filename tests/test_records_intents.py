@@ -165,3 +165,26 @@ def test_the_decision_point_keeps_what_it_decided(tmp_path: Path) -> None:
     (size_text,) = _kept(path).values()
     assert size_text[1] is not None and digest_of(size_text[1]) == record.input_digest
     assert record.constraints == {"x": 1}
+
+
+def test_bad_retention_options_are_named() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .test_records import ROOT
+
+    env = {**os.environ, "PDP_RECORDS_INTENT_DAYS": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "records", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "$PDP_RECORDS_INTENT_DAYS: expected a number, not 'soon'" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "decide", "--records-intent-count", "-1", "-"],
+        cwd=ROOT, input="{}", capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and "--records-intent-count: must be >= 0, not -1" in done.stderr
