@@ -8,7 +8,6 @@ extender's). Read-only: nothing is evicted or recorded; `pdp audit-cluster` prin
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 from pdp.decision import Outcome
 from pdp.enforcement.extender import place_intent, verdict_from_decision
 from pdp.enforcement.workloads import InvalidObject, asks_for_gpus, workload_from_object
-from pdp.metrics import DRIFT_AUDIT_TIME, DRIFT_AUDITED, DRIFT_FINDINGS
+from pdp.metrics import drift_audited
 from pdp.point import DecideOptions, DecisionPoint
 
 REFUSED = "refused"  # the revision would not admit the pod
@@ -97,8 +96,7 @@ def audit(api: Any, point: DecisionPoint, *, timeout: float = 10.0) -> tuple[int
                     why, placed.bundle_revision,
                 )
             )  # fmt: skip
-    for kind in (REFUSED, MISPLACED):
-        DRIFT_FINDINGS.labels(kind).set(sum(1 for f in findings if f.finding == kind))
-    DRIFT_AUDITED.set(audited)
-    DRIFT_AUDIT_TIME.set(time.time())
+    drift_audited(
+        {kind: sum(1 for f in findings if f.finding == kind) for kind in (REFUSED, MISPLACED)}, audited
+    )
     return audited, findings
