@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,9 @@ class DecisionPoint:
             from pdp.metrics import decisions
 
             self._metrics = decisions
+        # Called with each intent and its decision once answered (pdp/replay/shadow.py); must
+        # return at once and never raise: it is on the answer path.
+        self.shadow: Callable[[Mapping[str, Any], Decision], None] | None = None
 
     def decide(self, intent: Mapping[str, Any], options: DecideOptions | None = None) -> Decision:
         """Decide one intent. Raises InvalidIntent for a malformed intent; engine failures are
@@ -146,5 +149,8 @@ class DecisionPoint:
                     d.bundle_revision,
                 )
             if options.record and self.decision_log is not None:
-                self.decision_log.append(d, render.input_digest(intent))
+                canonical = render.canonical_intent(intent)
+                self.decision_log.append(d, render.digest_of(canonical), canonical)
+            if self.shadow is not None and error is None:
+                self.shadow(intent, d)
         return decisions
