@@ -29,7 +29,8 @@ from pdp.integrity.checkpoints import Checkpointer, claimed_log, require_trusted
 from pdp.integrity.files import inside
 from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
 from pdp.integrity.verify import Problem, Report, verify
-from pdp.records_intents import PRUNED, IntentRetention, IntentRow, check_intents, intent_row
+from pdp.records_intents import IntentRetention, IntentRow, check_intents, intent_row
+from pdp.records_intents import pruned as intents_pruned
 from pdp.records_model import ChainStore, DecisionRecord, RecordsStoreError, is_url, payload, timestamp
 from pdp.records_sqlite import SqliteStore, intent_mismatches, read_only, rows, select
 
@@ -220,7 +221,7 @@ class DecisionLog:
         with self._lock:
             pruned = self._store.prune_intents(retention)
         if pruned:
-            PRUNED.inc(pruned)
+            intents_pruned().inc(pruned)
             log.info("decision log %s: %d kept intent(s) dropped by retention", self.location, pruned)
 
     def _checkpoint(self, step: Any) -> None:

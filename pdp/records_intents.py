@@ -12,27 +12,49 @@ An intent larger than `max_bytes` is not kept: its row holds its size and no tex
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from prometheus_client import Counter
+from typing import TYPE_CHECKING
 
 from pdp.decision import canonical_intent, digest_of
 from pdp.integrity.verify import Problem, Report
-from pdp.metrics import PREFIX
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 __all__ = ["IntentRetention", "canonical_intent", "digest_of", "intent_row"]
 
-OMITTED = Counter(
-    PREFIX + "decision_log_intents_omitted_total",
-    "Decision records whose intent was not kept (larger than --records-intent-max-bytes): the "
-    "record holds its digest only and cannot be replayed.",
-)
-PRUNED = Counter(
-    PREFIX + "decision_log_intents_pruned_total",
-    "Kept intents dropped by retention (--records-intent-days, --records-intent-count).",
-)
+
+@functools.cache
+def _counters() -> dict[str, Counter]:
+    # Made when first counted: `pdp decide` keeps a log but is never scraped, and prometheus_client
+    # is a fifth of its start-up.
+    from prometheus_client import Counter
+
+    from pdp.metrics import PREFIX
+
+    return {
+        "omitted": Counter(
+            PREFIX + "decision_log_intents_omitted_total",
+            "Decision records whose intent was not kept (larger than --records-intent-max-bytes): the "
+            "record holds its digest only and cannot be replayed.",
+        ),
+        "pruned": Counter(
+            PREFIX + "decision_log_intents_pruned_total",
+            "Kept intents dropped by retention (--records-intent-days, --records-intent-count).",
+        ),
+    }
+
+
+def omitted() -> Counter:
+    return _counters()["omitted"]
+
+
+def pruned() -> Counter:
+    return _counters()["pruned"]
+
 
 # What a kept intent looks like in the side table: (decision_id, decided_at, size, text or None).
 IntentRow = tuple[str, str, int, str | None]
@@ -76,7 +98,7 @@ class IntentRetention:
 def intent_row(decision_id: str, decided_at: str, text: str, retention: IntentRetention) -> IntentRow:
     size = len(text.encode())
     if size > retention.max_bytes:
-        OMITTED.inc()
+        omitted().inc()
         return decision_id, decided_at, size, None
     return decision_id, decided_at, size, text
 

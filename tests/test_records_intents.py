@@ -15,7 +15,7 @@ from pdp.integrity import signing
 from pdp.integrity.chain import GENESIS, link
 from pdp.integrity.sinks import open_sink
 from pdp.records import DecisionLog, Integrity, read_records, verify_log
-from pdp.records_intents import OMITTED, IntentRetention
+from pdp.records_intents import IntentRetention, omitted
 from pdp.records_model import payload
 
 from .test_records import T0
@@ -55,14 +55,14 @@ def _verify(tmp_path: Path, path: Path) -> list[str]:
 def test_intents_are_kept_with_constraints_and_a_too_large_one_keeps_its_digest_only(tmp_path: Path) -> None:
     path = tmp_path / "decisions.sqlite"
     log = DecisionLog(path, Integrity(intents=IntentRetention(max_bytes=200)))
-    omitted_before = OMITTED._value.get()
+    omitted_before = omitted()._value.get()
     _decide(log, 1, INTENT)
     _decide(log, 2, {**INTENT, "padding": "x" * 500})
     log.close()
     kept = _kept(path)
     assert kept["d1"] == (len(canonical_intent(INTENT)), canonical_intent(INTENT))
     assert kept["d2"][1] is None and kept["d2"][0] > 500  # its size, no text
-    assert OMITTED._value.get() == omitted_before + 1
+    assert omitted()._value.get() == omitted_before + 1
     records = read_records(path)
     assert records[0].constraints == {"regions": ["eu-west-1"]}
     assert records[1].input_digest == digest_of(canonical_intent({**INTENT, "padding": "x" * 500}))
@@ -176,9 +176,10 @@ def test_bad_retention_options_are_named() -> None:
 
     env = {**os.environ, "PDP_RECORDS_INTENT_DAYS": "soon"}
     done = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "records", "--help"],
+        [sys.executable, "-m", "pdp.cli", "decide", "-"],
         cwd=ROOT,
         env=env,
+        input="{}",
         capture_output=True,
         text=True,
     )
