@@ -165,6 +165,8 @@ class _Instance:
 class WasmEngine:
     """PolicyEngine over a pool of wasm instances (one evaluation per instance at a time)."""
 
+    in_process = True  # evaluates on the caller's CPU, never waits on I/O
+
     def __init__(self, bundle: WasmBundle, *, instances: int = 4) -> None:
         config = wasmtime.Config()
         config.epoch_interruption = True
