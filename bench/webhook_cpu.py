@@ -57,7 +57,7 @@ def main() -> int:
                     out = args.profile / f"{name}.txt"
                     spy = subprocess.Popen(
                         ["py-spy", "record", "-p", str(server.proc.pid), "-o", str(out), "-r", "250",
-                         "-d", str(int(args.duration)), "--format", "raw", "--threads", "--nonblocking"],
+                         "-d", str(int(args.duration)), "--format", "raw", "--gil", "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 before = sum(cpu_seconds(p) for p in pids)

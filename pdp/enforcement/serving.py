@@ -38,6 +38,34 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps 
 _ACCEPTS_PER_WAKEUP = 64
 
 
+class _OneWrite:
+    """The transport of one response, holding its head until the body comes so that both go out
+    in one write: uvicorn writes them separately, which over TLS is two records and two send
+    calls per response. Everything else goes to the transport."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        if not self._held and data.startswith(b"HTTP/") and not data.startswith(b"HTTP/1.1 100"):
+            self._held, self._head = True, data
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _ReadDeadlineProtocol(HttpToolsProtocol):
     """Closes a connection whose request is not fully received `read_timeout` seconds after the
     connection opened or the request began."""
@@ -54,6 +82,11 @@ class _ReadDeadlineProtocol(HttpToolsProtocol):
         super().on_message_begin()
         cast("dict[str, Any]", self.scope)[ARRIVED] = time.monotonic()
         self._arm()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, _OneWrite):
+            self.cycle.transport = _OneWrite(self.cycle.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

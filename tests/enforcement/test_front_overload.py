@@ -152,3 +152,36 @@ def test_the_wasm_engine_decides_inline_and_the_sidecar_on_threads(
         assert not server._http.app.inline
         status, _, doc = post(server.port, cert, gpu)
         assert status == 200 and doc["response"]["allowed"] is True
+
+
+def test_a_response_head_and_body_go_out_in_one_write() -> None:
+    from pdp.enforcement.serving import _OneWrite
+
+    class Recording:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+    transport = Recording()
+    one = _OneWrite(transport)  # type: ignore[arg-type]
+    one.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert transport.writes == []
+    one.write(b"{}")
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    # an interim 100 Continue is not held; a head without a body is written on close
+    other = Recording()
+    two = _OneWrite(other)  # type: ignore[arg-type]
+    two.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    two.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+    assert other.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"] and not two.is_closing()
+    two.close()
+    assert other.writes[-1].startswith(b"HTTP/1.1 413") and other.closed
