@@ -7,7 +7,8 @@ a JSON message); a client that stops sending mid-request or mid-handshake is dro
 read timeout (serving.py); idle keep-alive connections are closed after `keep_alive` seconds.
 
 Overload is refused, not queued: beyond `max_pending` requests being decided (queued for or
-running on the decision threads) a request is answered 503 at once; a request that waited more
+running on the decision threads, or with inline routes queued for the event loop) a request is
+answered 503 at once; a request that waited more
 than `max_wait` seconds for the event loop is answered 503 instead of being decided; connections
 beyond `max_connections` are reset at accept, before the TLS handshake (serving.py). A 503 is
 never an admission: the API server treats any webhook answer that is not an AdmissionReview as
@@ -39,6 +40,7 @@ import uvicorn
 
 from pdp.enforcement.serving import (
     ARRIVED,
+    QUEUED,
     listening_socket,
     loop_factory,
     protocol_class,
@@ -61,8 +63,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE = 5
-DEFAULT_MAX_PENDING = 256
-DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_PENDING = 64
+DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_MAX_WAIT = 1.0
 DEFAULT_THREADS = 8
 DEFAULT_GRACEFUL_SHUTDOWN = 5
@@ -146,7 +148,9 @@ class JsonApp:
             await _fail(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, msg, close=not self._drains(scope))
             return
         waited = time.monotonic() - arrived
-        if self.pending >= self.max_pending or waited > self.max_wait:
+        # Inline, one request runs at a time: the queue is the requests parsed before this one.
+        busy = scope.get(QUEUED, 0) if self.inline else self.pending
+        if busy >= self.max_pending or waited > self.max_wait:
             # Refused before the body is read or anything is decided: overload costs the server
             # almost nothing and the caller learns at once (the API server fails the call, and
             # with failurePolicy Fail that is a rejection, never an admission).
@@ -154,7 +158,7 @@ class JsonApp:
             if waited > self.max_wait:
                 why = f"the request waited {waited:.2f} s for the server"
             else:
-                why = f"{self.pending} requests are being decided"
+                why = f"{busy} requests are being decided"
             msg = f"overloaded: {why}; retry"
             await _fail(send, HTTPStatus.SERVICE_UNAVAILABLE, msg, headers=[(b"retry-after", b"1")])
             return
@@ -275,7 +279,7 @@ class JsonHttpServer:
             access_log=False,
             lifespan="off",
             server_header=False,
-            limit_concurrency=max_connections + 1,  # a backstop: the accept gate holds the cap
+            limit_concurrency=2 * max_connections,  # a backstop: the accept gate holds the cap
             timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=graceful_shutdown,
             ssl_context_factory=(lambda *_: switching_context(certificate)) if certificate else None,

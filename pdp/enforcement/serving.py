@@ -34,6 +34,9 @@ from pdp.enforcement.servingcert import ServingCertificate
 log = logging.getLogger(__name__)
 ARRIVED = "gpupaas.arrived"
 """The scope key holding when the request's first byte was parsed (time.monotonic())."""
+QUEUED = "gpupaas.queued"
+"""The scope key holding how many requests of the server were unanswered when its headers were
+parsed: the queue it joins when routes run on the event loop."""
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps no TIME_WAIT
 _ACCEPTS_PER_WAKEUP = 64
 
@@ -84,6 +87,7 @@ class _ReadDeadlineProtocol(HttpToolsProtocol):
         self._arm()
 
     def on_headers_complete(self) -> None:
+        cast("dict[str, Any]", self.scope)[QUEUED] = len(self.tasks)
         super().on_headers_complete()
         if self.cycle is not None and not isinstance(self.cycle.transport, _OneWrite):
             self.cycle.transport = _OneWrite(self.cycle.transport)  # type: ignore[assignment]
