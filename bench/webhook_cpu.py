@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here (first round)")
+    parser.add_argument("--workers", type=int, default=1, help="--webhook-workers of this checkout")
     args = parser.parse_args()
     from pdp.enforcement.certs import issue_server_cert, make_ca
 
@@ -38,13 +39,13 @@ def main() -> int:
     ca = make_ca(work / "pki")
     tls = issue_server_cert(ca, work / "pki" / "serving", ["127.0.0.1"])
     body = admission_review()
-    fronts = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+    fronts = [("after", ROOT, args.workers)] + ([("before", args.before.resolve(), 1)] if args.before else [])
     servers = {}
     try:
-        for name, cwd in fronts:
+        for name, cwd, workers in fronts:
             port = free_port()
-            servers[name] = (start(name, cwd, work, port, 1, tls.cert, tls.key), port)
-        results: dict[str, list[float]] = {name: [] for name, _ in fronts}
+            servers[name] = (start(name, cwd, work, port, workers, tls.cert, tls.key), port)
+        results: dict[str, list[float]] = {name: [] for name, _, _ in fronts}
         print(f"load average before: {os.getloadavg()}", flush=True)
         for round_ in range(args.rounds):
             for name, (server, port) in servers.items():
