@@ -24,7 +24,7 @@ import orjson
 import wasmtime
 
 from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
-from pdp.engine.wasm_native import I32Call, LinearMemory, set_epoch_deadline
+from pdp.engine.wasm_native import I32Call, LinearMemory, define_i32_func, set_epoch_deadline
 
 _TICK_SECONDS = 0.005  # epoch granularity for deadlines
 
@@ -93,15 +93,10 @@ class _Instance:
         linker.define(self.store, "env", "memory", memory)
         i32 = wasmtime.ValType.i32()
         linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
-        for arity in range(5):
-            params = [i32, i32] + [i32] * arity
-            linker.define_func(
-                "env",
-                f"opa_builtin{arity}",
-                wasmtime.FuncType(params, [i32]),
-                self._builtin,
-                access_caller=False,
-            )
+        self._host = [
+            define_i32_func(linker, "env", f"opa_builtin{arity}", 2 + arity, self._builtin)
+            for arity in range(5)
+        ]
         self.instance = linker.instantiate(self.store, module)
         exports = self.instance.exports(self.store)
 

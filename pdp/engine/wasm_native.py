@@ -20,6 +20,7 @@ from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime import _func
 from wasmtime._func import enter_wasm
 
 _held = ctypes.PyDLL(ffi.dll._name)  # same library, calls that keep the GIL
@@ -121,3 +122,46 @@ class LinearMemory:
 
 def set_epoch_deadline(store: wasmtime.Store, ticks: int) -> None:
     _set_epoch_deadline(store._context(), ticks)
+
+
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(0)  # NULL: the callback has no state
+
+
+def define_i32_func(linker: wasmtime.Linker, module: str, name: str, arity: int, func: Any) -> Any:
+    """Define the host function `module.name` taking `arity` i32s and returning one i32, called
+    with plain ints. wasmtime-py's generic trampoline builds a Caller and converts every value
+    through its Val types on each call; the policy's `sprintf` calls come through here.
+
+    Returns the C callback: the caller keeps it as long as any instance of the linker lives."""
+    i32 = wasmtime.ValType.i32()
+    ty = wasmtime.FuncType([i32] * arity, [i32])
+
+    def call(_env: Any, _caller: Any, params: Any, nparams: int, results: Any, _nresults: int) -> int:
+        try:
+            value = func(*[params[i].of.i32 for i in range(nparams)])
+            results[0].kind = ffi.WASMTIME_I32
+            results[0].of.i32 = value
+            return 0
+        except BaseException as exc:
+            # As wasmtime-py's own trampoline does: the exception is raised again by enter_wasm
+            # in the caller of the wasm function, after the trap unwinds the wasm stack.
+            _func.LAST_EXCEPTION = exc  # type: ignore[assignment]
+            trap = wasmtime.Trap("python exception")._consume()
+            return int(ctypes.cast(trap, ctypes.c_void_p).value or 0)
+
+    callback = ffi.wasmtime_func_callback_t(call)
+    module_bytes, name_bytes = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func(
+        linker.ptr(),
+        ctypes.create_string_buffer(module_bytes),
+        len(module_bytes),
+        ctypes.create_string_buffer(name_bytes),
+        len(name_bytes),
+        ty.ptr(),
+        callback,
+        None,
+        _NO_FINALIZER,
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    return callback
