@@ -75,6 +75,13 @@ class DecisionPoint:
         # return at once and never raise: it is on the answer path.
         self.shadow: Callable[[Mapping[str, Any], Decision], None] | None = None
 
+    @property
+    def waits_on_io(self) -> bool:
+        """Whether deciding may block on I/O (a sidecar call, a durable record's commit) rather
+        than only use the CPU, as the in-process wasm engine does."""
+        durable = self.decision_log is not None and self.decision_log.integrity.durable
+        return durable or not getattr(self.engine, "in_process", False)
+
     def decide(self, intent: Mapping[str, Any], options: DecideOptions | None = None) -> Decision:
         """Decide one intent. Raises InvalidIntent for a malformed intent; engine failures are
         DENY decisions with an ENGINE_* reason, never exceptions."""
