@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pdp.decision import Outcome
 from pdp.embedded import EmbeddedPDP
+from pdp.engine.base import EngineError
 from pdp.engine.wasm import WasmEngine
+from pdp.opa.binary import run_opa
 from pdp.point import DecideOptions, DecisionPoint
 
 from .conftest import EXAMPLES, embedded_settings, load_intent
@@ -41,34 +44,63 @@ def _builtin_calls(engine: WasmEngine, intent: dict[str, Any]) -> int:
     for instance in instances:
         instance._builtins = {k: counting(v) for k, v in instance._builtins.items()}
     try:
-        DecisionPoint(engine).decide(intent, DecideOptions(timeout=5))
+        engine.evaluate("gpupaas/decision/result", intent, timeout=5)
     finally:
         for instance, original in zip(instances, originals, strict=True):
             instance._builtins = original
     return calls
 
 
-def test_a_failing_host_builtin_is_a_deny_and_the_engine_goes_on(wasm_stack: EmbeddedPDP) -> None:
-    engine = wasm_stack.engine
-    assert isinstance(engine, WasmEngine)
-    intent = load_intent("02-acme-eu-deploy-us.json")  # a denial: its messages use sprintf
-    assert _builtin_calls(engine, intent) > 0, "the intent no longer calls a host built-in"
+def _sprintf_engine(root: Path) -> WasmEngine:
+    """The project's policies no longer call a host built-in on any path a valid intent reaches
+    (their messages use concat and format_int): a policy of the test's own keeps one."""
+    (root / "policy").mkdir()
+    (root / "policy" / "p.rego").write_text(
+        "package gpupaas.decision\n\n"
+        'result := {"message": sprintf("%s needs %d GPUs", [input.who, input.gpus])}\n'
+    )
+    bundle = root / "bundle.tar.gz"
+    run_opa("build", "-t", "wasm", "-e", "gpupaas/decision/result", "-o", str(bundle), str(root / "policy"))
+    return WasmEngine.from_tarball(bundle, instances=1)
+
+
+def test_a_failing_host_builtin_is_an_engine_failure_and_the_engine_goes_on(tmp_path: Path) -> None:
+    engine = _sprintf_engine(tmp_path)
+    intent = {"who": "acme", "gpus": 4}
+    assert engine.evaluate("gpupaas/decision/result", intent, timeout=5) == {"message": "acme needs 4 GPUs"}
+    assert _builtin_calls(engine, intent) == 1
 
     def broken(*_: Any) -> Any:
         raise ValueError("sprintf exploded")
 
-    instances = list(engine._pool.queue)
-    saved = [dict(i._builtins) for i in instances]
-    for instance in instances:
-        instance._builtins = dict.fromkeys(instance._builtins, broken)
+    (instance,) = list(engine._pool.queue)
+    saved = dict(instance._builtins)
+    instance._builtins = dict.fromkeys(saved, broken)
+    try:
+        with pytest.raises(EngineError, match="sprintf exploded"):
+            engine.evaluate("gpupaas/decision/result", intent, timeout=5)
+    finally:
+        instance._builtins = saved
+    # the same instance evaluates normally afterwards
+    assert engine.evaluate("gpupaas/decision/result", intent, timeout=5) == {"message": "acme needs 4 GPUs"}
+    engine.close()
+
+
+def test_an_engine_failure_is_a_deny(wasm_stack: EmbeddedPDP) -> None:
+    engine = wasm_stack.engine
+    assert isinstance(engine, WasmEngine)
+    intent = load_intent("02-acme-eu-deploy-us.json")
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise EngineError("the engine broke")
+
+    original = engine.evaluate
+    engine.evaluate = broken  # type: ignore[method-assign]
     try:
         decision = DecisionPoint(engine).decide(intent, DecideOptions(timeout=5))
     finally:
-        for instance, original in zip(instances, saved, strict=True):
-            instance._builtins = original
+        engine.evaluate = original  # type: ignore[method-assign]
     assert decision.outcome is Outcome.DENY
     assert [r.code for r in decision.reasons] == ["ENGINE_ERROR"]
-    assert "sprintf exploded" in decision.reasons[0].message
-    # the same instances decide normally afterwards
     again = DecisionPoint(engine).decide(load_intent("01-acme-eu-deploy-eu.json"), DecideOptions(timeout=5))
     assert again.outcome is Outcome.ALLOW

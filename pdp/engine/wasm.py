@@ -231,6 +231,8 @@ class WasmEngine:
                 raise EngineFailure(f"wasm evaluation trapped: {exc}") from exc
             except wasmtime.WasmtimeError as exc:
                 raise EngineFailure(f"wasm evaluation failed: {exc}") from exc
+            except Exception as exc:  # a host built-in (sprintf) raised: wasmtime re-raises it here
+                raise EngineFailure(f"wasm host built-in failed: {exc!r}") from exc
         except (EngineTimeout, EngineFailure):
             # A trapped instance may be in any state: replace it rather than reuse it.
             pool.put(self._new_instance())
