@@ -55,6 +55,7 @@ from pdp.point import DecisionPoint
 from pdp.records import DecisionLog
 from pdp.records_cli import add_parser as add_records_parser
 from pdp.records_postgres import RecordsStoreError
+from pdp.status_cli import add_parser as add_status_parser
 from pdp.substrate.kueue.cli import add_parser as add_kueue_parser
 from pdp.substrate.slurm.cli import add_parser as add_slurm_parser
 
@@ -472,6 +473,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
     cp.set_defaults(func=cmd_check_plan)
     add_records_parser(sub)
+    add_status_parser(sub)
     add_opa_parser(sub)
     dm = with_records(
         with_config(sub.add_parser("demo", help="OPA + PDP on the examples, first decisions shown"))
