@@ -77,6 +77,16 @@ def _placed_gpus(rt: Runtime, exclude: tuple[str, str]) -> list[tuple[str, int]]
     return out
 
 
+def placed_in(rt: Runtime, cluster: str) -> set[tuple[str, str]]:
+    """(tenant, deployment) of every workload object applied to `cluster`."""
+    return {
+        (str(t["name"]), name)
+        for t in rt.store.tenants()
+        for name, kept in rt.store.workloads(str(t["name"])).items()
+        if cluster_of(kept) == cluster
+    }
+
+
 def choose_cluster(
     rt: Runtime, tenant: str, spec: Mapping[str, Any], decision: Mapping[str, Any], current: str | None = None
 ) -> str:
@@ -166,10 +176,12 @@ def apply_workload(
     *,
     event_key: str,
     workflow_id: str,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
-    """A newly placed deployment: its object from the deploy decision's constraints, in the
-    cluster chosen for it."""
-    cluster = choose_cluster(rt, tenant, spec, decision)
+    """A newly placed deployment: its object from the deploy decision's constraints, in
+    `cluster` when given (where room was made for it), else in the cluster chosen for it."""
+    if cluster is None:
+        cluster = choose_cluster(rt, tenant, spec, decision)
     place = workload.placement(
         decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
     )

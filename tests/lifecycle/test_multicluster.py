@@ -83,14 +83,14 @@ def _fleet() -> dict[str, Any]:
     return {"fleet": {"name": "two-clusters", "gpu_classes": example["gpu_classes"], "clusters": pools}}
 
 
-def _tenant(name: str, residency: str, gpus: int) -> dict[str, Any]:
+def _tenant(name: str, residency: str, gpus: int, tier: str = "standard") -> dict[str, Any]:
     return {
         "tenant": {
             "name": name,
-            "tier": "standard",
+            "tier": tier,
             "isolation": "shared",
             "data_residency": residency,
-            "allow_preemption": False,
+            "allow_preemption": tier == "spot",
             "allow_gpu_sharing": False,
             "namespaces": [f"{name}-ml"],
             "entitlements": {"H100-80GB": gpus},
@@ -137,27 +137,24 @@ def _restart_apiserver(cp: ControlPlane) -> None:
     cp._wait_ready()
 
 
-def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
-    planes: dict[str, ControlPlane], tmp_path: Path
-) -> None:
-    eu, us = planes["eu-west"], planes["us-east"]
+def _worker(planes: dict[str, ControlPlane], tmp_path: Path) -> Worker:
+    """A worker reaching both clusters through one kubeconfig, a context each (--clusters)."""
     examples = tmp_path / "examples"
     (examples / "tenants").mkdir(parents=True)
     (examples / "fleet.yaml").write_text(yaml.safe_dump(_fleet()))
     kubeconfig = tmp_path / "fleet.kubeconfig"
     _merged_kubeconfig(planes, kubeconfig)
     access = tmp_path / "clusters.yaml"
-    access.write_text(
-        yaml.safe_dump(
-            {
-                "clusters": {
-                    "eu-west": {"kubeconfig": kubeconfig.name, "context": "admin@eu-west"},
-                    "us-east": {"kubeconfig": kubeconfig.name, "context": "admin@us-east"},
-                }
-            }
-        )
-    )
-    worker = Worker(tmp_path, examples=examples, clusters=str(access), cluster_retry_interval="0.5")
+    contexts = {name: {"kubeconfig": kubeconfig.name, "context": f"admin@{name}"} for name in REGIONS}
+    access.write_text(yaml.safe_dump({"clusters": contexts}))
+    return Worker(tmp_path, examples=examples, clusters=str(access), cluster_retry_interval="0.5")
+
+
+def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
+    planes: dict[str, ControlPlane], tmp_path: Path
+) -> None:
+    eu, us = planes["eu-west"], planes["us-east"]
+    worker = _worker(planes, tmp_path)
     worker.start()
     try:
         with worker.client() as c:
@@ -255,6 +252,58 @@ def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
             assert _tenant_namespaces(cp, "euco") == [] and _tenant_namespaces(cp, "globo") == []
             for ns, name in (("euco-ml", "llm"), ("globo-ml", "first"), ("globo-ml", "second")):
                 assert _deployment(cp, ns, name) is None
+    finally:
+        worker.stop()
+
+
+def _deploy(worker: Worker, token: str, tenant: str, name: str, gpus: int) -> dict[str, Any]:
+    body = {"deployment": name, "gpu_class": "H100-80GB", "gpus_per_replica": gpus, "replicas": 1}
+    with worker.client(token) as c:
+        out = _wait(worker, c.post(f"/v1/tenants/{tenant}/deployments", json=body))
+    assert out["status"] == "applied", out
+    return out
+
+
+def test_capacity_exhaustion_preempts_spot_work_only_in_the_cluster_the_deployment_goes_to(
+    planes: dict[str, ControlPlane], tmp_path: Path
+) -> None:
+    eu, us = planes["eu-west"], planes["us-east"]
+    worker = _worker(planes, tmp_path)
+    worker.start()
+    try:
+        spot = onboard(worker, _tenant("spotco", "any", 16, tier="spot"))
+        _deploy(worker, spot, "spotco", "s-eu", 6)  # the EU cluster: 2 GPUs left there
+        _deploy(worker, spot, "spotco", "s-us", 4)  # does not fit there: the US cluster
+        assert (
+            _deployment(eu, "spotco-ml", "s-eu") is not None
+            and _deployment(us, "spotco-ml", "s-us") is not None
+        )
+        onboard(worker, _tenant("usco", "us-only", 8))
+        # The scheduler cannot place a US-only deployment: 2 more GPUs are needed. The larger spot
+        # deployment (offered first fleet-wide) runs in the EU: it is not a victim; the US one is.
+        exhausted = {
+            "tenant": "usco",
+            "deployment": {
+                "deployment": "big",
+                "gpu_class": "H100-80GB",
+                "gpus_per_replica": 6,
+                "replicas": 1,
+            },
+            "gpus": 2,
+        }
+        with worker.client() as c:
+            out = _wait(worker, c.post("/v1/capacity/exhaustion", json=exhausted))
+        assert out["status"] == "placed" and out["cluster"] == "us-east", out
+        assert [f"{v['tenant']}/{v['workload']}" for v in out["victims"]] == ["spotco/s-us"], out
+        preempted, kept = _deployment(us, "spotco-ml", "s-us"), _deployment(eu, "spotco-ml", "s-eu")
+        assert preempted is not None and preempted.spec.replicas == 0
+        assert kept is not None and kept.spec.replicas == 1
+        big = _deployment(us, "usco-ml", "big")
+        assert big is not None and big.metadata.annotations["gpupaas.io/cluster"] == "us-east"
+        assert _deployment(eu, "usco-ml", "big") is None and _tenant_namespaces(eu, "usco") == []
+        with worker.client(spot) as c:
+            states = {d["name"]: d["state"] for d in c.get("/v1/tenants/spotco/deployments").json()}
+        assert states == {"s-eu": "running", "s-us": "queued"}
     finally:
         worker.stop()
 
