@@ -64,6 +64,9 @@ class Clusters:
         self.default = default
         self._paused: dict[tuple[str, str, str], Pause] = {}
         self._lock = threading.Lock()
+        # Pauses ended so far: a step with a deadline of its own (waiting for objects to be gone)
+        # starts it again after a pause, so the time a cluster was away never runs it out.
+        self.resumed = 0
 
     @property
     def managed(self) -> bool:
@@ -94,7 +97,8 @@ class Clusters:
     def _set(self, token: tuple[str, str, str], pause: Pause | None) -> None:
         with self._lock:
             if pause is None:
-                self._paused.pop(token, None)
+                if self._paused.pop(token, None) is not None:
+                    self.resumed += 1
             else:
                 self._paused[token] = pause
 

@@ -180,12 +180,13 @@ def apply_workload(
 ) -> dict[str, Any]:
     """A newly placed deployment: its object from the deploy decision's constraints, in
     `cluster` when given (where room was made for it), else in the cluster chosen for it."""
+    kept = rt.store.workloads(tenant).get(workload.name_of(spec))  # a preempted one, resumed
     if cluster is None:
-        cluster = choose_cluster(rt, tenant, spec, decision)
+        cluster = choose_cluster(rt, tenant, spec, decision, cluster_of(kept) if kept else None)
     place = workload.placement(
         decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
     )
-    return _apply(
+    obj = _apply(
         rt,
         tenant,
         spec,
@@ -198,6 +199,10 @@ def apply_workload(
         because=decision,
         detail={"placement": place},
     )
+    if kept is not None and cluster_of(kept) != cluster:
+        # Its kept (scaled to 0) object was in another cluster: it runs here now, not there.
+        _leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
+    return obj
 
 
 def reapply_workload(

@@ -170,6 +170,9 @@ def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
         assert _tenant_namespaces(us, "euco") == []
         [placed] = [r["detail"] for r in _events(worker, "euco") if r["event"] == "tenant.clusters"]
         assert placed["clusters"] == ["eu-west"] and placed["not_realized_in"] == ["us-east"], placed
+        # Pauses name every tenant whose workflow waits: the cluster view is the admin's only.
+        with worker.client(eu_token) as c:
+            assert c.get("/v1/clusters").status_code == 403
 
         # Its deployment lands in the EU cluster, annotated with the decision that placed it.
         with worker.client(eu_token) as c:

@@ -39,8 +39,11 @@ def victims_step(tenant: str, gpu_class: str, needed: int, cluster: str = "") ->
 
 @DBOS.step()
 def target_step(tenant: str, payload: dict[str, Any], decision: dict[str, Any]) -> str:
-    """The cluster the deployment goes to ("" when the worker manages no clusters)."""
-    return realize.choose_cluster(current(), tenant, payload, decision)
+    """The cluster the deployment goes to ("" when the worker manages no clusters): where its
+    object is kept (a preempted deployment resumed) while that cluster is still eligible."""
+    rt = current()
+    kept = rt.store.workloads(tenant).get(str(payload["deployment"]))
+    return realize.choose_cluster(rt, tenant, payload, decision, realize.cluster_of(kept) if kept else None)
 
 
 @DBOS.step(**RETRY)
