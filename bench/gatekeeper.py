@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +170,17 @@ def _admit(url: str, review: bytes) -> dict[str, Any] | None:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Peer:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[str]:
+def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
     """Gatekeeper's manager serving `/v1/admit` out of cluster against a real kube-apiserver (the
-    e2e control plane) with the residency template and Constraint; yields the webhook URL once it
-    denies a US-pinned pod of the EU tenant."""
+    e2e control plane) with the residency template and Constraint; yields it once it denies a
+    US-pinned pod of the EU tenant."""
     from kubernetes import client, config, utils
 
     from pdp.enforcement.certs import issue_server_cert, make_ca
@@ -228,7 +235,7 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[str]:
                 log_path = work / "gatekeeper.log"
                 raise RuntimeError(f"gatekeeper did not enforce the Constraint: see {log_path}")
             time.sleep(0.5)
-        yield url
+        yield Peer(url, proc.pid)
     finally:
         if proc is not None:
             proc.terminate()
@@ -265,14 +272,14 @@ def main() -> int:
         raise SystemExit(f"{gator()} missing: run scripts/build-gatekeeper")
     tenants, fleet = ROOT / "examples" / "tenants", ROOT / "examples" / "fleet.yaml"
     if args.command == "bench":
-        from bench.webhook import attack
+        from bench.load import vegeta
 
         body = json.dumps(admission_review(CASES["bench-pod"][0])).encode()
-        with running_peer(args.dir, tenants, fleet) as url:
-            print(f"gatekeeper {VERSION} at {url}; load average {os.getloadavg()}", flush=True)
+        with running_peer(args.dir, tenants, fleet) as peer:
+            print(f"gatekeeper {VERSION} at {peer.url}; load average {os.getloadavg()}", flush=True)
             loads = (("warm-up 200/s", 200), ("500/s", 500), ("saturation", None), ("1000/s", 1000))
             for load, rate in loads:
-                stats = attack(url, body, rate=rate, duration=args.duration)
+                stats = vegeta(peer.url, body, rate=rate, duration=args.duration)
                 print(f"  gatekeeper   {load:18} {json.dumps(stats)}", flush=True)
         return 0
     write_suite(args.dir, tenants, fleet)

@@ -27,10 +27,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.run import free_port, synthetic_config
+from bench.inputs import synthetic_config
 from pdp.bundles.build import build_bundle
 from pdp.config import load_config
 from pdp.opa.binary import find_opa
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

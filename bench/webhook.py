@@ -22,34 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import BIN, ROOT, Sampler, Server, admission_review, children, free_port
+from bench.harness import BIN, ROOT, Sampler, Server, children
+from bench.inputs import admission_review
+from bench.load import vegeta
+from tests.ports import free_port
 
 PY = sys.executable
-
-
-def attack(url: str, body: bytes, *, rate: int | None, duration: float, workers: int = 16) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(body)
-        targets = Path(tmp) / "targets"
-        targets.write_text(f"POST {url}\nContent-Type: application/json\n@{Path(tmp) / 'body'}\n")
-        argv = [str(BIN / "vegeta"), "attack", f"-targets={targets}", f"-duration={duration}s"]
-        argv += ["-insecure", "-keepalive=true", "-timeout=10s"]
-        argv += [f"-rate={rate}/1s"] if rate else ["-rate=0", f"-max-workers={workers}"]
-        out = subprocess.run(argv, capture_output=True, check=True).stdout
-        report = subprocess.run(
-            [str(BIN / "vegeta"), "report", "-type=json"], input=out, capture_output=True, check=True
-        ).stdout
-    doc = json.loads(report)
-    lat, codes = doc["latencies"], doc.get("status_codes") or {}
-    return {
-        "p50_ms": round(lat["50th"] / 1e6, 2),
-        "p99_ms": round(lat["99th"] / 1e6, 2),
-        "max_ms": round(lat["max"] / 1e6, 1),
-        "throughput": round(doc["throughput"], 1),
-        "requests": doc["requests"],
-        "status_codes": codes,
-        "errors": doc["requests"] - codes.get("200", 0),
-    }
 
 
 def start(name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path, key: Path) -> Server:
@@ -79,12 +57,13 @@ def measure_front(server: Server, url: str, body: bytes, duration: float) -> lis
         pids = {server.name: server.proc.pid}
         pids.update({f"{server.name}-{i}": p for i, p in enumerate(children(server.proc.pid), start=2)})
         with Sampler(pids) as sampler:
-            stats = attack(url, body, rate=rate, duration=duration)
+            stats = vegeta(url, body, rate=rate, duration=duration)
         row = {"front": server.name, "load": load, **stats, "cpu_pct": sampler.cpu}
         rows.append(row)
         print(
             f"  {server.name:12} {load:18} p50 {stats['p50_ms']:9.2f} ms  p99 {stats['p99_ms']:9.2f} ms  "
-            f"{stats['throughput']:8.1f}/s  codes {stats['status_codes']}",
+            f"{stats['throughput']:8.1f}/s  answered {stats['answered']} refused {stats['refused']} "
+            f"timeouts {stats['timeouts']}",
             flush=True,
         )
         return stats

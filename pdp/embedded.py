@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import httpx
 
-from pdp.bundles.build import BuiltBundle, build_bundle
+from pdp.bundles.build import BUNDLE_NAME, BuiltBundle, build_bundle
+from pdp.bundles.history import RevisionHistory
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import KeyPair, ensure_keypair
 from pdp.config import load_config
@@ -64,7 +65,20 @@ class EmbeddedPDP:
         )
         if isinstance(self.engine, WasmEngine) and self.bundle.wasm_path is not None:
             self.engine.replace(WasmBundle.from_tarball(self.bundle.wasm_path))
+            self.record_active(self.bundle.revision)
         return self.bundle
+
+    @property
+    def history(self) -> RevisionHistory:
+        """The revisions this PDP activated (pdp/bundles/history.py)."""
+        return RevisionHistory.of_state(self.settings.state)
+
+    def record_active(self, revision: str) -> None:
+        """Note that the engine now decides on `revision` (seen active by OPA, or loaded)."""
+        bundle = self.settings.bundles / f"{BUNDLE_NAME}-{revision}.tar.gz"
+        self.history.record(
+            revision, bundle=bundle, public_key=self.keys.public_key, engine=self.settings.engine
+        )
 
     def start(self) -> EmbeddedPDP:
         s = self.settings
@@ -76,6 +90,7 @@ class EmbeddedPDP:
             assert self.bundle is not None and self.bundle.wasm_path is not None
             self.engine = WasmEngine.from_tarball(self.bundle.wasm_path)
             self._point = DecisionPoint(self.engine, self.decision_log)
+            self.record_active(self.bundle.revision)
             return self
         self._bundle_server = BundleServer(s.bundles).start()
         self.sidecar = OpaSidecar(
@@ -90,6 +105,9 @@ class EmbeddedPDP:
         self.sidecar.wait_ready(s.ready_timeout)
         self.engine = OpaHttpEngine(self.sidecar.addr)
         self._point = DecisionPoint(self.engine, self.decision_log)
+        active = self.bundle_status().get("active_revision") or (self.bundle.revision if self.bundle else "")
+        if active:
+            self.record_active(str(active))
         return self
 
     def bundle_status(self) -> dict[str, object]:

@@ -7,12 +7,13 @@ a caller never gets a DENY that is really a typo.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from jsonschema import Draft202012Validator
+from typing import TYPE_CHECKING, Any
 
 from pdp.schemas import fast_intent_check, intent_validator, validator
 from pdp.schemas.errors import describe, echo, format_path, leaf_errors
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 KINDS = (
     "create_tenant",

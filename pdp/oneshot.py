@@ -115,7 +115,8 @@ def decide_once(settings: EmbeddedSettings, intent: Any) -> OneShot:
     log = DecisionLog(settings.decision_log, settings.records) if settings.decision_log else None
     try:
         with WasmEngine(bundle, instances=1) as engine:
-            decision = DecisionPoint(engine, log).decide(intent, DecideOptions(entry_point="cli")).to_dict()
+            point = DecisionPoint(engine, log, metrics=False)
+            decision = point.decide(intent, DecideOptions(entry_point="cli")).to_dict()
     finally:
         if log is not None:
             log.close()

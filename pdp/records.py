@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pdp import records_postgres
 from pdp.decision import Decision
 from pdp.integrity import signing
 from pdp.integrity.chain import Row
@@ -29,8 +28,12 @@ from pdp.integrity.checkpoints import Checkpointer, claimed_log, require_trusted
 from pdp.integrity.files import inside
 from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
 from pdp.integrity.verify import Problem, Report, verify
-from pdp.records_model import ChainStore, DecisionRecord, payload, timestamp
+from pdp.records_model import ChainStore, DecisionRecord, RecordsStoreError, is_url, payload, timestamp
 from pdp.records_sqlite import SqliteStore, read_only, rows, select
+
+if TYPE_CHECKING:
+    # Imported where a postgresql:// URL is given: the SQLite default loads no PostgreSQL driver.
+    from pdp.records_postgres import PostgresStore
 
 __all__ = [
     "SIGNING_KEY",
@@ -94,11 +97,13 @@ def _open_store(path: Path, integrity: Integrity) -> tuple[ChainStore, str]:
     """The store and the checkpointed log's name."""
     if not integrity.url:
         return SqliteStore(path), LOG_NAME
-    if not records_postgres.is_url(integrity.url):
-        raise records_postgres.RecordsStoreError(
+    if not is_url(integrity.url):
+        raise RecordsStoreError(
             f"--records-url {integrity.url.split('@')[-1]!r}: expected postgresql://user@host/db "
             "(or nothing: the SQLite file in --state)"
         )
+    from pdp import records_postgres
+
     store = records_postgres.PostgresStore(integrity.url, integrity.writer)
     return store, records_postgres.log_name(store.writer)
 
@@ -135,8 +140,11 @@ class DecisionLog:
         self.checkpoints = Checkpointer(name, sink, key, interval=integrity.checkpoint_seconds)
         with self._lock:
             self.checkpoints.start(self._store, adopt=integrity.adopt)
-            if isinstance(self._store, records_postgres.PostgresStore):
-                self._checkpoint_orphans(self._store, sink, key)
+            if integrity.url:
+                from pdp import records_postgres
+
+                if isinstance(self._store, records_postgres.PostgresStore):
+                    self._checkpoint_orphans(self._store, sink, key)
         self._sink_error = ""
         self._write_error = ""
         self._pending: list[tuple[Any, ...]] = []
@@ -150,12 +158,14 @@ class DecisionLog:
         self._writer.start()
 
     @staticmethod
-    def _checkpoint_orphans(store: records_postgres.PostgresStore, sink: Sink, key: Any) -> None:
+    def _checkpoint_orphans(store: PostgresStore, sink: Sink, key: Any) -> None:
         """Checkpoint what writers no process holds committed after their last checkpoint (a PDP
         killed before it checkpointed, whose name no process took again): else those records
         would stay checked by their chain alone. Signed with this writer's key (replicas share it)."""
+        from pdp.records_postgres import log_name
+
         for chain in store.orphans():
-            orphan = Checkpointer(records_postgres.log_name(chain.writer), sink, key)
+            orphan = Checkpointer(log_name(chain.writer), sink, key)
             try:
                 orphan.start(chain)
                 if orphan.checkpointed:
@@ -288,7 +298,9 @@ def read_records(
 ) -> list[DecisionRecord]:
     """Query a decision log without opening it for writing (no key, no checkpoint, no writer):
     a SQLite file, or central records (postgresql://..., across writers unless `writer`)."""
-    if isinstance(path, str) and records_postgres.is_url(path):
+    if isinstance(path, str) and is_url(path):
+        from pdp import records_postgres
+
         conn = records_postgres.connect(path)
         try:
             return records_postgres.select(conn, tenant, since, until, limit, writer)
@@ -338,6 +350,8 @@ def verify_central(url: str, sink: Sink, trusted: Ed25519PublicKey) -> dict[str,
     entries = list(sink.entries())  # first: see integrity.verify
     torn = sink.torn()
     named = {claimed_log(line) for line in entries}
+    from pdp import records_postgres
+
     prefix = records_postgres.LOG_PREFIX
     conn = records_postgres.connect(url)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.options import env_path
-from pdp.records_postgres import RecordsStoreError, is_url
+from pdp.records_model import RecordsStoreError, is_url
 
 
 def _log_path(args: argparse.Namespace) -> Path:

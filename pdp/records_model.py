@@ -78,3 +78,12 @@ class ChainStore(Protocol):
     def mark_checkpointed(self, sink: Sink) -> None: ...
 
     def close(self) -> None: ...
+
+
+class RecordsStoreError(ValueError):
+    """Central records cannot be used as configured: a bad URL or writer name, the database
+    unreachable, every name of the writer in use. Says which option."""
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))

@@ -24,6 +24,10 @@ from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.sinks import Sink
 from pdp.records_model import FIELDS, DecisionRecord, payload, timestamp
 
+# Defined apart from this module so that checking a URL or catching the error needs no psycopg.
+from pdp.records_model import RecordsStoreError as RecordsStoreError
+from pdp.records_model import is_url as is_url
+
 LOG_PREFIX = "decisions."
 _MAX_SLOTS = 256
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
@@ -61,15 +65,6 @@ _ROWS = (
     f"SELECT seq, {FIELDS}, prev_hash, hash FROM pdp_decision_records "
     "WHERE writer = %s AND seq > %s ORDER BY seq"
 )
-
-
-class RecordsStoreError(ValueError):
-    """Central records cannot be used as configured: a bad URL or writer name, the database
-    unreachable, every name of the writer in use. Says which option."""
-
-
-def is_url(value: str) -> bool:
-    return value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
 
 
 def dsn(url: str) -> str:

@@ -17,7 +17,8 @@ import yaml
 from cryptography import x509
 
 from pdp.api.server import LIVENESS_SERVICE
-from pdp.cli import _check_enforcement, parser
+from pdp.cli import parser
+from pdp.commands.serve import _check_enforcement
 from pdp.enforcement.claims import GPU_DEVICE_CLASSES
 from pdp.listen import check_plaintext, tls_files
 

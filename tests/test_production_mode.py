@@ -5,7 +5,6 @@ signed bundle from `pdp serve-bundles` over HTTPS, trusting only the platform CA
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ import pytest
 
 from pdp.embedded import opa_ready
 from pdp.enforcement.certs import issue_server_cert, make_ca
+from tests.ports import free_port
 
 from .conftest import EXAMPLES, ROOT
 from .test_cli import config_args, pdp
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()

@@ -1,10 +1,10 @@
 """Admin pages: the approvals queue (answered through the API's own route), tenants and their
-state, the audit trail's verification, and a decision explorer over the audit trail's records.
-Every page here is 403 for a tenant's session."""
+state, capacity, the policy bundle's revisions, and the audit trail's verification (the decision
+explorer is pdp/console/decision_views.py). Every page here is 403 for a tenant's session."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
@@ -13,18 +13,12 @@ from pdp.console import session
 from pdp.console.calls import Refused, call
 from pdp.console.render import page
 from pdp.console.session import PREFIX, Viewer
-from pdp.console.views_common import decisions, detail_text, require_admin
+from pdp.console.views_common import detail_text, require_admin
 from pdp.lifecycle import audit
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import TENANT
 
-OUTCOMES = ("ALLOW", "DENY", "NEEDS_APPROVAL")
-EXPLORER_LIMIT = 200
 AUDIT_RECENT = 25
-
-
-def _codes(record: dict[str, Any]) -> set[str]:
-    return {str(r.get("code")) for r in record.get("detail", {}).get("reasons", [])}
 
 
 def router(api: FastAPI) -> APIRouter:
@@ -88,39 +82,18 @@ def router(api: FastAPI) -> APIRouter:
         recent = list(reversed(list(audit.records(current().db))))[:AUDIT_RECENT]
         return page(request, "audit.html", who, title="Audit trail", report=report, recent=recent)
 
-    @r.get("/admin/decisions")
-    def explorer(
-        request: Request,
-        who: Viewer,
-        decision_id: str = "",
-        tenant: str = "",
-        outcome: str = "",
-        reason: str = "",
-        since: str = "",
-        until: str = "",
-    ) -> Response:
-        """By decision id, tenant, outcome, reason code, and time (`since`/`until`: ISO 8601 UTC
-        prefixes such as 2026-12-02T15, compared as the records' own UTC timestamps)."""
+    @r.get("/admin/bundles")
+    def bundles(request: Request, who: Viewer) -> Response:
+        """The revision the PDP decides on now and every revision it activated before."""
         require_admin(who)
-        found: list[dict[str, Any]] = decisions(tenant.strip() or None)
-        if decision_id:
-            found = [d for d in found if d.get("decision_id") == decision_id.strip()]
-        if outcome:
-            found = [d for d in found if d.get("detail", {}).get("outcome") == outcome]
-        if reason:
-            code = reason.strip().upper()
-            found = [d for d in found if code in _codes(d)]
-        if since:
-            found = [d for d in found if str(d.get("at", "")) >= since.strip()]
-        if until:
-            found = [d for d in found if str(d.get("at", ""))[: len(until.strip())] <= until.strip()]
-        query = {
-            "decision_id": decision_id, "tenant": tenant, "outcome": outcome, "reason": reason,
-            "since": since, "until": until,
-        }  # fmt: skip
+        stack = current().policy.stack
+        status = stack.bundle_status()
+        history = stack.history
+        entries = list(reversed(history.entries()))
+        active = str(status.get("active_revision") or (entries[0]["revision"] if entries else ""))
         return page(
-            request, "decisions.html", who, title="Decisions", found=found[:EXPLORER_LIMIT], query=query,
-            outcomes=OUTCOMES, total=len(found),
+            request, "bundles.html", who, title="Policy bundles", active=active, status=status,
+            entries=entries, check=history.verify(), engine=stack.settings.engine,
         )  # fmt: skip
 
     return r

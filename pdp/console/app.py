@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pdp.console import admin_views, intent_forms, session, tenant_views
+from pdp.console import admin_views, decision_views, intent_forms, session, tenant_views
 from pdp.console.render import page
 from pdp.console.session import PREFIX, LoginRequired, Viewer
 from pdp.lifecycle.credentials import Unauthenticated
@@ -70,4 +70,5 @@ def create(api: FastAPI) -> FastAPI:
     app.include_router(tenant_views.router(api))
     app.include_router(intent_forms.router(api))
     app.include_router(admin_views.router(api))
+    app.include_router(decision_views.router(api))
     return app

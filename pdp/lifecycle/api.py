@@ -45,6 +45,7 @@ from pdp.lifecycle.store import NotFound
 from pdp.lifecycle.tokens import Principal
 from pdp.schemas import inlined
 from pdp.schemas.errors import sentence
+from pdp.substrate.kubernetes import runtimes
 
 
 class TenantDocument(BaseModel):
@@ -64,6 +65,8 @@ class DeployRequest(BaseModel):
     sharing: str = "none"
     cluster: str | None = None
     batch_size: int | None = None
+    runtime: str | None = None
+    model: str | None = None
 
 
 class ScaleRequest(BaseModel):
@@ -238,6 +241,12 @@ def create_app() -> FastAPI:
         _own(caller, tenant)
         if any(d["name"] == body.deployment for d in current().store.deployments(tenant)):
             raise HTTPException(409, f"deployment {body.deployment!r} already exists")
+        cls = current().policy.fleet.get("gpu_classes", {}).get(body.gpu_class) or {}
+        if body.runtime is not None and cls:
+            try:
+                runtimes.check(body.model_dump(), str(cls.get("vendor", "nvidia")))
+            except runtimes.UnsupportedRuntime as exc:
+                raise HTTPException(422, f"runtime: {exc}") from exc
         return _request(tenant, "deploy_model", body.model_dump(), caller)
 
     @app.get("/v1/tenants/{tenant}/deployments")

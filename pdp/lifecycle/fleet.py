@@ -53,6 +53,8 @@ def effective(
             "nodes": taken,
             "gpus_per_node": int(source["gpus_per_node"]),
         }
+        # How the source shares its GPUs goes with its nodes (pdp/substrate/gpu_operator).
+        pool.update({k: source[k] for k in ("sharing_replicas", "mig_devices") if k in source})
         if "node_names" in source:
             # Named nodes move with the carving (admission judges a pod naming one by its pool);
             # nodes the document does not name (the cluster has more) leave only counts.

@@ -26,6 +26,9 @@ from pdp.point import DecideOptions
 log = logging.getLogger(__name__)
 
 Carvings = Callable[[], list[dict[str, Any]]]
+# Called with every fleet the bundle is rebuilt with (the GPU operator's sharing configuration
+# follows it: pdp/substrate/gpu_operator/adapter.py).
+FleetListener = Callable[[Mapping[str, Any]], object]
 
 
 def _none() -> list[dict[str, Any]]:
@@ -45,6 +48,7 @@ class PolicyGateway:
         # The operator's fleet document; the bundle's fleet file (stack.settings.fleet) is derived.
         self.base_fleet = base_fleet or stack.settings.fleet
         self.carvings = carvings
+        self.on_fleet: FleetListener | None = None
         self._build_lock = threading.Lock()
 
     @property
@@ -89,6 +93,11 @@ class PolicyGateway:
         for note in notes:
             log.info("fleet: %s", note)
         fleets.write(self.stack.settings.fleet, fleet)
+        if self.on_fleet is not None:
+            try:
+                self.on_fleet(fleet)
+            except Exception:  # the policy still publishes; the next fleet write tries again
+                log.exception("fleet: realizing the GPU sharing configuration failed")
 
     def _rebuild(self, wait: float = 30.0) -> str:
         self.write_fleet()
@@ -96,6 +105,8 @@ class PolicyGateway:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.stack.bundle_status().get("active_revision") == revision:
+                if self.stack.sidecar is not None:  # the wasm engine noted it when it loaded it
+                    self.stack.record_active(revision)
                 return revision
             time.sleep(0.1)
         raise TimeoutError(f"OPA did not activate bundle revision {revision} within {wait}s")

@@ -22,6 +22,7 @@ from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.substrates import render_tenant
+from pdp.substrate.gateway import apply as routes
 from pdp.substrate.kubernetes import objects, workload
 
 
@@ -139,15 +140,14 @@ def _apply(
         bundle_revision=ids["bundle_revision"],
     )
     cluster = cluster_of({"placement": place})
-    _in(
-        rt,
-        tenant,
-        cluster,
-        "apply workload",
-        lambda a: a.apply(obj),
-        event_key=event_key,
-        workflow_id=workflow_id,
-    )
+    tier = str(rt.store.tenant(tenant)["policy"].get("tier", "standard"))
+    namespace, name = _namespace(rt, tenant), workload.name_of(spec)
+
+    def place_there(adapter: Adapter) -> None:
+        adapter.apply(obj)
+        routes.apply(adapter, rt.policy.fleet, tenant, namespace, name, tier)
+
+    _in(rt, tenant, cluster, "apply workload", place_there, event_key=event_key, workflow_id=workflow_id)
     record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
     rt.store.put_workload(
         tenant,
@@ -264,8 +264,20 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
     for name, kept in rt.store.workloads(tenant).items():
         cluster = cluster_of(kept)
         obj = kept["object"]
-        _in(rt, tenant, cluster, "delete workload", lambda a, o=obj: a.delete(o),
-            event_key=f"{event_key}:{name}", workflow_id=workflow_id)  # fmt: skip
+
+        def remove(adapter: Adapter, o: dict[str, Any] = obj, n: str = name) -> None:
+            routes.delete(adapter, rt.policy.fleet, tenant, o["metadata"]["namespace"], n)
+            adapter.delete(o)
+
+        _in(
+            rt,
+            tenant,
+            cluster,
+            "delete workload",
+            remove,
+            event_key=f"{event_key}:{name}",
+            workflow_id=workflow_id,
+        )
         rt.store.put_workload(
             tenant,
             name,
@@ -368,9 +380,22 @@ def replace(
 
 
 def _leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str) -> None:
+    """Delete a workload object (and its routes) from the cluster it was kept in."""
     obj = kept["object"]
-    _in(rt, tenant, cluster_of(kept), "delete moved workload", lambda a: a.delete(obj),
-        event_key=event_key, workflow_id=workflow_id)  # fmt: skip
+
+    def remove(adapter: Adapter) -> None:
+        routes.delete(adapter, rt.policy.fleet, tenant, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        adapter.delete(obj)
+
+    _in(
+        rt,
+        tenant,
+        cluster_of(kept),
+        "delete moved workload",
+        remove,
+        event_key=event_key,
+        workflow_id=workflow_id,
+    )
 
 
 def restore_workloads(
@@ -439,6 +464,23 @@ def apply_policy(
 
     for cluster in fleet_clusters.of_tenant(rt, tenant):
         _in(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
+    if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
+        tier = str(policy.get("tier", "standard"))
+        for name, kept in rt.store.workloads(tenant).items():
+            namespace = kept["object"]["metadata"]["namespace"]
+
+            def route(adapter: Adapter, ns: str = namespace, n: str = name) -> None:
+                routes.apply(adapter, rt.policy.fleet, tenant, ns, n, tier)
+
+            _in(
+                rt,
+                tenant,
+                cluster_of(kept),
+                "apply routes",
+                route,
+                event_key=event_key,
+                workflow_id=workflow_id,
+            )
     revision = rt.policy.publish(policy)
     rt.store.update_policy(
         tenant,

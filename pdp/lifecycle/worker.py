@@ -210,19 +210,31 @@ class Worker:
         per_cluster: dict[str, Adapter] = {}
         if access:
             from pdp.lifecycle.clusters import NoSingleCluster
+            from pdp.substrate.gpu_operator.adapter import SharingRealizer
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
+            realizers = []
             for name, reach in access.items():
-                per_cluster[name] = KubernetesAdapter(
+                kube = KubernetesAdapter(
                     str(reach.kubeconfig) if reach.kubeconfig else None, context=reach.context
                 )
+                per_cluster[name] = kube
+                realizers.append(SharingRealizer(kube))
                 log.info("lifecycle adapter for cluster %s: kubernetes (%s)", name, reach.describe())
             adapter = NoSingleCluster()
+            # Each cluster's GPU operator sharing configuration, over that cluster's pool nodes.
+            gateway.on_fleet = lambda fleet: [r.realize(fleet) for r in realizers]
+            gateway.write_fleet()
         elif o.kubeconfig:
+            from pdp.substrate.gpu_operator.adapter import SharingRealizer
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
             adapter = KubernetesAdapter(o.kubeconfig)
             log.info("lifecycle adapter: kubernetes (server-side apply to the cluster of %s)", o.kubeconfig)
+            # The GPU operator's sharing configuration follows every fleet the bundle carries,
+            # starting with this one.
+            gateway.on_fleet = SharingRealizer(adapter).realize
+            gateway.write_fleet()
         else:
             adapter = DryRunAdapter(db)
             log.info(

@@ -14,10 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import httpx
-
-from pdp.opa.http import http_client
-
 
 @dataclass(frozen=True)
 class LivenessSettings:
@@ -40,6 +36,10 @@ class LivenessProbe:
 
     def __init__(self, addr: str, settings: LivenessSettings) -> None:
         self.addr = addr
+        # httpx here, not at the top: pdp.settings reads LivenessSettings, and the one-shot
+        # `pdp decide` (which probes nothing) should not load an HTTP client for it.
+        from pdp.opa.http import http_client
+
         self.settings = settings
         self._client = http_client(addr, timeout=settings.timeout)
         self._launched = time.monotonic()
@@ -59,6 +59,8 @@ class LivenessProbe:
 
     def check(self) -> bool:
         """Probe once; True when OPA is to be considered unresponsive (replace it)."""
+        import httpx
+
         try:
             self._client.get("/health")
         except httpx.HTTPError as exc:

@@ -1,4 +1,9 @@
-"""JSON Schemas of the tenant, fleet and intent documents, with compiled validators."""
+"""JSON Schemas of the tenant, fleet and intent documents, with compiled validators.
+
+jsonschema (a tenth of a second to import) is loaded when a document is checked by it: a
+well-formed intent passes the fastjsonschema check alone, so the one-shot `pdp decide` never
+loads it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, ValidationError, validators
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 
 @cache
@@ -43,25 +50,38 @@ def _python_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _ecma_pattern(_validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
+    from jsonschema import ValidationError
+
     if isinstance(instance, str) and not _python_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# Draft 2020-12 with `pattern` anchored as ECMA-262 anchors it (the fast check already does).
-Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
+@cache
+def _validator_class() -> Any:
+    """Draft 2020-12 with `pattern` anchored as ECMA-262 anchors it (the fast check already does)."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
 
 
 @cache
 def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Validator(schema)  # type: ignore[no-any-return]
+    cls = _validator_class()
+    cls.check_schema(schema)
+    return cls(schema)  # type: ignore[no-any-return]
 
 
 @cache
 def intent_validator(kind: str) -> Draft202012Validator:
     """The intent schema narrowed to one kind: its payload and its required fields, without the
     if/then chain over every kind, which dominated the cost of validating an intent."""
+    return _validator_class()(intent_schema(kind))  # type: ignore[no-any-return]
+
+
+@cache
+def intent_schema(kind: str) -> dict[str, Any]:
+    """The schema intent_validator(kind) checks against (its `$defs` inlined)."""
     schema = copy.deepcopy(load_schema("intent"))
     keep = {"kind", "tenant", "actor", "usage", kind}
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
@@ -70,7 +90,8 @@ def intent_validator(kind: str) -> Draft202012Validator:
         if branch["if"]["properties"]["kind"]["const"] == kind:
             required += branch["then"]["required"]
     schema["required"] = required
-    return Validator(_inline_refs(schema, schema.pop("$defs")))  # type: ignore[no-any-return]
+    inlined_schema: dict[str, Any] = _inline_refs(schema, schema.pop("$defs"))
+    return inlined_schema
 
 
 # Keywords newer than the drafts fastjsonschema implements: a schema using one is checked by
@@ -90,8 +111,8 @@ def fast_intent_check(kind: str) -> Callable[[Any], bool] | None:
     by fastjsonschema (15 us instead of about 200 per intent), or None where the kind's schema
     uses keywords fastjsonschema does not implement. It only says yes or no: jsonschema stays the
     reference and explains a rejection (tests/test_intents.py compares the two)."""
-    schema = intent_validator(kind).schema
-    if not isinstance(schema, dict) or _uses_any(schema, _UNSUPPORTED_BY_FAST):
+    schema = intent_schema(kind)
+    if _uses_any(schema, _UNSUPPORTED_BY_FAST):
         return None
     compiled = fastjsonschema.compile({k: v for k, v in schema.items() if k not in ("$schema", "$id")})
 

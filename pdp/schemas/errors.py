@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from jsonschema import ValidationError
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 # An error names the value it refuses; past this many characters it shows the start and the
 # length. A 40 KB string echoed whole made a gRPC INVALID_ARGUMENT exceed the 16 KiB trailer

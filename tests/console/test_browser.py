@@ -3,7 +3,8 @@ chromium-driver (both installed by scripts/setup-browser) against a worker on lo
 
 The walk of issue 14: a tenant signs in, deploys to an EU cluster (ALLOW), tries a US cluster and
 sees RESIDENCY_VIOLATION, scales past its entitlement and sees the approval notice; the admin
-approves in the queue and the audit page verifies; the tenant sees the new replicas. Every page
+approves in the queue, the audit page verifies and the bundle page shows the active revision and
+its history; the tenant sees the new replicas and its own refused decisions in the decision log. Every page
 it passes has a label for each control, and the forms are used from the keyboard. With
 PDP_CONSOLE_SCREENSHOTS=<folder> each main page is saved there as PNG (docs/console/ holds them).
 """
@@ -236,6 +237,14 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     rows = browser.find_elements(By.CSS_SELECTOR, "table.decisions tbody tr")
     assert rows and all("QUOTA_APPROVAL_REQUIRED" in row.text for row in rows)
     walk.shot("admin-decisions")
+    # The revision OPA serves, and the history of what the PDP activated (digest and signer).
+    walk.open("/console/admin/bundles")
+    active = browser.find_element(By.ID, "active-revision").text
+    assert active not in ("", "unknown")
+    newest = browser.find_element(By.CSS_SELECTOR, "table.bundles tbody tr")
+    assert active in newest.text and "active" in newest.text and "sha256:" in newest.text
+    assert "intact" in browser.find_element(By.ID, "history-check").text
+    walk.shot("admin-bundles")
     walk.open("/console/admin/audit")
     assert browser.find_element(By.ID, "audit-status").text == "verified"
     walk.shot("admin-audit")
@@ -252,6 +261,12 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.wait_for(six_replicas, "the approved scale")
     assert "6 / 4" in walk.text()
     walk.shot("tenant-overview-after-approval")
+    # Its own decisions from the PDP's log: the residency refusal among them.
+    walk.open("/console/tenants/acme-ui/decisions?outcome=DENY")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.decisions tbody tr")
+    assert rows and any("RESIDENCY_VIOLATION" in row.text for row in rows)
+    assert all("acme-ui" in row.text and "DENY" in row.text for row in rows)
+    walk.shot("tenant-decisions")
 
 
 def test_the_accessibility_check_finds_what_it_should(browser: WebDriver) -> None:

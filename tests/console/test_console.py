@@ -110,9 +110,12 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
         r = c.post("/v1/tenants/globex-ui/deployments", json=h100_deployment("theirs", 1))
         assert r.status_code == 202, r.text
     workflow_id = r.json()["workflow_id"]
+    with fleet.worker.client() as c:  # the admin's API: a decision of globex-ui's in the decision log
+        theirs = c.get("/v1/tenants/globex-ui/decisions").json()[-1]["decision_id"]
     forbidden = [
         "/console/admin/approvals", "/console/admin/tenants", "/console/admin/audit",
         "/console/admin/capacity", "/console/admin/decisions", "/console/admin/decisions?tenant=globex-ui",
+        "/console/admin/decisions?tenant=acme-ui", "/console/admin/bundles",
     ]  # fmt: skip
     hidden = [
         "/console/tenants/globex-ui", "/console/tenants/globex-ui/deploy",
@@ -122,6 +125,8 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
         "/console/tenants/no-such-tenant",
         "/console/tenants/globex-ui/ask/quota", "/console/tenants/globex-ui/ask/offboard",
         "/console/tenants/globex-ui/audit", f"/console/tenants/globex-ui/audit?workflow_id={workflow_id}",
+        "/console/tenants/globex-ui/decisions", "/console/tenants/globex-ui/decisions?outcome=ALLOW",
+        f"/console/tenants/globex-ui/decisions?decision_id={theirs}",
     ]  # fmt: skip
     for url in forbidden:
         assert tenant.get(url).status_code == 403, url
@@ -141,6 +146,11 @@ def test_a_tenant_sees_only_its_own_data(fleet: Fleet, tenant: Session) -> None:
     }  # fmt: skip
     for url, (data, status) in posts.items():
         assert tenant.post(url, data).status_code == status, url
+    # Their decision id searched under its own tenant finds nothing: the tenant filter is forced.
+    own = tenant.get(f"/console/tenants/acme-ui/decisions?decision_id={theirs}")
+    assert own.status_code == 200 and "0 decision(s) match" in own.text
+    rows = own.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert theirs not in rows and "globex-ui" not in own.text
     with fleet.worker.client() as c:
         spec = [d for d in c.get("/v1/tenants/globex-ui/deployments").json() if d["name"] == "theirs"]
     assert spec and spec[0]["spec"]["replicas"] == 1
@@ -205,3 +215,43 @@ def _request_id(page: str) -> str:
     found = re.search(r"/requests/([^\"]+)\"", page)
     assert found, page
     return found.group(1)
+
+
+def test_the_decision_explorer_searches_the_decision_log(
+    fleet: Fleet, admin: Session, tenant: Session
+) -> None:
+    """Decisions the PDP made for the lifecycle, found by id, tenant, outcome, reason and time."""
+    with fleet.worker.client(fleet.tokens["acme-ui"]) as c:
+        abroad = {**h100_deployment("explorer-us", 1), "cluster": "us-east"}
+        r = c.post("/v1/tenants/acme-ui/deployments", json=abroad)
+        assert r.status_code == 403, r.text
+    denied = r.json()["detail"]["decision_id"]
+    page = admin.get(f"/console/admin/decisions?decision_id={denied}")
+    assert page.status_code == 200 and denied in page.text and "RESIDENCY_VIOLATION" in page.text
+    assert re.search(r"1 decision\(s\) match", page.text)
+    by_reason = admin.get("/console/admin/decisions?tenant=acme-ui&outcome=DENY&reason=residency_violation")
+    assert denied in by_reason.text and "globex-ui" not in by_reason.text
+    assert denied not in admin.get("/console/admin/decisions?outcome=ALLOW").text
+    assert denied not in admin.get("/console/admin/decisions?tenant=globex-ui").text
+    assert denied not in admin.get("/console/admin/decisions?until=2000-01-01").text
+    assert denied in admin.get("/console/admin/decisions?since=2000-01-01T00:00Z").text
+    bad = admin.get("/console/admin/decisions?since=yesterday")
+    assert bad.status_code == 422 and "since: &#39;yesterday&#39; is not an ISO 8601 time" in bad.text
+    assert admin.get("/console/admin/decisions?outcome=MAYBE").status_code == 422
+    # The tenant finds it on its own page; the admin too, under that tenant.
+    assert denied in tenant.get("/console/tenants/acme-ui/decisions?reason=RESIDENCY_VIOLATION").text
+    assert denied in admin.get("/console/tenants/acme-ui/decisions").text
+
+
+def test_the_bundle_page_shows_the_active_revision_and_its_history(admin: Session) -> None:
+    page = admin.get("/console/admin/bundles")
+    assert page.status_code == 200
+    active = re.search(r'<code id="active-revision">([^<]+)</code>', page.text)
+    assert active and active.group(1) != "unknown"
+    rows = re.findall(r"<tr><td><code>([^<]+)</code></td>.*?<td>(<strong>active</strong>|replaced)</td></tr>",
+                      page.text, re.S)  # fmt: skip
+    assert rows and rows[0] == (active.group(1), "<strong>active</strong>")
+    assert all(state == "replaced" for _, state in rows[1:])
+    # Onboarding two tenants rebuilt the bundle: each revision OPA activated is a line.
+    assert len(rows) >= 3 and len({revision for revision, _ in rows}) >= 2
+    assert "are intact" in page.text and "sha256:" in page.text

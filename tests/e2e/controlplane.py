@@ -6,7 +6,6 @@ local processes built from module sources by scripts/build-kube. No kubelet: nod
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pdp.enforcement.certs import CertPair, issue_client_cert, make_ca
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,12 +31,6 @@ def kube_binaries() -> Path:
     if out.returncode != 0:
         raise RuntimeError(f"scripts/build-kube failed:\n{out.stderr[-4000:]}")
     return ROOT / out.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

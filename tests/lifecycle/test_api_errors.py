@@ -57,3 +57,28 @@ def test_json_that_does_not_parse_is_422(worker: Worker) -> None:
         )
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "gpu_class", "message"),
+    [
+        ("triton", "MI300X", "runtime: runtime 'triton' has no image for amd GPUs"),
+        ("onnx", "H100-80GB", "runtime: runtime 'onnx' is not one of vllm, tgi, triton"),
+    ],
+)
+def test_a_model_server_that_cannot_serve_the_deployment_is_422_naming_the_runtime(
+    worker: Worker, runtime: str, gpu_class: str, message: str
+) -> None:
+    body = {
+        "deployment": "chat",
+        "gpu_class": gpu_class,
+        "gpus_per_replica": 1,
+        "replicas": 1,
+        "runtime": runtime,
+    }
+    with worker.client() as client:
+        response = client.post("/v1/tenants/globex/deployments", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.text
+    with worker.client() as client:
+        assert client.get("/v1/tenants/globex/deployments").json() == []

@@ -114,6 +114,15 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
     api = config.new_client_from_config(str(kube.kubeconfig))
     try:
         core = client.CoreV1Api(api)
+        # The carving changed the fleet: the GPU operator's config follows it (the carved pool
+        # gets its own device plugin config, named by the carved node's label).
+        carved = tenant["carved_pools"][0]["pool"]
+        labels = core.read_node("eu-free-1").metadata.labels
+        assert labels["gpupaas.io/pool"] == carved
+        assert labels["nvidia.com/device-plugin.config"] == carved
+        assert labels["nvidia.com/gpu.sharing-strategy"] == "none"
+        plugin = core.read_namespaced_config_map("gpupaas-device-plugin-config", "gpu-operator").data
+        assert yaml.safe_load(plugin[carved]) == {"version": "v1", "flags": {"migStrategy": "none"}}
         ns = core.read_namespace("acme2-prod")
         assert ns.metadata.labels["gpupaas.io/tenant"] == "acme-eu2"
         quota = core.read_namespaced_resource_quota("gpupaas-gpu-quota", "acme2-staging")

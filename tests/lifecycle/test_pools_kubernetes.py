@@ -203,7 +203,13 @@ def test_a_failed_carving_restores_the_nodes_labels_and_taints(kube: ControlPlan
             trail = [r for r in audit_records(c.get("/v1/audit").text) if r["tenant"] == "acmef"]
         [released] = [r["detail"] for r in trail if r["event"] == "pool.released"]
         assert released["nodes"] == ["eu-shared-3"] and released["reason"].startswith("compensation: ")
-        # Carved once per attempt, then given back: the labels and taints as they were.
-        assert _node(kube, "eu-shared-3") == before
+        # Carved once per attempt, then given back: the labels and taints as they were, plus the
+        # GPU operator's sharing labels (pdp/substrate/gpu_operator), which select its pool's config.
+        labels, taints = _node(kube, "eu-shared-3")
+        assert labels.pop("nvidia.com/device-plugin.config") == "eu-h100-shared"
+        assert labels.pop("nvidia.com/gpu.sharing-strategy") == "none"
+        assert labels.pop("nvidia.com/mig.config") == "all-disabled"
+        assert labels.pop("nvidia.com/mig.strategy") == "none"
+        assert (labels, taints) == before
     finally:
         worker.stop()

@@ -25,6 +25,9 @@ TUNE = {
     "gpus_per_replica": 1,
     "replicas": 2,
     "sharing": "time-slicing",
+    # Served by TGI: the runtime and model travel through the decision to the workload object.
+    "runtime": "tgi",
+    "model": "bigscience/bloom-560m",
 }
 
 
@@ -113,8 +116,11 @@ def test_deploy_applies_a_workload_object_that_scale_and_batch_size_reapply(
     with worker.client(tokens["globex7"]) as c:
         r = c.post("/v1/tenants/globex7/deployments/serve/batch-size", json={"batch_size": 8})
     assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
-    env = _pod(_deployment(worker, "serve"))["containers"][0]["env"]
-    assert {"name": "GPUPAAS_BATCH_SIZE", "value": "8"} in env
+    args = _pod(_deployment(worker, "serve"))["containers"][0]["args"]
+    assert args[args.index("--max-num-seqs") + 1] == "8"
+    [tgi] = _pod(_deployment(worker, "tune"))["containers"]
+    assert tgi["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.4"
+    assert tgi["args"][:4] == ["--model-id", "bigscience/bloom-560m", "--num-shard", "1"]
 
 
 def test_denied_sla_change_is_403_with_reason_codes_and_changes_nothing(

@@ -64,7 +64,10 @@ def test_dedicated_deployment_carries_the_decision() -> None:
     ]
     [container] = pod["containers"]
     assert container["resources"] == {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}
-    assert {"name": "GPUPAAS_BATCH_SIZE", "value": "16"} in container["env"]
+    assert container["image"] == "vllm/vllm-openai:v0.11.0" and container["command"] == ["vllm", "serve"]
+    args = container["args"]
+    assert args[0] == "llm" and args[args.index("--max-num-seqs") + 1] == "16"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
     # Not running (preempted): the same object at 0 replicas, so it can be resumed.
     idle = workload.render("acme-eu", "acme-prod", SPEC, place, FLEET, running=False)
     assert idle["spec"]["replicas"] == 0 and idle["spec"]["template"] == spec["template"]

@@ -26,6 +26,7 @@ from typing import Any
 from pdp.substrate.slurm import accounts, lua
 from pdp.substrate.slurm import fleet as slurm_fleet
 from pdp.substrate.slurm.adapter import SlurmAdapter
+from tests.ports import free_port
 
 CLUSTER = "gpupaas"
 PROGRAMS = (
@@ -52,12 +53,6 @@ def missing_programs() -> list[str]:
     if not list(Path("/usr/lib").glob("*/lua/5.1/cjson.so")):
         missing.append("lua-cjson (5.1)")
     return missing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:

@@ -15,6 +15,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
+from pdp.substrate.gateway.routes import RESOURCES as GATEWAY_RESOURCES
 from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
 from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
 from pdp.substrate.labels import POOL_LABEL, TENANT_LABEL
@@ -31,7 +32,9 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "RoleBinding": ("rolebindings", True),
     "Deployment": ("deployments", True),
     "Node": ("nodes", False),
+    "ConfigMap": ("configmaps", True),
     **KUEUE_RESOURCES,
+    **GATEWAY_RESOURCES,
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pdp.substrate.kubernetes import runtimes
 from pdp.substrate.kubernetes.objects import Obj
 from pdp.substrate.kueue.objects import LOCAL_QUEUE, QUEUE_LABEL
 from pdp.substrate.labels import POOL_LABEL, REGION_LABEL, TENANT_LABEL
@@ -24,8 +25,6 @@ CLUSTERS_ANNOTATION = "gpupaas.io/eligible-clusters"
 CLUSTER_ANNOTATION = "gpupaas.io/cluster"
 DECISION_ANNOTATION = "gpupaas.io/placement-decision"
 REVISION_ANNOTATION = "gpupaas.io/placement-bundle-revision"
-# The platform's model-serving runtime: it reads the model and its batch size from the environment.
-SERVING_IMAGE = "ghcr.io/gpupaas/model-server:1"
 # GPU feature discovery appends this to the product label of nodes that time-slice or run MPS.
 SHARED_SUFFIX = "-SHARED"
 
@@ -97,21 +96,12 @@ def render(
     if place["sharing"] in ("time-slicing", "mps") and label.get("key") in selector:
         selector[label["key"]] = f"{label['value']}{SHARED_SUFFIX}"
     labels = {TENANT_LABEL: tenant, DEPLOYMENT_LABEL: name}
-    env = [{"name": "GPUPAAS_MODEL", "value": name}]
-    if spec.get("batch_size"):
-        env.append({"name": "GPUPAAS_BATCH_SIZE", "value": str(spec["batch_size"])})
+    # The serving runtime's own container (pdp/substrate/kubernetes/runtimes.py): a batch size
+    # change re-renders its flags, so the Deployment rolls its pods.
+    vendor = str(gpu_class.get("vendor", "nvidia"))
     pod: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "model",
-                "image": SERVING_IMAGE,
-                "env": env,
-                "resources": {
-                    "requests": {resource: str(spec["gpus_per_replica"])},
-                    "limits": {resource: str(spec["gpus_per_replica"])},
-                },
-            }
-        ],
+        "containers": [runtimes.container(spec, vendor, resource)],
+        "volumes": runtimes.volumes(),
     }
     if place["priority_class_name"]:
         pod["priorityClassName"] = place["priority_class_name"]
@@ -128,6 +118,9 @@ def render(
         }
     if place["tolerations"]:
         pod["tolerations"] = [dict(t) for t in place["tolerations"]]
+    template_meta: dict[str, Any] = {"labels": labels}
+    if extra := runtimes.template_annotations(spec):
+        template_meta["annotations"] = extra
     annotations = {CLUSTERS_ANNOTATION: ",".join(place["clusters"])}
     if place.get("cluster"):
         annotations[CLUSTER_ANNOTATION] = str(place["cluster"])
@@ -147,7 +140,7 @@ def render(
         "spec": {
             "replicas": int(spec["replicas"]) if running else 0,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": template_meta, "spec": pod},
         },
     }
 
@@ -167,6 +160,8 @@ def deploy_intent(
             "sharing",
             "cluster",
             "batch_size",
+            "runtime",
+            "model",
         )
         if spec.get(k) is not None
     }

@@ -95,7 +95,7 @@ class CreateTenant(_message.Message):
     def __init__(self, policy: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DeployModel(_message.Message):
-    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "replicas", "sharing", "cluster", "batch_size")
+    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "replicas", "sharing", "cluster", "batch_size", "runtime", "model")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
     GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,8 @@ class DeployModel(_message.Message):
     SHARING_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     gpu_class: str
     gpus_per_replica: int
@@ -110,7 +112,9 @@ class DeployModel(_message.Message):
     sharing: str
     cluster: str
     batch_size: int
-    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., sharing: _Optional[str] = ..., cluster: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    runtime: str
+    model: str
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., sharing: _Optional[str] = ..., cluster: _Optional[str] = ..., batch_size: _Optional[int] = ..., runtime: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Scale(_message.Message):
     __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "current_replicas", "target_replicas")

@@ -1,0 +1,273 @@
+"""`pdp serve` (the gRPC PDP, its enforcement points, HTTP API and metrics) and `pdp serve-worker`
+(one more process of `serve --workers N`, started by it)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pdp.commands.running import Servers, serve_until_signal, stop_on_signals
+from pdp.listen import ListenError, add_insecure_option, check_plaintext, split_host_port, tls_files
+from pdp.options import (
+    configure_logging,
+    embedded_settings,
+    records_argv,
+    records_integrity,
+    warn_unprotected_records,
+    with_config,
+    with_records,
+)
+
+
+def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
+    files = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
+    check_plaintext(
+        "--listen", args.listen, tls=files, insecure=args.insecure, carries="intents and decisions"
+    )
+    return (files.cert.read_bytes(), files.key.read_bytes()) if files else None
+
+
+def _check_enforcement(args: argparse.Namespace) -> None:
+    """Refuse bad enforcement options before anything starts."""
+    if args.webhook_listen:
+        split_host_port(args.webhook_listen, "--webhook-listen")
+        if not (args.webhook_cert and args.webhook_key):
+            raise ListenError(
+                "--webhook-listen needs --webhook-cert and --webhook-key (the API server only calls HTTPS)"
+            )
+    if args.extender_listen:
+        check_plaintext(
+            "--extender-listen",
+            args.extender_listen,
+            tls=tls_files(args.extender_cert, args.extender_key, "--extender-cert", "--extender-key"),
+            insecure=args.insecure,
+            tls_options="--extender-cert and --extender-key",
+            carries="pods and node names",
+        )
+
+
+def _start_workers(args: argparse.Namespace, servers: Servers, listen: str, **engine: Any) -> None:
+    """`--workers N`: N-1 more processes serving the same gRPC port (pdp/api/workers.py)."""
+    if args.workers <= 1:
+        return
+    from pdp.api.workers import WorkerProcesses, WorkerSpec
+
+    spec = WorkerSpec(
+        listen=listen, tls_cert=args.tls_cert, tls_key=args.tls_key, records=records_argv(args), **engine
+    )
+    workers = servers.add(WorkerProcesses(spec, args.workers - 1).start())
+    print(f"{args.workers - 1} more PDP worker processes on {listen}: {workers.pids()}", flush=True)
+
+
+def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
+    """Production: OPA runs as a sidecar we do not manage and pulls bundles itself."""
+    from pdp.api.http_cli import start_http
+    from pdp.api.server import PdpServer
+    from pdp.embedded import opa_ready
+    from pdp.enforcement.launch import start_enforcement
+    from pdp.engine.opa_http import OpaHttpEngine
+    from pdp.metrics_http import start_metrics
+    from pdp.opa.status import bundle_refusal
+    from pdp.point import DecisionPoint
+    from pdp.records import DecisionLog
+
+    servers = Servers()
+    engine = OpaHttpEngine(args.opa_addr)
+    log_path = args.state / "decisions.sqlite"
+    point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
+    server = servers.add(
+        PdpServer(
+            point,
+            listen=args.listen,
+            tls=tls,
+            engine_ready=lambda: opa_ready(args.opa_addr),
+            bundle_refusal=lambda: bundle_refusal(args.opa_addr),
+            health_listen=args.health_listen,
+        ).start()
+    )
+    try:
+        _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
+        start_enforcement(args, point, servers, engine={"opa_addr": args.opa_addr}, decision_log=log_path)
+        servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
+        servers.add(start_metrics(args))
+    except BaseException:
+        servers.stop()
+        raise
+    print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
+    serve_until_signal(servers, stop)
+    return 0
+
+
+def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
+    from pdp.api.http_cli import start_http
+    from pdp.api.server import PdpServer
+    from pdp.bundles.build import CURRENT_WASM_BUNDLE
+    from pdp.embedded import EmbeddedPDP
+    from pdp.enforcement.launch import start_enforcement
+    from pdp.metrics_http import start_metrics
+
+    servers = Servers()
+    with EmbeddedPDP(embedded_settings(args)) as stack:
+        server = servers.add(
+            PdpServer(
+                stack.point,
+                listen=args.listen,
+                tls=tls,
+                engine_ready=stack.engine_ready,
+                bundle_refusal=stack.bundle_refusal,
+                health_listen=args.health_listen,
+            ).start()
+        )
+        try:
+            if stack.settings.engine == "wasm":
+                current = stack.settings.bundles / CURRENT_WASM_BUNDLE
+                # `pdp build` into the same folder publishes a new revision: load it, as OPA does.
+                servers.add(_watch_wasm_bundle(stack.engine, current))
+                source: dict[str, Any] = {"wasm_bundle": current}
+            else:
+                source = {"opa_addr": stack.sidecar.addr if stack.sidecar else ""}
+            _start_workers(args, servers, server.address, decision_log=stack.settings.decision_log, **source)
+            start_enforcement(
+                args, stack.point, servers, engine=source, decision_log=stack.settings.decision_log
+            )
+            servers.add(start_http(args, stack.point, stack.engine_ready))
+            servers.add(start_metrics(args))
+        except BaseException:
+            servers.stop()
+            raise
+        revision = stack.bundle.revision if stack.bundle else "?"
+        engine_name = stack.settings.engine
+        print(f"pdp serving on {server.address} (embedded {engine_name}, bundle {revision})", flush=True)
+        serve_until_signal(servers, stop)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pdp.api.http_cli import http_address
+    from pdp.metrics_http import check_metrics_options
+
+    stop = stop_on_signals()
+    # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
+    # per-request INFO lines (httpx) do not. First, so a plaintext listener's warning shows too.
+    configure_logging()
+    tls = _tls(args)
+    _check_enforcement(args)
+    http_address(args)
+    check_metrics_options(args)
+    if args.workers < 1 or args.webhook_workers < 1:
+        raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
+    warn_unprotected_records(args, logging.getLogger("pdp.records"))
+    if args.opa_addr:
+        return _serve_sidecar(args, tls, stop)
+    return _serve_embedded(args, tls, stop)
+
+
+def _watch_wasm_bundle(engine: Any, path: Path) -> Any:
+    from pdp.api.workers import BundleFileWatcher
+    from pdp.engine.wasm import WasmBundle
+
+    return BundleFileWatcher(path, lambda p: engine.replace(WasmBundle.from_tarball(p))).start()
+
+
+def cmd_serve_worker(args: argparse.Namespace) -> int:
+    """One extra process of `pdp serve --workers N` (started by it, not by hand)."""
+    from pdp.api.server import PdpServer
+    from pdp.embedded import opa_ready
+    from pdp.enforcement.launch import cluster_view, start_webhook
+    from pdp.engine.opa_http import OpaHttpEngine
+    from pdp.opa.status import bundle_refusal
+    from pdp.point import DecisionPoint
+    from pdp.records import DecisionLog
+
+    stop = stop_on_signals()
+    parent = os.getppid()
+    servers = Servers()
+    tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert and args.tls_key else None
+    engine: Any
+    refusal = None
+    if args.wasm_bundle:
+        from pdp.engine.wasm import WasmEngine
+
+        engine = WasmEngine.from_tarball(args.wasm_bundle)
+        servers.add(_watch_wasm_bundle(engine, args.wasm_bundle))
+
+        def ready() -> bool:
+            return True
+    else:
+        engine = OpaHttpEngine(args.opa_addr)
+
+        def ready() -> bool:
+            return opa_ready(args.opa_addr)
+
+        refusal = functools.partial(bundle_refusal, args.opa_addr)
+
+    log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
+    point = DecisionPoint(engine, log)
+    if args.listen:
+        servers.add(
+            PdpServer(point, listen=args.listen, tls=tls, engine_ready=ready, bundle_refusal=refusal).start()
+        )
+    if args.webhook_listen:
+        start_webhook(args, point, servers, cluster_view(args, servers), reuse_port=True)
+    serve_until_signal(servers, stop, parent=parent)
+    engine.close()
+    if log is not None:
+        log.close()
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    from pdp.api.http_cli import add_http_options
+    from pdp.enforcement.launch import add_webhook_options
+    from pdp.metrics_http import add_metrics_options
+
+    s = with_records(with_config(sub.add_parser("serve", help="serve the gRPC PDP")))
+    s.add_argument("--listen", default="127.0.0.1:50051")
+    s.add_argument("--opa-addr", help="use an OPA sidecar at this address instead of launching one")
+    s.add_argument(
+        "--sidecar-addr",
+        help="where the embedded OPA listens (default: a unix socket under --state); e.g. 127.0.0.1:8181",
+    )
+    s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
+    s.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    # --plaintext: its earlier name, when it covered gRPC only
+    add_insecure_option(s, "--plaintext")
+    add_webhook_options(s)
+    s.add_argument(
+        "--webhook-workers",
+        type=int,
+        default=1,
+        help="admission webhook processes sharing --webhook-listen (one Python process decides on one core)",
+    )
+    s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
+    s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
+    s.add_argument("--extender-key", type=Path, help="PEM private key of the extender")
+    s.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="also serve grpc.health.v1 alone, in plaintext, here (for kubelet gRPC probes, which "
+        "cannot speak TLS); it carries no decisions",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gRPC server processes sharing --listen (one Python process decides on one core)",
+    )
+    add_http_options(s)
+    add_metrics_options(s)
+    s.set_defaults(func=cmd_serve)
+    w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
+    w.add_argument("--listen", help="serve gRPC here")
+    add_webhook_options(w)
+    engine_source = w.add_mutually_exclusive_group(required=True)
+    engine_source.add_argument("--opa-addr")
+    engine_source.add_argument("--wasm-bundle", type=Path)
+    with_records(w).add_argument("--decision-log", type=Path)
+    w.add_argument("--tls-cert", type=Path)
+    w.add_argument("--tls-key", type=Path)
+    w.set_defaults(func=cmd_serve_worker)

@@ -1,0 +1,42 @@
+"""The chart deploy/helm/gpupaas rendered by a `helm` built from its Go module (scripts/build-helm)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "deploy" / "helm" / "gpupaas"
+
+
+def helm_binary() -> Path:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "build-helm")], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/build-helm failed:\n{out.stderr[-4000:]}")
+    return ROOT / out.stdout.strip().splitlines()[-1]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm_binary()), *args], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def template(*sets: str) -> list[dict[str, Any]]:
+    """The chart's objects with `--set` values (each "key=value")."""
+    argv = ["template", "gpupaas", str(CHART)]
+    for s in sets:
+        argv += ["--set", s]
+    out = helm(*argv)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def key(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"

@@ -1,0 +1,144 @@
+"""The Helm chart (deploy/helm/gpupaas): `helm lint`, `helm template` with default and non-default
+values, and its equivalence with the kustomize base deploy/kubernetes where they overlap (the same
+objects, field for field, once the chart's own labels are set aside)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from pdp.cli import parser
+from pdp.substrate.gateway.admission import route_policy
+from pdp.substrate.gateway.routes import GatewayRef
+
+from .conftest import ROOT
+from .helm import CHART, helm, key, template
+
+BASE = ROOT / "deploy" / "kubernetes"
+CHART_LABELS = {"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
+
+
+def _base_objects() -> dict[str, dict[str, Any]]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    out = {}
+    for resource in kustomization["resources"]:
+        for doc in yaml.safe_load_all((BASE / resource).read_text()):
+            if doc:
+                out[key(doc)] = doc
+    return out
+
+
+def _without_chart_labels(obj: dict[str, Any]) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    labels = obj["metadata"].get("labels", {})
+    for label in CHART_LABELS:
+        labels.pop(label, None)
+    if not labels:
+        obj["metadata"].pop("labels", None)
+    return obj
+
+
+def test_helm_lint_passes() -> None:
+    out = helm("lint", "--strict", str(CHART))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+def test_the_default_chart_is_the_kustomize_base() -> None:
+    chart = {key(o): o for o in template()}
+    base = _base_objects()
+    assert set(base) <= set(chart), f"missing from the chart: {sorted(set(base) - set(chart))}"
+    for k, obj in base.items():
+        assert _without_chart_labels(chart[k]) == obj, k
+    # The scheduler configuration kustomize generates as a ConfigMap.
+    config = chart["ConfigMap/kube-system/kube-scheduler-config"]["data"]["scheduler-config.yaml"]
+    assert yaml.safe_load(config) == yaml.safe_load((BASE / "scheduler-config.yaml").read_text())
+    # Beyond the base: the lifecycle worker.
+    assert set(chart) - set(base) - {"ConfigMap/kube-system/kube-scheduler-config"} == {
+        "ServiceAccount/gpupaas-system/gpupaas-lifecycle",
+        "ClusterRole//gpupaas-lifecycle",
+        "ClusterRoleBinding//gpupaas-lifecycle",
+        "ConfigMap/gpupaas-system/gpupaas-lifecycle-kubeconfig",
+        "Deployment/gpupaas-system/gpupaas-lifecycle",
+        "Service/gpupaas-system/gpupaas-lifecycle",
+        "NetworkPolicy/gpupaas-system/gpupaas-lifecycle",
+    }
+
+
+def test_non_default_values_reach_every_object() -> None:
+    objs = template(
+        "namespace=platform",
+        "pdp.replicas=3",
+        "bundles.replicas=2",
+        "webhook.failurePolicy=Ignore",
+        "webhook.timeoutSeconds=3",
+        "webhook.certManagerCertificate=platform/pdp-serving",
+        "tls.pdpSecret=custom-tls",
+        "lifecycle.enabled=false",
+        "networkPolicy.enabled=false",
+        "metrics.service=false",
+    )
+    by_key = {key(o): o for o in objs}
+    text = yaml.safe_dump_all(objs)
+    assert "gpupaas-system" not in text
+    for obj in objs:
+        if obj["kind"] not in (
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingWebhookConfiguration",
+        ):
+            assert obj["metadata"]["namespace"] in ("platform", "kube-system"), key(obj)
+    assert by_key["Deployment/platform/pdp"]["spec"]["replicas"] == 3
+    assert by_key["Deployment/platform/pdp-bundles"]["spec"]["replicas"] == 2
+    hooks = by_key["ValidatingWebhookConfiguration//gpupaas-pdp"]
+    assert hooks["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "platform/pdp-serving"}
+    for hook in hooks["webhooks"]:
+        assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 3
+        assert hook["clientConfig"]["service"]["namespace"] == "platform"
+        allow = hook["namespaceSelector"]["matchExpressions"][0]
+        assert allow["values"] == ["kube-system", "kube-public", "kube-node-lease", "platform"]
+    pod = by_key["Deployment/platform/pdp"]["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "custom-tls"}} in pod["volumes"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert "--set=services.bundles.url=https://pdp-bundles.platform.svc:8282" in opa["args"]
+    assert not any(o["kind"] == "NetworkPolicy" or "lifecycle" in o["metadata"]["name"] for o in objs)
+    assert "Service/platform/pdp-metrics" not in by_key
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("webhook.failurePolicy=Sometimes", "failurePolicy"),
+        ("pdp.replicas=0", "replicas"),
+        ("namespace=Bad_NS", "namespace"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(value: str, field: str) -> None:
+    out = helm("template", "gpupaas", str(CHART), "--set", value)
+    assert out.returncode != 0
+    assert field in out.stderr, out.stderr
+
+
+def test_the_lifecycle_worker_arguments_are_accepted_by_the_cli() -> None:
+    worker = next(o for o in template() if key(o) == "Deployment/gpupaas-system/gpupaas-lifecycle")
+    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = parser().parse_args(args[1:])
+    assert (
+        parsed.kubeconfig is not None and parsed.tls_cert is not None and parsed.admin_token_file is not None
+    )
+
+
+def test_the_charts_route_policy_is_the_one_the_gateway_substrate_renders() -> None:
+    chart = {o["kind"]: o for o in template("gateway.domain=models.example.com") if "Admission" in o["kind"]}
+    rendered = {
+        o["kind"]: o
+        for o in route_policy(GatewayRef(name="inference", namespace="gw", domain="models.example.com"))
+    }
+    assert set(chart) == set(rendered) == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    for kind, obj in rendered.items():
+        assert chart[kind]["spec"] == obj["spec"], kind
+        assert chart[kind]["metadata"]["name"] == obj["metadata"]["name"]
