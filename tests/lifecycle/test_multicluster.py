@@ -18,7 +18,7 @@ from kubernetes import client, config
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
 
-from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, onboard
+from .harness import EXAMPLES, FINAL, Worker, audit_records, create_gpu_node, onboard
 
 REGIONS = {"eu-west": "eu-west-1", "us-east": "us-east-1"}
 TENANT_LABEL = "gpupaas.io/tenant"
@@ -226,6 +226,17 @@ def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
         assert "unreachable" in pause["reason"], pause
         [unreachable] = [r["detail"] for r in _events(worker, "globo") if r["event"] == "cluster.unreachable"]
         assert unreachable["cluster"] == "us-east" and unreachable["paused"] is True
+        # The worker itself dies (-9) while paused: restarted, it resumes the scale (DBOS
+        # recovery), which pauses again on the same cluster rather than completing without it.
+        worker.kill9()
+        worker.start()
+        deadline = time.monotonic() + 120
+        with worker.client() as c:
+            while not (paused := c.get("/v1/clusters").json()["paused"]):
+                assert time.monotonic() < deadline, worker.log()
+                time.sleep(0.2)
+            assert c.get(f"/v1/workflows/{workflow}").json()["status"] not in FINAL  # recovered, waiting
+        assert [p["cluster"] for p in paused] == ["us-east"], paused
         _restart_apiserver(us)
         wf = worker.wait_workflow(workflow, timeout=120)
         assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "applied", wf
