@@ -43,11 +43,20 @@ def start(name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path,
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
     deadline = time.monotonic() + 180
-    while "pdp serving on" not in log.read_text():
+    # Every process listening: `--webhook-workers` start after the main process says it serves,
+    # and a measurement taken while they load their engine measures their start-up.
+    while "pdp serving on" not in log.read_text() or listeners(port) < workers:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     return Server(name, proc, log)
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on 127.0.0.1:`port` (one per process with SO_REUSEPORT)."""
+    local = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1] == local and row.split()[3] == "0A")
 
 
 def measure_front(server: Server, url: str, body: bytes, duration: float) -> list[dict[str, Any]]:

@@ -34,11 +34,14 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "demo": ("pdp.commands.decide", "add_parsers"),
     "records": ("pdp.records_cli", "add_parser"),
     "status": ("pdp.status_cli", "add_parser"),
+    "replay": ("pdp.replay.cli", "add_parser"),
+    "audit-cluster": ("pdp.enforcement.drift_cli", "add_parser"),
     "opa": ("pdp.opa.cli", "add_parser"),
     "lifecycle": ("pdp.lifecycle.cli", "add_parser"),
     "slurm": ("pdp.substrate.slurm.cli", "add_parser"),
     "kueue-controller": ("pdp.substrate.kueue.cli", "add_parser"),
     "kueue-objects": ("pdp.substrate.kueue.cli", "add_parser"),
+    "waste": ("pdp.commands.waste", "add_parsers"),
 }
 
 

@@ -73,10 +73,18 @@ class Decision:
         }
 
 
+def canonical_intent(intent: Mapping[str, Any]) -> str:
+    """The intent's canonical JSON: what its digest is taken of (and what the decision log keeps)."""
+    return json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest_of(canonical: str) -> str:
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def input_digest(intent: Mapping[str, Any]) -> str:
     """A stable digest of an intent: same content, same digest, whatever the key order."""
-    canonical = json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return digest_of(canonical_intent(intent))
 
 
 def from_engine_result(

@@ -65,6 +65,22 @@ ENGINE_ERRORS = Counter(
     "Evaluations the engine could not answer (each answered DENY), by error kind.",
     ("entry_point", "kind"),
 )
+SHADOW_EVALUATIONS = Counter(
+    PREFIX + "shadow_evaluations_total",
+    "Live decisions the shadow candidate (pdp serve --shadow-bundle) decided again, by whether it "
+    "agreed (outcome, reason codes and constraints equal) or disagreed.",
+    ("result",),
+)
+SHADOW_DISAGREEMENTS = Counter(
+    PREFIX + "shadow_disagreements_total",
+    "Shadow disagreements by kind of change (allow-to-deny, deny-to-allow, outcome, reasons, "
+    "constraints); one decision may count under several.",
+    ("change",),
+)
+SHADOW_DROPPED = Counter(
+    PREFIX + "shadow_dropped_total",
+    "Live decisions not shadowed because the shadow queue was full (the answer never waits for it).",
+)
 BUNDLE_INFO = Gauge(
     PREFIX + "bundle_info",
     "1 for the bundle revision the latest decision was made on.",
@@ -260,3 +276,50 @@ def register_lifecycle(collector: LifecycleCollector, registry: CollectorRegistr
 
 _lifecycle: LifecycleCollector | None = None
 _register_lock = threading.Lock()
+
+
+class DriftCollector(Collector):
+    """The last cluster drift audit (pdp audit-cluster): registered by the first audit, so only a
+    process that audits exports these gauges."""
+
+    def __init__(self) -> None:
+        self.findings: dict[str, int] = {}
+        self.audited = 0
+        self.finished = 0.0
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        found = GaugeMetricFamily(
+            PREFIX + "drift_findings",
+            "Running GPU pods the current revision would refuse or place elsewhere at the last cluster "
+            "audit, by finding (refused, misplaced).",
+            labels=("finding",),
+        )
+        for finding, count in sorted(self.findings.items()):
+            found.add_metric((finding,), count)
+        yield found
+        yield GaugeMetricFamily(
+            PREFIX + "drift_audited_pods",
+            "Running GPU pods the last cluster audit decided.",
+            value=self.audited,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "drift_audit_timestamp_seconds",
+            "When the last cluster audit finished (Unix time).",
+            value=self.finished,
+        )
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+
+_drift: DriftCollector | None = None
+
+
+def drift_audited(findings: dict[str, int], audited: int) -> None:
+    """Export the result of a cluster drift audit (registering the gauges on first use)."""
+    global _drift
+    with _register_lock:
+        if _drift is None:
+            _drift = DriftCollector()
+            REGISTRY.register(_drift)
+        _drift.findings, _drift.audited, _drift.finished = dict(findings), audited, time.time()

@@ -103,15 +103,21 @@ def _build_into(settings: EmbeddedSettings, entry: Path) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def decide_once(settings: EmbeddedSettings, intent: Any) -> OneShot:
-    """Decide `intent` in-process on the bundle of `settings`, building it only when its inputs
-    changed since the last call. The decision is recorded in the decision log like any other."""
-    cache = settings.state / "decide-cache"
-    entry = cache / inputs_key(settings)
+def cached_bundle(settings: EmbeddedSettings) -> tuple[WasmBundle, bool]:
+    """The wasm bundle of `settings` (and whether it came from the cache), built only when its
+    inputs changed since it was last built. `pdp replay` builds its candidates this way too."""
+    entry = settings.state / "decide-cache" / inputs_key(settings)
     cached = (entry / _COMPILED).exists()
     if not cached:
         _build_into(settings, entry)
     bundle = WasmBundle.from_tarball(entry / _WASM_TARBALL, compiled=(entry / _COMPILED).read_bytes())
+    return bundle, cached
+
+
+def decide_once(settings: EmbeddedSettings, intent: Any) -> OneShot:
+    """Decide `intent` in-process on the bundle of `settings`, building it only when its inputs
+    changed since the last call. The decision is recorded in the decision log like any other."""
+    bundle, cached = cached_bundle(settings)
     log = DecisionLog(settings.decision_log, settings.records) if settings.decision_log else None
     try:
         with WasmEngine(bundle, instances=1) as engine:

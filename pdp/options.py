@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.records import Integrity
+from pdp.records_intents import IntentRetention
 from pdp.settings import EmbeddedSettings
 
 
@@ -113,6 +114,32 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="answer a decision only once its record is committed (else within ~20 ms after; "
         "docs/records.md, crash window)",
     )
+    retention = _env_retention()
+    g.add_argument(
+        "--records-intent-max-bytes",
+        type=int,
+        default=retention.max_bytes,
+        metavar="N",
+        help="keep each decision's intent for `pdp replay` up to this size; a larger one keeps its "
+        f"digest only and is counted (default $PDP_RECORDS_INTENT_MAX_BYTES, else {retention.max_bytes}; "
+        "0: keep none)",
+    )
+    g.add_argument(
+        "--records-intent-days",
+        type=float,
+        default=retention.max_days,
+        metavar="DAYS",
+        help="drop kept intents older than this (the records stay) (default $PDP_RECORDS_INTENT_DAYS, "
+        f"else {retention.max_days:g}; 0: no age limit)",
+    )
+    g.add_argument(
+        "--records-intent-count",
+        type=int,
+        default=retention.max_count,
+        metavar="N",
+        help="keep only the newest N intents (default $PDP_RECORDS_INTENT_COUNT, else "
+        f"{retention.max_count}; 0: no count limit)",
+    )
     g.add_argument(
         "--records-adopt",
         action="store_true",
@@ -130,6 +157,33 @@ def records_integrity(args: argparse.Namespace) -> Integrity:
         url=getattr(args, "records_url", "") or "",
         writer=getattr(args, "records_writer", "") or "",
         durable=bool(getattr(args, "records_durable", False)),
+        intents=intent_retention(args),
+    )
+
+
+def _env_retention() -> IntentRetention:
+    try:
+        return IntentRetention.from_env()
+    except ValueError as exc:  # names the variable
+        raise SystemExit(f"error: {exc}") from None
+
+
+def intent_retention(args: argparse.Namespace) -> IntentRetention:
+    """The retention of kept intents from the options; a negative value names its flag."""
+    base = _env_retention()
+    values = {
+        "max_bytes": getattr(args, "records_intent_max_bytes", base.max_bytes),
+        "max_days": getattr(args, "records_intent_days", base.max_days),
+        "max_count": getattr(args, "records_intent_count", base.max_count),
+    }
+    flags = {"max_bytes": "max-bytes", "max_days": "days", "max_count": "count"}
+    for name, value in values.items():
+        if value < 0:
+            raise SystemExit(f"error: --records-intent-{flags[name]}: must be >= 0, not {value}")
+    return IntentRetention(
+        max_bytes=int(values["max_bytes"]),
+        max_days=float(values["max_days"]),
+        max_count=int(values["max_count"]),
     )
 
 
@@ -142,8 +196,11 @@ def records_argv(args: argparse.Namespace) -> tuple[str, ...]:
         ("--records-trusted-key", getattr(args, "records_trusted_key", None)),
         ("--records-url", getattr(args, "records_url", "")),
         ("--records-writer", getattr(args, "records_writer", "")),
+        ("--records-intent-max-bytes", getattr(args, "records_intent_max_bytes", None)),
+        ("--records-intent-days", getattr(args, "records_intent_days", None)),
+        ("--records-intent-count", getattr(args, "records_intent_count", None)),
     ):
-        if value:
+        if value or (value == 0 and flag.startswith("--records-intent")):
             argv += [flag, str(value)]
     if getattr(args, "records_durable", False):
         argv.append("--records-durable")

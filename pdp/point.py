@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,16 @@ class DecisionPoint:
             from pdp.metrics import decisions
 
             self._metrics = decisions
+        # Called with each intent and its decision once answered (pdp/replay/shadow.py); must
+        # return at once and never raise: it is on the answer path.
+        self.shadow: Callable[[Mapping[str, Any], Decision], None] | None = None
+
+    @property
+    def waits_on_io(self) -> bool:
+        """Whether deciding may block on I/O (a sidecar call, a durable record's commit) rather
+        than only use the CPU, as the in-process wasm engine does."""
+        durable = self.decision_log is not None and self.decision_log.integrity.durable
+        return durable or not getattr(self.engine, "in_process", False)
 
     def decide(self, intent: Mapping[str, Any], options: DecideOptions | None = None) -> Decision:
         """Decide one intent. Raises InvalidIntent for a malformed intent; engine failures are
@@ -146,5 +156,8 @@ class DecisionPoint:
                     d.bundle_revision,
                 )
             if options.record and self.decision_log is not None:
-                self.decision_log.append(d, render.input_digest(intent))
+                canonical = render.canonical_intent(intent)
+                self.decision_log.append(d, render.digest_of(canonical), canonical)
+            if self.shadow is not None and error is None:
+                self.shadow(intent, d)
         return decisions

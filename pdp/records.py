@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,10 @@ from pdp.integrity.checkpoints import Checkpointer, claimed_log, require_trusted
 from pdp.integrity.files import inside
 from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
 from pdp.integrity.verify import Problem, Report, verify
+from pdp.records_intents import IntentRetention, IntentRow, check_intents, intent_row
+from pdp.records_intents import pruned as intents_pruned
 from pdp.records_model import ChainStore, DecisionRecord, RecordsStoreError, is_url, payload, timestamp
-from pdp.records_sqlite import SqliteStore, read_only, rows, select
+from pdp.records_sqlite import SqliteStore, intent_mismatches, read_only, rows, select
 
 if TYPE_CHECKING:
     # Imported where a postgresql:// URL is given: the SQLite default loads no PostgreSQL driver.
@@ -83,6 +86,8 @@ class Integrity:
     # record is durable); else it returns at once and the record is committed within ~20 ms.
     durable: bool = False
     durable_timeout: float = 10.0
+    # How much of each intent is kept for `pdp replay`, and for how long (pdp/records_intents.py).
+    intents: IntentRetention = field(default_factory=IntentRetention)
 
     def sink(self, log_path: Path) -> Sink:
         return open_sink(
@@ -148,6 +153,8 @@ class DecisionLog:
         self._sink_error = ""
         self._write_error = ""
         self._pending: list[tuple[Any, ...]] = []
+        self._pending_intents: list[IntentRow] = []
+        self._pruned_at = 0.0  # monotonic time of the last retention pass (0: at the first write)
         self._pending_lock = threading.Lock()
         self._appended = 0  # rows appended so far (durable mode waits for its own to commit)
         self._committed = 0
@@ -195,6 +202,7 @@ class DecisionLog:
                 self.flush()
                 with self._lock:
                     self._checkpoint(self.checkpoints.due)
+                self._prune_intents()
             except Exception as exc:  # never let the writer die: the next round tries again
                 if str(exc) != self._write_error:  # once per distinct error, not every 20 ms
                     log.exception("decision log %s: write failed; retrying", self.location)
@@ -202,6 +210,19 @@ class DecisionLog:
                 self._wake.wait(_FLUSH_SECONDS)
             else:
                 self._write_error = ""
+
+    def _prune_intents(self) -> None:
+        """Apply the intents' retention limits, at most every `prune_seconds`."""
+        retention = self.integrity.intents
+        now = time.monotonic()
+        if self._pruned_at and now - self._pruned_at < retention.prune_seconds:
+            return
+        self._pruned_at = now
+        with self._lock:
+            pruned = self._store.prune_intents(retention)
+        if pruned:
+            intents_pruned().inc(pruned)
+            log.info("decision log %s: %d kept intent(s) dropped by retention", self.location, pruned)
 
     def _checkpoint(self, step: Any) -> None:
         """Run a checkpointer step; a sink that fails is logged (once per distinct error) and the
@@ -221,24 +242,29 @@ class DecisionLog:
         with self._lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, []
+                intents, self._pending_intents = self._pending_intents, []
                 upto = self._appended  # the pending rows are always the newest appended
             if not batch:
                 return
             try:
-                first, before, hashes = self._store.commit(batch)
+                first, before, hashes = self._store.commit(batch, intents)
             except BaseException:
                 with self._pending_lock:
                     self._pending[:0] = batch  # kept, in order, for the next round
+                    self._pending_intents[:0] = intents
                 raise
             with self._commits:
                 self._committed = max(self._committed, upto)
                 self._commits.notify_all()
             self._checkpoint(lambda: self.checkpoints.add(first, before, hashes))
 
-    def append(self, decision: Decision, input_digest: str) -> None:
+    def append(self, decision: Decision, input_digest: str, intent: str | None = None) -> None:
+        """Record `decision`; `intent`: the intent's canonical JSON (decision.canonical_intent),
+        whose digest is `input_digest`, kept for replay within the retention limits."""
+        decided_at = timestamp(decision.decided_at)
         row = (
             decision.decision_id,
-            timestamp(decision.decided_at),
+            decided_at,
             decision.tenant,
             decision.kind,
             decision.outcome.value,
@@ -246,9 +272,17 @@ class DecisionLog:
             decision.bundle_revision,
             input_digest,
             float(decision.evaluation_ms),  # a REAL column gives back a float: hashed as one
+            json.dumps(dict(decision.constraints), sort_keys=True, separators=(",", ":")),
+        )
+        kept = (
+            intent_row(decision.decision_id, decided_at, intent, self.integrity.intents)
+            if intent is not None
+            else None
         )
         with self._pending_lock:
             self._pending.append(row)
+            if kept is not None:
+                self._pending_intents.append(kept)
             self._appended += 1
             ticket = self._appended
         if not self.integrity.durable:
@@ -334,6 +368,9 @@ def verify_log(path: Path, sink: Sink, trusted: Ed25519PublicKey) -> Report:
     try:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
         report = _check(entries, rows(conn, 0) if "hash" in columns else iter(()), trusted, LOG_NAME, torn)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "decision_intents" in tables:
+            check_intents(report, intent_mismatches(conn))
         if "hash" not in columns:
             report.problems.insert(
                 0, Problem(0, f"{path} is not a chained decision log", whole="decision log")
@@ -361,6 +398,7 @@ def verify_central(url: str, sink: Sink, trusted: Ed25519PublicKey) -> dict[str,
         for writer in sorted(found):
             chain = records_postgres.rows(conn, writer, 0)
             reports[writer] = _check(entries, chain, trusted, records_postgres.log_name(writer), torn)
+            check_intents(reports[writer], records_postgres.intent_mismatches(conn, writer))
             # The other writers' checkpoints are not foreign logs here: drop that note.
             reports[writer].notes = [n for n in reports[writer].notes if "of other logs" not in n]
         return reports

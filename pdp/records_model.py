@@ -7,6 +7,7 @@ same columns, hashed the same way (`payload`), so a record verifies wherever it 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,10 +17,13 @@ import orjson
 
 from pdp.integrity.chain import Row
 from pdp.integrity.sinks import Sink
+from pdp.records_intents import IntentRetention, IntentRow
 
-# The stored columns a record's hash covers, in this order.
+# The stored columns a record's hash covers, in this order. `constraints` (the decision's
+# constraints as JSON) came later: NULL in records written before it, which are hashed without it.
 FIELDS = (
-    "decision_id, decided_at, tenant, kind, outcome, reasons, bundle_revision, input_digest, evaluation_ms"
+    "decision_id, decided_at, tenant, kind, outcome, reasons, bundle_revision, input_digest, evaluation_ms, "
+    "constraints"
 )
 
 
@@ -31,8 +35,28 @@ def timestamp(moment: datetime) -> str:
 
 
 def payload(fields: tuple[Any, ...]) -> bytes:
-    """What a record's hash covers: its stored values in column order, as a JSON array."""
+    """What a record's hash covers: its stored values in column order, as a JSON array (without
+    `constraints` when it is NULL: a record from before that column hashes as it always did)."""
+    if len(fields) == 10 and fields[9] is None:
+        fields = fields[:9]
     return orjson.dumps(fields)
+
+
+def record_of(r: tuple[Any, ...] | Any, writer: str = "") -> DecisionRecord:
+    """A DecisionRecord from the FIELDS columns of a row."""
+    return DecisionRecord(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        json.loads(r[5]),
+        r[6],
+        r[7],
+        float(r[8]),
+        writer,
+        None if r[9] is None else json.loads(r[9]),
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,7 @@ class DecisionRecord:
     input_digest: str
     evaluation_ms: float
     writer: str = ""  # the PDP process that wrote it (central records); '' in a local log
+    constraints: dict[str, Any] | None = None  # None: recorded before constraints were kept
 
     def to_dict(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
@@ -60,9 +85,12 @@ class ChainStore(Protocol):
 
     location: str  # for messages: the file, or the database and writer
 
-    def commit(self, rows: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
-        """Chain and insert `rows` after this writer's head in one transaction; (first seq, the
-        hash before it, their hashes)."""
+    def commit(self, rows: list[tuple[Any, ...]], intents: list[IntentRow]) -> tuple[int, str, list[str]]:
+        """Chain and insert `rows` after this writer's head, and their kept `intents`, in one
+        transaction; (first seq, the hash before it, their hashes)."""
+
+    def prune_intents(self, retention: IntentRetention) -> int:
+        """Drop kept intents past the retention limits; how many."""
 
     def select(
         self, tenant: str | None, since: datetime | None, until: datetime | None, limit: int

@@ -15,14 +15,15 @@ import json
 import re
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.sinks import Sink
-from pdp.records_model import FIELDS, DecisionRecord, payload, timestamp
+from pdp.records_intents import POSTGRES_INSERT, POSTGRES_SCHEMA, IntentRetention, IntentRow
+from pdp.records_model import FIELDS, DecisionRecord, payload, record_of, timestamp
 
 # Defined apart from this module so that checking a URL or catching the error needs no psycopg.
 from pdp.records_model import RecordsStoreError as RecordsStoreError
@@ -46,6 +47,9 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS pdp_decision_records_by_tenant_time "
     "ON pdp_decision_records (tenant, decided_at)",
     "CREATE INDEX IF NOT EXISTS pdp_decision_records_by_time ON pdp_decision_records (decided_at)",
+    # NULL in records written before constraints were kept (hashed without it).
+    "ALTER TABLE pdp_decision_records ADD COLUMN IF NOT EXISTS constraints TEXT",
+    *POSTGRES_SCHEMA,
     """CREATE TABLE IF NOT EXISTS pdp_decision_writers (
         writer TEXT PRIMARY KEY, checkpointed TEXT NOT NULL)""",
     """CREATE OR REPLACE FUNCTION pdp_decision_records_append_only() RETURNS trigger
@@ -59,7 +63,7 @@ _SCHEMA = [
 ]
 _INSERT = (
     f"INSERT INTO pdp_decision_records (writer, seq, {FIELDS}, prev_hash, hash) "
-    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 )
 _ROWS = (
     f"SELECT seq, {FIELDS}, prev_hash, hash FROM pdp_decision_records "
@@ -135,17 +139,25 @@ def select(
         f"SELECT {FIELDS}, writer FROM pdp_decision_records {where} ORDER BY decided_at, writer, seq LIMIT %s"
     )
     found = conn.execute(sql, [*args, limit]).fetchall()
-    return [
-        DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], float(r[8]), r[9])
-        for r in found
-    ]
+    return [record_of(r, r[10]) for r in found]
 
 
 def rows(conn: psycopg.Connection[Any], writer: str, after: int) -> Iterator[Row]:
     with conn.cursor() as cur:
         for r in cur.stream(_ROWS, (writer, after)):  # row by row: a long chain is not held in memory
-            fields = (*r[1:9], float(r[9]))
-            yield int(r[0]), payload(fields), str(r[10]), str(r[11])
+            fields = (*r[1:9], float(r[9]), r[10])
+            yield int(r[0]), payload(fields), str(r[11]), str(r[12])
+
+
+def intent_mismatches(conn: psycopg.Connection[Any], writer: str) -> Iterator[tuple[int, str, str, str]]:
+    """(seq, decision_id, record's digest, kept intent) of a writer's kept intents."""
+    with conn.cursor() as cur:
+        yield from cur.stream(
+            "SELECT d.seq, d.decision_id, d.input_digest, i.intent FROM pdp_decision_intents i "
+            "JOIN pdp_decision_records d ON d.decision_id = i.decision_id "
+            "WHERE d.writer = %s AND i.intent IS NOT NULL ORDER BY d.seq",
+            (writer,),
+        )
 
 
 # DISTINCT by walking the primary key's index from writer to writer (not a scan of every record).
@@ -228,9 +240,10 @@ class PostgresStore:
         if not _claim(self.conn, self.writer):
             raise RuntimeError(f"decision records writer {self.writer}: taken by another process")
 
-    def commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
+    def commit(self, batch: list[tuple[Any, ...]], intents: list[IntentRow]) -> tuple[int, str, list[str]]:
         """After a failed commit the batch comes again, but that commit may have happened (the
-        connection broke before its answer): the records already stored are left out."""
+        connection broke before its answer): the records already stored are left out (their
+        intents are inserted at most once, by decision id)."""
         self._reconnect()
         if self._uncertain:
             ids = [row[0] for row in batch]
@@ -240,14 +253,14 @@ class PostgresStore:
             ).fetchall()
             batch = [row for row in batch if row[0] not in {r[0] for r in stored}]
         try:
-            committed = self._commit(batch)
+            committed = self._commit(batch, intents)
         except BaseException:
             self._uncertain = True
             raise
         self._uncertain = False
         return committed
 
-    def _commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
+    def _commit(self, batch: list[tuple[Any, ...]], intents: list[IntentRow]) -> tuple[int, str, list[str]]:
         with self.conn.transaction():
             head = self.conn.execute(
                 "SELECT seq, hash FROM pdp_decision_records WHERE writer = %s ORDER BY seq DESC LIMIT 1",
@@ -264,7 +277,26 @@ class PostgresStore:
                 prev = digest
             with self.conn.cursor() as cur:
                 cur.executemany(_INSERT, chained)
+                if intents:
+                    cur.executemany(POSTGRES_INSERT, intents)
         return first, before, hashes
+
+    def prune_intents(self, retention: IntentRetention) -> int:
+        """Drop the kept intents past the age and count limits, of every writer (the records stay)."""
+        self._reconnect()
+        pruned = 0
+        if retention.max_days:
+            cutoff = timestamp(datetime.now(UTC) - timedelta(days=retention.max_days))
+            pruned += self.conn.execute(
+                "DELETE FROM pdp_decision_intents WHERE decided_at < %s", (cutoff,)
+            ).rowcount
+        if retention.max_count:
+            pruned += self.conn.execute(
+                "DELETE FROM pdp_decision_intents WHERE id <= (SELECT id FROM pdp_decision_intents "
+                "ORDER BY id DESC OFFSET %s LIMIT 1)",
+                (retention.max_count,),
+            ).rowcount
+        return pruned
 
     def select(
         self, tenant: str | None, since: datetime | None, until: datetime | None, limit: int

@@ -10,14 +10,15 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.files import private_database
 from pdp.integrity.sinks import Sink
-from pdp.records_model import FIELDS, DecisionRecord, payload, timestamp
+from pdp.records_intents import SQLITE_INSERT, SQLITE_SCHEMA, IntentRetention, IntentRow
+from pdp.records_model import FIELDS, DecisionRecord, payload, record_of, timestamp
 
 log = logging.getLogger("pdp.records")
 
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     input_digest    TEXT NOT NULL,
     evaluation_ms   REAL NOT NULL,
     prev_hash       TEXT NOT NULL DEFAULT '',
-    hash            TEXT NOT NULL DEFAULT ''
+    hash            TEXT NOT NULL DEFAULT '',
+    constraints     TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_tenant_time ON decisions (tenant, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at);
@@ -46,7 +48,7 @@ BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
 """
-_INSERT = f"INSERT INTO decisions (seq, {FIELDS}, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT = f"INSERT INTO decisions (seq, {FIELDS}, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _ROWS = f"SELECT seq, {FIELDS}, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq"
 
 
@@ -70,12 +72,27 @@ def select(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT {FIELDS} FROM decisions {where} ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, [*args, limit]).fetchall()
-    return [DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows]
+    return [record_of(r) for r in rows]
 
 
 def rows(conn: sqlite3.Connection, after: int) -> Iterator[Row]:
     for r in conn.execute(_ROWS, (after,)):
-        yield int(r[0]), payload(tuple(r[1:10])), str(r[10]), str(r[11])
+        yield int(r[0]), payload(tuple(r[1:11])), str(r[11]), str(r[12])
+
+
+def add_constraints_column(db: sqlite3.Connection) -> None:
+    """A log from before records kept constraints gets the column (NULL in its old records)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(decisions)")}
+    if "constraints" not in columns:
+        db.execute("ALTER TABLE decisions ADD COLUMN constraints TEXT")
+
+
+def intent_mismatches(conn: sqlite3.Connection) -> Iterator[tuple[int, str, str, str]]:
+    """(seq, decision_id, record's digest, kept intent) of every kept intent, for verification."""
+    yield from conn.execute(
+        "SELECT d.seq, d.decision_id, d.input_digest, i.intent FROM decision_intents i "
+        "JOIN decisions d ON d.decision_id = i.decision_id WHERE i.intent IS NOT NULL ORDER BY d.seq"
+    )
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -116,10 +133,12 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")  # other processes of `serve --workers`
         self.db.executescript(_SCHEMA)
+        add_constraints_column(self.db)
+        self.db.executescript(SQLITE_SCHEMA)
         _migrate(self.db)
         self.db.executescript(_TRIGGERS)
 
-    def commit(self, batch: list[tuple[Any, ...]]) -> tuple[int, str, list[str]]:
+    def commit(self, batch: list[tuple[Any, ...]], intents: list[IntentRow]) -> tuple[int, str, list[str]]:
         """IMMEDIATE: the head read and the inserts are one write, whatever other processes append."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -134,11 +153,26 @@ class SqliteStore:
                 hashes.append(digest)
                 prev = digest
             self.db.executemany(_INSERT, chained)
+            self.db.executemany(SQLITE_INSERT, intents)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         return first, before, hashes
+
+    def prune_intents(self, retention: IntentRetention) -> int:
+        """Drop the kept intents past the age and count limits (the records stay)."""
+        pruned = 0
+        if retention.max_days:
+            cutoff = timestamp(datetime.now(UTC) - timedelta(days=retention.max_days))
+            pruned += self.db.execute("DELETE FROM decision_intents WHERE decided_at < ?", (cutoff,)).rowcount
+        if retention.max_count:
+            pruned += self.db.execute(
+                "DELETE FROM decision_intents WHERE rowid <= (SELECT rowid FROM decision_intents "
+                "ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                (retention.max_count,),
+            ).rowcount
+        return pruned
 
     def select(
         self, tenant: str | None, since: datetime | None, until: datetime | None, limit: int

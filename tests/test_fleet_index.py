@@ -23,6 +23,7 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
         '{"pools": data.gpupaas.lib.pool_index, "dedicated": data.gpupaas.lib.dedicated_index,'
         ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant,'
         ' "gpus": data.gpupaas.lib.pool_gpus, "jurisdictions": data.gpupaas.lib.fleet_jurisdictions,'
+        ' "shared_capacity": data.gpupaas.lib.shared_capacity,'
         ' "regions": data.gpupaas.lib.region_jurisdiction, "labels": data.gpupaas.lib.class_by_label,'
         ' "label_keys": data.gpupaas.lib.class_label_keys}',
         data_paths=[*policies, data_file],
@@ -40,6 +41,10 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     assert index["regions"]["eu-central-1"] == "EU"
     assert index["labels"]["nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3"] == "H100-80GB"
     assert index["gpus"]["eu-west"]["acme-h100-dedicated"] == 2 * 8
+    shared_a100_us = {"mig": {"us-east": 16}, "time-slicing": {"us-east": 32}}
+    assert index["shared_capacity"]["A100-40GB"]["US"] == shared_a100_us
+    # eu-west's dedicated H100 pool (16 GPUs) is not in the 32 of its shared one
+    assert index["shared_capacity"]["H100-80GB"]["EU"] == {"none": {"eu-west": 32}}
 
 
 def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa_binary: Path) -> None:

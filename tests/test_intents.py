@@ -127,7 +127,27 @@ def test_batch_prefix_names_the_intent() -> None:
 
 # --- the compiled fast check accepts exactly what jsonschema accepts --------------------------
 
-_EXAMPLE_INTENTS = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "intents").glob("*.json"))]
+_WORKLOAD = {
+    "namespace": "acme-prod",
+    "name": "llama-0",
+    "kind": "Pod",
+    "resources": {"nvidia.com/gpu": 1},
+    "node_selector": {"topology.kubernetes.io/region": "eu-west-1"},
+    "node_affinity": [[{"key": "gpupaas.io/pool", "operator": "In", "values": ["p1"]}]],
+    "tolerations": [
+        {"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "acme-eu", "effect": "NoSchedule"}
+    ],
+    "priority_class_name": "gpupaas-standard",
+    "node_name": "n1",
+    "resource_claims": ["c1"],
+}
+_EXAMPLE_INTENTS = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "intents").glob("*.json"))] + [
+    {"kind": "admit_workload", "actor": "u", "admit_workload": _WORKLOAD},
+    {
+        "kind": "place_workload",
+        "place_workload": {**_WORKLOAD, "nodes": [{"name": "n1", "labels": {"a": "b"}, "namespaces": ["x"]}]},
+    },
+]
 
 _values = st.one_of(
     st.none(),
@@ -188,10 +208,21 @@ def test_fast_check_agrees_with_jsonschema(intent: dict[str, Any]) -> None:
 def test_the_fast_check_covers_the_kinds_on_the_hot_path() -> None:
     from pdp.schemas import fast_intent_check
 
-    # admit_workload and place_workload use unevaluatedProperties, which fastjsonschema lacks;
-    # the enforcement points validate those themselves (DecideOptions.validated).
-    assert fast_intent_check("deploy_model") is not None and fast_intent_check("scale") is not None
-    assert fast_intent_check("admit_workload") is None
+    # admit_workload and place_workload use unevaluatedProperties, which fastjsonschema lacks: it
+    # checks them with the equivalent additionalProperties (the webhook validates every review).
+    for kind in ("deploy_model", "scale", "admit_workload", "place_workload"):
+        assert fast_intent_check(kind) is not None, kind
+
+
+def test_the_fast_check_refuses_a_property_the_workload_does_not_declare() -> None:
+    from pdp.schemas import fast_intent_check, intent_validator
+
+    for kind, extra in (("admit_workload", {}), ("place_workload", {"nodes": []})):
+        intent = {"kind": kind, kind: {**_WORKLOAD, **extra}}
+        check = fast_intent_check(kind)
+        assert check is not None and check(intent) and intent_validator(kind).is_valid(intent)
+        intent[kind]["nodez"] = []
+        assert not check(intent) and not intent_validator(kind).is_valid(intent)
 
 
 def test_a_name_with_a_trailing_newline_is_refused_by_both_validators() -> None:

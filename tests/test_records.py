@@ -154,7 +154,7 @@ class Deployment:
         db.execute("DROP TRIGGER IF EXISTS decisions_no_update")
         rows = db.execute(
             "SELECT seq, decision_id, decided_at, tenant, kind, outcome, reasons, bundle_revision,"
-            " input_digest, evaluation_ms FROM decisions ORDER BY seq"
+            " input_digest, evaluation_ms, constraints FROM decisions ORDER BY seq"
         ).fetchall()
         prev, hashes = GENESIS, []
         for new_seq, row in enumerate(rows, 1):

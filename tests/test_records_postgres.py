@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -323,7 +323,7 @@ def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplica
         log.flush()
     with log._lock:  # a commit that happened but whose answer was lost: d3 stored, d3 still queued
         store = log._store
-        store.commit([("d3", *_row_tail())])  # type: ignore[attr-defined]
+        store.commit([("d3", *_row_tail())], [])  # type: ignore[attr-defined]
         store._uncertain = True  # type: ignore[attr-defined]
         log.append(_decision(3, "acme-eu", T0), "sha256:x")
     log.close()
@@ -337,4 +337,46 @@ def _row_tail() -> tuple[object, ...]:
     """The stored columns after decision_id of _decision(3, 'acme-eu', T0)."""
     from pdp.records_model import timestamp
 
-    return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5)
+    return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5, "{}")
+
+
+def test_central_records_keep_intents_with_retention_and_verify_them(database: str, tmp_path: Path) -> None:
+    """Kept intents in PostgreSQL: stored beside each writer's records, a too-large one by its
+    size only, retention drops the oldest beyond the count, an edited one is named by verify."""
+    from pdp.decision import canonical_intent, digest_of
+    from pdp.records_intents import IntentRetention
+
+    replicas = Replicas(database, tmp_path)
+    retention = IntentRetention(max_bytes=300, max_count=0)  # the count is applied below, once
+    a, b = replicas.open("a", intents=retention), replicas.open("b", intents=retention)
+    for n in range(6):
+        intent = {"kind": "deploy_model", "tenant": "acme-eu", "n": n, "pad": "x" * (400 if n == 5 else 0)}
+        text = canonical_intent(intent)
+        decision = _decision(n, "acme-eu", datetime.now(UTC))
+        writer = a if n % 2 else b
+        writer.append(decision, digest_of(text), text)
+        writer.flush()  # commit order is what "newest" means to the count limit
+    with psycopg.connect(dsn(database), autocommit=True) as conn:
+        kept = dict(
+            conn.execute("SELECT decision_id, intent IS NOT NULL FROM pdp_decision_intents").fetchall()
+        )
+    assert kept == {f"d{n}": n != 5 for n in range(6)}
+    # The newest three stay, whichever writer wrote them.
+    assert a._store.prune_intents(IntentRetention(max_count=3)) == 3
+    a.close()
+    b.close()
+    with psycopg.connect(dsn(database), autocommit=True) as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT decision_id FROM pdp_decision_intents")) == [
+            "d3",
+            "d4",
+            "d5",
+        ]
+        conn.execute(
+            "UPDATE pdp_decision_intents SET intent = replace(intent, 'acme-eu', 'globex') "
+            "WHERE decision_id = 'd4'"
+        )
+    reports = replicas.verify()
+    assert [str(p) for p in reports["pdp"].problems + reports["pdp-2"].problems] == [  # type: ignore[attr-defined]
+        "decision record 3: its kept intent (decision d4) does not match the record's input_digest (edited?)"
+    ]
+    assert len(read_records(database)) == 6  # records are never dropped by retention

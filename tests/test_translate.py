@@ -202,3 +202,29 @@ def test_decision_constraints_fill_like_json_format_and_ignore_unknown_fields() 
     assert message.constraints == expected.constraints
     assert list(message.obligations) == list(expected.obligations)
     assert message.constraints.isolation.HasField("gpu_sharing")
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        {"eligible_clusters": ["eu-west"], "node_selector": {"a": "b"}},  # nothing empty: the fast path
+        {"eligible_clusters": [], "node_selector": {}, "isolation": {"dedicated_pools": []}},
+        {"eligible_clusters": ["x[]{}"], "node_selector": {"k": "{}"}},  # brackets inside strings only
+        {"eligible_clusters": ["x[]"], "tolerations": [{"key": "k", "values": []}]},
+    ],
+)
+def test_empty_collections_survive_the_round_trip(constraints: dict[str, object]) -> None:
+    decision = Decision(
+        outcome=Outcome.ALLOW,
+        reasons=[],
+        warnings=[],
+        constraints=constraints,
+        obligations=[],
+        bundle_revision="r",
+        decision_id="d",
+        decided_at=datetime(2026, 1, 1, tzinfo=UTC),
+        evaluation_ms=1.0,
+        tenant="acme-eu",
+        kind="deploy_model",
+    )
+    assert decision_from_proto(decision_to_proto(decision))["constraints"] == constraints

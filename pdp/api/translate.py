@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
@@ -122,6 +123,13 @@ def _fill(message: Message, doc: Mapping[str, Any]) -> None:
 
 
 def _empty_collections(node: Any, prefix: str = "") -> list[str]:
+    """The paths of the empty lists and maps in `node` (proto3 cannot tell them from absent)."""
+    if not prefix and b"[]" not in (raw := orjson.dumps(node)) and b"{}" not in raw:
+        return []  # the usual case, told by one serialization instead of a walk of every node
+    return _walk_empty(node, prefix)
+
+
+def _walk_empty(node: Any, prefix: str) -> list[str]:
     if isinstance(node, dict):
         items: Any = node.items()
     elif isinstance(node, list):
@@ -134,7 +142,7 @@ def _empty_collections(node: Any, prefix: str = "") -> list[str]:
         if isinstance(value, dict | list) and not value:
             out.append(path)
         else:
-            out += _empty_collections(value, f"{path}.")
+            out += _walk_empty(value, f"{path}.")
     return out
 
 

@@ -74,11 +74,13 @@ def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, st
     from pdp.opa.status import bundle_refusal
     from pdp.point import DecisionPoint
     from pdp.records import DecisionLog
+    from pdp.replay.shadow import start_shadow
 
     servers = Servers()
     engine = OpaHttpEngine(args.opa_addr)
     log_path = args.state / "decisions.sqlite"
     point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
+    servers.add(start_shadow(args, point))
     server = servers.add(
         PdpServer(
             point,
@@ -109,9 +111,11 @@ def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, s
     from pdp.embedded import EmbeddedPDP
     from pdp.enforcement.launch import start_enforcement
     from pdp.metrics_http import start_metrics
+    from pdp.replay.shadow import start_shadow
 
     servers = Servers()
     with EmbeddedPDP(embedded_settings(args)) as stack:
+        servers.add(start_shadow(args, stack.point))
         server = servers.add(
             PdpServer(
                 stack.point,
@@ -224,6 +228,7 @@ def add_parsers(sub: Any) -> None:
     from pdp.api.http_cli import add_http_options
     from pdp.enforcement.launch import add_webhook_options
     from pdp.metrics_http import add_metrics_options
+    from pdp.replay.shadow import add_shadow_options
 
     s = with_records(with_config(sub.add_parser("serve", help="serve the gRPC PDP")))
     s.add_argument("--listen", default="127.0.0.1:50051")
@@ -260,6 +265,7 @@ def add_parsers(sub: Any) -> None:
     )
     add_http_options(s)
     add_metrics_options(s)
+    add_shadow_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", help="serve gRPC here")

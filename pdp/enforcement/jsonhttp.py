@@ -7,15 +7,19 @@ a JSON message); a client that stops sending mid-request or mid-handshake is dro
 read timeout (serving.py); idle keep-alive connections are closed after `keep_alive` seconds.
 
 Overload is refused, not queued: beyond `max_pending` requests being decided (queued for or
-running on the decision threads) a request is answered 503 at once, and beyond
-`max_connections` connections uvicorn answers 503 itself. A 503 is never an admission: the API
-server treats any webhook answer that is not an AdmissionReview as a call failure, and with
-`failurePolicy: Fail` (deploy/) a failed call rejects the object; kube-scheduler treats an
-extender error as a failed scheduling cycle and retries the pod.
+running on the decision threads, or with inline routes queued for the event loop) a request is
+answered 503 at once; a request that waited more
+than `max_wait` seconds for the event loop is answered 503 instead of being decided; connections
+beyond `max_connections` are reset at accept, before the TLS handshake (serving.py). A 503 is
+never an admission: the API server treats any webhook answer that is not an AdmissionReview as
+a call failure, and with `failurePolicy: Fail` (deploy/) a failed call rejects the object;
+kube-scheduler treats an extender error as a failed scheduling cycle and retries the pod.
 
-Routes are plain functions run on a small thread pool: deciding is blocking work (the OPA
-sidecar is an HTTP call, the wasm engine is CPU), and the event loop must keep accepting and
-parsing meanwhile.
+Routes are plain functions. By default they run on a small thread pool: deciding through the OPA
+sidecar is an HTTP call, and the event loop must keep accepting and parsing meanwhile. `inline`
+routes run on the event loop itself: for a decision that only uses the CPU (the wasm engine) the
+handoff to a thread and back (a future, a loop wake-up, two GIL switches) cost more than the
+decision's own Python, and one thread deciding at a time is all one process can do anyway.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from urllib.parse import parse_qs
 import orjson
 import uvicorn
 
-from pdp.enforcement.serving import listening_socket, loop_factory, protocol_class, switching_context
+from pdp.enforcement.serving import (
+    ARRIVED,
+    QUEUED,
+    listening_socket,
+    loop_factory,
+    protocol_class,
+    switching_context,
+)
 from pdp.enforcement.servingcert import ServingCertificate
 from pdp.listen import bound_url
 
@@ -53,7 +64,8 @@ DEFAULT_MAX_BODY = 3 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE = 5
 DEFAULT_MAX_PENDING = 256
-DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS = 128
+DEFAULT_MAX_WAIT = 1.0
 DEFAULT_THREADS = 8
 DEFAULT_GRACEFUL_SHUTDOWN = 5
 # A body above the limit but within this factor of it is left for the parser to read and drop, so
@@ -86,10 +98,14 @@ class JsonApp:
         max_pending: int,
         threads: int,
         name: str,
+        inline: bool = False,
+        max_wait: float = DEFAULT_MAX_WAIT,
     ) -> None:
         self.routes = dict(routes)
         self.max_body = max_body
         self.max_pending = max_pending
+        self.max_wait = max_wait
+        self.inline = inline
         self.pending = 0  # touched on the event loop thread only
         self.refused = 0
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
@@ -97,7 +113,7 @@ class JsonApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        arrived = time.monotonic()
+        arrived = scope.get(ARRIVED) or time.monotonic()
         path, method = scope["path"], scope["method"]
         route = self.routes.get(path)
         if method == "POST" and route is not None:
@@ -131,12 +147,19 @@ class JsonApp:
             msg = f"body of {length} bytes is above the limit of {self.max_body}"
             await _fail(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, msg, close=not self._drains(scope))
             return
-        if self.pending >= self.max_pending:
+        waited = time.monotonic() - arrived
+        # Inline, one request runs at a time: the queue is the requests parsed before this one.
+        busy = scope.get(QUEUED, 0) if self.inline else self.pending
+        if busy >= self.max_pending or waited > self.max_wait:
             # Refused before the body is read or anything is decided: overload costs the server
             # almost nothing and the caller learns at once (the API server fails the call, and
             # with failurePolicy Fail that is a rejection, never an admission).
             self.refused += 1
-            msg = f"overloaded: {self.pending} requests are being decided; retry"
+            if waited > self.max_wait:
+                why = f"the request waited {waited:.2f} s for the server"
+            else:
+                why = f"{busy} requests are being decided"
+            msg = f"overloaded: {why}; retry"
             await _fail(send, HTTPStatus.SERVICE_UNAVAILABLE, msg, headers=[(b"retry-after", b"1")])
             return
         self.pending += 1
@@ -145,9 +168,12 @@ class JsonApp:
             if body is None:
                 return  # the client went away
             query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
-            loop = asyncio.get_running_loop()
-            answer = loop.run_in_executor(self.pool, _call, route, body, query, arrived, scope["path"])
-            status, payload = await answer
+            if self.inline:
+                status, payload = _call(route, body, query, arrived, scope["path"])
+            else:
+                loop = asyncio.get_running_loop()
+                answer = loop.run_in_executor(self.pool, _call, route, body, query, arrived, scope["path"])
+                status, payload = await answer
         finally:
             self.pending -= 1
         await _send(send, status, payload)
@@ -228,9 +254,20 @@ class JsonHttpServer:
         graceful_shutdown: int = DEFAULT_GRACEFUL_SHUTDOWN,
         reuse_port: bool = False,
         name: str = "gpupaas-http",
+        inline: bool = False,
+        max_wait: float = DEFAULT_MAX_WAIT,
     ) -> None:
+        """`inline`: run the routes on the event loop (only for routes that never wait on I/O)."""
         self.certificate = ssl_context
-        self.app = JsonApp(routes, max_body=max_body, max_pending=max_pending, threads=threads, name=name)
+        self.app = JsonApp(
+            routes,
+            max_body=max_body,
+            max_pending=max_pending,
+            threads=threads,
+            name=name,
+            inline=inline,
+            max_wait=max_wait,
+        )
         self._socket = listening_socket(host, port, reuse_port=reuse_port)
         certificate = self.certificate
         config = uvicorn.Config(
@@ -242,13 +279,13 @@ class JsonHttpServer:
             access_log=False,
             lifespan="off",
             server_header=False,
-            limit_concurrency=max_connections,
+            limit_concurrency=2 * max_connections,  # a backstop: the accept gate holds the cap
             timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=graceful_shutdown,
             ssl_context_factory=(lambda *_: switching_context(certificate)) if certificate else None,
         )
         self._server = uvicorn.Server(config)
-        self._loop_factory = loop_factory(read_timeout)
+        self._loop_factory = loop_factory(read_timeout, max_connections)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._error: BaseException | None = None
 

@@ -190,7 +190,10 @@ class WebhookServer(HttpService):
         max_pending: int = DEFAULT_MAX_PENDING,
         threads: int = DEFAULT_THREADS,
         reuse_port: bool = False,
+        inline: bool | None = None,
     ) -> None:
+        """`inline`: decide on the event loop rather than on `threads` threads; by default when
+        deciding never waits on I/O (the wasm engine, a decision log that is not durable)."""
         self.webhook = webhook
         self._http = JsonHttpServer(
             {"/validate": self._validate},
@@ -202,6 +205,7 @@ class WebhookServer(HttpService):
             threads=threads,
             reuse_port=reuse_port,
             name="gpupaas-webhook",
+            inline=not webhook.point.waits_on_io if inline is None else inline,
         )
 
     def _validate(self, body: bytes, query: Query, arrived: float) -> dict[str, Any]:

@@ -9,7 +9,6 @@ wasmtime package. The compiled module carries most built-ins itself; the few it 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import queue
 import re
@@ -23,10 +22,9 @@ from typing import Any
 
 import orjson
 import wasmtime
-from wasmtime import _ffi as _wasm_ffi
-from wasmtime._func import enter_wasm as _enter_wasm
 
 from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
+from pdp.engine.wasm_native import I32Call, LinearMemory, define_i32_func, set_epoch_deadline
 
 _TICK_SECONDS = 0.005  # epoch granularity for deadlines
 
@@ -83,57 +81,22 @@ class WasmBundle:
         return cls(files["policy.wasm"], data, str(manifest.get("revision", "")), compiled)
 
 
-class _I32Call:
-    """A call of an exported function that takes and returns only i32s, as opa_eval, opa_malloc,
-    opa_json_parse and opa_json_dump do.
-
-    wasmtime's Func.__call__ re-checks and converts every argument through its generic Val types;
-    on the decision path that was a tenth of the PDP's CPU (py-spy, docs/performance.md). This
-    fills one preallocated argument array instead. It uses wasmtime-py's ctypes bindings, which
-    are not public API: the version is pinned, and the engine differential test exercises it.
-    """
-
-    def __init__(self, func: wasmtime.Func, arity: int) -> None:
-        self._func = func._func
-        self._params = (_wasm_ffi.wasmtime_val_t * arity)()
-        for param in self._params:
-            param.kind = _wasm_ffi.WASMTIME_I32
-        self._results = (_wasm_ffi.wasmtime_val_t * 1)()
-        self._arity = arity
-
-    def __call__(self, store: wasmtime.Store, *args: int) -> int:
-        params = self._params
-        for i, arg in enumerate(args):
-            params[i].of.i32 = arg
-        with _enter_wasm(store) as trap:
-            error = _wasm_ffi.wasmtime_func_call(
-                store._context(), ctypes.byref(self._func), params, self._arity, self._results, 1, trap
-            )
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
-        return int(self._results[0].of.i32)
-
-
 class _Instance:
     """One instantiated module with the data loaded; not thread-safe (the engine pools them)."""
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module, data: dict[str, Any]) -> None:
         self.store = wasmtime.Store(engine)
         self.store.set_epoch_deadline(1_000_000)  # loading data is not bounded by any one caller
-        self.memory = wasmtime.Memory(self.store, wasmtime.MemoryType(wasmtime.Limits(5, None)))
+        memory = wasmtime.Memory(self.store, wasmtime.MemoryType(wasmtime.Limits(5, None)))
+        self.memory = LinearMemory(self.store, memory)
         linker = wasmtime.Linker(engine)
-        linker.define(self.store, "env", "memory", self.memory)
+        linker.define(self.store, "env", "memory", memory)
         i32 = wasmtime.ValType.i32()
         linker.define_func("env", "opa_abort", wasmtime.FuncType([i32], []), self._abort)
-        for arity in range(5):
-            params = [i32, i32] + [i32] * arity
-            linker.define_func(
-                "env",
-                f"opa_builtin{arity}",
-                wasmtime.FuncType(params, [i32]),
-                self._builtin,
-                access_caller=False,
-            )
+        self._host = [
+            define_i32_func(linker, "env", f"opa_builtin{arity}", 2 + arity, self._builtin)
+            for arity in range(5)
+        ]
         self.instance = linker.instantiate(self.store, module)
         exports = self.instance.exports(self.store)
 
@@ -146,11 +109,11 @@ class _Instance:
             return export
 
         # Also called once per argument and result of every host built-in (sprintf, ...).
-        self._malloc = _I32Call(func("opa_malloc"), 1)
-        self._json_parse = _I32Call(func("opa_json_parse"), 2)
-        self._json_dump = _I32Call(func("opa_json_dump"), 1)
+        self._malloc = I32Call(func("opa_malloc"), 1)
+        self._json_parse = I32Call(func("opa_json_parse"), 2)
+        self._json_dump = I32Call(func("opa_json_dump"), 1)
         self._heap_get = func("opa_heap_ptr_get")
-        self._eval = _I32Call(func("opa_eval"), 7)
+        self._eval = I32Call(func("opa_eval"), 7, releases_gil=True)
         self.entrypoints: dict[str, int] = self._read_json(func("entrypoints")(self.store))
         required: dict[str, int] = self._read_json(func("builtins")(self.store))
         missing = sorted(set(required) - set(HOST_BUILTINS))
@@ -161,18 +124,7 @@ class _Instance:
         self._heap_after_data = self._heap_get(self.store)
 
     def _read_cstring(self, address: int) -> bytes:
-        end = address
-        size = self.memory.data_len(self.store)
-        chunk = 4096
-        while end < size:
-            block = self.memory.read(self.store, end, min(end + chunk, size))
-            nul = block.find(b"\0")
-            if nul >= 0:
-                end += nul
-                break
-            end += len(block)
-            chunk *= 2
-        return bytes(self.memory.read(self.store, address, end))
+        return self.memory.read_cstring(address)
 
     def _read_json(self, value_address: int) -> Any:
         return orjson.loads(self._read_cstring(self._json_dump(self.store, value_address)))
@@ -180,7 +132,7 @@ class _Instance:
     def _write_value(self, value: Any) -> int:
         raw = orjson.dumps(value)
         address = self._malloc(self.store, len(raw))
-        self.memory.write(self.store, raw, address)
+        self.memory.write(raw, address)
         parsed = self._json_parse(self.store, address, len(raw))
         if parsed == 0:
             raise EngineFailure("the wasm module could not parse a JSON value")
@@ -198,10 +150,8 @@ class _Instance:
         # Each evaluation starts from the heap as it was right after loading data (opa_eval takes
         # the heap pointer as an argument), so memory used by one decision is reclaimed by the next.
         address = self._heap_after_data
-        needed = address + len(raw) + 1
-        if needed > self.memory.data_len(self.store):
-            self.memory.grow(self.store, (needed - self.memory.data_len(self.store)) // 65536 + 1)
-        self.memory.write(self.store, raw, address)
+        self.memory.grow_to(address + len(raw) + 1)
+        self.memory.write(raw, address)
         result = self._eval(self.store, 0, entrypoint, self._data, address, len(raw), address + len(raw), 0)
         results = orjson.loads(self._read_cstring(result))
         return results[0]["result"] if results else None
@@ -209,6 +159,8 @@ class _Instance:
 
 class WasmEngine:
     """PolicyEngine over a pool of wasm instances (one evaluation per instance at a time)."""
+
+    in_process = True  # evaluates on the caller's CPU, never waits on I/O
 
     def __init__(self, bundle: WasmBundle, *, instances: int = 4) -> None:
         config = wasmtime.Config()
@@ -269,7 +221,7 @@ class WasmEngine:
             entrypoint = instance.entrypoints.get(path)
             if entrypoint is None:
                 raise NoActiveBundle(f"the wasm bundle has no entrypoint {path}")
-            instance.store.set_epoch_deadline(max(1, int(timeout / _TICK_SECONDS)))
+            set_epoch_deadline(instance.store, max(1, int(timeout / _TICK_SECONDS)))
             started = time.monotonic()
             try:
                 result = instance.evaluate(entrypoint, input_doc)

@@ -111,7 +111,7 @@ def fast_intent_check(kind: str) -> Callable[[Any], bool] | None:
     by fastjsonschema (15 us instead of about 200 per intent), or None where the kind's schema
     uses keywords fastjsonschema does not implement. It only says yes or no: jsonschema stays the
     reference and explains a rejection (tests/test_intents.py compares the two)."""
-    schema = intent_schema(kind)
+    schema = _closed_properties(intent_schema(kind))
     if _uses_any(schema, _UNSUPPORTED_BY_FAST):
         return None
     compiled = fastjsonschema.compile({k: v for k, v in schema.items() if k not in ("$schema", "$id")})
@@ -124,6 +124,39 @@ def fast_intent_check(kind: str) -> Callable[[Any], bool] | None:
         return True
 
     return check
+
+
+# What a branch of `allOf` may hold for its properties to count as evaluated whenever the whole
+# object is valid (each branch must then hold, so every property it names was evaluated by it).
+_PLAIN_BRANCH = {"type", "required", "properties", "description"}
+# Beside `unevaluatedProperties`, keywords that could evaluate properties conditionally.
+_CONDITIONAL = {"anyOf", "oneOf", "if", "then", "else", "not", "dependentSchemas", "patternProperties"}
+
+
+def _closed_properties(node: Any) -> Any:
+    """`unevaluatedProperties: false` rewritten as `additionalProperties: false` over the names the
+    object and its `allOf` branches declare, where that is exactly equivalent (no conditional
+    applicator, branches that only declare properties), so fastjsonschema can check
+    admit_workload and place_workload too. Other nodes are left as they are (and then keep the
+    kind on jsonschema alone)."""
+    if isinstance(node, list):
+        return [_closed_properties(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _closed_properties(v) for k, v in node.items()}
+    if node.get("unevaluatedProperties") is not False or "additionalProperties" in node:
+        return node
+    branches = node.get("allOf", [])
+    if set(node) & _CONDITIONAL or not all(isinstance(b, dict) and set(b) <= _PLAIN_BRANCH for b in branches):
+        return node
+    names = dict(node.get("properties", {}))
+    for branch in branches:
+        for name in branch.get("properties", {}):
+            names.setdefault(name, {})
+    closed = {k: v for k, v in node.items() if k != "unevaluatedProperties"}
+    closed["properties"] = names
+    closed["additionalProperties"] = False
+    return closed
 
 
 def _uses_any(node: Any, keywords: set[str]) -> bool:

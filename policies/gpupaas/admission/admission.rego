@@ -18,10 +18,9 @@ _policy := "gpupaas.admission"
 # description: The tenant the intent names is not in the bundle.
 # custom:
 #   code: TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind in lib.named_tenant_kinds
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.tenant
-	msg := sprintf(`tenant "%s" of the %s intent is not in the bundle`, [object.get(input, "tenant", ""), lib.kind])
+	msg := lib.message([`tenant "`, object.get(input, "tenant", ""), `" of the `, lib.kind, " intent is not in the bundle"])
 }
 
 # METADATA
@@ -36,7 +35,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	not lib.tenant
 	_needs_tenant
-	msg := sprintf(`namespace "%s" of %s belongs to no tenant`, [lib.workload.namespace, lib.subject])
+	msg := lib.message([`namespace "`, lib.workload.namespace, `" of `, lib.subject, " belongs to no tenant"])
 }
 
 _needs_tenant if lib.asks_for_gpus
@@ -52,10 +51,10 @@ _needs_tenant if startswith(object.get(lib.workload, "priority_class_name", ""),
 # description: The intent asks for a GPU class the fleet does not define.
 # custom:
 #   code: GPU_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.kind in lib.class_kinds
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	lib.names_class
 	not lib.gpu_class_known(lib.requested_class)
-	msg := sprintf(`tenant "%s" asks for GPU class "%s" for %s; the fleet does not define it`, [lib.tenant_name, lib.requested_class, lib.subject])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" asks for GPU class "`, lib.requested_class, `" for `, lib.subject, "; the fleet does not define it"])
 }
 
 # METADATA
@@ -66,7 +65,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.pinned_product
 	not lib.pinned_class
-	msg := sprintf("%s pins node label %s=%s, which is no GPU class of the fleet", [lib.subject, lib.pinned_label, lib.pinned_product])
+	msg := lib.message([lib.subject, " pins node label ", lib.pinned_label, "=", lib.pinned_product, ", which is no GPU class of the fleet"])
 }
 
 # METADATA
@@ -78,7 +77,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "update_quotas"
 	some class, _ in lib.payload.entitlements
 	not lib.gpu_class_known(class)
-	msg := sprintf(`new entitlements of tenant "%s" name GPU class "%s"; the fleet does not define it`, [lib.tenant_name, class])
+	msg := lib.message([`new entitlements of tenant "`, lib.tenant_name, `" name GPU class "`, class, `"; the fleet does not define it`])
 }
 
 # METADATA
@@ -90,7 +89,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.gpu_class_known(lib.requested_class)
 	entitled := lib.entitled_classes(lib.tenant)
 	not lib.requested_class in entitled
-	msg := sprintf(`tenant "%s" has no entitlement for GPU class "%s" (entitled: [%s]) asked for by %s`, [lib.tenant_name, lib.requested_class, lib.names(entitled), lib.subject])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" has no entitlement for GPU class "`, lib.requested_class, `" (entitled: [`, lib.names(entitled), "]) asked for by ", lib.subject])
 }
 
 # METADATA
@@ -103,7 +102,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
 	not vendor in entitled_vendors
-	msg := sprintf(`%s of tenant "%s" asks for %s GPUs ([%s]) but the tenant is entitled to no %s GPU class`, [lib.subject, lib.tenant_name, vendor, lib.names(lib.gpu_resources), vendor])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, vendor, " GPUs ([", lib.names(lib.gpu_resources), "]) but the tenant is entitled to no ", vendor, " GPU class"])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -118,13 +117,7 @@ _total := lib.usage(lib.requested_class) + lib.additional_gpus if {
 
 _entitlement := lib.entitlement(lib.tenant, lib.requested_class)
 
-_over_entitlement_message := sprintf(
-	`tenant "%s" (tier %s) asks for %d more %s GPUs for %s: usage %d + %d = %d exceeds the entitlement of %d`,
-	[
-		lib.tenant_name, lib.tenant.tier, lib.additional_gpus, lib.requested_class, lib.subject,
-		lib.usage(lib.requested_class), lib.additional_gpus, _total, _entitlement,
-	],
-) if {
+_over_entitlement_message := lib.message([`tenant "`, lib.tenant_name, `" (tier `, lib.tenant.tier, ") asks for ", lib.additional_gpus, " more ", lib.requested_class, " GPUs for ", lib.subject, ": usage ", lib.usage(lib.requested_class), " + ", lib.additional_gpus, " = ", _total, " exceeds the entitlement of ", _entitlement]) if {
 	_total > _entitlement
 }
 
@@ -133,7 +126,8 @@ _over_entitlement_message := sprintf(
 # description: An enterprise or standard request above the entitlement needs approval.
 # custom:
 #   code: QUOTA_APPROVAL_REQUIRED
-approval contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	msg := _over_entitlement_message # first: undefined for an intent within its entitlement
 	lib.tiers[lib.tenant.tier].over_entitlement == "approval"
 }
 
@@ -142,8 +136,8 @@ approval contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_me
 # description: A spot request above the entitlement is refused.
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
-deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
-	lib.tiers[lib.tenant.tier].over_entitlement == "deny"
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_message) if {
+	lib.tiers[lib.tenant.tier].over_entitlement == "deny" # first: only spot tenants get past it
 }
 
 # METADATA
@@ -151,12 +145,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, _over_entitlement_messag
 # description: More GPUs than the eligible pools hold in total.
 # custom:
 #   code: CAPACITY_EXCEEDED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	total := _total # first: an intent that adds no GPUs never sums the capacity of its pools
-	count(lib.target_pools) > 0
-	capacity := lib.capacity_of(lib.target_pools)
+	count(lib.target_clusters) > 0
+	capacity := lib.target_capacity
 	total > capacity
-	msg := sprintf(`%s of tenant "%s" needs %d %s GPUs in total but the eligible pools [%s] hold %d`, [lib.subject, lib.tenant_name, _total, lib.requested_class, lib.names({p | some [_, p] in lib.target_pools}), capacity])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" needs `, _total, " ", lib.requested_class, " GPUs in total but the eligible pools [", lib.names({p | some [_, p] in lib.target_pools}), "] hold ", capacity])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +176,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	used := sum([lib.usage(class) | some class in classes])
 	limit := sum([lib.entitlement(lib.tenant, class) | some class in classes])
 	used + gpus > limit
-	msg := sprintf(`%s of tenant "%s" asks for %d %s GPUs: usage %d + %d = %d exceeds the entitlement of %d for [%s]`, [lib.subject, lib.tenant_name, gpus, vendor, used, gpus, used + gpus, limit, lib.names(classes)])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, gpus, " ", vendor, " GPUs: usage ", used, " + ", gpus, " = ", used + gpus, " exceeds the entitlement of ", limit, " for [", lib.names(classes), "]"])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +193,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, used in object.get(input, "usage", {})
 	new := object.get(lib.payload.entitlements, class, 0)
 	new < used
-	msg := sprintf(`new entitlement of tenant "%s" for %s is %d, below its usage of %d`, [lib.tenant_name, class, new, used])
+	msg := lib.message([`new entitlement of tenant "`, lib.tenant_name, `" for `, class, " is ", new, ", below its usage of ", used])
 }
 
 # METADATA
@@ -212,7 +206,7 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, new in lib.payload.entitlements
 	current := lib.entitlement(lib.tenant, class)
 	new > current
-	msg := sprintf(`entitlement of tenant "%s" for %s rises from %d to %d`, [lib.tenant_name, class, current, new])
+	msg := lib.message([`entitlement of tenant "`, lib.tenant_name, `" for `, class, " rises from ", current, " to ", new])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -224,11 +218,11 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The batch size exceeds the max_batch_size of the tenant's SLA.
 # custom:
 #   code: BATCH_SIZE_ABOVE_SLA
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.kind in {"deploy_model", "change_batch_size"}
 	max := lib.tenant.sla.max_batch_size
 	lib.payload.batch_size > max
-	msg := sprintf(`batch size %d of %s exceeds the max_batch_size %d of tenant "%s"'s SLA (%s)`, [lib.payload.batch_size, lib.subject, max, lib.tenant_name, lib.tenant.sla.class])
+	msg := lib.message(["batch size ", lib.payload.batch_size, " of ", lib.subject, " exceeds the max_batch_size ", max, ` of tenant "`, lib.tenant_name, `"'s SLA (`, lib.tenant.sla.class, ")"])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -243,34 +237,34 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "offboard_tenant"
 	lib.tenant.tier == "enterprise"
-	msg := sprintf(`offboarding enterprise tenant "%s" (reason: %s) needs approval`, [lib.tenant_name, object.get(lib.payload, "reason", "none given")])
+	msg := lib.message([`offboarding enterprise tenant "`, lib.tenant_name, `" (reason: `, object.get(lib.payload, "reason", "none given"), ") needs approval"])
 }
 
 # the steps offboarding must complete, in order (the decision drops them when it denies)
 obligations := [
 	{
 		"code": "DRAIN_WORKLOADS",
-		"description": sprintf(`drain the workloads of tenant "%s"`, [lib.tenant_name]),
+		"description": lib.message([`drain the workloads of tenant "`, lib.tenant_name, `"`]),
 		"params": {"active_workloads": object.get(lib.payload, "active_workloads", 0)},
 	},
 	{
 		"code": "REVOKE_ACCESS",
-		"description": sprintf(`revoke every access of tenant "%s" to its namespaces`, [lib.tenant_name]),
+		"description": lib.message([`revoke every access of tenant "`, lib.tenant_name, `" to its namespaces`]),
 		"params": {"namespaces": lib.tenant.namespaces},
 	},
 	{
 		"code": "DESTROY_DATA",
-		"description": sprintf(`destroy and verify the destruction of the data of tenant "%s"`, [lib.tenant_name]),
+		"description": lib.message([`destroy and verify the destruction of the data of tenant "`, lib.tenant_name, `"`]),
 		"params": {"namespaces": lib.tenant.namespaces, "verify": true},
 	},
 	{
 		"code": "ISSUE_DESTRUCTION_CERTIFICATE",
-		"description": sprintf(`issue the data destruction certificate of tenant "%s"`, [lib.tenant_name]),
+		"description": lib.message([`issue the data destruction certificate of tenant "`, lib.tenant_name, `"`]),
 		"params": {},
 	},
 	{
 		"code": "ARCHIVE_AUDIT_TRAIL",
-		"description": sprintf(`archive the audit trail of tenant "%s"`, [lib.tenant_name]),
+		"description": lib.message([`archive the audit trail of tenant "`, lib.tenant_name, `"`]),
 		"params": {},
 	},
 ] if {
@@ -282,6 +276,13 @@ obligations := [
 # intent and need it to fire; grouped behind one test of the kind, an intent of another kind skips
 # them all instead of starting each one (docs/performance.md).
 deny contains r if {
-	input.kind in lib.workload_kinds
+	lib.is_workload
 	some r in _workload_deny
+}
+
+# Likewise the rules named _named_deny judge intents that name their tenant (deploy_model, scale,
+# change_batch_size...): a workload skips them with one test.
+deny contains r if {
+	lib.names_tenant
+	some r in _named_deny
 }

@@ -24,17 +24,21 @@ _policy := "gpupaas.decision"
 #   code: INTENT_UNSUPPORTED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.kind in lib.intent_kinds
-	msg := sprintf(`intent kind "%s" is not supported (supported: [%s])`, [lib.kind, lib.names(lib.intent_kinds)])
+	msg := lib.message([`intent kind "`, lib.kind, `" is not supported (supported: [`, lib.names(lib.intent_kinds), "])"])
 }
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
-# (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads) and
-# preemption (workloads and preempt). Their rules could not fire for any other kind, so the decision
+# (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
+# preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
 
 _kind_deny := infrastructure.deny if input.kind == "change_capacity"
+
+_kind_deny := placement.deny if input.kind == "deploy_model"
+
+_kind_deny := placement.deny if input.kind == "scale"
 
 _kind_deny := tenancy.deny if input.kind == "create_tenant"
 
@@ -46,7 +50,7 @@ _kind_deny := tenancy.deny if input.kind == "change_sla"
 # do the preemption rules but for the victims of a preempt intent
 _kind_deny := isolation.deny | preemption.deny if input.kind == "admit_workload"
 
-_kind_deny := isolation.deny | preemption.deny if input.kind == "place_workload"
+_kind_deny := union({isolation.deny, preemption.deny, placement.deny}) if input.kind == "place_workload"
 
 _kind_deny := preemption.deny if input.kind == "preempt"
 
@@ -67,7 +71,6 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 _deny := union({
 	deny,
 	admission.deny,
-	placement.deny,
 	residency.deny,
 	sharing.deny,
 	_kind_deny,
@@ -80,24 +83,29 @@ _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload
 
 _approval := admission.approval | _kind_approval
 
-default _outcome := "ALLOW"
+# whether the decision denies, or else needs approval: decided once for the outcome, the reasons
+# and the obligations
+_denies if count(_deny) > 0
 
-_outcome := "DENY" if count(_deny) > 0
+_needs_approval if count(_approval) > 0
 
-_outcome := "NEEDS_APPROVAL" if {
-	count(_deny) == 0
-	count(_approval) > 0
-}
+_outcome := "DENY" if {
+	_denies
+} else := "NEEDS_APPROVAL" if {
+	_needs_approval
+} else := "ALLOW"
 
-_reasons := lib.sorted_reasons(_deny) if count(_deny) > 0
-
-_reasons := lib.sorted_reasons(_approval) if count(_deny) == 0
+_reasons := lib.sorted_reasons(_deny) if {
+	_denies
+} else := lib.sorted_reasons(_approval) if {
+	_needs_approval
+} else := []
 
 _constraints := object.union_n([placement.constraints, isolation.constraints, _kind_constraints])
 
 default _obligations := []
 
-_obligations := admission.obligations if count(_deny) == 0
+_obligations := admission.obligations if not _denies
 
 default _tenant := ""
 

@@ -31,7 +31,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some [change, after] in _states("after")
 	tenant := lib.tenants[after.dedicated_tenant]
 	not lib.region_allowed(tenant, after.region)
-	msg := sprintf(`%s places pool "%s" dedicated to tenant "%s" (data_residency %s) in region %s (jurisdiction %s)`, [change.address, after.pool, after.dedicated_tenant, tenant.data_residency, after.region, _jurisdiction(after.region)])
+	msg := lib.message([change.address, ` places pool "`, after.pool, `" dedicated to tenant "`, after.dedicated_tenant, `" (data_residency `, tenant.data_residency, ") in region ", after.region, " (jurisdiction ", _jurisdiction(after.region), ")"])
 }
 
 # METADATA
@@ -43,7 +43,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some [change, after] in _states("after")
 	after.dedicated_tenant
 	not lib.tenants[after.dedicated_tenant]
-	msg := sprintf(`%s dedicates pool "%s" to tenant "%s", which is not in the bundle`, [change.address, after.pool, after.dedicated_tenant])
+	msg := lib.message([change.address, ` dedicates pool "`, after.pool, `" to tenant "`, after.dedicated_tenant, `", which is not in the bundle`])
 }
 
 # METADATA
@@ -54,7 +54,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some [change, after] in _states("after")
 	not lib.gpu_class_known(after.gpu_class)
-	msg := sprintf(`%s gives pool "%s" GPU class "%s", which the fleet does not define (known: [%s])`, [change.address, after.pool, after.gpu_class, lib.names(object.keys(lib.gpu_classes))])
+	msg := lib.message([change.address, ` gives pool "`, after.pool, `" GPU class "`, after.gpu_class, `", which the fleet does not define (known: [`, lib.names(object.keys(lib.gpu_classes)), "])"])
 }
 
 # [tenant, class] of every dedicated pool state the plan touches
@@ -98,5 +98,5 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	left := _dedicated_now(name, class) - removed
 	entitled := lib.entitlement(tenant, class)
 	left < entitled
-	msg := sprintf(`the plan takes %d dedicated %s GPUs from tenant "%s", leaving %d of its entitled %d`, [removed, class, name, left, entitled])
+	msg := lib.message(["the plan takes ", removed, " dedicated ", class, ` GPUs from tenant "`, name, `", leaving `, left, " of its entitled ", entitled])
 }

@@ -17,14 +17,14 @@ default _self := ""
 _self := lib.tenant_name
 
 # how messages name the tenants whose dedicated pools are foreign to the workload
-_others := sprintf(`tenants other than "%s"`, [lib.tenant_name]) if {
+_others := lib.message([`tenants other than "`, lib.tenant_name, `"`]) if {
 	lib.tenant
-} else := sprintf(`any tenant (namespace "%s" belongs to no tenant)`, [lib.workload.namespace])
+} else := lib.message([`any tenant (namespace "`, lib.workload.namespace, `" belongs to no tenant)`])
 
 # how messages name the workload and its tenant
-_whose := sprintf(`%s of tenant "%s"`, [lib.subject, lib.tenant_name]) if {
+_whose := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `"`]) if {
 	lib.tenant
-} else := sprintf(`%s (namespace "%s" belongs to no tenant)`, [lib.subject, lib.workload.namespace])
+} else := lib.message([lib.subject, ` (namespace "`, lib.workload.namespace, `" belongs to no tenant)`])
 
 # the toleration tolerates the NoSchedule taint of other tenants' dedicated pools
 _tolerates_foreign(toleration) if {
@@ -52,7 +52,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some i, toleration in object.get(lib.workload, "tolerations", [])
 	_no_schedule(toleration)
 	_tolerates_foreign(toleration)
-	msg := sprintf(`toleration %d of %s (key "%s", operator %s, value "%s") tolerates the %s taint of dedicated pools of %s`, [i, lib.subject, object.get(toleration, "key", ""), object.get(toleration, "operator", "Equal"), object.get(toleration, "value", ""), lib.dedicated_taint, _others])
+	msg := lib.message(["toleration ", i, " of ", lib.subject, ` (key "`, object.get(toleration, "key", ""), `", operator `, object.get(toleration, "operator", "Equal"), `, value "`, object.get(toleration, "value", ""), `") tolerates the `, lib.dedicated_taint, " taint of dedicated pools of ", _others])
 }
 
 # METADATA
@@ -64,7 +64,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	other := lib.workload.node_selector[lib.dedicated_tenant_label]
 	other != _self
-	msg := sprintf(`%s selects %s=%s, the dedicated pool of another tenant`, [_whose, lib.dedicated_tenant_label, other])
+	msg := lib.message([_whose, " selects ", lib.dedicated_tenant_label, "=", other, ", the dedicated pool of another tenant"])
 }
 
 # METADATA
@@ -76,9 +76,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
-	others := {t | some t in nodes.selected_dedicated_tenants; t != _self} - {object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	others := nodes.selected_dedicated_tenants - {_self, object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
 	count(others) > 0
-	msg := sprintf(`%s selects nodes of the dedicated pools of tenant(s) [%s] by %s or %s (pools [%s])`, [_whose, lib.names(others), lib.pool_label, lib.dedicated_tenant_label, lib.names({p | some t in others; some p in lib.dedicated_pools(t)})])
+	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", lib.pool_label, " or ", lib.dedicated_tenant_label, " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
 }
 
 # METADATA
@@ -95,7 +95,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some fact in facts
 	fact.tenant != ""
 	fact.tenant != _self
-	msg := sprintf(`%s names node "%s" (%s), which by %s belongs to the dedicated pool of tenant "%s"`, [_whose, name, nodes.named_by(name), fact.source, fact.tenant])
+	msg := lib.message([_whose, ` names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, ` belongs to the dedicated pool of tenant "`, fact.tenant, `"`])
 }
 
 # METADATA
@@ -110,7 +110,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant == ""
-	msg := sprintf(`%s names node "%s" (%s), which by %s is not in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), fact.source, lib.tenant_name])
+	msg := lib.message([lib.subject, ` names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, ` is not in a dedicated pool of tenant "`, lib.tenant_name, `"`])
 }
 
 # METADATA
@@ -125,7 +125,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant.isolation == "dedicated"
 	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
-	msg := sprintf(`%s names node "%s" (%s), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "%s"`, [lib.subject, name, nodes.named_by(name), lib.tenant_name])
+	msg := lib.message([lib.subject, ` names node "`, name, `" (`, nodes.named_by(name), `), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "`, lib.tenant_name, `"`])
 }
 
 # the workload pins its own dedicated pool: its node selector names its dedicated tenant, one
@@ -174,7 +174,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	count(lib.resource_claims) > 0
 	lib.tenant.isolation == "dedicated"
 	not _pool_pinned
-	msg := sprintf(`%s of dedicated tenant "%s" claims devices through resourceClaims [%s], which the scheduler extender does not judge, and does not pin its pool; select %s=%s or %s In [%s]`, [lib.subject, lib.tenant_name, lib.names(lib.resource_claims), lib.dedicated_tenant_label, lib.tenant_name, lib.pool_label, lib.names(lib.dedicated_pools(lib.tenant_name))])
+	msg := lib.message([lib.subject, ` of dedicated tenant "`, lib.tenant_name, `" claims devices through resourceClaims [`, lib.names(lib.resource_claims), "], which the scheduler extender does not judge, and does not pin its pool; select ", lib.dedicated_tenant_label, "=", lib.tenant_name, " or ", lib.pool_label, " In [", lib.names(lib.dedicated_pools(lib.tenant_name)), "]"])
 }
 
 # METADATA
@@ -187,7 +187,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	other := lib.node_labels(node)[lib.dedicated_tenant_label]
 	other != lib.tenant_name
-	msg := sprintf(`node "%s" belongs to the dedicated pool of tenant "%s", not "%s"`, [node.name, other, lib.tenant_name])
+	msg := lib.message([`node "`, node.name, `" belongs to the dedicated pool of tenant "`, other, `", not "`, lib.tenant_name, `"`])
 }
 
 # METADATA
@@ -199,7 +199,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	lib.tenant.isolation == "dedicated"
 	some node in lib.candidate_nodes
 	object.get(lib.node_labels(node), lib.dedicated_tenant_label, "") != lib.tenant_name
-	msg := sprintf(`node "%s" is not in a dedicated pool of tenant "%s" (label %s="%s")`, [node.name, lib.tenant_name, lib.dedicated_tenant_label, object.get(lib.node_labels(node), lib.dedicated_tenant_label, "")])
+	msg := lib.message([`node "`, node.name, `" is not in a dedicated pool of tenant "`, lib.tenant_name, `" (label `, lib.dedicated_tenant_label, `="`, object.get(lib.node_labels(node), lib.dedicated_tenant_label, ""), `")`])
 }
 
 # METADATA
@@ -213,7 +213,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some other in lib.node_tenants(node)
 	other != lib.tenant_name
 	"dedicated" in {t.isolation, object.get(lib.tenants, [other, "isolation"], "shared")}
-	msg := sprintf(`node "%s" hosts pods of tenant "%s" (isolation %s) and tenant "%s" has isolation %s; a dedicated tenant shares no node`, [node.name, other, object.get(lib.tenants, [other, "isolation"], "unknown"), lib.tenant_name, t.isolation])
+	msg := lib.message([`node "`, node.name, `" hosts pods of tenant "`, other, `" (isolation `, object.get(lib.tenants, [other, "isolation"], "unknown"), `) and tenant "`, lib.tenant_name, `" has isolation `, t.isolation, "; a dedicated tenant shares no node"])
 }
 
 constraints.isolation := {
@@ -222,7 +222,7 @@ constraints.isolation := {
 	"sharing_strategies": _sharing_strategies(t),
 	"dedicated_pools": sort(lib.dedicated_pools(lib.tenant_name)),
 } if {
-	lib.kind in {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
+	lib.lists_clusters
 	t := lib.tenant
 }
 

@@ -17,6 +17,23 @@ sorted_reasons(reasons) := [{"code": r[0], "message": r[1], "policy": r[2]} |
 # reason builds the reason object of a deny, approval or warn rule from its METADATA annotation.
 reason(meta, policy, msg) := {"code": meta.custom.code, "message": msg, "policy": policy}
 
+# message joins the parts of a reason's message: strings as they are, numbers in decimal. Messages
+# are built with it rather than sprintf because OPA's WebAssembly compiler leaves sprintf to the
+# host (a call back into the PDP's Python per message, ~50 us) while concat, format_int and
+# is_string run inside the module (docs/performance.md). Its parts are strings but for counts:
+# concat takes them as they are, and only a message with a number (or a value of another type,
+# which an unchecked input could carry) goes part by part, so a reason never goes undefined for
+# the type of a value it names.
+message(parts) := text if {
+	text := concat("", parts)
+} else := concat("", [_text(part) | some part in parts])
+
+_text(part) := part if is_string(part)
+
+else := format_int(part, 10) if is_number(part)
+
+else := sprintf("%v", [part])
+
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
@@ -80,8 +97,64 @@ default payload := {}
 
 payload := input[kind]
 
+# Classes of kinds as rules of one equality on input.kind each: OPA's rule indexer picks the rule
+# of the intent's kind in one lookup and the value is computed once per query, where every
+# `kind in <set>` of a rule body evaluated the set and the membership again (docs/performance.md).
+# lib_test holds them equal to the sets above.
+
+# an admit_workload or place_workload intent (workload_kinds)
+is_workload if input.kind == "admit_workload"
+
+is_workload if input.kind == "place_workload"
+
+# an intent naming its tenant by input.tenant (named_tenant_kinds)
+names_tenant if input.kind == "deploy_model"
+
+names_tenant if input.kind == "scale"
+
+names_tenant if input.kind == "change_batch_size"
+
+names_tenant if input.kind == "request_gpu_sharing"
+
+names_tenant if input.kind == "update_quotas"
+
+names_tenant if input.kind == "offboard_tenant"
+
+names_tenant if input.kind == "preempt"
+
+names_tenant if input.kind == "change_sla"
+
+# an intent naming the GPU class it asks for (class_kinds)
+names_class if input.kind == "deploy_model"
+
+names_class if input.kind == "scale"
+
+names_class if input.kind == "request_gpu_sharing"
+
+# an intent whose decision carries scheduling constraints
+schedules if input.kind == "deploy_model"
+
+schedules if input.kind == "scale"
+
+schedules if is_workload
+
+# an intent whose decision lists the eligible clusters (and the isolation constraints)
+lists_clusters if schedules
+
+lists_clusters if input.kind == "request_gpu_sharing"
+
+# an intent served by the pools of every entitled class unless it names or pins one
+_any_entitled_class if input.kind == "request_gpu_sharing"
+
+_any_entitled_class if is_workload
+
+# an intent served by pools of every sharing strategy the tenant may use
+_any_usable_strategy if input.kind == "scale"
+
+_any_usable_strategy if is_workload
+
 # the workload of an admit_workload or place_workload intent
-workload := payload if kind in workload_kinds
+workload := payload if is_workload
 
 # namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT). One pass over
 # the tenants: the nested comprehension it replaces scanned every tenant for every namespace,
@@ -92,14 +165,16 @@ namespace_owners[ns] contains name if {
 }
 
 # namespace -> its tenant (the first by name if the data has a conflict). The bundle carries it
-# precomputed (pdp/config/index.py); bundles without it compute it here the same way.
-namespace_tenant := data.gpupaas.index.namespaces if data.gpupaas.index.namespaces
-
-namespace_tenant := _computed_namespace_tenant if not data.gpupaas.index.namespaces
+# precomputed (pdp/config/index.py); bundles without it compute it here the same way. Here and for
+# the other tables of the index, `else` rather than a second rule under `not`: one test of the
+# index per query instead of two.
+namespace_tenant := data.gpupaas.index.namespaces if {
+	data.gpupaas.index.namespaces
+} else := _computed_namespace_tenant
 
 _computed_namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
 
-tenant_name := input.tenant if kind in named_tenant_kinds
+tenant_name := input.tenant if names_tenant
 
 tenant_name := namespace_tenant[workload.namespace]
 
@@ -127,9 +202,9 @@ jurisdiction_allowed(residency, jurisdiction) if {
 }
 
 # region -> jurisdiction, carried by the bundle (pdp/config/index.py)
-region_jurisdiction := data.gpupaas.index.regions if data.gpupaas.index.regions
-
-region_jurisdiction := {c.region: c.jurisdiction | some c in clusters} if not data.gpupaas.index.regions
+region_jurisdiction := data.gpupaas.index.regions if {
+	data.gpupaas.index.regions
+} else := {c.region: c.jurisdiction | some c in clusters}
 
 region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_jurisdiction[region])
 
@@ -153,15 +228,15 @@ vendor_of(class) := gpu_classes[class].vendor
 
 # "<label key>=<label value>" -> GPU class, and the label keys of the GPU classes, carried by the
 # bundle (pdp/config/index.py)
-class_by_label := data.gpupaas.index.labels if data.gpupaas.index.labels
-
-class_by_label := _computed_class_by_label if not data.gpupaas.index.labels
+class_by_label := data.gpupaas.index.labels if {
+	data.gpupaas.index.labels
+} else := _computed_class_by_label
 
 _computed_class_by_label := {_label(gc.node_label.key, gc.node_label.value): class | some class, gc in gpu_classes}
 
-class_label_keys := {key | some key in data.gpupaas.index.label_keys} if data.gpupaas.index.label_keys
-
-class_label_keys := {gc.node_label.key | some gc in gpu_classes} if not data.gpupaas.index.label_keys
+class_label_keys := data.gpupaas.index.label_keys if {
+	data.gpupaas.index.label_keys
+} else := {gc.node_label.key | some gc in gpu_classes}
 
 # GPU feature discovery appends -SHARED to the product when sharing is configured on the node
 product_of(value) := trim_suffix(value, "-SHARED")
@@ -216,18 +291,18 @@ isolation_compatible(t, pool) if {
 # decision reads the few pools that can serve it instead of scanning the fleet (that scan
 # dominated evaluation with 1,250 pools, docs/performance.md); bundles without them (unit tests
 # that swap the fleet) compute them here the same way.
-pool_index := data.gpupaas.index.pools if data.gpupaas.index.pools
-
-pool_index := _computed_pool_index if not data.gpupaas.index.pools
+pool_index := data.gpupaas.index.pools if {
+	data.gpupaas.index.pools
+} else := _computed_pool_index
 
 _computed_pool_index[pool.gpu_class][cluster.jurisdiction][pool.isolation][pool_strategy(pool)] contains [c, p] if {
 	some c, cluster in clusters
 	some p, pool in cluster.pools
 }
 
-dedicated_index := data.gpupaas.index.dedicated if data.gpupaas.index.dedicated
-
-dedicated_index := _computed_dedicated_index if not data.gpupaas.index.dedicated
+dedicated_index := data.gpupaas.index.dedicated if {
+	data.gpupaas.index.dedicated
+} else := _computed_dedicated_index
 
 _computed_dedicated_index[pool.tenant] contains p if {
 	some cluster in clusters
@@ -236,9 +311,9 @@ _computed_dedicated_index[pool.tenant] contains p if {
 }
 
 # the jurisdictions of the fleet's clusters, carried by the bundle (pdp/config/index.py)
-fleet_jurisdictions := {j | some j in data.gpupaas.index.jurisdictions} if data.gpupaas.index.jurisdictions
-
-fleet_jurisdictions := {c.jurisdiction | some c in clusters} if not data.gpupaas.index.jurisdictions
+fleet_jurisdictions := {j | some j in data.gpupaas.index.jurisdictions} if {
+	data.gpupaas.index.jurisdictions
+} else := {c.jurisdiction | some c in clusters}
 
 # the jurisdictions a tenant's residency allows, among those of the fleet: a lookup, not a scan of
 # the clusters for every call (jurisdiction_allowed: "any", or "<jurisdiction>-only")
@@ -284,10 +359,32 @@ clusters_of(pools) := {c | some [c, _] in pools}
 
 capacity_of(pools) := sum([pool_gpus[c][p] | some [c, p] in pools])
 
-# cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
-pool_gpus := data.gpupaas.index.gpus if data.gpupaas.index.gpus
+# GPU class -> jurisdiction -> sharing strategy -> cluster -> GPUs of the cluster's shared pools of
+# that key, carried by the bundle (pdp/config/index.py): a shared tenant's clusters and capacity
+# read by cluster, where listing and summing its eligible pools one by one cost 212 pools per
+# decision at 1,000 tenants (docs/performance.md)
+shared_capacity := data.gpupaas.index.shared_capacity if {
+	data.gpupaas.index.shared_capacity
+} else := _computed_shared_capacity
 
-pool_gpus := _computed_pool_gpus if not data.gpupaas.index.gpus
+# one pass over each cluster's pools per GPU class and strategy it has (linear in the fleet,
+# tests/test_policy_scale.py)
+_computed_shared_capacity[class][jurisdiction][strategy][c] := sum([gpus |
+	some pool in cluster.pools
+	pool.isolation == "shared"
+	pool.gpu_class == class
+	pool_strategy(pool) == strategy
+	gpus := pool.nodes * pool.gpus_per_node
+]) if {
+	some c, cluster in clusters
+	jurisdiction := cluster.jurisdiction
+	some [class, strategy] in {[pool.gpu_class, pool_strategy(pool)] | some pool in cluster.pools; pool.isolation == "shared"}
+}
+
+# cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
+pool_gpus := data.gpupaas.index.gpus if {
+	data.gpupaas.index.gpus
+} else := _computed_pool_gpus
 
 _computed_pool_gpus[c][p] := pool.nodes * pool.gpus_per_node if {
 	some c, cluster in clusters
@@ -311,7 +408,7 @@ dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 class_kinds := {"deploy_model", "scale", "request_gpu_sharing"}
 
 # the GPU class an intent names (deploy_model, scale, request_gpu_sharing) or a workload pins
-requested_class := payload.gpu_class if kind in class_kinds
+requested_class := payload.gpu_class if names_class
 
 requested_class := pinned_class
 
@@ -343,21 +440,45 @@ requested_sharing := payload.mode if input.kind == "request_gpu_sharing"
 intent_classes := {requested_class}
 
 intent_classes := entitled_classes(tenant) if {
-	kind in {"request_gpu_sharing", "admit_workload", "place_workload"}
+	_any_entitled_class
 	not requested_class
 }
 
 # the sharing strategies of the pools that can serve the intent
 intent_strategies := {requested_sharing}
 
-intent_strategies := usable_strategies(tenant) if kind in {"scale", "admit_workload", "place_workload"}
+intent_strategies := usable_strategies(tenant) if _any_usable_strategy
 
 intent_pools := eligible_pools(tenant, intent_classes, intent_strategies)
 
-# the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
-target_clusters := clusters_of(intent_pools) & {payload.cluster} if payload.cluster
+# [cluster, GPUs] of the shared pools that can serve a shared tenant's intent, one entry per
+# cluster and index key (a pool has one key, so no pool counts twice)
+_shared_entries := [[c, gpus] |
+	some class in intent_classes
+	some jurisdiction in allowed_jurisdictions(tenant)
+	some strategy in intent_strategies
+	some c, gpus in object.get(shared_capacity, [class, jurisdiction, strategy], {})
+] if {
+	tenant.isolation == "shared"
+	intent_classes
+	intent_strategies
+}
 
-target_clusters := clusters_of(intent_pools) if not payload.cluster
+# the clusters of the pools that can serve the intent: by cluster from the index for a shared
+# tenant, from its own pools for a dedicated one
+intent_clusters := {c | some [c, _] in _shared_entries} if {
+	tenant.isolation == "shared"
+} else := clusters_of(intent_pools)
+
+# the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
+target_clusters := intent_clusters & {payload.cluster} if payload.cluster
+
+target_clusters := intent_clusters if not payload.cluster
+
+# the GPUs of the target pools
+target_capacity := sum([gpus | some [c, gpus] in _shared_entries; c in target_clusters]) if {
+	tenant.isolation == "shared"
+} else := capacity_of(target_pools)
 
 target_pools := {[c, p] | some [c, p] in intent_pools; c == payload.cluster} if payload.cluster
 
@@ -376,15 +497,15 @@ sharing_forbidden if {
 sharing_unavailable if {
 	requested_sharing != "none"
 	tenant.allow_gpu_sharing == true
-	count(intent_pools) == 0
+	count(intent_clusters) == 0
 }
 
 # how messages name the object of the intent
-subject := sprintf(`deployment "%s"`, [payload.deployment]) if payload.deployment
+subject := message([`deployment "`, payload.deployment, `"`]) if payload.deployment
 
-else := sprintf(`workload "%s/%s"`, [workload.namespace, workload.name]) if workload
+else := message([`workload "`, workload.namespace, "/", workload.name, `"`]) if workload
 
-else := sprintf("the %s intent", [kind])
+else := message(["the ", kind, " intent"])
 
 # ---------------------------------------------------------------------------------------------
 # Workload resources
@@ -438,8 +559,7 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 	namespace_tenant[ns]
 }
 
-# names renders a set or array of strings for a message: sorted, comma-separated (messages use
-# only the %s and %d verbs of sprintf, which every WebAssembly SDK implements)
+# names renders a set or array of strings for a message: sorted, comma-separated
 names(xs) := concat(", ", sort(xs))
 
 # Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the

@@ -79,3 +79,31 @@ test_named_tenant_kinds_are_the_kinds_that_name_an_existing_tenant if {
 test_priority_class_ranks_are_those_of_the_tiers if {
 	lib.priority_class_ranks == {tier.priority_class: tier.rank | some tier in lib.tiers}
 }
+
+test_message_joins_strings if {
+	lib.message([`tenant "`, "acme-eu", `" asks for `, "H100-80GB"]) == `tenant "acme-eu" asks for H100-80GB`
+}
+
+test_message_writes_counts_in_decimal if {
+	lib.message(["term ", 0, " asks for ", 8, " GPUs"]) == "term 0 asks for 8 GPUs"
+}
+
+# a value of another type (an unchecked input) still gives a message, so the reason still fires
+test_message_of_a_value_of_another_type if {
+	lib.message(["kind ", true, " ", ["a"], " ", {"k": null}]) == `kind true ["a"] {"k": null}`
+}
+
+# a reason fires for an intent whose kind is not even a string
+test_message_of_an_intent_kind_that_is_no_string if {
+	reasons := data.gpupaas.decision.result.reasons with input as {"kind": 5}
+	reasons[0].code == "INTENT_UNSUPPORTED"
+	startswith(reasons[0].message, `intent kind "5" is not supported`)
+}
+
+test_kind_classes_are_the_kind_sets if {
+	{k | some k in lib.intent_kinds; lib.is_workload with input as {"kind": k}} == lib.workload_kinds
+	{k | some k in lib.intent_kinds; lib.names_tenant with input as {"kind": k}} == lib.named_tenant_kinds
+	{k | some k in lib.intent_kinds; lib.names_class with input as {"kind": k}} == lib.class_kinds
+	{k | some k in lib.intent_kinds; lib.schedules with input as {"kind": k}} == {"deploy_model", "scale", "admit_workload", "place_workload"}
+	{k | some k in lib.intent_kinds; lib.lists_clusters with input as {"kind": k}} == {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
+}

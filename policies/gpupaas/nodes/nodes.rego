@@ -32,11 +32,11 @@ _computed_node_index := {name: min(places) | some name, places in node_places}
 # or the In values on the hostname or on metadata.name (matchFields) of a node affinity term
 named_nodes[name] contains "spec.nodeName" if name := lib.workload.node_name
 
-named_nodes[name] contains sprintf("node selector %s", [lib.hostname_label]) if {
+named_nodes[name] contains lib.message(["node selector ", lib.hostname_label]) if {
 	name := lib.workload.node_selector[lib.hostname_label]
 }
 
-named_nodes[name] contains sprintf("node affinity term %d", [i]) if {
+named_nodes[name] contains lib.message(["node affinity term ", i]) if {
 	some i, term in object.get(lib.workload, "node_affinity", [])
 	some requirement in term
 	requirement.key in {lib.hostname_label, node_name_field}
@@ -66,7 +66,7 @@ named_node_facts[name] contains fact if {
 	some name, _ in named_nodes
 	[c, p] := node_index[name]
 	fact := {
-		"source": sprintf("the fleet data (pool %s of cluster %s)", [p, c]),
+		"source": lib.message(["the fleet data (pool ", p, " of cluster ", c, ")"]),
 		"region": lib.clusters[c].region,
 		"tenant": object.get(lib.clusters[c].pools[p], "tenant", ""),
 	}

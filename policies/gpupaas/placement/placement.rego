@@ -32,7 +32,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant
 	name := lib.payload.cluster
 	not lib.clusters[name]
-	msg := sprintf(`cluster "%s" named by %s of tenant "%s" is not in the fleet`, [name, lib.subject, lib.tenant_name])
+	msg := lib.message([`cluster "`, name, `" named by `, lib.subject, ` of tenant "`, lib.tenant_name, `" is not in the fleet`])
 }
 
 # METADATA
@@ -51,7 +51,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	count(lib.target_clusters) == 0
 	not lib.sharing_forbidden
 	not lib.sharing_unavailable
-	msg := sprintf(`cluster "%s" has no %s pool of GPU class %s with sharing %s for %s of tenant "%s"`, [lib.payload.cluster, t.isolation, lib.requested_class, lib.requested_sharing, lib.subject, lib.tenant_name])
+	msg := lib.message([`cluster "`, lib.payload.cluster, `" has no `, t.isolation, " pool of GPU class ", lib.requested_class, " with sharing ", lib.requested_sharing, " for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # METADATA
@@ -67,7 +67,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.sharing_forbidden
 	not lib.sharing_unavailable
 	t := lib.tenant
-	msg := sprintf(`no cluster in data_residency %s has a %s pool of GPU class %s with sharing strategy [%s] for %s of tenant "%s"`, [t.data_residency, t.isolation, lib.requested_class, lib.names(lib.intent_strategies), lib.subject, lib.tenant_name])
+	msg := lib.message(["no cluster in data_residency ", t.data_residency, " has a ", t.isolation, " pool of GPU class ", lib.requested_class, " with sharing strategy [", lib.names(lib.intent_strategies), "] for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	classes := lib.classes_of_labels(lib.node_labels(node))
 	not pinned in classes
-	msg := sprintf(`node "%s" carries GPU class [%s], not %s pinned by %s`, [node.name, lib.names(classes), pinned, lib.subject])
+	msg := lib.message([`node "`, node.name, `" carries GPU class [`, lib.names(classes), "], not ", pinned, " pinned by ", lib.subject])
 }
 
 # METADATA
@@ -103,7 +103,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	classes := lib.classes_of_labels(lib.node_labels(node))
 	count(classes & wanted) == 0
-	msg := sprintf(`node "%s" carries GPU class [%s], none of the entitled classes [%s] of tenant "%s" for %s`, [node.name, lib.names(classes), lib.names(wanted), lib.tenant_name, lib.subject])
+	msg := lib.message([`node "`, node.name, `" carries GPU class [`, lib.names(classes), "], none of the entitled classes [", lib.names(wanted), `] of tenant "`, lib.tenant_name, `" for `, lib.subject])
 }
 
 # the node rejections of every area, each materialized once: node name -> reasons
@@ -128,18 +128,14 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "place_workload" # the kind of every candidate node: the indexer skips the rule for others
 	count(_node_reasons) > 0
 	count(_eligible_nodes) == 0
-	msg := sprintf(`all %d candidate nodes were rejected for %s of tenant "%s"`, [count(_node_reasons), lib.subject, lib.tenant_name])
+	msg := lib.message(["all ", count(_node_reasons), " candidate nodes were rejected for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # ---------------------------------------------------------------------------------------------
 # Constraints
 # ---------------------------------------------------------------------------------------------
 
-_placement_kinds := {"deploy_model", "scale", "admit_workload", "place_workload"}
-
-constraints.eligible_clusters := sort(lib.target_clusters) if {
-	lib.kind in (_placement_kinds | {"request_gpu_sharing"})
-}
+constraints.eligible_clusters := sort(lib.target_clusters) if lib.lists_clusters
 
 # create_tenant: the clusters of the residency offering at least one entitled class
 constraints.eligible_clusters := sort({c |
@@ -159,7 +155,7 @@ _class_selector[lib.dedicated_tenant_label] := lib.tenant_name if {
 }
 
 constraints.node_selector := _class_selector if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	lib.tenant
 	count(_class_selector) > 0
 }
@@ -174,17 +170,17 @@ _affinity contains {"key": lib.dedicated_tenant_label, "operator": "DoesNotExist
 }
 
 constraints.node_affinity := sort(_affinity) if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	count(_affinity) > 0
 }
 
 constraints.tolerations := [{"key": lib.dedicated_taint, "operator": "Equal", "value": lib.tenant_name, "effect": "NoSchedule"}] if {
-	lib.kind in _placement_kinds
+	lib.schedules
 	lib.tenant.isolation == "dedicated"
 }
 
 constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if {
-	lib.kind in _placement_kinds
+	lib.schedules
 }
 
 constraints.eligible_nodes := sort(_eligible_nodes) if input.kind == "place_workload"

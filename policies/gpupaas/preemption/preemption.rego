@@ -11,9 +11,13 @@ _policy := "gpupaas.preemption"
 
 # the priority class the workload or the preemptor asks for
 _priority_class := lib.payload.priority_class_name if {
-	lib.kind in (lib.workload_kinds | {"preempt"})
+	_names_priority_class
 	lib.payload.priority_class_name != ""
 }
+
+_names_priority_class if lib.is_workload
+
+_names_priority_class if input.kind == "preempt"
 
 _tier_rank := lib.tiers[lib.tenant.tier].rank
 
@@ -25,7 +29,7 @@ _tier_rank := lib.tiers[lib.tenant.tier].rank
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	rank := lib.priority_class_ranks[_priority_class]
 	rank > _tier_rank
-	msg := sprintf(`%s of tenant "%s" (tier %s, rank %d) asks for priority class %s (rank %d) above its tier; allowed at most %s`, [lib.subject, lib.tenant_name, lib.tenant.tier, _tier_rank, _priority_class, rank, lib.tiers[lib.tenant.tier].priority_class])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (tier `, lib.tenant.tier, ", rank ", _tier_rank, ") asks for priority class ", _priority_class, " (rank ", rank, ") above its tier; allowed at most ", lib.tiers[lib.tenant.tier].priority_class])
 }
 
 # METADATA
@@ -37,7 +41,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	name := _priority_class
 	not lib.priority_class_ranks[name]
 	_gpu_priority
-	msg := sprintf(`%s of tenant "%s" asks for priority class "%s", which the platform does not define (known: [%s])`, [lib.subject, lib.tenant_name, name, lib.names(object.keys(lib.priority_class_ranks))])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for priority class "`, name, `", which the platform does not define (known: [`, lib.names(object.keys(lib.priority_class_ranks)), "])"])
 }
 
 # the priority class matters: a workload asking for GPUs, or a preemptor
@@ -60,7 +64,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	not lib.tenants[victim.tenant]
-	msg := sprintf(`victim workload "%s" of tenant "%s": the tenant is not in the bundle`, [victim.workload, victim.tenant])
+	msg := lib.message([`victim workload "`, victim.workload, `" of tenant "`, victim.tenant, `": the tenant is not in the bundle`])
 }
 
 # METADATA
@@ -72,7 +76,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	lib.tenants[victim.tenant].allow_preemption != true
-	msg := sprintf(`tenant "%s" may not preempt workload "%s": tenant "%s" sets allow_preemption false`, [lib.tenant_name, victim.workload, victim.tenant])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" may not preempt workload "`, victim.workload, `": tenant "`, victim.tenant, `" sets allow_preemption false`])
 }
 
 # METADATA
@@ -86,7 +90,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	victim_tier := lib.tenants[victim.tenant].tier
 	victim_rank := lib.tiers[victim_tier].rank
 	_tier_rank <= victim_rank
-	msg := sprintf(`tenant "%s" (tier %s, rank %d) may not preempt workload "%s" of tenant "%s" (tier %s, rank %d)`, [lib.tenant_name, lib.tenant.tier, _tier_rank, victim.workload, victim.tenant, victim_tier, victim_rank])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" (tier `, lib.tenant.tier, ", rank ", _tier_rank, `) may not preempt workload "`, victim.workload, `" of tenant "`, victim.tenant, `" (tier `, victim_tier, ", rank ", victim_rank, ")"])
 }
 
 # the victims with none of the problems above, in the order given

@@ -20,7 +20,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	cluster := lib.clusters[lib.payload.cluster]
 	not lib.jurisdiction_allowed(t.data_residency, cluster.jurisdiction)
-	msg := sprintf(`tenant "%s" (data_residency %s) may not deploy "%s" on cluster "%s" in jurisdiction %s`, [lib.tenant_name, t.data_residency, lib.payload.deployment, lib.payload.cluster, cluster.jurisdiction])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) may not deploy "`, lib.payload.deployment, `" on cluster "`, lib.payload.cluster, `" in jurisdiction `, cluster.jurisdiction])
 }
 
 # METADATA
@@ -32,7 +32,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	region := lib.workload.node_selector[lib.region_label]
 	not lib.region_allowed(t, region)
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) selects region %s in jurisdiction %s`, [lib.subject, lib.tenant_name, t.data_residency, region, _jurisdiction(region)])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") selects region ", region, " in jurisdiction ", _jurisdiction(region)])
 }
 
 # METADATA
@@ -51,7 +51,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		not lib.region_allowed(t, region)
 	}
 	count(forbidden) > 0
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) has a node affinity on regions [%s] outside its jurisdiction`, [lib.subject, lib.tenant_name, t.data_residency, lib.names(forbidden)])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") has a node affinity on regions [", lib.names(forbidden), "] outside its jurisdiction"])
 }
 
 _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
@@ -82,7 +82,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	}
 	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.region_allowed(t, region)}
 	count(forbidden) > 0
-	msg := sprintf(`node affinity term %d of %s of tenant "%s" (data_residency %s) excludes regions [%s] only, so it admits regions [%s] outside its jurisdiction; select regions [%s] with In`, [i, lib.subject, lib.tenant_name, t.data_residency, lib.names(excluded), lib.names(forbidden), lib.names(lib.allowed_regions(t))])
+	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") excludes regions [", lib.names(excluded), "] only, so it admits regions [", lib.names(forbidden), "] outside its jurisdiction; select regions [", lib.names(lib.allowed_regions(t)), "] with In"])
 }
 
 # METADATA
@@ -97,7 +97,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	some i, term in lib.workload.node_affinity
 	_requires_no_region(term)
-	msg := sprintf(`node affinity term %d of %s of tenant "%s" asks for nodes without a %s label, which cannot satisfy data_residency %s`, [i, lib.subject, lib.tenant_name, lib.region_label, t.data_residency])
+	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" asks for nodes without a `, lib.region_label, " label, which cannot satisfy data_residency ", t.data_residency])
 }
 
 _selects_regions(term) if {
@@ -131,12 +131,12 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	not lib.region_allowed(t, fact.region)
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which by %s is %s`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name), fact.source, _where(fact.region)])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, " is ", _where(fact.region)])
 }
 
-_where(region) := sprintf("in region %s (jurisdiction %s)", [region, _jurisdiction(region)]) if region != ""
+_where(region) := lib.message(["in region ", region, " (jurisdiction ", _jurisdiction(region), ")"]) if region != ""
 
-_where("") := sprintf("without a %s label", [lib.region_label])
+_where("") := lib.message(["without a ", lib.region_label, " label"])
 
 # METADATA
 # title: Named node unknown
@@ -151,7 +151,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) names node "%s" (%s), which the fleet data does not list, so its region cannot be checked`, [lib.subject, lib.tenant_name, t.data_residency, name, nodes.named_by(name)])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which the fleet data does not list, so its region cannot be checked"])
 }
 
 # the workload pins its region: its node selector names a region or a node, or every required
@@ -185,7 +185,7 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	count(lib.resource_claims) == 0
 	not region_pinned
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) does not pin its region; add the node affinity of the constraints`, [lib.subject, lib.tenant_name, t.data_residency])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") does not pin its region; add the node affinity of the constraints"])
 }
 
 # METADATA
@@ -201,7 +201,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	t.data_residency != "any"
 	not region_pinned
-	msg := sprintf(`%s of tenant "%s" (data_residency %s) claims devices through resourceClaims [%s], which the scheduler extender does not judge, and does not pin its region; select regions [%s] with a node selector or node affinity In`, [lib.subject, lib.tenant_name, t.data_residency, lib.names(lib.resource_claims), lib.names(lib.allowed_regions(t))])
+	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") claims devices through resourceClaims [", lib.names(lib.resource_claims), "], which the scheduler extender does not judge, and does not pin its region; select regions [", lib.names(lib.allowed_regions(t)), "] with a node selector or node affinity In"])
 }
 
 # METADATA
@@ -214,7 +214,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	region := lib.node_labels(node)[lib.region_label]
 	not lib.region_allowed(t, region)
-	msg := sprintf(`node "%s" is in region %s (jurisdiction %s), outside data_residency %s of tenant "%s"`, [node.name, region, _jurisdiction(region), t.data_residency, lib.tenant_name])
+	msg := lib.message([`node "`, node.name, `" is in region `, region, " (jurisdiction ", _jurisdiction(region), "), outside data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # METADATA
@@ -227,13 +227,13 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	t.data_residency != "any"
 	some node in lib.candidate_nodes
 	not lib.node_labels(node)[lib.region_label]
-	msg := sprintf(`node "%s" has no %s label, so it cannot satisfy data_residency %s of tenant "%s"`, [node.name, lib.region_label, t.data_residency, lib.tenant_name])
+	msg := lib.message([`node "`, node.name, `" has no `, lib.region_label, " label, so it cannot satisfy data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # The rules above named _workload_deny judge the workload of an admit_workload or place_workload
 # intent and need it to fire; grouped behind one test of the kind, an intent of another kind skips
 # them all instead of starting each one (docs/performance.md).
 deny contains r if {
-	input.kind in lib.workload_kinds
+	lib.is_workload
 	some r in _workload_deny
 }

@@ -16,7 +16,7 @@ _policy := "gpupaas.sharing"
 #   code: SHARING_NOT_ALLOWED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.sharing_forbidden
-	msg := sprintf(`tenant "%s" sets allow_gpu_sharing false; %s asks for sharing mode %s`, [lib.tenant_name, lib.subject, lib.requested_sharing])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false; `, lib.subject, " asks for sharing mode ", lib.requested_sharing])
 }
 
 # METADATA
@@ -26,7 +26,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: SHARING_MODE_UNAVAILABLE
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.sharing_unavailable
-	msg := sprintf(`no %s pool of GPU class [%s] in data_residency %s of tenant "%s" offers sharing mode %s`, [lib.tenant.isolation, lib.names(lib.intent_classes), lib.tenant.data_residency, lib.tenant_name, lib.requested_sharing])
+	msg := lib.message(["no ", lib.tenant.isolation, " pool of GPU class [", lib.names(lib.intent_classes), "] in data_residency ", lib.tenant.data_residency, ` of tenant "`, lib.tenant_name, `" offers sharing mode `, lib.requested_sharing])
 }
 
 # METADATA
@@ -37,7 +37,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant.allow_gpu_sharing != true
 	count(lib.shared_gpu_resources) > 0
-	msg := sprintf(`tenant "%s" sets allow_gpu_sharing false; %s asks for shared GPU resources [%s]`, [lib.tenant_name, lib.subject, lib.names(lib.shared_gpu_resources)])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false; `, lib.subject, " asks for shared GPU resources [", lib.names(lib.shared_gpu_resources), "]"])
 }
 
 # how the node shares its GPUs, if it does
@@ -60,5 +60,5 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	lib.tenant.allow_gpu_sharing != true
 	some node in lib.candidate_nodes
 	how := _node_sharing(lib.node_labels(node))
-	msg := sprintf(`node "%s" shares its GPUs (%s) and tenant "%s" sets allow_gpu_sharing false`, [node.name, how, lib.tenant_name])
+	msg := lib.message([`node "`, node.name, `" shares its GPUs (`, how, `) and tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false`])
 }

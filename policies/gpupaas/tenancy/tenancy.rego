@@ -24,7 +24,7 @@ _finding(meta, path, msg) := {"code": meta.custom.code, "path": path, "message":
 _contradictions(t) := {_finding(rego.metadata.rule(), ["tenant", "allow_preemption"], msg) |
 	t.tier == "spot"
 	t.allow_preemption == false
-	msg := sprintf(`tenant "%s" is tier spot but sets allow_preemption false; spot capacity is always preemptible`, [t.name])
+	msg := lib.message([`tenant "`, t.name, `" is tier spot but sets allow_preemption false; spot capacity is always preemptible`])
 }
 
 # METADATA
@@ -34,7 +34,7 @@ _contradictions(t) := {_finding(rego.metadata.rule(), ["tenant", "allow_preempti
 #   code: RESIDENCY_UNSATISFIABLE
 _residency_unsatisfiable(t) := {_finding(rego.metadata.rule(), ["tenant", "data_residency"], msg) |
 	count(lib.residency_clusters(t)) == 0
-	msg := sprintf(`no cluster of the fleet satisfies data_residency %s of tenant "%s"`, [t.data_residency, t.name])
+	msg := lib.message(["no cluster of the fleet satisfies data_residency ", t.data_residency, ` of tenant "`, t.name, `"`])
 }
 
 # METADATA
@@ -45,7 +45,7 @@ _residency_unsatisfiable(t) := {_finding(rego.metadata.rule(), ["tenant", "data_
 _unknown_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements", class], msg) |
 	some class, _ in t.entitlements
 	not lib.gpu_class_known(class)
-	msg := sprintf(`tenant "%s" is entitled to GPU class "%s", which the fleet does not define`, [t.name, class])
+	msg := lib.message([`tenant "`, t.name, `" is entitled to GPU class "`, class, `", which the fleet does not define`])
 }
 
 # METADATA
@@ -61,7 +61,7 @@ _unsatisfiable_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitle
 	some class, _ in t.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
-	msg := sprintf(`tenant "%s" is entitled to GPU class %s, which no cluster of its data_residency %s offers`, [t.name, class, t.data_residency])
+	msg := lib.message([`tenant "`, t.name, `" is entitled to GPU class `, class, ", which no cluster of its data_residency ", t.data_residency, " offers"])
 }
 
 # METADATA
@@ -73,7 +73,7 @@ _namespace_conflicts(t) := {_finding(rego.metadata.rule(), ["tenant", "namespace
 	some i, ns in t.namespaces
 	others := object.get(lib.namespace_owners, ns, set()) - {t.name}
 	count(others) > 0
-	msg := sprintf(`namespace "%s" of tenant "%s" is already owned by tenant(s) [%s]`, [ns, t.name, lib.names(others)])
+	msg := lib.message([`namespace "`, ns, `" of tenant "`, t.name, `" is already owned by tenant(s) [`, lib.names(others), "]"])
 }
 
 # every finding of a tenant document
@@ -101,7 +101,7 @@ _new_reasons(meta) := {lib.reason(meta, _policy, f.message) | some f in _new_fin
 #   code: TENANT_EXISTS
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenants[lib.new_tenant.name]
-	msg := sprintf(`tenant "%s" already exists`, [lib.new_tenant.name])
+	msg := lib.message([`tenant "`, lib.new_tenant.name, `" already exists`])
 }
 
 # METADATA
@@ -147,7 +147,7 @@ deny contains r if some r in _new_reasons(rego.metadata.rule())
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.new_tenant.isolation == "dedicated"
 	count(lib.dedicated_pools(lib.new_tenant.name)) == 0
-	msg := sprintf(`dedicated tenant "%s" has no dedicated pool in the fleet; one must be provisioned`, [lib.new_tenant.name])
+	msg := lib.message([`dedicated tenant "`, lib.new_tenant.name, `" has no dedicated pool in the fleet; one must be provisioned`])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, _ in lib.payload.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
-	msg := sprintf(`new entitlement of tenant "%s" for GPU class %s cannot be satisfied: no cluster of its data_residency %s offers it`, [lib.tenant_name, class, lib.tenant.data_residency])
+	msg := lib.message([`new entitlement of tenant "`, lib.tenant_name, `" for GPU class `, class, " cannot be satisfied: no cluster of its data_residency ", lib.tenant.data_residency, " offers it"])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ _sla_policy := object.union(lib.tenant, lib.payload) if input.kind == "change_sl
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	new := _sla_policy
 	lib.tiers[new.tier].rank > lib.tiers[lib.tenant.tier].rank
-	msg := sprintf(`tenant "%s" moves from tier %s to %s: its priority class rises from %s to %s`, [lib.tenant_name, lib.tenant.tier, new.tier, lib.tiers[lib.tenant.tier].priority_class, lib.tiers[new.tier].priority_class])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" moves from tier `, lib.tenant.tier, " to ", new.tier, ": its priority class rises from ", lib.tiers[lib.tenant.tier].priority_class, " to ", lib.tiers[new.tier].priority_class])
 }
 
 # METADATA
@@ -194,7 +194,7 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	_sla_policy.isolation == "dedicated"
 	lib.tenant.isolation != "dedicated"
-	msg := sprintf(`tenant "%s" moves from %s to dedicated isolation (pools [%s])`, [lib.tenant_name, lib.tenant.isolation, lib.names(lib.dedicated_pools(lib.tenant_name))])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" moves from `, lib.tenant.isolation, " to dedicated isolation (pools [", lib.names(lib.dedicated_pools(lib.tenant_name)), "])"])
 }
 
 # METADATA
@@ -219,7 +219,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some class, used in object.get(input, "usage", {})
 	limit := lib.entitlement(new, class)
 	used > limit
-	msg := sprintf(`tenant "%s" runs %d %s GPUs, above its entitlement of %d; tier %s refuses usage above the entitlement`, [lib.tenant_name, used, class, limit, new.tier])
+	msg := lib.message([`tenant "`, lib.tenant_name, `" runs `, used, " ", class, " GPUs, above its entitlement of ", limit, "; tier ", new.tier, " refuses usage above the entitlement"])
 }
 
 # METADATA
@@ -238,7 +238,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		count(lib.eligible_pools(new, {class}, lib.usable_strategies(new))) == 0
 	}
 	count(missing) > 0
-	msg := sprintf(`no %s pool in data_residency %s of tenant "%s" offers GPU class [%s]`, [new.isolation, new.data_residency, lib.tenant_name, lib.names(missing)])
+	msg := lib.message(["no ", new.isolation, " pool in data_residency ", new.data_residency, ` of tenant "`, lib.tenant_name, `" offers GPU class [`, lib.names(missing), "]"])
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some c, cluster in lib.clusters
 	some p, pool in cluster.pools
 	not lib.gpu_class_known(pool.gpu_class)
-	msg := sprintf(`pool "%s" of cluster "%s" has GPU class "%s", which the fleet does not define`, [p, c, pool.gpu_class])
+	msg := lib.message([`pool "`, p, `" of cluster "`, c, `" has GPU class "`, pool.gpu_class, `", which the fleet does not define`])
 }
 
 # METADATA
@@ -276,7 +276,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some p, pool in cluster.pools
 	pool.isolation == "dedicated"
 	not lib.tenants[pool.tenant]
-	msg := sprintf(`dedicated pool "%s" of cluster "%s" names tenant "%s", which is not in the bundle`, [p, c, pool.tenant])
+	msg := lib.message([`dedicated pool "`, p, `" of cluster "`, c, `" names tenant "`, pool.tenant, `", which is not in the bundle`])
 }
 
 # METADATA
@@ -292,7 +292,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some [c, p] in places
 	some i, listed in lib.clusters[c].pools[p].node_names
 	listed == name
-	msg := sprintf(`node "%s" of pool "%s" of cluster "%s" is also listed by [%s]`, [name, p, c, lib.names({sprintf("%s/%s", [oc, op]) | some [oc, op] in places; [oc, op] != [c, p]})])
+	msg := lib.message([`node "`, name, `" of pool "`, p, `" of cluster "`, c, `" is also listed by [`, lib.names({lib.message([oc, "/", op]) | some [oc, op] in places; [oc, op] != [c, p]}), "]"])
 }
 
 # METADATA
@@ -305,7 +305,7 @@ config_violations contains _fleet_violation(rego.metadata.rule(), ["fleet", "clu
 	some p, pool in cluster.pools
 	names := pool.node_names
 	count(names) != pool.nodes
-	msg := sprintf(`pool "%s" of cluster "%s" lists %d node names for %d nodes`, [p, c, count(names), pool.nodes])
+	msg := lib.message([`pool "`, p, `" of cluster "`, c, `" lists `, count(names), " node names for ", pool.nodes, " nodes"])
 }
 
 _fleet_violation(meta, path, msg) := {"document": "fleet", "path": path, "code": meta.custom.code, "message": msg}
