@@ -33,6 +33,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "check-plan": ("pdp.commands.decide", "add_parsers"),
     "demo": ("pdp.commands.decide", "add_parsers"),
     "records": ("pdp.records_cli", "add_parser"),
+    "status": ("pdp.status_cli", "add_parser"),
     "replay": ("pdp.replay.cli", "add_parser"),
     "audit-cluster": ("pdp.enforcement.drift_cli", "add_parser"),
     "opa": ("pdp.opa.cli", "add_parser"),

@@ -17,7 +17,8 @@ import yaml
 from cryptography import x509
 
 from pdp.api.server import LIVENESS_SERVICE
-from pdp.cli import _check_enforcement, parser
+from pdp.cli import parser
+from pdp.commands.serve import _check_enforcement
 from pdp.enforcement.claims import GPU_DEVICE_CLASSES
 from pdp.listen import check_plaintext, tls_files
 
@@ -491,3 +492,25 @@ def test_the_kueue_controller_arguments_are_accepted_by_pdp_kueue_controller() -
     ]
     # One replica: the controller has no leader election.
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_pdp_runs_as_several_replicas_spread_over_nodes_with_a_disruption_budget() -> None:
+    deployment = next(
+        d for d in yaml.safe_load_all((DEPLOY / "deployment.yaml").read_text()) if d["kind"] == "Deployment"
+    )
+    [budget] = [d for d in yaml.safe_load_all((DEPLOY / "pdb.yaml").read_text()) if d]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["replicas"] >= 3
+    # The budget covers exactly the PDP's pods and keeps all but one of them through a drain.
+    assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1 and budget["metadata"]["namespace"] == "gpupaas-system"
+    spread = {
+        c["topologyKey"]: c for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    }
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+    for constraint in spread.values():
+        assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    assert "pdb.yaml" in kustomization["resources"]

@@ -71,7 +71,7 @@ def test_the_default_chart_is_the_kustomize_base() -> None:
 def test_non_default_values_reach_every_object() -> None:
     objs = template(
         "namespace=platform",
-        "pdp.replicas=3",
+        "pdp.replicas=5",
         "bundles.replicas=2",
         "webhook.failurePolicy=Ignore",
         "webhook.timeoutSeconds=3",
@@ -92,7 +92,7 @@ def test_non_default_values_reach_every_object() -> None:
             "ValidatingWebhookConfiguration",
         ):
             assert obj["metadata"]["namespace"] in ("platform", "kube-system"), key(obj)
-    assert by_key["Deployment/platform/pdp"]["spec"]["replicas"] == 3
+    assert by_key["Deployment/platform/pdp"]["spec"]["replicas"] == 5
     assert by_key["Deployment/platform/pdp-bundles"]["spec"]["replicas"] == 2
     hooks = by_key["ValidatingWebhookConfiguration//gpupaas-pdp"]
     assert hooks["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "platform/pdp-serving"}

@@ -52,7 +52,7 @@ class PolicyConfig:
         return {"gpupaas": {"fleet": self.fleet, "tenants": self.tenants, "index": index}}
 
 
-def _read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:
+def read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -66,7 +66,7 @@ def _read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:
         return None, [ConfigError(str(path), where, f"is not valid YAML: {problem}")]
 
 
-def _schema_errors(file: str, schema: str, document: Any) -> list[ConfigError]:
+def schema_errors(file: str, schema: str, document: Any) -> list[ConfigError]:
     found = leaf_errors(validator(schema).iter_errors(document))
     errors: list[ConfigError] = []
     for error in sorted(found, key=lambda e: [str(p) for p in e.absolute_path]):
@@ -80,12 +80,12 @@ def _schema_errors(file: str, schema: str, document: Any) -> list[ConfigError]:
 
 def validate_tenant(document: Any, file: str = "<tenant>") -> list[ConfigError]:
     """Schema problems of one tenant document (the form with the top-level `tenant` key)."""
-    return _schema_errors(file, "tenant", document)
+    return schema_errors(file, "tenant", document)
 
 
 def load_tenant_document(path: Path) -> dict[str, Any]:
     """One tenant document, validated; raises ConfigErrors naming file, path and problem."""
-    document, errors = _read_yaml(path)
+    document, errors = read_yaml(path)
     if not errors:
         errors = validate_tenant(document, str(path))
     if errors:
@@ -109,8 +109,8 @@ def load_config(tenants: Path, fleet: Path, *, allow_no_tenants: bool = False) -
     are checked by the policies themselves at bundle build time; see `pdp.bundles.build`.
     """
     errors: list[ConfigError] = []
-    fleet_doc, read_errors = _read_yaml(fleet)
-    errors += read_errors or _schema_errors(str(fleet), "fleet", fleet_doc)
+    fleet_doc, read_errors = read_yaml(fleet)
+    errors += read_errors or schema_errors(str(fleet), "fleet", fleet_doc)
 
     files = _tenant_files(tenants)
     if not files and not allow_no_tenants:
@@ -118,7 +118,7 @@ def load_config(tenants: Path, fleet: Path, *, allow_no_tenants: bool = False) -
     loaded: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
     for path in files:
-        document, read_errors = _read_yaml(path)
+        document, read_errors = read_yaml(path)
         file_errors = read_errors or validate_tenant(document, str(path))
         if file_errors:
             errors += file_errors

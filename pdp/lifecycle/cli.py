@@ -111,6 +111,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from pdp.config.documents import ConfigErrors
     from pdp.lifecycle.api import create_app
     from pdp.lifecycle.credentials import CredentialError
     from pdp.lifecycle.worker import Worker, WorkerOptions
@@ -127,6 +128,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         pdp=pdp,
         database_url=args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", ""),
         kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
+        clusters=args.clusters,
+        cluster_retry_interval=args.cluster_retry_interval,
         approval_timeout=args.approval_timeout,
         capacity_retry_schedule=args.capacity_retry_schedule,
         certificate_key=args.certificate_key,
@@ -145,8 +148,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(options)
     try:
         worker.start()
-    except CredentialError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # one line, before anything else is said
+    except (CredentialError, ConfigErrors, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # before anything else is said
         return 2
     warn_unprotected_records(args, logging.getLogger("pdp.records"))
     config = uvicorn.Config(
@@ -339,6 +342,19 @@ def add_parser(sub: Any) -> None:
     add_worker_options(w)
     w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
     w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
+    w.add_argument(
+        "--clusters",
+        type=Path,
+        help="clusters-access document (YAML: clusters: {NAME: {kubeconfig: PATH, context: C} | {in_cluster: "
+        "true}}) naming every cluster of the fleet: one adapter per cluster, tenants realized only in the "
+        "clusters their policy allows (instead of --kubeconfig)",
+    )
+    w.add_argument(
+        "--cluster-retry-interval",
+        type=float,
+        default=2.0,
+        help="seconds between attempts to reach an unreachable cluster (the workflow waits, never skips it)",
+    )
     w.add_argument("--approval-timeout", type=float, default=24 * 3600.0, help="seconds per approval round")
     w.add_argument(
         "--capacity-retry-schedule",

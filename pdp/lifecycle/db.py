@@ -68,6 +68,9 @@ SCHEMA = [
         tenant VARCHAR(128) PRIMARY KEY, workflow_id VARCHAR(256) NOT NULL,
         status VARCHAR(32) NOT NULL, reason TEXT NOT NULL, since VARCHAR(64) NOT NULL,
         updated_at VARCHAR(64) NOT NULL)""",
+    # The clusters each tenant is realized in (a multi-cluster worker: pdp/lifecycle/clusters.py).
+    """CREATE TABLE IF NOT EXISTS lc_tenant_clusters (
+        tenant VARCHAR(128) NOT NULL, cluster VARCHAR(128) NOT NULL, PRIMARY KEY (tenant, cluster))""",
 ]
 
 

@@ -1,7 +1,10 @@
 """Deployments realized as workload objects, and their re-placement (what the workflow steps run).
 
 Every deployment that runs has one apps/v1 Deployment in its tenant's first namespace, rendered
-from the PDP's placement decision (pdp/substrate/kubernetes/workload.py) and applied through the adapter.
+from the PDP's placement decision (pdp/substrate/kubernetes/workload.py) and applied through the
+adapter of one cluster: a multi-cluster worker chooses it among the decision's eligible clusters
+the tenant is realized in, those where it fits first in the policy's order (pdp/lifecycle/clusters.py),
+and keeps it there while it stays eligible.
 The object and the placement it was rendered from are kept in the store, so scaling or a batch
 size change re-applies the same placement, preemption scales it to 0 (resumable), offboarding
 deletes it, and a policy change (SLA, GPU sharing) can ask the PDP again and re-apply only the
@@ -14,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pdp.lifecycle import clusters as fleet_clusters
+from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.substrates import render_tenant
@@ -38,6 +43,73 @@ def _namespace(rt: Runtime, tenant: str) -> str:
 
 def _deployment(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
     return next((d for d in rt.store.deployments(tenant) if d["name"] == name), None)
+
+
+class NoEligibleCluster(RuntimeError):
+    """None of the decision's eligible clusters is one the tenant is realized in."""
+
+
+def cluster_of(kept: Mapping[str, Any]) -> str:
+    """The cluster a kept workload object was applied to (SINGLE in a single-cluster worker)."""
+    return str(kept["placement"].get("cluster", fleet_clusters.SINGLE))
+
+
+def _in(
+    rt: Runtime, tenant: str, cluster: str, operation: str, call: Any, *, event_key: str, workflow_id: str
+) -> Any:
+    return fleet_clusters.reach(
+        rt, cluster, operation, call, tenant=tenant, event_key=event_key, workflow_id=workflow_id
+    )
+
+
+def _placed_gpus(rt: Runtime, exclude: tuple[str, str]) -> list[tuple[str, int]]:
+    """(cluster, GPUs) of every running deployment's workload object, but `exclude`'s."""
+    out = []
+    running = {
+        (d["tenant"], d["name"]): d for d in rt.store.deployments() if d["state"] == DeploymentState.RUNNING
+    }
+    for t in {tenant for tenant, _ in running}:
+        for name, kept in rt.store.workloads(t).items():
+            dep = running.get((t, name))
+            if dep is not None and (t, name) != exclude:
+                out.append(
+                    (cluster_of(kept), int(dep["spec"]["gpus_per_replica"]) * int(dep["spec"]["replicas"]))
+                )
+    return out
+
+
+def placed_in(rt: Runtime, cluster: str) -> set[tuple[str, str]]:
+    """(tenant, deployment) of every workload object applied to `cluster`."""
+    return {
+        (str(t["name"]), name)
+        for t in rt.store.tenants()
+        for name, kept in rt.store.workloads(str(t["name"])).items()
+        if cluster_of(kept) == cluster
+    }
+
+
+def choose_cluster(
+    rt: Runtime, tenant: str, spec: Mapping[str, Any], decision: Mapping[str, Any], current: str | None = None
+) -> str:
+    """The cluster a deployment goes to: `current` while it stays eligible, else the best ranked of
+    the decision's eligible clusters the tenant is realized in (SINGLE when not managed)."""
+    if not rt.clusters.managed:
+        return fleet_clusters.SINGLE
+    eligible = [str(c) for c in decision.get("constraints", {}).get("eligible_clusters", [])]
+    realized = set(fleet_clusters.of_tenant(rt, tenant))
+    candidates = [c for c in eligible if c in realized]
+    if not candidates:
+        raise NoEligibleCluster(
+            f"{tenant}/{spec['deployment']}: none of the eligible clusters {eligible} is one the "
+            f"tenant is realized in {sorted(realized)}"
+        )
+    if current in candidates:
+        return current
+    free = fleet_clusters.free_gpus(
+        rt.policy.fleet, tenant, str(spec["gpu_class"]), _placed_gpus(rt, (tenant, str(spec["deployment"])))
+    )
+    needed = int(spec["gpus_per_replica"]) * int(spec["replicas"])
+    return fleet_clusters.rank(candidates, free, needed)[0]
 
 
 def _apply(
@@ -67,9 +139,15 @@ def _apply(
         decision_id=ids["decision_id"],
         bundle_revision=ids["bundle_revision"],
     )
-    rt.adapter.apply(obj)
+    cluster = cluster_of({"placement": place})
     tier = str(rt.store.tenant(tenant)["policy"].get("tier", "standard"))
-    routes.apply(rt.adapter, rt.policy.fleet, tenant, _namespace(rt, tenant), workload.name_of(spec), tier)
+    namespace, name = _namespace(rt, tenant), workload.name_of(spec)
+
+    def place_there(adapter: Adapter) -> None:
+        adapter.apply(obj)
+        routes.apply(adapter, rt.policy.fleet, tenant, namespace, name, tier)
+
+    _in(rt, tenant, cluster, "apply workload", place_there, event_key=event_key, workflow_id=workflow_id)
     record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
     rt.store.put_workload(
         tenant,
@@ -81,6 +159,7 @@ def _apply(
             "deployment": workload.name_of(spec),
             "object": objects.key(obj),
             "replicas": obj["spec"]["replicas"],
+            **({"cluster": cluster} if cluster else {}),
             **(detail or {}),
         },
         workflow_id=workflow_id,
@@ -97,12 +176,17 @@ def apply_workload(
     *,
     event_key: str,
     workflow_id: str,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
-    """A newly placed deployment: its object from the deploy decision's constraints."""
+    """A newly placed deployment: its object from the deploy decision's constraints, in
+    `cluster` when given (where room was made for it), else in the cluster chosen for it."""
+    kept = rt.store.workloads(tenant).get(workload.name_of(spec))  # a preempted one, resumed
+    if cluster is None:
+        cluster = choose_cluster(rt, tenant, spec, decision, cluster_of(kept) if kept else None)
     place = workload.placement(
-        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none"))
+        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
     )
-    return _apply(
+    obj = _apply(
         rt,
         tenant,
         spec,
@@ -115,6 +199,10 @@ def apply_workload(
         because=decision,
         detail={"placement": place},
     )
+    if kept is not None and cluster_of(kept) != cluster:
+        # Its kept (scaled to 0) object was in another cluster: it runs here now, not there.
+        _leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
+    return obj
 
 
 def reapply_workload(
@@ -174,18 +262,33 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
     """Delete every workload object of the tenant; returns their keys."""
     deleted = []
     for name, kept in rt.store.workloads(tenant).items():
-        routes.delete(rt.adapter, rt.policy.fleet, tenant, kept["object"]["metadata"]["namespace"], name)
-        rt.adapter.delete(kept["object"])
+        cluster = cluster_of(kept)
+        obj = kept["object"]
+
+        def remove(adapter: Adapter, o: dict[str, Any] = obj, n: str = name) -> None:
+            routes.delete(adapter, rt.policy.fleet, tenant, o["metadata"]["namespace"], n)
+            adapter.delete(o)
+
+        _in(
+            rt,
+            tenant,
+            cluster,
+            "delete workload",
+            remove,
+            event_key=f"{event_key}:{name}",
+            workflow_id=workflow_id,
+        )
         rt.store.put_workload(
             tenant,
             name,
             None,
             event_key=f"{event_key}:{name}",
             event="workload.deleted",
-            detail={"deployment": name, "object": objects.key(kept["object"]), "reason": reason},
+            detail={"deployment": name, "object": objects.key(obj), "reason": reason,
+                    **({"cluster": cluster} if cluster else {})},
             workflow_id=workflow_id,
-        )
-        deleted.append(objects.key(kept["object"]))
+        )  # fmt: skip
+        deleted.append(fleet_clusters.label(cluster, objects.key(obj)))
     return deleted
 
 
@@ -234,8 +337,14 @@ def replace(
     if kept is not None and kept.get("event_key") == event_key:
         return {**out, "replaced": True}  # this step ran already (re-run after a crash)
     spec = {**dep["spec"], "sharing": sharing} if sharing else dep["spec"]
+    try:
+        cluster = choose_cluster(rt, tenant, spec, decision, cluster_of(kept) if kept else None)
+    except NoEligibleCluster as exc:
+        if strict:
+            raise ReplacementRefused(str(exc)) from exc
+        return {**out, "replaced": False, "reason": f"kept: {exc}"}
     place = workload.placement(
-        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none"))
+        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
     )
     if kept is not None and kept["placement"] == place:
         return {**out, "replaced": False, "reason": "placement unchanged"}
@@ -264,7 +373,29 @@ def replace(
         because=decision,
         detail={"cause": cause, "changed": changed, "from": before, "to": place},
     )
+    if kept is not None and cluster_of(kept) != cluster:
+        # Moved to another cluster: the object in the one it left goes, once the new one is applied.
+        _leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
     return {**out, "replaced": True, "changed": changed}
+
+
+def _leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str) -> None:
+    """Delete a workload object (and its routes) from the cluster it was kept in."""
+    obj = kept["object"]
+
+    def remove(adapter: Adapter) -> None:
+        routes.delete(adapter, rt.policy.fleet, tenant, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        adapter.delete(obj)
+
+    _in(
+        rt,
+        tenant,
+        cluster_of(kept),
+        "delete moved workload",
+        remove,
+        event_key=event_key,
+        workflow_id=workflow_id,
+    )
 
 
 def restore_workloads(
@@ -283,7 +414,11 @@ def restore_workloads(
         current = now.get(name)
         if current is not None and current["placement"] == old["placement"]:
             continue
-        rt.adapter.apply(old["object"])
+        obj = old["object"]
+        _in(rt, tenant, cluster_of(old), "restore workload", lambda a, o=obj: a.apply(o),
+            event_key=f"{event_key}:{name}", workflow_id=workflow_id)  # fmt: skip
+        if current is not None and cluster_of(current) != cluster_of(old):
+            _leave(rt, tenant, current, event_key=f"{event_key}:{name}:left", workflow_id=workflow_id)
         rt.store.put_workload(
             tenant,
             name,
@@ -311,24 +446,41 @@ def apply_policy(
     """Re-apply the tenant objects that follow its policy (quota, Kueue, PriorityClass), publish
     the policy into the bundle and record it; returns the bundle revision OPA serves now."""
     rendered, old = render_tenant(rt, policy), render_tenant(rt, previous)
-    for group in objects.POLICY_GROUPS:
-        before = {objects.key(o): o for o in old[group]}
-        for obj in rendered[group]:
-            was = before.get(objects.key(obj))
-            if obj["kind"] == "PriorityClass" and was is not None and obj != was:
-                # A PriorityClass's value and preemptionPolicy are immutable: replace the object.
-                # Running pods keep the priority they were admitted with.
-                rt.adapter.delete(was)
-            rt.adapter.apply(obj)
-        # What the new policy no longer renders (a dedicated tenant's Kueue flavor once it is
-        # shared), removed after what replaced it is in place.
-        for gone in objects.stale(old[group], rendered[group]):
-            rt.adapter.delete(gone)
+
+    def follow(adapter: Adapter) -> None:
+        for group in objects.POLICY_GROUPS:
+            before = {objects.key(o): o for o in old[group]}
+            for obj in rendered[group]:
+                was = before.get(objects.key(obj))
+                if obj["kind"] == "PriorityClass" and was is not None and obj != was:
+                    # A PriorityClass's value and preemptionPolicy are immutable: replace the
+                    # object. Running pods keep the priority they were admitted with.
+                    adapter.delete(was)
+                adapter.apply(obj)
+            # What the new policy no longer renders (a dedicated tenant's Kueue flavor once it is
+            # shared), removed after what replaced it is in place.
+            for gone in objects.stale(old[group], rendered[group]):
+                adapter.delete(gone)
+
+    for cluster in fleet_clusters.of_tenant(rt, tenant):
+        _in(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
     if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
         tier = str(policy.get("tier", "standard"))
         for name, kept in rt.store.workloads(tenant).items():
             namespace = kept["object"]["metadata"]["namespace"]
-            routes.apply(rt.adapter, rt.policy.fleet, tenant, namespace, name, tier)
+
+            def route(adapter: Adapter, ns: str = namespace, n: str = name) -> None:
+                routes.apply(adapter, rt.policy.fleet, tenant, ns, n, tier)
+
+            _in(
+                rt,
+                tenant,
+                cluster_of(kept),
+                "apply routes",
+                route,
+                event_key=event_key,
+                workflow_id=workflow_id,
+            )
     revision = rt.policy.publish(policy)
     rt.store.update_policy(
         tenant,

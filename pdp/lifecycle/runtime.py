@@ -3,13 +3,14 @@ process by the worker (workflows are module-level functions, as DBOS requires)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.anchor import Anchor
+from pdp.lifecycle.clusters import Clusters
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
 from pdp.lifecycle.store import Store
@@ -33,6 +34,9 @@ class Settings:
     # A dedicated tenant waiting for capacity plans its pool again this often (and on every
     # capacity retry).
     pool_retry_interval: float = 300.0
+    # Seconds between attempts to reach a cluster that is unreachable (the workflow waits; it
+    # never skips the cluster).
+    cluster_retry_interval: float = 2.0
 
 
 @dataclass
@@ -48,6 +52,12 @@ class Runtime:
     anchor: Anchor | None = None
     # Substrates beyond Kubernetes whose objects join the tenant's groups (pdp/lifecycle/substrates.py).
     substrates: tuple[Substrate, ...] = ()
+    # One adapter per cluster (pdp/lifecycle/clusters.py); default: `adapter` stands for them all.
+    clusters: Clusters = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.clusters is None:
+            self.clusters = Clusters({}, self.adapter)
 
 
 _current: Runtime | None = None

@@ -106,6 +106,28 @@ class Store(ApprovalStore):
         with self.db.write() as conn:
             audit.append(conn, event_key, event=event, tenant=tenant, **links)
 
+    def put_clusters(self, name: str, clusters: list[str], *, event_key: str, **links: Any) -> bool:
+        """The clusters the tenant is realized in, with their audit record. Idempotent per event key."""
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM lc_audit WHERE event_key = :k"), {"k": event_key}).first():
+                return False
+            conn.execute(sa.text("DELETE FROM lc_tenant_clusters WHERE tenant = :t"), {"t": name})
+            for cluster in clusters:
+                conn.execute(
+                    sa.text("INSERT INTO lc_tenant_clusters (tenant, cluster) VALUES (:t, :c)"),
+                    {"t": name, "c": cluster},
+                )
+            audit.append(conn, event_key, event="tenant.clusters", tenant=name, **links)
+        return True
+
+    def clusters(self, name: str) -> list[str]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.text("SELECT cluster FROM lc_tenant_clusters WHERE tenant = :t ORDER BY cluster"),
+                {"t": name},
+            ).all()
+        return [str(r[0]) for r in rows]
+
     # deployments ---------------------------------------------------------------------------
     def deployments(self, tenant: str | None = None) -> list[dict[str, Any]]:
         sql = (

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
 
+from pdp.config.clusters import ClusterAccess, load_clusters
+from pdp.config.documents import ConfigErrors, read_yaml
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
@@ -18,6 +20,7 @@ from pdp.integrity.sinks import Sink, open_sink, sink_path
 from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle.clusters import Clusters
 from pdp.lifecycle.credentials import CredentialError, TokenPolicy
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
@@ -28,7 +31,8 @@ from pdp.lifecycle.tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_t
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 # 2: changes decided and applied in the tenant's serialization, approvals awaited outside it
 # (workflows started by version 1 are not resumed by this one).
-APPLICATION_VERSION = "gpupaas-lifecycle-2"
+# 3: objects applied, verified and destroyed per cluster (a clusters-access document).
+APPLICATION_VERSION = "gpupaas-lifecycle-3"
 RETRY_EVERY_MINUTE = "0 * * * * *"
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,10 @@ class WorkerOptions:
     pdp: EmbeddedSettings
     database_url: str = ""  # postgresql://... ; empty: SQLite files under the state directory
     kubeconfig: str | None = None
+    # The clusters-access document (pdp/config/clusters.py): one adapter per cluster of the fleet.
+    clusters: Path | None = None
+    # Seconds between attempts to reach an unreachable cluster (the workflow waits for it).
+    cluster_retry_interval: float = 2.0
     approval_timeout: float = 24 * 3600.0
     admin_token_env: str = ADMIN_TOKEN_ENV
     # A file holding the admin token (a mounted Secret); read instead of the environment.
@@ -135,6 +143,16 @@ def _with_slurm(o: WorkerOptions, default: Adapter) -> tuple[Adapter, tuple[Subs
     return RoutingAdapter(default, {API_VERSION.split("/")[0]: slurm}), (SlurmSubstrate(users),)
 
 
+def _cluster_access(o: WorkerOptions) -> dict[str, ClusterAccess]:
+    """The clusters-access document, checked against the fleet; {} without one."""
+    if not o.clusters:
+        return {}
+    document, errors = read_yaml(o.pdp.fleet)
+    if errors:
+        raise ConfigErrors(errors)
+    return load_clusters(o.clusters, document["fleet"])
+
+
 class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
@@ -145,6 +163,11 @@ class Worker:
         """CredentialError, before anything starts, when the admin credential is missing, weak,
         revoked or expired."""
         o = self.options
+        if o.clusters and o.kubeconfig:
+            raise ValueError(
+                "give --clusters (one adapter per cluster) or --kubeconfig (one cluster), not both"
+            )
+        access = _cluster_access(o)  # first: a bad document stops here, naming the field
         admin_token, source = read_admin_token(o)
         private_dir(o.state)
         key = certificate.load_or_create_key(o.certificate_key_path)  # first: a bad key file stops here
@@ -184,7 +207,25 @@ class Worker:
         gateway.write_fleet()
         self.stack.start()
         adapter: Adapter
-        if o.kubeconfig:
+        per_cluster: dict[str, Adapter] = {}
+        if access:
+            from pdp.lifecycle.clusters import NoSingleCluster
+            from pdp.substrate.gpu_operator.adapter import SharingRealizer
+            from pdp.substrate.kubernetes.adapter import KubernetesAdapter
+
+            realizers = []
+            for name, reach in access.items():
+                kube = KubernetesAdapter(
+                    str(reach.kubeconfig) if reach.kubeconfig else None, context=reach.context
+                )
+                per_cluster[name] = kube
+                realizers.append(SharingRealizer(kube))
+                log.info("lifecycle adapter for cluster %s: kubernetes (%s)", name, reach.describe())
+            adapter = NoSingleCluster()
+            # Each cluster's GPU operator sharing configuration, over that cluster's pool nodes.
+            gateway.on_fleet = lambda fleet: [r.realize(fleet) for r in realizers]
+            gateway.write_fleet()
+        elif o.kubeconfig:
             from pdp.substrate.gpu_operator.adapter import SharingRealizer
             from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 
@@ -209,8 +250,19 @@ class Worker:
             destroy_timeout=o.destroy_timeout,
             decision_wait=o.decision_wait,
             pool_retry_interval=o.pool_retry_interval,
+            cluster_retry_interval=o.cluster_retry_interval,
         )
-        self.runtime = Runtime(db, store, adapter, gateway, settings, key, audit_anchor, substrates)
+        self.runtime = Runtime(
+            db,
+            store,
+            adapter,
+            gateway,
+            settings,
+            key,
+            audit_anchor,
+            substrates,
+            Clusters(per_cluster, adapter),
+        )
         install(self.runtime)
         config: DBOSConfig = {
             "name": "gpupaas-lifecycle",
@@ -247,4 +299,5 @@ class Worker:
         if self.stack:
             self.stack.stop()
         if self.runtime:
+            self.runtime.clusters.close()
             self.runtime.db.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from pdp import metrics
 from pdp.bundles.build import BUNDLE_NAME
 from pdp.opa.http import http_client
 
@@ -67,8 +68,15 @@ def read_bundle_status(addr: str, bundle: str = BUNDLE_NAME, timeout: float = 0.
 
 def bundle_refusal(addr: str, bundle: str = BUNDLE_NAME) -> str | None:
     """Why OPA refused the last bundle it fetched, or None (also when OPA cannot be asked: a PDP
-    whose OPA does not answer is not ready, and its readiness says so)."""
+    whose OPA does not answer is not ready, and its readiness says so).
+
+    The health monitor calls this every second; the revision OPA reports active goes into the
+    `bundle_info` metric here, so a PDP that has decided nothing since a new bundle activated
+    shows the new revision (`pdp status` compares PDPs by it), not the one its last decision saw."""
     try:
-        return read_bundle_status(addr, bundle).refused
+        status = read_bundle_status(addr, bundle)
     except (httpx.HTTPError, ValueError):
         return None
+    if status.active_revision:
+        metrics.decisions.revision_seen(status.active_revision)
+    return status.refused

@@ -67,7 +67,7 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
 
     upgraded = template(
         "namespace=platform",
-        "pdp.replicas=3",
+        "pdp.replicas=5",
         "webhook.failurePolicy=Ignore",
         "lifecycle.databaseURLSecret=lifecycle-db",
         "lifecycle.stateClaim=lifecycle-state",
@@ -79,7 +79,7 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
     pdp = cluster.resources.get(api_version="apps/v1", kind="Deployment").get(
         name="pdp", namespace="platform"
     )
-    assert pdp.spec.replicas == 3
+    assert pdp.spec.replicas == 5
 
 
 # The API group of every kind the lifecycle's adapter applies (pdp/substrate/kubernetes/adapter.py).

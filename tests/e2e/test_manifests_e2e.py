@@ -15,7 +15,14 @@ from kubernetes.client.rest import ApiException
 from .controlplane import ROOT
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
-MANIFESTS = ["rbac.yaml", "bundle-server.yaml", "deployment.yaml", "webhook.yaml", "networkpolicy.yaml"]
+MANIFESTS = [
+    "rbac.yaml",
+    "bundle-server.yaml",
+    "deployment.yaml",
+    "pdb.yaml",
+    "webhook.yaml",
+    "networkpolicy.yaml",
+]
 
 
 def objects(name: str) -> list[dict[str, Any]]:

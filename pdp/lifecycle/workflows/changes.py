@@ -13,7 +13,9 @@ from typing import Any
 
 from dbos import DBOS
 
+from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import hooks, realize
+from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.substrates import render_tenant
@@ -88,8 +90,22 @@ def apply_request_step(
     if kind == "update_quotas":
         policy = {**rt.store.tenant(tenant)["policy"], "entitlements": payload["entitlements"]}
         rendered = render_tenant(rt, policy)
-        for obj in rendered["quota"] + rendered["kueue"]:
-            rt.adapter.apply(obj)
+        quota = rendered["quota"] + rendered["kueue"]
+
+        def apply(adapter: Adapter) -> None:
+            for obj in quota:
+                adapter.apply(obj)
+
+        for cluster in fleet_clusters.of_tenant(rt, tenant):
+            fleet_clusters.reach(
+                rt,
+                cluster,
+                "apply quotas",
+                apply,
+                tenant=tenant,
+                event_key=event_key,
+                workflow_id=request_id(),
+            )
         revision = rt.policy.publish(policy)
         rt.store.update_policy(
             tenant, policy, event_key=event_key, detail={"entitlements": payload["entitlements"]}, **ids

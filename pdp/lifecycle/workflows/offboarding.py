@@ -18,6 +18,8 @@ from dbos import DBOS
 
 from pdp.integrity.files import private_file
 from pdp.lifecycle import anchor, audit, certificate, hooks, pools, realize
+from pdp.lifecycle import clusters as fleet_clusters
+from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.workflows import approvals
@@ -41,25 +43,59 @@ from pdp.substrate.kubernetes import objects
 
 
 @DBOS.step(**RETRY)
-def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
-    """Every object gone, not merely being deleted: a Terminating namespace still holds its data
-    until the namespace controller has emptied it, which takes seconds to minutes. Waits (and
-    deletes again whatever is present and not being deleted) up to the destroy timeout per attempt,
-    then fails naming what is left; records what it waited for."""
+def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]:
+    """Every object ({"cluster", "object"}) gone from its cluster, not merely being deleted: a
+    Terminating namespace still holds its data until the namespace controller has emptied it,
+    which takes seconds to minutes. Waits (and deletes again whatever is present and not being
+    deleted) up to the destroy timeout per attempt, then fails naming what is left; an unreachable
+    cluster is waited for, never skipped. Records what it waited for; returns each object's key
+    with its cluster."""
     hooks.at_step("verify-destroyed")
     rt = current()
     started = time.monotonic()
     waited_for: set[str] = set()
-    while left := [o for o in objs if not rt.adapter.gone(o)]:
-        waited_for.update(objects.key(o) for o in left)
+
+    def named(entry: dict[str, Any]) -> str:
+        return fleet_clusters.label(str(entry["cluster"]), objects.key(entry["object"]))
+
+    def gone(entry: dict[str, Any]) -> bool:
+        obj = entry["object"]
+        return bool(
+            fleet_clusters.reach(
+                rt, str(entry["cluster"]), "verify destroyed", lambda a: a.gone(obj),
+                tenant=tenant, event_key=key(), workflow_id=request_id(),
+            )
+        )  # fmt: skip
+
+    def delete_again(entry: dict[str, Any]) -> None:
+        obj = entry["object"]
+
+        def again(adapter: Adapter) -> None:
+            if adapter.exists(obj):  # back, or its deletion was lost
+                adapter.delete(obj)
+
+        fleet_clusters.reach(
+            rt,
+            str(entry["cluster"]),
+            "delete again",
+            again,
+            tenant=tenant,
+            event_key=key(),
+            workflow_id=request_id(),
+        )
+
+    resumed = rt.clusters.resumed
+    while left := [e for e in owned if not gone(e)]:
+        waited_for.update(named(e) for e in left)
+        if rt.clusters.resumed != resumed:  # a cluster was away: its absence does not count
+            resumed, started = rt.clusters.resumed, time.monotonic()
         if time.monotonic() - started > rt.settings.destroy_timeout:
-            keys = ", ".join(objects.key(o) for o in left)
+            keys = ", ".join(named(e) for e in left)
             raise RuntimeError(f"still present after {rt.settings.destroy_timeout:.0f} s: {keys}")
-        for obj in left:
-            if rt.adapter.exists(obj):  # back, or its deletion was lost
-                rt.adapter.delete(obj)
+        for entry in left:
+            delete_again(entry)
         time.sleep(rt.settings.destroy_poll)
-    destroyed = [objects.key(o) for o in objs]
+    destroyed = [named(e) for e in owned]
     rt.store.record(
         f"{key()}:objects.verified_absent",
         event="objects.verified_absent",
@@ -73,6 +109,11 @@ def verify_destroyed_step(tenant: str, objs: list[dict[str, Any]]) -> list[str]:
         },
     )
     return destroyed
+
+
+@DBOS.step()
+def every_cluster_step() -> list[str]:
+    return current().clusters.names()
 
 
 @DBOS.step(**RETRY)
@@ -221,9 +262,12 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     for group in reversed(objects.GROUPS):
         if group != "rbac":
             delete_group_step(tenant, group, rendered[group], "offboarding: destroy data")
-    owned = [o for g in objects.GROUPS for o in rendered[g]] + [
-        w["object"] for w in begun["workloads"].values()
+    # In every cluster (the tenant's, and any other: nothing of it may be left anywhere), and each
+    # workload object in the cluster it ran in.
+    owned = [
+        {"cluster": c, "object": o} for c in every_cluster_step() for g in objects.GROUPS for o in rendered[g]
     ]
+    owned += [{"cluster": realize.cluster_of(w), "object": w["object"]} for w in begun["workloads"].values()]
     destroyed = verify_destroyed_step(tenant, owned)
     digest = certificate_step(tenant, destroyed, decision)
     transition_step(tenant, TenantState.OFFBOARDED, decision)

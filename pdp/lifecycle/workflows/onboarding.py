@@ -19,6 +19,7 @@ from pdp.lifecycle.workflows import approvals
 from pdp.lifecycle.workflows.steps import (
     apply_group_step,
     begin,
+    clusters_step,
     decide_step,
     delete_group_step,
     publish_step,
@@ -57,11 +58,14 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
     transition_step(name, TenantState.PROVISIONING, decision)
     rendered = render_step(policy)
     done: list[str] = []
+    clusters: list[str] = []
     try:
+        # Only the clusters its policy allows (the decision's eligible clusters).
+        clusters = clusters_step(name, decision)
         for group in objects.GROUPS:
-            apply_group_step(name, group, rendered[group], decision)
+            apply_group_step(name, group, rendered[group], decision, clusters)
             done.append(group)
-        verify_step(name, [o for g in objects.GROUPS for o in rendered[g]], True)
+        verify_step(name, [o for g in objects.GROUPS for o in rendered[g]], True, clusters)
         publish_step(name, policy)
         # An approved DEDICATED_POOL_PROVISIONING: carve the pool (waits while there is no capacity).
         pools.provision(name, policy, decision, actor)
@@ -69,7 +73,7 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
         # Saga: undo what was applied, newest first, then mark the tenant failed.
         pools.compensate(name, f"compensation: {exc}")
         for group in reversed(done):
-            delete_group_step(name, group, rendered[group], f"compensation: {exc}")
+            delete_group_step(name, group, rendered[group], f"compensation: {exc}", clusters)
         transition_step(name, TenantState.FAILED, decision, f"provisioning failed: {exc}")
         approvals.publish("failed", decision, error=str(exc))
         return {"status": "failed", "error": str(exc), "compensated": list(reversed(done))}

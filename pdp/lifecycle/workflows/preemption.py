@@ -23,13 +23,27 @@ from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links,
 
 
 @DBOS.step()
-def victims_step(tenant: str, gpu_class: str, needed: int) -> list[dict[str, Any]] | None:
-    """The running deployments to offer as victims (spot first, then standard), or None when all
-    of them together cannot free `needed` GPUs."""
+def victims_step(tenant: str, gpu_class: str, needed: int, cluster: str = "") -> list[dict[str, Any]] | None:
+    """The running deployments to offer as victims (spot first, then standard), only those in
+    `cluster` when given (room is made where the deployment goes, never elsewhere), or None when
+    all of them together cannot free `needed` GPUs."""
     hooks.at_step("victims")
     rt = current()
-    pool = capacity.candidates(tenant, gpu_class, rt.store.tenants(), rt.store.deployments())
+    deployments = rt.store.deployments()
+    if cluster:
+        there = realize.placed_in(rt, cluster)
+        deployments = [d for d in deployments if (d["tenant"], d["name"]) in there]
+    pool = capacity.candidates(tenant, gpu_class, rt.store.tenants(), deployments)
     return capacity.enough(pool, needed)
+
+
+@DBOS.step()
+def target_step(tenant: str, payload: dict[str, Any], decision: dict[str, Any]) -> str:
+    """The cluster the deployment goes to ("" when the worker manages no clusters): where its
+    object is kept (a preempted deployment resumed) while that cluster is still eligible."""
+    rt = current()
+    kept = rt.store.workloads(tenant).get(str(payload["deployment"]))
+    return realize.choose_cluster(rt, tenant, payload, decision, realize.cluster_of(kept) if kept else None)
 
 
 @DBOS.step(**RETRY)
@@ -63,9 +77,11 @@ def preempt_step(
 
 
 @DBOS.step(**RETRY)
-def settle_step(tenant: str, payload: dict[str, Any], state: str, decision: dict[str, Any]) -> None:
-    """Record the request as running (placed), queued or rejected; keyed per deployment, since
-    the queue retry settles several in one workflow."""
+def settle_step(
+    tenant: str, payload: dict[str, Any], state: str, decision: dict[str, Any], cluster: str | None = None
+) -> None:
+    """Record the request as running (placed, in `cluster` when given), queued or rejected; keyed
+    per deployment, since the queue retry settles several in one workflow."""
     hooks.at_step(f"settle:{state}")
     current().store.put_deployment(
         tenant,
@@ -79,7 +95,13 @@ def settle_step(tenant: str, payload: dict[str, Any], state: str, decision: dict
     if state == DeploymentState.RUNNING:
         event_key = f"{key()}:workload:{tenant}/{payload['deployment']}"
         realize.apply_workload(
-            current(), tenant, payload, decision, event_key=event_key, workflow_id=request_id()
+            current(),
+            tenant,
+            payload,
+            decision,
+            event_key=event_key,
+            workflow_id=request_id(),
+            cluster=cluster,
         )
 
 
@@ -137,12 +159,15 @@ def capacity_change_workflow(
         notify_step(tenant, outcome, decision)
         return {**outcome, "decision": decision}
     tier = str(tenant_step(tenant)["policy"].get("tier", ""))
+    target = target_step(tenant, payload, decision)
     victims, preempt_decision, reason = make_room(
-        tenant, tier, str(payload["gpu_class"]), needed, actor, outcome
+        tenant, tier, str(payload["gpu_class"]), needed, actor, outcome, target
     )
     if victims:
         preempt_step(tenant, name, victims, preempt_decision)
-        settle_step(tenant, payload, DeploymentState.RUNNING, decision)
+        settle_step(tenant, payload, DeploymentState.RUNNING, decision, target)
+        if target:
+            outcome["cluster"] = target
         outcome.update(status="placed", reason="preempted lower-tier deployments", victims=victims)
         notify_step(tenant, outcome, preempt_decision)
     else:
@@ -183,13 +208,21 @@ def capacity_workflow(
 
 
 def make_room(
-    tenant: str, tier: str, gpu_class: str, needed: int, actor: str, outcome: dict[str, Any]
+    tenant: str,
+    tier: str,
+    gpu_class: str,
+    needed: int,
+    actor: str,
+    outcome: dict[str, Any],
+    cluster: str = "",
 ) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """(victims the PDP allows to preempt, that decision, reason when there are none) for freeing
-    `needed` GPUs of the class for the tenant; appends each preempt decision to the outcome."""
-    chosen = victims_step(tenant, gpu_class, needed)
+    `needed` GPUs of the class for the tenant (in `cluster` when given); appends each preempt
+    decision to the outcome."""
+    chosen = victims_step(tenant, gpu_class, needed, cluster)
     preempt_decision: dict[str, Any] = {}
-    reason = f"no running spot or standard deployments of {gpu_class} free {needed} GPUs"
+    where = f" in {cluster}" if cluster else ""
+    reason = f"no running spot or standard deployments of {gpu_class}{where} free {needed} GPUs"
     if not chosen:
         return [], preempt_decision, reason
     preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)

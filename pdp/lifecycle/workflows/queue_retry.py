@@ -24,6 +24,7 @@ from pdp.lifecycle.workflows.preemption import (
     report_step,
     settle_step,
     summary,
+    target_step,
     victims_step,
 )
 from pdp.lifecycle.workflows.serial import in_partition
@@ -94,14 +95,17 @@ def place_queued_workflow(tenant: str, item: dict[str, Any], actor: str, request
         return {**outcome, "status": "queued", "reason": "needs approval: " + codes}
     victims: list[dict[str, Any]] = []
     preempt_decision: dict[str, Any] = {}
+    # Where it goes (a multi-cluster worker): victims only there. The GPUs to free are still
+    # counted per class across the fleet (the scheduler's reports are per class).
+    target = target_step(tenant, spec, decision)
     if needed > 0:
         victims, preempt_decision, reason = make_room(
-            tenant, str(item["tier"]), str(spec["gpu_class"]), needed, actor, outcome
+            tenant, str(item["tier"]), str(spec["gpu_class"]), needed, actor, outcome, target
         )
         if not victims:
             return {**outcome, "status": "queued", "reason": reason}
         preempt_step(tenant, name, victims, preempt_decision)
-    settle_step(tenant, spec, DeploymentState.RUNNING, decision)
+    settle_step(tenant, spec, DeploymentState.RUNNING, decision, target)
     placed = (
         "preempted lower-tier deployments" if victims else f"{room['free']} GPUs of {spec['gpu_class']} free"
     )

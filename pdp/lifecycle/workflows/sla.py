@@ -27,6 +27,7 @@ from pdp.lifecycle.workflows.steps import (
     request_id,
     tenant_step,
     verify_step,
+    verify_workloads_step,
     workloads_step,
 )
 from pdp.substrate.kubernetes import objects
@@ -92,11 +93,8 @@ def sla_change_workflow(
         stage = "verify"
         rendered = render_step(policy)
         now = workloads_step(tenant)
-        verify_step(
-            tenant,
-            [o for g in objects.POLICY_GROUPS for o in rendered[g]] + [w["object"] for w in now.values()],
-            True,
-        )
+        verify_step(tenant, [o for g in objects.POLICY_GROUPS for o in rendered[g]], True)
+        verify_workloads_step(tenant, now)
     except Exception as exc:
         # Saga: the previous policy and objects, and every workload placed as it was.
         policy_step(tenant, previous, policy, decision, "restored")

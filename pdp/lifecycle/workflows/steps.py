@@ -12,13 +12,16 @@ carries one workflow id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from dbos import DBOS
 
+from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import hooks, realize
+from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.substrates import render_tenant
 from pdp.substrate.kubernetes import objects
@@ -119,46 +122,145 @@ def record_step(tenant: str, event: str, detail: dict[str, Any], decision: dict[
     )
 
 
+def _each(tenant: str, clusters: list[str], operation: str, call: Callable[[str, Adapter], Any]) -> None:
+    """`call(cluster, adapter)` in each cluster, waiting for any that is unreachable."""
+    rt = current()
+    for cluster in clusters:
+        fleet_clusters.reach(
+            rt,
+            cluster,
+            operation,
+            partial(call, cluster),
+            tenant=tenant,
+            event_key=key(),
+            workflow_id=request_id(),
+        )
+
+
+def _where(clusters: list[str]) -> dict[str, Any]:
+    return {"clusters": clusters} if clusters != [fleet_clusters.SINGLE] else {}
+
+
+@DBOS.step()
+def clusters_step(tenant: str, decision: dict[str, Any]) -> list[str]:
+    """The clusters an onboarding realizes the tenant in: those of the decision's eligible
+    clusters this worker reaches (one adapter standing for all when it manages none), recorded."""
+    rt = current()
+    eligible = [str(c) for c in decision.get("constraints", {}).get("eligible_clusters", [])]
+    chosen = rt.clusters.among(eligible)
+    if not rt.clusters.managed:
+        return chosen
+    if not chosen:
+        raise RuntimeError(
+            f"tenant {tenant!r}: its policy allows clusters {eligible}, none of which this worker reaches"
+        )
+    rt.store.put_clusters(
+        tenant,
+        chosen,
+        event_key=f"{key()}:tenant.clusters",
+        workflow_id=request_id(),
+        detail={"clusters": chosen, "eligible": eligible,
+                "not_realized_in": sorted(set(rt.clusters.names()) - set(chosen))},
+        **links(decision),
+    )  # fmt: skip
+    return chosen
+
+
 @DBOS.step(**RETRY)
-def apply_group_step(tenant: str, group: str, objs: list[dict[str, Any]], decision: dict[str, Any]) -> None:
+def apply_group_step(
+    tenant: str,
+    group: str,
+    objs: list[dict[str, Any]],
+    decision: dict[str, Any],
+    clusters: list[str] | None = None,
+) -> None:
+    """Apply a group of the tenant's objects in each of `clusters` (default: the tenant's)."""
     hooks.at_step(f"apply:{group}")
     rt = current()
-    for obj in objs:
-        rt.adapter.apply(obj)
+    where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
+
+    def apply(_: str, adapter: Adapter) -> None:
+        for obj in objs:
+            adapter.apply(obj)
+
+    _each(tenant, where, f"apply {group}", apply)
     rt.store.record(
         f"{key()}:applied:{group}",
         event="objects.applied",
         tenant=tenant,
         workflow_id=request_id(),
-        detail={"group": group, "objects": [objects.key(o) for o in objs]},
+        detail={"group": group, "objects": [objects.key(o) for o in objs], **_where(where)},
         **links(decision),
     )
 
 
 @DBOS.step(**RETRY)
-def delete_group_step(tenant: str, group: str, objs: list[dict[str, Any]], reason: str) -> None:
+def delete_group_step(
+    tenant: str, group: str, objs: list[dict[str, Any]], reason: str, clusters: list[str] | None = None
+) -> None:
+    """Delete a group of the tenant's objects in each of `clusters` (default: every cluster)."""
     hooks.at_step(f"delete:{group}")
     rt = current()
-    for obj in reversed(objs):
-        rt.adapter.delete(obj)
+    where = clusters if clusters is not None else rt.clusters.names()
+
+    def delete(_: str, adapter: Adapter) -> None:
+        for obj in reversed(objs):
+            adapter.delete(obj)
+
+    _each(tenant, where, f"delete {group}", delete)
     rt.store.record(
         f"{key()}:deleted:{group}",
         event="objects.deleted",
         tenant=tenant,
         workflow_id=request_id(),
-        detail={"group": group, "reason": reason, "objects": [objects.key(o) for o in objs]},
+        detail={"group": group, "reason": reason, "objects": [objects.key(o) for o in objs], **_where(where)},
     )
 
 
 @DBOS.step(**RETRY)
-def verify_step(tenant: str, objs: list[dict[str, Any]], present: bool) -> list[str]:
-    """Every object present (or, for destruction, absent); raises (and so retries) otherwise."""
+def verify_step(
+    tenant: str, objs: list[dict[str, Any]], present: bool, clusters: list[str] | None = None
+) -> list[str]:
+    """Every object present in each of `clusters` (default: the tenant's); raises (and so
+    retries) otherwise."""
     hooks.at_step("verify" if present else "verify-destroyed")
     rt = current()
-    wrong = [objects.key(o) for o in objs if rt.adapter.exists(o) != present]
+    where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
+    wrong: list[str] = []
+
+    def check(cluster: str, adapter: Adapter) -> None:
+        wrong.extend(
+            fleet_clusters.label(cluster, objects.key(o)) for o in objs if adapter.exists(o) != present
+        )
+
+    _each(tenant, where, "verify", check)
     if wrong:
         raise RuntimeError(f"{'missing' if present else 'still present'}: {', '.join(wrong)}")
-    return [objects.key(o) for o in objs]
+    return [fleet_clusters.label(c, objects.key(o)) for c in where for o in objs]
+
+
+def _exists(obj: dict[str, Any], adapter: Adapter) -> bool:
+    return adapter.exists(obj)
+
+
+@DBOS.step(**RETRY)
+def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> list[str]:
+    """Every workload object present in the cluster it was placed in; raises otherwise."""
+    hooks.at_step("verify-workloads")
+    rt = current()
+    wrong: list[str] = []
+    for kept in workloads.values():
+        cluster = realize.cluster_of(kept)
+        obj = kept["object"]
+        present = fleet_clusters.reach(
+            rt, cluster, "verify workload", partial(_exists, obj),
+            tenant=tenant, event_key=key(), workflow_id=request_id(),
+        )  # fmt: skip
+        if not present:
+            wrong.append(fleet_clusters.label(cluster, objects.key(obj)))
+    if wrong:
+        raise RuntimeError(f"missing: {', '.join(wrong)}")
+    return [fleet_clusters.label(realize.cluster_of(k), objects.key(k["object"])) for k in workloads.values()]
 
 
 @DBOS.step(**RETRY)

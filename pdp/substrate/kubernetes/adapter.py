@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
 
 from pdp.substrate.gateway.routes import RESOURCES as GATEWAY_RESOURCES
 from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
@@ -50,22 +51,32 @@ def object_path(obj: Mapping[str, Any]) -> str:
 class KubernetesAdapter:
     mode = "kubernetes"
 
-    def __init__(self, kubeconfig: str | None = None, *, api: ApiClient | None = None) -> None:
-        """From a kubeconfig file, an existing client, or (neither given) the pod's service account."""
+    def __init__(
+        self, kubeconfig: str | None = None, *, context: str | None = None, api: ApiClient | None = None
+    ) -> None:
+        """From a kubeconfig file (its `context`, default its current one), an existing client, or
+        (neither given) the pod's service account."""
         self.api: Any
         if api is not None:
             self.api = api
         elif kubeconfig:
-            self.api = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+            self.api = config.new_client_from_config(kubeconfig, context=context)  # type: ignore[no-untyped-call]
         else:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
             self.api = ApiClient()
+        self.server = str(self.api.configuration.host)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         method_, url, headers, body, post = self.api.param_serialize(
             method, path, auth_settings=["BearerToken"], **kwargs
         )
-        response = self.api.call_api(method_, url, headers, body, post, _request_timeout=30)
+        try:
+            # (connect, read): a cluster that is down is told apart quickly from a slow one.
+            response = self.api.call_api(method_, url, headers, body, post, _request_timeout=(5, 30))
+        except TransportError as exc:
+            # The API server cannot be reached (refused, reset, timed out): not an answer about
+            # the object. Callers that must not skip a cluster wait and retry on ConnectionError.
+            raise ConnectionError(f"{self.server} unreachable: {type(exc).__name__}: {exc}") from exc
         data = response.read()
         if not 200 <= response.status < 300:
             raise ApiException(

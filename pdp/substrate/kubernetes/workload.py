@@ -22,21 +22,29 @@ DEPLOYMENT_LABEL = "gpupaas.io/deployment"
 SHARING_LABEL = "nvidia.com/gpu.sharing-strategy"
 MIG_LABEL = "nvidia.com/mig.strategy"
 CLUSTERS_ANNOTATION = "gpupaas.io/eligible-clusters"
+CLUSTER_ANNOTATION = "gpupaas.io/cluster"
 DECISION_ANNOTATION = "gpupaas.io/placement-decision"
 REVISION_ANNOTATION = "gpupaas.io/placement-bundle-revision"
 # GPU feature discovery appends this to the product label of nodes that time-slice or run MPS.
 SHARED_SUFFIX = "-SHARED"
 
 
-def placement(constraints: Mapping[str, Any], fleet: Mapping[str, Any], sharing: str) -> dict[str, Any]:
-    """What of a placement decision the workload object carries, in a comparable form."""
+def placement(
+    constraints: Mapping[str, Any], fleet: Mapping[str, Any], sharing: str, cluster: str = ""
+) -> dict[str, Any]:
+    """What of a placement decision the workload object carries, in a comparable form. `cluster`:
+    the one eligible cluster it is applied to (a multi-cluster lifecycle), whose region it then
+    requires; without it, the regions of every eligible cluster."""
     clusters = sorted(str(c) for c in constraints.get("eligible_clusters", []))
     known = fleet.get("clusters", {})
     isolation = constraints.get("isolation", {})
     mode = str(isolation.get("mode", ""))
+    within = [cluster] if cluster else clusters
+    chosen = {"cluster": cluster} if cluster else {}
     return {
+        **chosen,
         "clusters": clusters,
-        "regions": sorted({str(known[c]["region"]) for c in clusters if c in known}),
+        "regions": sorted({str(known[c]["region"]) for c in within if c in known}),
         "node_selector": dict(sorted(constraints.get("node_selector", {}).items())),
         "node_affinity": [dict(r) for r in constraints.get("node_affinity", [])],
         "tolerations": [dict(t) for t in constraints.get("tolerations", [])],
@@ -114,6 +122,8 @@ def render(
     if extra := runtimes.template_annotations(spec):
         template_meta["annotations"] = extra
     annotations = {CLUSTERS_ANNOTATION: ",".join(place["clusters"])}
+    if place.get("cluster"):
+        annotations[CLUSTER_ANNOTATION] = str(place["cluster"])
     if decision_id:
         annotations[DECISION_ANNOTATION] = decision_id
     if bundle_revision:
