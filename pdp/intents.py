@@ -28,6 +28,7 @@ KINDS = (
     "preempt",
     "change_sla",
     "change_capacity",
+    "reclaim",
 )
 
 

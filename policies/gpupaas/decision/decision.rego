@@ -11,6 +11,7 @@ import data.gpupaas.isolation
 import data.gpupaas.lib
 import data.gpupaas.placement
 import data.gpupaas.preemption
+import data.gpupaas.reclaim
 import data.gpupaas.residency
 import data.gpupaas.sharing
 import data.gpupaas.tenancy
@@ -29,7 +30,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
 # (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
-# preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
+# reclaim (reclaim), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
@@ -54,6 +55,8 @@ _kind_deny := union({isolation.deny, preemption.deny, placement.deny}) if input.
 
 _kind_deny := preemption.deny if input.kind == "preempt"
 
+_kind_deny := reclaim.deny if input.kind == "reclaim"
+
 default _kind_approval := set()
 
 _kind_approval := infrastructure.approval if input.kind == "change_capacity"
@@ -68,6 +71,8 @@ default _kind_constraints := {}
 
 _kind_constraints := preemption.constraints if input.kind == "preempt"
 
+_kind_constraints := reclaim.constraints if input.kind == "reclaim"
+
 _deny := union({
 	deny,
 	admission.deny,
@@ -80,6 +85,9 @@ _deny := union({
 default _warnings := []
 
 _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload"
+
+# a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
+_warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
 
 _approval := admission.approval | _kind_approval
 

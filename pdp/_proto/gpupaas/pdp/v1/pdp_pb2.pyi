@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class Intent(_message.Message):
     PREEMPT_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SLA_FIELD_NUMBER: _ClassVar[int]
     CHANGE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -86,7 +87,8 @@ class Intent(_message.Message):
     preempt: Preempt
     change_sla: ChangeSla
     change_capacity: ChangeCapacity
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ...) -> None: ...
+    reclaim: Reclaim
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -174,6 +176,24 @@ class ChangeSla(_message.Message):
     tier: str
     isolation: str
     def __init__(self, tier: _Optional[str] = ..., isolation: _Optional[str] = ...) -> None: ...
+
+class Reclaim(_message.Message):
+    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "current_replicas", "idle_gpus", "min_replicas", "consent")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    gpu_class: str
+    gpus_per_replica: int
+    current_replicas: int
+    idle_gpus: int
+    min_replicas: int
+    consent: bool
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., current_replicas: _Optional[int] = ..., idle_gpus: _Optional[int] = ..., min_replicas: _Optional[int] = ..., consent: _Optional[bool] = ...) -> None: ...
 
 class ChangeCapacity(_message.Message):
     __slots__ = ("changes",)
@@ -344,6 +364,20 @@ class Isolation(_message.Message):
     dedicated_pools: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, mode: _Optional[str] = ..., gpu_sharing: _Optional[bool] = ..., sharing_strategies: _Optional[_Iterable[str]] = ..., dedicated_pools: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ReclaimPlan(_message.Message):
+    __slots__ = ("action", "grace_seconds", "target_replicas", "release_gpus", "protected_replicas")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    PROTECTED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    grace_seconds: int
+    target_replicas: int
+    release_gpus: int
+    protected_replicas: int
+    def __init__(self, action: _Optional[str] = ..., grace_seconds: _Optional[int] = ..., target_replicas: _Optional[int] = ..., release_gpus: _Optional[int] = ..., protected_replicas: _Optional[int] = ...) -> None: ...
+
 class NodeRejection(_message.Message):
     __slots__ = ("node", "reasons")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -353,7 +387,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +405,7 @@ class Constraints(_message.Message):
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     PREEMPTIBLE_VICTIMS_FIELD_NUMBER: _ClassVar[int]
     EMPTY_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -381,7 +416,8 @@ class Constraints(_message.Message):
     isolation: Isolation
     preemptible_victims: _containers.RepeatedCompositeFieldContainer[Victim]
     empty_collections: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ...) -> None: ...
+    reclaim: ReclaimPlan
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
