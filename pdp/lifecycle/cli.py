@@ -139,6 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         destroy_timeout=args.destroy_timeout,
         decision_wait=args.decision_wait,
         pool_retry_interval=args.pool_retry_interval,
+        prometheus=args.prometheus,
         admin_token_file=args.admin_token_file,
         tokens=token_policy(args),
         slurm_conf=args.slurm_conf,
@@ -405,6 +406,11 @@ def add_parser(sub: Any) -> None:
         default=300.0,
         help="seconds between re-plans of a dedicated pool waiting for capacity (a capacity retry "
         "wakes it at once)",
+    )
+    w.add_argument(
+        "--prometheus",
+        default="",
+        help="Prometheus URL the reclaim of idle GPUs reads (POST /v1/reclaim; docs/operations.md)",
     )
     w.add_argument("--slurm-conf", type=Path, help="also realize tenants on this Slurm cluster (sacctmgr)")
     w.add_argument("--slurm-cluster", default="gpupaas", help="the Slurm ClusterName")

@@ -37,6 +37,8 @@ class Settings:
     # Seconds between attempts to reach a cluster that is unreachable (the workflow waits; it
     # never skips the cluster).
     cluster_retry_interval: float = 2.0
+    # The Prometheus the reclaim of idle GPUs reads (pdp/lifecycle/workflows/reclaim.py); "" none.
+    prometheus_url: str = ""
 
 
 @dataclass

@@ -69,6 +69,8 @@ class WorkerOptions:
     decision_wait: float = 10.0
     # Seconds between re-plans of a dedicated pool waiting for capacity (capacity retries wake it too).
     pool_retry_interval: float = 300.0
+    # The Prometheus the reclaim of idle GPUs reads (POST /v1/reclaim); empty: none.
+    prometheus: str = ""
     # Realize tenants on Slurm too: slurm.conf of the cluster (sacctmgr reads its accounting
     # settings), its ClusterName, and the YAML file mapping tenants to Unix users.
     slurm_conf: Path | None = None
@@ -251,6 +253,7 @@ class Worker:
             decision_wait=o.decision_wait,
             pool_retry_interval=o.pool_retry_interval,
             cluster_retry_interval=o.cluster_retry_interval,
+            prometheus_url=o.prometheus,
         )
         self.runtime = Runtime(
             db,

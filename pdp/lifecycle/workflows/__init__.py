@@ -6,7 +6,7 @@
 - approvals: waiting for a human, grants, the decision a request shows while it runs;
 - decide: deciding a change from the store as it is inside the serialization;
 - onboarding, changes (deploy, scale, batch size, GPU sharing, quotas), sla, preemption (capacity
-  exhaustion), queue_retry, offboarding.
+  exhaustion), queue_retry, offboarding, reclaim (idle GPUs, issue 18).
 
 Steps are checkpointed, so after a crash a workflow resumes after its last completed step; steps
 retry with backoff, and a provisioning step that keeps failing runs the compensations of the steps
@@ -29,6 +29,7 @@ from pdp.lifecycle.workflows.queue_retry import (
     retry_queue_workflow,
     scheduled_retry_workflow,
 )
+from pdp.lifecycle.workflows.reclaim import reclaim_workflow
 from pdp.lifecycle.workflows.serial import QUEUE
 from pdp.lifecycle.workflows.sla import sla_workflow
 from pdp.lifecycle.workflows.steps import progress
@@ -43,6 +44,7 @@ __all__ = [
     "offboard_workflow",
     "onboard_workflow",
     "progress",
+    "reclaim_workflow",
     "request_workflow",
     "retry_queue_workflow",
     "scheduled_retry_workflow",
