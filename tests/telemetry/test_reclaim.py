@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
+from tests.ports import free_port
 
 from .conftest import Telemetry, wait_for
 
@@ -23,6 +24,7 @@ SPOT_GRACE = 6
 
 SPOTR = tenant_doc("initech-spot", "spotr", ["spotr-batch"], entitlements={"H100-80GB": 8})
 SPOTK = tenant_doc("initech-spot", "spotk", ["spotk-batch"], entitlements={"H100-80GB": 8})
+SPOTQ = tenant_doc("initech-spot", "spotq", ["spotq-batch"], entitlements={"H100-80GB": 8})
 ENTR = tenant_doc("globex", "entr", ["entr-ml"], tier="enterprise")
 
 # The cluster the simulator serves: every pod of these deployments idle (nothing loaded).
@@ -32,6 +34,8 @@ PODS = [
     ("entr-ml", "eval-7d9c8b6f5-x2k4q", [4, 5]),
     ("spotk-batch", "etl-8b9c7d6f5-m2n4p", [6, 7]),
 ]
+# A second node, for the deployment whose re-check meets no Prometheus.
+PODS_2 = [("spotq-batch", "sweep-9c8b7d6f5-w2x4z", [0, 1])]
 
 
 def _scenario() -> dict[str, Any]:
@@ -40,7 +44,12 @@ def _scenario() -> dict[str, Any]:
         for ns, pod, gpus in PODS
     ]
     node = {"name": "rk-1", "model": "NVIDIA H100 80GB HBM3", "gpus": 8, "allocations": allocations}
-    return {"scenario": {"name": "reclaim", "nodes": [node]}}
+    second = [
+        {"gpus": gpus, "namespace": ns, "pod": pod, "utilization": 0, "memory_used_mib": 0}
+        for ns, pod, gpus in PODS_2
+    ]
+    node_2 = {"name": "rk-2", "model": "NVIDIA H100 80GB HBM3", "gpus": 8, "allocations": second}
+    return {"scenario": {"name": "reclaim", "nodes": [node, node_2]}}
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +75,15 @@ def worker(tmp_path_factory: pytest.TempPathFactory, cluster: Telemetry) -> Iter
     fleet_file.write_text(yaml.safe_dump(fleet))
     w = Worker(root, prometheus=cluster.prometheus_url).start()
     try:
-        for doc in (SPOTR, SPOTK, ENTR):
+        for doc in (SPOTR, SPOTK, SPOTQ, ENTR):
             onboard(w, doc)
-        for tenant, name in (("spotr", "batch"), ("spotr", "work"), ("entr", "eval"), ("spotk", "etl")):
+        for tenant, name in (
+            ("spotr", "batch"),
+            ("spotr", "work"),
+            ("entr", "eval"),
+            ("spotk", "etl"),
+            ("spotq", "sweep"),
+        ):
             spec = {"deployment": name, "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
             with w.client() as c:
                 r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
@@ -180,6 +195,29 @@ def test_reclaim_killed_after_its_grace_resumes_and_scales_once(worker: Worker) 
     assert _events(records, "etl") == ["reclaim.notified", "reclaim.applied"]
     scales = [r for r in records if r["event"] == "request.completed" and r["detail"]["kind"] == "scale"]
     assert len(scales) == 1, scales
+
+
+def test_a_recheck_without_prometheus_cancels_and_takes_nothing(worker: Worker) -> None:
+    worker.kill9()
+    worker.start(env={"PDP_LIFECYCLE_PAUSE_AT": "reclaim:recheck"})
+    prometheus = worker.opts["prometheus"]
+    try:
+        started = _started(_reclaim(worker, "spotq"))
+        assert set(started) == {"sweep"}
+        assert worker.wait_paused(timeout=120) == "reclaim:recheck"
+        worker.kill9()
+        # The worker comes back reading a Prometheus that does not answer: the grace is over, but
+        # idleness cannot be confirmed, so nothing is taken.
+        worker.opts["prometheus"] = f"http://127.0.0.1:{free_port()}"
+        worker.start()
+        out = worker.wait_workflow(started["sweep"], timeout=120)["output"]
+    finally:
+        worker.kill9()
+        worker.opts["prometheus"] = prometheus
+        worker.start()
+    assert out["status"] == "cancelled" and "is unreachable" in out["reason"], out
+    assert _replicas(worker, "spotq") == {"sweep": 2}
+    assert _events(_audit(worker, "spotq"), "sweep") == ["reclaim.notified", "reclaim.cancelled"]
 
 
 def test_reclaim_needs_an_admin_and_a_valid_window(worker: Worker) -> None:
