@@ -11,6 +11,7 @@ before/after comparisons belong in the same run.
 from __future__ import annotations
 
 import argparse
+import gc
 import shutil
 import statistics
 import tempfile
@@ -64,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() once set up, as a server would")
     args = parser.parse_args()
     body = extender_args(args.nodes)
     doc = orjson.loads(body)
@@ -98,6 +100,9 @@ def main() -> int:
                     names_ext.filter(orjson.loads(names_body))
                 ),
             }
+            if args.freeze:
+                gc.collect()
+                gc.freeze()
             print(f"{args.nodes} nodes, {eligible} eligible, {args.repeat} calls per mode (CPU ms)")
             for name, call in modes.items():
                 call()
