@@ -1,8 +1,9 @@
 """The Argo CD example (deploy/argocd) read statically: the policy Application's kustomization
 generates exactly the ConfigMaps the chart's bundle server mounts, with every tenant document of
 examples/tenants and the fleet under the key the build reads; the chart Application points at the
-chart with values its schema accepts; both sync automatically with prune, self-heal and server-side
-apply. (tests/e2e/test_argocd_e2e.py has the API server validate them against Argo CD's CRD.)"""
+chart with values its schema accepts and the real helm renders; both sync automatically with
+prune, self-heal and server-side apply. (tests/e2e/test_argocd_e2e.py has the API server validate
+them against Argo CD's CRD.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import jsonschema
 import yaml
 
 from .argocd import CHART_APP, POLICY, POLICY_APP, ROOT, load, policy_objects
+from .helm import helm, key
 
 CHART = ROOT / "deploy" / "helm" / "gpupaas"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -97,3 +99,23 @@ def test_policy_application() -> None:
     assert (ROOT / source["path"]).resolve() == POLICY
     assert source["kustomize"]["namespace"] == VALUES["namespace"]
     _sync(app)
+
+
+def test_chart_application_values_render_the_chart(tmp_path: Path) -> None:
+    """The Application's values through the real helm (scripts/build-helm): the chart renders
+    with them, and the bundle server mounts the ConfigMaps the policy Application makes."""
+    values = load(CHART_APP)["spec"]["source"]["helm"]["valuesObject"]
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    out = helm("template", "gpupaas", str(CHART), "-f", str(tmp_path / "values.yaml"))
+    assert out.returncode == 0, out.stderr
+    objs = {key(o): o for o in yaml.safe_load_all(out.stdout) if o}
+    bundles = objs[f"Deployment/{values['namespace']}/pdp-bundles"]
+    mounted = {
+        v["name"]: v["configMap"]["name"]
+        for v in bundles["spec"]["template"]["spec"]["volumes"]
+        if "configMap" in v
+    }
+    assert mounted == {"tenants": "pdp-tenants", "fleet": "pdp-fleet"}
+    assert set(mounted.values()) == set(_generators())
+    hooks = objs["ValidatingWebhookConfiguration//gpupaas-pdp"]
+    assert hooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "gpupaas-system/pdp-tls"
