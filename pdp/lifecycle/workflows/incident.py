@@ -75,6 +75,7 @@ def cordon_step(node: str, cause: str, before: dict[str, Any]) -> None:
         incidents.apply_node(adapter, cordon.cordon(node, incidents.read_node(adapter, node), cause))
 
     _on_node(node, take_out)
+    hooks.at_step("incident:cordoned")  # applied, not yet recorded: a re-run applies it again
     _record("node.cordoned", "", {"node": node, "taint": cordon.incident_taint(cause), "before": before})
 
 
