@@ -4,12 +4,15 @@ the GPU" class) make a node fault naming the pods of the faulty GPUs; applicatio
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pdp.lifecycle.cli_incidents import detect_once
 from pdp.telemetry.xid import FATAL_XIDS, node_faults
+from tests.lifecycle.harness import Worker
 from tests.ports import free_port
 
 from .conftest import Telemetry, wait_for
@@ -58,3 +61,42 @@ def test_an_unreachable_prometheus_is_an_error_not_no_faults(capsys: pytest.Capt
         assert detect_once(worker, nothing, None, out=out) == 1
     assert out.getvalue() == ""
     assert "error:" in capsys.readouterr().err
+
+
+def test_the_detector_opens_one_incident_per_faulty_node_on_the_worker(
+    telemetry: Telemetry, tmp_path: Path
+) -> None:
+    """XID 79 in Prometheus -> `incident detect` -> the worker's incident workflow (dry run: the
+    cordon is recorded as an effect); detected again, it is already open; resolved, it closes."""
+    worker = Worker(tmp_path).start()
+    try:
+        _xid(telemetry, "eu-acme-1", 0, 79)
+        wait_for("the XID in Prometheus", lambda: bool(node_faults(telemetry.client)))
+        with worker.client() as c:
+            out = io.StringIO()
+            assert detect_once(c, telemetry.prometheus_url, None, out=out) == 0
+            assert out.getvalue().startswith("eu-acme-1: xid 79: opened incident-eu-acme-1-"), out.getvalue()
+            again = io.StringIO()
+            assert detect_once(c, telemetry.prometheus_url, None, out=again) == 0
+            assert again.getvalue() == "eu-acme-1: xid 79: an incident is already open\n"
+            (opened,) = c.get("/v1/incidents", params={"open_only": True}).json()
+            assert opened["node"] == "eu-acme-1" and opened["fault"]["xids"] == [79]
+            assert opened["fault"]["pods"] == [{"namespace": "acme-prod", "pod": "chat-7d9c8b6f5-x2k4q"}]
+            incident = opened["incident"]
+            deadline = time.monotonic() + 120
+            while c.get(f"/v1/incidents/{incident}").json()["state"] != "awaiting_resolution":
+                assert time.monotonic() < deadline, worker.log()
+                time.sleep(0.2)
+            cordoned = [
+                e
+                for e in c.get("/v1/effects").json()["effects"]
+                if e["kind"] == "Node" and e["name"] == "eu-acme-1"
+            ]
+            assert [e["op"] for e in cordoned] == ["would_apply"]
+            assert c.post(f"/v1/incidents/{incident}/resolve", json={}).status_code == 202
+        wf = worker.wait_workflow(incident)
+        assert wf["status"] == "SUCCESS" and wf["output"]["state"] == "resolved", wf
+    finally:
+        worker.stop()
+        _xid(telemetry, "eu-acme-1", 0, 0)
+        wait_for("the XID to clear", lambda: not node_faults(telemetry.client))
