@@ -6,7 +6,8 @@
 - approvals: waiting for a human, grants, the decision a request shows while it runs;
 - decide: deciding a change from the store as it is inside the serialization;
 - onboarding, changes (deploy, scale, batch size, GPU sharing, quotas), sla, preemption (capacity
-  exhaustion), queue_retry, offboarding, reclaim (idle GPUs, issue 18).
+  exhaustion), queue_retry, offboarding, reclaim (idle GPUs, issue 18);
+- incident: a faulty node cordoned, its deployments re-placed by tier, released when resolved.
 
 Steps are checkpointed, so after a crash a workflow resumes after its last completed step; steps
 retry with backoff, and a provisioning step that keeps failing runs the compensations of the steps
@@ -20,6 +21,7 @@ from typing import Any
 
 from pdp.lifecycle.workflows.approvals import APPROVAL_TOPIC, DECISION_EVENT
 from pdp.lifecycle.workflows.changes import request_workflow
+from pdp.lifecycle.workflows.incident import incident_workflow
 from pdp.lifecycle.workflows.offboarding import offboard_workflow
 from pdp.lifecycle.workflows.onboarding import onboard_workflow
 from pdp.lifecycle.workflows.preemption import capacity_workflow
@@ -41,6 +43,7 @@ __all__ = [
     "QUEUE",
     "RETRY_SCHEDULE",
     "capacity_workflow",
+    "incident_workflow",
     "offboard_workflow",
     "onboard_workflow",
     "progress",

@@ -1,0 +1,184 @@
+"""Incident response: a GPU or node fault takes its node out of service until an operator resolves it.
+
+open (audited) -> cordon and taint the node -> find the deployments the fault affects -> re-place
+them, tenant by tenant in tier order (enterprise first), each tenant's inside its serialization
+(pdp/lifecycle/workflows/serial.py), by a fresh PDP placement decision under the policy in force
+(residency and isolation as the policy says) -> notify each affected tenant -> record each one's
+SLA impact (GPU-minutes) -> wait for the operator's resolution -> release the node (untaint,
+uncordon) -> closed.
+
+Each effect happens once across crashes: every step is checkpointed and keyed (the node applied by
+server-side apply, so a step re-run after a kill -9 applies the same object; audit records keyed by
+workflow and step); the re-placement of a tenant's deployments is a child workflow with a fixed
+id, awaited again, not started again, after a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dbos import DBOS
+
+from pdp.lifecycle import clusters as fleet_clusters
+from pdp.lifecycle import hooks, incidents, realize
+from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.workflows.serial import in_partition
+from pdp.lifecycle.workflows.steps import RETRY, begin, key, request_id
+from pdp.substrate.kubernetes import cordon
+
+RESOLVE_TOPIC = "incident.resolve"
+INCIDENT_EVENT = "incident"
+# How long one wait for the operator's resolution lasts before waiting again (each is checkpointed).
+RESOLVE_WAIT = 3600.0
+
+
+def _record(event: str, tenant: str, detail: dict[str, Any], suffix: str = "") -> None:
+    current().store.record(
+        f"{key()}:{event}{suffix}", event=event, tenant=tenant, workflow_id=request_id(), detail=detail
+    )
+
+
+def _on_node(node: str, call: Any) -> Any:
+    """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable."""
+    rt = current()
+    return fleet_clusters.reach(
+        rt, incidents.cluster_of_node(rt, node), f"incident on node {node}", call,
+        tenant="", event_key=key(), workflow_id=request_id(),
+    )  # fmt: skip
+
+
+@DBOS.step()
+def opened_step(node: str, fault: dict[str, Any], actor: str) -> float:
+    """The incident opened (audited); the time it opened, from which the SLA impact counts."""
+    opened_at = time.time()
+    _record("incident.opened", "", {"node": node, "fault": fault, "actor": actor, "opened_at": opened_at})
+    return opened_at
+
+
+@DBOS.step(**RETRY)
+def node_step(node: str) -> dict[str, Any]:
+    """The node's taints and unschedulable flag before the incident touches it (checkpointed
+    before the cordon, so a cordon re-run after a crash never takes its own cordon for the
+    operator's)."""
+    now = _on_node(node, lambda adapter: incidents.read_node(adapter, node))
+    return {**now, "taints": cordon.others(now["taints"])}
+
+
+@DBOS.step(**RETRY)
+def cordon_step(node: str, cause: str, before: dict[str, Any]) -> None:
+    """The node unschedulable and tainted NoExecute (the taints it has now kept)."""
+    hooks.at_step("incident:cordon")
+
+    def take_out(adapter: Adapter) -> None:
+        incidents.apply_node(adapter, cordon.cordon(node, incidents.read_node(adapter, node), cause))
+
+    _on_node(node, take_out)
+    hooks.at_step("incident:cordoned")  # applied, not yet recorded: a re-run applies it again
+    _record("node.cordoned", "", {"node": node, "taint": cordon.incident_taint(cause), "before": before})
+
+
+@DBOS.step()
+def affected_step(node: str, pods: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The running deployments the fault affects, in re-placement order (tier first)."""
+    hooks.at_step("incident:affected")
+    on_node = _on_node(node, lambda adapter: adapter.occupancy([node]).get(node, []))
+    return incidents.affected(current(), on_node, pods)
+
+
+@DBOS.step(**RETRY)
+def incident_replace_step(tenant: str, name: str, incident: str, actor: str) -> dict[str, Any]:
+    """A fresh placement decision for one affected deployment, its object re-applied if it moved."""
+    hooks.at_step(f"incident:replace:{name}")
+    out = realize.replace(
+        current(), tenant, name, actor=actor, cause=f"incident {incident}", sharing=None, strict=False,
+        event_key=f"{key()}:replaced:{name}", workflow_id=request_id(),
+    )  # fmt: skip
+    return {**out, "at": time.time()}
+
+
+@DBOS.workflow()
+def incident_replace_workflow(
+    tenant: str, names: list[str], incident: str, actor: str, grant: dict[str, Any], request_of: str
+) -> dict[str, Any]:
+    """Inside the tenant's serialization: re-place its affected deployments one by one."""
+    begin(request_of)
+    replaced = [incident_replace_step(tenant, name, incident, actor) for name in names]
+    return {"status": "replaced", "tenant": tenant, "replaced": replaced}
+
+
+@DBOS.step()
+def notify_step(tenant: str, node: str, fault: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """The tenant told (an audited notification in its own trail): which of its deployments the
+    fault hit and how each was re-placed. Never another tenant's pods."""
+    seen = {k: fault[k] for k in ("cause", "xids", "gpus") if k in fault}
+    detail = {"incident": request_id(), "node": node, "fault": seen, "replaced": outcome["replaced"]}
+    _record("incident.notified", tenant, detail, f":{tenant}")
+
+
+@DBOS.step()
+def impact_step(tenant: str, node: str, impact: dict[str, Any]) -> None:
+    _record("incident.sla_impact", tenant, {"incident": request_id(), "node": node, **impact}, f":{tenant}")
+
+
+@DBOS.step(**RETRY)
+def release_step(node: str, before: dict[str, Any], resolution: dict[str, Any], opened_at: float) -> None:
+    """The incident taint removed and the node schedulable again (unless it was cordoned before)."""
+    hooks.at_step("incident:release")
+
+    def give_back(adapter: Adapter) -> None:
+        now = incidents.read_node(adapter, node)
+        incidents.apply_node(adapter, cordon.release(node, now, bool(before.get("unschedulable"))))
+
+    _on_node(node, give_back)
+    detail = {
+        "node": node,
+        "resolved_by": resolution.get("by", ""),
+        "comment": resolution.get("comment", ""),
+        "out_of_service_minutes": round((time.time() - opened_at) / 60, 3),
+    }
+    _record("node.released", "", detail)
+
+
+def _publish(summary: dict[str, Any]) -> None:
+    DBOS.set_event(INCIDENT_EVENT, summary)
+
+
+@DBOS.workflow()
+def incident_workflow(node: str, fault: dict[str, Any], actor: str) -> dict[str, Any]:
+    """`fault`: {cause, xid?, gpus?, pods?}: what was seen (the pods as dcgm-exporter labels the
+    faulty GPUs' series). Ends when an operator resolves the incident (RESOLVE_TOPIC)."""
+    incident = begin()
+    cause = str(fault.get("cause") or "fault")
+    summary: dict[str, Any] = {"incident": incident, "node": node, "fault": fault, "state": "open"}
+    opened_at = opened_step(node, fault, actor)
+    summary["opened_at"] = opened_at
+    _publish(summary)
+    before = node_step(node)
+    cordon_step(node, cause, before)
+    summary["state"] = "cordoned"
+    _publish(summary)
+    hit = affected_step(node, list(fault.get("pods") or []))
+    summary["affected"] = hit
+    tenants: dict[str, Any] = {}
+    for tenant, deployments in incidents.by_tenant(hit):
+        names = [d["deployment"] for d in deployments]
+        outcome = in_partition(
+            tenant, f"{incident}:replace-{tenant}", incident_replace_workflow,
+            tenant, names, incident, actor, {}, incident,
+        )  # fmt: skip
+        notify_step(tenant, node, fault, outcome)
+        replaced_at = max((r["at"] for r in outcome["replaced"]), default=opened_at)
+        cost = incidents.impact(deployments, opened_at, replaced_at)
+        impact_step(tenant, node, cost)
+        tenants[tenant] = {"replaced": outcome["replaced"], "sla_impact": cost}
+    summary.update(state="awaiting_resolution", tenants=tenants)
+    _publish(summary)
+    resolution: dict[str, Any] | None = None
+    while resolution is None:
+        resolution = DBOS.recv(RESOLVE_TOPIC, timeout_seconds=RESOLVE_WAIT)
+    release_step(node, before, resolution, opened_at)
+    summary.update(state="resolved", resolution=resolution)
+    _publish(summary)
+    return summary
