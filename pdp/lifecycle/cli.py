@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
+from pdp.lifecycle.cli_rollout import add_rollout_parsers
 from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_token_parsers, add_worker_options, token_policy
 from pdp.listen import add_tls_options, check_plaintext, tls_files
 from pdp.opa.binary import PROJECT_ROOT
@@ -456,3 +457,4 @@ def add_parser(sub: Any) -> None:
         func=talks_to_worker(cmd_effects)
     )
     add_token_parsers(lsub, client, _request)
+    add_rollout_parsers(lsub, client, _request, _client, talks_to_worker)

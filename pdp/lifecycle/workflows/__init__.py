@@ -29,6 +29,7 @@ from pdp.lifecycle.workflows.queue_retry import (
     retry_queue_workflow,
     scheduled_retry_workflow,
 )
+from pdp.lifecycle.workflows.rollout import rollback_workflow, rollout_workflow
 from pdp.lifecycle.workflows.serial import QUEUE
 from pdp.lifecycle.workflows.sla import sla_workflow
 from pdp.lifecycle.workflows.steps import progress
@@ -45,6 +46,8 @@ __all__ = [
     "progress",
     "request_workflow",
     "retry_queue_workflow",
+    "rollback_workflow",
+    "rollout_workflow",
     "scheduled_retry_workflow",
     "sla_workflow",
     "to_json",
