@@ -29,6 +29,8 @@ FLIPS = (ALLOW_TO_DENY, DENY_TO_ALLOW, OUTCOME, REASONS)
 KIND = "policy_rollout"
 # Changed decisions listed one by one in a report (the rest are counted and grouped).
 LISTED = 50
+# The package folder every policy tree of the project holds (policies/gpupaas/...).
+PACKAGE = "gpupaas"
 # The lifecycle audit's tenant field for platform-wide records: no tenant sees them.
 PLATFORM = ""
 
@@ -37,9 +39,13 @@ def candidate_tree(spec: str, repo: Path, state: Path) -> tuple[Path, str, str]:
     """The candidate named by `spec`, copied under `state`: (its tree, digest, description).
     CandidateError naming `candidate` when it is neither a folder of policies nor a ref of `repo`."""
     path = Path(spec)
+    if spec.startswith("-"):
+        raise CandidateError(f"candidate {spec!r}: neither a folder nor a git ref (starts with '-')")
     try:
         if path.is_dir():
             tree = policies_of(path)
+            if not (tree / PACKAGE).is_dir():  # never a walk of whatever folder was named
+                raise CandidateError(f"candidate {spec!r}: not a policy tree (no {PACKAGE}/ package folder)")
             copy, found = policy_trees.snapshot(tree, state)
             return copy, found, f"policies {tree}"
         with tempfile.TemporaryDirectory(prefix="pdp-rollout-") as tmp:
