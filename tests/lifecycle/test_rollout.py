@@ -7,7 +7,10 @@ rebuild completes the rollout once; a tenant token is refused everywhere."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -69,6 +72,18 @@ def _wait(worker: Worker, rollout: str, phases: tuple[str, ...], timeout: float 
             time.sleep(0.2)
 
 
+def _cli(worker: Worker, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pdp lifecycle rollout ...` against the worker, with the admin token."""
+    return subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "lifecycle", "rollout", *args, "--url", worker.url],
+        env={**os.environ, "PDP_LIFECYCLE_TOKEN": worker.admin_token},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _trail(worker: Worker, rollout: str) -> list[dict[str, Any]]:
     with worker.client() as c:
         records = audit_records(c.get("/v1/audit").text)
@@ -124,6 +139,9 @@ def test_a_candidate_without_flips_activates_without_approval(
     with worker.client() as c:
         assert all(a["id"] != rollout for a in c.get("/v1/approvals", params={"all": "true"}).json())
     assert _active(worker)["revision"] == view["to_revision"]
+    shown = _cli(worker, "status", rollout)
+    assert shown.returncode == 0 and '"phase": "active"' in shown.stdout, shown.stderr
+    assert view["to_revision"] in _cli(worker, "active").stdout
     since = datetime.now(UTC).isoformat()
     assert _deploy(worker, "nf-after")[0] == 202
     assert set(_revisions_since(worker, since, 2)) == {view["to_revision"]}

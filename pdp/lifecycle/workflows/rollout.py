@@ -117,10 +117,11 @@ def resolve_approval_step(status: str, by: str, comment: str, decision: dict[str
     )  # fmt: skip
 
 
-def _await_approval(decision: dict[str, Any]) -> str:
+def _await_approval(decision: dict[str, Any], state: dict[str, Any]) -> str:
     """The admin's answer: approved, rejected, or expired (after the second timeout; escalated
     after the first)."""
     open_approval_step(decision)
+    _publish(state, "awaiting_approval", approval_id=str(DBOS.workflow_id))
     timeout = current().settings.approval_timeout
     for round_ in (1, 2):
         while True:
@@ -248,8 +249,7 @@ def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
             "flips": reported["flips"],
             "report": found,
         }
-        _publish(state, "awaiting_approval", approval_id=str(DBOS.workflow_id))
-        answer = _await_approval(decision)
+        answer = _await_approval(decision, state)
         state["approval"] = answer
         if answer != "approved":
             finish_step(state, "rejected", approval=answer)
@@ -261,6 +261,9 @@ def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
     state["to_revision"] = activated["revision"]
     if float(spec.get("watch_seconds") or 0) > 0:
         _watch(spec, built, state)
+        # also here, outside a step: a worker that resumed the watch after its last step attached
+        # the shadow again
+        rollout_shadow.detach(current(), str(DBOS.workflow_id))
         if state["phase"] == "rolled_back":
             finish_step(state, "ended", outcome="rolled_back")
             return state
@@ -285,7 +288,8 @@ def rollback_step(rollout: str, state: dict[str, Any], by: str, why: str) -> dic
     same = original.is_dir() and policy_trees.digest(original) == previous["digest"]
     tree = original if same else Path(previous["kept"])
     policy_trees.set_active(
-        rt.settings.state, _pointer(str(tree), previous["digest"], f"{rollout}:rollback", "")
+        rt.settings.state,
+        _pointer(str(tree), previous["digest"], f"{rollout}:rollback", previous["revision"]),
     )
     revision = rt.policy.activate(tree)
     rollout_shadow.detach(rt, rollout)
