@@ -57,10 +57,12 @@ def candidate_tree(spec: str, repo: Path, state: Path) -> tuple[Path, str, str]:
 
 
 def report(rt: Runtime, tree: Path, description: str) -> dict[str, Any]:
-    """The replay report (pdp/replay/compare.py Report.as_json) of the decision log on `tree`, built
-    with the lifecycle's tenants and fleet. CandidateError when it does not build."""
+    """The replay report (pdp/replay/compare.py Report.as_json) of the decision log's intents,
+    each decided on the active tree and on the candidate `tree` (both built with the lifecycle's
+    tenants and fleet) and compared: the log may hold answers of a revision since rolled back,
+    which are not what the candidate changes. CandidateError when the candidate does not build."""
     from pdp.oneshot import cached_bundle
-    from pdp.replay.run import replay
+    from pdp.replay.run import rebased, replay
     from pdp.replay.source import Selection, recorded
 
     stack = rt.policy.stack
@@ -69,12 +71,14 @@ def report(rt: Runtime, tree: Path, description: str) -> dict[str, Any]:
         bundle, _ = cached_bundle(settings)
     except Exception as exc:  # a Rego error, a contradiction with the tenants: named, never activated
         raise CandidateError(f"candidate {description}: it does not build: {exc}") from exc
+    active, _ = cached_bundle(stack.settings)
     if stack.decision_log is not None:
         stack.decision_log.flush()  # the decisions made so far are in the report
     source: Path | str | None = settings.records.url or settings.decision_log
     if source is None or (isinstance(source, Path) and not source.exists()):
         raise CandidateError("the worker keeps no decision log: there is nothing to replay the candidate on")
-    return replay(recorded(source, Selection()), bundle, description=description, keep=LISTED).as_json()
+    now = rebased(recorded(source, Selection()), active)
+    return replay(now, bundle, description=description, keep=LISTED).as_json()
 
 
 def flips(found: Mapping[str, Any]) -> dict[str, int]:

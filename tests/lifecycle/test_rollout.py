@@ -245,9 +245,10 @@ def test_the_shadow_disagreement_rate_rolls_back(worker: Worker, seeded: None, t
     [back] = [r for r in _trail(worker, rollout) if r["event"] == "policy.rollout.rolled_back"]
     assert back["detail"]["by"] == "system"
     assert "shadow disagreement rate" in back["detail"]["why"]
-    # the shadow log, in `pdp replay`'s change format
+    # the shadow log, in `pdp replay`'s change format: live (the new revision) refused, the
+    # shadow (the previous one) allowed
     log = worker.root / "state" / "lifecycle" / "rollouts" / rollout / "shadow.jsonl"
-    assert '"allow-to-deny"' in log.read_text()
+    assert '"changes":["deny-to-allow","reasons"]' in log.read_text()
 
 
 def test_a_worker_killed_mid_rollout_completes_it_once(worker: Worker, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def _pointer(tree: str, found: str, rollout: str, revision: str) -> dict[str, An
 
 
 @DBOS.step()
-def build_step(spec: dict[str, Any], actor: str) -> dict[str, Any]:
+def rollout_build_step(spec: dict[str, Any], actor: str) -> dict[str, Any]:
     """The candidate copied under the state folder, and the tree active now (to roll back to)."""
     rt = current()
     rollout = str(DBOS.workflow_id)
@@ -78,7 +78,7 @@ def build_step(spec: dict[str, Any], actor: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-def report_step(built: dict[str, Any]) -> dict[str, Any]:
+def rollout_report_step(built: dict[str, Any]) -> dict[str, Any]:
     rt = current()
     rollout = str(DBOS.workflow_id)
     candidate, previous = built["candidate"], built["previous"]
@@ -100,12 +100,12 @@ def report_step(built: dict[str, Any]) -> dict[str, Any]:
 
 
 @DBOS.step()
-def open_approval_step(decision: dict[str, Any]) -> None:
+def rollout_open_approval_step(decision: dict[str, Any]) -> None:
     rollouts.open_approval(current(), str(DBOS.workflow_id), decision)
 
 
 @DBOS.step()
-def resolve_approval_step(status: str, by: str, comment: str, decision: dict[str, Any]) -> None:
+def rollout_resolve_approval_step(status: str, by: str, comment: str, decision: dict[str, Any]) -> None:
     rt = current()
     rollout = str(DBOS.workflow_id)
     answered = {"decision_id": decision["decision_id"], "bundle_revision": decision["from_revision"]}
@@ -120,7 +120,7 @@ def resolve_approval_step(status: str, by: str, comment: str, decision: dict[str
 def _await_approval(decision: dict[str, Any], state: dict[str, Any]) -> str:
     """The admin's answer: approved, rejected, or expired (after the second timeout; escalated
     after the first)."""
-    open_approval_step(decision)
+    rollout_open_approval_step(decision)
     _publish(state, "awaiting_approval", approval_id=str(DBOS.workflow_id))
     timeout = current().settings.approval_timeout
     for round_ in (1, 2):
@@ -130,16 +130,17 @@ def _await_approval(decision: dict[str, Any], state: dict[str, Any]) -> str:
                 break
         if isinstance(msg, dict):
             status = "approved" if msg.get("approved") else "rejected"
-            resolve_approval_step(status, str(msg.get("by", "")), str(msg.get("comment", "")), decision)
+            by, comment = str(msg.get("by", "")), str(msg.get("comment", ""))
+            rollout_resolve_approval_step(status, by, comment, decision)
             return status
         if round_ == 1:
-            resolve_approval_step("escalated", "system", "", decision)
-    resolve_approval_step("expired", "system", "", decision)
+            rollout_resolve_approval_step("escalated", "system", "", decision)
+    rollout_resolve_approval_step("expired", "system", "", decision)
     return "expired"
 
 
 @DBOS.step()
-def activate_step(built: dict[str, Any], to_revision: str) -> dict[str, Any]:
+def rollout_activate_step(built: dict[str, Any], to_revision: str) -> dict[str, Any]:
     """Make the candidate the active tree and rebuild; refused when the active tree is no longer
     the one the report compared with (a re-run after a crash finds its own candidate: fine)."""
     rt = current()
@@ -172,7 +173,7 @@ def activate_step(built: dict[str, Any], to_revision: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-def watch_step(rollout: str, candidate_digest: str) -> dict[str, Any]:
+def rollout_watch_step(rollout: str, candidate_digest: str) -> dict[str, Any]:
     """The shadow's figures now, whether the candidate is still active, and the time."""
     rt = current()
     return {
@@ -183,7 +184,7 @@ def watch_step(rollout: str, candidate_digest: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-def finish_step(state: dict[str, Any], status: str, **detail: Any) -> None:
+def rollout_finish_step(state: dict[str, Any], status: str, **detail: Any) -> None:
     rt = current()
     rollout = str(DBOS.workflow_id)
     rollout_shadow.detach(rt, rollout)
@@ -200,11 +201,11 @@ def _watch(spec: dict[str, Any], built: dict[str, Any], state: dict[str, Any]) -
     window, threshold = float(spec["watch_seconds"]), spec.get("max_disagreement_rate")
     minimum = int(spec.get("min_shadow_samples") or 1)
     rollout_shadow.attach(current(), rollout, Path(built["previous"]["kept"]))
-    start = watch_step(rollout, built["candidate"]["digest"])
+    start = rollout_watch_step(rollout, built["candidate"]["digest"])
     _publish(state, "watching", shadow=start, watch_until=start["now"] + window)
     while True:
         DBOS.sleep(min(WATCH_POLL, window))
-        seen = watch_step(rollout, built["candidate"]["digest"])
+        seen = rollout_watch_step(rollout, built["candidate"]["digest"])
         _publish(state, "watching", shadow=seen)
         if not seen["active"]:
             return _publish(state, "rolled_back", rollback=f"{rollout}:rollback")
@@ -227,13 +228,13 @@ def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
     min_shadow_samples (pdp/lifecycle/api_rollouts.py checks them)."""
     state: dict[str, Any] = {"candidate": spec["candidate"], "actor": actor}
     _publish(state, "building")
-    built = build_step(spec, actor)
+    built = rollout_build_step(spec, actor)
     state["from_revision"] = built["previous"]["revision"]
     if built["status"] == "failed":
         return _publish(state, "failed", error=built["error"])
     state["trees"] = {"candidate": built["candidate"], "previous": built["previous"]}
     _publish(state, "replaying")
-    reported = report_step(built)
+    reported = rollout_report_step(built)
     if reported["status"] == "failed":
         return _publish(state, "failed", error=reported["error"])
     found = reported["report"]
@@ -252,10 +253,10 @@ def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
         answer = _await_approval(decision, state)
         state["approval"] = answer
         if answer != "approved":
-            finish_step(state, "rejected", approval=answer)
+            rollout_finish_step(state, "rejected", approval=answer)
             return _publish(state, "rejected")
     _publish(state, "activating")
-    activated = activate_step(built, state["to_revision"])
+    activated = rollout_activate_step(built, state["to_revision"])
     if activated["status"] != "activated":
         return _publish(state, "superseded", reason=activated["reason"])
     state["to_revision"] = activated["revision"]
@@ -265,9 +266,9 @@ def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
         # the shadow again
         rollout_shadow.detach(current(), str(DBOS.workflow_id))
         if state["phase"] == "rolled_back":
-            finish_step(state, "ended", outcome="rolled_back")
+            rollout_finish_step(state, "ended", outcome="rolled_back")
             return state
-    finish_step(state, "completed")
+    rollout_finish_step(state, "completed")
     return _publish(state, "active")
 
 
