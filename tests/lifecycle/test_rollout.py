@@ -221,6 +221,31 @@ def test_a_tightened_rule_waits_for_approval_then_rolls_back(
     assert back["detail"]["why"] == "acme-eu must be told first" and back["bundle_revision"] == previous
 
 
+def test_a_rejected_or_broken_candidate_activates_nothing(
+    worker: Worker, seeded: None, tmp_path: Path
+) -> None:
+    before = _active(worker)["revision"]
+    started = _cli(worker, "start", str(tightened_policies(tmp_path / "tightened")), "--wait")
+    assert started.returncode == 0 and " awaiting_approval " in started.stdout, started
+    rollout = started.stdout.split(":")[0]
+    assert "allow-to-deny" in started.stdout and f"approval {rollout}" in started.stdout
+    worker.approve(rollout, approved=False)
+    view = _wait(worker, rollout, ("rejected", "active"))
+    assert view["phase"] == "rejected" and view["approval"] == "rejected", view
+    assert _active(worker)["revision"] == before
+    events = [r["event"] for r in _trail(worker, rollout)]
+    assert events[-3:] == ["approval.rejected", "policy.rollout.approval", "policy.rollout.rejected"], events
+
+    broken = _comment_only(tmp_path / "broken", "x")
+    rule = broken / "gpupaas" / "residency" / "residency.rego"
+    rule.write_text(rule.read_text() + "\ndeny contains x if {\n")
+    view = _wait(worker, _start(worker, broken)["rollout_id"], SETTLED)
+    assert view["phase"] == "failed" and "does not build" in view["error"], view
+    missing = _wait(worker, _start(worker, tmp_path / "nowhere")["rollout_id"], SETTLED)
+    assert missing["phase"] == "failed" and "not a bundle file, a folder, or a git ref" in missing["error"]
+    assert _active(worker)["revision"] == before
+
+
 def test_the_shadow_disagreement_rate_rolls_back(worker: Worker, seeded: None, tmp_path: Path) -> None:
     previous = _active(worker)["revision"]
     view = _start(
