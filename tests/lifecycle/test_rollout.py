@@ -276,6 +276,20 @@ def test_the_shadow_disagreement_rate_rolls_back(worker: Worker, seeded: None, t
     assert '"changes":["deny-to-allow","reasons"]' in log.read_text()
 
 
+def test_a_git_ref_is_a_candidate(worker: Worker, tmp_path: Path) -> None:
+    repo = tmp_path / "policy-repo"
+    _comment_only(repo / "policies", "from git")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "reworded"], ["tag", "v2"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    before = _active(worker)["revision"]
+    view = _wait(worker, _start(worker, Path("v2"), repo=str(repo))["rollout_id"], SETTLED)
+    assert view["phase"] == "active" and view["from_revision"] == before != view["to_revision"], view
+    [started] = [r for r in _trail(worker, view["rollout_id"]) if r["event"] == "policy.rollout.started"]
+    assert started["detail"]["candidate"] == f"git v2:policies of {repo}"
+    assert _active(worker)["revision"] == view["to_revision"]
+
+
 def test_a_worker_killed_mid_rollout_completes_it_once(worker: Worker, tmp_path: Path) -> None:
     previous = _active(worker)["revision"]
     worker.kill9()
