@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.console.web import Session
 from tests.replay_fixtures import ROOT, tightened_policies
 
 from .harness import Worker, audit_records
@@ -182,6 +183,14 @@ def test_a_tightened_rule_waits_for_approval_then_rolls_back(
         for ch in flipped
     )
     assert {g["reason"] for g in report["groups"]} == {"RESIDENCY_CLUSTER_REQUIRED"}
+    console = Session(worker)  # the admin's approvals queue in the web console shows it
+    try:
+        assert console.login(worker.admin_token).status_code == 303
+        page = console.get("/console/admin/approvals")
+    finally:
+        console.close()
+    assert page.status_code == 200 and f"Rollout <code>{rollout}</code>" in page.text, page.text
+    assert f"Policy rollout {previous} to {view['to_revision']}" in page.text and "allow-to-deny" in page.text
 
     worker.approve(rollout)
     view = _wait(worker, rollout, ("active", "failed", "superseded"))
