@@ -194,3 +194,26 @@ def test_central_records_in_postgresql_are_replayed(world: dict[str, Any], tmp_p
     finally:
         with psycopg.connect(dsn(URL), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_rebased_records_compare_with_the_revision_active_now(world: dict[str, Any]) -> None:
+    """The rollout's report (pdp/lifecycle/rollouts.py): records answered on the tightened rule,
+    decided again on the baseline first, show no change against the baseline, where replaying the
+    recorded answers would report each of its refusals as a deny-to-allow."""
+    from pdp.oneshot import cached_bundle
+    from pdp.replay.run import rebased
+
+    from .replay_fixtures import settings
+
+    state = world["root"] / "rebase-state"
+    tight, _ = cached_bundle(settings(state).replace(policies=world["tightened"]))
+    log = world["root"] / "tightened.sqlite"
+    record_decisions(log, tight, 1)
+    base = baseline(state)
+    plain = replay(recorded(log, Selection()), base)
+    assert plain.counts["deny-to-allow"] >= 1
+    now = replay(rebased(recorded(log, Selection()), base), base)
+    assert now.replayed == plain.replayed == len(example_intents()) and now.changed == 0
+    against_tight = replay(rebased(recorded(log, Selection()), base), tight)
+    assert against_tight.counts[ALLOW_TO_DENY] == plain.counts["deny-to-allow"]
+    assert {c.recorded.revision for c in against_tight.changes} == {base.revision}

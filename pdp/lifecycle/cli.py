@@ -20,6 +20,7 @@ import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
 from pdp.lifecycle.cli_incidents import add_incident_parsers
+from pdp.lifecycle.cli_rollout import add_rollout_parsers
 from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_token_parsers, add_worker_options, token_policy
 from pdp.listen import add_tls_options, check_plaintext, tls_files
 from pdp.opa.binary import PROJECT_ROOT
@@ -464,3 +465,4 @@ def add_parser(sub: Any) -> None:
     )
     add_token_parsers(lsub, client, _request)
     add_incident_parsers(lsub, client, _request, talks_to_worker, _client)
+    add_rollout_parsers(lsub, client, _request, _client, talks_to_worker)

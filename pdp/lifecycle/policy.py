@@ -87,6 +87,30 @@ class PolicyGateway:
         with self._build_lock:
             return self._rebuild()
 
+    @property
+    def policies(self) -> Path:
+        """The policy tree the bundle is built from (pdp/lifecycle/policy_trees.py)."""
+        return self.stack.settings.policies
+
+    @property
+    def revision(self) -> str:
+        """The revision of the bundle last built (the one OPA serves once a rebuild returned)."""
+        return self.stack.bundle.revision if self.stack.bundle is not None else ""
+
+    def activate(self, policies: Path) -> str:
+        """Build from the policy tree `policies` from now on (a rollout or its rollback); returns the
+        revision OPA now serves."""
+        with self._build_lock:
+            before = self.stack.settings
+            self.stack.settings = before.replace(policies=policies)
+            try:
+                return self._rebuild()
+            except TimeoutError:  # built: OPA is slow to take it, the tree is the new one
+                raise
+            except Exception:  # it does not build: the bundle OPA serves is unchanged
+                self.stack.settings = before
+                raise
+
     def write_fleet(self) -> None:
         """Write the bundle's fleet file from the operator's document and the carvings."""
         fleet, notes = self.effective(documents.names(self.stack.settings.tenants))

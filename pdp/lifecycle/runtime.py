@@ -22,6 +22,8 @@ class Settings:
     # second it expires as rejected.
     approval_timeout: float = 24 * 3600.0
     archive_dir: Path = Path("var/lifecycle/archive")
+    # The lifecycle's state folder (policy trees and rollouts: pdp/lifecycle/policy_trees.py).
+    state: Path = Path("var/lifecycle")
     step_attempts: int = 3
     step_interval: float = 0.2
     # Offboarding waits this long (per attempt) for deleted objects to be gone, polling every

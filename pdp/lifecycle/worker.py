@@ -17,7 +17,7 @@ from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
 from pdp.integrity.sinks import Sink, open_sink, sink_path
-from pdp.lifecycle import anchor, certificate, documents, poolrecords, workflows
+from pdp.lifecycle import anchor, certificate, documents, policy_trees, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.clusters import Clusters
@@ -201,7 +201,13 @@ class Worker:
         imported = documents.import_declared(db, o.pdp.tenants, o.tenants)
         if imported:
             log.info("imported declared tenants from %s: %s", o.pdp.tenants, ", ".join(imported))
-        settings_pdp = o.pdp.replace(tenants=o.tenants, fleet=o.fleet, allow_no_tenants=True)
+        settings_pdp = o.pdp.replace(
+            tenants=o.tenants,
+            fleet=o.fleet,
+            allow_no_tenants=True,
+            # the tree the last policy rollout activated, if any (pdp/lifecycle/policy_trees.py)
+            policies=policy_trees.policies_to_build(o.state, o.pdp.policies),
+        )
         self.stack = EmbeddedPDP(settings_pdp)
         gateway = PolicyGateway(
             self.stack, base_fleet=o.pdp.fleet, carvings=lambda: poolrecords.carvings_of(db)
@@ -249,6 +255,7 @@ class Worker:
         settings = Settings(
             approval_timeout=o.approval_timeout,
             archive_dir=o.state / "archive",
+            state=o.state,
             destroy_timeout=o.destroy_timeout,
             decision_wait=o.decision_wait,
             pool_retry_interval=o.pool_retry_interval,

@@ -29,7 +29,7 @@ class Candidate:
     description: str  # what was given, for the report
 
 
-def _policies_of(folder: Path) -> Path:
+def policies_of(folder: Path) -> Path:
     """A repository's policies/ folder, or the folder itself when it holds the policies."""
     return folder / "policies" if (folder / "policies").is_dir() else folder
 
@@ -44,7 +44,7 @@ def _build(settings: EmbeddedSettings, policies: Path) -> WasmBundle:
     return bundle
 
 
-def _git_tree(repo: Path, ref: str, subdir: str, into: Path) -> Path:
+def git_tree(repo: Path, ref: str, subdir: str, into: Path) -> Path:
     """`subdir` of the tree at `ref`, exported into `into` (git archive: no checkout, no worktree)."""
     commit = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
@@ -82,8 +82,8 @@ def load_candidate(
         except Exception as exc:  # NoActiveBundle: a bundle without policy.wasm
             raise CandidateError(f"--candidate {path}: {exc}") from exc
     if path.is_dir():
-        policies = _policies_of(path)
+        policies = policies_of(path)
         return Candidate(_build(settings, policies), f"policies {policies}")
     with tempfile.TemporaryDirectory(prefix="pdp-replay-") as tmp:
-        policies = _git_tree(repo, spec, policies_path, Path(tmp))
+        policies = git_tree(repo, spec, policies_path, Path(tmp))
         return Candidate(_build(settings, policies), f"git {spec}:{policies_path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -127,3 +128,25 @@ def replay(
             collect(done, future.result())
     report.seconds = time.monotonic() - started
     return report
+
+
+def rebased(records: Iterable[Recorded], bundle: WasmBundle, *, batch: int = BATCH) -> Iterator[Recorded]:
+    """`records` with each replayable decision replaced by `bundle`'s decision of its intent, so a
+    replay of them compares a candidate with `bundle` (the revision active now), not with what
+    was answered when each was recorded (perhaps on a revision since rolled back)."""
+    with WasmEngine(bundle, instances=1) as engine:
+        for chunk in _batches(records, batch):
+            decided = iter(decide_all(engine, [i.intent for i in chunk if i.intent is not None]))
+            for item in chunk:
+                if item.intent is None:
+                    yield item
+                    continue
+                now = next(decided)
+                record = dataclasses.replace(
+                    item.record,
+                    outcome=now.outcome.value,
+                    reasons=[r.__dict__ for r in now.reasons],
+                    constraints=dict(now.constraints),
+                    bundle_revision=now.bundle_revision,
+                )
+                yield Recorded(record, item.intent, item.skipped)

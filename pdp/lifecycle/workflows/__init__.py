@@ -32,6 +32,7 @@ from pdp.lifecycle.workflows.queue_retry import (
     scheduled_retry_workflow,
 )
 from pdp.lifecycle.workflows.reclaim import reclaim_workflow
+from pdp.lifecycle.workflows.rollout import rollback_workflow, rollout_workflow
 from pdp.lifecycle.workflows.serial import QUEUE
 from pdp.lifecycle.workflows.sla import sla_workflow
 from pdp.lifecycle.workflows.steps import progress
@@ -50,6 +51,8 @@ __all__ = [
     "reclaim_workflow",
     "request_workflow",
     "retry_queue_workflow",
+    "rollback_workflow",
+    "rollout_workflow",
     "scheduled_retry_workflow",
     "sla_workflow",
     "to_json",
