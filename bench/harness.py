@@ -62,6 +62,8 @@ class Server:
     def pids(self) -> dict[str, int]:
         out = {self.name: self.proc.pid}
         if self.opa_pid:
+            # found again each time: the PDP's supervisor restarts an OPA that stops answering
+            self.opa_pid = _opa_child(self.proc.pid) or self.opa_pid
             out["opa"] = self.opa_pid
         # the extra processes of `--workers N` / `--processes N`, which share the gRPC port
         workers = [c for c in children(self.proc.pid) if b"python" in Path(f"/proc/{c}/cmdline").read_bytes()]
@@ -77,6 +79,16 @@ class Server:
             self.proc.kill()
 
 
+def _opa_child(pid: int) -> int | None:
+    for child in children(pid):
+        try:
+            if "opa" in Path(f"/proc/{child}/comm").read_text():
+                return child
+        except OSError:
+            continue
+    return None
+
+
 def start_server(name: str, argv: list[str], ready_text: str, workdir: Path, timeout: float = 120) -> Server:
     log = workdir / f"{name}.log"
     proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, cwd=ROOT)
@@ -85,7 +97,7 @@ def start_server(name: str, argv: list[str], ready_text: str, workdir: Path, tim
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    opa = next((c for c in children(proc.pid) if "opa" in Path(f"/proc/{c}/comm").read_text()), None)
+    opa = _opa_child(proc.pid)
     return Server(name, proc, log, opa)
 
 

@@ -81,7 +81,8 @@ def vegeta(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Latency over every request, plus the answers split by status: how many were answered (200),
-    refused (any other status, with how fast) and never answered (vegeta's 10 s timeout)."""
+    refused (any other status, with how fast), never answered in time (vegeta's 10 s timeout) and
+    dropped without an HTTP answer (connection reset or refused)."""
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp) / "body"
         body_file.write_bytes(body)
@@ -109,11 +110,17 @@ def vegeta(
     doc = json.loads(report)
     lat = doc["latencies"]
     by_code: dict[int, list[float]] = {}
+    timeouts = dropped = 0
     for line in lines.splitlines():
         hit = json.loads(line)
-        by_code.setdefault(int(hit["code"]), []).append(hit["latency"] / 1e6)
+        code = int(hit["code"])
+        if code == 0:  # no HTTP answer: the client gave up, or the connection was reset or refused
+            timed_out = "deadline exceeded" in hit["error"] or "timeout" in hit["error"].lower()
+            timeouts += timed_out
+            dropped += not timed_out
+            continue
+        by_code.setdefault(code, []).append(hit["latency"] / 1e6)
     answered = sorted(by_code.pop(200, []))
-    unanswered = len(by_code.pop(0, []))
     refused = sorted(ms for codes in by_code.values() for ms in codes)
     return {
         "p50_ms": lat["50th"] / 1e6,
@@ -126,7 +133,8 @@ def vegeta(
         "answered_max_ms": round(answered[-1], 1) if answered else None,
         "refused": len(refused),
         "refused_p99_ms": round(_quantile(refused, 0.99), 1) if refused else None,
-        "timeouts": unanswered,
+        "timeouts": timeouts,
+        "connection_errors": dropped,
     }
 
 

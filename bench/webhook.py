@@ -72,7 +72,7 @@ def measure_front(server: Server, url: str, body: bytes, duration: float) -> lis
         print(
             f"  {server.name:12} {load:18} p50 {stats['p50_ms']:9.2f} ms  p99 {stats['p99_ms']:9.2f} ms  "
             f"{stats['throughput']:8.1f}/s  answered {stats['answered']} refused {stats['refused']} "
-            f"timeouts {stats['timeouts']}",
+            f"timeouts {stats['timeouts']} dropped {stats['connection_errors']}",
             flush=True,
         )
         return stats

@@ -39,7 +39,8 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 class NodeIndex:
-    """Node name -> labels."""
+    """Node name -> labels. A node's labels dict is replaced on every event, never changed in
+    place, so readers may keep one without copying it."""
 
     def __init__(self) -> None:
         self.labels: dict[str, dict[str, str]] = {}
@@ -104,6 +105,17 @@ class PodIndex:
         pods = self.by_node.get(node, {})
         return sorted(ns for uid, ns in pods.items() if uid != exclude_pod_uid)
 
+    def occupants(self, nodes: Iterable[str], exclude_pod_uid: str | None = None) -> dict[str, list[str]]:
+        """Namespaces on each of `nodes` that has pods (other than the excluded one)."""
+        found = {}
+        by_node = self.by_node
+        for node in nodes:
+            if node in by_node:
+                namespaces = self.namespaces_on(node, exclude_pod_uid)
+                if namespaces:
+                    found[node] = namespaces
+        return found
+
 
 def apply_node_event(index: NodeIndex, event_type: str, node: Mapping[str, Any]) -> None:
     index.apply(event_type, node)
@@ -147,6 +159,19 @@ class ClusterState:
     def namespaces_on(self, node: str, exclude_pod_uid: str | None = None) -> list[str]:
         with self._lock:
             return self._pods.namespaces_on(node, exclude_pod_uid)
+
+    # The extender's reads for a whole scheduling cycle: one lock, no copies (see NodeIndex).
+
+    def labels_of(self, names: Iterable[str]) -> dict[str, Mapping[str, str]]:
+        """Labels of each named node ({} for a node not known)."""
+        empty: Mapping[str, str] = {}
+        with self._lock:
+            known = self._nodes.labels
+            return {name: known.get(name, empty) for name in names}
+
+    def occupants(self, nodes: Iterable[str], exclude_pod_uid: str | None = None) -> dict[str, list[str]]:
+        with self._lock:
+            return self._pods.occupants(nodes, exclude_pod_uid)
 
     # -- running ---------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pdp import metrics
 from pdp.decision import Decision, Outcome
 from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer
 from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
+from pdp.enforcement.shapes import ShapeCache, group_by_shape, string_labels
 from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.point import DecideOptions, DecisionPoint
@@ -41,6 +42,23 @@ class ClusterView(Protocol):
     def node_labels(self, name: str) -> Mapping[str, str] | None: ...
 
     def namespaces_on(self, node: str, exclude_pod_uid: str | None = None) -> list[str]: ...
+
+
+def _labels_of(cluster: ClusterView, names: Sequence[str]) -> dict[str, Mapping[str, str]]:
+    """Labels of many nodes: in one read where the view offers it (ClusterState.labels_of)."""
+    bulk = getattr(cluster, "labels_of", None)
+    if bulk is not None:
+        return bulk(names)  # type: ignore[no-any-return]
+    return {name: cluster.node_labels(name) or {} for name in names}
+
+
+def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str, list[str]]:
+    """Namespaces on each occupied candidate (in one read where the view offers it)."""
+    bulk = getattr(cluster, "occupants", None)
+    if bulk is not None:
+        return bulk(names, uid)  # type: ignore[no-any-return]
+    found = {name: cluster.namespaces_on(name, exclude_pod_uid=uid) for name in names}
+    return {name: namespaces for name, namespaces in found.items() if namespaces}
 
 
 class BadArgs(ValueError):
@@ -63,7 +81,7 @@ class _Candidates:
     namespace: str
     names: list[str]
     objects: list[Mapping[str, Any]] | None  # the Nodes items, when the scheduler sent objects
-    labels: dict[str, Mapping[str, str]]
+    labels: Mapping[str, Mapping[str, str]]
 
 
 def _reason_text(reasons: Sequence[Mapping[str, Any]] | Sequence[Any]) -> str:
@@ -73,16 +91,6 @@ def _reason_text(reasons: Sequence[Mapping[str, Any]] | Sequence[Any]) -> str:
         message = r.get("message", "") if isinstance(r, Mapping) else getattr(r, "message", "")
         parts.append(f"{code}: {message}")
     return "; ".join(parts) or "rejected by gpupaas policy"
-
-
-def _string_labels(labels: Any) -> Mapping[str, str]:
-    if not isinstance(labels, dict):
-        return {}
-    # JSON object keys are strings already; a copy is only needed to drop non-string values,
-    # which a well-formed Node never has (this runs once per candidate node, thousands per cycle).
-    if all(type(v) is str for v in labels.values()):
-        return labels
-    return {k: v for k, v in labels.items() if isinstance(v, str)}
 
 
 def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
@@ -100,7 +108,7 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
     given = metadata.get("uid")
     uid = given if isinstance(given, str) and given else f"{namespace}/{metadata.get('name')}"
     names: list[str] = []
-    labels: dict[str, Mapping[str, str]] = {}
+    labels: Mapping[str, Mapping[str, str]] = {}
     objects: list[Mapping[str, Any]] | None = None
     if args.get("NodeNames") is not None:
         node_names = args["NodeNames"]
@@ -109,9 +117,8 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
         if node_names and cluster is None:
             raise BadArgs("NodeNames needs the extender's cluster view (run it with a kubeconfig)")
         names = list(node_names)
-        for name in names:
-            known = cluster.node_labels(name) if cluster is not None else None
-            labels[name] = known or {}
+        if cluster is not None:
+            labels = _labels_of(cluster, names)
     elif args.get("Nodes") is not None:
         nodes = args["Nodes"]
         items = nodes.get("items") if isinstance(nodes, Mapping) else None
@@ -119,15 +126,19 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
         if not isinstance(items, list):
             raise BadArgs("Nodes.items is not a list")
         objects = items
+        found: dict[str, Mapping[str, str]] = {}
         for i, node in enumerate(items):
-            # `type(...) is dict` first: JSON gives dicts, and an ABC isinstance check per node
-            # was a tenth of a 5,000-node cycle.
-            meta = node.get("metadata") if type(node) is dict or isinstance(node, Mapping) else None
-            node_name = meta.get("name") if type(meta) is dict or isinstance(meta, Mapping) else None
+            # Decoded JSON: objects are dicts (checked exactly, the cheapest check per node).
+            meta = node.get("metadata") if type(node) is dict else None
+            node_name = meta.get("name") if type(meta) is dict else None
             if type(node_name) is not str or not node_name:
                 raise BadArgs(f"Nodes.items[{i}].metadata.name is missing")
             names.append(node_name)
-            labels[node_name] = _string_labels(meta.get("labels"))  # type: ignore[union-attr]
+            # As sent: non-string values are dropped where labels are read (shapes.string_labels),
+            # once per distinct node, not on every cycle.
+            given = meta.get("labels")  # type: ignore[union-attr]
+            found[node_name] = given if type(given) is dict else {}
+        labels = found
     if len(set(names)) != len(names):
         raise BadArgs("the candidate nodes repeat a name")
     return _Candidates(pod, uid, namespace, names, objects, labels)
@@ -184,7 +195,7 @@ def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Ver
 
 def filter_result(candidates: _Candidates, verdict: Verdict, error: str = "") -> dict[str, Any]:
     """ExtenderFilterResult in the shape of the arguments (pure)."""
-    passed = [n for n in candidates.names if n in verdict.eligible]
+    eligible = verdict.eligible
     result: dict[str, Any] = {
         "FailedNodes": dict(verdict.resolvable),
         "FailedAndUnresolvableNodes": dict(verdict.unresolvable),
@@ -192,14 +203,12 @@ def filter_result(candidates: _Candidates, verdict: Verdict, error: str = "") ->
     }
     if candidates.objects is not None:
         result["Nodes"] = {
-            "items": [
-                o for n, o in zip(candidates.names, candidates.objects, strict=True) if n in verdict.eligible
-            ]
+            "items": [o for n, o in zip(candidates.names, candidates.objects, strict=True) if n in eligible]
         }
         result["NodeNames"] = None
     else:
         result["Nodes"] = None
-        result["NodeNames"] = passed
+        result["NodeNames"] = [n for n in candidates.names if n in eligible]
     return result
 
 
@@ -255,9 +264,10 @@ class SchedulerExtender:
         self.cluster = cluster
         self.timeout = timeout
         self._cache = _VerdictCache(cache_size, cache_ttl)
+        self._shapes = ShapeCache()
 
     def _verdict(self, c: _Candidates) -> Verdict:
-        names = c.names[:MAX_NODES]
+        names = c.names[:MAX_NODES] if len(c.names) > MAX_NODES else c.names
         # Beyond the schema's limit nodes are not judged this cycle; resolvable, since a later
         # cycle with fewer candidates can judge them.
         overflow = {
@@ -283,14 +293,14 @@ class SchedulerExtender:
             validate_intent(place_intent(workload, []))
         except InvalidIntent as exc:
             raise BadArgs(f"Pod: {exc}") from exc
-        nodes = []
-        for name in names:
-            node: dict[str, Any] = {"name": name, "labels": c.labels.get(name) or {}}
-            if self.cluster is not None:
-                node["namespaces"] = self.cluster.namespaces_on(name, exclude_pod_uid=c.uid)
-            nodes.append(node)
-        groups = group_nodes(nodes)
-        shapes = [n for n in nodes if n["name"] in groups]
+        occupants = _occupants(self.cluster, names, c.uid) if self.cluster is not None else None
+        groups = group_by_shape(names, c.labels, occupants, self._shapes)
+        shapes = []
+        for first in groups:
+            shape: dict[str, Any] = {"name": first, "labels": string_labels(c.labels.get(first))}
+            if occupants is not None:
+                shape["namespaces"] = occupants.get(first, [])
+            shapes.append(shape)
         options = DecideOptions(deadline=deadline, validated=True, entry_point="extender")
         decision = self.point.decide(place_intent(workload, shapes), options)
         verdict = expand_verdict(verdict_from_decision(decision, list(groups)), groups)
@@ -316,7 +326,7 @@ class SchedulerExtender:
         if candidates.names:
             self._cache.put((candidates.uid, frozenset(candidates.names)), verdict)
         result = filter_result(candidates, verdict)
-        refused = set(candidates.names) - verdict.eligible
+        refused = len(verdict.eligible) < len(candidates.names)  # eligible is a subset of names
         metrics.extender_answered("filter", "filtered" if refused else "all_eligible", started)
         return result
 

@@ -59,3 +59,26 @@ def test_replace_forgets_what_the_list_does_not_have() -> None:
     apply_pod_event(index, "ADDED", pod("old", "globex-ml", "n1"))
     index.replace([pod("new", "acme-prod", "n2")])
     assert index.namespaces_on("n1") == [] and index.namespaces_on("n2") == ["acme-prod"]
+
+
+def test_occupants_of_many_nodes_at_once() -> None:
+    index = PodIndex()
+    for uid, namespace, node in [
+        ("p1", "acme-prod", "n1"),
+        ("p2", "globex-ml", "n1"),
+        ("p3", "acme-prod", "n3"),
+    ]:
+        apply_pod_event(index, "ADDED", pod(uid, namespace, node))
+    assert index.occupants(["n1", "n2", "n3"]) == {"n1": ["acme-prod", "globex-ml"], "n3": ["acme-prod"]}
+    # The pod being scheduled does not occupy the node it is already on.
+    assert index.occupants(["n1", "n3"], exclude_pod_uid="p3") == {"n1": ["acme-prod", "globex-ml"]}
+
+
+def test_labels_kept_by_a_reader_never_change_under_it() -> None:
+    # ClusterState.labels_of hands out the index's dicts without copying them: an event must
+    # replace a node's labels, never edit them in place.
+    index = NodeIndex()
+    apply_node_event(index, "ADDED", {"metadata": {"name": "n1", "labels": {"a": "1"}}})
+    kept = index.labels["n1"]
+    apply_node_event(index, "MODIFIED", {"metadata": {"name": "n1", "labels": {"a": "2"}}})
+    assert kept == {"a": "1"} and index.labels["n1"] == {"a": "2"}

@@ -12,6 +12,7 @@ import pytest
 
 from pdp.embedded import EmbeddedPDP
 from pdp.enforcement import extender as extender_module
+from pdp.enforcement import shapes
 from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.point import DecisionPoint
 
@@ -300,3 +301,58 @@ def test_grouped_filter_equals_one_node_at_a_time(point: DecisionPoint) -> None:
         singles["passed"] |= set(passed(one))
     assert grouped["FailedAndUnresolvableNodes"] == singles["FailedAndUnresolvableNodes"]
     assert set(passed(grouped)) == singles["passed"] and singles["passed"]
+
+
+# -- the per-node shape cache: a node whose labels change is judged by its new labels ------------
+
+
+def test_a_node_relabelled_between_cycles_is_judged_by_its_new_labels(point: DecisionPoint) -> None:
+    extender = SchedulerExtender(point)
+    own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")
+    us = labels("us-east-1", "us-h100-shared")
+    others = [node(f"pad-{i}", own) for i in range(3)]
+
+    def cycle(n1: dict[str, str]) -> dict[str, Any]:
+        # The same pod (a scheduler retry) over the same node names: only n1's labels differ.
+        # n1 comes last, so a stale key would group it with the pads and judge it by theirs.
+        return extender.filter({"Pod": acme_pod(), "Nodes": {"items": [*others, node("n1", n1)]}})
+
+    assert "n1" in passed(cycle(own))
+    moved = cycle(us)
+    assert "n1" not in passed(moved)
+    assert "RESIDENCY" in moved["FailedAndUnresolvableNodes"]["n1"]
+    assert "n1" in passed(cycle(dict(own)))  # and back (labels equal to the first ones)
+
+
+def test_a_cluster_view_changing_labels_in_place_is_not_served_stale(point: DecisionPoint) -> None:
+    # NodeNames mode: a view that mutates the dict it returned must not fool the cache, which
+    # keeps its own copy of the labels it keyed.
+    own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")
+    node_labels = {"pad": own, "n1": dict(own)}
+    extender = SchedulerExtender(point, FakeCluster(node_labels, {}))
+    assert passed(extender.filter(with_names(acme_pod(), ["pad", "n1"]))) == ["pad", "n1"]
+    node_labels["n1"]["topology.kubernetes.io/region"] = "us-east-1"
+    result = extender.filter(with_names(acme_pod(), ["pad", "n1"]))
+    assert passed(result) == ["pad"] and "RESIDENCY" in result["FailedAndUnresolvableNodes"]["n1"]
+
+
+def test_a_node_that_gains_another_tenants_pod_is_judged_again(point: DecisionPoint) -> None:
+    own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")
+    pods: dict[str, list[tuple[str, str]]] = {}
+    extender = SchedulerExtender(point, FakeCluster({"n1": own, "n2": own}, pods))
+    assert passed(extender.filter(with_names(acme_pod(), ["n1", "n2"]))) == ["n1", "n2"]
+    pods["n2"] = [("other", "globex-ml")]
+    result = extender.filter(with_names(acme_pod(), ["n1", "n2"]))
+    assert passed(result) == ["n1"] and "n2" in result["FailedAndUnresolvableNodes"]
+
+
+def test_shape_cache_keys_by_labels_and_stays_bounded() -> None:
+    cache = shapes.ShapeCache(size=3)
+    eu = labels("eu-west-1", "eu-h100-shared")
+    first = cache.labels_key("a", eu)
+    assert cache.labels_key("b", dict(eu)) is first  # equal labels: one interned key
+    assert cache.labels_key("a", {**eu, "x": "1"}) != first
+    assert cache.labels_key("a", {"v": ["not", "a", "string"], "k": "s"}) == frozenset({("k", "s")})
+    for i in range(10):
+        cache.labels_key(f"n{i}", eu)
+    assert len(cache) <= 3
