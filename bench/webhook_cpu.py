@@ -19,8 +19,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.run import ROOT, admission_review, children, cpu_seconds, free_port
-from bench.webhook import attack, start
+from bench.harness import ROOT, children, cpu_seconds
+from bench.inputs import admission_review
+from bench.load import vegeta
+from bench.webhook import start
+from tests.ports import free_port
 
 
 def main() -> int:
@@ -51,7 +54,7 @@ def main() -> int:
             for name, (server, port) in servers.items():
                 url = f"https://127.0.0.1:{port}/validate?timeout=10s"
                 pids = [server.proc.pid, *children(server.proc.pid)]
-                attack(url, body, rate=200, duration=1)  # warm: connections, instances
+                vegeta(url, body, rate=200, duration=1)  # warm: connections, instances
                 spy = None
                 if args.profile and round_ == 0:
                     args.profile.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,7 @@ def main() -> int:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 before = sum(cpu_seconds(p) for p in pids)
-                stats = attack(url, body, rate=args.rate, duration=args.duration)
+                stats = vegeta(url, body, rate=args.rate, duration=args.duration)
                 used = sum(cpu_seconds(p) for p in pids) - before
                 if spy is not None:
                     spy.wait()
@@ -70,7 +73,8 @@ def main() -> int:
                 results[name].append(per)
                 print(
                     f"  {name:7} round {round_}: {per:7.0f} us CPU per review; p50 {stats['p50_ms']} ms "
-                    f"p99 {stats['p99_ms']} ms; {stats['throughput']}/s; codes {stats['status_codes']}",
+                    f"p99 {stats['p99_ms']} ms; {stats['throughput']}/s; answered {stats['answered']} "
+                    f"refused {stats['refused']} timeouts {stats['timeouts']}",
                     flush=True,
                 )
         for name, values in results.items():
