@@ -109,7 +109,7 @@ def incident_replace_workflow(
 
 
 @DBOS.step()
-def notify_step(tenant: str, node: str, fault: dict[str, Any], outcome: dict[str, Any]) -> None:
+def incident_notify_step(tenant: str, node: str, fault: dict[str, Any], outcome: dict[str, Any]) -> None:
     """The tenant told (an audited notification in its own trail): which of its deployments the
     fault hit and how each was re-placed. Never another tenant's pods."""
     seen = {k: fault[k] for k in ("cause", "xids", "gpus") if k in fault}
@@ -123,7 +123,9 @@ def impact_step(tenant: str, node: str, impact: dict[str, Any]) -> None:
 
 
 @DBOS.step(**RETRY)
-def release_step(node: str, before: dict[str, Any], resolution: dict[str, Any], opened_at: float) -> None:
+def incident_release_step(
+    node: str, before: dict[str, Any], resolution: dict[str, Any], opened_at: float
+) -> None:
     """The incident taint removed and the node schedulable again (unless it was cordoned before)."""
     hooks.at_step("incident:release")
 
@@ -168,7 +170,7 @@ def incident_workflow(node: str, fault: dict[str, Any], actor: str) -> dict[str,
             tenant, f"{incident}:replace-{tenant}", incident_replace_workflow,
             tenant, names, incident, actor, {}, incident,
         )  # fmt: skip
-        notify_step(tenant, node, fault, outcome)
+        incident_notify_step(tenant, node, fault, outcome)
         replaced_at = max((r["at"] for r in outcome["replaced"]), default=opened_at)
         cost = incidents.impact(deployments, opened_at, replaced_at)
         impact_step(tenant, node, cost)
@@ -178,7 +180,7 @@ def incident_workflow(node: str, fault: dict[str, Any], actor: str) -> dict[str,
     resolution: dict[str, Any] | None = None
     while resolution is None:
         resolution = DBOS.recv(RESOLVE_TOPIC, timeout_seconds=RESOLVE_WAIT)
-    release_step(node, before, resolution, opened_at)
+    incident_release_step(node, before, resolution, opened_at)
     summary.update(state="resolved", resolution=resolution)
     _publish(summary)
     return summary
