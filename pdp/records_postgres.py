@@ -103,9 +103,25 @@ def connect(url: str) -> psycopg.Connection[Any]:
         raise RecordsStoreError(f"--records-url: cannot connect to PostgreSQL: {exc}") from exc
 
 
+# The schema as the last statements of _SCHEMA leave it. Checked first: the DDL takes table locks
+# (ALTER TABLE an exclusive one, even when the column is there) that deadlock with other processes'
+# appends when a replica starts while others write (seen with `serve --workers 2` on a new database).
+_SCHEMA_COMPLETE = """SELECT
+    EXISTS (SELECT 1 FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = 'pdp_decision_records'
+              AND column_name = 'constraints')
+    AND to_regclass('pdp_decision_intents_by_time') IS NOT NULL
+    AND to_regclass('pdp_decision_writers') IS NOT NULL
+    AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pdp_decision_records_no_truncate')"""
+
+
 def create_schema(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
-        for statement in _SCHEMA:
+        conn.execute(_SCHEMA[0])  # the advisory lock: one process creates or upgrades at a time
+        complete = conn.execute(_SCHEMA_COMPLETE).fetchone()
+        if complete and complete[0]:
+            return
+        for statement in _SCHEMA[1:]:
             conn.execute(statement)
 
 
