@@ -38,7 +38,7 @@ def router(api: FastAPI) -> APIRouter:
         verdict: Annotated[str, Form()],
         comment: Annotated[str, Form()] = "",
     ) -> Response:
-        from pdp.lifecycle.api import ApprovalAnswer  # the API's own body model
+        from pdp.lifecycle.api_models import ApprovalAnswer  # the API's own body model
 
         require_admin(who)
         if verdict not in ("approve", "reject"):

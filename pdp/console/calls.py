@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.responses import Response
 
 
@@ -22,8 +22,11 @@ class Refused(Exception):
 
 
 def endpoint(api: FastAPI, method: str, path: str) -> Callable[..., Any]:
-    for route in api.routes:
-        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ()):
+    # The API's routes live in included routers, which FastAPI keeps as one entry each in
+    # `api.routes`; iter_route_contexts walks into them (the walk the OpenAPI schema uses).
+    for context in iter_route_contexts(api.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path == path and method in (route.methods or ()):
             return route.endpoint
     raise LookupError(f"the product API has no {method} {path}")
 

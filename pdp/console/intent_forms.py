@@ -58,14 +58,14 @@ def _classes() -> tuple[str, ...]:
 
 
 def _batch(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api import BatchSizeRequest
+    from pdp.lifecycle.api_models import BatchSizeRequest
 
     body = BatchSizeRequest.model_validate({"batch_size": form.get("batch_size")})
     return body, {"deployment": form.get("deployment", ""), "batch_size": body.batch_size}
 
 
 def _sharing(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api import SharingRequest
+    from pdp.lifecycle.api_models import SharingRequest
 
     asked = {"mode": form.get("mode"), "gpu_class": form.get("gpu_class") or None}
     body = SharingRequest.model_validate(asked)
@@ -73,7 +73,7 @@ def _sharing(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, An
 
 
 def _quota(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api import QuotaRequest
+    from pdp.lifecycle.api_models import QuotaRequest
 
     entitlements = {c: form[f"q_{c}"] for c in _classes() if form.get(f"q_{c}", "").strip()}
     body = QuotaRequest.model_validate({"entitlements": entitlements})
@@ -81,14 +81,14 @@ def _quota(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]
 
 
 def _sla(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api import SlaChange
+    from pdp.lifecycle.api_models import SlaChange
 
     body = SlaChange.model_validate({k: form.get(k) or None for k in ("tier", "isolation")})
     return body, body.model_dump()
 
 
 def _offboard(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api import OffboardRequest
+    from pdp.lifecycle.api_models import OffboardRequest
 
     body = OffboardRequest.model_validate({"reason": form.get("reason", "")})
     running = [d for d in current().store.deployments(tenant) if d["state"] == "running"]

@@ -111,7 +111,7 @@ def router(api: FastAPI) -> APIRouter:
         cluster: Annotated[str, Form()] = "",
         action: Annotated[str, Form()] = "preview",
     ) -> Response:
-        from pdp.lifecycle.api import DeployRequest  # the API's own body model
+        from pdp.lifecycle.api_models import DeployRequest  # the API's own body model
 
         own_tenant(api, who, tenant)
         form = {
@@ -155,7 +155,7 @@ def router(api: FastAPI) -> APIRouter:
         target_replicas: Annotated[str, Form()],
         action: Annotated[str, Form()] = "preview",
     ) -> Response:
-        from pdp.lifecycle.api import ScaleRequest
+        from pdp.lifecycle.api_models import ScaleRequest
 
         own_tenant(api, who, tenant)
         form = {"target_replicas": target_replicas}

@@ -1,17 +1,15 @@
 """`pdp lifecycle ...`: run the worker (API + workflows), and drive it from a terminal.
 
 Client commands talk to the worker's HTTP API (--url, --token or PDP_LIFECYCLE_TOKEN); the audit
-commands read the lifecycle database directly, so they work with the worker down.
+commands read the lifecycle database directly, so they work with the worker down. The worker is
+`cli_worker.py`, the client plumbing `cli_client.py`, each area's commands its own `cli_*.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,219 +17,37 @@ import httpx
 import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
+from pdp.lifecycle.cli_client import add_client_options, follow, show, talks_to_worker
+from pdp.lifecycle.cli_client import client as _client
+from pdp.lifecycle.cli_client import request as _request
 from pdp.lifecycle.cli_incidents import add_incident_parsers
 from pdp.lifecycle.cli_rollout import add_rollout_parsers
-from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_token_parsers, add_worker_options, token_policy
-from pdp.listen import add_tls_options, check_plaintext, tls_files
+from pdp.lifecycle.cli_tokens import add_token_parsers
+from pdp.lifecycle.cli_worker import add_worker_parser
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import (
-    configure_logging,
-    embedded_settings,
-    env_path,
-    warn_unprotected_records,
-    with_config,
-    with_records,
-)
-
-DEFAULT_URL = "http://127.0.0.1:8700"
-FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
-
-
-class MissingToken(Exception):
-    pass
-
-
-def _client(args: argparse.Namespace) -> httpx.Client:
-    """A client of the worker's API with the caller's token: --token, else $PDP_LIFECYCLE_TOKEN."""
-    token = args.token or os.environ.get("PDP_LIFECYCLE_TOKEN", "")
-    if not token:
-        raise MissingToken
-    return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300]
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    return detail if isinstance(detail, str) else json.dumps(detail)[:300]
-
-
-def talks_to_worker(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A client command: a missing token, an unreachable worker or a refused call is one line on
-    stderr (and exit 2 or 1), never a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except MissingToken:
-            print(
-                "error: no token: give --token or set PDP_LIFECYCLE_TOKEN (an admin token is the "
-                "worker's PDP_LIFECYCLE_ADMIN_TOKEN; a tenant token is printed once by `create`)",
-                file=sys.stderr,
-            )
-            return 2
-        except httpx.HTTPStatusError as exc:
-            r = exc.response
-            print(
-                f"error: {r.request.method} {r.request.url.path}: {r.status_code} {_detail(r)}",
-                file=sys.stderr,
-            )
-            return 1
-        except httpx.HTTPError as exc:
-            print(f"error: cannot reach the lifecycle worker at {args.url}: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
-    """One call of the worker's API, its answer shown (errors as talks_to_worker says)."""
-
-    def call(a: argparse.Namespace) -> int:
-        with _client(a) as c:
-            return _show(c.request(method, path, **kwargs))
-
-    return talks_to_worker(call)(args)
-
-
-def _show(response: httpx.Response) -> int:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
-    json.dump(body, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0 if response.is_success else 1
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
-    import signal
-    import threading
-
-    import uvicorn
-
-    from pdp.config.documents import ConfigErrors
-    from pdp.lifecycle.api import create_app
-    from pdp.lifecycle.credentials import CredentialError
-    from pdp.lifecycle.worker import Worker, WorkerOptions
-
-    configure_logging()
-    tls = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
-    host, port = check_plaintext(
-        "--listen", args.listen, tls=tls, insecure=args.insecure, carries="bearer tokens and tenant data"
-    )
-    if args.bundles is None:  # the worker's bundle is its own, under its state, not the repository's
-        args.bundles = args.state / "lifecycle" / "bundles"
-    pdp = embedded_settings(args)
-    options = WorkerOptions(
-        pdp=pdp,
-        database_url=args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", ""),
-        kubeconfig=str(args.kubeconfig) if args.kubeconfig else None,
-        clusters=args.clusters,
-        cluster_retry_interval=args.cluster_retry_interval,
-        approval_timeout=args.approval_timeout,
-        capacity_retry_schedule=args.capacity_retry_schedule,
-        certificate_key=args.certificate_key,
-        audit_checkpoints=args.audit_checkpoints,
-        audit_trusted_key=args.audit_trusted_key,
-        audit_reanchor=args.audit_reanchor,
-        destroy_timeout=args.destroy_timeout,
-        decision_wait=args.decision_wait,
-        pool_retry_interval=args.pool_retry_interval,
-        prometheus=args.prometheus,
-        admin_token_file=args.admin_token_file,
-        tokens=token_policy(args),
-        slurm_conf=args.slurm_conf,
-        slurm_cluster=args.slurm_cluster,
-        slurm_users=args.slurm_users,
-    )
-    worker = Worker(options)
-    try:
-        worker.start()
-    except (CredentialError, ConfigErrors, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # before anything else is said
-        return 2
-    warn_unprotected_records(args, logging.getLogger("pdp.records"))
-    config = uvicorn.Config(
-        create_app(),
-        host=host,
-        port=port,
-        log_level="warning",
-        ssl_certfile=tls.cert if tls else None,
-        ssl_keyfile=tls.key if tls else None,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(f"lifecycle API on {'https' if tls else 'http'}://{args.listen}", flush=True)
-    stop.wait()
-    server.should_exit = True
-    thread.join(timeout=5)
-    worker.stop()
-    return 0
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     doc = yaml.safe_load(Path(args.file).read_text())
     with _client(args) as c:
-        return _show(c.post("/v1/tenants", json=doc))
+        return show(c.post("/v1/tenants", json=doc))
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
     body = {k: v for k, v in (("tier", args.tier), ("isolation", args.isolation)) if v}
     with _client(args) as c:
-        return _show(c.post(f"/v1/tenants/{args.tenant}/sla", json=body))
+        return show(c.post(f"/v1/tenants/{args.tenant}/sla", json=body))
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        return _show(c.get("/v1/approvals", params={"all": str(args.all).lower()}))
+        return show(c.get("/v1/approvals", params={"all": str(args.all).lower()}))
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     with _client(args) as c:
         body = {"approved": not args.reject, "comment": args.comment}
-        return _show(c.post(f"/v1/approvals/{args.approval_id}", json=body))
-
-
-def decision_line(d: dict[str, Any]) -> str:
-    """One line for a request's decision as `GET /v1/workflows/{id}` shows it (pure)."""
-    codes = ", ".join(d.get("reason_codes") or []) or "-"
-    usage = " usage " + json.dumps(d["usage"], sort_keys=True) if d.get("usage") else ""
-    approval = f" approval {d['approval_id']}" if d.get("status") == "awaiting_approval" else ""
-    return (
-        f"  decision: {d.get('status')} {d.get('outcome') or ''} ({codes}) decision {d.get('decision_id')} "
-        f"revision {d.get('bundle_revision')}{usage}{approval}"
-    )
-
-
-def follow(get: Callable[[], dict[str, Any]], timeout: float, out: Any = sys.stdout) -> dict[str, Any]:
-    """Poll a workflow, printing each new step, each decision as it is made (a request needing
-    approval is decided again after it), and the final status."""
-    shown = 0
-    decided: tuple[Any, Any] | None = None
-    deadline = time.monotonic() + timeout
-    while True:
-        wf = get()
-        for step in wf.get("steps", [])[shown:]:
-            out.write(f"  step {shown + 1}: {step}\n")
-            shown += 1
-        d = wf.get("decision")
-        if d and (d.get("decision_id"), d.get("status")) != decided:
-            decided = (d.get("decision_id"), d.get("status"))
-            out.write(decision_line(d) + "\n")
-        if wf.get("status") in FINAL or time.monotonic() > deadline:
-            out.write(f"{wf.get('workflow_id')}: {wf.get('status')} {json.dumps(wf.get('output'))[:300]}\n")
-            out.flush()
-            return wf
-        out.flush()
-        time.sleep(0.5)
+        return show(c.post(f"/v1/approvals/{args.approval_id}", json=body))
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
@@ -249,7 +65,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        return _show(c.get("/v1/capacity"))
+        return show(c.get("/v1/capacity"))
 
 
 def cmd_capacity_retry(args: argparse.Namespace) -> int:
@@ -261,12 +77,12 @@ def cmd_capacity_retry(args: argparse.Namespace) -> int:
             return 2
         free[cls] = int(n)
     with _client(args) as c:
-        return _show(c.post("/v1/capacity/retry", json={"free_gpus": free}))
+        return show(c.post("/v1/capacity/retry", json={"free_gpus": free}))
 
 
 def cmd_certificate(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        return _show(c.get(f"/v1/tenants/{args.tenant}/certificate"))
+        return show(c.get(f"/v1/tenants/{args.tenant}/certificate"))
 
 
 def cmd_certificate_verify(args: argparse.Namespace) -> int:
@@ -315,113 +131,14 @@ def add_parser(sub: Any) -> None:
     lc = sub.add_parser("lifecycle", help="tenant lifecycle: product API, workflows, approvals, audit")
     lsub = lc.add_subparsers(dest="lifecycle_command", required=True)
 
-    def client(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument(
-            "--url",
-            default=os.environ.get("PDP_LIFECYCLE_URL", DEFAULT_URL),
-            help=f"the worker's API (default: $PDP_LIFECYCLE_URL, else {DEFAULT_URL})",
-        )
-        sp.add_argument("--token", help="bearer token (default: $PDP_LIFECYCLE_TOKEN)")
-        return sp
+    client = add_client_options
 
     def database(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--state", type=Path, default=root / "var")
         sp.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
         return sp
 
-    w = with_records(
-        with_config(
-            lsub.add_parser(
-                "worker",
-                help="run the API and the durable workflows (needs an admin token: see worker --help)",
-                description="Run the product API and the durable workflows in one process.",
-                epilog=WORKER_CREDENTIALS,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-            )
-        )
-    )
-    w.add_argument("--listen", default="127.0.0.1:8700")
-    add_tls_options(w, "the product API")
-    add_worker_options(w)
-    w.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
-    w.add_argument("--kubeconfig", type=Path, help="apply to this cluster (default: the dry-run adapter)")
-    w.add_argument(
-        "--clusters",
-        type=Path,
-        help="clusters-access document (YAML: clusters: {NAME: {kubeconfig: PATH, context: C} | {in_cluster: "
-        "true}}) naming every cluster of the fleet: one adapter per cluster, tenants realized only in the "
-        "clusters their policy allows (instead of --kubeconfig)",
-    )
-    w.add_argument(
-        "--cluster-retry-interval",
-        type=float,
-        default=2.0,
-        help="seconds between attempts to reach an unreachable cluster (the workflow waits, never skips it)",
-    )
-    w.add_argument("--approval-timeout", type=float, default=24 * 3600.0, help="seconds per approval round")
-    w.add_argument(
-        "--capacity-retry-schedule",
-        default="0 * * * * *",
-        help="cron (6 fields: seconds first) of the periodic retry of queued deployments; '' turns it off",
-    )
-    w.add_argument(
-        "--certificate-key",
-        type=Path,
-        help="Ed25519 key signing certificates of destruction and the audit checkpoints, generated "
-        "(mode 0600) if absent (default: <state>/lifecycle/certificate-signing-key.pem)",
-    )
-    w.add_argument(
-        "--audit-checkpoints",
-        metavar="SINK",
-        default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
-        help="where the audit trail's signed checkpoints go, outside --state: file:PATH (an append-only "
-        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else "
-        "<state>/lifecycle/audit-checkpoints.jsonl, which catches accidents only)",
-    )
-    w.add_argument(
-        "--audit-trusted-key",
-        type=Path,
-        default=env_path("PDP_AUDIT_TRUSTED_KEY"),
-        help="the public key verifiers trust; a certificate key that does not match it is refused "
-        "(default $PDP_AUDIT_TRUSTED_KEY)",
-    )
-    w.add_argument(
-        "--audit-reanchor",
-        action="store_true",
-        help="checkpoint the trail anew although the sink holds none of its checkpoints (recorded in it)",
-    )
-    w.add_argument(
-        "--destroy-timeout",
-        type=float,
-        default=300.0,
-        help="seconds offboarding waits for deleted objects (Terminating namespaces) to be gone",
-    )
-    w.add_argument(
-        "--decision-wait",
-        type=float,
-        default=10.0,
-        help="seconds the API waits for a request's decision before answering 202 without it",
-    )
-    w.add_argument(
-        "--pool-retry-interval",
-        type=float,
-        default=300.0,
-        help="seconds between re-plans of a dedicated pool waiting for capacity (a capacity retry "
-        "wakes it at once)",
-    )
-    w.add_argument(
-        "--prometheus",
-        default="",
-        help="Prometheus URL the reclaim of idle GPUs reads (POST /v1/reclaim; docs/operations.md)",
-    )
-    w.add_argument("--slurm-conf", type=Path, help="also realize tenants on this Slurm cluster (sacctmgr)")
-    w.add_argument("--slurm-cluster", default="gpupaas", help="the Slurm ClusterName")
-    w.add_argument(
-        "--slurm-users", type=Path, help='YAML: tenant -> Unix users who submit as it ("*": every tenant)'
-    )
-    # Tenant documents, fleet and bundle of the worker live under --state; --tenants and --fleet
-    # are only read, --bundles defaults to <state>/lifecycle/bundles.
-    w.set_defaults(func=cmd_worker, bundles=None)
+    add_worker_parser(lsub)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
     c.add_argument("file")
     c.set_defaults(func=talks_to_worker(cmd_create))

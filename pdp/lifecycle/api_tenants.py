@@ -1,0 +1,197 @@
+"""Tenants and their requests: onboarding, deployments and their changes, offboarding and the
+certificate of destruction. Each change is checked by the PDP here (DENY is 403, nothing starts),
+then runs as a durable workflow that decides it again against the usage of the moment it applies."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+
+from pdp.config import validate_tenant
+from pdp.lifecycle import answers, poolrecords, workflows
+from pdp.lifecycle.api_guards import active_tenant, decide_or_refuse, own_tenant
+from pdp.lifecycle.api_models import (
+    BatchSizeRequest,
+    DeployRequest,
+    OffboardRequest,
+    QuotaRequest,
+    ScaleRequest,
+    SharingRequest,
+    SlaChange,
+    TenantDocument,
+)
+from pdp.lifecycle.auth import Caller, require_admin
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.store import NotFound
+from pdp.lifecycle.tokens import Principal
+from pdp.schemas.errors import sentence
+from pdp.substrate.kubernetes import runtimes
+
+router = APIRouter(tags=["tenants"])
+
+
+@router.post("/v1/tenants", status_code=202)
+def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
+    require_admin(caller)
+    policy = doc.tenant
+    problems = [sentence(e.path, e.problem) for e in validate_tenant({"tenant": policy})]
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+    name = str(policy["name"])
+    try:
+        current().store.tenant(name)
+        raise HTTPException(409, f"tenant {name!r} already exists in the lifecycle store")
+    except NotFound:
+        pass
+    intent = {
+        "kind": "create_tenant",
+        "tenant": name,
+        "actor": caller.actor,
+        "create_tenant": {"policy": policy},
+    }
+    decide_or_refuse(intent)
+    workflow_id = f"onboard-{name}"
+    current().store.create_tenant(policy, workflow_id, caller.actor)
+    issued = current().store.credentials.issue_tenant(name, actor=caller.actor)
+    answers.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
+    # The tenant's token is shown once; only its hash is kept.
+    return answers.answer(
+        workflow_id,
+        tenant=name,
+        tenant_token=issued.token,
+        tenant_token_id=issued.token_id,
+        tenant_token_expires_at=issued.expires_at,
+    )
+
+
+@router.get("/v1/tenants")
+def list_tenants(caller: Caller) -> list[dict[str, Any]]:
+    return [t for t in current().store.tenants() if caller.may_act_on(t["name"])]
+
+
+@router.get("/v1/tenants/{tenant}")
+def get_tenant(tenant: str, caller: Caller) -> dict[str, Any]:
+    """The tenant and its state; a dedicated tenant also its carved pools and, while it waits
+    for capacity, `provisioning` {status, reason, since}."""
+    return {**own_tenant(caller, tenant), **poolrecords.status(current().db, tenant)}
+
+
+def _request(
+    tenant: str,
+    kind: str,
+    payload: dict[str, Any],
+    caller: Principal,
+    workflow: Any = None,
+    asked: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """Check `payload` (the intent's, completed from the store now) and start the request;
+    the workflow gets `asked` (what the caller asked; default: the payload) and completes it
+    from the store again when the change runs."""
+    active_tenant(caller, tenant)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    usage = current().store.usage(tenant)
+    decide_or_refuse({"kind": kind, "tenant": tenant, "actor": caller.actor, "usage": usage, kind: payload})
+    workflow_id = f"{kind}-{tenant}-{uuid.uuid4().hex[:12]}"
+    if workflow is None:
+        answers.start(workflow_id, workflows.request_workflow, tenant, kind, asked or payload, caller.actor)
+    else:
+        answers.start(workflow_id, workflow, tenant, asked or payload, caller.actor)
+    return answers.answer(workflow_id)
+
+
+def _deployment(tenant: str, name: str) -> dict[str, Any]:
+    for dep in current().store.deployments(tenant):
+        if dep["name"] == name:
+            return dep
+    raise HTTPException(404, f"deployment {name!r} not found")
+
+
+@router.post("/v1/tenants/{tenant}/deployments", status_code=202)
+def deploy(tenant: str, body: DeployRequest, caller: Caller) -> JSONResponse:
+    own_tenant(caller, tenant)
+    if any(d["name"] == body.deployment for d in current().store.deployments(tenant)):
+        raise HTTPException(409, f"deployment {body.deployment!r} already exists")
+    cls = current().policy.fleet.get("gpu_classes", {}).get(body.gpu_class) or {}
+    if body.runtime is not None and cls:
+        try:
+            runtimes.check(body.model_dump(), str(cls.get("vendor", "nvidia")))
+        except runtimes.UnsupportedRuntime as exc:
+            raise HTTPException(422, f"runtime: {exc}") from exc
+    return _request(tenant, "deploy_model", body.model_dump(), caller)
+
+
+@router.get("/v1/tenants/{tenant}/deployments")
+def deployments(tenant: str, caller: Caller) -> list[dict[str, Any]]:
+    own_tenant(caller, tenant)
+    return current().store.deployments(tenant)
+
+
+@router.post("/v1/tenants/{tenant}/deployments/{name}/scale", status_code=202)
+def scale(tenant: str, name: str, body: ScaleRequest, caller: Caller) -> JSONResponse:
+    own_tenant(caller, tenant)
+    spec = _deployment(tenant, name)["spec"]
+    payload = {
+        "deployment": name,
+        "gpu_class": spec["gpu_class"],
+        "gpus_per_replica": spec["gpus_per_replica"],
+        "current_replicas": spec["replicas"],
+        "target_replicas": body.target_replicas,
+    }
+    asked = {"deployment": name, "target_replicas": body.target_replicas}
+    return _request(tenant, "scale", payload, caller, asked=asked)
+
+
+@router.post("/v1/tenants/{tenant}/deployments/{name}/batch-size", status_code=202)
+def batch_size(tenant: str, name: str, body: BatchSizeRequest, caller: Caller) -> JSONResponse:
+    own_tenant(caller, tenant)
+    _deployment(tenant, name)
+    return _request(tenant, "change_batch_size", {"deployment": name, "batch_size": body.batch_size}, caller)
+
+
+@router.post("/v1/tenants/{tenant}/gpu-sharing", status_code=202)
+def sharing(tenant: str, body: SharingRequest, caller: Caller) -> JSONResponse:
+    return _request(tenant, "request_gpu_sharing", body.model_dump(), caller)
+
+
+@router.post("/v1/tenants/{tenant}/quotas", status_code=202)
+def quotas(tenant: str, body: QuotaRequest, caller: Caller) -> JSONResponse:
+    return _request(tenant, "update_quotas", body.model_dump(), caller)
+
+
+@router.post("/v1/tenants/{tenant}/sla", status_code=202)
+def sla(tenant: str, body: SlaChange, caller: Caller) -> JSONResponse:
+    """`change_sla`: a new tier and/or isolation; running deployments are re-placed under it."""
+    return _request(tenant, "change_sla", body.model_dump(), caller, workflows.sla_workflow)
+
+
+@router.post("/v1/tenants/{tenant}/offboard", status_code=202)
+def offboard(tenant: str, body: OffboardRequest, caller: Caller) -> JSONResponse:
+    record = own_tenant(caller, tenant)
+    if record["state"] not in ("active", "suspended"):
+        raise HTTPException(
+            409, f"tenant {tenant!r} is {record['state']}; only active or suspended tenants offboard"
+        )
+    running = [d for d in current().store.deployments(tenant) if d["state"] == "running"]
+    decide_or_refuse(
+        {
+            "kind": "offboard_tenant",
+            "tenant": tenant,
+            "actor": caller.actor,
+            "offboard_tenant": {"active_workloads": len(running), "reason": body.reason},
+        }
+    )
+    workflow_id = f"offboard-{tenant}"
+    answers.start(workflow_id, workflows.offboard_workflow, tenant, caller.actor, body.reason)
+    return answers.answer(workflow_id)
+
+
+@router.get("/v1/tenants/{tenant}/certificate")
+def certificate(tenant: str, caller: Caller) -> dict[str, Any]:
+    own_tenant(caller, tenant)
+    try:
+        return current().store.certificate(tenant)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
