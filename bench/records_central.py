@@ -33,6 +33,7 @@ import psycopg
 from pdp.decision import Decision, Outcome, Reason
 from pdp.records import DecisionLog, Integrity
 from pdp.records_postgres import dsn
+from tests.postgres import scratch_database
 
 _THREADS = 8
 
@@ -139,14 +140,8 @@ def _run(url: str, durable: bool, seconds: float, pdp: bool = False) -> dict[str
 
 def main(url: str, seconds: float) -> None:
     for pdp, durable in ((False, False), (False, True), (True, False), (True, True)):  # a database each
-        name = f"bench_records_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(dsn(url), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            print(json.dumps(_run(url.rsplit("/", 1)[0] + f"/{name}", durable, seconds, pdp)), flush=True)
-        finally:
-            with psycopg.connect(dsn(url), autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_database("bench_records", server=url) as database:
+            print(json.dumps(_run(database, durable, seconds, pdp)), flush=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,29 @@ def env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def with_verify(sp: argparse.ArgumentParser, *, env: str, writer: str, public_key: str) -> None:
+    """The options of a verify command (`records verify`, `lifecycle audit-verify`): the sink the
+    writer checkpoints to and the public half of its signing key, both held outside the state
+    folder it verifies (pdp/integrity/trust.py), from ${env}_CHECKPOINTS and ${env}_TRUSTED_KEY
+    by default; and --json."""
+    sp.add_argument(
+        "--checkpoints",
+        metavar="SINK",
+        default=os.environ.get(f"{env}_CHECKPOINTS", ""),
+        help=f"the sink the {writer} checkpoints to: file:PATH or dir:PATH (default ${env}_CHECKPOINTS)",
+    )
+    sp.add_argument(
+        "--trusted-key",
+        "--public-key",
+        dest="trusted_key",
+        type=Path,
+        default=env_path(f"{env}_TRUSTED_KEY"),
+        help=f"PEM public key of the {writer}'s signing key, as `{public_key}` prints it "
+        f"(default ${env}_TRUSTED_KEY)",
+    )
+    sp.add_argument("--json", action="store_true", help="the report as JSON")
+
+
 def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Where the decision log's signed checkpoints go and which key signs them (docs/records.md)."""
     g = sp.add_argument_group("decision log integrity (docs/records.md)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.options import env_path
+from pdp.options import with_verify
 from pdp.records_model import RecordsStoreError, is_url
 
 
@@ -93,11 +93,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if url:
         return _verify_central(url, held, args.json)
     report = verify_log(_log_path(args), held.sink, held.key)
-    if args.json:
-        json.dump(report.as_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0 if report.ok else 1
-    return trust.print_report(report, what="decision log", sink=held.sink, key=held.key)
+    return trust.print_report(report, what="decision log", sink=held.sink, key=held.key, as_json=args.json)
 
 
 def cmd_public_key(args: argparse.Namespace) -> int:
@@ -156,19 +152,7 @@ def add_parser(sub: Any) -> None:
             "the state folder; names the first altered record",
         )
     )
-    v.add_argument(
-        "--checkpoints",
-        metavar="SINK",
-        default=os.environ.get("PDP_RECORDS_CHECKPOINTS", ""),
-        help="the sink the PDP checkpoints to: file:PATH or dir:PATH (default $PDP_RECORDS_CHECKPOINTS)",
-    )
-    v.add_argument(
-        "--trusted-key",
-        type=Path,
-        default=env_path("PDP_RECORDS_TRUSTED_KEY"),
-        help="PEM public key of the PDP's records signing key (default $PDP_RECORDS_TRUSTED_KEY)",
-    )
-    v.add_argument("--json", action="store_true", help="the report as JSON")
+    with_verify(v, env="PDP_RECORDS", writer="PDP", public_key="pdp records public-key")
     v.set_defaults(func=cmd_verify)
     k = rsub.add_parser(
         "public-key",

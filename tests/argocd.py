@@ -3,11 +3,12 @@ and Argo CD's Application CRD from its pinned Go module (scripts/fetch-argocd-cr
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .artifacts import cached_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGOCD = ROOT / "deploy" / "argocd"
@@ -34,13 +35,4 @@ def policy_objects() -> list[dict[str, Any]]:
 
 
 def application_crd() -> dict[str, Any]:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "fetch-argocd-crds")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/fetch-argocd-crds failed:\n{out.stderr[-4000:]}")
-    return load(Path(out.stdout.strip().splitlines()[-1]) / "application-crd.yaml")
+    return load(cached_artifact("fetch-argocd-crds", timeout=900) / "application-crd.yaml")

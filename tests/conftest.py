@@ -15,6 +15,8 @@ from cryptography.x509.oid import NameOID
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.opa.binary import find_opa
 
+from .postgres import scratch_database
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -24,6 +26,15 @@ def opa_binary() -> Path:
     # The real, pinned OPA is part of the system under test: scripts/setup builds it. A missing
     # binary is a broken setup, so it fails loudly rather than skipping.
     return find_opa()
+
+
+@pytest.fixture()
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new database on PDP_TEST_POSTGRES_URL's server, dropped after the test (tests/postgres.py);
+    the test skips, saying why, where that variable is not set."""
+    prefix = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with scratch_database(prefix[:20]) as url:
+        yield url
 
 
 @pytest.fixture()

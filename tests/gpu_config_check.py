@@ -6,25 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
+
+from .artifacts import cached_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@cache
 def checker() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-gpu-config-check")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-gpu-config-check failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-gpu-config-check")
 
 
 def check(device_plugin: Mapping[str, str], mig_parted: str | None = None) -> dict[str, Any]:

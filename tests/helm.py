@@ -8,17 +8,14 @@ from typing import Any
 
 import yaml
 
+from .artifacts import cached_artifact
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "gpupaas"
 
 
 def helm_binary() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-helm")], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-helm failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-helm")
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

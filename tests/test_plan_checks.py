@@ -19,6 +19,7 @@ from pdp.api.server import PdpServer
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.terraform.plan import PlanError, capacity_changes, intent_from_plan
 
+from .artifacts import cached_artifact
 from .conftest import ROOT
 
 ACME = {
@@ -138,12 +139,7 @@ def test_plans_that_cannot_be_decided_name_the_resource(resource_change: Any, pr
 
 @pytest.fixture(scope="session")
 def tofu() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-tofu")], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-tofu failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-tofu")
 
 
 def _hcl(pools: dict[str, dict[str, Any]]) -> str:

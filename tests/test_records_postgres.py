@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,25 +26,11 @@ from pdp.integrity.sinks import open_sink
 from pdp.records import DecisionLog, Integrity, read_records, verify_central
 from pdp.records_postgres import dsn
 
+from .postgres import URL, requires_postgres
 from .test_records import ROOT, T0, _decision
 from .test_workers import INTENT, start
 
-URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
-pytestmark = pytest.mark.skipif(
-    not URL, reason="PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)"
-)
-
-
-@pytest.fixture()
-def database() -> Iterator[str]:
-    name = f"records_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn(URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(dsn(URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+pytestmark = requires_postgres
 
 
 class Replicas:
@@ -94,8 +78,8 @@ def _tamper(url: str, sql: str) -> None:
         conn.execute("ALTER TABLE pdp_decision_records ENABLE TRIGGER USER")
 
 
-def test_two_writers_one_table_queried_across_writers_and_verified(database: str, tmp_path: Path) -> None:
-    replicas = Replicas(database, tmp_path)
+def test_two_writers_one_table_queried_across_writers_and_verified(pg_url: str, tmp_path: Path) -> None:
+    replicas = Replicas(pg_url, tmp_path)
     a, b = replicas.open("a"), replicas.open("b")
     assert (a.writer, b.writer) == ("pdp", "pdp-2")  # the name in use: the next free one
     for n in range(10):
@@ -107,9 +91,12 @@ def test_two_writers_one_table_queried_across_writers_and_verified(database: str
     b.close()
     assert [r.decision_id for r in seen_by_a] == [f"d{n}" for n in range(6)]
     assert [r.writer for r in seen_by_a] == ["pdp", "pdp-2"] * 3
-    window = read_records(database, since=T0 + timedelta(minutes=7), until=T0 + timedelta(minutes=9))
+    window = read_records(pg_url, since=T0 + timedelta(minutes=7), until=T0 + timedelta(minutes=9))
     assert [r.decision_id for r in window] == ["d7", "d8"]
-    assert [r.decision_id for r in read_records(database, writer="pdp-2", tenant="globex")] == ["d7", "d9"]
+    assert [r.decision_id for r in read_records(pg_url, writer="pdp-2", tenant="globex")] == [
+        "d7",
+        "d9",
+    ]
 
     reports = replicas.verify()
     assert sorted(reports) == ["pdp", "pdp-2"] and all(r.ok for r in reports.values())  # type: ignore[attr-defined]
@@ -117,14 +104,14 @@ def test_two_writers_one_table_queried_across_writers_and_verified(database: str
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok: 2 of 2 writers verify" in out.stdout
     cli = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "records", "--database-url", database, "--tenant", "globex"],
+        [sys.executable, "-m", "pdp.cli", "records", "--database-url", pg_url, "--tenant", "globex"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert [line.count('"writer"') for line in cli.stdout.splitlines()] == [1] * 4
 
 
-def test_a_writer_restarted_continues_its_chain(database: str, tmp_path: Path) -> None:
-    replicas = Replicas(database, tmp_path)
+def test_a_writer_restarted_continues_its_chain(pg_url: str, tmp_path: Path) -> None:
+    replicas = Replicas(pg_url, tmp_path)
     first = replicas.open("a")
     for n in range(3):
         first.append(_decision(n, "acme-eu", T0), "sha256:x")
@@ -133,7 +120,7 @@ def test_a_writer_restarted_continues_its_chain(database: str, tmp_path: Path) -
     assert again.writer == "pdp"  # the name is free again: the same chain goes on
     again.append(_decision(3, "acme-eu", T0), "sha256:x")
     again.close()
-    with psycopg.connect(dsn(database)) as conn:
+    with psycopg.connect(dsn(pg_url)) as conn:
         seqs = conn.execute(
             "SELECT seq FROM pdp_decision_records WHERE writer = 'pdp' ORDER BY seq"
         ).fetchall()
@@ -141,11 +128,11 @@ def test_a_writer_restarted_continues_its_chain(database: str, tmp_path: Path) -
     assert replicas.verify()["pdp"].ok  # type: ignore[attr-defined]
 
 
-def test_records_are_append_only(database: str, tmp_path: Path) -> None:
-    log = Replicas(database, tmp_path).open("a")
+def test_records_are_append_only(pg_url: str, tmp_path: Path) -> None:
+    log = Replicas(pg_url, tmp_path).open("a")
     log.append(_decision(1, "acme-eu", T0), "sha256:x")
     log.close()
-    with psycopg.connect(dsn(database), autocommit=True) as conn:
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
         for sql in (
             "UPDATE pdp_decision_records SET outcome = 'DENY'",
             "DELETE FROM pdp_decision_records",
@@ -157,16 +144,19 @@ def test_records_are_append_only(database: str, tmp_path: Path) -> None:
 
 
 def test_an_edit_or_a_wipe_of_one_writer_is_named_and_the_others_still_verify(
-    database: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
-    replicas = Replicas(database, tmp_path)
+    replicas = Replicas(pg_url, tmp_path)
     a, b, c = replicas.open("a"), replicas.open("b"), replicas.open("c")
     for n in range(12):
         [a, b, c][n % 3].append(_decision(n, "acme-eu", T0 + timedelta(seconds=n), Outcome.DENY), "sha256:x")
     for log in (a, b, c):
         log.close()
-    _tamper(database, "UPDATE pdp_decision_records SET outcome = 'ALLOW' WHERE writer = 'pdp-2' AND seq = 3")
-    _tamper(database, "DELETE FROM pdp_decision_records WHERE writer = 'pdp-3'")
+    _tamper(
+        pg_url,
+        "UPDATE pdp_decision_records SET outcome = 'ALLOW' WHERE writer = 'pdp-2' AND seq = 3",
+    )
+    _tamper(pg_url, "DELETE FROM pdp_decision_records WHERE writer = 'pdp-3'")
     reports = replicas.verify()
     assert reports["pdp"].ok  # type: ignore[attr-defined]
     assert [str(p) for p in reports["pdp-2"].problems] == [  # type: ignore[attr-defined]
@@ -206,14 +196,14 @@ def _load(addr: str, acked: list[str], stop: threading.Event) -> None:
 
 
 def test_no_acknowledged_decision_lost_when_a_pdp_process_is_killed_mid_batch(
-    database: str, workspace: Path
+    pg_url: str, workspace: Path
 ) -> None:
     """`serve --workers 2 --records-durable`: a decision is answered only once its record is
     committed. A worker is killed (-9) under load from four clients; every answered decision is
     in the central records afterwards, and every writer's chain verifies."""
-    replicas = Replicas(database, workspace)
+    replicas = Replicas(pg_url, workspace)
     running = start(
-        workspace, "--engine", "wasm", "--workers", "2", "--records-url", database, "--records-durable",
+        workspace, "--engine", "wasm", "--workers", "2", "--records-url", pg_url, "--records-durable",
         "--records-checkpoints", replicas.sink, "--records-signing-key", str(replicas.key),
     )  # fmt: skip
     acked: list[str] = []
@@ -225,7 +215,7 @@ def test_no_acknowledged_decision_lost_when_a_pdp_process_is_killed_mid_batch(
         deadline = time.monotonic() + 120
 
         def writers() -> set[str]:
-            return {r.writer for r in read_records(database, limit=1_000_000)}
+            return {r.writer for r in read_records(pg_url, limit=1_000_000)}
 
         # Until the worker (slower to start: it compiles the wasm bundle) answers too.
         while (len(acked) < 200 or len(writers()) < 2) and time.monotonic() < deadline:
@@ -245,7 +235,7 @@ def test_no_acknowledged_decision_lost_when_a_pdp_process_is_killed_mid_batch(
         running.proc.terminate()
         running.proc.wait(timeout=30)
     assert before_kill >= 200 and len(acked) >= before_kill + 200, (before_kill, len(acked))
-    recorded = {r.decision_id: r.writer for r in read_records(database, limit=1_000_000)}
+    recorded = {r.decision_id: r.writer for r in read_records(pg_url, limit=1_000_000)}
     lost = [d for d in acked if d not in recorded]
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged decisions have no record"
     assert len(set(recorded.values())) >= 2  # both processes wrote
@@ -273,15 +263,15 @@ while True:  # until killed
 
 
 def test_a_writer_killed_before_its_checkpoint_is_checkpointed_by_the_next_pdp(
-    database: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
     """Durable mode: every decision the killed process acknowledged is recorded; the records it
     committed but never checkpointed (its crash window) are checkpointed by the next PDP process
     to start, under the killed writer's name, so its chain verifies like the others."""
-    replicas = Replicas(database, tmp_path)
+    replicas = Replicas(pg_url, tmp_path)
     replicas.open("a").close()  # the key and the schema
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, database, str(tmp_path / "gone"), replicas.sink,
+        [sys.executable, "-c", _KILLED_WRITER, pg_url, str(tmp_path / "gone"), replicas.sink,
          str(replicas.key)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -290,7 +280,7 @@ def test_a_writer_killed_before_its_checkpoint_is_checkpointed_by_the_next_pdp(
     proc.kill()
     proc.wait(timeout=10)
     acked += [line.strip() for line in proc.stdout]  # acknowledged just before the kill
-    recorded = {r.decision_id for r in read_records(database, writer="gone", limit=1_000_000)}
+    recorded = {r.decision_id for r in read_records(pg_url, writer="gone", limit=1_000_000)}
     assert set(acked) <= recorded and len(acked) >= 300
     before = replicas.verify()["gone"]
     assert not before.ok and "no checkpoints" in str(before.problems[0])  # type: ignore[attr-defined]
@@ -301,16 +291,16 @@ def test_a_writer_killed_before_its_checkpoint_is_checkpointed_by_the_next_pdp(
 
 
 def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplicates(
-    database: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
     """The database ends the writer's session (a failover, an admin): the next write reconnects
     under the same writer name and the chain goes on; a batch whose commit may have happened
     before the cut is not stored twice."""
-    replicas = Replicas(database, tmp_path)
+    replicas = Replicas(pg_url, tmp_path)
     log = replicas.open("a")
     log.append(_decision(1, "acme-eu", T0), "sha256:x")
     log.flush()
-    with psycopg.connect(dsn(database), autocommit=True) as admin:
+    with psycopg.connect(dsn(pg_url), autocommit=True) as admin:
         cut = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -328,7 +318,7 @@ def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplica
         log.append(_decision(3, "acme-eu", T0), "sha256:x")
     log.close()
     assert log.writer == "pdp"
-    ids = [r.decision_id for r in read_records(database)]
+    ids = [r.decision_id for r in read_records(pg_url)]
     assert sorted(ids) == ["d1", "d2", "d3"]
     assert replicas.verify()["pdp"].ok  # type: ignore[attr-defined]
 
@@ -340,13 +330,13 @@ def _row_tail() -> tuple[object, ...]:
     return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5, "{}")
 
 
-def test_central_records_keep_intents_with_retention_and_verify_them(database: str, tmp_path: Path) -> None:
+def test_central_records_keep_intents_with_retention_and_verify_them(pg_url: str, tmp_path: Path) -> None:
     """Kept intents in PostgreSQL: stored beside each writer's records, a too-large one by its
     size only, retention drops the oldest beyond the count, an edited one is named by verify."""
     from pdp.decision import canonical_intent, digest_of
     from pdp.records_intents import IntentRetention
 
-    replicas = Replicas(database, tmp_path)
+    replicas = Replicas(pg_url, tmp_path)
     retention = IntentRetention(max_bytes=300, max_count=0)  # the count is applied below, once
     a, b = replicas.open("a", intents=retention), replicas.open("b", intents=retention)
     for n in range(6):
@@ -356,7 +346,7 @@ def test_central_records_keep_intents_with_retention_and_verify_them(database: s
         writer = a if n % 2 else b
         writer.append(decision, digest_of(text), text)
         writer.flush()  # commit order is what "newest" means to the count limit
-    with psycopg.connect(dsn(database), autocommit=True) as conn:
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
         kept = dict(
             conn.execute("SELECT decision_id, intent IS NOT NULL FROM pdp_decision_intents").fetchall()
         )
@@ -365,7 +355,7 @@ def test_central_records_keep_intents_with_retention_and_verify_them(database: s
     assert a._store.prune_intents(IntentRetention(max_count=3)) == 3
     a.close()
     b.close()
-    with psycopg.connect(dsn(database), autocommit=True) as conn:
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
         assert sorted(r[0] for r in conn.execute("SELECT decision_id FROM pdp_decision_intents")) == [
             "d3",
             "d4",
@@ -379,4 +369,4 @@ def test_central_records_keep_intents_with_retention_and_verify_them(database: s
     assert [str(p) for p in reports["pdp"].problems + reports["pdp-2"].problems] == [  # type: ignore[attr-defined]
         "decision record 3: its kept intent (decision d4) does not match the record's input_digest (edited?)"
     ]
-    assert len(read_records(database)) == 6  # records are never dropped by retention
+    assert len(read_records(pg_url)) == 6  # records are never dropped by retention

@@ -3,7 +3,6 @@ in the SQLite log, and in central PostgreSQL records when PDP_TEST_POSTGRES_URL 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +14,6 @@ from pdp.records import DecisionLog, Integrity
 from pdp.records_search import Search, search
 
 from .test_records import T0, _decision
-from .test_records_postgres import database as database  # the PostgreSQL case's fixture
-
-POSTGRES = os.environ.get("PDP_TEST_POSTGRES_URL", "")
 
 
 def _fill(log: DecisionLog) -> None:
@@ -32,9 +28,7 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionLog]
     if request.param == "sqlite":
         opened = DecisionLog(tmp_path / "decisions.sqlite")
     else:
-        if not POSTGRES:
-            pytest.skip("PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db, CREATEDB)")
-        database = request.getfixturevalue("database")
+        database = request.getfixturevalue("pg_url")
         opened = DecisionLog(tmp_path / "decisions.sqlite", Integrity(url=database, writer="search-test"))
     _fill(opened)
     yield opened

@@ -167,33 +167,17 @@ def test_bad_options_are_named(world: dict[str, Any]) -> None:
     assert done.returncode == 1 and "no decision log at" in done.stderr
 
 
-def test_central_records_in_postgresql_are_replayed(world: dict[str, Any], tmp_path: Path) -> None:
-    from .test_records_postgres import URL
-
-    if not URL:
-        pytest.skip("PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)")
-    import uuid
-
-    import psycopg
-
-    from pdp.records_postgres import dsn
-
-    name = f"replay_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn(URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    database = URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        decided = record_decisions(tmp_path / "decisions.sqlite", baseline(world["state"]), 1, url=database)
-        done = _cli(world, "--candidate", str(world["tightened"]), "--records", database, "--json")
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
-        assert report["replayed"] == len(decided) == len(example_intents())
-        flips = _expected_flips(decided, rounds=1)
-        assert report["counts"]["allow-to-deny"] == len(flips) > 0
-        assert {c["decision_id"] for c in report["changes"]} == {d["decision_id"] for d in flips}
-    finally:
-        with psycopg.connect(dsn(URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def test_central_records_in_postgresql_are_replayed(
+    world: dict[str, Any], tmp_path: Path, pg_url: str
+) -> None:
+    decided = record_decisions(tmp_path / "decisions.sqlite", baseline(world["state"]), 1, url=pg_url)
+    done = _cli(world, "--candidate", str(world["tightened"]), "--records", pg_url, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["replayed"] == len(decided) == len(example_intents())
+    flips = _expected_flips(decided, rounds=1)
+    assert report["counts"]["allow-to-deny"] == len(flips) > 0
+    assert {c["decision_id"] for c in report["changes"]} == {d["decision_id"] for d in flips}
 
 
 def test_rebased_records_compare_with_the_revision_active_now(world: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ they are checked against, so `verify` refuses that (a worker's self-check may no
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +72,15 @@ def load(state: Path, checkpoints: str, trusted_key: Path | None, *, env: str) -
     return Trust(sink, key)
 
 
-def print_report(report: Report, *, what: str, sink: Sink, key: Ed25519PublicKey) -> int:
-    """The report as `pdp records verify` and `pdp lifecycle audit-verify` print it; the exit status."""
+def print_report(
+    report: Report, *, what: str, sink: Sink, key: Ed25519PublicKey, as_json: bool = False
+) -> int:
+    """The report as `pdp records verify` and `pdp lifecycle audit-verify` print it (as JSON with
+    --json); the exit status."""
+    if as_json:
+        json.dump(report.as_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0 if report.ok else 1
     for p in report.problems:
         print(f"FAIL {p}")
     for note in report.notes:

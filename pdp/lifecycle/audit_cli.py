@@ -4,14 +4,13 @@ database directly, so they work with the worker down (docs/records.md)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdp.options import env_path
+from pdp.options import with_verify
 
 
 def lifecycle_db(args: argparse.Namespace) -> Any:
@@ -52,11 +51,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"FAIL {exc}")
         return 1
     report = anchor.verify(lifecycle_db(args), held.sink, held.key)
-    if args.json:
-        json.dump(report.as_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0 if report.ok else 1
-    return trust.print_report(report, what="audit trail", sink=held.sink, key=held.key)
+    return trust.print_report(report, what="audit trail", sink=held.sink, key=held.key, as_json=args.json)
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -100,22 +95,8 @@ def add_parsers(lsub: Any, database: Callable[[argparse.ArgumentParser], argpars
             "the state folder; names the first altered record",
         )
     )
-    av.add_argument(
-        "--checkpoints",
-        metavar="SINK",
-        default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
-        help="the sink the worker checkpoints to: file:PATH or dir:PATH (default $PDP_AUDIT_CHECKPOINTS)",
-    )
-    av.add_argument(
-        "--trusted-key",
-        "--public-key",
-        type=Path,
-        default=env_path("PDP_AUDIT_TRUSTED_KEY"),
-        help="PEM public key of the worker's signing key, as `audit-public-key` prints it "
-        "(default $PDP_AUDIT_TRUSTED_KEY)",
-    )
+    with_verify(av, env="PDP_AUDIT", writer="worker", public_key="pdp lifecycle audit-public-key")
     av.add_argument("--file", type=Path, help="verify an exported trail (JSON lines) instead, offline")
-    av.add_argument("--json", action="store_true", help="the report as JSON")
     av.set_defaults(func=cmd_audit_verify)
     ae = signed(
         database(lsub.add_parser("audit-export", help="the audit trail as JSON lines, then its seal"))

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pdp.enforcement.certs import CertPair, issue_client_cert, make_ca
+from tests.artifacts import cached_artifact
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def kube_binaries() -> Path:
     """The folder with etcd, kube-apiserver, kube-scheduler and kube-controller-manager, built (once)
     by scripts/build-kube."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-kube")], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-kube failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-kube")
 
 
 @dataclass

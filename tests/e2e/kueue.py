@@ -15,7 +15,6 @@ import base64
 import os
 import shutil
 import ssl
-import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -27,7 +26,9 @@ from kubernetes import client, config
 
 from pdp.enforcement.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
 
+from ..artifacts import cached_artifact
 from .controlplane import ROOT, ControlPlane, free_port
+from .crds import create_crds
 
 KUEUE_USER = "kueue-controller-manager"
 NAMESPACE = "kueue-system"
@@ -35,12 +36,7 @@ NAMESPACE = "kueue-system"
 
 def kueue_folder() -> Path:
     """The folder with the kueue binary and the module's config, built (once) by scripts/build-kueue."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-kueue")], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-kueue failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-kueue")
 
 
 def _private_etc(upper: Path, work: Path, argv: list[str]) -> list[str]:
@@ -65,27 +61,18 @@ def install_crds(api: client.ApiClient, folder: Path, conversion: dict[str, str]
     """Kueue's CRDs from the module (config/components/crd/bases), established. `conversion`: the
     webhook clientConfig of the CRDs Kueue converts between versions; without it (no Kueue
     running, objects stored and validated by the API server alone) they convert nothing."""
-    ext = client.ApiextensionsV1Api(api)
     converted = _conversion_crds(folder) if conversion else set()
-    names = []
-    for path in sorted((folder / "config" / "crd" / "bases").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+    crds = [
+        yaml.safe_load(path.read_text())
+        for path in sorted((folder / "config" / "crd" / "bases").glob("*.yaml"))
+    ]
+    for crd in crds:
         if crd["metadata"]["name"] in converted:
             crd["spec"]["conversion"] = {
                 "strategy": "Webhook",
                 "webhook": {"clientConfig": conversion, "conversionReviewVersions": ["v1"]},
             }
-        ext.create_custom_resource_definition(crd)
-        names.append(crd["metadata"]["name"])
-    deadline = time.monotonic() + 60
-    for name in names:
-        while True:
-            status = ext.read_custom_resource_definition(name).status
-            conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
-            if conditions.get("Established") == "True":
-                break
-            assert time.monotonic() < deadline, f"CRD {name} not established: {conditions}"
-            time.sleep(0.1)
+    create_crds(api, crds)
 
 
 @dataclass

@@ -8,7 +8,6 @@ too, and the hook's service account may restart the bundle server and nothing el
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..argocd import CHART_APP, POLICY, POLICY_APP, application_crd, load, policy_objects
 from ..test_argocd import _generators
+from .crds import create_crds
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 HOOK_USER = "system:serviceaccount:gpupaas-system:gpupaas-policy-rollout"
@@ -33,21 +33,7 @@ def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def applications(api: client.ApiClient) -> Iterator[client.CustomObjectsApi]:
-    ext = client.ApiextensionsV1Api(api)
-    crd = application_crd()
-    try:
-        ext.create_custom_resource_definition(crd)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    deadline = time.monotonic() + 60
-    while True:
-        status = ext.read_custom_resource_definition(crd["metadata"]["name"]).status
-        conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
-        if conditions.get("Established") == "True":
-            break
-        assert time.monotonic() < deadline, f"Application CRD not established: {conditions}"
-        time.sleep(0.1)
+    create_crds(api, [application_crd()], exist_ok=True)
     core = client.CoreV1Api(api)
     for ns in ("argocd", "gpupaas-system"):
         _ensure_namespace(core, ns)

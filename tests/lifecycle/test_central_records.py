@@ -4,51 +4,30 @@ only. Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (CI
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-import pytest
-
 from pdp.decision import Decision, Outcome
 from pdp.records import DecisionLog, Integrity
-from pdp.records_postgres import dsn
 
+from ..postgres import requires_postgres
 from .harness import Worker, onboard, tenant_doc
 
-URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
-pytestmark = pytest.mark.skipif(
-    not URL, reason="PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)"
-)
+pytestmark = requires_postgres
 
 
-@pytest.fixture()
-def database() -> Iterator[str]:
-    name = f"lc_records_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn(URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(dsn(URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_a_tenant_reads_its_decisions_from_every_replica(database: str, tmp_path: Path) -> None:
+def test_a_tenant_reads_its_decisions_from_every_replica(pg_url: str, tmp_path: Path) -> None:
     sink = f"file:{tmp_path / 'audit-host' / 'decisions.jsonl'}"
     key = tmp_path / "secret" / "records-signing-key.pem"
     worker = Worker(
-        tmp_path, database_url=database, records_url=database, records_checkpoints=sink,
+        tmp_path, database_url=pg_url, records_url=pg_url, records_checkpoints=sink,
         records_signing_key=str(key),
     ).start()  # fmt: skip
     try:
         token = onboard(worker, tenant_doc("globex", "globex-pg", ["globex-pg-ml"]))
         replica = DecisionLog(
             tmp_path / "replica" / "decisions.sqlite",
-            Integrity(url=database, writer="pdp-eu-1", checkpoints=sink, signing_key=key),
+            Integrity(url=pg_url, writer="pdp-eu-1", checkpoints=sink, signing_key=key),
         )
         replica.append(
             Decision(

@@ -4,9 +4,7 @@ migration of the earlier token table."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,31 +39,14 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-POSTGRES = os.environ.get("PDP_TEST_POSTGRES_URL", "")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'lc.sqlite'}")
-        yield database
-        database.close()
-        return
-    if not POSTGRES:
-        pytest.skip("PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)")
-    url = POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"credentials_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    database = Database(url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield database
-    finally:
-        database.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    url = f"sqlite:///{tmp_path / 'lc.sqlite'}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url").replace("postgresql://", "postgresql+psycopg://", 1)
+    database = Database(url)
+    yield database
+    database.close()  # before pg_url's teardown drops the database: no pooled session left on it
 
 
 def strong() -> str:

@@ -3,49 +3,24 @@ Runs when PDP_TEST_POSTGRES_URL names a role that may create databases (CI start
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-import sqlalchemy as sa
 
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.poolrecords import PoolRecords
 
+from ..postgres import requires_postgres
 from .harness import ROOT, Worker, onboard, tenant_doc
 from .test_concurrency import random_requests
 
-URL = os.environ.get("PDP_TEST_POSTGRES_URL", "")
-pytestmark = pytest.mark.skipif(
-    not URL, reason="PDP_TEST_POSTGRES_URL is not set (postgresql://user:pw@host/db of a role with CREATEDB)"
-)
+pytestmark = requires_postgres
 
 
-@pytest.fixture()
-def database() -> Iterator[str]:
-    name = f"lifecycle_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(
-        URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, tmp_path: Path) -> None:
-    worker = Worker(tmp_path, database_url=database).start()
+def test_onboarding_and_an_approval_across_a_restart_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    worker = Worker(tmp_path, database_url=pg_url).start()
     try:
         token = onboard(worker, tenant_doc("globex", "globex-pg", ["globex-pg-ml"]))
         with worker.client(token) as c:
@@ -77,19 +52,19 @@ def test_onboarding_and_an_approval_across_a_restart_on_postgres(database: str, 
     assert out.returncode == 0 and out.stdout.startswith("ok: the audit trail verifies"), out.stdout
 
 
-def test_concurrent_requests_hold_the_entitlement_on_postgres(database: str, tmp_path: Path) -> None:
+def test_concurrent_requests_hold_the_entitlement_on_postgres(pg_url: str, tmp_path: Path) -> None:
     """The random concurrent run (tests/lifecycle/test_concurrency.py) with DBOS and the lifecycle
     tables on PostgreSQL: its queue partitions serialize the changes there too."""
-    worker = Worker(tmp_path, database_url=database, capacity_retry_schedule="", decision_wait="2").start()
+    worker = Worker(tmp_path, database_url=pg_url, capacity_retry_schedule="", decision_wait="2").start()
     try:
         print(random_requests(worker, "racepg", seed=5))
     finally:
         worker.stop()
 
 
-def test_racing_pool_claims_on_postgres_leave_each_node_to_one_pool(database: str) -> None:
+def test_racing_pool_claims_on_postgres_leave_each_node_to_one_pool(pg_url: str) -> None:
     # No process lock serializes PostgreSQL writers: the primary key of lc_pool_nodes decides.
-    db = Database(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         records = PoolRecords(db)
         barrier = threading.Barrier(8)

@@ -15,6 +15,7 @@ import yaml
 
 from pdp.telemetry.prometheus import PrometheusClient
 from pdp.telemetry.simulator import serve
+from tests.artifacts import cached_artifact
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,16 +36,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> Non
 def prometheus_binary() -> Path:
     # The real Prometheus is part of the system under test: scripts/build-prometheus builds it once
     # from the Go module proxy into the cache. A failed build fails the tests, it does not skip them.
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "build-prometheus")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/build-prometheus failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
+    return cached_artifact("build-prometheus")
 
 
 @dataclass
