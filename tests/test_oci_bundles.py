@@ -153,6 +153,11 @@ def test_opa_serves_decisions_from_the_tag_and_follows_a_new_signed_revision(
         assert after.outcome == "ALLOW" and "QUOTA_APPROVAL_REQUIRED" not in after.reason_codes, after
         assert read_bundle_status(opa.addr).active_revision == second.revision
 
+    # Pinned by digest (what a GitOps repository records): the first revision, wherever the tag is.
+    with oci_opa(workspace / "pinned", registry, pushed["pinned"], keys) as pinned:
+        pinned.wait_ready(60)
+        assert DecisionPoint(OpaHttpEngine(pinned.addr)).decide(scale).bundle_revision == first.revision
+
 
 def test_a_tampered_or_unsigned_artifact_under_the_tag_is_refused_and_the_old_revision_serves(
     workspace: Path, opa_binary: Path, registry: Registry, oras: Path
@@ -198,6 +203,53 @@ def test_a_tampered_or_unsigned_artifact_under_the_tag_is_refused_and_the_old_re
         publish(signed.path, reference, registry, oras)
         wait_for(lambda: point.decide(deploy_us).bundle_revision == signed.revision, timeout=60)
         assert read_bundle_status(opa.addr).refused is None
+
+
+def test_the_charts_opa_arguments_pull_the_pinned_artifact(
+    workspace: Path, opa_binary: Path, registry: Registry, oras: Path
+) -> None:
+    # The OPA sidecar exactly as the chart renders it with bundles.ociReference (pinned by digest,
+    # as the Argo CD example sets it), run against the real registry; only the pod's paths and
+    # ports are mapped to this machine, and deploy/opa-config.yaml is the ConfigMap's content.
+    from pdp.embedded import opa_ready
+
+    from .helm import template
+    from .ports import free_port
+
+    keys = ensure_keypair(workspace / "keys")
+    bundle = build(workspace, "b", keys)
+    pushed = publish(bundle.path, f"{registry.registry}/gpupaas/chart:prod", registry, oras)
+    objects = template(f"bundles.ociReference={pushed['pinned']}", "bundles.registryCIDR=127.0.0.1/32")
+    assert not [o for o in objects if o["metadata"]["name"] == "pdp-bundles"]  # no bundle server
+    pdp = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pdp")
+    opa = next(c for c in pdp["spec"]["template"]["spec"]["containers"] if c["name"] == "opa")
+    port = free_port()
+    pod_paths = {
+        "--addr=127.0.0.1:8181": f"--addr=127.0.0.1:{port}",
+        "--config-file=/config/opa-config.yaml": f"--config-file={ROOT / 'deploy' / 'opa-config.yaml'}",
+        "--set-file=keys.gpupaas.key=/keys/bundle-signing.pub.pem": (
+            f"--set-file=keys.gpupaas.key={keys.public_key}"
+        ),
+        "--diagnostic-addr=0.0.0.0:8182": f"--diagnostic-addr=127.0.0.1:{free_port()}",
+    }
+    argv = [str(opa_binary), *(pod_paths.get(a, a) for a in opa["args"])]
+    assert (
+        f"--set=bundles.gpupaas.resource={pushed['pinned']}" in argv
+        and "--set=services.bundles.type=oci" in argv
+    )
+    # The pod mounts the CA Secret at /certs/ca.crt, which deploy/opa-config.yaml names.
+    argv.append(f"--set=services.bundles.tls.ca_cert={registry.ca.cert}")
+    with (workspace / "opa.log").open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=workspace, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: opa_ready(f"127.0.0.1:{port}"), timeout=60)
+        decision = DecisionPoint(OpaHttpEngine(f"127.0.0.1:{port}")).decide(
+            load_intent(SCALE_PAST_ENTITLEMENT)
+        )
+        assert decision.bundle_revision == bundle.revision
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_the_registry_must_be_trusted_opa_refuses_an_unknown_certificate(
