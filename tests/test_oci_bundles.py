@@ -301,3 +301,35 @@ def test_plain_http_is_refused_off_loopback_and_allowed_on_it(tmp_path: Path) ->
         OciReference.parse("[::1]:5000/g/b:t").on_loopback
         and OciReference.parse("localhost/g/b:t").on_loopback
     )
+
+
+def test_publish_bundle_names_the_problem_before_pushing(
+    workspace: Path, opa_binary: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pdp.cli import main
+
+    bad_reference = main(["publish-bundle", "--oci", "gpupaas/bundle:prod"])
+    assert bad_reference == 2 and "registry's host" in capsys.readouterr().err
+    missing = main(
+        ["publish-bundle", "--oci", "127.0.0.1:5000/g/b:t", "--bundle", str(workspace / "none.tar.gz")]
+    )
+    assert missing == 2 and "no such file" in capsys.readouterr().err
+    unsigned = build(workspace, "u", None)
+    refused = main(["publish-bundle", "--oci", "127.0.0.1:5000/g/b:t", "--bundle", str(unsigned.path)])
+    assert refused == 1 and "unsigned" in capsys.readouterr().err
+    not_a_bundle = workspace / "x.tar.gz"
+    not_a_bundle.write_bytes(b"not gzip")
+    assert main(["publish-bundle", "--oci", "127.0.0.1:5000/g/b:t", "--bundle", str(not_a_bundle)]) == 1
+    assert "not a bundle tarball" in capsys.readouterr().err
+    off_loopback = build(workspace, "s", ensure_keypair(workspace / "keys"))
+    plain = main(
+        [
+            "publish-bundle",
+            "--oci",
+            "registry.example.com/g/b:t",
+            "--bundle",
+            str(off_loopback.path),
+            "--plain-http",
+        ]
+    )
+    assert plain == 2 and "not on loopback" in capsys.readouterr().err
