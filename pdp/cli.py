@@ -27,6 +27,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "build": ("pdp.commands.bundles", "add_parsers"),
     "keygen": ("pdp.commands.bundles", "add_parsers"),
     "serve-bundles": ("pdp.commands.bundles", "add_parsers"),
+    "publish-bundle": ("pdp.commands.publish", "add_parsers"),
     "serve": ("pdp.commands.serve", "add_parsers"),
     "serve-worker": ("pdp.commands.serve", "add_parsers"),
     "decide": ("pdp.commands.decide", "add_parsers"),

@@ -13,6 +13,7 @@ from .artifacts import cached_artifact
 ROOT = Path(__file__).resolve().parents[1]
 ARGOCD = ROOT / "deploy" / "argocd"
 CHART_APP = ARGOCD / "gpupaas-chart.yaml"
+CHART_OCI_APP = ARGOCD / "gpupaas-chart-oci.yaml"
 POLICY_APP = ARGOCD / "gpupaas-policy.yaml"
 POLICY = ARGOCD / "policy"
 

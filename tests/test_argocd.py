@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .argocd import CHART_APP, POLICY, POLICY_APP, ROOT, load, policy_objects
+from .argocd import CHART_APP, CHART_OCI_APP, POLICY, POLICY_APP, ROOT, load, policy_objects
 from .helm import helm, key
 
 CHART = ROOT / "deploy" / "helm" / "gpupaas"
@@ -119,3 +119,25 @@ def test_chart_application_values_render_the_chart(tmp_path: Path) -> None:
     assert set(mounted.values()) == set(_generators())
     hooks = objs["ValidatingWebhookConfiguration//gpupaas-pdp"]
     assert hooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "gpupaas-system/pdp-tls"
+
+
+def test_chart_application_with_bundles_from_oci_renders_without_a_bundle_server(tmp_path: Path) -> None:
+    """The OCI variant: the same release, the bundle pinned by digest, no bundle server, and OPA's
+    egress only to the registry."""
+    app = load(CHART_OCI_APP)
+    assert app["metadata"]["name"] == load(CHART_APP)["metadata"]["name"]  # one release, two ways
+    values = app["spec"]["source"]["helm"]["valuesObject"]
+    jsonschema.validate({**VALUES, **values}, yaml.safe_load((CHART / "values.schema.json").read_text()))
+    reference = values["bundles"]["ociReference"]
+    assert "@sha256:" in reference  # Git records the exact revision
+    _sync(app)
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    out = helm("template", "gpupaas", str(CHART), "-f", str(tmp_path / "values.yaml"))
+    assert out.returncode == 0, out.stderr
+    objs = {key(o): o for o in yaml.safe_load_all(out.stdout) if o}
+    assert not [k for k in objs if k.endswith("/pdp-bundles")]
+    pod = objs[f"Deployment/{values['namespace']}/pdp"]["spec"]["template"]["spec"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert f"--set=bundles.gpupaas.resource={reference}" in opa["args"]
+    egress = objs[f"NetworkPolicy/{values['namespace']}/pdp"]["spec"]["egress"]
+    assert egress[0]["to"] == [{"ipBlock": {"cidr": values["bundles"]["registryCIDR"]}}]

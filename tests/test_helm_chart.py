@@ -115,12 +115,36 @@ def test_non_default_values_reach_every_object() -> None:
         ("webhook.failurePolicy=Sometimes", "failurePolicy"),
         ("pdp.replicas=0", "replicas"),
         ("namespace=Bad_NS", "namespace"),
+        ("bundles.ociReference=gpupaas/bundle:prod", "ociReference"),  # no registry host
+        ("bundles.ociReference=registry.example.com/gpupaas/bundle", "ociReference"),  # no tag/digest
+        ("bundles.ociReference=registry.example.com/g/b:prod", "bundles.registryCIDR"),  # egress unknown
     ],
 )
 def test_bad_values_are_refused_naming_the_field(value: str, field: str) -> None:
     out = helm("template", "gpupaas", str(CHART), "--set", value)
     assert out.returncode != 0
     assert field in out.stderr, out.stderr
+
+
+def test_bundles_from_an_oci_registry_replace_the_bundle_server() -> None:
+    pinned = "registry.example.com:5000/gpupaas/bundle@sha256:" + "ab" * 32
+    objs = template(f"bundles.ociReference={pinned}", "bundles.registryCIDR=10.20.0.0/16")
+    by_key = {key(o): o for o in objs}
+    assert not [k for k in by_key if k.endswith("/pdp-bundles")]  # Deployment, Service, NetworkPolicy
+    pod = by_key["Deployment/gpupaas-system/pdp"]["spec"]["template"]["spec"]
+    opa = next(c for c in pod["containers"] if c["name"] == "opa")
+    assert "--set=services.bundles.url=https://registry.example.com:5000" in opa["args"]
+    assert "--set=services.bundles.type=oci" in opa["args"]
+    assert f"--set=bundles.gpupaas.resource={pinned}" in opa["args"]
+    assert not any("pdp-bundles" in a for a in opa["args"])
+    egress = by_key["NetworkPolicy/gpupaas-system/pdp"]["spec"]["egress"]
+    assert egress[0] == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 5000}],
+    }
+    assert not any(
+        "podSelector" in to for rule in egress for to in rule["to"] if "gpupaas-bundles" in str(to)
+    )
 
 
 def test_the_lifecycle_worker_arguments_are_accepted_by_the_cli() -> None:

@@ -44,6 +44,11 @@ class SidecarSettings:
     poll_max_seconds: int = 2
     opa_binary: Path | None = None
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
+    # An OCI artifact (registry/repository:tag) instead of GET <url>/gpupaas.tar.gz: OPA pulls it
+    # from the registry at bundle_service_url (pdp/bundles/oci.py pushes it).
+    oci_reference: str = ""
+    # The CA that issued the bundle service's TLS certificate (default: the system's roots).
+    bundle_service_ca: Path | None = None
 
     def resolved_addr(self) -> str:
         return self.addr or f"unix://{self.workdir / 'opa.sock'}"
@@ -51,12 +56,17 @@ class SidecarSettings:
 
 def opa_config(settings: SidecarSettings) -> dict[str, Any]:
     """The OPA configuration file: one signed bundle, polled often, status kept for /v1/status."""
+    service: dict[str, Any] = {"url": settings.bundle_service_url}
+    if settings.oci_reference:
+        service["type"] = "oci"
+    if settings.bundle_service_ca is not None:
+        service["tls"] = {"ca_cert": str(settings.bundle_service_ca)}
     return {
-        "services": {"bundles": {"url": settings.bundle_service_url}},
+        "services": {"bundles": service},
         "bundles": {
             BUNDLE_NAME: {
                 "service": "bundles",
-                "resource": CURRENT_BUNDLE,
+                "resource": settings.oci_reference or CURRENT_BUNDLE,
                 "polling": {
                     "min_delay_seconds": settings.poll_min_seconds,
                     "max_delay_seconds": settings.poll_max_seconds,

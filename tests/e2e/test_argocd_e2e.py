@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
-from ..argocd import CHART_APP, POLICY, POLICY_APP, application_crd, load, policy_objects
+from ..argocd import CHART_APP, CHART_OCI_APP, POLICY, POLICY_APP, application_crd, load, policy_objects
 from ..test_argocd import _generators
 from .crds import create_crds
 
@@ -46,17 +46,24 @@ def _create(apps: client.CustomObjectsApi, app: dict[str, Any]) -> Any:
     )
 
 
-@pytest.mark.parametrize("path", [CHART_APP, POLICY_APP], ids=["chart", "policy"])
+@pytest.mark.parametrize("path", [CHART_APP, POLICY_APP, CHART_OCI_APP], ids=["chart", "policy", "chart-oci"])
 def test_application_is_accepted(applications: client.CustomObjectsApi, path: Any) -> None:
     app = load(path)
     try:
         _create(applications, app)
     except ApiException as exc:
         raise AssertionError(f"{path.name} refused: {exc.body}") from exc
-    stored = applications.get_namespaced_custom_object(
-        GROUP, VERSION, app["metadata"]["namespace"], PLURAL, app["metadata"]["name"]
-    )
-    assert stored["spec"] == app["spec"]
+    namespace, name = app["metadata"]["namespace"], app["metadata"]["name"]
+    try:
+        stored = applications.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        assert stored["spec"] == app["spec"]
+    finally:
+        # gpupaas-chart.yaml and gpupaas-chart-oci.yaml are one release (the same name), two ways:
+        # removed before the next, its finalizer first (no Argo CD controller here to clear it).
+        applications.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
+        )
+        applications.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
 
 def _broken(mutate: str) -> dict[str, Any]:

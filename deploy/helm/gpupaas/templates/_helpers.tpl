@@ -13,3 +13,11 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- define "gpupaas.systemNamespaces" -}}
 [{{ join ", " (append .Values.systemNamespaces .Values.namespace) }}]
 {{- end }}
+
+{{/* The registry (host[:port]) of bundles.ociReference, and the port OPA reaches it on. */}}
+{{- define "gpupaas.registry" -}}
+{{ first (splitList "/" .Values.bundles.ociReference) }}
+{{- end }}
+{{- define "gpupaas.registryPort" -}}
+{{ regexFind ":[0-9]+$" (include "gpupaas.registry" .) | trimPrefix ":" | default "443" }}
+{{- end }}
