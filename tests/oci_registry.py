@@ -18,19 +18,8 @@ import yaml
 
 from pdp.enforcement.certs import CertPair, issue_server_cert, make_ca
 
+from .artifacts import cached_artifact
 from .ports import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def built(script: str) -> Path:
-    """The binary a scripts/build-* script builds (once, cached) and prints."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / script)], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"scripts/{script} failed:\n{out.stderr[-4000:]}")
-    return ROOT / out.stdout.strip().splitlines()[-1]
 
 
 @dataclass(frozen=True)
@@ -58,7 +47,7 @@ def _answers(url: str, ca: Path) -> bool:
 def running_registry(directory: Path, timeout: float = 60.0) -> Iterator[Registry]:
     """The registry on 127.0.0.1 over TLS (certificate for 127.0.0.1 from a fresh CA), filesystem
     storage under `directory`; stopped and reaped on exit."""
-    binary = built("build-registry")
+    binary = cached_artifact("build-registry")
     ca = make_ca(directory / "ca")
     serving = issue_server_cert(ca, directory / "ca" / "registry", ["127.0.0.1"])
     port = free_port()

@@ -34,8 +34,9 @@ from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import read_bundle_status
 from pdp.point import DecisionPoint
 
+from .artifacts import cached_artifact
 from .conftest import ROOT, load_intent
-from .oci_registry import Registry, built, running_registry
+from .oci_registry import Registry, running_registry
 from .test_bundles import tamper, wait_for
 
 SCALE_PAST_ENTITLEMENT = "05-acme-eu-scale-past-entitlement.json"
@@ -49,7 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def oras() -> Path:
-    return built("build-oras")
+    return cached_artifact("build-oras")
 
 
 def build(workspace: Path, out: str, keys: KeyPair | None, *, entitlement: int | None = None) -> BuiltBundle:
