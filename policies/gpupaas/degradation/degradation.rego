@@ -239,9 +239,9 @@ _for := lib.message([" (room for tier ", _for_tier, ")"]) if {
 	_for_tier != ""
 } else := ""
 
-_moves(s) := lib.message(["; it may run again in [", concat(", ", s.may_move_to), "] or here when capacity returns"]) if {
+_moves(s) := lib.message(["; it may run again in [", concat(", ", s.may_move_to), "] (its residency and isolation allow them)"]) if {
 	count(s.may_move_to) > 0
-} else := "; it may run again only here, when capacity returns (its residency and isolation allow no other cluster)"
+} else := "; no other cluster its residency and isolation allow has this class: it waits for capacity here"
 
 # METADATA
 # title: Preempted

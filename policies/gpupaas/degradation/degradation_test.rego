@@ -68,7 +68,7 @@ test_spot_first_largest_first_then_standard_toward_its_minimum if {
 		"message": `step 3: deployment "train" of tenant "globex" (tier standard) scaled from 3 to 1 replicas, releasing 4 H100-80GB GPUs in cluster us-east`,
 		"policy": "gpupaas.degradation",
 	}]
-	`step 1: deployment "big" of tenant "initech-spot" (tier spot) preempted, 1 -> 0 replicas, releasing 4 H100-80GB GPUs in cluster us-east; it may run again only here, when capacity returns (its residency and isolation allow no other cluster)` in {w.message | some w in result.warnings}
+	`step 1: deployment "big" of tenant "initech-spot" (tier spot) preempted, 1 -> 0 replicas, releasing 4 H100-80GB GPUs in cluster us-east; no other cluster its residency and isolation allow has this class: it waits for capacity here` in {w.message | some w in result.warnings}
 }
 
 test_only_what_is_short_is_taken if {
