@@ -139,8 +139,45 @@ def test_short_capacity_after_a_node_fault_preempts_spot_first_as_the_policy_pla
         ("small", "queued"),
     }
     assert {i for _, _, i in moves} == {plan["preempt_decision_id"]}
+    # The spot tenant is told, in its own trail, what it gave; the others get no such notice.
+    [told] = [r for r in trail if r["event"] == "incident.degraded"]
+    assert told["tenant"] == "initechd" and told["decision_id"] == plan["preempt_decision_id"]
+    assert [(d["deployment"], d["action"], d["gpus"]) for d in told["detail"]["deployments"]] == [
+        ("batch", "preempt", 2),
+        ("small", "preempt", 1),
+    ]
 
     with worker.client() as c:
         r = c.post(f"/v1/incidents/{incident}/resolve", json={"comment": "node replaced"})
         assert r.status_code in (200, 202), r.text
     _incident(worker, incident, "resolved")
+
+
+@pytest.mark.timeout(600)
+def test_capacity_exhaustion_asks_the_same_policy(worker: Worker) -> None:
+    """An enterprise deployment that cannot be placed: the victims offered are the degradation
+    plan's (standard globexd's train, the spot ones being queued already), refused by the preempt
+    intent, so the request queues; the degrade decision is in the request's trail."""
+    with worker.client() as c:
+        r = c.post(
+            "/v1/capacity/exhaustion",
+            json={"tenant": "acmed", "deployment": h100_deployment("llm", 1), "gpus": 1},
+        )
+        assert r.status_code == 202, r.text
+    request = r.json()["workflow_id"]
+    out = _wait(worker, request)["output"]
+    assert out["status"] == "queued" and out["victims"] == [], out
+    [refused] = out["preempt_decisions"]
+    assert refused["outcome"] == "DENY" and refused["reason_codes"] == ["PREEMPTION_VICTIM_PROTECTED"]
+    with worker.client() as c:
+        trail = audit_records(c.get("/v1/audit").text)
+    [degrade] = [
+        r
+        for r in trail
+        if r["workflow_id"] == request and r["event"] == "decision" and r["detail"]["kind"] == "degrade"
+    ]
+    payload = degrade["detail"]["payload"]
+    assert payload["for_tier"] == "enterprise" and payload["short_gpus"] == 1
+    # Every running H100 deployment but the requester's own is in the plan's input.
+    assert [(d["tenant"], d["deployment"]) for d in payload["deployments"]] == [("globexd", "train")]
+    assert _states(worker)["acmed/llm"] == "queued"

@@ -29,7 +29,7 @@ from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.workflows.preemption import preempt_step
 from pdp.lifecycle.workflows.serial import in_partition
-from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, record_decision, request_id
+from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, record_decision, request_id
 from pdp.substrate.kubernetes import cordon
 
 RESOLVE_TOPIC = "incident.resolve"
@@ -107,6 +107,24 @@ def incident_degrade_step(
     return decisions
 
 
+@DBOS.step()
+def degraded_step(tenant: str, node: str, taken: list[dict[str, Any]], decision: dict[str, Any]) -> None:
+    """The tenant told (in its own trail) which of its deployments gave GPUs for the incident, and
+    how (preempted and queued, or scaled down), with the preempt decision that allowed it."""
+    detail = {
+        "incident": request_id(), "node": node,
+        "deployments": [
+            {"deployment": v["workload"], "action": v["action"], "to_replicas": v["to_replicas"],
+             "gpus": v["gpus"]}
+            for v in taken
+        ],
+    }  # fmt: skip
+    current().store.record(
+        f"{key()}:incident.degraded:{tenant}", event="incident.degraded", tenant=tenant,
+        workflow_id=request_id(), detail=detail, **links(decision),
+    )  # fmt: skip
+
+
 def degrade(
     node: str, hit: list[dict[str, Any]], actor: str, incident: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -130,6 +148,8 @@ def degrade(
         taken = victims if allowed["outcome"] == "ALLOW" else capacity.allowed(victims, allowed)
         if taken:
             preempt_step(str(top["tenant"]), f"incident {incident}", taken, allowed)
+            for tenant in sorted({str(v["tenant"]) for v in taken}):
+                degraded_step(tenant, node, [v for v in taken if v["tenant"] == tenant], allowed)
             gone = {(v["tenant"], v["workload"]) for v in taken if v["action"] == "preempt"}
             order = [o for o in order if (o["tenant"], o["deployment"]) not in gone]
         degraded.append({
