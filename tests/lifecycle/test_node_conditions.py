@@ -133,3 +133,10 @@ def test_detector_opens_incidents_from_node_conditions_on_the_api_server(
     out_buf = io.StringIO()
     with worker.client() as c:
         assert detect_once(c, None, None, out=out_buf, kubeconfig=str(gone)) == 1
+
+
+def test_detect_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
+    from pdp.cli import main
+
+    assert main(["lifecycle", "incident", "detect", "--token", "x"]) == 2
+    assert "give --prometheus, --kubeconfig or both" in capsys.readouterr().err
