@@ -1,7 +1,10 @@
 """`pdp waste`: GPU-hours wasted per tenant, deployment and pool, read from Prometheus.
 
+With --reclaim, the idle deployments are listed as the reclaims they would start; with --confirm
+too, they are started through the lifecycle API (pdp/commands/waste_reclaim.py).
+
 Exit status: 0 the report was made (whether or not anything is wasted), 1 Prometheus could not
-answer, 2 usage.
+answer or the lifecycle worker refused a reclaim, 2 usage.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pdp.commands import waste_reclaim
 from pdp.opa.binary import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -51,6 +55,7 @@ def add_parsers(sub: Any) -> None:
         help="also write the report as Prometheus metrics (textfile collector format)",
     )
     w.add_argument("--timeout", type=float, default=10.0, help="seconds per Prometheus query (default 10)")
+    waste_reclaim.add_arguments(w)
     w.set_defaults(func=cmd_waste)
 
 
@@ -65,6 +70,9 @@ def cmd_waste(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if (args.confirm or args.consent) and not args.reclaim:
+        print("error: --confirm and --consent go with --reclaim", file=sys.stderr)
+        return 2
     config = load_config(args.tenants, args.fleet)
     verify: bool | str = str(args.prometheus_ca) if args.prometheus_ca else True
     try:
@@ -75,11 +83,26 @@ def cmd_waste(args: argparse.Namespace) -> int:
         return 1
     if args.metrics_file:
         write_metrics(report, args.metrics_file)
+    reclaim: dict[str, Any] | None = None
+    if args.reclaim:
+        found = waste_reclaim.findings(report, config.tenants)
+        reclaim = {"dry_run": True, "findings": found, "started": [], "skipped": []}
+        if args.confirm and found:
+            try:
+                reclaim = waste_reclaim.start(args, report, found)
+            except waste_reclaim.ReclaimRefused as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
     if args.format == "json":
-        json.dump(report.as_json(), sys.stdout, indent=2)
+        doc = report.as_json()
+        if reclaim is not None:
+            doc["reclaim"] = reclaim
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(table(report))
+        if reclaim is not None:
+            sys.stdout.write(waste_reclaim.table(reclaim))
     return 0
 
 

@@ -1,10 +1,11 @@
-"""Capacity exhaustion: which running deployments to offer the PDP as preemption victims (pure).
+"""Capacity exhaustion: the GPUs a class has and the order the queue is retried in (pure).
 
-When a deployment cannot be placed for lack of GPUs, the platform degrades in this order: preempt
-running deployments of lower tiers (spot first, then standard, never enterprise) if the PDP allows
-it, else queue the request, else reject it. The PDP has the last word on every victim (`preempt`
-intent, all-or-nothing): a tenant with allow_preemption false or a tier not below the preemptor's
-is refused there, whatever this selection offers.
+When a deployment cannot be placed for lack of GPUs, the platform degrades as the degradation
+policy plans it (policies/gpupaas/degradation, pdp/lifecycle/degradation.py: spot preempted first,
+then standard scaled toward its minimum, never a tier not below the requester's), if the PDP
+allows taking from each victim's tenant, else queues the request, else rejects it. The PDP has
+the last word on every victim (`preempt` intent, all-or-nothing): a tenant with allow_preemption
+false or a tier not below the preemptor's is refused there, whatever the plan offers.
 """
 
 from __future__ import annotations
@@ -12,55 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Tiers whose running deployments may be offered as victims, in the order they are offered.
-VICTIM_TIERS = ("spot", "standard")
-
 
 def gpus(spec: Mapping[str, Any]) -> int:
     return int(spec["gpus_per_replica"]) * int(spec["replicas"])
-
-
-def candidates(
-    requester: str,
-    gpu_class: str,
-    tenants: Iterable[Mapping[str, Any]],
-    deployments: Iterable[Mapping[str, Any]],
-) -> list[dict[str, Any]]:
-    """Every running deployment of the GPU class held by another active spot or standard tenant:
-    spot first, then standard, larger first, then by name (deterministic)."""
-    tiers = {
-        str(t["name"]): str(t["policy"].get("tier", ""))
-        for t in tenants
-        if t["state"] == "active" and t["name"] != requester
-    }
-    out = [
-        {
-            "tenant": d["tenant"],
-            "workload": d["name"],
-            "tier": tiers[d["tenant"]],
-            "gpus": gpus(d["spec"]),
-            "priority_class_name": f"gpupaas-{tiers[d['tenant']]}",
-        }
-        for d in deployments
-        if d["state"] == "running"
-        and d["tenant"] in tiers
-        and tiers[d["tenant"]] in VICTIM_TIERS
-        and d["spec"].get("gpu_class") == gpu_class
-    ]
-    out.sort(key=lambda c: (VICTIM_TIERS.index(c["tier"]), -c["gpus"], c["tenant"], c["workload"]))
-    return out
-
-
-def enough(pool: list[dict[str, Any]], needed: int) -> list[dict[str, Any]] | None:
-    """The shortest prefix of `pool` that frees at least `needed` GPUs; None when all of it cannot."""
-    chosen: list[dict[str, Any]] = []
-    freed = 0
-    for c in pool:
-        if freed >= needed:
-            break
-        chosen.append(c)
-        freed += int(c["gpus"])
-    return chosen if freed >= needed else None
 
 
 def allowed(chosen: list[dict[str, Any]], decision: Mapping[str, Any]) -> list[dict[str, Any]]:

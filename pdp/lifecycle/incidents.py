@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from pdp.lifecycle import capacity, degradation
 from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import Runtime
@@ -18,9 +19,6 @@ from pdp.telemetry.waste import deployment_of
 
 if TYPE_CHECKING:
     from pdp.substrate.kubernetes.adapter import KubernetesAdapter
-
-# Re-placed first: the tiers whose SLA promises most (unknown tiers last).
-TIER_ORDER = {"enterprise": 0, "standard": 1, "spot": 2}
 
 
 def fleet_nodes(fleet: Mapping[str, Any]) -> dict[str, str]:
@@ -81,11 +79,12 @@ def apply_node(adapter: Adapter, obj: Mapping[str, Any]) -> None:
 def affected(
     rt: Runtime, on_node: Iterable[Mapping[str, str]], pods: Iterable[Mapping[str, str]]
 ) -> list[dict[str, Any]]:
-    """The running deployments a fault on the node affects, enterprise first (then standard, spot;
-    by tenant and name within a tier): those the adapter finds pods of on the node (`on_node`:
-    tenant, deployment), and those of the pods the fault report names (`pods`: namespace, pod, as
-    dcgm-exporter labels a GPU's series), matched to a tenant by its namespaces. Each with the
-    GPUs it loses: its GPUs per replica times its pods on the node (at least one)."""
+    """The running deployments a fault on the node affects, by tenant and name (the order they
+    are re-placed in is the degradation policy's, `degrade_intents`): those the adapter finds pods
+    of on the node (`on_node`: tenant, deployment), and those of the pods the fault report names
+    (`pods`: namespace, pod, as dcgm-exporter labels a GPU's series), matched to a tenant by its
+    namespaces. Each with the GPUs it loses: its GPUs per replica times its pods on the node (at
+    least one)."""
     tenants = {str(t["name"]): t for t in rt.store.tenants()}
     by_namespace = {
         str(ns): name for name, t in tenants.items() for ns in (t.get("policy") or {}).get("namespaces", [])
@@ -113,9 +112,50 @@ def affected(
             "gpu_class": str(dep["spec"]["gpu_class"]),
             "gpus": int(dep["spec"]["gpus_per_replica"]) * max(1, len(seen)),
         })  # fmt: skip
-    return sorted(
-        out, key=lambda a: (TIER_ORDER.get(a["tier"], len(TIER_ORDER)), a["tenant"], a["deployment"])
-    )
+    return sorted(out, key=lambda a: (a["tenant"], a["deployment"]))
+
+
+def node_gpus(fleet: Mapping[str, Any], node: str) -> tuple[str, int] | None:
+    """(GPU class, GPUs) of a node the fleet names, from its pool; None for a node it does not."""
+    for cluster in (fleet.get("clusters") or {}).values():
+        for pool in (cluster.get("pools") or {}).values():
+            if node in (pool.get("node_names") or []):
+                return str(pool["gpu_class"]), int(pool.get("gpus_per_node", 0))
+    return None
+
+
+def degrade_intents(rt: Runtime, node: str, hit: list[dict[str, Any]], actor: str) -> list[dict[str, Any]]:
+    """One degrade intent per GPU class the fault hit: the GPUs short once the node is out of
+    service (what running deployments hold, beyond the class's capacity without the node's
+    GPUs), every running deployment of the class (those on the node `affected`), and room made
+    for the highest tier the fault hit. The policy (policies/gpupaas/degradation) answers which
+    are preempted or scaled and the order the others are re-placed in."""
+    ranks = {"spot": 1, "standard": 2, "enterprise": 3}
+    tenants, deployments = rt.store.tenants(), rt.store.deployments()
+    reported = rt.store.reported_capacity()
+    lost = node_gpus(rt.policy.fleet, node)
+    out = []
+    for gpu_class in sorted({str(h["gpu_class"]) for h in hit}):
+        of_class = [h for h in hit if h["gpu_class"] == gpu_class]
+        gone = lost[1] if lost and lost[0] == gpu_class else sum(int(h["gpus"]) for h in of_class)
+        room = capacity.headroom(gpu_class, rt.policy.fleet, reported, deployments)
+        short = max(0, int(room["running"]) - (int(room["capacity"]) - gone))
+        top = max((str(h["tier"]) for h in of_class), key=lambda t: ranks.get(t, 0))
+        rows = degradation.deployments_of_class(
+            gpu_class, tenants, deployments, affected={(h["tenant"], h["deployment"]) for h in of_class}
+        )
+        out.append(degradation.intent("incident", gpu_class, short, rows, actor, for_tier=top))
+    return out
+
+
+def in_plan_order(hit: list[dict[str, Any]], order: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The affected deployments the plans re-place, in their order (`replace_order`)."""
+    by_key = {(h["tenant"], h["deployment"]): h for h in hit}
+    return [
+        by_key[(str(o["tenant"]), str(o["deployment"]))]
+        for o in order
+        if (o["tenant"], o["deployment"]) in by_key
+    ]
 
 
 def by_tenant(deployments: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pdp.lifecycle import capacity
+from pdp.embedded import EmbeddedPDP
+from pdp.lifecycle import degradation
 
 from .harness import Worker, audit_records, h100_deployment, tenant_doc
 
@@ -79,20 +80,36 @@ def _exhausted(
     return wf["output"]  # type: ignore[no-any-return]
 
 
-def test_candidates_spot_first_then_standard_never_enterprise() -> None:
+def test_candidates_spot_first_then_standard_never_enterprise(stack: EmbeddedPDP) -> None:
+    """The victims and their order come from the degradation policy (real OPA), not from Python."""
     tenants = [
         {"name": n, "state": "active", "policy": {"tier": t}}
-        for n, t in (("e", "enterprise"), ("s", "standard"), ("p", "spot"), ("me", "spot"))
+        for n, t in (("acme-eu", "enterprise"), ("globex", "standard"), ("initech-spot", "spot"))
     ]
     spec = {"gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
     deps = [
-        {"tenant": t, "name": f"{t}-w", "state": "running", "spec": spec} for t in ("e", "s", "p", "me")
-    ] + [{"tenant": "p", "name": "gone", "state": "preempted", "spec": spec}]
-    pool = capacity.candidates("me", "H100-80GB", tenants, deps)
-    assert [(c["tenant"], c["workload"]) for c in pool] == [("p", "p-w"), ("s", "s-w")]
-    assert capacity.enough(pool, 3) == pool and capacity.enough(pool, 2) == pool[:1]
-    assert capacity.enough(pool, 5) is None
-    assert capacity.candidates("me", "A100-40GB", tenants, deps) == []
+        {"tenant": t, "name": f"{t}-w", "state": "running", "spec": spec}
+        for t in ("acme-eu", "globex", "initech-spot")
+    ] + [{"tenant": "initech-spot", "name": "gone", "state": "preempted", "spec": spec}]
+    rows = degradation.deployments_of_class("H100-80GB", tenants, deps)
+    assert [r["deployment"] for r in rows] == ["acme-eu-w", "globex-w", "initech-spot-w"]
+
+    def victims(needed: int) -> list[tuple[str, str]] | None:
+        asked = degradation.intent(
+            "capacity_exhaustion", "H100-80GB", needed, rows, "test", for_tier="enterprise"
+        )
+        plan = degradation.plan(stack.point.decide(asked).to_dict())
+        assert plan is not None
+        return (
+            [(v["tenant"], v["workload"]) for v in degradation.victims(plan["steps"])]
+            if plan["sufficient"]
+            else None
+        )
+
+    assert victims(3) == [("initech-spot", "initech-spot-w"), ("globex", "globex-w")]
+    assert victims(2) == [("initech-spot", "initech-spot-w")]
+    assert victims(5) is None  # the enterprise deployment is never offered
+    assert degradation.deployments_of_class("A100-40GB", tenants, deps) == []
 
 
 def test_spot_deployment_is_preempted_for_an_enterprise_request(

@@ -1,7 +1,10 @@
 """Incident response: a GPU or node fault takes its node out of service until an operator resolves it.
 
-open (audited) -> cordon and taint the node -> find the deployments the fault affects -> re-place
-them, tenant by tenant in tier order (enterprise first), each tenant's inside its serialization
+open (audited) -> cordon and taint the node -> find the deployments the fault affects -> the
+degradation policy's plan (policies/gpupaas/degradation: when the capacity left is short, spot
+preempted first, standard scaled toward its minimum, with the victims' tenants' consent checked by
+the preempt intent; the order the others are re-placed in, highest tier first) -> re-place them,
+tenant by tenant in that order, each tenant's inside its serialization
 (pdp/lifecycle/workflows/serial.py), by a fresh PDP placement decision under the policy in force
 (residency and isolation as the policy says) -> notify each affected tenant -> record each one's
 SLA impact (GPU-minutes) -> wait for the operator's resolution -> release the node (untaint,
@@ -20,12 +23,13 @@ from typing import Any
 
 from dbos import DBOS
 
+from pdp.lifecycle import capacity, degradation, hooks, incidents, realize
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle import hooks, incidents, realize
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.workflows.preemption import preempt_step
 from pdp.lifecycle.workflows.serial import in_partition
-from pdp.lifecycle.workflows.steps import RETRY, begin, key, request_id
+from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, record_decision, request_id
 from pdp.substrate.kubernetes import cordon
 
 RESOLVE_TOPIC = "incident.resolve"
@@ -81,10 +85,82 @@ def cordon_step(node: str, cause: str, before: dict[str, Any]) -> None:
 
 @DBOS.step()
 def affected_step(node: str, pods: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """The running deployments the fault affects, in re-placement order (tier first)."""
+    """The running deployments the fault affects (by tenant and name)."""
     hooks.at_step("incident:affected")
     on_node = _on_node(node, lambda adapter: adapter.occupancy([node]).get(node, []))
     return incidents.affected(current(), on_node, pods)
+
+
+@DBOS.step()
+def incident_degrade_step(
+    node: str, hit: list[dict[str, Any]], actor: str, incident: str
+) -> list[dict[str, Any]]:
+    """The degradation policy's decision for each GPU class the fault hit (recorded, with the
+    incident as its cause)."""
+    hooks.at_step("incident:degrade")
+    rt = current()
+    decisions = []
+    for asked in incidents.degrade_intents(rt, node, hit, actor):
+        decision = rt.policy.decide(asked)
+        record_decision(asked, decision, cause=f"incident {incident}")
+        decisions.append(decision)
+    return decisions
+
+
+@DBOS.step()
+def degraded_step(tenant: str, node: str, taken: list[dict[str, Any]], decision: dict[str, Any]) -> None:
+    """The tenant told (in its own trail) which of its deployments gave GPUs for the incident, and
+    how (preempted and queued, or scaled down), with the preempt decision that allowed it."""
+    detail = {
+        "incident": request_id(), "node": node,
+        "deployments": [
+            {"deployment": v["workload"], "action": v["action"], "to_replicas": v["to_replicas"],
+             "gpus": v["gpus"]}
+            for v in taken
+        ],
+    }  # fmt: skip
+    current().store.record(
+        f"{key()}:incident.degraded:{tenant}", event="incident.degraded", tenant=tenant,
+        workflow_id=request_id(), detail=detail, **links(decision),
+    )  # fmt: skip
+
+
+def degrade(
+    node: str, hit: list[dict[str, Any]], actor: str, incident: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the affected deployments to re-place, in the plans' order; what was degraded): each plan's
+    steps offered to the preempt intent of the highest-tier tenant the room is for, the ones it
+    allows preempted or scaled down."""
+    order: list[dict[str, Any]] = []
+    degraded: list[dict[str, Any]] = []
+    for decision in incident_degrade_step(node, hit, actor, incident):
+        plan = degradation.plan(decision)
+        if plan is None:  # denied: re-placed as found, nothing degraded
+            order += [{"tenant": h["tenant"], "deployment": h["deployment"]} for h in hit]
+            continue
+        order += plan["replace_order"]
+        victims = degradation.victims(plan["steps"])
+        if not victims or not plan["replace_order"]:
+            continue
+        top = plan["replace_order"][0]
+        asked = capacity.preempt_intent(str(top["tenant"]), str(top["tier"]), victims, actor)
+        allowed = decide_step(asked, False)
+        taken = victims if allowed["outcome"] == "ALLOW" else capacity.allowed(victims, allowed)
+        if taken:
+            preempt_step(str(top["tenant"]), f"incident {incident}", taken, allowed)
+            for tenant in sorted({str(v["tenant"]) for v in taken}):
+                degraded_step(tenant, node, [v for v in taken if v["tenant"] == tenant], allowed)
+            gone = {(v["tenant"], v["workload"]) for v in taken if v["action"] == "preempt"}
+            order = [o for o in order if (o["tenant"], o["deployment"]) not in gone]
+        degraded.append({
+            "gpu_class": plan["gpu_class"], "short_gpus": plan["short_gpus"],
+            "decision_id": decision["decision_id"], "preempt_decision_id": allowed["decision_id"],
+            "outcome": allowed["outcome"], "taken": taken,
+        })  # fmt: skip
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for o in order:
+        unique.setdefault((str(o["tenant"]), str(o["deployment"])), o)
+    return incidents.in_plan_order(hit, list(unique.values())), degraded
 
 
 @DBOS.step(**RETRY)
@@ -161,8 +237,10 @@ def incident_workflow(node: str, fault: dict[str, Any], actor: str) -> dict[str,
     cordon_step(node, cause, before)
     summary["state"] = "cordoned"
     _publish(summary)
-    hit = affected_step(node, list(fault.get("pods") or []))
+    found = affected_step(node, list(fault.get("pods") or []))
+    hit, degraded = degrade(node, found, actor, incident)
     summary["affected"] = hit
+    summary["degraded"] = degraded
     tenants: dict[str, Any] = {}
     for tenant, deployments in incidents.by_tenant(hit):
         names = [d["deployment"] for d in deployments]

@@ -14,27 +14,54 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, hooks, realize
+from pdp.lifecycle import capacity, degradation, hooks, realize
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.decide import decide_change_step
 from pdp.lifecycle.workflows.serial import negotiate
-from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, request_id, tenant_step
+from pdp.lifecycle.workflows.steps import (
+    RETRY,
+    begin,
+    decide_step,
+    key,
+    links,
+    record_decision,
+    request_id,
+    tenant_step,
+)
 
 
 @DBOS.step()
-def victims_step(tenant: str, gpu_class: str, needed: int, cluster: str = "") -> list[dict[str, Any]] | None:
-    """The running deployments to offer as victims (spot first, then standard), only those in
-    `cluster` when given (room is made where the deployment goes, never elsewhere), or None when
-    all of them together cannot free `needed` GPUs."""
+def victims_step(
+    tenant: str, gpu_class: str, needed: int, cluster: str = "", actor: str = "", record: bool = False
+) -> list[dict[str, Any]] | None:
+    """The running deployments of other tenants the degradation policy gives up for `needed`
+    GPUs of the class, in its order and each as far as it says (preempted, or scaled toward its
+    minimum), only those in `cluster` when given (room is made where the deployment goes, never
+    elsewhere), or None when its plan cannot free them all. With `record`, the degrade decision
+    goes to the audit trail (the queue retry's look-ahead does not record it)."""
     hooks.at_step("victims")
     rt = current()
+    tenants = rt.store.tenants()
     deployments = rt.store.deployments()
+    where: dict[tuple[str, str], str] | None = None
     if cluster:
         there = realize.placed_in(rt, cluster)
         deployments = [d for d in deployments if (d["tenant"], d["name"]) in there]
-    pool = capacity.candidates(tenant, gpu_class, rt.store.tenants(), deployments)
-    return capacity.enough(pool, needed)
+        where = dict.fromkeys(there, cluster)
+    tier = next((str(t["policy"].get("tier", "")) for t in tenants if t["name"] == tenant), "")
+    rows = degradation.deployments_of_class(gpu_class, tenants, deployments, clusters=where, excluded=tenant)
+    asked = degradation.intent(
+        "capacity_exhaustion", gpu_class, needed, rows, actor or f"capacity exhaustion: {tenant}",
+        cluster=cluster, for_tier=tier,
+    )  # fmt: skip
+    decision = rt.policy.decide(asked)
+    if record:
+        record_decision(asked, decision)
+    plan = degradation.plan(decision)
+    if plan is None or not plan["sufficient"] or not plan["steps"]:
+        return None
+    return degradation.victims(plan["steps"])
 
 
 @DBOS.step()
@@ -50,8 +77,9 @@ def target_step(tenant: str, payload: dict[str, Any], decision: dict[str, Any]) 
 def preempt_step(
     tenant: str, deployment: str, victims: list[dict[str, Any]], decision: dict[str, Any]
 ) -> None:
-    """Mark the victims preempted and put them back in the queue; each transition is audited
-    with the preempt decision. Keyed per victim, so a re-run after a crash preempts each once."""
+    """Mark the victims preempted and put them back in the queue, or scale them down to the
+    replicas the degradation plan leaves them; each change is audited with the preempt decision.
+    Keyed per victim, so a re-run after a crash changes each once."""
     hooks.at_step("preempt")
     rt = current()
     for v in victims:
@@ -62,6 +90,9 @@ def preempt_step(
             "workflow_id": request_id(),
             **links(decision),
         }
+        if v.get("action") == "scale":
+            scale_down(v, dep["spec"], decision, event_key, ids)
+            continue
         # spec None: the row's own, so a scale its tenant applies meanwhile is not undone
         rt.store.put_deployment(
             v["tenant"], v["workload"], DeploymentState.PREEMPTED, None, event_key=event_key, **ids
@@ -74,6 +105,25 @@ def preempt_step(
             v["tenant"], v["workload"], DeploymentState.QUEUED, None, event_key=f"{event_key}:requeued", **ids
         )
         hooks.at_step(f"preempted:{v['tenant']}/{v['workload']}")
+
+
+def scale_down(
+    victim: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    event_key: str,
+    ids: dict[str, Any],
+) -> None:
+    """A victim the plan scales toward its minimum: its spec at the plan's replicas (never up),
+    its object re-applied with them in its kept placement."""
+    rt = current()
+    scaled = {**spec, "replicas": min(int(spec["replicas"]), int(victim["to_replicas"]))}
+    who, name = str(victim["tenant"]), str(victim["workload"])
+    state = rt.store.put_spec(who, name, scaled, event_key=f"{event_key}:scaled", **ids)
+    realize.reapply_workload(
+        rt, who, scaled, state, decision, event_key=f"{event_key}:reapplied", workflow_id=request_id()
+    )
+    hooks.at_step(f"scaled:{victim['tenant']}/{victim['workload']}")
 
 
 @DBOS.step(**RETRY)
@@ -219,10 +269,10 @@ def make_room(
     """(victims the PDP allows to preempt, that decision, reason when there are none) for freeing
     `needed` GPUs of the class for the tenant (in `cluster` when given); appends each preempt
     decision to the outcome."""
-    chosen = victims_step(tenant, gpu_class, needed, cluster)
+    chosen = victims_step(tenant, gpu_class, needed, cluster, actor, True)
     preempt_decision: dict[str, Any] = {}
     where = f" in {cluster}" if cluster else ""
-    reason = f"no running spot or standard deployments of {gpu_class}{where} free {needed} GPUs"
+    reason = f"the degradation policy frees no {needed} GPUs of {gpu_class}{where} from lower tiers"
     if not chosen:
         return [], preempt_decision, reason
     preempt_decision = decide_step(capacity.preempt_intent(tenant, tier, chosen, actor), False)

@@ -6,6 +6,7 @@
 package gpupaas.decision
 
 import data.gpupaas.admission
+import data.gpupaas.degradation
 import data.gpupaas.infrastructure
 import data.gpupaas.isolation
 import data.gpupaas.lib
@@ -30,7 +31,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
 # (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
-# reclaim (reclaim), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
+# reclaim (reclaim), degradation (degrade), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
@@ -57,6 +58,8 @@ _kind_deny := preemption.deny if input.kind == "preempt"
 
 _kind_deny := reclaim.deny if input.kind == "reclaim"
 
+_kind_deny := degradation.deny if input.kind == "degrade"
+
 default _kind_approval := set()
 
 _kind_approval := infrastructure.approval if input.kind == "change_capacity"
@@ -73,6 +76,8 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 
 _kind_constraints := reclaim.constraints if input.kind == "reclaim"
 
+_kind_constraints := degradation.constraints if input.kind == "degrade"
+
 _deny := union({
 	deny,
 	admission.deny,
@@ -88,6 +93,9 @@ _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload
 
 # a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
 _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
+
+# a degradation's warnings are its notices, in the order of the plan's codes (gpupaas.degradation)
+_warnings := lib.sorted_reasons(degradation.warn) if input.kind == "degrade"
 
 _approval := admission.approval | _kind_approval
 

@@ -72,13 +72,13 @@ priority_class_ranks := {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaa
 intent_kinds := {
 	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
 	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
-	"change_sla", "change_capacity", "reclaim",
+	"change_sla", "change_capacity", "reclaim", "degrade",
 }
 
 workload_kinds := {"admit_workload", "place_workload"}
 
 # kinds about the fleet rather than one tenant (infrastructure plans)
-fleet_kinds := {"change_capacity"}
+fleet_kinds := {"change_capacity", "degrade"}
 
 # kinds whose tenant is named by input.tenant and must exist in the bundle
 # (intent_kinds - workload_kinds - {"create_tenant"} - fleet_kinds, written out: a constant rather than

@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim", "degrade")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class Intent(_message.Message):
     CHANGE_SLA_FIELD_NUMBER: _ClassVar[int]
     CHANGE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
+    DEGRADE_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -88,7 +89,8 @@ class Intent(_message.Message):
     change_sla: ChangeSla
     change_capacity: ChangeCapacity
     reclaim: Reclaim
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ...) -> None: ...
+    degrade: Degrade
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., degrade: _Optional[_Union[Degrade, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -194,6 +196,42 @@ class Reclaim(_message.Message):
     min_replicas: int
     consent: bool
     def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., current_replicas: _Optional[int] = ..., idle_gpus: _Optional[int] = ..., min_replicas: _Optional[int] = ..., consent: _Optional[bool] = ...) -> None: ...
+
+class Degrade(_message.Message):
+    __slots__ = ("cause", "gpu_class", "short_gpus", "cluster", "region", "for_tier", "deployments")
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SHORT_GPUS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    FOR_TIER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    cause: str
+    gpu_class: str
+    short_gpus: int
+    cluster: str
+    region: str
+    for_tier: str
+    deployments: _containers.RepeatedCompositeFieldContainer[DegradeDeployment]
+    def __init__(self, cause: _Optional[str] = ..., gpu_class: _Optional[str] = ..., short_gpus: _Optional[int] = ..., cluster: _Optional[str] = ..., region: _Optional[str] = ..., for_tier: _Optional[str] = ..., deployments: _Optional[_Iterable[_Union[DegradeDeployment, _Mapping]]] = ...) -> None: ...
+
+class DegradeDeployment(_message.Message):
+    __slots__ = ("tenant", "deployment", "gpus_per_replica", "replicas", "min_replicas", "cluster", "affected")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    deployment: str
+    gpus_per_replica: int
+    replicas: int
+    min_replicas: int
+    cluster: str
+    affected: bool
+    def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., min_replicas: _Optional[int] = ..., cluster: _Optional[str] = ..., affected: _Optional[bool] = ...) -> None: ...
 
 class ChangeCapacity(_message.Message):
     __slots__ = ("changes",)
@@ -378,6 +416,74 @@ class ReclaimPlan(_message.Message):
     protected_replicas: int
     def __init__(self, action: _Optional[str] = ..., grace_seconds: _Optional[int] = ..., target_replicas: _Optional[int] = ..., release_gpus: _Optional[int] = ..., protected_replicas: _Optional[int] = ...) -> None: ...
 
+class DegradationPlan(_message.Message):
+    __slots__ = ("gpu_class", "short_gpus", "freed_gpus", "sufficient", "steps", "kept", "replace_order")
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SHORT_GPUS_FIELD_NUMBER: _ClassVar[int]
+    FREED_GPUS_FIELD_NUMBER: _ClassVar[int]
+    SUFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    gpu_class: str
+    short_gpus: int
+    freed_gpus: int
+    sufficient: bool
+    steps: _containers.RepeatedCompositeFieldContainer[DegradationStep]
+    kept: _containers.RepeatedCompositeFieldContainer[DegradationKept]
+    replace_order: _containers.RepeatedCompositeFieldContainer[DegradationReplace]
+    def __init__(self, gpu_class: _Optional[str] = ..., short_gpus: _Optional[int] = ..., freed_gpus: _Optional[int] = ..., sufficient: _Optional[bool] = ..., steps: _Optional[_Iterable[_Union[DegradationStep, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[DegradationKept, _Mapping]]] = ..., replace_order: _Optional[_Iterable[_Union[DegradationReplace, _Mapping]]] = ...) -> None: ...
+
+class DegradationStep(_message.Message):
+    __slots__ = ("order", "tenant", "deployment", "tier", "action", "from_replicas", "to_replicas", "release_gpus", "affected", "may_move_to")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FROM_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TO_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_GPUS_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    MAY_MOVE_TO_FIELD_NUMBER: _ClassVar[int]
+    order: int
+    tenant: str
+    deployment: str
+    tier: str
+    action: str
+    from_replicas: int
+    to_replicas: int
+    release_gpus: int
+    affected: bool
+    may_move_to: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, order: _Optional[int] = ..., tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., tier: _Optional[str] = ..., action: _Optional[str] = ..., from_replicas: _Optional[int] = ..., to_replicas: _Optional[int] = ..., release_gpus: _Optional[int] = ..., affected: _Optional[bool] = ..., may_move_to: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DegradationKept(_message.Message):
+    __slots__ = ("tenant", "deployment", "tier", "replicas", "why")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    deployment: str
+    tier: str
+    replicas: int
+    why: str
+    def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., tier: _Optional[str] = ..., replicas: _Optional[int] = ..., why: _Optional[str] = ...) -> None: ...
+
+class DegradationReplace(_message.Message):
+    __slots__ = ("tenant", "deployment", "tier", "may_move_to")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    MAY_MOVE_TO_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    deployment: str
+    tier: str
+    may_move_to: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., tier: _Optional[str] = ..., may_move_to: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class NodeRejection(_message.Message):
     __slots__ = ("node", "reasons")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -387,7 +493,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -406,6 +512,7 @@ class Constraints(_message.Message):
     PREEMPTIBLE_VICTIMS_FIELD_NUMBER: _ClassVar[int]
     EMPTY_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -417,7 +524,8 @@ class Constraints(_message.Message):
     preemptible_victims: _containers.RepeatedCompositeFieldContainer[Victim]
     empty_collections: _containers.RepeatedScalarFieldContainer[str]
     reclaim: ReclaimPlan
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ...) -> None: ...
+    degradation: DegradationPlan
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
