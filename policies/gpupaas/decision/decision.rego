@@ -14,6 +14,7 @@ import data.gpupaas.preemption
 import data.gpupaas.reclaim
 import data.gpupaas.residency
 import data.gpupaas.sharing
+import data.gpupaas.sla_breach
 import data.gpupaas.tenancy
 
 _policy := "gpupaas.decision"
@@ -30,7 +31,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
 # (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
-# reclaim (reclaim), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
+# reclaim (reclaim), sla_breach (sla_breach), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
@@ -57,6 +58,8 @@ _kind_deny := preemption.deny if input.kind == "preempt"
 
 _kind_deny := reclaim.deny if input.kind == "reclaim"
 
+_kind_deny := sla_breach.deny if input.kind == "sla_breach"
+
 default _kind_approval := set()
 
 _kind_approval := infrastructure.approval if input.kind == "change_capacity"
@@ -73,6 +76,8 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 
 _kind_constraints := reclaim.constraints if input.kind == "reclaim"
 
+_kind_constraints := sla_breach.constraints if input.kind == "sla_breach"
+
 _deny := union({
 	deny,
 	admission.deny,
@@ -88,6 +93,9 @@ _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload
 
 # a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
 _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
+
+# an SLA breach decision's warnings are the notice the tenant is sent (gpupaas.sla_breach)
+_warnings := lib.sorted_reasons(sla_breach.warn) if input.kind == "sla_breach"
 
 _approval := admission.approval | _kind_approval
 
