@@ -81,7 +81,8 @@ def cmd_sla(args: argparse.Namespace) -> int:
 
 
 def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+    """`value` formatted, or a dash as wide (the format's width leads it: '8.0f')."""
+    return format(value, fmt) if value is not None else "-".rjust(int(fmt.split(".")[0]))
 
 
 def table(report: SlaReport) -> str:
@@ -99,7 +100,7 @@ def table(report: SlaReport) -> str:
         burn_lat = row.burn.get("latency", {}).get(w.fast_long)
         burn_av = row.burn.get("availability", {}).get(w.fast_long)
         left = [v for v in row.budget_left.values() if v is not None]
-        alerts = ", ".join(f"{a['objective']} {a['severity']} {a['burn_rate_long']:g}x" for a in row.alerts)
+        alerts = ", ".join(f"{a['objective']} {a['severity']} {a['burn_rate_long']:.1f}x" for a in row.alerts)
         lines.append(
             f"{row.tenant:<20} {row.deployment:<18} {_num(row.p99_ms, '8.0f')} "
             f"{_num(o.latency_p99_ms, '7.0f')} "
