@@ -39,6 +39,7 @@ SPOT = tenant_doc(
 CHAT = ["chat-7d9c8b6f5-x2k4q", "chat-7d9c8b6f5-b2c4d"]
 EMBED = "embed-6b7c8d9f4-p2m4n"
 GEN = "gen-5f6d7c8b9-qw8rt"
+SEARCH = "search-8b9c7d6f5-m2n4p"
 CREDIT = {"fast": 5, "slow": 2}  # policies/gpupaas/sla_breach: standard's credit per alert
 SERVING = {"model_name": "llama", "requests_per_second": 30, "latency_seconds": 0.2}
 
@@ -55,7 +56,7 @@ def _scenario() -> dict[str, Any]:
     # eu-h100-shared (32 GPUs): 8 held on eu-shared-1; us-h100-shared (64 GPUs): 2 held.
     eu = [_pod("slaent-ml", CHAT[0], [0]), _pod("slaent-ml", CHAT[1], [1]), _pod("slastd-ml", EMBED, [2, 3]),
           _pod("other-ml", "fill-7c8d9f6b5-k2m4n", [4, 5, 6, 7], serving=False)]  # fmt: skip
-    us = [_pod("slaspot-batch", GEN, [0, 1])]
+    us = [_pod("slaspot-batch", GEN, [0, 1]), _pod("slaent-ml", SEARCH, [2])]
     model = "NVIDIA H100 80GB HBM3"
     nodes = [
         {"name": "eu-shared-1", "model": model, "gpus": 8, "allocations": eu},
@@ -110,7 +111,12 @@ def world(
     ).start()
     try:
         tokens = {doc["tenant"]["name"]: onboard(worker, doc) for doc in (ENT, STD, SPOT)}
-        for tenant, name in (("slaent", "chat"), ("slastd", "embed"), ("slaspot", "gen")):
+        for tenant, name in (
+            ("slaent", "chat"),
+            ("slaent", "search"),
+            ("slastd", "embed"),
+            ("slaspot", "gen"),
+        ):
             spec = {"deployment": name, "gpu_class": H100, "gpus_per_replica": 1, "replicas": 2}
             with worker.client() as c:
                 r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
@@ -205,6 +211,42 @@ def test_enterprise_breach_is_replaced_onto_the_less_loaded_pool_once_across_a_k
                  r["workflow_id"] == out["workflow_id"]]  # fmt: skip
     assert decisions == ["sla_breach", "deploy_model"], decisions
     _slow(serving, "slaent-ml", CHAT, latency_seconds=0.2)
+
+
+def test_a_breach_over_before_the_recheck_is_cancelled_and_nothing_is_done(
+    world: tuple[Worker, dict[str, str]], serving: Telemetry
+) -> None:
+    worker, _ = world
+    worker.kill9()
+    worker.start(env={"PDP_LIFECYCLE_PAUSE_AT": "sla:recheck"})
+    try:
+        _slow(serving, "slaent-ml", [SEARCH], latency_seconds=2.0)
+        assert worker.wait_paused(timeout=120) == "sla:recheck"
+        worker.kill9()
+        # The latency is back under the SLA while the worker is down: once the short window has
+        # only good requests, the alert (long and short window both over the rate) is over.
+        _slow(serving, "slaent-ml", [SEARCH], latency_seconds=0.2)
+        quiet = f'sum(rate(vllm:e2e_request_latency_seconds_count{{pod="{SEARCH}"}}[5s]))'
+        settled = (
+            f'sum(rate(vllm:e2e_request_latency_seconds_bucket{{pod="{SEARCH}",le="0.5"}}[5s])) / {quiet}'
+        )
+
+        def healed() -> bool:
+            got = serving.client.query(settled)
+            return bool(got) and got[0].value >= 0.999
+
+        wait_for("the short window to hold only good requests", healed, timeout=60)
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.kill9()
+        worker.start()
+    out = _escalation(worker, "slaent", "search")["output"]
+    assert out["status"] == "cancelled" and "no latency alert fires" in out["reason"], out
+    events = [
+        r["event"] for r in _audit(worker, "slaent")
+        if r["event"].startswith("sla.") and r["detail"].get("deployment") == "search"
+    ]  # fmt: skip
+    assert events == ["sla.notified", "sla.cancelled", "sla.escalated"], events
 
 
 def test_standard_breach_is_credited_by_the_periodic_check(
