@@ -43,6 +43,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "kueue-controller": ("pdp.substrate.kueue.cli", "add_parser"),
     "kueue-objects": ("pdp.substrate.kueue.cli", "add_parser"),
     "waste": ("pdp.commands.waste", "add_parsers"),
+    "sla": ("pdp.commands.sla", "add_parsers"),
 }
 
 

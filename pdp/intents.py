@@ -30,6 +30,7 @@ KINDS = (
     "change_capacity",
     "reclaim",
     "degrade",
+    "sla_breach",
 )
 
 

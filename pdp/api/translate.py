@@ -15,8 +15,9 @@ from pdp.decision import Decision
 from pdp.intents import KINDS, InvalidIntent
 from pdp.schemas.errors import shorten
 
-# Kinds whose zero-valued numbers are meaningful (scaling from or to 0 replicas, no idle GPU).
-_KEEP_ZEROES = {"scale", "offboard_tenant", "reclaim"}
+# Kinds whose zero-valued numbers are meaningful (scaling from or to 0 replicas, no idle GPU, an
+# unloaded pool).
+_KEEP_ZEROES = {"scale", "offboard_tenant", "reclaim", "sla_breach"}
 
 
 def _integral(value: Any) -> Any:

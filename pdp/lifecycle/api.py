@@ -23,6 +23,7 @@ from pdp.lifecycle.api_decisions import router as decisions_router
 from pdp.lifecycle.api_incidents import router as incidents_router
 from pdp.lifecycle.api_reclaim import router as reclaim_router
 from pdp.lifecycle.api_rollouts import router as rollouts_router
+from pdp.lifecycle.api_sla import router as sla_router
 from pdp.lifecycle.api_tenants import router as tenants_router
 from pdp.lifecycle.api_tokens import router as tokens_router
 from pdp.lifecycle.api_workflows import router as workflows_router
@@ -37,6 +38,7 @@ def create_app() -> FastAPI:
     app.include_router(decisions_router)
     app.include_router(clusters_router)
     app.include_router(reclaim_router)
+    app.include_router(sla_router)
     app.include_router(incidents_router)
     app.include_router(rollouts_router)
     app.include_router(tenants_router)

@@ -27,6 +27,7 @@ from pdp.lifecycle.policy import PolicyGateway
 from pdp.lifecycle.runtime import Runtime, Settings, install
 from pdp.lifecycle.store import Store
 from pdp.lifecycle.tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
+from pdp.lifecycle.workflows import sla_escalation
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 # 2: changes decided and applied in the tenant's serialization, approvals awaited outside it
@@ -302,6 +303,7 @@ class Worker:
             )
         else:
             DBOS.delete_schedule(workflows.RETRY_SCHEDULE)  # one an earlier start may have left
+        sla_escalation.schedule_checks(self.runtime)  # the periodic SLA check (fleet sla_alerting)
         return self.runtime
 
     def stop(self) -> None:

@@ -32,6 +32,7 @@ class Serving:
     latency_seconds: float = 0.5
     running: int = 0
     waiting: int = 0
+    error_ratio: float = 0.0  # the share of requests that finish with an error
 
 
 @dataclass

@@ -4,13 +4,15 @@
 `DCGM_FI_DEV_FB_USED`, `DCGM_FI_DEV_XID_ERRORS` with `gpu`, `UUID`, `pci_bus_id`, `device`,
 `modelName`, `Hostname`, `DCGM_FI_DRIVER_VERSION`, and `pod`, `namespace`, `container` as
 dcgm-exporter's Kubernetes pod mapping adds them to GPUs a pod holds), and with vLLM's names for the
-model servers (`vllm:e2e_request_latency_seconds` histogram, `vllm:num_requests_running`,
+model servers (`vllm:e2e_request_latency_seconds` histogram, `vllm:request_success_total` counter
+by `finished_reason` (`stop`, `length`, `abort`, `error`), `vllm:num_requests_running`,
 `vllm:num_requests_waiting`, labelled `model_name` and `engine`, plus the `namespace` and `pod`
 Prometheus's Kubernetes service discovery would attach to the pod's target).
 
 Tests change the simulated cluster while it runs:
   POST /control/gpu      {"node": N, "gpu": I, "utilization": %, "memory_used_mib": M, "xid": CODE}
-  POST /control/serving  {"namespace": NS, "pod": P, "latency_seconds": S, "requests_per_second": R, ...}
+  POST /control/serving  {"namespace": NS, "pod": P, "latency_seconds": S, "requests_per_second": R,
+                          "error_ratio": E, ...}
   POST /control/reload   re-reads the scenario file (a bad file is refused; the old one stays)
 
     python -m pdp.telemetry.simulator --scenario FILE --listen 127.0.0.1:9400
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pdp.config.documents import ConfigErrors
@@ -67,6 +69,9 @@ LATENCY_BUCKETS = (
 _GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")
 _POD_LABELS = ("container", "namespace", "pod")
 _SERVING_LABELS = ("model_name", "engine", "namespace", "pod")
+# vLLM's FinishReason values (vllm/v1/engine/__init__.py), the `finished_reason` label of
+# vllm:request_success_total: every finished request is counted under one of them.
+FINISHED_REASONS = ("stop", "length", "abort", "error")
 
 
 class _Latency:
@@ -77,6 +82,8 @@ class _Latency:
         self.sum = 0.0
         self.buckets = [0] * len(LATENCY_BUCKETS)
         self.pending = 0.0  # requests not yet counted: rate x elapsed time has fractions
+        self.errors = 0
+        self.pending_errors = 0.0
 
     def advance(self, serving: Serving, seconds: float) -> None:
         self.pending += serving.requests_per_second * seconds
@@ -84,6 +91,10 @@ class _Latency:
         self.pending -= done
         self.count += done
         self.sum += done * serving.latency_seconds
+        self.pending_errors += done * serving.error_ratio
+        failed = min(done, int(self.pending_errors))
+        self.pending_errors -= failed
+        self.errors += failed
         for i, bound in enumerate(LATENCY_BUCKETS):
             if serving.latency_seconds <= bound:
                 self.buckets[i] += done
@@ -152,6 +163,11 @@ class SimulatedCluster(Collector):
         waiting = GaugeMetricFamily(
             "vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels=_SERVING_LABELS
         )
+        finished = CounterMetricFamily(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            labels=(*_SERVING_LABELS, "finished_reason"),
+        )
         for (namespace, pod), serving in sorted(scenario.serving.items()):
             labels = [serving.model_name, "0", namespace, pod]
             state = self.latency.setdefault((namespace, pod), _Latency())
@@ -159,7 +175,11 @@ class SimulatedCluster(Collector):
             latency.add_metric(labels, [*buckets, ("+Inf", float(state.count))], state.sum)
             running.add_metric(labels, serving.running)
             waiting.add_metric(labels, serving.waiting)
-        yield from (latency, running, waiting)
+            # The simulated server ends every request it does not fail with a stop token.
+            counts = {"stop": state.count - state.errors, "error": state.errors}
+            for reason in FINISHED_REASONS:
+                finished.add_metric([*labels, reason], float(counts.get(reason, 0)))
+        yield from (latency, finished, running, waiting)
 
 
 def _gpu_labels(gpu: Gpu, driver: str) -> list[str]:
@@ -226,7 +246,13 @@ def change_gpu(cluster: SimulatedCluster, body: dict[str, Any]) -> dict[str, Any
 
 def change_serving(cluster: SimulatedCluster, body: dict[str, Any]) -> dict[str, Any]:
     key = (_field(body, "namespace", str), _field(body, "pod", str))
-    fields = {"requests_per_second": float, "latency_seconds": float, "running": int, "waiting": int}
+    fields = {
+        "requests_per_second": float,
+        "latency_seconds": float,
+        "running": int,
+        "waiting": int,
+        "error_ratio": float,
+    }
     unknown = set(body) - {"namespace", "pod", *fields}
     if unknown:
         raise ControlError(f"{sorted(unknown)[0]} is not a known field")
@@ -236,7 +262,7 @@ def change_serving(cluster: SimulatedCluster, body: dict[str, Any]) -> dict[str,
             raise ControlError(f"no model server in pod {key[0]}/{key[1]}")
         cluster._advance()  # requests so far count at the old rate and latency
         for name, kind in fields.items():
-            value = _field(body, name, kind)
+            value = _field(body, name, kind, maximum=1 if name == "error_ratio" else None)
             if value is not None:
                 setattr(serving, name, kind(value))
         return {"namespace": key[0], "pod": key[1], **{n: getattr(serving, n) for n in fields}}

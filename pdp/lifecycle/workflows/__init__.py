@@ -7,7 +7,8 @@
 - decide: deciding a change from the store as it is inside the serialization;
 - onboarding, changes (deploy, scale, batch size, GPU sharing, quotas), sla, preemption (capacity
   exhaustion), queue_retry, offboarding, reclaim (idle GPUs, issue 18);
-- incident: a faulty node cordoned, its deployments re-placed by tier, released when resolved.
+- incident: a faulty node cordoned, its deployments re-placed by tier, released when resolved;
+- sla_escalation: a deployment burning its SLA's error budget re-placed or credited (issue 18).
 
 Steps are checkpointed, so after a crash a workflow resumes after its last completed step; steps
 retry with backoff, and a provisioning step that keeps failing runs the compensations of the steps
@@ -35,6 +36,7 @@ from pdp.lifecycle.workflows.reclaim import reclaim_workflow
 from pdp.lifecycle.workflows.rollout import rollback_workflow, rollout_workflow
 from pdp.lifecycle.workflows.serial import QUEUE
 from pdp.lifecycle.workflows.sla import sla_workflow
+from pdp.lifecycle.workflows.sla_escalation import sla_escalation_workflow
 from pdp.lifecycle.workflows.steps import progress
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "rollback_workflow",
     "rollout_workflow",
     "scheduled_retry_workflow",
+    "sla_escalation_workflow",
     "sla_workflow",
     "to_json",
 ]

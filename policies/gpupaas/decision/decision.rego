@@ -15,6 +15,7 @@ import data.gpupaas.preemption
 import data.gpupaas.reclaim
 import data.gpupaas.residency
 import data.gpupaas.sharing
+import data.gpupaas.sla_breach
 import data.gpupaas.tenancy
 
 _policy := "gpupaas.decision"
@@ -32,6 +33,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
 # (change_capacity), tenancy (create_tenant, update_quotas, change_sla), isolation (workloads),
 # reclaim (reclaim), degradation (degrade), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
+# reclaim (reclaim), sla_breach (sla_breach), preemption (workloads and preempt) and placement's denials (deploy_model, scale, place_workload). Their rules could not fire for any other kind, so the decision
 # is the same; one equality on input.kind per rule lets OPA's indexer pick the one rule of the kind
 # (docs/performance.md).
 default _kind_deny := set()
@@ -59,6 +61,7 @@ _kind_deny := preemption.deny if input.kind == "preempt"
 _kind_deny := reclaim.deny if input.kind == "reclaim"
 
 _kind_deny := degradation.deny if input.kind == "degrade"
+_kind_deny := sla_breach.deny if input.kind == "sla_breach"
 
 default _kind_approval := set()
 
@@ -77,6 +80,7 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 _kind_constraints := reclaim.constraints if input.kind == "reclaim"
 
 _kind_constraints := degradation.constraints if input.kind == "degrade"
+_kind_constraints := sla_breach.constraints if input.kind == "sla_breach"
 
 _deny := union({
 	deny,
@@ -96,6 +100,9 @@ _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
 
 # a degradation's warnings are its notices, in the order of the plan's codes (gpupaas.degradation)
 _warnings := lib.sorted_reasons(degradation.warn) if input.kind == "degrade"
+
+# an SLA breach decision's warnings are the notice the tenant is sent (gpupaas.sla_breach)
+_warnings := lib.sorted_reasons(sla_breach.warn) if input.kind == "sla_breach"
 
 _approval := admission.approval | _kind_approval
 

@@ -73,6 +73,7 @@ intent_kinds := {
 	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
 	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
 	"change_sla", "change_capacity", "reclaim", "degrade",
+	"sla_breach",
 }
 
 workload_kinds := {"admit_workload", "place_workload"}
@@ -85,7 +86,7 @@ fleet_kinds := {"change_capacity", "degrade"}
 # set arithmetic on every decision; lib_test holds the two equal)
 named_tenant_kinds := {
 	"deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas",
-	"offboard_tenant", "preempt", "change_sla", "reclaim",
+	"offboard_tenant", "preempt", "change_sla", "reclaim", "sla_breach",
 }
 
 default kind := ""
@@ -125,6 +126,8 @@ names_tenant if input.kind == "preempt"
 names_tenant if input.kind == "change_sla"
 
 names_tenant if input.kind == "reclaim"
+
+names_tenant if input.kind == "sla_breach"
 
 # an intent naming the GPU class it asks for (class_kinds)
 names_class if input.kind == "deploy_model"

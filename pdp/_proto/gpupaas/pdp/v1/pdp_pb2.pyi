@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim", "degrade")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim", "degrade", "sla_breach")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class Intent(_message.Message):
     CHANGE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     DEGRADE_FIELD_NUMBER: _ClassVar[int]
+    SLA_BREACH_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -90,7 +91,8 @@ class Intent(_message.Message):
     change_capacity: ChangeCapacity
     reclaim: Reclaim
     degrade: Degrade
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., degrade: _Optional[_Union[Degrade, _Mapping]] = ...) -> None: ...
+    sla_breach: SlaBreach
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., degrade: _Optional[_Union[Degrade, _Mapping]] = ..., sla_breach: _Optional[_Union[SlaBreach, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -232,6 +234,41 @@ class DegradeDeployment(_message.Message):
     cluster: str
     affected: bool
     def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., min_replicas: _Optional[int] = ..., cluster: _Optional[str] = ..., affected: _Optional[bool] = ...) -> None: ...
+
+class SlaBreach(_message.Message):
+    __slots__ = ("deployment", "gpu_class", "objective", "severity", "burn_rate", "measured", "current_pools", "pool_load")
+    class PoolLoadEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    BURN_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_POOLS_FIELD_NUMBER: _ClassVar[int]
+    POOL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    gpu_class: str
+    objective: str
+    severity: str
+    burn_rate: float
+    measured: SlaMeasured
+    current_pools: _containers.RepeatedScalarFieldContainer[str]
+    pool_load: _containers.ScalarMap[str, float]
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., objective: _Optional[str] = ..., severity: _Optional[str] = ..., burn_rate: _Optional[float] = ..., measured: _Optional[_Union[SlaMeasured, _Mapping]] = ..., current_pools: _Optional[_Iterable[str]] = ..., pool_load: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class SlaMeasured(_message.Message):
+    __slots__ = ("p99_ms", "availability")
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    p99_ms: float
+    availability: float
+    def __init__(self, p99_ms: _Optional[float] = ..., availability: _Optional[float] = ...) -> None: ...
 
 class ChangeCapacity(_message.Message):
     __slots__ = ("changes",)
@@ -484,6 +521,18 @@ class DegradationReplace(_message.Message):
     may_move_to: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., tier: _Optional[str] = ..., may_move_to: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class SlaEscalation(_message.Message):
+    __slots__ = ("action", "target_pool", "from_pools", "credit_percent")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_POOL_FIELD_NUMBER: _ClassVar[int]
+    FROM_POOLS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    target_pool: str
+    from_pools: _containers.RepeatedScalarFieldContainer[str]
+    credit_percent: int
+    def __init__(self, action: _Optional[str] = ..., target_pool: _Optional[str] = ..., from_pools: _Optional[_Iterable[str]] = ..., credit_percent: _Optional[int] = ...) -> None: ...
+
 class NodeRejection(_message.Message):
     __slots__ = ("node", "reasons")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -493,7 +542,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation", "sla_escalation")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -513,6 +562,7 @@ class Constraints(_message.Message):
     EMPTY_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_FIELD_NUMBER: _ClassVar[int]
+    SLA_ESCALATION_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -525,7 +575,8 @@ class Constraints(_message.Message):
     empty_collections: _containers.RepeatedScalarFieldContainer[str]
     reclaim: ReclaimPlan
     degradation: DegradationPlan
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ...) -> None: ...
+    sla_escalation: SlaEscalation
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ..., sla_escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
