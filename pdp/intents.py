@@ -29,6 +29,7 @@ KINDS = (
     "change_sla",
     "change_capacity",
     "reclaim",
+    "remediate_drift",
 )
 
 

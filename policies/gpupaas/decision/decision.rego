@@ -6,6 +6,7 @@
 package gpupaas.decision
 
 import data.gpupaas.admission
+import data.gpupaas.drift
 import data.gpupaas.infrastructure
 import data.gpupaas.isolation
 import data.gpupaas.lib
@@ -73,6 +74,8 @@ _kind_constraints := preemption.constraints if input.kind == "preempt"
 
 _kind_constraints := reclaim.constraints if input.kind == "reclaim"
 
+_kind_constraints := drift.constraints if input.kind == "remediate_drift"
+
 _deny := union({
 	deny,
 	admission.deny,
@@ -88,6 +91,9 @@ _warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload
 
 # a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
 _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
+
+# a drift remediation's warnings are the notice the tenant is sent (gpupaas.drift)
+_warnings := lib.sorted_reasons(drift.warn) if input.kind == "remediate_drift"
 
 _approval := admission.approval | _kind_approval
 
