@@ -37,6 +37,7 @@ from pdp.lifecycle import certificate as certificates
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.api_clusters import router as clusters_router
 from pdp.lifecycle.api_decisions import router as decisions_router
+from pdp.lifecycle.api_drift import router as drift_router
 from pdp.lifecycle.api_incidents import router as incidents_router
 from pdp.lifecycle.api_reclaim import router as reclaim_router
 from pdp.lifecycle.api_rollouts import router as rollouts_router
@@ -161,6 +162,7 @@ def create_app() -> FastAPI:
     app.include_router(decisions_router)
     app.include_router(clusters_router)
     app.include_router(reclaim_router)
+    app.include_router(drift_router)
     app.include_router(incidents_router)
     app.include_router(rollouts_router)
     app.mount(console.PREFIX, console.create(app))  # the web console (pdp/console/)

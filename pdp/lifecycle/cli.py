@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
+from pdp.lifecycle.cli_drift import add_drift_parsers
 from pdp.lifecycle.cli_incidents import add_incident_parsers
 from pdp.lifecycle.cli_rollout import add_rollout_parsers
 from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_token_parsers, add_worker_options, token_policy
@@ -147,6 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         slurm_conf=args.slurm_conf,
         slurm_cluster=args.slurm_cluster,
         slurm_users=args.slurm_users,
+        drift_audit_every=args.drift_audit_every,
     )
     worker = Worker(options)
     try:
@@ -465,4 +467,5 @@ def add_parser(sub: Any) -> None:
     )
     add_token_parsers(lsub, client, _request)
     add_incident_parsers(lsub, client, _request, talks_to_worker, _client)
+    add_drift_parsers(lsub, client, _request, w)
     add_rollout_parsers(lsub, client, _request, _client, talks_to_worker)
