@@ -14,7 +14,6 @@ kube-controller-manager create them from the lifecycle's objects):
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from collections import Counter
@@ -44,6 +43,9 @@ TIERS = {"gpupaas-enterprise": 3000, "gpupaas-standard": 2000, "gpupaas-spot": 1
 # us-only tenants: a pod of theirs on a node relabelled into the EU is misplaced
 SPOT = tenant_doc("initech-spot", "spotd", ["spotd-batch"], isolation="shared", entitlements={H100: 16})
 OTHER = tenant_doc("globex", "otherd", ["otherd-ml"], data_residency="us-only", entitlements={H100: 16})
+ENTERPRISE = tenant_doc(
+    "globex", "entd", ["entd-svc"], tier="enterprise", data_residency="us-only", entitlements={H100: 16}
+)
 
 
 class Cluster(ControlPlane):
@@ -167,9 +169,10 @@ def world(kube: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     worker = Worker(root, kubeconfig=kube.kubeconfig, capacity_retry_schedule="", drift_audit_every="10")
     worker.start(timeout=120)
     try:
-        tokens = {d["tenant"]["name"]: _onboard(worker, d) for d in (SPOT, OTHER)}
+        tokens = {d["tenant"]["name"]: _onboard(worker, d) for d in (SPOT, OTHER, ENTERPRISE)}
         _deploy(worker, "spotd", "batch")
         _deploy(worker, "otherd", "train")
+        _deploy(worker, "entd", "serve")
         yield worker, tokens
     finally:
         worker.stop()
@@ -192,14 +195,17 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
 ) -> None:
     worker, tokens = world
     spot_pod, other_pod = _bound(kube, "spotd-batch"), _bound(kube, "otherd-ml")
+    enterprise_node = _bound(kube, "entd-svc").spec.node_name
     report = _audit(worker)
-    assert report["clusters"] == [{"cluster": "", "audited": 2, "findings": 0}], report
+    assert report["clusters"] == [{"cluster": "", "audited": 3, "findings": 0}], report
     assert report["findings"] == [] and report["revision"]
 
     drifted = {spot_pod.spec.node_name, other_pod.spec.node_name}
     for node in drifted:  # at most two of the three: one stays in the tenants' region
         _relabel(kube, node, "eu-west-1")
+    misplaced = 2 + (enterprise_node in drifted)
     report = _audit(worker)
+    assert len(report["findings"]) == misplaced, report
     (spot,) = _of(report, "spotd-batch")
     (other,) = _of(report, "otherd-ml")
     assert spot["finding"] == "misplaced" and spot["tenant"] == "spotd" and spot["deployment"] == "batch"
@@ -221,10 +227,10 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
     deadline, scraped = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
         scraped = httpx.get(f"{worker.url}/metrics", timeout=10).text
-        if re.search(r'gpupaas_pdp_drift_findings\{finding="misplaced"\} 2\.0', scraped):
+        if f'gpupaas_pdp_drift_findings{{finding="misplaced"}} {misplaced}.0' in scraped:
             break
         time.sleep(1)
-    assert re.search(r'gpupaas_pdp_drift_findings\{finding="misplaced"\} 2\.0', scraped), scraped[-3000:]
+    assert f'gpupaas_pdp_drift_findings{{finding="misplaced"}} {misplaced}.0' in scraped, scraped[-3000:]
     assert "gpupaas_pdp_drift_unreachable_clusters 0.0" in scraped
 
     # Remediated by an admin; killed right after the eviction, before it is recorded.
@@ -264,8 +270,55 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
     with worker.client(tokens["otherd"]) as c:
         assert wid not in c.get("/v1/audit").text
         assert c.get(f"/v1/workflows/{wid}").status_code == 404
-    for node in drifted:
-        _relabel(kube, node, "us-east-1")
+
+
+def _remediate(worker: Worker, finding: dict[str, Any], approve: bool = False) -> dict[str, Any]:
+    with worker.client() as c:
+        r = c.post(f"/v1/drift/{finding['id']}/remediate", json={"approve": approve})
+    assert r.status_code == 202, r.text
+    wf = worker.wait_workflow(r.json()["workflow_id"], timeout=240)
+    assert wf["status"] == "SUCCESS", wf
+    return wf["output"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(900)
+def test_unplaceable_drift_is_evicted_scaled_to_zero_or_only_notified_by_tier(
+    kube: Cluster, world: tuple[Worker, dict[str, str]]
+) -> None:
+    """Every node of the tenants' region relabelled away: no placement is left. Spot is evicted,
+    the standard deployment scaled to zero, the enterprise one notified only, approved or not."""
+    worker, _ = world
+    enterprise_pod = _bound(kube, "entd-svc")
+    for node in US_NODES:
+        _relabel(kube, node, "eu-west-1")
+    try:
+        report = _audit(worker)
+        (spot,), (other,), (enterprise,) = (
+            _of(report, ns) for ns in ("spotd-batch", "otherd-ml", "entd-svc")
+        )
+
+        out = _remediate(worker, spot)
+        assert (out["status"], out["action"], out["eviction"]) == ("remediated", "evict", "evicted"), out
+        out = _remediate(worker, other)
+        assert (out["status"], out["action"], out["scale"]) == ("remediated", "scale_to_zero", "applied"), out
+        api = config.new_client_from_config(str(kube.kubeconfig))
+        try:
+            assert client.AppsV1Api(api).read_namespaced_deployment("train", "otherd-ml").spec.replicas == 0
+        finally:
+            api.close()
+        out = _remediate(worker, enterprise)
+        assert (out["status"], out["codes"]) == ("notified", ["DRIFT_NOTIFY_ONLY"]), out
+        out = _remediate(worker, enterprise, approve=True)
+        assert (out["status"], out["codes"]) == ("notified", ["DRIFT_APPROVED", "DRIFT_NOTIFY_ONLY"]), out
+        assert "no placement the policy allows" in out["notice"][1]
+        # The enterprise pod was never touched; the spot pod's replacement has nowhere to go.
+        assert [p.metadata.uid for p in _pods(kube, "entd-svc")] == [enterprise_pod.metadata.uid]
+        assert [p for p in _pods(kube, "spotd-batch") if p.spec.node_name] == []
+        left = _audit(worker)
+        assert [f["namespace"] for f in left["findings"]] == ["entd-svc"], left
+    finally:
+        for node in US_NODES:
+            _relabel(kube, node, "us-east-1")
 
 
 def _trail(worker: Worker) -> str:
