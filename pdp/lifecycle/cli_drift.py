@@ -14,11 +14,9 @@ def _interval(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--drift-audit-every {text!r}: not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if seconds != 0 and not 10 <= seconds <= 86400:
-        raise argparse.ArgumentTypeError(
-            f"--drift-audit-every {text}: 0 (no periodic audit) or between 10 and 86400 seconds"
-        )
+        raise argparse.ArgumentTypeError(f"{text} seconds: give 0 (no periodic audit) or 10 to 86400 seconds")
     return seconds
 
 

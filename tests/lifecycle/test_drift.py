@@ -14,7 +14,10 @@ kube-controller-manager create them from the lifecycle's objects):
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,6 +42,7 @@ from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, h100_depl
 H100 = "H100-80GB"
 REGION = "topology.kubernetes.io/region"
 US_NODES = ("us-shared-1", "us-shared-2", "us-shared-3")
+CLI = [sys.executable, "-m", "pdp.cli", "lifecycle", "drift"]
 TIERS = {"gpupaas-enterprise": 3000, "gpupaas-standard": 2000, "gpupaas-spot": 1000}
 # us-only tenants: a pod of theirs on a node relabelled into the EU is misplaced
 SPOT = tenant_doc("initech-spot", "spotd", ["spotd-batch"], isolation="shared", entitlements={H100: 16})
@@ -222,6 +226,21 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
         assert c.post(f"/v1/drift/{other['id']}/remediate", json={"approve": True}).status_code == 403
     with worker.client() as c:
         assert c.post("/v1/drift/0000000000000000/remediate", json={}).status_code == 404
+    listed = subprocess.run(
+        [*CLI, "list", "--url", worker.url, "--token", tokens["otherd"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [f["id"] for f in json.loads(listed.stdout)["findings"]] == [other["id"]]
+    refused = subprocess.run(
+        [*CLI, "audit", "--url", worker.url, "--token", tokens["otherd"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1 and "needs an admin token" in refused.stdout
 
     # The periodic audit exports the same on /metrics.
     deadline, scraped = time.monotonic() + 60, ""
@@ -263,6 +282,8 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
     notice = next(r for r in records if r["event"] == "drift.notified")
     assert notice["tenant"] == "spotd" and notice["detail"]["codes"] == ["DRIFT_REPLACE"]
     assert notice["detail"]["revision"] and notice["detail"]["action"] == "replace"
+    # every record of the remediation names the decision and the revision it acted under
+    assert {r["bundle_revision"] for r in records} == {notice["detail"]["revision"]}, records
     # The tenant reads its notice in its own trail; the other tenant does not see it.
     with worker.client(tokens["spotd"]) as c:
         own = [r for r in audit_records(c.get("/v1/audit").text) if r["workflow_id"] == wid]
@@ -308,7 +329,17 @@ def test_unplaceable_drift_is_evicted_scaled_to_zero_or_only_notified_by_tier(
             api.close()
         out = _remediate(worker, enterprise)
         assert (out["status"], out["codes"]) == ("notified", ["DRIFT_NOTIFY_ONLY"]), out
-        out = _remediate(worker, enterprise, approve=True)
+        where = ["--url", worker.url, "--token", worker.admin_token]
+        approved = subprocess.run(
+            [*CLI, "remediate", enterprise["id"], "--approve", *where],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        started = json.loads(approved.stdout)
+        assert started["workflow_id"].endswith("-approved") and not started["already_started"]
+        out = worker.wait_workflow(started["workflow_id"], timeout=240)["output"]
         assert (out["status"], out["codes"]) == ("notified", ["DRIFT_APPROVED", "DRIFT_NOTIFY_ONLY"]), out
         assert "no placement the policy allows" in out["notice"][1]
         # The enterprise pod was never touched; the spot pod's replacement has nowhere to go.
@@ -375,3 +406,15 @@ def test_an_unreachable_cluster_is_reported_and_the_others_audited(
     assert set(by_name) == {"here", "away"}
     assert "error" in by_name["away"] and "Connection refused" in by_name["away"]["error"], by_name
     assert by_name["here"]["audited"] >= 1 and "error" not in by_name["here"]
+
+
+def test_the_audit_interval_is_checked_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from pdp.cli import parser
+
+    assert parser().parse_args(["lifecycle", "worker", "--drift-audit-every", "60"]).drift_audit_every == 60
+    assert parser().parse_args(["lifecycle", "worker"]).drift_audit_every == 0  # off by default
+    for bad in ("5", "soon", "-10"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["lifecycle", "worker", "--drift-audit-every", bad])
+        err = capsys.readouterr().err
+        assert "argument --drift-audit-every" in err and bad in err, err

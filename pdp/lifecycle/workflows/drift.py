@@ -128,8 +128,9 @@ def drift_replace_step(tenant: str, deployment: str, fid: str, actor: str) -> di
 
 
 @DBOS.step(**RETRY)
-def drift_evict_step(tenant: str, finding: dict[str, Any]) -> dict[str, Any]:
-    """The pod evicted (Eviction API, preconditioned on its uid: never the pod that replaced it)."""
+def drift_evict_step(tenant: str, finding: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """The pod evicted (Eviction API, preconditioned on its uid: never the pod that replaced it),
+    recorded with the remediation's decision (its id and revision)."""
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
@@ -151,7 +152,7 @@ def drift_evict_step(tenant: str, finding: dict[str, Any]) -> dict[str, Any]:
     hooks.at_step("drift:evicted")  # done, not yet recorded: a re-run finds the pod on its way out
     detail = {"finding": finding["id"], "namespace": finding["namespace"], "pod": finding["pod"],
               "node": finding["node"], "cluster": finding["cluster"], "eviction": outcome}  # fmt: skip
-    record_step(tenant, "drift.evicted", detail, {})
+    record_step(tenant, "drift.evicted", detail, decision)
     return detail
 
 
@@ -197,9 +198,9 @@ def drift_remediation_workflow(
     if action == "replace":
         if payload.get("deployment"):
             outcome["replacement"] = drift_replace_step(tenant, payload["deployment"], fid, actor)
-        outcome["eviction"] = drift_evict_step(tenant, finding)["eviction"]
+        outcome["eviction"] = drift_evict_step(tenant, finding, decision)["eviction"]
     elif action == "evict":
-        outcome["eviction"] = drift_evict_step(tenant, finding)["eviction"]
+        outcome["eviction"] = drift_evict_step(tenant, finding, decision)["eviction"]
     elif action == "scale_to_zero":
         result = in_partition(
             tenant, f"{request_id()}:scale", change_workflow, tenant, "scale",
