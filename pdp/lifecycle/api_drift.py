@@ -1,7 +1,7 @@
 """Cluster drift in the product API (issue 15): the last audit's findings (GET /v1/drift; a tenant
 token sees only its own workloads' findings), an audit now (POST /v1/drift/audit, admin) and the
 remediation of one finding (POST /v1/drift/{finding}/remediate, admin): a durable workflow
-(pdp/lifecycle/workflows/drift.py) whose id is the finding's, so asking twice runs it once.
+(pdp/lifecycle/workflows/drift.py), one at a time per finding.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pdp.lifecycle.workflows.drift import drift_remediation_workflow
 
 router = APIRouter(tags=["drift"])
 PREFIX = "drift-"
+UNFINISHED = ("PENDING", "ENQUEUED")
 
 
 class Remediation(BaseModel):
@@ -54,13 +55,11 @@ async def audit_now(caller: Caller) -> dict[str, Any]:
     return report.as_json()
 
 
-def workflow_id(fid: str, approve: bool) -> str:
-    """One remediation per finding, and one more once an admin approves it."""
-    return f"{PREFIX}{fid}{'-approved' if approve else ''}"
-
-
 @router.post("/v1/drift/{finding}/remediate", status_code=202)
 def remediate(finding: str, body: Remediation, caller: Caller) -> dict[str, Any]:
+    """The n-th remediation of the finding (`drift-<finding>-<n>`); while one runs, that one: a
+    finding is remediated once at a time, and two admins asking together start the same id, which
+    DBOS runs once."""
     require_admin(caller)
     found = drift.auditor().find(finding)
     if found is None:
@@ -69,12 +68,18 @@ def remediate(finding: str, body: Remediation, caller: Caller) -> dict[str, Any]
         raise HTTPException(
             422, f"finding {finding!r}: the pod is no tenant's ({found.finding.reasons}): fix it by hand"
         )
-    wid = workflow_id(finding, body.approve)
-    already = DBOS.get_workflow_status(wid) is not None
-    if not already:
-        doc = found.as_json()
-        with SetWorkflowID(wid):
-            DBOS.start_workflow(
-                drift_remediation_workflow, found.finding.tenant, doc, body.approve, caller.actor
-            )
-    return {"workflow_id": wid, "finding": found.as_json(), "already_started": already}
+    prefix = f"{PREFIX}{finding}-"
+    earlier = [
+        w
+        for w in DBOS.list_workflows(workflow_id_prefix=prefix, load_input=False, load_output=False)
+        if ":" not in w.workflow_id  # not a child (the scale of a scale_to_zero)
+    ]
+    running = [w.workflow_id for w in earlier if w.status in UNFINISHED]
+    if running:
+        return {"workflow_id": running[0], "finding": found.as_json(), "already_started": True}
+    wid = f"{prefix}{len(earlier) + 1}"
+    with SetWorkflowID(wid):
+        DBOS.start_workflow(
+            drift_remediation_workflow, found.finding.tenant, found.as_json(), body.approve, caller.actor
+        )
+    return {"workflow_id": wid, "finding": found.as_json(), "already_started": False}

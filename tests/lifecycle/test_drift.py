@@ -42,6 +42,7 @@ from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, h100_depl
 H100 = "H100-80GB"
 REGION = "topology.kubernetes.io/region"
 US_NODES = ("us-shared-1", "us-shared-2", "us-shared-3")
+STANDARD_GRACE = 30
 CLI = [sys.executable, "-m", "pdp.cli", "lifecycle", "drift"]
 TIERS = {"gpupaas-enterprise": 3000, "gpupaas-standard": 2000, "gpupaas-spot": 1000}
 # us-only tenants: a pod of theirs on a node relabelled into the EU is misplaced
@@ -168,7 +169,8 @@ def world(kube: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     shutil.copytree(EXAMPLES, root / "examples")
     fleet = yaml.safe_load((root / "examples" / "fleet.yaml").read_text())
     # Graces the test can wait for (the policy's defaults: 300 s spot, 3600 s standard).
-    fleet["fleet"]["drift"] = {"spot": {"grace_seconds": 2}, "standard": {"grace_seconds": 2}}
+    # standard's long enough to change the cluster during it
+    fleet["fleet"]["drift"] = {"spot": {"grace_seconds": 2}, "standard": {"grace_seconds": STANDARD_GRACE}}
     (root / "examples" / "fleet.yaml").write_text(yaml.safe_dump(fleet))
     worker = Worker(root, kubeconfig=kube.kubeconfig, capacity_retry_schedule="", drift_audit_every="10")
     worker.start(timeout=120)
@@ -292,6 +294,29 @@ def test_relabelled_nodes_drift_is_listed_per_tenant_and_remediated_once_across_
         assert wid not in c.get("/v1/audit").text
         assert c.get(f"/v1/workflows/{wid}").status_code == 404
 
+    # The standard tenant's finding clears during the grace (its node relabelled back): the
+    # re-check under the revision in force cancels the remediation, nothing is evicted.
+    (other,) = _of(_audit(worker), "otherd-ml")
+    with worker.client() as c:
+        r = c.post(f"/v1/drift/{other['id']}/remediate", json={})
+    assert r.status_code == 202, r.text
+    wid = r.json()["workflow_id"]
+    with worker.client() as c:  # asked again while it runs: the same remediation, not a second
+        twice = c.post(f"/v1/drift/{other['id']}/remediate", json={}).json()
+    assert twice["workflow_id"] == wid and twice["already_started"], twice
+    deadline = time.monotonic() + STANDARD_GRACE / 2
+    while not [
+        r for r in audit_records(_trail(worker)) if r["workflow_id"] == wid and r["event"] == "drift.notified"
+    ]:
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.2)
+    for node in drifted:
+        _relabel(kube, node, "us-east-1")
+    wf = worker.wait_workflow(wid, timeout=STANDARD_GRACE + 120)
+    assert wf["output"]["status"] == "cancelled", wf
+    assert wf["output"]["reason"] == "the revision in force allows the pod where it runs"
+    assert [p.metadata.uid for p in _pods(kube, "otherd-ml")] == [other["uid"]]
+
 
 def _remediate(worker: Worker, finding: dict[str, Any], approve: bool = False) -> dict[str, Any]:
     with worker.client() as c:
@@ -319,7 +344,11 @@ def test_unplaceable_drift_is_evicted_scaled_to_zero_or_only_notified_by_tier(
         )
 
         out = _remediate(worker, spot)
-        assert (out["status"], out["action"], out["eviction"]) == ("remediated", "evict", "evicted"), out
+        assert (out["status"], out.get("action"), out.get("eviction")) == (
+            "remediated",
+            "evict",
+            "evicted",
+        ), out
         out = _remediate(worker, other)
         assert (out["status"], out["action"], out["scale"]) == ("remediated", "scale_to_zero", "applied"), out
         api = config.new_client_from_config(str(kube.kubeconfig))
@@ -338,7 +367,7 @@ def test_unplaceable_drift_is_evicted_scaled_to_zero_or_only_notified_by_tier(
         )
         assert approved.returncode == 0, approved.stdout + approved.stderr
         started = json.loads(approved.stdout)
-        assert started["workflow_id"].endswith("-approved") and not started["already_started"]
+        assert started["workflow_id"] == f"drift-{enterprise['id']}-2" and not started["already_started"]
         out = worker.wait_workflow(started["workflow_id"], timeout=240)["output"]
         assert (out["status"], out["codes"]) == ("notified", ["DRIFT_APPROVED", "DRIFT_NOTIFY_ONLY"]), out
         assert "no placement the policy allows" in out["notice"][1]
