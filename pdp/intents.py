@@ -31,6 +31,7 @@ KINDS = (
     "reclaim",
     "degrade",
     "sla_breach",
+    "remediate_drift",
 )
 
 

@@ -286,6 +286,9 @@ class DriftCollector(Collector):
         self.findings: dict[str, int] = {}
         self.audited = 0
         self.finished = 0.0
+        # clusters the last audit could not read (the lifecycle worker audits several); None: one
+        # cluster, whose failure is no audit at all
+        self.unreachable: int | None = None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         found = GaugeMetricFamily(
@@ -307,6 +310,12 @@ class DriftCollector(Collector):
             "When the last cluster audit finished (Unix time).",
             value=self.finished,
         )
+        if self.unreachable is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "drift_unreachable_clusters",
+                "Clusters the last drift audit could not read (their pods are not in the findings).",
+                value=self.unreachable,
+            )
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return []
@@ -315,7 +324,7 @@ class DriftCollector(Collector):
 _drift: DriftCollector | None = None
 
 
-def drift_audited(findings: dict[str, int], audited: int) -> None:
+def drift_audited(findings: dict[str, int], audited: int, unreachable: int | None = None) -> None:
     """Export the result of a cluster drift audit (registering the gauges on first use)."""
     global _drift
     with _register_lock:
@@ -323,3 +332,4 @@ def drift_audited(findings: dict[str, int], audited: int) -> None:
             _drift = DriftCollector()
             REGISTRY.register(_drift)
         _drift.findings, _drift.audited, _drift.finished = dict(findings), audited, time.time()
+        _drift.unreachable = unreachable

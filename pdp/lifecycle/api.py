@@ -20,6 +20,7 @@ from pdp.lifecycle.api_audit import router as audit_router
 from pdp.lifecycle.api_capacity import router as capacity_router
 from pdp.lifecycle.api_clusters import router as clusters_router
 from pdp.lifecycle.api_decisions import router as decisions_router
+from pdp.lifecycle.api_drift import router as drift_router
 from pdp.lifecycle.api_incidents import router as incidents_router
 from pdp.lifecycle.api_reclaim import router as reclaim_router
 from pdp.lifecycle.api_rollouts import router as rollouts_router
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
     app.include_router(clusters_router)
     app.include_router(reclaim_router)
     app.include_router(sla_router)
+    app.include_router(drift_router)
     app.include_router(incidents_router)
     app.include_router(rollouts_router)
     app.include_router(tenants_router)

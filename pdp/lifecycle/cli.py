@@ -20,6 +20,7 @@ from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
 from pdp.lifecycle.cli_client import add_client_options, follow, show, talks_to_worker
 from pdp.lifecycle.cli_client import client as _client
 from pdp.lifecycle.cli_client import request as _request
+from pdp.lifecycle.cli_drift import add_drift_parsers
 from pdp.lifecycle.cli_incidents import add_incident_parsers
 from pdp.lifecycle.cli_rollout import add_rollout_parsers
 from pdp.lifecycle.cli_tokens import add_token_parsers
@@ -138,7 +139,7 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--database-url", default="", help="postgresql://... (default: SQLite under --state)")
         return sp
 
-    add_worker_parser(lsub)
+    worker = add_worker_parser(lsub)
     c = client(lsub.add_parser("create", help="create a tenant from a tenant YAML document"))
     c.add_argument("file")
     c.set_defaults(func=talks_to_worker(cmd_create))
@@ -182,4 +183,5 @@ def add_parser(sub: Any) -> None:
     )
     add_token_parsers(lsub, client, _request)
     add_incident_parsers(lsub, client, _request, talks_to_worker, _client)
+    add_drift_parsers(lsub, client, _request, worker)
     add_rollout_parsers(lsub, client, _request, _client, talks_to_worker)

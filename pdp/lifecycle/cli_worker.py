@@ -61,6 +61,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         slurm_conf=args.slurm_conf,
         slurm_cluster=args.slurm_cluster,
         slurm_users=args.slurm_users,
+        drift_audit_every=args.drift_audit_every,
     )
     worker = Worker(options)
     try:
@@ -91,7 +92,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_worker_parser(lsub: Any) -> None:
+def add_worker_parser(lsub: Any) -> argparse.ArgumentParser:
     w = with_records(
         with_config(
             lsub.add_parser(
@@ -185,3 +186,4 @@ def add_worker_parser(lsub: Any) -> None:
     # Tenant documents, fleet and bundle of the worker live under --state; --tenants and --fleet
     # are only read, --bundles defaults to <state>/lifecycle/bundles.
     w.set_defaults(func=cmd_worker, bundles=None)
+    return w

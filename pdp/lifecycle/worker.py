@@ -17,7 +17,7 @@ from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
 from pdp.integrity.sinks import Sink, open_sink, sink_path
-from pdp.lifecycle import anchor, certificate, documents, policy_trees, poolrecords, workflows
+from pdp.lifecycle import anchor, certificate, documents, drift, policy_trees, poolrecords, workflows
 from pdp.lifecycle.adapters import Adapter, Substrate
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.clusters import Clusters
@@ -77,6 +77,9 @@ class WorkerOptions:
     slurm_conf: Path | None = None
     slurm_cluster: str = "gpupaas"
     slurm_users: Path | None = None
+    # Seconds between cluster drift audits of every cluster the worker applies to
+    # (pdp/lifecycle/drift.py); 0: only on demand (POST /v1/drift/audit).
+    drift_audit_every: float = 0.0
 
     @property
     def state(self) -> Path:
@@ -161,6 +164,7 @@ class Worker:
         self.options = options
         self.stack: EmbeddedPDP | None = None
         self.runtime: Runtime | None = None
+        self.drift: drift.Auditor | None = None
 
     def start(self) -> Runtime:
         """CredentialError, before anything starts, when the admin credential is missing, weak,
@@ -304,9 +308,20 @@ class Worker:
         else:
             DBOS.delete_schedule(workflows.RETRY_SCHEDULE)  # one an earlier start may have left
         sla_escalation.schedule_checks(self.runtime)  # the periodic SLA check (fleet sla_alerting)
+        stack = self.stack
+        self.drift = drift.Auditor(
+            self.runtime.clusters,
+            stack.point,
+            lambda: str(stack.bundle_status().get("active_revision") or ""),
+        )
+        drift.install(self.drift)
+        if o.drift_audit_every > 0:
+            self.drift.start(o.drift_audit_every)
         return self.runtime
 
     def stop(self) -> None:
+        if self.drift:
+            self.drift.stop()
         DBOS.destroy(destroy_registry=False)
         if self.stack:
             self.stack.stop()

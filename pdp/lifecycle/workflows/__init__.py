@@ -9,6 +9,8 @@
   exhaustion), queue_retry, offboarding, reclaim (idle GPUs, issue 18);
 - incident: a faulty node cordoned, its deployments re-placed by tier, released when resolved;
 - sla_escalation: a deployment burning its SLA's error budget re-placed or credited (issue 18).
+- drift: a running workload the current revision would refuse or place elsewhere, remediated by
+  tier (issue 15).
 
 Steps are checkpointed, so after a crash a workflow resumes after its last completed step; steps
 retry with backoff, and a provisioning step that keeps failing runs the compensations of the steps
@@ -22,6 +24,7 @@ from typing import Any
 
 from pdp.lifecycle.workflows.approvals import APPROVAL_TOPIC, DECISION_EVENT
 from pdp.lifecycle.workflows.changes import request_workflow
+from pdp.lifecycle.workflows.drift import drift_remediation_workflow
 from pdp.lifecycle.workflows.incident import incident_workflow
 from pdp.lifecycle.workflows.offboarding import offboard_workflow
 from pdp.lifecycle.workflows.onboarding import onboard_workflow
@@ -46,6 +49,7 @@ __all__ = [
     "QUEUE",
     "RETRY_SCHEDULE",
     "capacity_workflow",
+    "drift_remediation_workflow",
     "incident_workflow",
     "offboard_workflow",
     "onboard_workflow",

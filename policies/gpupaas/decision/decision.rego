@@ -7,6 +7,7 @@ package gpupaas.decision
 
 import data.gpupaas.admission
 import data.gpupaas.degradation
+import data.gpupaas.drift
 import data.gpupaas.infrastructure
 import data.gpupaas.isolation
 import data.gpupaas.lib
@@ -81,6 +82,7 @@ _kind_constraints := reclaim.constraints if input.kind == "reclaim"
 
 _kind_constraints := degradation.constraints if input.kind == "degrade"
 _kind_constraints := sla_breach.constraints if input.kind == "sla_breach"
+_kind_constraints := drift.constraints if input.kind == "remediate_drift"
 
 _deny := union({
 	deny,
@@ -103,6 +105,9 @@ _warnings := lib.sorted_reasons(degradation.warn) if input.kind == "degrade"
 
 # an SLA breach decision's warnings are the notice the tenant is sent (gpupaas.sla_breach)
 _warnings := lib.sorted_reasons(sla_breach.warn) if input.kind == "sla_breach"
+
+# a drift remediation's warnings are the notice the tenant is sent (gpupaas.drift)
+_warnings := lib.sorted_reasons(drift.warn) if input.kind == "remediate_drift"
 
 _approval := admission.approval | _kind_approval
 

@@ -25,7 +25,7 @@ test_unsupported_kind if {
 	result.outcome == "DENY"
 	result.reasons == [{
 		"code": "INTENT_UNSUPPORTED",
-		"message": `intent kind "reboot_cluster" is not supported (supported: [admit_workload, change_batch_size, change_capacity, change_sla, create_tenant, degrade, deploy_model, offboard_tenant, place_workload, preempt, reclaim, request_gpu_sharing, scale, sla_breach, update_quotas])`,
+		"message": `intent kind "reboot_cluster" is not supported (supported: [admit_workload, change_batch_size, change_capacity, change_sla, create_tenant, degrade, deploy_model, offboard_tenant, place_workload, preempt, reclaim, remediate_drift, request_gpu_sharing, scale, sla_breach, update_quotas])`,
 		"policy": "gpupaas.decision",
 	}]
 }

@@ -72,8 +72,7 @@ priority_class_ranks := {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaa
 intent_kinds := {
 	"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
 	"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
-	"change_sla", "change_capacity", "reclaim", "degrade",
-	"sla_breach",
+	"change_sla", "change_capacity", "reclaim", "degrade", "sla_breach", "remediate_drift",
 }
 
 workload_kinds := {"admit_workload", "place_workload"}
@@ -86,7 +85,7 @@ fleet_kinds := {"change_capacity", "degrade"}
 # set arithmetic on every decision; lib_test holds the two equal)
 named_tenant_kinds := {
 	"deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas",
-	"offboard_tenant", "preempt", "change_sla", "reclaim", "sla_breach",
+	"offboard_tenant", "preempt", "change_sla", "reclaim", "sla_breach", "remediate_drift",
 }
 
 default kind := ""
@@ -128,6 +127,7 @@ names_tenant if input.kind == "change_sla"
 names_tenant if input.kind == "reclaim"
 
 names_tenant if input.kind == "sla_breach"
+names_tenant if input.kind == "remediate_drift"
 
 # an intent naming the GPU class it asks for (class_kinds)
 names_class if input.kind == "deploy_model"

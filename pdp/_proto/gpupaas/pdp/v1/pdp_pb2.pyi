@@ -48,7 +48,7 @@ class DecideBatchResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim", "degrade", "sla_breach")
+    __slots__ = ("tenant", "actor", "usage", "create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt", "change_sla", "change_capacity", "reclaim", "degrade", "sla_breach", "remediate_drift")
     class UsageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Intent(_message.Message):
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     DEGRADE_FIELD_NUMBER: _ClassVar[int]
     SLA_BREACH_FIELD_NUMBER: _ClassVar[int]
+    REMEDIATE_DRIFT_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     actor: str
     usage: _containers.ScalarMap[str, int]
@@ -92,7 +93,8 @@ class Intent(_message.Message):
     reclaim: Reclaim
     degrade: Degrade
     sla_breach: SlaBreach
-    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., degrade: _Optional[_Union[Degrade, _Mapping]] = ..., sla_breach: _Optional[_Union[SlaBreach, _Mapping]] = ...) -> None: ...
+    remediate_drift: RemediateDrift
+    def __init__(self, tenant: _Optional[str] = ..., actor: _Optional[str] = ..., usage: _Optional[_Mapping[str, int]] = ..., create_tenant: _Optional[_Union[CreateTenant, _Mapping]] = ..., deploy_model: _Optional[_Union[DeployModel, _Mapping]] = ..., scale: _Optional[_Union[Scale, _Mapping]] = ..., change_batch_size: _Optional[_Union[ChangeBatchSize, _Mapping]] = ..., request_gpu_sharing: _Optional[_Union[RequestGpuSharing, _Mapping]] = ..., update_quotas: _Optional[_Union[UpdateQuotas, _Mapping]] = ..., offboard_tenant: _Optional[_Union[OffboardTenant, _Mapping]] = ..., admit_workload: _Optional[_Union[Workload, _Mapping]] = ..., place_workload: _Optional[_Union[Placement, _Mapping]] = ..., preempt: _Optional[_Union[Preempt, _Mapping]] = ..., change_sla: _Optional[_Union[ChangeSla, _Mapping]] = ..., change_capacity: _Optional[_Union[ChangeCapacity, _Mapping]] = ..., reclaim: _Optional[_Union[Reclaim, _Mapping]] = ..., degrade: _Optional[_Union[Degrade, _Mapping]] = ..., sla_breach: _Optional[_Union[SlaBreach, _Mapping]] = ..., remediate_drift: _Optional[_Union[RemediateDrift, _Mapping]] = ...) -> None: ...
 
 class CreateTenant(_message.Message):
     __slots__ = ("policy",)
@@ -180,6 +182,26 @@ class ChangeSla(_message.Message):
     tier: str
     isolation: str
     def __init__(self, tier: _Optional[str] = ..., isolation: _Optional[str] = ...) -> None: ...
+
+class RemediateDrift(_message.Message):
+    __slots__ = ("namespace", "pod", "node", "cluster", "finding", "deployment", "replaceable", "approved")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    FINDING_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REPLACEABLE_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    pod: str
+    node: str
+    cluster: str
+    finding: str
+    deployment: str
+    replaceable: bool
+    approved: bool
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., node: _Optional[str] = ..., cluster: _Optional[str] = ..., finding: _Optional[str] = ..., deployment: _Optional[str] = ..., replaceable: _Optional[bool] = ..., approved: _Optional[bool] = ...) -> None: ...
 
 class Reclaim(_message.Message):
     __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "current_replicas", "idle_gpus", "min_replicas", "consent")
@@ -533,6 +555,14 @@ class SlaEscalation(_message.Message):
     credit_percent: int
     def __init__(self, action: _Optional[str] = ..., target_pool: _Optional[str] = ..., from_pools: _Optional[_Iterable[str]] = ..., credit_percent: _Optional[int] = ...) -> None: ...
 
+class DriftPlan(_message.Message):
+    __slots__ = ("action", "grace_seconds")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    grace_seconds: int
+    def __init__(self, action: _Optional[str] = ..., grace_seconds: _Optional[int] = ...) -> None: ...
+
 class NodeRejection(_message.Message):
     __slots__ = ("node", "reasons")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -542,7 +572,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation", "sla_escalation")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation", "sla_escalation", "drift")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -563,6 +593,7 @@ class Constraints(_message.Message):
     RECLAIM_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_FIELD_NUMBER: _ClassVar[int]
     SLA_ESCALATION_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -576,7 +607,8 @@ class Constraints(_message.Message):
     reclaim: ReclaimPlan
     degradation: DegradationPlan
     sla_escalation: SlaEscalation
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ..., sla_escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ...) -> None: ...
+    drift: DriftPlan
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ..., sla_escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ..., drift: _Optional[_Union[DriftPlan, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
