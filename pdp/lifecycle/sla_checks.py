@@ -31,6 +31,11 @@ EVERY_MINUTE = "0 * * * * *"
 CREDIT_EVENT = "sla.credit"
 _UNFINISHED = ("PENDING", "ENQUEUED")
 _SEVERITY = {"fast": 0, "slow": 1}
+_FIELDS = {
+    f"--{alert}-{part}": f"fleet.sla_alerting.{alert}.{'burn_rate' if part == 'burn' else part}"
+    for alert in ("fast", "slow")
+    for part in ("long", "short", "burn")
+} | {"--period": "fleet.sla_alerting.period"}
 
 
 class NoPrometheus(RuntimeError):
@@ -48,16 +53,23 @@ def alerting(fleet: Mapping[str, Any]) -> Alerting:
     """The fleet's `sla_alerting` (the SRE workbook's defaults for what it leaves out)."""
     conf = fleet.get("sla_alerting") or {}
     fast, slow, default = conf.get("fast") or {}, conf.get("slow") or {}, Windows()
-    windows = Windows(
-        fast.get("long", default.fast_long),
-        fast.get("short", default.fast_short),
-        float(fast.get("burn_rate", default.fast_burn)),
-        slow.get("long", default.slow_long),
-        slow.get("short", default.slow_short),
-        float(slow.get("burn_rate", default.slow_burn)),
-        conf.get("period", default.period),
-    )
-    cooldown = duration_seconds(conf.get("cooldown", windows.slow_long), "sla_alerting.cooldown")
+    try:
+        windows = Windows(
+            fast.get("long", default.fast_long),
+            fast.get("short", default.fast_short),
+            float(fast.get("burn_rate", default.fast_burn)),
+            slow.get("long", default.slow_long),
+            slow.get("short", default.slow_short),
+            float(slow.get("burn_rate", default.slow_burn)),
+            conf.get("period", default.period),
+        )
+    except ValueError as exc:
+        # Windows names pdp sla's options; here they are fields of the fleet document.
+        message = str(exc)
+        for option, name in _FIELDS.items():
+            message = message.replace(option, name)
+        raise ValueError(message) from exc
+    cooldown = duration_seconds(conf.get("cooldown", windows.slow_long), "fleet.sla_alerting.cooldown")
     return Alerting(windows, str(conf.get("check_schedule", EVERY_MINUTE)), cooldown)
 
 

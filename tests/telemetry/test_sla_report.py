@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pdp.lifecycle.sla_checks import alerting
 from pdp.telemetry.pool_load import pool_load
 from pdp.telemetry.sla import SlaReport, Windows, burn, sla_report, slower_fraction
 
@@ -83,6 +84,20 @@ def test_windows_are_validated_naming_the_option() -> None:
         Windows(slow_long="soon")
     with pytest.raises(ValueError, match="--fast-burn 0"):
         Windows(fast_burn=0)
+
+
+def test_the_fleets_alerting_defaults_to_the_workbook_and_names_its_fields() -> None:
+    workbook = alerting({})
+    assert workbook.windows == Windows() and workbook.schedule == "0 * * * * *"
+    assert workbook.cooldown_seconds == 6 * 3600  # the slow alert's long window
+    mine = alerting({"sla_alerting": {"fast": {"long": "30s", "short": "5s"}, "cooldown": "1m"}})
+    assert (mine.windows.fast_long, mine.windows.slow_long, mine.cooldown_seconds) == ("30s", "6h", 60)
+    with pytest.raises(ValueError) as refused:
+        alerting({"sla_alerting": {"slow": {"short": "7h"}}})
+    assert (
+        str(refused.value)
+        == "fleet.sla_alerting.slow.short 7h must be shorter than fleet.sla_alerting.slow.long 6h"
+    )
 
 
 def test_a_healthy_deployment_meets_its_sla_and_best_effort_has_no_budget(serving: Telemetry) -> None:
