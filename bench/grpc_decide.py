@@ -5,6 +5,7 @@ skews much less than throughput.
 
     .venv/bin/python -m bench.grpc_decide [--before DIR] [--rounds 2] [--duration 5]
         [--profile DIR]     # also py-spy record each server under Decide (raw folded stacks)
+        [--only decide|batch] [--no-aio]   # one scenario; without the grpc.aio no-op server
 
 `--before DIR`: the `pdp` package of another checkout (`git archive` of the commit before a
 change), started with this virtualenv.
@@ -38,6 +39,7 @@ def serve(name: str, cwd: Path, work: Path, listen: str) -> Server:
     argv += ["--state", str(work / f"state-{name}"), "--listen", listen]
     log = work / f"{name}.log"
     env = {**os.environ, "PYTHONPATH": str(cwd)}
+    env.setdefault("PDP_OPA_BIN", str(ROOT / ".bin" / "opa"))  # a `git archive` tree has no .bin/
     proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
     deadline = time.monotonic() + 180
     while "pdp serving on" not in log.read_text():
@@ -71,6 +73,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--profile", type=Path, help="py-spy each server under Decide, first round")
+    parser.add_argument("--only", choices=["decide", "batch"], help="measure only Decide or DecideBatch")
+    parser.add_argument("--no-aio", action="store_true", help="skip the grpc.aio no-op floor")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pdp-bench-grpc-"))
     shutil.copytree(ROOT / "examples", work / "examples")
@@ -81,9 +85,10 @@ def main() -> int:
         addr = f"127.0.0.1:{free_port()}"
         noop_argv = [PY, "-m", "bench.noop_server", "--listen", addr]
         servers["noop"] = (start_server("noop", noop_argv, "noop serving", work), addr)
-        addr = f"127.0.0.1:{free_port()}"
-        aio_argv = [PY, "-m", "bench.noop_server", "--aio", "--listen", addr]
-        servers["noop-aio"] = (start_server("noop-aio", aio_argv, "noop serving", work), addr)
+        if not args.no_aio:
+            addr = f"127.0.0.1:{free_port()}"
+            aio_argv = [PY, "-m", "bench.noop_server", "--aio", "--listen", addr]
+            servers["noop-aio"] = (start_server("noop-aio", aio_argv, "noop serving", work), addr)
         fronts = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
         for name, cwd in fronts:
             addr = f"127.0.0.1:{free_port()}"
@@ -107,15 +112,22 @@ def main() -> int:
                     spy_argv += ["-r", "250", "-d", str(int(args.duration)), "--format", "raw"]
                     spy_argv += ["--nonblocking"]
                     spy = subprocess.Popen(spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                unary = measure(server, addr, DECIDE, data, concurrency=32, duration=args.duration)
+                none = {"decisions_per_s": "-", "cpu_us_per_decision": "-", "cpu_pct": "-"}
+                none |= {"loadgen_pct": "-", "errors": "-"}
+                unary, batched = none, none
+                if args.only != "batch":
+                    unary = measure(server, addr, DECIDE, data, concurrency=32, duration=args.duration)
                 if spy is not None:
                     spy.wait()
-                batched = measure(server, addr, DECIDE_BATCH, batch, concurrency=4, duration=args.duration)
+                if args.only != "decide":
+                    batched = measure(
+                        server, addr, DECIDE_BATCH, batch, concurrency=4, duration=args.duration
+                    )
                 print(
-                    f"  round {round_ + 1} {name:7} Decide {unary['decisions_per_s']:6}/s "
+                    f"  round {round_ + 1} {name:7} Decide {unary['decisions_per_s']:>6}/s "
                     f"{unary['cpu_us_per_decision']} us CPU each (server {unary['cpu_pct']}%, ghz "
                     f"{unary['loadgen_pct']}%, errors {unary['errors']})   DecideBatch x{BATCH} "
-                    f"{batched['decisions_per_s']:6} decisions/s "
+                    f"{batched['decisions_per_s']:>6} decisions/s "
                     f"{batched['cpu_us_per_decision']} us CPU each "
                     f"(server {batched['cpu_pct']}%, errors {batched['errors']})",
                     flush=True,

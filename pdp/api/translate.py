@@ -271,31 +271,33 @@ def _constraints_bytes(constraints: Mapping[str, Any]) -> bytes:
 
 
 def decision_to_proto(decision: Decision) -> pb.Decision:
-    message = pb.Decision(
-        outcome=decision.outcome.value,
-        reasons=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.reasons],
-        warnings=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.warnings],
-        bundle_revision=decision.bundle_revision,
-        decision_id=decision.decision_id,
-        tenant=decision.tenant,
-        kind=decision.kind,
-    )
+    message = pb.Decision()
+    fill_decision(message, decision)
+    return message
+
+
+def fill_decision(message: pb.Decision, decision: Decision) -> None:
+    """Set an empty Decision message (one inside a response: building a Decision and passing it
+    to the response copies it) from `decision`."""
+    message.outcome = decision.outcome.value  # type: ignore[assignment]
+    for reasons, field in ((decision.reasons, message.reasons), (decision.warnings, message.warnings)):
+        for r in reasons:
+            field.add(code=r.code, message=r.message, policy=r.policy)
+    message.bundle_revision = decision.bundle_revision
+    message.decision_id = decision.decision_id
+    message.tenant = decision.tenant
+    message.kind = decision.kind
     message.constraints.SetInParent()  # present even when empty, as the decision document has it
     message.constraints.MergeFromString(_constraints_bytes(decision.constraints))
     for obligation in decision.obligations:
         _fill(message.obligations.add(), obligation)
     # Timestamp.FromDatetime goes through a time tuple and calendar.timegm: the same seconds by
     # date arithmetic (a naive time is UTC to both).
-    at = (
-        decision.decided_at
-        if decision.decided_at.tzinfo is not None
-        else decision.decided_at.replace(tzinfo=UTC)
-    )
-    since = at - _EPOCH
+    at = decision.decided_at
+    since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
     message.decided_at.seconds = since.days * 86_400 + since.seconds
     message.decided_at.nanos = since.microseconds * 1000
     message.evaluation_time.FromMicroseconds(round(decision.evaluation_ms * 1000))
-    return message
 
 
 def decision_from_proto(message: pb.Decision) -> dict[str, Any]:
