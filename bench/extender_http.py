@@ -3,8 +3,9 @@
 
 A paced keep-alive client (one request every 1/rate s, sent on time unless the previous answer is
 late, which then counts against the late answer's successor too) instead of vegeta, so it runs
-without `scripts/bench`'s load generators. `--tree DIR` serves from another checkout (before/after
-comparisons in one run: `git worktree`/`git archive` the old commit into DIR).
+without `scripts/bench`'s load generators. `--engine wasm` decides in-process instead of on the OPA
+sidecar. `--tree DIR` serves from another checkout (before/after comparisons in one run: `git
+worktree`/`git archive` the old commit into DIR).
 
     .venv/bin/python -m bench.extender_http --nodes 5000 --rate 5 --duration 60
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import shutil
 import socket
 import statistics
@@ -36,7 +38,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def serve(tree: Path, work: Path, engine: str = "sidecar") -> tuple[subprocess.Popen[bytes], int]:
     shutil.copytree(ROOT / "examples", work / "examples", dirs_exist_ok=True)
     port, grpc, opa = free_port(), free_port(), free_port()
     argv = [sys.executable, "-m", "pdp.cli", "serve"]
@@ -47,7 +49,8 @@ def serve(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
         str(work / "examples" / "fleet.yaml"),
     ]
     argv += ["--keys", str(work / "keys"), "--bundles", str(work / "bundles"), "--state", str(work / "state")]
-    argv += ["--listen", f"127.0.0.1:{grpc}", "--sidecar-addr", f"127.0.0.1:{opa}"]
+    argv += ["--listen", f"127.0.0.1:{grpc}"]
+    argv += ["--engine", "wasm"] if engine == "wasm" else ["--sidecar-addr", f"127.0.0.1:{opa}"]
     argv += ["--extender-listen", f"127.0.0.1:{port}"]
     log = work / "pdp.log"
     proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=tree)
@@ -85,10 +88,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose pdp serves")
+    parser.add_argument("--engine", choices=["sidecar", "wasm"], default="sidecar")
     args = parser.parse_args()
     body = extender_args(args.nodes)
     with tempfile.TemporaryDirectory(prefix="extender-http-") as tmp:
-        proc, port = serve(args.tree, Path(tmp))
+        proc, port = serve(args.tree, Path(tmp), args.engine)
         try:
             paced(port, body, args.rate, min(args.duration, 4.0))  # warm-up
             samples = sorted(paced(port, body, args.rate, args.duration))
@@ -97,6 +101,8 @@ def main() -> int:
             proc.wait(timeout=15)
     out: dict[str, Any] = {
         "tree": str(args.tree),
+        "engine": args.engine,
+        "load_average": os.getloadavg(),
         "requests": len(samples),
         "p50_ms": round(statistics.median(samples), 1),
         "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),

@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from pdp.engine.base import EngineError
 
 ENGINE_POLICY = "pdp.engine"
@@ -73,8 +75,32 @@ class Decision:
         }
 
 
+def _orjson_writes_as_json(node: Any) -> bool:
+    """Whether orjson writes `node` byte for byte as `json.dumps(sort_keys=True, separators=(",",
+    ":"), ensure_ascii=False)` does: dicts with string keys, lists, strings, integers, booleans and
+    null (floats are written differently: 1e-05 against 1e-5)."""
+    kind = type(node)
+    if kind is str or kind is bool or node is None:
+        return True
+    if kind is int:
+        return -(2**63) <= node < 2**64  # type: ignore[no-any-return]
+    if kind is dict:
+        return all(type(k) is str and _orjson_writes_as_json(v) for k, v in node.items())
+    if kind is list:
+        return all(_orjson_writes_as_json(v) for v in node)
+    return False
+
+
 def canonical_intent(intent: Mapping[str, Any]) -> str:
-    """The intent's canonical JSON: what its digest is taken of (and what the decision log keeps)."""
+    """The intent's canonical JSON: what its digest is taken of (and what the decision log keeps).
+
+    Written by orjson where that gives the very same text (a tenth of the cost, on every decision
+    recorded), else by json; `tests/test_decision_render.py` holds the two equal."""
+    if type(intent) is dict and _orjson_writes_as_json(intent):
+        try:
+            return orjson.dumps(intent, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # a lone surrogate in a string: json escapes it
+            pass
     return json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

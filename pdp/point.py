@@ -6,6 +6,7 @@ callers and the enforcement points built on them, so a rule is written once and 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,13 @@ _MIN_ENGINE_BUDGET = 0.002
 # a share of the budget, since thread scheduling delays grow with load.
 _REPLY_MARGIN = 0.005
 _REPLY_SHARE = 0.05
+
+
+def _decision_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, as uuid.uuid4() makes them, from one read of the
+    system's random source instead of one per decision of a batch."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 @dataclass(frozen=True)
@@ -127,8 +135,9 @@ class DecisionPoint:
         if error is not None and self._metrics is not None:
             self._metrics.engine_error(options.entry_point, error.code)
         decisions = []
+        ids = _decision_ids(len(intents))
         for i, intent in enumerate(intents):
-            decision_id = str(uuid.uuid4())
+            decision_id = ids[i]
             if error is not None or results is None:
                 d = render.engine_failure(
                     error or EngineFailure("no result"),

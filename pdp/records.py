@@ -10,7 +10,6 @@ process). What makes an edit, a deletion or a wipe show is the chain and its che
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -31,7 +30,15 @@ from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
 from pdp.integrity.verify import Problem, Report, verify
 from pdp.records_intents import IntentRetention, IntentRow, check_intents, intent_row
 from pdp.records_intents import pruned as intents_pruned
-from pdp.records_model import ChainStore, DecisionRecord, RecordsStoreError, is_url, payload, timestamp
+from pdp.records_model import (
+    ChainStore,
+    DecisionRecord,
+    RecordsStoreError,
+    is_url,
+    json_text,
+    payload,
+    timestamp,
+)
 from pdp.records_sqlite import SqliteStore, intent_mismatches, read_only, rows, select
 
 if TYPE_CHECKING:
@@ -268,11 +275,11 @@ class DecisionLog:
             decision.tenant,
             decision.kind,
             decision.outcome.value,
-            json.dumps([r.__dict__ for r in decision.reasons]),
+            json_text([r.__dict__ for r in decision.reasons]),
             decision.bundle_revision,
             input_digest,
             float(decision.evaluation_ms),  # a REAL column gives back a float: hashed as one
-            json.dumps(dict(decision.constraints), sort_keys=True, separators=(",", ":")),
+            json_text(dict(decision.constraints)),
         )
         kept = (
             intent_row(decision.decision_id, decided_at, intent, self.integrity.intents)

@@ -27,11 +27,31 @@ FIELDS = (
 )
 
 
+_last_timestamp: tuple[datetime | None, str] = (None, "")
+
+
 def timestamp(moment: datetime) -> str:
     """Fixed-width UTC text, so SQL string comparison is time order."""
+    global _last_timestamp
+    last = _last_timestamp  # the decisions of a batch share one time: written once
+    if last[0] is moment:
+        return last[1]
     if moment.tzinfo is None:
         raise ValueError("decision log times must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    _last_timestamp = (moment, text)
+    return text
+
+
+def json_text(value: Any) -> str:
+    """A record column's JSON (reasons, constraints): compact, keys sorted, by orjson (json only
+    for what orjson refuses: a lone surrogate, an integer beyond 64 bits). The hash covers the
+    text as stored, and readers parse it, so its spelling is free; this is on every decision's
+    path."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def payload(fields: tuple[Any, ...]) -> bytes:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pdp.decision import Outcome, engine_failure, from_engine_result, input_digest
+from pdp.decision import Outcome, canonical_intent, engine_failure, from_engine_result, input_digest
 from pdp.engine import EngineTimeout, EngineUnavailable
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
@@ -69,3 +72,22 @@ def test_input_digest_ignores_key_order_but_not_content() -> None:
     assert input_digest(a) == input_digest(b)
     assert input_digest(a) != input_digest({**a, "tenant": "u"})
     assert input_digest(a).startswith("sha256:")
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _json_values, max_size=5))
+def test_canonical_intent_is_sorted_compact_json_whatever_writes_it(intent: dict[str, object]) -> None:
+    # canonical_intent writes with orjson when it gives the same text (speed): digests must not
+    # change with the writer, so any document reads back as json.dumps writes it.
+    expected = json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_intent(intent) == expected

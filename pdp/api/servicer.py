@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError, Message
 
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
-from pdp.api.translate import decision_to_proto, intent_from_proto
+from pdp.api.translate import fill_decision, intent_from_proto
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
 from pdp.schemas.errors import shorten
@@ -78,7 +78,9 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
             decision = self.point.decide(intent, options_for(context, self.default_timeout))
         except InvalidIntent as exc:
             invalid_argument(context, exc)
-        return pb.DecideResponse(decision=decision_to_proto(decision))
+        response = pb.DecideResponse()
+        fill_decision(response.decision, decision)
+        return response
 
     def DecideBatch(
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
@@ -96,7 +98,10 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
             )
         except InvalidIntent as exc:
             invalid_argument(context, exc)
-        return pb.DecideBatchResponse(decisions=[decision_to_proto(d) for d in decisions])
+        response = pb.DecideBatchResponse()
+        for d in decisions:
+            fill_decision(response.decisions.add(), d)
+        return response
 
 
 def add_to_server(servicer: DecisionServicer, server: grpc.Server) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
@@ -31,12 +33,88 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def _as_dict(message: Message, *, keep_zeroes: bool = False) -> dict[str, Any]:
+def _as_dict_reference(message: Message, *, keep_zeroes: bool = False) -> dict[str, Any]:
+    """What `_as_dict` answers, by json_format (pure Python, walking every field per call)."""
     return json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=keep_zeroes,
     )
+
+
+# Field types a value of which json_format gives back unchanged (a Python str, int or bool); any
+# other (floats, 64-bit integers, bytes, enums) is left to json_format.
+_PLAIN_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_FIXED32,
+    }
+)
+# Per message type: whether `_as_dict` may read it by ListFields (None: json_format must), and the
+# fields without presence with their empty value, for keep_zeroes.
+_SHAPES: dict[str, tuple[bool, list[tuple[str, Any]]] | None] = {}
+
+
+def _shape(descriptor: Any) -> tuple[bool, list[tuple[str, Any]]] | None:
+    name = descriptor.full_name
+    if name in _SHAPES:
+        return _SHAPES[name]
+    _SHAPES[name] = None  # a recursive type is left to json_format
+    defaults: list[tuple[str, Any]] = []
+    for field in descriptor.fields:
+        nested = field.message_type
+        if nested is not None and nested.GetOptions().map_entry:
+            key, value = nested.fields_by_name["key"], nested.fields_by_name["value"]
+            if key.type != FieldDescriptor.TYPE_STRING or value.type not in _PLAIN_TYPES:
+                return None
+            defaults.append((field.name, dict))
+        elif nested is not None:
+            if nested.file.package == "google.protobuf" or _shape(nested) is None:
+                return None  # well-known types (Struct, Timestamp...) have their own JSON forms
+            if field.is_repeated:
+                defaults.append((field.name, list))
+        elif field.type not in _PLAIN_TYPES:
+            return None
+        elif field.is_repeated:
+            defaults.append((field.name, list))
+        elif not field.has_presence:
+            defaults.append((field.name, field.default_value))
+    shape = (True, defaults)
+    _SHAPES[name] = shape
+    return shape
+
+
+def _as_dict(message: Message, *, keep_zeroes: bool = False) -> dict[str, Any]:
+    """The message as json_format.MessageToDict gives it with the proto field names (and
+    `keep_zeroes`: fields without presence printed even when unset), read by ListFields, which
+    lists only the fields set, in C. json_format walks every field in Python: this was most of
+    the cost of reading an intent (docs/performance.md). Types with anything but strings,
+    32-bit integers, booleans, string-keyed maps of those and nested such messages go to
+    json_format; `tests/test_translate.py` holds the two equal."""
+    shape = _shape(message.DESCRIPTOR)
+    if shape is None:
+        return _as_dict_reference(message, keep_zeroes=keep_zeroes)
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        nested = field.message_type
+        if nested is None:
+            out[field.name] = list(value) if field.is_repeated else value
+        elif nested.GetOptions().map_entry:
+            out[field.name] = dict(value)
+        elif field.is_repeated:
+            out[field.name] = [_as_dict(item, keep_zeroes=keep_zeroes) for item in value]
+        else:
+            out[field.name] = _as_dict(value, keep_zeroes=keep_zeroes)
+    if keep_zeroes:
+        for name, empty in shape[1]:
+            if name not in out:
+                out[name] = empty() if callable(empty) else empty
+    return out
 
 
 def _workload(message: pb.Workload) -> dict[str, Any]:
@@ -162,23 +240,65 @@ def _restore_empty(doc: dict[str, Any], paths: list[str]) -> None:
 _EMPTY_KIND: dict[str, type] = {"node_selector": dict, "params": dict}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Constraints documents already rendered, by their JSON: the documents of a fleet's decisions are
+# few (one per tenant, kind and outcome, give or take), and filling a Constraints message walks
+# every node of one. Cleared when full.
+_CONSTRAINTS_CACHE_SIZE = 1024
+_constraints_cache: dict[bytes, bytes] = {}
+
+
+def _constraints_message(constraints: Mapping[str, Any]) -> pb.Constraints:
+    message = pb.Constraints()
+    _fill(message, constraints)
+    message.empty_collections.extend(_empty_collections(constraints))
+    return message
+
+
+def _constraints_bytes(constraints: Mapping[str, Any]) -> bytes:
+    """The serialized Constraints message of a constraints document, rendered once per distinct
+    document (keyed by its JSON, which tells apart every value the message can hold)."""
+    try:
+        key = orjson.dumps(constraints)
+    except TypeError:  # not a JSON document of plain dicts (a Mapping of another type): no key
+        return _constraints_message(constraints).SerializeToString()
+    rendered = _constraints_cache.get(key)
+    if rendered is None:
+        rendered = _constraints_message(constraints).SerializeToString()
+        if len(_constraints_cache) >= _CONSTRAINTS_CACHE_SIZE:
+            _constraints_cache.clear()
+        _constraints_cache[key] = rendered
+    return rendered
+
+
 def decision_to_proto(decision: Decision) -> pb.Decision:
-    message = pb.Decision(
-        outcome=decision.outcome.value,
-        reasons=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.reasons],
-        warnings=[pb.Reason(code=r.code, message=r.message, policy=r.policy) for r in decision.warnings],
-        bundle_revision=decision.bundle_revision,
-        decision_id=decision.decision_id,
-        tenant=decision.tenant,
-        kind=decision.kind,
-    )
-    _fill(message.constraints, decision.constraints)
-    message.constraints.empty_collections.extend(_empty_collections(decision.constraints))
+    message = pb.Decision()
+    fill_decision(message, decision)
+    return message
+
+
+def fill_decision(message: pb.Decision, decision: Decision) -> None:
+    """Set an empty Decision message (one inside a response: building a Decision and passing it
+    to the response copies it) from `decision`."""
+    message.outcome = decision.outcome.value  # type: ignore[assignment]
+    for reasons, field in ((decision.reasons, message.reasons), (decision.warnings, message.warnings)):
+        for r in reasons:
+            field.add(code=r.code, message=r.message, policy=r.policy)
+    message.bundle_revision = decision.bundle_revision
+    message.decision_id = decision.decision_id
+    message.tenant = decision.tenant
+    message.kind = decision.kind
+    message.constraints.SetInParent()  # present even when empty, as the decision document has it
+    message.constraints.MergeFromString(_constraints_bytes(decision.constraints))
     for obligation in decision.obligations:
         _fill(message.obligations.add(), obligation)
-    message.decided_at.FromDatetime(decision.decided_at)
+    # Timestamp.FromDatetime goes through a time tuple and calendar.timegm: the same seconds by
+    # date arithmetic (a naive time is UTC to both).
+    at = decision.decided_at
+    since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
+    message.decided_at.seconds = since.days * 86_400 + since.seconds
+    message.decided_at.nanos = since.microseconds * 1000
     message.evaluation_time.FromMicroseconds(round(decision.evaluation_ms * 1000))
-    return message
 
 
 def decision_from_proto(message: pb.Decision) -> dict[str, Any]:

@@ -110,6 +110,7 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
     names: list[str] = []
     labels: Mapping[str, Mapping[str, str]] = {}
     objects: list[Mapping[str, Any]] | None = None
+    found: dict[str, Mapping[str, str]] = {}
     if args.get("NodeNames") is not None:
         node_names = args["NodeNames"]
         if not isinstance(node_names, list) or not all(isinstance(n, str) and n for n in node_names):
@@ -126,7 +127,6 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
         if not isinstance(items, list):
             raise BadArgs("Nodes.items is not a list")
         objects = items
-        found: dict[str, Mapping[str, str]] = {}
         for i, node in enumerate(items):
             # Decoded JSON: objects are dicts (checked exactly, the cheapest check per node).
             meta = node.get("metadata") if type(node) is dict else None
@@ -139,7 +139,8 @@ def parse_args(args: Any, cluster: ClusterView | None) -> _Candidates:
             given = meta.get("labels")  # type: ignore[union-attr]
             found[node_name] = given if type(given) is dict else {}
         labels = found
-    if len(set(names)) != len(names):
+    # (Nodes: one labels entry per distinct name already, no second set of names to build.)
+    if len(found if objects is not None else set(names)) != len(names):
         raise BadArgs("the candidate nodes repeat a name")
     return _Candidates(pod, uid, namespace, names, objects, labels)
 
@@ -185,11 +186,14 @@ def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
 def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Verdict:
     """The verdict on each group's first node applied to every member, with reasons renamed (pure)."""
     eligible = frozenset(m for first in verdict.eligible for m in groups.get(first, (first,)))
-    unresolvable = {
-        m: text.replace(f'"{first}"', f'"{m}"')
-        for first, text in verdict.unresolvable.items()
-        for m in groups.get(first, (first,))
-    }
+    unresolvable: dict[str, str] = {}
+    for first, text in verdict.unresolvable.items():
+        members = groups.get(first, (first,))
+        pieces = text.split(f'"{first}"')  # the text around each mention of the first node
+        if len(pieces) == 1:
+            unresolvable.update(dict.fromkeys(members, text))
+        else:
+            unresolvable.update((m, f'"{m}"'.join(pieces)) for m in members)
     return Verdict(eligible, unresolvable, verdict.resolvable)
 
 
