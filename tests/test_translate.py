@@ -240,6 +240,7 @@ def _message_values(descriptor: Any, depth: int = 0) -> st.SearchStrategy[dict[s
         F.TYPE_STRING: st.sampled_from(["", "a", "eu-west", "é"]),
         F.TYPE_BOOL: st.booleans(),
         F.TYPE_INT32: st.sampled_from([0, 1, -1, 7, 2**31 - 1]),
+        F.TYPE_DOUBLE: st.sampled_from([0.0, 1.0, 0.5, -2.25, 14.4, 1e9]),
     }
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
