@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from pdp.schemas import inlined
 
@@ -29,6 +29,18 @@ class DeployRequest(BaseModel):
     batch_size: int | None = None
     runtime: str | None = None
     model: str | None = None
+    min_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="the fewest replicas a degradation may scale it to when capacity is short "
+        "(standard tier; default: preempted whole); at most `replicas`",
+    )
+
+    @model_validator(mode="after")
+    def _minimum_within_replicas(self) -> DeployRequest:
+        if self.min_replicas is not None and self.min_replicas > self.replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above replicas {self.replicas}")
+        return self
 
 
 class ScaleRequest(BaseModel):

@@ -103,7 +103,7 @@ class CreateTenant(_message.Message):
     def __init__(self, policy: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DeployModel(_message.Message):
-    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "replicas", "sharing", "cluster", "batch_size", "runtime", "model")
+    __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "replicas", "sharing", "cluster", "batch_size", "runtime", "model", "min_replicas")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     GPU_CLASS_FIELD_NUMBER: _ClassVar[int]
     GPUS_PER_REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class DeployModel(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     gpu_class: str
     gpus_per_replica: int
@@ -122,7 +123,8 @@ class DeployModel(_message.Message):
     batch_size: int
     runtime: str
     model: str
-    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., sharing: _Optional[str] = ..., cluster: _Optional[str] = ..., batch_size: _Optional[int] = ..., runtime: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    min_replicas: int
+    def __init__(self, deployment: _Optional[str] = ..., gpu_class: _Optional[str] = ..., gpus_per_replica: _Optional[int] = ..., replicas: _Optional[int] = ..., sharing: _Optional[str] = ..., cluster: _Optional[str] = ..., batch_size: _Optional[int] = ..., runtime: _Optional[str] = ..., model: _Optional[str] = ..., min_replicas: _Optional[int] = ...) -> None: ...
 
 class Scale(_message.Message):
     __slots__ = ("deployment", "gpu_class", "gpus_per_replica", "current_replicas", "target_replicas")
