@@ -468,3 +468,16 @@ def test_a_tenants_view_masks_the_other_tenants_a_reason_names() -> None:
     )
     assert report.as_json("globex", [])["findings"] == []
     assert report.as_json()["findings"][0]["reasons"] == reason  # the admin sees it all
+
+
+def test_a_dry_run_worker_has_nothing_to_audit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    worker = Worker(tmp_path_factory.mktemp("dry"), drift_audit_every="10").start(timeout=120)
+    try:
+        with worker.client() as c:
+            assert c.get("/v1/drift").json() == {"finished_at": None, "revision": "", "findings": []}
+            r = c.post("/v1/drift/audit")
+            assert r.status_code == 409 and "dry run" in r.text, r.text
+            assert c.post("/v1/drift/0123456789abcdef/remediate", json={}).status_code == 404
+        assert "the worker applies to no cluster (dry run)" in worker.log()
+    finally:
+        worker.stop()
