@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from pdp.lifecycle import drift
 from pdp.lifecycle.auth import Caller, require_admin
+from pdp.lifecycle.runtime import current
 from pdp.lifecycle.workflows.drift import drift_remediation_workflow
 
 router = APIRouter(tags=["drift"])
@@ -41,10 +42,14 @@ def findings(caller: Caller) -> dict[str, Any]:
     """The last audit (periodic, --drift-audit-every, or POST /v1/drift/audit); `finished_at` null
     when none has run yet."""
     report = drift.auditor().last()
-    tenant = None if caller.is_admin else str(caller.tenant)
     if report is None:
         return {"finished_at": None, "revision": "", "findings": []}
-    return report.as_json(tenant)
+    if caller.is_admin:
+        return report.as_json()
+    others = [t for t in current().store.tenants() if t["name"] != caller.tenant]
+    hide = [str(t["name"]) for t in others]
+    hide += [str(ns) for t in others for ns in (t.get("policy") or {}).get("namespaces", [])]
+    return report.as_json(str(caller.tenant), hide)
 
 
 @router.post("/v1/drift/audit")

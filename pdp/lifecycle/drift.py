@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,16 @@ from pdp.point import DecideOptions, DecisionPoint
 log = logging.getLogger(__name__)
 # (connect, read) seconds of each list call: an unreachable cluster is reported, not waited for.
 LIST_TIMEOUT = (5.0, 60.0)
+
+
+def mask(text: str, names: Iterable[str]) -> str:
+    """`text` with each of `names` (whole names: tenant and namespace names are DNS labels) replaced
+    by "(another tenant)": a reason may name the tenant whose pods share the node (isolation)."""
+    words = sorted({n for n in names if n}, key=len, reverse=True)
+    if not words:
+        return text
+    pattern = re.compile(r"(?<![-a-z0-9])(" + "|".join(map(re.escape, words)) + r")(?![-a-z0-9])")
+    return pattern.sub("(another tenant)", text)
 
 
 def finding_id(cluster: str, f: drift.Finding) -> str:
@@ -55,12 +66,15 @@ class Report:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Drifted] = field(default_factory=list)
 
-    def as_json(self, tenant: str | None = None) -> dict[str, Any]:
-        """The report; for a tenant (`tenant` set), its own workloads' findings only, and nothing of
+    def as_json(self, tenant: str | None = None, hide: Iterable[str] = ()) -> dict[str, Any]:
+        """The report; for a tenant (`tenant` set), its own workloads' findings only, with the names
+        in `hide` (the other tenants' and their namespaces) masked in the reasons, and nothing of
         the clusters (how many pods run there is other tenants' business)."""
         base = {"finished_at": self.finished_at, "revision": self.revision}
         if tenant is not None:
-            return {**base, "findings": [d.as_json() for d in self.findings if d.finding.tenant == tenant]}
+            own = [d.as_json() for d in self.findings if d.finding.tenant == tenant]
+            masked = [{**f, "reasons": mask(f["reasons"], hide)} for f in own]
+            return {**base, "findings": masked}
         return {
             **base,
             "seconds": self.seconds,

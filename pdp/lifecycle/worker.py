@@ -315,7 +315,9 @@ class Worker:
             lambda: str(stack.bundle_status().get("active_revision") or ""),
         )
         drift.install(self.drift)
-        if o.drift_audit_every > 0:
+        if o.drift_audit_every > 0 and not self.drift.clusters:
+            log.warning("--drift-audit-every: the worker applies to no cluster (dry run): nothing to audit")
+        elif o.drift_audit_every > 0:
             self.drift.start(o.drift_audit_every)
         return self.runtime
 

@@ -447,3 +447,37 @@ def test_the_audit_interval_is_checked_by_name(capsys: pytest.CaptureFixture[str
             parser().parse_args(["lifecycle", "worker", "--drift-audit-every", bad])
         err = capsys.readouterr().err
         assert "argument --drift-audit-every" in err and bad in err, err
+
+
+def test_a_tenants_view_masks_the_other_tenants_a_reason_names() -> None:
+    """A dedicated tenant's pod on a node shared with another tenant: the isolation reason names the
+    other tenant, which the pod's owner must not learn from GET /v1/drift."""
+    from pdp.enforcement.drift import MISPLACED, Finding
+
+    reason = (
+        'ISOLATION_NODE_SHARED: node "us-shared-1" hosts pods of tenant "acme-eu" (isolation dedicated) '
+        'and tenant "acme" has isolation dedicated; a dedicated tenant shares no node (acme-prod)'
+    )
+    finding = Finding("acme-ml", "p", "us-shared-1", "acme", MISPLACED, reason, "r1", "u1", "d")
+    report = drift.Report("now", "r1", 0.1, [], [drift.Drifted("f1", "", finding)])
+    (seen,) = report.as_json("acme", ["acme-eu", "acme-prod", "globex"])["findings"]
+    assert seen["reasons"] == (
+        'ISOLATION_NODE_SHARED: node "us-shared-1" hosts pods of tenant "(another tenant)" (isolation '
+        'dedicated) and tenant "acme" has isolation dedicated; a dedicated tenant shares no node '
+        "((another tenant))"
+    )
+    assert report.as_json("globex", [])["findings"] == []
+    assert report.as_json()["findings"][0]["reasons"] == reason  # the admin sees it all
+
+
+def test_a_dry_run_worker_has_nothing_to_audit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    worker = Worker(tmp_path_factory.mktemp("dry"), drift_audit_every="10").start(timeout=120)
+    try:
+        with worker.client() as c:
+            assert c.get("/v1/drift").json() == {"finished_at": None, "revision": "", "findings": []}
+            r = c.post("/v1/drift/audit")
+            assert r.status_code == 409 and "dry run" in r.text, r.text
+            assert c.post("/v1/drift/0123456789abcdef/remediate", json={}).status_code == 404
+        assert "the worker applies to no cluster (dry run)" in worker.log()
+    finally:
+        worker.stop()

@@ -226,6 +226,11 @@ def test_tenants_realized_only_where_their_policy_allows_across_two_clusters(
         assert "unreachable" in pause["reason"], pause
         [unreachable] = [r["detail"] for r in _events(worker, "globo") if r["event"] == "cluster.unreachable"]
         assert unreachable["cluster"] == "us-east" and unreachable["paused"] is True
+        # The drift audit reports the unreachable cluster and audits the other all the same.
+        with worker.client() as c:
+            drifted = c.post("/v1/drift/audit").json()
+        by_cluster = {x["cluster"]: x for x in drifted["clusters"]}
+        assert "error" in by_cluster["us-east"] and "error" not in by_cluster["eu-west"], drifted
         # The worker itself dies (-9) while paused: restarted, it resumes the scale (DBOS
         # recovery), which pauses again on the same cluster rather than completing without it.
         worker.kill9()
