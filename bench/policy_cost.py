@@ -7,9 +7,10 @@ generated 1,000-tenant / 10,000-node fleet, plus the same decisions on the in-pr
 `git archive <commit> policies | tar -x -C /tmp/before` then `--policies /tmp/before/policies`.
 
 Each fleet is built into a real bundle (pdp.bundles.build, the index included) and served by the
-pinned OPA (`opa run --server`); every decision is POSTed to /v1/data/gpupaas/decision/result
-?metrics=true and the figure is OPA's `timer_rego_query_eval_ns` (evaluation alone: no HTTP, no
-JSON decoding of the input, no query compilation). Wasm: wall time of WasmEngine.evaluate in this
+pinned OPA as the sidecar runs it (`opa run --server --optimize-store-for-read-speed`); every
+decision is POSTed to /v1/data/gpupaas/decision/result?metrics=true and the figure is OPA's
+`timer_rego_query_eval_ns` (evaluation alone: no HTTP, no JSON decoding of the input, no query
+compilation). Wasm: wall time of WasmEngine.evaluate in this
 process (input written into the module's memory, evaluation, result read back). Prints p50 and p90
 per kind and fleet, in microseconds, and for OPA the number of expression evaluations of one
 decision (`opa eval --profile` on the same bundle): a count, which a loaded machine cannot skew.
@@ -114,7 +115,8 @@ def opa_eval_us(bundle: Path, intents: dict[str, dict[str, Any]], n: int) -> dic
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = [str(find_opa()), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
-    argv += ["--bundle", str(bundle)]
+    # as the sidecar runs it (pdp/opa/sidecar.py): data kept as AST values
+    argv += ["--optimize-store-for-read-speed", "--bundle", str(bundle)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_ready(base, proc)
