@@ -2,7 +2,7 @@
 decides like http.client did and keeps one connection per thread, and it reads chunked answers
 (a batch); against a loopback server that misbehaves it fails closed (a DENY with ENGINE_*), and
 reconnects when the server closes the connection (Connection: close, or an idle keep-alive
-connection closed between two calls)."""
+connection closed between two calls). The sidecar's OPA runs with its GC target."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
+from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecisionPoint
 
 from .conftest import EXAMPLES, embedded_settings
@@ -169,3 +170,21 @@ def test_a_server_that_never_answers_is_an_engine_timeout() -> None:
         decision = DecisionPoint(engine).decide(INTENTS[0])
         engine.close()
     assert decision.outcome == "DENY" and decision.reason_codes == ["ENGINE_TIMEOUT"]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+
+
+def test_the_sidecar_runs_opa_with_its_gc_target_unless_the_environment_sets_one(
+    tcp_stack: EmbeddedPDP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tcp_stack.sidecar is not None and tcp_stack.sidecar.pid is not None
+    assert _environ(tcp_stack.sidecar.pid)["GOGC"] == "400"
+    monkeypatch.setenv("GOGC", "150")
+    keys = tcp_stack.keys
+    settings = SidecarSettings("http://127.0.0.1:1", keys.public_key, tmp_path / "opa")
+    with OpaSidecar(settings) as opa:
+        assert opa.pid is not None
+        assert _environ(opa.pid)["GOGC"] == "150"
