@@ -59,7 +59,8 @@ def main() -> int:
         bundle, _ = build(EXAMPLES / "tenants", EXAMPLES / "fleet.yaml", Path(tmp), False)
         port = free_port()
         argv = [str(find_opa()), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
-        proc = subprocess.Popen([*argv, "--bundle", str(bundle)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        proc = subprocess.Popen([*argv, "--bundle", str(bundle)], **quiet)
         try:
             deadline = time.monotonic() + 60
             while True:
