@@ -24,6 +24,7 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
         ' "nodes": data.gpupaas.nodes.node_index, "namespaces": data.gpupaas.lib.namespace_tenant,'
         ' "gpus": data.gpupaas.lib.pool_gpus, "jurisdictions": data.gpupaas.lib.fleet_jurisdictions,'
         ' "shared_capacity": data.gpupaas.lib.shared_capacity,'
+        ' "dedicated_capacity": data.gpupaas.lib.dedicated_capacity,'
         ' "regions": data.gpupaas.lib.region_jurisdiction, "labels": data.gpupaas.lib.class_by_label,'
         ' "label_keys": data.gpupaas.lib.class_label_keys}',
         data_paths=[*policies, data_file],
@@ -45,6 +46,7 @@ def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: P
     assert index["shared_capacity"]["A100-40GB"]["US"] == shared_a100_us
     # eu-west's dedicated H100 pool (16 GPUs) is not in the 32 of its shared one
     assert index["shared_capacity"]["H100-80GB"]["EU"] == {"none": {"eu-west": 32}}
+    assert index["dedicated_capacity"] == {"acme-eu": {"H100-80GB": {"EU": {"none": {"eu-west": 16}}}}}
 
 
 def test_a_node_listed_twice_indexes_the_same_pool_both_ways(tmp_path: Path, opa_binary: Path) -> None:

@@ -30,6 +30,9 @@ CURRENT_WASM_BUNDLE = f"{BUNDLE_NAME}.wasm.tar.gz"
 # The documents callers query; the wasm target compiles exactly these.
 ENTRYPOINTS = ("gpupaas/decision/result", "gpupaas/decision/batch")
 VIOLATIONS_QUERY = "data.gpupaas.tenancy.config_violations"
+# Tables computed from the policies and the data at build time, stored under data.gpupaas.index
+# (policies/gpupaas/derived): a decision reads them instead of computing them on every query.
+DERIVED_QUERY = "data.gpupaas.derived.tables"
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,17 @@ def content_revision(stage: Path, data: dict[str, Any], commit: str | None) -> s
 def contradictions(config: PolicyConfig, stage: Path) -> list[ConfigError]:
     """Contradictions the policies themselves define (gpupaas.tenancy.config_violations), mapped
     back to the document each one is in."""
+    return _check(config, stage)[0]
+
+
+def _check(config: PolicyConfig, stage: Path) -> tuple[list[ConfigError], dict[str, Any]]:
+    """The contradictions, and the derived tables when the policies define them: one `opa eval`
+    (loading a 10,000-node fleet is most of its cost)."""
     data_file = stage.parent / "check-data.json"
     data_file.write_text(json.dumps(config.bundle_data()))
-    violations = eval_query(VIOLATIONS_QUERY, data_paths=[stage, data_file]) or []
+    derives = (stage / "gpupaas" / "derived").is_dir()
+    query = f"[{VIOLATIONS_QUERY}, {DERIVED_QUERY}]" if derives else f"[{VIOLATIONS_QUERY}, {{}}]"
+    violations, derived = eval_query(query, data_paths=[stage, data_file]) or [[], {}]
     errors = []
     for v in violations:
         file = (
@@ -86,7 +97,7 @@ def contradictions(config: PolicyConfig, stage: Path) -> list[ConfigError]:
             else config.fleet_file
         )
         errors.append(ConfigError(file, format_path(v["path"]), v["message"], v["code"]))
-    return sorted(errors, key=lambda e: (e.file, e.path, e.code))
+    return sorted(errors, key=lambda e: (e.file, e.path, e.code)), derived
 
 
 def _stage_policies(policies: Path, stage: Path) -> None:
@@ -119,11 +130,12 @@ def build_bundle(
         stage = Path(tmp) / "bundle"
         stage.mkdir()
         _stage_policies(policies, stage)
-        errors = contradictions(config, stage)
+        errors, derived = _check(config, stage)
         if errors:
             raise ConfigErrors(errors)
 
         data = config.bundle_data()
+        data["gpupaas"]["index"].update(derived)
         revision = content_revision(stage, data, git_commit(source_dir or policies))
         data["gpupaas"]["bundle"] = {"revision": revision}
         (stage / "data.json").write_text(json.dumps(data, sort_keys=True, indent=1))

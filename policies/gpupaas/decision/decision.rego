@@ -129,7 +129,32 @@ _reasons := lib.sorted_reasons(_deny) if {
 	_needs_approval
 } else := []
 
-_constraints := object.union_n([placement.constraints, isolation.constraints, _kind_constraints])
+# Placement's and isolation's constraints: for an admission they depend only on its tenant and
+# the GPU class it pins, for a deployment on its tenant, class and sharing mode unless it names a
+# cluster. The bundle build stores them per tenant (gpupaas.derived) and a decision reads them
+# there, computing them otherwise: the lookup replaces a third of the evaluation of either
+# (docs/performance.md). An area whose constraints depend on more of the intent adds them to
+# _constraints below, not here.
+tenant_constraints := object.union(placement.constraints, isolation.constraints)
+
+_tenant_constraints := constraints if {
+	input.kind == "admit_workload"
+	not input.admit_workload.cluster # (no field of a workload; it would narrow the clusters)
+	i := data.gpupaas.index.workload_constraints[lib.tenant_name][_pinned_class_key]
+	constraints := data.gpupaas.index.constraint_sets[i]
+} else := constraints if {
+	input.kind == "deploy_model"
+	not input.deploy_model.cluster
+	deploy := input.deploy_model
+	i := data.gpupaas.index.deploy_constraints[input.tenant][deploy.gpu_class][object.get(deploy, "sharing", "none")]
+	constraints := data.gpupaas.index.constraint_sets[i]
+} else := tenant_constraints
+
+_constraints := object.union(_tenant_constraints, _kind_constraints)
+
+_pinned_class_key := lib.pinned_class
+
+_pinned_class_key := "*" if not lib.pinned_class
 
 default _obligations := []
 

@@ -346,18 +346,14 @@ _indexed_pools(t, classes, strategies) := {pair |
 	some pair in object.get(pool_index, [class, jurisdiction, t.isolation, strategy], [])
 }
 
-# the sharing strategies of the pools a tenant may run the classes on, read from the index keys
+# the sharing strategies of the pools a tenant may run the classes on, read from the keys of its
+# capacity table
 eligible_strategies(t, classes) := {strategy |
 	some class in classes
 	some jurisdiction in allowed_jurisdictions(t)
-	some strategy, pairs in object.get(pool_index, [class, jurisdiction, t.isolation], {})
+	some strategy, by_cluster in object.get(capacity_table(t), [class, jurisdiction], {})
 	strategy in sharing_strategies
-	count(pairs) > 0
-} if {
-	t.isolation == "shared"
-} else := {strategy |
-	some strategy in sharing_strategies
-	count(eligible_pools(t, classes, {strategy})) > 0
+	count(by_cluster) > 0
 }
 
 clusters_of(pools) := {c | some [c, _] in pools}
@@ -385,6 +381,38 @@ _computed_shared_capacity[class][jurisdiction][strategy][c] := sum([gpus |
 	jurisdiction := cluster.jurisdiction
 	some [class, strategy] in {[pool.gpu_class, pool_strategy(pool)] | some pool in cluster.pools; pool.isolation == "shared"}
 }
+
+# tenant -> GPU class -> jurisdiction -> sharing strategy -> cluster -> GPUs of the cluster's pools
+# dedicated to the tenant, carried by the bundle (pdp/config/index.py): a dedicated tenant's
+# clusters and capacity read by cluster like a shared tenant's, where checking every dedicated pool
+# of the index against the tenant cost a third of an admission (docs/performance.md)
+dedicated_capacity := data.gpupaas.index.dedicated_capacity if {
+	data.gpupaas.index.dedicated_capacity
+} else := _computed_dedicated_capacity
+
+_computed_dedicated_capacity[tenant][class][jurisdiction][strategy][c] := sum([gpus |
+	some pool in cluster.pools
+	pool.isolation == "dedicated"
+	pool.tenant == tenant
+	pool.gpu_class == class
+	pool_strategy(pool) == strategy
+	gpus := pool.nodes * pool.gpus_per_node
+]) if {
+	some c, cluster in clusters
+	jurisdiction := cluster.jurisdiction
+	some [tenant, class, strategy] in {[pool.tenant, pool.gpu_class, pool_strategy(pool)] |
+		some pool in cluster.pools
+		pool.isolation == "dedicated"
+	}
+}
+
+# the capacity table of the pools a tenant may use (isolation_compatible): GPU class ->
+# jurisdiction -> sharing strategy -> cluster -> GPUs
+capacity_table(t) := shared_capacity if {
+	t.isolation == "shared"
+} else := object.get(dedicated_capacity, t.name, {}) if {
+	t.isolation == "dedicated"
+} else := {}
 
 # cluster -> pool -> GPUs (nodes x GPUs per node), carried by the bundle (pdp/config/index.py)
 pool_gpus := data.gpupaas.index.gpus if {
@@ -456,24 +484,21 @@ intent_strategies := usable_strategies(tenant) if _any_usable_strategy
 
 intent_pools := eligible_pools(tenant, intent_classes, intent_strategies)
 
-# [cluster, GPUs] of the shared pools that can serve a shared tenant's intent, one entry per
-# cluster and index key (a pool has one key, so no pool counts twice)
-_shared_entries := [[c, gpus] |
+# [cluster, GPUs] of the pools that can serve the intent, one entry per cluster and key of the
+# tenant's capacity table (a pool has one key, so no pool counts twice)
+_entries := [[c, gpus] |
 	some class in intent_classes
 	some jurisdiction in allowed_jurisdictions(tenant)
 	some strategy in intent_strategies
-	some c, gpus in object.get(shared_capacity, [class, jurisdiction, strategy], {})
+	some c, gpus in object.get(table, [class, jurisdiction, strategy], {})
 ] if {
-	tenant.isolation == "shared"
+	table := capacity_table(tenant)
 	intent_classes
 	intent_strategies
 }
 
-# the clusters of the pools that can serve the intent: by cluster from the index for a shared
-# tenant, from its own pools for a dedicated one
-intent_clusters := {c | some [c, _] in _shared_entries} if {
-	tenant.isolation == "shared"
-} else := clusters_of(intent_pools)
+# the clusters of the pools that can serve the intent (undefined without a tenant, like the entries)
+intent_clusters := {c | some [c, _] in entries} if entries := _entries
 
 # the clusters the intent may run on; an explicit deploy_model cluster narrows them to itself
 target_clusters := intent_clusters & {payload.cluster} if payload.cluster
@@ -481,10 +506,9 @@ target_clusters := intent_clusters & {payload.cluster} if payload.cluster
 target_clusters := intent_clusters if not payload.cluster
 
 # the GPUs of the target pools
-target_capacity := sum([gpus | some [c, gpus] in _shared_entries; c in target_clusters]) if {
-	tenant.isolation == "shared"
-} else := capacity_of(target_pools)
+target_capacity := sum([gpus | some [c, gpus] in entries; c in target_clusters]) if entries := _entries
 
+# the target pools themselves (named by a CAPACITY_EXCEEDED message)
 target_pools := {[c, p] | some [c, p] in intent_pools; c == payload.cluster} if payload.cluster
 
 target_pools := intent_pools if not payload.cluster
