@@ -12,6 +12,7 @@ import logging
 import queue
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -290,3 +291,32 @@ def test_bundle_server_serves_tls_verified_against_the_ca(
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/x.tar.gz", timeout=5)  # plaintext gets no answer
     assert "WARNING" not in server.stderr()
+
+
+@pytest.mark.parametrize("option", ["--webhook-listen", "--extender-listen"])
+def test_a_port_already_taken_is_an_error_naming_the_option_and_address(
+    tmp_path: Path, pki: Pki, option: str
+) -> None:
+    cert, key = str(pki.server.cert), str(pki.server.key)
+    tls = {
+        "--webhook-listen": ["--webhook-cert", cert, "--webhook-key", key],
+        "--extender-listen": ["--extender-cert", cert, "--extender-key", key],
+    }[option]
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = run(
+            tmp_path,
+            "serve",
+            *NO_OPA,
+            "--state",
+            str(tmp_path),
+            "--listen",
+            "127.0.0.1:0",
+            option,
+            address,
+            *tls,
+        )
+    assert out.returncode == 2, out
+    errors = [line for line in out.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {option} {address}: cannot listen there: Address already in use"], out.stderr
+    assert "Traceback" not in out.stderr, out.stderr

@@ -386,4 +386,5 @@ class ExtenderServer(HttpService):
             ssl_context=tls,
             max_body=max_body,
             name="gpupaas-extender",
+            listen_option="--extender-listen",
         )

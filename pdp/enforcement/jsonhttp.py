@@ -256,8 +256,11 @@ class JsonHttpServer:
         name: str = "gpupaas-http",
         inline: bool = False,
         max_wait: float = DEFAULT_MAX_WAIT,
+        listen_option: str = "--listen",
     ) -> None:
-        """`inline`: run the routes on the event loop (only for routes that never wait on I/O)."""
+        """`inline`: run the routes on the event loop (only for routes that never wait on I/O).
+        `listen_option`: the command-line option that gave host and port, named when they
+        cannot be bound."""
         self.certificate = ssl_context
         self.app = JsonApp(
             routes,
@@ -268,7 +271,7 @@ class JsonHttpServer:
             inline=inline,
             max_wait=max_wait,
         )
-        self._socket = listening_socket(host, port, reuse_port=reuse_port)
+        self._socket = listening_socket(host, port, reuse_port=reuse_port, option=listen_option)
         certificate = self.certificate
         config = uvicorn.Config(
             self.app,

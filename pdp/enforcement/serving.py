@@ -30,6 +30,7 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pdp.enforcement.servingcert import ServingCertificate
+from pdp.listen import ListenError
 
 log = logging.getLogger(__name__)
 ARRIVED = "gpupaas.arrived"
@@ -249,9 +250,12 @@ def switching_context(certificate: ServingCertificate) -> ssl.SSLContext:
     return switching
 
 
-def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+def listening_socket(
+    host: str, port: int, *, reuse_port: bool = False, option: str = "--listen"
+) -> socket.socket:
     """Bound (not yet listening) for uvicorn. `reuse_port`: other processes bind the same port and
-    the kernel spreads new connections over them."""
+    the kernel spreads new connections over them. A port that cannot be bound (taken, not an
+    address of this host, privileged) is a ListenError naming `option` and the address."""
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -263,6 +267,10 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
         # then body, and with Nagle the body waited ~40 ms for the client's delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError(f"{option} {address}: cannot listen there: {exc.strerror or exc}") from exc
     except BaseException:
         sock.close()
         raise

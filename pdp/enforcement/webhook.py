@@ -205,6 +205,7 @@ class WebhookServer(HttpService):
             threads=threads,
             reuse_port=reuse_port,
             name="gpupaas-webhook",
+            listen_option="--webhook-listen",
             inline=not webhook.point.waits_on_io if inline is None else inline,
         )
 
