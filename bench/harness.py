@@ -125,7 +125,7 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        elapsed = time.monotonic() - self.t0
+        self.elapsed = elapsed = time.monotonic() - self.t0
         gen = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.cpu = {
             n: round(100 * (cpu_seconds(p) - self.cpu0[n]) / elapsed, 1) for n, p in self.pids.items()

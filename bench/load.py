@@ -115,7 +115,9 @@ def vegeta(
         hit = json.loads(line)
         code = int(hit["code"])
         if code == 0:  # no HTTP answer: the client gave up, or the connection was reset or refused
-            timed_out = "deadline exceeded" in hit["error"] or "timeout" in hit["error"].lower()
+            # Go's message is 'Post "URL": why'; the URL itself says ?timeout=10s, so only `why`.
+            why = hit["error"].rpartition('": ')[2].lower()
+            timed_out = "deadline exceeded" in why or "timeout" in why
             timeouts += timed_out
             dropped += not timed_out
             continue

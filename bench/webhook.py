@@ -75,11 +75,18 @@ def measure_front(
         with Sampler(pids) as sampler:
             stats = vegeta(url, body, rate=rate, duration=duration)
         row = {"front": server.name, "load": load, **stats, "cpu_pct": sampler.cpu}
+        # The server's CPU per review answered: what overload costs it, whatever share of the
+        # cores a loaded machine gave it in this measurement.
+        cpu = sum(v for k, v in sampler.cpu.items() if k.startswith(server.name))
+        row["server_us_per_answer"] = (
+            round(cpu / 100 * sampler.elapsed / stats["answered"] * 1e6) if stats["answered"] else None
+        )
         rows.append(row)
         print(
             f"  {server.name:12} {load:18} p50 {stats['p50_ms']:9.2f} ms  p99 {stats['p99_ms']:9.2f} ms  "
             f"{stats['throughput']:8.1f}/s  answered {stats['answered']} refused {stats['refused']} "
-            f"timeouts {stats['timeouts']} dropped {stats['connection_errors']}",
+            f"timeouts {stats['timeouts']} dropped {stats['connection_errors']}  "
+            f"server CPU {cpu:.0f}%, {row['server_us_per_answer']} us/answer",
             flush=True,
         )
         return stats
