@@ -44,7 +44,6 @@ REGION = "topology.kubernetes.io/region"
 US_NODES = ("us-shared-1", "us-shared-2", "us-shared-3")
 STANDARD_GRACE = 30
 CLI = [sys.executable, "-m", "pdp.cli", "lifecycle", "drift"]
-TIERS = {"gpupaas-enterprise": 3000, "gpupaas-standard": 2000, "gpupaas-spot": 1000}
 # us-only tenants: a pod of theirs on a node relabelled into the EU is misplaced
 SPOT = tenant_doc("initech-spot", "spotd", ["spotd-batch"], isolation="shared", entitlements={H100: 16})
 OTHER = tenant_doc("globex", "otherd", ["otherd-ml"], data_residency="us-only", entitlements={H100: 16})
@@ -84,12 +83,6 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             for node in US_NODES:
                 create_gpu_node(cp.kubeconfig, node, "us-h100-shared", "us-east-1")
                 client.CoreV1Api(api).patch_node_status(node, NODE_STATUS)
-            # The tiers' priority classes the placement names (the platform's, as tests/e2e installs
-            # them: the lifecycle creates only gpupaas-tenant-<name>).
-            for name, value in TIERS.items():
-                client.SchedulingV1Api(api).create_priority_class(
-                    client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value)
-                )
         finally:
             api.close()
         cp.start_controller_manager(controllers=Cluster.WORKLOADS)

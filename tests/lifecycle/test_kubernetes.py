@@ -128,7 +128,19 @@ def test_onboarding_acme_eu_through_the_api_creates_its_objects(kube: ControlPla
         quota = core.read_namespaced_resource_quota("gpupaas-gpu-quota", "acme2-staging")
         assert quota.spec.hard == {"requests.nvidia.com/gpu": "4"}
         assert core.read_namespaced_limit_range("gpupaas-defaults", "acme2-prod")
-        assert client.SchedulingV1Api(api).read_priority_class("gpupaas-tenant-acme-eu2").value == 3000
+        scheduling = client.SchedulingV1Api(api)
+        assert scheduling.read_priority_class("gpupaas-tenant-acme-eu2").value == 3000
+        # The tier catalog's classes, which placement names in every GPU workload it renders.
+        tiers = {
+            name: scheduling.read_priority_class(name)
+            for name in ("gpupaas-enterprise", "gpupaas-standard", "gpupaas-spot")
+        }
+        assert {n: c.value for n, c in tiers.items()} == {
+            "gpupaas-enterprise": 3000,
+            "gpupaas-standard": 2000,
+            "gpupaas-spot": 1000,
+        }
+        assert tiers["gpupaas-spot"].preemption_policy == "Never"
         assert client.NetworkingV1Api(api).read_namespaced_network_policy(
             "gpupaas-tenant-isolation", "acme2-prod"
         )

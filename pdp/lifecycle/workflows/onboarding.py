@@ -62,6 +62,8 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
     try:
         # Only the clusters its policy allows (the decision's eligible clusters).
         clusters = clusters_step(name, decision)
+        # Shared by the tier's tenants, so applied (idempotently) but never compensated.
+        apply_group_step(name, "tier catalog", objects.tier_catalog(), decision, clusters)
         for group in objects.GROUPS:
             apply_group_step(name, group, rendered[group], decision, clusters)
             done.append(group)

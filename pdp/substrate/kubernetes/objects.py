@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pdp.substrate.kueue import objects as kueue
-from pdp.substrate.labels import TENANT_LABEL, TIER_PRIORITY
+from pdp.substrate.labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TENANT_LABEL,
+    TIER_PRIORITY,
+    TIER_PRIORITY_CLASS,
+)
 
 GROUPS = ("namespaces", "quota", "limits", "kueue", "priority", "network", "rbac")
 # The groups rendered from the tenant's tier and entitlements, re-applied when its policy changes.
@@ -34,6 +40,25 @@ def gpu_limits(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str,
         resource = classes.get(cls, {}).get("resource", "nvidia.com/gpu")
         out[resource] = out.get(resource, 0) + int(n)
     return out
+
+
+def tier_catalog() -> list[Obj]:
+    """The PriorityClasses of the tier catalog (gpupaas-enterprise, -standard, -spot): placement
+    renders every GPU workload with its tier's, and admission refuses any other, so each cluster a
+    tenant is realized in needs them. Shared by every tenant of a tier: no tenant label, never
+    deleted with a tenant."""
+    return [
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": TIER_PRIORITY_CLASS[tier], "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+            "value": value,
+            "preemptionPolicy": "Never" if tier == "spot" else "PreemptLowerPriority",
+            "globalDefault": False,
+            "description": f"gpupaas {tier} tier",
+        }
+        for tier, value in TIER_PRIORITY.items()
+    ]
 
 
 def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, list[Obj]]:
