@@ -30,7 +30,7 @@ def _central(args: argparse.Namespace) -> str:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from pdp.records import read_records
+    from pdp.records_read import read_records
 
     since = datetime.fromisoformat(args.since) if args.since else None
     until = datetime.fromisoformat(args.until) if args.until else None
@@ -52,7 +52,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 def _verify_central(url: str, held: Any, as_json: bool) -> int:
     from pdp.integrity import trust
-    from pdp.records import verify_central
+    from pdp.records_read import verify_central
 
     try:
         reports = verify_central(url, held.sink, held.key)
@@ -81,7 +81,7 @@ def _verify_central(url: str, held: Any, as_json: bool) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from pdp.integrity import trust
-    from pdp.records import verify_log
+    from pdp.records_read import verify_log
 
     try:
         # The log's own folder is the state folder that must not hold the trust.

@@ -18,7 +18,8 @@ from pdp.integrity.chain import GENESIS, link
 from pdp.integrity.sinks import open_sink
 from pdp.integrity.verify import Report
 from pdp.pem import write_private_key
-from pdp.records import SIGNING_KEY, DecisionLog, Integrity, payload, read_records, verify_log
+from pdp.records import SIGNING_KEY, DecisionLog, Integrity, payload
+from pdp.records_read import read_records, verify_log
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

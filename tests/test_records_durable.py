@@ -15,7 +15,8 @@ import pytest
 from pdp.api.server import PdpServer
 from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
-from pdp.records import DecisionLog, Integrity, RecordNotDurable, read_records
+from pdp.records import DecisionLog, Integrity, RecordNotDurable
+from pdp.records_read import read_records
 
 from .conftest import embedded_settings
 from .test_cli import config_args

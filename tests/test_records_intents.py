@@ -14,9 +14,10 @@ from pdp.decision import Decision, Outcome, canonical_intent, digest_of
 from pdp.integrity import signing
 from pdp.integrity.chain import GENESIS, link
 from pdp.integrity.sinks import open_sink
-from pdp.records import DecisionLog, Integrity, read_records, verify_log
+from pdp.records import DecisionLog, Integrity
 from pdp.records_intents import IntentRetention, omitted
 from pdp.records_model import payload
+from pdp.records_read import read_records, verify_log
 
 from .test_records import T0
 

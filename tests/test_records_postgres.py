@@ -23,8 +23,9 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.translate import decision_from_proto, intent_to_proto
 from pdp.decision import Outcome
 from pdp.integrity.sinks import open_sink
-from pdp.records import DecisionLog, Integrity, read_records, verify_central
+from pdp.records import DecisionLog, Integrity
 from pdp.records_postgres import dsn
+from pdp.records_read import read_records, verify_central
 
 from .postgres import URL, requires_postgres
 from .test_records import ROOT, T0, _decision

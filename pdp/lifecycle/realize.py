@@ -1,4 +1,5 @@
-"""Deployments realized as workload objects, and their re-placement (what the workflow steps run).
+"""Deployments realized as workload objects (what the workflow steps run; their re-placement is
+pdp/lifecycle/replacement.py).
 
 Every deployment that runs has one apps/v1 Deployment in its tenant's first namespace, rendered
 from the PDP's placement decision (pdp/substrate/kubernetes/workload.py) and applied through the
@@ -26,10 +27,6 @@ from pdp.substrate.gateway import apply as routes
 from pdp.substrate.kubernetes import objects, workload
 
 
-class ReplacementRefused(RuntimeError):
-    """The PDP refuses the fresh placement of a running deployment."""
-
-
 def links(decision: Mapping[str, Any]) -> dict[str, str]:
     return {
         "decision_id": str(decision.get("decision_id", "")),
@@ -41,7 +38,7 @@ def _namespace(rt: Runtime, tenant: str) -> str:
     return str(rt.store.tenant(tenant)["policy"]["namespaces"][0])
 
 
-def _deployment(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
+def deployment_of(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
     return next((d for d in rt.store.deployments(tenant) if d["name"] == name), None)
 
 
@@ -54,7 +51,7 @@ def cluster_of(kept: Mapping[str, Any]) -> str:
     return str(kept["placement"].get("cluster", fleet_clusters.SINGLE))
 
 
-def _in(
+def in_cluster(
     rt: Runtime, tenant: str, cluster: str, operation: str, call: Any, *, event_key: str, workflow_id: str
 ) -> Any:
     return fleet_clusters.reach(
@@ -112,7 +109,7 @@ def choose_cluster(
     return fleet_clusters.rank(candidates, free, needed)[0]
 
 
-def _apply(
+def apply_placement(
     rt: Runtime,
     tenant: str,
     spec: Mapping[str, Any],
@@ -147,7 +144,9 @@ def _apply(
         adapter.apply(obj)
         routes.apply(adapter, rt.policy.fleet, tenant, namespace, name, tier)
 
-    _in(rt, tenant, cluster, "apply workload", place_there, event_key=event_key, workflow_id=workflow_id)
+    in_cluster(
+        rt, tenant, cluster, "apply workload", place_there, event_key=event_key, workflow_id=workflow_id
+    )
     record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
     rt.store.put_workload(
         tenant,
@@ -186,7 +185,7 @@ def apply_workload(
     place = workload.placement(
         decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
     )
-    obj = _apply(
+    obj = apply_placement(
         rt,
         tenant,
         spec,
@@ -201,7 +200,7 @@ def apply_workload(
     )
     if kept is not None and cluster_of(kept) != cluster:
         # Its kept (scaled to 0) object was in another cluster: it runs here now, not there.
-        _leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
+        leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
     return obj
 
 
@@ -221,7 +220,7 @@ def reapply_workload(
     kept = rt.store.workloads(tenant).get(workload.name_of(spec))
     if kept is None:
         return None
-    return _apply(
+    return apply_placement(
         rt,
         tenant,
         spec,
@@ -269,7 +268,7 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
             routes.delete(adapter, rt.policy.fleet, tenant, o["metadata"]["namespace"], n)
             adapter.delete(o)
 
-        _in(
+        in_cluster(
             rt,
             tenant,
             cluster,
@@ -292,94 +291,7 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
     return deleted
 
 
-def replace(
-    rt: Runtime,
-    tenant: str,
-    name: str,
-    *,
-    actor: str,
-    cause: str,
-    sharing: str | None,
-    strict: bool,
-    event_key: str,
-    workflow_id: str,
-) -> dict[str, Any]:
-    """Ask the PDP for a fresh placement of one running deployment under the policy in force now
-    (with `sharing`, its new sharing mode) and re-apply its object when the placement moved.
-
-    A refusal raises ReplacementRefused when `strict` (an SLA change must move every workload or
-    none); otherwise the deployment keeps its placement and the refusal is reported."""
-    dep = _deployment(rt, tenant, name)
-    if dep is None or dep["state"] != DeploymentState.RUNNING:
-        return {"deployment": name, "replaced": False, "reason": "not running"}
-    intent = workload.deploy_intent(tenant, dep["spec"], rt.store.usage(tenant), actor, sharing)
-    decision = rt.policy.decide(intent)
-    codes = [r["code"] for r in decision["reasons"]]
-    rt.store.record(
-        f"{event_key}:decision:{decision['decision_id']}",
-        event="decision",
-        tenant=tenant,
-        actor=actor,
-        workflow_id=workflow_id,
-        detail={"kind": "deploy_model", "outcome": decision["outcome"], "reasons": decision["reasons"],
-                "replacement_of": name, "cause": cause},
-        **links(decision),
-    )  # fmt: skip
-    out: dict[str, Any] = {"deployment": name, "outcome": decision["outcome"], "reason_codes": codes}
-    out.update(links(decision))
-    if decision["outcome"] == "DENY":
-        if strict:
-            raise ReplacementRefused(
-                f"{tenant}/{name}: the PDP refuses its new placement: {', '.join(codes)}"
-            )
-        return {**out, "replaced": False, "reason": "kept: " + ", ".join(codes)}
-    kept = rt.store.workloads(tenant).get(name)
-    if kept is not None and kept.get("event_key") == event_key:
-        return {**out, "replaced": True}  # this step ran already (re-run after a crash)
-    spec = {**dep["spec"], "sharing": sharing} if sharing else dep["spec"]
-    try:
-        cluster = choose_cluster(rt, tenant, spec, decision, cluster_of(kept) if kept else None)
-    except NoEligibleCluster as exc:
-        if strict:
-            raise ReplacementRefused(str(exc)) from exc
-        return {**out, "replaced": False, "reason": f"kept: {exc}"}
-    place = workload.placement(
-        decision.get("constraints", {}), rt.policy.fleet, str(spec.get("sharing", "none")), cluster
-    )
-    if kept is not None and kept["placement"] == place:
-        return {**out, "replaced": False, "reason": "placement unchanged"}
-    if spec != dep["spec"]:
-        rt.store.put_deployment(
-            tenant,
-            name,
-            dep["state"],
-            spec,
-            event_key=f"{event_key}:spec",
-            workflow_id=workflow_id,
-            **links(decision),
-        )
-    before = kept["placement"] if kept else {}
-    changed = sorted(k for k in place if before.get(k) != place[k])
-    _apply(
-        rt,
-        tenant,
-        spec,
-        place,
-        decision,
-        running=True,
-        event_key=event_key,
-        event="deployment.replaced",
-        workflow_id=workflow_id,
-        because=decision,
-        detail={"cause": cause, "changed": changed, "from": before, "to": place},
-    )
-    if kept is not None and cluster_of(kept) != cluster:
-        # Moved to another cluster: the object in the one it left goes, once the new one is applied.
-        _leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
-    return {**out, "replaced": True, "changed": changed}
-
-
-def _leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str) -> None:
+def leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str) -> None:
     """Delete a workload object (and its routes) from the cluster it was kept in."""
     obj = kept["object"]
 
@@ -387,7 +299,7 @@ def _leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str,
         routes.delete(adapter, rt.policy.fleet, tenant, obj["metadata"]["namespace"], obj["metadata"]["name"])
         adapter.delete(obj)
 
-    _in(
+    in_cluster(
         rt,
         tenant,
         cluster_of(kept),
@@ -396,41 +308,6 @@ def _leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str,
         event_key=event_key,
         workflow_id=workflow_id,
     )
-
-
-def restore_workloads(
-    rt: Runtime,
-    tenant: str,
-    before: Mapping[str, Mapping[str, Any]],
-    decision: Mapping[str, Any],
-    *,
-    event_key: str,
-    workflow_id: str,
-) -> list[str]:
-    """Compensation: put back the objects (and placements) of `before` that have changed since."""
-    now = rt.store.workloads(tenant)
-    restored = []
-    for name, old in before.items():
-        current = now.get(name)
-        if current is not None and current["placement"] == old["placement"]:
-            continue
-        obj = old["object"]
-        _in(rt, tenant, cluster_of(old), "restore workload", lambda a, o=obj: a.apply(o),
-            event_key=f"{event_key}:{name}", workflow_id=workflow_id)  # fmt: skip
-        if current is not None and cluster_of(current) != cluster_of(old):
-            _leave(rt, tenant, current, event_key=f"{event_key}:{name}:left", workflow_id=workflow_id)
-        rt.store.put_workload(
-            tenant,
-            name,
-            dict(old),
-            event_key=f"{event_key}:{name}",
-            event="deployment.replacement_reverted",
-            detail={"deployment": name, "object": objects.key(old["object"]), "to": old["placement"]},
-            workflow_id=workflow_id,
-            **links(decision),
-        )
-        restored.append(name)
-    return restored
 
 
 def apply_policy(
@@ -463,7 +340,7 @@ def apply_policy(
                 adapter.delete(gone)
 
     for cluster in fleet_clusters.of_tenant(rt, tenant):
-        _in(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
+        in_cluster(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
     if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
         tier = str(policy.get("tier", "standard"))
         for name, kept in rt.store.workloads(tenant).items():
@@ -472,7 +349,7 @@ def apply_policy(
             def route(adapter: Adapter, ns: str = namespace, n: str = name) -> None:
                 routes.apply(adapter, rt.policy.fleet, tenant, ns, n, tier)
 
-            _in(
+            in_cluster(
                 rt,
                 tenant,
                 cluster_of(kept),

@@ -96,7 +96,7 @@ def onto_pool(
     if before == place:
         return {**out, "replaced": False, "reason": "placement unchanged"}
     # realize's own apply: render, apply through the cluster's adapter, keep, audit.
-    realize._apply(
+    realize.apply_placement(
         rt, tenant, spec, place, decision, running=True, event_key=event_key, event="deployment.replaced",
         workflow_id=workflow_id, because=decision,
         detail={"cause": cause, "to_pool": pool, "from": before, "to": place},

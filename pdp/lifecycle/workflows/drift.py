@@ -30,7 +30,7 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.enforcement import drift as audit
-from pdp.lifecycle import drift, hooks, realize
+from pdp.lifecycle import drift, hooks, replacement
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.changes import change_workflow
@@ -121,7 +121,7 @@ def drift_recheck_step(finding: dict[str, Any]) -> dict[str, Any]:
 def drift_replace_step(tenant: str, deployment: str, fid: str, actor: str) -> dict[str, Any]:
     """A fresh placement decision for the lifecycle deployment, its object re-applied if it moved."""
     hooks.at_step("drift:replace")
-    return realize.replace(
+    return replacement.replace(
         current(), tenant, deployment, actor=actor, cause=f"drift {fid}", sharing=None, strict=False,
         event_key=f"{key()}:replaced", workflow_id=request_id(),
     )  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, degradation, hooks, incidents, realize
+from pdp.lifecycle import capacity, degradation, hooks, incidents, replacement
 from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
@@ -167,7 +167,7 @@ def degrade(
 def incident_replace_step(tenant: str, name: str, incident: str, actor: str) -> dict[str, Any]:
     """A fresh placement decision for one affected deployment, its object re-applied if it moved."""
     hooks.at_step(f"incident:replace:{name}")
-    out = realize.replace(
+    out = replacement.replace(
         current(), tenant, name, actor=actor, cause=f"incident {incident}", sharing=None, strict=False,
         event_key=f"{key()}:replaced:{name}", workflow_id=request_id(),
     )  # fmt: skip

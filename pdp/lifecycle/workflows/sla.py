@@ -12,7 +12,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import hooks, realize
+from pdp.lifecycle import hooks, realize, replacement
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.decide import decide_change_step
@@ -60,7 +60,7 @@ def restore_workloads_step(
     tenant: str, before: dict[str, dict[str, Any]], decision: dict[str, Any]
 ) -> list[str]:
     hooks.at_step("restore-workloads")
-    return realize.restore_workloads(
+    return replacement.restore_workloads(
         current(), tenant, before, decision, event_key=f"{key()}:restored", workflow_id=request_id()
     )
 

@@ -20,7 +20,7 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle import hooks, realize
+from pdp.lifecycle import hooks, realize, replacement
 from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.substrates import render_tenant
@@ -298,7 +298,7 @@ def replace_step(
 ) -> dict[str, Any]:
     """A fresh placement decision for one running deployment; its object re-applied if it moved."""
     hooks.at_step(f"replace:{name}")
-    return realize.replace(
+    return replacement.replace(
         current(),
         tenant,
         name,
