@@ -26,6 +26,34 @@ class ReplacementRefused(RuntimeError):
     """The PDP refuses the fresh placement of a running deployment."""
 
 
+def decide_again(
+    rt: Runtime,
+    tenant: str,
+    dep: Mapping[str, Any],
+    *,
+    actor: str,
+    cause: str,
+    sharing: str | None,
+    event_key: str,
+    workflow_id: str,
+) -> dict[str, Any]:
+    """The PDP's decision on a running deployment under the policy in force now (with `sharing`,
+    a new sharing mode), recorded as the decision of its replacement for `cause`."""
+    intent = workload.deploy_intent(tenant, dep["spec"], rt.store.usage(tenant), actor, sharing)
+    decision = rt.policy.decide(intent)
+    rt.store.record(
+        f"{event_key}:decision:{decision['decision_id']}",
+        event="decision",
+        tenant=tenant,
+        actor=actor,
+        workflow_id=workflow_id,
+        detail={"kind": "deploy_model", "outcome": decision["outcome"], "reasons": decision["reasons"],
+                "replacement_of": dep["name"], "cause": cause},
+        **links(decision),
+    )  # fmt: skip
+    return decision
+
+
 def replace(
     rt: Runtime,
     tenant: str,
@@ -46,19 +74,17 @@ def replace(
     dep = deployment_of(rt, tenant, name)
     if dep is None or dep["state"] != DeploymentState.RUNNING:
         return {"deployment": name, "replaced": False, "reason": "not running"}
-    intent = workload.deploy_intent(tenant, dep["spec"], rt.store.usage(tenant), actor, sharing)
-    decision = rt.policy.decide(intent)
-    codes = [r["code"] for r in decision["reasons"]]
-    rt.store.record(
-        f"{event_key}:decision:{decision['decision_id']}",
-        event="decision",
-        tenant=tenant,
+    decision = decide_again(
+        rt,
+        tenant,
+        dep,
         actor=actor,
+        cause=cause,
+        sharing=sharing,
+        event_key=event_key,
         workflow_id=workflow_id,
-        detail={"kind": "deploy_model", "outcome": decision["outcome"], "reasons": decision["reasons"],
-                "replacement_of": name, "cause": cause},
-        **links(decision),
-    )  # fmt: skip
+    )
+    codes = [r["code"] for r in decision["reasons"]]
     out: dict[str, Any] = {"deployment": name, "outcome": decision["outcome"], "reason_codes": codes}
     out.update(links(decision))
     if decision["outcome"] == "DENY":

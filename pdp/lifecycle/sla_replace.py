@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pdp.lifecycle import realize
+from pdp.lifecycle.replacement import decide_again
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState
 from pdp.substrate.kubernetes import workload
@@ -39,26 +40,16 @@ def onto_pool(
 ) -> dict[str, Any]:
     """{"replaced": bool, "reason"?, "decision_id", ...}: the deployment's object re-applied with
     its pods required on `pool`."""
-    dep = next((d for d in rt.store.deployments(tenant) if d["name"] == name), None)
+    dep = realize.deployment_of(rt, tenant, name)
     if dep is None or dep["state"] != DeploymentState.RUNNING:
         return {"deployment": name, "replaced": False, "reason": "not running"}
     kept = rt.store.workloads(tenant).get(name)
     if kept is not None and kept.get("event_key") == event_key:
         return {"deployment": name, "replaced": True, "pool": pool}  # this step ran already
-    decision = rt.policy.decide(
-        workload.deploy_intent(tenant, dep["spec"], rt.store.usage(tenant), actor, None)
+    decision = decide_again(
+        rt, tenant, dep, actor=actor, cause=cause, sharing=None, event_key=event_key, workflow_id=workflow_id
     )
     codes = [r["code"] for r in decision["reasons"]]
-    rt.store.record(
-        f"{event_key}:decision:{decision['decision_id']}",
-        event="decision",
-        tenant=tenant,
-        actor=actor,
-        workflow_id=workflow_id,
-        detail={"kind": "deploy_model", "outcome": decision["outcome"], "reasons": decision["reasons"],
-                "replacement_of": name, "cause": cause},
-        **realize.links(decision),
-    )  # fmt: skip
     out: dict[str, Any] = {"deployment": name, "pool": pool, **realize.links(decision)}
     if decision["outcome"] == "DENY":
         return {**out, "replaced": False, "reason": "the PDP refuses its placement: " + ", ".join(codes)}
