@@ -42,9 +42,11 @@ CHAT = ["chat-7d9c8b6f5-x2k4q", "chat-7d9c8b6f5-b2c4d"]
 EMBED = "embed-6b7c8d9f4-p2m4n"
 GEN = "gen-5f6d7c8b9-qw8rt"
 SEARCH = "search-8b9c7d6f5-m2n4p"
+RANK = "rank-7c6d5f4b8-h2j4k"
 # The worker's sla_alerting (below), for the test's own reading of the alerts.
 WINDOWS = Windows("30s", "5s", 14.4, "180s", "15s", 6.0, "10m")
 CREDIT = {"fast": 5, "slow": 2}  # policies/gpupaas/sla_breach: standard's credit per alert
+ENTERPRISE_CREDIT = {"fast": 10, "slow": 5}
 SERVING = {"model_name": "llama", "requests_per_second": 30, "latency_seconds": 0.2}
 
 
@@ -59,7 +61,8 @@ def _pod(namespace: str, pod: str, gpus: list[int], serving: bool = True) -> dic
 def _scenario() -> dict[str, Any]:
     # eu-h100-shared (32 GPUs): 8 held on eu-shared-1; us-h100-shared (64 GPUs): 2 held.
     eu = [_pod("slaent-ml", CHAT[0], [0]), _pod("slaent-ml", CHAT[1], [1]), _pod("slastd-ml", EMBED, [2, 3]),
-          _pod("other-ml", "fill-7c8d9f6b5-k2m4n", [4, 5, 6, 7], serving=False)]  # fmt: skip
+          _pod("other-ml", "fill-7c8d9f6b5-k2m4n", [4, 5, 6], serving=False),
+          _pod("slaent-ml", RANK, [7])]  # fmt: skip
     us = [_pod("slaspot-batch", GEN, [0, 1]), _pod("slaent-ml", SEARCH, [2])]
     model = "NVIDIA H100 80GB HBM3"
     nodes = [
@@ -118,6 +121,7 @@ def world(
         for tenant, name in (
             ("slaent", "chat"),
             ("slaent", "search"),
+            ("slaent", "rank"),
             ("slastd", "embed"),
             ("slaspot", "gen"),
         ):
@@ -345,3 +349,37 @@ def test_without_prometheus_the_view_says_how_to_configure_it(tmp_path: Path) ->
         assert r.status_code == 409 and "--prometheus" in r.text, r.text
     finally:
         worker.stop()
+
+
+def test_an_enterprise_move_that_fails_credits_the_tier_instead(
+    world: tuple[Worker, dict[str, str]], serving: Telemetry, kube: ControlPlane
+) -> None:
+    worker, _ = world
+    worker.kill9()
+    # Every attempt of the move fails (as a cluster refusing the object would): the breach goes
+    # on where the deployment runs, so the decision's fallback credit is recorded.
+    worker.start(env={"PDP_LIFECYCLE_FAIL_AT": "sla:replace"})
+    try:
+        _slow(serving, "slaent-ml", [RANK], latency_seconds=2.0)
+        done = _escalation(worker, "slaent", "rank")
+    finally:
+        _slow(serving, "slaent-ml", [RANK], latency_seconds=0.2)
+        worker.kill9()
+        worker.start()
+    assert done["status"] == "SUCCESS", done
+    out = done["output"]
+    assert out["status"] == "credited", out
+    assert out["credit_percent"] == ENTERPRISE_CREDIT[out["severity"]], out
+    assert out["because"] == (
+        "not moved onto pool us-h100-shared: the move failed 3 times, "
+        "last: injected failure at step sla:replace"
+    ), out
+    events = [
+        r["event"] for r in _audit(worker, "slaent")
+        if r["event"].startswith("sla.") and r["detail"].get("deployment") == "rank"
+    ]  # fmt: skip
+    assert events == ["sla.notified", "sla.replace_failed", "sla.credit", "sla.escalated"], events
+    # Still where it was: no pool requirement onto the target.
+    assert {"key": "gpupaas.io/pool", "operator": "In", "values": ["us-h100-shared"]} not in (
+        _deployment_affinity(kube, "slaent-ml", "rank")
+    )

@@ -8,8 +8,9 @@ pdp/lifecycle/sla_checks.py firing) is decided as an `sla_breach` intent
 3. re-check: the SLA measured again; an alert no longer firing for the objective (the breach
    ended), or a Prometheus that cannot answer, cancels (`sla.cancelled`): it never acts on a guess;
 4. act: `replace`, the deployment re-placed onto the chosen pool inside the tenant's serialization
-   (pdp/lifecycle/sla_replace.py; `sla.replaced` or `sla.replace_failed`); `credit`, the credit
-   recorded (`sla.credit`, what GET /v1/sla lists); `notify`, nothing more;
+   (pdp/lifecycle/sla_replace.py; `sla.replaced`, or `sla.replace_failed` and then the tier's
+   credit, the decision's `fallback_credit_percent`: not moved, the breach goes on); `credit`, the
+   credit recorded (`sla.credit`, what GET /v1/sla lists); `notify`, nothing more;
 5. audit: `sla.escalated` with the outcome.
 
 Every step is checkpointed, so a worker killed anywhere resumes after its last completed step and
@@ -22,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from dbos import error as dbos_errors
 
 from pdp.lifecycle import hooks, sla_checks, sla_metrics, sla_replace
 from pdp.lifecycle.runtime import Runtime, current
@@ -90,9 +92,18 @@ def sla_replace_step(tenant: str, deployment: str, pool: str, actor: str) -> dic
 def sla_replace_workflow(
     tenant: str, deployment: str, pool: str, actor: str, grant: dict[str, Any], request_of: str
 ) -> dict[str, Any]:
-    """Inside the tenant's serialization: the deployment re-placed onto `pool`."""
+    """Inside the tenant's serialization: the deployment re-placed onto `pool`. A move that still
+    fails after its retries is a move that did not happen (the escalation then credits), not a
+    failed escalation."""
     begin(request_of)
-    return sla_replace_step(tenant, deployment, pool, actor)
+    try:
+        return sla_replace_step(tenant, deployment, pool, actor)
+    except dbos_errors.DBOSMaxStepRetriesExceeded as exc:
+        last = exc.errors[-1] if exc.errors else exc
+        why = f"the move failed {exc.max_retries} times, last: {last}"
+    except Exception as exc:
+        why = f"the move failed: {exc}"
+    return {"deployment": deployment, "pool": pool, "replaced": False, "reason": why}
 
 
 @DBOS.step()
@@ -107,6 +118,28 @@ def _end(
     record_step(tenant, "sla.escalated", {**detail, "outcome": status}, decision)
     sla_outcome_step(tier, status, credit)
     return {"status": status, **detail, "decision_id": decision.get("decision_id", "")}
+
+
+def _credit(
+    tenant: str,
+    tier: str,
+    base: dict[str, Any],
+    breach: dict[str, Any],
+    percent: int,
+    decision: dict[str, Any],
+    *,
+    because: str = "",
+) -> dict[str, Any]:
+    credit = {
+        **base,
+        "credit_percent": percent,
+        "burn_rate": breach["burn_rate"],
+        "measured": breach.get("measured", {}),
+        "decision_id": decision["decision_id"],
+        **({"because": because} if because else {}),
+    }
+    record_step(tenant, sla_checks.CREDIT_EVENT, credit, decision)
+    return _end(tenant, tier, "credited", credit, decision)
 
 
 @DBOS.workflow()
@@ -147,17 +180,16 @@ def sla_escalation_workflow(
         detail = {**base, "from_pools": plan["from_pools"], "to_pool": plan["target_pool"], "result": moved}
         replaced = bool(moved.get("replaced"))
         record_step(tenant, "sla.replaced" if replaced else "sla.replace_failed", detail, decision)
-        return _end(tenant, tier, "replaced" if replaced else "failed", detail, decision)
+        if replaced:
+            return _end(tenant, tier, "replaced", detail, decision)
+        # Not moved after all: the breach goes on where it is, so the tier's credit is owed.
+        owed = int(plan.get("fallback_credit_percent", 0))
+        if owed <= 0:
+            return _end(tenant, tier, "failed", detail, decision)
+        because = f"not moved onto pool {plan['target_pool']}: {moved.get('reason', 'unknown')}"
+        return _credit(tenant, tier, base, breach, owed, decision, because=because)
     if plan["action"] == "credit":
-        credit = {
-            **base,
-            "credit_percent": plan["credit_percent"],
-            "burn_rate": breach["burn_rate"],
-            "measured": breach.get("measured", {}),
-            "decision_id": decision["decision_id"],
-        }
-        record_step(tenant, sla_checks.CREDIT_EVENT, credit, decision)
-        return _end(tenant, tier, "credited", credit, decision)
+        return _credit(tenant, tier, base, breach, int(plan["credit_percent"]), decision)
     return _end(tenant, tier, "notified", base, decision)
 
 

@@ -90,6 +90,8 @@ constraints["sla_escalation"] := {
 	"target_pool": _target_pool,
 	"from_pools": sort([p | some p in _current]),
 	"credit_percent": _credit,
+	# the credit recorded if a move (action "replace") does not happen after all
+	"fallback_credit_percent": _terms.credit_percent[lib.payload.severity],
 } if {
 	not _no_objective
 }

@@ -50,7 +50,7 @@ test_enterprise_moves_to_the_least_loaded_shared_pool_within_residency if {
 	result.outcome == "ALLOW"
 	result.constraints.sla_escalation == {
 		"action": "replace", "target_pool": "us-h100-shared",
-		"from_pools": ["eu-h100-shared"], "credit_percent": 0,
+		"from_pools": ["eu-h100-shared"], "credit_percent": 0, "fallback_credit_percent": 10,
 	}
 	result.warnings == [{
 		"code": "SLA_REPLACED",
@@ -70,7 +70,7 @@ test_a_pool_of_other_residency_or_isolation_is_never_a_target if {
 
 test_no_less_loaded_pool_credits_the_enterprise_tenant if {
 	result := _decide(_latency("ent-shared", ["eu-h100-shared"], {"eu-h100-shared": 0.25, "us-h100-shared": 0.5}))
-	result.constraints.sla_escalation == {"action": "credit", "target_pool": "", "from_pools": ["eu-h100-shared"], "credit_percent": 10}
+	result.constraints.sla_escalation == {"action": "credit", "target_pool": "", "from_pools": ["eu-h100-shared"], "credit_percent": 10, "fallback_credit_percent": 10}
 }
 
 test_an_unknown_current_pool_counts_as_fully_loaded if {
@@ -84,7 +84,7 @@ test_standard_is_credited_by_severity if {
 		"deployment": "embed", "gpu_class": "A100-40GB", "objective": "availability", "severity": "slow",
 		"burn_rate": 6.5, "measured": {"availability": 97.25},
 	}))
-	slow.constraints.sla_escalation == {"action": "credit", "target_pool": "", "from_pools": [], "credit_percent": 2}
+	slow.constraints.sla_escalation == {"action": "credit", "target_pool": "", "from_pools": [], "credit_percent": 2, "fallback_credit_percent": 2}
 	slow.warnings == [{
 		"code": "SLA_CREDIT",
 		"message": `deployment "embed" of tenant "globex" (tier standard) breaches its availability SLA: availability 97.25% against 99.5%, the error budget burning at 6.5x (slow alert); credited 2% of its charge`,
@@ -99,6 +99,7 @@ test_spot_is_notified_only if {
 	}))
 	result.constraints.sla_escalation.action == "notify"
 	result.constraints.sla_escalation.credit_percent == 0
+	result.constraints.sla_escalation.fallback_credit_percent == 0
 	result.warnings[0].code == "SLA_NOTIFY_ONLY"
 	contains(result.warnings[0].message, "availability unknown% against 99%")
 }

@@ -546,16 +546,18 @@ class DegradationReplace(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., deployment: _Optional[str] = ..., tier: _Optional[str] = ..., may_move_to: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SlaEscalation(_message.Message):
-    __slots__ = ("action", "target_pool", "from_pools", "credit_percent")
+    __slots__ = ("action", "target_pool", "from_pools", "credit_percent", "fallback_credit_percent")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_POOL_FIELD_NUMBER: _ClassVar[int]
     FROM_POOLS_FIELD_NUMBER: _ClassVar[int]
     CREDIT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_CREDIT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     action: str
     target_pool: str
     from_pools: _containers.RepeatedScalarFieldContainer[str]
     credit_percent: int
-    def __init__(self, action: _Optional[str] = ..., target_pool: _Optional[str] = ..., from_pools: _Optional[_Iterable[str]] = ..., credit_percent: _Optional[int] = ...) -> None: ...
+    fallback_credit_percent: int
+    def __init__(self, action: _Optional[str] = ..., target_pool: _Optional[str] = ..., from_pools: _Optional[_Iterable[str]] = ..., credit_percent: _Optional[int] = ..., fallback_credit_percent: _Optional[int] = ...) -> None: ...
 
 class DriftPlan(_message.Message):
     __slots__ = ("action", "grace_seconds")
