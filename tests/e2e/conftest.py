@@ -20,6 +20,7 @@ from pdp.enforcement.certs import issue_server_cert, make_ca
 from pdp.enforcement.cluster import ClusterState
 from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.substrate.kubernetes.objects import tier_catalog
 
 from ..conftest import EXAMPLES, embedded_settings
 from .controlplane import ROOT, ControlPlane, kube_binaries
@@ -168,10 +169,9 @@ def cluster(
         )
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="unowned")))
     scheduling = client.SchedulingV1Api(api)
-    for name, value in (("gpupaas-enterprise", 3000), ("gpupaas-standard", 2000), ("gpupaas-spot", 1000)):
-        scheduling.create_priority_class(
-            client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value)
-        )
+    # The tier catalog as onboarding applies it (same immutable value and preemptionPolicy).
+    for priority_class in tier_catalog():
+        scheduling.create_priority_class(priority_class)
 
     enforcement = Enforcement(pdp_stack, api, pki)
     client.AdmissionregistrationV1Api(api).create_validating_webhook_configuration(

@@ -202,10 +202,9 @@ def _cluster(world: World, pki: dict[str, Path], stack: ExitStack) -> None:
         for ns in kube_objects.render(policy, world.fleet)["namespaces"]:
             world.adapter.apply(ns)
     scheduling = client.SchedulingV1Api(world.api)
-    for name, value in (("gpupaas-enterprise", 3000), ("gpupaas-standard", 2000), ("gpupaas-spot", 1000)):
-        scheduling.create_priority_class(
-            client.V1PriorityClass(metadata=client.V1ObjectMeta(name=name), value=value)
-        )
+    # The tier catalog as onboarding applies it (same immutable value and preemptionPolicy).
+    for priority_class in kube_objects.tier_catalog():
+        scheduling.create_priority_class(priority_class)
     enforcement = Enforcement(world.stack, world.api, pki)
     stack.callback(enforcement.stop)
     client.AdmissionregistrationV1Api(world.api).create_validating_webhook_configuration(
