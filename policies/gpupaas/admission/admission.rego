@@ -86,9 +86,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	entitled := lib.tenant_classes
+	not lib.requested_class in entitled # first: most intents ask for an entitled class
 	lib.gpu_class_known(lib.requested_class)
-	entitled := lib.entitled_classes(lib.tenant)
-	not lib.requested_class in entitled
 	msg := lib.message([`tenant "`, lib.tenant_name, `" has no entitlement for GPU class "`, lib.requested_class, `" (entitled: [`, lib.names(entitled), "]) asked for by ", lib.subject])
 }
 
@@ -99,11 +99,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: GPU_CLASS_NOT_ENTITLED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some vendor in lib.requested_vendors
-	t := lib.tenant
-	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
-	not vendor in entitled_vendors
+	not vendor in _entitled_vendors
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, vendor, " GPUs ([", lib.names(lib.gpu_resources), "]) but the tenant is entitled to no ", vendor, " GPU class"])
 }
+
+# the vendors of the tenant's entitled classes
+_entitled_vendors := {lib.gpu_classes[class].vendor | some class in classes} if classes := lib.tenant_classes
 
 # ---------------------------------------------------------------------------------------------
 # Entitlement and capacity of deploy_model and scale
@@ -112,7 +113,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # the new total of the requested class when an intent adds GPUs of an entitled class
 _total := lib.usage(lib.requested_class) + lib.additional_gpus if {
 	lib.additional_gpus > 0
-	lib.requested_class in lib.entitled_classes(lib.tenant)
+	lib.requested_class in lib.tenant_classes
 }
 
 _entitlement := lib.entitlement(lib.tenant, lib.requested_class)
@@ -158,9 +159,9 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # ---------------------------------------------------------------------------------------------
 
 # the entitled classes a workload's whole GPUs of a vendor count against
-_workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if {
+_workload_classes(vendor) := {lib.pinned_class} & lib.tenant_classes if {
 	lib.vendor_of(lib.pinned_class) == vendor
-} else := {class | some class in lib.entitled_classes(t); lib.vendor_of(class) == vendor}
+} else := {class | some class in lib.tenant_classes; lib.gpu_classes[class].vendor == vendor}
 
 # METADATA
 # title: Workload above entitlement
@@ -171,10 +172,10 @@ _workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if 
 #   code: ENTITLEMENT_EXCEEDED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some vendor, gpus in lib.whole_gpus
-	classes := _workload_classes(lib.tenant, vendor)
+	classes := _workload_classes(vendor)
 	count(classes) > 0
-	used := sum([lib.usage(class) | some class in classes])
-	limit := sum([lib.entitlement(lib.tenant, class) | some class in classes])
+	used := sum([object.get(lib.usages, class, 0) | some class in classes])
+	limit := sum([lib.tenant.entitlements[class] | some class in classes]) # the classes are entitled
 	used + gpus > limit
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, gpus, " ", vendor, " GPUs: usage ", used, " + ", gpus, " = ", used + gpus, " exceeds the entitlement of ", limit, " for [", lib.names(classes), "]"])
 }

@@ -50,8 +50,8 @@ _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSche
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
 	some i, toleration in object.get(lib.workload, "tolerations", [])
+	_tolerates_foreign(toleration) # first: a workload's tolerations are mostly of its own pool
 	_no_schedule(toleration)
-	_tolerates_foreign(toleration)
 	msg := lib.message(["toleration ", i, " of ", lib.subject, ` (key "`, object.get(toleration, "key", ""), `", operator `, object.get(toleration, "operator", "Equal"), `, value "`, object.get(toleration, "value", ""), `") tolerates the `, lib.dedicated_taint, " taint of dedicated pools of ", _others])
 }
 
@@ -76,7 +76,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.workload
-	others := nodes.selected_dedicated_tenants - {_self, object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	selected := nodes.selected_dedicated_tenants
+	count(selected) > 0 # first: most workloads select no dedicated pool by label
+	others := selected - {_self, object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
 	count(others) > 0
 	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", lib.pool_label, " or ", lib.dedicated_tenant_label, " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
 }

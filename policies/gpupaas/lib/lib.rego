@@ -189,11 +189,19 @@ new_tenant := payload.policy if input.kind == "create_tenant"
 # the tenant of the intent, when the bundle knows it
 tenant := tenants[tenant_name]
 
-usage(class) := object.get(object.get(input, "usage", {}), class, 0)
+usage(class) := object.get(usages, class, 0)
 
 entitlement(t, class) := object.get(t.entitlements, class, 0)
 
 entitled_classes(t) := {class | some class, _ in t.entitlements}
+
+# entitled_classes(tenant), once per query: the rules of an intent's tenant read it several times
+tenant_classes := entitled_classes(tenant)
+
+# what the intent says its tenant uses of each class (input.usage)
+default usages := {}
+
+usages := input.usage
 
 # ---------------------------------------------------------------------------------------------
 # Residency
@@ -214,6 +222,14 @@ region_jurisdiction := data.gpupaas.index.regions if {
 region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_jurisdiction[region])
 
 region_allowed(t, _) if t.data_residency == "any"
+
+# region_allowed(tenant, region) for the intent's tenant, its jurisdiction read once per query
+# rather than parsed from data_residency on every call (lib_test holds the two equal)
+tenant_region_allowed(_) if tenant.data_residency == "any"
+
+tenant_region_allowed(region) if region_jurisdiction[region] == _tenant_jurisdiction
+
+_tenant_jurisdiction := upper(trim_suffix(tenant.data_residency, "-only")) if endswith(tenant.data_residency, "-only")
 
 residency_clusters(t) := {name | some name, c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
 
@@ -472,7 +488,7 @@ requested_sharing := payload.mode if input.kind == "request_gpu_sharing"
 # the classes whose pools can serve the intent
 intent_classes := {requested_class}
 
-intent_classes := entitled_classes(tenant) if {
+intent_classes := tenant_classes if {
 	_any_entitled_class
 	not requested_class
 }
@@ -547,8 +563,11 @@ gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
 
 requested_vendors := {resource_vendor(r) | some r in gpu_resources}
 
-# whole GPUs the workload asks for, per vendor
-whole_gpus := {resource_vendor(r): resources[r] | some r in gpu_resources; r in whole_gpu_resources}
+# whole GPUs the workload asks for, per vendor: {resource_vendor(r): resources[r] | some r in
+# gpu_resources; r in whole_gpu_resources}, read by resource name (lib_test holds the two equal)
+whole_gpus := {vendor: n | some r, vendor in _whole_gpu_vendors; n := resources[r]; n > 0}
+
+_whole_gpu_vendors := {"nvidia.com/gpu": "nvidia", "amd.com/gpu": "amd"}
 
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
 shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}

@@ -31,7 +31,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	region := lib.workload.node_selector[lib.region_label]
-	not lib.region_allowed(t, region)
+	not lib.tenant_region_allowed(region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") selects region ", region, " in jurisdiction ", _jurisdiction(region)])
 }
 
@@ -48,7 +48,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		requirement.key == lib.region_label
 		requirement.operator == "In"
 		some region in requirement.values
-		not lib.region_allowed(t, region)
+		not lib.tenant_region_allowed(region)
 	}
 	count(forbidden) > 0
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") has a node affinity on regions [", lib.names(forbidden), "] outside its jurisdiction"])
@@ -80,7 +80,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		requirement.operator == "NotIn"
 		some region in requirement.values
 	}
-	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.region_allowed(t, region)}
+	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.tenant_region_allowed(region)}
 	count(forbidden) > 0
 	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") excludes regions [", lib.names(excluded), "] only, so it admits regions [", lib.names(forbidden), "] outside its jurisdiction; select regions [", lib.names(lib.allowed_regions(t)), "] with In"])
 }
@@ -130,7 +130,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	some name, facts in nodes.named_node_facts
 	some fact in facts
-	not lib.region_allowed(t, fact.region)
+	not lib.tenant_region_allowed(fact.region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, " is ", _where(fact.region)])
 }
 
@@ -180,11 +180,11 @@ _pins_region(term) if nodes.term_names_nodes(term)
 #   code: RESIDENCY_UNCONSTRAINED
 warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "admit_workload"
+	not region_pinned # first: most admissions pin their region
 	lib.places_pods
 	t := lib.tenant
 	t.data_residency != "any"
 	count(lib.resource_claims) == 0
-	not region_pinned
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") does not pin its region; add the node affinity of the constraints"])
 }
 
@@ -213,7 +213,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	t := lib.tenant
 	some node in lib.candidate_nodes
 	region := lib.node_labels(node)[lib.region_label]
-	not lib.region_allowed(t, region)
+	not lib.tenant_region_allowed(region)
 	msg := lib.message([`node "`, node.name, `" is in region `, region, " (jurisdiction ", _jurisdiction(region), "), outside data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
