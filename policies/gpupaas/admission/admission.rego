@@ -86,7 +86,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	entitled := lib.tenant_classes
+	entitled := lib.entitled_classes(lib.tenant)
 	not lib.requested_class in entitled # first: most intents ask for an entitled class
 	lib.gpu_class_known(lib.requested_class)
 	msg := lib.message([`tenant "`, lib.tenant_name, `" has no entitlement for GPU class "`, lib.requested_class, `" (entitled: [`, lib.names(entitled), "]) asked for by ", lib.subject])
@@ -104,7 +104,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 }
 
 # the vendors of the tenant's entitled classes
-_entitled_vendors := {lib.gpu_classes[class].vendor | some class in classes} if classes := lib.tenant_classes
+_entitled_vendors := {lib.gpu_classes[class].vendor | some class in classes} if classes := lib.entitled_classes(lib.tenant)
 
 # ---------------------------------------------------------------------------------------------
 # Entitlement and capacity of deploy_model and scale
@@ -113,7 +113,7 @@ _entitled_vendors := {lib.gpu_classes[class].vendor | some class in classes} if 
 # the new total of the requested class when an intent adds GPUs of an entitled class
 _total := lib.usage(lib.requested_class) + lib.additional_gpus if {
 	lib.additional_gpus > 0
-	lib.requested_class in lib.tenant_classes
+	lib.requested_class in lib.entitled_classes(lib.tenant)
 }
 
 _entitlement := lib.entitlement(lib.tenant, lib.requested_class)
@@ -159,9 +159,9 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # ---------------------------------------------------------------------------------------------
 
 # the entitled classes a workload's whole GPUs of a vendor count against
-_workload_classes(vendor) := {lib.pinned_class} & lib.tenant_classes if {
+_workload_classes(vendor) := {lib.pinned_class} & lib.entitled_classes(lib.tenant) if {
 	lib.vendor_of(lib.pinned_class) == vendor
-} else := {class | some class in lib.tenant_classes; lib.gpu_classes[class].vendor == vendor}
+} else := {class | some class in lib.entitled_classes(lib.tenant); lib.gpu_classes[class].vendor == vendor}
 
 # METADATA
 # title: Workload above entitlement
@@ -174,7 +174,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	some vendor, gpus in lib.whole_gpus
 	classes := _workload_classes(vendor)
 	count(classes) > 0
-	used := sum([object.get(lib.usages, class, 0) | some class in classes])
+	used := sum([lib.usage(class) | some class in classes])
 	limit := sum([lib.tenant.entitlements[class] | some class in classes]) # the classes are entitled
 	used + gpus > limit
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, gpus, " ", vendor, " GPUs: usage ", used, " + ", gpus, " = ", used + gpus, " exceeds the entitlement of ", limit, " for [", lib.names(classes), "]"])

@@ -152,9 +152,9 @@ _tenant_constraints := constraints if {
 
 _constraints := object.union(_tenant_constraints, _kind_constraints)
 
-_pinned_class_key := lib.pinned_class
-
-_pinned_class_key := "*" if not lib.pinned_class
+_pinned_class_key := lib.pinned_class if {
+	lib.pinned_class
+} else := "*"
 
 # only offboarding has obligations: the kind first, so OPA's indexer skips the rule for the others
 # instead of deciding whether the decision denies

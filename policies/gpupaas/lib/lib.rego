@@ -189,19 +189,11 @@ new_tenant := payload.policy if input.kind == "create_tenant"
 # the tenant of the intent, when the bundle knows it
 tenant := tenants[tenant_name]
 
-usage(class) := object.get(usages, class, 0)
+usage(class) := object.get(object.get(input, "usage", {}), class, 0)
 
 entitlement(t, class) := object.get(t.entitlements, class, 0)
 
 entitled_classes(t) := {class | some class, _ in t.entitlements}
-
-# entitled_classes(tenant), once per query: the rules of an intent's tenant read it several times
-tenant_classes := entitled_classes(tenant)
-
-# what the intent says its tenant uses of each class (input.usage)
-default usages := {}
-
-usages := input.usage
 
 # ---------------------------------------------------------------------------------------------
 # Residency
@@ -457,23 +449,18 @@ dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 class_kinds := {"deploy_model", "scale", "request_gpu_sharing"}
 
 # the GPU class an intent names (deploy_model, scale, request_gpu_sharing) or a workload pins
-requested_class := payload.gpu_class if names_class
+requested_class := payload.gpu_class if {
+	names_class
+} else := pinned_class
 
-requested_class := pinned_class
+# the label key and product the workload's node selector pins: the first GPU class label key it
+# names. Written out rather than through product_of and _label: every admission reads it
+# (lib_test holds it to those).
+pinned_label := [key | some key in class_label_keys; selector[key]][0] if selector := workload.node_selector
 
-# [label key, product] pins of the workload's node selector on GPU class labels (first one wins)
-_pins := [[key, product_of(selector[key])] |
-	selector := object.get(workload, "node_selector", {})
-	some key in class_label_keys
-	selector[key]
-]
+pinned_product := trim_suffix(workload.node_selector[pinned_label], "-SHARED")
 
-# the label key and product the workload's node selector pins
-pinned_label := _pins[0][0]
-
-pinned_product := _pins[0][1]
-
-pinned_class := class_by_label[_label(pinned_label, pinned_product)]
+pinned_class := class_by_label[concat("=", [pinned_label, pinned_product])]
 
 # GPUs the intent adds to the tenant's usage of requested_class
 additional_gpus := payload.gpus_per_replica * payload.replicas if input.kind == "deploy_model"
@@ -488,7 +475,7 @@ requested_sharing := payload.mode if input.kind == "request_gpu_sharing"
 # the classes whose pools can serve the intent
 intent_classes := {requested_class}
 
-intent_classes := tenant_classes if {
+intent_classes := entitled_classes(tenant) if {
 	_any_entitled_class
 	not requested_class
 }
@@ -561,7 +548,7 @@ resources := object.get(workload, "resources", {})
 # GPU resources the workload asks for (count > 0)
 gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
 
-requested_vendors := {resource_vendor(r) | some r in gpu_resources}
+requested_vendors := {split(r, ".")[0] | some r in gpu_resources} # resource_vendor(r), without a call per resource
 
 # whole GPUs the workload asks for, per vendor: {resource_vendor(r): resources[r] | some r in
 # gpu_resources; r in whole_gpu_resources}, read by resource name (lib_test holds the two equal)

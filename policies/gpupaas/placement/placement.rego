@@ -19,7 +19,7 @@ _policy := "gpupaas.placement"
 # the requested class is known and entitled, so no class reason explains a lack of clusters
 _class_usable if {
 	lib.gpu_class_known(lib.requested_class)
-	lib.requested_class in lib.tenant_classes
+	lib.requested_class in lib.entitled_classes(lib.tenant)
 }
 
 # METADATA
@@ -96,7 +96,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.pinned_product
 	wanted := {class |
-		some class in lib.tenant_classes
+		some class in lib.entitled_classes(lib.tenant)
 		lib.vendor_of(class) in lib.requested_vendors
 	}
 	count(lib.requested_vendors) > 0
