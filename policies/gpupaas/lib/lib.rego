@@ -264,7 +264,8 @@ _label(key, value) := concat("=", [key, value])
 
 whole_gpu_resources := {"nvidia.com/gpu", "amd.com/gpu"}
 
-is_gpu_resource(resource) if resource in whole_gpu_resources
+# whole_gpu_resources, written out: a constant rule costs an evaluation on every admission
+is_gpu_resource(resource) if resource in {"nvidia.com/gpu", "amd.com/gpu"}
 
 is_gpu_resource(resource) if is_shared_gpu_resource(resource)
 
@@ -571,16 +572,15 @@ resource_claims := object.get(workload, "resource_claims", [])
 # Nodes and labels
 # ---------------------------------------------------------------------------------------------
 
-region_label := "topology.kubernetes.io/region"
-
-dedicated_tenant_label := "gpupaas.io/dedicated-tenant"
-
-hostname_label := "kubernetes.io/hostname"
-
-pool_label := "gpupaas.io/pool"
-
-# the taint of dedicated pools: gpupaas.io/dedicated=<tenant>:NoSchedule
-dedicated_taint := "gpupaas.io/dedicated"
+# The node labels and taint the policies read are written out where they are read, not as rules
+# here: OPA evaluates a constant rule like any other, and the five of them cost a workload
+# admission ~80 allocations of its ~1,600 (docs/performance.md, "Fourth pass"). They are:
+#   topology.kubernetes.io/region   the node's region
+#   gpupaas.io/dedicated-tenant     the tenant of a dedicated pool's nodes
+#   kubernetes.io/hostname          the node's name
+#   gpupaas.io/pool                 the node's pool
+#   gpupaas.io/dedicated            the taint of dedicated pools (gpupaas.io/dedicated=<tenant>:NoSchedule)
+# pdp/substrate/labels.py names the same for the substrates.
 
 # the candidate nodes of a place_workload intent
 candidate_nodes := object.get(payload, "nodes", []) if input.kind == "place_workload"
@@ -598,7 +598,6 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 names(xs) := concat(", ", sort(xs))
 
 # Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
-# GPU devices they ask for as resources; they place nothing (the pods that use them do)
-claim_kinds := {"ResourceClaim", "ResourceClaimTemplate"}
-
-places_pods if not object.get(workload, "kind", "") in claim_kinds
+# GPU devices they ask for as resources; they place nothing (the pods that use them do). The kinds
+# are written out: a constant rule costs an evaluation on every admission.
+places_pods if not object.get(workload, "kind", "") in {"ResourceClaim", "ResourceClaimTemplate"}

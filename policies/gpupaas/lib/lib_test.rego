@@ -141,3 +141,10 @@ test_tenant_region_allowed_is_region_allowed if {
 		allowed == expected
 	}
 }
+
+test_whole_gpu_resources_are_gpu_resources if {
+	every r in lib.whole_gpu_resources {
+		lib.is_gpu_resource(r)
+		not lib.is_shared_gpu_resource(r)
+	}
+}

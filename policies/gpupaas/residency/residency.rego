@@ -30,7 +30,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
-	region := lib.workload.node_selector[lib.region_label]
+	region := lib.workload.node_selector["topology.kubernetes.io/region"]
 	not lib.tenant_region_allowed(region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") selects region ", region, " in jurisdiction ", _jurisdiction(region)])
 }
@@ -45,7 +45,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	forbidden := {region |
 		some term in lib.workload.node_affinity
 		some requirement in term
-		requirement.key == lib.region_label
+		requirement.key == "topology.kubernetes.io/region"
 		requirement.operator == "In"
 		some region in requirement.values
 		not lib.tenant_region_allowed(region)
@@ -67,7 +67,7 @@ _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
-	not lib.workload.node_selector[lib.region_label]
+	not lib.workload.node_selector["topology.kubernetes.io/region"]
 	not nodes.names_its_node
 	some i, term in lib.workload.node_affinity
 	not _selects_regions(term)
@@ -76,7 +76,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not _requires_no_region(term)
 	excluded := {region |
 		some requirement in term
-		requirement.key == lib.region_label
+		requirement.key == "topology.kubernetes.io/region"
 		requirement.operator == "NotIn"
 		some region in requirement.values
 	}
@@ -97,23 +97,23 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	some i, term in lib.workload.node_affinity
 	_requires_no_region(term)
-	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" asks for nodes without a `, lib.region_label, " label, which cannot satisfy data_residency ", t.data_residency])
+	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" asks for nodes without a `, "topology.kubernetes.io/region", " label, which cannot satisfy data_residency ", t.data_residency])
 }
 
 _selects_regions(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 	requirement.operator == "In"
 }
 
 _bounds_region(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 }
 
 _requires_no_region(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 	requirement.operator == "DoesNotExist"
 }
 
@@ -136,7 +136,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 _where(region) := lib.message(["in region ", region, " (jurisdiction ", _jurisdiction(region), ")"]) if region != ""
 
-_where("") := lib.message(["without a ", lib.region_label, " label"])
+_where("") := lib.message(["without a ", "topology.kubernetes.io/region", " label"])
 
 # METADATA
 # title: Named node unknown
@@ -156,7 +156,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # the workload pins its region: its node selector names a region or a node, or every required
 # node affinity term selects regions with In or names nodes (the rules above judge which)
-region_pinned if lib.workload.node_selector[lib.region_label]
+region_pinned if lib.workload.node_selector["topology.kubernetes.io/region"]
 
 region_pinned if nodes.names_its_node
 
@@ -212,7 +212,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	some node in lib.candidate_nodes
-	region := lib.node_labels(node)[lib.region_label]
+	region := lib.node_labels(node)["topology.kubernetes.io/region"]
 	not lib.tenant_region_allowed(region)
 	msg := lib.message([`node "`, node.name, `" is in region `, region, " (jurisdiction ", _jurisdiction(region), "), outside data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
@@ -226,8 +226,8 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	t := lib.tenant
 	t.data_residency != "any"
 	some node in lib.candidate_nodes
-	not lib.node_labels(node)[lib.region_label]
-	msg := lib.message([`node "`, node.name, `" has no `, lib.region_label, " label, so it cannot satisfy data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
+	not lib.node_labels(node)["topology.kubernetes.io/region"]
+	msg := lib.message([`node "`, node.name, `" has no `, "topology.kubernetes.io/region", " label, so it cannot satisfy data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # The rules above named _workload_deny judge the workload of an admit_workload or place_workload
