@@ -32,7 +32,6 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: TENANT_UNKNOWN
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	not lib.tenant
 	_needs_tenant
 	msg := lib.message([`namespace "`, lib.workload.namespace, `" of `, lib.subject, " belongs to no tenant"])
@@ -98,7 +97,8 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	some vendor in lib.requested_vendors
+	some resource in lib.gpu_resources
+	vendor := split(resource, ".")[0] # lib.resource_vendor, without a call per resource
 	not vendor in _entitled_vendors
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, vendor, " GPUs ([", lib.names(lib.gpu_resources), "]) but the tenant is entitled to no ", vendor, " GPU class"])
 }
@@ -171,7 +171,9 @@ _workload_classes(vendor) := {lib.pinned_class} & lib.entitled_classes(lib.tenan
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	some vendor, gpus in lib.whole_gpus
+	some resource, vendor in {"nvidia.com/gpu": "nvidia", "amd.com/gpu": "amd"} # lib.whole_gpu_resources
+	gpus := lib.resources[resource]
+	gpus > 0
 	classes := _workload_classes(vendor)
 	count(classes) > 0
 	used := sum([lib.usage(class) | some class in classes])

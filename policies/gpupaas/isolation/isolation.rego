@@ -48,7 +48,6 @@ _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSche
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	some i, toleration in object.get(lib.workload, "tolerations", [])
 	_tolerates_foreign(toleration) # first: a workload's tolerations are mostly of its own pool
 	_no_schedule(toleration)
@@ -61,7 +60,6 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	other := lib.workload.node_selector["gpupaas.io/dedicated-tenant"]
 	other != _self
 	msg := lib.message([_whose, " selects ", "gpupaas.io/dedicated-tenant", "=", other, ", the dedicated pool of another tenant"])
@@ -75,7 +73,6 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	selected := nodes.selected_dedicated_tenants
 	count(selected) > 0 # first: most workloads select no dedicated pool by label
 	others := selected - {_self, object.get(lib.workload, ["node_selector", "gpupaas.io/dedicated-tenant"], _self)}
@@ -92,7 +89,6 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant != ""

@@ -551,12 +551,6 @@ gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
 
 requested_vendors := {split(r, ".")[0] | some r in gpu_resources} # resource_vendor(r), without a call per resource
 
-# whole GPUs the workload asks for, per vendor: {resource_vendor(r): resources[r] | some r in
-# gpu_resources; r in whole_gpu_resources}, read by resource name (lib_test holds the two equal)
-whole_gpus := {vendor: n | some r, vendor in _whole_gpu_vendors; n := resources[r]; n > 0}
-
-_whole_gpu_vendors := {"nvidia.com/gpu": "nvidia", "amd.com/gpu": "amd"}
-
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
 shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
 

@@ -108,25 +108,6 @@ test_kind_classes_are_the_kind_sets if {
 	{k | some k in lib.intent_kinds; lib.lists_clusters with input as {"kind": k}} == {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
 }
 
-# whole_gpus read by resource name is the classification of every GPU resource it replaces
-test_whole_gpus_are_the_whole_gpu_resources_per_vendor if {
-	every resources in [
-		{"nvidia.com/gpu": 2, "amd.com/gpu": 1, "nvidia.com/gpu.shared": 1, "cpu": 4},
-		{"nvidia.com/mig-1g.10gb": 1, "nvidia.com/gpu": 0},
-		{"amd.com/gpu": 3},
-		{},
-	] {
-		_whole_gpus_as_classified(resources)
-	}
-}
-
-_whole_gpus_as_classified(resources) if {
-	workload := {"kind": "admit_workload", "admit_workload": {"namespace": "acme-prod", "name": "w", "resources": resources}}
-	whole := lib.whole_gpus with input as workload
-	gpu_resources := lib.gpu_resources with input as workload
-	whole == {lib.resource_vendor(r): resources[r] | some r in gpu_resources; r in lib.whole_gpu_resources}
-}
-
 # tenant_region_allowed is region_allowed for the intent's tenant, for every residency and region
 test_tenant_region_allowed_is_region_allowed if {
 	tenants := testdata.tenants
