@@ -95,7 +95,10 @@ _deny := union({
 # residency warns only about the workload of an admit_workload intent
 default _warnings := []
 
-_warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload"
+_warnings := lib.sorted_reasons(residency.warn) if {
+	input.kind == "admit_workload"
+	count(residency.warn) > 0 # most admissions are warned of nothing: the default, without sorting
+}
 
 # a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
 _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"

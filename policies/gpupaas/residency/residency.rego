@@ -29,9 +29,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	t := lib.tenant
 	region := lib.workload.node_selector["topology.kubernetes.io/region"]
 	not lib.tenant_region_allowed(region)
+	t := lib.tenant
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") selects region ", region, " in jurisdiction ", _jurisdiction(region)])
 }
 
@@ -41,7 +41,6 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	t := lib.tenant
 	forbidden := {region |
 		some term in lib.workload.node_affinity
 		some requirement in term
@@ -51,6 +50,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 		not lib.tenant_region_allowed(region)
 	}
 	count(forbidden) > 0
+	t := lib.tenant
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") has a node affinity on regions [", lib.names(forbidden), "] outside its jurisdiction"])
 }
 
@@ -66,7 +66,6 @@ _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	t := lib.tenant
 	not lib.workload.node_selector["topology.kubernetes.io/region"]
 	not nodes.names_its_node
 	some i, term in lib.workload.node_affinity
@@ -82,6 +81,7 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	}
 	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.tenant_region_allowed(region)}
 	count(forbidden) > 0
+	t := lib.tenant
 	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") excludes regions [", lib.names(excluded), "] only, so it admits regions [", lib.names(forbidden), "] outside its jurisdiction; select regions [", lib.names(lib.allowed_regions(t)), "] with In"])
 }
 
@@ -126,9 +126,9 @@ _requires_no_region(term) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some name, facts in nodes.named_node_facts # first: most workloads name no node
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, facts in nodes.named_node_facts
 	some fact in facts
 	not lib.tenant_region_allowed(fact.region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, " is ", _where(fact.region)])
@@ -147,9 +147,9 @@ _where("") := lib.message(["without a ", "topology.kubernetes.io/region", " labe
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "admit_workload"
+	some name, _ in nodes.named_nodes # first: most workloads name no node
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which the fleet data does not list, so its region cannot be checked"])
 }
