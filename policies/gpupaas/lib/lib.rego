@@ -552,7 +552,9 @@ gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
 requested_vendors := {split(r, ".")[0] | some r in gpu_resources} # resource_vendor(r), without a call per resource
 
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
-shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
+# (every GPU resource is a whole GPU or a shared one: the set difference, without a call per
+# resource; lib_test holds it to is_shared_gpu_resource)
+shared_gpu_resources := gpu_resources - {"nvidia.com/gpu", "amd.com/gpu"}
 
 # the workload asks for GPUs: GPU resources, or device claims (Dynamic Resource Allocation) whose
 # devices the workload does not show, so unknown is taken as GPU

@@ -129,3 +129,21 @@ test_whole_gpu_resources_are_gpu_resources if {
 		not lib.is_shared_gpu_resource(r)
 	}
 }
+
+test_shared_gpu_resources_are_those_that_share_a_gpu if {
+	every resources in [
+		{"nvidia.com/gpu": 2, "amd.com/gpu": 1, "nvidia.com/gpu.shared": 1, "cpu": 4},
+		{"nvidia.com/mig-1g.10gb": 1, "nvidia.com/gpu": 0},
+		{"amd.com/gpu": 3},
+		{},
+	] {
+		_shared_as_classified(resources)
+	}
+}
+
+_shared_as_classified(resources) if {
+	workload := {"kind": "admit_workload", "admit_workload": {"namespace": "acme-prod", "name": "w", "resources": resources}}
+	shared := lib.shared_gpu_resources with input as workload
+	gpu_resources := lib.gpu_resources with input as workload
+	shared == {r | some r in gpu_resources; lib.is_shared_gpu_resource(r)}
+}
