@@ -6,8 +6,8 @@ from __future__ import annotations
 TENANT_LABEL = "gpupaas.io/tenant"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "gpupaas"
-# Node labels and taint of policies/gpupaas/lib/lib.rego (region_label, dedicated_tenant_label,
-# dedicated_taint) and of the fleet's pools.
+# Node labels and taint the policies read (listed in policies/gpupaas/lib/lib.rego, "Nodes and
+# labels") and of the fleet's pools.
 REGION_LABEL = "topology.kubernetes.io/region"
 POOL_LABEL = "gpupaas.io/pool"
 DEDICATED_TENANT_LABEL = "gpupaas.io/dedicated-tenant"

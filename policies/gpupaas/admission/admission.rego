@@ -32,7 +32,6 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: TENANT_UNKNOWN
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	not lib.tenant
 	_needs_tenant
 	msg := lib.message([`namespace "`, lib.workload.namespace, `" of `, lib.subject, " belongs to no tenant"])
@@ -86,9 +85,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.gpu_class_known(lib.requested_class)
 	entitled := lib.entitled_classes(lib.tenant)
-	not lib.requested_class in entitled
+	not lib.requested_class in entitled # first: most intents ask for an entitled class
+	lib.gpu_class_known(lib.requested_class)
 	msg := lib.message([`tenant "`, lib.tenant_name, `" has no entitlement for GPU class "`, lib.requested_class, `" (entitled: [`, lib.names(entitled), "]) asked for by ", lib.subject])
 }
 
@@ -98,12 +97,14 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: GPU_CLASS_NOT_ENTITLED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	some vendor in lib.requested_vendors
-	t := lib.tenant
-	entitled_vendors := {lib.vendor_of(class) | some class in lib.entitled_classes(t)}
-	not vendor in entitled_vendors
+	some resource in lib.gpu_resources
+	vendor := split(resource, ".")[0] # lib.resource_vendor, without a call per resource
+	not vendor in _entitled_vendors
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, vendor, " GPUs ([", lib.names(lib.gpu_resources), "]) but the tenant is entitled to no ", vendor, " GPU class"])
 }
+
+# the vendors of the tenant's entitled classes
+_entitled_vendors := {lib.gpu_classes[class].vendor | some class in classes} if classes := lib.entitled_classes(lib.tenant)
 
 # ---------------------------------------------------------------------------------------------
 # Entitlement and capacity of deploy_model and scale
@@ -158,9 +159,9 @@ _named_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # ---------------------------------------------------------------------------------------------
 
 # the entitled classes a workload's whole GPUs of a vendor count against
-_workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if {
-	lib.vendor_of(lib.pinned_class) == vendor
-} else := {class | some class in lib.entitled_classes(t); lib.vendor_of(class) == vendor}
+_workload_classes(vendor) := {lib.pinned_class} & lib.entitled_classes(lib.tenant) if {
+	lib.gpu_classes[lib.pinned_class].vendor == vendor # lib.vendor_of
+} else := {class | some class in lib.entitled_classes(lib.tenant); lib.gpu_classes[class].vendor == vendor}
 
 # METADATA
 # title: Workload above entitlement
@@ -170,11 +171,14 @@ _workload_classes(t, vendor) := {lib.pinned_class} & lib.entitled_classes(t) if 
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	some vendor, gpus in lib.whole_gpus
-	classes := _workload_classes(lib.tenant, vendor)
+	some resource, vendor in {"nvidia.com/gpu": "nvidia", "amd.com/gpu": "amd"} # lib.whole_gpu_resources
+	gpus := lib.resources[resource]
+	gpus > 0
+	classes := _workload_classes(vendor)
 	count(classes) > 0
-	used := sum([lib.usage(class) | some class in classes])
-	limit := sum([lib.entitlement(lib.tenant, class) | some class in classes])
+	usage := object.get(input, "usage", {})
+	used := sum([object.get(usage, class, 0) | some class in classes]) # lib.usage, without a call per class
+	limit := sum([lib.tenant.entitlements[class] | some class in classes]) # the classes are entitled
 	used + gpus > limit
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for `, gpus, " ", vendor, " GPUs: usage ", used, " + ", gpus, " = ", used + gpus, " exceeds the entitlement of ", limit, " for [", lib.names(classes), "]"])
 }

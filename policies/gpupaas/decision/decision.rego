@@ -95,7 +95,10 @@ _deny := union({
 # residency warns only about the workload of an admit_workload intent
 default _warnings := []
 
-_warnings := lib.sorted_reasons(residency.warn) if input.kind == "admit_workload"
+_warnings := lib.sorted_reasons(residency.warn) if {
+	input.kind == "admit_workload"
+	count(residency.warn) > 0 # most admissions are warned of nothing: the default, without sorting
+}
 
 # a reclaim decision's warnings are the notice the tenant is sent (gpupaas.reclaim)
 _warnings := lib.sorted_reasons(reclaim.warn) if input.kind == "reclaim"
@@ -152,19 +155,26 @@ _tenant_constraints := constraints if {
 
 _constraints := object.union(_tenant_constraints, _kind_constraints)
 
-_pinned_class_key := lib.pinned_class
+_pinned_class_key := lib.pinned_class if {
+	lib.pinned_class
+} else := "*"
 
-_pinned_class_key := "*" if not lib.pinned_class
-
+# only offboarding has obligations: the kind first, so OPA's indexer skips the rule for the others
+# instead of deciding whether the decision denies
 default _obligations := []
 
-_obligations := admission.obligations if not _denies
+_obligations := admission.obligations if {
+	input.kind == "offboard_tenant"
+	not _denies
+}
 
 default _tenant := ""
 
 _tenant := lib.tenant_name
 
-_tenant := lib.new_tenant.name if not lib.tenant_name
+# a create_tenant intent names no tenant by lib.tenant_name: the kind, which the indexer resolves,
+# rather than testing lib.tenant_name again
+_tenant := lib.new_tenant.name if input.kind == "create_tenant"
 
 default _bundle_revision := ""
 

@@ -28,14 +28,14 @@ _whose := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `"`]) if {
 
 # the toleration tolerates the NoSchedule taint of other tenants' dedicated pools
 _tolerates_foreign(toleration) if {
-	toleration.key == lib.dedicated_taint
+	toleration.key == "gpupaas.io/dedicated"
 	object.get(toleration, "operator", "Equal") == "Equal"
 	object.get(toleration, "value", "") != _self
 }
 
 _tolerates_foreign(toleration) if {
-	object.get(toleration, "key", "") in {"", lib.dedicated_taint}
-	toleration.operator == "Exists"
+	toleration.operator == "Exists" # first: the rarer operator
+	object.get(toleration, "key", "") in {"", "gpupaas.io/dedicated"}
 }
 
 _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSchedule"}
@@ -48,11 +48,10 @@ _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSche
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	some i, toleration in object.get(lib.workload, "tolerations", [])
+	_tolerates_foreign(toleration) # first: a workload's tolerations are mostly of its own pool
 	_no_schedule(toleration)
-	_tolerates_foreign(toleration)
-	msg := lib.message(["toleration ", i, " of ", lib.subject, ` (key "`, object.get(toleration, "key", ""), `", operator `, object.get(toleration, "operator", "Equal"), `, value "`, object.get(toleration, "value", ""), `") tolerates the `, lib.dedicated_taint, " taint of dedicated pools of ", _others])
+	msg := lib.message(["toleration ", i, " of ", lib.subject, ` (key "`, object.get(toleration, "key", ""), `", operator `, object.get(toleration, "operator", "Equal"), `, value "`, object.get(toleration, "value", ""), `") tolerates the `, "gpupaas.io/dedicated", " taint of dedicated pools of ", _others])
 }
 
 # METADATA
@@ -61,10 +60,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
-	other := lib.workload.node_selector[lib.dedicated_tenant_label]
+	other := lib.workload.node_selector["gpupaas.io/dedicated-tenant"]
 	other != _self
-	msg := lib.message([_whose, " selects ", lib.dedicated_tenant_label, "=", other, ", the dedicated pool of another tenant"])
+	msg := lib.message([_whose, " selects ", "gpupaas.io/dedicated-tenant", "=", other, ", the dedicated pool of another tenant"])
 }
 
 # METADATA
@@ -75,10 +73,11 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
-	others := nodes.selected_dedicated_tenants - {_self, object.get(lib.workload, ["node_selector", lib.dedicated_tenant_label], _self)}
+	selected := nodes.selected_dedicated_tenants
+	count(selected) > 0 # first: most workloads select no dedicated pool by label
+	others := selected - {_self, object.get(lib.workload, ["node_selector", "gpupaas.io/dedicated-tenant"], _self)}
 	count(others) > 0
-	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", lib.pool_label, " or ", lib.dedicated_tenant_label, " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
+	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", "gpupaas.io/pool", " or ", "gpupaas.io/dedicated-tenant", " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
 }
 
 # METADATA
@@ -90,7 +89,6 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
 deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	lib.workload
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant != ""
@@ -130,9 +128,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 
 # the workload pins its own dedicated pool: its node selector names its dedicated tenant, one
 # of its pools or a node, or every node affinity term does (rules above judge which)
-_pool_pinned if lib.workload.node_selector[lib.dedicated_tenant_label] == lib.tenant_name
+_pool_pinned if lib.workload.node_selector["gpupaas.io/dedicated-tenant"] == lib.tenant_name
 
-_pool_pinned if lib.workload.node_selector[lib.pool_label] in lib.dedicated_pools(lib.tenant_name)
+_pool_pinned if lib.workload.node_selector["gpupaas.io/pool"] in lib.dedicated_pools(lib.tenant_name)
 
 _pool_pinned if nodes.names_its_node
 
@@ -147,14 +145,14 @@ _pins_own_pool(term) if nodes.term_names_nodes(term)
 
 _pins_own_pool(term) if {
 	some requirement in term
-	requirement.key == lib.dedicated_tenant_label
+	requirement.key == "gpupaas.io/dedicated-tenant"
 	requirement.operator == "In"
 	requirement.values == [lib.tenant_name]
 }
 
 _pins_own_pool(term) if {
 	some requirement in term
-	requirement.key == lib.pool_label
+	requirement.key == "gpupaas.io/pool"
 	requirement.operator == "In"
 	count(requirement.values) > 0
 	every pool in requirement.values {
@@ -174,7 +172,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	count(lib.resource_claims) > 0
 	lib.tenant.isolation == "dedicated"
 	not _pool_pinned
-	msg := lib.message([lib.subject, ` of dedicated tenant "`, lib.tenant_name, `" claims devices through resourceClaims [`, lib.names(lib.resource_claims), "], which the scheduler extender does not judge, and does not pin its pool; select ", lib.dedicated_tenant_label, "=", lib.tenant_name, " or ", lib.pool_label, " In [", lib.names(lib.dedicated_pools(lib.tenant_name)), "]"])
+	msg := lib.message([lib.subject, ` of dedicated tenant "`, lib.tenant_name, `" claims devices through resourceClaims [`, lib.names(lib.resource_claims), "], which the scheduler extender does not judge, and does not pin its pool; select ", "gpupaas.io/dedicated-tenant", "=", lib.tenant_name, " or ", "gpupaas.io/pool", " In [", lib.names(lib.dedicated_pools(lib.tenant_name)), "]"])
 }
 
 # METADATA
@@ -185,7 +183,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant
 	some node in lib.candidate_nodes
-	other := lib.node_labels(node)[lib.dedicated_tenant_label]
+	other := lib.node_labels(node)["gpupaas.io/dedicated-tenant"]
 	other != lib.tenant_name
 	msg := lib.message([`node "`, node.name, `" belongs to the dedicated pool of tenant "`, other, `", not "`, lib.tenant_name, `"`])
 }
@@ -198,8 +196,8 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.tenant.isolation == "dedicated"
 	some node in lib.candidate_nodes
-	object.get(lib.node_labels(node), lib.dedicated_tenant_label, "") != lib.tenant_name
-	msg := lib.message([`node "`, node.name, `" is not in a dedicated pool of tenant "`, lib.tenant_name, `" (label `, lib.dedicated_tenant_label, `="`, object.get(lib.node_labels(node), lib.dedicated_tenant_label, ""), `")`])
+	object.get(lib.node_labels(node), "gpupaas.io/dedicated-tenant", "") != lib.tenant_name
+	msg := lib.message([`node "`, node.name, `" is not in a dedicated pool of tenant "`, lib.tenant_name, `" (label `, "gpupaas.io/dedicated-tenant", `="`, object.get(lib.node_labels(node), "gpupaas.io/dedicated-tenant", ""), `")`])
 }
 
 # METADATA

@@ -215,6 +215,14 @@ region_allowed(t, region) if jurisdiction_allowed(t.data_residency, region_juris
 
 region_allowed(t, _) if t.data_residency == "any"
 
+# region_allowed(tenant, region) for the intent's tenant, its jurisdiction read once per query
+# rather than parsed from data_residency on every call (lib_test holds the two equal)
+tenant_region_allowed(_) if tenant.data_residency == "any"
+
+tenant_region_allowed(region) if region_jurisdiction[region] == _tenant_jurisdiction
+
+_tenant_jurisdiction := upper(trim_suffix(tenant.data_residency, "-only")) if endswith(tenant.data_residency, "-only")
+
 residency_clusters(t) := {name | some name, c in clusters; jurisdiction_allowed(t.data_residency, c.jurisdiction)}
 
 # the regions of the fleet's clusters
@@ -256,7 +264,8 @@ _label(key, value) := concat("=", [key, value])
 
 whole_gpu_resources := {"nvidia.com/gpu", "amd.com/gpu"}
 
-is_gpu_resource(resource) if resource in whole_gpu_resources
+# whole_gpu_resources, written out: a constant rule costs an evaluation on every admission
+is_gpu_resource(resource) if resource in {"nvidia.com/gpu", "amd.com/gpu"}
 
 is_gpu_resource(resource) if is_shared_gpu_resource(resource)
 
@@ -441,23 +450,18 @@ dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 class_kinds := {"deploy_model", "scale", "request_gpu_sharing"}
 
 # the GPU class an intent names (deploy_model, scale, request_gpu_sharing) or a workload pins
-requested_class := payload.gpu_class if names_class
+requested_class := payload.gpu_class if {
+	names_class
+} else := pinned_class
 
-requested_class := pinned_class
+# the label key and product the workload's node selector pins: the first GPU class label key it
+# names. Written out rather than through product_of and _label: every admission reads it
+# (lib_test holds it to those).
+pinned_label := [key | some key in class_label_keys; selector[key]][0] if selector := workload.node_selector
 
-# [label key, product] pins of the workload's node selector on GPU class labels (first one wins)
-_pins := [[key, product_of(selector[key])] |
-	selector := object.get(workload, "node_selector", {})
-	some key in class_label_keys
-	selector[key]
-]
+pinned_product := trim_suffix(workload.node_selector[pinned_label], "-SHARED")
 
-# the label key and product the workload's node selector pins
-pinned_label := _pins[0][0]
-
-pinned_product := _pins[0][1]
-
-pinned_class := class_by_label[_label(pinned_label, pinned_product)]
+pinned_class := class_by_label[concat("=", [pinned_label, pinned_product])]
 
 # GPUs the intent adds to the tenant's usage of requested_class
 additional_gpus := payload.gpus_per_replica * payload.replicas if input.kind == "deploy_model"
@@ -545,13 +549,12 @@ resources := object.get(workload, "resources", {})
 # GPU resources the workload asks for (count > 0)
 gpu_resources := {r | some r, n in resources; n > 0; is_gpu_resource(r)}
 
-requested_vendors := {resource_vendor(r) | some r in gpu_resources}
-
-# whole GPUs the workload asks for, per vendor
-whole_gpus := {resource_vendor(r): resources[r] | some r in gpu_resources; r in whole_gpu_resources}
+requested_vendors := {split(r, ".")[0] | some r in gpu_resources} # resource_vendor(r), without a call per resource
 
 # sharing (time-slicing/MPS replicas) or MIG resources the workload asks for
-shared_gpu_resources := {r | some r in gpu_resources; is_shared_gpu_resource(r)}
+# (every GPU resource is a whole GPU or a shared one: the set difference, without a call per
+# resource; lib_test holds it to is_shared_gpu_resource)
+shared_gpu_resources := gpu_resources - {"nvidia.com/gpu", "amd.com/gpu"}
 
 # the workload asks for GPUs: GPU resources, or device claims (Dynamic Resource Allocation) whose
 # devices the workload does not show, so unknown is taken as GPU
@@ -565,16 +568,15 @@ resource_claims := object.get(workload, "resource_claims", [])
 # Nodes and labels
 # ---------------------------------------------------------------------------------------------
 
-region_label := "topology.kubernetes.io/region"
-
-dedicated_tenant_label := "gpupaas.io/dedicated-tenant"
-
-hostname_label := "kubernetes.io/hostname"
-
-pool_label := "gpupaas.io/pool"
-
-# the taint of dedicated pools: gpupaas.io/dedicated=<tenant>:NoSchedule
-dedicated_taint := "gpupaas.io/dedicated"
+# The node labels and taint the policies read are written out where they are read, not as rules
+# here: OPA evaluates a constant rule like any other, and the five of them cost a workload
+# admission ~80 allocations of its ~1,600 (docs/performance.md, "Fourth pass"). They are:
+#   topology.kubernetes.io/region   the node's region
+#   gpupaas.io/dedicated-tenant     the tenant of a dedicated pool's nodes
+#   kubernetes.io/hostname          the node's name
+#   gpupaas.io/pool                 the node's pool
+#   gpupaas.io/dedicated            the taint of dedicated pools (gpupaas.io/dedicated=<tenant>:NoSchedule)
+# pdp/substrate/labels.py names the same for the substrates.
 
 # the candidate nodes of a place_workload intent
 candidate_nodes := object.get(payload, "nodes", []) if input.kind == "place_workload"
@@ -592,7 +594,6 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 names(xs) := concat(", ", sort(xs))
 
 # Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
-# GPU devices they ask for as resources; they place nothing (the pods that use them do)
-claim_kinds := {"ResourceClaim", "ResourceClaimTemplate"}
-
-places_pods if not object.get(workload, "kind", "") in claim_kinds
+# GPU devices they ask for as resources; they place nothing (the pods that use them do). The kinds
+# are written out: a constant rule costs an evaluation on every admission.
+places_pods if not object.get(workload, "kind", "") in {"ResourceClaim", "ResourceClaimTemplate"}

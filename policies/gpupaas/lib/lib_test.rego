@@ -107,3 +107,43 @@ test_kind_classes_are_the_kind_sets if {
 	{k | some k in lib.intent_kinds; lib.schedules with input as {"kind": k}} == {"deploy_model", "scale", "admit_workload", "place_workload"}
 	{k | some k in lib.intent_kinds; lib.lists_clusters with input as {"kind": k}} == {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
 }
+
+# tenant_region_allowed is region_allowed for the intent's tenant, for every residency and region
+test_tenant_region_allowed_is_region_allowed if {
+	tenants := testdata.tenants
+	{t.data_residency | some t in tenants} == {"eu-only", "us-only", "any"}
+	regions := {"eu-west-1", "eu-central-1", "us-east-1", "nowhere-1"}
+	every t in tenants {
+		workload := {"kind": "admit_workload", "admit_workload": {"namespace": t.namespaces[0], "name": "w"}}
+		allowed := {r | some r in regions; lib.tenant_region_allowed(r)} with input as workload
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as tenants
+		expected := {r | some r in regions; lib.region_allowed(t, r)} with data.gpupaas.fleet as testdata.fleet
+		allowed == expected
+	}
+}
+
+test_whole_gpu_resources_are_gpu_resources if {
+	every r in lib.whole_gpu_resources {
+		lib.is_gpu_resource(r)
+		not lib.is_shared_gpu_resource(r)
+	}
+}
+
+test_shared_gpu_resources_are_those_that_share_a_gpu if {
+	every resources in [
+		{"nvidia.com/gpu": 2, "amd.com/gpu": 1, "nvidia.com/gpu.shared": 1, "cpu": 4},
+		{"nvidia.com/mig-1g.10gb": 1, "nvidia.com/gpu": 0},
+		{"amd.com/gpu": 3},
+		{},
+	] {
+		_shared_as_classified(resources)
+	}
+}
+
+_shared_as_classified(resources) if {
+	workload := {"kind": "admit_workload", "admit_workload": {"namespace": "acme-prod", "name": "w", "resources": resources}}
+	shared := lib.shared_gpu_resources with input as workload
+	gpu_resources := lib.gpu_resources with input as workload
+	shared == {r | some r in gpu_resources; lib.is_shared_gpu_resource(r)}
+}

@@ -32,14 +32,14 @@ _computed_node_index := {name: min(places) | some name, places in node_places}
 # or the In values on the hostname or on metadata.name (matchFields) of a node affinity term
 named_nodes[name] contains "spec.nodeName" if name := lib.workload.node_name
 
-named_nodes[name] contains lib.message(["node selector ", lib.hostname_label]) if {
-	name := lib.workload.node_selector[lib.hostname_label]
+named_nodes[name] contains lib.message(["node selector ", "kubernetes.io/hostname"]) if {
+	name := lib.workload.node_selector["kubernetes.io/hostname"]
 }
 
 named_nodes[name] contains lib.message(["node affinity term ", i]) if {
 	some i, term in object.get(lib.workload, "node_affinity", [])
 	some requirement in term
-	requirement.key in {lib.hostname_label, node_name_field}
+	requirement.key in {"kubernetes.io/hostname", node_name_field}
 	requirement.operator == "In"
 	some name in requirement.values
 }
@@ -57,8 +57,8 @@ named_node_facts[name] contains fact if {
 	labels := _candidate_labels[name]
 	fact := {
 		"source": "its labels",
-		"region": object.get(labels, lib.region_label, ""),
-		"tenant": object.get(labels, lib.dedicated_tenant_label, ""),
+		"region": object.get(labels, "topology.kubernetes.io/region", ""),
+		"tenant": object.get(labels, "gpupaas.io/dedicated-tenant", ""),
 	}
 }
 
@@ -75,14 +75,14 @@ named_node_facts[name] contains fact if {
 # a node affinity term names nodes (hostname or matchFields In): the named node rules judge it
 term_names_nodes(term) if {
 	some requirement in term
-	requirement.key in {lib.hostname_label, node_name_field}
+	requirement.key in {"kubernetes.io/hostname", node_name_field}
 	requirement.operator == "In"
 }
 
 # the workload's node selector or spec.nodeName already names its node
 names_its_node if lib.workload.node_name
 
-names_its_node if lib.workload.node_selector[lib.hostname_label]
+names_its_node if lib.workload.node_selector["kubernetes.io/hostname"]
 
 # pool name -> the tenants it is dedicated to
 pool_tenants[p] contains t if {
@@ -93,11 +93,11 @@ pool_tenants[p] contains t if {
 # pools and tenants of dedicated pools a node affinity term or the node selector selects
 # positively (In, a node selector value, or Exists on the dedicated-tenant label)
 selected_dedicated_tenants contains t if {
-	t := lib.workload.node_selector[lib.dedicated_tenant_label]
+	t := lib.workload.node_selector["gpupaas.io/dedicated-tenant"]
 }
 
 selected_dedicated_tenants contains t if {
-	some t in pool_tenants[lib.workload.node_selector[lib.pool_label]]
+	some t in pool_tenants[lib.workload.node_selector["gpupaas.io/pool"]]
 }
 
 selected_dedicated_tenants contains t if {
@@ -107,16 +107,16 @@ selected_dedicated_tenants contains t if {
 }
 
 _selected_tenants(requirement) := {t | some t in requirement.values} if {
-	requirement.key == lib.dedicated_tenant_label
+	requirement.key == "gpupaas.io/dedicated-tenant"
 	requirement.operator == "In"
 }
 
 _selected_tenants(requirement) := {t | some t, _ in lib.dedicated_index} if {
-	requirement.key == lib.dedicated_tenant_label
+	requirement.key == "gpupaas.io/dedicated-tenant"
 	requirement.operator == "Exists"
 }
 
 _selected_tenants(requirement) := {t | some p in requirement.values; some t in pool_tenants[p]} if {
-	requirement.key == lib.pool_label
+	requirement.key == "gpupaas.io/pool"
 	requirement.operator == "In"
 }

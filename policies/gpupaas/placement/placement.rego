@@ -150,7 +150,7 @@ _class_selector[label.key] := label.value if {
 	label := lib.gpu_classes[lib.requested_class].node_label
 }
 
-_class_selector[lib.dedicated_tenant_label] := lib.tenant_name if {
+_class_selector["gpupaas.io/dedicated-tenant"] := lib.tenant_name if {
 	lib.tenant.isolation == "dedicated"
 }
 
@@ -160,12 +160,12 @@ constraints.node_selector := _class_selector if {
 	count(_class_selector) > 0
 }
 
-_affinity contains {"key": lib.region_label, "operator": "In", "values": sort(lib.target_regions)} if {
+_affinity contains {"key": "topology.kubernetes.io/region", "operator": "In", "values": sort(lib.target_regions)} if {
 	lib.tenant.data_residency != "any"
 	count(lib.target_regions) > 0
 }
 
-_affinity contains {"key": lib.dedicated_tenant_label, "operator": "DoesNotExist"} if {
+_affinity contains {"key": "gpupaas.io/dedicated-tenant", "operator": "DoesNotExist"} if {
 	lib.tenant.isolation == "shared"
 }
 
@@ -174,7 +174,7 @@ constraints.node_affinity := sort(_affinity) if {
 	count(_affinity) > 0
 }
 
-constraints.tolerations := [{"key": lib.dedicated_taint, "operator": "Equal", "value": lib.tenant_name, "effect": "NoSchedule"}] if {
+constraints.tolerations := [{"key": "gpupaas.io/dedicated", "operator": "Equal", "value": lib.tenant_name, "effect": "NoSchedule"}] if {
 	lib.schedules
 	lib.tenant.isolation == "dedicated"
 }

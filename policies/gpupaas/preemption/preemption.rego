@@ -10,14 +10,16 @@ import data.gpupaas.lib
 _policy := "gpupaas.preemption"
 
 # the priority class the workload or the preemptor asks for
-_priority_class := lib.payload.priority_class_name if {
-	_names_priority_class
-	lib.payload.priority_class_name != ""
+_priority_class := name if {
+	name := lib.workload.priority_class_name
+	name != ""
 }
 
-_names_priority_class if lib.is_workload
-
-_names_priority_class if input.kind == "preempt"
+_priority_class := name if {
+	input.kind == "preempt"
+	name := lib.payload.priority_class_name
+	name != ""
+}
 
 _tier_rank := lib.tiers[lib.tenant.tier].rank
 

@@ -29,9 +29,9 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	region := lib.workload.node_selector["topology.kubernetes.io/region"]
+	not lib.tenant_region_allowed(region)
 	t := lib.tenant
-	region := lib.workload.node_selector[lib.region_label]
-	not lib.region_allowed(t, region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") selects region ", region, " in jurisdiction ", _jurisdiction(region)])
 }
 
@@ -41,16 +41,16 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	t := lib.tenant
 	forbidden := {region |
 		some term in lib.workload.node_affinity
 		some requirement in term
-		requirement.key == lib.region_label
+		requirement.key == "topology.kubernetes.io/region"
 		requirement.operator == "In"
 		some region in requirement.values
-		not lib.region_allowed(t, region)
+		not lib.tenant_region_allowed(region)
 	}
 	count(forbidden) > 0
+	t := lib.tenant
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") has a node affinity on regions [", lib.names(forbidden), "] outside its jurisdiction"])
 }
 
@@ -66,8 +66,7 @@ _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	t := lib.tenant
-	not lib.workload.node_selector[lib.region_label]
+	not lib.workload.node_selector["topology.kubernetes.io/region"]
 	not nodes.names_its_node
 	some i, term in lib.workload.node_affinity
 	not _selects_regions(term)
@@ -76,12 +75,13 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not _requires_no_region(term)
 	excluded := {region |
 		some requirement in term
-		requirement.key == lib.region_label
+		requirement.key == "topology.kubernetes.io/region"
 		requirement.operator == "NotIn"
 		some region in requirement.values
 	}
-	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.region_allowed(t, region)}
+	forbidden := {region | some region in (lib.fleet_regions - excluded); not lib.tenant_region_allowed(region)}
 	count(forbidden) > 0
+	t := lib.tenant
 	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") excludes regions [", lib.names(excluded), "] only, so it admits regions [", lib.names(forbidden), "] outside its jurisdiction; select regions [", lib.names(lib.allowed_regions(t)), "] with In"])
 }
 
@@ -97,23 +97,23 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t.data_residency != "any"
 	some i, term in lib.workload.node_affinity
 	_requires_no_region(term)
-	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" asks for nodes without a `, lib.region_label, " label, which cannot satisfy data_residency ", t.data_residency])
+	msg := lib.message(["node affinity term ", i, " of ", lib.subject, ` of tenant "`, lib.tenant_name, `" asks for nodes without a `, "topology.kubernetes.io/region", " label, which cannot satisfy data_residency ", t.data_residency])
 }
 
 _selects_regions(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 	requirement.operator == "In"
 }
 
 _bounds_region(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 }
 
 _requires_no_region(term) if {
 	some requirement in term
-	requirement.key == lib.region_label
+	requirement.key == "topology.kubernetes.io/region"
 	requirement.operator == "DoesNotExist"
 }
 
@@ -126,17 +126,17 @@ _requires_no_region(term) if {
 # custom:
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+	some name, facts in nodes.named_node_facts # first: most workloads name no node
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, facts in nodes.named_node_facts
 	some fact in facts
-	not lib.region_allowed(t, fact.region)
+	not lib.tenant_region_allowed(fact.region)
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, " is ", _where(fact.region)])
 }
 
 _where(region) := lib.message(["in region ", region, " (jurisdiction ", _jurisdiction(region), ")"]) if region != ""
 
-_where("") := lib.message(["without a ", lib.region_label, " label"])
+_where("") := lib.message(["without a ", "topology.kubernetes.io/region", " label"])
 
 # METADATA
 # title: Named node unknown
@@ -147,16 +147,16 @@ _where("") := lib.message(["without a ", lib.region_label, " label"])
 #   code: RESIDENCY_VIOLATION
 _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "admit_workload"
+	some name, _ in nodes.named_nodes # first: most workloads name no node
 	t := lib.tenant
 	t.data_residency != "any"
-	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, `) names node "`, name, `" (`, nodes.named_by(name), "), which the fleet data does not list, so its region cannot be checked"])
 }
 
 # the workload pins its region: its node selector names a region or a node, or every required
 # node affinity term selects regions with In or names nodes (the rules above judge which)
-region_pinned if lib.workload.node_selector[lib.region_label]
+region_pinned if lib.workload.node_selector["topology.kubernetes.io/region"]
 
 region_pinned if nodes.names_its_node
 
@@ -180,11 +180,11 @@ _pins_region(term) if nodes.term_names_nodes(term)
 #   code: RESIDENCY_UNCONSTRAINED
 warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	input.kind == "admit_workload"
+	not region_pinned # first: most admissions pin their region
 	lib.places_pods
 	t := lib.tenant
 	t.data_residency != "any"
 	count(lib.resource_claims) == 0
-	not region_pinned
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (data_residency `, t.data_residency, ") does not pin its region; add the node affinity of the constraints"])
 }
 
@@ -212,8 +212,8 @@ _workload_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	t := lib.tenant
 	some node in lib.candidate_nodes
-	region := lib.node_labels(node)[lib.region_label]
-	not lib.region_allowed(t, region)
+	region := lib.node_labels(node)["topology.kubernetes.io/region"]
+	not lib.tenant_region_allowed(region)
 	msg := lib.message([`node "`, node.name, `" is in region `, region, " (jurisdiction ", _jurisdiction(region), "), outside data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
@@ -226,8 +226,8 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	t := lib.tenant
 	t.data_residency != "any"
 	some node in lib.candidate_nodes
-	not lib.node_labels(node)[lib.region_label]
-	msg := lib.message([`node "`, node.name, `" has no `, lib.region_label, " label, so it cannot satisfy data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
+	not lib.node_labels(node)["topology.kubernetes.io/region"]
+	msg := lib.message([`node "`, node.name, `" has no `, "topology.kubernetes.io/region", " label, so it cannot satisfy data_residency ", t.data_residency, ` of tenant "`, lib.tenant_name, `"`])
 }
 
 # The rules above named _workload_deny judge the workload of an admit_workload or place_workload

@@ -14,7 +14,7 @@ _policy := "gpupaas.sharing"
 # description: The intent asks for a sharing mode and the tenant forbids GPU sharing.
 # custom:
 #   code: SHARING_NOT_ALLOWED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.sharing_forbidden
 	msg := lib.message([`tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false; `, lib.subject, " asks for sharing mode ", lib.requested_sharing])
 }
@@ -24,7 +24,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: No pool the tenant may use offers the sharing mode.
 # custom:
 #   code: SHARING_MODE_UNAVAILABLE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	lib.sharing_unavailable
 	msg := lib.message(["no ", lib.tenant.isolation, " pool of GPU class [", lib.names(lib.intent_classes), "] in data_residency ", lib.tenant.data_residency, ` of tenant "`, lib.tenant_name, `" offers sharing mode `, lib.requested_sharing])
 }
@@ -61,4 +61,17 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	some node in lib.candidate_nodes
 	how := _node_sharing(lib.node_labels(node))
 	msg := lib.message([`node "`, node.name, `" shares its GPUs (`, how, `) and tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false`])
+}
+
+# The rules named _mode_deny judge the sharing mode an intent asks for (lib.requested_sharing),
+# which only deploy_model and request_gpu_sharing do: one rule per kind, which OPA's indexer
+# skips for the others without starting either rule (docs/performance.md).
+deny contains r if {
+	input.kind == "deploy_model"
+	some r in _mode_deny
+}
+
+deny contains r if {
+	input.kind == "request_gpu_sharing"
+	some r in _mode_deny
 }
