@@ -74,29 +74,31 @@ def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str
 
 
 class _VerdictCache:
-    """The last verdicts per (pod uid, node set): prioritize follows filter in the same cycle."""
+    """The last verdict per pod uid, with the node set it judged: prioritize follows filter in
+    the same cycle. Keyed by the uid alone, so storing a verdict never compares two node sets
+    (5,000 names each); only a look-up compares the set it is asked for with the one judged."""
 
     def __init__(self, size: int = 256, ttl: float = 30.0) -> None:
         self._size = size
         self._ttl = ttl
-        self._entries: OrderedDict[tuple[str, frozenset[str]], tuple[float, Verdict]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, frozenset[str], Verdict]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, frozenset[str]]) -> Verdict | None:
+    def get(self, uid: str, names: frozenset[str]) -> Verdict | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
+            entry = self._entries.get(uid)
+            if entry is None or entry[1] != names:
                 return None
             if time.monotonic() - entry[0] > self._ttl:
-                del self._entries[key]
+                del self._entries[uid]
                 return None
-            self._entries.move_to_end(key)
-            return entry[1]
+            self._entries.move_to_end(uid)
+            return entry[2]
 
-    def put(self, key: tuple[str, frozenset[str]], verdict: Verdict) -> None:
+    def put(self, uid: str, names: frozenset[str], verdict: Verdict) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic(), verdict)
-            self._entries.move_to_end(key)
+            self._entries[uid] = (time.monotonic(), names, verdict)
+            self._entries.move_to_end(uid)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
@@ -159,11 +161,11 @@ class SchedulerExtender:
         return Verdict(verdict.eligible, verdict.unresolvable, {**verdict.resolvable, **overflow})
 
     def _cached_verdict(self, c: Candidates) -> Verdict:
-        key = (c.uid, c.unique if c.unique is not None else frozenset(c.names))
-        verdict = self._cache.get(key)
+        names = c.unique if c.unique is not None else frozenset(c.names)
+        verdict = self._cache.get(c.uid, names)
         if verdict is None:
             verdict = self._verdict(c)
-            self._cache.put(key, verdict)
+            self._cache.put(c.uid, names, verdict)
         return verdict
 
     def _filter(self, read: Callable[[], Candidates], started: float) -> dict[str, Any]:
@@ -175,7 +177,7 @@ class SchedulerExtender:
             return error_result(str(exc))
         if candidates.names:
             unique = candidates.unique if candidates.unique is not None else frozenset(candidates.names)
-            self._cache.put((candidates.uid, unique), verdict)
+            self._cache.put(candidates.uid, unique, verdict)
         result = filter_result(candidates, verdict)
         refused = len(verdict.eligible) < len(candidates.names)  # eligible is a subset of names
         metrics.extender_answered("filter", "filtered" if refused else "all_eligible", started)
@@ -237,7 +239,10 @@ class ExtenderServer(HttpService):
         key_file: Path | None = None,
         max_body: int = 64 * 1024 * 1024,
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
+        inline: bool | None = None,
     ) -> None:
+        """`inline`: answer on the event loop rather than on a thread; by default when deciding
+        only uses the CPU (the wasm engine, no durable record), as the webhook does."""
         self.extender = extender
         tls = (
             ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval)
@@ -255,4 +260,5 @@ class ExtenderServer(HttpService):
             max_body=max_body,
             name="gpupaas-extender",
             listen_option="--extender-listen",
+            inline=not extender.point.waits_on_io if inline is None else inline,
         )

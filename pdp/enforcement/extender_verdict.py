@@ -78,6 +78,9 @@ def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Ver
         pieces = text.split(f'"{first}"')  # the text around each mention of the first node
         if len(pieces) == 1:
             unresolvable.update(dict.fromkeys(members, text))
+        elif len(pieces) == 2:  # named once, the common case: one string built per node
+            before, after = pieces
+            unresolvable.update({m: f'{before}"{m}"{after}' for m in members})
         else:
-            unresolvable.update((m, f'"{m}"'.join(pieces)) for m in members)
+            unresolvable.update({m: f'"{m}"'.join(pieces) for m in members})
     return Verdict(eligible, unresolvable, verdict.resolvable)

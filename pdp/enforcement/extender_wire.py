@@ -77,15 +77,18 @@ def _pod(pod: Any) -> tuple[Mapping[str, Any], str, str]:
     return pod, uid, namespace
 
 
-def _named(pod: Any, node_names: Any, cluster: ClusterView | None) -> Candidates:
-    """Candidates given by name (nodeCacheCapable): their labels from the cluster view."""
+def _named(pod: Any, node_names: Any, cluster: ClusterView | None, *, strings: bool = False) -> Candidates:
+    """Candidates given by name (nodeCacheCapable): their labels from the cluster view.
+    `strings`: `node_names` is known to be a list of strings (decoded as such)."""
     pod, uid, namespace = _pod(pod)
-    if not isinstance(node_names, list) or not all(isinstance(n, str) and n for n in node_names):
+    if not strings and (not isinstance(node_names, list) or not all(isinstance(n, str) for n in node_names)):
         raise BadArgs("NodeNames is not a list of node names")
-    if node_names and cluster is None:
-        raise BadArgs("NodeNames needs the extender's cluster view (run it with a kubeconfig)")
     names = list(node_names)
     unique = frozenset(names)
+    if "" in unique:
+        raise BadArgs("NodeNames is not a list of node names")
+    if names and cluster is None:
+        raise BadArgs("NodeNames needs the extender's cluster view (run it with a kubeconfig)")
     if len(unique) != len(names):
         raise BadArgs("the candidate nodes repeat a name")
     labels = labels_of(cluster, names) if cluster is not None else {}
@@ -178,7 +181,7 @@ def read_args(body: bytes, cluster: ClusterView | None, shapes: ShapeCache) -> C
     except (msgspec.MsgspecError, ValueError):
         return None
     if args.NodeNames is not None:
-        return _named(pod, args.NodeNames, cluster)
+        return _named(pod, args.NodeNames, cluster, strings=True)
     names: list[str] = []
     keys: list[LabelsKey] = []
     unique: frozenset[str] = frozenset()

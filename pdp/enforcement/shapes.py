@@ -126,8 +126,9 @@ def group_by_shape(
     """
     shapes: Sequence[Any] = keys
     if occupants:
-        pairs = zip(names, keys, strict=True)
-        shapes = [(key, tuple(sorted(occupants.get(name, ())))) for name, key in pairs]
+        # Sorted once per occupied node (the few), not once per candidate.
+        occupied = {name: tuple(sorted(namespaces)) for name, namespaces in occupants.items()}
+        shapes = [(key, occupied.get(name, ())) for name, key in zip(names, keys, strict=True)]
     groups: dict[Any, list[str]] = {}
     for name, shape in zip(names, shapes, strict=True):
         members = groups.get(shape)

@@ -3,13 +3,16 @@ for their names and labels) answers exactly what decoding the whole body and `fi
 
 from __future__ import annotations
 
+import http.client
+import ssl
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from bench.inputs import extender_args
-from pdp.enforcement.extender import SchedulerExtender
+from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.enforcement.extender_wire import read_args
 from pdp.enforcement.jsonhttp import HttpError
 from pdp.enforcement.shapes import ShapeCache
@@ -134,3 +137,25 @@ def test_what_is_not_json_to_orjson_is_a_400(point: DecisionPoint, body: bytes) 
     with pytest.raises(HttpError) as raised:
         SchedulerExtender(point).filter_json(body)
     assert raised.value.status == 400 and "not JSON" in raised.value.message
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_five_thousand_nodes_over_http(point: DecisionPoint, tls: bool, tls_files: tuple[Path, Path]) -> None:
+    # A ~1.2 MB body in and a ~1.2 MB answer out, through the server (head and body written
+    # together: one vectored send in the clear, one TLS write over HTTPS).
+    body = extender_args(5000)
+    cert, key = tls_files if tls else (None, None)
+    with ExtenderServer(SchedulerExtender(point), cert_file=cert, key_file=key) as server:
+        if tls:
+            context = ssl.create_default_context(cafile=str(cert))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", server.port, context=context, timeout=30
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for _ in range(2):  # the same connection, kept alive
+            conn.request("POST", "/filter", body)
+            response = conn.getresponse()
+            assert response.status == 200
+            assert orjson.loads(response.read()) == SchedulerExtender(point).filter(orjson.loads(body))
+        conn.close()
