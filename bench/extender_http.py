@@ -8,7 +8,8 @@ sidecar; `--tls` serves over HTTPS (a throwaway self-signed certificate), as a d
 
 Before/after in one window: `--before DIR` (a `git archive` of the old commit) serves the same
 body from that tree too, and the two trees take turns, `--rounds` times `--duration` seconds each
-(the order flips every round), so both see the same load on a shared machine. Each round reports
+(the order flips every round; one server runs at a time, started afresh each round), so both see
+the same load on a shared machine. Each round reports
 p50/p99/max, the server's CPU per request (the `pdp serve` process, from /proc, OPA not counted)
 and the load average; the summary pools each tree's requests.
 
@@ -59,6 +60,15 @@ class Server:
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@dataclass
+class Pool:
+    """One tree's requests over all rounds."""
+
+    tree: Path
+    samples: list[float] = field(default_factory=list)
+    cpu_ms: float = 0.0
 
 
 def _certificate(work: Path) -> tuple[Path, Path]:
@@ -169,18 +179,22 @@ def main() -> int:
     args = parser.parse_args()
     body = extender_args(args.nodes)
     trees = [args.tree] + ([args.before] if args.before else [])
+    pooled = {tree: Pool(tree) for tree in trees}
     with tempfile.TemporaryDirectory(prefix="extender-http-") as tmp:
-        servers = [serve(t, Path(tmp) / str(i), args.engine, args.tls) for i, t in enumerate(trees)]
-        try:
-            for r in range(args.rounds):
-                for server in servers if r % 2 == 0 else servers[::-1]:
+        for r in range(args.rounds):
+            for tree in trees if r % 2 == 0 else trees[::-1]:
+                # One server at a time: an idle peer's background work would land on the one
+                # being measured (the tree before this branch burned ~50 ms of CPU a second idle).
+                server = serve(tree, Path(tmp) / f"{r}-{trees.index(tree)}", args.engine, args.tls)
+                try:
                     row = measure(server, body, args.rate, args.duration)
-                    print(orjson.dumps({"round": r + 1, **row}).decode(), flush=True)
-        finally:
-            for server in servers:
-                server.proc.terminate()
-                server.proc.wait(timeout=15)
-    for server in servers:
+                finally:
+                    server.proc.terminate()
+                    server.proc.wait(timeout=15)
+                pooled[tree].samples += server.samples
+                pooled[tree].cpu_ms += server.cpu_ms
+                print(orjson.dumps({"round": r + 1, **row}).decode(), flush=True)
+    for server in pooled.values():
         summary = {
             "summary": str(server.tree),
             "engine": args.engine,
