@@ -147,7 +147,11 @@ class SchedulerExtender:
         except InvalidIntent as exc:
             raise BadArgs(f"Pod: {exc}") from exc
         occupants = _occupants(self.cluster, names, c.uid) if self.cluster is not None else None
-        keys = c.keys[: len(names)] if c.keys is not None else self._shapes.keys_of(names, c.labels)
+        if c.keys is not None:
+            keys = c.keys[: len(names)]
+        else:
+            replaced = getattr(self.cluster, "labels_replaced", False) is True
+            keys = self._shapes.keys_of(names, c.labels, replaced=replaced)
         groups, labels = group_by_shape(names, keys, occupants)
         shapes = []
         for first in groups:

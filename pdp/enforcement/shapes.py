@@ -61,8 +61,15 @@ class ShapeCache:
         self._entries[name] = (dict(labels), key)
         return key
 
-    def keys_of(self, names: Sequence[str], labels: Mapping[str, Mapping[str, str]]) -> list[LabelsKey]:
-        """The key of each node's labels (absent: none)."""
+    def keys_of(
+        self, names: Sequence[str], labels: Mapping[str, Mapping[str, str]], *, replaced: bool = False
+    ) -> list[LabelsKey]:
+        """The key of each node's labels (absent: none).
+
+        `replaced`: the caller's labels dicts are replaced when a node's labels change, never
+        edited in place (`ClusterState`: see NodeIndex), so the very dict remembered is the
+        labels unchanged; it is kept instead of a copy and recognised by identity, without
+        comparing its labels."""
         # The hit path (labels as remembered) inline: this loop runs once per candidate node
         # per cycle, and a method call per node was a fifth of it.
         entries = self._entries
@@ -72,8 +79,12 @@ class ShapeCache:
         for name in names:
             node_labels = labels.get(name) or no_labels
             entry = entries.get(name)
-            if entry is not None and entry[0] == node_labels:
+            if entry is not None and (entry[0] is node_labels if replaced else entry[0] == node_labels):
                 keys.append(entry[1])
+            elif replaced:
+                key = key_of(name, node_labels)
+                entries[name] = (node_labels, key)  # the dict itself (it is never edited)
+                keys.append(key)
             else:
                 keys.append(key_of(name, node_labels))
         return keys

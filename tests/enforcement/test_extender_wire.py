@@ -159,3 +159,23 @@ def test_five_thousand_nodes_over_http(point: DecisionPoint, tls: bool, tls_file
             assert response.status == 200
             assert orjson.loads(response.read()) == SchedulerExtender(point).filter(orjson.loads(body))
         conn.close()
+
+
+def test_an_informer_view_relabelling_a_node_is_judged_by_its_new_labels(point: DecisionPoint) -> None:
+    # ClusterState replaces a node's labels dict on every event, so the shape cache recognises an
+    # unchanged node by its dict alone; a relabelled node is a new dict, keyed again.
+    from kubernetes import client as k8s
+
+    from pdp.enforcement.cluster import ClusterState, apply_node_event
+
+    state = ClusterState(k8s.ApiClient())  # never started: its index is filled as events would
+    own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")
+    state._nodes.replace([node("pad", own), node("n1", own)])
+    extender = SchedulerExtender(point, state)
+    assert passed(extender.filter(with_names(acme_pod(), ["pad", "n1"]))) == ["pad", "n1"]
+    assert passed(extender.filter(with_names(acme_pod("again"), ["pad", "n1"]))) == ["pad", "n1"]
+    apply_node_event(state._nodes, "MODIFIED", node("n1", labels("us-east-1", "us-h100-shared")))
+    result = extender.filter(with_names(acme_pod("moved"), ["pad", "n1"]))
+    assert passed(result) == ["pad"] and "RESIDENCY" in result["FailedAndUnresolvableNodes"]["n1"]
+    apply_node_event(state._nodes, "MODIFIED", node("n1", dict(own)))
+    assert passed(extender.filter(with_names(acme_pod("back"), ["pad", "n1"]))) == ["pad", "n1"]
