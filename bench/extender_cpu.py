@@ -100,6 +100,9 @@ def main() -> int:
                     names_ext.filter(orjson.loads(names_body))
                 ),
             }
+            if hasattr(nodes_ext, "filter_json"):  # the HTTP path, body to answer (a tree before it has none)
+                modes["Nodes: filter_json (HTTP path)"] = lambda: nodes_ext.filter_json(body)
+                modes["NodeNames: filter_json (HTTP path)"] = lambda: names_ext.filter_json(names_body)
             if args.freeze:
                 gc.collect()
                 gc.freeze()

@@ -4,10 +4,17 @@
 A paced keep-alive client (one request every 1/rate s, sent on time unless the previous answer is
 late, which then counts against the late answer's successor too) instead of vegeta, so it runs
 without `scripts/bench`'s load generators. `--engine wasm` decides in-process instead of on the OPA
-sidecar. `--tree DIR` serves from another checkout (before/after comparisons in one run: `git
-worktree`/`git archive` the old commit into DIR).
+sidecar; `--tls` serves over HTTPS (a throwaway self-signed certificate), as a deployed extender.
 
-    .venv/bin/python -m bench.extender_http --nodes 5000 --rate 5 --duration 60
+Before/after in one window: `--before DIR` (a `git archive` of the old commit) serves the same
+body from that tree too, and the two trees take turns, `--rounds` times `--duration` seconds each
+(the order flips every round; one server runs at a time, started afresh each round), so both see
+the same load on a shared machine. Each round reports
+p50/p99/max, the server's CPU per request (the `pdp serve` process, from /proc, OPA not counted)
+and the load average; the summary pools each tree's requests.
+
+    git archive main | tar -x -C /tmp/before
+    .venv/bin/python -m bench.extender_http --before /tmp/before --rounds 3 --duration 60
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import http.client
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,7 @@ import orjson
 from bench.inputs import extender_args
 
 ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -38,7 +48,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(tree: Path, work: Path, engine: str = "sidecar") -> tuple[subprocess.Popen[bytes], int]:
+@dataclass
+class Server:
+    tree: Path
+    proc: subprocess.Popen[bytes]
+    port: int
+    tls: bool
+    samples: list[float] = field(default_factory=list)
+    cpu_ms: float = 0.0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@dataclass
+class Pool:
+    """One tree's requests over all rounds."""
+
+    tree: Path
+    samples: list[float] = field(default_factory=list)
+    cpu_ms: float = 0.0
+
+
+def _certificate(work: Path) -> tuple[Path, Path]:
+    from pdp.enforcement.certs import issue_server_cert, make_ca
+
+    (work / "tls").mkdir()
+    pair = issue_server_cert(make_ca(work / "tls"), work / "tls" / "extender", ["127.0.0.1"])
+    return pair.cert, pair.key
+
+
+def serve(tree: Path, work: Path, engine: str = "sidecar", tls: bool = False) -> Server:
+    work.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "examples", work / "examples", dirs_exist_ok=True)
     port, grpc, opa = free_port(), free_port(), free_port()
     argv = [sys.executable, "-m", "pdp.cli", "serve"]
@@ -52,21 +94,35 @@ def serve(tree: Path, work: Path, engine: str = "sidecar") -> tuple[subprocess.P
     argv += ["--listen", f"127.0.0.1:{grpc}"]
     argv += ["--engine", "wasm"] if engine == "wasm" else ["--sidecar-addr", f"127.0.0.1:{opa}"]
     argv += ["--extender-listen", f"127.0.0.1:{port}"]
+    if tls:
+        cert, key = _certificate(work)
+        argv += ["--extender-cert", str(cert), "--extender-key", str(key)]
+    env = {**os.environ, "PDP_OPA_BIN": os.environ.get("PDP_OPA_BIN", str(ROOT / ".bin" / "opa"))}
     log = work / "pdp.log"
-    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=tree)
+    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=tree, env=env)
     deadline = time.monotonic() + 120
     while b"pdp serving on" not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"pdp serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    return proc, port
+    return Server(tree, proc, port, tls)
 
 
-def paced(port: int, body: bytes, rate: float, duration: float) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _connection(server: Server) -> http.client.HTTPConnection:
+    if server.tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # a throwaway certificate; the handshake is what counts
+        return http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10, context=context)
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+
+
+def paced(server: Server, body: bytes, rate: float, duration: float) -> list[float]:
+    conn = _connection(server)
     headers = {"Content-Type": "application/json"}
     samples = []
+    answers = []
     start = time.monotonic()
     for i in range(int(rate * duration)):
         due = start + i / rate
@@ -76,39 +132,81 @@ def paced(port: int, body: bytes, rate: float, duration: float) -> list[float]:
         answer = response.read()
         # Latency from when the request was due: a late predecessor delays it too (open loop).
         samples.append((time.monotonic() - due) * 1000)
-        if response.status != 200 or orjson.loads(answer)["Error"]:
-            raise RuntimeError(f"filter failed: {response.status} {answer[:300]!r}")
+        answers.append((response.status, answer))
     conn.close()
+    for status, answer in answers[:1] + answers[-1:]:  # checked outside the timed loop
+        if status != 200 or orjson.loads(answer)["Error"]:
+            raise RuntimeError(f"filter failed: {status} {answer[:300]!r}")
     return samples
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "max_ms": round(ordered[-1], 1),
+    }
+
+
+def measure(server: Server, body: bytes, rate: float, duration: float) -> dict[str, Any]:
+    paced(server, body, rate, min(duration, 2.0))  # warm-up: connection, caches, the other tree's leftovers
+    load = os.getloadavg()[0]
+    cpu = server.cpu_seconds()
+    samples = paced(server, body, rate, duration)
+    cpu_ms = (server.cpu_seconds() - cpu) * 1000 / len(samples)
+    server.samples += samples
+    server.cpu_ms += cpu_ms * len(samples)
+    return {
+        "tree": str(server.tree),
+        "load_1m": round(load, 1),
+        "requests": len(samples),
+        **percentiles(samples),
+        "cpu_ms_per_request": round(cpu_ms, 1),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=5.0)
-    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per tree per round")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose pdp serves")
+    parser.add_argument("--before", type=Path, help="another checkout, measured in turns with --tree")
     parser.add_argument("--engine", choices=["sidecar", "wasm"], default="sidecar")
+    parser.add_argument("--tls", action="store_true", help="serve the extender over HTTPS")
     args = parser.parse_args()
     body = extender_args(args.nodes)
+    trees = [args.tree] + ([args.before] if args.before else [])
+    pooled = {tree: Pool(tree) for tree in trees}
     with tempfile.TemporaryDirectory(prefix="extender-http-") as tmp:
-        proc, port = serve(args.tree, Path(tmp), args.engine)
-        try:
-            paced(port, body, args.rate, min(args.duration, 4.0))  # warm-up
-            samples = sorted(paced(port, body, args.rate, args.duration))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
-    out: dict[str, Any] = {
-        "tree": str(args.tree),
-        "engine": args.engine,
-        "load_average": os.getloadavg(),
-        "requests": len(samples),
-        "p50_ms": round(statistics.median(samples), 1),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
-        "max_ms": round(samples[-1], 1),
-    }
-    print(orjson.dumps(out).decode())
+        for r in range(args.rounds):
+            for tree in trees if r % 2 == 0 else trees[::-1]:
+                # One server at a time: an idle peer's background work would land on the one
+                # being measured (the tree before this branch burned ~50 ms of CPU a second idle).
+                server = serve(tree, Path(tmp) / f"{r}-{trees.index(tree)}", args.engine, args.tls)
+                try:
+                    row = measure(server, body, args.rate, args.duration)
+                finally:
+                    server.proc.terminate()
+                    server.proc.wait(timeout=15)
+                pooled[tree].samples += server.samples
+                pooled[tree].cpu_ms += server.cpu_ms
+                print(orjson.dumps({"round": r + 1, **row}).decode(), flush=True)
+    for server in pooled.values():
+        summary = {
+            "summary": str(server.tree),
+            "engine": args.engine,
+            "tls": args.tls,
+            "rate": args.rate,
+            "nodes": args.nodes,
+            "requests": len(server.samples),
+            **percentiles(server.samples),
+            "cpu_ms_per_request": round(server.cpu_ms / len(server.samples), 1),
+            "load_average": [round(x, 1) for x in os.getloadavg()],
+        }
+        print(orjson.dumps(summary).decode())
     return 0
 
 

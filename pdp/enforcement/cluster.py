@@ -128,6 +128,10 @@ def apply_pod_event(index: PodIndex, event_type: str, pod: Mapping[str, Any]) ->
 class ClusterState:
     """Nodes and pods of the cluster, kept current by list+watch in daemon threads."""
 
+    labels_replaced = True
+    """A node's labels dict is replaced when they change, never edited in place (NodeIndex): the
+    extender's shape cache may recognise an unchanged node by its dict alone."""
+
     def __init__(
         self,
         api: k8s.ApiClient,

@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 Query = Mapping[str, list[str]]
 Route = Callable[[bytes, Query, float], Any]
 """A POST route: the body, the query string and the request's arrival (time.monotonic()) in, a
-JSON document out (status 200); raises HttpError for another status."""
+JSON document out (status 200), or `bytes` already holding its JSON text; raises HttpError for
+another status."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -182,7 +183,8 @@ class JsonApp:
 def _call(route: Route, body: bytes, query: Query, arrived: float, path: str) -> tuple[int, bytes]:
     """The route's answer and status, serialized on the decision thread."""
     try:
-        return HTTPStatus.OK, orjson.dumps(route(body, query, arrived))
+        answer = route(body, query, arrived)
+        return HTTPStatus.OK, answer if type(answer) is bytes else orjson.dumps(answer)
     except HttpError as exc:
         return exc.status, orjson.dumps({"error": exc.message, "status": exc.status})
     except Exception as exc:

@@ -4,13 +4,16 @@ the namespaces of the pods on it), grouped so the policy is asked once per shape
 kube-scheduler sends the same few thousand nodes every cycle, and their labels rarely change. A
 `ShapeCache` remembers, per node name, the labels last seen and their hashable key, so a repeated
 node costs one dict look-up and one comparison of its labels with the ones remembered (an exact
-comparison, not a digest: a node whose labels changed is always keyed again).
+comparison, not a digest: a node whose labels changed is always keyed again). Labels that came
+as JSON text (the scheduler's Nodes, read by `extender_args`) are keyed by that text instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 LabelsKey = frozenset[tuple[str, str]]
 ShapeKey = tuple[LabelsKey, tuple[str, ...]]
@@ -28,14 +31,22 @@ def string_labels(labels: Any) -> Mapping[str, str]:
 
 
 class ShapeCache:
-    """Node name -> (labels last seen, their interned key). Bounded: cleared when it outgrows
-    `size` names (a fleet that large re-keys once, then hits again)."""
+    """Node name -> (labels last seen, their interned key), and the labels' JSON text as sent ->
+    its interned key. Bounded: each map is cleared when it outgrows `size` entries (a fleet that
+    large re-keys once, then hits again)."""
 
     def __init__(self, size: int = 100_000) -> None:
         self._size = size
         self._entries: dict[str, tuple[Mapping[str, str], LabelsKey]] = {}
+        self._texts: dict[bytes, LabelsKey] = {}
         # Equal keys interned to one object, so grouping compares them by identity.
         self._interned: dict[LabelsKey, LabelsKey] = {}
+
+    def _intern(self, labels: Any) -> LabelsKey:
+        key = frozenset(string_labels(labels).items())
+        if len(self._interned) >= self._size:
+            self._interned.clear()
+        return self._interned.setdefault(key, key)
 
     def labels_key(self, name: str, labels: Mapping[str, str]) -> LabelsKey:
         # Reads and writes are single dict operations (atomic under the GIL); concurrent
@@ -43,45 +54,100 @@ class ShapeCache:
         entry = self._entries.get(name)
         if entry is not None and entry[0] == labels:
             return entry[1]
-        key = frozenset(string_labels(labels).items())
-        key = self._interned.setdefault(key, key)
+        key = self._intern(labels)
         if len(self._entries) >= self._size:
             self._entries.clear()
-            self._interned.clear()
         # A copy: a caller that changes its labels dict in place must not change ours with it.
         self._entries[name] = (dict(labels), key)
         return key
+
+    def keys_of(
+        self, names: Sequence[str], labels: Mapping[str, Mapping[str, str]], *, replaced: bool = False
+    ) -> list[LabelsKey]:
+        """The key of each node's labels (absent: none).
+
+        `replaced`: the caller's labels dicts are replaced when a node's labels change, never
+        edited in place (`ClusterState`: see NodeIndex), so the very dict remembered is the
+        labels unchanged; it is kept instead of a copy and recognised by identity, without
+        comparing its labels."""
+        # The hit path (labels as remembered) inline: this loop runs once per candidate node
+        # per cycle, and a method call per node was a fifth of it.
+        entries = self._entries
+        key_of = self.labels_key
+        no_labels: Mapping[str, str] = {}
+        keys = []
+        for name in names:
+            node_labels = labels.get(name) or no_labels
+            entry = entries.get(name)
+            if entry is not None and (entry[0] is node_labels if replaced else entry[0] == node_labels):
+                keys.append(entry[1])
+            elif replaced:
+                key = key_of(name, node_labels)
+                entries[name] = (node_labels, key)  # the dict itself (it is never edited)
+                keys.append(key)
+            else:
+                keys.append(key_of(name, node_labels))
+        return keys
+
+    def text_keys(self, texts: Sequence[bytes]) -> list[LabelsKey]:
+        """The key of each node's `metadata.labels` given as its JSON text (b"": absent).
+
+        Keyed by the text itself, not the node: kube-scheduler writes equal labels as equal text
+        (Go sorts map keys), so a fleet's few shapes are a few texts. Raises ValueError for a
+        text orjson does not read (the body is then not JSON to the rest of the extender)."""
+        known = self._texts
+        try:
+            return [known[text] for text in texts]
+        except KeyError:
+            pass
+        missing = set(texts).difference(known)
+        if len(known) + len(missing) > self._size:
+            known.clear()
+            missing = set(texts)
+        for text in missing:
+            labels = orjson.loads(text) if text else None
+            known[text] = self._intern(labels if type(labels) is dict else {})
+        return [known[text] for text in texts]
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
+def shape_labels(key: LabelsKey) -> dict[str, str]:
+    """The labels a key stands for, in a stable order."""
+    return dict(sorted(key))
+
+
+class Grouping(NamedTuple):
+    members: dict[str, list[str]]
+    """Each shape's nodes, keyed by the first of them."""
+    keys: dict[str, LabelsKey]
+    """Each shape's labels, keyed by its first node."""
+
+
 def group_by_shape(
     names: Sequence[str],
-    labels: Mapping[str, Mapping[str, str]],
+    keys: Sequence[LabelsKey],
     occupants: Mapping[str, Sequence[str]] | None,
-    cache: ShapeCache,
-) -> dict[str, list[str]]:
-    """Candidate nodes with the same labels and occupants, keyed by the first of them.
+) -> Grouping:
+    """Candidate nodes with the same labels (`keys`, one per name) and occupants.
 
     `occupants` maps a node to the namespaces of the pods on it (absent: none); None when there
     is no cluster view, so every node is unoccupied as far as the policy knows.
     """
-    # The cache's hit path (labels as remembered) inline: this loop runs once per candidate
-    # node per cycle, and a method call per node was a fifth of it.
-    entries = cache._entries
-    key_of = cache.labels_key
-    no_labels: Mapping[str, str] = {}
+    shapes: Sequence[Any] = keys
+    if occupants:
+        # Sorted once per occupied node (the few), not once per candidate.
+        occupied = {name: tuple(sorted(namespaces)) for name, namespaces in occupants.items()}
+        shapes = [(key, occupied.get(name, ())) for name, key in zip(names, keys, strict=True)]
     groups: dict[Any, list[str]] = {}
-    for name in names:
-        node_labels = labels.get(name) or no_labels
-        entry = entries.get(name)
-        key: Any = entry[1] if entry is not None and entry[0] == node_labels else key_of(name, node_labels)
-        if occupants:
-            key = (key, tuple(sorted(occupants.get(name, ()))))
-        members = groups.get(key)
+    for name, shape in zip(names, shapes, strict=True):
+        members = groups.get(shape)
         if members is None:
-            groups[key] = [name]
+            groups[shape] = [name]
         else:
             members.append(name)
-    return {members[0]: members for members in groups.values()}
+    return Grouping(
+        {members[0]: members for members in groups.values()},
+        {members[0]: shape[0] if occupants else shape for shape, members in groups.items()},
+    )

@@ -175,17 +175,18 @@ class ControlPlane:
         api.close()
         raise TimeoutError(f"kube-apiserver not ready: {last}\n{self.log_tail('kube-apiserver')}")
 
-    def start_scheduler(self, config: dict[str, Any]) -> None:
-        """kube-scheduler with `config` (a KubeSchedulerConfiguration), talking to this API server."""
+    def start_scheduler(self, config: dict[str, Any], name: str = "kube-scheduler") -> None:
+        """kube-scheduler with `config` (a KubeSchedulerConfiguration), talking to this API server;
+        `name` tells a second one (with its own profiles' schedulerNames) apart."""
         config = {
             **config,
             "clientConnection": {"kubeconfig": str(self.kubeconfig)},
             "leaderElection": {"leaderElect": False},
         }
-        path = self.workdir / "scheduler.yaml"
+        path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         self._spawn(
-            "kube-scheduler",
+            name,
             [
                 str(self.bin_dir / "kube-scheduler"),
                 f"--config={path}",

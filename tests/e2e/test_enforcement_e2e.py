@@ -15,7 +15,8 @@ from kubernetes.client.rest import ApiException
 
 from pdp.embedded import EmbeddedPDP
 
-from .conftest import NODE_STATUS, NODES, Enforcement, node_object
+from .conftest import NODE_STATUS, NODES, Enforcement, node_object, scheduler_configuration
+from .controlplane import ControlPlane
 
 _names = itertools.count()
 
@@ -350,6 +351,38 @@ def test_standard_tenant_pods_never_land_on_another_tenants_dedicated_nodes(
     assert nodes and not any(n.startswith("eu-acme") for n in nodes), nodes
     # globex may share GPUs and holds A100s, so the time-slicing spot node is fair game too.
     assert nodes <= {"eu-shared-1", "eu-shared-2", "us-shared-1", "us-shared-2", "us-spot-1"}, nodes
+
+
+def test_a_scheduler_sending_whole_nodes_gets_its_own_nodes_back(
+    ready: Enforcement, api: client.ApiClient, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nodeCacheCapable: false: kube-scheduler sends every candidate Node object (status and all,
+    # as Go encodes them) and reads the passing ones back; the extender sends their own text.
+    extender = ready.extender.extender
+    sent_whole: list[int] = []
+    read = extender._read
+
+    def recording(body: bytes) -> Any:
+        candidates = read(body)
+        if candidates.objects is not None:
+            sent_whole.append(len(candidates.objects))
+        return candidates
+
+    monkeypatch.setattr(extender, "_read", recording)
+    config = scheduler_configuration(ready.extender.url)
+    config["profiles"] = [{"schedulerName": "gpupaas-whole-nodes"}]
+    for stanza in config["extenders"]:
+        stanza["nodeCacheCapable"] = False
+    control_plane.start_scheduler(config, name="kube-scheduler-whole-nodes")
+    pods = []
+    for _ in range(3):
+        pod = gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))
+        pod["spec"]["schedulerName"] = "gpupaas-whole-nodes"
+        pods.append(create(api, pod))
+    nodes = {bound_node(api, "acme-prod", p.metadata.name) for p in pods}
+    own = {name for name, facts in NODES.items() if facts[3] == "acme-eu"}
+    assert nodes and nodes <= own, nodes
+    assert sent_whole and all(sent_whole), sent_whole  # Node objects, not names
 
 
 def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(

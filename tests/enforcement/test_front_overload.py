@@ -154,7 +154,33 @@ def test_the_wasm_engine_decides_inline_and_the_sidecar_on_threads(
         assert status == 200 and doc["response"]["allowed"] is True
 
 
-def test_a_response_head_and_body_go_out_in_one_write() -> None:
+def test_the_extender_answers_inline_with_the_wasm_engine(
+    wasm_stack: EmbeddedPDP, stack: EmbeddedPDP
+) -> None:
+    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+
+    from .test_extender import acme_pod, passed, with_nodes
+
+    assert wasm_stack.engine is not None and stack.engine is not None
+    raw = json.dumps(with_nodes(acme_pod())).encode()
+    with ExtenderServer(SchedulerExtender(DecisionPoint(wasm_stack.engine))) as server:
+        assert server._http.app.inline
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for _ in range(3):
+            conn.request("POST", "/filter", raw)
+            response = conn.getresponse()
+            assert response.status == 200 and passed(json.loads(response.read())) == [
+                "eu-acme-1",
+                "eu-acme-2",
+            ]
+        conn.close()
+        assert not [t for t in threading.enumerate() if t.name.startswith("gpupaas-extender_")]
+    with ExtenderServer(SchedulerExtender(DecisionPoint(stack.engine))) as server:
+        assert not server._http.app.inline
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "tcp"])
+def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
     from pdp.enforcement.serving import _OneWrite
 
     class Recording:
@@ -164,6 +190,13 @@ def test_a_response_head_and_body_go_out_in_one_write() -> None:
 
         def write(self, data: bytes) -> None:
             self.writes.append(data)
+
+        def writelines(self, pieces: tuple[bytes, ...]) -> None:
+            # One vectored send: recorded as the one write the peer receives.
+            self.writes.append(b"".join(pieces))
+
+        def get_extra_info(self, name: str) -> object:
+            return object() if name == "sslcontext" and tls else None
 
         def close(self) -> None:
             self.closed = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -300,3 +301,19 @@ def test_extender_filter_never_raises(stack: EmbeddedPDP, args: Any) -> None:
     else:
         assert (result["Nodes"] is None) != (result["NodeNames"] is None)
     assert isinstance(extender.prioritize(args), list)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extender_args)
+def test_extender_http_path_answers_what_filter_answers(stack: EmbeddedPDP, args: Any) -> None:
+    # The HTTP path reads a body's nodes only for their names and labels (msgspec) and hands what
+    # it does not expect to parse_args: the same answer, and the same 400 for what orjson refuses.
+    try:
+        body = orjson.dumps(args)  # integers beyond 64 bits: not a body kube-scheduler sends
+    except orjson.JSONEncodeError:
+        return
+    point = DecisionPoint(stack.engine)
+    fast = SchedulerExtender(point, Cluster())  # type: ignore[arg-type]
+    whole = SchedulerExtender(point, Cluster())  # type: ignore[arg-type]
+    assert orjson.loads(fast.filter_json(body)) == whole.filter(orjson.loads(body))
+    assert orjson.loads(fast.prioritize_json(body)) == whole.prioritize(orjson.loads(body))
