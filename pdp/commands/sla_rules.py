@@ -3,7 +3,8 @@ fractions, multi-window multi-burn-rate alerting rules), with the fleet's `sla_a
 the alerts `pdp sla` and the lifecycle's check compute, for Prometheus to evaluate and Alertmanager
 to page on (pdp/telemetry/sla_rules.py).
 
-Exit status: 0 written, 1 a document or a window the rules cannot be written from (named).
+Exit status: 0 written, 1 a document or a window the rules cannot be written from (named), or
+the file cannot be written.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return 0
-    write(args.output, text)
+    try:
+        write(args.output, text)
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -93,10 +93,10 @@ def fleet_windows(fleet: Mapping[str, Any]) -> Windows:
         return Windows(
             fast.get("long", default.fast_long),
             fast.get("short", default.fast_short),
-            float(fast.get("burn_rate", default.fast_burn)),
+            fast.get("burn_rate", default.fast_burn),  # Windows refuses a non-number, naming it
             slow.get("long", default.slow_long),
             slow.get("short", default.slow_short),
-            float(slow.get("burn_rate", default.slow_burn)),
+            slow.get("burn_rate", default.slow_burn),
             conf.get("period", default.period),
         )
     except ValueError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.telemetry.sla import Windows, slower_fraction
+from pdp.telemetry.sla import Windows, fleet_windows, slower_fraction
 from pdp.telemetry.sla_rules import ALERT, RECORDS, RulesError, number, render, rule_groups
 from tests.artifacts import cached_artifact
 
@@ -242,6 +242,14 @@ def test_the_fleets_windows_shape_the_rules_and_a_bad_one_is_named(tmp_path: Pat
         "fleet.sla_alerting.slow.short 7h must be shorter than fleet.sla_alerting.slow.long 6h"
         in refused.stderr
     )
+    # A burn rate that is no number is named too (float('high') used to fail naming no field).
+    with pytest.raises(
+        ValueError, match=r"fleet\.sla_alerting\.fast\.burn_rate 'high': expected a burn rate"
+    ):
+        fleet_windows({"sla_alerting": {"fast": {"burn_rate": "high"}}})
+    target = tmp_path / "no" / "such" / "sla.rules.yml"
+    unwritable = _pdp("sla", "rules", "--tenants", str(tenants), "-o", str(target))
+    assert unwritable.returncode == 1 and f"error: cannot write {target}" in unwritable.stderr
 
 
 # promtool's rule unit tests: synthetic counters, per minute, evaluated by Prometheus's engine at
