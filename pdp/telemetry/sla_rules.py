@@ -61,9 +61,9 @@ class RulesError(ValueError):
 
 
 def number(value: float) -> str:
-    """A PromQL number literal: the shortest text that reads back as `value` (rounded to 12
-    digits, so 100 - 99.9 is 0.1, not 0.09999999999999432)."""
-    text = repr(round(float(value), 12))
+    """A PromQL number literal: the shortest text that reads back as `value` rounded to 12
+    significant digits (so 100 - 99.9 is 0.1, not 0.09999999999999432)."""
+    text = repr(float(f"{float(value):.12g}"))
     return text[:-2] if text.endswith(".0") else text
 
 
@@ -99,7 +99,7 @@ def _namespaces(name: str, policy: Mapping[str, Any]) -> list[str]:
     if not isinstance(namespaces, list) or not namespaces:
         raise RulesError(f"tenants.{name}.namespaces: expected a list of at least one namespace")
     for namespace in namespaces:
-        if not isinstance(namespace, str) or not _NAME.match(namespace):
+        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
             raise RulesError(f"tenants.{name}.namespaces: {namespace!r} is not a Kubernetes namespace name")
     return sorted(namespaces)
 
@@ -167,7 +167,7 @@ def _alert(
 def tenant_group(name: str, policy: Mapping[str, Any], windows: Windows) -> dict[str, Any] | None:
     """The rule group of one tenant; None when its SLA sets no objective. RulesError naming the
     field of what the rules cannot be written from."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RulesError(f"tenants: {name!r} is not a tenant name (lower-case letters, digits and '-')")
     budgets = _objectives(name, policy)
     if not budgets:

@@ -142,6 +142,7 @@ def test_windows_shared_by_two_alerts_are_recorded_once() -> None:
         ({"sla": "gold"}, "tenants.acme.sla: expected a mapping, got str"),
         ({"namespaces": []}, "tenants.acme.namespaces: expected a list of at least one namespace"),
         ({"namespaces": ['prod"} or vector(1)']}, "tenants.acme.namespaces: 'prod\"} or vector(1)' is not a"),
+        ({"namespaces": ["prod\n"]}, "tenants.acme.namespaces: 'prod\\n' is not a Kubernetes namespace name"),
         ({"tier": "gold"}, "tenants.acme.tier 'gold': expected one of enterprise, standard, spot"),
         ({"tier": None}, "tenants.acme.tier None: expected one of"),
     ],
@@ -161,8 +162,8 @@ def test_a_tenant_name_that_is_no_label_value_is_refused() -> None:
 
 
 def test_numbers_are_the_shortest_promql_literal() -> None:
-    assert [number(v) for v in (0.01, 14.4, 6.0, 0.25, (100 - 99.9) / 100, 1e-05, 1500)] == [
-        "0.01", "14.4", "6", "0.25", "0.001", "1e-05", "1500",
+    assert [number(v) for v in (0.01, 14.4, 6.0, 0.25, (100 - 99.9) / 100, 1e-05, 1500, 1e-13)] == [
+        "0.01", "14.4", "6", "0.25", "0.001", "1e-05", "1500", "1e-13",
     ]  # fmt: skip
 
 
