@@ -1,13 +1,16 @@
 """`pdp sla`: measured p99 latency and availability per tenant and deployment against each tenant's
 SLA, with error-budget burn rates and the multi-window alerts they raise, read from Prometheus.
+`pdp sla <piece>` runs one of the pieces below instead (`pdp sla rules`: the same alerts as a
+Prometheus rule file).
 
-Exit status: 0 no alert fires, 3 an SLA burns its error budget (an alert fires), 1 Prometheus could
-not answer, 2 usage.
+Exit status of the report: 0 no alert fires, 3 an SLA burns its error budget (an alert fires),
+1 Prometheus could not answer, 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -20,11 +23,18 @@ if TYPE_CHECKING:
 
 BREACHED = 3
 
+# `pdp sla <piece>`: piece -> the module whose add_parser(subparsers) adds it.
+PIECES = {
+    "rules": "pdp.commands.sla_rules",
+}
+
 
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("sla", help="measured p99 latency, availability and error-budget burn per deployment")
     s.add_argument(
-        "--prometheus", required=True, metavar="URL", help="Prometheus HTTP API, e.g. http://127.0.0.1:9090"
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus HTTP API, e.g. http://127.0.0.1:9090 (required for the report)",
     )
     s.add_argument("--prometheus-ca", type=Path, help="PEM CA bundle that signed an https Prometheus")
     s.add_argument(
@@ -38,6 +48,9 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.add_argument("--timeout", type=float, default=10.0, help="seconds per Prometheus query (default 10)")
     s.set_defaults(func=cmd_sla)
+    pieces = s.add_subparsers(dest="sla_piece", metavar="{" + ",".join(PIECES) + "}")
+    for module in PIECES.values():
+        importlib.import_module(module).add_parser(pieces)
 
 
 def add_window_options(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +69,9 @@ def cmd_sla(args: argparse.Namespace) -> int:
     from pdp.telemetry.prometheus import PrometheusClient, PrometheusError
     from pdp.telemetry.sla import Windows, sla_report
 
+    if not args.prometheus:
+        print("error: pdp sla: the report needs --prometheus URL", file=sys.stderr)
+        return 2
     try:
         windows = Windows(
             args.fast_long, args.fast_short, args.fast_burn, args.slow_long, args.slow_short, args.slow_burn,

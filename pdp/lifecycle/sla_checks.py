@@ -22,7 +22,7 @@ from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.telemetry.pool_load import PoolLoad, pool_load
 from pdp.telemetry.prometheus import PrometheusClient
-from pdp.telemetry.sla import DeploymentSla, SlaReport, Windows
+from pdp.telemetry.sla import DeploymentSla, SlaReport, Windows, fleet_windows
 from pdp.telemetry.sla import sla_report as measure_report
 from pdp.telemetry.waste import duration_seconds
 
@@ -31,11 +31,6 @@ EVERY_MINUTE = "0 * * * * *"
 CREDIT_EVENT = "sla.credit"
 _UNFINISHED = ("PENDING", "ENQUEUED")
 _SEVERITY = {"fast": 0, "slow": 1}
-_FIELDS = {
-    f"--{alert}-{part}": f"fleet.sla_alerting.{alert}.{'burn_rate' if part == 'burn' else part}"
-    for alert in ("fast", "slow")
-    for part in ("long", "short", "burn")
-} | {"--period": "fleet.sla_alerting.period"}
 
 
 class NoPrometheus(RuntimeError):
@@ -52,23 +47,7 @@ class Alerting:
 def alerting(fleet: Mapping[str, Any]) -> Alerting:
     """The fleet's `sla_alerting` (the SRE workbook's defaults for what it leaves out)."""
     conf = fleet.get("sla_alerting") or {}
-    fast, slow, default = conf.get("fast") or {}, conf.get("slow") or {}, Windows()
-    try:
-        windows = Windows(
-            fast.get("long", default.fast_long),
-            fast.get("short", default.fast_short),
-            float(fast.get("burn_rate", default.fast_burn)),
-            slow.get("long", default.slow_long),
-            slow.get("short", default.slow_short),
-            float(slow.get("burn_rate", default.slow_burn)),
-            conf.get("period", default.period),
-        )
-    except ValueError as exc:
-        # Windows names pdp sla's options; here they are fields of the fleet document.
-        message = str(exc)
-        for option, name in _FIELDS.items():
-            message = message.replace(option, name)
-        raise ValueError(message) from exc
+    windows = fleet_windows(fleet)
     cooldown = duration_seconds(conf.get("cooldown", windows.slow_long), "fleet.sla_alerting.cooldown")
     return Alerting(windows, str(conf.get("check_schedule", EVERY_MINUTE)), cooldown)
 

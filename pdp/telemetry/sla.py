@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,36 @@ class Windows:
         ]
 
 
+_FLEET_FIELDS = {
+    f"--{alert}-{part}": f"fleet.sla_alerting.{alert}.{'burn_rate' if part == 'burn' else part}"
+    for alert in ("fast", "slow")
+    for part in ("long", "short", "burn")
+} | {"--period": "fleet.sla_alerting.period"}
+
+
+def fleet_windows(fleet: Mapping[str, Any]) -> Windows:
+    """The windows of the fleet's `sla_alerting` (the SRE workbook's defaults for what it leaves
+    out), which the lifecycle's checks and the rule file both use; ValueError naming the field."""
+    conf = fleet.get("sla_alerting") or {}
+    fast, slow, default = conf.get("fast") or {}, conf.get("slow") or {}, Windows()
+    try:
+        return Windows(
+            fast.get("long", default.fast_long),
+            fast.get("short", default.fast_short),
+            fast.get("burn_rate", default.fast_burn),  # Windows refuses a non-number, naming it
+            slow.get("long", default.slow_long),
+            slow.get("short", default.slow_short),
+            slow.get("burn_rate", default.slow_burn),
+            conf.get("period", default.period),
+        )
+    except ValueError as exc:
+        # Windows names pdp sla's options; here they are fields of the fleet document.
+        message = str(exc)
+        for option, name in _FLEET_FIELDS.items():
+            message = message.replace(option, name)
+        raise ValueError(message) from exc
+
+
 def with_deployment(expr: str) -> str:
     """`expr` with a `deployment` label: the pod's name without a Deployment's pod suffixes (the
     pod's own name when it has none)."""
@@ -83,8 +114,12 @@ def with_deployment(expr: str) -> str:
     return f'label_replace({named}, "deployment", "$1", "pod", "(.+)-{_SAFE}{{6,10}}-{_SAFE}{{5}}")'
 
 
-def buckets_expression(window: str) -> str:
-    rate = f'rate({LATENCY}_bucket{{namespace!=""}}[{window}])'
+# The series of every namespace; the rule file (pdp/telemetry/sla_rules.py) narrows it to a tenant's.
+ANY_NAMESPACE = 'namespace!=""'
+
+
+def buckets_expression(window: str, namespaces: str = ANY_NAMESPACE) -> str:
+    rate = f"rate({LATENCY}_bucket{{{namespaces}}}[{window}])"
     return f"sum by (le, namespace, deployment) ({with_deployment(rate)})"
 
 
@@ -92,9 +127,9 @@ def p99_expression(window: str) -> str:
     return f"histogram_quantile(0.99, {buckets_expression(window)})"
 
 
-def finished_expression(window: str, errors_only: bool = False) -> str:
+def finished_expression(window: str, errors_only: bool = False, namespaces: str = ANY_NAMESPACE) -> str:
     reasons = "|".join(ERROR_REASONS)
-    match = f'namespace!="", finished_reason=~"{reasons}"' if errors_only else 'namespace!=""'
+    match = f'{namespaces}, finished_reason=~"{reasons}"' if errors_only else namespaces
     return f"sum by (namespace, deployment) ({with_deployment(f'rate({FINISHED}{{{match}}}[{window}])')})"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,16 @@ class Telemetry:
 @pytest.fixture(scope="module")
 def telemetry(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> Iterator[Telemetry]:
     """The simulator on the waste scenario, scraped by a real Prometheus every second."""
-    root = tmp_path_factory.mktemp("telemetry")
+    with running_telemetry(tmp_path_factory.mktemp("telemetry"), prometheus_binary) as running:
+        yield running
+
+
+@contextmanager
+def running_telemetry(
+    root: Path, prometheus_binary: Path, rule_files: Sequence[Path] = ()
+) -> Iterator[Telemetry]:
+    """The simulator on the waste scenario, scraped every second by a real Prometheus that evaluates
+    `rule_files` every second too."""
     scenario = root / "scenario.yaml"
     shutil.copy(WASTE_SCENARIO, scenario)
     simulator = serve(scenario, "127.0.0.1", free_port())
@@ -65,6 +75,7 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path)
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [{"job_name": "gpu", "static_configs": [{"targets": [f"{sim_host}:{sim_port}"]}]}],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
