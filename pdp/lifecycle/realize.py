@@ -42,6 +42,12 @@ def deployment_of(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
     return next((d for d in rt.store.deployments(tenant) if d["name"] == name), None)
 
 
+def running_deployment(rt: Runtime, tenant: str, name: str) -> dict[str, Any] | None:
+    """The tenant's deployment of that name while it runs (None otherwise)."""
+    dep = deployment_of(rt, tenant, name)
+    return dep if dep is not None and dep["state"] == DeploymentState.RUNNING else None
+
+
 class NoEligibleCluster(RuntimeError):
     """None of the decision's eligible clusters is one the tenant is realized in."""
 

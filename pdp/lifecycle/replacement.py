@@ -12,13 +12,12 @@ from pdp.lifecycle.realize import (
     apply_placement,
     choose_cluster,
     cluster_of,
-    deployment_of,
     in_cluster,
     leave,
     links,
+    running_deployment,
 )
 from pdp.lifecycle.runtime import Runtime
-from pdp.lifecycle.states import DeploymentState
 from pdp.substrate.kubernetes import objects, workload
 
 
@@ -71,8 +70,8 @@ def replace(
 
     A refusal raises ReplacementRefused when `strict` (an SLA change must move every workload or
     none); otherwise the deployment keeps its placement and the refusal is reported."""
-    dep = deployment_of(rt, tenant, name)
-    if dep is None or dep["state"] != DeploymentState.RUNNING:
+    dep = running_deployment(rt, tenant, name)
+    if dep is None:
         return {"deployment": name, "replaced": False, "reason": "not running"}
     decision = decide_again(
         rt,

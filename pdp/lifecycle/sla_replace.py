@@ -15,7 +15,6 @@ from typing import Any
 from pdp.lifecycle import realize
 from pdp.lifecycle.replacement import decide_again
 from pdp.lifecycle.runtime import Runtime
-from pdp.lifecycle.states import DeploymentState
 from pdp.substrate.kubernetes import workload
 from pdp.substrate.labels import POOL_LABEL
 
@@ -40,8 +39,8 @@ def onto_pool(
 ) -> dict[str, Any]:
     """{"replaced": bool, "reason"?, "decision_id", ...}: the deployment's object re-applied with
     its pods required on `pool`."""
-    dep = realize.deployment_of(rt, tenant, name)
-    if dep is None or dep["state"] != DeploymentState.RUNNING:
+    dep = realize.running_deployment(rt, tenant, name)
+    if dep is None:
         return {"deployment": name, "replaced": False, "reason": "not running"}
     kept = rt.store.workloads(tenant).get(name)
     if kept is not None and kept.get("event_key") == event_key:

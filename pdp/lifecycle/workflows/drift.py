@@ -30,9 +30,8 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.enforcement import drift as audit
-from pdp.lifecycle import drift, hooks, replacement
+from pdp.lifecycle import drift, hooks, realize, replacement
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.changes import change_workflow
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, intent, key, record_decision, record_step, request_id
@@ -57,10 +56,7 @@ def _managed(tenant: str, name: str) -> dict[str, Any] | None:
     """The tenant's running lifecycle deployment of that name."""
     if not name:
         return None
-    for d in current().store.deployments(tenant):
-        if d["name"] == name and d["state"] == DeploymentState.RUNNING:
-            return d
-    return None
+    return realize.running_deployment(current(), tenant, name)
 
 
 def _replaceable(tenant: str, finding: dict[str, Any], dep: dict[str, Any] | None) -> dict[str, Any]:

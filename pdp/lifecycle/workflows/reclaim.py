@@ -24,9 +24,8 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import hooks
+from pdp.lifecycle import hooks, realize
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.changes import change_workflow
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import begin, intent, record_decision, record_step, request_id
@@ -41,10 +40,7 @@ def workflow_prefix(tenant: str, deployment: str) -> str:
 
 
 def _running(tenant: str, deployment: str) -> dict[str, Any] | None:
-    for d in current().store.deployments(tenant):
-        if d["name"] == deployment and d["state"] == DeploymentState.RUNNING:
-            return d
-    return None
+    return realize.running_deployment(current(), tenant, deployment)
 
 
 @DBOS.step()

@@ -25,19 +25,15 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from dbos import error as dbos_errors
 
-from pdp.lifecycle import hooks, sla_checks, sla_metrics, sla_replace
+from pdp.lifecycle import hooks, realize, sla_checks, sla_metrics, sla_replace
 from pdp.lifecycle.runtime import Runtime, current
-from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, intent, key, record_decision, record_step, request_id
 from pdp.telemetry.prometheus import PrometheusError
 
 
 def _running(tenant: str, deployment: str) -> dict[str, Any] | None:
-    for d in current().store.deployments(tenant):
-        if d["name"] == deployment and d["state"] == DeploymentState.RUNNING:
-            return d
-    return None
+    return realize.running_deployment(current(), tenant, deployment)
 
 
 @DBOS.step()
