@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,18 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
             body(review(obj, "acme-prod"))
             for obj in (pinned, pod(limits={"nvidia.com/gpu": "1"}, tolerations=own_pool("acme-eu")))
         )
-        os.kill(served.proc.pid, signal.SIGSTOP)
-        try:
-            answers = [review_on_a_new_connection(port, cert, raw) for raw in (denied, allowed) * 10]
-        finally:
-            os.kill(served.proc.pid, signal.SIGCONT)
-        by_worker = [(i, a) for i, a in enumerate(answers) if a is not None]
-        assert by_worker, "no review came back: the worker does not serve the webhook port"
+        # `pdp serve` prints its banner while the worker may still be loading its engine (seconds
+        # on a loaded machine): until the worker answers, every review reaches the frozen main.
+        deadline = time.monotonic() + 60
+        by_worker: list[tuple[int, Any]] = []
+        while not by_worker and time.monotonic() < deadline:
+            os.kill(served.proc.pid, signal.SIGSTOP)
+            try:
+                answers = [review_on_a_new_connection(port, cert, raw) for raw in (denied, allowed) * 3]
+            finally:
+                os.kill(served.proc.pid, signal.SIGCONT)
+            by_worker = [(i, a) for i, a in enumerate(answers) if a is not None]
+        assert by_worker, "no review came back within 60 s: the worker does not serve the webhook port"
         for i, answer in by_worker:
             response = answer["response"]
             if i % 2 == 0:

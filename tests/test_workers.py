@@ -20,7 +20,9 @@ import grpc
 import pytest
 import yaml
 
-from pdp.client import PdpClient
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
+from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
+from pdp.api.translate import decision_from_proto, intent_to_proto
 
 from .conftest import EXAMPLES
 from .test_cli import config_args, pdp
@@ -75,12 +77,19 @@ def served(workspace: Path) -> Iterator[Served]:
 
 
 def decide_on_a_new_connection(addr: str, timeout: float = 1.0) -> dict[str, object] | None:
-    """One decision on a fresh connection (the kernel picks the process per connection)."""
+    """One decision on a fresh connection (the kernel picks the process per connection). gRPC
+    shares connections between the channels of a process unless told not to, so without a local
+    subchannel pool the next "new" channel could ride the last one's connection to the frozen
+    main process, attempt after attempt."""
+    channel = grpc.insecure_channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
     try:
-        with PdpClient(addr, timeout=timeout) as client:
-            return client.decide(INTENT)
+        request = pb.DecideRequest(intent=intent_to_proto(INTENT))
+        reply = pdp_pb2_grpc.DecisionServiceStub(channel).Decide(request, timeout=timeout)
+        return decision_from_proto(reply.decision)
     except grpc.RpcError:
         return None
+    finally:
+        channel.close()
 
 
 def decisions_while_main_is_frozen(served: Served, attempts: int = 20) -> list[dict[str, object]]:
@@ -90,6 +99,17 @@ def decisions_while_main_is_frozen(served: Served, attempts: int = 20) -> list[d
     finally:
         os.kill(served.proc.pid, signal.SIGCONT)
     return [a for a in answers if a is not None]
+
+
+def worker_answers(served: Served, within: float = 60.0) -> list[dict[str, object]]:
+    """Decisions from a worker, once one answers: `pdp serve` prints its banner while its workers
+    are still loading their engine, which takes seconds on a loaded machine."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if answered := decisions_while_main_is_frozen(served, attempts=6):
+            return answered
+        time.sleep(0.2)
+    pytest.fail(f"no worker answered within {within:.0f} s: the worker does not serve the port")
 
 
 def child_pids(parent: int) -> list[int]:
@@ -118,14 +138,12 @@ def alive(pid: int) -> bool:
 
 def test_a_worker_answers_on_the_same_port_while_the_main_process_is_frozen(served: Served) -> None:
     assert len(served.workers) == 1
-    answered = decisions_while_main_is_frozen(served)
-    assert answered, "no decision came back: the worker does not serve the port"
+    answered = worker_answers(served)
     assert all(d["outcome"] == "ALLOW" for d in answered)
 
 
 def test_a_worker_loads_a_new_bundle_revision(served: Served, workspace: Path) -> None:
-    before = decisions_while_main_is_frozen(served)
-    assert before
+    before = worker_answers(served)
     tenant = workspace / "examples" / "tenants" / "globex.yaml"
     doc = yaml.safe_load(tenant.read_text())
     doc["tenant"]["entitlements"]["H100-80GB"] += 1
@@ -154,12 +172,7 @@ def test_a_killed_worker_is_restarted_and_workers_stop_with_the_server(workspace
             replacement = next((c for c in child_pids(running.proc.pid) if c != worker and alive(c)), None)
             time.sleep(0.2)
         assert replacement is not None, "the killed worker was not restarted"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if decisions_while_main_is_frozen(running, attempts=6):
-                break
-        else:
-            pytest.fail("the restarted worker does not answer")
+        worker_answers(running)
     finally:
         running.proc.terminate()
         running.proc.wait(timeout=20)
@@ -175,7 +188,7 @@ def test_worker_processes_write_one_verifiable_decision_log(workspace: Path) -> 
     sink = f"file:{workspace / 'audit-host' / 'decisions.jsonl'}"
     running = start(workspace, "--engine", "wasm", "--workers", "2", "--records-checkpoints", sink)
     try:
-        by_worker = decisions_while_main_is_frozen(running, attempts=10)
+        by_worker = worker_answers(running)
         by_any = [d for d in (decide_on_a_new_connection(running.addr) for _ in range(10)) if d]
         assert by_worker and by_any
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import ssl
@@ -21,6 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from pdp.integrity.signing import load_key, public_pem
+from pdp.lifecycle.tokens import new_token
 from tests.e2e.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,9 @@ class Worker:
         self.kubeconfig = kubeconfig
         self.opts = opts
         self.flags = flags
-        self.admin_token = secrets.token_urlsafe(32)
+        # As the product issues them (never starting with "-", which `--token` would read as an
+        # option: one secrets.token_urlsafe in 64 did, and failed the incident CLI test).
+        self.admin_token = new_token()
         self.port = free_port()
         self.listen_host = listen_host
         self.ca = ca

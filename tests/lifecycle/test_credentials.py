@@ -4,6 +4,7 @@ migration of the earlier token table."""
 
 from __future__ import annotations
 
+import argparse
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from pdp.lifecycle.credentials import (
     Unauthenticated,
 )
 from pdp.lifecycle.db import Database
-from pdp.lifecycle.tokens import admin_token_problem, estimated_bits, parse_duration, token_hash
+from pdp.lifecycle.tokens import admin_token_problem, estimated_bits, new_token, parse_duration, token_hash
 
 
 class Clock:
@@ -62,6 +63,17 @@ def test_stored_is_the_hash_never_the_token(db: Database) -> None:
         dump = "\n".join(str(tuple(r)) for r in conn.execute(sa.text("SELECT * FROM lc_credentials")))
     assert admin not in dump and issued.token not in dump
     assert token_hash(admin) in dump and token_hash(issued.token) in dump
+
+
+def test_issued_tokens_can_be_given_to_a_cli_option() -> None:
+    # `pdp waste --reclaim --token T` failed to parse ("expected one argument") whenever T began
+    # with "-", one token in 64 of secrets.token_urlsafe.
+    tokens = [new_token() for _ in range(2000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--token")
+    assert all(parser.parse_args(["--token", t]).token == t for t in tokens)
+    assert len(set(tokens)) == len(tokens) and min(len(t) for t in tokens) >= 43
 
 
 def test_a_new_admin_token_at_start_revokes_the_earlier_one(db: Database) -> None:
