@@ -14,8 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.opa.binary import find_opa
-
-from .postgres import scratch_database
+from tests.postgres import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

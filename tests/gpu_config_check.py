@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .artifacts import cached_artifact
+from tests.artifacts import cached_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 

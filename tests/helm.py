@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .artifacts import cached_artifact
+from tests.artifacts import cached_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "gpupaas"

@@ -17,9 +17,8 @@ from pathlib import Path
 import yaml
 
 from pdp.enforcement.certs import CertPair, issue_server_cert, make_ca
-
-from .artifacts import cached_artifact
-from .ports import free_port
+from tests.artifacts import cached_artifact
+from tests.ports import free_port
 
 
 @dataclass(frozen=True)

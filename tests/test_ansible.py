@@ -14,9 +14,8 @@ import pytest
 from pdp.api.http_server import HttpDecisionServer
 from pdp.api.tokens import BearerTokens
 from pdp.embedded import EmbeddedPDP
-
-from .ansible import run_playbook
-from .conftest import load_intent
+from tests.ansible import run_playbook
+from tests.conftest import load_intent
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +175,7 @@ def test_the_collection_documents_its_plugins() -> None:
     import subprocess
     import sys
 
-    from .ansible import COLLECTIONS
+    from tests.ansible import COLLECTIONS
 
     doc = str(Path(sys.executable).parent / "ansible-doc")
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "true"}

@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .argocd import CHART_APP, CHART_OCI_APP, POLICY, POLICY_APP, ROOT, load, policy_objects
-from .helm import helm, key
+from tests.argocd import CHART_APP, CHART_OCI_APP, POLICY, POLICY_APP, ROOT, load, policy_objects
+from tests.helm import helm, key
 
 CHART = ROOT / "deploy" / "helm" / "gpupaas"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

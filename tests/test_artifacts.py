@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .artifacts import cached_artifact
+from tests.artifacts import cached_artifact
 
 
 def test_the_path_the_script_prints_last() -> None:

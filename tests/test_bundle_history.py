@@ -11,8 +11,7 @@ from pathlib import Path
 from pdp.bundles.history import RevisionHistory, file_digest, signer_of
 from pdp.bundles.signing import generate_keypair
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import embedded_settings
+from tests.conftest import embedded_settings
 
 
 def test_activations_are_appended_owner_only_and_chained(tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ from pdp.bundles.build import CURRENT_BUNDLE, build_bundle, policy_files, publis
 from pdp.bundles.signing import ensure_keypair
 from pdp.config import load_config
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import ROOT, embedded_settings, load_intent
+from tests.conftest import ROOT, embedded_settings, load_intent
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:

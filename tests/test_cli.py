@@ -14,8 +14,7 @@ import pytest
 
 from pdp.api.server import PdpServer
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 
 def pdp(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

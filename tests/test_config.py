@@ -10,8 +10,7 @@ import yaml
 
 from pdp.bundles.build import build_bundle
 from pdp.config import ConfigErrors, load_config, load_tenant_document
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def write_tenant(workspace: Path, name: str, **changes: object) -> Path:

@@ -21,9 +21,8 @@ from pdp.cli import parser
 from pdp.commands.serve import _check_enforcement
 from pdp.enforcement.claims import GPU_DEVICE_CLASSES
 from pdp.listen import check_plaintext, tls_files
-
-from .conftest import ROOT
-from .e2e.controlplane import free_port
+from tests.conftest import ROOT
+from tests.e2e.controlplane import free_port
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 

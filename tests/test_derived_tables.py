@@ -13,8 +13,7 @@ from bench.policy_equivalence import example_corpus
 from pdp.bundles.build import build_bundle
 from pdp.config import load_config
 from pdp.opa.binary import eval_query
-
-from .conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 TABLES = ("constraint_sets", "workload_constraints", "deploy_constraints")
 

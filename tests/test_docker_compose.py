@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT
-from .e2e.controlplane import free_port
+from tests.conftest import ROOT
+from tests.e2e.controlplane import free_port
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

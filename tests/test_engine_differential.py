@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.wasm import WasmEngine, _go_sprintf
 from pdp.intents import validate_intent
-
-from .conftest import EXAMPLES, ROOT, embedded_settings
+from tests.conftest import EXAMPLES, ROOT, embedded_settings
 
 RESULT = "gpupaas/decision/result"
 

@@ -17,9 +17,8 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecideOptions, DecisionPoint
-
-from .conftest import load_intent
-from .freeze import cpu_hog, frozen
+from tests.conftest import load_intent
+from tests.freeze import cpu_hog, frozen
 
 DEPLOY_EU = load_intent("01-acme-eu-deploy-eu.json")
 

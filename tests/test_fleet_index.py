@@ -8,8 +8,7 @@ from pathlib import Path
 
 from pdp.config import load_config
 from pdp.opa.binary import eval_query
-
-from .conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 
 def test_precomputed_index_equals_the_policies_own(tmp_path: Path, opa_binary: Path) -> None:

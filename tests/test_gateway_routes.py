@@ -13,8 +13,7 @@ import yaml
 from pdp.config.documents import ConfigErrors, load_config
 from pdp.substrate.gateway.routes import GatewayRef, RouteError, object_name, render
 from pdp.substrate.kubernetes import workload
-
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 GATEWAY = {"name": "inference", "namespace": "gpupaas-gateway", "domain": "models.example.com"}
 

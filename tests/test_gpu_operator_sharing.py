@@ -14,9 +14,8 @@ import yaml
 from pdp.lifecycle import fleet as fleets
 from pdp.substrate.gpu_operator import sharing
 from pdp.substrate.labels import POOL_LABEL
-
-from .conftest import EXAMPLES, ROOT
-from .gpu_config_check import check
+from tests.conftest import EXAMPLES, ROOT
+from tests.gpu_config_check import check
 
 
 def example_fleet() -> dict[str, Any]:

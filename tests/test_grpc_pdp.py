@@ -18,9 +18,8 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.server import SERVICE_NAME, PdpServer
 from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import load_intent
-from .freeze import cpu_hog, frozen
+from tests.conftest import load_intent
+from tests.freeze import cpu_hog, frozen
 
 
 @pytest.fixture(scope="module")

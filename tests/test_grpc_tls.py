@@ -12,8 +12,7 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.server import PdpServer
 from pdp.api.translate import intent_to_proto
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import load_intent, self_signed
+from tests.conftest import load_intent, self_signed
 
 
 def test_tls_server_answers_trusting_clients_and_refuses_plaintext(

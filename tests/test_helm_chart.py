@@ -13,9 +13,8 @@ import yaml
 from pdp.cli import parser
 from pdp.substrate.gateway.admission import route_policy
 from pdp.substrate.gateway.routes import GatewayRef
-
-from .conftest import ROOT
-from .helm import CHART, helm, key, template
+from tests.conftest import ROOT
+from tests.helm import CHART, helm, key, template
 
 BASE = ROOT / "deploy" / "kubernetes"
 CHART_LABELS = {"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}

@@ -22,8 +22,7 @@ from pdp.api.tokens import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.point import DecisionPoint
-
-from .conftest import ROOT, load_intent, self_signed
+from tests.conftest import ROOT, load_intent, self_signed
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.schemas import intent_validator
-
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 DEPLOY = {
     "kind": "deploy_model",

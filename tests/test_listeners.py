@@ -29,8 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pdp.enforcement.certs import CertPair, issue_server_cert, make_ca
 from pdp.listen import ListenError, check_plaintext, is_loopback, split_host_port, tls_files
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 NO_OPA = ["--opa-addr", "127.0.0.1:1"]
 

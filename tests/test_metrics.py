@@ -25,10 +25,9 @@ from pdp.client import PdpClient
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.metrics import DecisionMetrics, policy_codes
 from pdp.point import DecideOptions, DecisionPoint
-
-from .conftest import EXAMPLES, ROOT, self_signed
-from .e2e.controlplane import free_port
-from .enforcement.conftest import body, labels, own_pool, pod, review
+from tests.conftest import EXAMPLES, ROOT, self_signed
+from tests.e2e.controlplane import free_port
+from tests.enforcement.conftest import body, labels, own_pool, pod, review
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -33,11 +33,10 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import read_bundle_status
 from pdp.point import DecisionPoint
-
-from .artifacts import cached_artifact
-from .conftest import ROOT, load_intent
-from .oci_registry import Registry, running_registry
-from .test_bundles import tamper, wait_for
+from tests.artifacts import cached_artifact
+from tests.conftest import ROOT, load_intent
+from tests.oci_registry import Registry, running_registry
+from tests.test_bundles import tamper, wait_for
 
 SCALE_PAST_ENTITLEMENT = "05-acme-eu-scale-past-entitlement.json"
 
@@ -213,9 +212,8 @@ def test_the_charts_opa_arguments_pull_the_pinned_artifact(
     # as the Argo CD example sets it), run against the real registry; only the pod's paths and
     # ports are mapped to this machine, and deploy/opa-config.yaml is the ConfigMap's content.
     from pdp.embedded import opa_ready
-
-    from .helm import template
-    from .ports import free_port
+    from tests.helm import template
+    from tests.ports import free_port
 
     keys = ensure_keypair(workspace / "keys")
     bundle = build(workspace, "b", keys)

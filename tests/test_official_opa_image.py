@@ -16,8 +16,7 @@ from pdp.enforcement.certs import issue_server_cert, make_ca
 from pdp.enforcement.servingcert import ServingCertificate
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.point import DecisionPoint
-
-from .conftest import ROOT, embedded_settings, load_intent
+from tests.conftest import ROOT, embedded_settings, load_intent
 
 
 def docker_engine_available() -> bool:

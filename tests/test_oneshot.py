@@ -11,8 +11,7 @@ import yaml
 from pdp.embedded import EmbeddedPDP
 from pdp.oneshot import decide_once, inputs_key
 from pdp.records import DecisionLog
-
-from .conftest import EXAMPLES, embedded_settings
+from tests.conftest import EXAMPLES, embedded_settings
 
 VOLATILE = ("decision_id", "decided_at", "evaluation_ms")
 

@@ -16,11 +16,10 @@ from pdp.api.server import PdpServer
 from pdp.bundles.build import publish
 from pdp.cli import main
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import embedded_settings
-from .e2e.controlplane import free_port
-from .test_bundles import tamper
-from .test_metrics import delta, parse
+from tests.conftest import embedded_settings
+from tests.e2e.controlplane import free_port
+from tests.test_bundles import tamper
+from tests.test_metrics import delta, parse
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

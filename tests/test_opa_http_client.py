@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from pdp.opa.http import http_client
-
-from .conftest import self_signed
+from tests.conftest import self_signed
 
 
 def test_creating_a_client_does_not_load_the_ca_bundle_again() -> None:

@@ -15,9 +15,8 @@ import pytest
 from pdp.embedded import EmbeddedPDP
 from pdp.opa.liveness import LivenessSettings
 from pdp.point import DecideOptions
-
-from .conftest import EXAMPLES, embedded_settings, load_intent
-from .freeze import frozen, thread_states, wait_stopped
+from tests.conftest import EXAMPLES, embedded_settings, load_intent
+from tests.freeze import frozen, thread_states, wait_stopped
 
 DEPLOY_EU = load_intent("01-acme-eu-deploy-eu.json")
 # Faster than the defaults, so the test takes seconds: replaced within 3 x (0.2 + 0.5) = 2.1 s.

@@ -22,9 +22,8 @@ from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecisionPoint
-
-from .conftest import EXAMPLES, embedded_settings
-from .ports import free_port
+from tests.conftest import EXAMPLES, embedded_settings
+from tests.ports import free_port
 
 RESULT = "gpupaas/decision/result"
 INTENTS = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "intents").glob("*.json"))]

@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 from pdp.status_cli import PdpRevision, read_revision, summary
-
-from .conftest import ROOT
-from .e2e.controlplane import free_port
-from .test_cli import pdp
+from tests.conftest import ROOT
+from tests.e2e.controlplane import free_port
+from tests.test_cli import pdp
 
 
 def _args(workspace: Path, name: str) -> list[str]:

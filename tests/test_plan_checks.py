@@ -18,9 +18,8 @@ import pytest
 from pdp.api.server import PdpServer
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.terraform.plan import PlanError, capacity_changes, intent_from_plan
-
-from .artifacts import cached_artifact
-from .conftest import ROOT
+from tests.artifacts import cached_artifact
+from tests.conftest import ROOT
 
 ACME = {
     "gpupaas_pool": "acme-h100-dedicated",

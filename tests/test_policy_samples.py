@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 SAMPLES = sorted((ROOT / "policies").glob("**/samples/*.json"))
 

@@ -14,8 +14,7 @@ import yaml
 
 from pdp.config import load_config
 from pdp.opa.binary import find_opa
-
-from .conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 TENANTS = 1000
 POOLS_PER_CLUSTER, CLUSTERS, NODES_PER_POOL = 25, 50, 8

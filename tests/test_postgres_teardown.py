@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from .postgres import URL, drop_database, libpq, requires_postgres, scratch_database
+from tests.postgres import URL, drop_database, libpq, requires_postgres, scratch_database
 
 pytestmark = requires_postgres
 

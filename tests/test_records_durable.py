@@ -17,11 +17,10 @@ from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from pdp.records import DecisionLog, Integrity, RecordNotDurable
 from pdp.records_read import read_records
-
-from .conftest import embedded_settings
-from .test_cli import config_args
-from .test_records import T0, _decision
-from .test_workers import INTENT
+from tests.conftest import embedded_settings
+from tests.test_cli import config_args
+from tests.test_records import T0, _decision
+from tests.test_workers import INTENT
 
 
 def test_a_durable_append_returns_with_its_record_committed(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ from pdp.records import DecisionLog, Integrity
 from pdp.records_intents import IntentRetention, omitted
 from pdp.records_model import payload
 from pdp.records_read import read_records, verify_log
-
-from .test_records import T0
+from tests.test_records import T0
 
 INTENT: dict[str, Any] = {"kind": "deploy_model", "tenant": "acme-eu", "region": "eu-west-1", "n": 0}
 
@@ -173,7 +172,7 @@ def test_bad_retention_options_are_named() -> None:
     import subprocess
     import sys
 
-    from .test_records import ROOT
+    from tests.test_records import ROOT
 
     env = {**os.environ, "PDP_RECORDS_INTENT_DAYS": "soon"}
     done = subprocess.run(

@@ -26,10 +26,9 @@ from pdp.integrity.sinks import open_sink
 from pdp.records import DecisionLog, Integrity
 from pdp.records_postgres import dsn
 from pdp.records_read import read_records, verify_central
-
-from .postgres import URL, requires_postgres
-from .test_records import ROOT, T0, _decision
-from .test_workers import INTENT, start
+from tests.postgres import URL, requires_postgres
+from tests.test_records import ROOT, T0, _decision
+from tests.test_workers import INTENT, start
 
 pytestmark = requires_postgres
 

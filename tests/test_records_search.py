@@ -12,8 +12,7 @@ import pytest
 from pdp.decision import Outcome
 from pdp.records import DecisionLog, Integrity
 from pdp.records_search import Search, search
-
-from .test_records import T0, _decision
+from tests.test_records import T0, _decision
 
 
 def _fill(log: DecisionLog) -> None:

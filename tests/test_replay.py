@@ -20,8 +20,7 @@ from pdp.records import DecisionLog
 from pdp.replay.compare import ALLOW_TO_DENY
 from pdp.replay.run import replay
 from pdp.replay.source import ENGINE_FAILED, NOT_KEPT, TOO_LARGE, Selection, recorded
-
-from .replay_fixtures import ROOT, baseline, example_intents, record_decisions, tightened_policies
+from tests.replay_fixtures import ROOT, baseline, example_intents, record_decisions, tightened_policies
 
 ROUNDS = 3
 INTENT = example_intents()[0]
@@ -186,8 +185,7 @@ def test_rebased_records_compare_with_the_revision_active_now(world: dict[str, A
     recorded answers would report each of its refusals as a deny-to-allow."""
     from pdp.oneshot import cached_bundle
     from pdp.replay.run import rebased
-
-    from .replay_fixtures import settings
+    from tests.replay_fixtures import settings
 
     state = world["root"] / "rebase-state"
     tight, _ = cached_bundle(settings(state).replace(policies=world["tightened"]))

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from pdp.substrate.kubernetes import runtimes, workload
-
-from .conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 PLACE = workload.placement({"eligible_clusters": ["us-east"]}, FLEET, "none")

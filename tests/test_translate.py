@@ -15,8 +15,7 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp.api.translate import decision_from_proto, decision_to_proto, intent_from_proto, intent_to_proto
 from pdp.decision import Decision, Outcome, Reason
 from pdp.intents import InvalidIntent, validate_intent
-
-from .conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 PLACE = {
     "kind": "place_workload",

@@ -16,8 +16,7 @@ from pdp.engine.base import EngineError
 from pdp.engine.wasm import WasmEngine
 from pdp.opa.binary import run_opa
 from pdp.point import DecideOptions, DecisionPoint
-
-from .conftest import EXAMPLES, embedded_settings, load_intent
+from tests.conftest import EXAMPLES, embedded_settings, load_intent
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
+from tests.console.conftest import Fleet
+from tests.console.web import Session
 from tests.lifecycle.harness import h100_deployment
-
-from .conftest import Fleet
-from .web import Session
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from pdp.enforcement.cluster import ClusterState
 from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
 from pdp.substrate.kubernetes.objects import tier_catalog
-
-from ..conftest import EXAMPLES, embedded_settings
-from .controlplane import ROOT, ControlPlane, kube_binaries
+from tests.conftest import EXAMPLES, embedded_settings
+from tests.e2e.controlplane import ROOT, ControlPlane, kube_binaries
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-40GB"

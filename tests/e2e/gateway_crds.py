@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from ..artifacts import cached_artifact
-from .crds import create_crds
+from tests.artifacts import cached_artifact
+from tests.e2e.crds import create_crds
 
 
 def crd_folder() -> Path:

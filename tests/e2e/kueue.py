@@ -25,10 +25,9 @@ import yaml
 from kubernetes import client, config
 
 from pdp.enforcement.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
-
-from ..artifacts import cached_artifact
-from .controlplane import ROOT, ControlPlane, free_port
-from .crds import create_crds
+from tests.artifacts import cached_artifact
+from tests.e2e.controlplane import ROOT, ControlPlane, free_port
+from tests.e2e.crds import create_crds
 
 KUEUE_USER = "kueue-controller-manager"
 NAMESPACE = "kueue-system"

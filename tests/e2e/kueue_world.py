@@ -29,9 +29,8 @@ from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.version import GROUP, VERSION
-
-from ..conftest import EXAMPLES, embedded_settings
-from .conftest import (
+from tests.conftest import EXAMPLES, embedded_settings
+from tests.e2e.conftest import (
     NODE_STATUS,
     NODES,
     Enforcement,
@@ -39,8 +38,8 @@ from .conftest import (
     scheduler_configuration,
     webhook_configuration,
 )
-from .controlplane import ROOT, ControlPlane, free_port, kube_binaries
-from .kueue import Kueue, kueue_folder
+from tests.e2e.controlplane import ROOT, ControlPlane, free_port, kube_binaries
+from tests.e2e.kueue import Kueue, kueue_folder
 
 T = TypeVar("T")
 # The nodes as tests/e2e/conftest.py defines them (a copy: an enforcement test adds one to its dict).

@@ -16,10 +16,9 @@ from kubernetes import client
 from prometheus_client import REGISTRY
 
 from pdp.enforcement.drift import MISPLACED, audit
-
-from .conftest import EmbeddedPDP, Enforcement
-from .controlplane import ROOT, ControlPlane, free_port
-from .test_enforcement_e2e import bound_node, create, gpu_pod, own_pool, ready  # noqa: F401
+from tests.e2e.conftest import EmbeddedPDP, Enforcement
+from tests.e2e.controlplane import ROOT, ControlPlane, free_port
+from tests.e2e.test_enforcement_e2e import bound_node, create, gpu_pod, own_pool, ready  # noqa: F401
 
 REGION = "topology.kubernetes.io/region"
 

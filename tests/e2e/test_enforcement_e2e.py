@@ -14,9 +14,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from pdp.embedded import EmbeddedPDP
-
-from .conftest import NODE_STATUS, NODES, Enforcement, node_object, scheduler_configuration
-from .controlplane import ControlPlane
+from tests.e2e.conftest import NODE_STATUS, NODES, Enforcement, node_object, scheduler_configuration
+from tests.e2e.controlplane import ControlPlane
 
 _names = itertools.count()
 

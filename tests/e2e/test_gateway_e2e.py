@@ -21,9 +21,8 @@ from pdp.substrate.gateway.admission import route_policy
 from pdp.substrate.gateway.routes import TIERS, GatewayRef, RouteError, gateway_object, render
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.labels import TENANT_LABEL
-
-from .controlplane import ControlPlane
-from .gateway_crds import install_gateway_crds
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.gateway_crds import install_gateway_crds
 
 GATEWAY = GatewayRef(name="inference", namespace="gpupaas-gateway", domain="models.example.com")
 FLEET = {"gateway": {"name": GATEWAY.name, "namespace": GATEWAY.namespace, "domain": GATEWAY.domain}}

@@ -15,9 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from pdp.substrate.gateway.routes import GATEWAY_API, OBJECTIVE_API, POOL_API
 from pdp.substrate.kubernetes.adapter import RESOURCES
 from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
-
-from ..helm import key, template
-from .controlplane import ControlPlane, kube_binaries
+from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.helm import key, template
 
 
 @pytest.fixture(scope="module")

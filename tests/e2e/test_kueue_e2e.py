@@ -17,10 +17,9 @@ from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.checks import DECISION_CONDITION, DECISION_LABEL, REVISION_LABEL
 from pdp.substrate.kueue.objects import CHECK_NAME, cluster_queue_name
 from pdp.substrate.kueue.version import GROUP, VERSION
-
-from ..lifecycle.harness import Worker, onboard, tenant_doc
-from .controlplane import free_port
-from .kueue_world import World, dead_engine_server, gpu_job, kueue_world, wait_for
+from tests.e2e.controlplane import free_port
+from tests.e2e.kueue_world import World, dead_engine_server, gpu_job, kueue_world, wait_for
+from tests.lifecycle.harness import Worker, onboard, tenant_doc
 
 ACME_NODES = {"eu-acme-1", "eu-acme-2"}
 

@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
-from .controlplane import ROOT
+from tests.e2e.controlplane import ROOT
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 MANIFESTS = [

@@ -13,9 +13,8 @@ import pytest
 
 from pdp.embedded import EmbeddedPDP
 from pdp.point import DecisionPoint
-
-from ..conftest import self_signed
-from ..freeze import frozen
+from tests.conftest import self_signed
+from tests.freeze import frozen
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 

@@ -15,8 +15,7 @@ from pdp.enforcement.admission import (
     response_for_decision,
     review_response,
 )
-
-from .conftest import body, pod, review
+from tests.enforcement.conftest import body, pod, review
 
 
 def decision(outcome: Outcome, *reasons: Reason, warnings: tuple[Reason, ...] = ()) -> Decision:

@@ -25,9 +25,8 @@ from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.enforcement.servingcert import CertificateError, ServingCertificate
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
 from pdp.point import DecisionPoint
-
-from ..conftest import self_signed
-from .conftest import body, pod, review
+from tests.conftest import self_signed
+from tests.enforcement.conftest import body, pod, review
 
 POLL = 0.05
 Pair = tuple[bytes, bytes]

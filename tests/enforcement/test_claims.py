@@ -11,8 +11,7 @@ from pdp.enforcement.claims import claim_workload, gpu_devices
 from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.enforcement.workloads import InvalidObject
 from pdp.point import DecisionPoint
-
-from .conftest import CountingEngine, body, review
+from tests.enforcement.conftest import CountingEngine, body, review
 
 
 def request(device_class: str, count: int | None = None, **extra: Any) -> dict[str, Any]:

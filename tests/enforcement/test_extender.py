@@ -15,8 +15,7 @@ from pdp.enforcement import extender as extender_module
 from pdp.enforcement import shapes
 from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.point import DecisionPoint
-
-from .conftest import CountingEngine, labels, node, opa_stopped, own_pool, pod
+from tests.enforcement.conftest import CountingEngine, labels, node, opa_stopped, own_pool, pod
 
 NODES = {
     "eu-acme-1": labels("eu-west-1", "acme-h100-dedicated", "acme-eu"),

@@ -17,9 +17,16 @@ from pdp.enforcement.extender_wire import read_args
 from pdp.enforcement.jsonhttp import HttpError
 from pdp.enforcement.shapes import ShapeCache
 from pdp.point import DecisionPoint
-
-from .conftest import CountingEngine, labels, node, pod
-from .test_extender import NODES, FakeCluster, acme_pod, globex_pod, passed, with_names, with_nodes
+from tests.enforcement.conftest import CountingEngine, labels, node, pod
+from tests.enforcement.test_extender import (
+    NODES,
+    FakeCluster,
+    acme_pod,
+    globex_pod,
+    passed,
+    with_names,
+    with_nodes,
+)
 
 OCCUPIED = {"eu-shared-1": [("a1", "acme-prod")], "eu-shared-2": [("g0", "globex-ml")]}
 

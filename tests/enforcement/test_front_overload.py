@@ -24,9 +24,8 @@ from pdp.enforcement.servingcert import ServingCertificate
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
 from pdp.point import DecisionPoint
 from tests.conftest import EXAMPLES, embedded_settings
-
-from .conftest import body, own_pool, pod, review
-from .test_http_front import post, wait_for
+from tests.enforcement.conftest import body, own_pool, pod, review
+from tests.enforcement.test_http_front import post, wait_for
 
 
 def _gate(server: JsonHttpServer) -> Any:
@@ -158,8 +157,7 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
     wasm_stack: EmbeddedPDP, stack: EmbeddedPDP
 ) -> None:
     from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
-
-    from .test_extender import acme_pod, passed, with_nodes
+    from tests.enforcement.test_extender import acme_pod, passed, with_nodes
 
     assert wasm_stack.engine is not None and stack.engine is not None
     raw = json.dumps(with_nodes(acme_pod())).encode()

@@ -11,9 +11,8 @@ import pytest
 from bench.gatekeeper import CASES, allowed_regions, gator, verify, write_suite
 from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.point import DecisionPoint
-
-from ..conftest import EXAMPLES
-from .conftest import review
+from tests.conftest import EXAMPLES
+from tests.enforcement.conftest import review
 
 
 @pytest.mark.parametrize("name", list(CASES))

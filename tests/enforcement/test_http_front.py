@@ -22,8 +22,7 @@ from pdp.enforcement.jsonhttp import JsonHttpServer
 from pdp.enforcement.servingcert import ServingCertificate
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
 from pdp.point import DecisionPoint
-
-from .conftest import body, own_pool, pod, review
+from tests.enforcement.conftest import body, own_pool, pod, review
 
 
 class GatedEngine:

@@ -19,8 +19,7 @@ from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.enforcement.workloads import SUPPORTED_KINDS, InvalidObject, UnsupportedObject, workload_from_object
 from pdp.intents import validate_intent
 from pdp.point import DecisionPoint
-
-from .conftest import labels
+from tests.enforcement.conftest import labels
 
 json_values = st.recursive(
     # JSON has no NaN or Infinity (RFC 8259): the API server never sends them, and the webhook's

@@ -16,9 +16,8 @@ import pytest
 from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer, parse_go_duration
 from pdp.point import DecisionPoint
-
-from .conftest import H100, CountingEngine, body, labels, opa_stopped, own_pool, pod, review
-from .test_extender import FakeCluster
+from tests.enforcement.conftest import H100, CountingEngine, body, labels, opa_stopped, own_pool, pod, review
+from tests.enforcement.test_extender import FakeCluster
 
 
 class Client:

@@ -10,9 +10,8 @@ import pytest
 
 from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.point import DecisionPoint
-
-from .conftest import CountingEngine, body, labels, own_pool, pod, review
-from .test_extender import FakeCluster
+from tests.enforcement.conftest import CountingEngine, body, labels, own_pool, pod, review
+from tests.enforcement.test_extender import FakeCluster
 
 DEDICATED = {"key": "gpupaas.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}
 

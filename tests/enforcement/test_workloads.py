@@ -17,8 +17,7 @@ from pdp.enforcement.workloads import (
     workload_from_object,
 )
 from pdp.intents import validate_intent
-
-from .conftest import pod
+from tests.enforcement.conftest import pod
 
 SPEC = pod(limits={"nvidia.com/gpu": "2"})["spec"]
 

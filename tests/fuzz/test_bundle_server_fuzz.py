@@ -16,8 +16,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from pdp.bundles.server import BundleServer
-
-from .strategies import FUZZ, HANG
+from tests.fuzz.strategies import FUZZ, HANG
 
 SERVED = {"gpupaas.tar.gz": os.urandom(700), "gpupaas-r1.tar.gz": os.urandom(300)}
 

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.extender import MAX_SCORE, ExtenderServer, SchedulerExtender
 from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
-
-from ..conftest import self_signed
-from ..enforcement.conftest import labels, node, own_pool, pod, review
-from .strategies import FUZZ, HANG, corrupted, json_values, mutated
+from tests.conftest import self_signed
+from tests.enforcement.conftest import labels, node, own_pool, pod, review
+from tests.fuzz.strategies import FUZZ, HANG, corrupted, json_values, mutated
 
 TENANT_NAMESPACES = {"acme-prod", "acme-staging", "globex-ml", "initech-batch"}
 GPU_RESOURCES = ["nvidia.com/gpu", "amd.com/gpu", "nvidia.com/mig-1g.10gb"]

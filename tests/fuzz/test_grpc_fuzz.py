@@ -19,10 +19,9 @@ from pdp.api.server import SERVICE_NAME, PdpServer
 from pdp.api.translate import intent_from_proto, intent_to_proto
 from pdp.embedded import EmbeddedPDP
 from pdp.intents import InvalidIntent, validate_intent
-
-from ..conftest import EXAMPLES as EXAMPLES_DIR
-from ..conftest import load_intent
-from .strategies import FUZZ, HANG, corrupted, mutated
+from tests.conftest import EXAMPLES as EXAMPLES_DIR
+from tests.conftest import load_intent
+from tests.fuzz.strategies import FUZZ, HANG, corrupted, mutated
 
 INTENTS = [load_intent(p.name) for p in sorted((EXAMPLES_DIR / "intents").glob("*.json"))]
 KNOWN_TENANTS = {"acme-eu", "globex", "initech-spot"}

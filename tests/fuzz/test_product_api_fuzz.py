@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from pdp.lifecycle.api import create_app
-
-from ..lifecycle.harness import Worker
-from .strategies import EXAMPLES, FUZZ, HANG
+from tests.fuzz.strategies import EXAMPLES, FUZZ, HANG
+from tests.lifecycle.harness import Worker
 
 OPENAPI = create_app().openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from pdp.cli import parser
-
-from ..conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_kueue_objects_prints_the_platform_and_every_tenant() -> None:

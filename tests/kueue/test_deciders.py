@@ -11,9 +11,8 @@ from pdp.api.server import PdpServer
 from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.kueue.deciders import GrpcDecider, PdpUnavailable, PointDecider
+from tests.conftest import self_signed
 from tests.e2e.controlplane import free_port
-
-from ..conftest import self_signed
 
 INTENT = {
     "kind": "admit_workload",

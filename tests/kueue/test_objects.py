@@ -10,8 +10,7 @@ import yaml
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kueue import objects
 from pdp.substrate.kueue.version import API_VERSION
-
-from ..conftest import EXAMPLES
+from tests.conftest import EXAMPLES
 
 FLEET: dict[str, Any] = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 

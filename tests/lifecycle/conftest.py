@@ -7,8 +7,7 @@ from kubernetes import config
 
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
-
-from .harness import Worker
+from tests.lifecycle.harness import Worker
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import Worker
+from tests.lifecycle.harness import Worker
 
 # Every route that takes a body, with a path whose objects need not exist: validation comes first.
 BODY_ROUTES = [

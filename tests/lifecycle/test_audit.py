@@ -16,8 +16,7 @@ from pdp.integrity.verify import Report
 from pdp.lifecycle import anchor, audit
 from pdp.lifecycle.db import Database
 from pdp.pem import write_private_key
-
-from .harness import ROOT, Worker, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
 
 
 def _trail(tmp_path: Path, n: int = 5) -> Database:

@@ -9,8 +9,7 @@ import pytest
 
 from pdp.embedded import EmbeddedPDP
 from pdp.lifecycle import degradation
-
-from .harness import Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 # acme9 is acme-eu (enterprise, allow_preemption false, no GPU sharing, max_batch_size 32) on
 # shared pools; initech9 is a spot tenant with H100s; globex9 is standard with allow_preemption false.

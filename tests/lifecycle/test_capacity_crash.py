@@ -11,8 +11,7 @@ import pytest
 
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
-
-from .harness import Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 ACME = tenant_doc("acme-eu", "acmek", ["acmek-prod"], isolation="shared", entitlements={H100: 32})

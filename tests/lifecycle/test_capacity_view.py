@@ -12,8 +12,7 @@ import yaml
 
 from pdp.embedded import EmbeddedPDP
 from pdp.lifecycle import inventory
-
-from .harness import EXAMPLES, Worker, onboard, tenant_doc
+from tests.lifecycle.harness import EXAMPLES, Worker, onboard, tenant_doc
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 TENANTS = {

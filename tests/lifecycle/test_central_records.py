@@ -9,9 +9,8 @@ from pathlib import Path
 
 from pdp.decision import Decision, Outcome
 from pdp.records import DecisionLog, Integrity
-
-from ..postgres import requires_postgres
-from .harness import Worker, onboard, tenant_doc
+from tests.lifecycle.harness import Worker, onboard, tenant_doc
+from tests.postgres import requires_postgres
 
 pytestmark = requires_postgres
 

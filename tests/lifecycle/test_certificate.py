@@ -15,8 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pdp.lifecycle import certificate
-
-from .harness import ROOT, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 DECISION = {"decision_id": "d-1", "bundle_revision": "r-1"}
 

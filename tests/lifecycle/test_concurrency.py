@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import FINAL, ROOT, Worker, audit_records, h100_deployment, onboard, tenant_doc
-from .ledger import Ledger, replay
+from tests.lifecycle.harness import FINAL, ROOT, Worker, audit_records, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.ledger import Ledger, replay
 
 H100 = "H100-80GB"
 ENTITLEMENTS = {H100: 8, "A100-40GB": 4}

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from pdp.lifecycle.api import create_app
-
-from .harness import ROOT, Worker, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
 
 
 def lifecycle(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 NODE = "eu-shared-1"  # 8 H100s in the example fleet's eu-h100-shared pool

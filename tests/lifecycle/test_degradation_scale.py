@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 ACME = tenant_doc("acme-eu", "acme-min", ["acme-min-prod"], isolation="shared")
 GLOBEX = tenant_doc("globex", "globex-min", ["globex-min-ml"], allow_preemption=True)

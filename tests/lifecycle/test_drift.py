@@ -36,8 +36,14 @@ from tests.conftest import embedded_settings
 from tests.e2e.conftest import NODE_STATUS
 from tests.e2e.controlplane import ControlPlane, free_port, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
-
-from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, h100_deployment, tenant_doc
+from tests.lifecycle.harness import (
+    EXAMPLES,
+    Worker,
+    audit_records,
+    create_gpu_node,
+    h100_deployment,
+    tenant_doc,
+)
 
 H100 = "H100-80GB"
 REGION = "topology.kubernetes.io/region"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .harness import Worker, tenant_doc
+from tests.lifecycle.harness import Worker, tenant_doc
 
 
 def test_unanswered_approval_escalates_then_expires_as_rejected(tmp_path: Path) -> None:

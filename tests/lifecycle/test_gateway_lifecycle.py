@@ -15,8 +15,7 @@ from kubernetes import client, config
 from pdp.substrate.gateway.routes import TIERS
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gateway_crds import install_gateway_crds
-
-from .harness import EXAMPLES, Worker, onboard, tenant_doc
+from tests.lifecycle.harness import EXAMPLES, Worker, onboard, tenant_doc
 
 GATEWAY = {"name": "inference", "namespace": "gpupaas-gateway", "domain": "models.example.com"}
 

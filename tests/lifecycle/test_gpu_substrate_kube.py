@@ -23,8 +23,7 @@ from pdp.substrate.labels import POOL_LABEL
 from tests.conftest import embedded_settings
 from tests.e2e.controlplane import ControlPlane
 from tests.gpu_config_check import check
-
-from .harness import EXAMPLES, create_gpu_node
+from tests.lifecycle.harness import EXAMPLES, create_gpu_node
 
 # node -> (pool, region)
 NODES = {

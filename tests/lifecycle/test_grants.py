@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pdp.lifecycle import grants
-
-from .ledger import replay
+from tests.lifecycle.ledger import replay
 
 H100 = "H100-80GB"
 

@@ -22,8 +22,7 @@ from pdp.lifecycle import incidents
 from pdp.substrate.kubernetes import cordon
 from pdp.substrate.kubernetes.cordon import INCIDENT_TAINT
 from tests.e2e.controlplane import ControlPlane
-
-from .harness import Worker, audit_records, create_gpu_node, h100_deployment, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, create_gpu_node, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 NODE = "eu-shared-1"

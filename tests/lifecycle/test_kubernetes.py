@@ -16,8 +16,7 @@ from pdp.lifecycle import anchor, certificate
 from pdp.substrate.kubernetes import objects, workload
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane
-
-from .harness import EXAMPLES, Worker, audit_records, create_gpu_node, onboard, tenant_doc
+from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, create_gpu_node, onboard, tenant_doc
 
 
 def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:

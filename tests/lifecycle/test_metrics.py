@@ -10,8 +10,8 @@ import time
 
 import httpx
 
-from ..test_metrics import Samples, delta, parse, series, value
-from .harness import Worker, onboard, tenant_doc
+from tests.lifecycle.harness import Worker, onboard, tenant_doc
+from tests.test_metrics import Samples, delta, parse, series, value
 
 GLOBEX3 = tenant_doc("globex", "globex3", ["globex3-ml"])
 

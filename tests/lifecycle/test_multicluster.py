@@ -17,8 +17,7 @@ from kubernetes import client, config
 
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
-
-from .harness import EXAMPLES, FINAL, Worker, audit_records, create_gpu_node, onboard
+from tests.lifecycle.harness import EXAMPLES, FINAL, Worker, audit_records, create_gpu_node, onboard
 
 REGIONS = {"eu-west": "eu-west-1", "us-east": "us-east-1"}
 TENANT_LABEL = "gpupaas.io/tenant"

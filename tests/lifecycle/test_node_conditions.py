@@ -17,8 +17,7 @@ from pdp.lifecycle.cli_incidents import detect_once
 from pdp.substrate.kubernetes.conditions import condition_faults, merged_reports
 from pdp.telemetry.xid import NodeFault
 from tests.e2e.controlplane import ControlPlane
-
-from .harness import Worker, create_gpu_node
+from tests.lifecycle.harness import Worker, create_gpu_node
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 

@@ -4,8 +4,7 @@ import yaml
 
 from pdp.substrate.kubernetes import objects
 from pdp.substrate.kubernetes.adapter import object_path
-
-from .harness import EXAMPLES
+from tests.lifecycle.harness import EXAMPLES
 
 
 def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:

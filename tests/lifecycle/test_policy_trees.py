@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from pdp.lifecycle import policy_trees
-
-from .harness import ROOT
+from tests.lifecycle.harness import ROOT
 
 
 def test_a_copy_is_keyed_by_content_and_holds_only_bundle_files(tmp_path: Path) -> None:

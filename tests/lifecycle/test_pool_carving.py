@@ -10,8 +10,7 @@ import yaml
 
 from pdp.lifecycle import fleet as fleets
 from pdp.substrate.kubernetes import pools
-
-from .harness import EXAMPLES
+from tests.lifecycle.harness import EXAMPLES
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 ACME = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]

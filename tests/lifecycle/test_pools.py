@@ -16,8 +16,7 @@ import yaml
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.poolrecords import PoolRecords
-
-from .harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
 
 POOL = "acme-eu5-h100-80gb"
 NODE = "eu-shared-1"  # the first of the pool's node_names in examples/fleet.yaml

@@ -13,8 +13,14 @@ import yaml
 from kubernetes import client, config
 
 from tests.e2e.controlplane import ControlPlane
-
-from .harness import Worker, audit_records, create_gpu_node, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.harness import (
+    Worker,
+    audit_records,
+    create_gpu_node,
+    h100_deployment,
+    onboard,
+    tenant_doc,
+)
 
 MAINTENANCE = {"key": "example.com/maintenance", "value": "window-3", "effect": "PreferNoSchedule"}
 DEDICATED = {"key": "gpupaas.io/dedicated", "value": "acmek", "effect": "NoSchedule"}

@@ -11,10 +11,9 @@ from pathlib import Path
 from pdp.lifecycle import audit
 from pdp.lifecycle.db import Database
 from pdp.lifecycle.poolrecords import PoolRecords
-
-from ..postgres import requires_postgres
-from .harness import ROOT, Worker, onboard, tenant_doc
-from .test_concurrency import random_requests
+from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
+from tests.lifecycle.test_concurrency import random_requests
+from tests.postgres import requires_postgres
 
 pytestmark = requires_postgres
 

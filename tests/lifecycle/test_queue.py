@@ -16,8 +16,7 @@ import pytest
 
 from pdp.lifecycle import audit, capacity
 from pdp.lifecycle.db import Database
-
-from .harness import ROOT, Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"
 TENANTS = {

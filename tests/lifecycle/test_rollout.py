@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from tests.console.web import Session
+from tests.lifecycle.harness import Worker, audit_records
 from tests.replay_fixtures import ROOT, tightened_policies
-
-from .harness import Worker, audit_records
 
 ACME_DEPLOY = {"deployment": "", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 1}
 SETTLED = ("awaiting_approval", "active", "rejected", "failed", "superseded", "rolled_back")

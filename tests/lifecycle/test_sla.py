@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from pdp.lifecycle.db import Database
-
-from .harness import ROOT, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 # globex7: standard, shared, residency any, allow_preemption false, GPU sharing allowed.
 GLOBEX7 = tenant_doc("globex", "globex7", ["globex7-ml"])

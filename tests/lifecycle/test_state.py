@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .harness import ROOT, Worker, audit_records, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, h100_deployment, onboard, tenant_doc
 
 DECLARED = ("acme-eu", "globex", "initech-spot")
 

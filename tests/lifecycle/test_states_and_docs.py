@@ -4,8 +4,7 @@ import pytest
 
 from pdp.lifecycle import diagrams
 from pdp.lifecycle.states import DEPLOYMENT, TENANT, IllegalTransition
-
-from .harness import ROOT
+from tests.lifecycle.harness import ROOT
 
 
 def test_illegal_tenant_transition_names_from_to_and_allowed() -> None:

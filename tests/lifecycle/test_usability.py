@@ -14,8 +14,7 @@ import pytest
 
 from pdp.cli import parser
 from pdp.schemas import load_schema
-
-from .harness import ROOT, Worker, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, h100_deployment, onboard, tenant_doc
 
 # Subcommands that read the database or files directly (the worker may be down), or are the worker.
 LOCAL = {"worker", "audit-verify", "audit-export", "audit-public-key"}  # they read files, not the API

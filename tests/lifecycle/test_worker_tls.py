@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from pdp.enforcement.certs import issue_server_cert, make_ca
-
-from .harness import ROOT, Worker
+from tests.lifecycle.harness import ROOT, Worker
 
 
 def test_plaintext_off_loopback_is_refused(tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from pdp.lifecycle import audit
 from pdp.lifecycle.adapters.dryrun import DryRunAdapter
 from pdp.lifecycle.db import Database
-
-from .harness import ROOT, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 GLOBEX2 = tenant_doc("globex", "globex2", ["globex2-ml"])
 INITECH2 = tenant_doc("initech-spot", "initech2", ["initech2-batch"])

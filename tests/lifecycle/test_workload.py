@@ -12,8 +12,7 @@ from pdp.embedded import EmbeddedPDP
 from pdp.enforcement.workloads import workload_from_object
 from pdp.substrate.kubernetes import workload
 from pdp.substrate.kubernetes.adapter import object_path
-
-from .harness import EXAMPLES
+from tests.lifecycle.harness import EXAMPLES
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 # The shape of a deploy_model decision's constraints for the dedicated EU tenant (decision contract).

@@ -18,9 +18,8 @@ from pdp.api.http_server import HttpDecisionServer
 from pdp.api.tokens import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.slurm import accounts, lua
-
-from ..conftest import EXAMPLES, embedded_settings
-from .cluster import SlurmCluster, missing_programs
+from tests.conftest import EXAMPLES, embedded_settings
+from tests.slurm.cluster import SlurmCluster, missing_programs
 
 HERE = Path(__file__).parent
 FLEET = yaml.safe_load((HERE / "fleet.yaml").read_text())["fleet"]

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..ansible import run_playbook
-from .conftest import WAYNE, SlurmWorld
+from tests.ansible import run_playbook
+from tests.slurm.conftest import WAYNE, SlurmWorld
 
 
 def role_play(slurm: SlurmWorld, tenant: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

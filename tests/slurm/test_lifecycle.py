@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from ..lifecycle.harness import Worker, onboard, tenant_doc
-from .conftest import SlurmWorld
+from tests.lifecycle.harness import Worker, onboard, tenant_doc
+from tests.slurm.conftest import SlurmWorld
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from pdp.substrate.slurm import accounts, fleet, lua
-
-from ..conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT
 
 EXAMPLE_FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
 

@@ -16,8 +16,7 @@ import yaml
 
 from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
 from tests.ports import free_port
-
-from .conftest import Telemetry, wait_for
+from tests.telemetry.conftest import Telemetry, wait_for
 
 # Grace of the spot tier in the worker's fleet (the policy's default is 300 s): long enough for a
 # test to put a GPU to work within it on a loaded machine, short enough to wait for.

@@ -22,8 +22,7 @@ from pdp.telemetry.sla import Windows, sla_report
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
 from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
-
-from .conftest import Telemetry, wait_for
+from tests.telemetry.conftest import Telemetry, wait_for
 
 H100 = "H100-80GB"
 LATENCY_SLA = {"class": "latency-critical", "latency_p99_ms": 500, "availability": 99.9}

@@ -15,8 +15,7 @@ import yaml
 from pdp.lifecycle.sla_checks import alerting
 from pdp.telemetry.pool_load import pool_load
 from pdp.telemetry.sla import SlaReport, Windows, burn, sla_report, slower_fraction
-
-from .conftest import ROOT, Telemetry, wait_for
+from tests.telemetry.conftest import ROOT, Telemetry, wait_for
 
 WINDOWS = Windows("20s", "5s", 14.4, "40s", "10s", 6.0, "10m")
 WINDOW_ARGS = ["--fast-long", "20s", "--fast-short", "5s", "--slow-long", "40s", "--slow-short", "10s",

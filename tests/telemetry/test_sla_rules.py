@@ -16,8 +16,7 @@ import yaml
 from pdp.telemetry.sla import Windows, fleet_windows, slower_fraction
 from pdp.telemetry.sla_rules import ALERT, RECORDS, RulesError, number, render, rule_groups
 from tests.artifacts import cached_artifact
-
-from .conftest import ROOT
+from tests.telemetry.conftest import ROOT
 
 WINDOWS = Windows("20s", "5s", 14.4, "40s", "10s", 6.0, "10m")
 LATENCY_ONLY: dict[str, Any] = {

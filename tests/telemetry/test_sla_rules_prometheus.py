@@ -19,8 +19,7 @@ import yaml
 
 from pdp.telemetry.sla import LATENCY_BUDGET, SlaReport, fleet_windows, sla_report
 from pdp.telemetry.sla_rules import ALERT, RECORDS
-
-from .conftest import ROOT, Telemetry, running_telemetry, wait_for
+from tests.telemetry.conftest import ROOT, Telemetry, running_telemetry, wait_for
 
 ALERTING = {"fast": {"long": "20s", "short": "5s"}, "slow": {"long": "40s", "short": "10s"}, "period": "10m"}
 WINDOWS = fleet_windows({"sla_alerting": ALERTING})

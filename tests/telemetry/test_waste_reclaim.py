@@ -20,8 +20,7 @@ import yaml
 from pdp.cli import main
 from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
 from tests.ports import free_port
-
-from .conftest import Telemetry, wait_for
+from tests.telemetry.conftest import Telemetry, wait_for
 
 WSPOT = tenant_doc("initech-spot", "wspot", ["wspot-batch"], entitlements={"H100-80GB": 8})
 WBUSY = tenant_doc("initech-spot", "wbusy", ["wbusy-batch"], entitlements={"H100-80GB": 8})

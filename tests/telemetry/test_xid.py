@@ -14,8 +14,7 @@ from pdp.lifecycle.cli_incidents import detect_once
 from pdp.telemetry.xid import FATAL_XIDS, node_faults
 from tests.lifecycle.harness import Worker
 from tests.ports import free_port
-
-from .conftest import Telemetry, wait_for
+from tests.telemetry.conftest import Telemetry, wait_for
 
 
 def _xid(telemetry: Telemetry, node: str, gpu: int, xid: int) -> None:
