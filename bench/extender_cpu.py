@@ -24,7 +24,7 @@ import orjson
 
 from bench.inputs import extender_args
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
-from pdp.enforcement.extender import SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.extender import SchedulerExtender
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def _cluster(args: dict[str, Any]) -> Any:
     and a pod of another tenant on every tenth node."""
     from kubernetes import client as k8s
 
-    from pdp.enforcement.cluster import ClusterState
+    from pdp.substrate.kubernetes.enforcement.cluster import ClusterState
 
     state = ClusterState(k8s.ApiClient())  # never started: no API server in this bench
     items = args["Nodes"]["items"]

@@ -72,7 +72,7 @@ class Pool:
 
 
 def _certificate(work: Path) -> tuple[Path, Path]:
-    from pdp.enforcement.certs import issue_server_cert, make_ca
+    from pdp.net.certs import issue_server_cert, make_ca
 
     (work / "tls").mkdir()
     pair = issue_server_cert(make_ca(work / "tls"), work / "tls" / "extender", ["127.0.0.1"])

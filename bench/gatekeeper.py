@@ -183,7 +183,7 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
     US-pinned pod of the EU tenant."""
     from kubernetes import client, config, utils
 
-    from pdp.enforcement.certs import issue_server_cert, make_ca
+    from pdp.net.certs import issue_server_cert, make_ca
     from tests.e2e.controlplane import ControlPlane, free_port, kube_binaries
 
     (work / "kube").mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def main() -> int:
     from pdp.api.translate import intent_to_proto
     from pdp.engine.wasm import WasmEngine
     from pdp.point import DecisionPoint
-    from pdp.records import DecisionLog, Integrity
+    from pdp.records.log import DecisionLog, Integrity
     from tests.replay_fixtures import baseline
 
     with tempfile.TemporaryDirectory(prefix="grpc-cpu-") as tmp:

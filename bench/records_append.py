@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pdp.decision import Decision, Outcome, Reason
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 
 
 def _decision(n: int) -> Decision:

@@ -31,8 +31,8 @@ from typing import Any
 import psycopg
 
 from pdp.decision import Decision, Outcome, Reason
-from pdp.records import DecisionLog, Integrity
-from pdp.records_postgres import dsn
+from pdp.records.log import DecisionLog, Integrity
+from pdp.records.postgres import dsn
 from tests.postgres import scratch_database
 
 _THREADS = 8

@@ -89,7 +89,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="pdp-bench-"))
     shutil.copytree(ROOT / "examples", work / "examples")
-    from pdp.enforcement.certs import issue_server_cert, make_ca
+    from pdp.net.certs import issue_server_cert, make_ca
 
     ca = make_ca(work / "pki")
     tls = issue_server_cert(ca, work / "pki" / "serving", ["127.0.0.1"])

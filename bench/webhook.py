@@ -117,7 +117,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (BIN / "vegeta").exists():
         raise SystemExit(f"{BIN / 'vegeta'} missing: run scripts/bench once (it builds vegeta)")
-    from pdp.enforcement.certs import issue_server_cert, make_ca
+    from pdp.net.certs import issue_server_cert, make_ca
 
     work = Path(tempfile.mkdtemp(prefix="pdp-bench-webhook-"))
     shutil.copytree(ROOT / "examples", work / "examples")

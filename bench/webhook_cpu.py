@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here (first round)")
     parser.add_argument("--workers", type=int, default=1, help="--webhook-workers of this checkout")
     args = parser.parse_args()
-    from pdp.enforcement.certs import issue_server_cert, make_ca
+    from pdp.net.certs import issue_server_cert, make_ca
 
     work = Path(tempfile.mkdtemp(prefix="pdp-bench-webhook-cpu-"))
     shutil.copytree(ROOT / "examples", work / "examples")

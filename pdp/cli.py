@@ -33,15 +33,15 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "decide": ("pdp.commands.decide", "add_parsers"),
     "check-plan": ("pdp.commands.decide", "add_parsers"),
     "demo": ("pdp.commands.decide", "add_parsers"),
-    "records": ("pdp.records_cli", "add_parser"),
-    "status": ("pdp.status_cli", "add_parser"),
-    "replay": ("pdp.replay.cli", "add_parser"),
-    "audit-cluster": ("pdp.enforcement.drift_cli", "add_parser"),
-    "opa": ("pdp.opa.cli", "add_parser"),
-    "lifecycle": ("pdp.lifecycle.cli", "add_parser"),
-    "slurm": ("pdp.substrate.slurm.cli", "add_parser"),
-    "kueue-controller": ("pdp.substrate.kueue.cli", "add_parser"),
-    "kueue-objects": ("pdp.substrate.kueue.cli", "add_parser"),
+    "records": ("pdp.commands.records", "add_parser"),
+    "status": ("pdp.commands.status", "add_parser"),
+    "replay": ("pdp.commands.replay", "add_parser"),
+    "audit-cluster": ("pdp.commands.audit_cluster", "add_parser"),
+    "opa": ("pdp.commands.opa", "add_parser"),
+    "lifecycle": ("pdp.commands.lifecycle.main", "add_parser"),
+    "slurm": ("pdp.commands.slurm", "add_parser"),
+    "kueue-controller": ("pdp.commands.kueue", "add_parser"),
+    "kueue-objects": ("pdp.commands.kueue", "add_parser"),
     "waste": ("pdp.commands.waste", "add_parsers"),
     "sla": ("pdp.commands.sla", "add_parsers"),
 }
@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     except _raised_by("pdp.intents", "InvalidIntent") as exc:
         print(f"invalid intent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except _raised_by("pdp.listen", "ListenError") as exc:
+    except _raised_by("pdp.net.listen", "ListenError") as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (
         _raised_by("pdp.opa.binary", "OpaNotFound", "OpaCommandFailed")
-        + _raised_by("pdp.enforcement.servingcert", "CertificateError")
-        + _raised_by("pdp.records_model", "RecordsStoreError")
+        + _raised_by("pdp.net.servingcert", "CertificateError")
+        + _raised_by("pdp.records.model", "RecordsStoreError")
         + _raised_by("pdp.commands.decide", "ServerFailed")
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import bundle_refusal
 from pdp.point import DecisionPoint
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 from pdp.settings import EmbeddedSettings
 
 __all__ = ["EmbeddedPDP", "EmbeddedSettings", "opa_ready"]

@@ -25,7 +25,7 @@ from pdp.bundles.build import git_commit, policy_files
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.opa.binary import OPA_VERSION
 from pdp.point import DecideOptions, DecisionPoint
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 from pdp.settings import EmbeddedSettings
 
 _CACHE_FORMAT = "1"

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
-from pdp.records import Integrity
-from pdp.records_intents import IntentRetention
+from pdp.records.intents import IntentRetention
+from pdp.records.log import Integrity
 from pdp.settings import EmbeddedSettings
 
 

@@ -18,7 +18,7 @@ from pdp import decision as render
 from pdp.decision import Decision
 from pdp.engine.base import EngineError, EngineFailure, EngineTimeout, PolicyEngine
 from pdp.intents import validate_intent
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 
 if TYPE_CHECKING:
     from pdp.metrics import DecisionMetrics

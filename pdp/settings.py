@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.opa.liveness import LivenessSettings
-from pdp.records import Integrity
+from pdp.records.log import Integrity
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class EmbeddedSettings:
     keys: Path
     state: Path
     decision_log: Path | None = None
-    # The decision log's checkpoints and signing key (pdp/records.py).
+    # The decision log's checkpoints and signing key (pdp/records/log.py).
     records: Integrity = dataclasses.field(default_factory=Integrity)
     opa_addr: str = ""
     ready_timeout: float = 30.0

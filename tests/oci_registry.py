@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pdp.enforcement.certs import CertPair, issue_server_cert, make_ca
+from pdp.net.certs import CertPair, issue_server_cert, make_ca
 from tests.artifacts import cached_artifact
 from tests.ports import free_port
 

@@ -14,8 +14,8 @@ from pdp.decision import canonical_intent, digest_of
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.oneshot import cached_bundle
 from pdp.point import DecideOptions, DecisionPoint
-from pdp.records import DecisionLog, Integrity
-from pdp.records_intents import IntentRetention
+from pdp.records.intents import IntentRetention
+from pdp.records.log import DecisionLog, Integrity
 from pdp.settings import EmbeddedSettings
 
 ROOT = Path(__file__).resolve().parents[1]

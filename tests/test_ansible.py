@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pdp.api.http_server import HttpDecisionServer
-from pdp.api.tokens import BearerTokens
+from pdp.api.token_file import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from tests.ansible import run_playbook
 from tests.conftest import load_intent

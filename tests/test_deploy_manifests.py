@@ -19,8 +19,8 @@ from cryptography import x509
 from pdp.api.server import LIVENESS_SERVICE
 from pdp.cli import parser
 from pdp.commands.serve import _check_enforcement
-from pdp.enforcement.claims import GPU_DEVICE_CLASSES
-from pdp.listen import check_plaintext, tls_files
+from pdp.net.listen import check_plaintext, tls_files
+from pdp.substrate.kubernetes.enforcement.claims import GPU_DEVICE_CLASSES
 from tests.conftest import ROOT
 from tests.e2e.controlplane import free_port
 

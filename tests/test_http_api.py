@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from pdp.api.http_server import HttpDecisionServer
-from pdp.api.tokens import BearerTokens
+from pdp.api.token_file import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.point import DecisionPoint
@@ -167,7 +167,7 @@ def test_bearer_tokens_are_required_and_rotate_without_a_restart(stack: Embedded
 
 
 def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
-    from pdp.api.tokens import TokenFileError
+    from pdp.api.token_file import TokenFileError
 
     path = tmp_path / "tokens"
     path.write_text("t\n")

@@ -1,5 +1,5 @@
 """Every listener refuses plaintext off loopback unless --insecure (then warns), and serves TLS
-that a client verifying against the platform CA accepts (pdp/listen.py).
+that a client verifying against the platform CA accepts (pdp/net/listen.py).
 
 The servers here are real `pdp` processes; `pdp serve --opa-addr 127.0.0.1:1` points at no OPA,
 which is enough to start the gRPC, webhook and extender listeners (decisions would be DENY).
@@ -27,8 +27,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pdp.enforcement.certs import CertPair, issue_server_cert, make_ca
-from pdp.listen import ListenError, check_plaintext, is_loopback, split_host_port, tls_files
+from pdp.net.certs import CertPair, issue_server_cert, make_ca
+from pdp.net.listen import ListenError, check_plaintext, is_loopback, split_host_port, tls_files
 from tests.conftest import ROOT
 
 NO_OPA = ["--opa-addr", "127.0.0.1:1"]
@@ -92,7 +92,7 @@ def test_plaintext_the_earlier_name_of_insecure_still_works() -> None:
 
 
 def test_plaintext_off_loopback_needs_insecure_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="pdp.listen"):
+    with caplog.at_level(logging.WARNING, logger="pdp.net.listen"):
         assert check_plaintext("--listen", "127.0.0.1:1", tls=None, insecure=False) == ("127.0.0.1", 1)
         assert not caplog.records
         with pytest.raises(ListenError, match=r"--listen 0\.0\.0\.0:1 is not loopback"):
@@ -224,7 +224,7 @@ def test_grpc_and_extender_serve_plaintext_off_loopback_with_insecure_and_warn(
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING  # no OPA behind it
-    warnings = [line for line in server.stderr().splitlines() if " WARNING pdp.listen: " in line]
+    warnings = [line for line in server.stderr().splitlines() if " WARNING pdp.net.listen: " in line]
     assert len(warnings) == 2, server.stderr()
     assert any(
         "--listen 0.0.0.0:0: serving plaintext off loopback because of --insecure" in w for w in warnings
@@ -256,7 +256,7 @@ def test_grpc_webhook_and_extender_serve_tls_verified_against_the_ca(
     credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca.cert.read_bytes())
     with grpc.secure_channel(f"127.0.0.1:{grpc_port}", credentials) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-    assert "WARNING pdp.listen" not in server.stderr()
+    assert "WARNING pdp.net.listen" not in server.stderr()
 
 
 def test_bundle_server_serves_plaintext_off_loopback_only_with_insecure(
@@ -270,7 +270,7 @@ def test_bundle_server_serves_plaintext_off_loopback_only_with_insecure(
     servers.append(server)
     port = server.wait_for(r"at http://0\.0\.0\.0:(\d+)").group(1)
     assert httpx.get(f"http://127.0.0.1:{port}/x.tar.gz", timeout=10).content == b"bundle"
-    assert "WARNING pdp.listen: --listen 0.0.0.0:0: serving plaintext off loopback" in server.stderr()
+    assert "WARNING pdp.net.listen: --listen 0.0.0.0:0: serving plaintext off loopback" in server.stderr()
 
 
 def test_bundle_server_serves_tls_verified_against_the_ca(

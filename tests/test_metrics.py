@@ -310,8 +310,8 @@ def _latest() -> str:
 
 def test_the_metrics_listener_follows_the_tls_rule(tmp_path: Path) -> None:
     from pdp.cli import parser
-    from pdp.listen import ListenError
-    from pdp.metrics_http import check_metrics_options, start_metrics
+    from pdp.net.listen import ListenError
+    from pdp.net.metrics_http import check_metrics_options, start_metrics
 
     def args(*argv: str) -> Any:
         return parser().parse_args(["serve", *argv])

@@ -255,7 +255,7 @@ def test_the_registry_must_be_trusted_opa_refuses_an_unknown_certificate(
     workspace: Path, opa_binary: Path, registry: Registry, oras: Path
 ) -> None:
     # OPA trusting only another CA (a registry impersonated on the path) activates nothing.
-    from pdp.enforcement.certs import make_ca
+    from pdp.net.certs import make_ca
 
     keys = ensure_keypair(workspace / "keys")
     reference = f"{registry.registry}/gpupaas/trust:prod"

@@ -12,9 +12,9 @@ import pytest
 
 from pdp.bundles.server import BundleServer
 from pdp.embedded import EmbeddedPDP, opa_ready
-from pdp.enforcement.certs import issue_server_cert, make_ca
-from pdp.enforcement.servingcert import ServingCertificate
 from pdp.engine.opa_http import OpaHttpEngine
+from pdp.net.certs import issue_server_cert, make_ca
+from pdp.net.servingcert import ServingCertificate
 from pdp.point import DecisionPoint
 from tests.conftest import ROOT, embedded_settings, load_intent
 

@@ -10,7 +10,7 @@ import yaml
 
 from pdp.embedded import EmbeddedPDP
 from pdp.oneshot import decide_once, inputs_key
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 from tests.conftest import EXAMPLES, embedded_settings
 
 VOLATILE = ("decision_id", "decided_at", "evaluation_ms")

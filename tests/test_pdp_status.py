@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.status_cli import PdpRevision, read_revision, summary
+from pdp.commands.status import PdpRevision, read_revision, summary
 from tests.conftest import ROOT
 from tests.e2e.controlplane import free_port
 from tests.test_cli import pdp

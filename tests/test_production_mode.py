@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pdp.embedded import opa_ready
-from pdp.enforcement.certs import issue_server_cert, make_ca
+from pdp.net.certs import issue_server_cert, make_ca
 from tests.conftest import EXAMPLES, ROOT
 from tests.ports import free_port
 from tests.test_cli import config_args, pdp

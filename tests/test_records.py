@@ -17,9 +17,9 @@ from pdp.integrity import checkpoints, signing
 from pdp.integrity.chain import GENESIS, link
 from pdp.integrity.sinks import open_sink
 from pdp.integrity.verify import Report
-from pdp.pem import write_private_key
-from pdp.records import SIGNING_KEY, DecisionLog, Integrity, payload
-from pdp.records_read import read_records, verify_log
+from pdp.net.pem import write_private_key
+from pdp.records.log import SIGNING_KEY, DecisionLog, Integrity, payload
+from pdp.records.read import read_records, verify_log
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -321,7 +321,7 @@ _WRITER = """
 import os, sys
 from datetime import UTC, datetime
 from pdp.decision import Decision, Outcome
-from pdp.records import DecisionLog, Integrity
+from pdp.records.log import DecisionLog, Integrity
 path, sink, name, n, seconds, end = sys.argv[1:]
 log = DecisionLog(path, Integrity(sink, checkpoint_seconds=float(seconds)))
 for i in range(int(n)):

@@ -15,8 +15,8 @@ import pytest
 from pdp.api.server import PdpServer
 from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
-from pdp.records import DecisionLog, Integrity, RecordNotDurable
-from pdp.records_read import read_records
+from pdp.records.log import DecisionLog, Integrity, RecordNotDurable
+from pdp.records.read import read_records
 from tests.conftest import embedded_settings
 from tests.test_cli import config_args
 from tests.test_records import T0, _decision

@@ -14,10 +14,10 @@ from pdp.decision import Decision, Outcome, canonical_intent, digest_of
 from pdp.integrity import signing
 from pdp.integrity.chain import GENESIS, link
 from pdp.integrity.sinks import open_sink
-from pdp.records import DecisionLog, Integrity
-from pdp.records_intents import IntentRetention, omitted
-from pdp.records_model import payload
-from pdp.records_read import read_records, verify_log
+from pdp.records.intents import IntentRetention, omitted
+from pdp.records.log import DecisionLog, Integrity
+from pdp.records.model import payload
+from pdp.records.read import read_records, verify_log
 from tests.test_records import T0
 
 INTENT: dict[str, Any] = {"kind": "deploy_model", "tenant": "acme-eu", "region": "eu-west-1", "n": 0}

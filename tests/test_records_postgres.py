@@ -23,9 +23,9 @@ from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.translate import decision_from_proto, intent_to_proto
 from pdp.decision import Outcome
 from pdp.integrity.sinks import open_sink
-from pdp.records import DecisionLog, Integrity
-from pdp.records_postgres import dsn
-from pdp.records_read import read_records, verify_central
+from pdp.records.log import DecisionLog, Integrity
+from pdp.records.postgres import dsn
+from pdp.records.read import read_records, verify_central
 from tests.postgres import URL, requires_postgres
 from tests.test_records import ROOT, T0, _decision
 from tests.test_workers import INTENT, start
@@ -248,7 +248,7 @@ import sys
 from pathlib import Path
 from datetime import UTC, datetime
 from pdp.decision import Decision, Outcome
-from pdp.records import DecisionLog, Integrity
+from pdp.records.log import DecisionLog, Integrity
 url, state, sink, key = sys.argv[1:5]
 log = DecisionLog(Path(state) / "decisions.sqlite", Integrity(
     url=url, writer="gone", checkpoints=sink, signing_key=Path(key), checkpoint_seconds=3600.0,
@@ -325,7 +325,7 @@ def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplica
 
 def _row_tail() -> tuple[object, ...]:
     """The stored columns after decision_id of _decision(3, 'acme-eu', T0)."""
-    from pdp.records_model import timestamp
+    from pdp.records.model import timestamp
 
     return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5, "{}")
 
@@ -334,7 +334,7 @@ def test_central_records_keep_intents_with_retention_and_verify_them(pg_url: str
     """Kept intents in PostgreSQL: stored beside each writer's records, a too-large one by its
     size only, retention drops the oldest beyond the count, an edited one is named by verify."""
     from pdp.decision import canonical_intent, digest_of
-    from pdp.records_intents import IntentRetention
+    from pdp.records.intents import IntentRetention
 
     replicas = Replicas(pg_url, tmp_path)
     retention = IntentRetention(max_bytes=300, max_count=0)  # the count is applied below, once

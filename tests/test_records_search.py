@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pdp.decision import Outcome
-from pdp.records import DecisionLog, Integrity
-from pdp.records_search import Search, search
+from pdp.records.log import DecisionLog, Integrity
+from pdp.records.search import Search, search
 from tests.test_records import T0, _decision
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from pdp import decision as render
 from pdp.engine.base import EngineTimeout
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 from pdp.replay.compare import ALLOW_TO_DENY
 from pdp.replay.run import replay
 from pdp.replay.source import ENGINE_FAILED, NOT_KEPT, TOO_LARGE, Selection, recorded
@@ -180,7 +180,7 @@ def test_central_records_in_postgresql_are_replayed(
 
 
 def test_rebased_records_compare_with_the_revision_active_now(world: dict[str, Any]) -> None:
-    """The rollout's report (pdp/lifecycle/rollouts.py): records answered on the tightened rule,
+    """The rollout's report (pdp/lifecycle/services/rollouts.py): records answered on the tightened rule,
     decided again on the baseline first, show no change against the baseline, where replaying the
     recorded answers would report each of its refusals as a deny-to-allow."""
     from pdp.oneshot import cached_bundle

@@ -24,9 +24,9 @@ from typing import Any, Self
 import uvicorn
 
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
-from pdp.api.tokens import BearerTokens
-from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
-from pdp.listen import bound_url
+from pdp.api.token_file import BearerTokens
+from pdp.net.listen import bound_url
+from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecisionPoint
 
 

@@ -27,7 +27,7 @@ _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 class WorkerSpec:
     """What every worker process serves. Exactly one of opa_addr and wasm_bundle is set.
     `listen` is the gRPC address ("" for none); `webhook` the webhook's serve-worker options
-    (`pdp serve --webhook-workers`, pdp/enforcement/launch.py)."""
+    (`pdp serve --webhook-workers`, pdp/substrate/kubernetes/enforcement/launch.py)."""
 
     listen: str
     opa_addr: str = ""

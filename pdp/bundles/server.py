@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pdp.enforcement.servingcert import ServingCertificate
+from pdp.net.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
 

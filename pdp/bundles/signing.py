@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pdp.pem import write_private_key
+from pdp.net.pem import write_private_key
 
 SIGNING_ALG = "RS256"
 KEY_ID = "gpupaas"

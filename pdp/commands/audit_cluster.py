@@ -1,5 +1,5 @@
 """`pdp audit-cluster`: the running GPU pods the current policy revision would refuse or place
-elsewhere (pdp/enforcement/drift.py); exit 3 when there are any."""
+elsewhere (pdp/substrate/kubernetes/enforcement/pod_audit.py); exit 3 when there are any."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pdp.listen import add_insecure_option
-from pdp.metrics_http import add_metrics_options
+from pdp.net.listen import add_insecure_option
+from pdp.net.metrics_http import add_metrics_options
 from pdp.options import embedded_settings, with_config
 
 EXIT_DRIFT = 3
@@ -20,10 +20,10 @@ def cmd_audit_cluster(args: argparse.Namespace) -> int:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    from pdp.enforcement.drift import audit
     from pdp.engine.wasm import WasmEngine
     from pdp.oneshot import cached_bundle
     from pdp.point import DecisionPoint
+    from pdp.substrate.kubernetes.enforcement.pod_audit import audit
 
     if args.in_cluster:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -48,10 +48,10 @@ def _periodic(args: argparse.Namespace, api: Any, bundle: Any) -> int:
     import signal
     import threading
 
-    from pdp.enforcement.drift import audit
     from pdp.engine.wasm import WasmEngine
-    from pdp.metrics_http import check_metrics_options, start_metrics
+    from pdp.net.metrics_http import check_metrics_options, start_metrics
     from pdp.point import DecisionPoint
+    from pdp.substrate.kubernetes.enforcement.pod_audit import audit
 
     if args.every < 1:
         print(f"error: --every {args.every:g}: at least 1 second", file=sys.stderr)

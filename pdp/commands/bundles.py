@@ -53,8 +53,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_serve_bundles(args: argparse.Namespace) -> int:
     from pdp.bundles.server import BundleServer
-    from pdp.enforcement.servingcert import ServingCertificate
-    from pdp.listen import check_plaintext, tls_files
+    from pdp.net.listen import check_plaintext, tls_files
+    from pdp.net.servingcert import ServingCertificate
     from pdp.options import configure_logging
 
     stop = stop_on_signals()
@@ -71,7 +71,7 @@ def cmd_serve_bundles(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    from pdp.listen import add_tls_options
+    from pdp.net.listen import add_tls_options
 
     with_config(sub.add_parser("validate", help="check tenant and fleet documents")).set_defaults(
         func=cmd_validate

@@ -41,7 +41,7 @@ def _decider(args: argparse.Namespace) -> Iterator[Decider]:
             yield GrpcDecider(client, timeout=args.decision_timeout)
             return
         from pdp.point import DecisionPoint
-        from pdp.records import DecisionLog
+        from pdp.records.log import DecisionLog
 
         if args.opa_addr:
             from pdp.engine.opa_http import OpaHttpEngine

@@ -12,7 +12,7 @@ from typing import Any
 
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.options import with_verify
-from pdp.records_model import RecordsStoreError, is_url
+from pdp.records.model import RecordsStoreError, is_url
 
 
 def _log_path(args: argparse.Namespace) -> Path:
@@ -30,7 +30,7 @@ def _central(args: argparse.Namespace) -> str:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from pdp.records_read import read_records
+    from pdp.records.read import read_records
 
     since = datetime.fromisoformat(args.since) if args.since else None
     until = datetime.fromisoformat(args.until) if args.until else None
@@ -52,7 +52,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 def _verify_central(url: str, held: Any, as_json: bool) -> int:
     from pdp.integrity import trust
-    from pdp.records_read import verify_central
+    from pdp.records.read import verify_central
 
     try:
         reports = verify_central(url, held.sink, held.key)
@@ -81,7 +81,7 @@ def _verify_central(url: str, held: Any, as_json: bool) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from pdp.integrity import trust
-    from pdp.records_read import verify_log
+    from pdp.records.read import verify_log
 
     try:
         # The log's own folder is the state folder that must not hold the trust.
@@ -98,7 +98,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_public_key(args: argparse.Namespace) -> int:
     from pdp.integrity import signing
-    from pdp.records import SIGNING_KEY
+    from pdp.records.log import SIGNING_KEY
 
     path = args.signing_key or args.state / SIGNING_KEY
     try:

@@ -72,7 +72,7 @@ def _from_shadow_log(path: Path, report: Any) -> Any:
 
 
 def _replay(args: argparse.Namespace) -> Any:
-    from pdp.records_postgres import RecordsStoreError, is_url
+    from pdp.records.postgres import RecordsStoreError, is_url
     from pdp.replay.candidate import CandidateError, load_candidate
     from pdp.replay.run import replay
     from pdp.replay.source import Selection, recorded

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pdp.commands.running import Servers, serve_until_signal, stop_on_signals
-from pdp.listen import ListenError, add_insecure_option, check_plaintext, split_host_port, tls_files
+from pdp.net.listen import ListenError, add_insecure_option, check_plaintext, split_host_port, tls_files
 from pdp.options import (
     configure_logging,
     embedded_settings,
@@ -65,16 +65,16 @@ def _start_workers(args: argparse.Namespace, servers: Servers, listen: str, **en
 
 def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
     """Production: OPA runs as a sidecar we do not manage and pulls bundles itself."""
-    from pdp.api.http_cli import start_http
     from pdp.api.server import PdpServer
+    from pdp.commands.serve_http import start_http
     from pdp.embedded import opa_ready
-    from pdp.enforcement.launch import start_enforcement
     from pdp.engine.opa_http import OpaHttpEngine
-    from pdp.metrics_http import start_metrics
+    from pdp.net.metrics_http import start_metrics
     from pdp.opa.status import bundle_refusal
     from pdp.point import DecisionPoint
-    from pdp.records import DecisionLog
+    from pdp.records.log import DecisionLog
     from pdp.replay.shadow import start_shadow
+    from pdp.substrate.kubernetes.enforcement.launch import start_enforcement
 
     servers = Servers()
     engine = OpaHttpEngine(args.opa_addr)
@@ -105,13 +105,13 @@ def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, st
 
 
 def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
-    from pdp.api.http_cli import start_http
     from pdp.api.server import PdpServer
     from pdp.bundles.build import CURRENT_WASM_BUNDLE
+    from pdp.commands.serve_http import start_http
     from pdp.embedded import EmbeddedPDP
-    from pdp.enforcement.launch import start_enforcement
-    from pdp.metrics_http import start_metrics
+    from pdp.net.metrics_http import start_metrics
     from pdp.replay.shadow import start_shadow
+    from pdp.substrate.kubernetes.enforcement.launch import start_enforcement
 
     servers = Servers()
     with EmbeddedPDP(embedded_settings(args)) as stack:
@@ -151,8 +151,8 @@ def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, s
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pdp.api.http_cli import http_address
-    from pdp.metrics_http import check_metrics_options
+    from pdp.commands.serve_http import http_address
+    from pdp.net.metrics_http import check_metrics_options
 
     stop = stop_on_signals()
     # Our own INFO records (certificate reloads, sidecar restarts) reach stderr; libraries'
@@ -164,7 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_metrics_options(args)
     if args.workers < 1 or args.webhook_workers < 1:
         raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
-    warn_unprotected_records(args, logging.getLogger("pdp.records"))
+    warn_unprotected_records(args, logging.getLogger("pdp.records.log"))
     if args.opa_addr:
         return _serve_sidecar(args, tls, stop)
     return _serve_embedded(args, tls, stop)
@@ -181,11 +181,11 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     """One extra process of `pdp serve --workers N` (started by it, not by hand)."""
     from pdp.api.server import PdpServer
     from pdp.embedded import opa_ready
-    from pdp.enforcement.launch import cluster_view, start_webhook
     from pdp.engine.opa_http import OpaHttpEngine
     from pdp.opa.status import bundle_refusal
     from pdp.point import DecisionPoint
-    from pdp.records import DecisionLog
+    from pdp.records.log import DecisionLog
+    from pdp.substrate.kubernetes.enforcement.launch import cluster_view, start_webhook
 
     stop = stop_on_signals()
     parent = os.getppid()
@@ -225,10 +225,10 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    from pdp.api.http_cli import add_http_options
-    from pdp.enforcement.launch import add_webhook_options
-    from pdp.metrics_http import add_metrics_options
+    from pdp.commands.serve_http import add_http_options
+    from pdp.net.metrics_http import add_metrics_options
     from pdp.replay.shadow import add_shadow_options
+    from pdp.substrate.kubernetes.enforcement.launch import add_webhook_options
 
     s = with_records(with_config(sub.add_parser("serve", help="serve the gRPC PDP")))
     s.add_argument("--listen", default="127.0.0.1:50051")

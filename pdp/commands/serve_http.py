@@ -26,13 +26,13 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="file of accepted bearer tokens, one a line, mode 0600; re-read when it changes",
     )
-    # Plaintext off loopback: the serve command's one --insecure (pdp/listen.py) covers it too.
+    # Plaintext off loopback: the serve command's one --insecure (pdp/net/listen.py) covers it too.
 
 
 def http_address(args: argparse.Namespace) -> tuple[str, int] | None:
-    """HOST, PORT of --http-listen, refusing what must not start (pdp/listen.py's rule for every
+    """HOST, PORT of --http-listen, refusing what must not start (pdp/net/listen.py's rule for every
     listener); None without the option."""
-    from pdp.listen import check_plaintext, tls_files
+    from pdp.net.listen import check_plaintext, tls_files
 
     if not args.http_listen:
         return None
@@ -55,7 +55,7 @@ def start_http(
     if address is None:
         return None
     from pdp.api.http_server import HttpDecisionServer
-    from pdp.api.tokens import BearerTokens, TokenFileError
+    from pdp.api.token_file import BearerTokens, TokenFileError
 
     try:
         tokens = BearerTokens(args.http_token_file) if args.http_token_file else None

@@ -3,7 +3,7 @@
 A dry run by default: the report's idle deployments are listed as the reclaims that would start.
 With `--confirm`, each tenant holding idle GPUs gets one `POST /v1/reclaim` on the lifecycle API
 (admin token), over the same window and thresholds: the worker makes the report again over its own
-Prometheus and starts one reclaim workflow per idle running deployment (pdp/lifecycle/api_reclaim.py;
+Prometheus and starts one reclaim workflow per idle running deployment (pdp/product/api/reclaim.py;
 the policy then decides, per tier, what is taken and after which grace). A worker that refuses or
 cannot be reached is exit status 1 with its answer, never a silent "nothing to reclaim".
 """

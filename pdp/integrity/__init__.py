@@ -1,6 +1,6 @@
 """Tamper-evident records: hash-chained logs checked against trust held outside the state folder.
 
-The decision log (`pdp/records.py`) and the lifecycle's audit trail (`pdp/lifecycle/audit.py`)
+The decision log (`pdp/records/log.py`) and the lifecycle's audit trail (`pdp/lifecycle/storage/audit.py`)
 are both chains: each record's hash covers its position, the previous record's hash and its
 content (`chain`). The writer signs checkpoints of the records it committed, with every record's
 chain hash in them (`checkpoints`), into a sink it can append to but not rewrite (`sinks`: an

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pdp.integrity.files import private_dir
-from pdp.pem import write_private_key
+from pdp.net.pem import write_private_key
 
 ALGORITHM = "Ed25519"
 

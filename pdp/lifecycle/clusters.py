@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pdp.lifecycle.adapters import Adapter
+from pdp.substrate.base import Adapter
 
 if TYPE_CHECKING:
     from pdp.lifecycle.runtime import Runtime

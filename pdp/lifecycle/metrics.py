@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from pdp.lifecycle.runtime import current
 from pdp.metrics import LifecycleCollector, register_lifecycle
-from pdp.metrics_http import metrics_response
+from pdp.net.metrics_http import metrics_response
 
 router = APIRouter()
 

@@ -1,10 +1,10 @@
 """The lifecycle's view of the PDP: decide intents, and publish or withdraw a tenant's policy.
 
 A tenant becomes known to the policies only when its document is in the bundle: activation writes
-it into the lifecycle's own tenant folder under the state directory (pdp/lifecycle/documents.py),
+it into the lifecycle's own tenant folder under the state directory (pdp/lifecycle/storage/documents.py),
 rebuilds the signed bundle and waits until OPA serves it. Every rebuild also writes the fleet the
 bundle carries: the operator's fleet document with the dedicated pools the lifecycle carved
-(pdp/lifecycle/fleet.py), so a rebuild never names a tenant the bundle does not hold.
+(pdp/lifecycle/services/fleet.py), so a rebuild never names a tenant the bundle does not hold.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from pdp.embedded import EmbeddedPDP
-from pdp.lifecycle import documents
-from pdp.lifecycle import fleet as fleets
+from pdp.lifecycle.services import fleet as fleets
+from pdp.lifecycle.storage import documents
 from pdp.point import DecideOptions
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class PolicyGateway:
 
     @property
     def policies(self) -> Path:
-        """The policy tree the bundle is built from (pdp/lifecycle/policy_trees.py)."""
+        """The policy tree the bundle is built from (pdp/lifecycle/services/policy_trees.py)."""
         return self.stack.settings.policies
 
     @property

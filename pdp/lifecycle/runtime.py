@@ -8,12 +8,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pdp.lifecycle.adapters import Adapter, Substrate
-from pdp.lifecycle.anchor import Anchor
 from pdp.lifecycle.clusters import Clusters
-from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
-from pdp.lifecycle.store import Store
+from pdp.lifecycle.storage.anchor import Anchor
+from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.store import Store
+from pdp.substrate.base import Adapter, Substrate
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Settings:
     # second it expires as rejected.
     approval_timeout: float = 24 * 3600.0
     archive_dir: Path = Path("var/lifecycle/archive")
-    # The lifecycle's state folder (policy trees and rollouts: pdp/lifecycle/policy_trees.py).
+    # The lifecycle's state folder (policy trees and rollouts: pdp/lifecycle/services/policy_trees.py).
     state: Path = Path("var/lifecycle")
     step_attempts: int = 3
     step_interval: float = 0.2
@@ -54,7 +54,8 @@ class Runtime:
     certificate_key: Ed25519PrivateKey | None = None
     # Keeps the audit trail's signed anchor at the chain head (set by the worker).
     anchor: Anchor | None = None
-    # Substrates beyond Kubernetes whose objects join the tenant's groups (pdp/lifecycle/substrates.py).
+    # Substrates beyond Kubernetes whose objects join the tenant's groups
+    # (pdp/lifecycle/services/substrates.py).
     substrates: tuple[Substrate, ...] = ()
     # One adapter per cluster (pdp/lifecycle/clusters.py); default: `adapter` stands for them all.
     clusters: Clusters = field(default=None)  # type: ignore[assignment]

@@ -17,17 +17,20 @@ from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
 from pdp.integrity.sinks import Sink, open_sink, sink_path
-from pdp.lifecycle import anchor, certificate, documents, drift, policy_trees, poolrecords, workflows
-from pdp.lifecycle.adapters import Adapter, Substrate
-from pdp.lifecycle.adapters.dryrun import DryRunAdapter
+from pdp.lifecycle import workflows
+from pdp.lifecycle.bearer_tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
 from pdp.lifecycle.clusters import Clusters
-from pdp.lifecycle.credentials import CredentialError, TokenPolicy
-from pdp.lifecycle.db import Database
 from pdp.lifecycle.policy import PolicyGateway
 from pdp.lifecycle.runtime import Runtime, Settings, install
-from pdp.lifecycle.store import Store
-from pdp.lifecycle.tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
+from pdp.lifecycle.services import certificate, drift, policy_trees
+from pdp.lifecycle.storage import anchor, documents
+from pdp.lifecycle.storage import pools as poolrecords
+from pdp.lifecycle.storage.credentials import CredentialError, TokenPolicy
+from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.store import Store
 from pdp.lifecycle.workflows import sla_escalation
+from pdp.substrate.base import Adapter, Substrate
+from pdp.substrate.dryrun import DryRunAdapter
 
 # Pinned, so a restarted worker recovers workflows started by an earlier build of this code.
 # 2: changes decided and applied in the tenant's serialization, approvals awaited outside it
@@ -78,7 +81,7 @@ class WorkerOptions:
     slurm_cluster: str = "gpupaas"
     slurm_users: Path | None = None
     # Seconds between cluster drift audits of every cluster the worker applies to
-    # (pdp/lifecycle/drift.py); 0: only on demand (POST /v1/drift/audit).
+    # (pdp/lifecycle/services/drift.py); 0: only on demand (POST /v1/drift/audit).
     drift_audit_every: float = 0.0
 
     @property
@@ -135,7 +138,7 @@ def read_admin_token(options: WorkerOptions) -> tuple[str, str]:
 def _with_slurm(o: WorkerOptions, default: Adapter) -> tuple[Adapter, tuple[Substrate, ...]]:
     """Slurm objects to a SlurmAdapter, the rest to `default`; the cluster and the platform's QOS
     are made sure of first, so a tenant's associations can name them."""
-    from pdp.lifecycle.adapters.routing import RoutingAdapter
+    from pdp.substrate.routing import RoutingAdapter
     from pdp.substrate.slurm.accounts import API_VERSION, qos_objects
     from pdp.substrate.slurm.adapter import SlurmAdapter
     from pdp.substrate.slurm.substrate import SlurmSubstrate, load_users
@@ -202,7 +205,7 @@ class Worker:
         # expired one is refused (and nothing else has started yet).
         store.credentials.admit_admin(admin_token, source=source)
         # The declared tenants (--tenants, only read) join the store; the bundle is built from the
-        # state folder, with the fleet the carvings left (pdp/lifecycle/documents.py, fleet.py).
+        # state folder, with the fleet the carvings left (pdp/lifecycle/storage/documents.py, fleet.py).
         imported = documents.import_declared(db, o.pdp.tenants, o.tenants)
         if imported:
             log.info("imported declared tenants from %s: %s", o.pdp.tenants, ", ".join(imported))
@@ -210,7 +213,7 @@ class Worker:
             tenants=o.tenants,
             fleet=o.fleet,
             allow_no_tenants=True,
-            # the tree the last policy rollout activated, if any (pdp/lifecycle/policy_trees.py)
+            # the tree the last policy rollout activated, if any (pdp/lifecycle/services/policy_trees.py)
             policies=policy_trees.policies_to_build(o.state, o.pdp.policies),
         )
         self.stack = EmbeddedPDP(settings_pdp)

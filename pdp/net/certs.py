@@ -1,7 +1,7 @@
 """Certificates for local use: a CA, serving certificates for the webhook and extender, and
 client certificates (e.g. an admin in system:masters for a local kube-apiserver).
 
-    python -m pdp.enforcement.certs --out deploy/certs --dns pdp.gpupaas-system.svc \
+    python -m pdp.net.certs --out deploy/certs --dns pdp.gpupaas-system.svc \
         --extra bundles=pdp-bundles.gpupaas-system.svc
 
 Production clusters should issue these from their own PKI (cert-manager or similar).
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pdp.pem import write_private_key
+from pdp.net.pem import write_private_key
 
 
 @dataclass(frozen=True)

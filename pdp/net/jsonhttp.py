@@ -38,16 +38,9 @@ from urllib.parse import parse_qs
 import orjson
 import uvicorn
 
-from pdp.enforcement.serving import (
-    ARRIVED,
-    QUEUED,
-    listening_socket,
-    loop_factory,
-    protocol_class,
-    switching_context,
-)
-from pdp.enforcement.servingcert import ServingCertificate
-from pdp.listen import bound_url
+from pdp.net.listen import bound_url
+from pdp.net.serving import ARRIVED, QUEUED, listening_socket, loop_factory, protocol_class, switching_context
+from pdp.net.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
 

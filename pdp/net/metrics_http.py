@@ -2,7 +2,7 @@
 (gRPC PDP, admission webhook and scheduler extender of that process), and a `/metrics` route for
 the Starlette/FastAPI apps (HTTP decision API, lifecycle worker).
 
-The listener follows pdp/listen.py: plaintext on loopback, TLS (--metrics-cert, --metrics-key)
+The listener follows pdp/net/listen.py: plaintext on loopback, TLS (--metrics-cert, --metrics-key)
 off it unless --insecure. Label values are closed sets (no tenant, no object names), so what a
 scraper learns is counts and latencies.
 """
@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, st
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pdp.listen import check_plaintext, tls_files
+from pdp.net.listen import check_plaintext, tls_files
 
 
 def metrics_response(request: Request | None = None) -> Response:

@@ -29,8 +29,8 @@ from typing import Any, cast
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from pdp.enforcement.servingcert import ServingCertificate
-from pdp.listen import ListenError
+from pdp.net.listen import ListenError
+from pdp.net.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
 ARRIVED = "gpupaas.arrived"

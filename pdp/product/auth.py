@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pdp.lifecycle.credentials import Unauthenticated
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage.credentials import Unauthenticated
 
 SCHEME = HTTPBearer(
     scheme_name="bearer",

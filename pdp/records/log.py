@@ -2,8 +2,8 @@
 checkpoints in a sink outside the state folder.
 
 OPA's own decision logs are lost if it crashes before shipping them, so the PDP keeps its own
-record, queryable by tenant and time: a local SQLite file by default (`pdp/records_sqlite.py`, one
-chain), or PostgreSQL shared by PDP replicas (`pdp/records_postgres.py`, one chain per writer
+record, queryable by tenant and time: a local SQLite file by default (`pdp/records/sqlite.py`, one
+chain), or PostgreSQL shared by PDP replicas (`pdp/records/postgres.py`, one chain per writer
 process). What makes an edit, a deletion or a wipe show is the chain and its checkpoints
 (`pdp/integrity/`, `pdp records verify`, docs/records.md).
 """
@@ -23,9 +23,9 @@ from pdp.integrity import signing
 from pdp.integrity.checkpoints import Checkpointer, require_trusted
 from pdp.integrity.files import inside
 from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
-from pdp.records_intents import IntentRetention, IntentRow, intent_row
-from pdp.records_intents import pruned as intents_pruned
-from pdp.records_model import (
+from pdp.records.intents import IntentRetention, IntentRow, intent_row
+from pdp.records.intents import pruned as intents_pruned
+from pdp.records.model import (
     ChainStore,
     DecisionRecord,
     RecordsStoreError,
@@ -34,11 +34,11 @@ from pdp.records_model import (
     payload,
     timestamp,
 )
-from pdp.records_sqlite import SqliteStore
+from pdp.records.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     # Imported where a postgresql:// URL is given: the SQLite default loads no PostgreSQL driver.
-    from pdp.records_postgres import PostgresStore
+    from pdp.records.postgres import PostgresStore
 
 __all__ = [
     "SIGNING_KEY",
@@ -86,7 +86,7 @@ class Integrity:
     # record is durable); else it returns at once and the record is committed within ~20 ms.
     durable: bool = False
     durable_timeout: float = 10.0
-    # How much of each intent is kept for `pdp replay`, and for how long (pdp/records_intents.py).
+    # How much of each intent is kept for `pdp replay`, and for how long (pdp/records/intents.py).
     intents: IntentRetention = field(default_factory=IntentRetention)
 
     def sink(self, log_path: Path) -> Sink:
@@ -107,10 +107,10 @@ def _open_store(path: Path, integrity: Integrity) -> tuple[ChainStore, str]:
             f"--records-url {integrity.url.split('@')[-1]!r}: expected postgresql://user@host/db "
             "(or nothing: the SQLite file in --state)"
         )
-    from pdp import records_postgres
+    from pdp.records import postgres
 
-    store = records_postgres.PostgresStore(integrity.url, integrity.writer)
-    return store, records_postgres.log_name(store.writer)
+    store = postgres.PostgresStore(integrity.url, integrity.writer)
+    return store, postgres.log_name(store.writer)
 
 
 class DecisionLog:
@@ -146,9 +146,9 @@ class DecisionLog:
         with self._lock:
             self.checkpoints.start(self._store, adopt=integrity.adopt)
             if integrity.url:
-                from pdp import records_postgres
+                from pdp.records import postgres
 
-                if isinstance(self._store, records_postgres.PostgresStore):
+                if isinstance(self._store, postgres.PostgresStore):
                     self._checkpoint_orphans(self._store, sink, key)
         self._sink_error = ""
         self._write_error = ""
@@ -169,7 +169,7 @@ class DecisionLog:
         """Checkpoint what writers no process holds committed after their last checkpoint (a PDP
         killed before it checkpointed, whose name no process took again): else those records
         would stay checked by their chain alone. Signed with this writer's key (replicas share it)."""
-        from pdp.records_postgres import log_name
+        from pdp.records.postgres import log_name
 
         for chain in store.orphans():
             orphan = Checkpointer(log_name(chain.writer), sink, key)

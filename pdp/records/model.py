@@ -1,7 +1,7 @@
 """What a decision record is, and what the decision log needs of the database that stores it.
 
-Two stores keep records: a local SQLite file (`pdp/records_sqlite.py`, the embedded default) and
-PostgreSQL shared by PDP replicas (`pdp/records_postgres.py`, one chain per writer). Both store the
+Two stores keep records: a local SQLite file (`pdp/records/sqlite.py`, the embedded default) and
+PostgreSQL shared by PDP replicas (`pdp/records/postgres.py`, one chain per writer). Both store the
 same columns, hashed the same way (`payload`), so a record verifies wherever it is read.
 """
 
@@ -17,7 +17,7 @@ import orjson
 
 from pdp.integrity.chain import Row
 from pdp.integrity.sinks import Sink
-from pdp.records_intents import IntentRetention, IntentRow
+from pdp.records.intents import IntentRetention, IntentRow
 
 # The stored columns a record's hash covers, in this order. `constraints` (the decision's
 # constraints as JSON) came later: NULL in records written before it, which are hashed without it.

@@ -22,12 +22,12 @@ import psycopg
 
 from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.sinks import Sink
-from pdp.records_intents import POSTGRES_INSERT, POSTGRES_SCHEMA, IntentRetention, IntentRow
-from pdp.records_model import FIELDS, DecisionRecord, payload, record_of, timestamp
+from pdp.records.intents import POSTGRES_INSERT, POSTGRES_SCHEMA, IntentRetention, IntentRow
+from pdp.records.model import FIELDS, DecisionRecord, payload, record_of, timestamp
 
 # Defined apart from this module so that checking a URL or catching the error needs no psycopg.
-from pdp.records_model import RecordsStoreError as RecordsStoreError
-from pdp.records_model import is_url as is_url
+from pdp.records.model import RecordsStoreError as RecordsStoreError
+from pdp.records.model import is_url as is_url
 
 LOG_PREFIX = "decisions."
 _MAX_SLOTS = 256

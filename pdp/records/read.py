@@ -13,10 +13,10 @@ from pdp.integrity.chain import Row
 from pdp.integrity.checkpoints import claimed_log
 from pdp.integrity.sinks import Sink
 from pdp.integrity.verify import Problem, Report, verify
-from pdp.records import LOG_NAME
-from pdp.records_intents import check_intents
-from pdp.records_model import DecisionRecord, is_url
-from pdp.records_sqlite import intent_mismatches, read_only, rows, select
+from pdp.records.intents import check_intents
+from pdp.records.log import LOG_NAME
+from pdp.records.model import DecisionRecord, is_url
+from pdp.records.sqlite import intent_mismatches, read_only, rows, select
 
 
 def read_records(
@@ -31,11 +31,11 @@ def read_records(
     """Query a decision log without opening it for writing (no key, no checkpoint, no writer):
     a SQLite file, or central records (postgresql://..., across writers unless `writer`)."""
     if isinstance(path, str) and is_url(path):
-        from pdp import records_postgres
+        from pdp.records import postgres
 
-        conn = records_postgres.connect(path)
+        conn = postgres.connect(path)
         try:
-            return records_postgres.select(conn, tenant, since, until, limit, writer)
+            return postgres.select(conn, tenant, since, until, limit, writer)
         finally:
             conn.close()
     sqlite = read_only(Path(path))
@@ -85,18 +85,18 @@ def verify_central(url: str, sink: Sink, trusted: Ed25519PublicKey) -> dict[str,
     entries = list(sink.entries())  # first: see integrity.verify
     torn = sink.torn()
     named = {claimed_log(line) for line in entries}
-    from pdp import records_postgres
+    from pdp.records import postgres
 
-    prefix = records_postgres.LOG_PREFIX
-    conn = records_postgres.connect(url)
+    prefix = postgres.LOG_PREFIX
+    conn = postgres.connect(url)
     try:
-        found = set(records_postgres.writers(conn))
+        found = set(postgres.writers(conn))
         found |= {n[len(prefix) :] for n in named if n and n.startswith(prefix)}
         reports = {}
         for writer in sorted(found):
-            chain = records_postgres.rows(conn, writer, 0)
-            reports[writer] = _check(entries, chain, trusted, records_postgres.log_name(writer), torn)
-            check_intents(reports[writer], records_postgres.intent_mismatches(conn, writer))
+            chain = postgres.rows(conn, writer, 0)
+            reports[writer] = _check(entries, chain, trusted, postgres.log_name(writer), torn)
+            check_intents(reports[writer], postgres.intent_mismatches(conn, writer))
             # The other writers' checkpoints are not foreign logs here: drop that note.
             reports[writer].notes = [n for n in reports[writer].notes if "of other logs" not in n]
         return reports

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pdp.records import DecisionLog
-from pdp.records_model import FIELDS, DecisionRecord, timestamp
-from pdp.records_sqlite import read_only
+from pdp.records.log import DecisionLog
+from pdp.records.model import FIELDS, DecisionRecord, timestamp
+from pdp.records.sqlite import read_only
 
 OUTCOMES = ("ALLOW", "DENY", "NEEDS_APPROVAL")
 MAX_LIMIT = 1000
@@ -76,7 +76,7 @@ def _in_sqlite(conn: sqlite3.Connection, q: Search) -> list[DecisionRecord]:
 
 
 def _in_postgres(url: str, q: Search) -> list[DecisionRecord]:
-    from pdp import records_postgres
+    from pdp.records import postgres
 
     clauses, args = q._clauses("%s", _POSTGRES_REASON)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -84,7 +84,7 @@ def _in_postgres(url: str, q: Search) -> list[DecisionRecord]:
         f"SELECT {FIELDS}, writer FROM pdp_decision_records {where} "
         "ORDER BY decided_at DESC, writer, seq DESC LIMIT %s"
     )
-    conn = records_postgres.connect(url)
+    conn = postgres.connect(url)
     try:
         found = conn.execute(sql, [*args, q.limit]).fetchall()
     finally:

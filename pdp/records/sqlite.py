@@ -17,10 +17,10 @@ from typing import Any
 from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.files import private_database
 from pdp.integrity.sinks import Sink
-from pdp.records_intents import SQLITE_INSERT, SQLITE_SCHEMA, IntentRetention, IntentRow
-from pdp.records_model import FIELDS, DecisionRecord, payload, record_of, timestamp
+from pdp.records.intents import SQLITE_INSERT, SQLITE_SCHEMA, IntentRetention, IntentRow
+from pdp.records.model import FIELDS, DecisionRecord, payload, record_of, timestamp
 
-log = logging.getLogger("pdp.records")
+log = logging.getLogger("pdp.records.log")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (

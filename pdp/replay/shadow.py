@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from pdp.decision import ENGINE_POLICY, Decision
 from pdp.engine.wasm import WasmBundle, WasmEngine
 from pdp.metrics import SHADOW_DISAGREEMENTS, SHADOW_DROPPED, SHADOW_EVALUATIONS
-from pdp.records_model import timestamp
+from pdp.records.model import timestamp
 from pdp.replay.compare import Change, Side, changes_between
 from pdp.replay.run import decide_all
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 
-from pdp import records_postgres
 from pdp.decision import ENGINE_POLICY
-from pdp.records_model import FIELDS, DecisionRecord, record_of, timestamp
-from pdp.records_sqlite import read_only
+from pdp.records import postgres
+from pdp.records.model import FIELDS, DecisionRecord, record_of, timestamp
+from pdp.records.sqlite import read_only
 
 # Why a record cannot be replayed (counted, never silently dropped).
 TOO_LARGE = "intent_too_large"  # its intent was over --records-intent-max-bytes: digest only
@@ -94,7 +94,7 @@ def _sqlite(path: Path, selection: Selection) -> Iterator[Recorded]:
 
 
 def _postgres(url: str, selection: Selection) -> Iterator[Recorded]:
-    conn = records_postgres.connect(url)
+    conn = postgres.connect(url)
     try:
         where, args = selection.where("%s")
         sql = (
@@ -111,6 +111,6 @@ def _postgres(url: str, selection: Selection) -> Iterator[Recorded]:
 
 def recorded(source: Path | str, selection: Selection) -> Iterator[Recorded]:
     """The selected records oldest first, with their kept intents, a page at a time."""
-    if isinstance(source, str) and records_postgres.is_url(source):
+    if isinstance(source, str) and postgres.is_url(source):
         return _postgres(source, selection)
     return _sqlite(Path(source), selection)

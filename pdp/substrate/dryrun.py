@@ -2,7 +2,7 @@
 records what it would have applied, in the lifecycle database, so the effects can be shown and
 counted (the durability tests count them). Everything it produces says so: effects are
 `would_apply`/`would_delete` with `mode: dry-run`, and so are the certificates of destruction
-issued under it (pdp/lifecycle/certificate.py)."""
+issued under it (pdp/lifecycle/services/certificate.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.storage.db import Database
 
 
 class DryRunAdapter:

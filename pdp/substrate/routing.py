@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.lifecycle.adapters import Adapter, ObjectApplier
+from pdp.substrate.base import Adapter, ObjectApplier
 
 
 class RoutingAdapter:

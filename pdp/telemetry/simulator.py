@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from pdp.config.documents import ConfigErrors
-from pdp.listen import ListenError, add_insecure_option, check_plaintext
+from pdp.net.listen import ListenError, add_insecure_option, check_plaintext
 from pdp.telemetry.scenario import Gpu, Scenario, Serving, load_scenario
 
 log = logging.getLogger("pdp.telemetry.simulator")

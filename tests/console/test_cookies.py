@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from pdp import console
+from pdp.product import console
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ import yaml
 from kubernetes import client, config
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.certs import issue_server_cert, make_ca
-from pdp.enforcement.cluster import ClusterState
-from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.net.certs import issue_server_cert, make_ca
+from pdp.substrate.kubernetes.enforcement.cluster import ClusterState
+from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from pdp.substrate.kubernetes.objects import tier_catalog
 from tests.conftest import EXAMPLES, embedded_settings
 from tests.e2e.controlplane import ROOT, ControlPlane, kube_binaries

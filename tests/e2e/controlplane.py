@@ -16,7 +16,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pdp.enforcement.certs import CertPair, issue_client_cert, make_ca
+from pdp.net.certs import CertPair, issue_client_cert, make_ca
 from tests.artifacts import cached_artifact
 from tests.ports import free_port
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from pdp.enforcement.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
+from pdp.net.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
 from tests.artifacts import cached_artifact
 from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 from tests.e2e.crds import create_crds

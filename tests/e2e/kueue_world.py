@@ -21,10 +21,10 @@ from kubernetes import client, config
 
 from pdp.api.server import PdpServer
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.certs import issue_client_cert
 from pdp.engine.opa_http import OpaHttpEngine
+from pdp.net.certs import issue_client_cert
 from pdp.point import DecisionPoint
-from pdp.records import DecisionRecord
+from pdp.records.log import DecisionRecord
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.kueue import objects as kueue_objects

@@ -15,7 +15,7 @@ import httpx
 from kubernetes import client
 from prometheus_client import REGISTRY
 
-from pdp.enforcement.drift import MISPLACED, audit
+from pdp.substrate.kubernetes.enforcement.pod_audit import MISPLACED, audit
 from tests.e2e.conftest import EmbeddedPDP, Enforcement
 from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 from tests.e2e.test_enforcement_e2e import bound_node, create, gpu_pod, own_pool, ready  # noqa: F401

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from pdp.records import DecisionLog
+from pdp.records.log import DecisionLog
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER
 from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.checks import DECISION_CONDITION, DECISION_LABEL, REVISION_LABEL

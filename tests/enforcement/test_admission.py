@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pdp.decision import ENGINE_POLICY, Decision, Outcome, Reason
-from pdp.enforcement.admission import (
+from pdp.substrate.kubernetes.enforcement.admission import (
     BadReview,
     parse_review,
     response_for_decision,

@@ -21,10 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
-from pdp.enforcement.servingcert import CertificateError, ServingCertificate
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.net.servingcert import CertificateError, ServingCertificate
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import self_signed
 from tests.enforcement.conftest import body, pod, review
 
@@ -145,7 +145,7 @@ def webhook(point: DecisionPoint, volume: SecretVolume) -> Iterator[WebhookServe
 def test_a_rotated_secret_serves_new_connections_and_open_ones_finish(
     webhook: WebhookServer, volume: SecretVolume, pairs: dict[str, Pair], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pdp.enforcement.servingcert")
+    caplog.set_level(logging.INFO, logger="pdp.net.servingcert")
     a, b = fingerprint(pairs["A"][0]), fingerprint(pairs["B"][0])
     assert served(webhook.port) == a
     context = trusting(pairs["A"])

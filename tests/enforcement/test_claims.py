@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pdp.enforcement.claims import claim_workload, gpu_devices
-from pdp.enforcement.webhook import AdmissionWebhook
-from pdp.enforcement.workloads import InvalidObject
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.claims import claim_workload, gpu_devices
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
+from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject
 from tests.enforcement.conftest import CountingEngine, body, review
 
 

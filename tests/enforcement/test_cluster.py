@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pdp.enforcement.cluster import NodeIndex, PodIndex, apply_node_event, apply_pod_event
+from pdp.substrate.kubernetes.enforcement.cluster import (
+    NodeIndex,
+    PodIndex,
+    apply_node_event,
+    apply_pod_event,
+)
 
 
 def pod(uid: str, namespace: str, node: str | None = None, phase: str = "Running") -> dict[str, Any]:

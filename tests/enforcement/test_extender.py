@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement import extender as extender_module
-from pdp.enforcement import shapes
-from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement import extender as extender_module
+from pdp.substrate.kubernetes.enforcement import shapes
+from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from tests.enforcement.conftest import CountingEngine, labels, node, opa_stopped, own_pool, pod
 
 NODES = {

@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from bench.inputs import extender_args
-from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
-from pdp.enforcement.extender_wire import read_args
-from pdp.enforcement.jsonhttp import HttpError
-from pdp.enforcement.shapes import ShapeCache
+from pdp.net.jsonhttp import HttpError
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.extender_wire import read_args
+from pdp.substrate.kubernetes.enforcement.shapes import ShapeCache
 from tests.enforcement.conftest import CountingEngine, labels, node, pod
 from tests.enforcement.test_extender import (
     NODES,
@@ -173,7 +173,7 @@ def test_an_informer_view_relabelling_a_node_is_judged_by_its_new_labels(point: 
     # unchanged node by its dict alone; a relabelled node is a new dict, keyed again.
     from kubernetes import client as k8s
 
-    from pdp.enforcement.cluster import ClusterState, apply_node_event
+    from pdp.substrate.kubernetes.enforcement.cluster import ClusterState, apply_node_event
 
     state = ClusterState(k8s.ApiClient())  # never started: its index is filled as events would
     own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")

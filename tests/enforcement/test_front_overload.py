@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.jsonhttp import JsonHttpServer, Query
-from pdp.enforcement.servingcert import ServingCertificate
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.net.jsonhttp import JsonHttpServer, Query
+from pdp.net.servingcert import ServingCertificate
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import EXAMPLES, embedded_settings
 from tests.enforcement.conftest import body, own_pool, pod, review
 from tests.enforcement.test_http_front import post, wait_for
@@ -156,7 +156,7 @@ def test_the_wasm_engine_decides_inline_and_the_sidecar_on_threads(
 def test_the_extender_answers_inline_with_the_wasm_engine(
     wasm_stack: EmbeddedPDP, stack: EmbeddedPDP
 ) -> None:
-    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+    from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
     from tests.enforcement.test_extender import acme_pod, passed, with_nodes
 
     assert wasm_stack.engine is not None and stack.engine is not None
@@ -179,7 +179,7 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "tcp"])
 def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
-    from pdp.enforcement.serving import _OneWrite
+    from pdp.net.serving import _OneWrite
 
     class Recording:
         def __init__(self) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.gatekeeper import CASES, allowed_regions, gator, verify, write_suite
-from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
 from tests.conftest import EXAMPLES
 from tests.enforcement.conftest import review
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.jsonhttp import JsonHttpServer
-from pdp.enforcement.servingcert import ServingCertificate
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.net.jsonhttp import JsonHttpServer
+from pdp.net.servingcert import ServingCertificate
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.enforcement.conftest import body, own_pool, pod, review
 
 

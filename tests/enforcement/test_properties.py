@@ -12,13 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.admission import BadReview, parse_review
-from pdp.enforcement.claims import claim_workload
-from pdp.enforcement.extender import SchedulerExtender
-from pdp.enforcement.webhook import AdmissionWebhook
-from pdp.enforcement.workloads import SUPPORTED_KINDS, InvalidObject, UnsupportedObject, workload_from_object
 from pdp.intents import validate_intent
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.admission import BadReview, parse_review
+from pdp.substrate.kubernetes.enforcement.claims import claim_workload
+from pdp.substrate.kubernetes.enforcement.extender import SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
+from pdp.substrate.kubernetes.enforcement.workloads import (
+    SUPPORTED_KINDS,
+    InvalidObject,
+    UnsupportedObject,
+    workload_from_object,
+)
 from tests.enforcement.conftest import labels
 
 json_values = st.recursive(

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer, parse_go_duration
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer, parse_go_duration
 from tests.enforcement.conftest import H100, CountingEngine, body, labels, opa_stopped, own_pool, pod, review
 from tests.enforcement.test_extender import FakeCluster
 

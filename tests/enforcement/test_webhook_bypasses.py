@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pdp.enforcement.webhook import AdmissionWebhook
 from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
 from tests.enforcement.conftest import CountingEngine, body, labels, own_pool, pod, review
 from tests.enforcement.test_extender import FakeCluster
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pdp.enforcement.workloads import (
+from pdp.intents import validate_intent
+from pdp.substrate.kubernetes.enforcement.workloads import (
     InvalidObject,
     UnsupportedObject,
     asks_for_gpus,
@@ -16,7 +17,6 @@ from pdp.enforcement.workloads import (
     pod_spec_of,
     workload_from_object,
 )
-from pdp.intents import validate_intent
 from tests.enforcement.conftest import pod
 
 SPEC = pod(limits={"nvidia.com/gpu": "2"})["spec"]

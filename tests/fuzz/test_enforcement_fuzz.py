@@ -17,8 +17,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.extender import MAX_SCORE, ExtenderServer, SchedulerExtender
-from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+from pdp.substrate.kubernetes.enforcement.extender import MAX_SCORE, ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import self_signed
 from tests.enforcement.conftest import labels, node, own_pool, pod, review
 from tests.fuzz.strategies import FUZZ, HANG, corrupted, json_values, mutated

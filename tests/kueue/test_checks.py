@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.workloads import InvalidObject
+from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject
 from pdp.substrate.kueue import checks, objects
 
 FLAVORS = {

@@ -40,7 +40,7 @@ def test_the_controller_refuses_options_it_cannot_run_safely(argv: list[str], me
     args = parser().parse_args(["kueue-controller", *argv])
     if "--in-cluster" in argv:
         # Stop before any cluster access: the PDP choice is checked first.
-        from pdp.substrate.kueue.cli import _decider
+        from pdp.commands.kueue import _decider
 
         with pytest.raises(SystemExit) as refused, _decider(args):
             pass

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from pdp.integrity.signing import load_key, public_pem
-from pdp.lifecycle.tokens import new_token
+from pdp.lifecycle.bearer_tokens import new_token
 from tests.e2e.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

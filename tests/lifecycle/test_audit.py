@@ -13,9 +13,9 @@ from pdp.integrity import checkpoints, signing
 from pdp.integrity.chain import GENESIS
 from pdp.integrity.sinks import open_sink
 from pdp.integrity.verify import Report
-from pdp.lifecycle import anchor, audit
-from pdp.lifecycle.db import Database
-from pdp.pem import write_private_key
+from pdp.lifecycle.storage import anchor, audit
+from pdp.lifecycle.storage.db import Database
+from pdp.net.pem import write_private_key
 from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
 
 

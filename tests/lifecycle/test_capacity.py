@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pdp.embedded import EmbeddedPDP
-from pdp.lifecycle import degradation
+from pdp.lifecycle.services import degradation
 from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 # acme9 is acme-eu (enterprise, allow_preemption false, no GPU sharing, max_batch_size 32) on

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Database
 from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pdp.embedded import EmbeddedPDP
-from pdp.lifecycle import inventory
+from pdp.lifecycle.services import inventory
 from tests.lifecycle.harness import EXAMPLES, Worker, onboard, tenant_doc
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]

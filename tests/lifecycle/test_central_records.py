@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pdp.decision import Decision, Outcome
-from pdp.records import DecisionLog, Integrity
+from pdp.records.log import DecisionLog, Integrity
 from tests.lifecycle.harness import Worker, onboard, tenant_doc
 from tests.postgres import requires_postgres
 

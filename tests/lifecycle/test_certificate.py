@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pdp.lifecycle import certificate
+from pdp.lifecycle.services import certificate
 from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 DECISION = {"decision_id": "d-1", "bundle_revision": "r-1"}

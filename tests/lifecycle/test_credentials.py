@@ -13,16 +13,22 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit, credentials
-from pdp.lifecycle.credentials import (
+from pdp.lifecycle.bearer_tokens import (
+    admin_token_problem,
+    estimated_bits,
+    new_token,
+    parse_duration,
+    token_hash,
+)
+from pdp.lifecycle.storage import audit, credentials
+from pdp.lifecycle.storage.credentials import (
     CredentialError,
     Credentials,
     LastAdminToken,
     TokenPolicy,
     Unauthenticated,
 )
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.tokens import admin_token_problem, estimated_bits, new_token, parse_duration, token_hash
+from pdp.lifecycle.storage.db import Database
 
 
 class Clock:

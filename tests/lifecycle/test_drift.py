@@ -29,8 +29,8 @@ import yaml
 from kubernetes import client, config
 
 from pdp.embedded import EmbeddedPDP
-from pdp.lifecycle import drift
 from pdp.lifecycle.clusters import Clusters
+from pdp.lifecycle.services import drift
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from tests.conftest import embedded_settings
 from tests.e2e.conftest import NODE_STATUS
@@ -451,7 +451,7 @@ def test_the_audit_interval_is_checked_by_name(capsys: pytest.CaptureFixture[str
 def test_a_tenants_view_masks_the_other_tenants_a_reason_names() -> None:
     """A dedicated tenant's pod on a node shared with another tenant: the isolation reason names the
     other tenant, which the pod's owner must not learn from GET /v1/drift."""
-    from pdp.enforcement.drift import MISPLACED, Finding
+    from pdp.substrate.kubernetes.enforcement.pod_audit import MISPLACED, Finding
 
     reason = (
         'ISOLATION_NODE_SHARED: node "us-shared-1" hosts pods of tenant "acme-eu" (isolation dedicated) '

@@ -1,11 +1,11 @@
-"""What an approval grants (pdp/lifecycle/grants.py), and the trail checker the concurrency tests
+"""What an approval grants (pdp/lifecycle/services/grants.py), and the trail checker the concurrency tests
 rely on (tests/lifecycle/ledger.py) catching what it must."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pdp.lifecycle import grants
+from pdp.lifecycle.services import grants
 from tests.lifecycle.ledger import replay
 
 H100 = "H100-80GB"

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from pdp.lifecycle import incidents
+from pdp.lifecycle.services import incidents
 from pdp.substrate.kubernetes import cordon
 from pdp.substrate.kubernetes.cordon import INCIDENT_TAINT
 from tests.e2e.controlplane import ControlPlane

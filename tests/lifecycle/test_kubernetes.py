@@ -12,7 +12,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pdp.lifecycle import anchor, certificate
+from pdp.lifecycle.services import certificate
+from pdp.lifecycle.storage import anchor
 from pdp.substrate.kubernetes import objects, workload
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
 from tests.e2e.controlplane import ControlPlane

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from pdp.lifecycle.cli_incidents import detect_once
+from pdp.commands.lifecycle.incidents import detect_once
 from pdp.substrate.kubernetes.conditions import condition_faults, merged_reports
 from pdp.telemetry.xid import NodeFault
 from tests.e2e.controlplane import ControlPlane

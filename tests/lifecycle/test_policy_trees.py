@@ -1,5 +1,5 @@
 """The lifecycle's policy trees: content-addressed copies and the active pointer the worker builds
-from (pdp/lifecycle/policy_trees.py)."""
+from (pdp/lifecycle/services/policy_trees.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pdp.lifecycle import policy_trees
+from pdp.lifecycle.services import policy_trees
 from tests.lifecycle.harness import ROOT
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from pdp.lifecycle.adapters.dryrun import DryRunAdapter
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.poolrecords import PoolRecords
+from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.pools import PoolRecords
+from pdp.substrate.dryrun import DryRunAdapter
 from tests.lifecycle.harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
 
 POOL = "acme-eu5-h100-80gb"

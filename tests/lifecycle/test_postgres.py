@@ -8,9 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.poolrecords import PoolRecords
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.pools import PoolRecords
 from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
 from tests.lifecycle.test_concurrency import random_requests
 from tests.postgres import requires_postgres

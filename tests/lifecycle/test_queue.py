@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from pdp.lifecycle import audit, capacity
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.services import capacity
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Database
 from tests.lifecycle.harness import ROOT, Worker, audit_records, h100_deployment, tenant_doc
 
 H100 = "H100-80GB"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.storage.db import Database
 from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 # globex7: standard, shared, residency any, allow_preemption false, GPU sharing allowed.

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pdp.enforcement.certs import issue_server_cert, make_ca
+from pdp.net.certs import issue_server_cert, make_ca
 from tests.lifecycle.harness import ROOT, Worker
 
 
@@ -60,7 +60,7 @@ def test_the_api_serves_tls_off_loopback_and_plaintext_only_with_insecure(tmp_pa
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["role"] == "admin"
-        assert "WARNING pdp.listen" not in worker.log()
+        assert "WARNING pdp.net.listen" not in worker.log()
 
         worker.stop()
         worker.opts, worker.flags = {}, ("insecure",)
@@ -69,7 +69,7 @@ def test_the_api_serves_tls_off_loopback_and_plaintext_only_with_insecure(tmp_pa
         with worker.client() as c:
             assert c.get("/v1/whoami").json()["role"] == "admin"
         assert (
-            f"WARNING pdp.listen: --listen 0.0.0.0:{worker.port}: serving plaintext off loopback because "
+            f"WARNING pdp.net.listen: --listen 0.0.0.0:{worker.port}: serving plaintext off loopback because "
             "of --insecure; bearer tokens and tenant data travel unencrypted"
         ) in worker.log()
     finally:

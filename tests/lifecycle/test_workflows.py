@@ -16,9 +16,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.adapters.dryrun import DryRunAdapter
-from pdp.lifecycle.db import Database
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Database
+from pdp.substrate.dryrun import DryRunAdapter
 from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
 GLOBEX2 = tenant_doc("globex", "globex2", ["globex2-ml"])

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pdp.embedded import EmbeddedPDP
-from pdp.enforcement.workloads import workload_from_object
 from pdp.substrate.kubernetes import workload
 from pdp.substrate.kubernetes.adapter import object_path
+from pdp.substrate.kubernetes.enforcement.workloads import workload_from_object
 from tests.lifecycle.harness import EXAMPLES
 
 FLEET = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]

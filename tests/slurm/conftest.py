@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pdp.api.http_server import HttpDecisionServer
-from pdp.api.tokens import BearerTokens
+from pdp.api.token_file import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.slurm import accounts, lua
 from tests.conftest import EXAMPLES, embedded_settings

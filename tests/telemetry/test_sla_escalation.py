@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from pdp.lifecycle.sla_checks import workflow_prefix
+from pdp.lifecycle.services.sla_checks import workflow_prefix
 from pdp.telemetry.sla import Windows, sla_report
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder

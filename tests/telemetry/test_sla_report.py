@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.lifecycle.sla_checks import alerting
+from pdp.lifecycle.services.sla_checks import alerting
 from pdp.telemetry.pool_load import pool_load
 from pdp.telemetry.sla import SlaReport, Windows, burn, sla_report, slower_fraction
 from tests.telemetry.conftest import ROOT, Telemetry, wait_for

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pdp.lifecycle.cli_incidents import detect_once
+from pdp.commands.lifecycle.incidents import detect_once
 from pdp.telemetry.xid import FATAL_XIDS, node_faults
 from tests.lifecycle.harness import Worker
 from tests.ports import free_port

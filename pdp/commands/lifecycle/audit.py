@@ -15,7 +15,7 @@ from pdp.options import with_verify
 
 def lifecycle_db(args: argparse.Namespace) -> Any:
     """The lifecycle database the options name (--database-url, else SQLite under --state)."""
-    from pdp.lifecycle.db import Database
+    from pdp.lifecycle.storage.db import Database
 
     url = args.database_url or os.environ.get("PDP_LIFECYCLE_DATABASE_URL", "")
     return Database(url or f"sqlite:///{args.state / 'lifecycle' / 'lifecycle.sqlite'}")
@@ -28,7 +28,7 @@ def _signing_key_path(args: argparse.Namespace) -> Path:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from pdp.integrity import signing, trust
     from pdp.integrity.sinks import SinkError, open_sink
-    from pdp.lifecycle import anchor
+    from pdp.lifecycle.storage import anchor
 
     if args.file:
         # An archive: the trusted key is required; the sink, when given, checks every record.
@@ -55,8 +55,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import certificate
-    from pdp.lifecycle.anchor import export_jsonl
+    from pdp.lifecycle.services import certificate
+    from pdp.lifecycle.storage.anchor import export_jsonl
 
     try:
         key = certificate.load_key(_signing_key_path(args))
@@ -68,7 +68,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_public_key(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import certificate
+    from pdp.lifecycle.services import certificate
 
     try:
         key = certificate.load_key(_signing_key_path(args))

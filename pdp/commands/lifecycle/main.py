@@ -2,7 +2,8 @@
 
 Client commands talk to the worker's HTTP API (--url, --token or PDP_LIFECYCLE_TOKEN); the audit
 commands read the lifecycle database directly, so they work with the worker down. The worker is
-`cli_worker.py`, the client plumbing `cli_client.py`, each area's commands its own `cli_*.py`.
+`worker.py` here, the client plumbing pdp/product/client.py, each area's commands its own module
+in this folder.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from typing import Any
 import httpx
 import yaml
 
-from pdp.lifecycle.audit_cli import add_parsers as add_audit_parsers
-from pdp.lifecycle.cli_client import add_client_options, follow, show, talks_to_worker
-from pdp.lifecycle.cli_client import client as _client
-from pdp.lifecycle.cli_client import request as _request
-from pdp.lifecycle.cli_drift import add_drift_parsers
-from pdp.lifecycle.cli_incidents import add_incident_parsers
-from pdp.lifecycle.cli_rollout import add_rollout_parsers
-from pdp.lifecycle.cli_tokens import add_token_parsers
-from pdp.lifecycle.cli_worker import add_worker_parser
+from pdp.commands.lifecycle.audit import add_parsers as add_audit_parsers
+from pdp.commands.lifecycle.drift import add_drift_parsers
+from pdp.commands.lifecycle.incidents import add_incident_parsers
+from pdp.commands.lifecycle.rollout import add_rollout_parsers
+from pdp.commands.lifecycle.tokens import add_token_parsers
+from pdp.commands.lifecycle.worker import add_worker_parser
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.product.client import add_client_options, follow, show, talks_to_worker
+from pdp.product.client import client as _client
+from pdp.product.client import request as _request
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -87,8 +88,8 @@ def cmd_certificate(args: argparse.Namespace) -> int:
 
 
 def cmd_certificate_verify(args: argparse.Namespace) -> int:
-    from pdp.lifecycle import certificate
-    from pdp.lifecycle.certificate import verify
+    from pdp.lifecycle.services import certificate
+    from pdp.lifecycle.services.certificate import verify
 
     try:
         cert = json.loads(Path(args.file).read_text())

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pdp.lifecycle.tokens import (
+from pdp.lifecycle.bearer_tokens import (
     ADMIN_TOKEN_ENV,
     DEFAULT_ADMIN_TTL,
     DEFAULT_TENANT_TTL,
@@ -18,7 +18,7 @@ from pdp.lifecycle.tokens import (
 )
 
 if TYPE_CHECKING:
-    from pdp.lifecycle.credentials import TokenPolicy
+    from pdp.lifecycle.storage.credentials import TokenPolicy
 
 WORKER_CREDENTIALS = f"""\
 admin credential (required):
@@ -69,7 +69,7 @@ def add_worker_options(w: argparse.ArgumentParser) -> None:
 
 
 def token_policy(args: argparse.Namespace) -> TokenPolicy:
-    from pdp.lifecycle.credentials import TokenPolicy  # sqlalchemy: only when the worker starts
+    from pdp.lifecycle.storage.credentials import TokenPolicy  # sqlalchemy: only when the worker starts
 
     return TokenPolicy(admin_ttl=args.admin_token_ttl, tenant_ttl=args.tenant_token_ttl)
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pdp.lifecycle.cli_tokens import WORKER_CREDENTIALS, add_worker_options, token_policy
-from pdp.listen import add_tls_options, check_plaintext, tls_files
+from pdp.commands.lifecycle.tokens import WORKER_CREDENTIALS, add_worker_options, token_policy
+from pdp.net.listen import add_tls_options, check_plaintext, tls_files
 from pdp.options import (
     configure_logging,
     embedded_settings,
@@ -28,9 +28,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pdp.config.documents import ConfigErrors
-    from pdp.lifecycle.api import create_app
-    from pdp.lifecycle.credentials import CredentialError
+    from pdp.lifecycle.storage.credentials import CredentialError
     from pdp.lifecycle.worker import Worker, WorkerOptions
+    from pdp.product.api.app import create_app
 
     configure_logging()
     tls = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")
@@ -69,7 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except (CredentialError, ConfigErrors, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # before anything else is said
         return 2
-    warn_unprotected_records(args, logging.getLogger("pdp.records"))
+    warn_unprotected_records(args, logging.getLogger("pdp.records.log"))
     config = uvicorn.Config(
         create_app(),
         host=host,

@@ -1,7 +1,7 @@
 """Capacity exhaustion: the GPUs a class has and the order the queue is retried in (pure).
 
 When a deployment cannot be placed for lack of GPUs, the platform degrades as the degradation
-policy plans it (policies/gpupaas/degradation, pdp/lifecycle/degradation.py: spot preempted first,
+policy plans it (policies/gpupaas/degradation, pdp/lifecycle/services/degradation.py: spot preempted first,
 then standard scaled toward its minimum, never a tier not below the requester's), if the PDP
 allows taking from each victim's tenant, else queues the request, else rejects it. The PDP has
 the last word on every victim (`preempt` intent, all-or-nothing): a tenant with allow_preemption

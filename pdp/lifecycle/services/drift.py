@@ -1,9 +1,9 @@
 """The lifecycle worker's cluster drift audit (issue 15): each cluster the worker applies to is
-audited (pdp/enforcement/drift.py) against the revision the worker decides with, every
-`--drift-audit-every` seconds and on demand (POST /v1/drift/audit). The last report is kept for the
-product API (GET /v1/drift; a tenant sees only its own workloads' findings) and exported as the
-gpupaas_pdp_drift_* gauges on the worker's /metrics. A cluster that cannot be read is reported
-with its error, never fatal: the others are audited all the same.
+audited (pdp/substrate/kubernetes/enforcement/pod_audit.py) against the revision the worker
+decides with, every `--drift-audit-every` seconds and on demand (POST /v1/drift/audit). The last
+report is kept for the product API (GET /v1/drift; a tenant sees only its own workloads'
+findings) and exported as the gpupaas_pdp_drift_* gauges on the worker's /metrics. A cluster that
+cannot be read is reported with its error, never fatal: the others are audited all the same.
 
 Each finding has a stable id (cluster, namespace, pod name and uid), which an admin names to
 remediate it (pdp/lifecycle/workflows/drift.py).
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pdp.enforcement import drift
 from pdp.lifecycle.clusters import Clusters
 from pdp.lifecycle.runtime import Runtime
 from pdp.point import DecideOptions, DecisionPoint
+from pdp.substrate.kubernetes.enforcement import pod_audit
 
 log = logging.getLogger(__name__)
 # (connect, read) seconds of each list call: an unreachable cluster is reported, not waited for.
@@ -41,7 +41,7 @@ def mask(text: str, names: Iterable[str]) -> str:
     return pattern.sub("(another tenant)", text)
 
 
-def finding_id(cluster: str, f: drift.Finding) -> str:
+def finding_id(cluster: str, f: pod_audit.Finding) -> str:
     digest = hashlib.sha256("\0".join((cluster, f.namespace, f.pod, f.uid)).encode()).hexdigest()
     return digest[:16]
 
@@ -52,7 +52,7 @@ class Drifted:
 
     id: str
     cluster: str
-    finding: drift.Finding
+    finding: pod_audit.Finding
 
     def as_json(self) -> dict[str, str]:
         return {"id": self.id, "cluster": self.cluster, **self.finding.as_json()}
@@ -138,14 +138,14 @@ class Auditor:
             revisions: set[str] = set()
             for name, api in sorted(self.clusters.items()):
                 try:
-                    seen = drift.snapshot(api, LIST_TIMEOUT)
+                    seen = pod_audit.snapshot(api, LIST_TIMEOUT)
                 except Exception as exc:  # unreachable, refused, timed out: reported, never fatal
                     log.warning("drift audit: cluster %s cannot be read: %s", name or "(the cluster)", exc)
                     clusters.append({"cluster": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
                     continue
                 audited = 0
                 for pod in seen.pods:
-                    decided, found = drift.check_pod(pod, seen, self.point, self.options)
+                    decided, found = pod_audit.check_pod(pod, seen, self.point, self.options)
                     audited += decided
                     if found is not None:
                         findings.append(Drifted(finding_id(name, found), name, found))
@@ -161,7 +161,7 @@ class Auditor:
                 findings,
             )
             unreachable = sum(1 for c in clusters if "error" in c)
-            drift.export_findings(
+            pod_audit.export_findings(
                 [d.finding for d in findings], sum(c.get("audited", 0) for c in clusters), unreachable
             )
             self._last = report

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from pdp.lifecycle import capacity, degradation
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.services import capacity, degradation
 from pdp.lifecycle.states import DeploymentState
+from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import cordon
 from pdp.telemetry.waste import deployment_of
 

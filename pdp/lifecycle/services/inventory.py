@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pdp.lifecycle import capacity
+from pdp.lifecycle.services import capacity
 
 STRATEGIES = ("none", "time-slicing", "mps", "mig")
 # What a tenant is shown of a pool it may use (its owner is itself or nobody).

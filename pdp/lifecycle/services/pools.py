@@ -12,7 +12,7 @@ shared capacity (pdp/substrate/kubernetes/pools.py chooses the nodes):
 2. **carve**: the nodes are claimed in the database (a node belongs to one pool, across workers),
    the victims preempted and re-queued as the capacity rules do (scaled to 0, queued at once),
    the nodes labelled and tainted by server-side apply, the pool recorded (`pool.carved`) and the
-   bundle republished with the fleet's new pool (pdp/lifecycle/fleet.py);
+   bundle republished with the fleet's new pool (pdp/lifecycle/services/fleet.py);
 3. **no capacity**: the tenant stays `provisioning`; the reason is recorded (`pool.waiting`,
    shown by GET /v1/tenants/{t} under `provisioning`) and the workflow waits for a capacity retry
    (`POST /v1/capacity/retry` wakes it) or its own re-check every `--pool-retry-interval` seconds,
@@ -32,10 +32,12 @@ from typing import Any
 import yaml
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, documents, hooks, realize
-from pdp.lifecycle.poolrecords import PoolRecords
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import Runtime, current
+from pdp.lifecycle.services import capacity, realize
 from pdp.lifecycle.states import DeploymentState
+from pdp.lifecycle.storage import documents
+from pdp.lifecycle.storage.pools import PoolRecords
 from pdp.substrate.kubernetes import pools
 
 TOPIC = "pool-capacity"
@@ -118,7 +120,7 @@ def _decide(rt: Runtime, intent: dict[str, Any]) -> dict[str, Any]:
 @DBOS.step()
 def plan_step(tenant: str, policy: dict[str, Any], actor: str) -> dict[str, Any]:
     """The carvings for every entitled class, or the reason there is no capacity for one."""
-    hooks.at_step("pool:plan")
+    test_faults.at_step("pool:plan")
     rt = current()
     records = PoolRecords(rt.db)
     carved = records.active()
@@ -216,7 +218,7 @@ def carve_step(tenant: str, carvings: list[dict[str, Any]], decision: dict[str, 
             _preempt(rt, tenant, victim, c.get("preempt_decision") or decision)
         for node in c["nodes"]:
             rt.adapter.apply(pools.carve(node, c["before"][node], tenant, c["pool"]))
-        hooks.at_step("pool:carve")
+        test_faults.at_step("pool:carve")
         records.set_state(
             c["pool"],
             tenant,
@@ -262,7 +264,7 @@ def release_step(tenant: str, reason: str, withdraw: bool) -> list[str]:
     """Give the tenant's carved nodes back (pool label and taints as they were), record it and
     republish; with `withdraw`, also take the tenant's policy out of the bundle (compensation of
     a failed onboarding)."""
-    hooks.at_step("pool:release")
+    test_faults.at_step("pool:release")
     rt = current()
     records = PoolRecords(rt.db)
     released = []

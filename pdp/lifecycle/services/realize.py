@@ -1,5 +1,5 @@
 """Deployments realized as workload objects (what the workflow steps run; their re-placement is
-pdp/lifecycle/replacement.py).
+pdp/lifecycle/services/replacement.py).
 
 Every deployment that runs has one apps/v1 Deployment in its tenant's first namespace, rendered
 from the PDP's placement decision (pdp/substrate/kubernetes/workload.py) and applied through the
@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle.adapters import Adapter
 from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.services.substrates import render_tenant
 from pdp.lifecycle.states import DeploymentState
-from pdp.lifecycle.substrates import render_tenant
+from pdp.substrate.base import Adapter
 from pdp.substrate.gateway import apply as routes
 from pdp.substrate.kubernetes import objects, workload
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.lifecycle.realize import (
+from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.services.realize import (
     NoEligibleCluster,
     apply_placement,
     choose_cluster,
@@ -17,7 +18,6 @@ from pdp.lifecycle.realize import (
     links,
     running_deployment,
 )
-from pdp.lifecycle.runtime import Runtime
 from pdp.substrate.kubernetes import objects, workload
 
 

@@ -3,7 +3,7 @@ it, its approval and its audit records (the workflow: pdp/lifecycle/workflows/ro
 
 The candidate is a policy folder on the worker's machine (or a repository holding `policies/`),
 or a git ref of a repository (`git archive`, no checkout), copied under the state folder
-(pdp/lifecycle/policy_trees.py). The report is `pdp replay`'s (pdp/replay/), on the worker's own
+(pdp/lifecycle/services/policy_trees.py). The report is `pdp replay`'s (pdp/replay/), on the worker's own
 decision log, with the candidate built on the lifecycle's tenants and fleet.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit, policy_trees
-from pdp.lifecycle.rows import now
 from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.services import policy_trees
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.common import now
 from pdp.replay.candidate import CandidateError, git_tree, policies_of
 from pdp.replay.compare import ALLOW_TO_DENY, DENY_TO_ALLOW, OUTCOME, REASONS
 

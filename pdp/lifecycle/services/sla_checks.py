@@ -17,9 +17,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import audit
 from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.states import DeploymentState, TenantState
+from pdp.lifecycle.storage import audit
 from pdp.telemetry.pool_load import PoolLoad, pool_load
 from pdp.telemetry.prometheus import PrometheusClient
 from pdp.telemetry.sla import DeploymentSla, SlaReport, Windows, fleet_windows

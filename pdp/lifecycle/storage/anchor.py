@@ -27,8 +27,8 @@ from pdp.integrity.checkpoints import Checkpointer
 from pdp.integrity.sinks import Sink
 from pdp.integrity.verify import Report, verify_records
 from pdp.integrity.verify import verify as verify_chain
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Appended, Database
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Appended, Database
 
 LOG_NAME = "audit"
 EXPORT_TYPE = "gpupaas.io/audit-export"

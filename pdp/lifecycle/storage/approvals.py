@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.rows import NotFound, now
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.common import NotFound, now
+from pdp.lifecycle.storage.db import Database
 
 
 class ApprovalStore:

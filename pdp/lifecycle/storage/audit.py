@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from pdp.integrity import verify as integrity
 from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.chain import canonical as canonical
-from pdp.lifecycle.db import AUDIT_APPENDED, Database
+from pdp.lifecycle.storage.db import AUDIT_APPENDED, Database
 
 __all__ = ["GENESIS", "Problem", "append", "canonical", "record_hash", "records", "verify", "verify_rows"]
 # PostgreSQL advisory lock id serializing appends (any fixed 64-bit number unique to this use).

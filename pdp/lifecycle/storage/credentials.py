@@ -20,9 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.tokens import (
+from pdp.lifecycle.bearer_tokens import (
     DEFAULT_ADMIN_TTL,
     DEFAULT_TENANT_TTL,
     HOW_TO_MAKE_ONE,
@@ -31,6 +29,8 @@ from pdp.lifecycle.tokens import (
     new_token_id,
     token_hash,
 )
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.db import Database
 
 ADMIN, TENANT = "admin", "tenant"
 

@@ -24,7 +24,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lc_deployments (
         tenant VARCHAR(128) NOT NULL, name VARCHAR(128) NOT NULL, state VARCHAR(32) NOT NULL,
         spec TEXT NOT NULL, updated_at VARCHAR(64) NOT NULL, PRIMARY KEY (tenant, name))""",
-    # Bearer credentials (pdp/lifecycle/credentials.py): the SHA-256 of each token, never the
+    # Bearer credentials (pdp/lifecycle/storage/credentials.py): the SHA-256 of each token, never the
     # token; rows stay after revocation or expiry, so a token that ended can never come back.
     """CREATE TABLE IF NOT EXISTS lc_credentials (
         id VARCHAR(32) PRIMARY KEY, token_hash VARCHAR(64) NOT NULL UNIQUE, role VARCHAR(16) NOT NULL,
@@ -57,7 +57,7 @@ SCHEMA = [
     # The signature block (algorithm, key id, value) of each certificate, written with it.
     """CREATE TABLE IF NOT EXISTS lc_certificate_signatures (
         tenant VARCHAR(128) PRIMARY KEY, signature TEXT NOT NULL)""",
-    # Dedicated pools carved out of shared capacity (pdp/lifecycle/pools.py), the node each holds
+    # Dedicated pools carved out of shared capacity (pdp/lifecycle/services/pools.py), the node each holds
     # (a node belongs to one pool), and each tenant's pool request while it waits for capacity.
     """CREATE TABLE IF NOT EXISTS lc_pools (
         name VARCHAR(128) PRIMARY KEY, tenant VARCHAR(128) NOT NULL, state VARCHAR(16) NOT NULL,
@@ -94,7 +94,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
         # Run after the commit of each write transaction that appended audit records, with them
-        # (the worker checkpoints them there: pdp/lifecycle/anchor.py).
+        # (the worker checkpoints them there: pdp/lifecycle/storage/anchor.py).
         self.after_audit_commit: Callable[[Appended], None] | None = None
         with self.write() as conn:
             for ddl in SCHEMA:

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 import yaml
 
 from pdp.config import load_tenant_document
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.rows import now as now_iso
 from pdp.lifecycle.states import TenantState
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.common import now as now_iso
+from pdp.lifecycle.storage.db import Database
 
 log = logging.getLogger(__name__)
 

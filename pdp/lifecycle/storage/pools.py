@@ -1,4 +1,4 @@
-"""The records of dedicated pools (pdp/lifecycle/pools.py): the pools carved out of shared
+"""The records of dedicated pools (pdp/lifecycle/services/pools.py): the pools carved out of shared
 capacity (`lc_pools`), the node each holds (`lc_pool_nodes`: a node belongs to one pool, across
 workers), and each tenant's pool request (`lc_pool_requests`: waiting for capacity, and why)."""
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.rows import now
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.common import now
+from pdp.lifecycle.storage.db import Database
 
 # records -----------------------------------------------------------------------------------------
 

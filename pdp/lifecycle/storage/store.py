@@ -1,4 +1,4 @@
-"""The lifecycle store: tenants, deployments, tokens, approvals (pdp/lifecycle/approval_store.py)
+"""The lifecycle store: tenants, deployments, tokens, approvals (pdp/lifecycle/storage/approvals.py)
 and certificates.
 
 Every state change goes through `transition`, which checks the state machine and appends the
@@ -13,12 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pdp.lifecycle import audit
-from pdp.lifecycle.approval_store import ApprovalStore
-from pdp.lifecycle.credentials import Credentials, TokenPolicy
-from pdp.lifecycle.db import Database
-from pdp.lifecycle.rows import NotFound, now
 from pdp.lifecycle.states import DEPLOYMENT, TENANT
+from pdp.lifecycle.storage import audit
+from pdp.lifecycle.storage.approvals import ApprovalStore
+from pdp.lifecycle.storage.common import NotFound, now
+from pdp.lifecycle.storage.credentials import Credentials, TokenPolicy
+from pdp.lifecycle.storage.db import Database
 
 __all__ = ["NotFound", "Store"]
 
@@ -325,7 +325,7 @@ class Store(ApprovalStore):
 
     # tokens --------------------------------------------------------------------------------
     def revoke_tokens(self, tenant: str) -> int:
-        """Offboarding: every token of the tenant stops working (pdp/lifecycle/credentials.py)."""
+        """Offboarding: every token of the tenant stops working (pdp/lifecycle/storage/credentials.py)."""
         return self.credentials.revoke_tenant(tenant, actor="system", reason="tenant offboarded")
 
     # certificates --------------------------------------------------------------------------

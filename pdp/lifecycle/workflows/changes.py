@@ -14,15 +14,16 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle import hooks, realize
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import realize
+from pdp.lifecycle.services.substrates import render_tenant
 from pdp.lifecycle.states import DeploymentState
-from pdp.lifecycle.substrates import render_tenant
 from pdp.lifecycle.workflows.decide import ON_DEPLOYMENT, decide_change_step
 from pdp.lifecycle.workflows.queue_retry import retry_later
 from pdp.lifecycle.workflows.serial import negotiate
 from pdp.lifecycle.workflows.steps import RETRY, begin, key, links, record_step, replace_step, request_id
+from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
 
 
@@ -39,7 +40,7 @@ def apply_request_step(
     tenant: str, kind: str, payload: dict[str, Any], decision: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply an allowed (or approved) request; returns what changed."""
-    hooks.at_step(f"apply:{kind}")
+    test_faults.at_step(f"apply:{kind}")
     rt = current()
     event_key = f"{key()}:applied:{kind}"
     ids = {"workflow_id": request_id(), **links(decision)}

@@ -3,7 +3,7 @@
 The decision is made from the store as it is when the change runs: the tenant's state, its usage,
 and for a scale the replicas the deployment holds then, never figures captured when the request
 arrived. The decision record states those figures; a NEEDS_APPROVAL decision within what an
-earlier approval of the same request granted (pdp/lifecycle/grants.py) is applied, and says so.
+earlier approval of the same request granted (pdp/lifecycle/services/grants.py) is applied, and says so.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import grants, hooks
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import Runtime, current
+from pdp.lifecycle.services import grants
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.workflows.steps import intent, key, record_decision, request_id
 
@@ -58,7 +59,7 @@ def decide_change_step(
     "allowed" (ALLOW, or NEEDS_APPROVAL within `grant`), "denied", "needs_approval" (with the
     grant its approval would give), "refused" (it no longer applies) or "superseded" (the tenant
     is no longer active)."""
-    hooks.at_step("decide")
+    test_faults.at_step("decide")
     rt = current()
     state = str(rt.store.tenant(tenant)["state"])
     if state != TenantState.ACTIVE:

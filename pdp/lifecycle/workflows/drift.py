@@ -1,5 +1,5 @@
 """Remediating a cluster drift finding (issue 15): a running GPU pod the current revision would
-refuse or place on another node (pdp/lifecycle/drift.py), remediated as its tenant's tier says,
+refuse or place on another node (pdp/lifecycle/services/drift.py), remediated as its tenant's tier says,
 decided as a `remediate_drift` intent (policies/gpupaas/drift), admin-triggered:
 
 1. decide: whether a placement the revision allows exists (another node the PDP would place the
@@ -29,14 +29,15 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.enforcement import drift as audit
-from pdp.lifecycle import drift, hooks, realize, replacement
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import drift, realize, replacement
 from pdp.lifecycle.workflows.changes import change_workflow
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, intent, key, record_decision, record_step, request_id
 from pdp.point import DecideOptions
 from pdp.substrate.kubernetes import workload
+from pdp.substrate.kubernetes.enforcement import pod_audit as audit
 
 _OPTIONS = DecideOptions(timeout=10.0, record=False, entry_point="lifecycle")
 
@@ -78,7 +79,7 @@ def _replaceable(tenant: str, finding: dict[str, Any], dep: dict[str, Any] | Non
 def drift_decision_step(tenant: str, finding: dict[str, Any], approved: bool, actor: str) -> dict[str, Any]:
     """The remediate_drift intent of the finding as the cluster and the store have it now,
     decided and recorded."""
-    hooks.at_step("drift:decide")
+    test_faults.at_step("drift:decide")
     rt = current()
     dep = _managed(tenant, finding.get("deployment", ""))
     where = _replaceable(tenant, finding, dep)
@@ -101,7 +102,7 @@ def drift_decision_step(tenant: str, finding: dict[str, Any], approved: bool, ac
 @DBOS.step(**RETRY)
 def drift_recheck_step(finding: dict[str, Any]) -> dict[str, Any]:
     """The finding decided again under the revision in force now: {"cleared": why} or {"finding"}."""
-    hooks.at_step("drift:recheck")
+    test_faults.at_step("drift:recheck")
     seen, pod = _read_pod(finding)
     if pod is None:
         return {"cleared": "the pod is gone (deleted, or replaced by another of the same name)"}
@@ -116,7 +117,7 @@ def drift_recheck_step(finding: dict[str, Any]) -> dict[str, Any]:
 @DBOS.step(**RETRY)
 def drift_replace_step(tenant: str, deployment: str, fid: str, actor: str) -> dict[str, Any]:
     """A fresh placement decision for the lifecycle deployment, its object re-applied if it moved."""
-    hooks.at_step("drift:replace")
+    test_faults.at_step("drift:replace")
     return replacement.replace(
         current(), tenant, deployment, actor=actor, cause=f"drift {fid}", sharing=None, strict=False,
         event_key=f"{key()}:replaced", workflow_id=request_id(),
@@ -130,7 +131,7 @@ def drift_evict_step(tenant: str, finding: dict[str, Any], decision: dict[str, A
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
-    hooks.at_step("drift:evict")
+    test_faults.at_step("drift:evict")
     core = k8s.CoreV1Api(drift.api_of(current(), finding["cluster"]))
     body = k8s.V1Eviction(
         metadata=k8s.V1ObjectMeta(name=finding["pod"], namespace=finding["namespace"]),
@@ -145,7 +146,7 @@ def drift_evict_step(tenant: str, finding: dict[str, Any], decision: dict[str, A
         if exc.status not in (404, 409):  # 429: a disruption budget refuses it now; retried
             raise
         outcome = "gone"  # already gone, or another pod holds the name: nothing of ours to evict
-    hooks.at_step("drift:evicted")  # done, not yet recorded: a re-run finds the pod on its way out
+    test_faults.at_step("drift:evicted")  # done, not yet recorded: a re-run finds the pod on its way out
     detail = {"finding": finding["id"], "namespace": finding["namespace"], "pod": finding["pod"],
               "node": finding["node"], "cluster": finding["cluster"], "eviction": outcome}  # fmt: skip
     record_step(tenant, "drift.evicted", detail, decision)

@@ -23,13 +23,14 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, degradation, hooks, incidents, replacement
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import capacity, degradation, incidents, replacement
 from pdp.lifecycle.workflows.preemption import preempt_step
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, record_decision, request_id
+from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import cordon
 
 RESOLVE_TOPIC = "incident.resolve"
@@ -73,20 +74,20 @@ def node_step(node: str) -> dict[str, Any]:
 @DBOS.step(**RETRY)
 def cordon_step(node: str, cause: str, before: dict[str, Any]) -> None:
     """The node unschedulable and tainted NoExecute (the taints it has now kept)."""
-    hooks.at_step("incident:cordon")
+    test_faults.at_step("incident:cordon")
 
     def take_out(adapter: Adapter) -> None:
         incidents.apply_node(adapter, cordon.cordon(node, incidents.read_node(adapter, node), cause))
 
     _on_node(node, take_out)
-    hooks.at_step("incident:cordoned")  # applied, not yet recorded: a re-run applies it again
+    test_faults.at_step("incident:cordoned")  # applied, not yet recorded: a re-run applies it again
     _record("node.cordoned", "", {"node": node, "taint": cordon.incident_taint(cause), "before": before})
 
 
 @DBOS.step()
 def affected_step(node: str, pods: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The running deployments the fault affects (by tenant and name)."""
-    hooks.at_step("incident:affected")
+    test_faults.at_step("incident:affected")
     on_node = _on_node(node, lambda adapter: adapter.occupancy([node]).get(node, []))
     return incidents.affected(current(), on_node, pods)
 
@@ -97,7 +98,7 @@ def incident_degrade_step(
 ) -> list[dict[str, Any]]:
     """The degradation policy's decision for each GPU class the fault hit (recorded, with the
     incident as its cause)."""
-    hooks.at_step("incident:degrade")
+    test_faults.at_step("incident:degrade")
     rt = current()
     decisions = []
     for asked in incidents.degrade_intents(rt, node, hit, actor):
@@ -166,7 +167,7 @@ def degrade(
 @DBOS.step(**RETRY)
 def incident_replace_step(tenant: str, name: str, incident: str, actor: str) -> dict[str, Any]:
     """A fresh placement decision for one affected deployment, its object re-applied if it moved."""
-    hooks.at_step(f"incident:replace:{name}")
+    test_faults.at_step(f"incident:replace:{name}")
     out = replacement.replace(
         current(), tenant, name, actor=actor, cause=f"incident {incident}", sharing=None, strict=False,
         event_key=f"{key()}:replaced:{name}", workflow_id=request_id(),
@@ -203,7 +204,7 @@ def incident_release_step(
     node: str, before: dict[str, Any], resolution: dict[str, Any], opened_at: float
 ) -> None:
     """The incident taint removed and the node schedulable again (unless it was cordoned before)."""
-    hooks.at_step("incident:release")
+    test_faults.at_step("incident:release")
 
     def give_back(adapter: Adapter) -> None:
         now = incidents.read_node(adapter, node)

@@ -17,11 +17,12 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.integrity.files import private_file
-from pdp.lifecycle import anchor, audit, certificate, hooks, pools, realize
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import certificate, pools, realize
 from pdp.lifecycle.states import DeploymentState, TenantState
+from pdp.lifecycle.storage import anchor, audit
 from pdp.lifecycle.workflows import approvals
 from pdp.lifecycle.workflows.queue_retry import retry_later
 from pdp.lifecycle.workflows.serial import in_partition
@@ -39,6 +40,7 @@ from pdp.lifecycle.workflows.steps import (
     transition_step,
     workloads_step,
 )
+from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
 
 
@@ -50,7 +52,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]
     deleted) up to the destroy timeout per attempt, then fails naming what is left; an unreachable
     cluster is waited for, never skipped. Records what it waited for; returns each object's key
     with its cluster."""
-    hooks.at_step("verify-destroyed")
+    test_faults.at_step("verify-destroyed")
     rt = current()
     started = time.monotonic()
     waited_for: set[str] = set()
@@ -118,7 +120,7 @@ def every_cluster_step() -> list[str]:
 
 @DBOS.step(**RETRY)
 def withdraw_step(tenant: str) -> str:
-    hooks.at_step("withdraw")
+    test_faults.at_step("withdraw")
     revision = current().policy.withdraw(tenant)
     current().store.record(
         f"{key()}:policy.withdrawn",
@@ -132,7 +134,7 @@ def withdraw_step(tenant: str) -> str:
 
 @DBOS.step(**RETRY)
 def drain_step(tenant: str) -> list[str]:
-    hooks.at_step("drain")
+    test_faults.at_step("drain")
     rt = current()
     drained = []
     for dep in rt.store.deployments(tenant):
@@ -154,7 +156,7 @@ def drain_step(tenant: str) -> list[str]:
 
 @DBOS.step(**RETRY)
 def revoke_tokens_step(tenant: str) -> int:
-    hooks.at_step("revoke")
+    test_faults.at_step("revoke")
     revoked = current().store.revoke_tokens(tenant)
     current().store.record(
         f"{key()}:access.revoked",
@@ -168,7 +170,7 @@ def revoke_tokens_step(tenant: str) -> int:
 
 @DBOS.step(**RETRY)
 def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]) -> str:
-    hooks.at_step("certificate")
+    test_faults.at_step("certificate")
     rt = current()
     if rt.certificate_key is None:
         raise RuntimeError("no certificate signing key: the worker loads one at start")
@@ -197,7 +199,7 @@ def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]
 
 @DBOS.step(**RETRY)
 def archive_step(tenant: str) -> str:
-    hooks.at_step("archive")
+    test_faults.at_step("archive")
     rt = current()
     path = private_file(rt.settings.archive_dir / f"{tenant}-audit.jsonl")  # a tenant's trail: 0600
     # Sealed, so the archived trail can be checked offline (`audit-verify --file`).

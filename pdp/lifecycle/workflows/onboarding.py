@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import pools
+from pdp.lifecycle.services import pools
 from pdp.lifecycle.states import TenantState
 from pdp.lifecycle.workflows import approvals
 from pdp.lifecycle.workflows.steps import (

@@ -14,8 +14,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity, degradation, hooks, realize
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import capacity, degradation, realize
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.decide import decide_change_step
 from pdp.lifecycle.workflows.serial import negotiate
@@ -40,7 +41,7 @@ def victims_step(
     minimum), only those in `cluster` when given (room is made where the deployment goes, never
     elsewhere), or None when its plan cannot free them all. With `record`, the degrade decision
     goes to the audit trail (the queue retry's look-ahead does not record it)."""
-    hooks.at_step("victims")
+    test_faults.at_step("victims")
     rt = current()
     tenants = rt.store.tenants()
     deployments = rt.store.deployments()
@@ -80,7 +81,7 @@ def preempt_step(
     """Mark the victims preempted and put them back in the queue, or scale them down to the
     replicas the degradation plan leaves them; each change is audited with the preempt decision.
     Keyed per victim, so a re-run after a crash changes each once."""
-    hooks.at_step("preempt")
+    test_faults.at_step("preempt")
     rt = current()
     for v in victims:
         dep = next(d for d in rt.store.deployments(v["tenant"]) if d["name"] == v["workload"])
@@ -104,7 +105,7 @@ def preempt_step(
         rt.store.put_deployment(
             v["tenant"], v["workload"], DeploymentState.QUEUED, None, event_key=f"{event_key}:requeued", **ids
         )
-        hooks.at_step(f"preempted:{v['tenant']}/{v['workload']}")
+        test_faults.at_step(f"preempted:{v['tenant']}/{v['workload']}")
 
 
 def scale_down(
@@ -123,7 +124,7 @@ def scale_down(
     realize.reapply_workload(
         rt, who, scaled, state, decision, event_key=f"{event_key}:reapplied", workflow_id=request_id()
     )
-    hooks.at_step(f"scaled:{victim['tenant']}/{victim['workload']}")
+    test_faults.at_step(f"scaled:{victim['tenant']}/{victim['workload']}")
 
 
 @DBOS.step(**RETRY)
@@ -132,7 +133,7 @@ def settle_step(
 ) -> None:
     """Record the request as running (placed, in `cluster` when given), queued or rejected; keyed
     per deployment, since the queue retry settles several in one workflow."""
-    hooks.at_step(f"settle:{state}")
+    test_faults.at_step(f"settle:{state}")
     current().store.put_deployment(
         tenant,
         payload["deployment"],

@@ -14,8 +14,8 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import capacity
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import capacity
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.preemption import (
     make_room,

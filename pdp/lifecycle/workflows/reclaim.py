@@ -11,7 +11,7 @@
    any moment of it (pdp/telemetry/idle.py), a Prometheus that cannot answer, or a deployment
    changed meanwhile, cancels the reclaim (`reclaim.cancelled`): it never acts on a guess;
 5. act: a `scale` to the target replicas through the tenant's serialization, the same change a
-   tenant's own scale request makes (decided again, applied by pdp/lifecycle/realize.py);
+   tenant's own scale request makes (decided again, applied by pdp/lifecycle/services/realize.py);
 6. audit: `reclaim.applied` (or `reclaim.failed`) with what the scale changed.
 
 Every step is checkpointed, so a worker killed anywhere resumes after its last completed step and
@@ -24,8 +24,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import hooks, realize
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import realize
 from pdp.lifecycle.workflows.changes import change_workflow
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import begin, intent, record_decision, record_step, request_id
@@ -48,7 +49,7 @@ def reclaim_decision_step(
     tenant: str, deployment: str, idle_gpus: int, consent: bool, actor: str
 ) -> dict[str, Any]:
     """The reclaim intent of the deployment as the store has it now, decided and recorded."""
-    hooks.at_step("reclaim:decide")
+    test_faults.at_step("reclaim:decide")
     rt = current()
     dep = _running(tenant, deployment)
     if dep is None:
@@ -78,7 +79,7 @@ def recheck_step(
     tenant: str, deployment: str, seconds: float, thresholds: dict[str, float]
 ) -> dict[str, Any]:
     """The deployment's GPUs over the last `seconds` (the grace), or why they could not be read."""
-    hooks.at_step("reclaim:recheck")
+    test_faults.at_step("reclaim:recheck")
     rt = current()
     url = rt.settings.prometheus_url
     if not url:

@@ -2,13 +2,13 @@
 activation, watch, rollback.
 
 `rollout_workflow` copies the candidate policy tree under the state folder, replays the decision
-log on it (pdp/lifecycle/rollouts.py), and when the report shows a decision that would flip
+log on it (pdp/lifecycle/services/rollouts.py), and when the report shows a decision that would flip
 (allow-to-deny, deny-to-allow, another outcome change) or give other reasons, waits for an admin's
 approval (its id is the rollout's; POST /v1/approvals/{id}) with the report attached; a report
 without such changes proceeds at once. Activation makes the candidate the lifecycle's active tree
-(pdp/lifecycle/policy_trees.py) and rebuilds the bundle; it refuses when the active tree is no
+(pdp/lifecycle/services/policy_trees.py) and rebuilds the bundle; it refuses when the active tree is no
 longer the one the report was made against (another rollout activated meanwhile). With a watch
-window, the previous revision then shadows the new one (pdp/lifecycle/rollout_shadow.py) and a
+window, the previous revision then shadows the new one (pdp/lifecycle/services/rollout_shadow.py) and a
 disagreement rate over the threshold rolls back.
 
 `rollback_workflow` (one per rollout, workflow id `<rollout>:rollback`) makes the tree that was
@@ -25,8 +25,9 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from pdp.lifecycle import hooks, policy_trees, rollout_shadow, rollouts
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import policy_trees, rollout_shadow, rollouts
 from pdp.lifecycle.workflows.approvals import APPROVAL_TOPIC
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.replay.candidate import CandidateError
@@ -158,7 +159,7 @@ def rollout_activate_step(built: dict[str, Any], to_revision: str) -> dict[str, 
     policy_trees.set_active(
         rt.settings.state, _pointer(candidate["path"], candidate["digest"], rollout, to_revision)
     )
-    hooks.at_step("rollout:activate")  # tests: kill -9 between the pointer and the rebuild
+    test_faults.at_step("rollout:activate")  # tests: kill -9 between the pointer and the rebuild
     try:
         revision = rt.policy.activate(Path(candidate["path"]))
     except Exception:  # not served: a restart must not build it either
@@ -225,7 +226,7 @@ def _watch(spec: dict[str, Any], built: dict[str, Any], state: dict[str, Any]) -
 @DBOS.workflow()
 def rollout_workflow(spec: dict[str, Any], actor: str) -> dict[str, Any]:
     """`spec`: candidate (folder or git ref), repo, watch_seconds, max_disagreement_rate,
-    min_shadow_samples (pdp/lifecycle/api_rollouts.py checks them)."""
+    min_shadow_samples (pdp/product/api/rollouts.py checks them)."""
     state: dict[str, Any] = {"candidate": spec["candidate"], "actor": actor}
     _publish(state, "building")
     built = rollout_build_step(spec, actor)

@@ -10,7 +10,7 @@ entitlement, and no decision works from figures another change has made stale.
 Nothing waits for a human in there: a change that needs approval ends, the request waits for the
 approval in its own workflow (pdp/lifecycle/workflows/approvals.py), then runs the change again,
 which decides again against the usage then, covered by what the approval granted
-(pdp/lifecycle/grants.py) or asking again with the new figures.
+(pdp/lifecycle/services/grants.py) or asking again with the new figures.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import hooks, realize, replacement
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import realize, replacement
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.decide import decide_change_step
 from pdp.lifecycle.workflows.serial import negotiate
@@ -43,7 +44,7 @@ def policy_step(
     tenant: str, policy: dict[str, Any], previous: dict[str, Any], decision: dict[str, Any], note: str
 ) -> str:
     """The tenant's policy objects re-applied, the policy published and recorded; the revision."""
-    hooks.at_step(f"apply:policy:{note}")
+    test_faults.at_step(f"apply:policy:{note}")
     return realize.apply_policy(
         current(),
         tenant,
@@ -59,7 +60,7 @@ def policy_step(
 def restore_workloads_step(
     tenant: str, before: dict[str, dict[str, Any]], decision: dict[str, Any]
 ) -> list[str]:
-    hooks.at_step("restore-workloads")
+    test_faults.at_step("restore-workloads")
     return replacement.restore_workloads(
         current(), tenant, before, decision, event_key=f"{key()}:restored", workflow_id=request_id()
     )

@@ -1,5 +1,5 @@
 """SLA escalation (issue 18): a deployment burning its SLA's error budget (a burn-rate alert of
-pdp/lifecycle/sla_checks.py firing) is decided as an `sla_breach` intent
+pdp/lifecycle/services/sla_checks.py firing) is decided as an `sla_breach` intent
 (policies/gpupaas/sla_breach), and the decision's constraints.sla_escalation is carried out:
 
 1. decide: the intent completed from the store (the deployment's GPU class) and the measurement
@@ -8,7 +8,7 @@ pdp/lifecycle/sla_checks.py firing) is decided as an `sla_breach` intent
 3. re-check: the SLA measured again; an alert no longer firing for the objective (the breach
    ended), or a Prometheus that cannot answer, cancels (`sla.cancelled`): it never acts on a guess;
 4. act: `replace`, the deployment re-placed onto the chosen pool inside the tenant's serialization
-   (pdp/lifecycle/sla_replace.py; `sla.replaced`, or `sla.replace_failed` and then the tier's
+   (pdp/lifecycle/services/sla_replace.py; `sla.replaced`, or `sla.replace_failed` and then the tier's
    credit, the decision's `fallback_credit_percent`: not moved, the breach goes on); `credit`, the
    credit recorded (`sla.credit`, what GET /v1/sla lists); `notify`, nothing more;
 5. audit: `sla.escalated` with the outcome.
@@ -25,8 +25,9 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from dbos import error as dbos_errors
 
-from pdp.lifecycle import hooks, realize, sla_checks, sla_metrics, sla_replace
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import Runtime, current
+from pdp.lifecycle.services import realize, sla_checks, sla_metrics, sla_replace
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, intent, key, record_decision, record_step, request_id
 from pdp.telemetry.prometheus import PrometheusError
@@ -39,7 +40,7 @@ def _running(tenant: str, deployment: str) -> dict[str, Any] | None:
 @DBOS.step()
 def sla_decision_step(tenant: str, deployment: str, breach: dict[str, Any], actor: str) -> dict[str, Any]:
     """The sla_breach intent of the deployment as the store has it now, decided and recorded."""
-    hooks.at_step("sla:decide")
+    test_faults.at_step("sla:decide")
     rt = current()
     dep = _running(tenant, deployment)
     if dep is None:
@@ -58,7 +59,7 @@ def sla_decision_step(tenant: str, deployment: str, breach: dict[str, Any], acto
 @DBOS.step()
 def sla_recheck_step(tenant: str, deployment: str, objective: str) -> dict[str, Any]:
     """The deployment's SLA measured again: whether an alert on `objective` still fires."""
-    hooks.at_step("sla:recheck")
+    test_faults.at_step("sla:recheck")
     try:
         report, _ = sla_checks.measure(current())
     except (sla_checks.NoPrometheus, PrometheusError) as exc:
@@ -77,7 +78,7 @@ def sla_recheck_step(tenant: str, deployment: str, objective: str) -> dict[str, 
 
 @DBOS.step(**RETRY)
 def sla_replace_step(tenant: str, deployment: str, pool: str, actor: str) -> dict[str, Any]:
-    hooks.at_step("sla:replace")
+    test_faults.at_step("sla:replace")
     return sla_replace.onto_pool(
         current(), tenant, deployment, pool, actor=actor, cause=f"SLA escalation {request_id()}",
         event_key=f"{key()}:replaced", workflow_id=request_id(),

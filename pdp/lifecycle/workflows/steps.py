@@ -20,10 +20,11 @@ from typing import Any
 from dbos import DBOS
 
 from pdp.lifecycle import clusters as fleet_clusters
-from pdp.lifecycle import hooks, realize, replacement
-from pdp.lifecycle.adapters import Adapter
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.substrates import render_tenant
+from pdp.lifecycle.services import realize, replacement
+from pdp.lifecycle.services.substrates import render_tenant
+from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
 
 RETRY: dict[str, Any] = {
@@ -88,7 +89,7 @@ def record_decision(intent: Mapping[str, Any], decision: Mapping[str, Any], **ex
 
 @DBOS.step()
 def decide_step(intent: dict[str, Any], with_usage: bool = True) -> dict[str, Any]:
-    hooks.at_step("decide")
+    test_faults.at_step("decide")
     rt = current()
     if with_usage and intent.get("tenant"):
         intent = {**intent, "usage": rt.store.usage(str(intent["tenant"]))}
@@ -99,7 +100,7 @@ def decide_step(intent: dict[str, Any], with_usage: bool = True) -> dict[str, An
 
 @DBOS.step()
 def transition_step(tenant: str, to: str, decision: dict[str, Any], note: str = "") -> None:
-    hooks.at_step(f"transition:{to}")
+    test_faults.at_step(f"transition:{to}")
     current().store.transition(
         tenant,
         to,
@@ -175,7 +176,7 @@ def apply_group_step(
     clusters: list[str] | None = None,
 ) -> None:
     """Apply a group of the tenant's objects in each of `clusters` (default: the tenant's)."""
-    hooks.at_step(f"apply:{group}")
+    test_faults.at_step(f"apply:{group}")
     rt = current()
     where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
 
@@ -199,7 +200,7 @@ def delete_group_step(
     tenant: str, group: str, objs: list[dict[str, Any]], reason: str, clusters: list[str] | None = None
 ) -> None:
     """Delete a group of the tenant's objects in each of `clusters` (default: every cluster)."""
-    hooks.at_step(f"delete:{group}")
+    test_faults.at_step(f"delete:{group}")
     rt = current()
     where = clusters if clusters is not None else rt.clusters.names()
 
@@ -223,7 +224,7 @@ def verify_step(
 ) -> list[str]:
     """Every object present in each of `clusters` (default: the tenant's); raises (and so
     retries) otherwise."""
-    hooks.at_step("verify" if present else "verify-destroyed")
+    test_faults.at_step("verify" if present else "verify-destroyed")
     rt = current()
     where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
     wrong: list[str] = []
@@ -246,7 +247,7 @@ def _exists(obj: dict[str, Any], adapter: Adapter) -> bool:
 @DBOS.step(**RETRY)
 def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> list[str]:
     """Every workload object present in the cluster it was placed in; raises otherwise."""
-    hooks.at_step("verify-workloads")
+    test_faults.at_step("verify-workloads")
     rt = current()
     wrong: list[str] = []
     for kept in workloads.values():
@@ -265,7 +266,7 @@ def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> 
 
 @DBOS.step(**RETRY)
 def publish_step(tenant: str, policy: dict[str, Any]) -> str:
-    hooks.at_step("publish")
+    test_faults.at_step("publish")
     revision = current().policy.publish(policy)
     current().store.record(
         f"{key()}:policy.published:{revision}",
@@ -297,7 +298,7 @@ def replace_step(
     tenant: str, name: str, cause: str, actor: str, sharing: str | None, strict: bool
 ) -> dict[str, Any]:
     """A fresh placement decision for one running deployment; its object re-applied if it moved."""
-    hooks.at_step(f"replace:{name}")
+    test_faults.at_step(f"replace:{name}")
     return replacement.replace(
         current(),
         tenant,

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 
-from pdp.lifecycle import anchor, audit
-from pdp.lifecycle import certificate as certificates
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import certificate as certificates
+from pdp.lifecycle.storage import anchor, audit
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["audit"])
 

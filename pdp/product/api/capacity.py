@@ -11,12 +11,14 @@ from dbos import DBOS, SetWorkflowID
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 
-from pdp.lifecycle import answers, capacity, inventory, pools, workflows
-from pdp.lifecycle.adapters.dryrun import DryRunAdapter
-from pdp.lifecycle.api_guards import active_tenant, decide_or_refuse, own_tenant
-from pdp.lifecycle.api_models import CapacityExhaustion, CapacityRetry
-from pdp.lifecycle.auth import Caller, require_admin
+from pdp.lifecycle import workflows
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import capacity, inventory, pools
+from pdp.product.api import accepted
+from pdp.product.api.guards import active_tenant, decide_or_refuse, own_tenant
+from pdp.product.api.models import CapacityExhaustion, CapacityRetry
+from pdp.product.auth import Caller, require_admin
+from pdp.substrate.dryrun import DryRunAdapter
 
 router = APIRouter(tags=["capacity"])
 
@@ -38,8 +40,10 @@ def exhaustion(body: CapacityExhaustion, caller: Caller) -> JSONResponse:
     )  # fmt: skip
     needed = body.gpus or int(payload["gpus_per_replica"]) * int(payload["replicas"])
     workflow_id = f"capacity-{tenant}-{uuid.uuid4().hex[:12]}"
-    answers.start(workflow_id, workflows.capacity_workflow, tenant, payload, needed, body.queue, caller.actor)
-    return answers.answer(workflow_id)
+    accepted.start(
+        workflow_id, workflows.capacity_workflow, tenant, payload, needed, body.queue, caller.actor
+    )
+    return accepted.answer(workflow_id)
 
 
 @router.post("/v1/capacity/retry", status_code=202)

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["clusters"])
 

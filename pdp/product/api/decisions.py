@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from pdp.lifecycle.auth import Caller
 from pdp.lifecycle.runtime import current
+from pdp.product.auth import Caller
 
 router = APIRouter(tags=["decisions"])
 

@@ -13,10 +13,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle import drift
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import drift
 from pdp.lifecycle.workflows.drift import drift_remediation_workflow
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["drift"])
 PREFIX = "drift-"

@@ -1,4 +1,4 @@
-"""Request validation errors of the product API made safe to answer (pdp/lifecycle/apierrors.py
+"""Request validation errors of the product API made safe to answer (pdp/product/api/errors.py
 turns them into sentences): never a 500 for the shape of what a client sent.
 
 FastAPI's own handler echoes each refused value as text. A body sent without a JSON content type

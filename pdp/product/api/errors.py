@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from pdp.lifecycle.errors import describe_error
+from pdp.product.api.error_text import describe_error
 from pdp.schemas.errors import format_path, sentence
 
 
@@ -22,7 +22,7 @@ def field(loc: Sequence[Any]) -> str:
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 with `detail` (every problem, one sentence each), `problems` (the list) and `errors`
-    (each as {loc, msg, type[, input]}, JSON-safe and short: pdp/lifecycle/errors.py)."""
+    (each as {loc, msg, type[, input]}, JSON-safe and short: pdp/product/api/error_text.py)."""
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type")
     errors = [describe_error(dict(e), content_type) for e in exc.errors()]

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import HTTPException
 
 from pdp.intents import InvalidIntent
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.store import NotFound
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage.store import NotFound
 from pdp.schemas.errors import sentence
 
 

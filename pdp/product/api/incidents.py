@@ -14,10 +14,10 @@ from dbos import DBOS, SetWorkflowID
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle import incidents
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import incidents
 from pdp.lifecycle.workflows import incident as workflow
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["incidents"])
 PREFIX = "incident-"

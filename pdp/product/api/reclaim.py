@@ -11,11 +11,11 @@ from dbos import DBOS
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle import answers
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.workflows.reclaim import reclaim_workflow, workflow_prefix
+from pdp.product.api import accepted
+from pdp.product.auth import Caller, require_admin
 from pdp.telemetry.prometheus import PrometheusClient, PrometheusError
 from pdp.telemetry.waste import Thresholds, waste_report
 
@@ -79,7 +79,7 @@ def reclaim(body: ReclaimRequest, caller: Caller) -> dict[str, Any]:
         # The n-th reclaim of the deployment: two reports racing start the same workflow id, which
         # DBOS runs once.
         workflow_id = f"{prefix}{len(earlier) + 1}"
-        answers.start(
+        accepted.start(
             workflow_id, reclaim_workflow, tenant, deployment, gpus, limits, body.consent, caller.actor
         )
         started.append({**entry, "workflow_id": workflow_id})

@@ -21,10 +21,11 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle import answers, policy_trees
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import policy_trees
 from pdp.lifecycle.workflows.rollout import ACTIVATED, ROLLOUT_EVENT, rollback_workflow, rollout_workflow
+from pdp.product.api import accepted as answers
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["policy rollouts"])
 # Phases a rollout answers with before decision_wait ends: it needs someone, or it is done.

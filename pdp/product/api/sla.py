@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle import sla_checks, sla_metrics
-from pdp.lifecycle.auth import Caller, require_admin
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import sla_checks, sla_metrics
 from pdp.lifecycle.workflows.sla_escalation import start_escalations
+from pdp.product.auth import Caller, require_admin
 from pdp.telemetry.prometheus import PrometheusError
 
 router = APIRouter(tags=["sla"])

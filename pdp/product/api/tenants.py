@@ -11,9 +11,14 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 
 from pdp.config import validate_tenant
-from pdp.lifecycle import answers, poolrecords, workflows
-from pdp.lifecycle.api_guards import active_tenant, decide_or_refuse, own_tenant
-from pdp.lifecycle.api_models import (
+from pdp.lifecycle import workflows
+from pdp.lifecycle.bearer_tokens import Principal
+from pdp.lifecycle.runtime import current
+from pdp.lifecycle.storage import pools as poolrecords
+from pdp.lifecycle.storage.store import NotFound
+from pdp.product.api import accepted
+from pdp.product.api.guards import active_tenant, decide_or_refuse, own_tenant
+from pdp.product.api.models import (
     BatchSizeRequest,
     DeployRequest,
     OffboardRequest,
@@ -23,10 +28,7 @@ from pdp.lifecycle.api_models import (
     SlaChange,
     TenantDocument,
 )
-from pdp.lifecycle.auth import Caller, require_admin
-from pdp.lifecycle.runtime import current
-from pdp.lifecycle.store import NotFound
-from pdp.lifecycle.tokens import Principal
+from pdp.product.auth import Caller, require_admin
 from pdp.schemas.errors import sentence
 from pdp.substrate.kubernetes import runtimes
 
@@ -56,9 +58,9 @@ def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
     workflow_id = f"onboard-{name}"
     current().store.create_tenant(policy, workflow_id, caller.actor)
     issued = current().store.credentials.issue_tenant(name, actor=caller.actor)
-    answers.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
+    accepted.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
     # The tenant's token is shown once; only its hash is kept.
-    return answers.answer(
+    return accepted.answer(
         workflow_id,
         tenant=name,
         tenant_token=issued.token,
@@ -96,10 +98,10 @@ def _request(
     decide_or_refuse({"kind": kind, "tenant": tenant, "actor": caller.actor, "usage": usage, kind: payload})
     workflow_id = f"{kind}-{tenant}-{uuid.uuid4().hex[:12]}"
     if workflow is None:
-        answers.start(workflow_id, workflows.request_workflow, tenant, kind, asked or payload, caller.actor)
+        accepted.start(workflow_id, workflows.request_workflow, tenant, kind, asked or payload, caller.actor)
     else:
-        answers.start(workflow_id, workflow, tenant, asked or payload, caller.actor)
-    return answers.answer(workflow_id)
+        accepted.start(workflow_id, workflow, tenant, asked or payload, caller.actor)
+    return accepted.answer(workflow_id)
 
 
 def _deployment(tenant: str, name: str) -> dict[str, Any]:
@@ -184,8 +186,8 @@ def offboard(tenant: str, body: OffboardRequest, caller: Caller) -> JSONResponse
         }
     )
     workflow_id = f"offboard-{tenant}"
-    answers.start(workflow_id, workflows.offboard_workflow, tenant, caller.actor, body.reason)
-    return answers.answer(workflow_id)
+    accepted.start(workflow_id, workflows.offboard_workflow, tenant, caller.actor, body.reason)
+    return accepted.answer(workflow_id)
 
 
 @router.get("/v1/tenants/{tenant}/certificate")

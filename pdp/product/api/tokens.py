@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from pdp.lifecycle.auth import Caller, require_admin
-from pdp.lifecycle.credentials import ADMIN, TENANT, LastAdminToken
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.store import NotFound
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage.credentials import ADMIN, TENANT, LastAdminToken
+from pdp.lifecycle.storage.store import NotFound
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["tokens"])
 

@@ -8,11 +8,12 @@ from typing import Any
 from dbos import DBOS
 from fastapi import APIRouter, HTTPException
 
-from pdp.lifecycle import answers, workflows
-from pdp.lifecycle.api_models import ApprovalAnswer
-from pdp.lifecycle.auth import Caller, require_admin
+from pdp.lifecycle import workflows
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.store import NotFound
+from pdp.lifecycle.storage.store import NotFound
+from pdp.product.api import accepted
+from pdp.product.api.models import ApprovalAnswer
+from pdp.product.auth import Caller, require_admin
 
 router = APIRouter(tags=["workflows"])
 
@@ -34,7 +35,7 @@ def workflow(workflow_id: str, caller: Caller) -> dict[str, Any]:
         "steps": workflows.progress(list(steps)),
         # The request's latest decision (outcome, reasons, decision id, bundle revision) and
         # where it stands; null until the workflow has decided.
-        "decision": answers.decision(workflow_id),
+        "decision": accepted.decision(workflow_id),
         "output": workflows.to_json(status.output),
         "error": str(status.error) if status.error else None,
     }

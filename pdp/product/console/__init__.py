@@ -1,7 +1,7 @@
 """The web console: server-rendered pages for tenants and platform admins, served by the
-lifecycle worker under /console (pdp/console/app.py)."""
+lifecycle worker under /console (pdp/product/console/app.py)."""
 
-from pdp.console.app import create
-from pdp.console.session import PREFIX
+from pdp.product.console.app import create
+from pdp.product.console.session import PREFIX
 
 __all__ = ["PREFIX", "create"]

@@ -1,6 +1,6 @@
 """Admin pages: the approvals queue (answered through the API's own route), tenants and their
 state, capacity, the policy bundle's revisions, and the audit trail's verification (the decision
-explorer is pdp/console/decision_views.py). Every page here is 403 for a tenant's session."""
+explorer is pdp/product/console/decision_views.py). Every page here is 403 for a tenant's session."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from pdp.console import session
-from pdp.console.calls import Refused, call
-from pdp.console.render import page
-from pdp.console.session import PREFIX, Viewer
-from pdp.console.views_common import detail_text, require_admin
-from pdp.lifecycle import audit
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import TENANT
+from pdp.lifecycle.storage import audit
+from pdp.product.console import session
+from pdp.product.console.calls import Refused, call
+from pdp.product.console.render import page
+from pdp.product.console.session import PREFIX, Viewer
+from pdp.product.console.views_common import detail_text, require_admin
 
 AUDIT_RECENT = 25
 
@@ -38,7 +38,7 @@ def router(api: FastAPI) -> APIRouter:
         verdict: Annotated[str, Form()],
         comment: Annotated[str, Form()] = "",
     ) -> Response:
-        from pdp.lifecycle.api_models import ApprovalAnswer  # the API's own body model
+        from pdp.product.api.models import ApprovalAnswer  # the API's own body model
 
         require_admin(who)
         if verdict not in ("approve", "reject"):

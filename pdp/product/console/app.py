@@ -11,11 +11,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pdp.console import admin_views, decision_views, intent_forms, session, tenant_views
-from pdp.console.render import page
-from pdp.console.session import PREFIX, LoginRequired, Viewer
-from pdp.lifecycle.credentials import Unauthenticated
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.storage.credentials import Unauthenticated
+from pdp.product.console import admin_views, decision_views, intent_forms, session, tenant_views
+from pdp.product.console.render import page
+from pdp.product.console.session import PREFIX, LoginRequired, Viewer
 
 
 def create(api: FastAPI) -> FastAPI:

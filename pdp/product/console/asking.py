@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pdp.console.calls import Refused
-from pdp.console.views_common import detail_text
 from pdp.intents import InvalidIntent
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.product.console.calls import Refused
+from pdp.product.console.views_common import detail_text
 from pdp.schemas.errors import sentence
 
 

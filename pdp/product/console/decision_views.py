@@ -1,4 +1,4 @@
-"""The decision explorer over the PDP's decision log (pdp/records_search.py): every decision the
+"""The decision explorer over the PDP's decision log (pdp/records/search.py): every decision the
 PDP made for the lifecycle, whatever asked it, by decision id, tenant, outcome, reason code and
 time. The admin searches every tenant's (`/admin/decisions`); a tenant, and the admin looking at
 one tenant, searches that tenant's only (`/tenants/{tenant}/decisions`, 404 for another's)."""
@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from starlette.responses import Response
 
-from pdp.console.render import page
-from pdp.console.session import Viewer
-from pdp.console.views_common import own_tenant, require_admin
 from pdp.lifecycle.runtime import current
-from pdp.records_search import OUTCOMES, Search, search
+from pdp.product.console.render import page
+from pdp.product.console.session import Viewer
+from pdp.product.console.views_common import own_tenant, require_admin
+from pdp.records.search import OUTCOMES, Search, search
 
 SHOWN = 200
 

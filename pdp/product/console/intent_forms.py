@@ -1,6 +1,6 @@
 """Forms for the tenant's other requests: batch size, GPU sharing, quota change, SLA change and
 offboarding. Each one previews the PDP's decision, then submits through the API's route function
-with the API's own body model, as the deploy and scale forms do (pdp/console/asking.py)."""
+with the API's own body model, as the deploy and scale forms do (pdp/product/console/asking.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from pdp.console import session
-from pdp.console.asking import act
-from pdp.console.calls import call
-from pdp.console.render import page
-from pdp.console.session import Viewer
-from pdp.console.views_common import own_tenant
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.product.console import session
+from pdp.product.console.asking import act
+from pdp.product.console.calls import call
+from pdp.product.console.render import page
+from pdp.product.console.session import Viewer
+from pdp.product.console.views_common import own_tenant
 
 SHARING_MODES = ("none", "time-slicing", "mps", "mig")
 
@@ -58,14 +58,14 @@ def _classes() -> tuple[str, ...]:
 
 
 def _batch(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api_models import BatchSizeRequest
+    from pdp.product.api.models import BatchSizeRequest
 
     body = BatchSizeRequest.model_validate({"batch_size": form.get("batch_size")})
     return body, {"deployment": form.get("deployment", ""), "batch_size": body.batch_size}
 
 
 def _sharing(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api_models import SharingRequest
+    from pdp.product.api.models import SharingRequest
 
     asked = {"mode": form.get("mode"), "gpu_class": form.get("gpu_class") or None}
     body = SharingRequest.model_validate(asked)
@@ -73,7 +73,7 @@ def _sharing(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, An
 
 
 def _quota(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api_models import QuotaRequest
+    from pdp.product.api.models import QuotaRequest
 
     entitlements = {c: form[f"q_{c}"] for c in _classes() if form.get(f"q_{c}", "").strip()}
     body = QuotaRequest.model_validate({"entitlements": entitlements})
@@ -81,14 +81,14 @@ def _quota(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]
 
 
 def _sla(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api_models import SlaChange
+    from pdp.product.api.models import SlaChange
 
     body = SlaChange.model_validate({k: form.get(k) or None for k in ("tier", "isolation")})
     return body, body.model_dump()
 
 
 def _offboard(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
-    from pdp.lifecycle.api_models import OffboardRequest
+    from pdp.product.api.models import OffboardRequest
 
     body = OffboardRequest.model_validate({"reason": form.get("reason", "")})
     running = [d for d in current().store.deployments(tenant) if d["state"] == "running"]

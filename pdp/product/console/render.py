@@ -10,8 +10,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from pdp.console import session
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.bearer_tokens import Principal
+from pdp.product.console import session
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

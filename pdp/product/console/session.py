@@ -21,9 +21,9 @@ from fastapi import Depends, HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
-from pdp.lifecycle.credentials import Unauthenticated
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage.credentials import Unauthenticated
 
 PREFIX = "/console"
 SESSION_COOKIE = "pdp_console_session"

@@ -2,7 +2,7 @@
 that placed them, and request forms that show the PDP's decision before anything is submitted.
 
 A preview asks the PDP (`current().policy.decide`) with the intent the API's check builds; a
-submission then goes through the API's own route function (pdp/console/calls.py), which decides
+submission then goes through the API's own route function (pdp/product/console/calls.py), which decides
 again and starts the request's workflow."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from pdp.console import session
-from pdp.console.asking import act
-from pdp.console.calls import Refused, call
-from pdp.console.render import page
-from pdp.console.session import Viewer
-from pdp.console.views_common import decisions, own_tenant
-from pdp.lifecycle import audit
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage import audit
+from pdp.product.console import session
+from pdp.product.console.asking import act
+from pdp.product.console.calls import Refused, call
+from pdp.product.console.render import page
+from pdp.product.console.session import Viewer
+from pdp.product.console.views_common import decisions, own_tenant
 
 BAR_WIDTH = 300
 DEPLOYMENTS = "/v1/tenants/{tenant}/deployments"
@@ -111,7 +111,7 @@ def router(api: FastAPI) -> APIRouter:
         cluster: Annotated[str, Form()] = "",
         action: Annotated[str, Form()] = "preview",
     ) -> Response:
-        from pdp.lifecycle.api_models import DeployRequest  # the API's own body model
+        from pdp.product.api.models import DeployRequest  # the API's own body model
 
         own_tenant(api, who, tenant)
         form = {
@@ -155,7 +155,7 @@ def router(api: FastAPI) -> APIRouter:
         target_replicas: Annotated[str, Form()],
         action: Annotated[str, Form()] = "preview",
     ) -> Response:
-        from pdp.lifecycle.api_models import ScaleRequest
+        from pdp.product.api.models import ScaleRequest
 
         own_tenant(api, who, tenant)
         form = {"target_replicas": target_replicas}

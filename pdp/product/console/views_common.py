@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
-from pdp.console.calls import Refused, call
-from pdp.lifecycle import audit
+from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.tokens import Principal
+from pdp.lifecycle.storage import audit
+from pdp.product.console.calls import Refused, call
 
 
 def own_tenant(api: FastAPI, who: Principal, tenant: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.decision import ENGINE_POLICY
-from pdp.enforcement.workloads import needs_policy, workload_from_object
+from pdp.substrate.kubernetes.enforcement.workloads import needs_policy, workload_from_object
 from pdp.substrate.kueue.version import API_VERSION
 from pdp.substrate.labels import POOL_LABEL
 
@@ -107,8 +107,8 @@ def podset_intents(
     workload: Mapping[str, Any], flavors: Mapping[str, Mapping[str, Any]]
 ) -> list[PodSetIntent]:
     """One `admit_workload` intent per PodSet that asks for GPUs or reaches for a platform
-    constraint. Raises pdp.enforcement.workloads.InvalidObject naming the field of a malformed
-    PodSet."""
+    constraint. Raises pdp.substrate.kubernetes.enforcement.workloads.InvalidObject naming the
+    field of a malformed PodSet."""
     meta = workload.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     assignments = _assignments(workload)

@@ -28,9 +28,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from pdp.enforcement.workloads import InvalidObject
 from pdp.intents import InvalidIntent
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
+from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject
 from pdp.substrate.kueue import checks
 from pdp.substrate.kueue.deciders import Decider, PdpUnavailable
 from pdp.substrate.kueue.informer import Informer, WorkQueue

@@ -7,7 +7,7 @@
 #   its consent; only tiers below the one the room is made for. The decision's
 #   constraints.degradation is the ordered plan, with where each degraded deployment may move
 #   (its residency and isolation); its warnings are the notices. Used by capacity exhaustion and
-#   by incident response alike (pdp/lifecycle/degradation.py).
+#   by incident response alike (pdp/lifecycle/services/degradation.py).
 package gpupaas.degradation
 
 import data.gpupaas.lib

@@ -22,8 +22,13 @@ from typing import Any
 import orjson
 
 from pdp.decision import ENGINE_POLICY, Decision, Outcome
-from pdp.enforcement.claims import claim_workload, is_claim
-from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, asks_for_gpus, workload_from_object
+from pdp.substrate.kubernetes.enforcement.claims import claim_workload, is_claim
+from pdp.substrate.kubernetes.enforcement.workloads import (
+    InvalidObject,
+    UnsupportedObject,
+    asks_for_gpus,
+    workload_from_object,
+)
 
 API_VERSION = "admission.k8s.io/v1"
 FAILURE_MODES = ("closed", "open-non-gpu")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.enforcement.workloads import InvalidObject, as_list, as_mapping
+from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject, as_list, as_mapping
 
 GPU_DEVICE_CLASSES: Mapping[str, str] = {
     "gpu.nvidia.com": "nvidia.com/gpu",

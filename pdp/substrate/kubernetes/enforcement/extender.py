@@ -21,14 +21,18 @@ from typing import Any
 import orjson
 
 from pdp import metrics
-from pdp.enforcement.extender_verdict import (
+from pdp.intents import InvalidIntent, validate_intent
+from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
+from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
+from pdp.point import DecideOptions, DecisionPoint
+from pdp.substrate.kubernetes.enforcement.extender_verdict import (
     Verdict,
     expand_verdict,
     group_nodes,
     place_intent,
     verdict_from_decision,
 )
-from pdp.enforcement.extender_wire import (
+from pdp.substrate.kubernetes.enforcement.extender_wire import (
     BadArgs,
     Candidates,
     ClusterView,
@@ -38,12 +42,13 @@ from pdp.enforcement.extender_wire import (
     parse_args,
     read_args,
 )
-from pdp.enforcement.jsonhttp import HttpError, HttpService, JsonHttpServer
-from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
-from pdp.enforcement.shapes import ShapeCache, group_by_shape, shape_labels
-from pdp.enforcement.workloads import InvalidObject, UnsupportedObject, needs_policy, workload_from_object
-from pdp.intents import InvalidIntent, validate_intent
-from pdp.point import DecideOptions, DecisionPoint
+from pdp.substrate.kubernetes.enforcement.shapes import ShapeCache, group_by_shape, shape_labels
+from pdp.substrate.kubernetes.enforcement.workloads import (
+    InvalidObject,
+    UnsupportedObject,
+    needs_policy,
+    workload_from_object,
+)
 
 __all__ = [
     "MAX_NODES",

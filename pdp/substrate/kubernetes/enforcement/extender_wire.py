@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from pdp.enforcement.extender_verdict import Verdict
-from pdp.enforcement.shapes import LabelsKey, ShapeCache
+from pdp.substrate.kubernetes.enforcement.extender_verdict import Verdict
+from pdp.substrate.kubernetes.enforcement.shapes import LabelsKey, ShapeCache
 
 
 class ClusterView(Protocol):

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Protocol
 
-from pdp.listen import split_host_port
+from pdp.net.listen import split_host_port
 from pdp.point import DecisionPoint
 
 
@@ -47,7 +47,7 @@ def cluster_view(args: argparse.Namespace, parts: Parts) -> Any:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    from pdp.enforcement.cluster import ClusterState
+    from pdp.substrate.kubernetes.enforcement.cluster import ClusterState
 
     if args.in_cluster:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -60,7 +60,7 @@ def cluster_view(args: argparse.Namespace, parts: Parts) -> Any:
 def start_webhook(
     args: argparse.Namespace, point: DecisionPoint, parts: Parts, cluster: Any, *, reuse_port: bool
 ) -> Any:
-    from pdp.enforcement.webhook import AdmissionWebhook, WebhookServer
+    from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 
     host, port = split_host_port(args.webhook_listen, "--webhook-listen")
     return parts.add(
@@ -87,7 +87,7 @@ def start_enforcement(
     `engine`: what webhook worker processes decide with (opa_addr or wasm_bundle, WorkerSpec)."""
     if not (args.webhook_listen or args.extender_listen):
         return
-    from pdp.enforcement.extender import ExtenderServer, SchedulerExtender
+    from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 
     cluster = cluster_view(args, parts)
     if args.webhook_listen:

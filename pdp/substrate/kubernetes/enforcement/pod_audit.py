@@ -4,7 +4,7 @@ place on the node they run on (a tenant's residency tightened, a node relabelled
 Each bound pod is decided twice, as the enforcement points decide a new one: `admit_workload` (the
 webhook's question) and `place_workload` with its own node as the only candidate (the scheduler
 extender's). Read-only: nothing is evicted or recorded; `pdp audit-cluster` prints the findings,
-the lifecycle worker keeps them (pdp/lifecycle/drift.py) and can remediate them.
+the lifecycle worker keeps them (pdp/lifecycle/services/drift.py) and can remediate them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.decision import Outcome
-from pdp.enforcement.extender import place_intent, verdict_from_decision
-from pdp.enforcement.workloads import InvalidObject, asks_for_gpus, workload_from_object
 from pdp.metrics import drift_audited
 from pdp.point import DecideOptions, DecisionPoint
+from pdp.substrate.kubernetes.enforcement.extender import place_intent, verdict_from_decision
+from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject, asks_for_gpus, workload_from_object
 
 REFUSED = "refused"  # the revision would not admit the pod
 MISPLACED = "misplaced"  # admitted, but not on the node it runs on

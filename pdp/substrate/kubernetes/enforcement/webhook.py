@@ -13,7 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from pdp import metrics
-from pdp.enforcement.admission import (
+from pdp.intents import InvalidIntent
+from pdp.net.jsonhttp import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_THREADS,
+    HttpError,
+    HttpService,
+    JsonHttpServer,
+    Query,
+)
+from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
+from pdp.point import DecideOptions, DecisionPoint
+from pdp.substrate.kubernetes.enforcement.admission import (
     FAILURE_MODES,
     NOTHING_TO_PLACE,
     BadReview,
@@ -23,19 +35,9 @@ from pdp.enforcement.admission import (
     review_response,
     unclassified_response,
 )
-from pdp.enforcement.claims import claim_workload, is_claim
-from pdp.enforcement.extender import ClusterView
-from pdp.enforcement.jsonhttp import (
-    DEFAULT_MAX_BODY,
-    DEFAULT_MAX_PENDING,
-    DEFAULT_THREADS,
-    HttpError,
-    HttpService,
-    JsonHttpServer,
-    Query,
-)
-from pdp.enforcement.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
-from pdp.enforcement.workloads import (
+from pdp.substrate.kubernetes.enforcement.claims import claim_workload, is_claim
+from pdp.substrate.kubernetes.enforcement.extender import ClusterView
+from pdp.substrate.kubernetes.enforcement.workloads import (
     InvalidObject,
     UnsupportedObject,
     asks_for_gpus,
@@ -43,8 +45,6 @@ from pdp.enforcement.workloads import (
     needs_policy,
     workload_from_object,
 )
-from pdp.intents import InvalidIntent
-from pdp.point import DecideOptions, DecisionPoint
 
 DEFAULT_TIMEOUT = 10.0  # the API server's default webhook timeout
 MAX_TIMEOUT = 30.0  # the API server's maximum
