@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import httpx
 
-from pdp.bundles.build import BUNDLE_NAME, BuiltBundle, build_bundle
+from pdp.bundles.build import BuiltBundle, build_bundle
 from pdp.bundles.history import RevisionHistory
 from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import KeyPair, ensure_keypair
 from pdp.config import load_config
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmBundle, WasmEngine
+from pdp.opa.bundle import BUNDLE_NAME
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import bundle_refusal

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from pdp.bundles.build import CURRENT_BUNDLE, build_bundle, policy_files, publish
+from pdp.bundles.build import build_bundle, policy_files, publish
 from pdp.bundles.signing import ensure_keypair
 from pdp.config import load_config
 from pdp.embedded import EmbeddedPDP
+from pdp.opa.bundle import CURRENT_BUNDLE
 from tests.conftest import ROOT, embedded_settings, load_intent
 
 

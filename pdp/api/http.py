@@ -27,9 +27,9 @@ from starlette.routing import Route
 
 from pdp.api.token_file import BearerTokens
 from pdp.intents import InvalidIntent
+from pdp.net.durations import parse_go_duration
 from pdp.net.metrics_http import metrics_response
 from pdp.point import DecideOptions, DecisionPoint
-from pdp.substrate.kubernetes.enforcement.webhook import parse_go_duration
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
 TIMEOUT_HEADER = "Request-Timeout"

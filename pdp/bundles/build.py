@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pdp.bundles.signing import SIGNING_ALG
 from pdp.config import ConfigError, ConfigErrors, PolicyConfig
 from pdp.opa.binary import eval_query, run_opa
+from pdp.opa.bundle import BUNDLE_NAME, CURRENT_BUNDLE, CURRENT_WASM_BUNDLE, SIGNING_ALG
 from pdp.schemas.errors import format_path
 
-BUNDLE_NAME = "gpupaas"
 BUNDLE_ROOTS = ["gpupaas"]
-CURRENT_BUNDLE = f"{BUNDLE_NAME}.tar.gz"
-CURRENT_WASM_BUNDLE = f"{BUNDLE_NAME}.wasm.tar.gz"
 # The documents callers query; the wasm target compiles exactly these.
 ENTRYPOINTS = ("gpupaas/decision/result", "gpupaas/decision/batch")
 VIOLATIONS_QUERY = "data.gpupaas.tenancy.config_violations"

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pdp.bundles.build import CURRENT_BUNDLE
 from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.bundle import CURRENT_BUNDLE
 
 # Bump together with scripts/build-oras.
 ORAS_VERSION = "1.3.6"

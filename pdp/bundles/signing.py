@@ -10,9 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pdp.net.pem import write_private_key
 
-SIGNING_ALG = "RS256"
-KEY_ID = "gpupaas"
-
 
 @dataclass(frozen=True)
 class KeyPair:

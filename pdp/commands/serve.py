@@ -106,10 +106,10 @@ def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, st
 
 def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
     from pdp.api.server import PdpServer
-    from pdp.bundles.build import CURRENT_WASM_BUNDLE
     from pdp.commands.serve_http import start_http
     from pdp.embedded import EmbeddedPDP
     from pdp.net.metrics_http import start_metrics
+    from pdp.opa.bundle import CURRENT_WASM_BUNDLE
     from pdp.replay.shadow import start_shadow
     from pdp.substrate.kubernetes.enforcement.launch import start_enforcement
 

@@ -27,6 +27,7 @@ from pdp.lifecycle.storage import anchor, documents
 from pdp.lifecycle.storage import pools as poolrecords
 from pdp.lifecycle.storage.credentials import CredentialError, TokenPolicy
 from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.effects import EffectLog
 from pdp.lifecycle.storage.store import Store
 from pdp.lifecycle.workflows import sla_escalation
 from pdp.substrate.base import Adapter, Substrate
@@ -252,7 +253,7 @@ class Worker:
             gateway.on_fleet = SharingRealizer(adapter).realize
             gateway.write_fleet()
         else:
-            adapter = DryRunAdapter(db)
+            adapter = DryRunAdapter(EffectLog(db))
             log.info(
                 "lifecycle adapter: dry-run (nothing is applied to a cluster: effects are only recorded; "
                 "give --kubeconfig to apply)"

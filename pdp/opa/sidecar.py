@@ -24,10 +24,9 @@ from typing import Any
 
 import httpx
 
-from pdp.bundles.build import BUNDLE_NAME, CURRENT_BUNDLE
-from pdp.bundles.signing import KEY_ID, SIGNING_ALG
 from pdp.integrity.files import private_dir
 from pdp.opa.binary import find_opa
+from pdp.opa.bundle import BUNDLE_NAME, CURRENT_BUNDLE, KEY_ID, SIGNING_ALG
 from pdp.opa.http import http_client
 from pdp.opa.liveness import LivenessProbe, LivenessSettings
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from pdp import metrics
-from pdp.bundles.build import BUNDLE_NAME
+from pdp.opa.bundle import BUNDLE_NAME
 from pdp.opa.http import http_client
 
 # Bounds what a status line carries: OPA messages name files and digests, a few hundred bytes.

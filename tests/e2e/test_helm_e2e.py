@@ -13,7 +13,7 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from pdp.substrate.gateway.routes import GATEWAY_API, OBJECTIVE_API, POOL_API
-from pdp.substrate.kubernetes.adapter import RESOURCES
+from pdp.substrate.kubernetes.resources import RESOURCES
 from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.helm import key, template

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.effects import EffectLog
 from pdp.lifecycle.storage.pools import PoolRecords
 from pdp.substrate.dryrun import DryRunAdapter
 from tests.lifecycle.harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
@@ -30,7 +31,7 @@ def _fleet(worker: Worker) -> dict[str, Any]:
 def _node_effects(worker: Worker) -> list[dict[str, Any]]:
     db = Database(worker.database())
     try:
-        return [e for e in DryRunAdapter(db).effects(bodies=True) if e["kind"] == "Node"]
+        return [e for e in DryRunAdapter(EffectLog(db)).effects(bodies=True) if e["kind"] == "Node"]
     finally:
         db.close()
 
@@ -83,7 +84,9 @@ def test_approved_pool_is_carved_from_shared_nodes_used_by_deploys_and_released_
         db = Database(worker.database())
         try:
             [deployment] = [
-                e["body"] for e in DryRunAdapter(db).effects(bodies=True) if e["kind"] == "Deployment"
+                e["body"]
+                for e in DryRunAdapter(EffectLog(db)).effects(bodies=True)
+                if e["kind"] == "Deployment"
             ]
         finally:
             db.close()

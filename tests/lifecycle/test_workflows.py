@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from pdp.lifecycle.storage import audit
 from pdp.lifecycle.storage.db import Database
+from pdp.lifecycle.storage.effects import EffectLog
 from pdp.substrate.dryrun import DryRunAdapter
 from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
 
@@ -33,7 +34,7 @@ def tokens(worker: Worker) -> dict[str, str]:
 def _effects(worker: Worker) -> list[dict[str, Any]]:
     db = Database(worker.database())
     try:
-        return DryRunAdapter(db).effects()
+        return DryRunAdapter(EffectLog(db)).effects()
     finally:
         db.close()
 

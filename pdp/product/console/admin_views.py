@@ -9,9 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import queries
 from pdp.lifecycle.states import TENANT
-from pdp.lifecycle.storage import audit
 from pdp.product.console import session
 from pdp.product.console.calls import Refused, call
 from pdp.product.console.render import page
@@ -72,21 +71,21 @@ def router(api: FastAPI) -> APIRouter:
     def capacity(request: Request, who: Viewer) -> Response:
         require_admin(who)
         view = call(api, "GET", "/v1/capacity", caller=who)
-        bundle = current().policy.stack.bundle_status()
+        bundle = queries.pdp().bundle_status()
         return page(request, "capacity.html", who, title="Capacity", view=view, bundle=bundle)
 
     @r.get("/admin/audit")
     def audit_page(request: Request, who: Viewer) -> Response:
         require_admin(who)
         report = call(api, "GET", "/v1/audit/verify", caller=who)
-        recent = list(reversed(list(audit.records(current().db))))[:AUDIT_RECENT]
+        recent = list(reversed(queries.audit_records()))[:AUDIT_RECENT]
         return page(request, "audit.html", who, title="Audit trail", report=report, recent=recent)
 
     @r.get("/admin/bundles")
     def bundles(request: Request, who: Viewer) -> Response:
         """The revision the PDP decides on now and every revision it activated before."""
         require_admin(who)
-        stack = current().policy.stack
+        stack = queries.pdp()
         status = stack.bundle_status()
         history = stack.history
         entries = list(reversed(history.entries()))

@@ -11,8 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pdp.lifecycle.runtime import current
-from pdp.lifecycle.storage.credentials import Unauthenticated
+from pdp.lifecycle.services import queries
+from pdp.lifecycle.services.queries import Unauthenticated
 from pdp.product.console import admin_views, decision_views, intent_forms, session, tenant_views
 from pdp.product.console.render import page
 from pdp.product.console.session import PREFIX, LoginRequired, Viewer
@@ -52,7 +52,7 @@ def create(api: FastAPI) -> FastAPI:
     @app.post("/login", dependencies=[session.CsrfChecked])
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
         try:
-            current().store.credentials.authenticate(token.strip())
+            queries.authenticate(token.strip())
         except Unauthenticated as exc:
             return page(request, "login.html", None, status_code=401, title="Sign in", problem=str(exc))
         response = RedirectResponse(f"{PREFIX}/", status_code=303)

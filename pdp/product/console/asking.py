@@ -1,8 +1,9 @@
 """Asking the PDP before submitting, then submitting through the API: what every request form does.
 
-A preview decides the intent the API's check builds (`current().policy.decide`) with the usage of
-that moment; it records nothing and starts nothing. A submission calls the API's route function,
-which decides again and starts the request's workflow."""
+A preview decides the intent the API's check builds (`queries.decide`,
+pdp/lifecycle/services/queries.py) with the usage of that moment; it records nothing and starts
+nothing. A submission calls the API's route function, which decides again and starts the request's
+workflow."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import queries
 from pdp.product.console.calls import Refused
 from pdp.product.console.views_common import detail_text
 from pdp.schemas.errors import sentence
@@ -28,8 +29,8 @@ def preview(
         kind: {k: v for k, v in payload.items() if v is not None},
     }
     if with_usage:  # as the API's check: every request but offboarding is decided with the usage
-        intent["usage"] = current().store.usage(tenant)
-    return current().policy.decide(intent)
+        intent["usage"] = queries.usage(tenant)
+    return queries.decide(intent)
 
 
 def act(

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from starlette.responses import Response
 
-from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import queries
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
 from pdp.product.console.views_common import own_tenant, require_admin
@@ -45,7 +45,7 @@ def _explore(request: Request, who: Any, tenant: str | None, query: dict[str, st
         until=_moment("until", query["until"]),
         limit=SHOWN,
     )
-    log = current().policy.stack.decision_log
+    log = queries.pdp().decision_log
     if log is None:
         raise HTTPException(404, "this worker keeps no decision records")
     found = [r.to_dict() for r in search(log, wanted)]

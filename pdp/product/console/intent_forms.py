@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import queries
 from pdp.product.console import session
 from pdp.product.console.asking import act
 from pdp.product.console.calls import call
@@ -50,11 +50,11 @@ class Kind:
 
 
 def _deployment_choices(tenant: str) -> tuple[tuple[str, str], ...]:
-    return tuple((d["name"], d["name"]) for d in current().store.deployments(tenant))
+    return tuple((d["name"], d["name"]) for d in queries.deployments(tenant))
 
 
 def _classes() -> tuple[str, ...]:
-    return tuple(sorted(current().policy.fleet.get("gpu_classes") or {}))
+    return tuple(sorted(queries.fleet().get("gpu_classes") or {}))
 
 
 def _batch(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, Any]]:
@@ -91,7 +91,7 @@ def _offboard(tenant: str, form: dict[str, str]) -> tuple[BaseModel, dict[str, A
     from pdp.product.api.models import OffboardRequest
 
     body = OffboardRequest.model_validate({"reason": form.get("reason", "")})
-    running = [d for d in current().store.deployments(tenant) if d["state"] == "running"]
+    running = [d for d in queries.deployments(tenant) if d["state"] == "running"]
     return body, {"active_workloads": len(running), "reason": body.reason}
 
 
@@ -138,7 +138,7 @@ KINDS = {
 
 def _defaults(kind: Kind, tenant: str) -> dict[str, str]:
     if kind.slug == "quota":
-        policy = current().store.tenant(tenant)["policy"]
+        policy = queries.tenant(tenant)["policy"]
         return {f"q_{c}": str(n) for c, n in (policy.get("entitlements") or {}).items()}
     return {}
 

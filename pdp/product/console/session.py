@@ -22,8 +22,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.lifecycle.runtime import current
-from pdp.lifecycle.storage.credentials import Unauthenticated
+from pdp.lifecycle.services import queries
+from pdp.lifecycle.services.queries import Unauthenticated
 
 PREFIX = "/console"
 SESSION_COOKIE = "pdp_console_session"
@@ -66,7 +66,7 @@ def viewer(request: Request) -> Principal:
     if not token:
         raise LoginRequired("sign in with your token")
     try:
-        return current().store.credentials.authenticate(token)
+        return queries.authenticate(token)
     except Unauthenticated as exc:
         raise LoginRequired(str(exc)) from exc
 

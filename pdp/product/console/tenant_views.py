@@ -1,9 +1,9 @@
 """Tenant pages: entitlements against usage, deployments with their placement and the decision
 that placed them, and request forms that show the PDP's decision before anything is submitted.
 
-A preview asks the PDP (`current().policy.decide`) with the intent the API's check builds; a
-submission then goes through the API's own route function (pdp/product/console/calls.py), which decides
-again and starts the request's workflow."""
+A preview asks the PDP (`queries.decide`, pdp/lifecycle/services/queries.py) with the intent
+the API's check builds; a submission then goes through the API's own route function
+(pdp/product/console/calls.py), which decides again and starts the request's workflow."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.lifecycle.runtime import current
-from pdp.lifecycle.storage import audit
+from pdp.lifecycle.services import queries
 from pdp.product.console import session
 from pdp.product.console.asking import act
 from pdp.product.console.calls import Refused, call
@@ -40,7 +39,7 @@ def _usage_rows(policy: dict[str, Any], usage: dict[str, int]) -> list[dict[str,
 
 
 def _clusters() -> list[dict[str, str]]:
-    clusters = current().policy.fleet.get("clusters") or {}
+    clusters = queries.fleet().get("clusters") or {}
     return [
         {"name": name, "region": str(c.get("region", "")), "jurisdiction": str(c.get("jurisdiction", ""))}
         for name, c in sorted(clusters.items())
@@ -48,7 +47,7 @@ def _clusters() -> list[dict[str, str]]:
 
 
 def _deployment(tenant: str, name: str) -> dict[str, Any]:
-    for dep in current().store.deployments(tenant):
+    for dep in queries.deployments(tenant):
         if dep["name"] == name:
             return dep
     raise HTTPException(404, f"deployment {name!r} not found")
@@ -61,7 +60,7 @@ def router(api: FastAPI) -> APIRouter:
     def overview(request: Request, tenant: str, who: Viewer) -> Response:
         record = own_tenant(api, who, tenant)
         deployments = call(api, "GET", "/v1/tenants/{tenant}/deployments", tenant=tenant, caller=who)
-        placed = current().store.workloads(tenant)
+        placed = queries.workloads(tenant)
         for d in deployments:
             kept = placed.get(d["name"]) or {}
             d.update(
@@ -76,10 +75,10 @@ def router(api: FastAPI) -> APIRouter:
             who,
             title=tenant,
             record=record,
-            usage=_usage_rows(record["policy"], current().store.usage(tenant)),
+            usage=_usage_rows(record["policy"], queries.usage(tenant)),
             regions=view.get("regions", []),
             deployments=deployments,
-            approvals=current().store.approvals(tenant, open_only=True),
+            approvals=queries.approvals(tenant, open_only=True),
             history=decisions(tenant)[:20],
         )
 
@@ -187,7 +186,7 @@ def router(api: FastAPI) -> APIRouter:
         own_tenant(api, who, tenant)
         found = [
             r
-            for r in audit.records(current().db, tenant)
+            for r in queries.audit_records(tenant)
             if (not decision_id or r.get("decision_id") == decision_id)
             and (not workflow_id or r.get("workflow_id") == workflow_id)
         ]

@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.lifecycle.runtime import current
-from pdp.lifecycle.storage import audit
+from pdp.lifecycle.services import queries
 from pdp.product.console.calls import Refused, call
 
 
@@ -28,7 +27,7 @@ def require_admin(who: Principal) -> None:
 
 def decisions(tenant: str | None = None) -> list[dict[str, Any]]:
     """The decision records of the audit trail (of one tenant), newest first."""
-    found = [r for r in audit.records(current().db, tenant) if r.get("event") == "decision"]
+    found = [r for r in queries.audit_records(tenant) if r.get("event") == "decision"]
     return list(reversed(found))
 
 

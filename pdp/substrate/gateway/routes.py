@@ -27,6 +27,7 @@ from typing import Any
 
 from pdp.substrate.kubernetes import runtimes
 from pdp.substrate.kubernetes.objects import Obj
+from pdp.substrate.kubernetes.resources import register
 from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
 from pdp.substrate.labels import MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL
 
@@ -251,11 +252,11 @@ def gateway_object(gateway: GatewayRef) -> Obj:
     }
 
 
-# kind -> (plural, namespaced), for the Kubernetes adapter's REST paths.
+# kind -> (plural, namespaced), for the Kubernetes adapter's REST paths (Service is Kubernetes' own).
 RESOURCES: dict[str, tuple[str, bool]] = {
-    "Service": ("services", True),
     "Gateway": ("gateways", True),
     "HTTPRoute": ("httproutes", True),
     "InferencePool": ("inferencepools", True),
     "InferenceObjective": ("inferenceobjectives", True),
 }
+register(RESOURCES)

@@ -15,32 +15,16 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
-from pdp.substrate.gateway.routes import RESOURCES as GATEWAY_RESOURCES
+from pdp.substrate.kubernetes.resources import resource
 from pdp.substrate.kubernetes.workload import DEPLOYMENT_LABEL
-from pdp.substrate.kueue.objects import RESOURCES as KUEUE_RESOURCES
 from pdp.substrate.labels import POOL_LABEL, TENANT_LABEL
 
 FIELD_MANAGER = "gpupaas-lifecycle"
 
-# kind -> (plural, namespaced)
-RESOURCES: dict[str, tuple[str, bool]] = {
-    "Namespace": ("namespaces", False),
-    "ResourceQuota": ("resourcequotas", True),
-    "LimitRange": ("limitranges", True),
-    "PriorityClass": ("priorityclasses", False),
-    "NetworkPolicy": ("networkpolicies", True),
-    "RoleBinding": ("rolebindings", True),
-    "Deployment": ("deployments", True),
-    "Node": ("nodes", False),
-    "ConfigMap": ("configmaps", True),
-    **KUEUE_RESOURCES,
-    **GATEWAY_RESOURCES,
-}
-
 
 def object_path(obj: Mapping[str, Any]) -> str:
     """The REST path of one object (pure)."""
-    plural, namespaced = RESOURCES[str(obj["kind"])]
+    plural, namespaced = resource(str(obj["kind"]))
     api_version = str(obj["apiVersion"])
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     meta = obj["metadata"]

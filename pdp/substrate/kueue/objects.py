@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pdp.substrate.kubernetes.resources import register
 from pdp.substrate.kueue.version import API_VERSION
 from pdp.substrate.labels import (
     DEDICATED_TAINT,
@@ -59,6 +60,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "LocalQueue": ("localqueues", True),
     "Workload": ("workloads", True),
 }
+register(RESOURCES)
 
 
 @dataclass(frozen=True)
