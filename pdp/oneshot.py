@@ -4,7 +4,7 @@ The bundle is built once per set of inputs (policies, tenant and fleet documents
 turns them into bundle data, the OPA that compiles them, the git commit in the revision) and kept
 with its wasmtime-compiled module under `<state>/decide-cache/<key>/`. A later call with the same
 inputs loads the compiled module (milliseconds) instead of building the bundle and starting OPA
-(seconds). The wasm engine decides the same as OPA; tests/test_engine_differential.py holds them
+(seconds). The wasm engine decides the same as OPA; tests/engine/test_engine_differential.py holds them
 equal on every sample.
 
 The cache is as trusted as the state folder (0700): a compiled module is native code.

@@ -1,5 +1,5 @@
 """Running the gpupaas.pdp collection with a real ansible-playbook (ansible-core from PyPI) against
-localhost, for tests/test_ansible.py and tests/slurm/test_ansible_role.py."""
+localhost, for tests/deploy/test_ansible.py and tests/substrate/slurm/test_ansible_role.py."""
 
 from __future__ import annotations
 

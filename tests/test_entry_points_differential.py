@@ -31,8 +31,8 @@ from pdp.client import PdpClient
 from pdp.commands.output import EXIT_STATUS
 from pdp.embedded import EmbeddedPDP
 from pdp.point import DecideOptions
-from tests import test_engine_differential as generated
 from tests.conftest import EXAMPLES, ROOT
+from tests.engine import test_engine_differential as generated
 
 PER_EVALUATION = ("decision_id", "decided_at", "evaluation_ms")
 

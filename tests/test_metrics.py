@@ -27,7 +27,7 @@ from pdp.metrics import DecisionMetrics, policy_codes
 from pdp.point import DecideOptions, DecisionPoint
 from tests.conftest import EXAMPLES, ROOT, self_signed
 from tests.e2e.controlplane import free_port
-from tests.enforcement.conftest import body, labels, own_pool, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, labels, own_pool, pod, review
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

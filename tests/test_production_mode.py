@@ -16,9 +16,9 @@ import pytest
 
 from pdp.embedded import opa_ready
 from pdp.net.certs import issue_server_cert, make_ca
+from tests.commands.test_cli import config_args, pdp
 from tests.conftest import EXAMPLES, ROOT
 from tests.ports import free_port
-from tests.test_cli import config_args, pdp
 
 
 @pytest.fixture()

@@ -95,7 +95,7 @@ def _as_dict(message: Message, *, keep_zeroes: bool = False) -> dict[str, Any]:
     lists only the fields set, in C. json_format walks every field in Python: this was most of
     the cost of reading an intent (docs/performance.md). Types with anything but strings,
     32-bit integers, booleans, string-keyed maps of those and nested such messages go to
-    json_format; `tests/test_translate.py` holds the two equal."""
+    json_format; `tests/api/test_translate.py` holds the two equal."""
     shape = _shape(message.DESCRIPTOR)
     if shape is None:
         return _as_dict_reference(message, keep_zeroes=keep_zeroes)

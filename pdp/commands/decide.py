@@ -1,7 +1,7 @@
 """`pdp decide`, `pdp check-plan`, `pdp demo`: decisions from a terminal or a script.
 
 The one-shot path (`pdp decide FILE`, the wasm engine, a warm cache) imports no gRPC, HTTP client,
-web framework or PostgreSQL driver: tests/test_cli_imports.py holds it to that.
+web framework or PostgreSQL driver: tests/commands/test_cli_imports.py holds it to that.
 """
 
 from __future__ import annotations

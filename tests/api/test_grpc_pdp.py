@@ -196,7 +196,7 @@ def test_bytes_that_are_not_a_request_are_invalid_argument(server: PdpServer) ->
             assert f"not a valid gpupaas.pdp.v1.{message}" in (raised.value.details() or "")
 
 
-# See tests/test_engine_failures.py: repeated under a CPU hog, where a gRPC client may also see its
+# See tests/engine/test_engine_failures.py: repeated under a CPU hog, where a gRPC client may also see its
 # own deadline pass before the DENY reaches it (DEADLINE_EXCEEDED: no decision, still no ALLOW).
 LOADS = {"quiet": (1, 0.0), "cpu-hog": (20, 0.5)}
 

@@ -22,8 +22,8 @@ from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.opa.status import parse_bundle_status
 from pdp.point import DecisionPoint
+from tests.bundles.test_bundles import tamper
 from tests.conftest import embedded_settings, load_intent, self_signed
-from tests.test_bundles import tamper
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

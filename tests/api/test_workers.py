@@ -23,8 +23,8 @@ import yaml
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
 from pdp.api.translate import decision_from_proto, intent_to_proto
+from tests.commands.test_cli import config_args, pdp
 from tests.conftest import EXAMPLES
-from tests.test_cli import config_args, pdp
 from tests.test_production_mode import free_port
 
 INTENT = json.loads((EXAMPLES / "intents" / "01-acme-eu-deploy-eu.json").read_text())

@@ -34,9 +34,9 @@ from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.opa.status import read_bundle_status
 from pdp.point import DecisionPoint
 from tests.artifacts import cached_artifact
+from tests.bundles.test_bundles import tamper, wait_for
 from tests.conftest import ROOT, load_intent
 from tests.oci_registry import Registry, running_registry
-from tests.test_bundles import tamper, wait_for
 
 SCALE_PAST_ENTITLEMENT = "05-acme-eu-scale-past-entitlement.json"
 

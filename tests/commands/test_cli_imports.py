@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.commands.test_cli import config_args
 from tests.conftest import EXAMPLES, ROOT
-from tests.test_cli import config_args
 
 # Libraries of the servers, clients and stores the one-shot does not use.
 NOT_FOR_ONE_SHOT = (

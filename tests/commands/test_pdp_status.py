@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from pdp.commands.status import PdpRevision, read_revision, summary
+from tests.commands.test_cli import pdp
 from tests.conftest import ROOT
 from tests.e2e.controlplane import free_port
-from tests.test_cli import pdp
 
 
 def _args(workspace: Path, name: str) -> list[str]:

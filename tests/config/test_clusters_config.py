@@ -119,7 +119,7 @@ def test_rank_prefers_the_policy_order_among_clusters_where_it_fits() -> None:
 
 
 def test_the_example_names_every_cluster_of_the_example_fleet(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1] / "examples"
+    root = Path(__file__).resolve().parents[2] / "examples"
     fleet = yaml.safe_load((root / "fleet.yaml").read_text())["fleet"]
     (tmp_path / "fleet.kubeconfig").write_text(
         yaml.safe_dump(

@@ -16,8 +16,8 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from tests.argocd import CHART_APP, CHART_OCI_APP, POLICY, POLICY_APP, application_crd, load, policy_objects
+from tests.deploy.test_argocd import _generators
 from tests.e2e.crds import create_crds
-from tests.test_argocd import _generators
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 HOOK_USER = "system:serviceaccount:gpupaas-system:gpupaas-policy-rollout"

@@ -20,8 +20,8 @@ from pdp.embedded import EmbeddedPDP
 from pdp.substrate.kubernetes.enforcement.extender import MAX_SCORE, ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import self_signed
-from tests.enforcement.conftest import labels, node, own_pool, pod, review
 from tests.fuzz.strategies import FUZZ, HANG, corrupted, json_values, mutated
+from tests.substrate.kubernetes.enforcement.conftest import labels, node, own_pool, pod, review
 
 TENANT_NAMESPACES = {"acme-prod", "acme-staging", "globex-ml", "initech-batch"}
 GPU_RESOURCES = ["nvidia.com/gpu", "amd.com/gpu", "nvidia.com/mig-1g.10gb"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.console.web import Session
 from tests.lifecycle.harness import Worker, audit_records
+from tests.product.console.web import Session
 from tests.replay_fixtures import ROOT, tightened_policies
 
 ACME_DEPLOY = {"deployment": "", "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 1}

@@ -16,9 +16,9 @@ from pdp.api.server import PdpServer
 from pdp.bundles.build import publish
 from pdp.cli import main
 from pdp.embedded import EmbeddedPDP
+from tests.bundles.test_bundles import tamper
 from tests.conftest import embedded_settings
 from tests.e2e.controlplane import free_port
-from tests.test_bundles import tamper
 from tests.test_metrics import delta, parse
 
 

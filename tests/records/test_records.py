@@ -21,7 +21,7 @@ from pdp.net.pem import write_private_key
 from pdp.records.log import SIGNING_KEY, DecisionLog, Integrity, payload
 from pdp.records.read import read_records, verify_log
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 

@@ -17,10 +17,10 @@ from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from pdp.records.log import DecisionLog, Integrity, RecordNotDurable
 from pdp.records.read import read_records
+from tests.api.test_workers import INTENT
+from tests.commands.test_cli import config_args
 from tests.conftest import embedded_settings
-from tests.test_cli import config_args
-from tests.test_records import T0, _decision
-from tests.test_workers import INTENT
+from tests.records.test_records import T0, _decision
 
 
 def test_a_durable_append_returns_with_its_record_committed(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pdp.records.intents import IntentRetention, omitted
 from pdp.records.log import DecisionLog, Integrity
 from pdp.records.model import payload
 from pdp.records.read import read_records, verify_log
-from tests.test_records import T0
+from tests.records.test_records import T0
 
 INTENT: dict[str, Any] = {"kind": "deploy_model", "tenant": "acme-eu", "region": "eu-west-1", "n": 0}
 
@@ -172,7 +172,7 @@ def test_bad_retention_options_are_named() -> None:
     import subprocess
     import sys
 
-    from tests.test_records import ROOT
+    from tests.records.test_records import ROOT
 
     env = {**os.environ, "PDP_RECORDS_INTENT_DAYS": "soon"}
     done = subprocess.run(

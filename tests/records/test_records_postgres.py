@@ -26,9 +26,9 @@ from pdp.integrity.sinks import open_sink
 from pdp.records.log import DecisionLog, Integrity
 from pdp.records.postgres import dsn
 from pdp.records.read import read_records, verify_central
+from tests.api.test_workers import INTENT, start
 from tests.postgres import URL, requires_postgres
-from tests.test_records import ROOT, T0, _decision
-from tests.test_workers import INTENT, start
+from tests.records.test_records import ROOT, T0, _decision
 
 pytestmark = requires_postgres
 

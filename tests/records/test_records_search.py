@@ -12,7 +12,7 @@ import pytest
 from pdp.decision import Outcome
 from pdp.records.log import DecisionLog, Integrity
 from pdp.records.search import Search, search
-from tests.test_records import T0, _decision
+from tests.records.test_records import T0, _decision
 
 
 def _fill(log: DecisionLog) -> None:
@@ -46,7 +46,7 @@ def test_every_filter_and_their_combination(log: DecisionLog) -> None:
     outcomes = {r.decision_id: r.outcome for r in search(log, Search())}
     denied = [d for d in ids(log) if outcomes[d] == "DENY"]
     assert denied and ids(log, outcome="DENY") == denied
-    # Every decision that is not ALLOW carries RESIDENCY_VIOLATION (tests/test_records.py).
+    # Every decision that is not ALLOW carries RESIDENCY_VIOLATION (tests/records/test_records.py).
     assert ids(log, reason="RESIDENCY_VIOLATION") == [d for d in ids(log) if outcomes[d] != "ALLOW"]
     assert ids(log, reason="NO_SUCH_CODE") == []
     assert ids(log, since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=5)) == ["d4", "d3", "d2"]

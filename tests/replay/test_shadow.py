@@ -18,8 +18,8 @@ from pdp.decision import Decision, Outcome
 from pdp.metrics import SHADOW_DROPPED
 from pdp.replay.report import read_changes
 from pdp.replay.shadow import ShadowError, ShadowEvaluator, fetch_bundle
+from tests.commands.test_cli import config_args
 from tests.replay_fixtures import ROOT, example_intents, tightened_bundle_file
-from tests.test_cli import config_args
 from tests.test_production_mode import free_port
 
 INTENT = example_intents()[0]  # acme-eu deploys without naming a cluster: the tightened rule refuses it

@@ -26,7 +26,7 @@ from pdp.substrate.slurm.fleet import Partition, gres_type, partitions
 API_VERSION = "slurm.gpupaas.io/v1"
 TENANT_LABEL = "gpupaas.io/tenant"
 # The tiers of policies/gpupaas/lib/lib.rego (`tiers`): rank decides who may preempt whom.
-# tests/slurm/test_render.py checks this table against the policy.
+# tests/substrate/slurm/test_render.py checks this table against the policy.
 TIER_RANK = {"enterprise": 3, "standard": 2, "spot": 1}
 QOS_PRIORITY_STEP = 1000
 # Lifecycle group -> the kinds of this substrate in it.

@@ -28,9 +28,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.console.conftest import Fleet
+from tests.product.console.conftest import Fleet
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
 AXE_VERSION = "4.14.1"  # scripts/setup-browser installs this one from npm

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tests.console.conftest import Fleet
-from tests.console.web import Session
 from tests.lifecycle.harness import h100_deployment
+from tests.product.console.conftest import Fleet
+from tests.product.console.web import Session
 
 
 @pytest.fixture

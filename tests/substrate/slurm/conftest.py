@@ -1,4 +1,4 @@
-"""The Slurm tier: a real Slurm cluster (tests/slurm/cluster.py) whose job_submit.lua asks a real
+"""The Slurm tier: a real Slurm cluster (tests/substrate/slurm/cluster.py) whose job_submit.lua asks a real
 PDP (OPA sidecar) over the HTTP API, with the example tenants plus `umbrella`, an enterprise tenant
 on shared pools, so preemption can be seen both ways on one partition."""
 
@@ -19,7 +19,7 @@ from pdp.api.token_file import BearerTokens
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.slurm import accounts, lua
 from tests.conftest import EXAMPLES, embedded_settings
-from tests.slurm.cluster import SlurmCluster, missing_programs
+from tests.substrate.slurm.cluster import SlurmCluster, missing_programs
 
 HERE = Path(__file__).parent
 FLEET = yaml.safe_load((HERE / "fleet.yaml").read_text())["fleet"]
@@ -38,7 +38,7 @@ UMBRELLA = {
     }
 }
 
-# In the bundle, not onboarded: the Ansible role realizes it (tests/slurm/test_ansible_role.py).
+# In the bundle, not onboarded: the Ansible role realizes it (tests/substrate/slurm/test_ansible_role.py).
 WAYNE = {
     "tenant": {
         "name": "wayne",

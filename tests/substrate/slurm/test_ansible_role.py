@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.ansible import run_playbook
-from tests.slurm.conftest import WAYNE, SlurmWorld
+from tests.substrate.slurm.conftest import WAYNE, SlurmWorld
 
 
 def role_play(slurm: SlurmWorld, tenant: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from pdp.substrate.slurm import lua
-from tests.slurm.conftest import FLEET, SlurmWorld
+from tests.substrate.slurm.conftest import FLEET, SlurmWorld
 
 H100 = "gpu:h100_80gb"
 A100 = "gpu:a100_40gb"

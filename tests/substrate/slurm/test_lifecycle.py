@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.lifecycle.harness import Worker, onboard, tenant_doc
-from tests.slurm.conftest import SlurmWorld
+from tests.substrate.slurm.conftest import SlurmWorld
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ know, so a claim meets the same tenant, entitlement and sharing rules as a conta
 - `gpu.amd.com` (AMD's DRA driver) -> `amd.com/gpu`
 
 A platform that names its GPU DeviceClasses otherwise adds them here and to the CEL list of the
-`gpu.claims` webhook in deploy/kubernetes/webhook.yaml (tests/test_deploy_manifests.py holds both
+`gpu.claims` webhook in deploy/kubernetes/webhook.yaml (tests/deploy/test_deploy_manifests.py holds both
 equal). Device classes outside this map are not GPUs to the platform.
 """
 

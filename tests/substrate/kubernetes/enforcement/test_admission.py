@@ -15,7 +15,7 @@ from pdp.substrate.kubernetes.enforcement.admission import (
     response_for_decision,
     review_response,
 )
-from tests.enforcement.conftest import body, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, pod, review
 
 
 def decision(outcome: Outcome, *reasons: Reason, warnings: tuple[Reason, ...] = ()) -> Decision:

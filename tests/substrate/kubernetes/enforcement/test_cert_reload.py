@@ -26,7 +26,7 @@ from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import self_signed
-from tests.enforcement.conftest import body, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, pod, review
 
 POLL = 0.05
 Pair = tuple[bytes, bytes]

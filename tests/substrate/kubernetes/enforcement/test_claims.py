@@ -11,7 +11,7 @@ from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.claims import claim_workload, gpu_devices
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
 from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject
-from tests.enforcement.conftest import CountingEngine, body, review
+from tests.substrate.kubernetes.enforcement.conftest import CountingEngine, body, review
 
 
 def request(device_class: str, count: int | None = None, **extra: Any) -> dict[str, Any]:

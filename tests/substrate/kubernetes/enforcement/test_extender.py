@@ -15,7 +15,14 @@ from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement import extender as extender_module
 from pdp.substrate.kubernetes.enforcement import shapes
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
-from tests.enforcement.conftest import CountingEngine, labels, node, opa_stopped, own_pool, pod
+from tests.substrate.kubernetes.enforcement.conftest import (
+    CountingEngine,
+    labels,
+    node,
+    opa_stopped,
+    own_pool,
+    pod,
+)
 
 NODES = {
     "eu-acme-1": labels("eu-west-1", "acme-h100-dedicated", "acme-eu"),

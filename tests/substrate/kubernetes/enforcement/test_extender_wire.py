@@ -17,8 +17,8 @@ from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.extender_wire import read_args
 from pdp.substrate.kubernetes.enforcement.shapes import ShapeCache
-from tests.enforcement.conftest import CountingEngine, labels, node, pod
-from tests.enforcement.test_extender import (
+from tests.substrate.kubernetes.enforcement.conftest import CountingEngine, labels, node, pod
+from tests.substrate.kubernetes.enforcement.test_extender import (
     NODES,
     FakeCluster,
     acme_pod,

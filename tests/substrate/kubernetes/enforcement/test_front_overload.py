@@ -24,8 +24,8 @@ from pdp.net.servingcert import ServingCertificate
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import EXAMPLES, embedded_settings
-from tests.enforcement.conftest import body, own_pool, pod, review
-from tests.enforcement.test_http_front import post, wait_for
+from tests.substrate.kubernetes.enforcement.conftest import body, own_pool, pod, review
+from tests.substrate.kubernetes.enforcement.test_http_front import post, wait_for
 
 
 def _gate(server: JsonHttpServer) -> Any:
@@ -157,7 +157,7 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
     wasm_stack: EmbeddedPDP, stack: EmbeddedPDP
 ) -> None:
     from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
-    from tests.enforcement.test_extender import acme_pod, passed, with_nodes
+    from tests.substrate.kubernetes.enforcement.test_extender import acme_pod, passed, with_nodes
 
     assert wasm_stack.engine is not None and stack.engine is not None
     raw = json.dumps(with_nodes(acme_pod())).encode()

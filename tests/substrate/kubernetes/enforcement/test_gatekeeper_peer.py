@@ -12,7 +12,7 @@ from bench.gatekeeper import CASES, allowed_regions, gator, verify, write_suite
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
 from tests.conftest import EXAMPLES
-from tests.enforcement.conftest import review
+from tests.substrate.kubernetes.enforcement.conftest import review
 
 
 @pytest.mark.parametrize("name", list(CASES))

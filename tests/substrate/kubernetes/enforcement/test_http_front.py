@@ -22,7 +22,7 @@ from pdp.net.jsonhttp import JsonHttpServer
 from pdp.net.servingcert import ServingCertificate
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
-from tests.enforcement.conftest import body, own_pool, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, own_pool, pod, review
 
 
 class GatedEngine:

@@ -24,7 +24,7 @@ from pdp.substrate.kubernetes.enforcement.workloads import (
     UnsupportedObject,
     workload_from_object,
 )
-from tests.enforcement.conftest import labels
+from tests.substrate.kubernetes.enforcement.conftest import labels
 
 json_values = st.recursive(
     # JSON has no NaN or Infinity (RFC 8259): the API server never sends them, and the webhook's

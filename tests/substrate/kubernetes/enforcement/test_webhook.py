@@ -17,8 +17,17 @@ from pdp.embedded import EmbeddedPDP
 from pdp.net.durations import parse_go_duration
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
-from tests.enforcement.conftest import H100, CountingEngine, body, labels, opa_stopped, own_pool, pod, review
-from tests.enforcement.test_extender import FakeCluster
+from tests.substrate.kubernetes.enforcement.conftest import (
+    H100,
+    CountingEngine,
+    body,
+    labels,
+    opa_stopped,
+    own_pool,
+    pod,
+    review,
+)
+from tests.substrate.kubernetes.enforcement.test_extender import FakeCluster
 
 
 class Client:

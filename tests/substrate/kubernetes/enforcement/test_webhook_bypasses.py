@@ -10,8 +10,15 @@ import pytest
 
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook
-from tests.enforcement.conftest import CountingEngine, body, labels, own_pool, pod, review
-from tests.enforcement.test_extender import FakeCluster
+from tests.substrate.kubernetes.enforcement.conftest import (
+    CountingEngine,
+    body,
+    labels,
+    own_pool,
+    pod,
+    review,
+)
+from tests.substrate.kubernetes.enforcement.test_extender import FakeCluster
 
 DEDICATED = {"key": "gpupaas.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}
 

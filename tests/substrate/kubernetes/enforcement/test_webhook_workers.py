@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.api.test_workers import alive, child_pids, start
 from tests.conftest import self_signed
-from tests.enforcement.conftest import body, own_pool, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, own_pool, pod, review
 from tests.test_production_mode import free_port
-from tests.test_workers import alive, child_pids, start
 
 
 def review_on_a_new_connection(port: int, cert: Path, raw: bytes) -> Any:

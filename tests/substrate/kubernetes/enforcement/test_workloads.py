@@ -17,7 +17,7 @@ from pdp.substrate.kubernetes.enforcement.workloads import (
     pod_spec_of,
     workload_from_object,
 )
-from tests.enforcement.conftest import pod
+from tests.substrate.kubernetes.enforcement.conftest import pod
 
 SPEC = pod(limits={"nvidia.com/gpu": "2"})["spec"]
 
