@@ -3,9 +3,9 @@
 Exit status of `pdp decide` and `pdp check-plan`: 0 ALLOW, 1 DENY, 3 NEEDS_APPROVAL, 2 a malformed
 intent (or plan) or usage.
 
-Each group of subcommands lives in its own module (pdp/commands/, and the CLI modules of the
-records, OPA, lifecycle and substrates). Only the group of the command being run is imported, so
-`pdp decide` does not pay for gRPC servers, the lifecycle's web stack or the substrates.
+Each group of subcommands lives in its own module of pdp/commands/ (`pdp lifecycle`: the folder
+pdp/commands/lifecycle/). Only the group of the command being run is imported, so `pdp decide`
+does not pay for gRPC servers, the lifecycle's web stack or the substrates.
 """
 
 from __future__ import annotations
