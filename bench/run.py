@@ -374,7 +374,7 @@ def main() -> int:
 def revision_swap(work: Path, grpc_addr: str, data: Any, pdp: Server) -> dict[str, Any]:
     """A new bundle revision activated while 1,000 decisions/s run: zero failed decisions, and no
     batch mixing two revisions."""
-    from pdp.client import PdpClient
+    from pdp.api.client import PdpClient
 
     seen: set[str] = set()
     mixed = 0

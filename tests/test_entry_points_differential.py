@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pdp.api.client import PdpClient
 from pdp.api.http_server import HttpDecisionServer
 from pdp.api.server import PdpServer
-from pdp.client import PdpClient
 from pdp.commands.output import EXIT_STATUS
 from pdp.embedded import EmbeddedPDP
 from pdp.point import DecideOptions

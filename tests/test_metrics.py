@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pdp import metrics
-from pdp.client import PdpClient
+from pdp.api.client import PdpClient
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.metrics import DecisionMetrics, policy_codes
 from pdp.point import DecideOptions, DecisionPoint

@@ -50,7 +50,7 @@ class ServerFailed(Exception):
 def _ask_server(args: argparse.Namespace, intent: Any) -> dict[str, Any]:
     import grpc
 
-    from pdp.client import PdpClient
+    from pdp.api.client import PdpClient
 
     with PdpClient(args.server, timeout=args.timeout) as client:
         try:
@@ -92,8 +92,8 @@ def decide_and_print(args: argparse.Namespace, intent: Any) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring up OPA and the PDP on the examples, send every example intent over gRPC, print."""
+    from pdp.api.client import PdpClient
     from pdp.api.server import PdpServer
-    from pdp.client import PdpClient
     from pdp.embedded import EmbeddedPDP
 
     intents = sorted(args.intents.glob("*.json"))

@@ -33,7 +33,7 @@ def _decider(args: argparse.Namespace) -> Iterator[Decider]:
     """The PDP to ask: a PDP server over gRPC, an OPA sidecar, or an embedded OPA on --tenants."""
     with ExitStack() as stack:
         if args.pdp_server:
-            from pdp.client import PdpClient
+            from pdp.api.client import PdpClient
 
             if args.pdp_ca is None and not _loopback(args.pdp_server):
                 raise SystemExit(f"--pdp-server {args.pdp_server} is not loopback: give --pdp-ca (TLS)")

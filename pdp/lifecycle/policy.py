@@ -4,7 +4,7 @@ A tenant becomes known to the policies only when its document is in the bundle: 
 it into the lifecycle's own tenant folder under the state directory (pdp/lifecycle/storage/documents.py),
 rebuilds the signed bundle and waits until OPA serves it. Every rebuild also writes the fleet the
 bundle carries: the operator's fleet document with the dedicated pools the lifecycle carved
-(pdp/lifecycle/services/fleet.py), so a rebuild never names a tenant the bundle does not hold.
+(pdp/lifecycle/fleet.py), so a rebuild never names a tenant the bundle does not hold.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from pdp.embedded import EmbeddedPDP
-from pdp.lifecycle.services import fleet as fleets
+from pdp.lifecycle import fleet as fleets
 from pdp.lifecycle.storage import documents
 from pdp.point import DecideOptions
 

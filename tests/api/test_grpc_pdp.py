@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
+from pdp.api.client import PdpClient
 from pdp.api.server import SERVICE_NAME, PdpServer
-from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from tests.conftest import load_intent
 from tests.freeze import cpu_hog, frozen

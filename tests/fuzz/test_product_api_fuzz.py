@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from pdp.product.api.app import create_app
+from pdp.product.app import create_app
 from tests.fuzz.strategies import EXAMPLES, FUZZ, HANG
 from tests.lifecycle.harness import Worker
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pdp.product.api.app import create_app
+from pdp.product.app import create_app
 from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
 
 

@@ -1,5 +1,5 @@
 """Carving dedicated pools out of shared capacity, the pure part: which nodes, the Node objects,
-and the fleet the bundle then carries (pdp/substrate/kubernetes/pools.py, pdp/lifecycle/services/fleet.py)."""
+and the fleet the bundle then carries (pdp/substrate/kubernetes/pools.py, pdp/lifecycle/fleet.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from pdp.lifecycle.services import fleet as fleets
+from pdp.lifecycle import fleet as fleets
 from pdp.substrate.kubernetes import pools
 from tests.lifecycle.harness import EXAMPLES
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from pdp.api.client import PdpClient
 from pdp.api.server import PdpServer
-from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from pdp.records.log import DecisionLog, Integrity, RecordNotDurable
 from pdp.records.read import read_records

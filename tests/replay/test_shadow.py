@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pdp.client import PdpClient
+from pdp.api.client import PdpClient
 from pdp.decision import Decision, Outcome
 from pdp.metrics import SHADOW_DROPPED
 from pdp.replay.report import read_changes

@@ -30,7 +30,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pdp.config.documents import ConfigErrors
     from pdp.lifecycle.storage.credentials import CredentialError
     from pdp.lifecycle.worker import Worker, WorkerOptions
-    from pdp.product.api.app import create_app
+    from pdp.product.app import create_app
 
     configure_logging()
     tls = tls_files(args.tls_cert, args.tls_key, "--tls-cert", "--tls-key")

@@ -12,7 +12,7 @@ shared capacity (pdp/substrate/kubernetes/pools.py chooses the nodes):
 2. **carve**: the nodes are claimed in the database (a node belongs to one pool, across workers),
    the victims preempted and re-queued as the capacity rules do (scaled to 0, queued at once),
    the nodes labelled and tainted by server-side apply, the pool recorded (`pool.carved`) and the
-   bundle republished with the fleet's new pool (pdp/lifecycle/services/fleet.py);
+   bundle republished with the fleet's new pool (pdp/lifecycle/fleet.py);
 3. **no capacity**: the tenant stays `provisioning`; the reason is recorded (`pool.waiting`,
    shown by GET /v1/tenants/{t} under `provisioning`) and the workflow waits for a capacity retry
    (`POST /v1/capacity/retry` wakes it) or its own re-check every `--pool-retry-interval` seconds,

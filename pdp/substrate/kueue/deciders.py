@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from pdp.client import PdpClient
+from pdp.api.client import PdpClient
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
 

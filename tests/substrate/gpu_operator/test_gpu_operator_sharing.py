@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from pdp.lifecycle.services import fleet as fleets
+from pdp.lifecycle import fleet as fleets
 from pdp.substrate.gpu_operator import sharing
 from pdp.substrate.labels import POOL_LABEL
 from tests.conftest import EXAMPLES, ROOT

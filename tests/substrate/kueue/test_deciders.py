@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pdp.api.client import PdpClient
 from pdp.api.server import PdpServer
-from pdp.client import PdpClient
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.kueue.deciders import GrpcDecider, PdpUnavailable, PointDecider
 from tests.conftest import self_signed
