@@ -147,9 +147,9 @@ class DecisionMetrics:
     @property
     def catalogue(self) -> frozenset[str]:
         if self._catalogue is None:
-            from pdp.opa.binary import PROJECT_ROOT
-
-            folder = PROJECT_ROOT / "policies"
+            # The checkout's policies/ (pdp/opa/binary.py's PROJECT_ROOT, not imported: OPA's
+            # status records metrics here, so metrics import nothing of OPA).
+            folder = Path(__file__).resolve().parents[1] / "policies"
             self._catalogue = (policy_codes(folder) if folder.is_dir() else frozenset()) | ENGINE_CODES
         return self._catalogue
 

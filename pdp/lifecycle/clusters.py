@@ -5,29 +5,21 @@ cluster and realizes each tenant only in the clusters its policy allows (the cre
 decision's eligible_clusters), each deployment in one cluster (`choose`). A worker without one
 (dry run, or one --kubeconfig) has one adapter standing for the whole fleet, named SINGLE here.
 
-An unreachable cluster never makes a workflow skip it: `reach` waits, records why the workflow
-is paused (`cluster.unreachable`, with the cluster and the error) and resumes when the cluster
-answers (`cluster.reachable`, with how long it waited).
+An unreachable cluster never makes a workflow skip it: pdp/lifecycle/services/cluster_reach.py
+waits, records why the workflow is paused and resumes when the cluster answers; `Clusters` keeps
+the pauses it shows (GET /v1/clusters).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from pdp.substrate.base import Adapter
 
-if TYPE_CHECKING:
-    from pdp.lifecycle.runtime import Runtime
-
 SINGLE = ""
-T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,7 +86,7 @@ class Clusters:
         with self._lock:
             return sorted(self._paused.values(), key=lambda p: (p.since, p.cluster))
 
-    def _set(self, token: tuple[str, str, str], pause: Pause | None) -> None:
+    def set_pause(self, token: tuple[str, str, str], pause: Pause | None) -> None:
         with self._lock:
             if pause is None:
                 if self._paused.pop(token, None) is not None:
@@ -113,56 +105,6 @@ def label(cluster: str, key: str) -> str:
     """An object's key with its cluster ("eu-west:Namespace//acme-prod"); the key alone in a
     single-cluster worker."""
     return f"{cluster}:{key}" if cluster else key
-
-
-def reach(
-    rt: Runtime,
-    cluster: str,
-    operation: str,
-    call: Callable[[Adapter], T],
-    *,
-    tenant: str,
-    event_key: str,
-    workflow_id: str,
-) -> T:
-    """`call(adapter of cluster)`, waiting as long as the cluster is unreachable (never skipping
-    it), with the pause and the resumption in the audit trail."""
-    adapter = rt.clusters.adapter(cluster)
-    started: float | None = None
-    token = (event_key, cluster, operation)
-    while True:
-        try:
-            result = call(adapter)
-        except ConnectionError as exc:
-            if started is None:
-                started = time.monotonic()
-                since = datetime.now(UTC).isoformat()
-                pause = Pause(cluster or "(the cluster)", operation, tenant, workflow_id, str(exc), since)
-                rt.clusters._set(token, pause)
-                log.warning("%s of %s paused: cluster %s unreachable: %s", operation, tenant, cluster, exc)
-                rt.store.record(
-                    f"{event_key}:cluster.unreachable:{cluster}:{operation}:{since}",
-                    event="cluster.unreachable",
-                    tenant=tenant,
-                    workflow_id=workflow_id,
-                    detail={"cluster": cluster, "operation": operation, "reason": str(exc), "paused": True},
-                )
-            time.sleep(rt.settings.cluster_retry_interval)
-            continue
-        if started is not None:
-            waited = round(time.monotonic() - started, 1)
-            rt.clusters._set(token, None)
-            log.warning(
-                "%s of %s resumed: cluster %s reachable after %.1f s", operation, tenant, cluster, waited
-            )
-            rt.store.record(
-                f"{event_key}:cluster.reachable:{cluster}:{operation}:{datetime.now(UTC).isoformat()}",
-                event="cluster.reachable",
-                tenant=tenant,
-                workflow_id=workflow_id,
-                detail={"cluster": cluster, "operation": operation, "paused_seconds": waited},
-            )
-        return result
 
 
 # Choosing the cluster of a deployment -----------------------------------------------------------
@@ -200,13 +142,3 @@ def rank(candidates: list[str], free: Mapping[str, int], needed: int) -> list[st
         (c for c in candidates if c not in fits), key=lambda c: (-free.get(c, 0), candidates.index(c))
     )
     return fits + rest
-
-
-def of_tenant(rt: Runtime, tenant: str) -> list[str]:
-    """The clusters the tenant is realized in (SINGLE when not managed)."""
-    if not rt.clusters.managed:
-        return [SINGLE]
-    found = rt.store.clusters(tenant)
-    if not found:
-        raise RuntimeError(f"tenant {tenant!r} is realized in no cluster this worker records")
-    return found

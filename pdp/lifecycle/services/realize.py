@@ -20,6 +20,7 @@ from typing import Any
 
 from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle.runtime import Runtime
+from pdp.lifecycle.services import cluster_reach
 from pdp.lifecycle.services.substrates import render_tenant
 from pdp.lifecycle.states import DeploymentState
 from pdp.substrate.base import Adapter
@@ -60,7 +61,7 @@ def cluster_of(kept: Mapping[str, Any]) -> str:
 def in_cluster(
     rt: Runtime, tenant: str, cluster: str, operation: str, call: Any, *, event_key: str, workflow_id: str
 ) -> Any:
-    return fleet_clusters.reach(
+    return cluster_reach.reach(
         rt, cluster, operation, call, tenant=tenant, event_key=event_key, workflow_id=workflow_id
     )
 
@@ -99,7 +100,7 @@ def choose_cluster(
     if not rt.clusters.managed:
         return fleet_clusters.SINGLE
     eligible = [str(c) for c in decision.get("constraints", {}).get("eligible_clusters", [])]
-    realized = set(fleet_clusters.of_tenant(rt, tenant))
+    realized = set(cluster_reach.of_tenant(rt, tenant))
     candidates = [c for c in eligible if c in realized]
     if not candidates:
         raise NoEligibleCluster(
@@ -345,7 +346,7 @@ def apply_policy(
             for gone in objects.stale(old[group], rendered[group]):
                 adapter.delete(gone)
 
-    for cluster in fleet_clusters.of_tenant(rt, tenant):
+    for cluster in cluster_reach.of_tenant(rt, tenant):
         in_cluster(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
     if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
         tier = str(policy.get("tier", "standard"))

@@ -13,10 +13,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.services import realize
+from pdp.lifecycle.services import cluster_reach, realize
 from pdp.lifecycle.services.substrates import render_tenant
 from pdp.lifecycle.states import DeploymentState
 from pdp.lifecycle.workflows.decide import ON_DEPLOYMENT, decide_change_step
@@ -97,8 +96,8 @@ def apply_request_step(
             for obj in quota:
                 adapter.apply(obj)
 
-        for cluster in fleet_clusters.of_tenant(rt, tenant):
-            fleet_clusters.reach(
+        for cluster in cluster_reach.of_tenant(rt, tenant):
+            cluster_reach.reach(
                 rt,
                 cluster,
                 "apply quotas",

@@ -23,10 +23,9 @@ from typing import Any
 
 from dbos import DBOS
 
-from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.services import capacity, degradation, incidents, replacement
+from pdp.lifecycle.services import capacity, cluster_reach, degradation, incidents, replacement
 from pdp.lifecycle.workflows.preemption import preempt_step
 from pdp.lifecycle.workflows.serial import in_partition
 from pdp.lifecycle.workflows.steps import RETRY, begin, decide_step, key, links, record_decision, request_id
@@ -48,7 +47,7 @@ def _record(event: str, tenant: str, detail: dict[str, Any], suffix: str = "") -
 def _on_node(node: str, call: Any) -> Any:
     """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable."""
     rt = current()
-    return fleet_clusters.reach(
+    return cluster_reach.reach(
         rt, incidents.cluster_of_node(rt, node), f"incident on node {node}", call,
         tenant="", event_key=key(), workflow_id=request_id(),
     )  # fmt: skip

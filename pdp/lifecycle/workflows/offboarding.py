@@ -20,7 +20,7 @@ from pdp.integrity.files import private_file
 from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.services import certificate, pools, realize
+from pdp.lifecycle.services import certificate, cluster_reach, pools, realize
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.storage import anchor, audit
 from pdp.lifecycle.workflows import approvals
@@ -63,7 +63,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]
     def gone(entry: dict[str, Any]) -> bool:
         obj = entry["object"]
         return bool(
-            fleet_clusters.reach(
+            cluster_reach.reach(
                 rt, str(entry["cluster"]), "verify destroyed", lambda a: a.gone(obj),
                 tenant=tenant, event_key=key(), workflow_id=request_id(),
             )
@@ -76,7 +76,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]
             if adapter.exists(obj):  # back, or its deletion was lost
                 adapter.delete(obj)
 
-        fleet_clusters.reach(
+        cluster_reach.reach(
             rt,
             str(entry["cluster"]),
             "delete again",

@@ -22,7 +22,7 @@ from dbos import DBOS
 from pdp.lifecycle import clusters as fleet_clusters
 from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.services import realize, replacement
+from pdp.lifecycle.services import cluster_reach, realize, replacement
 from pdp.lifecycle.services.substrates import render_tenant
 from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
@@ -127,7 +127,7 @@ def _each(tenant: str, clusters: list[str], operation: str, call: Callable[[str,
     """`call(cluster, adapter)` in each cluster, waiting for any that is unreachable."""
     rt = current()
     for cluster in clusters:
-        fleet_clusters.reach(
+        cluster_reach.reach(
             rt,
             cluster,
             operation,
@@ -178,7 +178,7 @@ def apply_group_step(
     """Apply a group of the tenant's objects in each of `clusters` (default: the tenant's)."""
     test_faults.at_step(f"apply:{group}")
     rt = current()
-    where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
+    where = clusters if clusters is not None else cluster_reach.of_tenant(rt, tenant)
 
     def apply(_: str, adapter: Adapter) -> None:
         for obj in objs:
@@ -226,7 +226,7 @@ def verify_step(
     retries) otherwise."""
     test_faults.at_step("verify" if present else "verify-destroyed")
     rt = current()
-    where = clusters if clusters is not None else fleet_clusters.of_tenant(rt, tenant)
+    where = clusters if clusters is not None else cluster_reach.of_tenant(rt, tenant)
     wrong: list[str] = []
 
     def check(cluster: str, adapter: Adapter) -> None:
@@ -253,7 +253,7 @@ def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> 
     for kept in workloads.values():
         cluster = realize.cluster_of(kept)
         obj = kept["object"]
-        present = fleet_clusters.reach(
+        present = cluster_reach.reach(
             rt, cluster, "verify workload", partial(_exists, obj),
             tenant=tenant, event_key=key(), workflow_id=request_id(),
         )  # fmt: skip
