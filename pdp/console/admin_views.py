@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from pdp.console import session
+import pdp.console.session as session
 from pdp.console.calls import Refused, call
 from pdp.console.render import page
 from pdp.console.session import PREFIX, Viewer

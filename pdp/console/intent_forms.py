@@ -13,12 +13,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from pdp.console import session
+import pdp.console.session as session
 from pdp.console.asking import act
 from pdp.console.calls import call
 from pdp.console.render import page
 from pdp.console.session import Viewer
-from pdp.console.views_common import own_tenant
+from pdp.console.views_common import form_problems, own_tenant
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.tokens import Principal
 
@@ -179,7 +179,7 @@ def router(api: FastAPI) -> APIRouter:
         try:
             body, payload = kind.build(tenant, form)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = form_problems(exc)
             return _page(request, who, tenant, kind, form, status_code=422, problem=problems)
         arguments = {"tenant": tenant, "body": body, "caller": who, **kind.extra(form)}
         outcome = act(

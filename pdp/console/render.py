@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from pdp.console import session
+import pdp.console.session as session
 from pdp.lifecycle.tokens import Principal
 
 _env = jinja2.Environment(

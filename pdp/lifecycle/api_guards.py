@@ -25,6 +25,14 @@ def own_tenant(caller: Principal, tenant: str) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from exc
 
 
+def deployment_named(tenant: str, name: str) -> dict[str, Any]:
+    """The tenant's deployment called `name`, or 404."""
+    for dep in current().store.deployments(tenant):
+        if dep["name"] == name:
+            return dep
+    raise HTTPException(404, f"deployment {name!r} not found")
+
+
 def decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:
     """The API's own check: a malformed intent is 422, a DENY 403 (nothing started). What it
     allows is decided again by the workflow, against the usage when the change is applied."""

@@ -8,6 +8,7 @@ earlier approval of the same request granted (pdp/lifecycle/grants.py) is applie
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dbos import DBOS
@@ -32,16 +33,22 @@ def _payload(rt: Runtime, tenant: str, kind: str, request: dict[str, Any]) -> tu
         if dep is None or dep["state"] not in (DeploymentState.RUNNING, DeploymentState.QUEUED):
             return {}, f"deployment {name!r} is {dep['state'] if dep else 'not found'}, not running or queued"
         if kind == "scale":
-            spec = dep["spec"]
-            held = int(spec["replicas"]) if dep["state"] == DeploymentState.RUNNING else 0
-            return {
-                "deployment": name,
-                "gpu_class": spec["gpu_class"],
-                "gpus_per_replica": spec["gpus_per_replica"],
-                "current_replicas": held,
-                "target_replicas": request["target_replicas"],
-            }, ""
+            return scale_payload(dep, request["target_replicas"]), ""
     return dict(request), ""
+
+
+def scale_payload(dep: Mapping[str, Any], target_replicas: Any) -> dict[str, Any]:
+    """The `scale` intent's payload for deployment `dep` as stored: the replicas it holds now
+    (none while it is queued) and the target. The API's check, the console's preview and the
+    workflow's decision all ask with this one payload."""
+    spec = dep["spec"]
+    return {
+        "deployment": dep["name"],
+        "gpu_class": spec["gpu_class"],
+        "gpus_per_replica": spec["gpus_per_replica"],
+        "current_replicas": int(spec["replicas"]) if dep["state"] == DeploymentState.RUNNING else 0,
+        "target_replicas": target_replicas,
+    }
 
 
 def _note(tenant: str, event: str, detail: dict[str, Any]) -> None:
