@@ -169,6 +169,11 @@ def measure(server: Server, body: bytes, rate: float, duration: float) -> dict[s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument(
+        "--real-labels",
+        action="store_true",
+        help="nodes labelled as real ones are, each with its own hostname, instance id... (bench.inputs)",
+    )
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per tree per round")
     parser.add_argument("--rounds", type=int, default=1)
@@ -177,7 +182,7 @@ def main() -> int:
     parser.add_argument("--engine", choices=["sidecar", "wasm"], default="sidecar")
     parser.add_argument("--tls", action="store_true", help="serve the extender over HTTPS")
     args = parser.parse_args()
-    body = extender_args(args.nodes)
+    body = extender_args(args.nodes, real_labels=args.real_labels)
     trees = [args.tree] + ([args.before] if args.before else [])
     pooled = {tree: Pool(tree) for tree in trees}
     with tempfile.TemporaryDirectory(prefix="extender-http-") as tmp:
@@ -201,6 +206,7 @@ def main() -> int:
             "tls": args.tls,
             "rate": args.rate,
             "nodes": args.nodes,
+            "real_labels": args.real_labels,
             "requests": len(server.samples),
             **percentiles(server.samples),
             "cpu_ms_per_request": round(server.cpu_ms / len(server.samples), 1),

@@ -170,6 +170,17 @@ def _admit(url: str, review: bytes) -> dict[str, Any] | None:
         conn.close()
 
 
+def _denied_by_policy(answer: dict[str, Any] | None) -> bool:
+    """A denial by the Constraint (403), not an error answered as a denial (Gatekeeper's 500)."""
+    if answer is None or answer.get("allowed") is not False:
+        return False
+    return bool(answer.get("status", {}).get("code") == 403)
+
+
+def _allowed(answer: dict[str, Any] | None) -> bool:
+    return answer is not None and answer.get("allowed") is True
+
+
 @dataclass(frozen=True)
 class Peer:
     url: str
@@ -179,8 +190,9 @@ class Peer:
 @contextlib.contextmanager
 def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
     """Gatekeeper's manager serving `/v1/admit` out of cluster against a real kube-apiserver (the
-    e2e control plane) with the residency template and Constraint; yields it once it denies a
-    US-pinned pod of the EU tenant."""
+    e2e control plane) with the residency template and Constraint and the tenants' namespaces;
+    yields it once it denies a US-pinned pod of the EU tenant by the Constraint (403) and allows
+    the bench's pod, so that no measurement is of an error path."""
     from kubernetes import client, config, utils
 
     from pdp.net.certs import issue_server_cert, make_ca
@@ -194,7 +206,11 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
         api = config.new_client_from_config(str(plane.kubeconfig))
         for crd in sorted(crd_dir().glob("*.yaml")):
             utils.create_from_yaml(api, str(crd))
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "gatekeeper-system"}})
+        core = client.CoreV1Api(api)
+        # Gatekeeper reads a review's namespace from the API server: without it every review is
+        # answered `allowed: false` with code 500 and no policy evaluated (an error path, not a peer).
+        for namespace in ["gatekeeper-system", *sorted(allowed_regions(tenants, fleet))]:
+            core.create_namespace({"metadata": {"name": namespace}})
         certs = work / "gatekeeper-certs"
         certs.mkdir(parents=True, exist_ok=True)
         tls = issue_server_cert(make_ca(work / "gatekeeper-pki"), work / "gatekeeper-serving", ["127.0.0.1"])
@@ -216,6 +232,7 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
         wanted = constraint(allowed_regions(tenants, fleet))
         url = f"https://127.0.0.1:{port}/v1/admit"
         us_pinned = json.dumps(admission_review(CASES["eu-tenant-us-region"][0])).encode()
+        bench_pod = json.dumps(admission_review(CASES["bench-pod"][0])).encode()
         deadline = time.monotonic() + 180
         created = False
         while True:
@@ -229,7 +246,7 @@ def running_peer(work: Path, tenants: Path, fleet: Path) -> Iterator[Peer]:
                     created = True
                 except client.ApiException:
                     pass  # the Constraint kind is not served yet
-            if created and (answer := _admit(url, us_pinned)) is not None and answer.get("allowed") is False:
+            if created and _denied_by_policy(_admit(url, us_pinned)) and _allowed(_admit(url, bench_pod)):
                 break
             if time.monotonic() > deadline:
                 log_path = work / "gatekeeper.log"

@@ -47,7 +47,12 @@ def admission_review() -> bytes:
     return json.dumps(review).encode()
 
 
-def extender_args(nodes: int) -> bytes:
+def extender_args(nodes: int, *, real_labels: bool = False) -> bytes:
+    """ExtenderArgs with N whole nodes of four label shapes (two regions, a dedicated pool).
+
+    `real_labels`: each node also carries the labels a real cloud node has, several its own
+    (`real_node_labels`), as kube-scheduler sends them (Go writes map keys sorted); the
+    policy's verdicts are the same."""
     pod = {
         "metadata": {"name": "p", "namespace": "acme-prod", "uid": "u1"},
         "spec": {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
@@ -63,8 +68,56 @@ def extender_args(nodes: int) -> bytes:
         }
         if i % 4 == 0:
             labels["gpupaas.io/dedicated-tenant"] = "acme-eu"
+        if real_labels:
+            labels = dict(sorted({**labels, **real_node_labels(i, labels)}.items()))
         items.append({"metadata": {"name": f"node-{i}", "labels": labels}})
     return json.dumps({"Pod": pod, "Nodes": {"items": items}}).encode()
+
+
+def real_node_labels(i: int, labels: dict[str, str]) -> dict[str, str]:
+    """What the kubelet, the cloud provider, node-feature-discovery and NVIDIA's GPU feature
+    discovery label node i with on top of the platform's labels: its hostname, instance id and
+    feature-discovery timestamp are its own; zone, node group, kernel and driver versions vary."""
+    region = labels["topology.kubernetes.io/region"]
+    zone = f"{region}{'abc'[i % 3]}"
+    return {
+        "kubernetes.io/hostname": f"node-{i}",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/instance-type": "p5.48xlarge",
+        "node.kubernetes.io/instance-type": "p5.48xlarge",
+        "failure-domain.beta.kubernetes.io/region": region,
+        "failure-domain.beta.kubernetes.io/zone": zone,
+        "topology.kubernetes.io/zone": zone,
+        "topology.k8s.aws/zone-id": f"{region[:2]}{region[-1]}-az{i % 3 + 1}",
+        "eks.amazonaws.com/nodegroup": f"{labels['gpupaas.io/pool']}-{i % 7}",
+        "eks.amazonaws.com/capacityType": "ON_DEMAND",
+        "alpha.eksctl.io/instance-id": f"i-{0x0A1B2C3D4E5F6000 + i * 7919:016x}",
+        "k8s.io/cloud-provider-aws": "0c1d3e5a7f2b4c6d8e0f1a2b3c4d5e6f",
+        "feature.node.kubernetes.io/cpu-model.vendor_id": "Intel",
+        "feature.node.kubernetes.io/cpu-model.family": "6",
+        "feature.node.kubernetes.io/kernel-version.full": f"6.1.{102 + i % 3}-111.182.amzn2023.x86_64",
+        "feature.node.kubernetes.io/pci-10de.present": "true",
+        "feature.node.kubernetes.io/system-os_release.ID": "amzn",
+        "nvidia.com/cuda.driver.major": "550",
+        "nvidia.com/cuda.driver.minor": "90",
+        "nvidia.com/cuda.driver.rev": f"{7 + i % 2:02d}",
+        "nvidia.com/cuda.runtime.major": "12",
+        "nvidia.com/cuda.runtime.minor": "4",
+        "nvidia.com/gfd.timestamp": str(1764700000 + i * 37),
+        "nvidia.com/gpu.compute.major": "9",
+        "nvidia.com/gpu.compute.minor": "0",
+        "nvidia.com/gpu.count": "8",
+        "nvidia.com/gpu.family": "hopper",
+        "nvidia.com/gpu.machine": "p5.48xlarge",
+        "nvidia.com/gpu.memory": "81559",
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.replicas": "1",
+        "nvidia.com/mig.capable": "true",
+        "nvidia.com/mig.strategy": "none",
+    }
 
 
 def synthetic_config(

@@ -79,8 +79,11 @@ def vegeta(
     duration: float,
     workers: int = 16,
     headers: dict[str, str] | None = None,
+    unix_socket: str | None = None,
 ) -> dict[str, Any]:
-    """Latency over every request, plus the answers split by status: how many were answered (200),
+    """`unix_socket`: connect there instead of the URL's host (vegeta's -unix-socket).
+
+    Latency over every request, plus the answers split by status: how many were answered (200),
     refused (any other status, with how fast), never answered in time (vegeta's 10 s timeout) and
     dropped without an HTTP answer (connection reset or refused)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,6 +103,7 @@ def vegeta(
             f"-timeout={TIMEOUT_S}s",
         ]
         attack += [f"-rate={rate}/1s"] if rate else ["-rate=0", f"-max-workers={workers}"]
+        attack += [f"-unix-socket={unix_socket}"] if unix_socket else []
         results = subprocess.run(attack, capture_output=True, check=True).stdout
         report = subprocess.run(
             [str(BIN / "vegeta"), "report", "-type=json"], input=results, capture_output=True, check=True

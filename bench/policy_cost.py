@@ -8,7 +8,8 @@ generated 1,000-tenant / 10,000-node fleet, plus the same decisions on the in-pr
 
 Each fleet is built into a real bundle (pdp.bundles.build, the index included) and served by the
 pinned OPA as the sidecar runs it (`opa run --server --optimize-store-for-read-speed`, GOGC); every
-decision is POSTed to /v1/data/gpupaas/decision/result?metrics=true and the figure is OPA's
+decision is POSTed to /v1/data/gpupaas/decision/result?metrics=true over one keep-alive
+connection (as the PDP's engine calls it) and the figure is OPA's
 `timer_rego_query_eval_ns` (evaluation alone: no HTTP, no JSON decoding of the input, no query
 compilation). Wasm: wall time of WasmEngine.evaluate in this
 process (input written into the module's memory, evaluation, result read back). Prints p50 and p90
@@ -21,6 +22,7 @@ core does not inflate as it does the evaluation's wall time.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import statistics
@@ -87,12 +89,6 @@ def build(
     return built.path, built.wasm_path
 
 
-def _post(url: str, body: bytes) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,23 +120,33 @@ def opa_eval_us(bundle: Path, intents: dict[str, dict[str, Any]], n: int) -> dic
     argv += ["--optimize-store-for-read-speed", "--bundle", str(bundle)]
     env = {"GOGC": str(SidecarSettings.gogc), **os.environ}
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # One keep-alive connection, as the PDP's engine calls its sidecar: a new connection per
+    # request puts each evaluation on a new goroutine whose stack grows from 8 KiB inside OPA's
+    # timer, ~1.7x the figure (bench/policy_server.py, docs/performance.md "Fifth pass").
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         _wait_ready(base, proc)
         out = {}
+
+        def post(path: str, body: bytes) -> dict[str, Any]:
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+
         for name, intent in intents.items():
             body = json.dumps({"input": intent}).encode()
-            url = f"{base}/v1/data/{ENTRYPOINT}?metrics=true"
-            outcome = _post(url, body)["result"]["outcome"]
+            path = f"/v1/data/{ENTRYPOINT}?metrics=true"
+            outcome = post(path, body)["result"]["outcome"]
             for _ in range(20):
-                _post(url, body)
+                post(path, body)
             cpu0 = cpu_seconds(proc.pid)
-            samples = sorted(_post(url, body)["metrics"]["timer_rego_query_eval_ns"] / 1000 for _ in range(n))
+            samples = sorted(post(path, body)["metrics"]["timer_rego_query_eval_ns"] / 1000 for _ in range(n))
             cpu_us = (cpu_seconds(proc.pid) - cpu0) * 1e6 / n
             out[name] = {"p50": statistics.median(samples), "p90": samples[int(n * 0.9)], "outcome": outcome}
             out[name]["cpu"] = cpu_us
             out[name]["evals"] = expression_evaluations(bundle, intent)
         return out
     finally:
+        conn.close()
         proc.terminate()
         proc.wait(timeout=10)
 

@@ -2,7 +2,8 @@
 example fleet and on the generated 1,000-tenant / 10,000-node fleet, compared document by document.
 
     git archive <commit> policies | tar -x -C /tmp/before
-    .venv/bin/python -m bench.policy_equivalence --before /tmp/before/policies [--no-scale]
+    .venv/bin/python -m bench.policy_equivalence --before /tmp/before/policies [--no-scale] \
+        [--added constraints.node_label_keys]
 
 The corpus: every example intent and policy sample; each deploy_model, scale and
 request_gpu_sharing for every tenant (and an unknown one), GPU class, sharing mode, cluster and size;
@@ -18,6 +19,7 @@ import itertools
 import json
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +110,26 @@ def decide(bundle: Path, intents: list[dict[str, Any]]) -> list[Any]:
     return json.loads(proc.stdout)["result"][0]["expressions"][0]["value"]  # type: ignore[no-any-return]
 
 
+def _drop_added(old: dict[str, Any], new: dict[str, Any], added: Sequence[str]) -> None:
+    """Removes from `new` each dotted field of `added` that `old` lacks: a field the policy now
+    adds (e.g. constraints.node_label_keys) is not a changed decision; any other change is."""
+    for field in added:
+        *parents, leaf = field.split(".")
+        was, now = old, new
+        for part in parents:
+            was, now = was.get(part) or {}, now.get(part) or {}
+        if leaf not in was and isinstance(now, dict):
+            now.pop(leaf, None)
+
+
 def compare(
-    name: str, tenants: Path, fleet: Path, corpus: list[dict[str, Any]], before: Path, work: Path
+    name: str,
+    tenants: Path,
+    fleet: Path,
+    corpus: list[dict[str, Any]],
+    before: Path,
+    work: Path,
+    added: Sequence[str] = (),
 ) -> int:
     revisions = []
     for label, policies in (("before", before), ("after", ROOT / "policies")):
@@ -119,6 +139,7 @@ def compare(
     for intent, old, new in zip(corpus, *revisions, strict=True):
         for doc in (old, new):
             doc.pop("bundle_revision", None)
+        _drop_added(old, new, added)
         if old != new:
             differ += 1
             if differ <= 5:
@@ -132,16 +153,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--before", type=Path, required=True, help="the policies to compare against")
     parser.add_argument("--no-scale", action="store_true", help="only the example fleet")
+    parser.add_argument(
+        "--added",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="a decision field (dotted) the policies now add: not counted as a difference where "
+        "the earlier policies lack it",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="policy-equivalence-") as tmp:
         work = Path(tmp)
         example = (EXAMPLES / "tenants", EXAMPLES / "fleet.yaml", example_corpus())
-        differ = compare("example", *example, args.before, work)
+        differ = compare("example", *example, args.before, work, args.added)
         if not args.no_scale:
             synthetic_config(work / "scale")
             scale = work / "scale"
             large = (scale / "tenants", scale / "fleet.yaml", scale_corpus())
-            differ += compare("scale", *large, args.before, work)
+            differ += compare("scale", *large, args.before, work, args.added)
     return 1 if differ else 0
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pdp import decision as render
 from pdp.decision import Decision
 from pdp.engine.base import EngineError, EngineFailure, EngineTimeout, PolicyEngine
+from pdp.engine.coalesce import CoalescingEngine
 from pdp.intents import validate_intent
 from pdp.records.log import DecisionLog
 
@@ -68,11 +69,23 @@ class DecideOptions:
 
 class DecisionPoint:
     def __init__(
-        self, engine: PolicyEngine, decision_log: DecisionLog | None = None, *, metrics: bool = True
+        self,
+        engine: PolicyEngine,
+        decision_log: DecisionLog | None = None,
+        *,
+        metrics: bool = True,
+        coalesce: bool | None = None,
     ) -> None:
         """`metrics=False`: a process that decides once and exits (`pdp decide`) is never
-        scraped; it skips loading prometheus_client, a fifth of its start-up."""
+        scraped; it skips loading prometheus_client, a fifth of its start-up. `coalesce`: ask the
+        engine for concurrent decisions in batches (pdp/engine/coalesce.py); by default for an
+        engine in another process (the OPA sidecar), whose cost per request it saves."""
         self.engine = engine
+        if coalesce is None:
+            coalesce = not getattr(engine, "in_process", False)
+        self._single: PolicyEngine = (
+            CoalescingEngine(engine, DECISION_PATH, BATCH_PATH) if coalesce else engine
+        )
         self.decision_log = decision_log
         self._metrics: DecisionMetrics | None = None
         if metrics:
@@ -126,7 +139,7 @@ class DecisionPoint:
                     if not isinstance(results, list) or len(results) != len(intents):
                         raise EngineFailure("the batch result does not match the intents")
                 else:
-                    results = [self.engine.evaluate(path, intents[0], timeout=budget)]
+                    results = [self._single.evaluate(path, intents[0], timeout=budget)]
             except EngineError as exc:
                 error = exc
             except Exception as exc:  # an engine bug is still an engine failure: fail closed

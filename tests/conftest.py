@@ -64,6 +64,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, opa_binary: Path) -> Iterato
         yield running
 
 
+@pytest.fixture(scope="module")
+def wasm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPDP]:
+    """The decision point on the wasm engine (the policy compiled in-process), same examples."""
+    root = tmp_path_factory.mktemp("wasm")
+    shutil.copytree(EXAMPLES, root / "examples")
+    with EmbeddedPDP(embedded_settings(root, engine="wasm")) as running:
+        yield running
+
+
 def load_intent(name: str) -> dict[str, object]:
     import json
 

@@ -359,15 +359,19 @@ def test_a_scheduler_sending_whole_nodes_gets_its_own_nodes_back(
     # as Go encodes them) and reads the passing ones back; the extender sends their own text.
     extender = ready.extender.extender
     sent_whole: list[int] = []
+    cut: list[bool] = []
     read = extender._read
 
     def recording(body: bytes) -> Any:
         candidates = read(body)
         if candidates.objects is not None:
             sent_whole.append(len(candidates.objects))
+            # Read on the label keys the policy reads (known once it has decided), not whole labels.
+            cut.append(candidates.cut_to is not None)
         return candidates
 
     monkeypatch.setattr(extender, "_read", recording)
+    monkeypatch.setattr(extender, "_cut_from", 0)  # this cluster's few labels are short
     config = scheduler_configuration(ready.extender.url)
     config["profiles"] = [{"schedulerName": "gpupaas-whole-nodes"}]
     for stanza in config["extenders"]:
@@ -382,6 +386,7 @@ def test_a_scheduler_sending_whole_nodes_gets_its_own_nodes_back(
     own = {name for name, facts in NODES.items() if facts[3] == "acme-eu"}
     assert nodes and nodes <= own, nodes
     assert sent_whole and all(sent_whole), sent_whole  # Node objects, not names
+    assert any(cut), cut
 
 
 def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(

@@ -4,8 +4,6 @@ revision, and for every intent of a corpus (hand-written and generated) the same
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +14,9 @@ from hypothesis import strategies as st
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.wasm import WasmEngine, _go_sprintf
 from pdp.intents import validate_intent
-from tests.conftest import EXAMPLES, ROOT, embedded_settings
+from tests.conftest import EXAMPLES, ROOT
 
 RESULT = "gpupaas/decision/result"
-
-
-@pytest.fixture(scope="module")
-def wasm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPDP]:
-    root = tmp_path_factory.mktemp("wasm")
-    shutil.copytree(EXAMPLES, root / "examples")
-    with EmbeddedPDP(embedded_settings(root, engine="wasm")) as running:
-        yield running
 
 
 def both(stack: EmbeddedPDP, wasm_stack: EmbeddedPDP, intent: Any, path: str = RESULT) -> tuple[Any, Any]:

@@ -3,8 +3,6 @@ fails becomes an engine failure (a DENY), never a crash or an allow, and the eng
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +14,7 @@ from pdp.engine.base import EngineError
 from pdp.engine.wasm import WasmEngine
 from pdp.opa.binary import run_opa
 from pdp.point import DecideOptions, DecisionPoint
-from tests.conftest import EXAMPLES, embedded_settings, load_intent
-
-
-@pytest.fixture(scope="module")
-def wasm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPDP]:
-    root = tmp_path_factory.mktemp("wasm-native")
-    shutil.copytree(EXAMPLES, root / "examples")
-    with EmbeddedPDP(embedded_settings(root, engine="wasm")) as running:
-        yield running
+from tests.conftest import load_intent
 
 
 def _builtin_calls(engine: WasmEngine, intent: dict[str, Any]) -> int:

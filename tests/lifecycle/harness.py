@@ -222,17 +222,55 @@ def audit_records(text: str) -> list[dict[str, Any]]:
     return lines[:-1]
 
 
-def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False) -> str:
-    """Create a tenant through the API and wait until onboarding ends; returns the tenant token."""
+def onboard(worker: Worker, doc: dict[str, Any], *, approve: bool = False, timeout: float = 60) -> str:
+    """Create a tenant through the API, approve its onboarding where the PDP asks for approval
+    (`approve`: it must), wait until onboarding ends; returns the tenant token."""
     with worker.client() as c:
         r = c.post("/v1/tenants", json=doc)
         assert r.status_code == 202, r.text
         body = r.json()
-    if approve:
+    if approve or body["outcome"] == "NEEDS_APPROVAL":
         worker.approve(worker.wait_approval(doc["tenant"]["name"])["id"])
-    wf = worker.wait_workflow(body["workflow_id"])
+    wf = worker.wait_workflow(body["workflow_id"], timeout=timeout)
     assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
     return str(body["tenant_token"])
+
+
+def deploy(worker: Worker, tenant: str, spec: dict[str, Any], *, timeout: float = 60) -> dict[str, Any]:
+    """Deploy `spec` through the API (approved where the PDP asks for approval) and wait until it
+    is applied; returns the workflow."""
+    with worker.client() as c:
+        r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
+        assert r.status_code == 202, r.text
+    if r.json()["status"] == "awaiting_approval":
+        worker.approve(r.json()["approval_id"])
+    wf = worker.wait_workflow(r.json()["workflow_id"], timeout=timeout)
+    assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "applied", wf
+    return wf
+
+
+def examples_with(root: Path, **fleet_settings: Any) -> Path:
+    """A copy of the example tenants and fleet under `root`, the fleet's `fleet_settings` set
+    (e.g. shorter graces for a test); returns `root`, for `Worker(root)`."""
+    shutil.copytree(EXAMPLES, root / "examples")
+    fleet_file = root / "examples" / "fleet.yaml"
+    fleet = yaml.safe_load(fleet_file.read_text())
+    fleet["fleet"].update(fleet_settings)
+    fleet_file.write_text(yaml.safe_dump(fleet))
+    return root
+
+
+def incident_in_state(worker: Worker, incident: str, state: str, timeout: float = 180) -> dict[str, Any]:
+    """The incident's view once it is in `state`; fails if its workflow ends in error first."""
+    deadline = time.monotonic() + timeout
+    with worker.client() as c:
+        while True:
+            view: dict[str, Any] = c.get(f"/v1/incidents/{incident}").json()
+            if view.get("state") == state:
+                return view
+            assert view.get("status") not in ("ERROR", "CANCELLED"), view
+            assert time.monotonic() < deadline, f"{incident} still {view}:\n{worker.log()}"
+            time.sleep(0.2)
 
 
 H100_PRODUCT = "NVIDIA-H100-80GB-HBM3"

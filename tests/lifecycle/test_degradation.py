@@ -7,13 +7,20 @@ enterprise one), and the degrade decision is in the incident's trail."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.lifecycle.harness import Worker, audit_records, h100_deployment, tenant_doc
+from tests.lifecycle.harness import (
+    Worker,
+    audit_records,
+    deploy,
+    h100_deployment,
+    incident_in_state,
+    onboard,
+    tenant_doc,
+)
 
 H100 = "H100-80GB"
 NODE = "eu-shared-1"  # 8 H100s in the example fleet's eu-h100-shared pool
@@ -34,38 +41,17 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     w.start()
     try:
         for doc in (ACME, GLOBEX, INITECH):
-            with w.client() as c:
-                r = c.post("/v1/tenants", json=doc)
-                assert r.status_code == 202, r.text
-            if r.json()["outcome"] == "NEEDS_APPROVAL":
-                w.approve(w.wait_approval(doc["tenant"]["name"])["id"])
-            assert _wait(w, r.json()["workflow_id"])["output"]["status"] == "active"
+            onboard(w, doc)
         for tenant, dep in (
             ("initechd", h100_deployment("small", 1)),
             ("initechd", h100_deployment("batch", 2)),
             ("acmed", h100_deployment("chat", 2)),
             ("globexd", h100_deployment("train", 1)),
         ):
-            with w.client() as c:
-                r = c.post(f"/v1/tenants/{tenant}/deployments", json=dep)
-                assert r.status_code == 202, r.text
-            if r.json()["status"] == "awaiting_approval":
-                w.approve(r.json()["approval_id"])
-            assert _wait(w, r.json()["workflow_id"])["output"]["status"] == "applied"
+            deploy(w, tenant, dep)
         yield w
     finally:
         w.stop()
-
-
-def _incident(worker: Worker, incident: str, state: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with worker.client() as c:
-        while True:
-            view: dict[str, Any] = c.get(f"/v1/incidents/{incident}").json()
-            if view.get("state") == state:
-                return view
-            assert time.monotonic() < deadline, f"{incident} still {view}:\n{worker.log()}"
-            time.sleep(0.2)
 
 
 def _states(worker: Worker) -> dict[str, str]:
@@ -96,7 +82,7 @@ def test_short_capacity_after_a_node_fault_preempts_spot_first_as_the_policy_pla
         r = c.post("/v1/incidents", json=report)
         assert r.status_code == 202, r.text
     incident = r.json()["incident"]
-    view = _incident(worker, incident, "awaiting_resolution")
+    view = incident_in_state(worker, incident, "awaiting_resolution")
 
     # The plan: spot first, the larger first; then standard globexd (no minimum: preempted whole),
     # which the preempt intent refuses (globex forbids preemption): only initechd's are taken.
@@ -150,7 +136,7 @@ def test_short_capacity_after_a_node_fault_preempts_spot_first_as_the_policy_pla
     with worker.client() as c:
         r = c.post(f"/v1/incidents/{incident}/resolve", json={"comment": "node replaced"})
         assert r.status_code in (200, 202), r.text
-    _incident(worker, incident, "resolved")
+    incident_in_state(worker, incident, "resolved")
 
 
 @pytest.mark.timeout(600)

@@ -41,7 +41,10 @@ from tests.lifecycle.harness import (
     Worker,
     audit_records,
     create_gpu_node,
+    deploy,
+    examples_with,
     h100_deployment,
+    onboard,
     tenant_doc,
 )
 
@@ -100,25 +103,8 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         cp.stop()
 
 
-def _onboard(worker: Worker, doc: dict[str, Any]) -> str:
-    with worker.client() as c:
-        r = c.post("/v1/tenants", json=doc)
-        assert r.status_code == 202, r.text
-    body = r.json()
-    if body["outcome"] == "NEEDS_APPROVAL":
-        worker.approve(worker.wait_approval(doc["tenant"]["name"])["id"])
-    wf = worker.wait_workflow(body["workflow_id"], timeout=180)
-    assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
-    return str(body["tenant_token"])
-
-
 def _deploy(worker: Worker, tenant: str, name: str) -> None:
-    with worker.client() as c:
-        r = c.post(f"/v1/tenants/{tenant}/deployments", json=h100_deployment(name, 1))
-        assert r.status_code == 202, r.text
-    if r.json()["status"] == "awaiting_approval":
-        worker.approve(r.json()["approval_id"])
-    assert worker.wait_workflow(r.json()["workflow_id"], timeout=180)["output"]["status"] == "applied"
+    deploy(worker, tenant, h100_deployment(name, 1), timeout=180)
 
 
 def _pods(kube: Cluster, namespace: str) -> list[client.V1Pod]:
@@ -164,17 +150,14 @@ def _region(kube: Cluster, node: str) -> str:
 
 @pytest.fixture(scope="module")
 def world(kube: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Worker, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("drift")
-    shutil.copytree(EXAMPLES, root / "examples")
-    fleet = yaml.safe_load((root / "examples" / "fleet.yaml").read_text())
-    # Graces the test can wait for (the policy's defaults: 300 s spot, 3600 s standard).
-    # standard's long enough to change the cluster during it
-    fleet["fleet"]["drift"] = {"spot": {"grace_seconds": 2}, "standard": {"grace_seconds": STANDARD_GRACE}}
-    (root / "examples" / "fleet.yaml").write_text(yaml.safe_dump(fleet))
+    # Graces the test can wait for (the policy's defaults: 300 s spot, 3600 s standard);
+    # standard's long enough to change the cluster during it.
+    graces = {"spot": {"grace_seconds": 2}, "standard": {"grace_seconds": STANDARD_GRACE}}
+    root = examples_with(tmp_path_factory.mktemp("drift"), drift=graces)
     worker = Worker(root, kubeconfig=kube.kubeconfig, capacity_retry_schedule="", drift_audit_every="10")
     worker.start(timeout=120)
     try:
-        tokens = {d["tenant"]["name"]: _onboard(worker, d) for d in (SPOT, OTHER, ENTERPRISE)}
+        tokens = {d["tenant"]["name"]: onboard(worker, d, timeout=180) for d in (SPOT, OTHER, ENTERPRISE)}
         _deploy(worker, "spotd", "batch")
         _deploy(worker, "otherd", "train")
         _deploy(worker, "entd", "serve")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,16 @@ from pdp.lifecycle.services import incidents
 from pdp.substrate.kubernetes import cordon
 from pdp.substrate.kubernetes.cordon import INCIDENT_TAINT
 from tests.e2e.controlplane import ControlPlane
-from tests.lifecycle.harness import Worker, audit_records, create_gpu_node, h100_deployment, tenant_doc
+from tests.lifecycle.harness import (
+    Worker,
+    audit_records,
+    create_gpu_node,
+    deploy,
+    h100_deployment,
+    incident_in_state,
+    onboard,
+    tenant_doc,
+)
 
 H100 = "H100-80GB"
 NODE = "eu-shared-1"
@@ -42,33 +50,16 @@ def world(
     )
     worker.start()
     try:
-        tokens = {d["tenant"]["name"]: _onboard(worker, d) for d in (ACME, GLOBEX, INITECH)}
+        tokens = {d["tenant"]["name"]: onboard(worker, d) for d in (ACME, GLOBEX, INITECH)}
         for tenant, name, replicas in (
             ("initechi", "batch", 2),
             ("acmei", "chat", 2),
             ("globexi", "train", 1),
         ):
-            with worker.client() as c:
-                r = c.post(f"/v1/tenants/{tenant}/deployments", json=h100_deployment(name, replicas))
-                assert r.status_code == 202, r.text
-            if r.json()["status"] == "awaiting_approval":
-                worker.approve(r.json()["approval_id"])
-            assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+            deploy(worker, tenant, h100_deployment(name, replicas))
         yield worker, tokens
     finally:
         worker.stop()
-
-
-def _onboard(worker: Worker, doc: dict[str, Any]) -> str:
-    with worker.client() as c:
-        r = c.post("/v1/tenants", json=doc)
-        assert r.status_code == 202, r.text
-    body = r.json()
-    if body["outcome"] == "NEEDS_APPROVAL":
-        worker.approve(worker.wait_approval(doc["tenant"]["name"])["id"])
-    wf = worker.wait_workflow(body["workflow_id"])
-    assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
-    return str(body["tenant_token"])
 
 
 def _core(kube: ControlPlane) -> tuple[Any, client.CoreV1Api]:
@@ -117,18 +108,6 @@ def _node(kube: ControlPlane) -> tuple[bool, list[dict[str, str]]]:
         api.close()
 
 
-def _incident(worker: Worker, incident: str, state: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with worker.client() as c:
-        while True:
-            view: dict[str, Any] = c.get(f"/v1/incidents/{incident}").json()
-            if view.get("state") == state:
-                return view
-            assert view.get("status") not in ("ERROR", "CANCELLED"), view
-            assert time.monotonic() < deadline, f"{incident} still {view}:\n{worker.log()}"
-            time.sleep(0.2)
-
-
 def _trail(worker: Worker, token: str | None = None) -> list[dict[str, Any]]:
     with worker.client(token) as c:
         return audit_records(c.get("/v1/audit").text)
@@ -175,7 +154,7 @@ def test_a_faulty_node_is_cordoned_its_deployments_replaced_by_tier_once_across_
     worker.kill9()
     worker.start()
 
-    view = _incident(worker, incident, "awaiting_resolution")
+    view = incident_in_state(worker, incident, "awaiting_resolution")
     assert [(a["tenant"], a["deployment"], a["tier"]) for a in view["affected"]] == [
         ("acmei", "chat", "enterprise"),
         ("globexi", "train", "standard"),

@@ -241,6 +241,12 @@ def test_a_retry_the_policy_now_denies_is_rejected(worker: Worker, tenants: None
     with worker.client() as c:
         r = c.post("/v1/tenants/umbrellaq/deployments", json=h100_deployment("other", 8))
     assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+    # Scaling the queued deployment is checked from the replicas it holds now (none), as its
+    # workflow would decide it: 10 + 23 > 32. Counted from its 24 asked replicas it was a
+    # scale-down the API accepted and the workflow then denied.
+    with worker.client() as c:
+        r = c.post("/v1/tenants/umbrellaq/deployments/wide/scale", json={"target_replicas": 23})
+    assert r.status_code == 403 and "ENTITLEMENT_EXCEEDED" in r.text, r.text
     out = _retry(worker, {H100: 24})
     assert out["rejected"] == ["umbrellaq/wide"], out
     [result] = [r for r in out["results"] if r["deployment"] == "wide"]

@@ -50,6 +50,16 @@ class Telemetry:
     def control(self, path: str, body: dict[str, object]) -> httpx.Response:
         return httpx.post(f"{self.simulator_url}/control/{path}", json=body, timeout=10)
 
+    def play(
+        self, scenario: dict[str, object], what: str, ready: Callable[[], bool], timeout: float = 60.0
+    ) -> Telemetry:
+        """Serve `scenario` from the simulator and wait until `ready` (what Prometheus has
+        scraped of it, described by `what`)."""
+        self.scenario.write_text(yaml.safe_dump(scenario))
+        assert self.control("reload", {}).status_code == 200
+        wait_for(what, ready, timeout)
+        return self
+
     def scrapes(self) -> float:
         got = self.client.query('count_over_time(up{job="gpu"}[10m])')
         return got[0].value if got else 0.0

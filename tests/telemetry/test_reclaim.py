@@ -5,18 +5,24 @@ notify, durable grace, re-check in Prometheus, scale, audit."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import (
+    Worker,
+    audit_records,
+    deploy,
+    examples_with,
+    h100_deployment,
+    onboard,
+    tenant_doc,
+)
 from tests.ports import free_port
-from tests.telemetry.conftest import Telemetry, wait_for
+from tests.telemetry.conftest import Telemetry
 
 # Grace of the spot tier in the worker's fleet (the policy's default is 300 s): long enough for a
 # test to put a GPU to work within it on a loaded machine, short enough to wait for.
@@ -54,25 +60,18 @@ def _scenario() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(telemetry: Telemetry) -> Telemetry:
-    telemetry.scenario.write_text(yaml.safe_dump(_scenario()))
-    assert telemetry.control("reload", {}).status_code == 200
-
     def seen_idle() -> bool:
         got = telemetry.client.query('count_over_time(DCGM_FI_DEV_GPU_UTIL{namespace="spotk-batch"}[10s])')
         return bool(got) and min(s.value for s in got) >= 4
 
-    wait_for("Prometheus to scrape the reclaim scenario a few times", seen_idle)
-    return telemetry
+    return telemetry.play(_scenario(), "Prometheus to scrape the reclaim scenario a few times", seen_idle)
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, cluster: Telemetry) -> Iterator[Worker]:
-    root = tmp_path_factory.mktemp("reclaim-worker")
-    shutil.copytree(EXAMPLES, root / "examples")
-    fleet_file = root / "examples" / "fleet.yaml"
-    fleet = yaml.safe_load(fleet_file.read_text())
-    fleet["fleet"]["reclaim"] = {"spot": {"grace_seconds": SPOT_GRACE}}
-    fleet_file.write_text(yaml.safe_dump(fleet))
+    root = examples_with(
+        tmp_path_factory.mktemp("reclaim-worker"), reclaim={"spot": {"grace_seconds": SPOT_GRACE}}
+    )
     w = Worker(root, prometheus=cluster.prometheus_url).start()
     try:
         for doc in (SPOTR, SPOTK, SPOTQ, ENTR):
@@ -84,11 +83,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory, cluster: Telemetry) -> Iter
             ("spotk", "etl"),
             ("spotq", "sweep"),
         ):
-            spec = {"deployment": name, "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
-            with w.client() as c:
-                r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
-            assert r.status_code == 202, r.text
-            assert w.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+            deploy(w, tenant, h100_deployment(name, 2))
         yield w
     finally:
         w.stop()

@@ -6,7 +6,6 @@ goes over its SLA -> the burn-rate alert fires -> enterprise is re-placed onto a
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,14 +13,21 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client, config
 
 from pdp.lifecycle.services.sla_checks import workflow_prefix
 from pdp.telemetry.sla import Windows, sla_report
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.e2e.kueue import install_crds, kueue_folder
-from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import (
+    Worker,
+    audit_records,
+    deploy,
+    examples_with,
+    h100_deployment,
+    onboard,
+    tenant_doc,
+)
 from tests.telemetry.conftest import Telemetry, wait_for
 
 H100 = "H100-80GB"
@@ -85,33 +91,25 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def serving(telemetry: Telemetry) -> Telemetry:
-    telemetry.scenario.write_text(yaml.safe_dump(_scenario()))
-    assert telemetry.control("reload", {}).status_code == 200
-
     def requests_seen() -> bool:
         got = telemetry.client.query('sum(rate(vllm:request_success_total{namespace="slaspot-batch"}[5s]))')
         return bool(got) and got[0].value > 20
 
-    wait_for("Prometheus to see the model servers' requests", requests_seen)
-    return telemetry
+    return telemetry.play(_scenario(), "Prometheus to see the model servers' requests", requests_seen)
 
 
 @pytest.fixture(scope="module")
 def world(
     tmp_path_factory: pytest.TempPathFactory, serving: Telemetry, kube: ControlPlane
 ) -> Iterator[tuple[Worker, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("sla-worker")
-    shutil.copytree(EXAMPLES, root / "examples")
-    fleet_file = root / "examples" / "fleet.yaml"
-    fleet = yaml.safe_load(fleet_file.read_text())
     # Windows of seconds (the SRE workbook's burn rates; the slow long window six times the fast
     # one, as 6h to 1h, so a sudden breach fires the fast alert first), a check every 2 s, no
     # second escalation of a deployment within the test.
-    fleet["fleet"]["sla_alerting"] = {
+    alerting = {
         "fast": {"long": "30s", "short": "5s"}, "slow": {"long": "180s", "short": "15s"},
         "period": "10m", "check_schedule": "*/2 * * * * *", "cooldown": "30m",
     }  # fmt: skip
-    fleet_file.write_text(yaml.safe_dump(fleet))
+    root = examples_with(tmp_path_factory.mktemp("sla-worker"), sla_alerting=alerting)
     worker = Worker(
         root, kubeconfig=kube.kubeconfig, prometheus=serving.prometheus_url, capacity_retry_schedule=""
     ).start()
@@ -124,11 +122,7 @@ def world(
             ("slastd", "embed"),
             ("slaspot", "gen"),
         ):
-            spec = {"deployment": name, "gpu_class": H100, "gpus_per_replica": 1, "replicas": 2}
-            with worker.client() as c:
-                r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
-            assert r.status_code == 202, r.text
-            assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+            deploy(worker, tenant, h100_deployment(name, 2))
         yield worker, tokens
     finally:
         worker.stop()

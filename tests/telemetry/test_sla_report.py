@@ -48,16 +48,12 @@ def _scenario() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def serving(telemetry: Telemetry) -> Telemetry:
-    telemetry.scenario.write_text(yaml.safe_dump(_scenario()))
-    assert telemetry.control("reload", {}).status_code == 200
-
     def measured() -> bool:
         rows = _rows(sla_report(telemetry.client, TENANTS, WINDOWS))
         # The 5 s window full of the new servers' requests (about 80 a second).
         return "chat" in rows and rows["chat"].requests_per_second >= 60
 
-    wait_for("Prometheus to see the model servers' requests", measured)
-    return telemetry
+    return telemetry.play(_scenario(), "Prometheus to see the model servers' requests", measured)
 
 
 def _rows(report: SlaReport) -> dict[str, Any]:

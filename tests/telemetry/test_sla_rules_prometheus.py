@@ -82,8 +82,6 @@ def ruled(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> 
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     with running_telemetry(root, prometheus_binary, [rules]) as telemetry:
-        telemetry.scenario.write_text(yaml.safe_dump(_scenario()))
-        assert telemetry.control("reload", {}).status_code == 200
 
         def recorded() -> bool:
             # Every deployment with an SLA has its ratio recorded over the slow alert's long window.
@@ -92,8 +90,7 @@ def ruled(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> 
                 ("slr-ent", "chat"), ("slr-ent", "search"), ("slr-std", "embed"),
             }  # fmt: skip
 
-        wait_for("the recording rules' first ratios", recorded, timeout=120)
-        yield telemetry
+        yield telemetry.play(_scenario(), "the recording rules' first ratios", recorded, timeout=120)
 
 
 def _api(telemetry: Telemetry, path: str, **params: str) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,16 @@ import pytest
 import yaml
 
 from pdp.cli import main
-from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import (
+    EXAMPLES,
+    Worker,
+    audit_records,
+    deploy,
+    examples_with,
+    h100_deployment,
+    onboard,
+    tenant_doc,
+)
 from tests.ports import free_port
 from tests.telemetry.conftest import Telemetry, wait_for
 
@@ -38,15 +46,13 @@ def cluster(telemetry: Telemetry) -> Telemetry:
         for ns, pod, gpus, util, mem in PODS
     ]
     node = {"name": "wr-1", "model": "NVIDIA H100 80GB HBM3", "gpus": 8, "allocations": allocations}
-    telemetry.scenario.write_text(yaml.safe_dump({"scenario": {"name": "waste-reclaim", "nodes": [node]}}))
-    assert telemetry.control("reload", {}).status_code == 200
 
     def seen() -> bool:
         got = telemetry.client.query('count_over_time(DCGM_FI_DEV_GPU_UTIL{namespace="wspot-batch"}[10s])')
         return bool(got) and min(s.value for s in got) >= 4
 
-    wait_for("Prometheus to scrape the scenario a few times", seen)
-    return telemetry
+    scenario = {"scenario": {"name": "waste-reclaim", "nodes": [node]}}
+    return telemetry.play(scenario, "Prometheus to scrape the scenario a few times", seen)
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +66,16 @@ def tenants_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, cluster: Telemetry) -> Iterator[Worker]:
-    root = tmp_path_factory.mktemp("waste-reclaim-worker")
-    shutil.copytree(EXAMPLES, root / "examples")
-    fleet_file = root / "examples" / "fleet.yaml"
-    fleet = yaml.safe_load(fleet_file.read_text())
     # A grace long enough that the reclaims started are still waiting when the test looks.
-    fleet["fleet"]["reclaim"] = {"spot": {"grace_seconds": 600}}
-    fleet_file.write_text(yaml.safe_dump(fleet))
+    root = examples_with(
+        tmp_path_factory.mktemp("waste-reclaim-worker"), reclaim={"spot": {"grace_seconds": 600}}
+    )
     w = Worker(root, prometheus=cluster.prometheus_url).start()
     try:
         for doc in (WSPOT, WBUSY):
             onboard(w, doc)
         for tenant, name in (("wspot", "crunch"), ("wbusy", "serve")):
-            spec = {"deployment": name, "gpu_class": "H100-80GB", "gpus_per_replica": 1, "replicas": 2}
-            with w.client() as c:
-                r = c.post(f"/v1/tenants/{tenant}/deployments", json=spec)
-            assert r.status_code == 202, r.text
-            assert w.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+            deploy(w, tenant, h100_deployment(name, 2))
         yield w
     finally:
         w.stop()

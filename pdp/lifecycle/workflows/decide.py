@@ -15,6 +15,7 @@ from dbos import DBOS
 from pdp.lifecycle import test_faults
 from pdp.lifecycle.runtime import Runtime, current
 from pdp.lifecycle.services import grants
+from pdp.lifecycle.services.scaling import scale_payload
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.lifecycle.workflows.steps import intent, key, record_decision, request_id
 
@@ -33,15 +34,7 @@ def _payload(rt: Runtime, tenant: str, kind: str, request: dict[str, Any]) -> tu
         if dep is None or dep["state"] not in (DeploymentState.RUNNING, DeploymentState.QUEUED):
             return {}, f"deployment {name!r} is {dep['state'] if dep else 'not found'}, not running or queued"
         if kind == "scale":
-            spec = dep["spec"]
-            held = int(spec["replicas"]) if dep["state"] == DeploymentState.RUNNING else 0
-            return {
-                "deployment": name,
-                "gpu_class": spec["gpu_class"],
-                "gpus_per_replica": spec["gpus_per_replica"],
-                "current_replicas": held,
-                "target_replicas": request["target_replicas"],
-            }, ""
+            return scale_payload(dep, request["target_replicas"]), ""
     return dict(request), ""
 
 

@@ -11,6 +11,7 @@ from fastapi import HTTPException
 from pdp.intents import InvalidIntent
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services import queries
 from pdp.lifecycle.storage.store import NotFound
 from pdp.schemas.errors import sentence
 
@@ -23,6 +24,14 @@ def own_tenant(caller: Principal, tenant: str) -> dict[str, Any]:
         return current().store.tenant(tenant)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
+
+
+def deployment_named(tenant: str, name: str) -> dict[str, Any]:
+    """The tenant's deployment called `name`, or 404."""
+    for dep in queries.deployments(tenant):
+        if dep["name"] == name:
+            return dep
+    raise HTTPException(404, f"deployment {name!r} not found")
 
 
 def decide_or_refuse(intent: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from pdp.config import validate_tenant
 from pdp.lifecycle import workflows
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
+from pdp.lifecycle.services.scaling import scale_payload
 from pdp.lifecycle.storage import pools as poolrecords
 from pdp.lifecycle.storage.store import NotFound
 from pdp.product.api import accepted
-from pdp.product.api.guards import active_tenant, decide_or_refuse, own_tenant
+from pdp.product.api.guards import active_tenant, decide_or_refuse, deployment_named, own_tenant
 from pdp.product.api.models import (
     BatchSizeRequest,
     DeployRequest,
@@ -104,13 +105,6 @@ def _request(
     return accepted.answer(workflow_id)
 
 
-def _deployment(tenant: str, name: str) -> dict[str, Any]:
-    for dep in current().store.deployments(tenant):
-        if dep["name"] == name:
-            return dep
-    raise HTTPException(404, f"deployment {name!r} not found")
-
-
 @router.post("/v1/tenants/{tenant}/deployments", status_code=202)
 def deploy(tenant: str, body: DeployRequest, caller: Caller) -> JSONResponse:
     own_tenant(caller, tenant)
@@ -134,14 +128,7 @@ def deployments(tenant: str, caller: Caller) -> list[dict[str, Any]]:
 @router.post("/v1/tenants/{tenant}/deployments/{name}/scale", status_code=202)
 def scale(tenant: str, name: str, body: ScaleRequest, caller: Caller) -> JSONResponse:
     own_tenant(caller, tenant)
-    spec = _deployment(tenant, name)["spec"]
-    payload = {
-        "deployment": name,
-        "gpu_class": spec["gpu_class"],
-        "gpus_per_replica": spec["gpus_per_replica"],
-        "current_replicas": spec["replicas"],
-        "target_replicas": body.target_replicas,
-    }
+    payload = scale_payload(deployment_named(tenant, name), body.target_replicas)
     asked = {"deployment": name, "target_replicas": body.target_replicas}
     return _request(tenant, "scale", payload, caller, asked=asked)
 
@@ -149,7 +136,7 @@ def scale(tenant: str, name: str, body: ScaleRequest, caller: Caller) -> JSONRes
 @router.post("/v1/tenants/{tenant}/deployments/{name}/batch-size", status_code=202)
 def batch_size(tenant: str, name: str, body: BatchSizeRequest, caller: Caller) -> JSONResponse:
     own_tenant(caller, tenant)
-    _deployment(tenant, name)
+    deployment_named(tenant, name)
     return _request(tenant, "change_batch_size", {"deployment": name, "batch_size": body.batch_size}, caller)
 
 

@@ -20,7 +20,7 @@ from pdp.product.console.asking import act
 from pdp.product.console.calls import call
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
-from pdp.product.console.views_common import own_tenant
+from pdp.product.console.views_common import form_problems, own_tenant
 
 SHARING_MODES = ("none", "time-slicing", "mps", "mig")
 
@@ -179,7 +179,7 @@ def router(api: FastAPI) -> APIRouter:
         try:
             body, payload = kind.build(tenant, form)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = form_problems(exc)
             return _page(request, who, tenant, kind, form, status_code=422, problem=problems)
         arguments = {"tenant": tenant, "body": body, "caller": who, **kind.extra(form)}
         outcome = act(

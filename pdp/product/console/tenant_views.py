@@ -15,12 +15,14 @@ from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
+from pdp.lifecycle.services.scaling import scale_payload
+from pdp.product.api.guards import deployment_named
 from pdp.product.console import session
 from pdp.product.console.asking import act
 from pdp.product.console.calls import Refused, call
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
-from pdp.product.console.views_common import decisions, own_tenant
+from pdp.product.console.views_common import decisions, form_problems, own_tenant
 
 BAR_WIDTH = 300
 DEPLOYMENTS = "/v1/tenants/{tenant}/deployments"
@@ -44,13 +46,6 @@ def _clusters() -> list[dict[str, str]]:
         {"name": name, "region": str(c.get("region", "")), "jurisdiction": str(c.get("jurisdiction", ""))}
         for name, c in sorted(clusters.items())
     ]
-
-
-def _deployment(tenant: str, name: str) -> dict[str, Any]:
-    for dep in queries.deployments(tenant):
-        if dep["name"] == name:
-            return dep
-    raise HTTPException(404, f"deployment {name!r} not found")
 
 
 def router(api: FastAPI) -> APIRouter:
@@ -120,7 +115,7 @@ def router(api: FastAPI) -> APIRouter:
         try:
             body = DeployRequest.model_validate({**form, "cluster": cluster or None})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = form_problems(exc)
             return _deploy_page(request, who, tenant, form, status_code=422, problem=problems)
         outcome = act(
             who, action, "deploy_model", tenant, body.model_dump(),
@@ -133,7 +128,7 @@ def router(api: FastAPI) -> APIRouter:
     ) -> Response:
         own_tenant(api, who, tenant)
         context = {"preview": None, "result": None, "problem": "", **outcome}
-        dep = _deployment(tenant, name)
+        dep = deployment_named(tenant, name)
         return page(
             request, "scale.html", who, title=f"Scale {name}", tenant=tenant, deployment=dep, form=form,
             **context,
@@ -142,7 +137,7 @@ def router(api: FastAPI) -> APIRouter:
     @r.get("/tenants/{tenant}/deployments/{name}/scale")
     def scale_form(request: Request, tenant: str, name: str, who: Viewer) -> Response:
         own_tenant(api, who, tenant)
-        replicas = _deployment(tenant, name)["spec"]["replicas"]
+        replicas = deployment_named(tenant, name)["spec"]["replicas"]
         return _scale_page(request, who, tenant, name, {"target_replicas": replicas})
 
     @r.post("/tenants/{tenant}/deployments/{name}/scale", dependencies=[session.CsrfChecked])
@@ -161,16 +156,9 @@ def router(api: FastAPI) -> APIRouter:
         try:
             body = ScaleRequest.model_validate(form)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = form_problems(exc)
             return _scale_page(request, who, tenant, name, form, status_code=422, problem=problems)
-        spec = _deployment(tenant, name)["spec"]
-        payload = {
-            "deployment": name,
-            "gpu_class": spec["gpu_class"],
-            "gpus_per_replica": spec["gpus_per_replica"],
-            "current_replicas": spec["replicas"],
-            "target_replicas": body.target_replicas,
-        }
+        payload = scale_payload(deployment_named(tenant, name), body.target_replicas)
         path = "/v1/tenants/{tenant}/deployments/{name}/scale"
         outcome = act(
             who, action, "scale", tenant, payload,

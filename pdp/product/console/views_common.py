@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from pydantic import ValidationError
 
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
@@ -37,3 +38,8 @@ def detail_text(detail: Any) -> str:
         codes = detail.get("reason_codes") or [r.get("code") for r in detail.get("reasons", [])]
         return f"{detail.get('outcome') or detail.get('status')}: {', '.join(map(str, codes))}"
     return str(detail)
+
+
+def form_problems(exc: ValidationError) -> str:
+    """A rejected form in words: each field's path and what is wrong with it."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -32,6 +32,27 @@ def object_path(obj: Mapping[str, Any]) -> str:
     return f"{base}{ns}/{plural}/{meta['name']}"
 
 
+class ObjectRefused(ApiException):
+    """The API server refused an object as invalid (422), e.g. a change to an immutable field of
+    one that exists. Said in one sentence naming the object and the server's reason, since it is
+    what a failed onboarding or change reports; still an ApiException for callers that check
+    the status."""
+
+    def __init__(self, obj: Mapping[str, Any], refused: ApiException) -> None:
+        super().__init__(status=refused.status, reason=refused.reason)
+        self.body = refused.body
+        try:
+            reason = str(json.loads(refused.body or "{}").get("message") or refused.reason)
+        except ValueError:
+            reason = str(refused.body or refused.reason)
+        meta = obj.get("metadata", {})
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        self.sentence = f"{obj.get('kind')} {where}{meta.get('name')}: the API server refused it: {reason}"
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
 class KubernetesAdapter:
     mode = "kubernetes"
 
@@ -73,13 +94,18 @@ class KubernetesAdapter:
     ) -> None:
         """Server-side apply of `obj` (or of its `subresource`, e.g. status) as `field_manager`."""
         path = object_path(obj) + (f"/{subresource}" if subresource else "")
-        self._call(
-            "PATCH",
-            path,
-            query_params=[("fieldManager", field_manager), ("force", "true")],
-            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-            body=dict(obj),
-        )
+        try:
+            self._call(
+                "PATCH",
+                path,
+                query_params=[("fieldManager", field_manager), ("force", "true")],
+                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                body=dict(obj),
+            )
+        except ApiException as exc:
+            if exc.status == 422:
+                raise ObjectRefused(obj, exc) from exc
+            raise
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         try:

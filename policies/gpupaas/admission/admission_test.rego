@@ -2,6 +2,7 @@ package gpupaas.admission_test
 
 import data.gpupaas.admission
 import data.gpupaas.decision
+import data.gpupaas.lib
 import data.gpupaas.testdata
 
 _samples := data.gpupaas.admission.samples
@@ -165,6 +166,21 @@ test_spot_above_entitlement_denied if {
 		"policy": "gpupaas.admission",
 	}]
 	result.constraints.eligible_clusters == ["us-east"]
+}
+
+# ENTITLEMENT_EXCEEDED writes lib.tiers' over_entitlement out: for every tier, a request above the
+# entitlement is denied or needs approval as lib.tiers says
+test_over_entitlement_by_tier_as_lib_tiers_says if {
+	every tier, spec in lib.tiers {
+		_over_entitlement_outcome(tier) == {"deny": "DENY", "approval": "NEEDS_APPROVAL"}[spec.over_entitlement]
+	}
+}
+
+_over_entitlement_outcome(tier) := result.outcome if {
+	tenants := object.union(testdata.tenants, {"acme-eu": object.union(testdata.tenants["acme-eu"], {"tier": tier})})
+	result := decision.result with input as object.union(_scale("acme-eu", "H100-80GB", 2, 3), {"usage": {"H100-80GB": 4}})
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as tenants
 }
 
 test_scale_down_allowed if {
@@ -358,4 +374,41 @@ test_gpu_claims_meet_the_tenant_and_entitlement_rules if {
 		with data.gpupaas.fleet as testdata.fleet
 		with data.gpupaas.tenants as testdata.tenants
 	testdata.codes(unowned) == ["TENANT_UNKNOWN"]
+}
+
+# ---- the kinds each rule judges ----
+
+# The deny rules test the kinds they judge by input.kind, written out where they were lib's kind
+# sets: an unknown tenant is named by every kind of lib.named_tenant_kinds and by no other, an
+# unknown class by every kind of lib.class_kinds, a spot request above the entitlement by the
+# kinds that add GPUs.
+test_rules_judge_the_kinds_of_lib_kind_sets if {
+	unknown_tenant := {k |
+		some k in lib.intent_kinds
+		some r in admission.deny with input as {"kind": k, "tenant": "nobody"}
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		r.code == "TENANT_UNKNOWN"
+	}
+	unknown_tenant == lib.named_tenant_kinds
+	payload := {
+		"deployment": "d", "gpu_class": "Z100", "gpus_per_replica": 1, "replicas": 100,
+		"current_replicas": 0, "target_replicas": 100, "mode": "mps", "batch_size": 1,
+	}
+	unknown_class := {k |
+		some k in lib.intent_kinds
+		some r in admission.deny with input as {"kind": k, "tenant": "globex", k: payload}
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		r.code == "GPU_CLASS_UNKNOWN"
+	}
+	unknown_class == lib.class_kinds
+	spot := {k |
+		some k in lib.intent_kinds
+		some r in admission.deny with input as {"kind": k, "tenant": "initech-spot", k: object.union(payload, {"gpu_class": "A100-40GB"})}
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		r.code == "ENTITLEMENT_EXCEEDED"
+	}
+	spot == {"deploy_model", "scale"}
 }

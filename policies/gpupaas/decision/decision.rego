@@ -19,16 +19,21 @@ import data.gpupaas.sharing
 import data.gpupaas.sla_breach
 import data.gpupaas.tenancy
 
-_policy := "gpupaas.decision"
-
 # METADATA
 # title: Unsupported intent
 # description: The intent's kind is not one the policies decide.
 # custom:
 #   code: INTENT_UNSUPPORTED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	not lib.kind in lib.intent_kinds
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.decision"} if {
+	# lib.intent_kinds written out: a constant set costs every decision nothing to build, where the
+	# reference to the rule cost each ~13 allocations (decision_test holds the two to the same kinds)
+	not lib.kind in {
+		"create_tenant", "deploy_model", "scale", "change_batch_size", "request_gpu_sharing",
+		"update_quotas", "offboard_tenant", "admit_workload", "place_workload", "preempt",
+		"change_sla", "change_capacity", "reclaim", "degrade", "sla_breach", "remediate_drift",
+	}
 	msg := lib.message([`intent kind "`, lib.kind, `" is not supported (supported: [`, lib.names(lib.intent_kinds), "])"])
+	meta := rego.metadata.rule()
 }
 
 # The areas every rule of which needs a kind are evaluated only for that kind: infrastructure
@@ -64,15 +69,19 @@ _kind_deny := reclaim.deny if input.kind == "reclaim"
 _kind_deny := degradation.deny if input.kind == "degrade"
 _kind_deny := sla_breach.deny if input.kind == "sla_breach"
 
-default _kind_approval := set()
+# The approvals of the kinds that can need one, picked by the indexer like _kind_deny: admission's
+# rules ask for approval of a deployment or scale above the entitlement, a quota increase and an
+# offboarding, and no other kind (admission_test holds them to none for the rest); every other
+# kind, admissions first, reads the empty default instead of evaluating them (-60 allocations).
+default _approval := set()
 
-_kind_approval := infrastructure.approval if input.kind == "change_capacity"
+_approval := admission.approval if input.kind in {"deploy_model", "scale", "offboard_tenant"}
 
-_kind_approval := tenancy.approval if input.kind == "create_tenant"
+_approval := admission.approval | tenancy.approval if input.kind == "update_quotas"
 
-_kind_approval := tenancy.approval if input.kind == "update_quotas"
+_approval := tenancy.approval if input.kind in {"create_tenant", "change_sla"}
 
-_kind_approval := tenancy.approval if input.kind == "change_sla"
+_approval := infrastructure.approval if input.kind == "change_capacity"
 
 default _kind_constraints := {}
 
@@ -84,13 +93,9 @@ _kind_constraints := degradation.constraints if input.kind == "degrade"
 _kind_constraints := sla_breach.constraints if input.kind == "sla_breach"
 _kind_constraints := drift.constraints if input.kind == "remediate_drift"
 
-_deny := union({
-	deny,
-	admission.deny,
-	residency.deny,
-	sharing.deny,
-	_kind_deny,
-})
+# binary unions rather than union() of a set of the five sets, which built that set first (-7
+# allocations on every decision)
+_deny := (((deny | admission.deny) | residency.deny) | sharing.deny) | _kind_deny
 
 # residency warns only about the workload of an admit_workload intent
 default _warnings := []
@@ -112,26 +117,6 @@ _warnings := lib.sorted_reasons(sla_breach.warn) if input.kind == "sla_breach"
 # a drift remediation's warnings are the notice the tenant is sent (gpupaas.drift)
 _warnings := lib.sorted_reasons(drift.warn) if input.kind == "remediate_drift"
 
-_approval := admission.approval | _kind_approval
-
-# whether the decision denies, or else needs approval: decided once for the outcome, the reasons
-# and the obligations
-_denies if count(_deny) > 0
-
-_needs_approval if count(_approval) > 0
-
-_outcome := "DENY" if {
-	_denies
-} else := "NEEDS_APPROVAL" if {
-	_needs_approval
-} else := "ALLOW"
-
-_reasons := lib.sorted_reasons(_deny) if {
-	_denies
-} else := lib.sorted_reasons(_approval) if {
-	_needs_approval
-} else := []
-
 # Placement's and isolation's constraints: for an admission they depend only on its tenant and
 # the GPU class it pins, for a deployment on its tenant, class and sharing mode unless it names a
 # cluster. The bundle build stores them per tenant (gpupaas.derived) and a decision reads them
@@ -151,22 +136,49 @@ _tenant_constraints := constraints if {
 	deploy := input.deploy_model
 	i := data.gpupaas.index.deploy_constraints[input.tenant][deploy.gpu_class][object.get(deploy, "sharing", "none")]
 	constraints := data.gpupaas.index.constraint_sets[i]
+} else := object.union(object.remove(constraints, ["eligible_clusters", "node_affinity"]), _narrowed(constraints, cluster)) if {
+	input.kind == "deploy_model"
+	deploy := input.deploy_model
+	cluster := deploy.cluster
+	i := data.gpupaas.index.deploy_constraints[input.tenant][deploy.gpu_class][object.get(deploy, "sharing", "none")]
+	constraints := data.gpupaas.index.constraint_sets[i]
 } else := tenant_constraints
 
-_constraints := object.union(_tenant_constraints, _kind_constraints)
+# A deployment naming a cluster reads the table of its tenant, class and sharing mode too (above),
+# narrowed as placement narrows lib.target_clusters to the cluster named: the eligible clusters are
+# that cluster if the table lists it, else none, and the region term of the node affinity names
+# that cluster's region, or goes when no cluster is left. Computing them instead cost such a
+# deployment ~470 of its ~1,800 allocations (docs/performance.md, "Fifth pass").
+_narrowed(constraints, cluster) := {"eligible_clusters": [cluster], "node_affinity": affinity} if {
+	cluster in constraints.eligible_clusters
+	terms := constraints.node_affinity
+	affinity := sort({_to_region(term, lib.clusters[cluster].region) | some term in terms})
+} else := {"eligible_clusters": [cluster]} if {
+	cluster in constraints.eligible_clusters
+} else := {"eligible_clusters": [], "node_affinity": affinity} if {
+	affinity := [term | some term in constraints.node_affinity; term.key != "topology.kubernetes.io/region"]
+	count(affinity) > 0
+} else := {"eligible_clusters": []}
+
+_to_region(term, region) := object.union(term, {"values": [region]}) if {
+	term.key == "topology.kubernetes.io/region"
+} else := term
+
+# the kinds of _kind_constraints add theirs; the others, which have none, skip its default and the
+# union (-12 allocations on every such decision; decision_test holds the kinds to its rules)
+_constraints := object.union(_tenant_constraints, _kind_constraints) if {
+	input.kind in {"preempt", "reclaim", "degrade", "sla_breach", "remediate_drift"}
+} else := _tenant_constraints
 
 _pinned_class_key := lib.pinned_class if {
 	lib.pinned_class
 } else := "*"
 
-# only offboarding has obligations: the kind first, so OPA's indexer skips the rule for the others
-# instead of deciding whether the decision denies
+# only offboarding has obligations, and a decision that denies has none (result: the DENY document
+# names none, the others read this)
 default _obligations := []
 
-_obligations := admission.obligations if {
-	input.kind == "offboard_tenant"
-	not _denies
-}
+_obligations := admission.obligations if input.kind == "offboard_tenant"
 
 default _tenant := ""
 
@@ -185,8 +197,28 @@ _bundle_revision := data.gpupaas.bundle.revision
 # description: The decision of the intent; the PDP adds decision_id, decided_at and evaluation_ms.
 # entrypoint: true
 result := {
-	"outcome": _outcome,
-	"reasons": _reasons,
+	"outcome": "DENY",
+	"reasons": sort(_deny), # lib.sorted_reasons, without the call
+	"warnings": _warnings,
+	"constraints": _constraints,
+	"obligations": [],
+	"bundle_revision": _bundle_revision,
+	"tenant": _tenant,
+} if {
+	count(_deny) > 0
+} else := {
+	"outcome": "NEEDS_APPROVAL",
+	"reasons": sort(_approval),
+	"warnings": _warnings,
+	"constraints": _constraints,
+	"obligations": _obligations,
+	"bundle_revision": _bundle_revision,
+	"tenant": _tenant,
+} if {
+	count(_approval) > 0
+} else := {
+	"outcome": "ALLOW",
+	"reasons": [],
 	"warnings": _warnings,
 	"constraints": _constraints,
 	"obligations": _obligations,

@@ -1,6 +1,7 @@
 package gpupaas.decision_test
 
 import data.gpupaas.decision
+import data.gpupaas.lib
 import data.gpupaas.testdata
 
 _samples := data.gpupaas.decision.samples
@@ -126,4 +127,55 @@ test_batch_decides_each_intent_in_order_on_one_revision if {
 	testdata.codes(results[2]) == ["INTENT_UNSUPPORTED"]
 	{r.bundle_revision | some r in results} == {"rev-7"}
 	[r.tenant | some r in results] == ["acme-eu", "globex", ""]
+}
+
+# the unsupported-kind rule writes lib.intent_kinds out: every kind of it is supported, one more is not
+test_every_intent_kind_is_supported if {
+	every kind in lib.intent_kinds {
+		not _unsupported(kind)
+	}
+	_unsupported("reboot_cluster")
+	count(lib.intent_kinds) == 16
+}
+
+_unsupported(kind) if {
+	some r in decision.deny with input as {"kind": kind}
+	r.code == "INTENT_UNSUPPORTED"
+}
+
+# The decision reads admission's approvals only for the kinds in _approval's kind sets: for every
+# other kind an intent that asks for everything admission approves (GPUs above the entitlement, a
+# quota increase, an enterprise tenant offboarded) gets none from it.
+test_admission_approves_only_the_kinds_the_decision_reads if {
+	approving := {"deploy_model", "scale", "offboard_tenant", "update_quotas"}
+	payload := {
+		"deployment": "d", "gpu_class": "H100-80GB", "gpus_per_replica": 8, "replicas": 100,
+		"current_replicas": 0, "target_replicas": 100, "entitlements": {"H100-80GB": 1000},
+	}
+	approved := {k |
+		some k in lib.intent_kinds
+		count(data.gpupaas.admission.approval) > 0 with input as {"kind": k, "tenant": "acme-eu", k: payload}
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+	}
+	approved == approving
+}
+
+# _constraints adds _kind_constraints only for the kinds of its rules: of every sample of every
+# area, those of other kinds have none to add
+test_kind_constraints_only_for_the_kinds_that_add_them if {
+	areas := [
+		"admission", "decision", "degradation", "drift", "infrastructure", "isolation",
+		"placement", "preemption", "reclaim", "residency", "sharing", "sla_breach", "tenancy",
+	]
+	adding := {sample.input.kind |
+		some area in areas
+		some sample in data.gpupaas[area].samples
+		constraints := decision._kind_constraints with input as sample.input
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as testdata.tenants
+		constraints != {}
+	}
+	count(adding) > 0
+	adding <= {"preempt", "reclaim", "degrade", "sla_breach", "remediate_drift"}
 }

@@ -12,8 +12,6 @@ package gpupaas.degradation
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.degradation"
-
 # what a degradation does to a deployment of each tier: spot is preempted (queued, to resume when
 # capacity returns), standard is scaled to its min_replicas (none declared: preempted), enterprise
 # keeps its entitlement (all of it, but what it holds above its entitlement, unless it consents)
@@ -210,10 +208,11 @@ constraints["degradation"] := {
 # description: The class whose capacity is short is not in the fleet.
 # custom:
 #   code: DEGRADE_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	input.kind == "degrade"
 	not lib.gpu_class_known(_class)
 	msg := lib.message([`degradation of GPU class "`, _class, `": the fleet has no such class (known: [`, lib.names(object.keys(lib.gpu_classes)), "])"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -221,11 +220,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The cluster whose capacity is short is not in the fleet.
 # custom:
 #   code: DEGRADE_CLUSTER_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	input.kind == "degrade"
 	_cluster != ""
 	not lib.clusters[_cluster]
 	msg := lib.message([`degradation of `, _class, ` in cluster "`, _cluster, `": the fleet has no such cluster`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -233,11 +233,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A running deployment of the plan's input belongs to a tenant not in the bundle.
 # custom:
 #   code: DEGRADE_TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	input.kind == "degrade"
 	some d in _deployments
 	not lib.tenants[d.tenant]
 	msg := lib.message([`deployment "`, d.deployment, `" of tenant "`, d.tenant, `": the tenant is not in the bundle, so its tier is unknown`])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -265,10 +266,11 @@ _moves(s) := lib.message(["; it may run again in [", concat(", ", s.may_move_to)
 #   when capacity returns.
 # custom:
 #   code: DEGRADE_PREEMPT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	some s in _steps
 	s.action == "preempt"
 	msg := lib.message([`step `, s.order, `: deployment "`, s.deployment, `" of tenant "`, s.tenant, `" (tier `, s.tier, ") preempted, ", s.from_replicas, " -> 0 replicas, releasing ", s.release_gpus, " ", _class, " GPUs", _scope, _moves(s)])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -276,10 +278,11 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A deployment is scaled down toward its min_replicas (standard) or its entitlement.
 # custom:
 #   code: DEGRADE_SCALE
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	some s in _steps
 	s.action == "scale"
 	msg := lib.message([`step `, s.order, `: deployment "`, s.deployment, `" of tenant "`, s.tenant, `" (tier `, s.tier, ") scaled from ", s.from_replicas, " to ", s.to_replicas, " replicas, releasing ", s.release_gpus, " ", _class, " GPUs", _scope])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -289,7 +292,7 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   consented to go below it.
 # custom:
 #   code: DEGRADE_ENTITLEMENT_KEPT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	input.kind == "degrade"
 	some d in _deployments
 	t := lib.tenants[d.tenant]
@@ -299,6 +302,7 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	protected := _protected(t, d)
 	protected > _minimum(d)
 	msg := lib.message([`deployment "`, d.deployment, `" of tenant "`, d.tenant, `" (tier `, t.tier, ") kept at ", protected, " of ", _replicas(d), " replicas: fewer would leave it below its entitlement of ", lib.entitlement(t, _class), " ", _class, " GPUs, and it has not consented"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -308,9 +312,10 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   rest waits (queued) or is not re-placed.
 # custom:
 #   code: DEGRADE_SHORT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.degradation"} if {
 	input.kind == "degrade"
 	count(deny) == 0
 	_freed < _short
 	msg := lib.message(["the plan frees ", _freed, " of the ", _short, " ", _class, " GPUs short", _scope, _for, "; ", count(_kept), " deployments kept (tier not below, at their minimum or within their entitlement)"])
+	meta := rego.metadata.rule()
 }

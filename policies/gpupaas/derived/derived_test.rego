@@ -65,7 +65,7 @@ test_decisions_are_the_same_with_and_without_the_tables if {
 		_admit({"namespace": "stray"}),
 		_admit({"cluster": "us-east"}), # no field of a workload; computed
 		_deploy("acme-eu", "H100-80GB", "none", {}),
-		_deploy("acme-eu", "H100-80GB", "none", {"cluster": "eu-west"}), # names a cluster: computed
+		_deploy("acme-eu", "H100-80GB", "none", {"cluster": "eu-west"}), # names a cluster: the table, narrowed
 		_deploy("globex", "A100-40GB", "mig", {}),
 		_deploy("globex", "A100-40GB", "mps", {}),
 		_deploy("initech-spot", "A100-40GB", "none", {}),
@@ -74,6 +74,56 @@ test_decisions_are_the_same_with_and_without_the_tables if {
 	every intent in intents {
 		_with_tables(intent) == _computed(intent)
 	}
+}
+
+# a deployment naming a cluster reads its tenant's table narrowed to that cluster: the same
+# decision as computed for every tenant, class, sharing mode and cluster (eligible, of another
+# jurisdiction, without a pool of the class, unknown)
+test_a_deployment_naming_a_cluster_decides_as_computed if {
+	_named_cluster_decisions_agree(testdata.tenants)
+
+	# acme-eu with residency "any": a dedicated tenant whose constraints have no node affinity
+	_named_cluster_decisions_agree(object.union(testdata.tenants, {"acme-eu": object.union(
+		testdata.tenants["acme-eu"],
+		{"data_residency": "any"},
+	)}))
+}
+
+_named_cluster_decisions_agree(tenants) if {
+	tables := derived.tables with data.gpupaas.fleet as testdata.fleet with data.gpupaas.tenants as tenants
+	intents := [_deploy(tenant, class, sharing, {"cluster": cluster}) |
+		some tenant, _ in tenants
+		some class in ["H100-80GB", "A100-40GB", "MI300X"]
+		some sharing in ["none", "mig", "time-slicing"]
+		some cluster in array.concat([c | some c, _ in testdata.fleet.clusters], ["mars"])
+	]
+	count(intents) > 50
+	every intent in intents {
+		with_tables := decision.result with input as intent
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as tenants
+			with data.gpupaas.index as tables
+		computed := decision.result with input as intent
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as tenants
+		with_tables == computed
+	}
+}
+
+test_a_deployment_naming_a_cluster_reads_the_table if {
+	intent := _deploy("acme-eu", "H100-80GB", "none", {"cluster": "eu-west"})
+	i := _tables.deploy_constraints["acme-eu"]["H100-80GB"].none
+	marked := array.concat(array.slice(_tables.constraint_sets, 0, i), array.concat(
+		[object.union(_tables.constraint_sets[i], {"marker": true})],
+		array.slice(_tables.constraint_sets, i + 1, count(_tables.constraint_sets)),
+	))
+	got := decision.result with input as intent
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+		with data.gpupaas.index as object.union(_tables, {"constraint_sets": marked})
+	got.constraints.marker == true
+	got.constraints.eligible_clusters == ["eu-west"]
+	got.constraints.node_affinity == [{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]}]
 }
 
 # a shared tenant like globex but for its name and namespaces: one profile, evaluated once

@@ -12,8 +12,6 @@ package gpupaas.drift
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.drift"
-
 # per tier: the action when the workload can be placed nowhere the policy allows, the grace between
 # the notice and the action (the fleet's drift.<tier>.grace_seconds overrides it), and whether an
 # admin must approve any action at all
@@ -66,9 +64,10 @@ _what := lib.message([`pod "`, lib.payload.namespace, "/", lib.payload.pod, `" o
 #   then its pod evicted so the scheduler places the next one by the policy) once the grace has passed.
 # custom:
 #   code: DRIFT_REPLACE
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.drift"} if {
 	_action == "replace"
 	msg := lib.message([_what, "; re-placed where the policy allows it after a grace of ", _grace, " s unless the finding clears"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -76,9 +75,10 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: No node the policy allows can take the spot workload; its pod is evicted once the grace has passed.
 # custom:
 #   code: DRIFT_EVICT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.drift"} if {
 	_action == "evict"
 	msg := lib.message([_what, "; no allowed placement: evicted after a grace of ", _grace, " s unless the finding clears"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -88,9 +88,10 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   (its object and placement kept) once the grace has passed.
 # custom:
 #   code: DRIFT_SCALE_TO_ZERO
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.drift"} if {
 	_action == "scale_to_zero"
 	msg := lib.message([_what, "; no allowed placement: deployment \"", lib.payload.deployment, "\" scaled to zero after a grace of ", _grace, " s unless the finding clears"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -100,9 +101,10 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   approved the remediation.
 # custom:
 #   code: DRIFT_NOTIFY_ONLY
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.drift"} if {
 	_action == "notify"
 	msg := lib.message([_what, "; tier ", _tier, " is notified only", _notify_why])
+	meta := rego.metadata.rule()
 }
 
 _notify_why := " until an admin approves its remediation" if _held
@@ -114,8 +116,9 @@ _notify_why := ": no placement the policy allows" if not _held
 # description: An admin approved acting on a workload of a tier that is otherwise notified only.
 # custom:
 #   code: DRIFT_APPROVED
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.drift"} if {
 	_terms.needs_approval
 	_approved
 	msg := lib.message([_what, "; an admin approved its remediation (", _action, ")"])
+	meta := rego.metadata.rule()
 }

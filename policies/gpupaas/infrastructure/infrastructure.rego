@@ -9,8 +9,6 @@ package gpupaas.infrastructure
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.infrastructure"
-
 _changes := lib.payload.changes if input.kind == "change_capacity"
 
 # the pool states a change leaves (after) or removes (before)
@@ -27,11 +25,12 @@ _jurisdiction(region) := object.get(lib.region_jurisdiction, region, "unknown")
 #   a region the fleet does not know, whose jurisdiction cannot be checked).
 # custom:
 #   code: RESIDENCY_VIOLATION
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.infrastructure"} if {
 	some [change, after] in _states("after")
 	tenant := lib.tenants[after.dedicated_tenant]
 	not lib.region_allowed(tenant, after.region)
 	msg := lib.message([change.address, ` places pool "`, after.pool, `" dedicated to tenant "`, after.dedicated_tenant, `" (data_residency `, tenant.data_residency, ") in region ", after.region, " (jurisdiction ", _jurisdiction(after.region), ")"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -39,11 +38,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A planned pool is dedicated to a tenant the bundle does not hold.
 # custom:
 #   code: TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.infrastructure"} if {
 	some [change, after] in _states("after")
 	after.dedicated_tenant
 	not lib.tenants[after.dedicated_tenant]
 	msg := lib.message([change.address, ` dedicates pool "`, after.pool, `" to tenant "`, after.dedicated_tenant, `", which is not in the bundle`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -51,10 +51,11 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A planned pool has a GPU class the fleet does not define.
 # custom:
 #   code: GPU_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.infrastructure"} if {
 	some [change, after] in _states("after")
 	not lib.gpu_class_known(after.gpu_class)
 	msg := lib.message([change.address, ` gives pool "`, after.pool, `" GPU class "`, after.gpu_class, `", which the fleet does not define (known: [`, lib.names(object.keys(lib.gpu_classes)), "])"])
+	meta := rego.metadata.rule()
 }
 
 # [tenant, class] of every dedicated pool state the plan touches
@@ -89,7 +90,7 @@ _dedicated_now(tenant, class) := sum([gpus |
 #   someone approves it.
 # custom:
 #   code: DEDICATED_CAPACITY_BELOW_ENTITLEMENT
-approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+approval contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.infrastructure"} if {
 	some [name, class] in _touched
 	tenant := lib.tenants[name]
 	tenant.isolation == "dedicated"
@@ -99,4 +100,5 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	entitled := lib.entitlement(tenant, class)
 	left < entitled
 	msg := lib.message(["the plan takes ", removed, " dedicated ", class, ` GPUs from tenant "`, name, `", leaving `, left, " of its entitled ", entitled])
+	meta := rego.metadata.rule()
 }

@@ -8,8 +8,6 @@ package gpupaas.isolation
 import data.gpupaas.lib
 import data.gpupaas.nodes
 
-_policy := "gpupaas.isolation"
-
 # the tenant of the workload; "" when its namespace belongs to no tenant, for which every
 # dedicated pool is foreign (the same rules decide workloads of any namespace that reach one)
 default _self := ""
@@ -47,11 +45,12 @@ _no_schedule(toleration) if object.get(toleration, "effect", "") in {"", "NoSche
 #   namespace belongs to no tenant has no dedicated pool of its own, GPUs or not.
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	some i, toleration in object.get(lib.workload, "tolerations", [])
 	_tolerates_foreign(toleration) # first: a workload's tolerations are mostly of its own pool
 	_no_schedule(toleration)
 	msg := lib.message(["toleration ", i, " of ", lib.subject, ` (key "`, object.get(toleration, "key", ""), `", operator `, object.get(toleration, "operator", "Equal"), `, value "`, object.get(toleration, "value", ""), `") tolerates the `, "gpupaas.io/dedicated", " taint of dedicated pools of ", _others])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -59,10 +58,11 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The workload's node selector names another tenant's dedicated pool.
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	other := lib.workload.node_selector["gpupaas.io/dedicated-tenant"]
 	other != _self
 	msg := lib.message([_whose, " selects ", "gpupaas.io/dedicated-tenant", "=", other, ", the dedicated pool of another tenant"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -72,12 +72,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   selector or affinity In), or by a node affinity on the dedicated-tenant label (In, Exists).
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	selected := nodes.selected_dedicated_tenants
 	count(selected) > 0 # first: most workloads select no dedicated pool by label
 	others := selected - {_self, object.get(lib.workload, ["node_selector", "gpupaas.io/dedicated-tenant"], _self)}
 	count(others) > 0
 	msg := lib.message([_whose, " selects nodes of the dedicated pools of tenant(s) [", lib.names(others), "] by ", "gpupaas.io/pool", " or ", "gpupaas.io/dedicated-tenant", " (pools [", lib.names({p | some t in others; some p in lib.dedicated_pools(t)}), "])"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -88,12 +89,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   data; spec.nodeName even skips the pool's taint.
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant != ""
 	fact.tenant != _self
 	msg := lib.message([_whose, ` names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, ` belongs to the dedicated pool of tenant "`, fact.tenant, `"`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -103,12 +105,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   neither the fleet data nor the caller knows.
 # custom:
 #   code: ISOLATION_SHARED_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	lib.tenant.isolation == "dedicated"
 	some name, facts in nodes.named_node_facts
 	some fact in facts
 	fact.tenant == ""
 	msg := lib.message([lib.subject, ` names node "`, name, `" (`, nodes.named_by(name), "), which by ", fact.source, ` is not in a dedicated pool of tenant "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -118,12 +121,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   that it is in the tenant's dedicated pool.
 # custom:
 #   code: ISOLATION_SHARED_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	input.kind == "admit_workload"
 	lib.tenant.isolation == "dedicated"
 	some name, _ in nodes.named_nodes
 	not nodes.named_node_facts[name]
 	msg := lib.message([lib.subject, ` names node "`, name, `" (`, nodes.named_by(name), `), which the fleet data does not list, so it is not known to be in a dedicated pool of tenant "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # the workload pins its own dedicated pool: its node selector names its dedicated tenant, one
@@ -168,11 +172,12 @@ _pins_own_pool(term) if {
 #   check that keeps it in the pool.
 # custom:
 #   code: ISOLATION_SHARED_POOL
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	count(lib.resource_claims) > 0
 	lib.tenant.isolation == "dedicated"
 	not _pool_pinned
 	msg := lib.message([lib.subject, ` of dedicated tenant "`, lib.tenant_name, `" claims devices through resourceClaims [`, lib.names(lib.resource_claims), "], which the scheduler extender does not judge, and does not pin its pool; select ", "gpupaas.io/dedicated-tenant", "=", lib.tenant_name, " or ", "gpupaas.io/pool", " In [", lib.names(lib.dedicated_pools(lib.tenant_name)), "]"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -180,12 +185,13 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The node belongs to another tenant's dedicated pool.
 # custom:
 #   code: ISOLATION_FOREIGN_POOL
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	lib.tenant
 	some node in lib.candidate_nodes
 	other := lib.node_labels(node)["gpupaas.io/dedicated-tenant"]
 	other != lib.tenant_name
 	msg := lib.message([`node "`, node.name, `" belongs to the dedicated pool of tenant "`, other, `", not "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -193,11 +199,12 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 # description: A dedicated tenant may only run on the nodes of its own dedicated pool.
 # custom:
 #   code: ISOLATION_SHARED_POOL
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	lib.tenant.isolation == "dedicated"
 	some node in lib.candidate_nodes
 	object.get(lib.node_labels(node), "gpupaas.io/dedicated-tenant", "") != lib.tenant_name
 	msg := lib.message([`node "`, node.name, `" is not in a dedicated pool of tenant "`, lib.tenant_name, `" (label `, "gpupaas.io/dedicated-tenant", `="`, object.get(lib.node_labels(node), "gpupaas.io/dedicated-tenant", ""), `")`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -205,13 +212,14 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 # description: The node hosts pods of another tenant and either tenant is dedicated.
 # custom:
 #   code: ISOLATION_NODE_OCCUPIED
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.isolation"} if {
 	t := lib.tenant
 	some node in lib.candidate_nodes
 	some other in lib.node_tenants(node)
 	other != lib.tenant_name
 	"dedicated" in {t.isolation, object.get(lib.tenants, [other, "isolation"], "shared")}
 	msg := lib.message([`node "`, node.name, `" hosts pods of tenant "`, other, `" (isolation `, object.get(lib.tenants, [other, "isolation"], "unknown"), `) and tenant "`, lib.tenant_name, `" has isolation `, t.isolation, "; a dedicated tenant shares no node"])
+	meta := rego.metadata.rule()
 }
 
 constraints.isolation := {

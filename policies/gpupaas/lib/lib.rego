@@ -9,12 +9,16 @@ package gpupaas.lib
 # Reasons
 # ---------------------------------------------------------------------------------------------
 
-# sorted_reasons orders a set of reasons by code, then message.
-sorted_reasons(reasons) := [{"code": r[0], "message": r[1], "policy": r[2]} |
-	some r in sort([[x.code, x.message, x.policy] | some x in reasons])
-]
+# sorted_reasons orders a set of reasons by code, then message, then policy: Rego orders objects
+# with the same keys by their values in key order, and every reason has exactly the keys code,
+# message and policy (lib_test holds it to sorting [code, message, policy] triples, which cost a
+# denial ~30 allocations more; docs/performance.md, "Fifth pass").
+sorted_reasons(reasons) := sort(reasons)
 
 # reason builds the reason object of a deny, approval or warn rule from its METADATA annotation.
+# The rules write the same object in their head, `{"code": meta.custom.code, "message": msg,
+# "policy": "gpupaas.<area>"}` with `meta := rego.metadata.rule()`: the function call cost each
+# reason that fires ~30 allocations, a `_policy` rule ~13 more (docs/performance.md, "Fifth pass").
 reason(meta, policy, msg) := {"code": meta.custom.code, "message": msg, "policy": policy}
 
 # message joins the parts of a reason's message: strings as they are, numbers in decimal. Messages
@@ -92,10 +96,11 @@ default kind := ""
 
 kind := input.kind
 
-# the payload of the intent, under the key named like its kind
+# the payload of the intent, under the key named like its kind (input.kind rather than the kind
+# rule: every rule between a reference and the input costs a decision ~10-25 allocations)
 default payload := {}
 
-payload := input[kind]
+payload := input[input.kind]
 
 # Classes of kinds as rules of one equality on input.kind each: OPA's rule indexer picks the rule
 # of the intent's kind in one lookup and the value is computed once per query, where every
@@ -158,8 +163,9 @@ _any_usable_strategy if input.kind == "scale"
 
 _any_usable_strategy if is_workload
 
-# the workload of an admit_workload or place_workload intent
-workload := payload if is_workload
+# the workload of an admit_workload or place_workload intent (payload and is_workload written
+# out: one rule, which OPA's indexer picks by the kind, instead of three)
+workload := object.get(input, input.kind, {}) if input.kind in {"admit_workload", "place_workload"}
 
 # namespace -> every tenant that lists it (more than one is a NAMESPACE_CONFLICT). One pass over
 # the tenants: the nested comprehension it replaces scanned every tenant for every namespace,
@@ -179,15 +185,28 @@ namespace_tenant := data.gpupaas.index.namespaces if {
 
 _computed_namespace_tenant := {ns: min(owners) | some ns, owners in namespace_owners}
 
-tenant_name := input.tenant if names_tenant
+# The intent's tenant by one rule per class of kinds, each read from the input and the bundle's
+# index directly: through names_tenant, workload and namespace_tenant it cost every decision
+# ~100 allocations (docs/performance.md, "Sixth pass"). The kind sets are names_tenant's and
+# is_workload's (lib_test holds them equal).
+tenant_name := input.tenant if input.kind in {
+	"deploy_model", "scale", "change_batch_size", "request_gpu_sharing", "update_quotas",
+	"offboard_tenant", "preempt", "change_sla", "reclaim", "sla_breach", "remediate_drift",
+}
 
-tenant_name := namespace_tenant[workload.namespace]
+tenant_name := name if {
+	input.kind in {"admit_workload", "place_workload"}
+	name := data.gpupaas.index.namespaces[input[input.kind].namespace]
+} else := _computed_namespace_tenant[input[input.kind].namespace] if {
+	input.kind in {"admit_workload", "place_workload"}
+	not data.gpupaas.index.namespaces
+}
 
 # the tenant document a create_tenant intent proposes
 new_tenant := payload.policy if input.kind == "create_tenant"
 
 # the tenant of the intent, when the bundle knows it
-tenant := tenants[tenant_name]
+tenant := data.gpupaas.tenants[tenant_name] # (tenants without its rule: undefined alike without tenants)
 
 usage(class) := object.get(object.get(input, "usage", {}), class, 0)
 
@@ -461,7 +480,14 @@ pinned_label := [key | some key in class_label_keys; selector[key]][0] if select
 
 pinned_product := trim_suffix(workload.node_selector[pinned_label], "-SHARED")
 
-pinned_class := class_by_label[concat("=", [pinned_label, pinned_product])]
+# the bundle's label index read by the label, rather than through class_by_label: a rule whose
+# value is the whole index cost every admission ~19 allocations (docs/performance.md, "Fifth
+# pass"); bundles without the index compute it
+pinned_class := class if {
+	class := data.gpupaas.index.labels[concat("=", [pinned_label, pinned_product])]
+} else := _computed_class_by_label[concat("=", [pinned_label, pinned_product])] if {
+	not data.gpupaas.index.labels
+}
 
 # GPUs the intent adds to the tenant's usage of requested_class
 additional_gpus := payload.gpus_per_replica * payload.replicas if input.kind == "deploy_model"
@@ -533,10 +559,24 @@ sharing_unavailable if {
 	count(intent_clusters) == 0
 }
 
-# how messages name the object of the intent
-subject := message([`deployment "`, payload.deployment, `"`]) if payload.deployment
+# how messages name the object of the intent. A workload's namespace and name are strings unless
+# the input is malformed: concat first, without message's call (most denials name a workload),
+# then message, which writes a value of another type.
+subject := text if {
+	# a workload without a deployment field (every workload the schema admits) read from the
+	# input without the payload and workload rules, the chain below otherwise (-20 allocations
+	# per denial of a workload; lib_test holds the two alike)
+	input.kind in {"admit_workload", "place_workload"}
+	w := input[input.kind]
+	not w.deployment
+	text := concat("", [`workload "`, w.namespace, "/", w.name, `"`])
+} else := _subject
 
-else := message([`workload "`, workload.namespace, "/", workload.name, `"`]) if workload
+_subject := message([`deployment "`, payload.deployment, `"`]) if payload.deployment
+
+else := text if {
+	text := concat("", [`workload "`, workload.namespace, "/", workload.name, `"`])
+} else := message([`workload "`, workload.namespace, "/", workload.name, `"`]) if workload
 
 else := message(["the ", kind, " intent"])
 
@@ -576,12 +616,25 @@ resource_claims := object.get(workload, "resource_claims", [])
 #   kubernetes.io/hostname          the node's name
 #   gpupaas.io/pool                 the node's pool
 #   gpupaas.io/dedicated            the taint of dedicated pools (gpupaas.io/dedicated=<tenant>:NoSchedule)
-# pdp/substrate/labels.py names the same for the substrates.
+# pdp/substrate/labels.py names the same for the substrates. Of a candidate node's labels a
+# rule reads only those in node_label_keys below (node_labels filters them).
 
 # the candidate nodes of a place_workload intent
 candidate_nodes := object.get(payload, "nodes", []) if input.kind == "place_workload"
 
-node_labels(node) := object.get(node, "labels", {})
+# The node label keys the policies may read: node_labels keeps only these, so no rule can read
+# another, and place_workload decisions report them (placement's constraints.node_label_keys). The
+# scheduler extender asks once for nodes that differ only in labels outside this set (their
+# kubernetes.io/hostname, zone, instance ids...) and checks the decision's set against the keys it
+# kept (pdp/substrate/kubernetes/enforcement/shapes.py). A rule that needs another node label adds its key here.
+node_label_keys := {
+	"topology.kubernetes.io/region",
+	"gpupaas.io/dedicated-tenant",
+	"nvidia.com/gpu.sharing-strategy",
+	"nvidia.com/mig.strategy",
+} | {key | some key in class_label_keys}
+
+node_labels(node) := object.filter(object.get(node, "labels", {}), node_label_keys)
 
 # the tenants with pods on a node: named directly, or through the namespaces of its pods
 # (namespaces no tenant owns, such as kube-system, name no tenant)
@@ -590,8 +643,13 @@ node_tenants(node) := {t | some t in object.get(node, "tenants", [])} | {namespa
 	namespace_tenant[ns]
 }
 
-# names renders a set or array of strings for a message: sorted, comma-separated
-names(xs) := concat(", ", sort(xs))
+# names renders a set or array of strings for a message: sorted, comma-separated. A value of
+# another type (an input value no schema checked, such as a number among a node affinity's
+# regions) is written as message writes it, so the reason naming it is not undefined: that turned
+# a denial into an allow.
+names(xs) := text if {
+	text := concat(", ", sort(xs))
+} else := concat(", ", sort([_text(x) | some x in xs]))
 
 # Dynamic Resource Allocation claims (ResourceClaim, ResourceClaimTemplate): the webhook sends the
 # GPU devices they ask for as resources; they place nothing (the pods that use them do). The kinds

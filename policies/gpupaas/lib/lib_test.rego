@@ -108,6 +108,22 @@ test_kind_classes_are_the_kind_sets if {
 	{k | some k in lib.intent_kinds; lib.lists_clusters with input as {"kind": k}} == {"deploy_model", "scale", "request_gpu_sharing", "admit_workload", "place_workload"}
 }
 
+# tenant_name's kind sets are named_tenant_kinds (input.tenant) and workload_kinds (the namespace)
+test_tenant_name_kinds_are_the_kind_sets if {
+	by_name := {k |
+		some k in lib.intent_kinds
+		lib.tenant_name == "globex" with input as {"kind": k, "tenant": "globex"}
+			with data.gpupaas.tenants as testdata.tenants
+	}
+	by_name == lib.named_tenant_kinds
+	by_namespace := {k |
+		some k in lib.intent_kinds
+		lib.tenant_name == "globex" with input as {"kind": k, k: {"namespace": "globex-ml"}}
+			with data.gpupaas.tenants as testdata.tenants
+	}
+	by_namespace == lib.workload_kinds
+}
+
 # tenant_region_allowed is region_allowed for the intent's tenant, for every residency and region
 test_tenant_region_allowed_is_region_allowed if {
 	tenants := testdata.tenants
@@ -146,4 +162,80 @@ _shared_as_classified(resources) if {
 	shared := lib.shared_gpu_resources with input as workload
 	gpu_resources := lib.gpu_resources with input as workload
 	shared == {r | some r in gpu_resources; lib.is_shared_gpu_resource(r)}
+}
+
+# a node's own labels (hostname, zone, instance ids) are not read: node_labels drops them
+test_node_labels_keeps_only_the_keys_the_policies_read if {
+	node := {"name": "n1", "labels": {
+		"kubernetes.io/hostname": "n1",
+		"topology.kubernetes.io/zone": "eu-west-1a",
+		"topology.kubernetes.io/region": "eu-west-1",
+		"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+		"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM",
+		"nvidia.com/mig.strategy": "none",
+	}}
+	labels := lib.node_labels(node) with data.gpupaas.fleet as testdata.fleet
+	labels == {
+		"topology.kubernetes.io/region": "eu-west-1",
+		"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+		"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM",
+		"nvidia.com/mig.strategy": "none",
+	}
+}
+
+# the GPU classes' label keys come from the fleet data (or the bundle's index of it)
+test_node_label_keys_follow_the_gpu_classes if {
+	keys := lib.node_label_keys with data.gpupaas.fleet as testdata.fleet
+	{"nvidia.com/gpu.product", "amd.com/gpu.product-name", "topology.kubernetes.io/region"} & keys == {"nvidia.com/gpu.product", "amd.com/gpu.product-name", "topology.kubernetes.io/region"}
+	indexed := lib.node_label_keys with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.index.label_keys as ["example.com/accelerator"]
+	"example.com/accelerator" in indexed
+	not "nvidia.com/gpu.product" in indexed
+}
+
+# sorted_reasons sorts the reason objects themselves: the same order as by [code, message, policy]
+test_sorted_reasons_orders_by_code_then_message_then_policy if {
+	reasons := {
+		{"code": "RESIDENCY_VIOLATION", "message": "b", "policy": "gpupaas.residency"},
+		{"code": "RESIDENCY_VIOLATION", "message": "a", "policy": "gpupaas.residency"},
+		{"code": "ISOLATION_VIOLATION", "message": "z", "policy": "gpupaas.isolation"},
+		{"code": "QUOTA_EXCEEDED", "message": "a", "policy": "gpupaas.z"},
+		{"code": "QUOTA_EXCEEDED", "message": "a", "policy": "gpupaas.admission"},
+		{"code": "QUOTA_EXCEEDED", "message": "A longer message", "policy": "gpupaas.admission"},
+	}
+	by_triples := [{"code": r[0], "message": r[1], "policy": r[2]} |
+		some r in sort([[x.code, x.message, x.policy] | some x in reasons])
+	]
+	lib.sorted_reasons(reasons) == by_triples
+	[r.code | some r in lib.sorted_reasons(reasons)] == [
+		"ISOLATION_VIOLATION", "QUOTA_EXCEEDED", "QUOTA_EXCEEDED", "QUOTA_EXCEEDED",
+		"RESIDENCY_VIOLATION", "RESIDENCY_VIOLATION",
+	]
+	lib.sorted_reasons(set()) == []
+}
+
+test_subject_of_a_workload_whose_name_is_not_a_string if {
+	lib.subject == `workload "acme-prod/5"` with input as {"kind": "admit_workload", "admit_workload": {"namespace": "acme-prod", "name": 5}}
+	lib.subject == `workload "acme-prod/w"` with input as {"kind": "admit_workload", "admit_workload": {"namespace": "acme-prod", "name": "w"}}
+	lib.subject == `deployment "d"` with input as {"kind": "deploy_model", "deploy_model": {"deployment": "d"}}
+}
+
+# subject's first branch (a workload read from the input) names every workload as the chain behind
+# it does: with or without a deployment field, a name or namespace of another type, or none
+test_subject_of_a_workload_is_the_chain_s if {
+	workloads := [
+		{"namespace": "acme-prod", "name": "w"},
+		{"namespace": "acme-prod", "name": 5},
+		{"namespace": 7, "name": "w"},
+		{"namespace": "acme-prod", "name": "w", "deployment": "d"},
+		{"namespace": "acme-prod", "name": "w", "deployment": false},
+		{"name": "w"},
+		{},
+	]
+	every kind in lib.workload_kinds {
+		every w in workloads {
+			[s | s := lib.subject] == [s | s := lib._subject] with input as {"kind": kind, kind: w}
+		}
+	}
+	lib.subject == `deployment "d"` with input as {"kind": "admit_workload", "admit_workload": {"namespace": "n", "name": "w", "deployment": "d"}}
 }

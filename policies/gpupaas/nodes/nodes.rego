@@ -8,7 +8,9 @@ package gpupaas.nodes
 
 import data.gpupaas.lib
 
-# how a workload's matchFields requirements appear: the only field Kubernetes selects nodes by
+# how a workload's matchFields requirements appear: the only field Kubernetes selects nodes by.
+# The rules below write it out ("metadata.name") in their key sets: a set naming this rule is
+# built on every evaluation, a constant set once (nodes_test holds them equal).
 node_name_field := "metadata.name"
 
 # node name -> [cluster, pool] of every node the fleet lists (pools' node_names). The bundle carries
@@ -39,7 +41,7 @@ named_nodes[name] contains lib.message(["node selector ", "kubernetes.io/hostnam
 named_nodes[name] contains lib.message(["node affinity term ", i]) if {
 	some i, term in object.get(lib.workload, "node_affinity", [])
 	some requirement in term
-	requirement.key in {"kubernetes.io/hostname", node_name_field}
+	requirement.key in {"kubernetes.io/hostname", "metadata.name"}
 	requirement.operator == "In"
 	some name in requirement.values
 }
@@ -75,7 +77,7 @@ named_node_facts[name] contains fact if {
 # a node affinity term names nodes (hostname or matchFields In): the named node rules judge it
 term_names_nodes(term) if {
 	some requirement in term
-	requirement.key in {"kubernetes.io/hostname", node_name_field}
+	requirement.key in {"kubernetes.io/hostname", "metadata.name"}
 	requirement.operator == "In"
 }
 

@@ -37,3 +37,10 @@ test_selected_dedicated_tenants if {
 		with data.gpupaas.fleet as testdata.fleet
 	tenants == {"acme-eu"}
 }
+
+# the rules write node_name_field out in their key sets
+test_a_matchfields_term_on_the_node_name_field_names_nodes if {
+	nodes.node_name_field == "metadata.name"
+	nodes.term_names_nodes([{"key": nodes.node_name_field, "operator": "In", "values": ["gpu-node-1"]}])
+	not nodes.term_names_nodes([{"key": "metadata.labels", "operator": "In", "values": ["gpu-node-1"]}])
+}

@@ -10,8 +10,6 @@ import data.gpupaas.lib
 import data.gpupaas.residency
 import data.gpupaas.sharing
 
-_policy := "gpupaas.placement"
-
 # ---------------------------------------------------------------------------------------------
 # Eligible clusters
 # ---------------------------------------------------------------------------------------------
@@ -27,12 +25,13 @@ _class_usable if {
 # description: The deployment names a cluster that is not in the fleet.
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	input.kind == "deploy_model"
 	lib.tenant
 	name := lib.payload.cluster
 	not lib.clusters[name]
 	msg := lib.message([`cluster "`, name, `" named by `, lib.subject, ` of tenant "`, lib.tenant_name, `" is not in the fleet`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -42,7 +41,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   isolation and sharing strategy asked for.
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	input.kind == "deploy_model"
 	_class_usable
 	t := lib.tenant
@@ -52,6 +51,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.sharing_forbidden
 	not lib.sharing_unavailable
 	msg := lib.message([`cluster "`, lib.payload.cluster, `" has no `, t.isolation, " pool of GPU class ", lib.requested_class, " with sharing ", lib.requested_sharing, " for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -59,7 +59,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: No cluster satisfies residency, GPU class and isolation together.
 # custom:
 #   code: NO_ELIGIBLE_CLUSTER
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	lib.kind in {"deploy_model", "scale"}
 	_class_usable
 	not lib.payload.cluster
@@ -68,6 +68,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	not lib.sharing_unavailable
 	t := lib.tenant
 	msg := lib.message(["no cluster in data_residency ", t.data_residency, " has a ", t.isolation, " pool of GPU class ", lib.requested_class, " with sharing strategy [", lib.names(lib.intent_strategies), "] for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -79,13 +80,14 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The node does not carry the GPU class the workload pins.
 # custom:
 #   code: NODE_GPU_CLASS_MISMATCH
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	lib.tenant
 	pinned := lib.pinned_class
 	some node in lib.candidate_nodes
 	classes := lib.classes_of_labels(lib.node_labels(node))
 	not pinned in classes
 	msg := lib.message([`node "`, node.name, `" carries GPU class [`, lib.names(classes), "], not ", pinned, " pinned by ", lib.subject])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -93,7 +95,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 # description: The node carries no entitled GPU class of the vendor the workload asks for.
 # custom:
 #   code: NODE_GPU_CLASS_MISMATCH
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	not lib.pinned_product
 	wanted := {class |
 		some class in lib.entitled_classes(lib.tenant)
@@ -104,6 +106,7 @@ node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, ms
 	classes := lib.classes_of_labels(lib.node_labels(node))
 	count(classes & wanted) == 0
 	msg := lib.message([`node "`, node.name, `" carries GPU class [`, lib.names(classes), "], none of the entitled classes [", lib.names(wanted), `] of tenant "`, lib.tenant_name, `" for `, lib.subject])
+	meta := rego.metadata.rule()
 }
 
 # the node rejections of every area, each materialized once: node name -> reasons
@@ -124,11 +127,12 @@ _eligible_nodes := {name | some name, reasons in _node_reasons; count(reasons) =
 # description: Every candidate node was rejected.
 # custom:
 #   code: NO_ELIGIBLE_NODE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	input.kind == "place_workload" # the kind of every candidate node: the indexer skips the rule for others
 	count(_node_reasons) > 0
 	count(_eligible_nodes) == 0
 	msg := lib.message(["all ", count(_node_reasons), " candidate nodes were rejected for ", lib.subject, ` of tenant "`, lib.tenant_name, `"`])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +188,9 @@ constraints.priority_class_name := lib.tiers[lib.tenant.tier].priority_class if 
 }
 
 constraints.eligible_nodes := sort(_eligible_nodes) if input.kind == "place_workload"
+
+# the node label keys the policies read (lib.node_labels): the scheduler extender groups nodes on them
+constraints.node_label_keys := sort(lib.node_label_keys) if input.kind == "place_workload"
 
 # sorted by node name explicitly: object iteration order is not part of Rego's semantics (the
 # wasm target iterates in another order than the interpreter)

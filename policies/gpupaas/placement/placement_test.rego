@@ -148,6 +148,22 @@ test_place_on_own_dedicated_node if {
 	}]}]
 }
 
+test_place_reports_the_node_label_keys_it_reads if {
+	node := object.union(_acme_node, {"labels": {"kubernetes.io/hostname": "acme-1"}})
+	result := decision.result with input as {"kind": "place_workload", "place_workload": object.union(_acme_workload, {"nodes": [node]})}
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.constraints.eligible_nodes == ["acme-1"]
+	result.constraints.node_label_keys == [
+		"amd.com/gpu.product-name",
+		"gpupaas.io/dedicated-tenant",
+		"nvidia.com/gpu.product",
+		"nvidia.com/gpu.sharing-strategy",
+		"nvidia.com/mig.strategy",
+		"topology.kubernetes.io/region",
+	]
+}
+
 test_unpinned_workload_on_node_of_other_vendor if {
 	nodes := [
 		{"name": "amd-1", "labels": {"topology.kubernetes.io/region": "eu-central-1", "amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}},

@@ -7,8 +7,6 @@ package gpupaas.preemption
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.preemption"
-
 # the priority class the workload or the preemptor asks for
 _priority_class := name if {
 	name := lib.workload.priority_class_name
@@ -21,17 +19,21 @@ _priority_class := name if {
 	name != ""
 }
 
-_tier_rank := lib.tiers[lib.tenant.tier].rank
+# The ranks of lib.tiers and lib.priority_class_ranks, written out: a constant object in the rule
+# costs nothing to build, a reference to a rule of lib ~13 allocations on every admission
+# (preemption_test holds the rules to lib's tables for every tier and class).
+_tier_rank := {"enterprise": 3, "standard": 2, "spot": 1}[lib.tenant.tier]
 
 # METADATA
 # title: Priority class above tier
 # description: The priority class ranks above the tenant's tier.
 # custom:
 #   code: PRIORITY_CLASS_ABOVE_TIER
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
-	rank := lib.priority_class_ranks[_priority_class]
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.preemption"} if {
+	rank := {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaas-spot": 1}[_priority_class]
 	rank > _tier_rank
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (tier `, lib.tenant.tier, ", rank ", _tier_rank, ") asks for priority class ", _priority_class, " (rank ", rank, ") above its tier; allowed at most ", lib.tiers[lib.tenant.tier].priority_class])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -39,11 +41,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A GPU workload or a preemptor asks for a priority class the platform does not define.
 # custom:
 #   code: PRIORITY_CLASS_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.preemption"} if {
 	name := _priority_class
-	not lib.priority_class_ranks[name]
+	not {"gpupaas-enterprise": 3, "gpupaas-standard": 2, "gpupaas-spot": 1}[name]
 	_gpu_priority
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" asks for priority class "`, name, `", which the platform does not define (known: [`, lib.names(object.keys(lib.priority_class_ranks)), "])"])
+	meta := rego.metadata.rule()
 }
 
 # the priority class matters: a workload asking for GPUs, or a preemptor
@@ -62,11 +65,12 @@ _victims := object.get(lib.payload, "victims", []) if input.kind == "preempt"
 # description: A victim's tenant is not in the bundle.
 # custom:
 #   code: TENANT_UNKNOWN
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.preemption"} if {
 	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	not lib.tenants[victim.tenant]
 	msg := lib.message([`victim workload "`, victim.workload, `" of tenant "`, victim.tenant, `": the tenant is not in the bundle`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -74,11 +78,12 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The victim's tenant forbids preemption.
 # custom:
 #   code: PREEMPTION_VICTIM_PROTECTED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.preemption"} if {
 	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	lib.tenants[victim.tenant].allow_preemption != true
 	msg := lib.message([`tenant "`, lib.tenant_name, `" may not preempt workload "`, victim.workload, `": tenant "`, victim.tenant, `" sets allow_preemption false`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -86,13 +91,14 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The preemptor's tier does not rank above the victim's tier.
 # custom:
 #   code: PREEMPTION_TIER_TOO_LOW
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.preemption"} if {
 	input.kind == "preempt" # the kind of every victim: the indexer skips the rule for others
 	some victim in _victims
 	victim_tier := lib.tenants[victim.tenant].tier
 	victim_rank := lib.tiers[victim_tier].rank
 	_tier_rank <= victim_rank
 	msg := lib.message([`tenant "`, lib.tenant_name, `" (tier `, lib.tenant.tier, ", rank ", _tier_rank, `) may not preempt workload "`, victim.workload, `" of tenant "`, victim.tenant, `" (tier `, victim_tier, ", rank ", victim_rank, ")"])
+	meta := rego.metadata.rule()
 }
 
 # the victims with none of the problems above, in the order given

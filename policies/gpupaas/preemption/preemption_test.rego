@@ -1,6 +1,7 @@
 package gpupaas.preemption_test
 
 import data.gpupaas.decision
+import data.gpupaas.lib
 import data.gpupaas.preemption
 import data.gpupaas.testdata
 
@@ -144,4 +145,35 @@ test_unknown_preemptor if {
 		with data.gpupaas.tenants as testdata.tenants
 	result.reasons == [{"code": "TENANT_UNKNOWN", "message": `tenant "nobody" of the preempt intent is not in the bundle`, "policy": "gpupaas.admission"}]
 	result.constraints.preemptible_victims == []
+}
+
+# the rank tables written out in preemption hold lib's: for every tier and priority class (and
+# one unknown), a workload is denied above its tier exactly when lib's ranks say so
+test_priority_class_ranks_are_libs if {
+	tenants := {"enterprise": "acme-prod", "standard": "globex-ml", "spot": "initech-batch"}
+	every tier, namespace in tenants {
+		every class in array.concat([c | some c, _ in lib.priority_class_ranks], ["gpupaas-unknown"]) {
+			_decided_by_lib_ranks(tier, namespace, class)
+		}
+	}
+	count(lib.tiers) == 3
+}
+
+_decided_by_lib_ranks(tier, namespace, class) if {
+	workload := {"namespace": namespace, "name": "w", "resources": {"nvidia.com/gpu": 1}, "priority_class_name": class}
+	codes := {r.code | some r in preemption.deny} with input as {"kind": "admit_workload", "admit_workload": workload}
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	testdata.tenants[_namespace_tenant(namespace)].tier == tier
+	rank := object.get(lib.priority_class_ranks, class, 0)
+	expected := {code | rank > lib.tiers[tier].rank; code := "PRIORITY_CLASS_ABOVE_TIER"} | {code |
+		rank == 0
+		code := "PRIORITY_CLASS_UNKNOWN"
+	}
+	codes == expected
+}
+
+_namespace_tenant(namespace) := name if {
+	some name, t in testdata.tenants
+	namespace in t.namespaces
 }

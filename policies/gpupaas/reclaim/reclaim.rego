@@ -10,8 +10,6 @@ package gpupaas.reclaim
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.reclaim"
-
 # per tier: the action on idle GPUs, and the grace between the notice and the action (the fleet's
 # reclaim.<tier>.grace_seconds overrides it)
 tier_terms := {
@@ -90,9 +88,10 @@ _not_idle if _idle_replicas == 0
 # description: The deployment holds no whole replica of idle GPUs, so there is nothing to reclaim.
 # custom:
 #   code: RECLAIM_NOT_IDLE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.reclaim"} if {
 	_not_idle
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" holds `, _idle_gpus, " idle ", _class, " GPUs of ", _current * _per_replica, ", less than one replica of ", _per_replica, ": nothing to reclaim"])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +105,10 @@ _idle_part := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (tie
 # description: A spot deployment's idle replicas are reclaimed once the grace has passed.
 # custom:
 #   code: RECLAIM_SPOT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.reclaim"} if {
 	_action == "reclaim"
 	msg := lib.message([_idle_part, "; scaled from ", _current, " to ", _target, " replicas after a grace of ", _grace, " s unless they are put to work"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -116,9 +116,10 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A standard deployment is notified, then scaled to its minimum once the grace has passed.
 # custom:
 #   code: RECLAIM_TO_MINIMUM
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.reclaim"} if {
 	_action == "scale_to_minimum"
 	msg := lib.message([_idle_part, "; scaled from ", _current, " to its minimum of ", _target, " replicas after a grace of ", _grace, " s unless they are put to work"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -126,10 +127,11 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: An enterprise deployment's idle GPUs are reported to the tenant, never taken.
 # custom:
 #   code: RECLAIM_NOTIFY_ONLY
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.reclaim"} if {
 	_terms.action == "notify"
 	not _not_idle
 	msg := lib.message([_idle_part, "; tier enterprise is notified only, no GPU is taken"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -139,8 +141,9 @@ warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   consented: the deployment keeps the replicas that hold the entitlement.
 # custom:
 #   code: RECLAIM_ENTITLEMENT_KEPT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.reclaim"} if {
 	_terms.action != "notify"
 	_protected > _tier_target
 	msg := lib.message([_idle_part, "; kept at ", _target, " replicas: fewer would leave it below its entitlement of ", _entitlement, " ", _class, " GPUs (", _elsewhere, " held elsewhere), and it has not consented"])
+	meta := rego.metadata.rule()
 }

@@ -101,6 +101,17 @@ test_region_affinity_outside_jurisdiction if {
 	[r.message | some r in reasons] == [`workload "acme-prod/llama-0" of tenant "acme-eu" (data_residency eu-only) has a node affinity on regions [us-east-1] outside its jurisdiction`]
 }
 
+# a region value that is not a string (an input the PDP's schema would refuse, sent to OPA
+# directly) still denies: the message names it rather than going undefined with the reason
+test_region_affinity_with_a_number_denies if {
+	workload := object.union(_acme_workload, {"node_affinity": [[{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1", 5]}]]})
+	result := decision.result with input as {"kind": "admit_workload", "admit_workload": workload}
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	[r.message | some r in result.reasons] == [`workload "acme-prod/llama-0" of tenant "acme-eu" (data_residency eu-only) has a node affinity on regions [5] outside its jurisdiction`]
+}
+
 test_region_affinity_inside_jurisdiction if {
 	workload := object.union(_acme_workload, {"node_affinity": [
 		[{"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1", "eu-central-1"]}],

@@ -7,16 +7,15 @@ package gpupaas.sharing
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.sharing"
-
 # METADATA
 # title: Sharing mode forbidden
 # description: The intent asks for a sharing mode and the tenant forbids GPU sharing.
 # custom:
 #   code: SHARING_NOT_ALLOWED
-_mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_mode_deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sharing"} if {
 	lib.sharing_forbidden
 	msg := lib.message([`tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false; `, lib.subject, " asks for sharing mode ", lib.requested_sharing])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -24,9 +23,10 @@ _mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: No pool the tenant may use offers the sharing mode.
 # custom:
 #   code: SHARING_MODE_UNAVAILABLE
-_mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+_mode_deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sharing"} if {
 	lib.sharing_unavailable
 	msg := lib.message(["no ", lib.tenant.isolation, " pool of GPU class [", lib.names(lib.intent_classes), "] in data_residency ", lib.tenant.data_residency, ` of tenant "`, lib.tenant_name, `" offers sharing mode `, lib.requested_sharing])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -34,10 +34,11 @@ _mode_deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The workload asks for shared or MIG GPU resources and the tenant forbids GPU sharing.
 # custom:
 #   code: SHARING_NOT_ALLOWED
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sharing"} if {
 	lib.tenant.allow_gpu_sharing != true
 	count(lib.shared_gpu_resources) > 0
 	msg := lib.message([`tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false; `, lib.subject, " asks for shared GPU resources [", lib.names(lib.shared_gpu_resources), "]"])
+	meta := rego.metadata.rule()
 }
 
 # how the node shares its GPUs, if it does
@@ -56,11 +57,12 @@ _node_sharing(labels) := strategy if {
 # description: The node shares its GPUs and the tenant forbids GPU sharing.
 # custom:
 #   code: SHARING_NOT_ALLOWED
-node_rejections[node.name] contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sharing"} if {
 	lib.tenant.allow_gpu_sharing != true
 	some node in lib.candidate_nodes
 	how := _node_sharing(lib.node_labels(node))
 	msg := lib.message([`node "`, node.name, `" shares its GPUs (`, how, `) and tenant "`, lib.tenant_name, `" sets allow_gpu_sharing false`])
+	meta := rego.metadata.rule()
 }
 
 # The rules named _mode_deny judge the sharing mode an intent asks for (lib.requested_sharing),

@@ -11,8 +11,6 @@ package gpupaas.sla_breach
 
 import data.gpupaas.lib
 
-_policy := "gpupaas.sla_breach"
-
 # per tier: whether a breach may move the deployment, and the credit (percent of the
 # deployment's monthly charge) per alert severity when it is not moved
 tier_terms := {
@@ -109,9 +107,10 @@ _no_objective if not _sla[_objective_keys[_objective]]
 # description: The tenant's SLA sets no objective of the kind breached, so there is nothing to escalate.
 # custom:
 #   code: SLA_NO_OBJECTIVE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sla_breach"} if {
 	_no_objective
 	msg := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `": its SLA (class `, object.get(_sla, "class", "none"), ") sets no ", _objective, " objective, nothing to escalate"])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -138,9 +137,10 @@ _breach := lib.message([lib.subject, ` of tenant "`, lib.tenant_name, `" (tier `
 # description: An enterprise deployment breaching its SLA is moved onto a less loaded pool it may use.
 # custom:
 #   code: SLA_REPLACED
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sla_breach"} if {
 	_action == "replace"
 	msg := lib.message([_breach, "; re-placed from ", _from, " onto pool ", _target, " (load ", _num(_load(_target)), " against ", _num(_current_load), ")"])
+	meta := rego.metadata.rule()
 }
 
 _from := lib.message(["pool ", lib.names(_current)]) if count(_current) > 0
@@ -154,9 +154,10 @@ else := "an unknown pool"
 #   the tenant is notified and credited.
 # custom:
 #   code: SLA_CREDIT
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sla_breach"} if {
 	_action == "credit"
 	msg := lib.message([_breach, "; credited ", _credit, "% of its charge", _why_not_moved])
+	meta := rego.metadata.rule()
 }
 
 _why_not_moved := "" if {
@@ -168,8 +169,9 @@ _why_not_moved := "" if {
 # description: A spot deployment's breach is reported to the tenant; best effort earns no credit.
 # custom:
 #   code: SLA_NOTIFY_ONLY
-warn contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+warn contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.sla_breach"} if {
 	_action == "notify"
 	not _no_objective
 	msg := lib.message([_breach, "; tier ", _tier, " is best effort: notified only"])
+	meta := rego.metadata.rule()
 }

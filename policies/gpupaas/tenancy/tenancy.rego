@@ -99,9 +99,10 @@ _new_reasons(meta) := {lib.reason(meta, _policy, f.message) | some f in _new_fin
 # description: A tenant of that name is already in the bundle.
 # custom:
 #   code: TENANT_EXISTS
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	lib.tenants[lib.new_tenant.name]
 	msg := lib.message([`tenant "`, lib.new_tenant.name, `" already exists`])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -144,10 +145,11 @@ deny contains r if some r in _new_reasons(rego.metadata.rule())
 # description: A dedicated tenant with no dedicated pool in the fleet needs one provisioned.
 # custom:
 #   code: DEDICATED_POOL_PROVISIONING
-approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+approval contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	lib.new_tenant.isolation == "dedicated"
 	count(lib.dedicated_pools(lib.new_tenant.name)) == 0
 	msg := lib.message([`dedicated tenant "`, lib.new_tenant.name, `" has no dedicated pool in the fleet; one must be provisioned`])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -159,13 +161,14 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A new entitlement names a GPU class no cluster of the tenant's residency offers.
 # custom:
 #   code: ENTITLEMENT_UNSATISFIABLE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	input.kind == "update_quotas"
 	offered := lib.offered_classes(lib.tenant)
 	some class, _ in lib.payload.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
 	msg := lib.message([`new entitlement of tenant "`, lib.tenant_name, `" for GPU class `, class, " cannot be satisfied: no cluster of its data_residency ", lib.tenant.data_residency, " offers it"])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -180,10 +183,11 @@ _sla_policy := object.union(lib.tenant, lib.payload) if input.kind == "change_sl
 # description: A move to a higher tier raises the priority of every workload and needs approval.
 # custom:
 #   code: SLA_APPROVAL_REQUIRED
-approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+approval contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	new := _sla_policy
 	lib.tiers[new.tier].rank > lib.tiers[lib.tenant.tier].rank
 	msg := lib.message([`tenant "`, lib.tenant_name, `" moves from tier `, lib.tenant.tier, " to ", new.tier, ": its priority class rises from ", lib.tiers[lib.tenant.tier].priority_class, " to ", lib.tiers[new.tier].priority_class])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -191,10 +195,11 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: A move from shared to dedicated isolation reserves whole pools and needs approval.
 # custom:
 #   code: SLA_APPROVAL_REQUIRED
-approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+approval contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	_sla_policy.isolation == "dedicated"
 	lib.tenant.isolation != "dedicated"
 	msg := lib.message([`tenant "`, lib.tenant_name, `" moves from `, lib.tenant.isolation, " to dedicated isolation (pools [", lib.names(lib.dedicated_pools(lib.tenant_name)), "])"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -202,8 +207,9 @@ approval contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 # description: The tenant policy the SLA change would leave contradicts itself.
 # custom:
 #   code: TENANT_CONTRADICTION
-deny contains lib.reason(rego.metadata.rule(), _policy, f.message) if {
+deny contains {"code": meta.custom.code, "message": f.message, "policy": "gpupaas.tenancy"} if {
 	some f in _contradictions(_sla_policy)
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -213,13 +219,14 @@ deny contains lib.reason(rego.metadata.rule(), _policy, f.message) if {
 #   workloads already hold more GPUs of a class than it is entitled to.
 # custom:
 #   code: SLA_DOWNGRADE_OVER_ENTITLEMENT
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	new := _sla_policy
 	lib.tiers[new.tier].over_entitlement == "deny"
 	some class, used in object.get(input, "usage", {})
 	limit := lib.entitlement(new, class)
 	used > limit
 	msg := lib.message([`tenant "`, lib.tenant_name, `" runs `, used, " ", class, " GPUs, above its entitlement of ", limit, "; tier ", new.tier, " refuses usage above the entitlement"])
+	meta := rego.metadata.rule()
 }
 
 # METADATA
@@ -230,7 +237,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 #   workloads could not be re-placed.
 # custom:
 #   code: ISOLATION_UNSATISFIABLE
-deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
+deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	new := _sla_policy
 	new.isolation != lib.tenant.isolation
 	missing := {class |
@@ -239,6 +246,7 @@ deny contains lib.reason(rego.metadata.rule(), _policy, msg) if {
 	}
 	count(missing) > 0
 	msg := lib.message(["no ", new.isolation, " pool in data_residency ", new.data_residency, ` of tenant "`, lib.tenant_name, `" offers GPU class [`, lib.names(missing), "]"])
+	meta := rego.metadata.rule()
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ A body is read in one of two ways that give the same candidates:
   the nodes that pass are sent back as the very text they came in (`msgspec.Raw`), never decoded
   or encoded. A 1.3 MB ExtenderArgs of 5,000 nodes was decoded into ~30,000 dicts and lists
   (3 ms, and the collections they tipped), grouped by a second pass over them, and half of it
-  encoded again; kube-scheduler's own Nodes carry their whole status too.
+  encoded again; kube-scheduler's own Nodes carry their whole status too. Once the policy has
+  reported the label keys it reads, labels are decoded on those keys alone (`_ReadKeys`).
 - `parse_args` reads decoded JSON (orjson). `read_args` hands anything unusual (a type or a
   node name it does not expect, a repeated name, labels orjson would not read) to it, so every
   error keeps its one wording and precedence.
@@ -20,7 +21,7 @@ A body is read in one of two ways that give the same candidates:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +62,8 @@ class Candidates:
     labels: Mapping[str, Mapping[str, str]]
     keys: list[LabelsKey] | None = None  # the key of each node's labels, when read from their text
     unique: frozenset[str] | None = None  # the names as a set, when reading them built it
+    cut_to: frozenset[str] | None = None  # `keys` hold only these label keys (None: whole labels)
+    whole_keys: Callable[[], list[LabelsKey]] | None = None  # whole-labels keys, read again
 
 
 def _pod(pod: Any) -> tuple[Mapping[str, Any], str, str]:
@@ -172,9 +175,82 @@ def _node_texts(body: bytes) -> list[msgspec.Raw]:
     return (nodes.items if nodes is not None else None) or []
 
 
-def read_args(body: bytes, cluster: ClusterView | None, shapes: ShapeCache) -> Candidates | None:
+class _ReadKeys:
+    """A decoder of ExtenderArgs that reads of each node's labels only the label keys the policy
+    reads (`keys`): a struct of those keys, the rest skipped by msgspec, and the projected key of
+    each distinct struct remembered. Keying on the labels' text instead copied and hashed ~1.5 KB
+    per real node (its hostname, instance id... make every text its own) for a key the projection
+    then cut down anyway."""
+
+    def __init__(self, keys: frozenset[str], size: int = 100_000) -> None:
+        self.keys = keys
+        self._size = size
+        self._fields = sorted(keys)
+        names = {f"k{i}": key for i, key in enumerate(self._fields)}
+        labels = msgspec.defstruct(
+            "_ReadLabels", [(name, str | None, None) for name in names], rename=names, frozen=True, gc=False
+        )
+        metadata = msgspec.defstruct(
+            "_ReadMetadata", [("name", str, ""), ("labels", labels | None, None)], gc=False
+        )
+        node = msgspec.defstruct(
+            "_ReadNode", [("metadata", metadata, msgspec.field(default_factory=metadata))], gc=False
+        )
+        nodes = msgspec.defstruct("_ReadNodeList", [("items", list[node] | None, None)], gc=False)  # type: ignore[valid-type]
+        args = msgspec.defstruct(
+            "_ReadArgs",
+            [
+                ("Pod", msgspec.Raw, msgspec.Raw()),
+                ("Nodes", nodes | None, None),
+                ("NodeNames", list[str] | None, None),
+            ],
+            gc=False,
+        )
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(args)
+        self._known: dict[Any, LabelsKey] = {}
+        self._interned: dict[LabelsKey, LabelsKey] = {}
+
+    def keys_of(self, labels: list[Any]) -> list[LabelsKey]:
+        """The projected key of each node's labels struct (None: no labels)."""
+        known = self._known
+        try:
+            return [known[given] for given in labels]  # every struct seen before: the common case
+        except KeyError:
+            pass
+        missing = set(labels).difference(known)
+        if len(known) + len(missing) > self._size:
+            known.clear()
+            self._interned.clear()
+            missing = set(labels)
+        for given in missing:
+            values = msgspec.structs.astuple(given) if given is not None else ()
+            kept = frozenset((k, v) for k, v in zip(self._fields, values, strict=False) if v is not None)
+            known[given] = self._interned.setdefault(kept, kept)
+        return [known[given] for given in labels]
+
+
+_READ_KEYS: dict[frozenset[str], _ReadKeys] = {}
+
+
+def _read_keys(keys: frozenset[str]) -> _ReadKeys:
+    reader = _READ_KEYS.get(keys)
+    if reader is None:
+        if len(_READ_KEYS) >= 16:  # a policy reads one set of keys; bundles change it rarely
+            _READ_KEYS.clear()
+        reader = _READ_KEYS[keys] = _ReadKeys(keys)
+    return reader
+
+
+def read_args(
+    body: bytes, cluster: ClusterView | None, shapes: ShapeCache, read: frozenset[str] | None = None
+) -> Candidates | None:
     """The candidates of an ExtenderArgs body; None when the body is not the common case (nor JSON,
-    perhaps): `parse_args` then reads it and names what is wrong."""
+    perhaps): `parse_args` then reads it and names what is wrong.
+
+    `read`: the node label keys the policy reads; each node's labels are then keyed on those
+    alone (`Candidates.cut_to`), and on whole labels only if asked (`Candidates.whole_keys`)."""
+    if read is not None:
+        return _read_cut(body, cluster, shapes, _read_keys(read))
     try:
         args = _ARGS.decode(body)
         pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
@@ -200,6 +276,53 @@ def read_args(body: bytes, cluster: ClusterView | None, shapes: ShapeCache) -> C
         objects = _LazyTexts(body)
     pod, uid, namespace = _pod(pod)
     return Candidates(pod, uid, namespace, names, objects, {}, keys, unique)
+
+
+def _read_cut(
+    body: bytes, cluster: ClusterView | None, shapes: ShapeCache, reader: _ReadKeys
+) -> Candidates | None:
+    try:
+        # A read key whose value is not a string, labels that are not an object: not the common
+        # case (parse_args keys them as the whole-labels path does).
+        args = reader.decoder.decode(body)
+        pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
+    except (msgspec.MsgspecError, ValueError):
+        return None
+    if args.NodeNames is not None:
+        return _named(pod, args.NodeNames, cluster, strings=True)
+    names: list[str] = []
+    keys: list[LabelsKey] = []
+    unique: frozenset[str] = frozenset()
+    objects = None
+    whole = None
+    if args.Nodes is not None:
+        metadata = [node.metadata for node in args.Nodes.items or ()]
+        names = [m.name for m in metadata]
+        unique = frozenset(names)
+        if len(unique) != len(names) or "" in unique:
+            return None
+        keys = reader.keys_of([m.labels for m in metadata])
+        objects = _LazyTexts(body)
+        whole = _WholeKeys(body, shapes)
+    pod, uid, namespace = _pod(pod)
+    return Candidates(pod, uid, namespace, names, objects, {}, keys, unique, reader.keys, whole)
+
+
+class _WholeKeys:
+    """Each node's whole-labels key, read again from the body: only when the policy reports
+    reading a label key the cut dropped (a new bundle)."""
+
+    def __init__(self, body: bytes, shapes: ShapeCache) -> None:
+        self._body = body
+        self._shapes = shapes
+
+    def __call__(self) -> list[LabelsKey]:
+        args = _ARGS.decode(self._body)
+        metadata = [node.metadata for node in (args.Nodes.items if args.Nodes else None) or ()]
+        try:
+            return self._shapes.text_keys([bytes(m.labels) for m in metadata])
+        except ValueError as exc:
+            raise BadArgs(f"Nodes.items[].metadata.labels is not JSON: {exc}") from exc
 
 
 class _LazyTexts(Sequence[msgspec.Raw]):

@@ -89,7 +89,7 @@ def test_dedicated_tenant_passes_only_its_own_eu_nodes(
     assert failed["eu-shared-1"].startswith("ISOLATION_SHARED_POOL: ")
     assert "RESIDENCY_VIOLATION: " in failed["us-shared-1"] and "; " in failed["us-shared-1"]
     assert result["FailedNodes"] == {}
-    assert counting.calls == 1
+    assert counting.calls == 2  # the policy's label keys asked once (extender._decide), then the decision
 
 
 def test_node_names_with_a_cluster_view_and_occupancy(point: DecisionPoint) -> None:
@@ -137,7 +137,7 @@ def test_prioritize_after_filter_asks_the_engine_once(point: DecisionPoint, coun
     args = with_nodes(acme_pod())
     extender.filter(args)
     scores = extender.prioritize(args)
-    assert counting.calls == 1
+    assert counting.calls == 2  # the probe and the filter's decision
     assert {s["Host"]: s["Score"] for s in scores} == {
         "eu-acme-1": 10,
         "eu-acme-2": 10,
@@ -148,7 +148,7 @@ def test_prioritize_after_filter_asks_the_engine_once(point: DecisionPoint, coun
     # a different node set is another question; a prioritize without filter evaluates once
     extender.prioritize(with_nodes(acme_pod(), ["eu-acme-1", "us-shared-1"]))
     extender.prioritize(with_nodes(acme_pod(), ["eu-acme-1", "us-shared-1"]))
-    assert counting.calls == 2
+    assert counting.calls == 3
 
 
 def test_empty_node_lists_need_no_decision(point: DecisionPoint, counting: CountingEngine) -> None:
@@ -228,7 +228,7 @@ def test_five_thousand_nodes(point: DecisionPoint, counting: CountingEngine) -> 
     result = SchedulerExtender(point).filter({"Pod": acme_pod(), "Nodes": {"items": items}})
     elapsed = time.monotonic() - started
     print(f"\nfilter over 5000 nodes: {elapsed * 1000:.0f} ms")
-    assert result["Error"] == "" and counting.calls == 1
+    assert result["Error"] == "" and counting.calls == 2
     assert len(result["FailedAndUnresolvableNodes"]) == 5000
     result = SchedulerExtender(point).filter({"Pod": globex_pod(), "Nodes": {"items": items}})
     assert len(passed(result)) == 5000
@@ -249,7 +249,7 @@ def test_over_http(point: DecisionPoint, counting: CountingEngine) -> None:
         assert status == 200 and passed(result) == ["eu-acme-1", "eu-acme-2"]
         status, scores = _post(server, "/prioritize", args)
         assert status == 200 and sum(s["Score"] for s in scores) == 20
-        assert counting.calls == 1
+        assert counting.calls == 2
         assert _post(server, "/filter", b"{nope")[0] == 400
         status, result = _post(server, "/filter", b"[]")
         assert status == 200 and result["Error"]

@@ -16,7 +16,7 @@ from pdp.net.jsonhttp import HttpError
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.extender_wire import read_args
-from pdp.substrate.kubernetes.enforcement.shapes import ShapeCache
+from pdp.substrate.kubernetes.enforcement.shapes import Projection, ShapeCache
 from tests.substrate.kubernetes.enforcement.conftest import CountingEngine, labels, node, pod
 from tests.substrate.kubernetes.enforcement.test_extender import (
     NODES,
@@ -28,6 +28,8 @@ from tests.substrate.kubernetes.enforcement.test_extender import (
     with_nodes,
 )
 
+REGION = "topology.kubernetes.io/region"
+READ = frozenset({REGION, "gpupaas.io/dedicated-tenant", "n"})
 OCCUPIED = {"eu-shared-1": [("a1", "acme-prod")], "eu-shared-2": [("g0", "globex-ml")]}
 
 WELL_FORMED: list[Any] = [
@@ -77,21 +79,73 @@ MALFORMED: list[Any] = [
 ]
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 @pytest.mark.parametrize("view", [False, True], ids=["no-view", "view"])
 @pytest.mark.parametrize("args", WELL_FORMED + MALFORMED)
-def test_the_http_path_answers_what_filter_answers(point: DecisionPoint, args: Any, view: bool) -> None:
+def test_the_http_path_answers_what_filter_answers(
+    point: DecisionPoint, args: Any, view: bool, warm: bool
+) -> None:
+    # Warm: the extender has decided once, so it knows the label keys the policy reads and reads
+    # a body's labels on those alone (read_args(read=...)); cold, it reads whole labels.
     def extender() -> SchedulerExtender:
-        return SchedulerExtender(point, FakeCluster(NODES, OCCUPIED) if view else None)
+        made = SchedulerExtender(point, FakeCluster(NODES, OCCUPIED) if view else None, cut_from=0)
+        if warm:
+            made.filter_json(orjson.dumps(with_nodes(globex_pod())))
+            assert made._projection is not None
+        return made
 
     body = orjson.dumps(args)
     assert orjson.loads(extender().filter_json(body)) == extender().filter(args)
     assert orjson.loads(extender().prioritize_json(body)) == extender().prioritize(args)
 
 
+def _reads_a_non_string(args: Any, read: frozenset[str]) -> bool:
+    """Whether some node's labels are not an object, or give a read key a non-string value."""
+    for item in (args.get("Nodes") or {}).get("items") or []:
+        given = item.get("metadata", {}).get("labels")
+        if given is not None and not isinstance(given, dict):
+            return True
+        if any(type(v) is not str for k, v in (given or {}).items() if k in read):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("read", [None, READ], ids=["whole", "cut"])
 @pytest.mark.parametrize("args", WELL_FORMED)
-def test_well_formed_args_are_read_from_their_text(args: Any) -> None:
-    # Not handed to parse_args: the comparison above is between two readings.
-    assert read_args(orjson.dumps(args), FakeCluster(NODES, OCCUPIED), ShapeCache()) is not None
+def test_well_formed_args_are_read_from_their_text(args: Any, read: frozenset[str] | None) -> None:
+    # Not handed to parse_args: the comparison above is between two readings; except, when
+    # reading on the policy's label keys, labels that are not an object or a read key that is
+    # not a string (parse_args keys those as the whole-labels reading does).
+    body = orjson.dumps(args)
+    candidates = read_args(body, FakeCluster(NODES, OCCUPIED), ShapeCache(), read)
+    if read is not None and _reads_a_non_string(args, read):
+        assert candidates is None
+        return
+    assert candidates is not None
+    if read is not None and candidates.keys:
+        # The keys as the whole labels' keys cut to the read keys (shapes.Projection).
+        assert candidates.cut_to == read and candidates.whole_keys is not None
+        whole = read_args(body, None, ShapeCache())
+        assert whole is not None and whole.keys is not None
+        assert candidates.keys == Projection(read).project(whole.keys)
+        assert candidates.whole_keys() == whole.keys
+
+
+def test_labels_are_keyed_on_the_read_keys_alone() -> None:
+    # Nodes that differ only in labels the policy does not read are one key; a read key splits.
+    own = labels("eu-west-1", "acme-h100-dedicated", "acme-eu")
+    items = [node(f"n{i}", {**own, "kubernetes.io/hostname": f"n{i}"}) for i in range(3)]
+    items.append(node("n3", {**own, REGION: "us-east-1"}))
+    body = orjson.dumps({"Pod": acme_pod(), "Nodes": {"items": items}})
+    candidates = read_args(body, None, ShapeCache(), frozenset({REGION, "gpupaas.io/dedicated-tenant"}))
+    assert candidates is not None and candidates.keys is not None
+    assert candidates.keys[0] is candidates.keys[1] is candidates.keys[2]
+    assert candidates.keys[0] == frozenset(
+        {(REGION, "eu-west-1"), ("gpupaas.io/dedicated-tenant", "acme-eu")}
+    )
+    assert candidates.keys[3] == frozenset(
+        {(REGION, "us-east-1"), ("gpupaas.io/dedicated-tenant", "acme-eu")}
+    )
 
 
 def test_five_thousand_nodes_over_the_http_path(point: DecisionPoint, counting: CountingEngine) -> None:
@@ -99,7 +153,7 @@ def test_five_thousand_nodes_over_the_http_path(point: DecisionPoint, counting: 
     fast = orjson.loads(SchedulerExtender(point).filter_json(body))
     assert fast == SchedulerExtender(point).filter(orjson.loads(body))
     assert len(fast["Nodes"]["items"]) == 1250 and len(fast["FailedAndUnresolvableNodes"]) == 3750
-    assert counting.calls == 2
+    assert counting.calls == 4  # each extender: the probe of the label keys the policy reads, the decision
 
 
 def test_nodes_are_sent_back_as_the_text_they_came_in(point: DecisionPoint) -> None:
@@ -186,3 +240,31 @@ def test_an_informer_view_relabelling_a_node_is_judged_by_its_new_labels(point: 
     assert passed(result) == ["pad"] and "RESIDENCY" in result["FailedAndUnresolvableNodes"]["n1"]
     apply_node_event(state._nodes, "MODIFIED", node("n1", dict(own)))
     assert passed(extender.filter(with_names(acme_pod("back"), ["pad", "n1"]))) == ["pad", "n1"]
+
+
+def test_long_labels_are_read_on_the_read_keys_and_short_ones_by_their_text(point: DecisionPoint) -> None:
+    # The bench's few short label texts cost less keyed by text; real nodes' long ones (their own
+    # hostname, instance id...) less read on the keys the policy reads (CUT_FROM).
+    cut: list[bool] = []
+
+    def extender() -> SchedulerExtender:
+        made = SchedulerExtender(point)
+        read = made._read
+
+        def recording(body: bytes) -> Any:
+            candidates = read(body)
+            cut.append(candidates.cut_to is not None)
+            return candidates
+
+        made._read = recording  # type: ignore[method-assign]
+        return made
+
+    short = extender()
+    for _ in range(3):
+        short.filter_json(extender_args(50))
+    assert cut == [False, False, False]
+    cut.clear()
+    real = extender()
+    answers = [orjson.loads(real.filter_json(extender_args(50, real_labels=True))) for _ in range(3)]
+    assert cut == [False, True, True]  # the first body: before the policy has said what it reads
+    assert answers[0] == answers[1] == answers[2] and passed(answers[0])

@@ -15,7 +15,7 @@ from kubernetes import client, config
 from pdp.lifecycle.services import certificate
 from pdp.lifecycle.storage import anchor
 from pdp.substrate.kubernetes import objects, workload
-from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter
+from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter, ObjectRefused
 from tests.e2e.controlplane import ControlPlane
 from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, create_gpu_node, onboard, tenant_doc
 
@@ -58,6 +58,26 @@ def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
         adapter.delete(rendered["quota"][0])
         assert not adapter.exists(rendered["quota"][0])
     finally:
+        adapter.close()
+
+
+def test_an_object_the_api_server_refuses_is_one_sentence_naming_it(kube: ControlPlane) -> None:
+    # A tier's PriorityClass an admin created before with another preemptionPolicy: the field is
+    # immutable, so onboarding cannot apply the catalog's. What the failed step reports must say
+    # so in one line, not the client's dump of headers and body.
+    [spot] = [o for o in objects.tier_catalog() if o["metadata"]["name"] == "gpupaas-spot"]
+    theirs = {**spot, "metadata": {"name": "refused-test"}, "preemptionPolicy": "PreemptLowerPriority"}
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    try:
+        adapter.apply(theirs)
+        with pytest.raises(ObjectRefused) as refused:
+            adapter.apply({**theirs, "preemptionPolicy": "Never"})
+        said = str(refused.value)
+        assert said.startswith("PriorityClass refused-test: the API server refused it: "), said
+        assert "preemptionPolicy" in said and "immutable" in said and "\n" not in said, said
+        assert refused.value.status == 422
+    finally:
+        adapter.delete(theirs)
         adapter.close()
 
 

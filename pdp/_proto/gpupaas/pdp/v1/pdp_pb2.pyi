@@ -576,7 +576,7 @@ class NodeRejection(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation", "sla_escalation", "drift")
+    __slots__ = ("eligible_clusters", "eligible_nodes", "rejected_nodes", "node_selector", "node_affinity", "tolerations", "priority_class_name", "isolation", "preemptible_victims", "empty_collections", "reclaim", "degradation", "sla_escalation", "drift", "node_label_keys")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -598,6 +598,7 @@ class Constraints(_message.Message):
     DEGRADATION_FIELD_NUMBER: _ClassVar[int]
     SLA_ESCALATION_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
+    NODE_LABEL_KEYS_FIELD_NUMBER: _ClassVar[int]
     eligible_clusters: _containers.RepeatedScalarFieldContainer[str]
     eligible_nodes: _containers.RepeatedScalarFieldContainer[str]
     rejected_nodes: _containers.RepeatedCompositeFieldContainer[NodeRejection]
@@ -612,7 +613,8 @@ class Constraints(_message.Message):
     degradation: DegradationPlan
     sla_escalation: SlaEscalation
     drift: DriftPlan
-    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ..., sla_escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ..., drift: _Optional[_Union[DriftPlan, _Mapping]] = ...) -> None: ...
+    node_label_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, eligible_clusters: _Optional[_Iterable[str]] = ..., eligible_nodes: _Optional[_Iterable[str]] = ..., rejected_nodes: _Optional[_Iterable[_Union[NodeRejection, _Mapping]]] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., node_affinity: _Optional[_Iterable[_Union[SelectorRequirement, _Mapping]]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class_name: _Optional[str] = ..., isolation: _Optional[_Union[Isolation, _Mapping]] = ..., preemptible_victims: _Optional[_Iterable[_Union[Victim, _Mapping]]] = ..., empty_collections: _Optional[_Iterable[str]] = ..., reclaim: _Optional[_Union[ReclaimPlan, _Mapping]] = ..., degradation: _Optional[_Union[DegradationPlan, _Mapping]] = ..., sla_escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ..., drift: _Optional[_Union[DriftPlan, _Mapping]] = ..., node_label_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code", "description", "params")
