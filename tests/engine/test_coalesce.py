@@ -19,9 +19,9 @@ from pdp.engine.opa_http import OpaHttpEngine
 from pdp.engine.wasm import WasmEngine
 from pdp.intents import validate_intent
 from pdp.point import BATCH_PATH, DECISION_PATH, DecideOptions, DecisionPoint
+from tests.engine.test_engine_differential import corpus
 from tests.freeze import frozen
 from tests.ports import free_port
-from tests.test_engine_differential import corpus
 
 
 def _valid_intents() -> list[Any]:
