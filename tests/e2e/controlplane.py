@@ -37,6 +37,8 @@ class ControlPlane:
     api_port: int = 0
     kubeconfig: Path = Path()
     ca: CertPair | None = None
+    # More kube-apiserver flags (the living fleet shortens the default taint tolerations).
+    apiserver_args: tuple[str, ...] = ()
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.workdir / f"{name}.log").open("wb")
@@ -109,6 +111,7 @@ class ControlPlane:
                 # The kubernetes Service endpoint cannot point at loopback; envtest does the same.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self.apiserver_args,
             ],
         )
         self.kubeconfig = self.workdir / "admin.kubeconfig"
@@ -205,10 +208,16 @@ class ControlPlane:
         "namespace": "system:controller:namespace-controller",
         "garbagecollector": "system:controller:generic-garbage-collector",
         "job": "system:controller:job-controller",
+        # The living fleet (bench/fleet): NotReady nodes tainted, their pods evicted.
+        "nodelifecycle": "system:controller:node-controller",
+        "taint-eviction-controller": "system:controller:node-controller",
     }
 
     def start_controller_manager(
-        self, timeout: float = 60, controllers: tuple[str, ...] = CONTROLLERS
+        self,
+        timeout: float = 60,
+        controllers: tuple[str, ...] = CONTROLLERS,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         """kube-controller-manager with only `controllers`, under its own identity (no service
         account credentials: the token controller does not run) with exactly those controllers'
@@ -227,7 +236,7 @@ class ControlPlane:
             # The bootstrap roles these controllers get as service accounts, granted to the user
             # instead: the role bound to system:kube-controller-manager covers the manager itself,
             # Kubernetes gives the controllers' own work to their service accounts.
-            for role in (self.CONTROLLER_ROLES[c] for c in controllers):
+            for role in sorted({self.CONTROLLER_ROLES[c] for c in controllers}):
                 rbac.create_cluster_role_binding(
                     client.V1ClusterRoleBinding(
                         metadata=client.V1ObjectMeta(name=f"e2e:{role}"),
@@ -254,6 +263,7 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "-v=2",
+                *extra_args,
             ],
         )
         self._wait_controllers(timeout)

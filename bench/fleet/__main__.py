@@ -1,0 +1,139 @@
+"""Replay a GPU cluster trace through the whole control plane and write the report.
+
+    python -m bench.fleet                                   # the default trace, both runs
+    python -m bench.fleet --nodes N.csv --tasks T.csv --mapping M.yaml --seconds 600 --out R.md
+
+Runs the policy run (PDP in the path) and the scheduler-alone run one after the other on fresh
+control planes, then writes the report (markdown, beside it the timelines as PNG) and a JSON of the
+figures. Exits 1 when a promise check of the policy run is not 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fleet.mapping import DEFAULT_MAPPING, load_mapping, plan
+from bench.fleet.promises import CHECKS
+from bench.fleet.replay import Failure, Replay
+from bench.fleet.report import RunFigures, delta, histogram, render, usage, violations_by_check
+from bench.fleet.trace import TraceError, read_nodes, read_tasks
+from bench.fleet.world import LivingFleet, Timing
+from pdp.metrics import PREFIX
+
+TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu-v2023"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def one_run(args: argparse.Namespace, the_plan: object, work: Path, with_pdp: bool) -> RunFigures:
+    from bench.fleet.mapping import Plan
+
+    assert isinstance(the_plan, Plan)
+    timing = Timing()
+    name = "pdp" if with_pdp else "plain"
+    webhook_before = histogram(PREFIX + "webhook_request_duration_seconds", {})
+    extender_before = histogram(PREFIX + "extender_request_duration_seconds", {"verb": "filter"})
+    decisions_before = _decisions()
+    with LivingFleet(work / name, the_plan, with_pdp, timing) as fleet:
+        print(f"{name}: cluster up ({len(the_plan.nodes)} nodes); replaying", file=sys.stderr)
+        failures = tuple(Failure(0.5, args.fail_nodes) for _ in range(1 if args.fail_nodes else 0))
+        result = Replay(
+            fleet, the_plan, args.seconds, failures, log=lambda m: print(f"{name}: {m}", file=sys.stderr)
+        ).run()
+        pids = fleet.processes()
+        known = set(pids.values())
+        for child in _children(os.getpid()):
+            if child not in known:
+                exe = Path(f"/proc/{child}/exe")
+                pids[exe.resolve().name if exe.exists() else str(child)] = child
+        figures = RunFigures(result, {n: u for n, p in pids.items() if (u := usage(p)) is not None})
+        own = usage(os.getpid())
+        if own is not None:
+            figures.usage["replayer + PDP (this process, cumulative)"] = own
+        if with_pdp:
+            figures.webhook = delta(
+                histogram(PREFIX + "webhook_request_duration_seconds", {}), webhook_before
+            )
+            figures.extender = delta(
+                histogram(PREFIX + "extender_request_duration_seconds", {"verb": "filter"}), extender_before
+            )
+            figures.decisions = _decisions() - decisions_before
+        fleet.copy_logs(work / f"{name}-logs")
+    return figures
+
+
+def _decisions() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == PREFIX + "decisions_total")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=Path, default=TRACE / "openb_node_list_gpu_node.csv")
+    p.add_argument("--tasks", type=Path, default=TRACE / "openb_pod_list_default.csv")
+    p.add_argument("--mapping", type=Path, default=DEFAULT_MAPPING)
+    p.add_argument(
+        "--seconds", type=float, default=300, help="replay length (trace time is compressed into it)"
+    )
+    p.add_argument("--limit-nodes", type=int, default=0, help="only the first N nodes of the node list")
+    p.add_argument("--limit-tasks", type=int, default=0, help="only the first N tasks by creation time")
+    p.add_argument("--fail-nodes", type=int, default=3, help="nodes whose heartbeat stops halfway")
+    p.add_argument("--runs", default="pdp,plain", help="pdp, plain or both (comma-separated)")
+    p.add_argument("--out", type=Path, default=Path("docs/fleet-simulation.md"))
+    p.add_argument("--work", type=Path, default=None, help="folder for the clusters' state and logs")
+    args = p.parse_args(argv)
+    try:
+        nodes = read_nodes(args.nodes)
+        tasks = read_tasks(args.tasks)
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit_nodes:
+        nodes = nodes[: args.limit_nodes]
+    if args.limit_tasks:
+        tasks = sorted(tasks, key=lambda t: (t.creation or 0, t.number))[: args.limit_tasks]
+    the_plan = plan(nodes, tasks, load_mapping(args.mapping))
+    work = args.work or Path(tempfile.mkdtemp(prefix="fleet-"))
+    runs = []
+    started = time.monotonic()
+    for name in args.runs.split(","):
+        runs.append(one_run(args, the_plan, work, with_pdp=name.strip() == "pdp"))
+    span = max(a.until for a in the_plan.arrivals) - min(a.at for a in the_plan.arrivals)
+    sources = {"nodes": args.nodes.name, "tasks": args.tasks.name, "mapping": str(args.mapping.name)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(the_plan, sources, args.seconds, span / args.seconds, runs))
+    figures: dict[str, object] = {"violations": {}, "wall_seconds": time.monotonic() - started}
+    for r in runs:
+        name = "pdp" if r.result.with_pdp else "plain"
+        figures["violations"][name] = {c: violations_by_check(r.result)[c] for c in CHECKS}  # type: ignore[index]
+        replaced = [v for v in r.result.views.values() if v.replaces]
+        figures[name] = {
+            "placed": sum(1 for v in r.result.views.values() if v.bound is not None),
+            "refused": sum(r.result.refused.values()),
+            "evicted": len(r.result.evicted),
+            "replaced_placed": sum(1 for v in replaced if v.bound is not None),
+            "submit_errors": len(r.result.submit_errors),
+        }
+    args.out.with_suffix(".json").write_text(json.dumps(figures, indent=2))
+    print(f"report: {args.out} (work: {work})", file=sys.stderr)
+    pdp = [r for r in runs if r.result.with_pdp]
+    return 1 if pdp and any(violations_by_check(pdp[0].result).values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

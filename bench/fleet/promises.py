@@ -1,0 +1,134 @@
+"""The promises a GPU platform sells, checked on the cluster's own state (pure).
+
+Each check reads what the API server holds (pods, where they are bound, the nodes' labels and
+taints), never the PDP's decision log: a decision that was right but not realized, or a pod that got
+past the PDP, shows here. Every count must be 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.fleet.mapping import GPU, SHARED_GPU, Placed, Tenant
+
+TERMINAL = frozenset({"Succeeded", "Failed"})
+# DisruptionTarget reasons: kube-scheduler's preemption, the taint eviction of a failed node.
+PREEMPTED = "PreemptionByScheduler"
+EVICTED = "DeletionByTaintManager"
+CHECKS = (
+    "entitlement exceeded",
+    "residency broken",
+    "foreign pod on a dedicated node",
+    "unshared tenant on a shared GPU",
+    "spot above its tier",
+    "enterprise pod preempted",
+)
+
+
+@dataclass
+class PodView:
+    """What the replay knows of a pod from the API server's watch."""
+
+    name: str
+    namespace: str
+    node: str = ""
+    phase: str = "Pending"
+    priority_class: str = ""
+    resources: dict[str, int] = field(default_factory=dict)
+    created: float = 0.0
+    bound: float | None = None
+    ended: float | None = None
+    deleted_by_replay: bool = False
+    disruption: str = ""  # the reason of a DisruptionTarget condition (preemption, taint eviction)
+    replaces: str = ""  # the pod this one re-places after an eviction
+
+    @property
+    def holds_capacity(self) -> bool:
+        return bool(self.node) and self.phase not in TERMINAL and self.ended is None
+
+
+def pod_view(obj: Mapping[str, Any]) -> PodView:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
+    resources: dict[str, int] = defaultdict(int)
+    for c in spec.get("containers", []):
+        for name, q in ((c.get("resources") or {}).get("limits") or {}).items():
+            if name in (GPU, SHARED_GPU):
+                resources[name] += int(q)
+    disruption = next(
+        (c.get("reason", "") for c in status.get("conditions") or () if c.get("type") == "DisruptionTarget"),
+        "",
+    )
+    return PodView(
+        meta.get("name", ""),
+        meta.get("namespace", ""),
+        spec.get("nodeName") or "",
+        status.get("phase") or "Pending",
+        spec.get("priorityClassName") or "",
+        dict(resources),
+        disruption=disruption,
+    )
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    pod: str
+    detail: str
+
+
+def check(
+    pods: Iterable[PodView],
+    nodes: Mapping[str, Placed],
+    tenants_by_namespace: Mapping[str, Tenant],
+    entitlements: Mapping[str, Mapping[str, int]],
+    jurisdictions: Mapping[str, str],
+    sharing_replicas: int,
+    spot_priority_class: str,
+) -> list[Violation]:
+    """The violations in one state of the cluster."""
+    out: list[Violation] = []
+    held: dict[tuple[str, str], float] = defaultdict(float)
+    for pod in pods:
+        tenant = tenants_by_namespace.get(pod.namespace)
+        if tenant is None:
+            continue
+        where = f"{pod.namespace}/{pod.name}"
+        if tenant.tier == "enterprise" and pod.disruption == PREEMPTED:
+            out.append(Violation("enterprise pod preempted", where, f"{pod.disruption} on node {pod.node}"))
+        if not pod.holds_capacity:
+            continue
+        node = nodes.get(pod.node)
+        if node is None:
+            continue
+        jurisdiction = jurisdictions[node.cluster]
+        if tenant.residency != "any" and tenant.residency != f"{jurisdiction.lower()}-only":
+            out.append(
+                Violation(
+                    "residency broken", where, f"{tenant.residency} tenant on {pod.node} ({jurisdiction})"
+                )
+            )
+        if node.kind == "dedicated" and node.owner != tenant.name:
+            out.append(Violation("foreign pod on a dedicated node", where, f"{pod.node} is {node.owner}'s"))
+        if node.kind == "time-slicing" and not tenant.sharing:
+            out.append(Violation("unshared tenant on a shared GPU", where, f"{pod.node} time-slices"))
+        if tenant.tier == "spot" and pod.priority_class != spot_priority_class:
+            out.append(
+                Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}")
+            )
+        gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
+        if gpus:
+            held[(tenant.name, node.gpu_class)] += gpus
+    for (tenant_name, gpu_class), gpus in sorted(held.items()):
+        limit = entitlements.get(tenant_name, {}).get(gpu_class, 0)
+        if gpus > limit + 1e-9:
+            out.append(
+                Violation(
+                    "entitlement exceeded",
+                    tenant_name,
+                    f"holds {gpus:g} {gpu_class} GPUs, entitled to {limit}",
+                )
+            )
+    return out

@@ -1,0 +1,216 @@
+"""The replay's report: figures per tier, the promise checks of both runs side by side, the PDP's
+latencies from its Prometheus metrics and what each component cost (pure but for reading /proc)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from bench.fleet.mapping import Plan
+from bench.fleet.promises import CHECKS
+from bench.fleet.replay import RunResult
+
+TIERS = ("enterprise", "standard", "spot")
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, math.ceil(q / 100 * len(ordered)) - 1)
+    return ordered[rank]
+
+
+# -- Prometheus histograms --------------------------------------------------------------------------
+Buckets = dict[float, float]  # upper bound -> cumulative count
+
+
+def histogram(name: str, labels: Mapping[str, str]) -> Buckets:
+    """The cumulative buckets of every series of `name` whose labels include `labels`, summed."""
+    out: dict[float, float] = defaultdict(float)
+    for metric in REGISTRY.collect():
+        for s in metric.samples:
+            if s.name == f"{name}_bucket" and all(s.labels.get(k) == v for k, v in labels.items()):
+                out[float(s.labels["le"])] += s.value
+    return dict(out)
+
+
+def delta(after: Buckets, before: Buckets) -> Buckets:
+    return {le: n - before.get(le, 0.0) for le, n in after.items()}
+
+
+def quantile(q: float, buckets: Buckets) -> float | None:
+    """Prometheus' histogram_quantile: linear within the bucket the rank falls in."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if math.isinf(le):
+                return lower
+            width = buckets[le] - below
+            return lower + (le - lower) * ((rank - below) / width if width else 1.0)
+        lower, below = le, buckets[le]
+    return lower
+
+
+# -- processes ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+def usage(pid: int) -> Usage | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return Usage(cpu, hwm / 1024)
+
+
+# -- the report ---------------------------------------------------------------------------------------
+@dataclass
+class RunFigures:
+    result: RunResult
+    usage: dict[str, Usage]
+    decisions: float = 0.0
+    webhook: Buckets | None = None
+    extender: Buckets | None = None
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
+
+
+def tier_rows(plan: Plan, result: RunResult) -> dict[str, dict[str, str]]:
+    tier_of_ns = {t.namespace: t.tier for t in plan.tenants.values()}
+    submitted = Counter(a.tenant.tier for a in plan.arrivals)
+    pending: dict[str, list[float]] = defaultdict(list)
+    never: Counter[str] = Counter()
+    for view in result.views.values():
+        tier = tier_of_ns[view.namespace]
+        if view.bound is not None:
+            pending[tier].append(view.bound - view.created)
+        elif view.ended is None or not view.node:
+            never[tier] += 1
+    peak: dict[str, float] = defaultdict(float)
+    for sample in result.samples:
+        for tier, gpus in sample.gpus_by_tier.items():
+            peak[tier] = max(peak[tier], gpus)
+    return {
+        tier: {
+            "tasks": str(submitted[tier]),
+            "refused": str(result.refused_by_tier[tier]),
+            "placed": str(len(pending[tier])),
+            "never placed": str(never[tier]),
+            "pending p50 s": _s(percentile(pending[tier], 50)),
+            "pending p99 s": _s(percentile(pending[tier], 99)),
+            "peak GPUs": f"{peak[tier]:.1f}",
+        }
+        for tier in TIERS
+    }
+
+
+def violations_by_check(result: RunResult) -> Counter[str]:
+    return Counter(v.check for v in result.violations.values())
+
+
+def render(
+    plan: Plan,
+    sources: Mapping[str, str],
+    seconds: float,
+    compress: float,
+    runs: Sequence[RunFigures],
+    plots: Iterable[str] = (),
+) -> str:
+    gpus = sum(p.node.gpus for p in plan.nodes)
+    lines = [
+        "# Fleet simulation: the Alibaba GPU trace replayed through the control plane",
+        "",
+        'Data: Alibaba GPU cluster trace v2023, released with Weng et al., "Beware of Fragmentation: '
+        "Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent\", USENIX ATC '23 "
+        "(github.com/alibaba/clusterdata, cluster-trace-gpu-v2023).",
+        "",
+        f"Replayed: {len(plan.nodes):,} nodes ({gpus:,} GPUs) from `{sources['nodes']}`, "
+        f"{len(plan.arrivals):,} tasks from `{sources['tasks']}`, mapped by `{sources['mapping']}`; "
+        f"trace time compressed {compress:,.0f}-fold into {seconds:.0f} s.",
+        "",
+        "## Promises (each must be 0; checked on the API server's state, not on the PDP's log)",
+        "",
+        "| check | " + " | ".join(_run_name(r) for r in runs) + " |",
+        "| --- | " + " | ".join("---:" for _ in runs) + " |",
+    ]
+    counts = [violations_by_check(r.result) for r in runs]
+    for name in CHECKS:
+        lines.append(f"| {name} | " + " | ".join(str(c[name]) for c in counts) + " |")
+    lines += ["", "## Per tier", ""]
+    for run in runs:
+        rows = tier_rows(plan, run.result)
+        cols = list(next(iter(rows.values())))
+        lines += [f"**{_run_name(run)}** (wall {run.result.wall_seconds:.0f} s)", ""]
+        lines += ["| tier | " + " | ".join(cols) + " |", "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+        lines += [f"| {tier} | " + " | ".join(row[c] for c in cols) + " |" for tier, row in rows.items()]
+        lines.append("")
+    for run in runs:
+        if run.result.refused:
+            lines += [f"Refused by reason ({_run_name(run)}):", ""]
+            lines += [f"- {reason}: {n}" for reason, n in run.result.refused.most_common()]
+            lines.append("")
+    lines += ["## Node failures", ""]
+    for run in runs:
+        r = run.result
+        replaced = [v for v in r.views.values() if v.replaces]
+        bound = [v for v in replaced if v.bound is not None]
+        lines.append(
+            f"- {_run_name(run)}: {len(r.failed_nodes)} nodes stopped heartbeating, {len(r.evicted)} pods "
+            f"evicted by taint eviction, {len(replaced)} re-created, {len(bound)} of them placed again."
+        )
+    lines += ["", "## The PDP in the path", ""]
+    for run in runs:
+        if run.webhook is None:
+            continue
+        lines += [
+            f"- decisions: {run.decisions:,.0f} ({run.decisions / max(run.result.wall_seconds, 1e-9):.1f}/s)",
+            f"- webhook p50 {_ms(quantile(0.5, run.webhook))} ms, p99 {_ms(quantile(0.99, run.webhook))} ms",
+            f"- extender filter p50 {_ms(quantile(0.5, run.extender or {}))} ms, "
+            f"p99 {_ms(quantile(0.99, run.extender or {}))} ms",
+        ]
+    lines += [
+        "",
+        "## What each component cost",
+        "",
+        "| run | component | CPU s | peak RSS MiB |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for run in runs:
+        for name, u in sorted(run.usage.items()):
+            lines.append(f"| {_run_name(run)} | {name} | {u.cpu_seconds:.1f} | {u.peak_rss_mib:.0f} |")
+    if any(r.result.submit_errors for r in runs):
+        lines += ["", "## Submission errors (not refusals)", ""]
+        for run in runs:
+            lines += [f"- {_run_name(run)}: {e}" for e in run.result.submit_errors[:20]]
+    for plot in plots:
+        lines += ["", f"![{Path(plot).stem}]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def _run_name(run: RunFigures) -> str:
+    return "with the PDP" if run.result.with_pdp else "scheduler alone"

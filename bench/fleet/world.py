@@ -1,0 +1,196 @@
+"""A fleet that lives under the real control plane, on loopback: etcd, kube-apiserver,
+kube-scheduler, kube-controller-manager (namespace, garbage collector, node lifecycle and taint
+eviction), KWOK keeping the trace's nodes heartbeating and the pods bound to them Running and, in
+the policy run, the PDP (real OPA) with its admission webhook and scheduler extender, the tenants'
+namespaces, quotas and limit ranges applied by its Kubernetes adapter.
+
+The scheduler-alone run is the same cluster without the PDP in the path: no webhook, no extender,
+no quotas; the nodes keep their labels and the dedicated pools their taints.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from bench.fleet.mapping import KWOK_ANNOTATION, Plan
+from pdp.embedded import EmbeddedPDP
+from pdp.net.certs import issue_server_cert, make_ca
+from pdp.substrate.kubernetes import objects as kube_objects
+from pdp.substrate.kubernetes.adapter import KubernetesAdapter
+from tests.artifacts import cached_artifact
+from tests.conftest import embedded_settings
+from tests.e2e.conftest import Enforcement, scheduler_configuration, webhook_configuration
+from tests.e2e.controlplane import ControlPlane, kube_binaries
+
+CONTROLLERS = ("namespace", "garbagecollector", "nodelifecycle", "taint-eviction-controller")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How fast a failed node is noticed and emptied: kubelets renew a 40 s lease every 10 s and
+    the node lifecycle controller waits 50 s; a replay compressed 10,000-fold cannot wait that long
+    for what takes a few hours of trace time, so these are shorter, and stated in the report."""
+
+    lease_seconds: int = 20  # KWOK renews each node's Lease every quarter of it
+    grace_seconds: int = 20  # --node-monitor-grace-period
+    toleration_seconds: int = 5  # the default not-ready/unreachable tolerations
+
+
+def kwok_binary() -> Path:
+    return cached_artifact("build-kwok")
+
+
+@dataclass
+class LivingFleet:
+    root: Path
+    plan: Plan
+    with_pdp: bool
+    timing: Timing = field(default_factory=Timing)
+    stack: ExitStack = field(default_factory=ExitStack)
+    cp: ControlPlane | None = None
+    api: client.ApiClient | None = None
+    pdp: EmbeddedPDP | None = None
+    enforcement: Enforcement | None = None
+
+    def __enter__(self) -> LivingFleet:
+        try:
+            self._start()
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        assert self.api is not None
+        return client.CoreV1Api(self.api)
+
+    def _start(self) -> None:
+        t = self.timing
+        cp = ControlPlane(
+            kube_binaries(),
+            self.root / "kube",
+            apiserver_args=(
+                f"--default-not-ready-toleration-seconds={t.toleration_seconds}",
+                f"--default-unreachable-toleration-seconds={t.toleration_seconds}",
+                # The replay submits thousands of pods a minute, as one client.
+                "--max-requests-inflight=800",
+                "--max-mutating-requests-inflight=400",
+            ),
+        )
+        self.cp = cp
+        self.stack.callback(cp.stop)
+        cp.start()
+        cp.start_controller_manager(
+            controllers=CONTROLLERS,
+            extra_args=(f"--node-monitor-grace-period={t.grace_seconds}s", "--node-monitor-period=2s"),
+        )
+        self.api = config.new_client_from_config(str(cp.kubeconfig))
+        self.api.configuration.connection_pool_maxsize = 16
+        self.stack.callback(self.api.close)
+        self._spawn_kwok()
+        self._create_nodes()
+        if self.with_pdp:
+            self._start_pdp()
+        else:
+            self._tenants(objects=("namespaces",))
+            cp.start_scheduler(_plain_scheduler())
+
+    def _spawn_kwok(self) -> None:
+        assert self.cp is not None
+        self.cp._spawn(
+            "kwok",
+            [
+                str(kwok_binary()),
+                f"--kubeconfig={self.cp.kubeconfig}",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                f"--node-lease-duration-seconds={self.timing.lease_seconds}",
+                "--cidr=10.128.0.0/10",
+                "--node-ip=10.127.0.1",
+            ],
+        )
+
+    def _create_nodes(self) -> None:
+        core = self.core
+
+        def create(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+            node, status = pair
+            core.create_node(node)
+            core.patch_node_status(node["metadata"]["name"], status)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, self.plan.node_objects()))
+
+    def _tenants(self, objects: tuple[str, ...]) -> None:
+        assert self.api is not None
+        adapter = KubernetesAdapter(api=self.api)
+        scheduling = client.SchedulingV1Api(self.api)
+        for priority_class in kube_objects.tier_catalog():
+            scheduling.create_priority_class(priority_class)
+        for policy in self.plan.policies.values():
+            rendered = kube_objects.render(policy, self.plan.fleet)
+            for group in objects:
+                for obj in rendered[group]:
+                    adapter.apply(obj)
+
+    def _start_pdp(self) -> None:
+        assert self.cp is not None and self.api is not None
+        home = self.root / "pdp"
+        examples = home / "examples"
+        (examples / "tenants").mkdir(parents=True, exist_ok=True)
+        (examples / "fleet.yaml").write_text(yaml.safe_dump({"fleet": self.plan.fleet}, sort_keys=False))
+        for name, policy in self.plan.policies.items():
+            (examples / "tenants" / f"{name}.yaml").write_text(
+                yaml.safe_dump({"tenant": policy}, sort_keys=False)
+            )
+        self.pdp = self.stack.enter_context(EmbeddedPDP(embedded_settings(home)))
+        self._tenants(objects=("namespaces", "quota", "limits"))
+        pki_dir = self.root / "pki"
+        ca = make_ca(pki_dir)
+        serving = issue_server_cert(ca, pki_dir / "pdp", ["127.0.0.1", "localhost"])
+        pki = {"ca": ca.cert, "cert": serving.cert, "key": serving.key}
+        self.enforcement = Enforcement(self.pdp, self.api, pki)
+        self.stack.callback(self.enforcement.stop)
+        client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(
+            webhook_configuration(self.enforcement.webhook.url, pki["ca"])
+        )
+        self.cp.start_scheduler(scheduler_configuration(self.enforcement.extender.url))
+
+    def stop_heartbeat(self, node: str) -> None:
+        """The node's machine dies: KWOK stops renewing its lease, so the node lifecycle
+        controller marks it unreachable and taint eviction empties it."""
+        self.core.patch_node(node, {"metadata": {"annotations": {KWOK_ANNOTATION: None}}})
+
+    def processes(self) -> dict[str, int]:
+        """Component -> pid, for CPU and memory accounting."""
+        assert self.cp is not None
+        return {name: proc.pid for name, proc in self.cp.procs.items()}
+
+    def copy_logs(self, into: Path) -> None:
+        assert self.cp is not None
+        into.mkdir(parents=True, exist_ok=True)
+        for log in self.cp.workdir.glob("*.log"):
+            shutil.copy(log, into / log.name)
+
+
+def _plain_scheduler() -> dict[str, Any]:
+    """The shipped scheduler configuration without the PDP's extender."""
+    doc = scheduler_configuration("http://unused")
+    doc.pop("extenders", None)
+    return doc
+
+
+def running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
