@@ -14,7 +14,7 @@ import yaml
 from pdp.config import load_config, validate_tenant
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.schemas import validator
-from pdp.schemas.errors import describe, format_path, leaf_errors
+from pdp.schemas.errors import problems
 from pdp.substrate.slurm import accounts, fleet, lua
 from pdp.substrate.slurm.adapter import SlurmAdapter, SlurmCommandFailed
 
@@ -22,10 +22,9 @@ from pdp.substrate.slurm.adapter import SlurmAdapter, SlurmCommandFailed
 def _fleet(path: Path) -> dict[str, Any]:
     """The fleet document's inner object, schema-validated like every other use of it."""
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    errors = leaf_errors(validator("fleet").iter_errors(loaded))
-    if errors:
-        where, problem = describe(errors[0])
-        raise SystemExit(f"{path}: {format_path(where)}: {problem}")
+    found = problems(validator("fleet").iter_errors(loaded))
+    if found:
+        raise SystemExit("\n".join(f"{path}: {where}: {problem}" for where, problem in found))
     return dict(loaded["fleet"])
 
 
