@@ -5,6 +5,10 @@ at that moment from a ServingCertificate (the same watcher as the webhook's), so
 serves new connections without a restart. The switch happens in the SNI callback, which OpenSSL
 runs on every ClientHello, with or without a server name (clients connecting to an IP send none).
 
+On a unix socket (`unix_socket`, pdp/net/listen.py's bind_unix_socket) the file's permissions
+say who may ask, and its folder, writable by this user only, that nobody else can answer in the
+server's place while it is down (the Slurm hook's channel, docs/slurm.md).
+
 Bounded by design: `limit_concurrency` answers 503 beyond that many connections and requests in
 flight rather than queueing without end, keep-alive connections idle for 5 s are closed, and
 shutdown drains in-flight requests for at most `graceful_shutdown` seconds.
@@ -25,7 +29,7 @@ import uvicorn
 
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
 from pdp.api.token_file import BearerTokens
-from pdp.net.listen import bound_url
+from pdp.net.listen import UNIX_PREFIX, bind_unix_socket, bound_url
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecisionPoint
 
@@ -50,6 +54,7 @@ class HttpDecisionServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        unix_socket: Path | None = None,
         cert_file: Path | None = None,
         key_file: Path | None = None,
         tokens: BearerTokens | None = None,
@@ -74,18 +79,23 @@ class HttpDecisionServer:
             if cert_file and key_file
             else None
         )
-        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Inherited by every accepted connection. Without it a keep-alive answer (headers, then
-        # body, two writes) waited for the client's delayed ACK: 44 ms per decision instead of 2.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind((host.strip("[]"), port))
+        self.unix_socket = unix_socket
+        if unix_socket is not None:
+            self._socket = bind_unix_socket(unix_socket)
+            self._socket_inode = unix_socket.stat().st_ino
+        else:
+            family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+            self._socket = socket.socket(family, socket.SOCK_STREAM)
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by every accepted connection. Without it a keep-alive answer (headers, then
+            # body, two writes) waited for the client's delayed ACK: 44 ms per decision instead of 2.
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socket.bind((host.strip("[]"), port))
         certificate = self.certificate
         config = uvicorn.Config(
             self.api.app(),
             host=host,
-            port=self.port,
+            port=0 if unix_socket else self.port,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -107,10 +117,15 @@ class HttpDecisionServer:
 
     @property
     def port(self) -> int:
+        if self.unix_socket is not None:
+            raise ValueError(f"the HTTP decision API listens on unix:{self.unix_socket}, not a port")
         return int(self._socket.getsockname()[1])
 
     @property
     def url(self) -> str:
+        """http(s)://HOST:PORT, or unix:PATH for a unix socket."""
+        if self.unix_socket is not None:
+            return f"{UNIX_PREFIX}{self.unix_socket}"
         return bound_url(self._socket, tls=self.certificate is not None)
 
     def start(self, timeout: float = 10.0) -> Self:
@@ -131,6 +146,11 @@ class HttpDecisionServer:
         self._thread.join(timeout=15)
         with contextlib.suppress(OSError):
             self._socket.close()
+        # Our file only: a server started since on the same path keeps its own.
+        if self.unix_socket is not None:
+            with contextlib.suppress(OSError):
+                if self.unix_socket.stat().st_ino == self._socket_inode:
+                    self.unix_socket.unlink()
         if self.certificate is not None:
             self.certificate.stop()
 

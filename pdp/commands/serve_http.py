@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def add_http_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-listen",
-        metavar="HOST:PORT",
-        help="also serve the HTTP/JSON decision API (POST /v1/decide, /v1/decide/batch)",
+        metavar="HOST:PORT|unix:PATH",
+        help="also serve the HTTP/JSON decision API (POST /v1/decide, /v1/decide/batch); unix:PATH "
+        "serves it on a unix socket, mode 0660, in a folder only this user may write (the Slurm hook's)",
     )
     parser.add_argument("--http-cert", type=Path, help="PEM certificate chain: serve the HTTP API over HTTPS")
     parser.add_argument("--http-key", type=Path, help="PEM private key of the HTTP API")
@@ -29,14 +30,20 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
     # Plaintext off loopback: the serve command's one --insecure (pdp/net/listen.py) covers it too.
 
 
-def http_address(args: argparse.Namespace) -> tuple[str, int] | None:
-    """HOST, PORT of --http-listen, refusing what must not start (pdp/net/listen.py's rule for every
-    listener); None without the option."""
-    from pdp.net.listen import check_plaintext, tls_files
+def http_address(args: argparse.Namespace) -> tuple[str, int] | Path | None:
+    """HOST, PORT of --http-listen, or the path of unix:PATH, refusing what must not start
+    (pdp/net/listen.py's rule for every listener); None without the option."""
+    from pdp.net.listen import ListenError, check_plaintext, tls_files, unix_socket_path
 
     if not args.http_listen:
         return None
     tls = tls_files(args.http_cert, args.http_key, "--http-cert", "--http-key")
+    path = unix_socket_path(args.http_listen)
+    if path is not None:
+        if tls is not None:
+            # Nothing on the way to encrypt; the file's permissions decide who may connect.
+            raise ListenError(f"--http-listen {args.http_listen}: TLS is for TCP; give no --http-cert")
+        return path
     return check_plaintext(
         "--http-listen",
         args.http_listen,
@@ -61,10 +68,13 @@ def start_http(
         tokens = BearerTokens(args.http_token_file) if args.http_token_file else None
     except TokenFileError as exc:
         raise SystemExit(f"--http-token-file {exc}") from exc
+    unix = address if isinstance(address, Path) else None
+    host, port = ("127.0.0.1", 0) if isinstance(address, Path) else address
     server = HttpDecisionServer(
         point,
-        host=address[0],
-        port=address[1],
+        host=host,
+        port=port,
+        unix_socket=unix,
         cert_file=args.http_cert,
         key_file=args.http_key,
         tokens=tokens,

@@ -14,7 +14,7 @@ import yaml
 from pdp.config import load_config, validate_tenant
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.schemas import validator
-from pdp.schemas.errors import describe, format_path, leaf_errors
+from pdp.schemas.errors import problems
 from pdp.substrate.slurm import accounts, fleet, lua
 from pdp.substrate.slurm.adapter import SlurmAdapter, SlurmCommandFailed
 
@@ -22,10 +22,9 @@ from pdp.substrate.slurm.adapter import SlurmAdapter, SlurmCommandFailed
 def _fleet(path: Path) -> dict[str, Any]:
     """The fleet document's inner object, schema-validated like every other use of it."""
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    errors = leaf_errors(validator("fleet").iter_errors(loaded))
-    if errors:
-        where, problem = describe(errors[0])
-        raise SystemExit(f"{path}: {format_path(where)}: {problem}")
+    found = problems(validator("fleet").iter_errors(loaded))
+    if found:
+        raise SystemExit("\n".join(f"{path}: {where}: {problem}" for where, problem in found))
     return dict(loaded["fleet"])
 
 
@@ -39,12 +38,17 @@ def cmd_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_install_hook(args: argparse.Namespace) -> int:
-    settings = lua.HookSettings(
-        pdp_url=args.pdp_url,
-        timeout=args.timeout,
-        cache_seconds=args.cache_seconds,
-        token_file=args.token_file,
-    )
+    try:
+        settings = lua.HookSettings(
+            pdp_socket=args.pdp_socket,
+            pdp_url=args.pdp_url,
+            insecure_loopback_http=args.insecure_loopback_http,
+            timeout=args.timeout,
+            cache_seconds=args.cache_seconds,
+            token_file=args.token_file,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
     lua.install(args.conf_dir, _fleet(args.fleet), settings)
     print(f"installed {lua.SCRIPT} and {lua.SETTINGS} in {args.conf_dir}")
     return 0
@@ -96,7 +100,16 @@ def add_parser(sub: Any) -> None:
     h = ssub.add_parser("install-hook", help="write job_submit.lua and its settings next to slurm.conf")
     h.add_argument("--conf-dir", type=Path, required=True)
     h.add_argument("--fleet", type=Path, default=PROJECT_ROOT / "examples" / "fleet.yaml")
-    h.add_argument("--pdp-url", required=True, help="http://127.0.0.1:PORT (pdp serve --http-listen)")
+    h.add_argument(
+        "--pdp-socket", type=Path, help="the PDP's unix socket (pdp serve --http-listen unix:PATH)"
+    )
+    h.add_argument("--pdp-url", help="http://127.0.0.1:PORT, only with --insecure-loopback-http")
+    h.add_argument(
+        "--insecure-loopback-http",
+        action="store_true",
+        help="reach the PDP over plain HTTP on loopback: a process holding the port while the PDP is "
+        "down would answer for it",
+    )
     h.add_argument("--timeout", type=float, default=0.5)
     h.add_argument("--cache-seconds", type=float, default=5.0)
     h.add_argument("--token-file", type=Path)

@@ -15,7 +15,7 @@ import yaml
 
 from pdp.config.index import fleet_index, namespace_index
 from pdp.schemas import validator
-from pdp.schemas.errors import describe, format_path, leaf_errors
+from pdp.schemas.errors import problems
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,8 @@ def read_yaml(path: Path) -> tuple[Any, list[ConfigError]]:
 
 
 def schema_errors(file: str, schema: str, document: Any) -> list[ConfigError]:
-    found = leaf_errors(validator(schema).iter_errors(document))
-    errors: list[ConfigError] = []
-    for error in sorted(found, key=lambda e: [str(p) for p in e.absolute_path]):
-        path, problem = describe(error)
-        # A field several schema branches require (tier, in each tier's if/then) fails in each.
-        described = ConfigError(file, format_path(path), problem)
-        if described not in errors:
-            errors.append(described)
-    return errors
+    found = problems(validator(schema).iter_errors(document))
+    return [ConfigError(file, path, problem) for path, problem in found]
 
 
 def validate_tenant(document: Any, file: str = "<tenant>") -> list[ConfigError]:

@@ -67,6 +67,9 @@ DEFAULT_GRACEFUL_SHUTDOWN = 5
 _DRAIN_FACTOR = 4
 
 
+_TOO_DEEP = "the body is nested too deeply to be read (arrays and objects more than ~1,000 levels deep)"
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
@@ -180,6 +183,13 @@ def _call(route: Route, body: bytes, query: Query, arrived: float, path: str) ->
         return HTTPStatus.OK, answer if type(answer) is bytes else orjson.dumps(answer)
     except HttpError as exc:
         return exc.status, orjson.dumps({"error": exc.message, "status": exc.status})
+    except RecursionError:
+        # Nothing here recurses but over the request's own nesting (msgspec per level, code that
+        # walks the decoded objects): a body nested deeper than Python's recursion limit (~1,000
+        # levels; orjson reads 1,024) is bad input, not a fault of the server.
+        log.warning("POST %s: the body is nested too deeply to be read", path)
+        doc = {"error": _TOO_DEEP, "status": HTTPStatus.BAD_REQUEST}
+        return HTTPStatus.BAD_REQUEST, orjson.dumps(doc)
     except Exception as exc:
         log.exception("POST %s failed", path)
         doc = {"error": f"internal error: {type(exc).__name__}", "status": 500}

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,60 @@ def bound_url(sock: socket.socket, *, tls: bool) -> str:
     host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
     host = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+UNIX_PREFIX = "unix:"
+
+
+def unix_socket_path(listen: str) -> Path | None:
+    """The path of a `unix:/PATH` listen address; None for HOST:PORT."""
+    if not listen.startswith(UNIX_PREFIX):
+        return None
+    path = Path(listen.removeprefix(UNIX_PREFIX))
+    if not path.is_absolute():
+        raise ListenError(f"{listen}: expected unix:/ABSOLUTE/PATH")
+    return path
+
+
+def bind_unix_socket(path: Path, mode: int = 0o660) -> socket.socket:
+    """A unix stream socket bound at `path`, not yet listening, its file at `mode`.
+
+    Refused in a folder that anyone but its owner (this user or root) may write: there another
+    user could bind the path while this server is down and answer its clients, which is what the
+    socket is for preventing. A socket file left by an earlier run is replaced; any other file is
+    an error."""
+    folder = path.parent
+    try:
+        info = folder.stat()
+    except OSError as exc:
+        raise ListenError(f"unix:{path}: cannot use its folder: {exc}") from exc
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ListenError(
+            f"unix:{path}: its folder {folder} may be written by others than its owner "
+            f"(mode {stat.filemode(info.st_mode)}, uid {info.st_uid}): another user could take the "
+            "socket's place while this server is down; use a folder only this user may write"
+        )
+    if len(os.fsencode(path)) >= 108:
+        raise ListenError(f"unix:{path}: longer than a unix socket path may be (107 bytes)")
+    try:
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+        else:
+            raise ListenError(f"unix:{path}: exists and is not a socket")
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # No moment at which the file exists with wider permissions than `mode`.
+    old = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    return sock
 
 
 def is_loopback(host: str) -> bool:

@@ -15,7 +15,7 @@ import yaml
 
 from pdp.config.documents import ConfigError, ConfigErrors
 from pdp.schemas import validator
-from pdp.schemas.errors import describe, format_path, leaf_errors
+from pdp.schemas.errors import problems
 
 DEFAULT_MEMORY_MIB = 81559  # an H100 80GB's framebuffer as DCGM reports it
 DEFAULT_DRIVER = "550.127.08"
@@ -71,14 +71,8 @@ class Scenario:
 
 
 def _schema_errors(file: str, document: Any) -> list[ConfigError]:
-    found = leaf_errors(validator("telemetry-scenario").iter_errors(document))
-    errors: list[ConfigError] = []
-    for error in sorted(found, key=lambda e: [str(p) for p in e.absolute_path]):
-        path, problem = describe(error)
-        described = ConfigError(file, format_path(path), problem)
-        if described not in errors:
-            errors.append(described)
-    return errors
+    found = problems(validator("telemetry-scenario").iter_errors(document))
+    return [ConfigError(file, path, problem) for path, problem in found]
 
 
 def parse_scenario(document: Any, file: str = "<scenario>") -> Scenario:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -277,3 +278,33 @@ def test_pdp_serve_http_listen_answers_like_grpc(workspace: Path, opa_binary: Pa
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert process.returncode == 0
+
+
+def test_a_unix_socket_is_served_only_from_a_folder_others_cannot_write(
+    stack: EmbeddedPDP, tmp_path: Path
+) -> None:
+    from pdp.net.listen import ListenError
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o750)
+    path = run / "http.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # left by a run that died: replaced
+        stale.bind(str(path))
+    with (
+        HttpDecisionServer(stack.point, unix_socket=path) as server,
+        httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://pdp", timeout=5) as c,
+    ):
+        assert server.url == f"unix:{path}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        answer = c.post("/v1/decide", json=load_intent("01-acme-eu-deploy-eu.json")).json()
+        assert answer["outcome"] == "ALLOW"
+    assert not path.exists()
+    # Where another user may create files, one could bind the path while the PDP is down.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(ListenError, match="may be written by others than its owner"):
+        HttpDecisionServer(stack.point, unix_socket=shared / "http.sock")
+    (run / "file").write_text("")
+    with pytest.raises(ListenError, match="exists and is not a socket"):
+        HttpDecisionServer(stack.point, unix_socket=run / "file")

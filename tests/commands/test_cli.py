@@ -56,6 +56,25 @@ def test_validate_reports_file_path_and_problem(workspace: Path, opa_binary: Pat
     assert "globex.yaml: tenant.tier: 'platinum' is not one of" in out.stderr
 
 
+def test_validate_names_every_schema_problem_of_a_document_in_one_run(workspace: Path) -> None:
+    globex = workspace / "examples" / "tenants" / "globex.yaml"
+    text = globex.read_text()
+    for line in ("  isolation: shared\n", "  data_residency: any\n", "  allow_preemption: false\n"):
+        assert line in text
+        text = text.replace(line, "")
+    globex.write_text(text.replace("  tier: standard\n", "  tier: standard\n  colour: blue\n  owner: ops\n"))
+    out = pdp("validate", *config_args(workspace))
+    assert out.returncode == 1
+    for problem in (
+        "tenant.isolation: is required",
+        "tenant.data_residency: is required",
+        "tenant.allow_preemption: is required",
+        "tenant.colour: is not a known field",
+        "tenant.owner: is not a known field",
+    ):
+        assert f"globex.yaml: {problem}" in out.stderr, out.stderr
+
+
 def test_build_prints_the_revision(workspace: Path, opa_binary: Path) -> None:
     out = pdp("build", *config_args(workspace))
     assert out.returncode == 0, out.stderr

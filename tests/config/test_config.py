@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pdp.bundles.build import build_bundle
-from pdp.config import ConfigErrors, load_config, load_tenant_document
+from pdp.config import ConfigErrors, load_config, load_tenant_document, validate_tenant
 from tests.conftest import ROOT
 
 
@@ -71,6 +71,21 @@ def test_a_field_required_by_several_schema_branches_is_reported_once(workspace:
     bare.write_text(yaml.safe_dump({"tenant": {"name": "bare"}}))
     errors = errors_of(workspace)
     assert errors.count(("bare.yaml", "tenant.tier", "is required")) == 1, errors
+
+
+def test_every_missing_and_unknown_field_of_a_document_is_named_at_once() -> None:
+    doc = yaml.safe_load((ROOT / "examples" / "tenants" / "globex.yaml").read_text())
+    for name in ("isolation", "data_residency", "allow_preemption"):
+        del doc["tenant"][name]
+    doc["tenant"].update({"colour": "blue", "owner": "ops"})
+    named = {(e.path, e.problem) for e in validate_tenant(doc, "t.yaml")}
+    assert named == {
+        ("tenant.isolation", "is required"),
+        ("tenant.data_residency", "is required"),
+        ("tenant.allow_preemption", "is required"),
+        ("tenant.colour", "is not a known field"),
+        ("tenant.owner", "is not a known field"),
+    }
 
 
 def test_every_broken_file_is_reported_at_once(workspace: Path) -> None:

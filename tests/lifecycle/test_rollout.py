@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from pdp.lifecycle.services import rollouts
+from pdp.replay.candidate import CandidateError
 from tests.lifecycle.harness import Worker, audit_records
 from tests.product.console.web import Session
 from tests.replay_fixtures import ROOT, tightened_policies
@@ -252,6 +254,36 @@ def test_a_rejected_or_broken_candidate_activates_nothing(
     missing = _wait(worker, _start(worker, tmp_path / "nowhere")["rollout_id"], SETTLED)
     assert missing["phase"] == "failed" and "not a bundle file, a folder, or a git ref" in missing["error"]
     assert _active(worker)["revision"] == before
+
+
+@pytest.mark.parametrize(
+    ("candidate", "problem"),
+    [
+        ("x" * 300, "300 bytes long; a file name takes at most 255"),
+        (f"/srv/{'p' * 256}/policies", "256 bytes long; a file name takes at most 255"),
+        ("/srv/" + "p/" * 2100, "4205 bytes long; a path takes at most 4095"),
+        ("policies\0", "holds a NUL character"),
+    ],
+)
+def test_a_candidate_no_file_system_could_name_is_a_422_at_once(
+    worker: Worker, candidate: str, problem: str
+) -> None:
+    """A 300-character candidate was accepted, the answer came after decision_wait (10 s) and the
+    workflow ended in ERROR (file name too long)."""
+    started = time.monotonic()
+    with worker.client() as c:
+        r = c.post("/v1/policy/rollouts", json={"candidate": candidate})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("candidate: ") and problem in detail, detail
+    assert time.monotonic() - started < 5
+
+
+def test_the_rollout_step_fails_such_a_candidate_by_name(tmp_path: Path) -> None:
+    """Behind the API too: an OSError (file name too long) raised out of the step, and the
+    workflow ended in ERROR rather than as a failed rollout."""
+    with pytest.raises(CandidateError, match="300 bytes long; a file name takes at most 255"):
+        rollouts.candidate_tree("x" * 300, ROOT, tmp_path)
 
 
 def test_the_shadow_disagreement_rate_rolls_back(worker: Worker, seeded: None, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pdp.lifecycle.storage import audit
 from pdp.lifecycle.storage.db import Database
 from pdp.lifecycle.storage.effects import EffectLog
 from pdp.substrate.dryrun import DryRunAdapter
-from tests.lifecycle.harness import ROOT, Worker, audit_records, onboard, tenant_doc
+from tests.lifecycle.harness import ROOT, Worker, audit_records, deploy, h100_deployment, onboard, tenant_doc
 
 GLOBEX2 = tenant_doc("globex", "globex2", ["globex2-ml"])
 INITECH2 = tenant_doc("initech-spot", "initech2", ["initech2-batch"])
@@ -231,6 +231,30 @@ def test_offboarding_killed_midway_ends_destroyed_certified_and_verifiable(worke
             cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert out.returncode == 0 and "ok: the audit trail verifies" in out.stdout, out.stdout + out.stderr
+
+
+def test_every_audit_record_of_an_offboarding_carries_its_decision_and_workflow(worker: Worker) -> None:
+    """The `deployment.transition` records of the drain (running -> drained) carried neither;
+    each record of a workflow step must lead back to the request and the decision it acted on."""
+    token = onboard(worker, tenant_doc("globex", "globex8", ["globex8-ml"]))
+    deploy(worker, "globex8", h100_deployment("llm", 1))
+    with worker.client(token) as c:
+        r = c.post("/v1/tenants/globex8/offboard", json={"reason": "contract ended"})
+        assert r.status_code == 202 and r.json()["outcome"] == "ALLOW", r.text
+    workflow = r.json()["workflow_id"]
+    assert worker.wait_workflow(workflow)["output"]["status"] == "offboarded"
+    with worker.client() as c:
+        records = audit_records(c.get("/v1/audit", params={"tenant": "globex8"}).text)
+    first = next(i for i, rec in enumerate(records) if rec["workflow_id"] == workflow)
+    during = records[first:]
+    drained = [r for r in during if r["event"] == "deployment.transition" and r["detail"]["to"] == "drained"]
+    assert len(drained) == 1, during
+    untraced = [
+        (r["event"], r["decision_id"], r["workflow_id"])
+        for r in during
+        if not r["decision_id"] or r["workflow_id"] != workflow
+    ]
+    assert untraced == [], untraced
 
 
 def test_failing_step_runs_the_compensations(worker: Worker) -> None:

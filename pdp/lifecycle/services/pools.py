@@ -260,7 +260,7 @@ def waiting_step(tenant: str, reason: str, decision: dict[str, Any]) -> None:
 
 
 @DBOS.step(**RETRY)
-def release_step(tenant: str, reason: str, withdraw: bool) -> list[str]:
+def release_step(tenant: str, reason: str, withdraw: bool, decision: dict[str, Any]) -> list[str]:
     """Give the tenant's carved nodes back (pool label and taints as they were), record it and
     republish; with `withdraw`, also take the tenant's policy out of the bundle (compensation of
     a failed onboarding)."""
@@ -284,6 +284,7 @@ def release_step(tenant: str, reason: str, withdraw: bool) -> list[str]:
                 "reason": reason,
             },
             workflow_id=_wf(),
+            **_links(decision),
         )
         released.append(str(c["pool"]))
     if withdraw and tenant in documents.names(rt.policy.stack.settings.tenants):
@@ -319,11 +320,11 @@ def provision(tenant: str, policy: dict[str, Any], decision: dict[str, Any], act
         DBOS.recv(TOPIC, timeout_seconds=current().settings.pool_retry_interval)
 
 
-def compensate(tenant: str, reason: str) -> list[str]:
+def compensate(tenant: str, reason: str, decision: dict[str, Any]) -> list[str]:
     """Onboarding failed: give the carved nodes back and withdraw the tenant's policy if published."""
-    return release_step(tenant, reason, True)
+    return release_step(tenant, reason, True, decision)
 
 
-def release(tenant: str, reason: str) -> list[str]:
+def release(tenant: str, reason: str, decision: dict[str, Any]) -> list[str]:
     """Offboarding, after the policy was withdrawn: give the carved nodes back."""
-    return release_step(tenant, reason, False)
+    return release_step(tenant, reason, False, decision)

@@ -264,8 +264,11 @@ def evict(
     )
 
 
-def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: str, reason: str) -> list[str]:
-    """Delete every workload object of the tenant; returns their keys."""
+def delete_workloads(
+    rt: Runtime, tenant: str, *, event_key: str, workflow_id: str, reason: str, **decision: str
+) -> list[str]:
+    """Delete every workload object of the tenant; returns their keys. `decision`: the links
+    (`links()`) of the decision it is done for."""
     deleted = []
     for name, kept in rt.store.workloads(tenant).items():
         cluster = cluster_of(kept)
@@ -293,6 +296,7 @@ def delete_workloads(rt: Runtime, tenant: str, *, event_key: str, workflow_id: s
             detail={"deployment": name, "object": objects.key(obj), "reason": reason,
                     **({"cluster": cluster} if cluster else {})},
             workflow_id=workflow_id,
+            **decision,
         )  # fmt: skip
         deleted.append(fleet_clusters.label(cluster, objects.key(obj)))
     return deleted

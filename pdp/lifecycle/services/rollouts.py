@@ -23,6 +23,7 @@ from pdp.lifecycle.storage import audit
 from pdp.lifecycle.storage.common import now
 from pdp.replay.candidate import CandidateError, git_tree, policies_of
 from pdp.replay.compare import ALLOW_TO_DENY, DENY_TO_ALLOW, OUTCOME, REASONS
+from pdp.schemas.errors import echo
 
 # The changes that need an admin's approval: a decision that flips, or says something else.
 # Constraint changes alone (a placement detail) do not.
@@ -34,6 +35,25 @@ LISTED = 50
 PACKAGE = "gpupaas"
 # The lifecycle audit's tenant field for platform-wide records: no tenant sees them.
 PLATFORM = ""
+# Linux's limits (limits.h NAME_MAX, and PATH_MAX less its terminating NUL).
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def name_problem(name: str) -> str | None:
+    """What makes `name` (a candidate or repository: a path, or a git ref, which git keeps as a
+    file) one no file system takes, or None. Asked of such a name, the OS answers with an error
+    (ENAMETOOLONG) rather than "no such folder", which no caller expects."""
+    if "\0" in name:
+        return "holds a NUL character"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX:
+        return f"is {size} bytes long; a path takes at most {PATH_MAX}"
+    for part in name.split("/"):
+        length = len(part.encode("utf-8", "surrogatepass"))
+        if length > NAME_MAX:
+            return f"names {echo(part)}, {length} bytes long; a file name takes at most {NAME_MAX}"
+    return None
 
 
 def candidate_tree(spec: str, repo: Path, state: Path) -> tuple[Path, str, str]:
@@ -42,6 +62,9 @@ def candidate_tree(spec: str, repo: Path, state: Path) -> tuple[Path, str, str]:
     path = Path(spec)
     if spec.startswith("-"):
         raise CandidateError(f"candidate {spec!r}: neither a folder nor a git ref (starts with '-')")
+    problem = name_problem(spec)
+    if problem:
+        raise CandidateError(f"candidate {problem}")
     try:
         if path.is_dir():
             tree = policies_of(path)
@@ -55,6 +78,8 @@ def candidate_tree(spec: str, repo: Path, state: Path) -> tuple[Path, str, str]:
             return copy, found, f"git {spec}:policies of {repo}"
     except ValueError as exc:  # CandidateError is one; its messages name the replay's option
         raise CandidateError(str(exc).replace("--candidate ", "candidate ")) from exc
+    except OSError as exc:  # a folder it may not read, say: a failed rollout, not a failed workflow
+        raise CandidateError(f"candidate {echo(spec)}: {exc.strerror or exc}") from exc
 
 
 def report(rt: Runtime, tree: Path, description: str) -> dict[str, Any]:

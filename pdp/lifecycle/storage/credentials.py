@@ -193,12 +193,14 @@ class Credentials:
             )
         return revoked > 0
 
-    def revoke_tenant(self, tenant: str, *, actor: str, reason: str) -> int:
-        """Revoke every token of a tenant (offboarding); how many were not revoked yet."""
+    def revoke_tenant(self, tenant: str, *, actor: str, reason: str, **links: str) -> int:
+        """Revoke every token of a tenant (offboarding: `links` are its workflow and decision);
+        how many were not revoked yet."""
         with self.db.write() as conn:
             return self._revoke_where(
-                conn, "role = :r AND tenant = :t", {"r": TENANT, "t": tenant}, actor=actor, reason=reason
-            )
+                conn, "role = :r AND tenant = :t", {"r": TENANT, "t": tenant}, actor=actor, reason=reason,
+                **links,
+            )  # fmt: skip
 
     def issue_tenant(self, tenant: str, *, actor: str) -> Issued:
         """The first token of a new tenant."""
@@ -325,7 +327,7 @@ class Credentials:
 
     @staticmethod
     def _revoke_where(
-        conn: sa.Connection, where: str, params: Mapping[str, Any], *, actor: str, reason: str
+        conn: sa.Connection, where: str, params: Mapping[str, Any], *, actor: str, reason: str, **links: str
     ) -> int:
         """Revoke the active tokens matching `where`, one audit record each; how many."""
         rows = conn.execute(
@@ -346,5 +348,6 @@ class Credentials:
                 tenant=found["tenant"] or "",
                 actor=actor,
                 detail={"token_id": found["token_id"], "role": found["role"], "reason": reason},
+                **links,
             )
         return len(rows)

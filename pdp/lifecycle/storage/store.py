@@ -324,9 +324,10 @@ class Store(ApprovalStore):
         return {str(r[0]): json.loads(r[1]) for r in rows}
 
     # tokens --------------------------------------------------------------------------------
-    def revoke_tokens(self, tenant: str) -> int:
-        """Offboarding: every token of the tenant stops working (pdp/lifecycle/storage/credentials.py)."""
-        return self.credentials.revoke_tenant(tenant, actor="system", reason="tenant offboarded")
+    def revoke_tokens(self, tenant: str, **links: str) -> int:
+        """Offboarding: every token of the tenant stops working (pdp/lifecycle/storage/credentials.py);
+        `links`: the offboarding's workflow and decision, on each token's record."""
+        return self.credentials.revoke_tenant(tenant, actor="system", reason="tenant offboarded", **links)
 
     # certificates --------------------------------------------------------------------------
     def put_certificate(

@@ -104,11 +104,11 @@ def open_approvals_step(tenant: str, but: str) -> list[str]:
     return [a["id"] for a in current().store.approvals(tenant) if a["id"] != but]
 
 
-def supersede(tenant: str, by: str) -> list[str]:
-    """Answer every open approval of the tenant (but `by`'s own) as superseded by `by`; audited
-    here (`requests.superseded`) and by each request (`approval.superseded`)."""
+def supersede(tenant: str, by: str, decision: dict[str, Any]) -> list[str]:
+    """Answer every open approval of the tenant (but `by`'s own) as superseded by `by` (allowed
+    by `decision`); audited here (`requests.superseded`) and by each request (`approval.superseded`)."""
     ids = open_approvals_step(tenant, by)
     for approval in ids:
         DBOS.send(approval, {"superseded_by": by}, APPROVAL_TOPIC)
-    record_step(tenant, "requests.superseded", {"approvals": ids}, {})
+    record_step(tenant, "requests.superseded", {"approvals": ids}, decision)
     return ids

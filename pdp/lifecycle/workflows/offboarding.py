@@ -45,7 +45,7 @@ from pdp.substrate.kubernetes import objects
 
 
 @DBOS.step(**RETRY)
-def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]:
+def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: dict[str, Any]) -> list[str]:
     """Every object ({"cluster", "object"}) gone from its cluster, not merely being deleted: a
     Terminating namespace still holds its data until the namespace controller has emptied it,
     which takes seconds to minutes. Waits (and deletes again whatever is present and not being
@@ -109,6 +109,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]]) -> list[str]
             "waited_for": sorted(waited_for),
             "mode": rt.adapter.mode,
         },
+        **links(decision),
     )
     return destroyed
 
@@ -119,7 +120,7 @@ def every_cluster_step() -> list[str]:
 
 
 @DBOS.step(**RETRY)
-def withdraw_step(tenant: str) -> str:
+def withdraw_step(tenant: str, decision: dict[str, Any]) -> str:
     test_faults.at_step("withdraw")
     revision = current().policy.withdraw(tenant)
     current().store.record(
@@ -127,13 +128,14 @@ def withdraw_step(tenant: str) -> str:
         event="policy.withdrawn",
         tenant=tenant,
         workflow_id=request_id(),
-        bundle_revision=revision,
+        decision_id=links(decision)["decision_id"],
+        bundle_revision=revision,  # the bundle without the tenant, not the one that decided
     )
     return revision
 
 
 @DBOS.step(**RETRY)
-def drain_step(tenant: str) -> list[str]:
+def drain_step(tenant: str, decision: dict[str, Any]) -> list[str]:
     test_faults.at_step("drain")
     rt = current()
     drained = []
@@ -146,24 +148,28 @@ def drain_step(tenant: str) -> list[str]:
                 DeploymentState.DRAINED,
                 dep["spec"],
                 event_key=f"{key()}:drain:{dep['name']}",
+                workflow_id=request_id(),
+                **links(decision),
             )
             drained.append(dep["name"])
     realize.delete_workloads(
-        rt, tenant, event_key=f"{key()}:workload.deleted", workflow_id=request_id(), reason="drained"
-    )
+        rt, tenant, event_key=f"{key()}:workload.deleted", workflow_id=request_id(), reason="drained",
+        **links(decision),
+    )  # fmt: skip
     return drained
 
 
 @DBOS.step(**RETRY)
-def revoke_tokens_step(tenant: str) -> int:
+def revoke_tokens_step(tenant: str, decision: dict[str, Any]) -> int:
     test_faults.at_step("revoke")
-    revoked = current().store.revoke_tokens(tenant)
+    revoked = current().store.revoke_tokens(tenant, workflow_id=request_id(), **links(decision))
     current().store.record(
         f"{key()}:access.revoked",
         event="access.revoked",
         tenant=tenant,
         workflow_id=request_id(),
         detail={"tokens": revoked},
+        **links(decision),
     )
     return revoked
 
@@ -198,7 +204,7 @@ def certificate_step(tenant: str, destroyed: list[str], decision: dict[str, Any]
 
 
 @DBOS.step(**RETRY)
-def archive_step(tenant: str) -> str:
+def archive_step(tenant: str, decision: dict[str, Any]) -> str:
     test_faults.at_step("archive")
     rt = current()
     path = private_file(rt.settings.archive_dir / f"{tenant}-audit.jsonl")  # a tenant's trail: 0600
@@ -214,6 +220,7 @@ def archive_step(tenant: str) -> str:
         tenant=tenant,
         workflow_id=request_id(),
         detail={"path": str(path)},
+        **links(decision),
     )
     return str(path)
 
@@ -230,7 +237,7 @@ def offboard_begin_workflow(tenant: str, decision: dict[str, Any], request_of: s
     begin(request_of)
     transition_step(tenant, TenantState.OFFBOARDING, decision)
     workloads = workloads_step(tenant)
-    drained = drain_step(tenant)
+    drained = drain_step(tenant, decision)
     retry_later(f"offboarding of {tenant}")  # its GPUs are free for the queue
     return {"status": "offboarding", "workloads": workloads, "drained": drained}
 
@@ -254,26 +261,26 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
         tenant, f"{request_id()}:begin", offboard_begin_workflow, tenant, decision, request_id()
     )
     # After the transition: an approval opening from now on finds the tenant offboarding.
-    superseded = approvals.supersede(tenant, request_id())
+    superseded = approvals.supersede(tenant, request_id(), decision)
     rendered = render_step(record["policy"])
-    revoke_tokens_step(tenant)
-    delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access")
-    withdraw_step(tenant)
-    pools.release(tenant, "offboarding")  # its dedicated pool's nodes return to shared capacity
+    revoke_tokens_step(tenant, decision)
+    delete_group_step(tenant, "rbac", rendered["rbac"], "offboarding: revoke access", decision)
+    withdraw_step(tenant, decision)
+    pools.release(tenant, "offboarding", decision)  # its dedicated pool's nodes return to shared capacity
     # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
     for group in reversed(objects.GROUPS):
         if group != "rbac":
-            delete_group_step(tenant, group, rendered[group], "offboarding: destroy data")
+            delete_group_step(tenant, group, rendered[group], "offboarding: destroy data", decision)
     # In every cluster (the tenant's, and any other: nothing of it may be left anywhere), and each
     # workload object in the cluster it ran in.
     owned = [
         {"cluster": c, "object": o} for c in every_cluster_step() for g in objects.GROUPS for o in rendered[g]
     ]
     owned += [{"cluster": realize.cluster_of(w), "object": w["object"]} for w in begun["workloads"].values()]
-    destroyed = verify_destroyed_step(tenant, owned)
+    destroyed = verify_destroyed_step(tenant, owned, decision)
     digest = certificate_step(tenant, destroyed, decision)
     transition_step(tenant, TenantState.OFFBOARDED, decision)
-    archive = archive_step(tenant)
+    archive = archive_step(tenant, decision)
     approvals.publish("offboarded", decision)
     return {
         "status": "offboarded",

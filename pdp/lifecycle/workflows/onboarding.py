@@ -73,9 +73,9 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
         pools.provision(name, policy, decision, actor)
     except Exception as exc:
         # Saga: undo what was applied, newest first, then mark the tenant failed.
-        pools.compensate(name, f"compensation: {exc}")
+        pools.compensate(name, f"compensation: {exc}", decision)
         for group in reversed(done):
-            delete_group_step(name, group, rendered[group], f"compensation: {exc}", clusters)
+            delete_group_step(name, group, rendered[group], f"compensation: {exc}", decision, clusters)
         transition_step(name, TenantState.FAILED, decision, f"provisioning failed: {exc}")
         approvals.publish("failed", decision, error=str(exc))
         return {"status": "failed", "error": str(exc), "compensated": list(reversed(done))}

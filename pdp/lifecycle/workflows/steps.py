@@ -197,9 +197,15 @@ def apply_group_step(
 
 @DBOS.step(**RETRY)
 def delete_group_step(
-    tenant: str, group: str, objs: list[dict[str, Any]], reason: str, clusters: list[str] | None = None
+    tenant: str,
+    group: str,
+    objs: list[dict[str, Any]],
+    reason: str,
+    decision: dict[str, Any],
+    clusters: list[str] | None = None,
 ) -> None:
-    """Delete a group of the tenant's objects in each of `clusters` (default: every cluster)."""
+    """Delete a group of the tenant's objects in each of `clusters` (default: every cluster), for
+    `decision` (the offboarding's, or the onboarding's being compensated)."""
     test_faults.at_step(f"delete:{group}")
     rt = current()
     where = clusters if clusters is not None else rt.clusters.names()
@@ -215,6 +221,7 @@ def delete_group_step(
         tenant=tenant,
         workflow_id=request_id(),
         detail={"group": group, "reason": reason, "objects": [objects.key(o) for o in objs], **_where(where)},
+        **links(decision),
     )
 
 

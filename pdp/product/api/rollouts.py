@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.services import policy_trees
+from pdp.lifecycle.services import policy_trees, rollouts
 from pdp.lifecycle.workflows.rollout import ACTIVATED, ROLLOUT_EVENT, rollback_workflow, rollout_workflow
 from pdp.product.api import accepted as answers
 from pdp.product.auth import Caller, require_admin
@@ -86,6 +86,11 @@ def _settled(rollout: str, wait: float) -> dict[str, Any]:
 @router.post("/v1/policy/rollouts", status_code=202)
 def start_rollout(body: RolloutRequest, caller: Caller) -> JSONResponse:
     require_admin(caller)
+    for field, name in (("candidate", body.candidate), ("repo", body.repo)):
+        problem = rollouts.name_problem(name) if name is not None else None
+        if problem:
+            # Refused here: the workflow would fail on it only after decision_wait.
+            raise HTTPException(422, f"{field}: {problem}")
     if body.max_disagreement_rate is not None and body.watch_seconds <= 0:
         raise HTTPException(422, "max_disagreement_rate: needs a watch window (watch_seconds > 0)")
     rollout = f"rollout-{uuid.uuid4().hex[:12]}"

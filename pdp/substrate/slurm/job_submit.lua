@@ -5,8 +5,12 @@ accepts it (or accepts a change to it).
 The job becomes one deploy_model intent per cluster and sharing strategy among its candidate
 partitions (the ones it names, or every partition of its GPU type when it names none): tenant =
 the job's account, GPU class from the GRES type, GPUs per node and node count from the request,
-sharing from the pool. The intents go to the PDP's HTTP API (POST /v1/decide/batch) in one call
-with a short deadline. A partition is kept when its decision is ALLOW and the decision's
+sharing from the pool. The count is the most Slurm may allocate, never the least: the top of a
+node range (or one node per task when no range bounds them, a bound then written into the job),
+times the array elements that may run at once. The intents go to the PDP's HTTP API (POST
+/v1/decide/batch) in one call with a short deadline, over a unix socket (a squatter cannot take
+a path in a directory only the PDP's user may write, as it could take a TCP port while the PDP is
+down); plain HTTP on loopback only where the settings say so explicitly. A partition is kept when its decision is ALLOW and the decision's
 constraints admit its pool (isolation, sharing); the job is pinned to the first partition kept,
 in the job's own order. One, because tenants reach partitions through partition-scoped
 associations, and Slurm 22.05 refuses a multi-partition job then ("Multiple partition job request
@@ -21,7 +25,9 @@ Settings come from gpupaas-pdp.lua beside this script (rendered by pdp/substrate
 read again for every GPU job.
 slurmctld serialises job_submit calls under one lock, so the PDP's latency is added to every GPU
 submission on the cluster: the timeout is sub-second, and answers are cached for a few seconds
-keyed on the fields that make the intent.
+keyed on the fields that make the intent. A cached answer is used only after the PDP answered
+its readiness check for this job, and any failure to reach the PDP empties the cache: an ALLOW is
+never given on the PDP's behalf while it cannot be asked.
 --]]
 
 local PLUGIN = "gpupaas"
@@ -110,14 +116,53 @@ local function gpus_in(tres)
   return count, gtype
 end
 
--- The job's GPU request: {per_node, nodes, gtype, per_job}; nil for a job without GPUs.
+--[[ The most nodes Slurm may give the job: the top of its range; without one, each task may
+land on a node of its own (a task never spans nodes). --]]
+local function node_bound(job)
+  local min_nodes, max_nodes = given(job.min_nodes) or 1, given(job.max_nodes)
+  if max_nodes then return math.max(min_nodes, max_nodes) end
+  return math.max(min_nodes, given(job.num_tasks) or 1)
+end
+
+--[[ How many elements of an array may run at once, from "0-15:4,20%3"-like text: every element,
+or the throttle after % when it is lower. `known`: the element count when the text is only a
+throttle (an update of ArrayTaskThrottle). --]]
+local function array_width(spec, known)
+  spec = given(spec)
+  if spec == nil then return known or 1 end
+  local list, throttle = tostring(spec):match("^([^%%]*)%%?(%d*)$")
+  if list == nil then error("cannot read the job array '" .. tostring(spec) .. "'") end
+  local count = 0
+  for _, item in ipairs(split(list, ",")) do
+    local first, last, step = item:match("^(%d+)%-(%d+):?(%d*)$")
+    if first then
+      local a, b, s = tonumber(first), tonumber(last), tonumber(step) or 1
+      if b < a or s < 1 then error("cannot read the job array '" .. spec .. "'") end
+      count = count + math.floor((b - a) / s) + 1
+    elseif item:match("^%d+$") then
+      count = count + 1
+    else
+      error("cannot read the job array '" .. spec .. "'")
+    end
+  end
+  if count == 0 then count = known end
+  throttle = tonumber(throttle)
+  -- A throttle of 0 lifts the limit: every element may run.
+  if throttle and throttle > 0 and (count == nil or throttle < count) then count = throttle end
+  if count == nil then error("cannot tell how many elements of the job array may run at once") end
+  return count
+end
+
+--[[ The job's GPU request at its most: {per_node, nodes, gtype, total}, nodes counting every node
+of every array element that may run at once; nil for a job without GPUs. --]]
 local function gpu_request(job)
   for _, field in ipairs({ "tres_per_task", "tres_per_socket" }) do
     if given(job[field]) and gpus_in(job[field]) then
       error("GPUs per task or per socket are not supported: ask with --gres=gpu:<type>:<n> or --gpus")
     end
   end
-  local nodes = given(job.min_nodes) or 1
+  local width = array_width(job.array_inx, job.array_width)
+  local nodes = node_bound(job)
   local per_node, node_type = nil, nil
   if given(job.tres_per_node) then per_node, node_type = gpus_in(job.tres_per_node) end
   local per_job, job_type = nil, nil
@@ -125,9 +170,10 @@ local function gpu_request(job)
   if per_node == nil and per_job == nil then return nil end
   if per_node and per_job then error("give GPUs per node (--gres) or per job (--gpus), not both") end
   if per_job then
-    return { per_node = per_job, nodes = 1, gtype = job_type, total = per_job }
+    return { per_node = per_job, nodes = width, gtype = job_type, total = per_job * width, node_bound = nodes }
   end
-  return { per_node = per_node, nodes = nodes, gtype = node_type, total = per_node * nodes }
+  return { per_node = per_node, nodes = nodes * width, gtype = node_type, total = per_node * nodes * width,
+    node_bound = nodes }
 end
 
 local function deployment_name(job)
@@ -145,36 +191,56 @@ local function read_token()
   return token and token:match("^%s*(.-)%s*$") or nil
 end
 
--- POST the intents; returns the decisions, or raises with what went wrong.
-local function ask_pdp(intents)
-  local started = socket.gettime()
-  local deadline = started + config.timeout
-  local body = cjson.encode({ intents = intents })
-  -- The PDP answers DENY (ENGINE_TIMEOUT) before this, so a slow engine is an answer, not a hang.
-  local budget_ms = math.floor(config.timeout * 1000 * 0.8)
-  local headers = {
-    "POST " .. config.path .. "/v1/decide/batch HTTP/1.1",
-    "Host: " .. config.host .. ":" .. config.port,
-    "Content-Type: application/json",
-    "Content-Length: " .. #body,
-    "Request-Timeout: " .. budget_ms .. "ms",
-    "Connection: close",
-  }
-  local token = read_token()
-  if token then headers[#headers + 1] = "Authorization: Bearer " .. token end
-  local request = table.concat(headers, "\r\n") .. "\r\n\r\n" .. body
+--[[ A connection to the PDP within `deadline`: its unix socket, or TCP on loopback where the
+settings name a host and port and say insecure_loopback_http (a process that takes the port
+while the PDP is down would be answering for it). --]]
+local function connect(left)
+  local conn, ok, err, where
+  if config.socket then
+    local loaded, unix = pcall(require, "socket.unix")
+    if not loaded then error("lua-socket without unix sockets: " .. tostring(unix)) end
+    conn, where = unix(), config.socket
+    conn:settimeout(left(), "t")
+    ok, err = conn:connect(config.socket)
+  elseif config.host and config.insecure_loopback_http then
+    conn, where = socket.tcp(), config.host .. ":" .. config.port
+    conn:settimeout(left(), "t")
+    ok, err = conn:connect(config.host, config.port)
+  else
+    error("the settings name no PDP socket (and no loopback HTTP explicitly allowed)")
+  end
+  if not ok then conn:close(); error("connect to " .. where .. ": " .. tostring(err)) end
+  return conn
+end
 
-  local conn = socket.tcp()
+--[[ One HTTP/1.1 exchange with the PDP, connect, send and receive together bounded by
+config.timeout (lua-socket bounds each operation, not the call); returns status and body. --]]
+local function exchange(method, path, body)
+  local deadline = socket.gettime() + config.timeout
   local function left()
     local t = deadline - socket.gettime()
     if t <= 0 then error("no answer within " .. config.timeout .. " s") end
     return t
   end
+  -- The PDP answers DENY (ENGINE_TIMEOUT) before this, so a slow engine is an answer, not a hang.
+  local budget_ms = math.floor(config.timeout * 1000 * 0.8)
+  local headers = {
+    method .. " " .. (config.path or "") .. path .. " HTTP/1.1",
+    "Host: " .. (config.socket and "localhost" or (config.host .. ":" .. config.port)),
+    "Request-Timeout: " .. budget_ms .. "ms",
+    "Connection: close",
+  }
+  if body then
+    headers[#headers + 1] = "Content-Type: application/json"
+    headers[#headers + 1] = "Content-Length: " .. #body
+  end
+  local token = read_token()
+  if token then headers[#headers + 1] = "Authorization: Bearer " .. token end
+  local request = table.concat(headers, "\r\n") .. "\r\n\r\n" .. (body or "")
+
+  local conn = connect(left)
   conn:settimeout(left(), "t")
-  local ok, err = conn:connect(config.host, config.port)
-  if not ok then conn:close(); error("connect to " .. config.host .. ":" .. config.port .. ": " .. tostring(err)) end
-  conn:settimeout(left(), "t")
-  ok, err = conn:send(request)
+  local ok, err = conn:send(request)
   if not ok then conn:close(); error("send: " .. tostring(err)) end
   conn:settimeout(left(), "t")
   local response, rerr, partial = conn:receive("*a")
@@ -182,8 +248,13 @@ local function ask_pdp(intents)
   response = response or partial
   if not response or response == "" then error("receive: " .. tostring(rerr)) end
   if rerr == "timeout" then error("no answer within " .. config.timeout .. " s") end
-  local status = tonumber(response:match("^HTTP/1%.%d (%d%d%d)"))
-  local payload = response:match("\r\n\r\n(.*)$") or ""
+  return tonumber(response:match("^HTTP/1%.%d (%d%d%d)")), response:match("\r\n\r\n(.*)$") or ""
+end
+
+-- POST the intents; returns the decisions, or raises with what went wrong.
+local function ask_pdp(intents)
+  local started = socket.gettime()
+  local status, payload = exchange("POST", "/v1/decide/batch", cjson.encode({ intents = intents }))
   if status ~= 200 then
     error("PDP answered HTTP " .. tostring(status) .. ": " .. payload:sub(1, 200))
   end
@@ -193,6 +264,12 @@ local function ask_pdp(intents)
   end
   log_info("asked the PDP about %d cluster(s) in %.1f ms", #intents, (socket.gettime() - started) * 1000)
   return decoded.decisions
+end
+
+-- Before a cached answer is used: the PDP (its engine included) answers, now.
+local function check_ready()
+  local status, payload = exchange("GET", "/readyz", nil)
+  if status ~= 200 then error("PDP not ready, HTTP " .. tostring(status) .. ": " .. payload:sub(1, 200)) end
 end
 
 local function contains(list, value)
@@ -222,7 +299,7 @@ end
 (empty when some partition is allowed). --]]
 local function decide(job, submit_uid)
   local request = gpu_request(job)
-  if request == nil then return nil, {} end
+  if request == nil then return nil, {}, nil end
   if load_error then
     error("the policy check is not configured (" .. load_error .. ")")
   end
@@ -272,6 +349,12 @@ local function decide(job, submit_uid)
   local cached = cache[cache_key]
   local decisions
   if cached and socket.gettime() - cached.at < config.cache_seconds then
+    -- The PDP that gave this answer may be gone since: used only while it answers.
+    local ok, err = pcall(check_ready)
+    if not ok then
+      cache = {}
+      error(err, 0)
+    end
     decisions = cached.decisions
   else
     local intents = {}
@@ -291,7 +374,12 @@ local function decide(job, submit_uid)
         },
       }
     end
-    decisions = ask_pdp(intents)
+    local ok, result = pcall(ask_pdp, intents)
+    if not ok then
+      cache = {}
+      error(result, 0)
+    end
+    decisions = result
     if config.cache_seconds > 0 then cache[cache_key] = { at = socket.gettime(), decisions = decisions } end
   end
 
@@ -325,11 +413,11 @@ local function decide(job, submit_uid)
   for _, name in ipairs(candidates) do
     if kept[name] then ordered[#ordered + 1] = name end
   end
-  return ordered, explained
+  return ordered, explained, request
 end
 
 local function check(job, submit_uid, pin)
-  local ok, allowed, explained = pcall(decide, job, submit_uid)
+  local ok, allowed, explained, request = pcall(decide, job, submit_uid)
   if not ok then
     return refuse({ PLUGIN .. ": GPU job refused, fail closed: " .. tostring(allowed) })
   end
@@ -340,6 +428,8 @@ local function check(job, submit_uid, pin)
   end
   if pin then
     job.partition = allowed[1]
+    -- Held to the node count decided: without a range Slurm could spread the tasks wider.
+    if given(job.max_nodes) == nil then job.max_nodes = request.node_bound end
   end
   log_info("account %s allowed on %s, pinned to %s", tostring(given(job.account) or given(job.default_account)),
     table.concat(allowed, ","), pin and allowed[1] or "-")
@@ -350,11 +440,12 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   return check(job_desc, submit_uid, true)
 end
 
---[[ scontrol update: a change of partition, GPUs, node count or account is decided like a new
-submission, on the job as it would be after the change. --]]
+--[[ scontrol update: a change of partition, GPUs, node count (either end of the range), tasks,
+array throttle or account is decided like a new submission, on the job as it would be after the
+change. --]]
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
   local fields = { "partition", "tres_per_node", "tres_per_job", "tres_per_task", "tres_per_socket",
-    "account", "min_nodes" }
+    "account", "min_nodes", "max_nodes", "num_tasks", "array_inx" }
   local changed = false
   for _, field in ipairs(fields) do
     if given(job_desc[field]) then changed = true end
@@ -362,8 +453,19 @@ function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
   if not changed then return slurm.SUCCESS end
   local effective = {}
   for _, field in ipairs(fields) do
-    effective[field] = given(job_desc[field]) or (job_rec and given(job_rec[field])) or nil
+    if field ~= "array_inx" then
+      effective[field] = given(job_desc[field]) or (job_rec and given(job_rec[field])) or nil
+    end
   end
+  --[[ An array's pending elements: ArrayTaskThrottle arrives as a bare number (0 lifts it). The
+  throttle in force is not readable from the job record, so without a new one every pending
+  element counts: an update of an array may be refused that its submission was not. --]]
+  local elements = given(job_rec and job_rec.array_task_cnt)
+  local throttle = tonumber(given(job_desc.array_inx))
+  if throttle and throttle > 0 and (elements == nil or throttle < elements) then
+    elements = throttle
+  end
+  effective.array_width = elements
   effective.name = given(job_rec and job_rec.name)
   effective.user_name = tostring(modify_uid)
   return check(effective, modify_uid, false)

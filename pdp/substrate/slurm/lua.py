@@ -13,30 +13,48 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pdp.net.listen import is_loopback
 from pdp.substrate.slurm.fleet import partitions
 
 SCRIPT = "job_submit.lua"
 SETTINGS = "gpupaas-pdp.lua"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HookSettings:
-    """pdp_url: the PDP's HTTP API, plain http on the slurmctld host's loopback (lua-socket speaks
-    no TLS; a PDP elsewhere sits behind a local TLS-terminating proxy or sidecar).
+    """Where the hook reaches the PDP's HTTP API, one of:
+    pdp_socket: its unix socket on the slurmctld host (`pdp serve --http-listen unix:PATH`), in a
+    folder only the PDP's user may write, so nobody else can answer in its place while it is down.
+    pdp_url: http://HOST:PORT on loopback, only with insecure_loopback_http: any local process
+    that takes the port while the PDP is down answers for it (lua-socket speaks no TLS).
     timeout: seconds one submission may wait for the PDP, connection included.
     cache_seconds: how long an answer is reused for a job with the same account, GPU type,
-    GPUs, nodes and partitions (0: ask for every job).
+    GPUs, nodes and partitions, while the PDP answers its readiness check (0: ask for every job).
     token_file: the bearer token, read at each call so a rotated file takes effect at once."""
 
-    pdp_url: str
+    pdp_socket: Path | None = None
+    pdp_url: str | None = None
+    insecure_loopback_http: bool = False
     timeout: float = 0.5
     cache_seconds: float = 5.0
     token_file: Path | None = None
 
     def __post_init__(self) -> None:
-        url = urlsplit(self.pdp_url)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            raise ValueError(f"pdp_url {self.pdp_url!r}: expected http://HOST:PORT (loopback)")
+        if (self.pdp_socket is None) == (self.pdp_url is None):
+            raise ValueError("give the PDP's pdp_socket, or (with insecure_loopback_http) its pdp_url")
+        if self.pdp_socket is not None and (
+            not self.pdp_socket.is_absolute() or len(os.fsencode(self.pdp_socket)) >= 108
+        ):
+            raise ValueError(f"pdp_socket {self.pdp_socket}: expected an absolute path under 108 bytes")
+        if self.pdp_url is not None:
+            url = urlsplit(self.pdp_url)
+            if url.scheme != "http" or not url.hostname or not url.port or not is_loopback(url.hostname):
+                raise ValueError(f"pdp_url {self.pdp_url!r}: expected http://HOST:PORT on loopback")
+            if not self.insecure_loopback_http:
+                raise ValueError(
+                    f"pdp_url {self.pdp_url!r}: plain HTTP is answered by whoever holds the port while "
+                    "the PDP is down; give pdp_socket, or insecure_loopback_http to accept that"
+                )
         if not 0 < self.timeout <= 5:
             raise ValueError(f"timeout {self.timeout}: expected seconds in (0, 5]")
         if self.cache_seconds < 0:
@@ -63,12 +81,19 @@ def _lua(value: Any) -> str:
 
 
 def render_settings(fleet: Mapping[str, Any], settings: HookSettings) -> str:
-    url = urlsplit(settings.pdp_url)
     parts = partitions(fleet)
+    if settings.pdp_url is not None:
+        url = urlsplit(settings.pdp_url)
+        channel: dict[str, Any] = {
+            "host": url.hostname,
+            "port": url.port,
+            "path": url.path.rstrip("/"),
+            "insecure_loopback_http": True,
+        }
+    else:
+        channel = {"socket": str(settings.pdp_socket)}
     table = {
-        "host": url.hostname,
-        "port": url.port,
-        "path": url.path.rstrip("/"),
+        **channel,
         "timeout": settings.timeout,
         "cache_seconds": settings.cache_seconds,
         "token_file": str(settings.token_file) if settings.token_file else None,

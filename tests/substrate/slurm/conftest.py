@@ -94,11 +94,20 @@ def slurm_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmWorld
     }
     token_file = root / "pdp.token"
     tokens = BearerTokens.write_new(token_file, "slurm-ctld-token")
+    # The hook as deployed: the PDP's unix socket in a folder only its user may write
+    # (docs/slurm.md). Loopback TCP for the other clients (the Ansible role's module).
+    run = root / "run"
+    run.mkdir(mode=0o750)
     with (
         EmbeddedPDP(embedded_settings(root)) as stack,
         HttpDecisionServer(stack.point, tokens=tokens, engine_ready=stack.engine_ready) as http,
+        HttpDecisionServer(
+            stack.point, unix_socket=run / "http.sock", tokens=tokens, engine_ready=stack.engine_ready
+        ),
     ):
-        hook = lua.HookSettings(pdp_url=http.url, timeout=1.0, cache_seconds=0, token_file=token_file)
+        hook = lua.HookSettings(
+            pdp_socket=run / "http.sock", timeout=1.0, cache_seconds=0, token_file=token_file
+        )
         started = time.monotonic()
         cluster = SlurmCluster(root / "cluster", FLEET, hook).start()
         world = SlurmWorld(root, token_file, cluster, stack, http, policies, time.monotonic() - started)
@@ -120,3 +129,11 @@ def slurm(slurm_world: SlurmWorld) -> Iterator[SlurmWorld]:
     while cluster.run("squeue", "-h", "-o", "%i", check=False).stdout.strip():
         assert time.monotonic() < deadline, "jobs left after scancel"
         time.sleep(0.2)
+
+
+@pytest.fixture()
+def restore_hook(slurm: SlurmWorld) -> Iterator[None]:
+    """The session's hook settings again after a test that installed its own."""
+    yield None
+    assert slurm.cluster.hook is not None
+    lua.install(slurm.cluster.etc, FLEET, slurm.cluster.hook)

@@ -9,8 +9,7 @@ import re
 import signal
 import subprocess
 import time
-
-import pytest
+from dataclasses import replace
 
 from pdp.substrate.slurm import lua
 from tests.substrate.slurm.conftest import FLEET, SlurmWorld
@@ -152,13 +151,6 @@ def _reconfigure(slurm: SlurmWorld, hook: lua.HookSettings) -> None:
     lua.install(slurm.cluster.etc, FLEET, hook)
 
 
-@pytest.fixture()
-def restore_hook(slurm: SlurmWorld) -> object:
-    yield None
-    assert slurm.cluster.hook is not None
-    _reconfigure(slurm, slurm.cluster.hook)
-
-
 def _refused(slurm: SlurmWorld) -> str:
     done = slurm.cluster.sbatch("acme-eu", f"{H100}:1")
     assert done.returncode != 0, "a GPU job was accepted without a decision"
@@ -167,15 +159,11 @@ def _refused(slurm: SlurmWorld) -> str:
 
 
 def test_gpu_jobs_fail_closed_when_the_pdp_is_unreachable(slurm: SlurmWorld, restore_hook: object) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
+    dead = slurm.root / "run" / "nobody-listens.sock"
     assert slurm.cluster.hook is not None
-    _reconfigure(slurm, lua.HookSettings(pdp_url=f"http://127.0.0.1:{dead}", timeout=0.5, cache_seconds=0))
+    _reconfigure(slurm, lua.HookSettings(pdp_socket=dead, timeout=0.5, cache_seconds=0))
     started = time.monotonic()
-    assert f"connect to 127.0.0.1:{dead}: connection refused" in _refused(slurm)
+    assert f"connect to {dead}: " in _refused(slurm)
     assert time.monotonic() - started < 5
     # Jobs without GPUs are not policy's business and still run.
     job_id(slurm.cluster.sbatch("globex", None, partition="eu-h100-shared"))
@@ -189,7 +177,7 @@ def test_a_wrong_token_fails_closed(slurm: SlurmWorld, restore_hook: object, tmp
     assert slurm.cluster.hook is not None
     _reconfigure(
         slurm,
-        lua.HookSettings(pdp_url=slurm.http.url, timeout=1.0, cache_seconds=0, token_file=bad),
+        replace(slurm.cluster.hook, token_file=bad),
     )
     assert "PDP answered HTTP 401" in _refused(slurm)
 

@@ -115,19 +115,30 @@ def test_tenant_objects_follow_residency_isolation_entitlements_and_sharing() ->
 
 
 def test_hook_settings_render_a_lua_table_and_refuse_bad_values(tmp_path: Path) -> None:
-    text = lua.render_settings(EXAMPLE_FLEET, lua.HookSettings(pdp_url="http://127.0.0.1:8080/pdp"))
+    sock = Path("/run/gpupaas-pdp/http.sock")
+    text = lua.render_settings(EXAMPLE_FLEET, lua.HookSettings(pdp_socket=sock))
     assert text.startswith("-- Rendered by pdp/substrate/slurm/lua.py")
-    assert 'host = "127.0.0.1",' in text and "port = 8080," in text and 'path = "/pdp",' in text
+    assert 'socket = "/run/gpupaas-pdp/http.sock",' in text
+    assert "host =" not in text and "insecure_loopback_http" not in text
     assert '["acme-h100-dedicated"] = { ["cluster"] = "eu-west"' in text
     assert "token_file" not in text
+    http = lua.HookSettings(pdp_url="http://127.0.0.1:8080/pdp", insecure_loopback_http=True)
+    text = lua.render_settings(EXAMPLE_FLEET, http)
+    assert 'host = "127.0.0.1",' in text and "port = 8080," in text and 'path = "/pdp",' in text
+    assert "insecure_loopback_http = true," in text and "socket =" not in text
     for bad, match in (
-        ({"pdp_url": "https://pdp:443"}, "expected http://HOST:PORT"),
-        ({"pdp_url": "http://127.0.0.1:1", "timeout": 0}, "timeout 0"),
-        ({"pdp_url": "http://127.0.0.1:1", "cache_seconds": -1}, "cache_seconds -1"),
+        ({}, "give the PDP's pdp_socket"),
+        ({"pdp_socket": sock, "pdp_url": "http://127.0.0.1:1"}, "give the PDP's pdp_socket"),
+        ({"pdp_socket": Path("http.sock")}, "expected an absolute path"),
+        ({"pdp_url": "http://127.0.0.1:1"}, "whoever holds the port"),
+        ({"pdp_url": "https://pdp:443", "insecure_loopback_http": True}, "expected http://HOST:PORT"),
+        ({"pdp_url": "http://10.0.0.1:80", "insecure_loopback_http": True}, "on loopback"),
+        ({"pdp_socket": sock, "timeout": 0}, "timeout 0"),
+        ({"pdp_socket": sock, "cache_seconds": -1}, "cache_seconds -1"),
     ):
         with pytest.raises(ValueError, match=match):
             lua.HookSettings(**bad)  # type: ignore[arg-type]
-    lua.install(tmp_path, EXAMPLE_FLEET, lua.HookSettings(pdp_url="http://127.0.0.1:1"))
+    lua.install(tmp_path, EXAMPLE_FLEET, lua.HookSettings(pdp_socket=sock))
     assert (tmp_path / lua.SCRIPT).read_text() == lua.script_text()
     script = lua.script_text()
     assert "function slurm_job_submit" in script and "function slurm_job_modify" in script

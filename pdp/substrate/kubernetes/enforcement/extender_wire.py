@@ -254,7 +254,9 @@ def read_args(
     try:
         args = _ARGS.decode(body)
         pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
-    except (msgspec.MsgspecError, ValueError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        # msgspec recurses per level of nesting, so a deep body is a RecursionError here: orjson
+        # (parse_args) then names its depth.
         return None
     if args.NodeNames is not None:
         return _named(pod, args.NodeNames, cluster, strings=True)
@@ -286,7 +288,7 @@ def _read_cut(
         # case (parse_args keys them as the whole-labels path does).
         args = reader.decoder.decode(body)
         pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
-    except (msgspec.MsgspecError, ValueError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # RecursionError: as in read_args
         return None
     if args.NodeNames is not None:
         return _named(pod, args.NodeNames, cluster, strings=True)

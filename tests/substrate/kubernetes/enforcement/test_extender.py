@@ -258,6 +258,43 @@ def test_over_http(point: DecisionPoint, counting: CountingEngine) -> None:
         assert _post(server, "/healthz", None, method="GET")[0] == 200
 
 
+def _nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("where", "depth"),
+    [("body", 50_000)]
+    + [(w, d) for w in ("Pod", "a pod field", "node labels", "a node field") for d in (50_000, 1_000)],
+)
+def test_a_body_nested_too_deeply_is_a_400_naming_it(point: DecisionPoint, where: str, depth: int) -> None:
+    """50,000 levels are past orjson's limit (1,024): a 400 naming it. 1,000 are within it but
+    past msgspec's (the Python recursion limit): decided from orjson's reading, or, where a node
+    that deep would have to be sent back, a 400 naming the nesting. Both were a RecursionError,
+    answered 500."""
+    deep, eu_acme = _nested(depth), NODES["eu-acme-1"]
+    args = with_nodes(acme_pod())
+    text = {
+        "body": deep,
+        "Pod": json.dumps({**args, "Pod": "DEEP"}),
+        "a pod field": json.dumps({**args, "Pod": {**acme_pod(), "x": "DEEP"}}),
+        "node labels": json.dumps({**args, "Nodes": {"items": [node("eu-acme-1", {"k": "DEEP"})]}}),
+        "a node field": json.dumps(
+            {**args, "Nodes": {"items": [{**node("eu-acme-1", eu_acme), "x": "DEEP"}]}}
+        ),
+    }[where]
+    raw = text.replace('"DEEP"', deep).encode()
+    with ExtenderServer(SchedulerExtender(point)) as server:
+        for path in ("/filter", "/prioritize"):
+            status, answer = _post(server, path, raw)
+            if depth > 1024:
+                assert status == 400 and "not JSON: depth limit exceeded" in answer["error"], answer
+            else:
+                assert status == 200 or (status == 400 and "nested too deeply" in answer["error"]), answer
+        status, result = _post(server, "/filter", json.dumps(with_nodes(acme_pod())).encode())
+        assert status == 200 and passed(result) == ["eu-acme-1", "eu-acme-2"]
+
+
 def test_nodes_of_one_shape_are_decided_once_and_named_in_their_own_reasons() -> None:
     eu = labels("eu-west-1", "eu-h100-shared")
     nodes = [
