@@ -4,7 +4,6 @@ deadlines, fail-closed answers, bearer tokens, TLS and the `pdp serve --http-lis
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import ssl
@@ -24,6 +23,7 @@ from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.point import DecisionPoint
 from tests.conftest import ROOT, load_intent, self_signed
+from tests.freeze import frozen
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +105,12 @@ def test_the_callers_deadline_gives_engine_timeout_before_it(
     assert stack.sidecar is not None and stack.sidecar.pid is not None
     params = {"timeout": "800ms"} if how == "query" else {}
     headers = {"Request-Timeout": "0.8"} if how == "header" else {}
-    os.kill(stack.sidecar.pid, signal.SIGSTOP)
-    try:
+    # frozen(): every OPA thread stopped before the request goes; a bare SIGSTOP left threads that
+    # still answered ALLOW on a loaded machine (tests/freeze.py).
+    with frozen(stack.sidecar.pid):
         started = time.monotonic()
         response = client.post("/v1/decide", json=intent, params=params, headers=headers)
         elapsed = time.monotonic() - started
-    finally:
-        os.kill(stack.sidecar.pid, signal.SIGCONT)
     assert response.status_code == 200
     assert response.json()["outcome"] == "DENY" and codes(response.json()) == ["ENGINE_TIMEOUT"]
     # The answer (DENY) arrives before the deadline, margin included, also on a loaded machine.

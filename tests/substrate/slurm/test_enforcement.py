@@ -4,14 +4,13 @@ scontrol update, and failing closed when the PDP cannot answer."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 from dataclasses import replace
 
 from pdp.substrate.slurm import lua
+from tests.freeze import frozen
 from tests.substrate.slurm.conftest import FLEET, SlurmWorld
 
 H100 = "gpu:h100_80gb"
@@ -190,13 +189,10 @@ def test_a_broken_settings_file_fails_closed(slurm: SlurmWorld, restore_hook: ob
 def test_a_stalled_engine_is_a_deny_within_the_deadline(slurm: SlurmWorld) -> None:
     sidecar = slurm.stack.sidecar
     assert sidecar is not None and sidecar.pid is not None
-    os.kill(sidecar.pid, signal.SIGSTOP)
-    try:
+    with frozen(sidecar.pid):  # every OPA thread stopped first (tests/freeze.py)
         started = time.monotonic()
         done = slurm.cluster.sbatch("acme-eu", f"{H100}:1")
         elapsed = time.monotonic() - started
-    finally:
-        os.kill(sidecar.pid, signal.SIGCONT)
     assert done.returncode != 0
     assert "ENGINE_TIMEOUT" in done.stderr
     # The hook's budget is 1 s; sbatch itself adds its own round trips.

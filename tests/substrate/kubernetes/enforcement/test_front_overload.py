@@ -46,11 +46,12 @@ def test_connections_beyond_the_cap_are_reset_before_the_handshake(tls_files: tu
         holders = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
         wait_for(lambda: _gate(server).open == 2)
         started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as third:
-            try:
+        try:
+            # On a loaded machine the reset can arrive before connect() has looked at the socket.
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as third:
                 got = third.recv(1)
-            except ConnectionResetError:
-                got = b""
+        except ConnectionResetError:
+            got = b""
         assert got == b"" and time.monotonic() - started < 5, "the third connection was not refused at once"
         assert _gate(server).refused == 1 and _gate(server).open == 2
         # Their places come back when they go away (a handshake that never happened), and a
