@@ -82,6 +82,11 @@ def _decisions() -> float:
     return sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == PREFIX + "decisions_total")
 
 
+def _command(argv: list[str] | None) -> str:
+    words = sys.argv[1:] if argv is None else argv
+    return " ".join(["python -m bench.fleet", *words])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=Path, default=TRACE / "openb_node_list_gpu_node.csv")
@@ -116,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     span = max(a.until for a in the_plan.arrivals) - min(a.at for a in the_plan.arrivals)
     sources = {"nodes": args.nodes.name, "tasks": args.tasks.name, "mapping": str(args.mapping.name)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(the_plan, sources, args.seconds, span / args.seconds, runs))
+    args.out.write_text(
+        render(the_plan, sources, args.seconds, span / args.seconds, runs, command=_command(argv))
+    )
     figures: dict[str, object] = {"violations": {}, "wall_seconds": time.monotonic() - started}
     for r in runs:
         name = "pdp" if r.result.with_pdp else "plain"

@@ -140,10 +140,20 @@ def render(
     compress: float,
     runs: Sequence[RunFigures],
     plots: Iterable[str] = (),
+    command: str = "",
 ) -> str:
     gpus = sum(p.node.gpus for p in plan.nodes)
     lines = [
         "# Fleet simulation: the Alibaba GPU trace replayed through the control plane",
+        "",
+        "A real production GPU cluster's nodes and tasks, mapped to tenants by the rules of one file, "
+        "replayed through etcd, kube-apiserver, kube-scheduler, kube-controller-manager and KWOK (nodes "
+        "that heartbeat, pods that run, nodes that fail), once with the PDP in the path (webhook, "
+        "scheduler extender, quotas) and once with the scheduler alone. This page is the report of:",
+        "",
+        "```bash",
+        command or "python -m bench.fleet",
+        "```",
         "",
         'Data: Alibaba GPU cluster trace v2023, released with Weng et al., "Beware of Fragmentation: '
         "Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent\", USENIX ATC '23 "
