@@ -20,7 +20,7 @@ from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
-from pdp.integrity.sinks import Sink, open_sink, sink_path
+from pdp.integrity.sinks import Sink, default_sink, open_sink, sink_path
 from pdp.lifecycle import workflows
 from pdp.lifecycle.bearer_tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
 from pdp.lifecycle.clusters import Clusters
@@ -69,7 +69,8 @@ class WorkerOptions:
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
     certificate_key: Path | None = None
     # Where the audit trail's signed checkpoints go (file:PATH, dir:PATH: pdp/integrity/sinks.py),
-    # outside the state folder; default: inside it, which catches accidents only.
+    # outside the state folder; default: a file kept for --state under the checkpoint home
+    # (default_sink), also outside it.
     audit_checkpoints: str = ""
     # The public key verifiers trust: the certificate key must be its private half.
     audit_trusted_key: Path | None = None
@@ -111,7 +112,16 @@ class WorkerOptions:
         return self.certificate_key or self.state / "certificate-signing-key.pem"
 
     def audit_sink(self) -> Sink:
-        return open_sink(self.audit_checkpoints or f"file:{self.state / 'audit-checkpoints.jsonl'}")
+        if self.audit_checkpoints:
+            return open_sink(self.audit_checkpoints)
+        return open_sink(
+            default_sink(
+                self.pdp.state,
+                anchor.AUDIT_CHECKPOINTS,
+                anchor.AUDIT_OPTION,
+                legacy=self.state / anchor.AUDIT_CHECKPOINTS,
+            )
+        )
 
     def urls(self) -> tuple[str, str]:
         """(lifecycle database, DBOS system database)."""

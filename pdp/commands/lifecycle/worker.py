@@ -14,7 +14,7 @@ from pdp.options import (
     configure_logging,
     embedded_settings,
     env_path,
-    warn_unprotected_records,
+    note_default_checkpoints,
     with_config,
     with_records,
 )
@@ -32,6 +32,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pdp.config.documents import ConfigErrors
+    from pdp.integrity.sinks import SinkError
     from pdp.lifecycle.storage.credentials import CredentialError
     from pdp.lifecycle.worker import Worker, WorkerOptions, exit_leaving
     from pdp.product.app import create_app
@@ -70,10 +71,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(options)
     try:
         worker.start()
-    except (CredentialError, ConfigErrors, ValueError) as exc:
+    except (CredentialError, ConfigErrors, SinkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # before anything else is said
         return 2
-    warn_unprotected_records(args, logging.getLogger("pdp.records.log"))
+    note_default_checkpoints(args, logging.getLogger("pdp.records.log"))
     config = uvicorn.Config(
         create_app(),
         host=host,
@@ -143,8 +144,8 @@ def add_worker_parser(lsub: Any) -> argparse.ArgumentParser:
         metavar="SINK",
         default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
         help="where the audit trail's signed checkpoints go, outside --state: file:PATH (an append-only "
-        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else "
-        "<state>/lifecycle/audit-checkpoints.jsonl, which catches accidents only)",
+        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else a file kept for "
+        "--state under $PDP_CHECKPOINT_HOME, else ~/.local/state/gpupaas/checkpoints)",
     )
     w.add_argument(
         "--audit-trusted-key",
