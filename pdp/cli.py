@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         _raised_by("pdp.opa.binary", "OpaNotFound", "OpaCommandFailed")
         + _raised_by("pdp.net.servingcert", "CertificateError")
         + _raised_by("pdp.records.model", "RecordsStoreError")
+        + _raised_by("pdp.integrity.sinks", "SinkError")
         + _raised_by("pdp.commands.decide", "ServerFailed")
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from pdp.integrity.sinks import CHECKPOINT_HOME_ENV, checkpoint_home
 from pdp.opa.binary import PROJECT_ROOT
 from pdp.records.intents import IntentRetention
 from pdp.records.log import Integrity
@@ -77,7 +78,8 @@ def with_verify(sp: argparse.ArgumentParser, *, env: str, writer: str, public_ke
         "--checkpoints",
         metavar="SINK",
         default=os.environ.get(f"{env}_CHECKPOINTS", ""),
-        help=f"the sink the {writer} checkpoints to: file:PATH or dir:PATH (default ${env}_CHECKPOINTS)",
+        help=f"the sink the {writer} checkpoints to: file:PATH or dir:PATH (default ${env}_CHECKPOINTS, "
+        f"else the {writer}'s default for --state under ${CHECKPOINT_HOME_ENV} or ~/.local/state/gpupaas)",
     )
     sp.add_argument(
         "--trusted-key",
@@ -99,8 +101,8 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="SINK",
         default=os.environ.get("PDP_RECORDS_CHECKPOINTS", ""),
         help="where the decision log's signed checkpoints go, outside --state: file:PATH (an "
-        "append-only file) or dir:PATH (write-once files) (default $PDP_RECORDS_CHECKPOINTS, else next "
-        "to the log, which catches accidents only)",
+        "append-only file) or dir:PATH (write-once files) (default $PDP_RECORDS_CHECKPOINTS, else a "
+        f"file kept for --state under ${CHECKPOINT_HOME_ENV}, else ~/.local/state/gpupaas/checkpoints)",
     )
     g.add_argument(
         "--records-signing-key",
@@ -230,13 +232,14 @@ def records_argv(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def warn_unprotected_records(args: argparse.Namespace, log: logging.Logger) -> None:
-    """A long-running server without an outside sink for its decision log says so at start."""
+def note_default_checkpoints(args: argparse.Namespace, log: logging.Logger) -> None:
+    """A long-running server given no sink for its decision log says where its checkpoints went."""
     if not getattr(args, "records_checkpoints", ""):
-        log.warning(
-            "decision log: no --records-checkpoints sink outside --state (or $PDP_RECORDS_CHECKPOINTS): "
-            "its checkpoints are kept beside it, where whoever can rewrite the log can rewrite them "
-            "(docs/records.md)"
+        log.info(
+            "decision log: checkpoints outside --state, under %s (the default); a sink this user can "
+            "only append to (--records-checkpoints or $PDP_RECORDS_CHECKPOINTS) also keeps them from "
+            "whoever can write as this user (docs/records.md)",
+            checkpoint_home(),
         )
 
 

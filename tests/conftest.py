@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +14,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
+from pdp.integrity.sinks import CHECKPOINT_HOME_ENV
 from pdp.opa.binary import find_opa
 from tests.postgres import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_checkpoint_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default home of checkpoints (pdp/integrity/sinks.py) for the session and every process it
+    starts: a folder of its own, not the user's ~/.local/state, and outside every test's state."""
+    home = tmp_path_factory.mktemp("checkpoint-home")
+    before = os.environ.get(CHECKPOINT_HOME_ENV)
+    os.environ[CHECKPOINT_HOME_ENV] = str(home)
+    try:
+        yield home
+    finally:
+        if before is None:
+            os.environ.pop(CHECKPOINT_HOME_ENV, None)
+        else:
+            os.environ[CHECKPOINT_HOME_ENV] = before
 
 
 @pytest.fixture(scope="session")

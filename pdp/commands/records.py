@@ -81,11 +81,18 @@ def _verify_central(url: str, held: Any, as_json: bool) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from pdp.integrity import trust
+    from pdp.integrity.sinks import SinkError, default_sink
+    from pdp.records.log import RECORDS_OPTION, default_checkpoints
     from pdp.records.read import verify_log
 
+    log = _log_path(args)
+    try:
+        default = default_sink(log.parent, default_checkpoints(log), RECORDS_OPTION, create=False)
+    except SinkError:
+        default = ""  # the writer had no default sink either: it was given one
     try:
         # The log's own folder is the state folder that must not hold the trust.
-        held = trust.load(_log_path(args).parent, args.checkpoints, args.trusted_key, env="PDP_RECORDS")
+        held = trust.load(log.parent, args.checkpoints, args.trusted_key, env="PDP_RECORDS", default=default)
     except trust.TrustError as exc:
         print(f"FAIL {exc}")
         return 1

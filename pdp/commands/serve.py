@@ -15,9 +15,9 @@ from pdp.net.listen import ListenError, add_insecure_option, check_plaintext, sp
 from pdp.options import (
     configure_logging,
     embedded_settings,
+    note_default_checkpoints,
     records_argv,
     records_integrity,
-    warn_unprotected_records,
     with_config,
     with_records,
 )
@@ -164,7 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_metrics_options(args)
     if args.workers < 1 or args.webhook_workers < 1:
         raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
-    warn_unprotected_records(args, logging.getLogger("pdp.records.log"))
+    note_default_checkpoints(args, logging.getLogger("pdp.records.log"))
     if args.opa_addr:
         return _serve_sidecar(args, tls, stop)
     return _serve_embedded(args, tls, stop)

@@ -17,12 +17,17 @@ If-None-Match: *) and a credential that may only create is the same `put`/`entri
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from pdp.integrity.files import private_dir
+from pdp.integrity.files import inside, private_dir, private_file
+
+# Where checkpoints go unless a sink is given (`checkpoint_home`).
+CHECKPOINT_HOME_ENV = "PDP_CHECKPOINT_HOME"
 
 # How much of an append file is read at a time, from its end, to find the latest checkpoints.
 _CHUNK = 1 << 16
@@ -189,3 +194,58 @@ def open_sink(spec: str) -> Sink:
 def sink_path(sink: Sink) -> Path | None:
     """The local path of a built-in sink (to tell whether it lies inside the state folder)."""
     return sink.path if isinstance(sink, AppendFile | WriteOnceFolder) else None
+
+
+def checkpoint_home() -> Path:
+    """Where checkpoints go unless a sink is given: $PDP_CHECKPOINT_HOME, else gpupaas/checkpoints
+    in the user's state home ($XDG_STATE_HOME, else ~/.local/state)."""
+    given = os.environ.get(CHECKPOINT_HOME_ENV, "")
+    if given:
+        return Path(given)
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG base directory spec: a relative value is invalid and ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "gpupaas" / "checkpoints"
+
+
+def default_sink(
+    state: Path, name: str, option: str, *, legacy: Path | None = None, create: bool = True
+) -> str:
+    """`file:` the checkpoint file `name` kept for the state folder `state` under
+    `checkpoint_home()`, outside `state`, so that whoever can rewrite the state folder (a restored
+    backup, a shared volume, another tool's bug) cannot rewrite the checkpoints with it.
+
+    One folder per state folder (its name and a digest of its path): two deployments on one host
+    never mix their checkpoints. `create`: the folders are made 0700 (the file is created 0600 by
+    its first checkpoint), and checkpoints an earlier version kept at `legacy`, inside the state
+    folder, move there, so the log they checkpoint still verifies. SinkError naming `option` when
+    no such place can be had (a home inside `state`, or one that cannot be written)."""
+    try:
+        home = checkpoint_home()
+    except RuntimeError as exc:  # no home directory at all
+        raise SinkError(f"checkpoints: no place outside the state folder ({exc}); give {option}") from exc
+    resolved = state.resolve()
+    if inside(home, resolved):
+        raise SinkError(
+            f"checkpoints: their default place {home} is inside the state folder {state}, where whoever "
+            f"can rewrite the records could rewrite them too; give {option} (a sink outside it) or set "
+            f"${CHECKPOINT_HOME_ENV}"
+        )
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    target = home / f"{resolved.name or 'root'}-{digest}" / name
+    if create:
+        try:
+            private_dir(target.parent)
+            if legacy is not None and legacy.is_file() and not target.exists():
+                # Whole or not at all (a crash mid-copy must not leave half of them as the sink).
+                partial = private_file(target.with_name(f".{name}.partial"))
+                shutil.copyfile(legacy, partial)
+                os.replace(partial, target)
+                legacy.unlink()
+        except OSError as exc:
+            raise SinkError(
+                f"checkpoints: cannot keep them in {target.parent} ({exc.strerror or exc}); give {option} "
+                f"(a sink outside the state folder) or set ${CHECKPOINT_HOME_ENV} to a folder this user "
+                "can write"
+            ) from exc
+    return f"file:{target}"

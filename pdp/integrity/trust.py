@@ -48,19 +48,24 @@ def misplaced(state: Path, sink: Sink, key_path: Path | None) -> list[str]:
     return problems
 
 
-def load(state: Path, checkpoints: str, trusted_key: Path | None, *, env: str) -> Trust:
+def load(state: Path, checkpoints: str, trusted_key: Path | None, *, env: str, default: str = "") -> Trust:
     """The verifier's trust from its own configuration (--checkpoints, --trusted-key, or the
-    variables ${env}_CHECKPOINTS, ${env}_TRUSTED_KEY); TrustError naming what is missing or misplaced."""
+    variables ${env}_CHECKPOINTS, ${env}_TRUSTED_KEY; `default`: the writer's default sink for
+    `state`, used when it exists); TrustError naming what is missing or misplaced."""
     if not trusted_key:
         raise TrustError(
             f"no trusted key: give --trusted-key PEM (or ${env}_TRUSTED_KEY), the public key held outside "
             "the state folder"
         )
     if not checkpoints:
-        raise TrustError(
-            f"no checkpoints: give --checkpoints SINK (or ${env}_CHECKPOINTS), the sink the writer "
-            "checkpoints to outside the state folder"
-        )
+        local = sink_path(open_sink(default)) if default else None
+        if local is None or not local.exists():
+            raise TrustError(
+                f"no checkpoints: give --checkpoints SINK (or ${env}_CHECKPOINTS), the sink the writer "
+                "checkpoints to outside the state folder"
+                + (f" (the default, {default}, holds none)" if default else "")
+            )
+        checkpoints = default
     try:
         sink = open_sink(checkpoints)
         key = signing.load_public_key(trusted_key)

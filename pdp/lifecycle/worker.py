@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
+import time
+from concurrent.futures import thread as futures_thread
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.integrity import signing
 from pdp.integrity.checkpoints import require_trusted
 from pdp.integrity.files import inside, private_database, private_dir
-from pdp.integrity.sinks import Sink, open_sink, sink_path
+from pdp.integrity.sinks import Sink, default_sink, open_sink, sink_path
 from pdp.lifecycle import workflows
 from pdp.lifecycle.bearer_tokens import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS, admin_token_problem
 from pdp.lifecycle.clusters import Clusters
@@ -39,6 +43,9 @@ from pdp.substrate.dryrun import DryRunAdapter
 # 3: objects applied, verified and destroyed per cluster (a clusters-access document).
 APPLICATION_VERSION = "gpupaas-lifecycle-3"
 RETRY_EVERY_MINUTE = "0 * * * * *"
+# Seconds a stopping worker gives workflows inside a step to finish it (SIGTERM to exit must stay
+# well within 5 s, whatever the workflows wait for).
+STEP_GRACE = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,8 @@ class WorkerOptions:
     # Ed25519 key signing certificates of destruction; default: in the state directory (git-ignored).
     certificate_key: Path | None = None
     # Where the audit trail's signed checkpoints go (file:PATH, dir:PATH: pdp/integrity/sinks.py),
-    # outside the state folder; default: inside it, which catches accidents only.
+    # outside the state folder; default: a file kept for --state under the checkpoint home
+    # (default_sink), also outside it.
     audit_checkpoints: str = ""
     # The public key verifiers trust: the certificate key must be its private half.
     audit_trusted_key: Path | None = None
@@ -104,7 +112,16 @@ class WorkerOptions:
         return self.certificate_key or self.state / "certificate-signing-key.pem"
 
     def audit_sink(self) -> Sink:
-        return open_sink(self.audit_checkpoints or f"file:{self.state / 'audit-checkpoints.jsonl'}")
+        if self.audit_checkpoints:
+            return open_sink(self.audit_checkpoints)
+        return open_sink(
+            default_sink(
+                self.pdp.state,
+                anchor.AUDIT_CHECKPOINTS,
+                anchor.AUDIT_OPTION,
+                legacy=self.state / anchor.AUDIT_CHECKPOINTS,
+            )
+        )
 
     def urls(self) -> tuple[str, str]:
         """(lifecycle database, DBOS system database)."""
@@ -325,12 +342,56 @@ class Worker:
             self.drift.start(o.drift_audit_every)
         return self.runtime
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STEP_GRACE) -> list[str]:
+        """Stop DBOS (no workflow starts, is dequeued or recovered after), give the workflows
+        running `grace` seconds to end, then stop the PDP and close the databases. The names of
+        the workflow threads still running: they wait (DBOS.recv, DBOS.sleep) or are inside a
+        step, and the process must exit without them (`exit_leaving`)."""
         if self.drift:
             self.drift.stop()
         DBOS.destroy(destroy_registry=False)
+        # Only DBOS's workflow threads are left (its own background threads ended above). One
+        # inside a step may finish it while the PDP and the databases are still there; one waiting
+        # never ends here: DBOS has no way to interrupt a recv or a sleep in progress.
+        deadline = time.monotonic() + grace
+        for thread in _running():
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self.stack:
             self.stack.stop()
         if self.runtime:
             self.runtime.clusters.close()
             self.runtime.db.close()
+        return [t.name for t in _running()]
+
+
+def _running() -> list[threading.Thread]:
+    """What the interpreter would wait for at exit: the other non-daemon threads, and every
+    ThreadPoolExecutor thread, daemon or not (a thread inherits the flag from the one starting it:
+    the API's thread, a daemon, starts daemonic workflow threads, which exit joins all the same)."""
+    me = threading.current_thread()
+    pooled = set(futures_thread._threads_queues)
+    return [
+        t for t in threading.enumerate() if t is not me and t.is_alive() and (not t.daemon or t in pooled)
+    ]
+
+
+def exit_leaving(threads: list[str], code: int) -> int:
+    """`code` when nothing is left running; else the process ends now, without waiting for them.
+
+    Python joins every ThreadPoolExecutor thread at exit, so a workflow waiting for an approval
+    (24 h) or an incident's resolution kept a stopped worker alive for as long: in Kubernetes a
+    SIGKILL after every grace period. Exiting without them loses nothing: DBOS checkpointed each
+    of those workflows up to its last completed step, and the next start resumes them from there
+    (a recv or a sleep waits only what is left of its durable deadline); one cut inside a step
+    re-runs that step, as after a crash (kill -9), which every step is written to survive."""
+    if not threads:
+        return code
+    log.warning(
+        "stopping with %d workflow(s) waiting or in a step (%s): they resume on the next start",
+        len(threads),
+        ", ".join(threads),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

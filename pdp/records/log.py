@@ -22,7 +22,7 @@ from pdp.decision import Decision
 from pdp.integrity import signing
 from pdp.integrity.checkpoints import Checkpointer, require_trusted
 from pdp.integrity.files import inside
-from pdp.integrity.sinks import Sink, SinkError, open_sink, sink_path
+from pdp.integrity.sinks import Sink, SinkError, default_sink, open_sink, sink_path
 from pdp.records.intents import IntentRetention, IntentRow, intent_row
 from pdp.records.intents import pruned as intents_pruned
 from pdp.records.model import (
@@ -64,12 +64,21 @@ class RecordNotDurable(Exception):
     answered (an error, never an allow)."""
 
 
+RECORDS_OPTION = "--records-checkpoints (or $PDP_RECORDS_CHECKPOINTS)"
+
+
+def default_checkpoints(log_path: Path) -> str:
+    """The name of the log's checkpoint file in its default sink (where versions before the
+    checkpoint home kept it, beside the log)."""
+    return f"{log_path.stem}.checkpoints.jsonl"
+
+
 @dataclass(frozen=True)
 class Integrity:
     """Where the log's records and checkpoints go and which key signs them."""
 
-    # A sink outside the state folder (file:PATH, dir:PATH); empty: next to the log, which only
-    # catches accidents (whoever rewrites the log can rewrite it), and says so at start.
+    # A sink outside the state folder (file:PATH, dir:PATH); empty: a file kept for the log's
+    # folder under the checkpoint home, outside it (pdp/integrity/sinks.py, default_sink).
     checkpoints: str = ""
     signing_key: Path | None = None  # default: next to the log (records-signing-key.pem)
     # When given, the signing key must be its private half (else its checkpoints would not verify).
@@ -90,9 +99,10 @@ class Integrity:
     intents: IntentRetention = field(default_factory=IntentRetention)
 
     def sink(self, log_path: Path) -> Sink:
-        return open_sink(
-            self.checkpoints or f"file:{log_path.with_name(log_path.stem + '.checkpoints.jsonl')}"
-        )
+        if self.checkpoints:
+            return open_sink(self.checkpoints)
+        name = default_checkpoints(log_path)
+        return open_sink(default_sink(log_path.parent, name, RECORDS_OPTION, legacy=log_path.with_name(name)))
 
     def key_path(self, log_path: Path) -> Path:
         return self.signing_key or log_path.parent / SIGNING_KEY
@@ -134,9 +144,7 @@ class DecisionLog:
             raise
         local = sink_path(sink)
         if local is not None and inside(local, path.parent):
-            # Unconfigured, the default: `pdp serve` and the lifecycle worker warn about it once.
-            log.log(
-                logging.WARNING if integrity.checkpoints else logging.INFO,
+            log.warning(
                 "decision log %s: checkpoints in %s, inside its own folder: they catch accidents, not "
                 "someone who can rewrite that folder; give a sink outside it (--records-checkpoints)",
                 self.location,

@@ -70,6 +70,7 @@ def test_default_then_non_default_values_are_accepted(cluster: dynamic.DynamicCl
         "webhook.failurePolicy=Ignore",
         "lifecycle.databaseURLSecret=lifecycle-db",
         "lifecycle.stateClaim=lifecycle-state",
+        "lifecycle.checkpointsClaim=lifecycle-checkpoints",
         "policy.opaConfig=services: {}",
         "gateway.domain=models.example.com",
     )

@@ -149,8 +149,9 @@ class Deployment:
 
     def rechain(self, key: Ed25519PrivateKey | None = None) -> None:
         """Recompute every hash from the rows as they are now (the forger's re-chain); with `key`,
-        also write checkpoints of the rewritten log signed with it, in the state folder's default
-        sink and appended to the outside one (appending is what the worker may do)."""
+        also write checkpoints of the rewritten log signed with it, in the state folder (where the
+        default sink was once kept) and appended to the outside one (appending is what the worker
+        may do)."""
         db = sqlite3.connect(self.log_path, isolation_level=None)
         db.execute("DROP TRIGGER IF EXISTS decisions_no_update")
         rows = db.execute(

@@ -13,7 +13,6 @@ import pytest
 from pdp.decision import Decision, Outcome, canonical_intent, digest_of
 from pdp.integrity import signing
 from pdp.integrity.chain import GENESIS, link
-from pdp.integrity.sinks import open_sink
 from pdp.records.intents import IntentRetention, omitted
 from pdp.records.log import DecisionLog, Integrity
 from pdp.records.model import payload
@@ -48,7 +47,7 @@ def _kept(path: Path) -> dict[str, tuple[int, str | None]]:
 
 def _verify(tmp_path: Path, path: Path) -> list[str]:
     key = signing.load_key(tmp_path / "records-signing-key.pem").public_key()
-    report = verify_log(path, open_sink(f"file:{tmp_path / 'decisions.checkpoints.jsonl'}"), key)
+    report = verify_log(path, Integrity().sink(path), key)  # the default sink, where the log wrote
     return [str(p) for p in report.problems]
 
 

@@ -27,7 +27,7 @@ def _signing_key_path(args: argparse.Namespace) -> Path:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from pdp.integrity import signing, trust
-    from pdp.integrity.sinks import SinkError, open_sink
+    from pdp.integrity.sinks import SinkError, default_sink, open_sink
     from pdp.lifecycle.storage import anchor
 
     if args.file:
@@ -46,7 +46,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         shown = sink or open_sink(f"file:{args.file}")
         return trust.print_report(report, what="audit trail", sink=shown, key=public)
     try:
-        held = trust.load(args.state, args.checkpoints, args.trusted_key, env="PDP_AUDIT")
+        default = default_sink(args.state, anchor.AUDIT_CHECKPOINTS, anchor.AUDIT_OPTION, create=False)
+    except SinkError:
+        default = ""  # the worker had no default sink either: it was given one
+    try:
+        held = trust.load(args.state, args.checkpoints, args.trusted_key, env="PDP_AUDIT", default=default)
     except trust.TrustError as exc:
         print(f"FAIL {exc}")
         return 1

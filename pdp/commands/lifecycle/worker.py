@@ -14,10 +14,14 @@ from pdp.options import (
     configure_logging,
     embedded_settings,
     env_path,
-    warn_unprotected_records,
+    note_default_checkpoints,
     with_config,
     with_records,
 )
+
+# Seconds the API is given on SIGTERM to answer the requests in flight, then to close: with
+# pdp.lifecycle.worker.STEP_GRACE the whole stop stays within 5 s whatever the workflows wait for.
+API_GRACE = 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -28,8 +32,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pdp.config.documents import ConfigErrors
+    from pdp.integrity.sinks import SinkError
     from pdp.lifecycle.storage.credentials import CredentialError
-    from pdp.lifecycle.worker import Worker, WorkerOptions
+    from pdp.lifecycle.worker import Worker, WorkerOptions, exit_leaving
     from pdp.product.app import create_app
 
     configure_logging()
@@ -66,10 +71,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(options)
     try:
         worker.start()
-    except (CredentialError, ConfigErrors, ValueError) as exc:
+    except (CredentialError, ConfigErrors, SinkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # before anything else is said
         return 2
-    warn_unprotected_records(args, logging.getLogger("pdp.records.log"))
+    note_default_checkpoints(args, logging.getLogger("pdp.records.log"))
     config = uvicorn.Config(
         create_app(),
         host=host,
@@ -77,6 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log_level="warning",
         ssl_certfile=tls.cert if tls else None,
         ssl_keyfile=tls.key if tls else None,
+        timeout_graceful_shutdown=API_GRACE,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -87,9 +93,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"lifecycle API on {'https' if tls else 'http'}://{args.listen}", flush=True)
     stop.wait()
     server.should_exit = True
-    thread.join(timeout=5)
-    worker.stop()
-    return 0
+    thread.join(timeout=API_GRACE + 0.5)
+    return exit_leaving(worker.stop(), 0)
 
 
 def add_worker_parser(lsub: Any) -> argparse.ArgumentParser:
@@ -139,8 +144,8 @@ def add_worker_parser(lsub: Any) -> argparse.ArgumentParser:
         metavar="SINK",
         default=os.environ.get("PDP_AUDIT_CHECKPOINTS", ""),
         help="where the audit trail's signed checkpoints go, outside --state: file:PATH (an append-only "
-        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else "
-        "<state>/lifecycle/audit-checkpoints.jsonl, which catches accidents only)",
+        "file) or dir:PATH (write-once files) (default $PDP_AUDIT_CHECKPOINTS, else a file kept for "
+        "--state under $PDP_CHECKPOINT_HOME, else ~/.local/state/gpupaas/checkpoints)",
     )
     w.add_argument(
         "--audit-trusted-key",

@@ -36,6 +36,10 @@ EXPORT_TYPE = "gpupaas.io/audit-export"
 ANCHORED_KEY = "audit:anchored"
 # The key of the export's last line, which carries its seal.
 EXPORT_KEY = "export"
+# The trail's checkpoint file in its default sink (pdp/integrity/sinks.py, default_sink), and where
+# versions before the checkpoint home kept it, in <state>/lifecycle.
+AUDIT_CHECKPOINTS = "audit-checkpoints.jsonl"
+AUDIT_OPTION = "--audit-checkpoints (or $PDP_AUDIT_CHECKPOINTS)"
 SUBJECT, WHOLE = "audit record", "audit trail"
 
 
