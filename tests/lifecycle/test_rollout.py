@@ -186,7 +186,7 @@ def test_a_tightened_rule_waits_for_approval_then_rolls_back(
     assert {g["reason"] for g in report["groups"]} == {"RESIDENCY_CLUSTER_REQUIRED"}
     console = Session(worker)  # the admin's approvals queue in the web console shows it
     try:
-        assert console.login(worker.admin_token).status_code == 303
+        assert console.login("admin", worker.admin_token).status_code == 303
         page = console.get("/console/admin/approvals")
     finally:
         console.close()

@@ -35,6 +35,12 @@ def authenticate(token: str) -> Principal:
     return current().store.credentials.authenticate(token)
 
 
+def authenticate_id(token_id: str) -> Principal:
+    """Who holds the token named `token_id`; Unauthenticated once it expired or was revoked (a
+    rotation revokes the earlier tokens)."""
+    return current().store.credentials.authenticate_id(token_id)
+
+
 def tenant(name: str) -> dict[str, Any]:
     return current().store.tenant(name)
 

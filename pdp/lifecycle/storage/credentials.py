@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -115,10 +115,18 @@ class Credentials:
 
     # checking ------------------------------------------------------------------------------
     def authenticate(self, token: str) -> Principal:
+        return self._valid("token_hash", token_hash(token))
+
+    def authenticate_id(self, token_id: str) -> Principal:
+        """Who holds the token named `token_id`, while it is valid: for whoever keeps the id of a
+        token it was shown (the console's sessions), never the token. The same refusals as
+        `authenticate`, so a rotation or revocation ends that holder at once too."""
+        return self._valid("id", token_id)
+
+    def _valid(self, column: Literal["token_hash", "id"], value: str) -> Principal:
         with self.db.read() as conn:
             row = conn.execute(
-                sa.text(f"SELECT {_COLUMNS} FROM lc_credentials WHERE token_hash = :h"),
-                {"h": token_hash(token)},
+                sa.text(f"SELECT {_COLUMNS} FROM lc_credentials WHERE {column} = :v"), {"v": value}
             ).first()
         if row is None:
             raise Unauthenticated("a valid bearer token is required")

@@ -1,9 +1,12 @@
 """Who is looking at the console, and whether a form came from it.
 
-- The session is the bearer token itself, entered once on the login page and kept in an HttpOnly,
-  SameSite=Strict cookie (Secure unless the console is reached on loopback). Every request checks
-  it against the credential store, exactly as the API does: a token that expired or was revoked
-  ends the session on the next page.
+- Sign-in names the account (a tenant, or "admin") and gives its bearer token, at most as often
+  as the throttle allows (pdp/product/console/throttle.py). The session is then held by the
+  server (pdp/product/console/sessions.py); the browser's HttpOnly, SameSite=Strict cookie
+  (Secure unless the console is reached on loopback) carries only its random id. Every request
+  checks the token behind the session against the credential store by its id, as the API checks
+  a token: a token that expired, was rotated out or revoked ends the session on the next page,
+  and so do sign-out and the session's idle and absolute limits.
 - Every form carries a CSRF token: a random nonce in a hidden field and, signed with a key of this
   process (itsdangerous), in a cookie bound to the session it was issued for. A POST whose field and
   cookie disagree, whose cookie is forged or older than CSRF_MAX_AGE, or that was issued to another
@@ -24,6 +27,7 @@ from starlette.responses import Response
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
 from pdp.lifecycle.services.queries import Unauthenticated
+from pdp.product.console.sessions import Sessions
 
 PREFIX = "/console"
 SESSION_COOKIE = "pdp_console_session"
@@ -61,13 +65,22 @@ def clear_cookies(response: Response) -> None:
         response.delete_cookie(name, path=PREFIX)
 
 
+def sessions(request: Request) -> Sessions:
+    held: Sessions = request.app.state.sessions  # the console app's (pdp/product/console/app.py)
+    return held
+
+
 def viewer(request: Request) -> Principal:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
         raise LoginRequired("sign in with your token")
+    token_id = sessions(request).token_id(session_id)
+    if token_id is None:
+        raise LoginRequired("your session ended: sign in again")
     try:
-        return queries.authenticate(token)
+        return queries.authenticate_id(token_id)
     except Unauthenticated as exc:
+        sessions(request).close(session_id)
         raise LoginRequired(str(exc)) from exc
 
 
@@ -75,8 +88,8 @@ Viewer = Annotated[Principal, Depends(viewer)]
 
 
 def _session_digest(request: Request) -> str:
-    token = request.cookies.get(SESSION_COOKIE, "")
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
 
 
 def issue_csrf(request: Request, response: Response, nonce: str) -> None:

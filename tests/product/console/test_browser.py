@@ -103,8 +103,9 @@ class Walk:
             self.driver.save_screenshot(str(self.shots / f"{name}.png"))
             self.driver.set_window_size(1280, 1000)
 
-    def sign_in(self, token: str) -> None:
+    def sign_in(self, account: str, token: str) -> None:
         self.open("/console/login")
+        self.driver.find_element(By.ID, "account").send_keys(account)
         field = self.driver.find_element(By.ID, "token")
         field.send_keys(token)
         self.submit_with_enter(field)  # the keyboard alone signs in
@@ -164,7 +165,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     fleet: Fleet, browser: WebDriver
 ) -> None:
     walk = Walk(browser, fleet.worker.url)
-    walk.sign_in(fleet.tokens["acme-ui"])
+    walk.sign_in("acme-ui", fleet.tokens["acme-ui"])
     assert "Entitlements and usage" in walk.text()
     walk.shot("tenant-overview-empty")
 
@@ -216,7 +217,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.sign_out()
 
     # The admin approves it in the queue, with a comment.
-    walk.sign_in(fleet.worker.admin_token)
+    walk.sign_in("admin", fleet.worker.admin_token)
     walk.open("/console/admin/approvals")
     assert "scale by acme-ui" in walk.text()
     walk.shot("admin-approvals")
@@ -251,7 +252,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.sign_out()
 
     # The tenant sees the new replicas once the approved request applied.
-    walk.sign_in(fleet.tokens["acme-ui"])
+    walk.sign_in("acme-ui", fleet.tokens["acme-ui"])
 
     def six_replicas() -> bool:
         walk.open("/console/tenants/acme-ui")

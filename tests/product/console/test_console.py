@@ -15,7 +15,7 @@ from tests.product.console.web import Session
 @pytest.fixture
 def tenant(fleet: Fleet) -> Session:
     s = Session(fleet.worker)
-    assert s.login(fleet.tokens["acme-ui"]).status_code == 303
+    assert s.login("acme-ui", fleet.tokens["acme-ui"]).status_code == 303
     yield s  # type: ignore[misc]
     s.close()
 
@@ -23,7 +23,7 @@ def tenant(fleet: Fleet) -> Session:
 @pytest.fixture
 def admin(fleet: Fleet) -> Session:
     s = Session(fleet.worker)
-    assert s.login(fleet.worker.admin_token).status_code == 303
+    assert s.login("admin", fleet.worker.admin_token).status_code == 303
     yield s  # type: ignore[misc]
     s.close()
 
@@ -32,9 +32,9 @@ def test_pages_need_a_session_and_a_valid_token(fleet: Fleet) -> None:
     s = Session(fleet.worker)
     r = s.get("/console/tenants/acme-ui")
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
-    r = s.login("not-a-token-" + "x" * 40)
+    r = s.login("acme-ui", "not-a-token-" + "x" * 40)
     assert r.status_code == 401 and "pdp_console_session" not in r.headers.get("set-cookie", "")
-    r = s.login(fleet.tokens["acme-ui"])
+    r = s.login("acme-ui", fleet.tokens["acme-ui"])
     assert r.status_code == 303
     cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("pdp_console_session="))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
@@ -51,7 +51,7 @@ def test_every_post_needs_the_csrf_field_of_its_own_session(fleet: Fleet, tenant
     assert tenant.post("/console/tenants/acme-ui/deploy", forged, csrf=False).status_code == 403
     # A field and cookie issued to another session (the other tenant's) do not pass either.
     other = Session(fleet.worker)
-    other.login(fleet.tokens["globex-ui"])
+    other.login("globex-ui", fleet.tokens["globex-ui"])
     other.get("/console/tenants/globex-ui")
     tenant.http.cookies.set("pdp_console_csrf", other.http.cookies["pdp_console_csrf"], path="/console")
     r = tenant.post("/console/tenants/acme-ui/deploy", {**deploy, "csrf": other.csrf}, csrf=False)
@@ -161,7 +161,7 @@ def test_revoking_the_token_ends_the_session(fleet: Fleet) -> None:
         assert r.status_code == 201, r.text
         fresh = r.json()["token"]
     s = Session(fleet.worker)
-    s.login(fresh)
+    s.login("globex-ui", fresh)
     assert s.get("/console/tenants/globex-ui").status_code == 200
     with fleet.worker.client() as c:
         assert c.post("/v1/tenants/globex-ui/tokens", json={}).status_code == 201  # rotates `fresh` out

@@ -34,9 +34,10 @@ class Session:
         if found:
             self.csrf = found.group(1)
 
-    def login(self, token: str) -> httpx.Response:
+    def login(self, account: str, token: str) -> httpx.Response:
+        """Sign in to `account` (a tenant's name, or "admin") with `token`."""
         self.get("/console/login")
-        return self.post("/console/login", {"token": token})
+        return self.post("/console/login", {"account": account, "token": token})
 
     def close(self) -> None:
         self.http.close()
