@@ -6,6 +6,7 @@ nothing else, so what the replay reports follows from the trace and that paragra
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -110,10 +111,17 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def stable_hash(name: str) -> int:
+    """A number from a name that is the same on every run and machine (Python's hash() is not),
+    so a sample of the trace keeps the proportions of the whole, whatever rows it keeps."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
 def place(node: TraceNode, mapping: Mapping[str, Any]) -> Placed:
     clusters = list(mapping["clusters"])
-    cluster = clusters[node.number % len(clusters)]
-    slot = (node.number // len(clusters)) % 10
+    h = stable_hash(node.name)
+    cluster = clusters[h % len(clusters)]
+    slot = (h // len(clusters)) % 10
     pools = mapping["pools"]
     owner = next((t["name"] for t in mapping["tenants"] if t.get("dedicated") == cluster), "")
     if slot in pools["dedicated_slots"] and owner:
@@ -197,7 +205,7 @@ def fleet_document(nodes: Sequence[Placed], mapping: Mapping[str, Any]) -> dict[
 def _qos(task: TraceTask, mapping: Mapping[str, Any]) -> str:
     if task.qos:
         return task.qos
-    return str(mapping["qos_without_column"]["even" if task.number % 2 == 0 else "odd"])
+    return str(mapping["qos_without_column"]["even" if stable_hash(task.name) % 2 == 0 else "odd"])
 
 
 def tenant_of(task: TraceTask, tenants: Sequence[Tenant], mapping: Mapping[str, Any]) -> Tenant:
@@ -206,7 +214,7 @@ def tenant_of(task: TraceTask, tenants: Sequence[Tenant], mapping: Mapping[str, 
     if any(t.group for t in choices):
         group = "shares" if task.shares_a_gpu else "whole"
         choices = [t for t in choices if t.group == group]
-    return choices[task.number % len(choices)]
+    return choices[stable_hash(task.name) % len(choices)]
 
 
 def times(task: TraceTask, index: int, mapping: Mapping[str, Any]) -> tuple[float, float]:

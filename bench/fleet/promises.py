@@ -42,6 +42,8 @@ class PodView:
     bound: float | None = None
     ended: float | None = None
     deleted_by_replay: bool = False
+    created_ok: bool = False  # the API server accepted it (a deletion waits for that)
+    delete_requested: bool = False
     disruption: str = ""  # the reason of a DisruptionTarget condition (preemption, taint eviction)
     replaces: str = ""  # the pod this one re-places after an eviction
 

@@ -167,6 +167,12 @@ class Replay:
             self._arrival_of[key] = arrival
         try:
             self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+            with self._lock:
+                view = self.result.views[key]
+                view.created_ok = True
+                delete_now = view.delete_requested
+            if delete_now:  # its deletion time came while the API server was still creating it
+                self._delete(key)
         except ApiException as exc:
             with self._lock:
                 self.result.views.pop(key, None)
@@ -185,6 +191,9 @@ class Replay:
         with self._lock:
             view = self.result.views.get(key)
             if view is None or view.ended is not None:
+                return
+            if not view.created_ok:  # still being created by another worker: it deletes it after
+                view.delete_requested = True
                 return
             view.deleted_by_replay = True
         namespace, name = key.split("/", 1)

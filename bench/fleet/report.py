@@ -104,13 +104,16 @@ def tier_rows(plan: Plan, result: RunResult) -> dict[str, dict[str, str]]:
     tier_of_ns = {t.namespace: t.tier for t in plan.tenants.values()}
     submitted = Counter(a.tenant.tier for a in plan.arrivals)
     pending: dict[str, list[float]] = defaultdict(list)
-    never: Counter[str] = Counter()
+    never: Counter[str] = Counter()  # still pending at the end
+    gone: Counter[str] = Counter()  # deleted at its trace deletion time before it was placed
     for view in result.views.values():
         tier = tier_of_ns[view.namespace]
         if view.bound is not None:
             pending[tier].append(view.bound - view.created)
-        elif view.ended is None or not view.node:
+        elif view.ended is None:
             never[tier] += 1
+        else:
+            gone[tier] += 1
     peak: dict[str, float] = defaultdict(float)
     for sample in result.samples:
         for tier, gpus in sample.gpus_by_tier.items():
@@ -120,7 +123,8 @@ def tier_rows(plan: Plan, result: RunResult) -> dict[str, dict[str, str]]:
             "tasks": str(submitted[tier]),
             "refused": str(result.refused_by_tier[tier]),
             "placed": str(len(pending[tier])),
-            "never placed": str(never[tier]),
+            "pending at the end": str(never[tier]),
+            "ended unplaced": str(gone[tier]),
             "pending p50 s": _s(percentile(pending[tier], 50)),
             "pending p99 s": _s(percentile(pending[tier], 99)),
             "peak GPUs": f"{peak[tier]:.1f}",

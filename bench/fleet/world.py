@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from tests.conftest import embedded_settings
 from tests.e2e.conftest import Enforcement, scheduler_configuration, webhook_configuration
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 
-CONTROLLERS = ("namespace", "garbagecollector", "nodelifecycle", "taint-eviction-controller")
+STAGES = Path(__file__).with_name("kwok-stages.yaml")
+# resourcequota: the quotas onboarding applies hold only once their usage is counted.
+CONTROLLERS = ("namespace", "garbagecollector", "resourcequota", "nodelifecycle", "taint-eviction-controller")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class LivingFleet:
         self.stack.callback(self.api.close)
         self._spawn_kwok()
         self._create_nodes()
+        self._wait_nodes_ready()
         if self.with_pdp:
             self._start_pdp()
         else:
@@ -115,6 +119,7 @@ class LivingFleet:
             [
                 str(kwok_binary()),
                 f"--kubeconfig={self.cp.kubeconfig}",
+                f"--config={STAGES}",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                 f"--node-lease-duration-seconds={self.timing.lease_seconds}",
                 "--cidr=10.128.0.0/10",
@@ -132,6 +137,26 @@ class LivingFleet:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, self.plan.node_objects()))
+
+    def _wait_nodes_ready(self, timeout: float = 180) -> None:
+        """Until KWOK has initialized every node (Ready, its Lease renewed): the replay starts on a
+        fleet that is up, as a real one would be."""
+        assert self.cp is not None
+        deadline = time.monotonic() + timeout
+        want = len(self.plan.nodes)
+        ready = 0
+        while time.monotonic() < deadline:
+            self.cp._check_alive()
+            nodes = self.core.list_node(_request_timeout=30).items
+            ready = sum(
+                1
+                for n in nodes
+                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or ()))
+            )
+            if ready == want:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{ready} of {want} nodes Ready after {timeout:.0f} s\n{self.cp.log_tail('kwok')}")
 
     def _tenants(self, objects: tuple[str, ...]) -> None:
         assert self.api is not None

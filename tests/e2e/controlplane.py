@@ -210,6 +210,7 @@ class ControlPlane:
         "job": "system:controller:job-controller",
         # The living fleet (bench/fleet): NotReady nodes tainted, their pods evicted.
         "nodelifecycle": "system:controller:node-controller",
+        "resourcequota": "system:controller:resourcequota-controller",
         "taint-eviction-controller": "system:controller:node-controller",
     }
 
