@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -141,6 +141,10 @@ class DecisionApi:
                 return _problem(exc)
             except InvalidIntent as exc:
                 return _problem(HttpProblem(400, str(exc), field=exc.field))
+            except ClientDisconnect:
+                # Gone before its body was whole (it left, timed out or was evicted): nobody reads
+                # an answer, and it is not a fault of the server to log as one.
+                return _problem(HttpProblem(400, "the connection closed before the body was whole"))
 
         return route
 

@@ -9,42 +9,46 @@ On a unix socket (`unix_socket`, pdp/net/listen.py's bind_unix_socket) the file'
 say who may ask, and its folder, writable by this user only, that nobody else can answer in the
 server's place while it is down (the Slurm hook's channel, docs/slurm.md).
 
-Bounded by design: `limit_concurrency` answers 503 beyond that many connections and requests in
-flight rather than queueing without end, keep-alive connections idle for 5 s are closed, and
-shutdown drains in-flight requests for at most `graceful_shutdown` seconds.
+Served by the decision fronts' serving layer (pdp/net/serving.py), so connections that send
+nothing or half a request cannot take it down (issue 28: ~256 of them turned every decision into a
+503, and the Slurm hook refused every GPU job): a client gets `header_timeout` seconds for the TLS
+handshake, request line and headers, `body_timeout` for the body and `keep_alive` idle between
+requests; at most `max_connections` are open, one more evicting the quietest connection not being
+answered, and is reset at accept only when all are being answered. Nothing slow holds a thread:
+requests are read on the event loop and reach a worker thread whole. Shutdown drains in-flight
+requests for at most `graceful_shutdown` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Self, cast
 
 import uvicorn
 
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
 from pdp.api.token_file import BearerTokens
 from pdp.net.listen import UNIX_PREFIX, bind_unix_socket, bound_url
+from pdp.net.serving import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    Deadlines,
+    GatedServer,
+    loop_factory,
+    protocol_class,
+    switching_context,
+)
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecisionPoint
 
-
-def _switching_context(certificate: ServingCertificate) -> ssl.SSLContext:
-    """A server context whose handshakes continue on `certificate`'s current context."""
-    base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    base.minimum_version = ssl.TLSVersion.TLSv1_2
-    base.load_cert_chain(certificate.cert_file, certificate.key_file)
-
-    def to_current(connection: Any, server_name: str | None, _: ssl.SSLContext) -> None:
-        connection.context = certificate.context
-
-    base.sni_callback = to_current
-    return base
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_KEEP_ALIVE = 5
 
 
 class HttpDecisionServer:
@@ -61,7 +65,10 @@ class HttpDecisionServer:
         default_timeout: float = 1.0,
         engine_ready: Callable[[], bool] = lambda: True,
         max_body: int = DEFAULT_MAX_BODY,
-        limit_concurrency: int = 256,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        keep_alive: int = DEFAULT_KEEP_ALIVE,
         graceful_shutdown: int = 5,
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
@@ -99,19 +106,22 @@ class HttpDecisionServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            limit_concurrency=limit_concurrency,
-            timeout_keep_alive=5,
+            http=protocol_class(Deadlines(header=header_timeout, body=body_timeout)),
+            limit_concurrency=2 * max_connections,  # a backstop: the accept gate keeps the budget
+            timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=graceful_shutdown,
-            ssl_context_factory=(lambda *_: _switching_context(certificate)) if certificate else None,
+            ssl_context_factory=(lambda *_: switching_context(certificate)) if certificate else None,
         )
         self._server = uvicorn.Server(config)
+        self._loop_factory = loop_factory(header_timeout, max_connections)
         # uvicorn installs SIGINT/SIGTERM handlers only in the main thread; the CLI owns those.
         self._thread = threading.Thread(target=self._run, name="pdp-http", daemon=True)
         self._error: BaseException | None = None
 
     def _run(self) -> None:
         try:
-            self._server.run(sockets=[self._socket])
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                runner.run(self._server.serve(sockets=[self._socket]))
         except BaseException as exc:  # reported by start(); a thread's exception is otherwise lost
             self._error = exc
 
@@ -120,6 +130,11 @@ class HttpDecisionServer:
         if self.unix_socket is not None:
             raise ValueError(f"the HTTP decision API listens on unix:{self.unix_socket}, not a port")
         return int(self._socket.getsockname()[1])
+
+    @property
+    def gate(self) -> GatedServer:
+        """The accept gate keeping the connection budget (once started)."""
+        return cast("GatedServer", self._server.servers[0])
 
     @property
     def url(self) -> str:

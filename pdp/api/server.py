@@ -12,6 +12,15 @@ names answer for what that does not cover:
   stays SERVING under "" and DecisionService: that revision was verified, and a refused download
   must not turn into every decision being DENY. The refusal is logged at WARNING with OPA's
   message, once per distinct message, and is `PdpServer.bundle_refusal`.
+
+Held connections (issue 28): gRPC's C core serves connections on its own pollers, not on the
+worker threads, so 1,000 connections that send nothing, or open HTTP/2 and never a stream, cost
+descriptors and memory but no thread, and new connections are served meanwhile
+(tests/net/test_connection_exhaustion.py). `connection_options` bounds how long they are kept:
+one that has not finished its handshake (TLS, HTTP/2 preface and SETTINGS) within
+`handshake_timeout` is closed (gRPC's default is 120 s), one with no RPC for `max_connection_idle`
+is sent GOAWAY (clients reconnect on their next call; gRPC's default keeps it forever), and a peer
+that stops answering the server's keepalive pings is dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ LIVENESS_SERVICE = "gpupaas.pdp.v1.Liveness"
 BUNDLE_SERVICE = "gpupaas.pdp.v1.Bundle"
 
 log = logging.getLogger(__name__)
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTION_IDLE = 60.0
+_KEEPALIVE_TIME_MS = 60_000  # ping a connection quiet this long, to find peers that are gone
+_KEEPALIVE_TIMEOUT_MS = 20_000  # and drop it if the ping is not answered within this
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -98,6 +111,19 @@ class EngineHealthMonitor:
         self._thread.join(timeout=5)
 
 
+def connection_options(
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_connection_idle: float = DEFAULT_MAX_CONNECTION_IDLE,
+) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments bounding how long a connection is kept (module doc)."""
+    return [
+        ("grpc.server_handshake_timeout_ms", int(handshake_timeout * 1000)),
+        ("grpc.max_connection_idle_ms", int(max_connection_idle * 1000)),
+        ("grpc.keepalive_time_ms", _KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+    ]
+
+
 class PdpServer:
     def __init__(
         self,
@@ -110,15 +136,20 @@ class PdpServer:
         default_timeout: float = 1.0,
         tls: tuple[bytes, bytes] | None = None,
         health_listen: str | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_connection_idle: float = DEFAULT_MAX_CONNECTION_IDLE,
     ) -> None:
         """`tls`: (certificate chain PEM, private key PEM). Without it the server listens in
         plaintext, which the CLI only allows on loopback. `bundle_refusal`: why the engine refused
         its latest bundle, or None (pdp.opa.status.bundle_refusal for an OPA). `health_listen`: also
         serve the health service alone, in plaintext, on this address: the kubelet's gRPC probes
         speak plaintext only (TLS needs the alpha GRPCContainerProbeTLS gate), and that port
-        carries no decisions, no intents and no credentials."""
+        carries no decisions, no intents and no credentials. `handshake_timeout`,
+        `max_connection_idle`: seconds, for both listeners (module doc)."""
+        options = connection_options(handshake_timeout, max_connection_idle)
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc")
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc"),
+            options=options,
         )
         add_to_server(DecisionServicer(point, default_timeout=default_timeout), self._server)
         self.health = health.HealthServicer()
@@ -139,7 +170,7 @@ class PdpServer:
         self.health_address: str | None = None
         if health_listen is not None:
             self._health_server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="pdp-health")
+                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="pdp-health"), options=options
             )
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
             health_port = self._health_server.add_insecure_port(health_listen)

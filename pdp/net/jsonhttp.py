@@ -3,14 +3,17 @@ ASGI app served by uvicorn (httptools parser, uvloop event loop) on a background
 
 The API server and kube-scheduler keep connections alive and retry on their own, so the server's
 job is to stay up and answer fast: every request gets an answer (411/413/404/405/400/500/503 with
-a JSON message); a client that stops sending mid-request or mid-handshake is dropped after the
-read timeout (serving.py); idle keep-alive connections are closed after `keep_alive` seconds.
+a JSON message); a client that stops sending is dropped after `header_timeout` seconds for the
+TLS handshake, request line and headers, or `body_timeout` for the body (serving.py); idle
+keep-alive connections are closed after `keep_alive` seconds.
 
 Overload is refused, not queued: beyond `max_pending` requests being decided (queued for or
 running on the decision threads, or with inline routes queued for the event loop) a request is
 answered 503 at once; a request that waited more
-than `max_wait` seconds for the event loop is answered 503 instead of being decided; connections
-beyond `max_connections` are reset at accept, before the TLS handshake (serving.py). A 503 is
+than `max_wait` seconds for the event loop is answered 503 instead of being decided. Open
+connections are kept within `max_connections`: one more evicts the quietest connection not being
+answered, and is reset at accept, before the TLS handshake, only when every one is being answered
+(serving.py); so connections that send nothing or half a request cannot starve new ones. A 503 is
 never an admission: the API server treats any webhook answer that is not an AdmissionReview as
 a call failure, and with `failurePolicy: Fail` (deploy/) a failed call rejects the object;
 kube-scheduler treats an extender error as a failed scheduling cycle and retries the pod.
@@ -32,14 +35,25 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import parse_qs
 
 import orjson
 import uvicorn
 
 from pdp.net.listen import bound_url
-from pdp.net.serving import ARRIVED, QUEUED, listening_socket, loop_factory, protocol_class, switching_context
+from pdp.net.serving import (
+    ARRIVED,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    QUEUED,
+    Deadlines,
+    GatedServer,
+    listening_socket,
+    loop_factory,
+    protocol_class,
+    switching_context,
+)
 from pdp.net.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)
@@ -55,7 +69,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
-DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE = 5
 DEFAULT_MAX_PENDING = 256
 DEFAULT_MAX_CONNECTIONS = 128
@@ -251,7 +264,8 @@ class JsonHttpServer:
         port: int = 0,
         ssl_context: ServingCertificate | None = None,
         max_body: int = DEFAULT_MAX_BODY,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         keep_alive: int = DEFAULT_KEEP_ALIVE,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -282,18 +296,18 @@ class JsonHttpServer:
             self.app,
             host=host,
             port=self.port,
-            http=protocol_class(read_timeout),
+            http=protocol_class(Deadlines(header=header_timeout, body=body_timeout)),
             log_config=None,
             access_log=False,
             lifespan="off",
             server_header=False,
-            limit_concurrency=2 * max_connections,  # a backstop: the accept gate holds the cap
+            limit_concurrency=2 * max_connections,  # a backstop: the accept gate keeps the budget
             timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=graceful_shutdown,
             ssl_context_factory=(lambda *_: switching_context(certificate)) if certificate else None,
         )
         self._server = uvicorn.Server(config)
-        self._loop_factory = loop_factory(read_timeout, max_connections)
+        self._loop_factory = loop_factory(header_timeout, max_connections)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._error: BaseException | None = None
 
@@ -311,6 +325,11 @@ class JsonHttpServer:
     @property
     def url(self) -> str:
         return bound_url(self._socket, tls=self.certificate is not None)
+
+    @property
+    def gate(self) -> GatedServer:
+        """The accept gate keeping the connection budget (once started)."""
+        return cast("GatedServer", self._server.servers[0])
 
     def open_sockets(self) -> list[Any]:
         """The sockets of the connections open now (to check their options)."""
@@ -360,6 +379,11 @@ class HttpService:
     def certificate(self) -> ServingCertificate | None:
         """The serving certificate and its reload status; None without TLS."""
         return self._http.certificate
+
+    @property
+    def gate(self) -> GatedServer:
+        """The accept gate keeping the connection budget (once started)."""
+        return self._http.gate
 
     def start(self) -> Self:
         self._http.start()

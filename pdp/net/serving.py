@@ -1,17 +1,30 @@
-"""uvicorn as the server of the enforcement points: its protocol with a read deadline, its loop with
-a TLS handshake deadline and a connection cap applied at accept, the listening socket, and a
-certificate that can change under it.
+"""uvicorn as the server of the decision fronts (the HTTP decision API, the webhook, the
+scheduler extender): its protocol with per-phase read deadlines, its loop with a TLS handshake
+deadline and a connection budget applied at accept, the listening socket, and a certificate that
+can change under it.
 
-uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) but not a client that has
-started a request and stopped sending (slowloris), nor a TLS handshake that never finishes
-(asyncio's default is 60 s). Both hold a connection, and connections count against the cap, so
-both get the server's read timeout here.
+Connections that send nothing, or half a request, must not take a front down (issue 28: ~256 of
+them turned every `/v1/decide` into a 503). The design, the simplest that holds 1,000 of them:
 
-uvicorn's own `limit_concurrency` answers 503 only after the TLS handshake, and under overload
-the handshakes of new connections are what the loop spends its time on. So connections beyond
-`max_connections` (handshaking or open) are reset at accept, before any TLS work: the client
-sees a refused call at once (the API server fails the call, with `failurePolicy: Fail` a
-rejection), and the connections already open keep being served.
+- Nothing slow holds a thread. uvicorn reads and parses on the event loop (uvloop, httptools); a
+  request reaches a worker thread only once its body is complete. A held connection costs a
+  descriptor and a few hundred bytes, not a thread.
+- Every phase of a connection has a deadline (`Deadlines`): the request line and headers
+  (`header_timeout`, counted from the connection's start or the request's first byte; it also
+  bounds the TLS handshake), the body (`body_timeout`, from the end of the headers) and keep-alive
+  idleness between requests (uvicorn's `timeout_keep_alive`). A client that stops sending is
+  dropped when its phase's deadline passes.
+- A budget of `max_connections` open connections (handshaking included), kept at accept. A
+  connection beyond it first evicts the open connection that has been quiet longest among those
+  not being answered (never sent a byte, mid-handshake, mid-headers, mid-body, or idle between
+  requests): an attacker's held connections are the quietest, a client's new connection sends its
+  request at once. Only when every connection in the budget has a whole request being answered is
+  the new one reset, before any TLS work (under overload the handshakes of new connections are
+  what the loop would spend its time on): the client sees a refused call at once (the API server
+  fails the call, with `failurePolicy: Fail` a rejection), and the requests being answered finish.
+
+uvicorn's own `limit_concurrency` (a 503 beyond that many connections and requests, after the TLS
+handshake) stays as a backstop above the budget.
 """
 
 from __future__ import annotations
@@ -23,7 +36,9 @@ import socket
 import ssl
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import uvloop
@@ -40,6 +55,8 @@ QUEUED = "gpupaas.queued"
 parsed: the queue it joins when routes run on the event loop."""
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps no TIME_WAIT
 _ACCEPTS_PER_WAKEUP = 64
+DEFAULT_HEADER_TIMEOUT = 5.0
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 class _OneWrite:
@@ -77,25 +94,93 @@ class _OneWrite:
         return getattr(self._transport, name)
 
 
-class _ReadDeadlineProtocol(HttpToolsProtocol):
-    """Closes a connection whose request is not fully received `read_timeout` seconds after the
-    connection opened or the request began."""
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds a connection may take for each phase before it is closed."""
 
-    read_timeout: float = 10.0
-    _read_timer: asyncio.TimerHandle | None = None
-    released: Callable[[], None] | None = None  # set by the accept gate: called once when lost
+    header: float = DEFAULT_HEADER_TIMEOUT
+    """For the request line and headers (and the TLS handshake), from the connection's start or
+    the request's first byte."""
+    body: float = DEFAULT_BODY_TIMEOUT
+    """For the body, from the end of the headers."""
+
+
+class _Slot:
+    """One accepted connection as the budget sees it: how recently it sent anything, whether a
+    whole request of it is being answered, how to close it."""
+
+    __slots__ = ("gate", "handshake", "protocol", "released")
+
+    def __init__(self, gate: GatedServer) -> None:
+        self.gate = gate
+        self.handshake: asyncio.Task[None] | None = None
+        self.protocol: _BudgetedProtocol | None = None
+        self.released = False
+
+    def touch(self) -> None:
+        if not self.released:
+            self.gate.quiet.move_to_end(self)
+
+    @property
+    def answering(self) -> bool:
+        return self.protocol is not None and self.protocol.answering
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.gate.open -= 1
+            del self.gate.quiet[self]
+
+    def evict(self) -> None:
+        self.release()
+        # The protocol is made before the TLS handshake, and has its transport only after it.
+        transport = getattr(self.protocol, "transport", None)
+        if transport is not None:
+            if not transport.is_closing():
+                transport.close()
+        elif self.handshake is not None:
+            self.handshake.cancel()  # connect_accepted_socket closes the socket when cancelled
+
+
+class _BudgetedProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with a deadline for each phase of a request (`deadlines`), telling its
+    slot in the budget when the client sent something and whether a whole request is being
+    answered."""
+
+    deadlines = Deadlines()
+    slot: _Slot | None = None  # set by the accept gate
+    _timer: asyncio.TimerHandle | None = None
+    _in_headers = False
+    _whole = False  # the current request was received whole and is being answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        # A connection's first request must arrive within the header deadline, counted from now:
+        # resetting it at the first byte would let a client hold it by dribbling.
+        self._in_headers = True
+        self._arm(self.deadlines.header)
+
+    @property
+    def answering(self) -> bool:
+        return self._whole and self.cycle is not None and not self.cycle.response_complete
+
+    def data_received(self, data: bytes) -> None:
+        if self.slot is not None:
+            self.slot.touch()
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         cast("dict[str, Any]", self.scope)[ARRIVED] = time.monotonic()
-        self._arm()
+        self._whole = False
+        if not self._in_headers:  # a later request on a keep-alive connection
+            self._in_headers = True
+            self._arm(self.deadlines.header)
 
     def on_headers_complete(self) -> None:
         cast("dict[str, Any]", self.scope)[QUEUED] = len(self.tasks)
+        self._in_headers = False
+        self._arm(self.deadlines.body)
         super().on_headers_complete()
         if self.cycle is not None and not isinstance(self.cycle.transport, _OneWrite):
             self.cycle.transport = _OneWrite(self.cycle.transport)  # type: ignore[assignment]
@@ -103,35 +188,45 @@ class _ReadDeadlineProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
+        self._whole = True
+
+    def on_response_complete(self) -> None:
+        # Idle from now: the keep-alive timeout (uvicorn's) runs, and the budget counts the quiet.
+        self._whole = False
+        if self.slot is not None:
+            self.slot.touch()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self.released is not None:
-            self.released()
+        if self.slot is not None:
+            self.slot.release()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float) -> None:
         self._disarm()
-        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+        self._timer = self.loop.call_later(seconds, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
+    def _timed_out(self) -> None:
+        self._timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
 
-def protocol_class(read_timeout: float) -> type[asyncio.Protocol]:
-    return type("ReadDeadlineProtocol", (_ReadDeadlineProtocol,), {"read_timeout": read_timeout})
+def protocol_class(deadlines: Deadlines) -> type[asyncio.Protocol]:
+    return type("BudgetedProtocol", (_BudgetedProtocol,), {"deadlines": deadlines})
 
 
 class GatedServer:
-    """Serves connections accepted from `sock` while fewer than `cap` are handshaking or open;
-    resets the others at accept. What uvicorn needs of an asyncio Server: close, wait_closed."""
+    """Serves connections accepted from `sock` within a budget of `cap` handshaking or open
+    connections: beyond it the quietest connection not being answered is closed to make room,
+    and a connection is reset at accept only when all `cap` are being answered. What uvicorn
+    needs of an asyncio Server: close, wait_closed."""
 
     def __init__(
         self,
@@ -148,6 +243,9 @@ class GatedServer:
         self.ssl_context, self.handshake_timeout, self.cap = ssl_context, handshake_timeout, cap
         self.open = 0
         self.refused = 0
+        self.evicted = 0
+        # Every open connection, the one that sent something longest ago first.
+        self.quiet: OrderedDict[_Slot, None] = OrderedDict()
         self.sockets = [sock]
         self._handshakes: set[asyncio.Task[None]] = set()
         sock.listen(backlog)
@@ -164,30 +262,36 @@ class GatedServer:
             except OSError as exc:  # out of descriptors, ...: keep serving what is open
                 log.warning("accept failed: %s", exc)
                 return
-            if self.open >= self.cap:
+            if self.open >= self.cap and not self._make_room():
                 self.refused += 1
                 with contextlib.suppress(OSError):
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
                 conn.close()
                 continue
             self.open += 1
+            slot = _Slot(self)
+            self.quiet[slot] = None
             conn.setblocking(False)
-            task = self.loop.create_task(self._serve(conn))
+            task = self.loop.create_task(self._serve(conn, slot))
+            slot.handshake = task
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
-    async def _serve(self, conn: socket.socket) -> None:
-        released = False
+    def _make_room(self) -> bool:
+        """Close the quietest connection not being answered; False if every one is."""
+        for slot in self.quiet:
+            if not slot.answering:
+                slot.evict()
+                self.evicted += 1
+                return True
+        return False
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.open -= 1
-
+    async def _serve(self, conn: socket.socket, slot: _Slot) -> None:
         def protocol() -> asyncio.Protocol:
             made = self.factory()
-            made.released = release  # type: ignore[attr-defined]
+            if isinstance(made, _BudgetedProtocol):
+                made.slot = slot
+                slot.protocol = made
             return made
 
         timeout = self.handshake_timeout if self.ssl_context is not None else None
@@ -196,8 +300,8 @@ class GatedServer:
                 protocol, conn, ssl=self.ssl_context, ssl_handshake_timeout=timeout
             )
         except BaseException:
-            # A failed or timed-out handshake never reaches the protocol's connection_lost.
-            release()
+            # A failed, timed-out or evicted handshake never reaches the protocol's connection_lost.
+            slot.release()
             with contextlib.suppress(OSError):
                 conn.close()
 
@@ -218,7 +322,7 @@ class GatedServer:
 
 def loop_factory(handshake_timeout: float, max_connections: int) -> type[asyncio.AbstractEventLoop]:
     """uvloop, with TLS handshakes bounded (uvicorn does not pass `ssl_handshake_timeout`) and the
-    server's connections capped at accept (GatedServer)."""
+    server's connections kept within a budget at accept (GatedServer)."""
 
     class Loop(uvloop.Loop):
         async def create_server(self, *args: Any, **kwargs: Any) -> Any:

@@ -32,41 +32,86 @@ def _gate(server: JsonHttpServer) -> Any:
     return server._server.servers[0]
 
 
-def test_connections_beyond_the_cap_are_reset_before_the_handshake(tls_files: tuple[Path, Path]) -> None:
+def test_a_connection_beyond_the_budget_evicts_the_quietest_not_the_newcomer(
+    tls_files: tuple[Path, Path],
+) -> None:
     cert, key = tls_files
     server = JsonHttpServer(
         {"/x": lambda raw, query, arrived: {"ok": True}},
         ssl_context=ServingCertificate(cert, key),
         max_connections=2,
-        read_timeout=30,
+        header_timeout=30,
     )
     server.start()
     try:
-        # Two clients that connect and never start the handshake hold both places.
-        holders = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        # Two clients that connect and never start the handshake fill the budget; the first is
+        # the quieter, so a real client's connection takes its place and is served.
+        first = socket.create_connection(("127.0.0.1", server.port))
+        wait_for(lambda: _gate(server).open == 1)
+        second = socket.create_connection(("127.0.0.1", server.port))
         wait_for(lambda: _gate(server).open == 2)
-        started = time.monotonic()
-        try:
-            # On a loaded machine the reset can arrive before connect() has looked at the socket.
-            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as third:
-                got = third.recv(1)
-        except ConnectionResetError:
-            got = b""
-        assert got == b"" and time.monotonic() - started < 5, "the third connection was not refused at once"
-        assert _gate(server).refused == 1 and _gate(server).open == 2
-        # Their places come back when they go away (a handshake that never happened), and a
-        # real client is served.
-        for holder in holders:
-            holder.close()
-        wait_for(lambda: _gate(server).open == 0)
         context = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
         conn.request("POST", "/x", b"{}", {"Content-Type": "application/json"})
         response = conn.getresponse()
         assert response.status == 200 and json.loads(response.read()) == {"ok": True}
+        first.settimeout(10)
+        assert first.recv(1) == b"", "the quietest connection was not closed"
+        assert _gate(server).evicted == 1 and _gate(server).refused == 0
+        assert _gate(server).open == 2  # the second holder and the client's keep-alive connection
         conn.close()
+        second.close()
+        wait_for(lambda: _gate(server).open == 0)
+        first.close()
+    finally:
+        server.stop()
+
+
+def test_connections_beyond_a_budget_all_being_answered_are_reset_before_the_handshake(
+    tls_files: tuple[Path, Path],
+) -> None:
+    cert, key = tls_files
+    release = threading.Event()
+    deciding = threading.Semaphore(0)
+
+    def slow(raw: bytes, query: Query, arrived: float) -> dict[str, Any]:
+        deciding.release()
+        release.wait(30)
+        return {"ok": True}
+
+    server = JsonHttpServer({"/x": slow}, ssl_context=ServingCertificate(cert, key), max_connections=2)
+    server.start()
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def call() -> int:
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=30)
+        try:
+            conn.request("POST", "/x", b"{}", {"Content-Type": "application/json"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = [pool.submit(call) for _ in range(2)]
+            for _ in range(2):  # both requests whole and being answered
+                assert deciding.acquire(timeout=10)
+            started = time.monotonic()
+            try:
+                # On a loaded machine the reset can arrive before connect() has looked at the socket.
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as third:
+                    got = third.recv(1)
+            except ConnectionResetError:
+                got = b""
+            assert got == b"" and time.monotonic() - started < 5, (
+                "the third connection was not refused at once"
+            )
+            assert _gate(server).refused == 1 and _gate(server).evicted == 0
+            release.set()
+            assert [answer.result(30) for answer in answers] == [200, 200]
         wait_for(lambda: _gate(server).open == 0)
     finally:
+        release.set()
         server.stop()
 
 

@@ -101,7 +101,9 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 
 @pytest.fixture()
 def echo() -> JsonHttpServer:
-    server = JsonHttpServer({"/echo": lambda raw, _q, _t: json.loads(raw)}, read_timeout=0.5)
+    server = JsonHttpServer(
+        {"/echo": lambda raw, _q, _t: json.loads(raw)}, header_timeout=0.5, body_timeout=0.5
+    )
     server.start()
     return server
 
@@ -130,9 +132,35 @@ def test_a_client_that_stops_sending_is_dropped_after_the_read_timeout(
         echo.stop()
 
 
+def test_the_body_has_its_own_deadline_after_the_headers() -> None:
+    # Headers within 0.5 s, then a body sent slowly over ~1.5 s: served, as the body's deadline
+    # (5 s) counts from the end of the headers, not the header deadline from the connection.
+    server = JsonHttpServer(
+        {"/echo": lambda raw, _q, _t: json.loads(raw)}, header_timeout=0.5, body_timeout=5
+    )
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            payload = b'{"a": 1}'
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload))
+            for byte in payload:
+                time.sleep(0.2)  # the client's pace, not a synchronization
+                sock.sendall(bytes([byte]))
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = sock.recv(4096)
+                assert chunk, f"closed before the answer: {answer!r}"
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"a":1}')
+    finally:
+        server.stop()
+
+
 def test_a_stalled_tls_handshake_is_dropped_after_the_read_timeout(tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
-    server = JsonHttpServer({}, ssl_context=ServingCertificate(cert, key), read_timeout=0.5)
+    server = JsonHttpServer(
+        {}, ssl_context=ServingCertificate(cert, key), header_timeout=0.5, body_timeout=0.5
+    )
     server.start()
     try:
         with socket.create_connection(("127.0.0.1", server.port)) as stalled:
