@@ -27,7 +27,9 @@ from grpc_reflection.v1alpha import reflection
 
 from pdp import metrics
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2
+from pdp.api.auth import require_credentials
 from pdp.api.servicer import DecisionServicer, add_to_server
+from pdp.api.token_file import BearerTokens
 from pdp.point import DecisionPoint
 
 SERVICE_NAME = pdp_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
@@ -110,17 +112,22 @@ class PdpServer:
         default_timeout: float = 1.0,
         tls: tuple[bytes, bytes] | None = None,
         health_listen: str | None = None,
+        tokens: BearerTokens | None = None,
     ) -> None:
         """`tls`: (certificate chain PEM, private key PEM). Without it the server listens in
         plaintext, which the CLI only allows on loopback. `bundle_refusal`: why the engine refused
         its latest bundle, or None (pdp.opa.status.bundle_refusal for an OPA). `health_listen`: also
         serve the health service alone, in plaintext, on this address: the kubelet's gRPC probes
         speak plaintext only (TLS needs the alpha GRPCContainerProbeTLS gate), and that port
-        carries no decisions, no intents and no credentials."""
+        carries no decisions, no intents and no credentials. `tokens`: the bearer tokens callers
+        authenticate with (pdp/api/auth.py); without them only loopback or a unix socket is served,
+        to `local` callers."""
+        if not listen.startswith("unix:"):
+            require_credentials(f"--listen {listen}", listen.rsplit(":", 1)[0], tokens, "--token-file")
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc")
         )
-        add_to_server(DecisionServicer(point, default_timeout=default_timeout), self._server)
+        add_to_server(DecisionServicer(point, default_timeout=default_timeout, tokens=tokens), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
