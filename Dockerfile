@@ -21,4 +21,7 @@ RUN groupadd --gid 10001 pdp && useradd --uid 10001 --gid 10001 --no-create-home
     && chown -R 10001:10001 /app /pub /pki /cacert
 USER 10001:10001
 EXPOSE 50051 8282
-CMD ["pdp", "serve", "--opa-addr", "opa:8181", "--listen", "0.0.0.0:50051", "--insecure"]
+# Off loopback the PDP asks its callers for a bearer token: mount a file of 'PRINCIPAL TOKEN' lines
+# (mode 0600, owned by 10001) here, or start without it only on loopback (docs/configuration.md).
+CMD ["pdp", "serve", "--opa-addr", "opa:8181", "--listen", "0.0.0.0:50051", "--insecure", \
+     "--token-file", "/app/var/decision-tokens"]

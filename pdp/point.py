@@ -54,6 +54,9 @@ class DecideOptions:
         placement over thousands of nodes.
     entry_point: where the intent came in (grpc, grpc_batch, http, webhook, extender, lifecycle,
         cli, embedded), the `entry_point` label of the decision metrics (pdp/metrics.py).
+    principal: who asked, as a decision front authenticated them (pdp/api/auth.py: admin,
+        tenant:NAME, substrate:NAME, local), recorded with the decision; None where no front
+        stands between the caller and the point (in-process callers, the CLI).
     """
 
     timeout: float = 1.0
@@ -61,6 +64,7 @@ class DecideOptions:
     record: bool = True
     validated: bool = False
     entry_point: str = "embedded"
+    principal: str | None = None
 
     def budget(self, now: float) -> float:
         left = self.deadline - now if self.deadline is not None else self.timeout
@@ -179,7 +183,7 @@ class DecisionPoint:
                 )
             if options.record and self.decision_log is not None:
                 canonical = render.canonical_intent(intent)
-                self.decision_log.append(d, render.digest_of(canonical), canonical)
+                self.decision_log.append(d, render.digest_of(canonical), canonical, options.principal)
             if self.shadow is not None and error is None:
                 self.shadow(intent, d)
         return decisions

@@ -14,8 +14,21 @@ from pdp.api.translate import decision_from_proto, intent_to_proto
 
 
 class PdpClient:
-    def __init__(self, address: str, *, timeout: float = 2.0, ca_file: Path | None = None) -> None:
-        """Plaintext, or TLS verifying the server against `ca_file` (a PEM bundle) when given."""
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 2.0,
+        ca_file: Path | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
+    ) -> None:
+        """Plaintext, or TLS verifying the server against `ca_file` (a PEM bundle) when given.
+        `token` (or the content of `token_file`, read now): the bearer token sent with every call,
+        which a PDP off loopback requires (pdp/api/auth.py)."""
+        if token is None and token_file is not None:
+            token = token_file.read_text().strip()
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if ca_file is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
             self._channel = grpc.secure_channel(address, credentials)
@@ -26,7 +39,9 @@ class PdpClient:
 
     def decide(self, intent: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         reply = self._stub.Decide(
-            pb.DecideRequest(intent=intent_to_proto(intent)), timeout=timeout or self.timeout
+            pb.DecideRequest(intent=intent_to_proto(intent)),
+            timeout=timeout or self.timeout,
+            metadata=self._metadata,
         )
         return decision_from_proto(reply.decision)
 
@@ -34,7 +49,7 @@ class PdpClient:
         self, intents: Sequence[dict[str, Any]], *, timeout: float | None = None
     ) -> list[dict[str, Any]]:
         request = pb.DecideBatchRequest(intents=[intent_to_proto(i) for i in intents])
-        reply = self._stub.DecideBatch(request, timeout=timeout or self.timeout)
+        reply = self._stub.DecideBatch(request, timeout=timeout or self.timeout, metadata=self._metadata)
         return [decision_from_proto(d) for d in reply.decisions]
 
     def close(self) -> None:

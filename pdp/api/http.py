@@ -10,6 +10,9 @@ mistake for "no answer, go ahead".
 Deadline: `?timeout=` or the `Request-Timeout` header (a Go duration such as `250ms`, or seconds),
 capped by the server's default; the clock starts when the request reaches the route, so time
 spent queueing for a worker thread counts against it.
+
+Who asks: the bearer token's principal (pdp/api/auth.py), 401 without a valid token when the
+server has a token file, 403 for a tenant asking about another tenant, before anything is decided.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pdp.api.token_file import BearerTokens
+from pdp.api.auth import Forbidden, Unauthenticated, authenticate, authorize
+from pdp.api.token_file import BearerTokens, Principal
 from pdp.intents import InvalidIntent
 from pdp.net.durations import parse_go_duration
 from pdp.net.metrics_http import metrics_response
@@ -99,19 +103,23 @@ class DecisionApi:
         self.max_body = max_body
         self.engine_ready = engine_ready
 
-    def _options(self, request: Request, arrived: float) -> DecideOptions:
+    def _options(self, request: Request, arrived: float, principal: Principal) -> DecideOptions:
         asked = requested_timeout(request)
         timeout = self.default_timeout if asked is None else min(asked, self.default_timeout)
-        return DecideOptions(deadline=arrived + timeout, entry_point="http")
+        return DecideOptions(deadline=arrived + timeout, entry_point="http", principal=str(principal))
 
-    def _authorize(self, request: Request) -> None:
-        if self.tokens is None:
-            return
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credential:
-            raise HttpProblem(401, "a bearer token is required (Authorization: Bearer <token>)")
-        if not self.tokens.accepts(credential.strip()):
-            raise HttpProblem(401, "the bearer token is not valid")
+    def _authenticate(self, request: Request) -> Principal:
+        try:
+            return authenticate(self.tokens, request.headers.get("Authorization"))
+        except Unauthenticated as exc:
+            raise HttpProblem(401, str(exc)) from None
+
+    @staticmethod
+    def _authorize(principal: Principal, intents: list[Any]) -> None:
+        try:
+            authorize(principal, intents)
+        except Forbidden as exc:
+            raise HttpProblem(403, str(exc)) from None
 
     async def _body(self, request: Request) -> Any:
         declared = request.headers.get("Content-Length")
@@ -130,13 +138,13 @@ class DecisionApi:
             raise HttpProblem(400, f"body is not JSON: {exc}") from exc
 
     def _guarded(
-        self, handler: Callable[[Request, float], Awaitable[Any]]
+        self, handler: Callable[[Request, float, Principal], Awaitable[Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             arrived = time.monotonic()
             try:
-                self._authorize(request)
-                return _json(await handler(request, arrived))
+                principal = self._authenticate(request)
+                return _json(await handler(request, arrived, principal))
             except HttpProblem as exc:
                 return _problem(exc)
             except InvalidIntent as exc:
@@ -148,17 +156,19 @@ class DecisionApi:
 
         return route
 
-    async def decide(self, request: Request, arrived: float) -> Any:
-        options = self._options(request, arrived)
+    async def decide(self, request: Request, arrived: float, principal: Principal) -> Any:
+        options = self._options(request, arrived, principal)
         intent = await self._body(request)
+        self._authorize(principal, [intent])
         decision = await run_in_threadpool(self.point.decide, intent, options)
         return decision.to_dict()
 
-    async def decide_batch(self, request: Request, arrived: float) -> Any:
-        options = self._options(request, arrived)
+    async def decide_batch(self, request: Request, arrived: float, principal: Principal) -> Any:
+        options = self._options(request, arrived, principal)
         body = await self._body(request)
         if not isinstance(body, dict) or not isinstance(body.get("intents"), list):
             raise InvalidIntent("intents", 'is required: the body is {"intents": [<intent>, ...]}')
+        self._authorize(principal, body["intents"])
         decisions = await run_in_threadpool(self.point.decide_batch, body["intents"], options)
         return {"decisions": [d.to_dict() for d in decisions]}
 
@@ -172,7 +182,7 @@ class DecisionApi:
     async def metrics(self, request: Request) -> Response:
         """Prometheus metrics of this process; behind the same bearer tokens as the decisions."""
         try:
-            self._authorize(request)
+            self._authenticate(request)
         except HttpProblem as exc:
             return _problem(exc)
         return metrics_response()

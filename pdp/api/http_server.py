@@ -32,6 +32,7 @@ from typing import Self, cast
 
 import uvicorn
 
+from pdp.api.auth import require_credentials
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
 from pdp.api.token_file import BearerTokens
 from pdp.net.listen import UNIX_PREFIX, bind_unix_socket, bound_url
@@ -74,6 +75,8 @@ class HttpDecisionServer:
     ) -> None:
         if bool(cert_file) != bool(key_file):
             raise ValueError("give both a certificate and a key, or neither")
+        if unix_socket is None:
+            require_credentials(f"--http-listen {host}:{port}", host, tokens, "--http-token-file")
         self.api = DecisionApi(
             point,
             tokens=tokens,

@@ -36,7 +36,9 @@ from grpc_reflection.v1alpha import reflection
 
 from pdp import metrics
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2
+from pdp.api.auth import require_credentials
 from pdp.api.servicer import DecisionServicer, add_to_server
+from pdp.api.token_file import BearerTokens
 from pdp.point import DecisionPoint
 
 SERVICE_NAME = pdp_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
@@ -138,6 +140,7 @@ class PdpServer:
         health_listen: str | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_connection_idle: float = DEFAULT_MAX_CONNECTION_IDLE,
+        tokens: BearerTokens | None = None,
     ) -> None:
         """`tls`: (certificate chain PEM, private key PEM). Without it the server listens in
         plaintext, which the CLI only allows on loopback. `bundle_refusal`: why the engine refused
@@ -145,13 +148,17 @@ class PdpServer:
         serve the health service alone, in plaintext, on this address: the kubelet's gRPC probes
         speak plaintext only (TLS needs the alpha GRPCContainerProbeTLS gate), and that port
         carries no decisions, no intents and no credentials. `handshake_timeout`,
-        `max_connection_idle`: seconds, for both listeners (module doc)."""
+        `max_connection_idle`: seconds, for both listeners (module doc). `tokens`: the bearer tokens
+        callers authenticate with (pdp/api/auth.py); without them only loopback or a unix socket is
+        served, to `local` callers."""
+        if not listen.startswith("unix:"):
+            require_credentials(f"--listen {listen}", listen.rsplit(":", 1)[0], tokens, "--token-file")
         options = connection_options(handshake_timeout, max_connection_idle)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pdp-grpc"),
             options=options,
         )
-        add_to_server(DecisionServicer(point, default_timeout=default_timeout), self._server)
+        add_to_server(DecisionServicer(point, default_timeout=default_timeout, tokens=tokens), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -1,4 +1,5 @@
-"""The DecisionService servicer: unpack, call the decision point, build the reply."""
+"""The DecisionService servicer: authenticate, unpack, authorize, call the decision point, build
+the reply. Who may ask what: pdp/api/auth.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from google.protobuf.message import DecodeError, Message
 
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2 as pb
 from pdp._proto.gpupaas.pdp.v1 import pdp_pb2_grpc
+from pdp.api.auth import Forbidden, Unauthenticated, authenticate, authorize
+from pdp.api.token_file import BearerTokens, Principal
 from pdp.api.translate import fill_decision, intent_from_proto
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
@@ -57,25 +60,57 @@ def refuse_malformed(request: object, context: grpc.ServicerContext) -> None:
 
 
 def options_for(
-    context: grpc.ServicerContext, default_timeout: float, entry_point: str = "grpc"
+    context: grpc.ServicerContext,
+    default_timeout: float,
+    entry_point: str = "grpc",
+    principal: Principal | None = None,
 ) -> DecideOptions:
     """Honour the caller's deadline; without one, the server's default timeout applies."""
     remaining = context.time_remaining()
+    who = None if principal is None else str(principal)
     if remaining is None:
-        return DecideOptions(timeout=default_timeout, entry_point=entry_point)
-    return DecideOptions(deadline=time.monotonic() + min(remaining, default_timeout), entry_point=entry_point)
+        return DecideOptions(timeout=default_timeout, entry_point=entry_point, principal=who)
+    deadline = time.monotonic() + min(remaining, default_timeout)
+    return DecideOptions(deadline=deadline, entry_point=entry_point, principal=who)
+
+
+def authenticated(tokens: BearerTokens | None, context: grpc.ServicerContext) -> Principal:
+    """The caller's principal from its `authorization: Bearer TOKEN` metadata (pdp/api/auth.py)."""
+    authorization = next(
+        (str(value) for key, value in context.invocation_metadata() if key == "authorization"), None
+    )
+    try:
+        return authenticate(tokens, authorization)
+    except Unauthenticated as exc:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
+
+def authorized(principal: Principal, intents: list[Any], context: grpc.ServicerContext) -> None:
+    try:
+        authorize(principal, intents)
+    except Forbidden as exc:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, shorten(str(exc), MAX_DETAILS))
 
 
 class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
-    def __init__(self, point: DecisionPoint, *, default_timeout: float = 1.0) -> None:
+    def __init__(
+        self, point: DecisionPoint, *, default_timeout: float = 1.0, tokens: BearerTokens | None = None
+    ) -> None:
+        """`tokens`: the callers' bearer tokens; None only on loopback (PdpServer refuses else),
+        where every caller is `local`."""
         self.point = point
         self.default_timeout = default_timeout
+        self.tokens = tokens
 
     def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+        principal = authenticated(self.tokens, context)
         refuse_malformed(request, context)
         try:
             intent = intent_from_proto(request.intent)
-            decision = self.point.decide(intent, options_for(context, self.default_timeout))
+            authorized(principal, [intent], context)
+            decision = self.point.decide(
+                intent, options_for(context, self.default_timeout, principal=principal)
+            )
         except InvalidIntent as exc:
             invalid_argument(context, exc)
         response = pb.DecideResponse()
@@ -85,6 +120,7 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
     def DecideBatch(
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
     ) -> pb.DecideBatchResponse:
+        principal = authenticated(self.tokens, context)
         refuse_malformed(request, context)
         try:
             intents = []
@@ -93,8 +129,9 @@ class DecisionServicer(pdp_pb2_grpc.DecisionServiceServicer):
                     intents.append(intent_from_proto(message))
                 except InvalidIntent as exc:
                     raise InvalidIntent(f"intents[{i}].{exc.field}", exc.problem) from exc
+            authorized(principal, intents, context)
             decisions = self.point.decide_batch(
-                intents, options_for(context, self.default_timeout, "grpc_batch")
+                intents, options_for(context, self.default_timeout, "grpc_batch", principal)
             )
         except InvalidIntent as exc:
             invalid_argument(context, exc)

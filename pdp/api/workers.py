@@ -35,6 +35,7 @@ class WorkerSpec:
     decision_log: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    token_file: Path | None = None
     # The decision log's checkpoint and key options (`pdp.options.records_argv`).
     records: tuple[str, ...] = ()
     webhook: tuple[str, ...] = ()
@@ -51,6 +52,8 @@ class WorkerSpec:
             args += ["--decision-log", str(self.decision_log), *self.records]
         if self.tls_cert is not None and self.tls_key is not None:
             args += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
+        if self.token_file is not None:
+            args += ["--token-file", str(self.token_file)]
         return args
 
 

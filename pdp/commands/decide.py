@@ -52,7 +52,7 @@ def _ask_server(args: argparse.Namespace, intent: Any) -> dict[str, Any]:
 
     from pdp.api.client import PdpClient
 
-    with PdpClient(args.server, timeout=args.timeout) as client:
+    with PdpClient(args.server, timeout=args.timeout, token_file=args.token_file) as client:
         try:
             return client.decide(intent)
         except grpc.RpcError as exc:
@@ -128,6 +128,7 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("intent", nargs="?", default="-")
     d.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     d.add_argument("--timeout", type=float, default=2.0)
+    d.add_argument("--token-file", type=Path, help="file holding the bearer token for --server")
     d.set_defaults(func=cmd_decide)
     cp = with_config(
         sub.add_parser("check-plan", help="decide the GPU capacity changes of a tofu/terraform plan")
@@ -135,6 +136,7 @@ def add_parsers(sub: Any) -> None:
     cp.add_argument("plan", help="`tofu show -json` output (a file, or - for stdin)")
     cp.add_argument("--server", help="ask a running PDP at host:port instead of an embedded one")
     cp.add_argument("--timeout", type=float, default=2.0)
+    cp.add_argument("--token-file", type=Path, help="file holding the bearer token for --server")
     cp.add_argument("--actor", default="pdp check-plan", help="who asks (recorded with the decision)")
     cp.set_defaults(func=cmd_check_plan)
     dm = with_records(

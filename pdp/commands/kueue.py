@@ -37,7 +37,9 @@ def _decider(args: argparse.Namespace) -> Iterator[Decider]:
 
             if args.pdp_ca is None and not _loopback(args.pdp_server):
                 raise SystemExit(f"--pdp-server {args.pdp_server} is not loopback: give --pdp-ca (TLS)")
-            client = stack.enter_context(PdpClient(args.pdp_server, ca_file=args.pdp_ca))
+            client = stack.enter_context(
+                PdpClient(args.pdp_server, ca_file=args.pdp_ca, token_file=args.pdp_token_file)
+            )
             yield GrpcDecider(client, timeout=args.decision_timeout)
             return
         from pdp.point import DecisionPoint
@@ -103,6 +105,11 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
     c.add_argument("--pdp-server", metavar="HOST:PORT", help="ask a running PDP over gRPC")
     c.add_argument("--pdp-ca", type=Path, help="PEM CA bundle: talk TLS to --pdp-server")
+    c.add_argument(
+        "--pdp-token-file",
+        type=Path,
+        help="file holding the bearer token for --pdp-server (a substrate:kueue entry of its --token-file)",
+    )
     c.add_argument("--opa-addr", metavar="HOST:PORT", help="decide with an OPA sidecar at this address")
     c.add_argument("--decision-timeout", type=float, default=2.0, help="seconds per decision batch")
     c.add_argument(

@@ -8,10 +8,13 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pdp.commands.running import Servers, serve_until_signal, stop_on_signals
 from pdp.net.listen import ListenError, add_insecure_option, check_plaintext, split_host_port, tls_files
+
+if TYPE_CHECKING:
+    from pdp.api.token_file import BearerTokens
 from pdp.options import (
     configure_logging,
     embedded_settings,
@@ -29,6 +32,20 @@ def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
         "--listen", args.listen, tls=files, insecure=args.insecure, carries="intents and decisions"
     )
     return (files.cert.read_bytes(), files.key.read_bytes()) if files else None
+
+
+def _tokens(args: argparse.Namespace) -> BearerTokens | None:
+    """--token-file's tokens, refusing gRPC off loopback without them (pdp/api/auth.py)."""
+    from pdp.api.auth import require_credentials
+    from pdp.api.token_file import BearerTokens, TokenFileError
+
+    try:
+        tokens = BearerTokens(args.token_file) if args.token_file else None
+    except TokenFileError as exc:
+        raise SystemExit(f"--token-file {exc}") from exc
+    host, _ = split_host_port(args.listen)
+    require_credentials(f"--listen {args.listen}", host, tokens, "--token-file")
+    return tokens
 
 
 def _check_enforcement(args: argparse.Namespace) -> None:
@@ -57,13 +74,20 @@ def _start_workers(args: argparse.Namespace, servers: Servers, listen: str, **en
     from pdp.api.workers import WorkerProcesses, WorkerSpec
 
     spec = WorkerSpec(
-        listen=listen, tls_cert=args.tls_cert, tls_key=args.tls_key, records=records_argv(args), **engine
+        listen=listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        token_file=args.token_file,
+        records=records_argv(args),
+        **engine,
     )
     workers = servers.add(WorkerProcesses(spec, args.workers - 1).start())
     print(f"{args.workers - 1} more PDP worker processes on {listen}: {workers.pids()}", flush=True)
 
 
-def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
+def _serve_sidecar(
+    args: argparse.Namespace, tls: tuple[bytes, bytes] | None, tokens: BearerTokens | None, stop: Any
+) -> int:
     """Production: OPA runs as a sidecar we do not manage and pulls bundles itself."""
     from pdp.api.server import PdpServer
     from pdp.commands.serve_http import start_http
@@ -89,6 +113,7 @@ def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, st
             engine_ready=lambda: opa_ready(args.opa_addr),
             bundle_refusal=lambda: bundle_refusal(args.opa_addr),
             health_listen=args.health_listen,
+            tokens=tokens,
         ).start()
     )
     try:
@@ -104,7 +129,9 @@ def _serve_sidecar(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, st
     return 0
 
 
-def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, stop: Any) -> int:
+def _serve_embedded(
+    args: argparse.Namespace, tls: tuple[bytes, bytes] | None, tokens: BearerTokens | None, stop: Any
+) -> int:
     from pdp.api.server import PdpServer
     from pdp.commands.serve_http import start_http
     from pdp.embedded import EmbeddedPDP
@@ -124,6 +151,7 @@ def _serve_embedded(args: argparse.Namespace, tls: tuple[bytes, bytes] | None, s
                 engine_ready=stack.engine_ready,
                 bundle_refusal=stack.bundle_refusal,
                 health_listen=args.health_listen,
+                tokens=tokens,
             ).start()
         )
         try:
@@ -159,6 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # per-request INFO lines (httpx) do not. First, so a plaintext listener's warning shows too.
     configure_logging()
     tls = _tls(args)
+    tokens = _tokens(args)
     _check_enforcement(args)
     http_address(args)
     check_metrics_options(args)
@@ -166,8 +195,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
     note_default_checkpoints(args, logging.getLogger("pdp.records.log"))
     if args.opa_addr:
-        return _serve_sidecar(args, tls, stop)
-    return _serve_embedded(args, tls, stop)
+        return _serve_sidecar(args, tls, tokens, stop)
+    return _serve_embedded(args, tls, tokens, stop)
 
 
 def _watch_wasm_bundle(engine: Any, path: Path) -> Any:
@@ -180,6 +209,7 @@ def _watch_wasm_bundle(engine: Any, path: Path) -> Any:
 def cmd_serve_worker(args: argparse.Namespace) -> int:
     """One extra process of `pdp serve --workers N` (started by it, not by hand)."""
     from pdp.api.server import PdpServer
+    from pdp.api.token_file import BearerTokens
     from pdp.embedded import opa_ready
     from pdp.engine.opa_http import OpaHttpEngine
     from pdp.opa.status import bundle_refusal
@@ -212,9 +242,11 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
     point = DecisionPoint(engine, log)
     if args.listen:
-        servers.add(
-            PdpServer(point, listen=args.listen, tls=tls, engine_ready=ready, bundle_refusal=refusal).start()
+        tokens = BearerTokens(args.token_file) if args.token_file else None
+        server = PdpServer(
+            point, listen=args.listen, tls=tls, engine_ready=ready, bundle_refusal=refusal, tokens=tokens
         )
+        servers.add(server.start())
     if args.webhook_listen:
         start_webhook(args, point, servers, cluster_view(args, servers), reuse_port=True)
     serve_until_signal(servers, stop, parent=parent)
@@ -239,6 +271,13 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
     s.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    s.add_argument(
+        "--token-file",
+        type=Path,
+        help="file of 'PRINCIPAL TOKEN' lines (admin, tenant:NAME, substrate:NAME), mode 0600, re-read "
+        "when it changes: gRPC callers authenticate with 'authorization: Bearer TOKEN' metadata, and the "
+        "HTTP API takes it too without --http-token-file; required off loopback",
+    )
     # --plaintext: its earlier name, when it covered gRPC only
     add_insecure_option(s, "--plaintext")
     add_webhook_options(s)
@@ -276,4 +315,5 @@ def add_parsers(sub: Any) -> None:
     with_records(w).add_argument("--decision-log", type=Path)
     w.add_argument("--tls-cert", type=Path)
     w.add_argument("--tls-key", type=Path)
+    w.add_argument("--token-file", type=Path)
     w.set_defaults(func=cmd_serve_worker)

@@ -25,7 +25,8 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-token-file",
         type=Path,
-        help="file of accepted bearer tokens, one a line, mode 0600; re-read when it changes",
+        help="file of 'PRINCIPAL TOKEN' lines (admin, tenant:NAME, substrate:NAME), mode 0600, re-read "
+        "when it changes (default: --token-file); required off loopback",
     )
     # Plaintext off loopback: the serve command's one --insecure (pdp/net/listen.py) covers it too.
 
@@ -33,6 +34,7 @@ def add_http_options(parser: argparse.ArgumentParser) -> None:
 def http_address(args: argparse.Namespace) -> tuple[str, int] | Path | None:
     """HOST, PORT of --http-listen, or the path of unix:PATH, refusing what must not start
     (pdp/net/listen.py's rule for every listener); None without the option."""
+    from pdp.api.auth import require_credentials
     from pdp.net.listen import ListenError, check_plaintext, tls_files, unix_socket_path
 
     if not args.http_listen:
@@ -44,7 +46,7 @@ def http_address(args: argparse.Namespace) -> tuple[str, int] | Path | None:
             # Nothing on the way to encrypt; the file's permissions decide who may connect.
             raise ListenError(f"--http-listen {args.http_listen}: TLS is for TCP; give no --http-cert")
         return path
-    return check_plaintext(
+    host, port = check_plaintext(
         "--http-listen",
         args.http_listen,
         tls=tls,
@@ -52,6 +54,13 @@ def http_address(args: argparse.Namespace) -> tuple[str, int] | Path | None:
         tls_options="--http-cert and --http-key",
         carries="intents and decisions",
     )
+    require_credentials(f"--http-listen {args.http_listen}", host, _token_file(args), "--http-token-file")
+    return host, port
+
+
+def _token_file(args: argparse.Namespace) -> Path | None:
+    """--http-token-file, else the gRPC front's --token-file: one file of principals serves both."""
+    return args.http_token_file or getattr(args, "token_file", None)
 
 
 def start_http(
@@ -64,10 +73,12 @@ def start_http(
     from pdp.api.http_server import HttpDecisionServer
     from pdp.api.token_file import BearerTokens, TokenFileError
 
+    token_file = _token_file(args)
     try:
-        tokens = BearerTokens(args.http_token_file) if args.http_token_file else None
+        tokens = BearerTokens(token_file) if token_file else None
     except TokenFileError as exc:
-        raise SystemExit(f"--http-token-file {exc}") from exc
+        option = "--http-token-file" if args.http_token_file else "--token-file"
+        raise SystemExit(f"{option} {exc}") from exc
     unix = address if isinstance(address, Path) else None
     host, port = ("127.0.0.1", 0) if isinstance(address, Path) else address
     server = HttpDecisionServer(

@@ -266,9 +266,12 @@ class DecisionLog:
                 self._commits.notify_all()
             self._checkpoint(lambda: self.checkpoints.add(first, before, hashes))
 
-    def append(self, decision: Decision, input_digest: str, intent: str | None = None) -> None:
+    def append(
+        self, decision: Decision, input_digest: str, intent: str | None = None, principal: str | None = None
+    ) -> None:
         """Record `decision`; `intent`: the intent's canonical JSON (decision.canonical_intent),
-        whose digest is `input_digest`, kept for replay within the retention limits."""
+        whose digest is `input_digest`, kept for replay within the retention limits; `principal`:
+        who asked, as a decision front authenticated them (None without a front)."""
         decided_at = timestamp(decision.decided_at)
         row = (
             decision.decision_id,
@@ -281,6 +284,7 @@ class DecisionLog:
             input_digest,
             float(decision.evaluation_ms),  # a REAL column gives back a float: hashed as one
             json_text(dict(decision.constraints)),
+            principal,
         )
         kept = (
             intent_row(decision.decision_id, decided_at, intent, self.integrity.intents)

@@ -21,10 +21,14 @@ from pdp.records.intents import IntentRetention, IntentRow
 
 # The stored columns a record's hash covers, in this order. `constraints` (the decision's
 # constraints as JSON) came later: NULL in records written before it, which are hashed without it.
+# `principal` (who asked, as a decision front authenticated them: pdp/api/auth.py) came after it:
+# NULL in records written before it and in decisions no front stood before (in-process callers),
+# hashed without it, so every record written before verifies as it always did.
 FIELDS = (
     "decision_id, decided_at, tenant, kind, outcome, reasons, bundle_revision, input_digest, evaluation_ms, "
-    "constraints"
+    "constraints, principal"
 )
+LATE_COLUMNS = ("constraints", "principal")
 
 
 _last_timestamp: tuple[datetime | None, str] = (None, "")
@@ -56,14 +60,17 @@ def json_text(value: Any) -> str:
 
 def payload(fields: tuple[Any, ...]) -> bytes:
     """What a record's hash covers: its stored values in column order, as a JSON array (without
-    `constraints` when it is NULL: a record from before that column hashes as it always did)."""
+    `principal`, then `constraints`, when NULL: a record from before those columns, or without a
+    principal, hashes as it always did)."""
+    if len(fields) == 11 and fields[10] is None:
+        fields = fields[:10]
     if len(fields) == 10 and fields[9] is None:
         fields = fields[:9]
     return orjson.dumps(fields)
 
 
 def record_of(r: tuple[Any, ...] | Any, writer: str = "") -> DecisionRecord:
-    """A DecisionRecord from the FIELDS columns of a row."""
+    """A DecisionRecord from the FIELDS columns of a row (`readable_fields` of an older log)."""
     return DecisionRecord(
         r[0],
         r[1],
@@ -76,6 +83,7 @@ def record_of(r: tuple[Any, ...] | Any, writer: str = "") -> DecisionRecord:
         float(r[8]),
         writer,
         None if r[9] is None else json.loads(r[9]),
+        r[10],
     )
 
 
@@ -92,12 +100,26 @@ class DecisionRecord:
     evaluation_ms: float
     writer: str = ""  # the PDP process that wrote it (central records); '' in a local log
     constraints: dict[str, Any] | None = None  # None: recorded before constraints were kept
+    # Who asked, authenticated by a decision front (admin, tenant:NAME, substrate:NAME, local);
+    # None: no front stood before the decision (in-process callers), or recorded before principals.
+    principal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
         if not self.writer:
             del doc["writer"]
+        if self.principal is None:
+            del doc["principal"]
         return doc
+
+
+def readable_fields(columns: set[str], prefix: str = "") -> str:
+    """FIELDS as a SELECT list, a late column that a log does not have yet read as NULL: a log is
+    given its late columns when a writer opens it, and a reader may come first (read-only)."""
+    return ", ".join(
+        "NULL" if name in LATE_COLUMNS and name not in columns else f"{prefix}{name}"
+        for name in (c.strip() for c in FIELDS.split(","))
+    )
 
 
 class ChainStore(Protocol):

@@ -49,6 +49,8 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS pdp_decision_records_by_time ON pdp_decision_records (decided_at)",
     # NULL in records written before constraints were kept (hashed without it).
     "ALTER TABLE pdp_decision_records ADD COLUMN IF NOT EXISTS constraints TEXT",
+    # NULL in records written before principals were kept, and without a front (hashed without it).
+    "ALTER TABLE pdp_decision_records ADD COLUMN IF NOT EXISTS principal TEXT",
     *POSTGRES_SCHEMA,
     """CREATE TABLE IF NOT EXISTS pdp_decision_writers (
         writer TEXT PRIMARY KEY, checkpointed TEXT NOT NULL)""",
@@ -63,7 +65,7 @@ _SCHEMA = [
 ]
 _INSERT = (
     f"INSERT INTO pdp_decision_records (writer, seq, {FIELDS}, prev_hash, hash) "
-    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 )
 _ROWS = (
     f"SELECT seq, {FIELDS}, prev_hash, hash FROM pdp_decision_records "
@@ -110,6 +112,9 @@ _SCHEMA_COMPLETE = """SELECT
     EXISTS (SELECT 1 FROM information_schema.columns
             WHERE table_schema = current_schema() AND table_name = 'pdp_decision_records'
               AND column_name = 'constraints')
+    AND EXISTS (SELECT 1 FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = 'pdp_decision_records'
+              AND column_name = 'principal')
     AND to_regclass('pdp_decision_intents_by_time') IS NOT NULL
     AND to_regclass('pdp_decision_writers') IS NOT NULL
     AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pdp_decision_records_no_truncate')"""
@@ -155,14 +160,14 @@ def select(
         f"SELECT {FIELDS}, writer FROM pdp_decision_records {where} ORDER BY decided_at, writer, seq LIMIT %s"
     )
     found = conn.execute(sql, [*args, limit]).fetchall()
-    return [record_of(r, r[10]) for r in found]
+    return [record_of(r, r[11]) for r in found]
 
 
 def rows(conn: psycopg.Connection[Any], writer: str, after: int) -> Iterator[Row]:
     with conn.cursor() as cur:
         for r in cur.stream(_ROWS, (writer, after)):  # row by row: a long chain is not held in memory
-            fields = (*r[1:9], float(r[9]), r[10])
-            yield int(r[0]), payload(fields), str(r[11]), str(r[12])
+            fields = (*r[1:9], float(r[9]), r[10], r[11])
+            yield int(r[0]), payload(fields), str(r[12]), str(r[13])
 
 
 def intent_mismatches(conn: psycopg.Connection[Any], writer: str) -> Iterator[tuple[int, str, str, str]]:

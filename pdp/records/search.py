@@ -8,14 +8,13 @@ the statement; a reason code matches an element of the record's `reasons` array 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pdp.records.log import DecisionLog
-from pdp.records.model import FIELDS, DecisionRecord, timestamp
+from pdp.records.model import FIELDS, DecisionRecord, record_of, timestamp
 from pdp.records.sqlite import read_only
 
 OUTCOMES = ("ALLOW", "DENY", "NEEDS_APPROVAL")
@@ -72,7 +71,7 @@ def _in_sqlite(conn: sqlite3.Connection, q: Search) -> list[DecisionRecord]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT {FIELDS} FROM decisions {where} ORDER BY seq DESC LIMIT ?"
     rows = conn.execute(sql, [*args, q.limit]).fetchall()
-    return [DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows]
+    return [record_of(r) for r in rows]
 
 
 def _in_postgres(url: str, q: Search) -> list[DecisionRecord]:
@@ -89,10 +88,7 @@ def _in_postgres(url: str, q: Search) -> list[DecisionRecord]:
         found = conn.execute(sql, [*args, q.limit]).fetchall()
     finally:
         conn.close()
-    return [
-        DecisionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], float(r[8]), r[9])
-        for r in found
-    ]
+    return [record_of(r, r[11]) for r in found]
 
 
 def search(log: DecisionLog, q: Search) -> list[DecisionRecord]:

@@ -18,7 +18,15 @@ from pdp.integrity.chain import GENESIS, Row, link
 from pdp.integrity.files import private_database
 from pdp.integrity.sinks import Sink
 from pdp.records.intents import SQLITE_INSERT, SQLITE_SCHEMA, IntentRetention, IntentRow
-from pdp.records.model import FIELDS, DecisionRecord, payload, record_of, timestamp
+from pdp.records.model import (
+    FIELDS,
+    LATE_COLUMNS,
+    DecisionRecord,
+    payload,
+    readable_fields,
+    record_of,
+    timestamp,
+)
 
 log = logging.getLogger("pdp.records.log")
 
@@ -36,7 +44,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     evaluation_ms   REAL NOT NULL,
     prev_hash       TEXT NOT NULL DEFAULT '',
     hash            TEXT NOT NULL DEFAULT '',
-    constraints     TEXT
+    constraints     TEXT,
+    principal       TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_tenant_time ON decisions (tenant, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at);
@@ -48,8 +57,7 @@ BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decision records are append-only'); END;
 """
-_INSERT = f"INSERT INTO decisions (seq, {FIELDS}, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_ROWS = f"SELECT seq, {FIELDS}, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq"
+_INSERT = f"INSERT INTO decisions (seq, {FIELDS}, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 def select(
@@ -70,21 +78,29 @@ def select(
         clauses.append("decided_at < ?")
         args.append(timestamp(until))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = f"SELECT {FIELDS} FROM decisions {where} ORDER BY seq LIMIT ?"
+    sql = f"SELECT {fields(conn)} FROM decisions {where} ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, [*args, limit]).fetchall()
     return [record_of(r) for r in rows]
 
 
+def fields(conn: sqlite3.Connection, prefix: str = "") -> str:
+    """FIELDS to SELECT from this log (a late column it lacks read as NULL)."""
+    return readable_fields({r[1] for r in conn.execute("PRAGMA table_info(decisions)")}, prefix)
+
+
 def rows(conn: sqlite3.Connection, after: int) -> Iterator[Row]:
-    for r in conn.execute(_ROWS, (after,)):
-        yield int(r[0]), payload(tuple(r[1:11])), str(r[11]), str(r[12])
+    sql = f"SELECT seq, {fields(conn)}, prev_hash, hash FROM decisions WHERE seq > ? ORDER BY seq"
+    for r in conn.execute(sql, (after,)):
+        yield int(r[0]), payload(tuple(r[1:12])), str(r[12]), str(r[13])
 
 
-def add_constraints_column(db: sqlite3.Connection) -> None:
-    """A log from before records kept constraints gets the column (NULL in its old records)."""
+def add_late_columns(db: sqlite3.Connection) -> None:
+    """A log from before records kept constraints or principals gets the columns (NULL in its
+    old records)."""
     columns = {r[1] for r in db.execute("PRAGMA table_info(decisions)")}
-    if "constraints" not in columns:
-        db.execute("ALTER TABLE decisions ADD COLUMN constraints TEXT")
+    for column in LATE_COLUMNS:
+        if column not in columns:
+            db.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT")
 
 
 def intent_mismatches(conn: sqlite3.Connection) -> Iterator[tuple[int, str, str, str]]:
@@ -133,7 +149,7 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")  # other processes of `serve --workers`
         self.db.executescript(_SCHEMA)
-        add_constraints_column(self.db)
+        add_late_columns(self.db)
         self.db.executescript(SQLITE_SCHEMA)
         _migrate(self.db)
         self.db.executescript(_TRIGGERS)

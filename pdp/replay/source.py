@@ -12,7 +12,7 @@ import orjson
 
 from pdp.decision import ENGINE_POLICY
 from pdp.records import postgres
-from pdp.records.model import FIELDS, DecisionRecord, record_of, timestamp
+from pdp.records.model import FIELDS, DecisionRecord, readable_fields, record_of, timestamp
 from pdp.records.sqlite import read_only
 
 # Why a record cannot be replayed (counted, never silently dropped).
@@ -56,7 +56,7 @@ _COLUMNS = ", ".join(f"d.{c.strip()}" for c in FIELDS.split(","))
 
 def _recorded(r: tuple[Any, ...], writer: str = "") -> Recorded:
     record = record_of(r, writer)
-    size, text = r[10], r[11]
+    size, text = r[11], r[12]
     if any(reason.get("policy") == ENGINE_POLICY for reason in record.reasons):
         return Recorded(record, None, ENGINE_FAILED)
     if text is not None:
@@ -75,7 +75,7 @@ def _sqlite(path: Path, selection: Selection) -> Iterator[Recorded]:
             raise ValueError(f"--records: {path} is not a decision log")
         if "decision_intents" not in tables or "constraints" not in columns:
             # A log from before intents were kept: every record is counted as not replayable.
-            legacy = _COLUMNS.replace("d.constraints", "NULL")
+            legacy = readable_fields(columns - {"constraints"}, "d.")
             where, args = selection.where("?")
             for r in conn.execute(
                 f"SELECT {legacy}, NULL, NULL FROM decisions d {where} ORDER BY d.seq", args
@@ -84,7 +84,7 @@ def _sqlite(path: Path, selection: Selection) -> Iterator[Recorded]:
             return
         where, args = selection.where("?")
         sql = (
-            f"SELECT {_COLUMNS}, i.size, i.intent FROM decisions d "
+            f"SELECT {readable_fields(columns, 'd.')}, i.size, i.intent FROM decisions d "
             f"LEFT JOIN decision_intents i ON i.decision_id = d.decision_id {where} ORDER BY d.seq"
         )
         for r in conn.execute(sql, args):
@@ -104,7 +104,7 @@ def _postgres(url: str, selection: Selection) -> Iterator[Recorded]:
         )
         with conn.cursor() as cur:
             for r in cur.stream(sql, args):
-                yield _recorded(r, r[12])
+                yield _recorded(r, r[13])
     finally:
         conn.close()
 

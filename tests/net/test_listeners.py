@@ -27,11 +27,19 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pdp.api.token_file import BearerTokens
 from pdp.net.certs import CertPair, issue_server_cert, make_ca
 from pdp.net.listen import ListenError, check_plaintext, is_loopback, split_host_port, tls_files
 from tests.conftest import ROOT
 
 NO_OPA = ["--opa-addr", "127.0.0.1:1"]
+
+
+def token_file(tmp: Path) -> str:
+    """A token file for the gRPC front, which off loopback asks its callers for a token."""
+    path = tmp / "decision-tokens"
+    BearerTokens.write_new(path, "listener-token", "admin")
+    return str(path)
 
 
 @dataclass
@@ -213,7 +221,7 @@ def test_grpc_and_extender_serve_plaintext_off_loopback_with_insecure_and_warn(
 ) -> None:
     server = Server(
         tmp_path,
-        "serve", *NO_OPA, "--state", str(tmp_path),
+        "serve", *NO_OPA, "--state", str(tmp_path), "--token-file", token_file(tmp_path),
         "--listen", "0.0.0.0:0", "--extender-listen", "0.0.0.0:0", "--insecure",
     )  # fmt: skip
     servers.append(server)
@@ -238,7 +246,7 @@ def test_grpc_webhook_and_extender_serve_tls_verified_against_the_ca(
     cert, key = str(pki.server.cert), str(pki.server.key)
     server = Server(
         tmp_path,
-        "serve", *NO_OPA, "--state", str(tmp_path),
+        "serve", *NO_OPA, "--state", str(tmp_path), "--token-file", token_file(tmp_path),
         "--listen", "0.0.0.0:0", "--tls-cert", cert, "--tls-key", key,
         "--webhook-listen", "0.0.0.0:0", "--webhook-cert", cert, "--webhook-key", key,
         "--extender-listen", "0.0.0.0:0", "--extender-cert", cert, "--extender-key", key,

@@ -22,7 +22,9 @@ from tests.records.test_records import T0
 INTENT: dict[str, Any] = {"kind": "deploy_model", "tenant": "acme-eu", "region": "eu-west-1", "n": 0}
 
 
-def _decide(log: DecisionLog, n: int, intent: dict[str, Any], at: datetime | None = None) -> None:
+def _decide(
+    log: DecisionLog, n: int, intent: dict[str, Any], at: datetime | None = None, principal: str | None = None
+) -> None:
     decision = Decision(
         outcome=Outcome.ALLOW,
         reasons=(),
@@ -35,7 +37,7 @@ def _decide(log: DecisionLog, n: int, intent: dict[str, Any], at: datetime | Non
         constraints={"regions": ["eu-west-1"]},
     )
     text = canonical_intent(intent)
-    log.append(decision, digest_of(text), text)
+    log.append(decision, digest_of(text), text, principal)
 
 
 def _kept(path: Path) -> dict[str, tuple[int, str | None]]:
@@ -93,6 +95,40 @@ def test_an_edited_constraint_breaks_the_chain(tmp_path: Path) -> None:
         db.execute("DROP TRIGGER decisions_no_update")
         db.execute("""UPDATE decisions SET constraints = '{"regions":["us-east-1"]}'""")
     assert _verify(tmp_path, path) == ["decision record 1: content does not match its hash (edited?)"]
+
+
+def test_a_log_from_before_principals_verifies_and_chains_them_after(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.sqlite"
+    log = DecisionLog(path)
+    _decide(log, 1, INTENT)  # no front: no principal, hashed as records were before the column
+    log.close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE decisions DROP COLUMN principal")  # the log as the version before wrote it
+    assert [r.principal for r in read_records(path)] == [None]  # a reader before any writer
+    log = DecisionLog(path)
+    _decide(log, 2, INTENT, principal="tenant:acme-eu")
+    log.close()
+    assert [(r.decision_id, r.principal) for r in read_records(path)] == [
+        ("d1", None),
+        ("d2", "tenant:acme-eu"),
+    ]
+    assert _verify(tmp_path, path) == []
+
+
+def test_an_edited_principal_breaks_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.sqlite"
+    log = DecisionLog(path)
+    _decide(log, 1, INTENT)
+    _decide(log, 2, INTENT, principal="tenant:acme-eu")
+    log.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER decisions_no_update")
+        db.execute("UPDATE decisions SET principal = 'substrate:slurm' WHERE decision_id = 'd1'")
+        db.execute("UPDATE decisions SET principal = NULL WHERE decision_id = 'd2'")
+    assert _verify(tmp_path, path) == [
+        "decision record 1: content does not match its hash (edited?)",
+        "decision record 2: content does not match its hash (edited?)",
+    ]
 
 
 def test_retention_drops_old_and_surplus_intents_and_keeps_the_records(tmp_path: Path) -> None:

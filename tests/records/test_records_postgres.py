@@ -324,10 +324,11 @@ def test_a_writer_whose_session_is_cut_reconnects_under_its_name_without_duplica
 
 
 def _row_tail() -> tuple[object, ...]:
-    """The stored columns after decision_id of _decision(3, 'acme-eu', T0)."""
+    """The stored columns after decision_id of _decision(3, 'acme-eu', T0), asked in process (no
+    principal)."""
     from pdp.records.model import timestamp
 
-    return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5, "{}")
+    return (timestamp(T0), "acme-eu", "deploy_model", "ALLOW", "[]", "rev1", "sha256:x", 0.5, "{}", None)
 
 
 def test_central_records_keep_intents_with_retention_and_verify_them(pg_url: str, tmp_path: Path) -> None:
