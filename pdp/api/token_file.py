@@ -98,12 +98,25 @@ def _entries(path: Path, text: str) -> tuple[dict[bytes, Principal], int]:
     return entries, bare
 
 
+def _private(st: os.stat_result) -> bool:
+    """Nobody but this process may read the file: mode 0600, or 0440/0640 when its group is one of
+    this process's groups and its owner root or this user. The second is how Kubernetes mounts a
+    Secret for a non-root pod (owner root, group the pod's fsGroup, `defaultMode: 0440`): no other
+    user of the node is in that group."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IRWXO or mode & (stat.S_IWGRP | stat.S_IXGRP):
+        return False
+    if not mode & stat.S_IRGRP:
+        return True
+    return st.st_gid in {os.getegid(), *os.getgroups()} and st.st_uid in {0, os.geteuid()}
+
+
 def _read(path: Path) -> tuple[tuple[int, int, int], dict[bytes, Principal]]:
     try:
         st = path.stat()
     except OSError as exc:
         raise TokenFileError(f"{path}: {exc.strerror}") from exc
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not _private(st):
         raise TokenFileError(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it; chmod 600")
     entries, bare = _entries(path, path.read_text())
     if not entries:

@@ -4,6 +4,7 @@ deadlines, fail-closed answers, bearer tokens, TLS and the `pdp serve --http-lis
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import ssl
@@ -171,9 +172,19 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "tokens"
     path.write_text("t\n")
-    path.chmod(0o640)
+    for mode in (0o644, 0o604, 0o660, 0o650):  # others may read, or the group may write
+        path.chmod(mode)
+        with pytest.raises(TokenFileError, match="chmod 600"):
+            BearerTokens(path)
+    # Group-readable is private only when the group is this process's own (a Kubernetes Secret
+    # mounted with fsGroup): a group of other users is refused.
+    foreign = next(g for g in range(60000, 65536) if g not in {os.getegid(), *os.getgroups()})
+    path.chmod(0o440)
+    os.chown(path, -1, foreign)
     with pytest.raises(TokenFileError, match="chmod 600"):
         BearerTokens(path)
+    os.chown(path, -1, os.getegid())
+    assert BearerTokens(path).accepts("t")
     path.chmod(0o600)
     path.write_text("# only a comment\n")
     with pytest.raises(TokenFileError, match="no token"):

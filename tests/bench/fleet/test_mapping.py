@@ -4,11 +4,12 @@ tenants and pods, entitlements from the tenants' peak demand."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import jsonschema
 
-from bench.fleet.mapping import GPU, SHARED_GPU, load_mapping, peak_demand, plan
+from bench.fleet.mapping import GPU, SHARED_GPU, load_mapping, peak_demand, plan, stable_hash
 from bench.fleet.trace import TraceNode, TraceTask
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "pdp" / "schemas"
@@ -24,22 +25,24 @@ def task(
     return TraceTask(f"openb-pod-{n:04d}", n, 4000, 8192, gpus, milli, (), qos, start, end)
 
 
-def test_nodes_go_to_clusters_and_pools_by_their_number() -> None:
+def test_nodes_go_to_clusters_and_pools_by_a_hash_of_their_name() -> None:
     mapping = load_mapping()
-    p = plan([node(n) for n in range(20)], [task(0)], mapping)
-    by_name = {x.node.name: x for x in p.nodes}
-    assert by_name["openb-node-0000"].cluster == "eu" and by_name["openb-node-0001"].cluster == "us"
-    # (n // 2) % 10: 0 dedicated, 1-3 time-slicing, 4-9 whole
-    assert by_name["openb-node-0000"].kind == "dedicated" and by_name["openb-node-0000"].owner == "acme"
-    assert by_name["openb-node-0001"].owner == "bolt"
-    assert by_name["openb-node-0002"].kind == "time-slicing"
-    assert by_name["openb-node-0008"].kind == "whole"
-    eu = p.fleet["clusters"]["eu"]["pools"]
-    assert eu["eu-g2-dedicated-8g"] == {
-        "gpu_class": "G2", "isolation": "dedicated", "tenant": "acme", "sharing_strategy": "none",
-        "nodes": 1, "node_names": ["openb-node-0000"], "gpus_per_node": 8,
-    }  # fmt: skip
-    assert eu["eu-g2-time-slicing-8g"]["nodes"] == 3
+    p = plan([node(n) for n in range(60)], [task(0)], mapping)
+    kinds = {0: "dedicated", 1: "time-slicing", 2: "time-slicing", 3: "time-slicing"}
+    for placed in p.nodes:
+        h = stable_hash(placed.node.name)
+        assert placed.cluster == ("eu" if h % 2 == 0 else "us")
+        assert placed.kind == kinds.get((h // 2) % 10, "whole")
+        assert placed.owner == (
+            {"eu": "acme", "us": "bolt"}[placed.cluster] if placed.kind == "dedicated" else ""
+        )
+        assert placed.pool == f"{placed.cluster}-g2-{placed.kind}-8g"
+    pools = {name: pool for c in p.fleet["clusters"].values() for name, pool in c["pools"].items()}
+    assert sum(pool["nodes"] for pool in pools.values()) == 60
+    dedicated = pools["eu-g2-dedicated-8g"]
+    assert dedicated["tenant"] == "acme" and dedicated["isolation"] == "dedicated"
+    assert dedicated["node_names"] == [x.node.name for x in p.nodes if x.pool == "eu-g2-dedicated-8g"]
+    assert pools["eu-g2-time-slicing-8g"]["sharing_strategy"] == "time-slicing"
 
 
 def test_the_fleet_and_tenants_are_valid_documents() -> None:
@@ -55,23 +58,30 @@ def test_the_fleet_and_tenants_are_valid_documents() -> None:
     assert len(p.policies) == 12
 
 
-def test_tasks_go_to_tenants_by_qos_share_and_number() -> None:
-    p = plan(
-        [node(n) for n in range(20)],
-        [task(0), task(1), task(2, milli=300), task(3, milli=300), task(5, "BE")],
-        load_mapping(),
-    )
-    tenant = {a.task.name: a.tenant.name for a in p.arrivals}
-    assert tenant["openb-pod-0000"] == "acme" and tenant["openb-pod-0001"] == "bolt"
-    assert tenant["openb-pod-0002"] == "crest" and tenant["openb-pod-0003"] == "delta"
-    assert tenant["openb-pod-0005"] == "jade"  # spot tenants by number % 4: iris jade kite lumen
+def test_tasks_go_to_tenants_by_qos_share_and_a_hash_of_their_name() -> None:
+    tasks = [task(n) for n in range(8)] + [task(n, milli=300) for n in range(8, 16)]
+    tasks += [task(n, "BE") for n in range(16, 24)]
+    p = plan([node(n) for n in range(20)], tasks, load_mapping())
+    groups = {
+        "whole": ["acme", "bolt"],
+        "shares": ["crest", "delta"],
+        "spot": ["iris", "jade", "kite", "lumen"],
+    }
+    for a in p.arrivals:
+        group = "spot" if a.task.qos == "BE" else "shares" if a.task.shares_a_gpu else "whole"
+        choices = groups[group]
+        assert a.tenant.name == choices[stable_hash(a.task.name) % len(choices)]
     pods = {a.task.name: a.pod for a in p.arrivals}
-    shared = pods["openb-pod-0002"]["spec"]["containers"][0]["resources"]["limits"]
+    shared = pods["openb-pod-0008"]["spec"]["containers"][0]["resources"]["limits"]
     assert shared == {SHARED_GPU: "2"}  # 300 thousandths on 4 replicas per GPU: ceil(1.2)
-    whole = pods["openb-pod-0000"]["spec"]
+    whole = next(a for a in p.arrivals if a.tenant.name == "acme").pod["spec"]
     assert whole["containers"][0]["resources"]["limits"] == {GPU: "1"}
     assert whole["priorityClassName"] == "gpupaas-enterprise"
     assert whole["tolerations"][0]["value"] == "acme"
+    assert (
+        next(a for a in p.arrivals if a.tenant.tier == "spot").pod["spec"]["priorityClassName"]
+        == "gpupaas-spot"
+    )
 
 
 def test_peak_demand_counts_only_overlapping_spans() -> None:
@@ -80,9 +90,15 @@ def test_peak_demand_counts_only_overlapping_spans() -> None:
 
 
 def test_entitlements_follow_peak_demand_over_the_reachable_classes() -> None:
-    nodes = [node(n, "G2" if n < 20 else "T4", 8 if n < 20 else 2) for n in range(40)]
-    # four whole-GPU LS tasks of acme (even numbers) at once: peak 4 GPUs, 0.9 of it over its
-    # dedicated nodes: eu (even n) with (n // 2) % 10 == 0: nodes 0 (G2, 8) and 20 (T4, 2)
-    tasks = [task(n, gpus=1) for n in (0, 2, 4, 6)]
-    p = plan(nodes, tasks, load_mapping())
-    assert p.policies["acme"]["entitlements"] == {"G2": 3, "T4": 1}  # ceil(3.6*8/10), ceil(3.6*2/10)
+    mapping = load_mapping()
+    nodes = [node(n, "G2" if n < 100 else "T4", 8 if n < 100 else 2) for n in range(200)]
+    tasks = [task(n) for n in range(40)]
+    p = plan(nodes, tasks, mapping)
+    acme = [a for a in p.arrivals if a.tenant.name == "acme"]
+    assert acme, "no task of the sample went to acme"
+    # all of acme's tasks at once: one GPU each; 0.9 of the peak over its dedicated (eu) nodes
+    own = [x for x in p.nodes if x.kind == "dedicated" and x.owner == "acme"]
+    gpus = {c: sum(x.node.gpus for x in own if x.gpu_class == c) for c in ("G2", "T4")}
+    total = sum(gpus.values())
+    expected = {c: math.ceil(0.9 * len(acme) * g / total) for c, g in gpus.items() if g}
+    assert p.policies["acme"]["entitlements"] == {c: n for c, n in expected.items() if n}
