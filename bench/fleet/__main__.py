@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--limit-nodes", type=int, default=0, help="only the first N nodes of the node list")
     p.add_argument("--limit-tasks", type=int, default=0, help="only the first N tasks by creation time")
-    p.add_argument("--fail-nodes", type=int, default=3, help="nodes whose heartbeat stops halfway")
+    p.add_argument(
+        "--fail-nodes", type=int, default=3, help="nodes that fail halfway (holding the most enterprise pods)"
+    )
     p.add_argument("--runs", default="pdp,plain", help="pdp, plain or both (comma-separated)")
     p.add_argument("--out", type=Path, default=Path("docs/fleet-simulation.md"))
     p.add_argument("--work", type=Path, default=None, help="folder for the clusters' state and logs")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for name in args.runs.split(","):
         runs.append(one_run(args, the_plan, work, with_pdp=name.strip() == "pdp"))
-    span = max(a.until for a in the_plan.arrivals) - min(a.at for a in the_plan.arrivals)
+    span = the_plan.span
     sources = {"nodes": args.nodes.name, "tasks": args.tasks.name, "mapping": str(args.mapping.name)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

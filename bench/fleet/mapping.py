@@ -75,7 +75,7 @@ class Arrival:
     task: TraceTask
     tenant: Tenant
     at: float  # seconds from the start of the trace
-    until: float
+    until: float  # math.inf: still running when the trace ends
     pod: dict[str, Any]
 
 
@@ -87,6 +87,12 @@ class Plan:
     fleet: dict[str, Any]
     policies: dict[str, dict[str, Any]]
     arrivals: list[Arrival] = field(default_factory=list)
+
+    @property
+    def span(self) -> float:
+        """Trace seconds from the first arrival to the last arrival or deletion."""
+        ends = [a.until for a in self.arrivals if a.until != math.inf] + [a.at for a in self.arrivals]
+        return max(ends, default=0.0) - min((a.at for a in self.arrivals), default=0.0)
 
     def node_objects(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(Node, its status) per node."""
@@ -127,7 +133,7 @@ def place(node: TraceNode, mapping: Mapping[str, Any]) -> Placed:
     if slot in pools["dedicated_slots"] and owner:
         kind = "dedicated"
     elif slot in pools["time_slicing_slots"]:
-        kind = "time-slicing"
+        kind, owner = "time-slicing", ""
     else:
         kind, owner = "whole", ""
     pool = f"{cluster}-{_slug(node.model)}-{kind}-{node.gpus}g"
@@ -217,11 +223,14 @@ def tenant_of(task: TraceTask, tenants: Sequence[Tenant], mapping: Mapping[str, 
     return choices[stable_hash(task.name) % len(choices)]
 
 
-def times(task: TraceTask, index: int, mapping: Mapping[str, Any]) -> tuple[float, float]:
+def times(task: TraceTask, index: int, mapping: Mapping[str, Any], trace_end: float) -> tuple[float, float]:
+    """(arrival, end) in trace seconds. A task deleted when the trace ends was still running when
+    the recording stopped: it is never deleted (math.inf), and holds its GPUs to the end."""
     if task.creation is None:
         start = index * float(mapping["arrival_seconds"])
         return start, start + float(mapping["duration_seconds"])
-    return float(task.creation), float(task.deletion if task.deletion is not None else task.creation)
+    end = float(task.deletion if task.deletion is not None else task.creation)
+    return float(task.creation), math.inf if end >= trace_end else end
 
 
 def held(task: TraceTask, mapping: Mapping[str, Any]) -> dict[str, int]:
@@ -343,9 +352,10 @@ def plan(nodes: Sequence[TraceNode], tasks: Sequence[TraceTask], mapping: Mappin
     ordered = list(tenants.values())
     arrivals = []
     spans: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    trace_end = max((float(t.deletion) for t in tasks if t.deletion is not None), default=math.inf)
     for index, task in enumerate(tasks):
         tenant = tenant_of(task, ordered, mapping)
-        start, end = times(task, index, mapping)
+        start, end = times(task, index, mapping, trace_end)
         arrivals.append(Arrival(task, tenant, start, end, pod_object(task, tenant, mapping)))
         spans[tenant.name].append((start, end, task.thousandths))
     arrivals.sort(key=lambda a: (a.at, a.task.number))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import re
 import threading
 import time
@@ -45,8 +46,8 @@ def refusal_reason(exc: ApiException) -> str:
 
 @dataclass(frozen=True)
 class Failure:
-    """At a point of the replay (a fraction of its length), the heartbeat stops on the `nodes`
-    that then hold the most enterprise pods: the failures that test the most promises."""
+    """At a point of the replay (a fraction of its length), the `nodes` that then hold the most
+    enterprise pods fail: the failures that test the most promises."""
 
     at_fraction: float
     nodes: int
@@ -85,9 +86,7 @@ class Replay:
         log: Callable[[str], None] = print,
     ) -> None:
         self.fleet, self.plan, self.failures, self.log = fleet, plan, failures, log
-        span = max((a.until for a in plan.arrivals), default=0.0) - min(
-            (a.at for a in plan.arrivals), default=0.0
-        )
+        span = plan.span
         self.origin = min((a.at for a in plan.arrivals), default=0.0)
         self.compress = max(span / seconds, 1e-9) if span else 1.0
         self.seconds = seconds
@@ -240,7 +239,7 @@ class Replay:
         events: list[tuple[float, int, str, Arrival]] = []
         for a in self.plan.arrivals:
             events.append(((a.at - self.origin) / self.compress, 1, "create", a))
-            if a.until > a.at:
+            if a.at < a.until < math.inf:
                 events.append(((a.until - self.origin) / self.compress, 0, "delete", a))
         events.sort(key=lambda e: (e[0], e[1]))
         failures = sorted(self.failures, key=lambda f: f.at_fraction)
@@ -279,12 +278,14 @@ class Replay:
 
     def _fail(self, failure: Failure) -> None:
         enterprise: Counter[str] = Counter()
+        pods: Counter[str] = Counter()
         with self._lock:
             for v in self.result.views.values():
-                if v.holds_capacity and self._tenant_of_ns[v.namespace].tier == "enterprise":
-                    enterprise[v.node] += 1
-        chosen = sorted(enterprise, key=lambda n: (-enterprise[n], n))[: failure.nodes]
+                if v.holds_capacity:
+                    pods[v.node] += 1
+                    enterprise[v.node] += self._tenant_of_ns[v.namespace].tier == "enterprise"
+        chosen = sorted(pods, key=lambda n: (-enterprise[n], -pods[n], n))[: failure.nodes]
         for node in chosen:
-            self.fleet.stop_heartbeat(node)
+            self.fleet.fail_node(node)
             self.result.failed_nodes.append(node)
-        self.log(f"{self.now():6.1f} s: heartbeat stopped on {', '.join(chosen) or 'no node'}")
+        self.log(f"{self.now():6.1f} s: node(s) failed (Ready False): {', '.join(chosen) or 'no node'}")

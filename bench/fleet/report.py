@@ -175,6 +175,11 @@ def render(
     counts = [violations_by_check(r.result) for r in runs]
     for name in CHECKS:
         lines.append(f"| {name} | " + " | ".join(str(c[name]) for c in counts) + " |")
+    for run in runs:
+        found = sorted(run.result.violations.values(), key=lambda v: (v.check, v.pod))
+        if found:
+            lines += ["", f"Violations ({_run_name(run)}, the first 20):", ""]
+            lines += [f"- {v.check}: {v.pod}: {v.detail}" for v in found[:20]]
     lines += ["", "## Per tier", ""]
     for run in runs:
         rows = tier_rows(plan, run.result)
@@ -194,7 +199,7 @@ def render(
         replaced = [v for v in r.views.values() if v.replaces]
         bound = [v for v in replaced if v.bound is not None]
         lines.append(
-            f"- {_run_name(run)}: {len(r.failed_nodes)} nodes stopped heartbeating, {len(r.evicted)} pods "
+            f"- {_run_name(run)}: {len(r.failed_nodes)} nodes failed (Ready False), {len(r.evicted)} pods "
             f"evicted by taint eviction, {len(replaced)} re-created, {len(bound)} of them placed again."
         )
     lines += ["", "## The PDP in the path", ""]

@@ -32,6 +32,7 @@ from tests.conftest import embedded_settings
 from tests.e2e.conftest import Enforcement, scheduler_configuration, webhook_configuration
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 
+NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
 # resourcequota: the quotas onboarding applies hold only once their usage is counted.
 CONTROLLERS = ("namespace", "garbagecollector", "resourcequota", "nodelifecycle", "taint-eviction-controller")
@@ -193,10 +194,11 @@ class LivingFleet:
         )
         self.cp.start_scheduler(scheduler_configuration(self.enforcement.extender.url))
 
-    def stop_heartbeat(self, node: str) -> None:
-        """The node's machine dies: KWOK stops renewing its lease, so the node lifecycle
-        controller marks it unreachable and taint eviction empties it."""
-        self.core.patch_node(node, {"metadata": {"annotations": {KWOK_ANNOTATION: None}}})
+    def fail_node(self, node: str) -> None:
+        """The node fails: KWOK's node-not-ready stage makes it report Ready False (its Lease is
+        still renewed, as a kubelet on a machine whose GPUs failed would), so the node lifecycle
+        controller taints it not-ready:NoExecute and taint eviction empties it."""
+        self.core.patch_node(node, {"metadata": {"labels": {NOT_READY_LABEL: "true"}}})
 
     def processes(self) -> dict[str, int]:
         """Component -> pid, for CPU and memory accounting."""
