@@ -42,6 +42,7 @@ class PodView:
     bound: float | None = None
     ended: float | None = None
     deleted_by_replay: bool = False
+    unschedulable: bool = False  # the scheduler tried and found no node (PodScheduled False)
     created_ok: bool = False  # the API server accepted it (a deletion waits for that)
     delete_requested: bool = False
     disruption: str = ""  # the reason of a DisruptionTarget condition (preemption, taint eviction)
@@ -63,6 +64,9 @@ def pod_view(obj: Mapping[str, Any]) -> PodView:
         (c.get("reason", "") for c in status.get("conditions") or () if c.get("type") == "DisruptionTarget"),
         "",
     )
+    unschedulable = any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False" for c in status.get("conditions") or ()
+    )
     return PodView(
         meta.get("name", ""),
         meta.get("namespace", ""),
@@ -71,6 +75,7 @@ def pod_view(obj: Mapping[str, Any]) -> PodView:
         spec.get("priorityClassName") or "",
         dict(resources),
         disruption=disruption,
+        unschedulable=unschedulable,
     )
 
 

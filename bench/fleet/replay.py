@@ -29,6 +29,8 @@ from bench.fleet.promises import EVICTED, PodView, Violation, check, pod_view
 from bench.fleet.world import LivingFleet
 from pdp.substrate.labels import TIER_PRIORITY_CLASS
 
+# The longest the replay clock waits for the cluster to settle before it goes on anyway.
+MAX_STALL_SECONDS = 5.0
 _CODE = re.compile(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
 
 
@@ -64,6 +66,8 @@ class Sample:
 class RunResult:
     with_pdp: bool
     wall_seconds: float = 0.0
+    stalled_seconds: float = 0.0  # wall time the replay clock waited for the cluster to settle
+    forced_seconds: float = 0.0  # replay time that went on unsettled (MAX_STALL_SECONDS passed)
     views: dict[str, PodView] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
     refused_by_tier: Counter[str] = field(default_factory=Counter)
@@ -96,6 +100,10 @@ class Replay:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._start = 0.0
+        self._virtual = 0.0  # the replay clock: trace time / compress, stopped while unsettled
+        self._inflight = 0
+        self._unsettled_since: float | None = None
+        self._failed_at = 0.0
         self._tenant_of_ns = {t.namespace: t for t in plan.tenants.values()}
         self._arrival_of: dict[str, Arrival] = {}
         self._nodes = {p.node.name: p for p in plan.nodes}
@@ -143,6 +151,7 @@ class Replay:
             if view is None:
                 return  # not the replay's (or refused after the watch saw it: cannot happen)
             view.node, view.phase, view.disruption = seen.node, seen.phase, seen.disruption or view.disruption
+            view.unschedulable = seen.unschedulable
             if view.node and view.bound is None:
                 view.bound = now
             if kind == "DELETED" and view.ended is None:
@@ -210,7 +219,7 @@ class Replay:
         pod["metadata"]["name"] = (
             f"{pod['metadata']['name']}-r{sum(1 for k in self._arrival_of if k.startswith(key))}"
         )
-        self._pool.submit(self._create, pod, arrival, key)
+        self._submit(self._create, pod, arrival, key)
 
     # -- sampling -------------------------------------------------------------------------------
     def _sample(self) -> None:
@@ -235,6 +244,51 @@ class Replay:
             self.result.violations.setdefault((violation.check, violation.pod), violation)
 
     # -- the run --------------------------------------------------------------------------------
+    # -- the replay clock -----------------------------------------------------------------------
+    def settled(self) -> bool:
+        """Every submission answered, and every pod accepted either placed, found unschedulable by
+        the scheduler, or gone."""
+        with self._lock:
+            if self._inflight:
+                return False
+            return all(
+                v.bound is not None or v.unschedulable or v.ended is not None
+                for v in self.result.views.values()
+                if v.created_ok
+            )
+
+    def _tick(self, last: float) -> float:
+        """Advance the replay clock by the wall time since `last` if the cluster has settled: it
+        stops while the control plane digests what arrived, so a task lasting milliseconds of
+        replay time is still placed before its deletion, and the pods running at any moment are
+        the trace's, whatever the control plane's speed (which the pending times measure)."""
+        now = time.monotonic()
+        if self.settled():
+            self._unsettled_since = None
+            self._virtual += now - last
+        elif self._unsettled_since is None:
+            self._unsettled_since = now
+        elif now - self._unsettled_since > MAX_STALL_SECONDS:
+            # A pod the scheduler never gets to must not stop the replay: time goes on, counted.
+            self.result.forced_seconds += now - last
+            self._virtual += now - last
+        else:
+            self.result.stalled_seconds += now - last
+        return now
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self._inflight += 1
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                with self._lock:
+                    self._inflight -= 1
+
+        self._pool.submit(run)
+
     def run(self) -> RunResult:
         events: list[tuple[float, int, str, Arrival]] = []
         for a in self.plan.arrivals:
@@ -248,27 +302,34 @@ class Replay:
         watcher = threading.Thread(target=self._watch, args=(rv,), name="replay-watch", daemon=True)
         watcher.start()
         next_sample = 0.0
+        last = time.monotonic()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="replay-submit") as pool:
             self._pool = pool
             for at, _, what, arrival in events:
                 while failures and failures[0].at_fraction * self.seconds <= at:
                     self._fail(failures.pop(0))
-                while (wait := at - self.now()) > 0:
+                while self._virtual < at:
                     if self.now() >= next_sample:
                         self._sample()
                         next_sample = self.now() + self.sample_seconds
-                    time.sleep(min(wait, 0.05))
+                    time.sleep(min(at - self._virtual, 0.02))
+                    last = self._tick(last)
                 key = f"{arrival.pod['metadata']['namespace']}/{arrival.pod['metadata']['name']}"
                 if what == "create":
-                    pool.submit(self._create, arrival.pod, arrival)
+                    self._submit(self._create, arrival.pod, arrival)
                 else:
-                    pool.submit(self._delete, key)
+                    self._submit(self._delete, key)
             for failure in failures:
                 self._fail(failure)
-            # The last pods placed, the evictions and their re-placements settle.
-            settle = time.monotonic() + max(15.0, 3 * self.fleet.timing.grace_seconds)
+            # The last pods placed, the evictions and their re-placements settle: at most three
+            # grace periods, and no sooner than a failed node's pods could have been evicted.
+            timing = self.fleet.timing
+            evictable = self._failed_at + timing.grace_seconds + timing.toleration_seconds + 5
+            settle = time.monotonic() + max(15.0, 3 * timing.grace_seconds)
             while time.monotonic() < settle:
                 self._sample()
+                if self.settled() and time.monotonic() > evictable and not self._replacing():
+                    break
                 time.sleep(self.sample_seconds)
         self._sample()
         self._done.set()
@@ -276,7 +337,16 @@ class Replay:
         watcher.join(timeout=35)
         return self.result
 
+    def _replacing(self) -> bool:
+        """A failed node still holds pods, or an evicted pod has not been re-created yet."""
+        with self._lock:
+            failed = set(self.result.failed_nodes)
+            held = any(v.node in failed and v.ended is None for v in self.result.views.values())
+            replaced = {v.replaces for v in self.result.views.values() if v.replaces}
+        return held or any(key not in replaced for key in self.result.evicted)
+
     def _fail(self, failure: Failure) -> None:
+        self._failed_at = time.monotonic()
         enterprise: Counter[str] = Counter()
         pods: Counter[str] = Counter()
         with self._lock:

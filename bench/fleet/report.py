@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from bench.fleet.mapping import Plan
 from bench.fleet.promises import CHECKS
-from bench.fleet.replay import RunResult
+from bench.fleet.replay import MAX_STALL_SECONDS, RunResult
 
 TIERS = ("enterprise", "standard", "spot")
 
@@ -165,7 +165,9 @@ def render(
         "",
         f"Replayed: {len(plan.nodes):,} nodes ({gpus:,} GPUs) from `{sources['nodes']}`, "
         f"{len(plan.arrivals):,} tasks from `{sources['tasks']}`, mapped by `{sources['mapping']}`; "
-        f"trace time compressed {compress:,.0f}-fold into {seconds:.0f} s.",
+        f"trace time compressed {compress:,.0f}-fold into {seconds:.0f} s of replay clock, which "
+        "stops while the cluster has pods neither placed nor found unschedulable (at most "
+        f"{MAX_STALL_SECONDS:.0f} s at a time), so the pods running at any moment are the trace's.",
         "",
         "## Promises (each must be 0; checked on the API server's state, not on the PDP's log)",
         "",
@@ -184,7 +186,13 @@ def render(
     for run in runs:
         rows = tier_rows(plan, run.result)
         cols = list(next(iter(rows.values())))
-        lines += [f"**{_run_name(run)}** (wall {run.result.wall_seconds:.0f} s)", ""]
+        r = run.result
+        lines += [
+            f"**{_run_name(run)}**: wall {r.wall_seconds:.0f} s, of which the replay clock waited "
+            f"{r.stalled_seconds:.0f} s for the cluster to settle and went on unsettled for "
+            f"{r.forced_seconds:.0f} s",
+            "",
+        ]
         lines += ["| tier | " + " | ".join(cols) + " |", "| --- | " + " | ".join("---:" for _ in cols) + " |"]
         lines += [f"| {tier} | " + " | ".join(row[c] for c in cols) + " |" for tier, row in rows.items()]
         lines.append("")
