@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleet.mapping import DEFAULT_MAPPING, load_mapping, plan
+from bench.fleet.mapping import DEFAULT_MAPPING, Plan, load_mapping, plan
 from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
 from bench.fleet.report import RunFigures, delta, histogram, render, usage, violations_by_check
@@ -39,10 +39,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def one_run(args: argparse.Namespace, the_plan: object, work: Path, with_pdp: bool) -> RunFigures:
-    from bench.fleet.mapping import Plan
-
-    assert isinstance(the_plan, Plan)
+def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool) -> RunFigures:
     timing = Timing()
     name = "pdp" if with_pdp else "plain"
     webhook_before = histogram(PREFIX + "webhook_request_duration_seconds", {})

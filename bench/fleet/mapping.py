@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,13 +241,12 @@ def held(task: TraceTask, mapping: Mapping[str, Any]) -> dict[str, int]:
     return {GPU: task.gpus} if task.gpus else {}
 
 
-def peak_demand(spans: Iterable[tuple[float, float, int]]) -> int:
+def peak_demand(spans: Sequence[tuple[float, float, int]]) -> int:
     """The most thousandths of a GPU held at once by (start, end, thousandths) spans; a span
-    ending when another starts does not overlap it."""
-    events = sorted(((end, -n) for _, end, n in spans), key=lambda e: e)
-    events += [(start, n) for start, _, n in spans]
+    ending when another starts does not overlap it (at one time, ends sort before starts)."""
+    events = sorted([(end, -n) for _, end, n in spans] + [(start, n) for start, _, n in spans])
     level = peak = 0
-    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+    for _, delta in events:
         level += delta
         peak = max(peak, level)
     return peak

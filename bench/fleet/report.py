@@ -4,6 +4,7 @@ latencies from its Prometheus metrics and what each component cost (pure but for
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,8 +75,6 @@ def usage(pid: int) -> Usage | None:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    import os
-
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(stat[11]) + int(stat[12])) / ticks
     hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)

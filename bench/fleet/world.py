@@ -11,7 +11,6 @@ no quotas; the nodes keep their labels and the dedicated pools their taints.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -217,7 +216,3 @@ def _plain_scheduler() -> dict[str, Any]:
     doc = scheduler_configuration("http://unused")
     doc.pop("extenders", None)
     return doc
-
-
-def running(proc: subprocess.Popen[bytes]) -> bool:
-    return proc.poll() is None
