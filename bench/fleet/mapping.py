@@ -150,6 +150,12 @@ def node_object(p: Placed, mapping: Mapping[str, Any]) -> tuple[dict[str, Any], 
         "nvidia.com/gpu.count": str(p.node.gpus),
         PRODUCT_LABEL: f"ALIBABA-{p.node.model}" + ("-SHARED" if p.kind == "time-slicing" else ""),
         SHARING_LABEL: "time-slicing" if p.kind == "time-slicing" else "none",
+        # As GPU feature discovery labels a time-sliced node: the share of a GPU each replica is.
+        **(
+            {"nvidia.com/gpu.replicas": str(mapping["pools"]["sharing_replicas"])}
+            if p.kind == "time-slicing"
+            else {}
+        ),
         POOL_LABEL: p.pool,
         "type": "kwok",
     }

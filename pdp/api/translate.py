@@ -146,6 +146,10 @@ def intent_from_proto(message: pb.Intent) -> dict[str, Any]:
             **_workload(payload.workload),
             "nodes": [_as_dict(node) for node in payload.nodes],
         }
+        if payload.held:
+            intent[kind]["held"] = [
+                {"resources": dict(h.resources), "on": [dict(n.labels) for n in h.on]} for h in payload.held
+            ]
     else:
         intent[kind] = _as_dict(payload, keep_zeroes=kind in _KEEP_ZEROES)
     if kind == "change_capacity":
@@ -336,6 +340,7 @@ def intent_to_proto(intent: dict[str, Any]) -> pb.Intent:
             target.policy.update(payload.get("policy", {}))
         elif kind in ("admit_workload", "place_workload"):
             nodes = payload.pop("nodes", [])
+            held = payload.pop("held", [])
             workload = target.workload if kind == "place_workload" else target
             if "node_affinity" in payload:
                 payload["node_affinity"] = [{"requirements": t} for t in payload["node_affinity"]]
@@ -343,6 +348,11 @@ def intent_to_proto(intent: dict[str, Any]) -> pb.Intent:
             if kind == "place_workload":
                 for node in nodes:
                     json_format.ParseDict(node, target.nodes.add())
+                for entry in held:
+                    json_format.ParseDict(
+                        {"resources": entry["resources"], "on": [{"labels": on} for on in entry["on"]]},
+                        target.held.add(),
+                    )
         else:
             json_format.ParseDict(payload, target)
     except json_format.ParseError as exc:

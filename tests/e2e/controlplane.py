@@ -238,19 +238,21 @@ class ControlPlane:
             # instead: the role bound to system:kube-controller-manager covers the manager itself,
             # Kubernetes gives the controllers' own work to their service accounts.
             for role in sorted({self.CONTROLLER_ROLES[c] for c in controllers}):
-                rbac.create_cluster_role_binding(
-                    client.V1ClusterRoleBinding(
-                        metadata=client.V1ObjectMeta(name=f"e2e:{role}"),
-                        role_ref=client.V1RoleRef(
-                            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role
-                        ),
-                        subjects=[
-                            client.RbacV1Subject(
-                                api_group="rbac.authorization.k8s.io", kind="User", name=user
-                            )
-                        ],
-                    )
+                binding = client.V1ClusterRoleBinding(
+                    metadata=client.V1ObjectMeta(name=f"e2e:{role}"),
+                    role_ref=client.V1RoleRef(
+                        api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role
+                    ),
+                    subjects=[
+                        client.RbacV1Subject(api_group="rbac.authorization.k8s.io", kind="User", name=user)
+                    ],
                 )
+                try:
+                    rbac.create_cluster_role_binding(binding)
+                except client.ApiException as exc:
+                    # A create whose answer was lost can be retried by the client: already there.
+                    if exc.status != 409:
+                        raise
         finally:
             api.close()
         self._spawn(

@@ -14,6 +14,7 @@ from pdp.bundles.server import BundleServer
 from pdp.bundles.signing import ensure_keypair
 from pdp.embedded import EmbeddedPDP
 from pdp.engine.opa_http import OpaHttpEngine
+from pdp.engine.opa_wire import WireConnection
 from pdp.opa.http import http_client
 from pdp.opa.sidecar import OpaSidecar, SidecarSettings
 from pdp.point import DecideOptions, DecisionPoint
@@ -117,6 +118,20 @@ def test_unreachable_engine_is_a_deny(tmp_path: Path) -> None:
     assert decision.outcome == "DENY" and decision.reason_codes == ["ENGINE_UNAVAILABLE"]
 
 
+def _healthy(sock: Path) -> bool:
+    try:
+        conn = WireConnection.unix(str(sock), 1.0)
+    except OSError:
+        return False
+    try:
+        status, _ = conn.exchange(b"GET /health HTTP/1.1\r\nHost: opa", b"", 1.0)
+    except OSError:
+        return False
+    finally:
+        conn.close()
+    return status == 200
+
+
 def test_an_evaluation_error_in_opa_is_a_deny(tmp_path: Path, opa_binary: Path) -> None:
     # A policy whose complete rule gets two values: OPA answers 500 eval_conflict_error.
     policy = tmp_path / "conflict.rego"
@@ -133,7 +148,7 @@ def test_an_evaluation_error_in_opa_is_a_deny(tmp_path: Path, opa_binary: Path) 
     )
     try:
         deadline = time.monotonic() + 15
-        while not sock.exists():
+        while not _healthy(sock):  # the socket file alone does not say OPA serves the policy yet
             assert time.monotonic() < deadline, "OPA did not start"
             time.sleep(0.05)
         engine = OpaHttpEngine(f"unix://{sock}")

@@ -631,10 +631,22 @@ node_label_keys := {
 	"topology.kubernetes.io/region",
 	"gpupaas.io/dedicated-tenant",
 	"nvidia.com/gpu.sharing-strategy",
+	"nvidia.com/gpu.replicas",
 	"nvidia.com/mig.strategy",
 } | {key | some key in class_label_keys}
 
 node_labels(node) := object.filter(object.get(node, "labels", {}), node_label_keys)
+
+# GPUs a map of resources stands for on a node with these labels: whole GPUs, and time-slicing or
+# MPS replicas as the share of a GPU that GPU feature discovery's replicas label gives (a node
+# without that label counts a replica as a whole GPU, never less than is held). MIG slices are
+# not counted: their size is in the resource name, not on the node.
+node_gpus(resources, labels) := (object.get(resources, "nvidia.com/gpu", 0) + object.get(resources, "amd.com/gpu", 0)) + (object.get(resources, "nvidia.com/gpu.shared", 0) / gpu_replicas(labels))
+
+gpu_replicas(labels) := n if {
+	n := to_number(labels["nvidia.com/gpu.replicas"])
+	n >= 1
+} else := 1
 
 # the tenants with pods on a node: named directly, or through the namespaces of its pods
 # (namespaces no tenant owns, such as kube-system, name no tenant)

@@ -109,6 +109,48 @@ node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "
 	meta := rego.metadata.rule()
 }
 
+# GPUs of each entitled class the tenant holds now. The extender reports what the tenant's pods
+# hold (`held`: resources on one of the nodes whose labels are listed: one labels map for a bound
+# pod, the nodes allowed to a pod whose binding the extender has not seen yet); a held entry counts
+# once for a class, however many of its nodes have it. Without `held`, the intent's usage.
+_held_usage[class] := used if {
+	held := lib.payload.held
+	some class in lib.entitled_classes(lib.tenant)
+	used := sum([gpus |
+		some entry in held
+		gpus := max([lib.node_gpus(entry.resources, labels) |
+			some labels in entry.on
+			class in lib.classes_of_labels(object.filter(labels, lib.node_label_keys))
+		])
+	])
+}
+
+_class_usage(class) := _held_usage[class] if lib.payload.held
+
+else := lib.usage(class)
+
+# METADATA
+# title: Node's GPU class above the entitlement
+# description: >-
+#   The workload's GPUs on the node, with what the tenant holds of the node's GPU class now,
+#   exceed the tenant's entitlement of that class. Quotas cap a tenant's GPUs per resource, not
+#   per class: a pod that names no class is held to each class here, node by node.
+# custom:
+#   code: ENTITLEMENT_EXCEEDED
+node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
+	input.kind == "place_workload"
+	count(lib.gpu_resources) > 0
+	some node in lib.candidate_nodes
+	labels := lib.node_labels(node)
+	some class in lib.classes_of_labels(labels)
+	limit := lib.tenant.entitlements[class]
+	need := lib.node_gpus(lib.resources, labels)
+	used := _class_usage(class)
+	used + need > limit
+	msg := lib.message([`node "`, node.name, `" has GPU class `, class, `: tenant "`, lib.tenant_name, `" holds `, sprintf("%v", [used]), " and ", lib.subject, " asks for ", sprintf("%v", [need]), ", above the entitlement of ", limit])
+	meta := rego.metadata.rule()
+}
+
 # the node rejections of every area, each materialized once: node name -> reasons
 _rejections := [node_rejections, residency.node_rejections, isolation.node_rejections, sharing.node_rejections]
 

@@ -158,6 +158,7 @@ test_place_reports_the_node_label_keys_it_reads if {
 		"amd.com/gpu.product-name",
 		"gpupaas.io/dedicated-tenant",
 		"nvidia.com/gpu.product",
+		"nvidia.com/gpu.replicas",
 		"nvidia.com/gpu.sharing-strategy",
 		"nvidia.com/mig.strategy",
 		"topology.kubernetes.io/region",
@@ -219,4 +220,69 @@ test_place_checks_admission if {
 		with data.gpupaas.tenants as testdata.tenants
 	testdata.codes(result) == ["PRIORITY_CLASS_UNKNOWN"]
 	result.constraints.eligible_nodes == ["acme-1"]
+}
+
+# ---- place_workload: the entitlement of the node's class ----
+
+_globex_place(resources, nodes, held) := {"kind": "place_workload", "place_workload": {
+	"namespace": "globex-ml", "name": "w", "resources": resources, "nodes": nodes, "held": held,
+}}
+
+_over_class(input_doc) := {name |
+	some name, reasons in placement.node_rejections with input as input_doc
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	some r in reasons
+	r.code == "ENTITLEMENT_EXCEEDED"
+}
+
+test_a_pod_naming_no_class_is_held_to_each_nodes_class if {
+	nodes := [_node("a100-1", "us-east-1", _a100, {}), _node("h100-1", "us-east-1", _h100, {})]
+	doc := _globex_place({"nvidia.com/gpu": 5}, nodes, [])
+	_over_class(doc) == {"a100-1"} # globex: A100-40GB 4, H100-80GB 8
+	rejections := placement.node_rejections with input as doc
+		with data.gpupaas.fleet as testdata.fleet
+		with data.gpupaas.tenants as testdata.tenants
+	[r.message | some r in rejections["a100-1"]] == [`node "a100-1" has GPU class A100-40GB: tenant "globex" holds 0 and workload "globex-ml/w" asks for 5, above the entitlement of 4`]
+}
+
+test_what_the_tenant_holds_of_a_class_counts_against_it if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	h100 := _node("h100-1", "us-east-1", _h100, {})
+	held := [{"resources": {"nvidia.com/gpu": 3}, "on": [a100.labels]}]
+	_over_class(_globex_place({"nvidia.com/gpu": 2}, [a100, h100], held)) == {"a100-1"}
+	_over_class(_globex_place({"nvidia.com/gpu": 1}, [a100, h100], held)) == set()
+}
+
+test_a_pod_allowed_on_several_classes_counts_once_for_each if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	h100 := _node("h100-1", "us-east-1", _h100, {})
+	h100_eu := _node("h100-eu", "eu-west-1", _h100, {})
+
+	# not yet seen bound: on an A100 or on either H100; each class counts it once
+	held := [{"resources": {"nvidia.com/gpu": 4}, "on": [a100.labels, h100.labels, h100_eu.labels]}]
+	_over_class(_globex_place({"nvidia.com/gpu": 4}, [a100, h100], held)) == {"a100-1"}
+	_over_class(_globex_place({"nvidia.com/gpu": 5}, [a100, h100], held)) == {"a100-1", "h100-1"}
+}
+
+test_shares_count_as_the_part_of_a_gpu_the_node_gives if {
+	shared := _node("a100-ts", "us-east-1", concat("", [_a100, "-SHARED"]), {
+		"nvidia.com/gpu.sharing-strategy": "time-slicing",
+		"nvidia.com/gpu.replicas": "4",
+	})
+	held := [{"resources": {"nvidia.com/gpu.shared": 14}, "on": [shared.labels]}] # 3.5 of 4 A100s
+	_over_class(_globex_place({"nvidia.com/gpu.shared": 2}, [shared], held)) == set()
+	_over_class(_globex_place({"nvidia.com/gpu.shared": 3}, [shared], held)) == {"a100-ts"}
+
+	# without GPU feature discovery's replicas label a share counts as a whole GPU
+	unlabelled := json.remove(shared, ["labels/nvidia.com~1gpu.replicas"])
+	_over_class(_globex_place({"nvidia.com/gpu.shared": 1}, [unlabelled], held)) == {"a100-ts"}
+}
+
+test_without_held_the_intents_usage_counts if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	doc := {"kind": "place_workload", "usage": {"A100-40GB": 3}, "place_workload": {
+		"namespace": "globex-ml", "name": "w", "resources": {"nvidia.com/gpu": 2}, "nodes": [a100],
+	}}
+	_over_class(doc) == {"a100-1"}
 }

@@ -1,6 +1,7 @@
 """A list+watch cache of the cluster for the scheduler extender: node labels (for
-nodeCacheCapable schedulers, which send only node names) and which namespaces have pods on which
-node (node occupancy, for dedicated isolation).
+nodeCacheCapable schedulers, which send only node names), which namespaces have pods on which
+node (node occupancy, for dedicated isolation) and what each tenant holds where (holdings.py, for
+the entitlement of each GPU class).
 
 The event application (NodeIndex, PodIndex) is pure bookkeeping, tested without a server; the
 ClusterState threads only feed it from the API server, re-listing on 410 Gone and reconnecting
@@ -20,6 +21,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+
+from pdp.substrate.kubernetes.enforcement.holdings import Holdings, Labels
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ def apply_pod_event(index: PodIndex, event_type: str, pod: Mapping[str, Any]) ->
 
 
 class ClusterState:
-    """Nodes and pods of the cluster, kept current by list+watch in daemon threads."""
+    """Nodes, pods and namespaces of the cluster, kept current by list+watch in daemon threads."""
 
     labels_replaced = True
     """A node's labels dict is replaced when they change, never edited in place (NodeIndex): the
@@ -143,11 +146,12 @@ class ClusterState:
         self._lock = threading.Lock()
         self._nodes = NodeIndex()
         self._pods = PodIndex()
+        self._holdings = Holdings()
         self._max_backoff = max_backoff
         self._watch_seconds = watch_seconds
         self._stop = threading.Event()
         self._responses: dict[str, Any] = {}
-        self._ready = {"nodes": threading.Event(), "pods": threading.Event()}
+        self._ready = {"nodes": threading.Event(), "pods": threading.Event(), "namespaces": threading.Event()}
         self._threads = [
             threading.Thread(target=self._run, args=(kind,), name=f"cluster-{kind}", daemon=True)
             for kind in self._ready
@@ -177,10 +181,26 @@ class ClusterState:
         with self._lock:
             return self._pods.occupants(nodes, exclude_pod_uid)
 
+    def held(
+        self, namespace: str, exclude_pod_uid: str, project: Callable[[Labels], Labels]
+    ) -> list[dict[str, Any]]:
+        """What the tenant of `namespace` holds now (Holdings.held)."""
+        with self._lock:
+            known = self._nodes.labels
+            empty: Labels = {}
+            return self._holdings.held(
+                namespace, exclude_pod_uid, lambda names: {n: known.get(n, empty) for n in names}, project
+            )
+
+    def allow(self, uid: str, namespace: str, gpus: Mapping[str, int], on: Iterable[Labels]) -> None:
+        """The extender allowed the pod on nodes with these labels (Holdings.allow)."""
+        with self._lock:
+            self._holdings.allow(uid, namespace, gpus, on)
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> ClusterState:
-        """Start watching; returns once nodes and pods are listed (TimeoutError otherwise)."""
+        """Start watching; returns once nodes, pods and namespaces are listed (TimeoutError otherwise)."""
         for thread in self._threads:
             thread.start()
         for kind, ready in self._ready.items():
@@ -211,14 +231,19 @@ class ClusterState:
     def _call(self, kind: str) -> Callable[..., Any]:
         if kind == "nodes":
             return self._core.list_node
+        if kind == "namespaces":
+            return self._core.list_namespace
         return self._core.list_pod_for_all_namespaces
 
     def _apply(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> None:
         with self._lock:
             if kind == "nodes":
                 self._nodes.apply(event_type, obj)
+            elif kind == "namespaces":
+                self._holdings.apply_namespace(event_type, obj)
             else:
                 self._pods.apply(event_type, obj)
+                self._holdings.apply_pod(event_type, obj)
 
     def _list(self, kind: str) -> str:
         items: list[Mapping[str, Any]] = []
@@ -237,8 +262,11 @@ class ClusterState:
         with self._lock:
             if kind == "nodes":
                 self._nodes.replace(items)
+            elif kind == "namespaces":
+                self._holdings.replace_namespaces(items)
             else:
                 self._pods.replace(items)
+                self._holdings.replace_pods(items)
         self._ready[kind].set()
         return version
 

@@ -11,9 +11,7 @@ look at (`extender_wire.read_args`).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DECISION_PATH, DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender_verdict import (
     Verdict,
+    VerdictCache,
     expand_verdict,
     group_nodes,
     place_intent,
@@ -94,36 +93,6 @@ def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str
     return {name: namespaces for name, namespaces in found.items() if namespaces}
 
 
-class _VerdictCache:
-    """The last verdict per pod uid, with the node set it judged: prioritize follows filter in
-    the same cycle. Keyed by the uid alone, so storing a verdict never compares two node sets
-    (5,000 names each); only a look-up compares the set it is asked for with the one judged."""
-
-    def __init__(self, size: int = 256, ttl: float = 30.0) -> None:
-        self._size = size
-        self._ttl = ttl
-        self._entries: OrderedDict[str, tuple[float, frozenset[str], Verdict]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, uid: str, names: frozenset[str]) -> Verdict | None:
-        with self._lock:
-            entry = self._entries.get(uid)
-            if entry is None or entry[1] != names:
-                return None
-            if time.monotonic() - entry[0] > self._ttl:
-                del self._entries[uid]
-                return None
-            self._entries.move_to_end(uid)
-            return entry[2]
-
-    def put(self, uid: str, names: frozenset[str], verdict: Verdict) -> None:
-        with self._lock:
-            self._entries[uid] = (time.monotonic(), names, verdict)
-            self._entries.move_to_end(uid)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-
 def _engine_failed(decision: Decision) -> bool:
     """A fail-closed engine failure: every node fails whatever labels were sent."""
     return any(reason.policy == ENGINE_POLICY for reason in decision.reasons)
@@ -148,12 +117,14 @@ class _Question:
         self.occupants = occupants
         self.alone = alone
         self.deadline = deadline
+        self.shape_labels: dict[str, dict[str, str]] = {}  # first node of each shape -> labels sent
 
     def __call__(self, keys: Sequence[LabelsKey]) -> tuple[Decision, dict[str, list[str]]]:
         groups, labels = group_by_shape(self.names, keys, self.occupants, self.alone)
         shapes = []
+        self.shape_labels = {first: shape_labels(labels[first]) for first in groups}
         for first in groups:
-            shape: dict[str, Any] = {"name": first, "labels": shape_labels(labels[first])}
+            shape: dict[str, Any] = {"name": first, "labels": self.shape_labels[first]}
             if self.occupants is not None:
                 shape["namespaces"] = self.occupants.get(first, [])
             shapes.append(shape)
@@ -189,7 +160,7 @@ class SchedulerExtender:
         self.point = point
         self.cluster = cluster
         self.timeout = timeout
-        self._cache = _VerdictCache(cache_size, cache_ttl)
+        self._cache = VerdictCache(cache_size, cache_ttl)
         self._shapes = ShapeCache()
         # The node label keys the policy last reported reading (shapes.Projection); None while
         # unknown (whole labels are sent then).
@@ -229,11 +200,23 @@ class SchedulerExtender:
         occupants = _occupants(self.cluster, names, c.uid) if self.cluster is not None else None
         candidates = c.unique if c.unique is not None else c.labels
         alone = named_nodes(no_nodes, candidates)
-        decision, groups = self._decide(
-            _Question(self.point, workload, names, occupants, alone, deadline), self._keys_for(c, len(names))
-        )
-        verdict = expand_verdict(verdict_from_decision(decision, list(groups)), groups)
+        # What the tenant holds now, per node shape: the policy holds each class to its entitlement.
+        holds, gpus = getattr(self.cluster, "held", None), workload.get("resources")
+        if holds is not None and gpus:
+            workload = {**workload, "held": holds(c.namespace, c.uid, self._project)}
+        ask = _Question(self.point, workload, names, occupants, alone, deadline)
+        decision, groups = self._decide(ask, self._keys_for(c, len(names)))
+        judged = verdict_from_decision(decision, list(groups))
+        allow = getattr(self.cluster, "allow", None)
+        if allow is not None and gpus and judged.eligible:
+            allow(c.uid, c.namespace, gpus, [ask.shape_labels[first] for first in judged.eligible])
+        verdict = expand_verdict(judged, groups)
         return Verdict(verdict.eligible, verdict.unresolvable, {**verdict.resolvable, **overflow})
+
+    def _project(self, labels: Mapping[str, str]) -> Mapping[str, str]:
+        """Node labels cut to the keys the policy reads, once known."""
+        keys = self._projection.keys if self._projection is not None else None
+        return labels if keys is None else {k: v for k, v in labels.items() if k in keys}
 
     def _keys_for(self, c: Candidates, count: int) -> Callable[[Projection | None], Sequence[LabelsKey]]:
         """The first `count` candidates' labels keys cut to a projection's label keys (None:

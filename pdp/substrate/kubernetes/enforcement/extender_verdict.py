@@ -1,9 +1,12 @@
-"""The policy's verdict on a pod's candidate nodes (pure): the `place_workload` intent the extender
-asks, and the eligible and rejected nodes read from its decision, applied from each node shape's
-first node to the others of its shape."""
+"""The policy's verdict on a pod's candidate nodes: the `place_workload` intent the extender asks,
+and the eligible and rejected nodes read from its decision, applied from each node shape's first
+node to the others of its shape (pure); and the last verdict per pod, which prioritize reuses."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,3 +87,33 @@ def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Ver
         else:
             unresolvable.update({m: f'"{m}"'.join(pieces) for m in members})
     return Verdict(eligible, unresolvable, verdict.resolvable)
+
+
+class VerdictCache:
+    """The last verdict per pod uid, with the node set it judged: prioritize follows filter in
+    the same cycle. Keyed by the uid alone, so storing a verdict never compares two node sets
+    (5,000 names each); only a look-up compares the set it is asked for with the one judged."""
+
+    def __init__(self, size: int = 256, ttl: float = 30.0) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._entries: OrderedDict[str, tuple[float, frozenset[str], Verdict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, uid: str, names: frozenset[str]) -> Verdict | None:
+        with self._lock:
+            entry = self._entries.get(uid)
+            if entry is None or entry[1] != names:
+                return None
+            if time.monotonic() - entry[0] > self._ttl:
+                del self._entries[uid]
+                return None
+            self._entries.move_to_end(uid)
+            return entry[2]
+
+    def put(self, uid: str, names: frozenset[str], verdict: Verdict) -> None:
+        with self._lock:
+            self._entries[uid] = (time.monotonic(), names, verdict)
+            self._entries.move_to_end(uid)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

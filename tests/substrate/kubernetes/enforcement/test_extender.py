@@ -15,6 +15,7 @@ from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement import extender as extender_module
 from pdp.substrate.kubernetes.enforcement import shapes
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.holdings import Holdings
 from tests.substrate.kubernetes.enforcement.conftest import (
     CountingEngine,
     labels,
@@ -399,3 +400,53 @@ def test_shape_cache_keys_by_labels_and_stays_bounded() -> None:
     for i in range(10):
         cache.labels_key(f"n{i}", eu)
     assert len(cache) <= 3
+
+
+class HoldingCluster(FakeCluster):
+    """A ClusterView that also counts what tenants hold (the real Holdings, fed pod events here)."""
+
+    def __init__(self, node_labels: Mapping[str, dict[str, str]]) -> None:
+        super().__init__(node_labels, {})
+        self.holdings = Holdings()
+
+    def held(self, namespace: str, exclude_pod_uid: str, project: Any) -> list[dict[str, Any]]:
+        return self.holdings.held(
+            namespace, exclude_pod_uid, lambda names: {n: self.labels[n] for n in names}, project
+        )
+
+    def allow(self, uid: str, namespace: str, gpus: Mapping[str, int], on: Any) -> None:
+        self.holdings.allow(uid, namespace, gpus, on)
+
+
+def bound(uid: str, namespace: str, node_name: str, gpus: int) -> dict[str, Any]:
+    p = pod(f"p-{uid}", namespace=namespace, uid=uid, limits={"nvidia.com/gpu": str(gpus)})
+    return {**p, "spec": {**p["spec"], "nodeName": node_name}, "status": {"phase": "Running"}}
+
+
+def test_each_gpu_class_is_held_to_its_entitlement_for_pods_naming_none(point: DecisionPoint) -> None:
+    # globex is entitled to 8 H100-80GB and 4 A100-40GB; quotas see only nvidia.com/gpu (12).
+    a100 = "NVIDIA-A100-SXM4-40GB"
+    fleet = {
+        "us-shared-1": NODES["us-shared-1"],
+        "us-a100-1": labels("us-east-1", "us-a100-shared", product=a100),
+        "us-a100-2": labels("us-east-1", "us-a100-shared", product=a100),
+    }
+    cluster = HoldingCluster(fleet)
+    cluster.holdings.apply_pod("ADDED", bound("g1", "globex-ml", "us-a100-1", 3))
+    extender = SchedulerExtender(point, cluster)
+
+    result = extender.filter(with_names(globex_pod("g2"), list(fleet)))
+    assert sorted(passed(result)) == ["us-a100-1", "us-a100-2", "us-shared-1"]  # 3 + 1 A100s: within 4
+
+    # the scheduler binds g2 asynchronously and asks about g3 before the binding shows
+    result = extender.filter(with_names(globex_pod("g3"), list(fleet)))
+    assert passed(result) == ["us-shared-1"]
+    failed = result["FailedAndUnresolvableNodes"]
+    assert failed["us-a100-2"].startswith(
+        'ENTITLEMENT_EXCEEDED: node "us-a100-2" has GPU class A100-40GB: tenant "globex" holds 4 and'
+    )
+
+    # g2's binding shows on an H100 node: the A100s are free again for g3
+    cluster.holdings.apply_pod("MODIFIED", bound("g2", "globex-ml", "us-shared-1", 1))
+    result = extender.filter(with_names(globex_pod("g3"), list(fleet)))
+    assert sorted(passed(result)) == ["us-a100-1", "us-a100-2", "us-shared-1"]

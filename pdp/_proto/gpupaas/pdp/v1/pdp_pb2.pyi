@@ -415,13 +415,43 @@ class Node(_message.Message):
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., tenants: _Optional[_Iterable[str]] = ..., namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Held(_message.Message):
+    __slots__ = ("resources", "on")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.ScalarMap[str, int]
+    on: _containers.RepeatedCompositeFieldContainer[NodeLabels]
+    def __init__(self, resources: _Optional[_Mapping[str, int]] = ..., on: _Optional[_Iterable[_Union[NodeLabels, _Mapping]]] = ...) -> None: ...
+
+class NodeLabels(_message.Message):
+    __slots__ = ("labels",)
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class Placement(_message.Message):
-    __slots__ = ("workload", "nodes")
+    __slots__ = ("workload", "nodes", "held")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     workload: Workload
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, workload: _Optional[_Union[Workload, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    held: _containers.RepeatedCompositeFieldContainer[Held]
+    def __init__(self, workload: _Optional[_Union[Workload, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[Held, _Mapping]]] = ...) -> None: ...
 
 class Victim(_message.Message):
     __slots__ = ("tenant", "workload", "priority_class_name")
