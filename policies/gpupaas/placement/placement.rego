@@ -113,16 +113,21 @@ node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "
 # hold (`held`: resources on one of the nodes whose labels are listed: one labels map for a bound
 # pod, the nodes allowed to a pod whose binding the extender has not seen yet); a held entry counts
 # once for a class, however many of its nodes have it. Without `held`, the intent's usage.
-_held_usage[class] := used if {
-	held := lib.payload.held
+# [entry, class, GPUs] for each node of each held entry, its class computed once per node
+_held_gpus contains [i, class, lib.node_gpus(entry.resources, shown)] if {
+	some i, entry in lib.payload.held
+	some labels in entry.on
+	shown := object.filter(labels, lib.node_label_keys)
+	some class in lib.classes_of_labels(shown)
+}
+
+# [entry, class] -> what the entry counts for that class (the most among its nodes of the class)
+_held_by_entry[[i, class]] := max({gpus | some [j, c, gpus] in _held_gpus; j == i; c == class}) if {
+	some [i, class, _] in _held_gpus
+}
+
+_held_usage[class] := sum([gpus | some [_, c], gpus in _held_by_entry; c == class]) if {
 	some class in lib.entitled_classes(lib.tenant)
-	used := sum([gpus |
-		some entry in held
-		gpus := max([lib.node_gpus(entry.resources, labels) |
-			some labels in entry.on
-			class in lib.classes_of_labels(object.filter(labels, lib.node_label_keys))
-		])
-	])
 }
 
 _class_usage(class) := _held_usage[class] if lib.payload.held
