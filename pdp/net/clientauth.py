@@ -19,12 +19,15 @@ could otherwise ask it to admit or place anything.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pdp.net.listen import ListenError, is_loopback
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,16 @@ def require_client_auth(
     what: str, host: str, auth: ClientAuth | None, *, ca_option: str, allow_option: str, allowed: bool
 ) -> None:
     """Refuse a front (`what`, e.g. `--webhook-listen 0.0.0.0:8443`) on `host` off loopback without
-    client authentication, unless the operator said `allow_option`."""
-    if auth is None and not allowed and not is_loopback(host):
+    client authentication, unless the operator said `allow_option`; then warn on every start, as
+    plaintext with --insecure does, so that an open front is never silent."""
+    if auth is not None or is_loopback(host):
+        return
+    if not allowed:
         raise ListenError(
             f"{what} is not loopback: give {ca_option} (the CA of the client certificate its caller "
             f"presents) so that only that caller is answered, or {allow_option} to answer any client"
         )
+    log.warning("%s: answering any client off loopback because of %s", what, allow_option)
 
 
 def add_client_auth_options(sp: argparse.ArgumentParser, front: str, caller: str) -> None:
