@@ -186,12 +186,12 @@ class LivingFleet:
         ca = make_ca(pki_dir)
         serving = issue_server_cert(ca, pki_dir / "pdp", ["127.0.0.1", "localhost"])
         pki = {"ca": ca.cert, "cert": serving.cert, "key": serving.key}
-        self.enforcement = Enforcement(self.pdp, self.api, pki)
+        self.enforcement = Enforcement(self.pdp, self.api, pki, self.cp)
         self.stack.callback(self.enforcement.stop)
         client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(
             webhook_configuration(self.enforcement.webhook.url, pki["ca"])
         )
-        self.cp.start_scheduler(scheduler_configuration(self.enforcement.extender.url))
+        self.cp.start_scheduler(self.enforcement.scheduler_config())
 
     def fail_node(self, node: str) -> None:
         """The node fails: KWOK's node-not-ready stage makes it report Ready False (its Lease is

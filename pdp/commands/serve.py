@@ -49,21 +49,48 @@ def _tokens(args: argparse.Namespace) -> BearerTokens | None:
 
 
 def _check_enforcement(args: argparse.Namespace) -> None:
-    """Refuse bad enforcement options before anything starts."""
+    """Refuse bad enforcement options before anything starts: off loopback the webhook and the
+    extender authenticate their caller by client certificate, or are told not to by name."""
+    from pdp.net.clientauth import require_client_auth
+    from pdp.substrate.kubernetes.enforcement.launch import extender_client_auth, webhook_client_auth
+
     if args.webhook_listen:
-        split_host_port(args.webhook_listen, "--webhook-listen")
+        host, _ = split_host_port(args.webhook_listen, "--webhook-listen")
         if not (args.webhook_cert and args.webhook_key):
             raise ListenError(
                 "--webhook-listen needs --webhook-cert and --webhook-key (the API server only calls HTTPS)"
             )
+        require_client_auth(
+            f"--webhook-listen {args.webhook_listen}",
+            host,
+            webhook_client_auth(args),
+            ca_option="--webhook-client-ca",
+            allow_option="--webhook-allow-unauthenticated",
+            allowed=args.webhook_allow_unauthenticated,
+        )
     if args.extender_listen:
-        check_plaintext(
+        tls = tls_files(args.extender_cert, args.extender_key, "--extender-cert", "--extender-key")
+        host, _ = check_plaintext(
             "--extender-listen",
             args.extender_listen,
-            tls=tls_files(args.extender_cert, args.extender_key, "--extender-cert", "--extender-key"),
+            tls=tls,
             insecure=args.insecure,
             tls_options="--extender-cert and --extender-key",
             carries="pods and node names",
+        )
+        auth = extender_client_auth(args)
+        if auth is not None and tls is None:
+            raise ListenError(
+                "--extender-client-ca needs --extender-cert and --extender-key (client certificates are "
+                "part of TLS)"
+            )
+        require_client_auth(
+            f"--extender-listen {args.extender_listen}",
+            host,
+            auth,
+            ca_option="--extender-client-ca",
+            allow_option="--extender-allow-unauthenticated",
+            allowed=args.extender_allow_unauthenticated,
         )
 
 
@@ -258,6 +285,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     from pdp.commands.serve_http import add_http_options
+    from pdp.net.clientauth import add_client_auth_options
     from pdp.net.metrics_http import add_metrics_options
     from pdp.replay.shadow import add_shadow_options
     from pdp.substrate.kubernetes.enforcement.launch import add_webhook_options
@@ -290,6 +318,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
     s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
     s.add_argument("--extender-key", type=Path, help="PEM private key of the extender")
+    add_client_auth_options(s, "extender", "kube-scheduler's, from its extender tlsConfig certFile")
     s.add_argument(
         "--health-listen",
         metavar="HOST:PORT",

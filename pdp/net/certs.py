@@ -142,7 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=HOST[,HOST]",
         help="one more serving certificate from the same CA, written to <out>/NAME.crt (repeatable)",
     )
+    p.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="NAME=CN",
+        help="a client certificate for CN (e.g. kube-apiserver to the webhook) from a client CA of its "
+        "own, <out>/client-ca.crt, written to <out>/NAME.crt (repeatable)",
+    )
     args = p.parse_args(argv)
+    clients: dict[str, str] = {}
+    for item in args.client:
+        name, sep, cn = item.partition("=")
+        if not sep or not name or not cn or "/" in name:
+            p.error(f"--client {item!r}: expected NAME=CN")
+        clients[name] = cn
     extra: dict[str, list[str]] = {}
     for item in args.extra:
         name, sep, hosts_text = item.partition("=")
@@ -156,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, names in extra.items():
         pair = issue_server_cert(ca, args.out / name, names)
         print(f"serving certificate {pair.cert} (key {pair.key}) for {', '.join(names)}")
+    if clients:
+        # A CA of its own: only the certificates issued for these clients are client certificates
+        # the webhook and the extender accept, whatever else the platform CA signs.
+        client_ca = make_ca(args.out / "client-ca", "gpupaas-client-ca")
+        for name, cn in clients.items():
+            pair = issue_client_cert(client_ca, args.out / name, cn, days=365)
+            print(f"client certificate {pair.cert} (key {pair.key}) for {cn}")
+        (args.out / "client-ca.crt").write_bytes(client_ca.cert.read_bytes())
+        print(f"client CA {args.out / 'client-ca.crt'}")
     print(f"caBundle: {ca.ca_bundle()}")
     return 0
 

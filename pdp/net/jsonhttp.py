@@ -252,7 +252,8 @@ async def _fail(
 
 class JsonHttpServer:
     """Serves `routes` (POST, JSON) plus GET /healthz on a background thread; over TLS with a
-    ServingCertificate, whose files are watched while the server runs.
+    ServingCertificate, whose files are watched while the server runs, answering only the clients
+    its `client_auth` admits when it has one (clientauth.py).
 
     `reuse_port`: other processes may serve the same port (`--webhook-workers`)."""
 
@@ -296,7 +297,10 @@ class JsonHttpServer:
             self.app,
             host=host,
             port=self.port,
-            http=protocol_class(Deadlines(header=header_timeout, body=body_timeout)),
+            http=protocol_class(
+                Deadlines(header=header_timeout, body=body_timeout),
+                certificate.client_auth if certificate is not None else None,
+            ),
             log_config=None,
             access_log=False,
             lifespan="off",

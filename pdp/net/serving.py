@@ -25,6 +25,10 @@ them turned every `/v1/decide` into a 503). The design, the simplest that holds 
 
 uvicorn's own `limit_concurrency` (a 503 beyond that many connections and requests, after the TLS
 handshake) stays as a backstop above the budget.
+
+With client authentication (clientauth.py) the handshake itself refuses a client without a
+certificate of the client CA, and the protocol closes a connection whose certificate names no
+allowed client as soon as the handshake is done, before reading a byte of it.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ from typing import Any, cast
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pdp.net.clientauth import ClientAuth, peer_names
 from pdp.net.listen import ListenError
-from pdp.net.servingcert import ServingCertificate
+from pdp.net.servingcert import ServingCertificate, require_client_certificate
 
 log = logging.getLogger(__name__)
 ARRIVED = "gpupaas.arrived"
@@ -148,6 +153,7 @@ class _BudgetedProtocol(HttpToolsProtocol):
     answered."""
 
     deadlines = Deadlines()
+    client_auth: ClientAuth | None = None
     slot: _Slot | None = None  # set by the accept gate
     _timer: asyncio.TimerHandle | None = None
     _in_headers = False
@@ -155,6 +161,14 @@ class _BudgetedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = transport.get_extra_info("peercert") if self.client_auth is not None else None
+        if self.client_auth is not None and not self.client_auth.admits(peer):
+            # The CA signed it (the handshake verified that), but for another client: closed
+            # before a byte of a request is read (connection_lost releases the slot).
+            names = ", ".join(sorted(peer_names(peer or {}))) or "no name"
+            log.warning("client certificate of %s refused: it names no allowed client", names)
+            transport.abort()
+            return
         # A connection's first request must arrive within the header deadline, counted from now:
         # resetting it at the first byte would let a client hold it by dribbling.
         self._in_headers = True
@@ -218,8 +232,10 @@ class _BudgetedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_class(deadlines: Deadlines) -> type[asyncio.Protocol]:
-    return type("BudgetedProtocol", (_BudgetedProtocol,), {"deadlines": deadlines})
+def protocol_class(deadlines: Deadlines, client_auth: ClientAuth | None = None) -> type[asyncio.Protocol]:
+    """`client_auth` with names: connections whose client certificate names none are closed."""
+    checked = client_auth if client_auth is not None and client_auth.names else None
+    return type("BudgetedProtocol", (_BudgetedProtocol,), {"deadlines": deadlines, "client_auth": checked})
 
 
 class GatedServer:
@@ -353,6 +369,11 @@ def switching_context(certificate: ServingCertificate) -> ssl.SSLContext:
     switching = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     switching.minimum_version = ssl.TLSVersion.TLSv1_2
     switching.load_cert_chain(certificate.cert_file, certificate.key_file)
+    if certificate.client_auth is not None:
+        # A connection keeps the verify mode of the context it began with (switching the context
+        # does not change it), and verifies against the trust store of the context switched to:
+        # both ask for client certificates, and a reloaded CA applies to new connections.
+        require_client_certificate(switching, certificate.client_auth.ca_file.read_bytes())
 
     def to_current(connection: Any, server_name: str | None, _: ssl.SSLContext) -> None:
         connection.context = certificate.context

@@ -15,6 +15,10 @@ GPU pod (failurePolicy: Fail).
 
 The server wraps each accepted connection with the context current at that moment, so a new pair
 applies to new connections while connections already open finish on the one they started with.
+
+With client authentication (clientauth.py) the client CA file is watched and loaded the same way,
+as a third file of the pair: a CA bundle that does not parse is refused and the loaded one keeps
+verifying clients.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+
+from pdp.net.clientauth import ClientAuth
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +77,21 @@ class CertificateStatus:
     last_error: str | None  # why the files on disk are not being served; None when they are
 
 
-def _read_pair(cert_file: Path, key_file: Path) -> tuple[bytes, bytes]:
-    """Both files, read twice with the same result: a read that straddles a `..data` swap can get
-    the old certificate with the new key, which is no mismatch anyone wrote."""
+def _read_pair(*files: Path) -> tuple[bytes, ...]:
+    """The files (certificate, key, and the client CA if any), read twice with the same result: a
+    read that straddles a `..data` swap can get the old certificate with the new key, which is no
+    mismatch anyone wrote."""
     problem: CertificateError | None = None
     for attempt in range(_READ_ATTEMPTS):
         if attempt:
             time.sleep(_REREAD_PAUSE)
         try:
-            first = cert_file.read_bytes(), key_file.read_bytes()
-            second = cert_file.read_bytes(), key_file.read_bytes()
+            first = tuple(f.read_bytes() for f in files)
+            second = tuple(f.read_bytes() for f in files)
         except OSError as exc:
             # A missing file can be the moment the kubelet removes the old directory; only an error
             # that outlasts the retries is reported.
-            name = exc.filename or cert_file
+            name = exc.filename or files[0]
             problem = CertificateError(f"{name}: cannot be read ({exc.strerror or exc})")
             continue
         if first == second:
@@ -135,32 +142,60 @@ def _no_password() -> bytes:
     raise CertificateError("the private key asks for a password")
 
 
-def _context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+def _validate_client_ca(ca_file: Path, ca_pem: bytes) -> None:
+    if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise CertificateError(f"{ca_file}: no PEM certificate in the client CA bundle ({len(ca_pem)} bytes)")
+    try:
+        x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as exc:
+        raise CertificateError(f"{ca_file}: not a readable PEM client CA bundle ({exc})") from exc
+
+
+def _context(cert_file: Path, key_file: Path, client_ca: bytes | None = None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file, password=_no_password)
+    if client_ca is not None:
+        require_client_certificate(context, client_ca)
     return context
 
 
-def _load(cert_file: Path, key_file: Path) -> tuple[ssl.SSLContext, CertificateInfo, bytes]:
-    """A context for the pair on disk, its leaf, and the digest of the content it was made from."""
-    pair = _read_pair(cert_file, key_file)
-    info = _validate(cert_file, key_file, *pair)
+def require_client_certificate(context: ssl.SSLContext, ca_pem: bytes) -> None:
+    """The handshake fails without a client certificate that `ca_pem` signed. OpenSSL verifies a
+    client for the TLS client purpose, so a serving certificate of the same CA (serverAuth only)
+    is no client certificate."""
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca_pem.decode("ascii", errors="replace"))
+
+
+def _load(
+    cert_file: Path, key_file: Path, client_ca: Path | None = None
+) -> tuple[ssl.SSLContext, CertificateInfo, bytes]:
+    """A context for the pair (and client CA) on disk, its leaf, and the digest of the content it
+    was made from."""
+    files = (cert_file, key_file) if client_ca is None else (cert_file, key_file, client_ca)
+    pair = _read_pair(*files)
+    info = _validate(cert_file, key_file, pair[0], pair[1])
+    ca_pem = None
+    if client_ca is not None:
+        ca_pem = pair[2]
+        _validate_client_ca(client_ca, ca_pem)
     failure: Exception | None = None
     try:
-        context = _context(cert_file, key_file)
+        context = _context(cert_file, key_file, ca_pem)
     except (ssl.SSLError, OSError, CertificateError) as exc:
         failure = exc
     # load_cert_chain opens the paths again, so it may have read a newer pair, or half of one,
     # than the one just validated: only a load between two identical reads is the validated pair.
-    if _read_pair(cert_file, key_file) != pair:
+    if _read_pair(*files) != pair:
         raise _Unstable()
     if failure is not None:
-        raise CertificateError(f"{cert_file} with {key_file}: OpenSSL refuses the pair ({failure})")
+        what = f"{cert_file} with {key_file}" + (f" and {client_ca}" if client_ca else "")
+        raise CertificateError(f"{what}: OpenSSL refuses them ({failure})")
     return context, info, _digest(pair)
 
 
-def _digest(pair: tuple[bytes, bytes]) -> bytes:
+def _digest(pair: tuple[bytes, ...]) -> bytes:
     h = hashlib.sha256()
     for part in pair:
         h.update(len(part).to_bytes(8, "big"))
@@ -173,18 +208,25 @@ class ServingCertificate:
     change (`start` polls every `poll_interval` seconds; `check` polls once)."""
 
     def __init__(
-        self, cert_file: Path, key_file: Path, *, poll_interval: float = DEFAULT_POLL_INTERVAL
+        self,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        client_auth: ClientAuth | None = None,
     ) -> None:
         """Raises CertificateError when the pair cannot serve: a server without a certificate
-        should not start at all."""
+        should not start at all. `client_auth`: require client certificates of its CA (whose file
+        is watched with the pair) naming one of its names."""
         if poll_interval <= 0:
             raise ValueError(f"poll interval {poll_interval} is not positive")
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
+        self.client_auth = client_auth
         self.poll_interval = poll_interval
         for attempt in range(_READ_ATTEMPTS):
             try:
-                self._context, self._info, self._digest = _load(self.cert_file, self.key_file)
+                self._context, self._info, self._digest = _load(*self._files)
                 break
             except _Unstable:
                 time.sleep(_REREAD_PAUSE * (attempt + 1))
@@ -201,6 +243,12 @@ class ServingCertificate:
         self._warn_if_expired(self._info)
 
     @property
+    def _files(self) -> tuple[Path, Path] | tuple[Path, Path, Path]:
+        if self.client_auth is None:
+            return self.cert_file, self.key_file
+        return self.cert_file, self.key_file, self.client_auth.ca_file
+
+    @property
     def context(self) -> ssl.SSLContext:
         """The context for the next connection."""
         return self._context
@@ -212,7 +260,7 @@ class ServingCertificate:
     def check(self) -> bool:
         """Look at the files once; True when a new pair now serves."""
         try:
-            pair = _read_pair(self.cert_file, self.key_file)
+            pair = _read_pair(*self._files)
         except _Unstable:
             return False
         except CertificateError as exc:
@@ -226,7 +274,7 @@ class ServingCertificate:
         if digest == self._refused:
             return False
         try:
-            context, info, digest = _load(self.cert_file, self.key_file)
+            context, info, digest = _load(*self._files)
         except _Unstable:
             return False
         except CertificateError as exc:

@@ -513,3 +513,42 @@ def test_the_pdp_runs_as_several_replicas_spread_over_nodes_with_a_disruption_bu
         assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     assert "pdb.yaml" in kustomization["resources"]
+
+
+def test_the_webhook_and_extender_answer_only_the_client_certificates_the_control_plane_presents(
+    generated: Path,
+) -> None:
+    # Off loopback pdp serve refuses a front without a client CA: the shipped one has it, and
+    # kube-apiserver's and kube-scheduler's certificates from make-certs pass its checks.
+    args = parser().parse_args(pdp_container()["args"][1:])
+    assert not args.webhook_allow_unauthenticated and not args.extender_allow_unauthenticated
+    secret, key = mounted_secret("deployment.yaml", "pdp", str(args.webhook_client_ca))
+    assert mounted_secret("deployment.yaml", "pdp", str(args.extender_client_ca)) == (secret, key)
+    client_ca = x509.load_pem_x509_certificate((generated.parent / secret_file(secret, key)).read_bytes())
+    scheduler_tls = yaml.safe_load((DEPLOY / "scheduler-config.yaml").read_text())["extenders"][0][
+        "tlsConfig"
+    ]
+    kubeconfig = yaml.safe_load((DEPLOY / "control-plane" / "webhook-client.kubeconfig").read_text())
+    (user,) = kubeconfig["users"]
+    webhook_service = next(d for d in documents("webhook.yaml"))["webhooks"][0]["clientConfig"]["service"]
+    # kube-apiserver picks the user named as the host it calls: the Service on 443, without port.
+    assert webhook_service["port"] == 443
+    assert user["name"] == f"{webhook_service['name']}.{webhook_service['namespace']}.svc"
+    admission = yaml.safe_load((DEPLOY / "control-plane" / "admission-configuration.yaml").read_text())
+    (plugin,) = admission["plugins"]
+    assert plugin["name"] == "ValidatingAdmissionWebhook"
+    assert Path(plugin["configuration"]["kubeConfigFile"]).name == "webhook-client.kubeconfig"
+    for names, cert_path in (
+        (args.webhook_client_names, user["user"]["client-certificate"]),
+        (args.extender_client_names, scheduler_tls["certFile"]),
+    ):
+        # The shipped paths end in the file names make-certs writes.
+        issued = x509.load_pem_x509_certificate((generated / Path(cert_path).name).read_bytes())
+        issued.verify_directly_issued_by(client_ca)
+        cn = issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        assert [cn] == names
+        usage = issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert x509.ExtendedKeyUsageOID.CLIENT_AUTH in usage
+        assert (generated / Path(cert_path).with_suffix(".key").name).is_file()
+    assert Path(scheduler_tls["keyFile"]).name == Path(scheduler_tls["certFile"]).with_suffix(".key").name
+    assert "client-ca.key" not in str(kustomization_files())  # the client CA's key is never shipped

@@ -16,7 +16,8 @@ import yaml
 from kubernetes import client, config
 
 from pdp.embedded import EmbeddedPDP
-from pdp.net.certs import issue_server_cert, make_ca
+from pdp.net.certs import CertPair, issue_server_cert, make_ca
+from pdp.net.clientauth import ClientAuth
 from pdp.substrate.kubernetes.enforcement.cluster import ClusterState
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
@@ -106,9 +107,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 class Enforcement:
-    """The PDP's enforcement points, registered with the API server and the scheduler."""
+    """The PDP's enforcement points, registered with the API server and the scheduler: over TLS,
+    answering only the client certificates of `control_plane`'s kube-apiserver (the webhook) and
+    kube-scheduler (the extender), as deploy/ configures them."""
 
-    def __init__(self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path]) -> None:
+    def __init__(
+        self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path], control_plane: ControlPlane
+    ) -> None:
+        assert control_plane.components_ca is not None, "start() the control plane first"
+        self.pki = pki
+        self.scheduler_client = control_plane.scheduler_client
+        clients = control_plane.components_ca.cert
         self.cluster = ClusterState(api).start()
         self.webhook = WebhookServer(
             AdmissionWebhook(stack.point, cluster=self.cluster),
@@ -116,10 +125,21 @@ class Enforcement:
             port=0,
             cert_file=pki["cert"],
             key_file=pki["key"],
+            client_auth=ClientAuth(clients, frozenset({"kube-apiserver"})),
         ).start()
         self.extender = ExtenderServer(
-            SchedulerExtender(stack.point, cluster=self.cluster), host="127.0.0.1", port=0
+            SchedulerExtender(stack.point, cluster=self.cluster),
+            host="127.0.0.1",
+            port=0,
+            cert_file=pki["cert"],
+            key_file=pki["key"],
+            client_auth=ClientAuth(clients, frozenset({"kube-scheduler"})),
         ).start()
+
+    def scheduler_config(self) -> dict[str, Any]:
+        """The shipped scheduler configuration calling this extender with kube-scheduler's client
+        certificate."""
+        return scheduler_configuration(self.extender.url, self.pki["ca"], self.scheduler_client)
 
     def stop_webhook(self) -> None:
         self.webhook.stop()
@@ -144,13 +164,26 @@ def webhook_configuration(url: str, ca_file: Path) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
-def scheduler_configuration(extender_url: str) -> dict[str, Any]:
-    """The shipped deploy/kubernetes/scheduler-config.yaml, pointed at the local extender."""
+def scheduler_configuration(
+    extender_url: str, ca_file: Path | None = None, client_cert: CertPair | None = None
+) -> dict[str, Any]:
+    """The shipped deploy/kubernetes/scheduler-config.yaml, pointed at the local extender: over
+    HTTPS trusting `ca_file` and presenting `client_cert` where the shipped file has them, in
+    plaintext without a CA."""
     doc = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "scheduler-config.yaml").read_text())
     for ext in doc["extenders"]:
         ext["urlPrefix"] = extender_url
-        ext["enableHTTPS"] = False
-        ext.pop("tlsConfig", None)
+        if ca_file is None:
+            ext["enableHTTPS"] = False
+            ext.pop("tlsConfig", None)
+            continue
+        tls = ext["tlsConfig"]
+        tls["caFile"] = str(ca_file)
+        if client_cert is not None:
+            tls["certFile"], tls["keyFile"] = str(client_cert.cert), str(client_cert.key)
+        else:
+            tls.pop("certFile", None)
+            tls.pop("keyFile", None)
     return doc  # type: ignore[no-any-return]
 
 
@@ -172,11 +205,11 @@ def cluster(
     for priority_class in tier_catalog():
         scheduling.create_priority_class(priority_class)
 
-    enforcement = Enforcement(pdp_stack, api, pki)
+    enforcement = Enforcement(pdp_stack, api, pki, control_plane)
     client.AdmissionregistrationV1Api(api).create_validating_webhook_configuration(
         webhook_configuration(enforcement.webhook.url, pki["ca"])
     )
-    control_plane.start_scheduler(scheduler_configuration(enforcement.extender.url))
+    control_plane.start_scheduler(enforcement.scheduler_config())
     try:
         yield enforcement
     finally:

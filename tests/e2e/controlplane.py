@@ -1,7 +1,13 @@
 """A real Kubernetes control plane on loopback for the end-to-end tests, the way
 controller-runtime's envtest runs one: etcd and kube-apiserver (and, on request, kube-scheduler
 and a kube-controller-manager running only the namespace and garbage collector controllers) as
-local processes built from module sources by scripts/build-kube. No kubelet: nodes are API objects."""
+local processes built from module sources by scripts/build-kube. No kubelet: nodes are API objects.
+
+kube-apiserver runs with the shipped admission configuration
+(deploy/kubernetes/control-plane/): it presents a client certificate (CN kube-apiserver) to every
+webhook, and kube-scheduler's configuration can present another (CN kube-scheduler) to the
+extender; both come from a client CA of their own (`components_ca`), which the PDP's fronts
+require."""
 
 from __future__ import annotations
 
@@ -37,6 +43,11 @@ class ControlPlane:
     api_port: int = 0
     kubeconfig: Path = Path()
     ca: CertPair | None = None
+    # The CA of the client certificates kube-apiserver presents to webhooks and kube-scheduler to
+    # its extender (`apiserver_client`, `scheduler_client`).
+    components_ca: CertPair | None = None
+    apiserver_client: CertPair | None = None
+    scheduler_client: CertPair | None = None
     # More kube-apiserver flags (the living fleet shortens the default taint tolerations).
     apiserver_args: tuple[str, ...] = ()
 
@@ -89,6 +100,7 @@ class ControlPlane:
         )
         self.api_port = free_port()
         serving = certs / "serving"
+        admission = self._admission_configuration(certs)
         self._spawn(
             "kube-apiserver",
             [
@@ -111,6 +123,7 @@ class ControlPlane:
                 # The kubernetes Service endpoint cannot point at loopback; envtest does the same.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                f"--admission-control-config-file={admission}",
                 *self.apiserver_args,
             ],
         )
@@ -118,6 +131,33 @@ class ControlPlane:
         self._wait_for_serving_cert(serving)
         self._write_kubeconfig(self.kubeconfig, serving, admin)
         self._wait_ready()
+
+    def _admission_configuration(self, certs: Path) -> Path:
+        """The shipped admission configuration and webhook kubeconfig with this host's paths; its
+        user applies to every webhook host ('*': the webhooks here listen on ports chosen at run
+        time, the shipped name is the pdp Service's)."""
+        self.components_ca = make_ca(certs / "components", "e2e-components-client-ca")
+        self.apiserver_client = issue_client_cert(
+            self.components_ca, certs / "components" / "apiserver", "kube-apiserver"
+        )
+        self.scheduler_client = issue_client_cert(
+            self.components_ca, certs / "components" / "scheduler", "kube-scheduler"
+        )
+        shipped = ROOT / "deploy" / "kubernetes" / "control-plane"
+        kubeconfig = yaml.safe_load((shipped / "webhook-client.kubeconfig").read_text())
+        (user,) = kubeconfig["users"]
+        user["name"] = "*"
+        user["user"] = {
+            "client-certificate": str(self.apiserver_client.cert),
+            "client-key": str(self.apiserver_client.key),
+        }
+        (certs / "webhook-client.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        admission = yaml.safe_load((shipped / "admission-configuration.yaml").read_text())
+        for plugin in admission["plugins"]:
+            plugin["configuration"]["kubeConfigFile"] = str(certs / "webhook-client.kubeconfig")
+        path = certs / "admission-configuration.yaml"
+        path.write_text(yaml.safe_dump(admission))
+        return path
 
     def _wait_for_serving_cert(self, serving: Path, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -35,7 +35,6 @@ from tests.e2e.conftest import (
     NODES,
     Enforcement,
     node_object,
-    scheduler_configuration,
     webhook_configuration,
 )
 from tests.e2e.controlplane import ROOT, ControlPlane, free_port, kube_binaries
@@ -204,12 +203,12 @@ def _cluster(world: World, pki: dict[str, Path], stack: ExitStack) -> None:
     # The tier catalog as onboarding applies it (same immutable value and preemptionPolicy).
     for priority_class in kube_objects.tier_catalog():
         scheduling.create_priority_class(priority_class)
-    enforcement = Enforcement(world.stack, world.api, pki)
+    enforcement = Enforcement(world.stack, world.api, pki, world.cp)
     stack.callback(enforcement.stop)
     client.AdmissionregistrationV1Api(world.api).create_validating_webhook_configuration(
         webhook_configuration(enforcement.webhook.url, pki["ca"])
     )
-    world.cp.start_scheduler(scheduler_configuration(enforcement.extender.url))
+    world.cp.start_scheduler(enforcement.scheduler_config())
 
 
 @contextmanager

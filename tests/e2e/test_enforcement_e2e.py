@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,17 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from pdp.embedded import EmbeddedPDP
-from tests.e2e.conftest import NODE_STATUS, NODES, Enforcement, node_object, scheduler_configuration
+from pdp.net.certs import make_ca
+from pdp.net.clientauth import ClientAuth
+from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
+from tests.e2e.conftest import (
+    NODE_STATUS,
+    NODES,
+    Enforcement,
+    node_object,
+    scheduler_configuration,
+    webhook_configuration,
+)
 from tests.e2e.controlplane import ControlPlane
 
 _names = itertools.count()
@@ -372,7 +383,7 @@ def test_a_scheduler_sending_whole_nodes_gets_its_own_nodes_back(
 
     monkeypatch.setattr(extender, "_read", recording)
     monkeypatch.setattr(extender, "_cut_from", 0)  # this cluster's few labels are short
-    config = scheduler_configuration(ready.extender.url)
+    config = ready.scheduler_config()
     config["profiles"] = [{"schedulerName": "gpupaas-whole-nodes"}]
     for stanza in config["extenders"]:
         stanza["nodeCacheCapable"] = False
@@ -387,6 +398,113 @@ def test_a_scheduler_sending_whole_nodes_gets_its_own_nodes_back(
     assert nodes and nodes <= own, nodes
     assert sent_whole and all(sent_whole), sent_whole  # Node objects, not names
     assert any(cut), cut
+
+
+# Who may call the webhook and the extender ------------------------------------------------------
+class CountingWebhook(AdmissionWebhook):
+    def __init__(self, stack: EmbeddedPDP) -> None:
+        super().__init__(stack.point)
+        self.reviews = 0
+
+    def review(self, body: bytes, timeout: float | None = None, *, arrived: float | None = None) -> Any:
+        self.reviews += 1
+        return super().review(body, timeout, arrived=arrived)
+
+
+def _plain_pod_outcome(api: client.ApiClient, namespace: str) -> str | None:
+    """None if a pod the PDP's own webhooks leave alone is admitted, else the rejection."""
+    try:
+        create(api, gpu_pod(namespace, gpus=0))
+    except ApiException as exc:
+        return str(exc.body)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("case", "answered"),
+    [("the-api-servers-certificate", True), ("another-ca", False), ("another-name", False)],
+)
+def test_the_webhook_answers_only_the_api_servers_client_certificate(
+    ready: Enforcement,
+    api: client.ApiClient,
+    control_plane: ControlPlane,
+    pdp_stack: EmbeddedPDP,
+    pki: dict[str, Path],
+    tmp_path: Path,
+    case: str,
+    answered: bool,
+) -> None:
+    # kube-apiserver presents the client certificate of its admission configuration's kubeconfig
+    # (deploy/kubernetes/control-plane/). A webhook trusting another CA, or the right CA for
+    # another name, refuses the handshake: the call fails and failurePolicy Fail rejects the pod.
+    assert control_plane.components_ca is not None
+    ca = {"another-ca": make_ca(tmp_path / "other", "e2e-components-client-ca")}.get(
+        case, control_plane.components_ca
+    )
+    names = frozenset({"kube-controller-manager" if case == "another-name" else "kube-apiserver"})
+    webhook = CountingWebhook(pdp_stack)
+    name = f"mtls-{case}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e-mtls": case}))
+    )
+    admission = client.AdmissionregistrationV1Api(api)
+    with WebhookServer(
+        webhook, cert_file=pki["cert"], key_file=pki["key"], client_auth=ClientAuth(ca.cert, names)
+    ) as server:
+        config = webhook_configuration(server.url, pki["ca"])
+        config["metadata"]["name"] = name
+        (hook,) = (h for h in config["webhooks"] if h["name"] == "gpu.workloads.pdp.gpupaas.io")
+        hook.pop("matchConditions")
+        hook["namespaceSelector"] = {"matchLabels": {"e2e-mtls": case}}
+        config["webhooks"] = [hook]
+        admission.create_validating_webhook_configuration(config)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # until the API server calls the webhook (its configuration is cached)
+                outcome = _plain_pod_outcome(api, name)
+                if webhook.reviews or outcome is not None:
+                    break
+                assert time.monotonic() < deadline, "the API server never called the webhook"
+                time.sleep(0.5)
+            if answered:
+                assert outcome is None and webhook.reviews > 0
+            else:
+                assert outcome is not None and "failed calling webhook" in outcome, outcome
+                assert webhook.reviews == 0
+        finally:
+            admission.delete_validating_webhook_configuration(name)
+
+
+def test_the_extender_answers_only_the_schedulers_client_certificate(
+    ready: Enforcement, api: client.ApiClient, control_plane: ControlPlane
+) -> None:
+    # The cluster's kube-scheduler places pods through the extender with its client certificate
+    # (every placement test here); a scheduler presenting another component's certificate is
+    # refused at the handshake, and with ignorable: false its GPU pods are not placed.
+    assert control_plane.apiserver_client is not None
+    config = scheduler_configuration(ready.extender.url, ready.pki["ca"], control_plane.apiserver_client)
+    config["profiles"] = [{"schedulerName": "gpupaas-wrong-client"}]
+    control_plane.start_scheduler(config, name="kube-scheduler-wrong-client")
+    placed = create(api, gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))).metadata.name
+    assert bound_node(api, "acme-prod", placed) in {n for n, facts in NODES.items() if facts[3] == "acme-eu"}
+    pod = gpu_pod("acme-prod", tolerations=own_pool("acme-eu"))
+    pod["spec"]["schedulerName"] = "gpupaas-wrong-client"
+    name = create(api, pod).metadata.name
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + 60
+    message = ""
+    try:
+        # kube-scheduler's own words: `Post "https://…/filter": … connection reset by peer`.
+        while f"{ready.extender.url}/filter" not in message:
+            assert time.monotonic() < deadline, f"no scheduling failure calling the extender: {message!r}"
+            time.sleep(0.5)
+            read = core.read_namespaced_pod(name, "acme-prod")
+            assert not read.spec.node_name, "placed without the extender's answer"
+            conditions = read.status.conditions or ()
+            message = " ".join(c.message or "" for c in conditions if c.type == "PodScheduled")
+    finally:
+        core.delete_namespaced_pod(name, "acme-prod", grace_period_seconds=0)
 
 
 def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(

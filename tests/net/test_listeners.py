@@ -28,7 +28,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pdp.api.token_file import BearerTokens
-from pdp.net.certs import CertPair, issue_server_cert, make_ca
+from pdp.net.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
 from pdp.net.listen import ListenError, check_plaintext, is_loopback, split_host_port, tls_files
 from tests.conftest import ROOT
 
@@ -46,13 +46,20 @@ def token_file(tmp: Path) -> str:
 class Pki:
     ca: CertPair
     server: CertPair
+    apiserver: CertPair  # kube-apiserver's client certificate to the webhook
+    scheduler: CertPair  # kube-scheduler's to the extender
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root = tmp_path_factory.mktemp("pki")
     ca = make_ca(root / "ca")
-    return Pki(ca, issue_server_cert(ca, root / "server", ["127.0.0.1", "localhost"]))
+    return Pki(
+        ca,
+        issue_server_cert(ca, root / "server", ["127.0.0.1", "localhost"]),
+        issue_client_cert(ca, root / "apiserver", "kube-apiserver"),
+        issue_client_cert(ca, root / "scheduler", "kube-scheduler"),
+    )
 
 
 def verifying_context(ca: CertPair) -> ssl.SSLContext:
@@ -216,6 +223,51 @@ def test_plaintext_off_loopback_is_refused(tmp_path: Path, args: list[str], mess
         assert "--insecure" in line  # says how to proceed on a private network
 
 
+UNAUTHENTICATED = [
+    pytest.param(
+        ["--webhook-listen", "0.0.0.0:8443", "--webhook-cert", "{cert}", "--webhook-key", "{key}"],
+        "--webhook-listen 0.0.0.0:8443 is not loopback: give --webhook-client-ca",
+        id="webhook",
+    ),
+    pytest.param(
+        ["--extender-listen", "0.0.0.0:8888", "--extender-cert", "{cert}", "--extender-key", "{key}"],
+        "--extender-listen 0.0.0.0:8888 is not loopback: give --extender-client-ca",
+        id="extender",
+    ),
+    pytest.param(
+        ["--extender-listen", "0.0.0.0:8888", "--insecure"],
+        "--extender-listen 0.0.0.0:8888 is not loopback: give --extender-client-ca",
+        id="extender-plaintext",  # --insecure lifts TLS, not authentication
+    ),
+    pytest.param(
+        ["--extender-listen", "127.0.0.1:8888", "--extender-client-ca", "{ca}"],
+        "--extender-client-ca needs --extender-cert and --extender-key",
+        id="extender-client-ca-without-tls",
+    ),
+    pytest.param(
+        ["--webhook-listen", "127.0.0.1:8443", "--webhook-cert", "{cert}", "--webhook-key", "{key}",
+         "--webhook-client-names", "kube-apiserver"],
+        "--webhook-client-names needs the client CA option beside it",
+        id="names-without-ca",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "message"), UNAUTHENTICATED)
+def test_a_front_off_loopback_without_client_certificates_is_refused(
+    tmp_path: Path, pki: Pki, args: list[str], message: str
+) -> None:
+    files = {"cert": str(pki.server.cert), "key": str(pki.server.key), "ca": str(pki.ca.cert)}
+    given = [a.format(**files) for a in args]
+    out = run(tmp_path, "serve", *NO_OPA, "--state", str(tmp_path), "--listen", "127.0.0.1:0", *given)
+    assert out.returncode == 2, out
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert message in line and "Traceback" not in out.stderr, out.stderr
+    if "is not loopback" in message:
+        front = args[0].split("-")[2]
+        assert f"--{front}-allow-unauthenticated" in line  # says how to proceed regardless
+
+
 def test_grpc_and_extender_serve_plaintext_off_loopback_with_insecure_and_warn(
     tmp_path: Path, servers: list[Server]
 ) -> None:
@@ -223,6 +275,7 @@ def test_grpc_and_extender_serve_plaintext_off_loopback_with_insecure_and_warn(
         tmp_path,
         "serve", *NO_OPA, "--state", str(tmp_path), "--token-file", token_file(tmp_path),
         "--listen", "0.0.0.0:0", "--extender-listen", "0.0.0.0:0", "--insecure",
+        "--extender-allow-unauthenticated",
     )  # fmt: skip
     servers.append(server)
     extender_port = server.wait_for(r"scheduler extender on http://0\.0\.0\.0:(\d+)").group(1)
@@ -238,29 +291,47 @@ def test_grpc_and_extender_serve_plaintext_off_loopback_with_insecure_and_warn(
         "--listen 0.0.0.0:0: serving plaintext off loopback because of --insecure" in w for w in warnings
     )
     assert any("--extender-listen 0.0.0.0:0: serving plaintext" in w for w in warnings)
+    assert (
+        "WARNING pdp.net.clientauth: --extender-listen 0.0.0.0:0: answering any client off loopback "
+        "because of --extender-allow-unauthenticated" in server.stderr()
+    )
 
 
 def test_grpc_webhook_and_extender_serve_tls_verified_against_the_ca(
     tmp_path: Path, servers: list[Server], pki: Pki
 ) -> None:
-    cert, key = str(pki.server.cert), str(pki.server.key)
+    cert, key, ca = str(pki.server.cert), str(pki.server.key), str(pki.ca.cert)
     server = Server(
         tmp_path,
         "serve", *NO_OPA, "--state", str(tmp_path), "--token-file", token_file(tmp_path),
         "--listen", "0.0.0.0:0", "--tls-cert", cert, "--tls-key", key,
         "--webhook-listen", "0.0.0.0:0", "--webhook-cert", cert, "--webhook-key", key,
+        "--webhook-client-ca", ca, "--webhook-client-names", "kube-apiserver",
         "--extender-listen", "0.0.0.0:0", "--extender-cert", cert, "--extender-key", key,
+        "--extender-client-ca", ca, "--extender-client-names", "kube-scheduler",
     )  # fmt: skip
     servers.append(server)
     webhook_port = server.wait_for(r"admission webhook on https://0\.0\.0\.0:(\d+)/validate").group(1)
     extender_port = server.wait_for(r"scheduler extender on https://0\.0\.0\.0:(\d+)").group(1)
     grpc_port = server.wait_for(r"pdp serving on 0\.0\.0\.0:(\d+)").group(1)
-    context = verifying_context(pki.ca)
-    for port in (webhook_port, extender_port):
+    for port, client, other in (
+        (webhook_port, pki.apiserver, pki.scheduler),
+        (extender_port, pki.scheduler, pki.apiserver),
+    ):
+        context = verifying_context(pki.ca)
+        context.load_cert_chain(client.cert, client.key)
         assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context, timeout=10).status_code == 200
         # A client that does not trust the CA is refused in the handshake.
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(), timeout=10)
+        # Nor is one answered without its client certificate, or with the other component's.
+        bare = verifying_context(pki.ca)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=bare, timeout=10)
+        wrong = verifying_context(pki.ca)
+        wrong.load_cert_chain(other.cert, other.key)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=wrong, timeout=10)
     credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca.cert.read_bytes())
     with grpc.secure_channel(f"127.0.0.1:{grpc_port}", credentials) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)

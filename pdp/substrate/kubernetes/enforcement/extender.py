@@ -21,6 +21,7 @@ import orjson
 from pdp import metrics
 from pdp.decision import ENGINE_POLICY, Decision
 from pdp.intents import InvalidIntent, validate_intent
+from pdp.net.clientauth import ClientAuth
 from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DECISION_PATH, DecideOptions, DecisionPoint
@@ -343,7 +344,8 @@ def _json_body(body: bytes) -> Any:
 
 class ExtenderServer(HttpService):
     """HTTP (HTTPS with a certificate, reloaded like the webhook's) for kube-scheduler's extender
-    calls."""
+    calls; with `client_auth` (HTTPS only) answering only kube-scheduler's client certificate (its
+    extender `tlsConfig.certFile`)."""
 
     def __init__(
         self,
@@ -356,12 +358,15 @@ class ExtenderServer(HttpService):
         max_body: int = 64 * 1024 * 1024,
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
         inline: bool | None = None,
+        client_auth: ClientAuth | None = None,
     ) -> None:
         """`inline`: answer on the event loop rather than on a thread; by default when deciding
         only uses the CPU (the wasm engine, no durable record), as the webhook does."""
         self.extender = extender
+        if client_auth is not None and not (cert_file and key_file):
+            raise ValueError("client certificates need TLS: give the extender a certificate and key")
         tls = (
-            ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval)
+            ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval, client_auth=client_auth)
             if cert_file and key_file
             else None
         )

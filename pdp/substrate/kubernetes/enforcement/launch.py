@@ -5,6 +5,10 @@ port) and the scheduler extender, started from the command line's options.
 port with SO_REUSEPORT, each with its own engine (a client of the one OPA sidecar, or its own
 wasm instances of the current bundle), as `--workers` does for gRPC (pdp/api/workers.py): one
 Python process decides on one core, and the kernel spreads new connections over the processes.
+
+`--webhook-client-ca` / `--extender-client-ca` make the fronts answer only the client certificate
+kube-apiserver / kube-scheduler presents (pdp/net/clientauth.py); `pdp serve` refuses either
+front off loopback without one unless told `--…-allow-unauthenticated`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Protocol
 
+from pdp.net.clientauth import ClientAuth, add_client_auth_options, client_auth
 from pdp.net.listen import split_host_port
 from pdp.point import DecisionPoint
 
@@ -26,6 +31,9 @@ def add_webhook_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
     sp.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
     sp.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
+    add_client_auth_options(
+        sp, "webhook", "kube-apiserver's, from the kubeConfigFile of its admission configuration"
+    )
     sp.add_argument(
         "--failure-mode",
         choices=("closed", "open-non-gpu"),
@@ -39,6 +47,14 @@ def add_webhook_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--in-cluster", action="store_true", help="the extender's cluster view from the pod's service account"
     )
+
+
+def webhook_client_auth(args: argparse.Namespace) -> ClientAuth | None:
+    return client_auth(args.webhook_client_ca, args.webhook_client_names, "--webhook-client-names")
+
+
+def extender_client_auth(args: argparse.Namespace) -> ClientAuth | None:
+    return client_auth(args.extender_client_ca, args.extender_client_names, "--extender-client-names")
 
 
 def cluster_view(args: argparse.Namespace, parts: Parts) -> Any:
@@ -71,6 +87,7 @@ def start_webhook(
             cert_file=args.webhook_cert,
             key_file=args.webhook_key,
             reuse_port=reuse_port,
+            client_auth=webhook_client_auth(args),
         ).start()
     )
 
@@ -105,6 +122,7 @@ def start_enforcement(
                 port=port,
                 cert_file=args.extender_cert,
                 key_file=args.extender_key,
+                client_auth=extender_client_auth(args),
             ).start()
         )
         view = "with a cluster view" if cluster else "without a cluster view (nodeCacheCapable: false only)"
@@ -129,6 +147,9 @@ def _start_webhook_workers(
         *("--webhook-cert", str(args.webhook_cert), "--webhook-key", str(args.webhook_key)),
         *("--failure-mode", args.failure_mode),
     ]
+    if args.webhook_client_ca:
+        webhook += ["--webhook-client-ca", str(args.webhook_client_ca)]
+        webhook += [f"--webhook-client-names={names}" for names in args.webhook_client_names or ()]
     if args.in_cluster:
         webhook.append("--in-cluster")
     elif args.kubeconfig:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pdp import metrics
 from pdp.intents import InvalidIntent
+from pdp.net.clientauth import ClientAuth
 from pdp.net.durations import parse_go_duration
 from pdp.net.jsonhttp import (
     DEFAULT_MAX_BODY,
@@ -155,9 +156,10 @@ class WebhookServer(HttpService):
     """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects.
 
     The certificate and key files are checked every `cert_poll_interval` seconds and a rotated
-    pair serves new connections (servingcert.py). Beyond `max_pending` reviews in progress a
-    request is answered 503 at once (jsonhttp.py); `reuse_port` lets more processes serve the same
-    port (`pdp serve --webhook-workers`)."""
+    pair serves new connections (servingcert.py). With `client_auth` only the API server's client
+    certificate is answered (its admission configuration's kubeconfig; clientauth.py). Beyond
+    `max_pending` reviews in progress a request is answered 503 at once (jsonhttp.py);
+    `reuse_port` lets more processes serve the same port (`pdp serve --webhook-workers`)."""
 
     def __init__(
         self,
@@ -173,6 +175,7 @@ class WebhookServer(HttpService):
         threads: int = DEFAULT_THREADS,
         reuse_port: bool = False,
         inline: bool | None = None,
+        client_auth: ClientAuth | None = None,
     ) -> None:
         """`inline`: decide on the event loop rather than on `threads` threads; by default when
         deciding never waits on I/O (the wasm engine, a decision log that is not durable)."""
@@ -181,7 +184,9 @@ class WebhookServer(HttpService):
             {"/validate": self._validate},
             host=host,
             port=port,
-            ssl_context=ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval),
+            ssl_context=ServingCertificate(
+                cert_file, key_file, poll_interval=cert_poll_interval, client_auth=client_auth
+            ),
             max_body=max_body,
             max_pending=max_pending,
             threads=threads,

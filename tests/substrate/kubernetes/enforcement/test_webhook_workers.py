@@ -15,14 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pdp.net.certs import CertPair, issue_client_cert, make_ca
 from tests.api.test_workers import alive, child_pids, start
 from tests.conftest import self_signed
 from tests.substrate.kubernetes.enforcement.conftest import body, own_pool, pod, review
 from tests.test_production_mode import free_port
 
 
-def review_on_a_new_connection(port: int, cert: Path, raw: bytes) -> Any:
+def review_on_a_new_connection(port: int, cert: Path, raw: bytes, client: CertPair | None) -> Any:
     context = ssl.create_default_context(cafile=str(cert))
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=1.0)
     try:
         conn.request("POST", "/validate?timeout=1s", raw, {"Content-Type": "application/json"})
@@ -39,11 +42,14 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
 ) -> None:
     (workspace / "tls").mkdir()
     cert, key = self_signed(workspace / "tls")
+    client_ca = make_ca(workspace / "client-ca")
+    apiserver = issue_client_cert(client_ca, workspace / "client-ca" / "apiserver", "kube-apiserver")
     port = free_port()
     served = start(
         workspace,
         *("--engine", "wasm", "--webhook-listen", f"127.0.0.1:{port}"),
         *("--webhook-cert", str(cert), "--webhook-key", str(key), "--webhook-workers", "2"),
+        *("--webhook-client-ca", str(client_ca.cert), "--webhook-client-names", "kube-apiserver"),
     )
     try:
         (worker,) = child_pids(served.proc.pid)
@@ -63,11 +69,17 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
         while not by_worker and time.monotonic() < deadline:
             os.kill(served.proc.pid, signal.SIGSTOP)
             try:
-                answers = [review_on_a_new_connection(port, cert, raw) for raw in (denied, allowed) * 3]
+                answers = [
+                    review_on_a_new_connection(port, cert, raw, apiserver) for raw in (denied, allowed) * 3
+                ]
+                # The worker asks for the client certificate too: without it nothing is answered
+                # (a worker that did not would answer the connections the kernel gives it).
+                unauthenticated = [review_on_a_new_connection(port, cert, allowed, None) for _ in range(8)]
             finally:
                 os.kill(served.proc.pid, signal.SIGCONT)
             by_worker = [(i, a) for i, a in enumerate(answers) if a is not None]
         assert by_worker, "no review came back within 60 s: the worker does not serve the webhook port"
+        assert unauthenticated == [None] * 8
         for i, answer in by_worker:
             response = answer["response"]
             if i % 2 == 0:
