@@ -119,8 +119,10 @@ class Replay:
         core = self.fleet.core
         while not self._done.is_set():
             try:
+                # Short watches: the end of the run waits for this thread, which notices the end
+                # only at the next event or when the watch times out.
                 resp = core.list_pod_for_all_namespaces(
-                    watch=True, resource_version=resource_version, timeout_seconds=30, _preload_content=False
+                    watch=True, resource_version=resource_version, timeout_seconds=3, _preload_content=False
                 )
                 for line in iter_resp_lines(resp):
                     event = json.loads(line)
@@ -334,7 +336,7 @@ class Replay:
         self._sample()
         self._done.set()
         self.result.wall_seconds = self.now()
-        watcher.join(timeout=35)
+        watcher.join(timeout=10)
         return self.result
 
     def _replacing(self) -> bool:
