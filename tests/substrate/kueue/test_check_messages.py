@@ -4,8 +4,10 @@ no message."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from pdp.decision import Decision, Outcome, Reason
 from pdp.substrate.kueue import checks
 
 WORKLOAD: dict[str, Any] = {"metadata": {"namespace": "acme-prod", "name": "job-x"}}
@@ -13,23 +15,21 @@ MAIN = checks.PodSetIntent("main", {}, {"kind": "admit_workload"})
 IDLE = checks.PodSetIntent("idle", {}, None)
 
 
-def decided(outcome: str, *reasons: tuple[str, str, str], **more: Any) -> dict[str, Any]:
-    return {
-        "outcome": outcome,
-        "reasons": [{"code": c, "message": m, "policy": p} for c, m, p in reasons],
-        "warnings": [],
-        "constraints": more.pop("constraints", {}),
-        "obligations": [],
-        "bundle_revision": more.pop("bundle_revision", "rev-1"),
-        "decision_id": more.pop("decision_id", "d-1"),
-        "decided_at": "2025-01-01T00:00:00+00:00",
-        "evaluation_ms": 1.0,
-        "kind": "admit_workload",
-        "tenant": more.pop("tenant", "acme-eu"),
-    }
+def decided(outcome: str, *reasons: tuple[str, str, str], **more: Any) -> Decision:
+    return Decision(
+        outcome=Outcome(outcome),
+        reasons=tuple(Reason(c, m, p) for c, m, p in reasons),
+        constraints=more.pop("constraints", {}),
+        bundle_revision=more.pop("bundle_revision", "rev-1"),
+        decision_id=more.pop("decision_id", "d-1"),
+        decided_at=datetime(2025, 1, 1, tzinfo=UTC),
+        evaluation_ms=1.0,
+        kind="admit_workload",
+        tenant=more.pop("tenant", "acme-eu"),
+    )
 
 
-def entry(*decisions: tuple[checks.PodSetIntent, dict[str, Any] | None]) -> dict[str, Any]:
+def entry(*decisions: tuple[checks.PodSetIntent, Decision | None]) -> dict[str, Any]:
     return checks.check_entry("gpupaas-pdp", WORKLOAD, list(decisions))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pdp import metrics
-from pdp.decision import ENGINE_POLICY, Decision
+from pdp.decision import Decision
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
@@ -122,11 +122,6 @@ class _VerdictCache:
             self._entries.move_to_end(uid)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
-
-
-def _engine_failed(decision: Decision) -> bool:
-    """A fail-closed engine failure: every node fails whatever labels were sent."""
-    return any(reason.policy == ENGINE_POLICY for reason in decision.reasons)
 
 
 class _Question:
@@ -280,7 +275,7 @@ class SchedulerExtender:
                 if read != projection.keys:
                     self._projection = Projection(read)
                 return decision, groups
-            if _engine_failed(decision):
+            if decision.engine_failed:
                 return decision, groups  # fails every node, whatever labels were sent
             # The policy reads a key the projection dropped (a new bundle), or reports none: this
             # decision proves nothing. Ask again on the keys it reports (or whole labels).
