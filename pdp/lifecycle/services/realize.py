@@ -23,6 +23,7 @@ from pdp.lifecycle.runtime import Runtime
 from pdp.lifecycle.services import cluster_reach
 from pdp.lifecycle.services.substrates import render_tenant
 from pdp.lifecycle.states import DeploymentState
+from pdp.substrate import tenant_objects
 from pdp.substrate.base import Adapter
 from pdp.substrate.gateway import apply as routes
 from pdp.substrate.kubernetes import objects, workload
@@ -336,7 +337,7 @@ def apply_policy(
     rendered, old = render_tenant(rt, policy), render_tenant(rt, previous)
 
     def follow(adapter: Adapter) -> None:
-        for group in objects.POLICY_GROUPS:
+        for group in tenant_objects.POLICY_GROUPS:
             before = {objects.key(o): o for o in old[group]}
             for obj in rendered[group]:
                 was = before.get(objects.key(obj))
@@ -380,7 +381,7 @@ def apply_policy(
         detail={
             "tier": {"from": previous.get("tier"), "to": policy.get("tier")},
             "isolation": {"from": previous.get("isolation"), "to": policy.get("isolation")},
-            "objects": [objects.key(o) for g in objects.POLICY_GROUPS for o in rendered[g]],
+            "objects": [objects.key(o) for g in tenant_objects.POLICY_GROUPS for o in rendered[g]],
         },
     )
     return revision

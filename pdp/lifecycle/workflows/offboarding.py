@@ -40,6 +40,7 @@ from pdp.lifecycle.workflows.steps import (
     transition_step,
     workloads_step,
 )
+from pdp.substrate import tenant_objects
 from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
 
@@ -268,13 +269,16 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     withdraw_step(tenant, decision)
     pools.release(tenant, "offboarding", decision)  # its dedicated pool's nodes return to shared capacity
     # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
-    for group in reversed(objects.GROUPS):
+    for group in reversed(tenant_objects.GROUPS):
         if group != "rbac":
             delete_group_step(tenant, group, rendered[group], "offboarding: destroy data", decision)
     # In every cluster (the tenant's, and any other: nothing of it may be left anywhere), and each
     # workload object in the cluster it ran in.
     owned = [
-        {"cluster": c, "object": o} for c in every_cluster_step() for g in objects.GROUPS for o in rendered[g]
+        {"cluster": c, "object": o}
+        for c in every_cluster_step()
+        for g in tenant_objects.GROUPS
+        for o in rendered[g]
     ]
     owned += [{"cluster": realize.cluster_of(w), "object": w["object"]} for w in begun["workloads"].values()]
     destroyed = verify_destroyed_step(tenant, owned, decision)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from pdp import metrics
-from pdp.decision import ENGINE_POLICY, Decision
+from pdp.decision import Decision
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.net.clientauth import ClientAuth
 from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
@@ -92,11 +92,6 @@ def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str
         return bulk(names, uid)  # type: ignore[no-any-return]
     found = {name: cluster.namespaces_on(name, exclude_pod_uid=uid) for name in names}
     return {name: namespaces for name, namespaces in found.items() if namespaces}
-
-
-def _engine_failed(decision: Decision) -> bool:
-    """A fail-closed engine failure: every node fails whatever labels were sent."""
-    return any(reason.policy == ENGINE_POLICY for reason in decision.reasons)
 
 
 class _Question:
@@ -264,7 +259,7 @@ class SchedulerExtender:
                 if read != projection.keys:
                     self._projection = Projection(read)
                 return decision, groups
-            if _engine_failed(decision):
+            if decision.engine_failed:
                 return decision, groups  # fails every node, whatever labels were sent
             # The policy reads a key the projection dropped (a new bundle), or reports none: this
             # decision proves nothing. Ask again on the keys it reports (or whole labels).
