@@ -154,6 +154,7 @@ class Replay:
                 return  # not the replay's (or refused after the watch saw it: cannot happen)
             view.node, view.phase, view.disruption = seen.node, seen.phase, seen.disruption or view.disruption
             view.unschedulable = seen.unschedulable
+            view.unschedulable_why = seen.unschedulable_why or view.unschedulable_why
             if view.node and view.bound is None:
                 view.bound = now
             if kind == "DELETED" and view.ended is None:
