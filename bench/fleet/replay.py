@@ -177,7 +177,11 @@ class Replay:
             )  # fmt: skip
             self._arrival_of[key] = arrival
         try:
-            self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+            try:
+                self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+            except ApiException as exc:
+                if exc.status != 409:  # 409: created already, its answer lost (world._create_nodes)
+                    raise
             with self._lock:
                 view = self.result.views[key]
                 view.created_ok = True
