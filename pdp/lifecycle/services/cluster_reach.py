@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.clusters import SINGLE, Pause
 from pdp.lifecycle.runtime import Runtime
 from pdp.substrate.base import Adapter
@@ -38,6 +39,7 @@ def reach(
     token = (event_key, cluster, operation)
     while True:
         try:
+            test_faults.cluster_call(token)
             result = call(adapter)
         except ConnectionError as exc:
             if started is None:
