@@ -37,7 +37,7 @@ def test_a_connection_beyond_the_budget_evicts_the_quietest_not_the_newcomer(
 ) -> None:
     cert, key = tls_files
     server = JsonHttpServer(
-        {"/x": lambda raw, query, arrived: {"ok": True}},
+        {"/x": lambda raw, query, arrived, caller: {"ok": True}},
         ssl_context=ServingCertificate(cert, key),
         max_connections=2,
         header_timeout=30,
