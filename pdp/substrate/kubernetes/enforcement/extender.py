@@ -23,6 +23,7 @@ from pdp.decision import ENGINE_POLICY, Decision
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.net.clientauth import ClientAuth
 from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
+from pdp.net.limits import DEFAULT_LIMITS, ServingLimits
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DECISION_PATH, DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender_verdict import (
@@ -369,6 +370,7 @@ class ExtenderServer(HttpService):
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
         inline: bool | None = None,
         client_auth: ClientAuth | None = None,
+        limits: ServingLimits = DEFAULT_LIMITS,
     ) -> None:
         """`inline`: answer on the event loop rather than on a thread; by default when deciding
         only uses the CPU (the wasm engine, no durable record), as the webhook does."""
@@ -392,4 +394,5 @@ class ExtenderServer(HttpService):
             name="gpupaas-extender",
             listen_option="--extender-listen",
             inline=not extender.point.waits_on_io if inline is None else inline,
+            **limits.server_options(),
         )

@@ -24,6 +24,7 @@ from pdp.net.jsonhttp import (
     JsonHttpServer,
     Query,
 )
+from pdp.net.limits import DEFAULT_LIMITS, ServingLimits
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.admission import (
@@ -185,6 +186,7 @@ class WebhookServer(HttpService):
         reuse_port: bool = False,
         inline: bool | None = None,
         client_auth: ClientAuth | None = None,
+        limits: ServingLimits = DEFAULT_LIMITS,
     ) -> None:
         """`inline`: decide on the event loop rather than on `threads` threads; by default when
         deciding never waits on I/O (the wasm engine, a decision log that is not durable)."""
@@ -203,6 +205,7 @@ class WebhookServer(HttpService):
             name="gpupaas-webhook",
             listen_option="--webhook-listen",
             inline=not webhook.point.waits_on_io if inline is None else inline,
+            **limits.server_options(),
         )
 
     def _validate(self, body: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
