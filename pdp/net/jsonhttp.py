@@ -44,6 +44,7 @@ import uvicorn
 from pdp.net.listen import bound_url
 from pdp.net.serving import (
     ARRIVED,
+    CALLER,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     QUEUED,
@@ -59,9 +60,10 @@ from pdp.net.servingcert import ServingCertificate
 log = logging.getLogger(__name__)
 
 Query = Mapping[str, list[str]]
-Route = Callable[[bytes, Query, float], Any]
-"""A POST route: the body, the query string and the request's arrival (time.monotonic()) in, a
-JSON document out (status 200), or `bytes` already holding its JSON text; raises HttpError for
+Route = Callable[[bytes, Query, float, str | None], Any]
+"""A POST route: the body, the query string, the request's arrival (time.monotonic()) and who
+called as its client certificate says (`substrate:NAME`; None without client authentication) in,
+a JSON document out (status 200), or `bytes` already holding its JSON text; raises HttpError for
 another status."""
 
 Scope = MutableMapping[str, Any]
@@ -178,21 +180,22 @@ class JsonApp:
             if body is None:
                 return  # the client went away
             query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
+            args = (route, body, query, arrived, scope.get(CALLER), scope["path"])
             if self.inline:
-                status, payload = _call(route, body, query, arrived, scope["path"])
+                status, payload = _call(*args)
             else:
-                loop = asyncio.get_running_loop()
-                answer = loop.run_in_executor(self.pool, _call, route, body, query, arrived, scope["path"])
-                status, payload = await answer
+                status, payload = await asyncio.get_running_loop().run_in_executor(self.pool, _call, *args)
         finally:
             self.pending -= 1
         await _send(send, status, payload)
 
 
-def _call(route: Route, body: bytes, query: Query, arrived: float, path: str) -> tuple[int, bytes]:
+def _call(
+    route: Route, body: bytes, query: Query, arrived: float, caller: str | None, path: str
+) -> tuple[int, bytes]:
     """The route's answer and status, serialized on the decision thread."""
     try:
-        answer = route(body, query, arrived)
+        answer = route(body, query, arrived, caller)
         return HTTPStatus.OK, answer if type(answer) is bytes else orjson.dumps(answer)
     except HttpError as exc:
         return exc.status, orjson.dumps({"error": exc.message, "status": exc.status})

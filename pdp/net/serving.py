@@ -28,7 +28,8 @@ handshake) stays as a backstop above the budget.
 
 With client authentication (clientauth.py) the handshake itself refuses a client without a
 certificate of the client CA, and the protocol closes a connection whose certificate names no
-allowed client as soon as the handshake is done, before reading a byte of it.
+allowed client as soon as the handshake is done, before reading a byte of it. Each request's
+scope then names the caller as its certificate does (`CALLER`), for the decision log.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ ARRIVED = "gpupaas.arrived"
 QUEUED = "gpupaas.queued"
 """The scope key holding how many requests of the server were unanswered when its headers were
 parsed: the queue it joins when routes run on the event loop."""
+CALLER = "gpupaas.caller"
+"""The scope key holding who called as the connection's client certificate says
+(ClientAuth.caller: `substrate:NAME`); None without client authentication."""
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps no TIME_WAIT
 _ACCEPTS_PER_WAKEUP = 64
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -154,6 +158,7 @@ class _BudgetedProtocol(HttpToolsProtocol):
 
     deadlines = Deadlines()
     client_auth: ClientAuth | None = None
+    caller: str | None = None  # as the client certificate names it (with client_auth)
     slot: _Slot | None = None  # set by the accept gate
     _timer: asyncio.TimerHandle | None = None
     _in_headers = False
@@ -161,14 +166,16 @@ class _BudgetedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        peer = transport.get_extra_info("peercert") if self.client_auth is not None else None
-        if self.client_auth is not None and not self.client_auth.admits(peer):
-            # The CA signed it (the handshake verified that), but for another client: closed
-            # before a byte of a request is read (connection_lost releases the slot).
-            names = ", ".join(sorted(peer_names(peer or {}))) or "no name"
-            log.warning("client certificate of %s refused: it names no allowed client", names)
-            transport.abort()
-            return
+        if self.client_auth is not None:
+            peer = transport.get_extra_info("peercert")
+            if not self.client_auth.admits(peer):
+                # The CA signed it (the handshake verified that), but for another client: closed
+                # before a byte of a request is read (connection_lost releases the slot).
+                names = ", ".join(sorted(peer_names(peer or {}))) or "no name"
+                log.warning("client certificate of %s refused: it names no allowed client", names)
+                transport.abort()
+                return
+            self.caller = self.client_auth.caller(peer)
         # A connection's first request must arrive within the header deadline, counted from now:
         # resetting it at the first byte would let a client hold it by dribbling.
         self._in_headers = True
@@ -185,7 +192,8 @@ class _BudgetedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        cast("dict[str, Any]", self.scope)[ARRIVED] = time.monotonic()
+        scope = cast("dict[str, Any]", self.scope)
+        scope[ARRIVED], scope[CALLER] = time.monotonic(), self.caller
         self._whole = False
         if not self._in_headers:  # a later request on a keep-alive connection
             self._in_headers = True
@@ -233,9 +241,10 @@ class _BudgetedProtocol(HttpToolsProtocol):
 
 
 def protocol_class(deadlines: Deadlines, client_auth: ClientAuth | None = None) -> type[asyncio.Protocol]:
-    """`client_auth` with names: connections whose client certificate names none are closed."""
-    checked = client_auth if client_auth is not None and client_auth.names else None
-    return type("BudgetedProtocol", (_BudgetedProtocol,), {"deadlines": deadlines, "client_auth": checked})
+    """`client_auth`: each request's scope names the caller (CALLER); with names, connections
+    whose client certificate names none of them are closed."""
+    attrs = {"deadlines": deadlines, "client_auth": client_auth}
+    return type("BudgetedProtocol", (_BudgetedProtocol,), attrs)
 
 
 class GatedServer:

@@ -60,11 +60,21 @@ def cluster_of(kept: Mapping[str, Any]) -> str:
 
 
 def in_cluster(
-    rt: Runtime, tenant: str, cluster: str, operation: str, call: Any, *, event_key: str, workflow_id: str
+    rt: Runtime,
+    tenant: str,
+    cluster: str,
+    operation: str,
+    call: Any,
+    *,
+    event_key: str,
+    workflow_id: str,
+    decision_id: str,
 ) -> Any:
+    """`call` in the cluster (cluster_reach.reach): `decision_id`, the decision it is done for."""
     return cluster_reach.reach(
-        rt, cluster, operation, call, tenant=tenant, event_key=event_key, workflow_id=workflow_id
-    )
+        rt, cluster, operation, call,
+        tenant=tenant, event_key=event_key, workflow_id=workflow_id, decision_id=decision_id,
+    )  # fmt: skip
 
 
 def _placed_gpus(rt: Runtime, exclude: tuple[str, str]) -> list[tuple[str, int]]:
@@ -153,8 +163,9 @@ def apply_placement(
         routes.apply(adapter, rt.policy.fleet, tenant, namespace, name, tier)
 
     in_cluster(
-        rt, tenant, cluster, "apply workload", place_there, event_key=event_key, workflow_id=workflow_id
-    )
+        rt, tenant, cluster, "apply workload", place_there,
+        event_key=event_key, workflow_id=workflow_id, decision_id=links(because)["decision_id"],
+    )  # fmt: skip
     record = {"object": obj, "placement": dict(place), "event_key": event_key, **ids}
     rt.store.put_workload(
         tenant,
@@ -208,7 +219,8 @@ def apply_workload(
     )
     if kept is not None and cluster_of(kept) != cluster:
         # Its kept (scaled to 0) object was in another cluster: it runs here now, not there.
-        leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
+        leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id,
+              decision_id=links(decision)["decision_id"])  # fmt: skip
     return obj
 
 
@@ -287,6 +299,7 @@ def delete_workloads(
             remove,
             event_key=f"{event_key}:{name}",
             workflow_id=workflow_id,
+            decision_id=decision.get("decision_id", ""),
         )
         rt.store.put_workload(
             tenant,
@@ -303,8 +316,11 @@ def delete_workloads(
     return deleted
 
 
-def leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str) -> None:
-    """Delete a workload object (and its routes) from the cluster it was kept in."""
+def leave(
+    rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, workflow_id: str, decision_id: str
+) -> None:
+    """Delete a workload object (and its routes) from the cluster it was kept in, for the decision
+    that placed it elsewhere."""
     obj = kept["object"]
 
     def remove(adapter: Adapter) -> None:
@@ -319,6 +335,7 @@ def leave(rt: Runtime, tenant: str, kept: Mapping[str, Any], *, event_key: str, 
         remove,
         event_key=event_key,
         workflow_id=workflow_id,
+        decision_id=decision_id,
     )
 
 
@@ -351,8 +368,12 @@ def apply_policy(
             for gone in objects.stale(old[group], rendered[group]):
                 adapter.delete(gone)
 
+    decision_id = str(decision.get("decision_id", ""))
     for cluster in cluster_reach.of_tenant(rt, tenant):
-        in_cluster(rt, tenant, cluster, "apply policy", follow, event_key=event_key, workflow_id=workflow_id)
+        in_cluster(
+            rt, tenant, cluster, "apply policy", follow,
+            event_key=event_key, workflow_id=workflow_id, decision_id=decision_id,
+        )  # fmt: skip
     if policy.get("tier") != previous.get("tier"):  # the routes' timeouts and priority follow the tier
         tier = str(policy.get("tier", "standard"))
         for name, kept in rt.store.workloads(tenant).items():
@@ -369,6 +390,7 @@ def apply_policy(
                 route,
                 event_key=event_key,
                 workflow_id=workflow_id,
+                decision_id=decision_id,
             )
     revision = rt.policy.publish(policy)
     rt.store.update_policy(
@@ -376,7 +398,7 @@ def apply_policy(
         policy,
         event_key=event_key,
         workflow_id=workflow_id,
-        decision_id=str(decision.get("decision_id", "")),
+        decision_id=decision_id,
         bundle_revision=revision,
         detail={
             "tier": {"from": previous.get("tier"), "to": policy.get("tier")},

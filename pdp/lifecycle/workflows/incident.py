@@ -45,11 +45,13 @@ def _record(event: str, tenant: str, detail: dict[str, Any], suffix: str = "") -
 
 
 def _on_node(node: str, call: Any) -> Any:
-    """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable."""
+    """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable.
+    No PDP decision takes a faulty node out of service: the records of its pauses say so."""
     rt = current()
     return cluster_reach.reach(
         rt, incidents.cluster_of_node(rt, node), f"incident on node {node}", call,
-        tenant="", event_key=key(), workflow_id=request_id(),
+        tenant="", event_key=key(), workflow_id=request_id(), decision_id="",
+        undecided=f"incident {request_id()} acts on the node for a fault report, not a PDP decision",
     )  # fmt: skip
 
 

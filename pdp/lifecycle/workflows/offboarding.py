@@ -57,6 +57,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
     rt = current()
     started = time.monotonic()
     waited_for: set[str] = set()
+    decided = links(decision)["decision_id"]
 
     def named(entry: dict[str, Any]) -> str:
         return fleet_clusters.label(str(entry["cluster"]), objects.key(entry["object"]))
@@ -66,7 +67,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
         return bool(
             cluster_reach.reach(
                 rt, str(entry["cluster"]), "verify destroyed", lambda a: a.gone(obj),
-                tenant=tenant, event_key=key(), workflow_id=request_id(),
+                tenant=tenant, event_key=key(), workflow_id=request_id(), decision_id=decided,
             )
         )  # fmt: skip
 
@@ -85,6 +86,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
             tenant=tenant,
             event_key=key(),
             workflow_id=request_id(),
+            decision_id=decided,
         )
 
     resumed = rt.clusters.resumed

@@ -37,7 +37,7 @@ def test_a_connection_beyond_the_budget_evicts_the_quietest_not_the_newcomer(
 ) -> None:
     cert, key = tls_files
     server = JsonHttpServer(
-        {"/x": lambda raw, query, arrived: {"ok": True}},
+        {"/x": lambda raw, query, arrived, caller: {"ok": True}},
         ssl_context=ServingCertificate(cert, key),
         max_connections=2,
         header_timeout=30,
@@ -74,7 +74,7 @@ def test_connections_beyond_a_budget_all_being_answered_are_reset_before_the_han
     release = threading.Event()
     deciding = threading.Semaphore(0)
 
-    def slow(raw: bytes, query: Query, arrived: float) -> dict[str, Any]:
+    def slow(raw: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
         deciding.release()
         release.wait(30)
         return {"ok": True}
@@ -119,7 +119,7 @@ def test_a_request_that_waited_too_long_for_the_loop_is_refused_not_decided() ->
     decided: list[str] = []
     first_running = threading.Event()
 
-    def route(raw: bytes, query: Query, arrived: float) -> dict[str, Any]:
+    def route(raw: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
         name = json.loads(raw)["name"]
         decided.append(name)
         if name == "a":
