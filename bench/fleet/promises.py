@@ -152,7 +152,7 @@ def check(
                 Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}")
             )
         gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
-        if gpus:
+        if gpus and not tenant.borrows:
             held[(tenant.name, node.gpu_class)] += gpus
     for (tenant_name, gpu_class), gpus in sorted(held.items()):
         limit = entitlements.get(tenant_name, {}).get(gpu_class, 0)

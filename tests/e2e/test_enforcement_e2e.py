@@ -416,9 +416,11 @@ class CountingWebhook(AdmissionWebhook):
         super().__init__(stack.point)
         self.reviews = 0
 
-    def review(self, body: bytes, timeout: float | None = None, *, arrived: float | None = None) -> Any:
+    def review(
+        self, body: bytes, timeout: float | None = None, *, arrived: float | None = None, caller: str = ""
+    ) -> Any:
         self.reviews += 1
-        return super().review(body, timeout, arrived=arrived)
+        return super().review(body, timeout, arrived=arrived, caller=caller)
 
 
 def _plain_pod_outcome(api: client.ApiClient, namespace: str) -> str | None:

@@ -279,6 +279,26 @@ test_shares_count_as_the_part_of_a_gpu_the_node_gives if {
 	_over_class(_globex_place({"nvidia.com/gpu.shared": 1}, [unlabelled], held)) == {"a100-ts"}
 }
 
+test_a_spot_tenant_allowing_preemption_borrows_beyond_its_entitlement if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	place := {"kind": "place_workload", "place_workload": {
+		"namespace": "initech-batch", "name": "w", "resources": {"nvidia.com/gpu": 4}, "nodes": [a100],
+		"held": [{"resources": {"nvidia.com/gpu": 14}, "on": [a100.labels]}], # entitled to 16
+	}}
+	_over_class(place) == set()
+
+	# the same tenant refusing preemption is held to its entitlement
+	refusing := json.patch(testdata.tenants, [{"op": "replace", "path": "/initech-spot/allow_preemption", "value": false}])
+	over := {name |
+		some name, reasons in placement.node_rejections with input as place
+			with data.gpupaas.fleet as testdata.fleet
+			with data.gpupaas.tenants as refusing
+		some r in reasons
+		r.code == "ENTITLEMENT_EXCEEDED"
+	}
+	over == {"a100-1"}
+}
+
 test_without_held_the_intents_usage_counts if {
 	a100 := _node("a100-1", "us-east-1", _a100, {})
 	doc := {"kind": "place_workload", "usage": {"A100-40GB": 3}, "place_workload": {
