@@ -93,3 +93,17 @@ def test_every_cluster_record_of_a_workflow_carries_its_decision_and_workflow(wo
     assert {r["detail"]["operation"] for r in node_calls} == {f"incident on node {NODE}"}, node_calls
     assert {r["decision_id"] for r in node_calls} == {""}, node_calls
     assert all(r["detail"]["decision"].startswith(f"none: incident {incident} ") for r in node_calls)
+    # So do the incident's own records (opened, cordoned, notified, released): each either names a
+    # decision the trail holds or says none took part.
+    decided = {r["decision_id"] for r in trail if r["event"] == "decision"}
+    untraced = [
+        (r["event"], r["decision_id"])
+        for r in trail
+        if r["workflow_id"] == incident
+        and r["decision_id"] not in decided
+        and not (
+            not r["decision_id"]
+            and str(r["detail"].get("decision", "")).startswith(f"none: incident {incident} ")
+        )
+    ]
+    assert untraced == [], untraced
