@@ -69,7 +69,7 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
             apply_group_step(name, group, rendered[group], decision, clusters)
             done.append(group)
         verify_step(name, [o for g in tenant_objects.GROUPS for o in rendered[g]], True, decision, clusters)
-        publish_step(name, policy)
+        publish_step(name, policy, decision)
         # An approved DEDICATED_POOL_PROVISIONING: carve the pool (waits while there is no capacity).
         pools.provision(name, policy, decision, actor)
     except Exception as exc:

@@ -288,7 +288,9 @@ def verify_workloads_step(
 
 
 @DBOS.step(**RETRY)
-def publish_step(tenant: str, policy: dict[str, Any]) -> str:
+def publish_step(tenant: str, policy: dict[str, Any], decision: dict[str, Any]) -> str:
+    """The tenant's policy published under `decision` (the record names it; its bundle revision is
+    the new one)."""
     test_faults.at_step("publish")
     revision = current().policy.publish(policy)
     current().store.record(
@@ -296,6 +298,7 @@ def publish_step(tenant: str, policy: dict[str, Any]) -> str:
         event="policy.published",
         tenant=tenant,
         workflow_id=request_id(),
+        decision_id=str(decision.get("decision_id", "")),
         bundle_revision=revision,
     )
     return revision

@@ -93,17 +93,18 @@ def test_every_cluster_record_of_a_workflow_carries_its_decision_and_workflow(wo
     assert {r["detail"]["operation"] for r in node_calls} == {f"incident on node {NODE}"}, node_calls
     assert {r["decision_id"] for r in node_calls} == {""}, node_calls
     assert all(r["detail"]["decision"].startswith(f"none: incident {incident} ") for r in node_calls)
-    # So do the incident's own records (opened, cordoned, notified, released): each either names a
-    # decision the trail holds or says none took part.
+    # So do the incident's own records (opened, cordoned, notified, released), and every other
+    # record of the four workflows (the tenant's creation is recorded as the request is accepted,
+    # before its decision): each names a decision the trail holds or says none took part.
     decided = {r["decision_id"] for r in trail if r["event"] == "decision"}
     untraced = [
-        (r["event"], r["decision_id"])
+        (r["workflow_id"], r["event"], r["decision_id"], r["detail"].get("decision", ""))
         for r in trail
-        if r["workflow_id"] == incident
+        if r["workflow_id"]
         and r["decision_id"] not in decided
-        and not (
-            not r["decision_id"]
-            and str(r["detail"].get("decision", "")).startswith(f"none: incident {incident} ")
-        )
+        and not (not r["decision_id"] and str(r["detail"].get("decision", "")).startswith("none: "))
     ]
     assert untraced == [], untraced
+    assert {
+        r["detail"]["decision"] for r in trail if r["workflow_id"] == incident and not r["decision_id"]
+    } == {f"none: incident {incident} acts on the node for a fault report, not a PDP decision"}
