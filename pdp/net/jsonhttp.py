@@ -42,19 +42,19 @@ import orjson
 import uvicorn
 
 from pdp.net.listen import bound_url
-from pdp.net.serving import (
+from pdp.net.serving.gate import GatedServer
+from pdp.net.serving.listening import listening_socket
+from pdp.net.serving.loop import loop_factory
+from pdp.net.serving.protocol import (
     ARRIVED,
     CALLER,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     QUEUED,
     Deadlines,
-    GatedServer,
-    listening_socket,
-    loop_factory,
     protocol_class,
-    switching_context,
 )
+from pdp.net.serving.tls import switching_context
 from pdp.net.servingcert import ServingCertificate
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.net.jsonhttp import DEFAULT_KEEP_ALIVE
-from pdp.net.serving import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+from pdp.net.serving.protocol import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 
 
 @dataclass(frozen=True)
