@@ -228,10 +228,12 @@ _globex_place(resources, nodes, held) := {"kind": "place_workload", "place_workl
 	"namespace": "globex-ml", "name": "w", "resources": resources, "nodes": nodes, "held": held,
 }}
 
-_over_class(input_doc) := {name |
+_over_class(input_doc) := _over_class_of(input_doc, testdata.tenants)
+
+_over_class_of(input_doc, tenants) := {name |
 	some name, reasons in placement.node_rejections with input as input_doc
 		with data.gpupaas.fleet as testdata.fleet
-		with data.gpupaas.tenants as testdata.tenants
+		with data.gpupaas.tenants as tenants
 	some r in reasons
 	r.code == "ENTITLEMENT_EXCEEDED"
 }
@@ -289,14 +291,7 @@ test_a_spot_tenant_allowing_preemption_borrows_beyond_its_entitlement if {
 
 	# the same tenant refusing preemption is held to its entitlement
 	refusing := json.patch(testdata.tenants, [{"op": "replace", "path": "/initech-spot/allow_preemption", "value": false}])
-	over := {name |
-		some name, reasons in placement.node_rejections with input as place
-			with data.gpupaas.fleet as testdata.fleet
-			with data.gpupaas.tenants as refusing
-		some r in reasons
-		r.code == "ENTITLEMENT_EXCEEDED"
-	}
-	over == {"a100-1"}
+	_over_class_of(place, refusing) == {"a100-1"}
 }
 
 test_without_held_the_intents_usage_counts if {
