@@ -1,5 +1,5 @@
 """`pdp serve`'s options for the limits of its HTTP fronts (the HTTP decision API, the webhook,
-the extender: serving.py), each front keeping them on its own: the connection budget and the
+the extender: serving/), each front keeping them on its own: the connection budget and the
 deadlines of a request's phases. The defaults hold 1,000 idle or slow connections (issue 28);
 a value outside its range is refused by argparse, naming the option."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.net.jsonhttp import DEFAULT_KEEP_ALIVE
-from pdp.net.serving import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+from pdp.net.serving.protocol import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 
 
 @dataclass(frozen=True)

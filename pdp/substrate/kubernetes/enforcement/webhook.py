@@ -168,7 +168,7 @@ class WebhookServer(HttpService):
     The certificate and key files are checked every `cert_poll_interval` seconds and a rotated
     pair serves new connections (servingcert.py). With `client_auth` only the API server's client
     certificate is answered (its admission configuration's kubeconfig; clientauth.py). Beyond
-    `max_pending` reviews in progress a request is answered 503 at once (jsonhttp.py);
+    `max_pending` reviews in progress a request is answered 503 at once (jsonhttp/);
     `reuse_port` lets more processes serve the same port (`pdp serve --webhook-workers`)."""
 
     def __init__(

@@ -225,7 +225,7 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "tcp"])
 def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
-    from pdp.net.serving import _OneWrite
+    from pdp.net.serving.one_write import OneWrite
 
     class Recording:
         def __init__(self) -> None:
@@ -249,14 +249,14 @@ def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
             return self.closed
 
     transport = Recording()
-    one = _OneWrite(transport)  # type: ignore[arg-type]
+    one = OneWrite(transport)  # type: ignore[arg-type]
     one.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     assert transport.writes == []
     one.write(b"{}")
     assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     # an interim 100 Continue is not held; a head without a body is written on close
     other = Recording()
-    two = _OneWrite(other)  # type: ignore[arg-type]
+    two = OneWrite(other)  # type: ignore[arg-type]
     two.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     two.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
     assert other.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"] and not two.is_closing()
