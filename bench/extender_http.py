@@ -6,6 +6,12 @@ late, which then counts against the late answer's successor too) instead of vege
 without `scripts/bench`'s load generators. `--engine wasm` decides in-process instead of on the OPA
 sidecar; `--tls` serves over HTTPS (a throwaway self-signed certificate), as a deployed extender.
 
+`--node-names` measures the configuration the chart and manifests ship (`nodeCacheCapable: true`):
+a real kube-apiserver (the e2e control plane, scripts/build-kube) holds the N nodes with their
+labels, `pdp serve --kubeconfig` watches them, and each call names the candidates. Before timing,
+the names' answer is checked to pass the very nodes the whole-`Nodes` body's answer passes, so the
+view is complete and the verdicts are the same.
+
 Before/after in one window: `--before DIR` (a `git archive` of the old commit) serves the same
 body from that tree too, and the two trees take turns, `--rounds` times `--duration` seconds each
 (the order flips every round; one server runs at a time, started afresh each round), so both see
@@ -20,6 +26,7 @@ and the load average; the summary pools each tree's requests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import shutil
@@ -30,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +67,10 @@ class Server:
     samples: list[float] = field(default_factory=list)
     cpu_ms: float = 0.0
 
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/filter"
+
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
@@ -79,7 +93,9 @@ def _certificate(work: Path) -> tuple[Path, Path]:
     return pair.cert, pair.key
 
 
-def serve(tree: Path, work: Path, engine: str = "sidecar", tls: bool = False) -> Server:
+def serve(
+    tree: Path, work: Path, engine: str = "sidecar", tls: bool = False, kubeconfig: Path | None = None
+) -> Server:
     work.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "examples", work / "examples", dirs_exist_ok=True)
     port, grpc, opa = free_port(), free_port(), free_port()
@@ -94,6 +110,8 @@ def serve(tree: Path, work: Path, engine: str = "sidecar", tls: bool = False) ->
     argv += ["--listen", f"127.0.0.1:{grpc}"]
     argv += ["--engine", "wasm"] if engine == "wasm" else ["--sidecar-addr", f"127.0.0.1:{opa}"]
     argv += ["--extender-listen", f"127.0.0.1:{port}"]
+    if kubeconfig is not None:
+        argv += ["--kubeconfig", str(kubeconfig)]
     if tls:
         cert, key = _certificate(work)
         argv += ["--extender-cert", str(cert), "--extender-key", str(key)]
@@ -107,6 +125,63 @@ def serve(tree: Path, work: Path, engine: str = "sidecar", tls: bool = False) ->
             raise RuntimeError(f"pdp serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     return Server(tree, proc, port, tls)
+
+
+@contextlib.contextmanager
+def cluster_of(body: bytes, work: Path) -> Iterator[Path]:
+    """A real kube-apiserver holding the body's nodes (labels and all); yields its kubeconfig."""
+    from kubernetes import client, config
+
+    from tests.e2e.controlplane import ControlPlane, kube_binaries
+
+    (work / "kube").mkdir(parents=True, exist_ok=True)
+    plane = ControlPlane(kube_binaries(), work / "kube")
+    try:
+        plane.start()
+        core = client.CoreV1Api(config.new_client_from_config(str(plane.kubeconfig)))
+        nodes = orjson.loads(body)["Nodes"]["items"]
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda node: core.create_node({"metadata": node["metadata"]}), nodes))
+        print(f"# {len(nodes)} nodes created in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        yield plane.kubeconfig
+    finally:
+        plane.stop()
+
+
+def names_body(body: bytes) -> bytes:
+    """The same call as kube-scheduler makes it with `nodeCacheCapable: true`: the candidates' names."""
+    args = orjson.loads(body)
+    names = [node["metadata"]["name"] for node in args["Nodes"]["items"]]
+    return orjson.dumps({"Pod": args["Pod"], "Nodes": None, "NodeNames": names})
+
+
+def post_filter(url: str, body: bytes) -> dict[str, Any]:
+    """One `/filter` call and its answer (over HTTPS, any certificate: this bench's are throwaway)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        answer: dict[str, Any] = orjson.loads(response.read())
+    return answer
+
+
+def wait_for_view(url: str, nodes_body: bytes, timeout: float = 180) -> int:
+    """Once the server's cluster view names every node: the names' answer passes exactly the nodes
+    the whole body's answer passes (returns how many), or this raises."""
+    passed = {node["metadata"]["name"] for node in post_filter(url, nodes_body)["Nodes"]["items"]}
+    by_names = names_body(nodes_body)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = post_filter(url, by_names)
+        if not answer["Error"] and set(answer["NodeNames"] or ()) == passed:
+            return len(passed)
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the names' answer never matched the whole nodes' answer: {str(answer)[:300]}"
+            )
+        time.sleep(1)
 
 
 def _connection(server: Server) -> http.client.HTTPConnection:
@@ -181,17 +256,31 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="another checkout, measured in turns with --tree")
     parser.add_argument("--engine", choices=["sidecar", "wasm"], default="sidecar")
     parser.add_argument("--tls", action="store_true", help="serve the extender over HTTPS")
+    parser.add_argument(
+        "--node-names",
+        action="store_true",
+        help="as shipped (nodeCacheCapable: true): the nodes in a real kube-apiserver, the calls name them",
+    )
     args = parser.parse_args()
-    body = extender_args(args.nodes, real_labels=args.real_labels)
+    nodes_body = extender_args(args.nodes, real_labels=args.real_labels)
+    body = names_body(nodes_body) if args.node_names else nodes_body
     trees = [args.tree] + ([args.before] if args.before else [])
     pooled = {tree: Pool(tree) for tree in trees}
-    with tempfile.TemporaryDirectory(prefix="extender-http-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="extender-http-"))
+        kubeconfig = stack.enter_context(cluster_of(nodes_body, Path(tmp))) if args.node_names else None
         for r in range(args.rounds):
             for tree in trees if r % 2 == 0 else trees[::-1]:
                 # One server at a time: an idle peer's background work would land on the one
                 # being measured (the tree before this branch burned ~50 ms of CPU a second idle).
-                server = serve(tree, Path(tmp) / f"{r}-{trees.index(tree)}", args.engine, args.tls)
+                work = Path(tmp) / f"{r}-{trees.index(tree)}"
+                server = serve(tree, work, args.engine, args.tls, kubeconfig)
                 try:
+                    if kubeconfig is not None:
+                        print(
+                            f"# view complete: {wait_for_view(server.url, nodes_body)} nodes pass",
+                            file=sys.stderr,
+                        )
                     row = measure(server, body, args.rate, args.duration)
                 finally:
                     server.proc.terminate()
@@ -207,6 +296,7 @@ def main() -> int:
             "rate": args.rate,
             "nodes": args.nodes,
             "real_labels": args.real_labels,
+            "node_names": args.node_names,
             "requests": len(server.samples),
             **percentiles(server.samples),
             "cpu_ms_per_request": round(server.cpu_ms / len(server.samples), 1),

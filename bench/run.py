@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from bench import peer
+from bench.extender_http import cluster_of, names_body, wait_for_view
 from bench.harness import BIN, PY, ROOT, Results, Server, measure, rss_mib, start_server
 from bench.inputs import INTENT, admission_review, extender_args, synthetic_config
 from bench.load import DECIDE, DECIDE_BATCH, ghz, vegeta
@@ -274,6 +275,41 @@ def main() -> int:
                 lambda b=args_body: vegeta(url, b, rate=None, duration=max(d, 4), workers=2),
                 floor="a",
             )
+
+        # As the chart and manifests ship it (nodeCacheCapable: true): the nodes live in a real
+        # kube-apiserver, `pdp serve --kubeconfig` watches them, the scheduler names candidates.
+        nodes_body = extender_args(5000, real_labels=True)
+        with cluster_of(nodes_body, work / "extender-cluster") as kubeconfig:
+            port = free_port()
+            named = start_server(
+                "pdp-extender-named",
+                [
+                    *pdp_serve(common, work, "named", f"127.0.0.1:{free_port()}"),
+                    *("--sidecar-addr", f"127.0.0.1:{free_port()}"),
+                    *("--extender-listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig)),
+                ],
+                "pdp serving on",
+                work,
+            )
+            servers.append(named)
+            named_url, names = f"http://127.0.0.1:{port}/filter", names_body(nodes_body)
+            passed = wait_for_view(named_url, nodes_body)
+            print(f"  names' view complete: {passed} of 5000 nodes pass, as with whole nodes", flush=True)
+            scenario = "d extender filter 5000 nodes (real labels, names: as shipped)"
+            loads: list[tuple[str, int | None, int]] = [("5/s", 5, 16), ("saturation", None, 2)]
+            for load, named_rate, workers in loads:
+                measure(
+                    results,
+                    scenario,
+                    load,
+                    named.pids(),
+                    lambda r=named_rate, w=workers: vegeta(
+                        named_url, names, rate=r, duration=max(d, 4), workers=w
+                    ),
+                    floor="a",
+                )
+            named.stop()
+            servers.remove(named)
 
         print("(e) in-process wasm engine", flush=True)
         results.extra["eval_alone"] = eval_alone(
