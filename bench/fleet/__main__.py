@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.fleet.mapping import DEFAULT_MAPPING, Plan, load_mapping, plan
 from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
-from bench.fleet.report import RunFigures, delta, histogram, render, usage, violations_by_check
+from bench.fleet.report import RunFigures, histogram, render, total, usage, violations_by_check
 from bench.fleet.trace import TraceError, read_nodes, read_tasks
 from bench.fleet.world import LivingFleet, Timing
 from pdp.metrics import PREFIX
@@ -42,9 +42,6 @@ def _children(pid: int) -> list[int]:
 def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool) -> RunFigures:
     timing = Timing()
     name = "pdp" if with_pdp else "plain"
-    webhook_before = histogram(PREFIX + "webhook_request_duration_seconds", {})
-    extender_before = histogram(PREFIX + "extender_request_duration_seconds", {"verb": "filter"})
-    decisions_before = _decisions()
     with LivingFleet(work / name, the_plan, with_pdp, timing) as fleet:
         print(f"{name}: cluster up ({len(the_plan.nodes)} nodes); replaying", file=sys.stderr)
         failures = tuple(Failure(0.5, args.fail_nodes) for _ in range(1 if args.fail_nodes else 0))
@@ -60,23 +57,17 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
         figures = RunFigures(result, {n: u for n, p in pids.items() if (u := usage(p)) is not None})
         own = usage(os.getpid())
         if own is not None:
-            figures.usage["replayer + PDP (this process, cumulative)"] = own
+            figures.usage["replayer (this process, cumulative)"] = own
         if with_pdp:
-            figures.webhook = delta(
-                histogram(PREFIX + "webhook_request_duration_seconds", {}), webhook_before
+            # The PDP is a process of its own, started for this run: its metrics are this run's.
+            metrics = fleet.metrics()
+            figures.webhook = histogram(metrics, PREFIX + "webhook_request_duration_seconds", {})
+            figures.extender = histogram(
+                metrics, PREFIX + "extender_request_duration_seconds", {"verb": "filter"}
             )
-            figures.extender = delta(
-                histogram(PREFIX + "extender_request_duration_seconds", {"verb": "filter"}), extender_before
-            )
-            figures.decisions = _decisions() - decisions_before
+            figures.decisions = total(metrics, PREFIX + "decisions_total")
         fleet.copy_logs(work / f"{name}-logs")
     return figures
-
-
-def _decisions() -> float:
-    from prometheus_client import REGISTRY
-
-    return sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == PREFIX + "decisions_total")
 
 
 def _command(argv: list[str] | None) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fleet.mapping import Plan
 from bench.fleet.promises import CHECKS
@@ -31,18 +31,25 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 Buckets = dict[float, float]  # upper bound -> cumulative count
 
 
-def histogram(name: str, labels: Mapping[str, str]) -> Buckets:
-    """The cumulative buckets of every series of `name` whose labels include `labels`, summed."""
+def histogram(metrics: str, name: str, labels: Mapping[str, str]) -> Buckets:
+    """The cumulative buckets of every series of `name` whose labels include `labels`, summed, in
+    the text of a /metrics scrape."""
     out: dict[float, float] = defaultdict(float)
-    for metric in REGISTRY.collect():
+    for metric in text_string_to_metric_families(metrics):
         for s in metric.samples:
             if s.name == f"{name}_bucket" and all(s.labels.get(k) == v for k, v in labels.items()):
                 out[float(s.labels["le"])] += s.value
     return dict(out)
 
 
-def delta(after: Buckets, before: Buckets) -> Buckets:
-    return {le: n - before.get(le, 0.0) for le, n in after.items()}
+def total(metrics: str, name: str) -> float:
+    """The sum of every series of the counter `name` (its `_total` samples) in a /metrics scrape."""
+    return sum(
+        s.value
+        for metric in text_string_to_metric_families(metrics)
+        for s in metric.samples
+        if s.name == name
+    )
 
 
 def quantile(q: float, buckets: Buckets) -> float | None:

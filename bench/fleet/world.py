@@ -1,8 +1,10 @@
 """A fleet that lives under the real control plane, on loopback: etcd, kube-apiserver,
 kube-scheduler, kube-controller-manager (namespace, garbage collector, node lifecycle and taint
 eviction), KWOK keeping the trace's nodes heartbeating and the pods bound to them Running and, in
-the policy run, the PDP (real OPA) with its admission webhook and scheduler extender, the tenants'
-namespaces, quotas and limit ranges applied by its Kubernetes adapter.
+the policy run, the PDP as deployed: `pdp serve`, a process of its own with its supervised OPA,
+serving the admission webhook and the scheduler extender over TLS to the API server's and the
+scheduler's client certificates, watching the cluster through its kubeconfig, its metrics on
+`/metrics`; the tenants' namespaces, quotas and limit ranges applied by the Kubernetes adapter.
 
 The scheduler-alone run is the same cluster without the PDP in the path: no webhook, no extender,
 no quotas; the nodes keep their labels and the dedicated pools their taints.
@@ -10,8 +12,12 @@ no quotas; the nodes keep their labels and the dedicated pools their taints.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,14 +29,16 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
-from pdp.embedded import EmbeddedPDP
 from pdp.net.certs import issue_server_cert, make_ca
+from pdp.opa.binary import find_opa
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from tests.artifacts import cached_artifact
-from tests.conftest import embedded_settings
-from tests.e2e.conftest import Enforcement, scheduler_configuration, webhook_configuration
+from tests.e2e.conftest import scheduler_configuration, webhook_configuration
 from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
@@ -62,8 +70,8 @@ class LivingFleet:
     stack: ExitStack = field(default_factory=ExitStack)
     cp: ControlPlane | None = None
     api: client.ApiClient | None = None
-    pdp: EmbeddedPDP | None = None
-    enforcement: Enforcement | None = None
+    pdp: subprocess.Popen[bytes] | None = None
+    metrics_url: str = ""
 
     def __enter__(self) -> LivingFleet:
         try:
@@ -178,7 +186,9 @@ class LivingFleet:
                     adapter.apply(obj)
 
     def _start_pdp(self) -> None:
-        assert self.cp is not None and self.api is not None
+        cp = self.cp
+        assert cp is not None and self.api is not None
+        assert cp.components_ca is not None and cp.scheduler_client is not None
         home = self.root / "pdp"
         examples = home / "examples"
         (examples / "tenants").mkdir(parents=True, exist_ok=True)
@@ -187,18 +197,46 @@ class LivingFleet:
             (examples / "tenants" / f"{name}.yaml").write_text(
                 yaml.safe_dump({"tenant": policy}, sort_keys=False)
             )
-        self.pdp = self.stack.enter_context(EmbeddedPDP(embedded_settings(home)))
         self._tenants(objects=("namespaces", "quota", "limits"))
         pki_dir = self.root / "pki"
         ca = make_ca(pki_dir)
         serving = issue_server_cert(ca, pki_dir / "pdp", ["127.0.0.1", "localhost"])
-        pki = {"ca": ca.cert, "cert": serving.cert, "key": serving.key}
-        self.enforcement = Enforcement(self.pdp, self.api, pki, self.cp)
-        self.stack.callback(self.enforcement.stop)
+        webhook, extender, metrics = free_port(), free_port(), free_port()
+        cert, key = str(serving.cert), str(serving.key)
+        clients = str(cp.components_ca.cert)
+        argv = [sys.executable, "-m", "pdp.cli", "serve", "--tenants", str(examples / "tenants")]
+        argv += ["--fleet", str(examples / "fleet.yaml"), "--keys", str(home / "keys")]
+        argv += ["--bundles", str(home / "bundles"), "--state", str(home / "state")]
+        argv += ["--listen", f"127.0.0.1:{free_port()}", "--kubeconfig", str(cp.kubeconfig)]
+        argv += ["--webhook-listen", f"127.0.0.1:{webhook}", "--webhook-cert", cert, "--webhook-key", key]
+        argv += ["--webhook-client-ca", clients, "--webhook-client-names", "kube-apiserver"]
+        argv += ["--extender-listen", f"127.0.0.1:{extender}", "--extender-cert", cert, "--extender-key", key]
+        argv += ["--extender-client-ca", clients, "--extender-client-names", "kube-scheduler"]
+        argv += ["--metrics-listen", f"127.0.0.1:{metrics}"]
+        log = cp.workdir / "pdp.log"
+        env = {**os.environ, "PDP_OPA_BIN": str(find_opa())}
+        proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        self.pdp = proc
+        self.stack.callback(_stop, proc)
+        deadline = time.monotonic() + 120
+        while b"pdp serving on" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pdp serve did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(
-            webhook_configuration(self.enforcement.webhook.url, pki["ca"])
+            webhook_configuration(f"https://127.0.0.1:{webhook}", ca.cert)
         )
-        self.cp.start_scheduler(self.enforcement.scheduler_config())
+        cp.start_scheduler(
+            scheduler_configuration(f"https://127.0.0.1:{extender}", ca.cert, cp.scheduler_client)
+        )
+
+    def metrics(self) -> str:
+        """The PDP's Prometheus metrics, as scraped (empty for the scheduler-alone run)."""
+        if not self.metrics_url:
+            return ""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            return str(response.read().decode())
 
     def fail_node(self, node: str) -> None:
         """The node fails: KWOK's node-not-ready stage makes it report Ready False (its Lease is
@@ -209,13 +247,39 @@ class LivingFleet:
     def processes(self) -> dict[str, int]:
         """Component -> pid, for CPU and memory accounting."""
         assert self.cp is not None
-        return {name: proc.pid for name, proc in self.cp.procs.items()}
+        pids = {name: proc.pid for name, proc in self.cp.procs.items()}
+        if self.pdp is not None:
+            pids["pdp serve"] = self.pdp.pid
+            for child in _children(self.pdp.pid):  # its OPA
+                exe = Path(f"/proc/{child}/exe")
+                pids[f"pdp serve's {exe.resolve().name if exe.exists() else child}"] = child
+        return pids
 
     def copy_logs(self, into: Path) -> None:
         assert self.cp is not None
         into.mkdir(parents=True, exist_ok=True)
         for log in self.cp.workdir.glob("*.log"):
             shutil.copy(log, into / log.name)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _plain_scheduler() -> dict[str, Any]:
