@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +45,37 @@ def opa_binary() -> Path:
     # The real, pinned OPA is part of the system under test: scripts/setup builds it. A missing
     # binary is a broken setup, so it fails loudly rather than skipping.
     return find_opa()
+
+
+# For every tier of the policy's table (lib.tiers) and either consent, whether placement's `_borrows`
+# holds for a tenant of that tier that does or does not allow preemption: a tenant of a tier that
+# borrows, consenting, may borrow idle cohort capacity beyond its entitlement.
+_POLICY_BORROWING = """{[tier, consents]: borrows |
+    some tier, _ in data.gpupaas.lib.tiers
+    some consents in [true, false]
+    tenant := {"name": "t", "tier": tier, "allow_preemption": consents}
+    borrows := count({1 | data.gpupaas.placement._borrows
+        with data.gpupaas.tenants as {"t": tenant}
+        with input as {"kind": "deploy_model", "tenant": "t"}}) == 1
+}"""
+
+
+@pytest.fixture(scope="session")
+def policy_borrowing(opa_binary: Path) -> dict[tuple[str, bool], bool]:
+    """(tier, allow_preemption) -> whether the policy lets such a tenant borrow (placement's
+    `_borrows`, reading lib.tiers' `borrows`), evaluated by the real OPA on policies/."""
+    out = subprocess.run(
+        [str(opa_binary), "eval", "-f", "json", "-d", str(ROOT / "policies"), _POLICY_BORROWING],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    table = json.loads(out.stdout)["result"][0]["expressions"][0]["value"]
+    borrowing: dict[tuple[str, bool], bool] = {}
+    for key, borrows in table.items():
+        tier, consents = json.loads(key)  # JSON has no array keys: opa writes [tier, consents] as text
+        borrowing[(tier, consents)] = borrows
+    return borrowing
 
 
 @pytest.fixture()

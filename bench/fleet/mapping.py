@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from bench.fleet.trace import TraceNode, TraceTask
+from pdp.substrate.kueue.objects import tenant_borrows
 from pdp.substrate.labels import (
     DEDICATED_TAINT,
     DEDICATED_TENANT_LABEL,
@@ -53,10 +54,16 @@ class Tenant:
         return f"{self.name}-jobs"
 
     @property
-    def borrows(self) -> bool:
-        """Spot tenants allow preemption here (policy_document), so they may borrow idle capacity
-        beyond their entitlement, preemptibly: the entitlement is their floor, not a cap."""
+    def allow_preemption(self) -> bool:
+        """Spot tenants allow preemption here (policy_document); no other tenant does."""
         return self.tier == "spot"
+
+    @property
+    def borrows(self) -> bool:
+        """A tenant whose tier borrows (the policy's lib.tiers, Kueue's TIER_RULES) and that allows
+        preemption may borrow idle capacity beyond its entitlement, preemptibly: the entitlement is
+        its floor, not a cap. Here: the spot tenants."""
+        return tenant_borrows(self.tier, self.allow_preemption)
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,7 @@ def policy_document(tenant: Tenant, entitled: Mapping[str, int]) -> dict[str, An
         "tier": tenant.tier,
         "isolation": tenant.isolation,
         "data_residency": tenant.residency,
-        "allow_preemption": tenant.borrows,
+        "allow_preemption": tenant.allow_preemption,
         "allow_gpu_sharing": tenant.sharing,
         "namespaces": [tenant.namespace],
         "entitlements": dict(entitled),

@@ -14,12 +14,12 @@ Two owners, two sets:
 
 The tier rules (TIER_RULES) follow the policy's preemption rules (policies/gpupaas/preemption): a
 tier may preempt only tenants of a lower tier that allow preemption, never its own. In Kueue terms
-only spot tenants that allow preemption borrow idle quota of the cohort tree, so borrowed quota is
-always preemptible; enterprise and standard tenants never borrow (beyond the entitlement is an
-approval in the policy, not a queueing decision) and reclaim what they lent by preempting the
-borrowers (`reclaimWithinCohort: Any`; the only borrowers are spot); nobody preempts inside its own
-queue. Dedicated capacity is never lent (`lendingLimit: 0`); shared capacity lends what it does not
-use.
+only spot tenants that allow preemption borrow idle quota of the cohort tree (the tiers' `borrows`
+in the policy's lib.tiers), so borrowed quota is always preemptible; enterprise and standard
+tenants never borrow (beyond the entitlement is an approval in the policy, not a queueing
+decision) and reclaim what they lent by preempting the borrowers (`reclaimWithinCohort: Any`; the
+only borrowers are spot); nobody preempts inside its own queue. Dedicated capacity is never lent
+(`lendingLimit: 0`); shared capacity lends what it does not use.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ register(RESOURCES)
 @dataclass(frozen=True)
 class TierRules:
     reclaim_within_cohort: str  # Kueue's PreemptionPolicy: Never | LowerPriority | Any
-    borrows: bool  # may use idle quota of the cohort tree (when the tenant allows preemption)
+    # may use idle quota of the cohort tree (when the tenant allows preemption): the `borrows` of
+    # the policy's tier table (lib.tiers in policies/gpupaas/lib/lib.rego), which
+    # tests/substrate/kueue/test_objects.py holds this table to
+    borrows: bool
 
 
 TIER_RULES = {
@@ -74,6 +77,13 @@ TIER_RULES = {
     "standard": TierRules(reclaim_within_cohort="Any", borrows=False),
     "spot": TierRules(reclaim_within_cohort="Never", borrows=True),
 }
+
+
+def tenant_borrows(tier: str, allow_preemption: object) -> bool:
+    """Whether a tenant of `tier` borrows idle quota of the cohort tree beyond its entitlement: its
+    tier borrows and it allows preemption (`allow_preemption: true`), as placement's `_borrows`
+    lets it past its entitlement (policies/gpupaas/placement). An unknown tier has spot's rules."""
+    return TIER_RULES.get(tier, TIER_RULES["spot"]).borrows and allow_preemption is True
 
 
 def _meta(name: str, tenant: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -210,7 +220,7 @@ def cluster_queue(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> Obj:
     tenant = str(policy["name"])
     tier = str(policy.get("tier", "spot"))
     rules = TIER_RULES.get(tier, TIER_RULES["spot"])
-    borrows = rules.borrows and policy.get("allow_preemption") is True
+    borrows = tenant_borrows(tier, policy.get("allow_preemption"))
     dedicated = policy.get("isolation") == "dedicated"
     classes = fleet.get("gpu_classes", {})
     groups: dict[str, list[dict[str, Any]]] = {}

@@ -59,10 +59,14 @@ clusters := object.get(fleet, "clusters", {})
 # ---------------------------------------------------------------------------------------------
 
 # over_entitlement: what a request above the entitlement gets outside admission control.
+# borrows: a tenant of the tier that allows preemption borrows idle cohort capacity beyond its
+# entitlement, always preemptible (placement's `_borrows`; Kueue's TIER_RULES in
+# pdp/substrate/kueue/objects.py and the living fleet's bench/fleet/mapping.py follow it:
+# tests/substrate/kueue/test_objects.py and tests/bench/fleet/test_mapping.py hold them to it).
 tiers := {
-	"enterprise": {"rank": 3, "priority_class": "gpupaas-enterprise", "over_entitlement": "approval"},
-	"standard": {"rank": 2, "priority_class": "gpupaas-standard", "over_entitlement": "approval"},
-	"spot": {"rank": 1, "priority_class": "gpupaas-spot", "over_entitlement": "deny"},
+	"enterprise": {"rank": 3, "priority_class": "gpupaas-enterprise", "over_entitlement": "approval", "borrows": false},
+	"standard": {"rank": 2, "priority_class": "gpupaas-standard", "over_entitlement": "approval", "borrows": false},
+	"spot": {"rank": 1, "priority_class": "gpupaas-spot", "over_entitlement": "deny", "borrows": true},
 }
 
 # {tier.priority_class: tier.rank | some tier in tiers}, written out: a constant rather than a

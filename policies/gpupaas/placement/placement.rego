@@ -134,13 +134,13 @@ _class_usage(class) := _held_usage[class] if lib.payload.held
 
 else := lib.usage(class)
 
-# A spot tenant that allows preemption borrows idle capacity beyond its entitlement, always
-# preemptible: Kueue lends it the cohort's idle quota (pdp/substrate/kueue/objects.py, TierRules)
-# and reclaims it, the scheduler preempts its pods for any higher tier's. Its entitlement is the
-# floor it is guaranteed, not a cap on what it may borrow.
+# A tenant of a tier that borrows (lib.tiers: spot) that allows preemption borrows idle capacity
+# beyond its entitlement, always preemptible: Kueue lends it the cohort's idle quota
+# (pdp/substrate/kueue/objects.py, TierRules) and reclaims it, the scheduler preempts its pods for
+# any higher tier's. Its entitlement is the floor it is guaranteed, not a cap on what it may borrow.
 _borrows if {
-	lib.tenant.tier == "spot"
 	lib.tenant.allow_preemption == true
+	lib.tiers[lib.tenant.tier].borrows == true
 }
 
 # METADATA

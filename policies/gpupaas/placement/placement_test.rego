@@ -1,6 +1,7 @@
 package gpupaas.placement_test
 
 import data.gpupaas.decision
+import data.gpupaas.lib
 import data.gpupaas.placement
 import data.gpupaas.testdata
 
@@ -293,6 +294,31 @@ test_a_spot_tenant_allowing_preemption_borrows_beyond_its_entitlement if {
 	refusing := json.patch(testdata.tenants, [{"op": "replace", "path": "/initech-spot/allow_preemption", "value": false}])
 	_over_class_of(place, refusing) == {"a100-1"}
 }
+
+# _borrows reads lib.tiers' borrows: for every tier, a tenant above its entitlement is held to it
+# unless its tier borrows and it allows preemption
+test_borrowing_by_tier_and_consent_as_lib_tiers_says if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	place := {"kind": "place_workload", "place_workload": {
+		"namespace": "initech-batch", "name": "w", "resources": {"nvidia.com/gpu": 4}, "nodes": [a100],
+		"held": [{"resources": {"nvidia.com/gpu": 14}, "on": [a100.labels]}], # entitled to 16
+	}}
+	every tier, spec in lib.tiers {
+		every consents in [true, false] {
+			tenants := json.patch(testdata.tenants, [
+				{"op": "replace", "path": "/initech-spot/tier", "value": tier},
+				{"op": "replace", "path": "/initech-spot/allow_preemption", "value": consents},
+			])
+			_over_class_of(place, tenants) == _held_unless_borrowing(spec.borrows, consents)
+		}
+	}
+}
+
+# the nodes ENTITLEMENT_EXCEEDED rejects in that test: none for a borrower, else the A100 node
+_held_unless_borrowing(borrows, consents) := set() if {
+	borrows == true
+	consents == true
+} else := {"a100-1"}
 
 test_without_held_the_intents_usage_counts if {
 	a100 := _node("a100-1", "us-east-1", _a100, {})

@@ -9,8 +9,18 @@ from pathlib import Path
 
 import jsonschema
 
-from bench.fleet.mapping import GPU, SHARED_GPU, load_mapping, peak_demand, plan, stable_hash
+from bench.fleet.mapping import (
+    GPU,
+    SHARED_GPU,
+    Tenant,
+    load_mapping,
+    peak_demand,
+    plan,
+    policy_document,
+    stable_hash,
+)
 from bench.fleet.trace import TraceNode, TraceTask
+from pdp.substrate.kueue.objects import tenant_borrows
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "pdp" / "schemas"
 
@@ -102,3 +112,19 @@ def test_entitlements_follow_peak_demand_over_the_reachable_classes() -> None:
     total = sum(gpus.values())
     expected = {c: math.ceil(0.9 * len(acme) * g / total) for c, g in gpus.items() if g}
     assert p.policies["acme"]["entitlements"] == {c: n for c, n in expected.items() if n}
+
+
+def test_tenants_borrow_exactly_as_the_policy_lets_them(
+    policy_borrowing: dict[tuple[str, bool], bool],
+) -> None:
+    # The living fleet's check counts only the tenants that cannot borrow (bench/fleet/promises.py):
+    # the policy's rule (placement's `_borrows`, from lib.tiers), applied to the tenant's own
+    # policy document, for every tier the mapping gives its tenants.
+    for qos, tier in sorted(load_mapping()["tiers"].items()):
+        t = Tenant(f"t-{qos.lower()}", tier, "shared", "any", sharing=False)
+        allows = policy_document(t, {"G2": 1})["allow_preemption"]
+        assert allows is t.allow_preemption
+        assert t.borrows is policy_borrowing[(tier, allows)], (qos, tier, allows)
+    # and the rule it applies, for every tier of the policy and either consent
+    for (tier, consents), borrows in policy_borrowing.items():
+        assert tenant_borrows(tier, consents) is borrows, (tier, consents)

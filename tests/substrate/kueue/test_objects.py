@@ -136,6 +136,22 @@ def test_a_spot_tenant_borrows_when_it_allows_preemption_and_reclaims_from_nobod
     assert quota["borrowingLimit"] == "0"
 
 
+def test_tier_rules_borrow_exactly_as_the_policys_tier_table(
+    policy_borrowing: dict[tuple[str, bool], bool],
+) -> None:
+    # One rule, two realizations: the policy lets a tenant past its entitlement (placement's
+    # `_borrows`, from lib.tiers' `borrows`) exactly where Kueue lets it borrow idle cohort quota.
+    assert {tier for tier, _ in policy_borrowing} == set(objects.TIER_RULES)
+    assert {tier: rules.borrows for tier, rules in objects.TIER_RULES.items()} == {
+        tier: policy_borrowing[(tier, True)] for tier in objects.TIER_RULES
+    }
+    for (tier, consents), borrows in policy_borrowing.items():
+        assert objects.tenant_borrows(tier, consents) is borrows, (tier, consents)
+        cq = objects.cluster_queue(tenant("initech-spot", tier=tier, allow_preemption=consents), FLEET)
+        [quota] = cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+        assert ("borrowingLimit" not in quota) is borrows, (tier, consents, quota)
+
+
 def test_gpu_classes_of_another_resource_get_their_own_resource_group() -> None:
     policy = tenant("globex", entitlements={"MI300X": 2, "H100-80GB": 1})
     groups = objects.cluster_queue(policy, FLEET)["spec"]["resourceGroups"]
