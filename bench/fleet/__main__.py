@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleet.mapping import DEFAULT_MAPPING, Plan, load_mapping, plan
+from bench.fleet.mapping import DEFAULT_MAPPING, Plan, all_at_once, load_mapping, plan
+from bench.fleet.plots import timelines
 from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
 from bench.fleet.report import RunFigures, histogram, render, total, usage, violations_by_check
@@ -46,7 +47,13 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
         print(f"{name}: cluster up ({len(the_plan.nodes)} nodes); replaying", file=sys.stderr)
         failures = tuple(Failure(0.5, args.fail_nodes) for _ in range(1 if args.fail_nodes else 0))
         result = Replay(
-            fleet, the_plan, args.seconds, failures, log=lambda m: print(f"{name}: {m}", file=sys.stderr)
+            fleet,
+            the_plan,
+            args.seconds,
+            failures,
+            log=lambda m: print(f"{name}: {m}", file=sys.stderr),
+            # Saturation: until every pod is bound or found unschedulable, however long that takes.
+            settle_seconds=600.0 if args.saturation else 0.0,
         ).run()
         pids = fleet.processes()
         known = set(pids.values())
@@ -89,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fail-nodes", type=int, default=3, help="nodes that fail halfway (holding the most enterprise pods)"
     )
     p.add_argument("--runs", default="pdp,plain", help="pdp, plain or both (comma-separated)")
+    p.add_argument(
+        "--saturation",
+        action="store_true",
+        help="submit every task at once, never delete one: pods bound per second, with and without the PDP",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/fleet-simulation.md"))
     p.add_argument("--work", type=Path, default=None, help="folder for the clusters' state and logs")
     args = p.parse_args(argv)
@@ -103,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit_tasks:
         tasks = sorted(tasks, key=lambda t: (t.creation or 0, t.number))[: args.limit_tasks]
     the_plan = plan(nodes, tasks, load_mapping(args.mapping))
+    if args.saturation:
+        the_plan = all_at_once(the_plan)
+        args.fail_nodes = 0
     work = args.work or Path(tempfile.mkdtemp(prefix="fleet-"))
     runs = []
     started = time.monotonic()
@@ -111,8 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     span = the_plan.span
     sources = {"nodes": args.nodes.name, "tasks": args.tasks.name, "mapping": str(args.mapping.name)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    compress = span / args.seconds
+    png = timelines([r.result for r in runs], compress, args.out.with_name(f"{args.out.stem}-timelines.png"))
     args.out.write_text(
-        render(the_plan, sources, args.seconds, span / args.seconds, runs, command=_command(argv))
+        render(
+            the_plan,
+            sources,
+            args.seconds,
+            compress,
+            runs,
+            plots=[png.name],
+            command=_command(argv),
+            saturation=args.saturation,
+        )
     )
     figures: dict[str, object] = {"violations": {}, "wall_seconds": time.monotonic() - started}
     for r in runs:

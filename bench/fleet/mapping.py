@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,14 @@ def held(task: TraceTask, mapping: Mapping[str, Any]) -> dict[str, int]:
         replicas = int(mapping["pools"]["sharing_replicas"])
         return {SHARED_GPU: math.ceil(task.gpu_milli * replicas / 1000)}
     return {GPU: task.gpus} if task.gpus else {}
+
+
+def all_at_once(the_plan: Plan) -> Plan:
+    """The plan's tasks submitted together at its start and never deleted: the saturation run,
+    where the scheduler's throughput, not the trace's clock, decides how fast pods are bound."""
+    start = min((a.at for a in the_plan.arrivals), default=0.0)
+    arrivals = [replace(a, at=start, until=math.inf) for a in the_plan.arrivals]
+    return replace(the_plan, arrivals=arrivals)
 
 
 def peak_demand(spans: Sequence[tuple[float, float, int]]) -> int:

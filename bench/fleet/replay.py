@@ -57,9 +57,10 @@ class Failure:
 
 @dataclass
 class Sample:
-    at: float
+    at: float  # wall seconds since the replay began
     gpus_by_tier: dict[str, float]
     pending_by_tier: dict[str, int]
+    clock: float = 0.0  # the replay clock then (trace seconds / the compression)
 
 
 @dataclass
@@ -88,7 +89,10 @@ class Replay:
         sample_seconds: float = 2.0,
         workers: int = 8,
         log: Callable[[str], None] = print,
+        settle_seconds: float = 0.0,
     ) -> None:
+        """`settle_seconds`: the longest the end waits for the last pods to settle (0: three grace
+        periods of the node lifecycle, at least 15 s)."""
         self.fleet, self.plan, self.failures, self.log = fleet, plan, failures, log
         span = plan.span
         self.origin = min((a.at for a in plan.arrivals), default=0.0)
@@ -96,6 +100,7 @@ class Replay:
         self.seconds = seconds
         self.sample_seconds = sample_seconds
         self.workers = workers
+        self.settle_seconds = settle_seconds
         self.result = RunResult(fleet.with_pdp)
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -243,7 +248,7 @@ class Replay:
                 )
             elif not v.node and v.ended is None:
                 pending[tenant.tier] += 1
-        self.result.samples.append(Sample(self.now(), dict(gpus), dict(pending)))
+        self.result.samples.append(Sample(self.now(), dict(gpus), dict(pending), self._virtual))
         for violation in check(
             views, self._nodes, self._tenant_of_ns, self._entitlements, self._jurisdictions,
             self._replicas, TIER_PRIORITY_CLASS["spot"],
@@ -332,7 +337,7 @@ class Replay:
             # grace periods, and no sooner than a failed node's pods could have been evicted.
             timing = self.fleet.timing
             evictable = self._failed_at + timing.grace_seconds + timing.toleration_seconds + 5
-            settle = time.monotonic() + max(15.0, 3 * timing.grace_seconds)
+            settle = time.monotonic() + (self.settle_seconds or max(15.0, 3 * timing.grace_seconds))
             while time.monotonic() < settle:
                 self._sample()
                 if self.settled() and time.monotonic() > evictable and not self._replacing():

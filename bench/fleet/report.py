@@ -143,6 +143,36 @@ def violations_by_check(result: RunResult) -> Counter[str]:
     return Counter(v.check for v in result.violations.values())
 
 
+def binding_rate(result: RunResult) -> tuple[int, float]:
+    """Pods bound, and the seconds from the first submission to the last binding."""
+    bound = [v.bound for v in result.views.values() if v.bound is not None]
+    first = min((v.created for v in result.views.values()), default=0.0)
+    return len(bound), max(bound, default=first) - first
+
+
+def saturation_lines(runs: Sequence[RunFigures]) -> list[str]:
+    """The saturation table: pods bound per second in each run, and against the scheduler alone."""
+    rates = {r.result.with_pdp: binding_rate(r.result) for r in runs}
+    alone = rates.get(False)
+    lines = [
+        "## Saturation: pods bound per second",
+        "",
+        "Every task submitted at once, none deleted: the API server, the scheduler and, in the "
+        "policy run, the PDP decide how fast pods are bound.",
+        "",
+        "| run | pods bound | s, first submission to last binding | bound/s | vs scheduler alone |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        bound, seconds = rates[run.result.with_pdp]
+        rate = bound / seconds if seconds > 0 else 0.0
+        ratio = ""
+        if alone is not None and alone[1] > 0 and alone[0]:
+            ratio = f"{rate / (alone[0] / alone[1]):.2f}x"
+        lines.append(f"| {_run_name(run)} | {bound:,} | {seconds:.1f} | {rate:.1f} | {ratio} |")
+    return [*lines, ""]
+
+
 def render(
     plan: Plan,
     sources: Mapping[str, str],
@@ -151,6 +181,7 @@ def render(
     runs: Sequence[RunFigures],
     plots: Iterable[str] = (),
     command: str = "",
+    saturation: bool = False,
 ) -> str:
     gpus = sum(p.node.gpus for p in plan.nodes)
     lines = [
@@ -171,9 +202,13 @@ def render(
         "",
         f"Replayed: {len(plan.nodes):,} nodes ({gpus:,} GPUs) from `{sources['nodes']}`, "
         f"{len(plan.arrivals):,} tasks from `{sources['tasks']}`, mapped by `{sources['mapping']}`; "
-        f"trace time compressed {compress:,.0f}-fold into {seconds:.0f} s of replay clock, which "
-        "stops while the cluster has pods neither placed nor found unschedulable (at most "
-        f"{MAX_STALL_SECONDS:.0f} s at a time), so the pods running at any moment are the trace's.",
+        + (
+            "every task submitted at once and never deleted (a saturation run)."
+            if saturation
+            else f"trace time compressed {compress:,.0f}-fold into {seconds:.0f} s of replay clock, which "
+            "stops while the cluster has pods neither placed nor found unschedulable (at most "
+            f"{MAX_STALL_SECONDS:.0f} s at a time), so the pods running at any moment are the trace's."
+        ),
         "",
         "## Promises (each must be 0; checked on the API server's state, not on the PDP's log)",
         "",
@@ -188,7 +223,10 @@ def render(
         if found:
             lines += ["", f"Violations ({_run_name(run)}, the first 20):", ""]
             lines += [f"- {v.check}: {v.pod}: {v.detail}" for v in found[:20]]
-    lines += ["", "## Per tier", ""]
+    lines.append("")
+    if saturation:
+        lines += saturation_lines(runs)
+    lines += ["## Per tier", ""]
     for run in runs:
         rows = tier_rows(plan, run.result)
         cols = list(next(iter(rows.values())))

@@ -40,6 +40,9 @@ def test_the_trace_slice_keeps_every_promise_with_the_pdp_and_not_without(tmp_pa
     assert figures["pdp"]["placed"] > 300, report
     assert figures["pdp"]["evicted"] > 0, report
     assert figures["pdp"]["replaced_placed"] == figures["pdp"]["evicted"], report
+    # The timelines beside the report, linked from it.
+    assert "![report-timelines](report-timelines.png)" in report
+    assert out.with_name("report-timelines.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_the_slice_is_what_its_readme_says() -> None:

@@ -13,6 +13,7 @@ from bench.fleet.mapping import (
     GPU,
     SHARED_GPU,
     Tenant,
+    all_at_once,
     load_mapping,
     peak_demand,
     plan,
@@ -92,6 +93,17 @@ def test_tasks_go_to_tenants_by_qos_share_and_a_hash_of_their_name() -> None:
         next(a for a in p.arrivals if a.tenant.tier == "spot").pod["spec"]["priorityClassName"]
         == "gpupaas-spot"
     )
+
+
+def test_the_saturation_plan_submits_every_task_at_the_start_and_deletes_none() -> None:
+    tasks = [task(n, start=10 * n, end=10 * n + 5) for n in range(6)]
+    p = plan([node(n) for n in range(4)], tasks, load_mapping())
+    saturated = all_at_once(p)
+    assert [a.task for a in saturated.arrivals] == [a.task for a in p.arrivals]
+    assert {a.at for a in saturated.arrivals} == {0.0}
+    assert {a.until for a in saturated.arrivals} == {math.inf}
+    assert saturated.span == 0.0 and p.span > 0.0
+    assert p.arrivals[1].at == 10.0  # the plan it came from is unchanged
 
 
 def test_peak_demand_counts_only_overlapping_spans() -> None:
