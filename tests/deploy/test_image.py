@@ -167,6 +167,15 @@ def test_the_entrypoint_decides_an_example_intent_with_the_embedded_default(imag
     assert [r["code"] for r in decision["reasons"]] == ["RESIDENCY_VIOLATION"]
 
 
+def test_the_default_command_refuses_to_start_without_its_certificate(image: Image) -> None:
+    """Nothing mounted at /app/tls/: no plaintext fallback, an error naming the missing file."""
+    cmd = image.config()["Cmd"]
+    out = image.run(*cmd, timeout=120)
+    assert out.returncode != 0
+    assert "/app/tls/tls.crt" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
 def _owned(path: Path, mode: int) -> Path:
     os.chown(path, UID, UID)
     path.chmod(mode)
