@@ -113,7 +113,9 @@ def image() -> Iterator[Image]:
     folder = cached_artifact("build-image")
     env = image_env(folder)
     store = Store(Path(env["IMAGE_STORE_ROOT"]), Path(env["IMAGE_STORE_RUNROOT"]))
-    container = store.buildah("from", "--pull=never", env["IMAGE_REFERENCE"]).stdout.strip()
+    # Named test-*: scripts/build-image removes the other containers of its storage.
+    name = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    container = store.buildah("from", "--pull=never", "--name", name, env["IMAGE_REFERENCE"]).stdout.strip()
     try:
         yield Image(folder, env, store, env["IMAGE_ID"], container)
     finally:
