@@ -1,6 +1,9 @@
-"""The decision: what the PDP answers, and how it is rendered from an engine result.
+"""The decision: what the PDP answers, how it is rendered from an engine result, and how every
+enforcement point (Kubernetes admission and scheduling, the Kueue admission check; the HTTP and
+gRPC fronts that serve the Slurm hook and clients) reads it: one shape, one reading of an engine
+failure, one way of showing reasons and provenance to people.
 
-Both constructors here are pure functions of their arguments, so they are tested on their own.
+The constructors here are pure functions of their arguments, so they are tested on their own.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +39,10 @@ class Reason:
     def from_dict(cls, d: Mapping[str, Any]) -> Reason:
         return cls(str(d.get("code", "")), str(d.get("message", "")), str(d.get("policy", "")))
 
+    def shown(self) -> str:
+        """The reason as a refusal shows it to people: `[CODE] message`."""
+        return f"[{self.code}] {self.message}"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -59,6 +66,24 @@ class Decision:
     def reason_codes(self) -> list[str]:
         return [r.code for r in self.reasons]
 
+    @property
+    def engine_failed(self) -> bool:
+        """The engine could not decide (`engine_failure`'s fail-closed DENY), as opposed to the
+        policy denying: an enforcement point may answer it otherwise (retry, or admit what asks
+        for no GPU), but never as an allow."""
+        return self.outcome is Outcome.DENY and any(r.policy == ENGINE_POLICY for r in self.reasons)
+
+    def explanation(self, *more: str) -> str:
+        """The reasons as a refusal lists them, `[CODE] message; ...`, then `more` (reasons an
+        enforcement point finds elsewhere in the decision)."""
+        return "; ".join([*(r.shown() for r in self.reasons), *more])
+
+    def provenance(self) -> str:
+        """`(tenant T, bundle R, decision D)`: what a refusal is looked up by in the decision log."""
+        parts = [f"tenant {self.tenant}"] if self.tenant else []
+        parts += [f"bundle {self.bundle_revision or '-'}", f"decision {self.decision_id}"]
+        return "(" + ", ".join(parts) + ")"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "outcome": self.outcome.value,
@@ -73,6 +98,30 @@ class Decision:
             "kind": self.kind,
             "tenant": self.tenant,
         }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Decision:
+        """A decision document (the shape `to_dict` gives, as the gRPC client reads it) as a
+        Decision. Fields the document leaves out are empty, as proto3 leaves empty fields out; a
+        document without a valid outcome is a ValueError, never a decision to enforce."""
+        outcome = str(doc.get("outcome"))
+        if outcome not in Outcome.__members__:
+            raise ValueError(f"the decision has no valid outcome: {outcome[:100]}")
+        decided_at = doc.get("decided_at")
+        return cls(
+            outcome=Outcome(outcome),
+            reasons=tuple(Reason.from_dict(r) for r in doc.get("reasons") or ()),
+            warnings=tuple(Reason.from_dict(r) for r in doc.get("warnings") or ()),
+            constraints=doc.get("constraints") or {},
+            obligations=tuple(doc.get("obligations") or ()),
+            bundle_revision=str(doc.get("bundle_revision") or ""),
+            decision_id=str(doc.get("decision_id") or ""),
+            # proto3's unset timestamp is the epoch
+            decided_at=datetime.fromisoformat(decided_at) if decided_at else datetime.fromtimestamp(0, UTC),
+            evaluation_ms=float(doc.get("evaluation_ms") or 0.0),
+            kind=str(doc.get("kind") or ""),
+            tenant=str(doc.get("tenant") or ""),
+        )
 
 
 def _orjson_writes_as_json(node: Any) -> bool:

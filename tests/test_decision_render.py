@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pdp.decision import Outcome, canonical_intent, engine_failure, from_engine_result, input_digest
+from pdp.decision import Decision, Outcome, canonical_intent, engine_failure, from_engine_result, input_digest
 from pdp.engine import EngineTimeout, EngineUnavailable
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
@@ -64,6 +64,34 @@ def test_engine_failures_fail_closed_with_their_code(error: Exception) -> None:
     assert d.reasons[0].code == error.code  # type: ignore[attr-defined]
     assert d.reasons[0].policy == "pdp.engine"
     assert d.tenant == "acme-eu"
+    assert d.engine_failed
+
+
+def test_only_the_engine_failing_is_an_engine_failure() -> None:
+    engine_reason = {"code": "ENGINE_ERROR", "message": "m", "policy": "pdp.engine"}
+    assert not render(
+        {"outcome": "DENY", "reasons": [{"code": "X", "message": "m", "policy": "p"}]}
+    ).engine_failed
+    # Only a DENY: whatever else an answer says, it is the policy's.
+    assert not render({"outcome": "NEEDS_APPROVAL", "reasons": [engine_reason]}).engine_failed
+
+
+def test_a_decision_document_reads_back_as_the_same_decision() -> None:
+    d = render(
+        {
+            "outcome": "ALLOW",
+            "warnings": [{"code": "W", "message": "w", "policy": "p"}],
+            "constraints": {"node_selector": {"k": "v"}},
+            "obligations": [{"code": "O", "description": "x", "params": {}}],
+            "bundle_revision": "abc",
+        }
+    )
+    assert Decision.from_dict(d.to_dict()) == d
+    # What proto3 leaves out is empty; no outcome is no decision.
+    sparse = Decision.from_dict({"outcome": "DENY", "reasons": [{"code": "X"}]})
+    assert (sparse.explanation(), sparse.provenance()) == ("[X] ", "(bundle -, decision )")
+    with pytest.raises(ValueError, match="no valid outcome"):
+        Decision.from_dict({"outcome": "OUTCOME_UNSPECIFIED"})
 
 
 def test_input_digest_ignores_key_order_but_not_content() -> None:

@@ -52,6 +52,12 @@ class Tenant:
     def namespace(self) -> str:
         return f"{self.name}-jobs"
 
+    @property
+    def borrows(self) -> bool:
+        """Spot tenants allow preemption here (policy_document), so they may borrow idle capacity
+        beyond their entitlement, preemptibly: the entitlement is their floor, not a cap."""
+        return self.tier == "spot"
+
 
 @dataclass(frozen=True)
 class Placed:
@@ -293,7 +299,7 @@ def policy_document(tenant: Tenant, entitled: Mapping[str, int]) -> dict[str, An
         "tier": tenant.tier,
         "isolation": tenant.isolation,
         "data_residency": tenant.residency,
-        "allow_preemption": tenant.tier == "spot",
+        "allow_preemption": tenant.borrows,
         "allow_gpu_sharing": tenant.sharing,
         "namespaces": [tenant.namespace],
         "entitlements": dict(entitled),

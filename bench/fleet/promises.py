@@ -7,7 +7,8 @@ past the PDP, shows here. Every count must be 0.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class PodView:
     ended: float | None = None
     deleted_by_replay: bool = False
     unschedulable: bool = False  # the scheduler tried and found no node (PodScheduled False)
+    unschedulable_why: str = ""  # the reason most of the nodes were refused for, last time
     created_ok: bool = False  # the API server accepted it (a deletion waits for that)
     delete_requested: bool = False
     disruption: str = ""  # the reason of a DisruptionTarget condition (preemption, taint eviction)
@@ -64,8 +66,13 @@ def pod_view(obj: Mapping[str, Any]) -> PodView:
         (c.get("reason", "") for c in status.get("conditions") or () if c.get("type") == "DisruptionTarget"),
         "",
     )
-    unschedulable = any(
-        c.get("type") == "PodScheduled" and c.get("status") == "False" for c in status.get("conditions") or ()
+    refusal = next(
+        (
+            c.get("message") or ""
+            for c in status.get("conditions") or ()
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+        ),
+        None,
     )
     return PodView(
         meta.get("name", ""),
@@ -75,8 +82,27 @@ def pod_view(obj: Mapping[str, Any]) -> PodView:
         spec.get("priorityClassName") or "",
         dict(resources),
         disruption=disruption,
-        unschedulable=unschedulable,
+        unschedulable=refusal is not None,
+        unschedulable_why=why_unschedulable(refusal or ""),
     )
+
+
+_NODES_REFUSED = re.compile(r"(\d+) (.+?)(?=, \d+ |$)")
+_CODE = re.compile(r"\b([A-Z][A-Z_]{4,}):")
+
+
+def why_unschedulable(message: str) -> str:
+    """The reason kube-scheduler gives for the most nodes in a PodScheduled False message ("0/405
+    nodes are available: 300 Insufficient cpu, 105 ENTITLEMENT_EXCEEDED: node ..., ..."): the
+    policy's first reason code where the extender refused them, else the scheduler's words."""
+    _, _, refused = message.partition("nodes are available: ")
+    refused = refused.partition(". preemption:")[0].removesuffix(".")
+    counts: Counter[str] = Counter()
+    for n, text in _NODES_REFUSED.findall(refused):
+        code = _CODE.search(text)
+        reason = code.group(1) if code else re.sub(r"\{[^}]*\}", "{...}", text.strip())
+        counts[reason] += int(n)
+    return counts.most_common(1)[0][0] if counts else ("" if not message else message[:80])
 
 
 @dataclass(frozen=True)
@@ -126,7 +152,7 @@ def check(
                 Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}")
             )
         gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
-        if gpus:
+        if gpus and not tenant.borrows:
             held[(tenant.name, node.gpu_class)] += gpus
     for (tenant_name, gpu_class), gpus in sorted(held.items()):
         limit = entitlements.get(tenant_name, {}).get(gpu_class, 0)

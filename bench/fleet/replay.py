@@ -119,8 +119,10 @@ class Replay:
         core = self.fleet.core
         while not self._done.is_set():
             try:
+                # Short watches: the end of the run waits for this thread, which notices the end
+                # only at the next event or when the watch times out.
                 resp = core.list_pod_for_all_namespaces(
-                    watch=True, resource_version=resource_version, timeout_seconds=30, _preload_content=False
+                    watch=True, resource_version=resource_version, timeout_seconds=3, _preload_content=False
                 )
                 for line in iter_resp_lines(resp):
                     event = json.loads(line)
@@ -152,6 +154,7 @@ class Replay:
                 return  # not the replay's (or refused after the watch saw it: cannot happen)
             view.node, view.phase, view.disruption = seen.node, seen.phase, seen.disruption or view.disruption
             view.unschedulable = seen.unschedulable
+            view.unschedulable_why = seen.unschedulable_why or view.unschedulable_why
             if view.node and view.bound is None:
                 view.bound = now
             if kind == "DELETED" and view.ended is None:
@@ -174,7 +177,11 @@ class Replay:
             )  # fmt: skip
             self._arrival_of[key] = arrival
         try:
-            self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+            try:
+                self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+            except ApiException as exc:
+                if exc.status != 409:  # 409: created already, its answer lost (world._create_nodes)
+                    raise
             with self._lock:
                 view = self.result.views[key]
                 view.created_ok = True
@@ -334,7 +341,7 @@ class Replay:
         self._sample()
         self._done.set()
         self.result.wall_seconds = self.now()
-        watcher.join(timeout=35)
+        watcher.join(timeout=10)
         return self.result
 
     def _replacing(self) -> bool:

@@ -196,6 +196,19 @@ def render(
         lines += [f"| {tier} | " + " | ".join(row[c] for c in cols) + " |" for tier, row in rows.items()]
         lines.append("")
     for run in runs:
+        unplaced = Counter(
+            v.unschedulable_why or "never tried"
+            for v in run.result.views.values()
+            if v.bound is None and v.ended is not None
+        )
+        if unplaced:
+            lines += [
+                f"Ended unplaced, by the reason the scheduler last gave for most nodes ({_run_name(run)}):",
+                "",
+            ]
+            lines += [f"- {reason}: {n}" for reason, n in unplaced.most_common(8)]
+            lines.append("")
+    for run in runs:
         if run.result.refused:
             lines += [f"Refused by reason ({_run_name(run)}):", ""]
             lines += [f"- {reason}: {n}" for reason, n in run.result.refused.most_common()]

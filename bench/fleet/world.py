@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
 from pdp.embedded import EmbeddedPDP
@@ -132,7 +133,13 @@ class LivingFleet:
 
         def create(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
             node, status = pair
-            core.create_node(node)
+            try:
+                core.create_node(node)
+            except ApiException as exc:
+                # 409: there already. Seen twice on a loaded machine for creates sent once (a
+                # ClusterRoleBinding, a Node) whose first answer the client never got.
+                if exc.status != 409:
+                    raise
             core.patch_node_status(node["metadata"]["name"], status)
 
         with ThreadPoolExecutor(8) as pool:

@@ -9,7 +9,7 @@ On a unix socket (`unix_socket`, pdp/net/listen.py's bind_unix_socket) the file'
 say who may ask, and its folder, writable by this user only, that nobody else can answer in the
 server's place while it is down (the Slurm hook's channel, docs/slurm.md).
 
-Served by the decision fronts' serving layer (pdp/net/serving.py), so connections that send
+Served by the decision fronts' serving layer (pdp/net/serving/), so connections that send
 nothing or half a request cannot take it down (issue 28: ~256 of them turned every decision into a
 503, and the Slurm hook refused every GPU job): a client gets `header_timeout` seconds for the TLS
 handshake, request line and headers, `body_timeout` for the body and `keep_alive` idle between
@@ -36,15 +36,10 @@ from pdp.api.auth import require_credentials
 from pdp.api.http import DEFAULT_MAX_BODY, DecisionApi
 from pdp.api.token_file import BearerTokens
 from pdp.net.listen import UNIX_PREFIX, bind_unix_socket, bound_url
-from pdp.net.serving import (
-    DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT,
-    Deadlines,
-    GatedServer,
-    loop_factory,
-    protocol_class,
-    switching_context,
-)
+from pdp.net.serving.gate import GatedServer
+from pdp.net.serving.loop import loop_factory
+from pdp.net.serving.protocol import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Deadlines, protocol_class
+from pdp.net.serving.tls import switching_context
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecisionPoint
 

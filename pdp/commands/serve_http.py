@@ -72,6 +72,7 @@ def start_http(
         return None
     from pdp.api.http_server import HttpDecisionServer
     from pdp.api.token_file import BearerTokens, TokenFileError
+    from pdp.net.limits import serving_limits
 
     token_file = _token_file(args)
     try:
@@ -90,6 +91,7 @@ def start_http(
         key_file=args.http_key,
         tokens=tokens,
         engine_ready=engine_ready,
+        **serving_limits(args).server_options(),
     ).start()
     auth = "bearer token" if tokens else "no authentication"
     print(f"HTTP decision API on {server.url}/v1/decide ({auth})", flush=True)

@@ -43,6 +43,15 @@ class ClientAuth:
             return False
         return not self.names or bool(self.names & peer_names(peercert))
 
+    def caller(self, peercert: Any) -> str:
+        """Who an admitted certificate says called, as the decision log records it (`principal`):
+        `substrate:NAME`, NAME its subject CN, or else its first DNS SAN (with `names`, the first
+        of those that is allowed). Kubernetes components are the platform's substrate."""
+        cns = [v for rdn in peercert.get("subject", ()) for key, v in rdn if key == "commonName"]
+        sans = [v for kind, v in peercert.get("subjectAltName", ()) if kind == "DNS"]
+        named = [n for n in cns + sans if not self.names or n in self.names]
+        return f"substrate:{named[0]}" if named else "substrate:(a certificate naming no one)"
+
 
 def peer_names(peercert: Any) -> set[str]:
     """The subject CNs and DNS SANs of a certificate as `getpeercert()` returns it."""

@@ -29,6 +29,7 @@ from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.version import GROUP, VERSION
+from pdp.substrate.labels import LOCAL_QUEUE, QUEUE_LABEL
 from tests.conftest import EXAMPLES, embedded_settings
 from tests.e2e.conftest import (
     NODE_STATUS,
@@ -243,7 +244,7 @@ def kueue_world(root: Path, pki: dict[str, Path]) -> Iterator[World]:
         stack.callback(lambda: world.controller.stop() if world.controller else None)
         # Each tenant's Kueue objects, as onboarding applies them (the lifecycle's "kueue" group).
         for policy in tenants.values():
-            for obj in kube_objects.render(policy, fleet)["kueue"]:
+            for obj in kueue_objects.tenant_objects(policy, fleet):
                 adapter.apply(obj)
         world.run_controller()
         for tenant in tenants:
@@ -277,7 +278,7 @@ def gpu_job(
     priority_class: str = "",
 ) -> dict[str, Any]:
     """A batch/v1 Job in the tenant's LocalQueue: `pods` pods of one GPU each."""
-    labels = {kueue_objects.QUEUE_LABEL: kueue_objects.LOCAL_QUEUE}
+    labels = {QUEUE_LABEL: LOCAL_QUEUE}
     if priority_class:
         labels[kueue_objects.PRIORITY_LABEL] = priority_class
     pod: dict[str, Any] = {

@@ -247,6 +247,16 @@ def test_a_pending_pod_that_gains_a_dedicated_toleration_is_refused(
     client.CoreV1Api(api).patch_namespaced_pod(name, "default", {"metadata": {"labels": {"x": "y"}}})
 
 
+@pytest.fixture(autouse=True)
+def no_pods_left(api: client.ApiClient) -> Iterator[None]:
+    """Each test's pods go with it: what a tenant holds counts against its entitlement of each GPU
+    class at placement, so pods left by one test would refuse the next one's."""
+    yield
+    core = client.CoreV1Api(api)
+    for namespace in ("acme-prod", "globex-ml"):
+        core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+
+
 @pytest.fixture()
 def without_cluster_view(ready: Enforcement) -> Iterator[Enforcement]:
     """The same webhook, judging from the bundle's fleet data alone (no kubeconfig)."""
@@ -406,9 +416,11 @@ class CountingWebhook(AdmissionWebhook):
         super().__init__(stack.point)
         self.reviews = 0
 
-    def review(self, body: bytes, timeout: float | None = None, *, arrived: float | None = None) -> Any:
+    def review(
+        self, body: bytes, timeout: float | None = None, *, arrived: float | None = None, caller: str = ""
+    ) -> Any:
         self.reviews += 1
-        return super().review(body, timeout, arrived=arrived)
+        return super().review(body, timeout, arrived=arrived, caller=caller)
 
 
 def _plain_pod_outcome(api: client.ApiClient, namespace: str) -> str | None:

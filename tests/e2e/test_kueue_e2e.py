@@ -4,12 +4,13 @@ kube-controller-manager's job controller (tests/e2e/kueue_world.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from pdp.records.log import DecisionLog
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER
@@ -162,35 +163,76 @@ def test_an_acme_job_runs_only_after_the_pdp_check_on_its_eu_dedicated_nodes(
     assert [m["time"] for m in ours] == [m["time"] for m in before]
 
 
+class RetryMessages:
+    """The messages of every Retry our check wrote on the namespace's Workloads, from a watch: Kueue
+    turns a Retry back to Pending (counting it in retryCount) at once, so a poll can miss it."""
+
+    def __init__(self, world: World, namespace: str) -> None:
+        self.world = world
+        self.namespace = namespace
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retry-messages", daemon=True)
+
+    def __enter__(self) -> RetryMessages:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def wait(self, *words: str) -> str:
+        """The first message of a Retry holding every word (the watch may trail a poll a little)."""
+        return wait_for(
+            f"a Retry saying {words}",
+            lambda: next((m for m in self.seen if all(w in m for w in words)), None),
+            timeout=20,
+            logs=lambda: f"Retry messages seen: {self.seen}",
+        )
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                self.world.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                "workloads",
+                resource_version=version,
+                timeout_seconds=2,
+            )
+            for event in stream:
+                wl = event["object"]
+                version = wl["metadata"]["resourceVersion"]
+                check = entry(wl)
+                if check.get("state") == "Retry":
+                    self.seen.append(check["message"])
+
+
 def test_an_unreachable_pdp_or_engine_fails_closed_and_a_restarted_controller_admits(
     world: World, jobs: Jobs
 ) -> None:
-    seen: list[str] = []
-
     def retried(times: int) -> Any:
-        def probe(wl: dict[str, Any]) -> bool:
-            check = entry(wl)
-            if check.get("state") == "Retry":
-                seen.append(check["message"])
-            return int(check.get("retryCount") or 0) >= times
+        return lambda wl: int(entry(wl).get("retryCount") or 0) >= times
 
-        return probe
-
-    # Nothing listens where the controller looks for the PDP.
-    world.run_controller("kueue-controller-no-pdp", f"127.0.0.1:{free_port()}")
-    job = jobs.create("acme-prod", gpu_job("train-retry", 1))
-    jobs.workload(job, "a retry without a PDP", retried(1))
-    assert any("could not decide" in m and "PDP at gRPC" in m for m in seen), seen
-    # A PDP whose policy engine cannot be reached answers DENY with an engine reason: Retry too.
-    dead = dead_engine_server()
-    try:
-        world.run_controller("kueue-controller-dead-engine", dead.address)
-        jobs.workload(job, "retries with the engine down", retried(3))
-        assert any("[ENGINE_" in m and "failing closed" in m for m in seen), seen
-        # Never Ready meanwhile: the job stays suspended, no pod exists.
-        assert jobs.read(job).spec.suspend is True and jobs.pods(job) == []
-    finally:
-        dead.stop()
+    with RetryMessages(world, "acme-prod") as retries:
+        # Nothing listens where the controller looks for the PDP.
+        world.run_controller("kueue-controller-no-pdp", f"127.0.0.1:{free_port()}")
+        job = jobs.create("acme-prod", gpu_job("train-retry", 1))
+        jobs.workload(job, "a retry without a PDP", retried(1))
+        retries.wait("could not decide", "PDP at gRPC")
+        # A PDP whose policy engine cannot be reached answers DENY with an engine reason: Retry too.
+        dead = dead_engine_server()
+        try:
+            world.run_controller("kueue-controller-dead-engine", dead.address)
+            jobs.workload(job, "retries with the engine down", retried(3))
+            retries.wait("[ENGINE_", "failing closed")
+            # Never Ready meanwhile: the job stays suspended, no pod exists.
+            assert jobs.read(job).spec.suspend is True and jobs.pods(job) == []
+        finally:
+            dead.stop()
     # A controller started afresh picks the workload up where it stands; this one asks the PDP's
     # OPA directly, as deploy/kueue runs it, and records the decision in its own log.
     assert world.stack.sidecar is not None

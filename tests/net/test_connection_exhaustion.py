@@ -28,7 +28,7 @@ from pdp.api.client import PdpClient
 from pdp.api.http_server import HttpDecisionServer
 from pdp.api.server import PdpServer
 from pdp.embedded import EmbeddedPDP
-from pdp.net.serving import GatedServer
+from pdp.net.serving.gate import GatedServer
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
 from tests.conftest import load_intent, self_signed

@@ -1,8 +1,8 @@
 """Reaching a tenant's clusters from a workflow: an unreachable cluster never makes a workflow
 skip it. `reach` waits, records why the workflow is paused (`cluster.unreachable`, with the cluster
 and the error) and resumes when the cluster answers (`cluster.reachable`, with how long it
-waited); `of_tenant` names the clusters a tenant is realized in (pdp/lifecycle/clusters.py keeps
-the adapters and the pauses).
+waited), each record with the workflow and the decision that allowed the call; `of_tenant` names
+the clusters a tenant is realized in (pdp/lifecycle/clusters.py keeps the adapters and the pauses).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from pdp.lifecycle import test_faults
 from pdp.lifecycle.clusters import SINGLE, Pause
 from pdp.lifecycle.runtime import Runtime
 from pdp.substrate.base import Adapter
@@ -30,14 +31,24 @@ def reach(
     tenant: str,
     event_key: str,
     workflow_id: str,
+    decision_id: str,
+    undecided: str = "",
 ) -> T:
     """`call(adapter of cluster)`, waiting as long as the cluster is unreachable (never skipping
-    it), with the pause and the resumption in the audit trail."""
+    it), with the pause and the resumption in the audit trail.
+
+    `decision_id`: the decision that allowed the call. A call no PDP decision allows (incident
+    response acting on a fault report) passes "" and says why in `undecided`: the records then say
+    `"decision": "none: <why>"`, so an empty decision id is never merely missing."""
+    if not decision_id and not undecided:
+        raise ValueError(f"{operation} in cluster {cluster!r}: neither a decision id nor why there is none")
+    said = {} if decision_id else {"decision": f"none: {undecided}"}
     adapter = rt.clusters.adapter(cluster)
     started: float | None = None
     token = (event_key, cluster, operation)
     while True:
         try:
+            test_faults.cluster_call(token)
             result = call(adapter)
         except ConnectionError as exc:
             if started is None:
@@ -51,7 +62,14 @@ def reach(
                     event="cluster.unreachable",
                     tenant=tenant,
                     workflow_id=workflow_id,
-                    detail={"cluster": cluster, "operation": operation, "reason": str(exc), "paused": True},
+                    decision_id=decision_id,
+                    detail={
+                        "cluster": cluster,
+                        "operation": operation,
+                        "reason": str(exc),
+                        "paused": True,
+                        **said,
+                    },
                 )
             time.sleep(rt.settings.cluster_retry_interval)
             continue
@@ -66,7 +84,8 @@ def reach(
                 event="cluster.reachable",
                 tenant=tenant,
                 workflow_id=workflow_id,
-                detail={"cluster": cluster, "operation": operation, "paused_seconds": waited},
+                decision_id=decision_id,
+                detail={"cluster": cluster, "operation": operation, "paused_seconds": waited, **said},
             )
         return result
 

@@ -134,7 +134,8 @@ def replace(
     )
     if kept is not None and cluster_of(kept) != cluster:
         # Moved to another cluster: the object in the one it left goes, once the new one is applied.
-        leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id)
+        leave(rt, tenant, kept, event_key=f"{event_key}:left", workflow_id=workflow_id,
+              decision_id=links(decision)["decision_id"])  # fmt: skip
     return {**out, "replaced": True, "changed": changed}
 
 
@@ -149,6 +150,7 @@ def restore_workloads(
 ) -> list[str]:
     """Compensation: put back the objects (and placements) of `before` that have changed since."""
     now = rt.store.workloads(tenant)
+    ids = links(decision)["decision_id"]
     restored = []
     for name, old in before.items():
         current = now.get(name)
@@ -156,9 +158,10 @@ def restore_workloads(
             continue
         obj = old["object"]
         in_cluster(rt, tenant, cluster_of(old), "restore workload", lambda a, o=obj: a.apply(o),
-            event_key=f"{event_key}:{name}", workflow_id=workflow_id)  # fmt: skip
+            event_key=f"{event_key}:{name}", workflow_id=workflow_id, decision_id=ids)  # fmt: skip
         if current is not None and cluster_of(current) != cluster_of(old):
-            leave(rt, tenant, current, event_key=f"{event_key}:{name}:left", workflow_id=workflow_id)
+            leave(rt, tenant, current, event_key=f"{event_key}:{name}:left", workflow_id=workflow_id,
+                  decision_id=ids)  # fmt: skip
         rt.store.put_workload(
             tenant,
             name,

@@ -1,7 +1,7 @@
 """Re-placing a deployment that breaches its SLA onto the pool the sla_breach decision chose.
 
 The placement is asked afresh (a deploy_model decision under the policy in force, as every
-re-placement is: pdp/lifecycle/services/realize.py), then narrowed to the chosen pool: its region, and a
+re-placement is: pdp/lifecycle/services/realize/), then narrowed to the chosen pool: its region, and a
 required node affinity on the pool label. The pool must be one the fresh placement allows (one of
 its dedicated pools for a dedicated tenant, a pool of one of its eligible clusters). An escalation
 moves a deployment inside its cluster only; a move across clusters is refused, not half done.

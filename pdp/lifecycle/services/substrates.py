@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pdp.lifecycle.runtime import Runtime
-from pdp.substrate.kubernetes import objects
+from pdp.substrate import tenant_objects
 
 
 def render_tenant(rt: Runtime, policy: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fleet = rt.policy.fleet
-    groups = objects.render(policy, fleet)
+    groups = tenant_objects.render(policy, fleet)
     for substrate in rt.substrates:
         for group, objs in substrate.render(policy, fleet).items():
             if group not in groups:

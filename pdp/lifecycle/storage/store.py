@@ -46,7 +46,11 @@ class Store(ApprovalStore):
                 tenant=name,
                 actor=actor,
                 workflow_id=workflow_id,
-                detail={"to": TENANT.initial},
+                # the request, recorded as it is accepted: the workflow decides it next
+                detail={
+                    "to": TENANT.initial,
+                    "decision": "none: the request, before its workflow decides it",
+                },
             )
 
     def tenant(self, name: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@
 
 Steps are checkpointed, so after a crash a workflow resumes after its last completed step; steps
 retry with backoff, and a provisioning step that keeps failing runs the compensations of the steps
-before it (saga). Deployments become workload objects through pdp/lifecycle/services/realize.py.
+before it (saga). Deployments become workload objects through pdp/lifecycle/services/realize/.
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ def apply_request_step(
                 tenant=tenant,
                 event_key=event_key,
                 workflow_id=request_id(),
+                decision_id=ids["decision_id"],
             )
         revision = rt.policy.publish(policy)
         rt.store.update_policy(

@@ -38,18 +38,28 @@ INCIDENT_EVENT = "incident"
 RESOLVE_WAIT = 3600.0
 
 
+def _undecided() -> str:
+    return f"incident {request_id()} acts on the node for a fault report, not a PDP decision"
+
+
 def _record(event: str, tenant: str, detail: dict[str, Any], suffix: str = "") -> None:
+    """A record of the incident's own steps. No PDP decision takes a faulty node out of service
+    (the re-placements and degradations record theirs): the record says so where a decision id
+    would stand, as the records of its cluster calls do."""
     current().store.record(
-        f"{key()}:{event}{suffix}", event=event, tenant=tenant, workflow_id=request_id(), detail=detail
-    )
+        f"{key()}:{event}{suffix}", event=event, tenant=tenant, workflow_id=request_id(),
+        detail={**detail, "decision": f"none: {_undecided()}"},
+    )  # fmt: skip
 
 
 def _on_node(node: str, call: Any) -> Any:
-    """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable."""
+    """`call(adapter)` on the adapter of the node's cluster, waiting while it is unreachable.
+    No PDP decision takes a faulty node out of service: the records of its pauses say so."""
     rt = current()
     return cluster_reach.reach(
         rt, incidents.cluster_of_node(rt, node), f"incident on node {node}", call,
-        tenant="", event_key=key(), workflow_id=request_id(),
+        tenant="", event_key=key(), workflow_id=request_id(), decision_id="",
+        undecided=_undecided(),
     )  # fmt: skip
 
 

@@ -40,6 +40,7 @@ from pdp.lifecycle.workflows.steps import (
     transition_step,
     workloads_step,
 )
+from pdp.substrate import tenant_objects
 from pdp.substrate.base import Adapter
 from pdp.substrate.kubernetes import objects
 
@@ -56,6 +57,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
     rt = current()
     started = time.monotonic()
     waited_for: set[str] = set()
+    decided = links(decision)["decision_id"]
 
     def named(entry: dict[str, Any]) -> str:
         return fleet_clusters.label(str(entry["cluster"]), objects.key(entry["object"]))
@@ -65,7 +67,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
         return bool(
             cluster_reach.reach(
                 rt, str(entry["cluster"]), "verify destroyed", lambda a: a.gone(obj),
-                tenant=tenant, event_key=key(), workflow_id=request_id(),
+                tenant=tenant, event_key=key(), workflow_id=request_id(), decision_id=decided,
             )
         )  # fmt: skip
 
@@ -84,6 +86,7 @@ def verify_destroyed_step(tenant: str, owned: list[dict[str, Any]], decision: di
             tenant=tenant,
             event_key=key(),
             workflow_id=request_id(),
+            decision_id=decided,
         )
 
     resumed = rt.clusters.resumed
@@ -268,13 +271,16 @@ def offboard_workflow(tenant: str, actor: str, reason: str) -> dict[str, Any]:
     withdraw_step(tenant, decision)
     pools.release(tenant, "offboarding", decision)  # its dedicated pool's nodes return to shared capacity
     # Data lives in the namespaces: remove everything, namespaces last, then prove it is gone.
-    for group in reversed(objects.GROUPS):
+    for group in reversed(tenant_objects.GROUPS):
         if group != "rbac":
             delete_group_step(tenant, group, rendered[group], "offboarding: destroy data", decision)
     # In every cluster (the tenant's, and any other: nothing of it may be left anywhere), and each
     # workload object in the cluster it ran in.
     owned = [
-        {"cluster": c, "object": o} for c in every_cluster_step() for g in objects.GROUPS for o in rendered[g]
+        {"cluster": c, "object": o}
+        for c in every_cluster_step()
+        for g in tenant_objects.GROUPS
+        for o in rendered[g]
     ]
     owned += [{"cluster": realize.cluster_of(w), "object": w["object"]} for w in begun["workloads"].values()]
     destroyed = verify_destroyed_step(tenant, owned, decision)

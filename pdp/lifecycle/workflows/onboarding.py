@@ -27,6 +27,7 @@ from pdp.lifecycle.workflows.steps import (
     transition_step,
     verify_step,
 )
+from pdp.substrate import tenant_objects
 from pdp.substrate.kubernetes import objects
 
 
@@ -64,11 +65,11 @@ def onboard_workflow(policy: dict[str, Any], actor: str) -> dict[str, Any]:
         clusters = clusters_step(name, decision)
         # Shared by the tier's tenants, so applied (idempotently) but never compensated.
         apply_group_step(name, "tier catalog", objects.tier_catalog(), decision, clusters)
-        for group in objects.GROUPS:
+        for group in tenant_objects.GROUPS:
             apply_group_step(name, group, rendered[group], decision, clusters)
             done.append(group)
-        verify_step(name, [o for g in objects.GROUPS for o in rendered[g]], True, clusters)
-        publish_step(name, policy)
+        verify_step(name, [o for g in tenant_objects.GROUPS for o in rendered[g]], True, decision, clusters)
+        publish_step(name, policy, decision)
         # An approved DEDICATED_POOL_PROVISIONING: carve the pool (waits while there is no capacity).
         pools.provision(name, policy, decision, actor)
     except Exception as exc:

@@ -11,7 +11,7 @@
    any moment of it (pdp/telemetry/idle.py), a Prometheus that cannot answer, or a deployment
    changed meanwhile, cancels the reclaim (`reclaim.cancelled`): it never acts on a guess;
 5. act: a `scale` to the target replicas through the tenant's serialization, the same change a
-   tenant's own scale request makes (decided again, applied by pdp/lifecycle/services/realize.py);
+   tenant's own scale request makes (decided again, applied by pdp/lifecycle/services/realize/);
 6. audit: `reclaim.applied` (or `reclaim.failed`) with what the scale changed.
 
 Every step is checkpointed, so a worker killed anywhere resumes after its last completed step and

@@ -31,7 +31,7 @@ from pdp.lifecycle.workflows.steps import (
     verify_workloads_step,
     workloads_step,
 )
-from pdp.substrate.kubernetes import objects
+from pdp.substrate import tenant_objects
 
 
 @DBOS.step()
@@ -94,8 +94,8 @@ def sla_change_workflow(
         stage = "verify"
         rendered = render_step(policy)
         now = workloads_step(tenant)
-        verify_step(tenant, [o for g in objects.POLICY_GROUPS for o in rendered[g]], True)
-        verify_workloads_step(tenant, now)
+        verify_step(tenant, [o for g in tenant_objects.POLICY_GROUPS for o in rendered[g]], True, decision)
+        verify_workloads_step(tenant, now, decision)
     except Exception as exc:
         # Saga: the previous policy and objects, and every workload placed as it was.
         policy_step(tenant, previous, policy, decision, "restored")

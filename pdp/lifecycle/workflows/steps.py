@@ -123,8 +123,15 @@ def record_step(tenant: str, event: str, detail: dict[str, Any], decision: dict[
     )
 
 
-def _each(tenant: str, clusters: list[str], operation: str, call: Callable[[str, Adapter], Any]) -> None:
-    """`call(cluster, adapter)` in each cluster, waiting for any that is unreachable."""
+def _each(
+    tenant: str,
+    clusters: list[str],
+    operation: str,
+    call: Callable[[str, Adapter], Any],
+    decision: Mapping[str, Any],
+) -> None:
+    """`call(cluster, adapter)` in each cluster, waiting for any that is unreachable; for
+    `decision` (its pause records name it)."""
     rt = current()
     for cluster in clusters:
         cluster_reach.reach(
@@ -135,6 +142,7 @@ def _each(tenant: str, clusters: list[str], operation: str, call: Callable[[str,
             tenant=tenant,
             event_key=key(),
             workflow_id=request_id(),
+            decision_id=links(decision)["decision_id"],
         )
 
 
@@ -184,7 +192,7 @@ def apply_group_step(
         for obj in objs:
             adapter.apply(obj)
 
-    _each(tenant, where, f"apply {group}", apply)
+    _each(tenant, where, f"apply {group}", apply, decision)
     rt.store.record(
         f"{key()}:applied:{group}",
         event="objects.applied",
@@ -214,7 +222,7 @@ def delete_group_step(
         for obj in reversed(objs):
             adapter.delete(obj)
 
-    _each(tenant, where, f"delete {group}", delete)
+    _each(tenant, where, f"delete {group}", delete, decision)
     rt.store.record(
         f"{key()}:deleted:{group}",
         event="objects.deleted",
@@ -227,10 +235,14 @@ def delete_group_step(
 
 @DBOS.step(**RETRY)
 def verify_step(
-    tenant: str, objs: list[dict[str, Any]], present: bool, clusters: list[str] | None = None
+    tenant: str,
+    objs: list[dict[str, Any]],
+    present: bool,
+    decision: dict[str, Any],
+    clusters: list[str] | None = None,
 ) -> list[str]:
     """Every object present in each of `clusters` (default: the tenant's); raises (and so
-    retries) otherwise."""
+    retries) otherwise. `decision`: the one its workflow applied them for."""
     test_faults.at_step("verify" if present else "verify-destroyed")
     rt = current()
     where = clusters if clusters is not None else cluster_reach.of_tenant(rt, tenant)
@@ -241,7 +253,7 @@ def verify_step(
             fleet_clusters.label(cluster, objects.key(o)) for o in objs if adapter.exists(o) != present
         )
 
-    _each(tenant, where, "verify", check)
+    _each(tenant, where, "verify", check, decision)
     if wrong:
         raise RuntimeError(f"{'missing' if present else 'still present'}: {', '.join(wrong)}")
     return [fleet_clusters.label(c, objects.key(o)) for c in where for o in objs]
@@ -252,8 +264,11 @@ def _exists(obj: dict[str, Any], adapter: Adapter) -> bool:
 
 
 @DBOS.step(**RETRY)
-def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> list[str]:
-    """Every workload object present in the cluster it was placed in; raises otherwise."""
+def verify_workloads_step(
+    tenant: str, workloads: dict[str, dict[str, Any]], decision: dict[str, Any]
+) -> list[str]:
+    """Every workload object present in the cluster it was placed in; raises otherwise.
+    `decision`: the one its workflow placed them for."""
     test_faults.at_step("verify-workloads")
     rt = current()
     wrong: list[str] = []
@@ -263,6 +278,7 @@ def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> 
         present = cluster_reach.reach(
             rt, cluster, "verify workload", partial(_exists, obj),
             tenant=tenant, event_key=key(), workflow_id=request_id(),
+            decision_id=links(decision)["decision_id"],
         )  # fmt: skip
         if not present:
             wrong.append(fleet_clusters.label(cluster, objects.key(obj)))
@@ -272,7 +288,9 @@ def verify_workloads_step(tenant: str, workloads: dict[str, dict[str, Any]]) -> 
 
 
 @DBOS.step(**RETRY)
-def publish_step(tenant: str, policy: dict[str, Any]) -> str:
+def publish_step(tenant: str, policy: dict[str, Any], decision: dict[str, Any]) -> str:
+    """The tenant's policy published under `decision` (the record names it; its bundle revision is
+    the new one)."""
     test_faults.at_step("publish")
     revision = current().policy.publish(policy)
     current().store.record(
@@ -280,6 +298,7 @@ def publish_step(tenant: str, policy: dict[str, Any]) -> str:
         event="policy.published",
         tenant=tenant,
         workflow_id=request_id(),
+        decision_id=str(decision.get("decision_id", "")),
         bundle_revision=revision,
     )
     return revision

@@ -1,7 +1,8 @@
 """The Kubernetes objects that make a tenant, rendered from its policy (pure functions).
 
-Groups are applied in order by onboarding (and compensated in reverse); each object carries the
-tenant label so the platform can find everything a tenant owns.
+Rendered by lifecycle group; pdp/substrate/tenant_objects.py adds the tenant's Kueue queues and
+orders the groups as onboarding applies them. Each object carries the tenant label so the platform
+can find everything a tenant owns.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pdp.substrate.kueue import objects as kueue
 from pdp.substrate.labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -17,10 +17,6 @@ from pdp.substrate.labels import (
     TIER_PRIORITY,
     TIER_PRIORITY_CLASS,
 )
-
-GROUPS = ("namespaces", "quota", "limits", "kueue", "priority", "network", "rbac")
-# The groups rendered from the tenant's tier and entitlements, re-applied when its policy changes.
-POLICY_GROUPS = ("quota", "kueue", "priority")
 
 Obj = dict[str, Any]
 
@@ -62,6 +58,7 @@ def tier_catalog() -> list[Obj]:
 
 
 def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, list[Obj]]:
+    """Kubernetes' own groups of the tenant's objects: every lifecycle group but Kueue's."""
     tenant = str(policy["name"])
     namespaces = [str(n) for n in policy.get("namespaces", [])]
     limits = gpu_limits(policy, fleet)
@@ -100,8 +97,6 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
             }
             for ns in namespaces
         ],
-        # Kueue: its dedicated flavors, ClusterQueue and LocalQueues (pdp/substrate/kueue).
-        "kueue": kueue.tenant_objects(policy, fleet),
         "priority": [
             {
                 "apiVersion": "scheduling.k8s.io/v1",

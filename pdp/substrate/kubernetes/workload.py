@@ -15,8 +15,7 @@ from typing import Any
 
 from pdp.substrate.kubernetes import runtimes
 from pdp.substrate.kubernetes.objects import Obj
-from pdp.substrate.kueue.objects import LOCAL_QUEUE, QUEUE_LABEL
-from pdp.substrate.labels import POOL_LABEL, REGION_LABEL, TENANT_LABEL
+from pdp.substrate.labels import LOCAL_QUEUE, POOL_LABEL, QUEUE_LABEL, REGION_LABEL, TENANT_LABEL
 
 DEPLOYMENT_LABEL = "gpupaas.io/deployment"
 SHARING_LABEL = "nvidia.com/gpu.sharing-strategy"

@@ -12,8 +12,11 @@ job), its GPUs times the pods admitted. The answer goes back in the Workload's
   and annotations of the pods);
 - a policy denial or a need for approval (admission cannot wait for one): `Rejected`, final, with
   the reason codes, the tenant, the bundle revision and the decision id in the message;
-- the engine could not decide (reason policy `pdp.engine`, or the PDP unreachable): `Retry` with a
+- the engine could not decide (`Decision.engine_failed`, or the PDP unreachable): `Retry` with a
   backoff, never `Ready`: Kueue releases the quota and queues the workload again.
+
+Decisions are `pdp.decision.Decision`s, as at every enforcement point; reasons and provenance read
+in the messages as they do in Kubernetes admission's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pdp.decision import ENGINE_POLICY
+from pdp.decision import Decision, Outcome
 from pdp.substrate.kubernetes.enforcement.workloads import needs_policy, workload_from_object
 from pdp.substrate.kueue.version import API_VERSION
 from pdp.substrate.labels import POOL_LABEL
@@ -133,11 +136,11 @@ def podset_intents(
     return out
 
 
-def placement_update(podset: str, template: Mapping[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:
+def placement_update(podset: str, template: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """The podSetUpdate of an allowed PodSet: the decision's placement, without the keys and
     tolerations the pods carry already (Kueue refuses to start a job whose update changes a value
     the template sets), and its provenance."""
-    constraints = decision.get("constraints") or {}
+    constraints = decision.constraints
     selector = {str(k): str(v) for k, v in (constraints.get("node_selector") or {}).items()}
     for req in constraints.get("node_affinity") or ():
         # A node selector holds one value per key: a single allowed region is pinned here; more
@@ -153,8 +156,8 @@ def placement_update(podset: str, template: Mapping[str, Any], decision: Mapping
     have = list(template.get("tolerations") or ())
     tolerations = [dict(t) for t in constraints.get("tolerations") or () if t not in have]
     provenance = {
-        DECISION_LABEL: str(decision.get("decision_id", "")),
-        REVISION_LABEL: str(decision.get("bundle_revision", "")),
+        DECISION_LABEL: decision.decision_id,
+        REVISION_LABEL: decision.bundle_revision,
     }
     update: dict[str, Any] = {
         "name": podset,
@@ -168,25 +171,8 @@ def placement_update(podset: str, template: Mapping[str, Any], decision: Mapping
     return {k: v for k, v in update.items() if v or k == "name"}
 
 
-def _reasons(decision: Mapping[str, Any]) -> str:
-    return "; ".join(f"[{r.get('code')}] {r.get('message')}" for r in decision.get("reasons") or ())
-
-
-def _provenance(decision: Mapping[str, Any]) -> str:
-    tenant = decision.get("tenant")
-    parts = [f"tenant {tenant}"] if tenant else []
-    parts += [f"bundle {decision.get('bundle_revision') or '-'}", f"decision {decision.get('decision_id')}"]
-    return "(" + ", ".join(parts) + ")"
-
-
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-
-
-def engine_failed(decision: Mapping[str, Any]) -> bool:
-    return decision.get("outcome") == "DENY" and any(
-        r.get("policy") == ENGINE_POLICY for r in decision.get("reasons") or ()
-    )
 
 
 def retry_entry(check: str, subject: str, why: str, retry_count: int, retry: RetryPolicy) -> dict[str, Any]:
@@ -202,7 +188,7 @@ def retry_entry(check: str, subject: str, why: str, retry_count: int, retry: Ret
 def check_entry(
     check: str,
     workload: Mapping[str, Any],
-    decided: Sequence[tuple[PodSetIntent, Mapping[str, Any] | None]],
+    decided: Sequence[tuple[PodSetIntent, Decision | None]],
     *,
     retry_count: int = 0,
     retry: RetryPolicy = RetryPolicy(),
@@ -211,31 +197,30 @@ def check_entry(
     meta = workload.get("metadata") or {}
     subject = f"workload {meta.get('namespace')}/{meta.get('name')}"
     decisions = [(ps, d) for ps, d in decided if d is not None]
-    failed = [d for _, d in decisions if engine_failed(d)]
+    failed = [d for _, d in decisions if d.engine_failed]
     if failed:
-        return retry_entry(
-            check, subject, f"{_reasons(failed[0])} {_provenance(failed[0])}", retry_count, retry
-        )
+        why = f"{failed[0].explanation()} {failed[0].provenance()}"
+        return retry_entry(check, subject, why, retry_count, retry)
     for ps, d in decisions:
         where = f"{subject} podset {ps.podset}"
-        if d.get("outcome") == "DENY":
+        if d.outcome is Outcome.DENY:
             return {
                 "name": check,
                 "state": "Rejected",
-                "message": _cut(f"gpupaas denied {where}: {_reasons(d)} {_provenance(d)}"),
+                "message": _cut(f"gpupaas denied {where}: {d.explanation()} {d.provenance()}"),
             }
-        if d.get("outcome") != "ALLOW":
+        if d.outcome is not Outcome.ALLOW:
             return {
                 "name": check,
                 "state": "Rejected",
                 "message": _cut(
                     f"gpupaas: {where} needs approval, which admission cannot wait for: "
-                    f"{_reasons(d)} {_provenance(d)}"
+                    f"{d.explanation()} {d.provenance()}"
                 ),
             }
     updates = [placement_update(ps.podset, ps.template, d) for ps, d in decisions]
-    ids = ", ".join(f"{ps.podset}: {d.get('decision_id')}" for ps, d in decisions) or "no GPU asked for"
-    revision = next((d.get("bundle_revision") for _, d in decisions), "") or "-"
+    ids = ", ".join(f"{ps.podset}: {d.decision_id}" for ps, d in decisions) or "no GPU asked for"
+    revision = next((d.bundle_revision for _, d in decisions), "") or "-"
     entry: dict[str, Any] = {
         "name": check,
         "state": "Ready",

@@ -1,6 +1,7 @@
 """How the admission check controller asks the PDP: in process (a DecisionPoint, recording into
 its decision log) or over gRPC (the PDP server records). Either way one batch per Workload, so
-all of its PodSets are decided under one bundle revision."""
+all of its PodSets are decided under one bundle revision, and either way the answer is the one
+decision shape of every enforcement point (pdp.decision.Decision)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 import grpc
 
 from pdp.api.client import PdpClient
+from pdp.decision import Decision
 from pdp.intents import InvalidIntent
 from pdp.point import DecideOptions, DecisionPoint
 
@@ -19,8 +21,8 @@ class PdpUnavailable(RuntimeError):
 
 
 class Decider(Protocol):
-    def decide(self, intents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One decision document per intent. Raises InvalidIntent or PdpUnavailable."""
+    def decide(self, intents: Sequence[dict[str, Any]]) -> list[Decision]:
+        """One decision per intent. Raises InvalidIntent or PdpUnavailable."""
         ...
 
 
@@ -31,9 +33,8 @@ class PointDecider:
         self.point = point
         self.timeout = timeout
 
-    def decide(self, intents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        decisions = self.point.decide_batch(intents, DecideOptions(timeout=self.timeout))
-        return [d.to_dict() for d in decisions]
+    def decide(self, intents: Sequence[dict[str, Any]]) -> list[Decision]:
+        return self.point.decide_batch(intents, DecideOptions(timeout=self.timeout))
 
 
 class GrpcDecider:
@@ -41,12 +42,16 @@ class GrpcDecider:
         self.client = client
         self.timeout = timeout
 
-    def decide(self, intents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def decide(self, intents: Sequence[dict[str, Any]]) -> list[Decision]:
         try:
-            return self.client.decide_batch(list(intents), timeout=self.timeout)
+            documents = self.client.decide_batch(list(intents), timeout=self.timeout)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidIntent("intent", details or "invalid") from exc
             raise PdpUnavailable(f"PDP at gRPC {code.name if code else '?'}: {details}") from exc
+        try:
+            return [Decision.from_dict(d) for d in documents]
+        except ValueError as exc:  # a PDP speaking another protocol: nothing to enforce, fail closed
+            raise PdpUnavailable(f"PDP at gRPC answered no decision: {exc}") from exc

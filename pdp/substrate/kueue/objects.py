@@ -6,10 +6,11 @@ Two owners, two sets:
   per GPU class the fleet has shared pools of, the cohort tree (a root and one cohort per tier),
   a WorkloadPriorityClass per tier and the AdmissionCheck that hands every tenant's workloads to
   the PDP;
-- each tenant's (`tenant_objects(policy, fleet)`), the "kueue" group the lifecycle applies at
-  onboarding, re-applies on quota and SLA changes and deletes at offboarding: a ResourceFlavor per
-  entitled GPU class of a dedicated tenant (its own nodes, taint and toleration), its ClusterQueue
-  and a LocalQueue in each of its namespaces.
+- each tenant's (`tenant_objects(policy, fleet)`), the "kueue" group of a tenant's objects
+  (pdp/substrate/tenant_objects.py) the lifecycle applies at onboarding, re-applies on quota and SLA
+  changes and deletes at offboarding: a ResourceFlavor per entitled GPU class of a dedicated tenant
+  (its own nodes, taint and toleration), its ClusterQueue and a LocalQueue in each of its
+  namespaces.
 
 The tier rules (TIER_RULES) follow the policy's preemption rules (policies/gpupaas/preemption): a
 tier may preempt only tenants of a lower tier that allow preemption, never its own. In Kueue terms
@@ -33,6 +34,7 @@ from pdp.substrate.kueue.version import API_VERSION
 from pdp.substrate.labels import (
     DEDICATED_TAINT,
     DEDICATED_TENANT_LABEL,
+    LOCAL_QUEUE,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     TENANT_LABEL,
@@ -45,8 +47,6 @@ Obj = dict[str, Any]
 CHECK_NAME = "gpupaas-pdp"
 CONTROLLER_NAME = "gpupaas.io/pdp"
 ROOT_COHORT = "gpupaas"
-LOCAL_QUEUE = "default"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 DEFAULT_RESOURCE = "nvidia.com/gpu"
 

@@ -134,17 +134,28 @@ _class_usage(class) := _held_usage[class] if lib.payload.held
 
 else := lib.usage(class)
 
+# A spot tenant that allows preemption borrows idle capacity beyond its entitlement, always
+# preemptible: Kueue lends it the cohort's idle quota (pdp/substrate/kueue/objects.py, TierRules)
+# and reclaims it, the scheduler preempts its pods for any higher tier's. Its entitlement is the
+# floor it is guaranteed, not a cap on what it may borrow.
+_borrows if {
+	lib.tenant.tier == "spot"
+	lib.tenant.allow_preemption == true
+}
+
 # METADATA
 # title: Node's GPU class above the entitlement
 # description: >-
 #   The workload's GPUs on the node, with what the tenant holds of the node's GPU class now,
 #   exceed the tenant's entitlement of that class. Quotas cap a tenant's GPUs per resource, not
-#   per class: a pod that names no class is held to each class here, node by node.
+#   per class: a pod that names no class is held to each class here, node by node. A tenant that
+#   borrows (spot, allowing preemption) is not held.
 # custom:
 #   code: ENTITLEMENT_EXCEEDED
 node_rejections[node.name] contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.placement"} if {
 	input.kind == "place_workload"
 	count(lib.gpu_resources) > 0
+	not _borrows
 	some node in lib.candidate_nodes
 	labels := lib.node_labels(node)
 	some class in lib.classes_of_labels(labels)

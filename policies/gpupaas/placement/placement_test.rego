@@ -228,10 +228,12 @@ _globex_place(resources, nodes, held) := {"kind": "place_workload", "place_workl
 	"namespace": "globex-ml", "name": "w", "resources": resources, "nodes": nodes, "held": held,
 }}
 
-_over_class(input_doc) := {name |
+_over_class(input_doc) := _over_class_of(input_doc, testdata.tenants)
+
+_over_class_of(input_doc, tenants) := {name |
 	some name, reasons in placement.node_rejections with input as input_doc
 		with data.gpupaas.fleet as testdata.fleet
-		with data.gpupaas.tenants as testdata.tenants
+		with data.gpupaas.tenants as tenants
 	some r in reasons
 	r.code == "ENTITLEMENT_EXCEEDED"
 }
@@ -277,6 +279,19 @@ test_shares_count_as_the_part_of_a_gpu_the_node_gives if {
 	# without GPU feature discovery's replicas label a share counts as a whole GPU
 	unlabelled := json.remove(shared, ["labels/nvidia.com~1gpu.replicas"])
 	_over_class(_globex_place({"nvidia.com/gpu.shared": 1}, [unlabelled], held)) == {"a100-ts"}
+}
+
+test_a_spot_tenant_allowing_preemption_borrows_beyond_its_entitlement if {
+	a100 := _node("a100-1", "us-east-1", _a100, {})
+	place := {"kind": "place_workload", "place_workload": {
+		"namespace": "initech-batch", "name": "w", "resources": {"nvidia.com/gpu": 4}, "nodes": [a100],
+		"held": [{"resources": {"nvidia.com/gpu": 14}, "on": [a100.labels]}], # entitled to 16
+	}}
+	_over_class(place) == set()
+
+	# the same tenant refusing preemption is held to its entitlement
+	refusing := json.patch(testdata.tenants, [{"op": "replace", "path": "/initech-spot/allow_preemption", "value": false}])
+	_over_class_of(place, refusing) == {"a100-1"}
 }
 
 test_without_held_the_intents_usage_counts if {

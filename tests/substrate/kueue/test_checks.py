@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pdp.decision import Decision
 from pdp.embedded import EmbeddedPDP
 from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject
 from pdp.substrate.kueue import checks, objects
@@ -82,11 +83,11 @@ def workload(
     }
 
 
-def decide(stack: EmbeddedPDP, wl: dict[str, Any]) -> list[tuple[checks.PodSetIntent, dict[str, Any] | None]]:
+def decide(stack: EmbeddedPDP, wl: dict[str, Any]) -> list[tuple[checks.PodSetIntent, Decision | None]]:
     podsets = checks.podset_intents(wl, FLAVORS)
     out = []
     for ps in podsets:
-        out.append((ps, stack.point.decide(ps.intent).to_dict() if ps.intent else None))
+        out.append((ps, stack.point.decide(ps.intent) if ps.intent else None))
     return out
 
 
@@ -195,12 +196,16 @@ def test_a_workload_in_a_namespace_no_tenant_owns_is_rejected(stack: EmbeddedPDP
 def test_an_engine_failure_is_a_retry_with_backoff_never_ready() -> None:
     wl = workload()
     [ps] = checks.podset_intents(wl, FLAVORS)
-    failed = {
-        "outcome": "DENY",
-        "reasons": [{"code": "ENGINE_UNAVAILABLE", "message": "connection refused", "policy": "pdp.engine"}],
-        "decision_id": "d-1",
-        "bundle_revision": "",
-    }
+    failed = Decision.from_dict(
+        {
+            "outcome": "DENY",
+            "reasons": [
+                {"code": "ENGINE_UNAVAILABLE", "message": "connection refused", "policy": "pdp.engine"}
+            ],
+            "decision_id": "d-1",
+            "bundle_revision": "",
+        }
+    )
     retry = checks.RetryPolicy(base_seconds=10, max_seconds=300)
     first = checks.check_entry("gpupaas-pdp", wl, [(ps, failed)], retry_count=0, retry=retry)
     assert first["state"] == "Retry" and first["requeueAfterSeconds"] == 10
@@ -208,20 +213,24 @@ def test_an_engine_failure_is_a_retry_with_backoff_never_ready() -> None:
     later = checks.check_entry("gpupaas-pdp", wl, [(ps, failed)], retry_count=9, retry=retry)
     assert later["requeueAfterSeconds"] == 300
     # One failed PodSet is enough, whatever the others got.
-    allowed = {
-        "outcome": "ALLOW",
-        "reasons": [],
-        "constraints": {},
-        "decision_id": "d-2",
-        "bundle_revision": "r",
-    }
+    allowed = Decision.from_dict(
+        {
+            "outcome": "ALLOW",
+            "reasons": [],
+            "constraints": {},
+            "decision_id": "d-2",
+            "bundle_revision": "r",
+        }
+    )
     assert checks.check_entry("gpupaas-pdp", wl, [(ps, allowed), (ps, failed)])["state"] == "Retry"
 
 
 def test_needs_approval_is_rejected_since_admission_cannot_wait() -> None:
     wl = workload()
     [ps] = checks.podset_intents(wl, FLAVORS)
-    approval = {"outcome": "NEEDS_APPROVAL", "reasons": [{"code": "X_APPROVAL_REQUIRED", "message": "m"}]}
+    approval = Decision.from_dict(
+        {"outcome": "NEEDS_APPROVAL", "reasons": [{"code": "X_APPROVAL_REQUIRED", "message": "m"}]}
+    )
     entry = checks.check_entry("gpupaas-pdp", wl, [(ps, approval)])
     assert entry["state"] == "Rejected" and "needs approval" in entry["message"]
 
@@ -233,23 +242,31 @@ def test_placement_update_leaves_what_the_template_sets_and_keeps_bad_label_valu
             {"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "t", "effect": "NoSchedule"}
         ],
     }
-    decision = {
-        "decision_id": "d-1",
-        "bundle_revision": "not a label value!",
-        "constraints": {
-            "node_selector": {"nvidia.com/gpu.product": "P"},
-            "node_affinity": [
-                {"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]},
-                {"key": "zone", "operator": "In", "values": ["a", "b"]},  # one value per key only
-                {"key": "gpupaas.io/dedicated-tenant", "operator": "DoesNotExist"},
-            ],
-            "tolerations": [
-                {"key": "gpupaas.io/dedicated", "operator": "Equal", "value": "t", "effect": "NoSchedule"},
-                {"key": "other", "operator": "Exists"},
-            ],
-            "isolation": {"mode": "dedicated", "dedicated_pools": ["p1", "p2"]},  # two pools: no pin
-        },
-    }
+    decision = Decision.from_dict(
+        {
+            "outcome": "ALLOW",
+            "decision_id": "d-1",
+            "bundle_revision": "not a label value!",
+            "constraints": {
+                "node_selector": {"nvidia.com/gpu.product": "P"},
+                "node_affinity": [
+                    {"key": "topology.kubernetes.io/region", "operator": "In", "values": ["eu-west-1"]},
+                    {"key": "zone", "operator": "In", "values": ["a", "b"]},  # one value per key only
+                    {"key": "gpupaas.io/dedicated-tenant", "operator": "DoesNotExist"},
+                ],
+                "tolerations": [
+                    {
+                        "key": "gpupaas.io/dedicated",
+                        "operator": "Equal",
+                        "value": "t",
+                        "effect": "NoSchedule",
+                    },
+                    {"key": "other", "operator": "Exists"},
+                ],
+                "isolation": {"mode": "dedicated", "dedicated_pools": ["p1", "p2"]},  # two pools: no pin
+            },
+        }
+    )
     update = checks.placement_update("main", template, decision)
     assert update == {
         "name": "main",

@@ -33,7 +33,15 @@ def test_the_grpc_decider_talks_tls_to_a_pdp_it_trusts(stack: EmbeddedPDP, tmp_p
     try:
         with PdpClient(server.address, ca_file=cert) as client:
             [decision] = GrpcDecider(client).decide([INTENT])
-        assert decision["outcome"] == "DENY" and decision["reasons"][0]["code"] == "RESIDENCY_VIOLATION"
+        assert decision.outcome == "DENY" and decision.reason_codes[0] == "RESIDENCY_VIOLATION"
+        # The same decision shape as in process: what the check makes of it reads the same.
+        [local] = PointDecider(stack.point).decide([INTENT])
+        assert (decision.explanation(), decision.tenant, decision.engine_failed) == (
+            local.explanation(),
+            local.tenant,
+            local.engine_failed,
+        )
+        assert decision.constraints == local.constraints
         # Plaintext to a TLS server is not an answer: unavailable, so the check fails closed.
         with PdpClient(server.address) as plain, pytest.raises(PdpUnavailable):
             GrpcDecider(plain, timeout=2).decide([INTENT])
@@ -50,5 +58,5 @@ def test_no_pdp_listening_is_unavailable_not_an_answer() -> None:
 def test_the_point_decider_decides_one_batch_under_one_revision(stack: EmbeddedPDP) -> None:
     allowed = {**INTENT, "admit_workload": {**INTENT["admit_workload"], "node_selector": {}}}  # type: ignore[dict-item]
     decisions = PointDecider(stack.point).decide([INTENT, allowed])
-    assert [d["outcome"] for d in decisions] == ["DENY", "ALLOW"]
-    assert len({d["bundle_revision"] for d in decisions}) == 1
+    assert [d.outcome for d in decisions] == ["DENY", "ALLOW"]
+    assert len({d.bundle_revision for d in decisions}) == 1

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.substrate.kubernetes import objects as kube_objects
+from pdp.substrate import tenant_objects
 from pdp.substrate.kueue import objects
 from pdp.substrate.kueue.version import API_VERSION
 from tests.conftest import EXAMPLES
@@ -148,6 +148,6 @@ def test_gpu_classes_of_another_resource_get_their_own_resource_group() -> None:
 @pytest.mark.parametrize("name", ["acme-eu", "globex", "initech-spot"])
 def test_the_lifecycle_applies_exactly_the_tenants_kueue_objects(name: str) -> None:
     policy = tenant(name)
-    assert kube_objects.render(policy, FLEET)["kueue"] == objects.tenant_objects(policy, FLEET)
+    assert tenant_objects.render(policy, FLEET)["kueue"] == objects.tenant_objects(policy, FLEET)
     for obj in objects.tenant_objects(policy, FLEET):
         assert obj["metadata"]["labels"]["gpupaas.io/tenant"] == name

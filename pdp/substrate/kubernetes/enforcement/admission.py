@@ -4,7 +4,7 @@ A decision becomes an admission response here: the reasons in the message a `kub
 reads, the decision id and bundle revision in the API server's audit log, and the failure mode
 deciding what an engine failure means for the object.
 
-Failure modes (what an engine failure, reason policy `pdp.engine`, does):
+Failure modes (what an engine failure, `Decision.engine_failed`, does):
 
 - `closed` (default): the object is denied; nothing is admitted that policy did not allow.
 - `open-non-gpu`: objects that ask for no GPUs are admitted with a warning (they only crossed a
@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from pdp.decision import ENGINE_POLICY, Decision, Outcome
+from pdp.decision import Decision, Outcome
 from pdp.substrate.kubernetes.enforcement.claims import claim_workload, is_claim
 from pdp.substrate.kubernetes.enforcement.workloads import (
     InvalidObject,
@@ -143,17 +143,13 @@ def review_response(
 
 
 def _reasons(decision: Decision) -> str:
-    reasons = [f"[{r.code}] {r.message}" for r in decision.reasons]
     # A pod with a fixed spec.nodeName is judged against that node; say why the node is refused.
-    for rejection in decision.constraints.get("rejected_nodes") or ():
-        reasons += [f"[{r['code']}] {r['message']}" for r in rejection.get("reasons", ())]
-    return "; ".join(reasons)
-
-
-def _provenance(decision: Decision) -> str:
-    parts = [f"tenant {decision.tenant}"] if decision.tenant else []
-    parts += [f"bundle {decision.bundle_revision or '-'}", f"decision {decision.decision_id}"]
-    return "(" + ", ".join(parts) + ")"
+    refused = [
+        f"[{r['code']}] {r['message']}"
+        for rejection in decision.constraints.get("rejected_nodes") or ()
+        for r in rejection.get("reasons", ())
+    ]
+    return decision.explanation(*refused)
 
 
 def audit_annotations(decision: Decision) -> dict[str, str]:
@@ -162,10 +158,6 @@ def audit_annotations(decision: Decision) -> dict[str, str]:
         "bundle-revision": decision.bundle_revision,
         "outcome": decision.outcome.value,
     }
-
-
-def engine_failed(decision: Decision) -> bool:
-    return decision.outcome is Outcome.DENY and any(r.policy == ENGINE_POLICY for r in decision.reasons)
 
 
 def _object_asks_for_gpus(request: AdmissionRequest) -> bool:
@@ -192,7 +184,7 @@ def response_for_decision(
     warnings = [w.message for w in decision.warnings]
     if decision.outcome is Outcome.ALLOW:
         return review_response(request.uid, allowed=True, warnings=warnings, audit_annotations=annotations)
-    if engine_failed(decision):
+    if decision.engine_failed:
         asks = _object_asks_for_gpus(request) if gpus is None else gpus
         if failure_mode == "open-non-gpu" and not asks:
             warning = f"gpupaas could not decide, admitted without policy (fail-open): {_reasons(decision)}"
@@ -201,15 +193,15 @@ def response_for_decision(
             )
         message = (
             f"gpupaas could not decide {request.subject}, failing closed: {_reasons(decision)} "
-            f"{_provenance(decision)}"
+            f"{decision.provenance()}"
         )
     elif decision.outcome is Outcome.NEEDS_APPROVAL:
         message = (
             f"gpupaas: {request.subject} needs approval, which admission cannot wait for; "
-            f"get it approved, then apply again: {_reasons(decision)} {_provenance(decision)}"
+            f"get it approved, then apply again: {_reasons(decision)} {decision.provenance()}"
         )
     else:
-        message = f"gpupaas denied {request.subject}: {_reasons(decision)} {_provenance(decision)}"
+        message = f"gpupaas denied {request.subject}: {_reasons(decision)} {decision.provenance()}"
     return review_response(
         request.uid, allowed=False, message=message, warnings=warnings, audit_annotations=annotations
     )

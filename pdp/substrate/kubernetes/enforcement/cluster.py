@@ -23,22 +23,16 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from pdp.substrate.kubernetes.enforcement.holdings import Holdings, Labels
+from pdp.substrate.kubernetes.enforcement.pods import metadata_of, read_pod_event
 
 log = logging.getLogger(__name__)
 
-# Pods that finished hold no GPUs and no node: they do not occupy it.
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 _PAGE = 500
 _WATCH_SECONDS = 300
 
 
 class Gone(Exception):
     """The watch's resource version is too old: list again."""
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
 
 
 class NodeIndex:
@@ -54,7 +48,7 @@ class NodeIndex:
             self.apply("ADDED", node)
 
     def apply(self, event_type: str, node: Mapping[str, Any]) -> None:
-        metadata = _metadata(node)
+        metadata = metadata_of(node)
         name = metadata.get("name")
         if not isinstance(name, str):
             return
@@ -87,22 +81,14 @@ class PodIndex:
             self.by_node.pop(where[0], None)
 
     def apply(self, event_type: str, pod: Mapping[str, Any]) -> None:
-        metadata = _metadata(pod)
-        uid, namespace = metadata.get("uid"), metadata.get("namespace")
-        if not isinstance(uid, str) or not isinstance(namespace, str):
+        event = read_pod_event(event_type, pod)
+        if event is None:
             return
-        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+        self._remove(event.uid)
+        if event.gone or event.node is None:
             return
-        self._remove(uid)
-        if event_type == "DELETED":
-            return
-        spec, status = pod.get("spec"), pod.get("status")
-        node = spec.get("nodeName") if isinstance(spec, Mapping) else None
-        phase = status.get("phase") if isinstance(status, Mapping) else None
-        if not isinstance(node, str) or not node or phase in TERMINAL_PHASES:
-            return
-        self._where[uid] = (node, namespace)
-        self.by_node.setdefault(node, {})[uid] = namespace
+        self._where[event.uid] = (event.node, event.namespace)
+        self.by_node.setdefault(event.node, {})[event.uid] = event.namespace
 
     def namespaces_on(self, node: str, exclude_pod_uid: str | None = None) -> list[str]:
         pods = self.by_node.get(node, {})
@@ -294,7 +280,7 @@ class ClusterState:
                     raise ApiException(status=obj.get("code", 500), reason=obj.get("message", ""))
                 if event_type != "BOOKMARK":
                     self._apply(kind, event_type, obj)
-                version = str(_metadata(obj).get("resourceVersion") or version)
+                version = str(metadata_of(obj).get("resourceVersion") or version)
         finally:
             self._responses.pop(kind, None)
             response.close()

@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 
 from pdp import metrics
-from pdp.decision import ENGINE_POLICY, Decision
+from pdp.decision import Decision
 from pdp.intents import InvalidIntent, validate_intent
 from pdp.net.clientauth import ClientAuth
 from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
+from pdp.net.limits import DEFAULT_LIMITS, ServingLimits
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DECISION_PATH, DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender_verdict import (
@@ -94,11 +95,6 @@ def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str
     return {name: namespaces for name, namespaces in found.items() if namespaces}
 
 
-def _engine_failed(decision: Decision) -> bool:
-    """A fail-closed engine failure: every node fails whatever labels were sent."""
-    return any(reason.policy == ENGINE_POLICY for reason in decision.reasons)
-
-
 class _Question:
     """One pod's `place_workload` question over its candidates, asked with the labels keys given
     (whole or projected): one node per shape."""
@@ -111,8 +107,10 @@ class _Question:
         occupants: Mapping[str, list[str]] | None,
         alone: frozenset[str],
         deadline: float,
+        caller: str | None,
     ) -> None:
         self.point = point
+        self.caller = caller
         self.workload = workload
         self.names = names
         self.occupants = occupants
@@ -129,7 +127,9 @@ class _Question:
             if self.occupants is not None:
                 shape["namespaces"] = self.occupants.get(first, [])
             shapes.append(shape)
-        options = DecideOptions(deadline=self.deadline, validated=True, entry_point="extender")
+        options = DecideOptions(
+            deadline=self.deadline, validated=True, entry_point="extender", principal=self.caller
+        )
         return self.point.decide(place_intent(self.workload, shapes), options), groups
 
     def probe(self) -> tuple[bool, frozenset[str] | None]:
@@ -170,7 +170,8 @@ class SchedulerExtender:
         # Labels texts at least this long (mean bytes) are read on the read keys (read_args).
         self._cut_from = cut_from
 
-    def _verdict(self, c: Candidates) -> Verdict:
+    def _verdict(self, c: Candidates, caller: str | None) -> Verdict:
+        """`caller`: who asked as the client certificate says (the decision log's `principal`)."""
         names = c.names[:MAX_NODES] if len(c.names) > MAX_NODES else c.names
         # Beyond the schema's limit nodes are not judged this cycle; resolvable, since a later
         # cycle with fewer candidates can judge them.
@@ -205,7 +206,7 @@ class SchedulerExtender:
         holds, gpus = getattr(self.cluster, "held", None), workload.get("resources")
         if holds is not None and gpus:
             workload = {**workload, "held": holds(c.namespace, c.uid, self._project)}
-        ask = _Question(self.point, workload, names, occupants, alone, deadline)
+        ask = _Question(self.point, workload, names, occupants, alone, deadline, caller)
         decision, groups = self._decide(ask, self._keys_for(c, len(names)))
         judged = verdict_from_decision(decision, list(groups))
         allow = getattr(self.cluster, "allow", None)
@@ -264,7 +265,7 @@ class SchedulerExtender:
                 if read != projection.keys:
                     self._projection = Projection(read)
                 return decision, groups
-            if _engine_failed(decision):
+            if decision.engine_failed:
                 return decision, groups  # fails every node, whatever labels were sent
             # The policy reads a key the projection dropped (a new bundle), or reports none: this
             # decision proves nothing. Ask again on the keys it reports (or whole labels).
@@ -274,18 +275,20 @@ class SchedulerExtender:
         self._projection = Projection(read) if read is not None else None
         return decision, groups
 
-    def _cached_verdict(self, c: Candidates) -> Verdict:
+    def _cached_verdict(self, c: Candidates, caller: str | None) -> Verdict:
         names = c.unique if c.unique is not None else frozenset(c.names)
         verdict = self._cache.get(c.uid, names)
         if verdict is None:
-            verdict = self._verdict(c)
+            verdict = self._verdict(c, caller)
             self._cache.put(c.uid, names, verdict)
         return verdict
 
-    def _filter(self, read: Callable[[], Candidates], started: float) -> dict[str, Any]:
+    def _filter(
+        self, read: Callable[[], Candidates], started: float, caller: str | None = None
+    ) -> dict[str, Any]:
         try:
             candidates = read()
-            verdict = self._verdict(candidates)
+            verdict = self._verdict(candidates, caller)
         except BadArgs as exc:
             metrics.extender_answered("filter", "error", started)
             return error_result(str(exc))
@@ -297,10 +300,12 @@ class SchedulerExtender:
         metrics.extender_answered("filter", "filtered" if refused else "all_eligible", started)
         return result
 
-    def _prioritize(self, read: Callable[[], Candidates], started: float) -> list[dict[str, Any]]:
+    def _prioritize(
+        self, read: Callable[[], Candidates], started: float, caller: str | None = None
+    ) -> list[dict[str, Any]]:
         try:
             candidates = read()
-            verdict = self._cached_verdict(candidates) if candidates.names else Verdict(frozenset())
+            verdict = self._cached_verdict(candidates, caller) if candidates.names else Verdict(frozenset())
         except BadArgs:
             metrics.extender_answered("prioritize", "error", started)
             return []
@@ -317,13 +322,14 @@ class SchedulerExtender:
         """HostPriorityList: MAX_SCORE for eligible nodes, 0 otherwise; reuses filter's verdict."""
         return self._prioritize(lambda: parse_args(args, self.cluster), time.monotonic())
 
-    def filter_json(self, body: bytes) -> bytes:
-        """`filter` of an ExtenderArgs body, answered as JSON; HttpError 400 if it is not JSON."""
-        return encode(self._filter(lambda: self._read(body), time.monotonic()))
+    def filter_json(self, body: bytes, caller: str | None = None) -> bytes:
+        """`filter` of an ExtenderArgs body, answered as JSON; HttpError 400 if it is not JSON.
+        `caller`: who asked as the client certificate says (the decision log's `principal`)."""
+        return encode(self._filter(lambda: self._read(body), time.monotonic(), caller))
 
-    def prioritize_json(self, body: bytes) -> bytes:
+    def prioritize_json(self, body: bytes, caller: str | None = None) -> bytes:
         """`prioritize` of an ExtenderArgs body, answered as JSON; HttpError 400 if it is not JSON."""
-        return encode(self._prioritize(lambda: self._read(body), time.monotonic()))
+        return encode(self._prioritize(lambda: self._read(body), time.monotonic(), caller))
 
     def _read(self, body: bytes) -> Candidates:
         projection = self._projection
@@ -359,6 +365,7 @@ class ExtenderServer(HttpService):
         cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
         inline: bool | None = None,
         client_auth: ClientAuth | None = None,
+        limits: ServingLimits = DEFAULT_LIMITS,
     ) -> None:
         """`inline`: answer on the event loop rather than on a thread; by default when deciding
         only uses the CPU (the wasm engine, no durable record), as the webhook does."""
@@ -372,8 +379,8 @@ class ExtenderServer(HttpService):
         )
         self._http = JsonHttpServer(
             {
-                "/filter": lambda body, _q, _t: extender.filter_json(body),
-                "/prioritize": lambda body, _q, _t: extender.prioritize_json(body),
+                "/filter": lambda body, _q, _t, caller: extender.filter_json(body, caller),
+                "/prioritize": lambda body, _q, _t, caller: extender.prioritize_json(body, caller),
             },
             host=host,
             port=port,
@@ -382,4 +389,5 @@ class ExtenderServer(HttpService):
             name="gpupaas-extender",
             listen_option="--extender-listen",
             inline=not extender.point.waits_on_io if inline is None else inline,
+            **limits.server_options(),
         )

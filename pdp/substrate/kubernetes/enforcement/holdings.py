@@ -20,19 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pdp.substrate.kubernetes.enforcement.pods import metadata_of, read_pod_event
 from pdp.substrate.kubernetes.enforcement.workloads import InvalidObject, gpu_requests
 from pdp.substrate.labels import TENANT_LABEL
 
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 ASSUME_SECONDS = 10.0  # far above a binding's round trip; a pod re-filtered is re-counted at once
 MAX_ALLOWED_SHAPES = 1024  # the intent schema's held[].on maxItems
 
 Labels = Mapping[str, str]
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
 
 
 class Holdings:
@@ -57,7 +52,7 @@ class Holdings:
             self.apply_namespace("ADDED", namespace)
 
     def apply_namespace(self, event_type: str, namespace: Mapping[str, Any]) -> None:
-        metadata = _metadata(namespace)
+        metadata = metadata_of(namespace)
         name = metadata.get("name")
         if not isinstance(name, str):
             return
@@ -74,32 +69,23 @@ class Holdings:
             self.apply_pod("ADDED", pod)
 
     def apply_pod(self, event_type: str, pod: Mapping[str, Any]) -> None:
-        metadata = _metadata(pod)
-        uid, namespace = metadata.get("uid"), metadata.get("namespace")
-        if not isinstance(uid, str) or not isinstance(namespace, str):
+        event = read_pod_event(event_type, pod)
+        if event is None:
             return
-        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+        self._unbind(event.uid)
+        if event.gone:
+            self._allowed.pop(event.uid, None)
             return
-        self._unbind(uid)
-        if event_type == "DELETED":
-            self._allowed.pop(uid, None)
+        if event.node is None:
             return
-        spec, status = pod.get("spec"), pod.get("status")
-        node = spec.get("nodeName") if isinstance(spec, Mapping) else None
-        phase = status.get("phase") if isinstance(status, Mapping) else None
-        if phase in TERMINAL_PHASES:
-            self._allowed.pop(uid, None)
-            return
-        if not isinstance(node, str) or not node:
-            return
-        self._allowed.pop(uid, None)  # bound: it counts on its node from now on
+        self._allowed.pop(event.uid, None)  # bound: it counts on its node from now on
         try:
-            gpus = gpu_requests(spec) if isinstance(spec, Mapping) else {}
+            gpus = gpu_requests(event.spec)
         except InvalidObject:
             return  # the API server stores only valid pods; nothing to count in one it would not
         if gpus:
-            self._bound[uid] = (namespace, node, gpus)
-            self._by_namespace.setdefault(namespace, set()).add(uid)
+            self._bound[event.uid] = (event.namespace, event.node, gpus)
+            self._by_namespace.setdefault(event.namespace, set()).add(event.uid)
 
     def _unbind(self, uid: str) -> None:
         entry = self._bound.pop(uid, None)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pdp.net.clientauth import ClientAuth, add_client_auth_options, client_auth
+from pdp.net.limits import add_serving_limit_options, serving_limits
 from pdp.net.listen import split_host_port
 from pdp.point import DecisionPoint
 
@@ -27,7 +28,8 @@ class Parts(Protocol):
 
 
 def add_webhook_options(sp: argparse.ArgumentParser) -> None:
-    """The webhook's options, on `serve` and `serve-worker`."""
+    """The webhook's options, on `serve` and `serve-worker` (with the limits of every HTTP front)."""
+    add_serving_limit_options(sp)
     sp.add_argument("--webhook-listen", metavar="HOST:PORT", help="serve the admission webhook (HTTPS)")
     sp.add_argument("--webhook-cert", type=Path, help="PEM certificate chain of the webhook")
     sp.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
@@ -88,6 +90,7 @@ def start_webhook(
             key_file=args.webhook_key,
             reuse_port=reuse_port,
             client_auth=webhook_client_auth(args),
+            limits=serving_limits(args),
         ).start()
     )
 
@@ -123,6 +126,7 @@ def start_enforcement(
                 cert_file=args.extender_cert,
                 key_file=args.extender_key,
                 client_auth=extender_client_auth(args),
+                limits=serving_limits(args),
             ).start()
         )
         view = "with a cluster view" if cluster else "without a cluster view (nodeCacheCapable: false only)"
@@ -146,6 +150,7 @@ def _start_webhook_workers(
         *("--webhook-listen", f"{host}:{port}"),
         *("--webhook-cert", str(args.webhook_cert), "--webhook-key", str(args.webhook_key)),
         *("--failure-mode", args.failure_mode),
+        *serving_limits(args).argv(),
     ]
     if args.webhook_client_ca:
         webhook += ["--webhook-client-ca", str(args.webhook_client_ca)]

@@ -24,6 +24,7 @@ from pdp.net.jsonhttp import (
     JsonHttpServer,
     Query,
 )
+from pdp.net.limits import DEFAULT_LIMITS, ServingLimits
 from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
 from pdp.point import DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.admission import (
@@ -76,16 +77,22 @@ class AdmissionWebhook:
         self.default_timeout = default_timeout
 
     def review(
-        self, body: bytes, timeout: float | None = None, *, arrived: float | None = None
+        self,
+        body: bytes,
+        timeout: float | None = None,
+        *,
+        arrived: float | None = None,
+        caller: str | None = None,
     ) -> dict[str, Any]:
         """The AdmissionReview answer for `body`. Raises BadReview only when the body is not an
         AdmissionReview at all; every object gets an answer.
 
         `arrived`: when the request reached the server (time.monotonic()); the API server's
-        timeout runs from there, so time spent queueing for a decision thread counts against it."""
+        timeout runs from there, so time spent queueing for a decision thread counts against it.
+        `caller`: who asked as the client certificate says (the decision log's `principal`)."""
         started = time.monotonic() if arrived is None else arrived
         try:
-            answer = self._review(body, timeout, started)
+            answer = self._review(body, timeout, started, caller)
         except BadReview:
             metrics.webhook_answered("error", started)
             raise
@@ -93,7 +100,9 @@ class AdmissionWebhook:
         metrics.webhook_answered("allow" if allowed else "deny", started)
         return answer
 
-    def _review(self, body: bytes, timeout: float | None, started: float) -> dict[str, Any]:
+    def _review(
+        self, body: bytes, timeout: float | None, started: float, caller: str | None
+    ) -> dict[str, Any]:
         request = parse_review(body)
         if request.operation in NOTHING_TO_PLACE:
             return review_response(request.uid, allowed=True)
@@ -116,10 +125,11 @@ class AdmissionWebhook:
             intent["actor"] = request.username[:256]
         budget = min(timeout if timeout is not None else self.default_timeout, MAX_TIMEOUT)
         deadline = started + budget - reply_margin(budget)
+        options = DecideOptions(
+            deadline=deadline, record=not request.dry_run, entry_point="webhook", principal=caller
+        )
         try:
-            decision = self.point.decide(
-                intent, DecideOptions(deadline=deadline, record=not request.dry_run, entry_point="webhook")
-            )
+            decision = self.point.decide(intent, options)
         except InvalidIntent as exc:
             return invalid_object_response(request, exc)
         return response_for_decision(
@@ -158,7 +168,7 @@ class WebhookServer(HttpService):
     The certificate and key files are checked every `cert_poll_interval` seconds and a rotated
     pair serves new connections (servingcert.py). With `client_auth` only the API server's client
     certificate is answered (its admission configuration's kubeconfig; clientauth.py). Beyond
-    `max_pending` reviews in progress a request is answered 503 at once (jsonhttp.py);
+    `max_pending` reviews in progress a request is answered 503 at once (jsonhttp/);
     `reuse_port` lets more processes serve the same port (`pdp serve --webhook-workers`)."""
 
     def __init__(
@@ -176,6 +186,7 @@ class WebhookServer(HttpService):
         reuse_port: bool = False,
         inline: bool | None = None,
         client_auth: ClientAuth | None = None,
+        limits: ServingLimits = DEFAULT_LIMITS,
     ) -> None:
         """`inline`: decide on the event loop rather than on `threads` threads; by default when
         deciding never waits on I/O (the wasm engine, a decision log that is not durable)."""
@@ -194,10 +205,11 @@ class WebhookServer(HttpService):
             name="gpupaas-webhook",
             listen_option="--webhook-listen",
             inline=not webhook.point.waits_on_io if inline is None else inline,
+            **limits.server_options(),
         )
 
-    def _validate(self, body: bytes, query: Query, arrived: float) -> dict[str, Any]:
+    def _validate(self, body: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
         try:
-            return self.webhook.review(body, _timeout(query), arrived=arrived)
+            return self.webhook.review(body, _timeout(query), arrived=arrived, caller=caller)
         except BadReview as exc:
             raise HttpError(exc.status, exc.message) from exc

@@ -1,7 +1,8 @@
 """Client-certificate authentication of the webhook and the extender (issue 28, hole 2): with a
 client CA only a client presenting a certificate it signed, naming an allowed client, is answered;
 no certificate, another CA's, or the right CA's for another name is refused before a request is
-read. The client CA rotates without a restart, like the serving pair."""
+read. The client CA rotates without a restart, like the serving pair. The decision log records
+who called as the certificate names it (`principal`), nothing without client authentication."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from typing import Any
 
 import pytest
 
+from pdp.embedded import EmbeddedPDP
 from pdp.net.certs import CertPair, issue_client_cert, issue_server_cert, make_ca
 from pdp.net.clientauth import ClientAuth
 from pdp.net.jsonhttp import HttpService
 from pdp.point import DecisionPoint
+from pdp.records.log import DecisionLog, Integrity
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
 from pdp.substrate.kubernetes.enforcement.webhook import AdmissionWebhook, WebhookServer
-from tests.substrate.kubernetes.enforcement.conftest import body, pod, review
+from tests.substrate.kubernetes.enforcement.conftest import body, labels, node, pod, review
 
 POLL = 0.05
 
@@ -171,3 +174,48 @@ def test_a_rotated_client_ca_applies_to_new_connections(tmp_path: Path, pki: Pki
 def test_client_certificates_need_the_extender_to_serve_tls(pki: Pki) -> None:
     with pytest.raises(ValueError, match="client certificates need TLS"):
         ExtenderServer(SchedulerExtender(DecisionPoint(NeverAsked())), client_auth=ClientAuth(pki.ca.cert))
+
+
+GPU_POD = pod("trainer-0", namespace="globex-ml", uid="globex-1", limits={"nvidia.com/gpu": "1"})
+GPU_FILTER = json.dumps(
+    {"Pod": GPU_POD, "Nodes": {"items": [node("eu-shared-1", labels("eu-west-1", "eu-h100-shared"))]}}
+).encode()
+
+
+@pytest.fixture()
+def logged(stack: EmbeddedPDP, tmp_path: Path) -> Iterator[tuple[DecisionPoint, DecisionLog]]:
+    log = DecisionLog(
+        tmp_path / "state" / "decisions.sqlite", Integrity(checkpoints=f"dir:{tmp_path / 'ck'}")
+    )
+    yield DecisionPoint(stack.engine, log, coalesce=False), log
+    log.close()
+
+
+def test_the_decision_log_records_the_client_certificates_name(
+    logged: tuple[DecisionPoint, DecisionLog], pki: Pki
+) -> None:
+    point, log = logged
+    apiserver = ClientAuth(pki.ca.cert, frozenset({"kube-apiserver"}))
+    with WebhookServer(
+        AdmissionWebhook(point), cert_file=pki.serving.cert, key_file=pki.serving.key, client_auth=apiserver
+    ) as webhook:
+        assert call(webhook, pki, pki.apiserver, "/validate", body(review(GPU_POD, "globex-ml"))) == 200
+    # Without names: the certificate's CN all the same.
+    with ExtenderServer(
+        SchedulerExtender(point),
+        cert_file=pki.serving.cert,
+        key_file=pki.serving.key,
+        client_auth=ClientAuth(pki.ca.cert),
+    ) as extender:
+        assert call(extender, pki, pki.scheduler, "/filter", GPU_FILTER) == 200
+    # Without client authentication no one is named, as before.
+    with ExtenderServer(SchedulerExtender(point)) as plain:
+        conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=10)
+        conn.request("POST", "/filter", body=GPU_FILTER, headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    assert [r.principal for r in log.query()] == [
+        "substrate:kube-apiserver",
+        "substrate:kube-scheduler",
+        None,
+    ]

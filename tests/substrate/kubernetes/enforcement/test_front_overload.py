@@ -37,7 +37,7 @@ def test_a_connection_beyond_the_budget_evicts_the_quietest_not_the_newcomer(
 ) -> None:
     cert, key = tls_files
     server = JsonHttpServer(
-        {"/x": lambda raw, query, arrived: {"ok": True}},
+        {"/x": lambda raw, query, arrived, caller: {"ok": True}},
         ssl_context=ServingCertificate(cert, key),
         max_connections=2,
         header_timeout=30,
@@ -74,7 +74,7 @@ def test_connections_beyond_a_budget_all_being_answered_are_reset_before_the_han
     release = threading.Event()
     deciding = threading.Semaphore(0)
 
-    def slow(raw: bytes, query: Query, arrived: float) -> dict[str, Any]:
+    def slow(raw: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
         deciding.release()
         release.wait(30)
         return {"ok": True}
@@ -119,7 +119,7 @@ def test_a_request_that_waited_too_long_for_the_loop_is_refused_not_decided() ->
     decided: list[str] = []
     first_running = threading.Event()
 
-    def route(raw: bytes, query: Query, arrived: float) -> dict[str, Any]:
+    def route(raw: bytes, query: Query, arrived: float, caller: str | None) -> dict[str, Any]:
         name = json.loads(raw)["name"]
         decided.append(name)
         if name == "a":
@@ -225,7 +225,7 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "tcp"])
 def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
-    from pdp.net.serving import _OneWrite
+    from pdp.net.serving.one_write import OneWrite
 
     class Recording:
         def __init__(self) -> None:
@@ -249,14 +249,14 @@ def test_a_response_head_and_body_go_out_in_one_write(tls: bool) -> None:
             return self.closed
 
     transport = Recording()
-    one = _OneWrite(transport)  # type: ignore[arg-type]
+    one = OneWrite(transport)  # type: ignore[arg-type]
     one.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     assert transport.writes == []
     one.write(b"{}")
     assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     # an interim 100 Continue is not held; a head without a body is written on close
     other = Recording()
-    two = _OneWrite(other)  # type: ignore[arg-type]
+    two = OneWrite(other)  # type: ignore[arg-type]
     two.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     two.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
     assert other.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"] and not two.is_closing()

@@ -102,7 +102,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 @pytest.fixture()
 def echo() -> JsonHttpServer:
     server = JsonHttpServer(
-        {"/echo": lambda raw, _q, _t: json.loads(raw)}, header_timeout=0.5, body_timeout=0.5
+        {"/echo": lambda raw, _q, _t, _c: json.loads(raw)}, header_timeout=0.5, body_timeout=0.5
     )
     server.start()
     return server
@@ -136,7 +136,7 @@ def test_the_body_has_its_own_deadline_after_the_headers() -> None:
     # Headers within 0.5 s, then a body sent slowly over ~1.5 s: served, as the body's deadline
     # (5 s) counts from the end of the headers, not the header deadline from the connection.
     server = JsonHttpServer(
-        {"/echo": lambda raw, _q, _t: json.loads(raw)}, header_timeout=0.5, body_timeout=5
+        {"/echo": lambda raw, _q, _t, _c: json.loads(raw)}, header_timeout=0.5, body_timeout=5
     )
     server.start()
     try:

@@ -14,6 +14,7 @@ from kubernetes import client, config
 
 from pdp.lifecycle.services import certificate
 from pdp.lifecycle.storage import anchor
+from pdp.substrate import tenant_objects
 from pdp.substrate.kubernetes import objects, workload
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER, KubernetesAdapter, ObjectRefused
 from tests.e2e.controlplane import ControlPlane
@@ -23,10 +24,10 @@ from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, create_gpu_
 def test_server_side_apply_is_idempotent(kube: ControlPlane) -> None:
     policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
     fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
-    rendered = objects.render({**policy, "name": "ssa-test", "namespaces": ["ssa-ns"]}, fleet)
+    rendered = tenant_objects.render({**policy, "name": "ssa-test", "namespaces": ["ssa-ns"]}, fleet)
     adapter = KubernetesAdapter(str(kube.kubeconfig))
     try:
-        everything = [o for g in objects.GROUPS for o in rendered[g]]
+        everything = [o for g in tenant_objects.GROUPS for o in rendered[g]]
         for obj in everything:
             adapter.apply(obj)
         first = {objects.key(o): adapter.get(o) for o in everything}
@@ -88,7 +89,7 @@ def test_the_gpu_limit_range_caps_gpu_containers_and_gives_others_none(kube: Con
     # to a Workload's pod sets) then counted as GPUs asked for.
     policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
     fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
-    rendered = objects.render({**policy, "name": "lr-test", "namespaces": ["lr-ns"]}, fleet)
+    rendered = tenant_objects.render({**policy, "name": "lr-test", "namespaces": ["lr-ns"]}, fleet)
     adapter = KubernetesAdapter(str(kube.kubeconfig))
     api = config.new_client_from_config(str(kube.kubeconfig))
     core = client.CoreV1Api(api)
@@ -274,7 +275,7 @@ def test_offboarding_acme_eu_destroys_everything_on_the_cluster_and_certifies_it
     doc = tenant_doc("acme-eu", "acme-eu3", ["acme3-prod", "acme3-staging"], isolation="shared")
     policy = doc["tenant"]
     fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
-    rendered = objects.render(policy, fleet)
+    rendered = tenant_objects.render(policy, fleet)
     api = config.new_client_from_config(str(kube.kubeconfig))
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     adapter = KubernetesAdapter(str(kube.kubeconfig))
@@ -287,7 +288,7 @@ def test_offboarding_acme_eu_destroys_everything_on_the_cluster_and_certifies_it
             assert out["status"] == "applied", out
         dep = apps.read_namespaced_deployment("llm", "acme3-prod")
         assert dep.metadata.labels["gpupaas.io/tenant"] == "acme-eu3" and dep.spec.replicas == 2
-        everything = [o for g in objects.GROUPS for o in rendered[g]]
+        everything = [o for g in tenant_objects.GROUPS for o in rendered[g]]
         assert all(adapter.exists(o) for o in everything)
 
         with worker.client(token) as c:

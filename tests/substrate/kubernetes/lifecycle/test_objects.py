@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import yaml
 
+from pdp.substrate import tenant_objects
 from pdp.substrate.kubernetes import objects
 from pdp.substrate.kubernetes.adapter import object_path
 from tests.lifecycle.harness import EXAMPLES
@@ -10,8 +11,8 @@ from tests.lifecycle.harness import EXAMPLES
 def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
     policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
     fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
-    rendered = objects.render(policy, fleet)
-    assert list(rendered) == list(objects.GROUPS)
+    rendered = tenant_objects.render(policy, fleet)
+    assert list(rendered) == list(tenant_objects.GROUPS)
     ns = rendered["namespaces"][0]
     assert ns["metadata"] == {"name": "acme-prod", "labels": {"gpupaas.io/tenant": "acme-eu"}}
     assert rendered["quota"][0]["spec"]["hard"] == {"requests.nvidia.com/gpu": "4"}
@@ -43,8 +44,8 @@ def test_acme_objects_carry_gpu_limits_from_entitlements() -> None:
 def test_a_dedicated_tenant_moving_to_shared_leaves_its_dedicated_flavor_stale() -> None:
     policy = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())["tenant"]
     fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
-    dedicated = objects.render(policy, fleet)
-    shared = objects.render({**policy, "isolation": "shared"}, fleet)
+    dedicated = tenant_objects.render(policy, fleet)
+    shared = tenant_objects.render({**policy, "isolation": "shared"}, fleet)
     assert [objects.key(o) for o in objects.stale(dedicated["kueue"], shared["kueue"])] == [
         "ResourceFlavor//gpupaas-h100-80gb-dedicated-acme-eu"
     ]

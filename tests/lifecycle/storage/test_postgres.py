@@ -12,7 +12,7 @@ from pdp.lifecycle.storage import audit
 from pdp.lifecycle.storage.db import Database
 from pdp.lifecycle.storage.pools import PoolRecords
 from tests.lifecycle.harness import ROOT, Worker, onboard, tenant_doc
-from tests.lifecycle.test_concurrency import random_requests
+from tests.lifecycle.workflows.test_concurrency import random_requests
 from tests.postgres import requires_postgres
 
 pytestmark = requires_postgres
@@ -52,7 +52,7 @@ def test_onboarding_and_an_approval_across_a_restart_on_postgres(pg_url: str, tm
 
 
 def test_concurrent_requests_hold_the_entitlement_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    """The random concurrent run (tests/lifecycle/test_concurrency.py) with DBOS and the lifecycle
+    """The random concurrent run (tests/lifecycle/workflows/test_concurrency.py) with DBOS and the lifecycle
     tables on PostgreSQL: its queue partitions serialize the changes there too."""
     worker = Worker(tmp_path, database_url=pg_url, capacity_retry_schedule="", decision_wait="2").start()
     try:

@@ -19,7 +19,7 @@ GLOBEX9 = tenant_doc("globex", "globex9", ["globex9-ml"], entitlements={"H100-80
 
 
 # No periodic queue retry: these tests check what the exhaustion workflow itself leaves, which
-# a retry would move on (tests/lifecycle/test_queue.py covers the retry).
+# a retry would move on (tests/lifecycle/workflows/test_queue.py covers the retry).
 WORKER_OPTIONS = {"capacity_retry_schedule": ""}
 
 
