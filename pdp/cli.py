@@ -50,11 +50,25 @@ _GROUPS: dict[str, tuple[str, str]] = {
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `pdp` parser: every command, or only the group of `command` when it names one."""
     p = argparse.ArgumentParser(prog="pdp", description=__doc__.splitlines()[0] if __doc__ else "")
+    p.add_argument("--version", action="version", version=f"pdp {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
-    groups = [_GROUPS[command]] if command in _GROUPS else list(dict.fromkeys(_GROUPS.values()))
+    if command == "--version":
+        groups = []  # it prints and exits: no command's module to import
+    else:
+        groups = [_GROUPS[command]] if command in _GROUPS else list(dict.fromkeys(_GROUPS.values()))
     for module, add in groups:
         getattr(importlib.import_module(module), add)(sub)
     return p
+
+
+def _version() -> str:
+    """The installed distribution's version (the wheel's, or the checkout's editable install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gpupaas-pdp")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install the checkout or the wheel)"
 
 
 class _NotRaised(Exception):

@@ -147,9 +147,14 @@ class DecisionMetrics:
     @property
     def catalogue(self) -> frozenset[str]:
         if self._catalogue is None:
-            # The checkout's policies/ (pdp/opa/binary.py's PROJECT_ROOT, not imported: OPA's
-            # status records metrics here, so metrics import nothing of OPA).
-            folder = Path(__file__).resolve().parents[1] / "policies"
+            # The checkout's policies/, or the installed package's copy (pdp/opa/binary.py's
+            # PROJECT_ROOT, not imported: OPA's status records metrics here, so metrics import
+            # nothing of OPA).
+            here = Path(__file__).resolve().parent
+            folder = next(
+                (f for f in (here.parent / "policies", here / "_data" / "policies") if f.is_dir()),
+                here.parent / "policies",
+            )
             self._catalogue = (policy_codes(folder) if folder.is_dir() else frozenset()) | ENGINE_CODES
         return self._catalogue
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from pdp.integrity.sinks import CHECKPOINT_HOME_ENV, checkpoint_home
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import PROJECT_ROOT, STATE_ROOT
 from pdp.records.intents import IntentRetention
 from pdp.records.log import Integrity
 from pdp.settings import EmbeddedSettings
@@ -24,17 +24,17 @@ def with_config(sp: argparse.ArgumentParser, *, engine_default: str = "opa") -> 
     )
     sp.add_argument("--fleet", type=Path, default=PROJECT_ROOT / "examples" / "fleet.yaml")
     sp.add_argument("--policies", type=Path, default=PROJECT_ROOT / "policies")
-    sp.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
+    sp.add_argument("--bundles", type=Path, default=STATE_ROOT / "bundles")
     sp.add_argument(
         "--keys",
         type=Path,
-        default=PROJECT_ROOT / ".keys",
+        default=STATE_ROOT / ".keys",
         help="folder of the bundle signing key pair (generated when missing)",
     )
     sp.add_argument(
         "--state",
         type=Path,
-        default=PROJECT_ROOT / "var",
+        default=STATE_ROOT / "var",
         help="folder for the decision log and OPA's files",
     )
     sp.add_argument(

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import PROJECT_ROOT, STATE_ROOT
 from pdp.opa.liveness import LivenessSettings
 from pdp.records.log import Integrity
 
@@ -35,16 +35,20 @@ class EmbeddedSettings:
     liveness: LivenessSettings = dataclasses.field(default_factory=LivenessSettings)
 
     @classmethod
-    def from_project(cls, root: Path = PROJECT_ROOT, **overrides: object) -> EmbeddedSettings:
-        """The repository's examples and policies, state under var/, keys under .keys/."""
+    def from_project(cls, root: Path | None = None, **overrides: object) -> EmbeddedSettings:
+        """The repository's examples and policies, state under var/, keys under .keys/ (`root`:
+        all of them under one folder; by default pdp/opa/binary.py's PROJECT_ROOT and STATE_ROOT,
+        the checkout, or the installed package's documents and the working directory)."""
+        documents = root or PROJECT_ROOT
+        state = root or STATE_ROOT
         settings = cls(
-            tenants=root / "examples" / "tenants",
-            fleet=root / "examples" / "fleet.yaml",
-            policies=root / "policies",
-            bundles=root / "bundles",
-            keys=root / ".keys",
-            state=root / "var",
-            decision_log=root / "var" / "decisions.sqlite",
+            tenants=documents / "examples" / "tenants",
+            fleet=documents / "examples" / "fleet.yaml",
+            policies=documents / "policies",
+            bundles=state / "bundles",
+            keys=state / ".keys",
+            state=state / "var",
+            decision_log=state / "var" / "decisions.sqlite",
         )
         return settings.replace(**overrides) if overrides else settings
 

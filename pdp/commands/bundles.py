@@ -10,7 +10,7 @@ from typing import Any
 
 from pdp.commands.output import print_json
 from pdp.commands.running import serve_until_signal, stop_on_signals
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import STATE_ROOT
 from pdp.options import with_config
 
 
@@ -80,10 +80,10 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--signing-key", type=Path, help="PEM private key (default: .keys/)")
     b.set_defaults(func=cmd_build)
     k = sub.add_parser("keygen", help="make a new bundle signing key pair")
-    k.add_argument("--keys", type=Path, default=PROJECT_ROOT / ".keys")
+    k.add_argument("--keys", type=Path, default=STATE_ROOT / ".keys")
     k.set_defaults(func=cmd_keygen)
     sb = sub.add_parser("serve-bundles", help="serve built bundles to OPA")
-    sb.add_argument("--bundles", type=Path, default=PROJECT_ROOT / "bundles")
+    sb.add_argument("--bundles", type=Path, default=STATE_ROOT / "bundles")
     sb.add_argument("--listen", default="127.0.0.1:8282")
     add_tls_options(sb, "bundles")
     sb.set_defaults(func=cmd_serve_bundles)

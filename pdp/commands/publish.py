@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pdp.commands.output import print_json
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import STATE_ROOT
 
 EXIT_USAGE = 2
 
@@ -56,7 +56,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--bundle",
         type=Path,
-        default=PROJECT_ROOT / "bundles" / "gpupaas.tar.gz",
+        default=STATE_ROOT / "bundles" / "gpupaas.tar.gz",
         help="the signed bundle (default: the current one `pdp build` made)",
     )
     p.add_argument("--ca-file", type=Path, help="PEM CA that issued the registry's TLS certificate")

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import STATE_ROOT
 from pdp.options import with_verify
 from pdp.records.model import RecordsStoreError, is_url
 
@@ -118,7 +118,7 @@ def cmd_public_key(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    default_state = PROJECT_ROOT / "var"
+    default_state = STATE_ROOT / "var"
     r = sub.add_parser("records", help="decision records as JSON lines; `records verify` checks the log")
     r.add_argument("--state", type=Path, default=default_state)
     r.add_argument("--log", type=Path, help="the decision log (default: <state>/decisions.sqlite)")

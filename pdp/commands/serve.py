@@ -31,7 +31,16 @@ def _tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
     check_plaintext(
         "--listen", args.listen, tls=files, insecure=args.insecure, carries="intents and decisions"
     )
-    return (files.cert.read_bytes(), files.key.read_bytes()) if files else None
+    if files is None:
+        return None
+    pair = []
+    for option, path in (("--tls-cert", files.cert), ("--tls-key", files.key)):
+        try:
+            pair.append(path.read_bytes())
+        except OSError as exc:
+            # An image's default command names files to mount: say which one is missing.
+            raise ListenError(f"{option} {path}: {exc.strerror or exc}") from exc
+    return pair[0], pair[1]
 
 
 def _tokens(args: argparse.Namespace) -> BearerTokens | None:

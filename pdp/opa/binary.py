@@ -12,7 +12,16 @@ from typing import Any
 # Bump together with scripts/setup, which builds this version with `go install`.
 OPA_VERSION = "1.22.3"
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# Run from a checkout (an editable install): the repository's policies/ and examples/, and its
+# state folders (bundles/, .keys/, var/) beside them. Installed from the wheel (pip, the image):
+# the same policies/ and examples/ copied into the package (pdp/_data/, setup.py), and the state
+# folders under the working directory, or $PDP_HOME when set: never inside site-packages.
+IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "policies").is_dir()
+# Where the default documents are: policies/ and examples/.
+PROJECT_ROOT = _CHECKOUT if IN_CHECKOUT else Path(__file__).resolve().parents[1] / "_data"
+# Where the default state folders are: bundles/, .keys/, var/.
+STATE_ROOT = _CHECKOUT if IN_CHECKOUT else Path(os.environ.get("PDP_HOME") or os.getcwd()).absolute()
 
 
 class OpaNotFound(RuntimeError):

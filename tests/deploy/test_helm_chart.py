@@ -165,3 +165,23 @@ def test_the_charts_route_policy_is_the_one_the_gateway_substrate_renders() -> N
     for kind, obj in rendered.items():
         assert chart[kind]["spec"] == obj["spec"], kind
         assert chart[kind]["metadata"]["name"] == obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("pdp.replicas=0", "/pdp/replicas"),
+        ("pdp.replica=2", "/pdp': additional properties 'replica'"),  # a typo is not ignored
+        ("webhook.failurePolicy=Maybe", "/webhook/failurePolicy"),
+        ("image.tag=-latest", "/image/tag"),
+        ("image.repository=Not A Repository", "/image/repository"),
+        ("namespace=Platform", "/namespace"),
+        ("lifecycle.enabled=maybe", "/lifecycle/enabled"),
+        ("tls.pdpSecret=pdp_tls", "/tls/pdpSecret"),
+    ],
+)
+def test_the_values_schema_refuses_bad_values_naming_the_field(value: str, named: str) -> None:
+    out = helm("template", "gpupaas", str(CHART), "--set", value)
+    assert out.returncode != 0, f"{value} was accepted"
+    assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+    assert f"at '{named}" in out.stderr, out.stderr

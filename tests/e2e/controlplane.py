@@ -248,6 +248,9 @@ class ControlPlane:
         "namespace": "system:controller:namespace-controller",
         "garbagecollector": "system:controller:generic-garbage-collector",
         "job": "system:controller:job-controller",
+        # The Helm release (tests/e2e/test_helm_release_e2e.py): Deployments make ReplicaSets make pods.
+        "deployment": "system:controller:deployment-controller",
+        "replicaset": "system:controller:replicaset-controller",
         # The living fleet (bench/fleet): NotReady nodes tainted, their pods evicted.
         "nodelifecycle": "system:controller:node-controller",
         "resourcequota": "system:controller:resourcequota-controller",

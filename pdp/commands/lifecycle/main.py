@@ -23,7 +23,7 @@ from pdp.commands.lifecycle.incidents import add_incident_parsers
 from pdp.commands.lifecycle.rollout import add_rollout_parsers
 from pdp.commands.lifecycle.tokens import add_token_parsers
 from pdp.commands.lifecycle.worker import add_worker_parser
-from pdp.opa.binary import PROJECT_ROOT
+from pdp.opa.binary import STATE_ROOT
 from pdp.product.client import add_client_options, follow, show, talks_to_worker
 from pdp.product.client import client as _client
 from pdp.product.client import request as _request
@@ -129,7 +129,7 @@ def cmd_effects(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    root = PROJECT_ROOT
+    root = STATE_ROOT
     lc = sub.add_parser("lifecycle", help="tenant lifecycle: product API, workflows, approvals, audit")
     lsub = lc.add_subparsers(dest="lifecycle_command", required=True)
 
