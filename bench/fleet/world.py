@@ -159,19 +159,31 @@ class LivingFleet:
         assert self.cp is not None
         deadline = time.monotonic() + timeout
         want = len(self.plan.nodes)
-        ready = 0
+        waiting: dict[str, str] = {}
+        nodes: list[Any] = []
         while time.monotonic() < deadline:
             self.cp._check_alive()
+            waiting = {}
             nodes = self.core.list_node(_request_timeout=30).items
-            ready = sum(
-                1
-                for n in nodes
-                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or ()))
-            )
-            if ready == want:
+            for n in nodes:
+                conditions = (n.status.conditions if n.status else None) or ()
+                ready = next((c for c in conditions if c.type == "Ready"), None)
+                if ready is None or ready.status != "True":
+                    waiting[str(n.metadata.name if n.metadata else "")] = (
+                        f"Ready {ready.status} ({ready.reason}: {ready.message})"
+                        if ready
+                        else "no Ready condition"
+                    )
+            if not waiting and len(nodes) == want:
                 return
             time.sleep(1)
-        raise TimeoutError(f"{ready} of {want} nodes Ready after {timeout:.0f} s\n{self.cp.log_tail('kwok')}")
+        # Seen once on a loaded machine (2026-12-04): one node of 405 never Ready while KWOK patched
+        # its status every second; the nodes and their Ready conditions say where to look next.
+        stuck = "; ".join(f"{name}: {why}" for name, why in sorted(waiting.items())[:10])
+        raise TimeoutError(
+            f"{len(nodes) - len(waiting)} of {want} nodes Ready after {timeout:.0f} s; not Ready: {stuck}\n"
+            f"{self.cp.log_tail('kwok')}"
+        )
 
     def _tenants(self, objects: tuple[str, ...]) -> None:
         assert self.api is not None
