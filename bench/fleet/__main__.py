@@ -119,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         the_plan = all_at_once(the_plan)
         args.fail_nodes = 0
     work = args.work or Path(tempfile.mkdtemp(prefix="fleet-"))
+    for name in args.runs.split(","):
+        # A run's folder holds its cluster's etcd: started again, it would bring back the earlier
+        # run's nodes (a failed one still labelled not-ready) and pods.
+        if (work / name.strip()).exists():
+            print(
+                f"error: --work {work}: {name.strip()}/ holds an earlier run; give an empty folder",
+                file=sys.stderr,
+            )
+            return 2
     runs = []
     started = time.monotonic()
     for name in args.runs.split(","):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 # Figure without pyplot: no global state, no display backend chosen; savefig draws with Agg.
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from bench.fleet.replay import RunResult
 
@@ -34,6 +35,7 @@ def timelines(runs: Sequence[RunResult], compress: float, out: Path) -> Path:
         gpus_axis.set_title("with the PDP" if run.with_pdp else "scheduler alone")
         gpus_axis.set_ylim(0, top * 1.05 or 1)
         pending_axis.set_ylim(0, pending * 1.05 or 1)
+        pending_axis.yaxis.set_major_locator(MaxNLocator(integer=True))  # pods come whole
         gpus_axis.set_ylabel("GPUs allocated")
         pending_axis.set_ylabel("pods pending")
         pending_axis.set_xlabel("trace time (hours)")

@@ -177,8 +177,9 @@ class LivingFleet:
             if not waiting and len(nodes) == want:
                 return
             time.sleep(1)
-        # Seen once on a loaded machine (2026-12-04): one node of 405 never Ready while KWOK patched
-        # its status every second; the nodes and their Ready conditions say where to look next.
+        # The nodes and their Ready conditions say where to look (a node failed by an earlier run in
+        # the same etcd stayed Ready False while KWOK patched it every second: __main__ now refuses
+        # a work folder holding a run).
         stuck = "; ".join(f"{name}: {why}" for name, why in sorted(waiting.items())[:10])
         raise TimeoutError(
             f"{len(nodes) - len(waiting)} of {want} nodes Ready after {timeout:.0f} s; not Ready: {stuck}\n"
