@@ -101,8 +101,25 @@ def start_server(name: str, argv: list[str], ready_text: str, workdir: Path, tim
     return Server(name, proc, log, opa)
 
 
+def steal_and_total(proc_stat: str) -> tuple[int, int]:
+    """The machine's stolen and total CPU time (clock ticks, all CPUs) from /proc/stat's `cpu`
+    line: what the hypervisor gave other guests, and everything."""
+    for line in proc_stat.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+            # already counted in user and nice.
+            ticks = [int(v) for v in line.split()[1:9]]
+            return ticks[7], sum(ticks)
+    raise ValueError("/proc/stat has no cpu line")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    return steal_and_total(Path("/proc/stat").read_text())
+
+
 class Sampler:
-    """CPU and peak memory of the given processes over one measurement."""
+    """CPU and peak memory of the given processes over one measurement, and the share of the
+    machine's CPU the hypervisor stole meanwhile (a point measured under high steal is noise)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -119,6 +136,7 @@ class Sampler:
         self.t0 = time.monotonic()
         self.cpu0 = {n: cpu_seconds(p) for n, p in self.pids.items()}
         self.gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.ticks0 = _machine_ticks()
         self._thread.start()
         return self
 
@@ -134,6 +152,8 @@ class Sampler:
         self.cpu["loadgen"] = round(100 * gen_cpu / elapsed, 1)
         for name, pid in self.pids.items():
             self.peak[name] = round(max(self.peak[name], rss_mib(pid)), 1)
+        steal, total = _machine_ticks()
+        self.steal_pct = round(100 * (steal - self.ticks0[0]) / max(total - self.ticks0[1], 1), 1)
 
 
 @dataclass
@@ -151,6 +171,7 @@ class Results:
         peer: str | None = None,
     ) -> None:
         row = {"path": path, "load": load, **stats, "cpu_pct": sampler.cpu, "peak_rss_mib": sampler.peak}
+        row["steal_pct"] = sampler.steal_pct
         if floor:
             row["floor"] = floor
         if peer:
@@ -158,7 +179,7 @@ class Results:
         self.rows.append(row)
         print(
             f"  {path:34} {load:14} p50 {fmt(stats['p50_ms'])} p99 {fmt(stats['p99_ms'])} "
-            f"{stats['throughput']:>8}/s errors {stats['errors']}",
+            f"{stats['throughput']:>8}/s errors {stats['errors']} steal {sampler.steal_pct}%",
             flush=True,
         )
 
