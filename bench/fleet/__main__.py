@@ -24,20 +24,10 @@ from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
 from bench.fleet.report import RunFigures, histogram, render, total, usage, violations_by_check
 from bench.fleet.trace import TraceError, read_nodes, read_tasks
-from bench.fleet.world import LivingFleet, Timing
+from bench.fleet.world import LivingFleet, Timing, children
 from pdp.metrics import PREFIX
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu-v2023"
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
 
 
 def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool) -> RunFigures:
@@ -57,7 +47,7 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
         ).run()
         pids = fleet.processes()
         known = set(pids.values())
-        for child in _children(os.getpid()):
+        for child in children(os.getpid()):
             if child not in known:
                 exe = Path(f"/proc/{child}/exe")
                 pids[exe.resolve().name if exe.exists() else str(child)] = child

@@ -263,7 +263,7 @@ class LivingFleet:
         pids = {name: proc.pid for name, proc in self.cp.procs.items()}
         if self.pdp is not None:
             pids["pdp serve"] = self.pdp.pid
-            for child in _children(self.pdp.pid):  # its OPA
+            for child in children(self.pdp.pid):  # its OPA
                 exe = Path(f"/proc/{child}/exe")
                 pids[f"pdp serve's {exe.resolve().name if exe.exists() else child}"] = child
         return pids
@@ -275,7 +275,8 @@ class LivingFleet:
             shutil.copy(log, into / log.name)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (/proc)."""
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
