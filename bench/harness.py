@@ -95,6 +95,8 @@ def start_server(name: str, argv: list[str], ready_text: str, workdir: Path, tim
     deadline = time.monotonic() + timeout
     while ready_text not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()  # one that never became ready is not left running
+            proc.wait()
             raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     opa = _opa_child(proc.pid)

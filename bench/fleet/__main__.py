@@ -24,7 +24,8 @@ from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
 from bench.fleet.report import RunFigures, histogram, render, total, usage, violations_by_check
 from bench.fleet.trace import TraceError, read_nodes, read_tasks
-from bench.fleet.world import LivingFleet, Timing, children
+from bench.fleet.world import LivingFleet, Timing
+from bench.harness import children
 from pdp.metrics import PREFIX
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu-v2023"

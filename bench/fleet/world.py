@@ -12,10 +12,7 @@ no quotas; the nodes keep their labels and the dedicated pools their taints.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -29,16 +26,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
+from bench.harness import PY, Server, start_server
 from pdp.net.certs import issue_server_cert, make_ca
-from pdp.opa.binary import find_opa
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from tests.artifacts import cached_artifact
 from tests.e2e.conftest import scheduler_configuration, webhook_configuration
 from tests.e2e.controlplane import ControlPlane, kube_binaries
 from tests.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
@@ -70,7 +65,7 @@ class LivingFleet:
     stack: ExitStack = field(default_factory=ExitStack)
     cp: ControlPlane | None = None
     api: client.ApiClient | None = None
-    pdp: subprocess.Popen[bytes] | None = None
+    pdp: Server | None = None
     metrics_url: str = ""
 
     def __enter__(self) -> LivingFleet:
@@ -217,7 +212,7 @@ class LivingFleet:
         webhook, extender, metrics = free_port(), free_port(), free_port()
         cert, key = str(serving.cert), str(serving.key)
         clients = str(cp.components_ca.cert)
-        argv = [sys.executable, "-m", "pdp.cli", "serve", "--tenants", str(examples / "tenants")]
+        argv = [PY, "-m", "pdp.cli", "serve", "--tenants", str(examples / "tenants")]
         argv += ["--fleet", str(examples / "fleet.yaml"), "--keys", str(home / "keys")]
         argv += ["--bundles", str(home / "bundles"), "--state", str(home / "state")]
         argv += ["--listen", f"127.0.0.1:{free_port()}", "--kubeconfig", str(cp.kubeconfig)]
@@ -226,16 +221,10 @@ class LivingFleet:
         argv += ["--extender-listen", f"127.0.0.1:{extender}", "--extender-cert", cert, "--extender-key", key]
         argv += ["--extender-client-ca", clients, "--extender-client-names", "kube-scheduler"]
         argv += ["--metrics-listen", f"127.0.0.1:{metrics}"]
-        log = cp.workdir / "pdp.log"
-        env = {**os.environ, "PDP_OPA_BIN": str(find_opa())}
-        proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        self.pdp = proc
-        self.stack.callback(_stop, proc)
-        deadline = time.monotonic() + 120
-        while b"pdp serving on" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pdp serve did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
+        # The bench's own way to start a server: its log beside the control plane's, its OPA child
+        # found for the accounting, stopped with the fleet.
+        self.pdp = start_server("pdp", argv, "pdp serving on", cp.workdir)
+        self.stack.callback(self.pdp.stop)
         self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(
             webhook_configuration(f"https://127.0.0.1:{webhook}", ca.cert)
@@ -262,10 +251,7 @@ class LivingFleet:
         assert self.cp is not None
         pids = {name: proc.pid for name, proc in self.cp.procs.items()}
         if self.pdp is not None:
-            pids["pdp serve"] = self.pdp.pid
-            for child in children(self.pdp.pid):  # its OPA
-                exe = Path(f"/proc/{child}/exe")
-                pids[f"pdp serve's {exe.resolve().name if exe.exists() else child}"] = child
+            pids.update(self.pdp.pids())  # pdp serve and its OPA
         return pids
 
     def copy_logs(self, into: Path) -> None:
@@ -273,27 +259,6 @@ class LivingFleet:
         into.mkdir(parents=True, exist_ok=True)
         for log in self.cp.workdir.glob("*.log"):
             shutil.copy(log, into / log.name)
-
-
-def children(pid: int) -> list[int]:
-    """The pids of a process's children (/proc)."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _plain_scheduler() -> dict[str, Any]:
