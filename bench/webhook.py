@@ -30,8 +30,11 @@ from tests.ports import free_port
 PY = sys.executable
 
 
-def start(name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path, key: Path) -> Server:
-    argv = [PY, "-m", "pdp.cli", "serve", "--engine", "wasm"]
+def start(
+    name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path, key: Path, engine: str = "wasm"
+) -> Server:
+    """`engine` opa: the supervised OPA sidecar, as `--opa-addr` decides through one."""
+    argv = [PY, "-m", "pdp.cli", "serve", "--engine", engine]
     examples = work / "examples"
     argv += ["--tenants", str(examples / "tenants"), "--fleet", str(examples / "fleet.yaml")]
     argv += ["--keys", str(work / "keys"), "--bundles", str(work / f"bundles-{name}")]

@@ -4,7 +4,10 @@ the same loads as each configuration of the project's webhook.
 
 Loads: 500/s, saturation (16 workers, closed loop), 1,000/s, and open-loop overload at twice the
 path's own capacity. Each webhook row carries its ratio to Gatekeeper's row at the same load, and
-`targets()` judges issue 16's targets from the rows.
+`targets()` judges issue 16's targets from the rows. That is `scripts/bench`'s one pass; the fair
+comparison of issue 32 (both servers up at once, verdicts agreed before every round, HTTP/2 and
+HTTP/1.1, repeats, steal) is `python -m bench.peer` (__main__.py, fair.py, verdicts.py, alpn.py,
+report.py).
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ WEBHOOK_TIMEOUT_MS = 10_000
 def drive(
     results: Results, path: str, url: str, pids: Callable[[], dict[str, int]], body: bytes, d: float
 ) -> None:
-    """One front at every load; overload is twice the capacity this front just showed."""
+    """One front at every load; overload is twice the capacity this front just showed. First it
+    must give both bench bodies their verdicts (bench/peer/verdicts.py): no error path is timed."""
     from bench.load import vegeta
+    from bench.peer.verdicts import agree, bench_bodies
+
+    agree({path: url}, *bench_bodies())
 
     peer = None if path == PEER else "g"
     measure(results, path, "500/s", pids(), lambda: vegeta(url, body, rate=500, duration=d), peer=peer)
