@@ -250,20 +250,43 @@ def read_args(
     `read`: the node label keys the policy reads; each node's labels are then keyed on those
     alone (`Candidates.cut_to`), and on whole labels only if asked (`Candidates.whole_keys`)."""
     if read is not None:
-        return _read_cut(body, cluster, shapes, _read_keys(read))
+        reader = _read_keys(read)
+        return _read(
+            body,
+            cluster,
+            reader.decoder,
+            lambda meta: reader.keys_of([m.labels for m in meta]),
+            reader.keys,
+            shapes,
+        )
+    # Labels orjson cannot read make the body not JSON (ValueError): before the pod is judged.
+    return _read(body, cluster, _ARGS, lambda meta: shapes.text_keys([bytes(m.labels) for m in meta]))
+
+
+def _read(
+    body: bytes,
+    cluster: ClusterView | None,
+    decoder: msgspec.json.Decoder[Any],
+    keys_of: Callable[[list[Any]], list[LabelsKey]],
+    cut: frozenset[str] | None = None,
+    shapes: ShapeCache | None = None,
+) -> Candidates | None:
+    """`keys_of`: each node's labels key from its metadata; `cut`: the label keys it keeps (then
+    `shapes` reads whole labels again if the policy asks for one it dropped)."""
     try:
-        args = _ARGS.decode(body)
+        # A read key whose value is not a string, labels that are not an object: not the common
+        # case (parse_args keys them as the whole-labels path does). msgspec recurses per level of
+        # nesting, so a deep body is a RecursionError here: orjson (parse_args) then names its depth.
+        args = decoder.decode(body)
         pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
     except (msgspec.MsgspecError, ValueError, RecursionError):
-        # msgspec recurses per level of nesting, so a deep body is a RecursionError here: orjson
-        # (parse_args) then names its depth.
         return None
     if args.NodeNames is not None:
         return _named(pod, args.NodeNames, cluster, strings=True)
     names: list[str] = []
     keys: list[LabelsKey] = []
     unique: frozenset[str] = frozenset()
-    objects = None
+    objects = whole = None
     if args.Nodes is not None:
         metadata = [node.metadata for node in args.Nodes.items or ()]
         names = [m.name for m in metadata]
@@ -271,43 +294,15 @@ def read_args(
         if len(unique) != len(names) or "" in unique:
             return None
         try:
-            # Before the pod is judged: labels orjson cannot read make the body not JSON.
-            keys = shapes.text_keys([bytes(m.labels) for m in metadata])
+            keys = keys_of(metadata)
         except ValueError:
             return None
         objects = _LazyTexts(body)
+        whole = _WholeKeys(body, shapes) if cut is not None and shapes is not None else None
     pod, uid, namespace = _pod(pod)
-    return Candidates(pod, uid, namespace, names, objects, {}, keys, unique)
-
-
-def _read_cut(
-    body: bytes, cluster: ClusterView | None, shapes: ShapeCache, reader: _ReadKeys
-) -> Candidates | None:
-    try:
-        # A read key whose value is not a string, labels that are not an object: not the common
-        # case (parse_args keys them as the whole-labels path does).
-        args = reader.decoder.decode(body)
-        pod = orjson.loads(bytes(args.Pod)) if args.Pod else None
-    except (msgspec.MsgspecError, ValueError, RecursionError):  # RecursionError: as in read_args
-        return None
-    if args.NodeNames is not None:
-        return _named(pod, args.NodeNames, cluster, strings=True)
-    names: list[str] = []
-    keys: list[LabelsKey] = []
-    unique: frozenset[str] = frozenset()
-    objects = None
-    whole = None
-    if args.Nodes is not None:
-        metadata = [node.metadata for node in args.Nodes.items or ()]
-        names = [m.name for m in metadata]
-        unique = frozenset(names)
-        if len(unique) != len(names) or "" in unique:
-            return None
-        keys = reader.keys_of([m.labels for m in metadata])
-        objects = _LazyTexts(body)
-        whole = _WholeKeys(body, shapes)
-    pod, uid, namespace = _pod(pod)
-    return Candidates(pod, uid, namespace, names, objects, {}, keys, unique, reader.keys, whole)
+    if cut is None:
+        return Candidates(pod, uid, namespace, names, objects, {}, keys, unique)
+    return Candidates(pod, uid, namespace, names, objects, {}, keys, unique, cut, whole)
 
 
 class _WholeKeys:
