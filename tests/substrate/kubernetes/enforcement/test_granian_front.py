@@ -227,16 +227,28 @@ def test_a_client_that_stops_sending_is_dropped_after_its_deadline(
     assert b"200 OK" not in got
 
 
-def test_a_stalled_tls_handshake_does_not_hold_the_server(
-    echo: GranianJsonServer, tls_files: tuple[Path, Path]
-) -> None:
-    stalled = [socket.create_connection(("127.0.0.1", echo.port), timeout=10) for _ in range(8)]
+def test_stalled_tls_handshakes_neither_hold_the_server_nor_stay_open(tls_files: tuple[Path, Path]) -> None:
+    """Twice the connection cap of clients that never send a ClientHello: a real client is still
+    answered at once, and Granian closes the stalled ones (after ~10 s: its own handshake timeout,
+    not `header_timeout`)."""
+    cert, key = tls_files
+    server = GranianJsonServer(
+        {"/x": lambda raw, query, arrived, caller: {"n": len(raw)}},
+        ssl_context=ServingCertificate(cert, key),
+        inline=True,
+        max_connections=4,
+    )
+    server.start()
+    stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
     try:
-        answer = httpx.post(f"{echo.url}/x", content=b"{}", verify=trusting(tls_files[0]), timeout=10)
+        answer = httpx.post(f"{server.url}/x", content=b"{}", verify=trusting(cert), timeout=10)
         assert answer.json() == {"n": 2}
+        stalled[0].settimeout(20)
+        assert stalled[0].recv(16) == b""  # closed by the server
     finally:
         for sock in stalled:
             sock.close()
+        server.stop()
 
 
 def test_connections_beyond_the_cap_wait_for_a_slot_rather_than_being_reset(
