@@ -65,7 +65,8 @@ def add_serving_limit_options(sp: argparse.ArgumentParser) -> None:
         "--max-connections",
         type=_bounded(int, 1, 100_000, "a whole number of connections"),
         help=f"{fronts} open connections; one more evicts the quietest not being answered "
-        "(default: the HTTP API 256, the webhook and the extender 128)",
+        "(default: the HTTP API 256, the webhook and the extender 128; the webhook on granian 1024, "
+        "the ones beyond waiting in the accept queue)",
     )
     seconds = _bounded(float, 0.1, 3600, "a number of seconds")
     sp.add_argument(

@@ -29,6 +29,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +171,9 @@ def require_client_certificate(context: ssl.SSLContext, ca_pem: bytes) -> None:
 
 def _load(
     cert_file: Path, key_file: Path, client_ca: Path | None = None
-) -> tuple[ssl.SSLContext, CertificateInfo, bytes]:
-    """A context for the pair (and client CA) on disk, its leaf, and the digest of the content it
-    was made from."""
+) -> tuple[ssl.SSLContext, CertificateInfo, bytes, tuple[bytes, ...]]:
+    """A context for the pair (and client CA) on disk, its leaf, the digest of the content it
+    was made from, and that content."""
     files = (cert_file, key_file) if client_ca is None else (cert_file, key_file, client_ca)
     pair = _read_pair(*files)
     info = _validate(cert_file, key_file, pair[0], pair[1])
@@ -192,7 +193,7 @@ def _load(
     if failure is not None:
         what = f"{cert_file} with {key_file}" + (f" and {client_ca}" if client_ca else "")
         raise CertificateError(f"{what}: OpenSSL refuses them ({failure})")
-    return context, info, _digest(pair)
+    return context, info, _digest(pair), pair
 
 
 def _digest(pair: tuple[bytes, ...]) -> bytes:
@@ -226,7 +227,7 @@ class ServingCertificate:
         self.poll_interval = poll_interval
         for attempt in range(_READ_ATTEMPTS):
             try:
-                self._context, self._info, self._digest = _load(*self._files)
+                self._context, self._info, self._digest, self._pem = _load(*self._files)
                 break
             except _Unstable:
                 time.sleep(_REREAD_PAUSE * (attempt + 1))
@@ -239,6 +240,9 @@ class ServingCertificate:
         self._last_error: str | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_change: Callable[[], None] | None = None
+        """Called (on the watcher's thread) once a new pair serves: for a server that reads the
+        pair from files rather than through `context` (pdp/net/granian/)."""
         log.info("serving certificate %s: %s", self.cert_file, self._info.describe())
         self._warn_if_expired(self._info)
 
@@ -252,6 +256,12 @@ class ServingCertificate:
     def context(self) -> ssl.SSLContext:
         """The context for the next connection."""
         return self._context
+
+    def pem(self) -> tuple[bytes, ...]:
+        """The PEM certificate chain, key (and client CA) that serve now, validated and read in
+        one piece."""
+        with self._lock:
+            return self._pem
 
     def status(self) -> CertificateStatus:
         with self._lock:
@@ -274,7 +284,7 @@ class ServingCertificate:
         if digest == self._refused:
             return False
         try:
-            context, info, digest = _load(*self._files)
+            context, info, digest, pem = _load(*self._files)
         except _Unstable:
             return False
         except CertificateError as exc:
@@ -282,7 +292,7 @@ class ServingCertificate:
             return False
         with self._lock:
             previous = self._info
-            self._context, self._info, self._digest = context, info, digest
+            self._context, self._info, self._digest, self._pem = context, info, digest, pem
             self._refused, self._last_error = None, None
             self._reloads += 1
         log.info(
@@ -292,6 +302,8 @@ class ServingCertificate:
             previous.serial,
         )
         self._warn_if_expired(info)
+        if self.on_change is not None:
+            self.on_change()
         return True
 
     def _refuse(self, key: bytes | str, exc: CertificateError) -> None:

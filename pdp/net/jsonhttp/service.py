@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Protocol, Self
 
 from pdp.net.jsonhttp.server import JsonHttpServer
 from pdp.net.serving.gate import GatedServer
 from pdp.net.servingcert import ServingCertificate
 
 
-class HttpService:
-    """What the webhook and the extender servers share: a JsonHttpServer with its address,
-    start/stop, and use as a context manager. Subclasses set `_http` in their constructor."""
+class Front(Protocol):
+    """The HTTP server of a service: JsonHttpServer (uvicorn), or GranianJsonServer
+    (pdp/net/granian/)."""
 
-    _http: JsonHttpServer
+    certificate: ServingCertificate | None
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class HttpService:
+    """What the webhook and the extender servers share: a front (JsonHttpServer or
+    GranianJsonServer) with its address, start/stop, and use as a context manager. Subclasses set
+    `_http` in their constructor."""
+
+    _http: Front
 
     @property
     def url(self) -> str:
@@ -30,7 +48,9 @@ class HttpService:
 
     @property
     def gate(self) -> GatedServer:
-        """The accept gate keeping the connection budget (once started)."""
+        """The accept gate keeping the connection budget (once started; uvicorn's front only)."""
+        if not isinstance(self._http, JsonHttpServer):
+            raise AttributeError("only the uvicorn front has an accept gate")
         return self._http.gate
 
     def start(self) -> Self:

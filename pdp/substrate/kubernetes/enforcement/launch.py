@@ -9,6 +9,12 @@ Python process decides on one core, and the kernel spreads new connections over 
 `--webhook-client-ca` / `--extender-client-ca` make the fronts answer only the client certificate
 kube-apiserver / kube-scheduler presents (pdp/net/clientauth.py); `pdp serve` refuses either
 front off loopback without one unless told `--…-allow-unauthenticated`.
+
+`--webhook-front` (default auto): the webhook's HTTP server. Granian (pdp/net/granian/) offers
+HTTP/2 and HTTP/1.1 by ALPN and answers overload 503 per request; it verifies client certificates
+against the client CA but cannot see their names, so with `--webhook-client-names` auto serves
+with uvicorn (HTTP/1.1), and an explicit granian is refused rather than served with weaker
+authentication. The scheduler extender is served by uvicorn.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, Protocol
 
 from pdp.net.clientauth import ClientAuth, add_client_auth_options, client_auth
 from pdp.net.limits import add_serving_limit_options, serving_limits
-from pdp.net.listen import split_host_port
+from pdp.net.listen import ListenError, split_host_port
 from pdp.point import DecisionPoint
 
 
@@ -35,6 +41,14 @@ def add_webhook_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--webhook-key", type=Path, help="PEM private key of the webhook")
     add_client_auth_options(
         sp, "webhook", "kube-apiserver's, from the kubeConfigFile of its admission configuration"
+    )
+    sp.add_argument(
+        "--webhook-front",
+        choices=("auto", "granian", "uvicorn"),
+        default="auto",
+        help="the webhook's HTTP server: granian (HTTP/2 and HTTP/1.1 by ALPN; overload answered 503 "
+        "with a JSON reason), uvicorn (HTTP/1.1; connections beyond its budget reset at accept), or "
+        "auto: granian, unless --webhook-client-names asks for a check only uvicorn can make",
     )
     sp.add_argument(
         "--failure-mode",
@@ -57,6 +71,23 @@ def webhook_client_auth(args: argparse.Namespace) -> ClientAuth | None:
 
 def extender_client_auth(args: argparse.Namespace) -> ClientAuth | None:
     return client_auth(args.extender_client_ca, args.extender_client_names, "--extender-client-names")
+
+
+def webhook_front(args: argparse.Namespace) -> str:
+    """The webhook's front for the options: --webhook-front, with auto resolved; a ListenError
+    for granian with --webhook-client-names (it cannot check them)."""
+    names = webhook_client_auth(args)
+    checks_names = names is not None and bool(names.names)
+    front = str(args.webhook_front)
+    if front == "auto":
+        return "uvicorn" if checks_names else "granian"
+    if front == "granian" and checks_names:
+        raise ListenError(
+            "--webhook-front granian cannot check --webhook-client-names (Granian does not show the "
+            "client certificate to the app): use --webhook-front uvicorn, or a client CA that signs "
+            "only kube-apiserver's certificate without names"
+        )
+    return front
 
 
 def cluster_view(args: argparse.Namespace, parts: Parts) -> Any:
@@ -91,6 +122,7 @@ def start_webhook(
             reuse_port=reuse_port,
             client_auth=webhook_client_auth(args),
             limits=serving_limits(args),
+            front=webhook_front(args),
         ).start()
     )
 
@@ -113,7 +145,11 @@ def start_enforcement(
     if args.webhook_listen:
         workers = args.webhook_workers
         webhook = start_webhook(args, point, parts, cluster, reuse_port=workers > 1)
-        print(f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode})", flush=True)
+        print(
+            f"admission webhook on {webhook.url}/validate (failure mode {args.failure_mode}, "
+            f"front {webhook.front})",
+            flush=True,
+        )
         if workers > 1:
             _start_webhook_workers(args, parts, webhook.port, workers - 1, engine, decision_log)
     if args.extender_listen:
@@ -150,6 +186,7 @@ def _start_webhook_workers(
         *("--webhook-listen", f"{host}:{port}"),
         *("--webhook-cert", str(args.webhook_cert), "--webhook-key", str(args.webhook_key)),
         *("--failure-mode", args.failure_mode),
+        *("--webhook-front", args.webhook_front),
         *serving_limits(args).argv(),
     ]
     if args.webhook_client_ca:

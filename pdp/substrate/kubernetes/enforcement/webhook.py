@@ -162,6 +162,9 @@ def _timeout(query: Query) -> float | None:
     return seconds if seconds is not None and seconds > 0 else None
 
 
+WEBHOOK_FRONTS = ("uvicorn", "granian")
+
+
 class WebhookServer(HttpService):
     """HTTPS only: the API server refuses plain-HTTP webhooks, and admission carries whole objects.
 
@@ -169,7 +172,10 @@ class WebhookServer(HttpService):
     pair serves new connections (servingcert.py). With `client_auth` only the API server's client
     certificate is answered (its admission configuration's kubeconfig; clientauth.py). Beyond
     `max_pending` reviews in progress a request is answered 503 at once (jsonhttp/);
-    `reuse_port` lets more processes serve the same port (`pdp serve --webhook-workers`)."""
+    `reuse_port` lets more processes serve the same port (`pdp serve --webhook-workers`).
+
+    `front`: the HTTP server, "uvicorn" (HTTP/1.1, jsonhttp/) or "granian" (HTTP/2 and HTTP/1.1 by
+    ALPN, pdp/net/granian/; it cannot check `client_auth.names` and refuses them)."""
 
     def __init__(
         self,
@@ -187,11 +193,20 @@ class WebhookServer(HttpService):
         inline: bool | None = None,
         client_auth: ClientAuth | None = None,
         limits: ServingLimits = DEFAULT_LIMITS,
+        front: str = "uvicorn",
     ) -> None:
         """`inline`: decide on the event loop rather than on `threads` threads; by default when
         deciding never waits on I/O (the wasm engine, a decision log that is not durable)."""
+        if front not in WEBHOOK_FRONTS:
+            raise ValueError(f"front {front!r} is not one of {', '.join(WEBHOOK_FRONTS)}")
         self.webhook = webhook
-        self._http = JsonHttpServer(
+        self.front = front
+        server: Any = JsonHttpServer
+        if front == "granian":
+            from pdp.net.granian import GranianJsonServer
+
+            server = GranianJsonServer
+        self._http = server(
             {"/validate": self._validate},
             host=host,
             port=port,

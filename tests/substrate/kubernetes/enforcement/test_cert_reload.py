@@ -106,13 +106,24 @@ def peer(sock: socket.socket | None) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def served(port: int) -> str:
-    """The fingerprint of the certificate a new connection gets."""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        _observer().wrap_socket(raw) as tls,
-    ):
-        return peer(tls)
+def served(port: int, *, may_be_cut: bool = False) -> str:
+    """The fingerprint of the certificate a new connection gets. `may_be_cut`: polling while the
+    Granian front switches pairs, a handshake cut by its switch to a new worker (a documented limit
+    of that front, docs/enforcement.md) reads "cut" instead of failing."""
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            _observer().wrap_socket(raw) as tls,
+        ):
+            return peer(tls)
+    except (ssl.SSLEOFError, ConnectionResetError):
+        if not may_be_cut:
+            raise
+        return "cut"
+
+
+def rotating(webhook: WebhookServer) -> bool:
+    return webhook.front == "granian"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -134,10 +145,16 @@ def volume(tmp_path: Path, pairs: dict[str, Pair]) -> SecretVolume:
     return vol
 
 
-@pytest.fixture()
-def webhook(point: DecisionPoint, volume: SecretVolume) -> Iterator[WebhookServer]:
+@pytest.fixture(params=["granian", "uvicorn"])
+def webhook(
+    point: DecisionPoint, volume: SecretVolume, request: pytest.FixtureRequest
+) -> Iterator[WebhookServer]:
     with WebhookServer(
-        AdmissionWebhook(point), cert_file=volume.cert, key_file=volume.key, cert_poll_interval=POLL
+        AdmissionWebhook(point),
+        cert_file=volume.cert,
+        key_file=volume.key,
+        cert_poll_interval=POLL,
+        front=request.param,
     ) as running:
         yield running
 
@@ -164,16 +181,21 @@ def test_a_rotated_secret_serves_new_connections_and_open_ones_finish(
     pending.send(raw[: len(raw) // 2])
 
     volume.publish(pairs["B"])
-    wait_for(lambda: served(webhook.port) == b, timeout=40 * POLL)
+    wait_for(lambda: served(webhook.port, may_be_cut=rotating(webhook)) == b, timeout=40 * POLL)
 
     pending.send(raw[len(raw) // 2 :])
     response = pending.getresponse()
     doc = json.loads(response.read())
     assert response.status == 200 and doc["response"]["uid"] == "uid-in-flight"
-    assert peer(pending.sock) == a
-    idle.request("GET", "/healthz")
-    assert idle.getresponse().status == 200
-    assert idle.sock is idle_sock and peer(idle.sock) == a  # the same connection, not a reconnect
+    if webhook.front == "uvicorn":
+        assert peer(pending.sock) == a
+        idle.request("GET", "/healthz")
+        assert idle.getresponse().status == 200
+        assert idle.sock is idle_sock and peer(idle.sock) == a  # the same connection, not a reconnect
+    else:
+        # Granian's old worker answers what it was sent, then closes its connections: the
+        # client's next call opens a new one, on the new pair.
+        assert response.getheader("connection") == "close" or pending.sock is None
 
     fresh = http.client.HTTPSConnection("127.0.0.1", webhook.port, context=trusting(pairs["B"]), timeout=10)
     fresh.request("GET", "/healthz")
@@ -235,7 +257,10 @@ def test_a_pair_that_cannot_serve_is_refused_and_the_old_one_keeps_serving(
 ) -> None:
     volume.publish(pairs["B"])
     assert webhook.certificate is not None
-    wait_for(lambda: served(webhook.port) == fingerprint(pairs["B"][0]), timeout=40 * POLL)
+    wait_for(
+        lambda: served(webhook.port, may_be_cut=rotating(webhook)) == fingerprint(pairs["B"][0]),
+        timeout=40 * POLL,
+    )
 
     problem = breakage(pairs, volume)
     certificate = webhook.certificate
@@ -255,7 +280,10 @@ def test_a_pair_that_cannot_serve_is_refused_and_the_old_one_keeps_serving(
 
     # Once the writer finishes, the whole pair is taken.
     volume.publish(pairs["C"])
-    wait_for(lambda: served(webhook.port) == fingerprint(pairs["C"][0]), timeout=40 * POLL)
+    wait_for(
+        lambda: served(webhook.port, may_be_cut=rotating(webhook)) == fingerprint(pairs["C"][0]),
+        timeout=40 * POLL,
+    )
     assert certificate.status().last_error is None and certificate.status().reloads == 2
 
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pdp.net.certs import CertPair, issue_client_cert, make_ca
 from tests.api.test_workers import alive, child_pids, start
 from tests.conftest import self_signed
@@ -37,9 +39,16 @@ def review_on_a_new_connection(port: int, cert: Path, raw: bytes, client: CertPa
         conn.close()
 
 
+@pytest.mark.parametrize(
+    "names",
+    [["--webhook-client-names", "kube-apiserver"], []],
+    ids=["uvicorn (client names)", "granian (client CA only)"],
+)
 def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_frozen(
-    workspace: Path,
+    workspace: Path, names: list[str]
 ) -> None:
+    """With client names `--webhook-front auto` serves on uvicorn, without them on Granian: the
+    workers of both share the port and ask for the client certificate."""
     (workspace / "tls").mkdir()
     cert, key = self_signed(workspace / "tls")
     client_ca = make_ca(workspace / "client-ca")
@@ -49,7 +58,7 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
         workspace,
         *("--engine", "wasm", "--webhook-listen", f"127.0.0.1:{port}"),
         *("--webhook-cert", str(cert), "--webhook-key", str(key), "--webhook-workers", "2"),
-        *("--webhook-client-ca", str(client_ca.cert), "--webhook-client-names", "kube-apiserver"),
+        *("--webhook-client-ca", str(client_ca.cert), *names),
     )
     try:
         (worker,) = child_pids(served.proc.pid)
