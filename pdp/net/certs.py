@@ -146,17 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         "--client",
         action="append",
         default=[],
-        metavar="NAME=CN",
-        help="a client certificate for CN (e.g. kube-apiserver to the webhook) from a client CA of its "
-        "own, <out>/client-ca.crt, written to <out>/NAME.crt (repeatable)",
+        metavar="NAME=CN[@CA]",
+        help="a client certificate for CN (e.g. kube-apiserver to the webhook), written to <out>/NAME.crt, "
+        "from a client CA of its own, <out>/CA.crt (default client-ca): a CA that signs one client alone "
+        "lets a listener accept that client without checking names (repeatable)",
     )
     args = p.parse_args(argv)
-    clients: dict[str, str] = {}
+    clients: dict[str, tuple[str, str]] = {}
     for item in args.client:
-        name, sep, cn = item.partition("=")
-        if not sep or not name or not cn or "/" in name:
-            p.error(f"--client {item!r}: expected NAME=CN")
-        clients[name] = cn
+        name, sep, rest = item.partition("=")
+        cn, _, ca_name = rest.partition("@")
+        ca_name = ca_name or "client-ca"
+        if not sep or not name or not cn or "/" in name or "/" in ca_name:
+            p.error(f"--client {item!r}: expected NAME=CN or NAME=CN@CA")
+        clients[name] = (cn, ca_name)
     extra: dict[str, list[str]] = {}
     for item in args.extra:
         name, sep, hosts_text = item.partition("=")
@@ -170,15 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, names in extra.items():
         pair = issue_server_cert(ca, args.out / name, names)
         print(f"serving certificate {pair.cert} (key {pair.key}) for {', '.join(names)}")
-    if clients:
-        # A CA of its own: only the certificates issued for these clients are client certificates
-        # the webhook and the extender accept, whatever else the platform CA signs.
-        client_ca = make_ca(args.out / "client-ca", "gpupaas-client-ca")
-        for name, cn in clients.items():
-            pair = issue_client_cert(client_ca, args.out / name, cn, days=365)
-            print(f"client certificate {pair.cert} (key {pair.key}) for {cn}")
-        (args.out / "client-ca.crt").write_bytes(client_ca.cert.read_bytes())
-        print(f"client CA {args.out / 'client-ca.crt'}")
+    # Client CAs of their own: only the certificates issued for these clients are client
+    # certificates the webhook and the extender accept, whatever else the platform CA signs.
+    client_cas: dict[str, CertPair] = {}
+    for name, (cn, ca_name) in clients.items():
+        if ca_name not in client_cas:
+            client_cas[ca_name] = make_ca(args.out / ca_name, f"gpupaas-{ca_name}")
+        pair = issue_client_cert(client_cas[ca_name], args.out / name, cn, days=365)
+        print(f"client certificate {pair.cert} (key {pair.key}) for {cn}, from {ca_name}")
+    for ca_name, client_ca in client_cas.items():
+        (args.out / f"{ca_name}.crt").write_bytes(client_ca.cert.read_bytes())
+        print(f"client CA {args.out / f'{ca_name}.crt'}")
     print(f"caBundle: {ca.ca_bundle()}")
     return 0
 
