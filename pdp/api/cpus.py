@@ -2,7 +2,9 @@
 
 One Python process decides on one core (the GIL), so a pod uses its CPU with one process per core
 it may use: the container's CPU limit (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), rounded up,
-and never more than the cores the process may run on (`os.sched_getaffinity`).
+and never more than the cores the process may run on (`os.sched_getaffinity`). Without a CPU
+limit a pod may run on every core of its node: then at most `UNLIMITED_CAP` processes (each holds
+its own wasm instances and copy of the bundle's data), which --webhook-workers N overrides.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 
 CGROUP = Path("/sys/fs/cgroup")
+UNLIMITED_CAP = 8
 
 
 def _quota(cgroup: Path) -> float | None:
@@ -36,8 +39,7 @@ def usable_cpus(cgroup: Path = CGROUP) -> int:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     quota = _quota(cgroup)
-    if quota is not None:
-        cores = min(cores, math.ceil(quota))
+    cores = min(cores, math.ceil(quota)) if quota is not None else min(cores, UNLIMITED_CAP)
     return max(1, cores)
 
 
@@ -49,4 +51,6 @@ def worker_count(value: str) -> int:
         count = int(value)
     except ValueError as exc:
         raise ValueError(f"{value!r}: a number or auto") from exc
+    if count < 1:
+        raise ValueError(f"{value!r}: at least 1")
     return count
