@@ -40,7 +40,7 @@ MAX_DELAY = 15.0
 
 
 class BundleFollowerError(ValueError):
-    """Options that cannot work (a key that is not an RSA public key, a plaintext URL off loopback)."""
+    """A verification key that cannot be read or is not an RSA public key."""
 
 
 def write_private(path: Path, data: bytes) -> None:

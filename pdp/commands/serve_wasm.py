@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from pdp.bundles.follow import BundleFollower, BundleFollowerError
-from pdp.engine.wasm_reload import ReloadableWasmEngine
+from pdp.net.listen import is_loopback
+
+if TYPE_CHECKING:  # the engine and httpx load only when serving (tests/commands/test_cli_imports.py)
+    from pdp.bundles.follow import BundleFollower
+    from pdp.engine.wasm_reload import ReloadableWasmEngine
 
 # Where the verified tarball is kept for the worker processes, under --state.
 VERIFIED_WASM_BUNDLE = "verified-wasm-bundle.tar.gz"
@@ -39,10 +43,22 @@ def wanted(args: argparse.Namespace) -> bool:
         raise SystemExit("--wasm-bundle-url and --bundle-verification-key go together")
     if args.engine != "wasm":
         raise SystemExit("--wasm-bundle-url needs --engine wasm")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SystemExit(f"--wasm-bundle-url {url}: expected an http(s):// URL")
+    if parts.scheme == "http" and not (is_loopback(parts.hostname) or args.insecure):
+        # The signature keeps the policy honest, not the tenants' data private.
+        raise SystemExit(
+            f"--wasm-bundle-url {url}: plain http off loopback carries every tenant's data; use "
+            "https:// (or --insecure on a private network you trust)"
+        )
     return True
 
 
 def start_signed_wasm(args: argparse.Namespace) -> SignedWasm:
+    from pdp.bundles.follow import BundleFollower, BundleFollowerError
+    from pdp.engine.wasm_reload import ReloadableWasmEngine
+
     engine = ReloadableWasmEngine()
     state_file = Path(args.state) / VERIFIED_WASM_BUNDLE
     # A file from an earlier run is not trusted: workers wait for this run's first verified one.

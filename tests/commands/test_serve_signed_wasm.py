@@ -102,3 +102,42 @@ def test_serve_decides_with_the_verified_signed_wasm_bundle(
             decision = _decide(port)
             assert decision["bundle_revision"] == built.revision
             assert "RESIDENCY_VIOLATION" in _codes(decision)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--wasm-bundle-url", "https://127.0.0.1:1/b.tar.gz"], "go together"),
+        (
+            ["--engine", "opa", "--wasm-bundle-url", "https://h/b", "--bundle-verification-key", "k"],
+            "needs --engine wasm",
+        ),
+        (
+            [
+                "--engine",
+                "wasm",
+                "--wasm-bundle-url",
+                "http://bundles:8282/b",
+                "--bundle-verification-key",
+                "k",
+            ],
+            "plain http",
+        ),
+        (
+            [
+                "--engine",
+                "wasm",
+                "--wasm-bundle-url",
+                "https://127.0.0.1:1/b",
+                "--bundle-verification-key",
+                "/nonexistent.pem",
+            ],
+            "nonexistent.pem",
+        ),
+    ],
+)
+def test_serve_refuses_signed_wasm_options_that_cannot_work(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    out = pdp("serve", *options, "--state", str(tmp_path / "state"))
+    assert out.returncode != 0 and message in out.stderr, out.stderr
