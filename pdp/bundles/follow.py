@@ -120,7 +120,10 @@ class BundleFollower:
             log.error("%s; revision %s keeps deciding", self._refusal, self.revision or "(none)")
             return False
         if self.state_file is not None:
-            write_private(self.state_file, response.content)
+            try:
+                write_private(self.state_file, response.content)
+            except OSError as exc:  # this process decides on it; the workers keep theirs
+                log.error("wasm bundle for the worker processes not written to %s: %s", self.state_file, exc)
         self._etag = response.headers.get("ETag")
         self._refusal = None
         self.revision = bundle.revision
@@ -130,7 +133,10 @@ class BundleFollower:
 
     def _run(self) -> None:
         while True:
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # never let the follower die: the current revision decides on
+                log.exception("wasm bundle %s: poll failed", self.url)
             # Faster until a first bundle is active: the PDP answers DENY until then.
             delay = 1.0 if self.revision is None else random.uniform(*self._delays)
             if self._stop.wait(delay):
