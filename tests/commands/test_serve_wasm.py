@@ -19,6 +19,7 @@ from pdp.bundles.server import BundleServer
 from pdp.net.certs import issue_server_cert, make_ca
 from pdp.net.servingcert import ServingCertificate
 from pdp.opa.bundle import CURRENT_WASM_BUNDLE
+from tests.api.test_pdp_health import NOT_SERVING, SERVING, health_of
 from tests.bundles.signed_wasm import DENIED, allow_everywhere, build_signed, keys_in, rewrite
 from tests.commands.test_cli import pdp
 from tests.conftest import EXAMPLES
@@ -66,7 +67,7 @@ def test_serve_decides_with_the_verified_signed_wasm_bundle(
         os.replace(folder / ".tmp", folder / CURRENT_WASM_BUNDLE)
 
     publish(rewrite(signed, allow_everywhere))  # only a tampered bundle at first
-    port = free_port()
+    port, health = free_port(), free_port()
     with BundleServer(folder, tls=ServingCertificate(cert.cert, cert.key)) as server:
         proc = subprocess.Popen(
             [
@@ -74,6 +75,7 @@ def test_serve_decides_with_the_verified_signed_wasm_bundle(
                 *("--wasm-bundle-url", f"{server.url}/{CURRENT_WASM_BUNDLE}"),
                 *("--bundle-verification-key", str(keys.public_key), "--bundle-ca", str(ca.cert)),
                 *("--listen", f"127.0.0.1:{port}", "--workers", "2", "--state", str(tmp_path / "state")),
+                *("--health-listen", f"127.0.0.1:{health}"),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -84,6 +86,7 @@ def test_serve_decides_with_the_verified_signed_wasm_bundle(
             assert line, "pdp serve exited"
         for _ in range(3):  # whichever process the connection reaches
             assert _codes(_decide(port)) == ["ENGINE_NO_ACTIVE_BUNDLE"]
+        assert health_of(f"127.0.0.1:{health}", "") == NOT_SERVING  # not ready without a bundle
 
         publish(signed)
         deadline = time.monotonic() + 30
@@ -91,6 +94,10 @@ def test_serve_decides_with_the_verified_signed_wasm_bundle(
             assert time.monotonic() < deadline, f"never decided on the signed bundle: {decision}"
             time.sleep(0.5)
         time.sleep(1.0)  # the worker's file watcher
+        deadline = time.monotonic() + 10
+        while health_of(f"127.0.0.1:{health}", "") != SERVING:
+            assert time.monotonic() < deadline, "never ready with a verified bundle"
+            time.sleep(0.3)
         for _ in range(4):  # every process decides on it
             decision = _decide(port)
             assert decision["bundle_revision"] == built.revision
