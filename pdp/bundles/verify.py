@@ -56,6 +56,10 @@ def _go_string(value: str) -> str:
             out.append("\\r")
         elif ch == "\t":
             out.append("\\t")
+        elif ch == "\b":  # Go 1.22+
+            out.append("\\b")
+        elif ch == "\f":
+            out.append("\\f")
         elif code < 0x20 or code in (0x2028, 0x2029):
             out.append(f"\\u{code:04x}")
         else:

@@ -103,3 +103,34 @@ def test_the_wasm_bundle_from_a_folder_of_bundles_is_the_signed_one(
     assert built.wasm_path is not None
     current = Path(built.wasm_path).parent / "gpupaas.wasm.tar.gz"
     assert current.read_bytes() == built.wasm_path.read_bytes()
+
+
+def test_data_opa_signed_verifies_whatever_its_strings_and_numbers(tmp_path: Path, opa_binary: Path) -> None:
+    # The canonical JSON hash must be OPA's byte for byte: control characters, HTML characters,
+    # U+2028, non-ASCII, numbers as written, nested arrays and objects, keys out of order.
+    import subprocess
+
+    keys = keys_in(tmp_path / "keys")
+    src = tmp_path / "bundle"
+    (src / "gpupaas" / "nested").mkdir(parents=True)
+    (src / "p.rego").write_text("package gpupaas.decision\n\nresult := {}\n")
+    tricky = '"a<b>&\\u0001\\u0008\\u000c\\u001f\\u2028\\u2029é\\t\\n\\"\\\\ 🎉"'
+    data = f'{{"z": [1.50, 1e3, -0, 12345678901234567890, {tricky}], "a": {{"k": null, "j": true}}}}'
+    (src / "data.json").write_text('{"gpupaas": ' + data + "}")
+    (src / "gpupaas" / "nested" / "data.json").write_text(data)
+    (src / ".manifest").write_text('{"roots": ["gpupaas"], "revision": "x"}')
+    out = tmp_path / "b.tar.gz"
+    args = [
+        "build",
+        "-b",
+        ".",
+        "-o",
+        str(out),
+        "--signing-key",
+        str(keys.private_key),
+        "--signing-alg",
+        "RS256",
+    ]
+    subprocess.run([str(opa_binary), *args], cwd=src, check=True, capture_output=True)
+    files = verified_files(out.read_bytes(), load_public_key(keys.public_key.read_bytes()))
+    assert "nested" in json.loads(files["data.json"])["gpupaas"]  # opa build merges the data files
