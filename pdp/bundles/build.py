@@ -157,18 +157,12 @@ def build_bundle(
         if wasm:
             wasm_target = out_dir / f"{BUNDLE_NAME}-{revision}.wasm.tar.gz"
             entrypoints = [arg for e in ENTRYPOINTS for arg in ("--entrypoint", e)]
+            wasm_args = [*entrypoints, "--bundle", ".", "--revision", revision]
+            if signing_key is not None:
+                # Signed like the OPA bundle: `pdp serve --wasm-bundle-url` loads it only if it verifies.
+                wasm_args += ["--signing-key", str(signing_key.resolve()), "--signing-alg", SIGNING_ALG]
             run_opa(
-                "build",
-                "--target",
-                "wasm",
-                *entrypoints,
-                "--bundle",
-                ".",
-                "--revision",
-                revision,
-                "--output",
-                str(wasm_target.resolve()),
-                cwd=stage,
+                "build", "--target", "wasm", *wasm_args, "--output", str(wasm_target.resolve()), cwd=stage
             )
     publish(target, out_dir)
     if wasm_target is not None:

@@ -124,9 +124,12 @@ def _start_workers(args: argparse.Namespace, servers: Servers, listen: str, **en
 def _serve_sidecar(
     args: argparse.Namespace, tls: tuple[bytes, bytes] | None, tokens: BearerTokens | None, stop: Any
 ) -> int:
-    """Production: OPA runs as a sidecar we do not manage and pulls bundles itself."""
+    """Production: the bundles come from the bundle server. Either OPA runs as a sidecar we do not
+    manage, pulls them itself and decides (--opa-addr), or this process pulls the signed wasm
+    bundle, verifies it and decides in-process (--engine wasm --wasm-bundle-url, serve_wasm.py)."""
     from pdp.api.server import PdpServer
     from pdp.commands.serve_http import start_http
+    from pdp.commands.serve_wasm import start_signed_wasm, wanted
     from pdp.embedded import opa_ready
     from pdp.engine.opa_http import OpaHttpEngine
     from pdp.net.metrics_http import start_metrics
@@ -137,8 +140,22 @@ def _serve_sidecar(
     from pdp.substrate.kubernetes.enforcement.launch import start_enforcement
 
     servers = Servers()
-    engine = OpaHttpEngine(args.opa_addr)
     log_path = args.state / "decisions.sqlite"
+    engine: Any
+    if wanted(args):
+        # The decisions are the wasm engine's, from the signed bundle it verified; OPA (when the pod
+        # runs one) is not asked: no fallback that could answer from another policy.
+        signed = servers.add(start_signed_wasm(args))
+        engine, source = signed.engine, signed.source
+        ready: Any = lambda: signed.engine.loaded  # noqa: E731
+        refusal: Any = signed.follower.refusal
+        where = f"wasm bundle {args.wasm_bundle_url}, revision {signed.follower.revision or 'none yet'}"
+    else:
+        engine = OpaHttpEngine(args.opa_addr)
+        source = {"opa_addr": args.opa_addr}
+        ready = lambda: opa_ready(args.opa_addr)  # noqa: E731
+        refusal = lambda: bundle_refusal(args.opa_addr)  # noqa: E731
+        where = f"OPA at {args.opa_addr}"
     point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
     servers.add(start_shadow(args, point))
     server = servers.add(
@@ -146,21 +163,21 @@ def _serve_sidecar(
             point,
             listen=args.listen,
             tls=tls,
-            engine_ready=lambda: opa_ready(args.opa_addr),
-            bundle_refusal=lambda: bundle_refusal(args.opa_addr),
+            engine_ready=ready,
+            bundle_refusal=refusal,
             health_listen=args.health_listen,
             tokens=tokens,
         ).start()
     )
     try:
-        _start_workers(args, servers, server.address, opa_addr=args.opa_addr, decision_log=log_path)
-        start_enforcement(args, point, servers, engine={"opa_addr": args.opa_addr}, decision_log=log_path)
-        servers.add(start_http(args, point, lambda: opa_ready(args.opa_addr)))
+        _start_workers(args, servers, server.address, decision_log=log_path, **source)
+        start_enforcement(args, point, servers, engine=source, decision_log=log_path)
+        servers.add(start_http(args, point, ready))
         servers.add(start_metrics(args))
     except BaseException:
         servers.stop()
         raise
-    print(f"pdp serving on {server.address} (OPA at {args.opa_addr})", flush=True)
+    print(f"pdp serving on {server.address} ({where})", flush=True)
     serve_until_signal(servers, stop)
     return 0
 
@@ -227,10 +244,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_enforcement(args)
     http_address(args)
     check_metrics_options(args)
+    from pdp.api.cpus import usable_cpus
+    from pdp.commands.serve_wasm import wanted
+
+    if args.webhook_workers is None:
+        # The fast, deployed configuration uses the pod's CPU; otherwise one process as before.
+        args.webhook_workers = usable_cpus() if wanted(args) else 1
     if args.workers < 1 or args.webhook_workers < 1:
         raise SystemExit(f"--workers {args.workers}, --webhook-workers {args.webhook_workers}: at least 1")
     note_default_checkpoints(args, logging.getLogger("pdp.records.log"))
-    if args.opa_addr:
+    if args.opa_addr or wanted(args):
         return _serve_sidecar(args, tls, tokens, stop)
     return _serve_embedded(args, tls, tokens, stop)
 
@@ -260,13 +283,15 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
     engine: Any
     refusal = None
     if args.wasm_bundle:
-        from pdp.engine.wasm import WasmEngine
+        from pdp.engine.wasm_reload import ReloadableWasmEngine
 
-        engine = WasmEngine.from_tarball(args.wasm_bundle)
-        servers.add(_watch_wasm_bundle(engine, args.wasm_bundle))
+        # Not there yet when the parent has no verified bundle yet: DENY and not ready until it is.
+        wasm = ReloadableWasmEngine.from_file(args.wasm_bundle)
+        engine = wasm
+        servers.add(_watch_wasm_bundle(wasm, args.wasm_bundle))
 
         def ready() -> bool:
-            return True
+            return wasm.loaded
     else:
         engine = OpaHttpEngine(args.opa_addr)
 
@@ -293,7 +318,9 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
+    from pdp.api.cpus import worker_count
     from pdp.commands.serve_http import add_http_options
+    from pdp.commands.serve_wasm import add_options as add_signed_wasm_options
     from pdp.net.clientauth import add_client_auth_options
     from pdp.net.metrics_http import add_metrics_options
     from pdp.replay.shadow import add_shadow_options
@@ -320,9 +347,12 @@ def add_parsers(sub: Any) -> None:
     add_webhook_options(s)
     s.add_argument(
         "--webhook-workers",
-        type=int,
-        default=1,
-        help="admission webhook processes sharing --webhook-listen (one Python process decides on one core)",
+        type=worker_count,
+        default=None,
+        metavar="N|auto",
+        help="admission webhook processes sharing --webhook-listen (one Python process decides on one "
+        "core); auto: one per CPU the container may use (its CPU limit, pdp/api/cpus.py), the default "
+        "with --wasm-bundle-url, else 1",
     )
     s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
     s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
@@ -343,6 +373,7 @@ def add_parsers(sub: Any) -> None:
     add_http_options(s)
     add_metrics_options(s)
     add_shadow_options(s)
+    add_signed_wasm_options(s)
     s.set_defaults(func=cmd_serve)
     w = sub.add_parser("serve-worker", help="one extra process of serve --workers (started by serve)")
     w.add_argument("--listen", help="serve gRPC here")

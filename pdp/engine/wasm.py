@@ -74,8 +74,13 @@ class WasmBundle:
                     handle = tar.extractfile(member)
                     if handle is not None:
                         files[member.name.lstrip("/")] = handle.read()
+        return cls.from_files(files, str(path), compiled=compiled)
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], source: str, *, compiled: bytes | None = None) -> WasmBundle:
+        """The bundle of a tarball's files by name (pdp/bundles/verify.py reads and verifies them)."""
         if "policy.wasm" not in files:
-            raise NoActiveBundle(f"{path} holds no policy.wasm (build it with -t wasm)")
+            raise NoActiveBundle(f"{source} holds no policy.wasm (build it with -t wasm)")
         manifest = json.loads(files.get(".manifest", b"{}"))
         data = json.loads(files.get("data.json", b"{}"))
         return cls(files["policy.wasm"], data, str(manifest.get("revision", "")), compiled)

@@ -176,7 +176,10 @@ def test_bundle_members_are_named_by_their_place_in_the_bundle(workspace: Path, 
         f"gpupaas/{p.relative_to(ROOT / 'policies' / 'gpupaas').as_posix()}"
         for p in policy_files(ROOT / "policies")
     }
-    for tarball, extra in ((builds[0].path, {".signatures.json"}), (builds[0].wasm_path, {"policy.wasm"})):
+    for tarball, extra in (
+        (builds[0].path, {".signatures.json"}),
+        (builds[0].wasm_path, {"policy.wasm", ".signatures.json"}),
+    ):
         assert tarball is not None
         with tarfile.open(tarball, "r:gz") as tar:
             names = {m.name.lstrip("/") for m in tar.getmembers()}

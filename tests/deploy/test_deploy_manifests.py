@@ -163,7 +163,7 @@ def test_every_pdp_listener_serves_tls() -> None:
     )
 
 
-def test_opa_polls_the_bundle_server_over_https_trusting_the_platform_ca(generated: Path) -> None:
+def test_the_pdp_polls_the_bundle_server_over_https_trusting_the_platform_ca(generated: Path) -> None:
     # The bundle server: TLS with the certificate of its Secret, accepted by `pdp serve-bundles`.
     serve = container("bundle-server.yaml", "serve")
     args = parser().parse_args(serve["args"][1:])
@@ -183,19 +183,25 @@ def test_opa_polls_the_bundle_server_over_https_trusting_the_platform_ca(generat
         .startswith(b"-----BEGIN PRIVATE KEY")
     )
 
-    # OPA: https to the bundle Service, CA file from the pdp-ca Secret, as deploy/opa-config.yaml says.
-    opa = container("deployment.yaml", "opa")
-    flag = "--set=services.bundles.url="
-    url = next(a.removeprefix(flag) for a in opa["args"] if a.startswith(flag))
-    parts = urlsplit(url)
+    # The bundle server builds the wasm bundle too, signed with the same key.
+    build = pod_spec("bundle-server.yaml")["initContainers"][0]
+    build_args = parser().parse_args(build["args"][1:])
+    assert build_args.engine == "wasm" and build_args.signing_key
+
+    # The PDP: https to the bundle Service, CA file from the pdp-ca Secret, the public key of the
+    # signing key from bundle-signing-pubkey (what OPA verifies with in deploy/opa-config.yaml).
+    pdp = parser().parse_args(container("deployment.yaml", "pdp")["args"][1:])
+    parts = urlsplit(pdp.wasm_bundle_url)
     service = next(d for d in documents("bundle-server.yaml") if d["kind"] == "Service")
-    assert parts.scheme == "https"
+    assert parts.scheme == "https" and pdp.engine == "wasm"
     assert parts.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert parts.port == service["spec"]["ports"][0]["port"] == port
-    opa_config = yaml.safe_load((ROOT / "deploy" / "opa-config.yaml").read_text())
-    assert not opa_config["services"]["bundles"].get("allow_insecure_tls")
-    ca_path = opa_config["services"]["bundles"]["tls"]["ca_cert"]
-    ca_secret, ca_key = mounted_secret("deployment.yaml", "opa", ca_path)
+    assert parts.path == "/gpupaas.wasm.tar.gz"
+    assert mounted_secret("deployment.yaml", "pdp", str(pdp.bundle_verification_key)) == (
+        "bundle-signing-pubkey",
+        "bundle-signing.pub.pem",
+    )
+    ca_secret, ca_key = mounted_secret("deployment.yaml", "pdp", str(pdp.bundle_ca))
     ca = x509.load_pem_x509_certificate((generated.parent / secret_file(ca_secret, ca_key)).read_bytes())
 
     # What OPA will check: the served certificate is issued by that CA and names the Service.
@@ -313,7 +319,12 @@ def test_the_pdp_probes_ask_its_plaintext_health_port() -> None:
 
 
 def test_the_opa_probes_ask_its_diagnostic_port_and_the_data_api_stays_on_loopback() -> None:
-    container = deployment_container("opa")
+    # The OPA sidecar is the chart's pdp.engine=opa configuration.
+    from tests.helm import key, template
+
+    objs = {key(o): o for o in template("pdp.engine=opa")}
+    pod = objs["Deployment/gpupaas-system/pdp"]["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "opa")
     args = container["args"]
     assert flag(args, "--addr").startswith("127.0.0.1:")
     diagnostic_port = int(flag(args, "--diagnostic-addr").rsplit(":", 1)[1])

@@ -102,10 +102,36 @@ def test_non_default_values_reach_every_object() -> None:
         assert allow["values"] == ["kube-system", "kube-public", "kube-node-lease", "platform"]
     pod = by_key["Deployment/platform/pdp"]["spec"]["template"]["spec"]
     assert {"name": "tls", "secret": {"secretName": "custom-tls"}} in pod["volumes"]
-    opa = next(c for c in pod["containers"] if c["name"] == "opa")
-    assert "--set=services.bundles.url=https://pdp-bundles.platform.svc:8282" in opa["args"]
+    (pdp,) = pod["containers"]  # the in-process wasm engine: no OPA sidecar
+    url = "--wasm-bundle-url=https://pdp-bundles.platform.svc:8282/gpupaas.wasm.tar.gz"
+    assert url in pdp["args"]
     assert not any(o["kind"] == "NetworkPolicy" or "lifecycle" in o["metadata"]["name"] for o in objs)
     assert "Service/platform/pdp-metrics" not in by_key
+
+
+def test_the_engine_is_in_process_wasm_from_the_signed_bundle_or_an_opa_sidecar() -> None:
+    def pod(*sets: str) -> dict[str, Any]:
+        objs = {key(o): o for o in template(*sets)}
+        return objs["Deployment/gpupaas-system/pdp"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+    wasm = pod("pdp.webhookWorkers=3", "pdp.resources.limits.cpu=3")
+    (pdp,) = wasm["containers"]
+    args = parser().parse_args(pdp["args"][1:])
+    assert args.engine == "wasm" and not args.opa_addr and args.webhook_workers == 3
+    mounts = {m["mountPath"]: m["name"] for m in pdp["volumeMounts"]}
+    assert mounts[str(args.bundle_verification_key.parent)] == "bundle-pubkey"
+    assert mounts[str(args.bundle_ca.parent)] == "ca"
+    assert pdp["resources"] == {"limits": {"cpu": 3}}
+    for opa_pod in (
+        pod("pdp.engine=opa"),
+        pod("bundles.ociReference=r.example.com/g/b:1", "bundles.registryCIDR=10.0.0.0/8"),
+    ):
+        names = [c["name"] for c in opa_pod["containers"]]
+        assert names == ["pdp", "opa"]
+        args = parser().parse_args(opa_pod["containers"][0]["args"][1:])
+        assert args.opa_addr == "127.0.0.1:8181" and not args.wasm_bundle_url
+    out = helm("template", "gpupaas", str(CHART), "--set", "pdp.engine=fast")
+    assert out.returncode != 0 and "engine" in out.stderr
 
 
 @pytest.mark.parametrize(
