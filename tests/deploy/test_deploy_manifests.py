@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from pdp.api.server import LIVENESS_SERVICE
 from pdp.cli import parser
@@ -529,13 +530,16 @@ def test_the_pdp_runs_as_several_replicas_spread_over_nodes_with_a_disruption_bu
 def test_the_webhook_and_extender_answer_only_the_client_certificates_the_control_plane_presents(
     generated: Path,
 ) -> None:
-    # Off loopback pdp serve refuses a front without a client CA: the shipped one has it, and
-    # kube-apiserver's and kube-scheduler's certificates from make-certs pass its checks.
+    # Off loopback pdp serve refuses a front without a client CA: the shipped one has one per
+    # front, and kube-apiserver's and kube-scheduler's certificates from make-certs pass its checks.
     args = parser().parse_args(pdp_container()["args"][1:])
     assert not args.webhook_allow_unauthenticated and not args.extender_allow_unauthenticated
-    secret, key = mounted_secret("deployment.yaml", "pdp", str(args.webhook_client_ca))
-    assert mounted_secret("deployment.yaml", "pdp", str(args.extender_client_ca)) == (secret, key)
-    client_ca = x509.load_pem_x509_certificate((generated.parent / secret_file(secret, key)).read_bytes())
+    cas = {}
+    for front, ca_file in (("webhook", args.webhook_client_ca), ("extender", args.extender_client_ca)):
+        secret, key = mounted_secret("deployment.yaml", "pdp", str(ca_file))
+        cas[front] = x509.load_pem_x509_certificate(
+            (generated.parent / secret_file(secret, key)).read_bytes()
+        )
     scheduler_tls = yaml.safe_load((DEPLOY / "scheduler-config.yaml").read_text())["extenders"][0][
         "tlsConfig"
     ]
@@ -549,17 +553,20 @@ def test_the_webhook_and_extender_answer_only_the_client_certificates_the_contro
     (plugin,) = admission["plugins"]
     assert plugin["name"] == "ValidatingAdmissionWebhook"
     assert Path(plugin["configuration"]["kubeConfigFile"]).name == "webhook-client.kubeconfig"
-    for names, cert_path in (
-        (args.webhook_client_names, user["user"]["client-certificate"]),
-        (args.extender_client_names, scheduler_tls["certFile"]),
-    ):
+    # The webhook is served without names (its HTTP/2 front cannot read them): its CA signs
+    # kube-apiserver's certificate and not kube-scheduler's, so nobody else gets past the handshake.
+    assert args.webhook_client_names is None and args.extender_client_names == ["kube-scheduler"]
+    presented = {"webhook": user["user"]["client-certificate"], "extender": scheduler_tls["certFile"]}
+    for front, cn in (("webhook", "kube-apiserver"), ("extender", "kube-scheduler")):
         # The shipped paths end in the file names make-certs writes.
-        issued = x509.load_pem_x509_certificate((generated / Path(cert_path).name).read_bytes())
-        issued.verify_directly_issued_by(client_ca)
-        cn = issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
-        assert [cn] == names
+        issued = x509.load_pem_x509_certificate((generated / Path(presented[front]).name).read_bytes())
+        issued.verify_directly_issued_by(cas[front])
+        other = cas["extender" if front == "webhook" else "webhook"]
+        with pytest.raises((ValueError, InvalidSignature)):
+            issued.verify_directly_issued_by(other)
+        assert issued.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == cn
         usage = issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert x509.ExtendedKeyUsageOID.CLIENT_AUTH in usage
-        assert (generated / Path(cert_path).with_suffix(".key").name).is_file()
+        assert (generated / Path(presented[front]).with_suffix(".key").name).is_file()
     assert Path(scheduler_tls["keyFile"]).name == Path(scheduler_tls["certFile"]).with_suffix(".key").name
-    assert "client-ca.key" not in str(kustomization_files())  # the client CA's key is never shipped
+    assert "client-ca.key" not in str(kustomization_files())  # no client CA's key is ever shipped
