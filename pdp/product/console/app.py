@@ -18,6 +18,7 @@ from pdp.product.console.render import page
 from pdp.product.console.session import PREFIX, LoginRequired, Viewer
 from pdp.product.console.sessions import Sessions
 from pdp.product.console.throttle import LoginThrottle
+from pdp.product.console.views_common import detail_text
 
 
 def create(
@@ -44,7 +45,7 @@ def create(
             who = None
         return page(
             request, "error.html", who, status_code=exc.status_code, title=str(exc.status_code),
-            status=exc.status_code, message=str(exc.detail),
+            status=exc.status_code, message=detail_text(exc.detail),
         )  # fmt: skip
 
     @app.get("/")

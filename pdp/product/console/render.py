@@ -11,12 +11,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.product.console import session
+from pdp.product.console import fields, session
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,  # every value is escaped; nothing in a page is marked safe
 )
+_env.globals["fields"] = fields.tree
+_env.globals["label"] = fields.label
 templates = Jinja2Templates(env=_env)
 
 
