@@ -13,7 +13,17 @@ from starlette.responses import RedirectResponse, Response
 
 from pdp.lifecycle.services import queries
 from pdp.lifecycle.services.queries import Unauthenticated
-from pdp.product.console import admin_views, decision_views, intent_forms, session, tenant_views, waste_views
+from pdp.product.console import (
+    admin_views,
+    decision_views,
+    enforcement_views,
+    incident_views,
+    intent_forms,
+    session,
+    sla_views,
+    tenant_views,
+    waste_views,
+)
 from pdp.product.console.render import page
 from pdp.product.console.session import PREFIX, LoginRequired, Viewer
 from pdp.product.console.sessions import Sessions
@@ -100,4 +110,7 @@ def create(
     app.include_router(admin_views.router(api))
     app.include_router(decision_views.router(api))
     app.include_router(waste_views.router(api))
+    app.include_router(enforcement_views.router(api))
+    app.include_router(sla_views.router(api))
+    app.include_router(incident_views.router(api))
     return app
