@@ -95,6 +95,13 @@ def chart(title: str, unit: str, lines: list[Line]) -> Chart:
             f'<polyline class="series" data-label="{escape(line.label)}" points="{coords}" '
             f'fill="none" stroke="{colour}" stroke-width="2"><title>{escape(line.label)}</title></polyline>'
         )
+    for i, line in enumerate(ordered[:8]):  # the legend, top right inside the plot (the table has all)
+        colour = COLOURS[i % len(COLOURS)]
+        y = TOP + 14 + 14 * i
+        parts.append(
+            f'<text class="legend" x="{WIDTH - RIGHT - 6}" y="{y}" text-anchor="end" font-size="11" '
+            f'fill="{colour}">{escape(line.label)}</text>'
+        )
     parts.append("</svg>")
     times = tuple(sorted({p.at for line in ordered for p in line.points}))
     by_line = [{p.at: p.value for p in line.points} for line in ordered]

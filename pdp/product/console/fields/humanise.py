@@ -99,7 +99,7 @@ def value_text(key: str, value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int | float):
-        unit = _unit(key)
+        unit = "bytes" if str(key).lower() == "size" else _unit(key)  # OPA's bundle size is bytes
         if unit in _DURATION_UNITS:
             return duration_text(float(value) * _DURATION_UNITS[unit])
         if unit in _SIZE_UNITS:

@@ -28,6 +28,7 @@ def test_units_come_from_the_key() -> None:
     assert value_text("gpu_sharing", False) == "no"
     assert value_text("replicas", 12000) == "12,000"
     assert value_text("x", None) == "none"
+    assert value_text("size", 39538) == "38.6 KiB"
 
 
 def test_a_mapping_becomes_fields_and_never_json() -> None:
