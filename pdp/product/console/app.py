@@ -16,6 +16,7 @@ from pdp.lifecycle.services.queries import Unauthenticated
 from pdp.product.console import (
     admin_views,
     decision_views,
+    drift_views,
     enforcement_views,
     incident_views,
     intent_forms,
@@ -113,4 +114,5 @@ def create(
     app.include_router(enforcement_views.router(api))
     app.include_router(sla_views.router(api))
     app.include_router(incident_views.router(api))
+    app.include_router(drift_views.router(api))
     return app

@@ -255,7 +255,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     assert "RESIDENCY_VIOLATION" in browser.find_element(By.ID, "by-reason").text
     assert browser.find_elements(By.CSS_SELECTOR, "#denials-per-hour svg polyline")
     walk.shot("admin-enforcement")
-    for name in ("waste", "sla", "incidents"):
+    for name in ("waste", "sla", "incidents", "drift"):
         walk.open(f"/console/admin/{name}")
         walk.shot(f"admin-{name}")
     walk.sign_out()
@@ -280,7 +280,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.open("/console/tenants/acme-ui/enforcement")
     assert "RESIDENCY_VIOLATION" in browser.find_element(By.ID, "by-reason").text
     walk.shot("tenant-enforcement")
-    for name in ("waste", "sla", "incidents"):
+    for name in ("waste", "sla", "incidents", "drift"):
         walk.open(f"/console/tenants/acme-ui/{name}")
         walk.shot(f"tenant-{name}")
 

@@ -1,5 +1,5 @@
 """The operator's pages of issue 30 — waste, enforcement, SLAs, incidents — for the admin and for
-a tenant, each in the navigation; a tenant kept to its own; a worker without Prometheus says so."""
+a tenant, and drift, each in the navigation; a tenant kept to its own; a worker without Prometheus says so."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from tests.product.console.conftest import Fleet
 from tests.product.console.web import Session
 
-PAGES = ("waste", "enforcement", "sla", "incidents")
+PAGES = ("waste", "enforcement", "sla", "incidents", "drift")
 
 
 def _login(fleet: Fleet, account: str) -> Session:
@@ -47,6 +47,8 @@ def test_the_admin_pages_are_in_the_navigation_and_render(denied: Fleet) -> None
     assert "the worker reads no Prometheus" in s.get("/console/admin/waste").text
     assert "No SLA measurement" in s.get("/console/admin/sla").text
     assert "No incident has been reported" in s.get("/console/admin/incidents").text
+    assert "No drift audit has run yet" in s.get("/console/admin/drift").text
+    assert s.get("/console/tenants/acme-ui/drift").status_code == 200
     # An admin may look at one tenant's pages too.
     assert s.get("/console/tenants/globex-ui/enforcement").status_code == 200
     s.close()
