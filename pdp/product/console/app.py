@@ -20,6 +20,7 @@ from pdp.product.console import (
     enforcement_views,
     incident_views,
     intent_forms,
+    rollout_views,
     session,
     sla_views,
     tenant_views,
@@ -115,4 +116,5 @@ def create(
     app.include_router(sla_views.router(api))
     app.include_router(incident_views.router(api))
     app.include_router(drift_views.router(api))
+    app.include_router(rollout_views.router(api))
     return app

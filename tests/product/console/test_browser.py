@@ -255,7 +255,7 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     assert "RESIDENCY_VIOLATION" in browser.find_element(By.ID, "by-reason").text
     assert browser.find_elements(By.CSS_SELECTOR, "#denials-per-hour svg polyline")
     walk.shot("admin-enforcement")
-    for name in ("waste", "sla", "incidents", "drift"):
+    for name in ("waste", "sla", "incidents", "drift", "rollouts"):
         walk.open(f"/console/admin/{name}")
         walk.shot(f"admin-{name}")
     walk.sign_out()

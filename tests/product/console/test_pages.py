@@ -49,6 +49,9 @@ def test_the_admin_pages_are_in_the_navigation_and_render(denied: Fleet) -> None
     assert "No incident has been reported" in s.get("/console/admin/incidents").text
     assert "No drift audit has run yet" in s.get("/console/admin/drift").text
     assert s.get("/console/tenants/acme-ui/drift").status_code == 200
+    rollouts = s.get("/console/admin/rollouts")
+    assert rollouts.status_code == 200 and 'href="/console/admin/rollouts"' in nav
+    assert "The policy decided with now" in rollouts.text and "Revision" in rollouts.text
     # An admin may look at one tenant's pages too.
     assert s.get("/console/tenants/globex-ui/enforcement").status_code == 200
     s.close()
@@ -62,6 +65,7 @@ def test_a_tenant_sees_its_own_pages_only(denied: Fleet) -> None:
         assert s.get(f"/console/tenants/acme-ui/{name}").status_code == 200, name
         assert s.get(f"/console/tenants/globex-ui/{name}").status_code in (403, 404), name
         assert s.get(f"/console/admin/{name}").status_code == 403, name
+    assert s.get("/console/admin/rollouts").status_code == 403
     assert "RESIDENCY_VIOLATION" in s.get("/console/tenants/acme-ui/enforcement").text
     s.close()
     other = _login(denied, "globex-ui")
