@@ -141,3 +141,13 @@ def test_a_tenant_sees_its_own_namespaces_only(setup: Setup) -> None:
 def test_an_unreachable_prometheus_is_said_not_raised() -> None:
     got = range_chart("Idle", "GPUs", "up", lambda labels: "x", url=f"http://127.0.0.1:{free_port()}")
     assert isinstance(got, NoChart) and "did not answer" in got.problem and "unreachable" in got.problem
+
+
+def test_the_sla_page_reads_the_same_prometheus(setup: Setup) -> None:
+    s = _login(setup, "acme-ui")
+    page = s.get("/console/tenants/acme-ui/sla?window=120").text
+    s.close()
+    # Measured (no deployment of this lifecycle runs, so none is listed); the chart asked Prometheus,
+    # which has no SLA recording rules loaded here: no series, said so, and no error.
+    assert "No SLA measurement" not in page and "No running deployment is measured" in page, page
+    assert 'id="failed-ratio"' in page and "No data over this window" in page and "No chart" not in page
