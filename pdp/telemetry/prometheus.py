@@ -1,6 +1,7 @@
 """Reading Prometheus through its HTTP query API (`/api/v1/query`).
 
-Only what the control plane asks: instant queries, answered as samples (labels and a value).
+Only what the control plane asks: instant queries, answered as samples (labels and a value), and
+range queries (`/api/v1/query_range`, the console's charts), answered as series.
 A failure (unreachable, an HTTP error, a PromQL error, an answer that is not Prometheus's) raises
 PrometheusError naming the URL and Prometheus's own message; it never reads as "no data".
 """
@@ -24,6 +25,12 @@ class Sample:
     labels: dict[str, str]
     value: float
     timestamp: float
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: dict[str, str]
+    values: tuple[tuple[float, float], ...]  # (timestamp, value), oldest first
 
 
 class PrometheusClient:
@@ -59,6 +66,20 @@ class PrometheusClient:
         if kind == "scalar":
             return [_sample({}, result)]
         raise PrometheusError(f"{self.url}: {promql!r} answered a {kind!r}, not an instant vector")
+
+    def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[Series]:
+        """A range query: each series with its (timestamp, value) pairs from `start` to `end`."""
+        form = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        data = self._call("/api/v1/query_range", form)
+        kind, result = data.get("resultType"), data.get("result")
+        if kind != "matrix" or not isinstance(result, list):
+            raise PrometheusError(f"{self.url}: {promql!r} answered a {kind!r}, not a range matrix")
+        out = []
+        for item in result:
+            pairs = [_sample({}, pair) for pair in item.get("values", [])]
+            labels = {str(k): str(v) for k, v in dict(item.get("metric", {})).items()}
+            out.append(Series(labels, tuple((p.timestamp, p.value) for p in pairs)))
+        return out
 
     def _call(self, path: str, form: dict[str, str]) -> dict[str, Any]:
         # POST (form-encoded) so a long query never meets a URL length limit.

@@ -79,3 +79,17 @@ def test_an_unreachable_prometheus_is_an_error_not_an_empty_answer() -> None:
 def test_a_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(PrometheusError, match="expected an http"):
         PrometheusClient("127.0.0.1:9090")
+
+
+def test_a_range_query_answers_each_series_over_time(telemetry: Telemetry) -> None:
+    (now,) = telemetry.client.query("time()")
+    found = telemetry.client.query_range(
+        'DCGM_FI_DEV_GPU_UTIL{Hostname="eu-acme-1", gpu="0"}', start=now.value - 4, end=now.value, step=1
+    )
+    (series,) = found
+    assert series.labels["namespace"] == "acme-prod" and series.values
+    assert all(value == 87 for _, value in series.values)  # the waste scenario's busy chat pod
+    times = [at for at, _ in series.values]
+    assert times == sorted(times) and all(now.value - 4 <= at <= now.value for at in times)
+    with pytest.raises(PrometheusError, match='bad_data: invalid parameter "query"'):
+        telemetry.client.query_range("vector(1)[1m:]", start=now.value - 4, end=now.value, step=1)

@@ -24,6 +24,7 @@ __all__ = [
     "deployments",
     "fleet",
     "pdp",
+    "prometheus_url",
     "tenant",
     "usage",
     "workloads",
@@ -80,3 +81,8 @@ def decide(intent: Mapping[str, Any]) -> dict[str, Any]:
 def pdp() -> EmbeddedPDP:
     """The PDP the lifecycle decides with: its bundle status, history and decision log."""
     return current().policy.stack
+
+
+def prometheus_url() -> str:
+    """The Prometheus the worker reads (`--prometheus`), or "" when it reads none."""
+    return current().settings.prometheus_url

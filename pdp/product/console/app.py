@@ -13,11 +13,24 @@ from starlette.responses import RedirectResponse, Response
 
 from pdp.lifecycle.services import queries
 from pdp.lifecycle.services.queries import Unauthenticated
-from pdp.product.console import admin_views, decision_views, intent_forms, session, tenant_views
+from pdp.product.console import (
+    admin_views,
+    decision_views,
+    drift_views,
+    enforcement_views,
+    incident_views,
+    intent_forms,
+    rollout_views,
+    session,
+    sla_views,
+    tenant_views,
+    waste_views,
+)
 from pdp.product.console.render import page
 from pdp.product.console.session import PREFIX, LoginRequired, Viewer
 from pdp.product.console.sessions import Sessions
 from pdp.product.console.throttle import LoginThrottle
+from pdp.product.console.views_common import detail_text
 
 
 def create(
@@ -44,7 +57,7 @@ def create(
             who = None
         return page(
             request, "error.html", who, status_code=exc.status_code, title=str(exc.status_code),
-            status=exc.status_code, message=str(exc.detail),
+            status=exc.status_code, message=detail_text(exc.detail),
         )  # fmt: skip
 
     @app.get("/")
@@ -98,4 +111,10 @@ def create(
     app.include_router(intent_forms.router(api))
     app.include_router(admin_views.router(api))
     app.include_router(decision_views.router(api))
+    app.include_router(waste_views.router(api))
+    app.include_router(enforcement_views.router(api))
+    app.include_router(sla_views.router(api))
+    app.include_router(incident_views.router(api))
+    app.include_router(drift_views.router(api))
+    app.include_router(rollout_views.router(api))
     return app

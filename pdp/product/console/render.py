@@ -8,15 +8,31 @@ from typing import Any
 import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.responses import Response
 
 from pdp.lifecycle.bearer_tokens import Principal
-from pdp.product.console import session
+from pdp.product.console import fields, session
+from pdp.product.console.charts import Chart
+from pdp.product.console.charts.svg import time_text
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,  # every value is escaped; nothing in a page is marked safe
 )
+_env.globals["fields"] = fields.tree
+_env.globals["label"] = fields.label
+
+
+def _svg(chart: Chart) -> Markup:
+    # The one markup not escaped by the template: pdp/product/console/charts/svg.py escapes every
+    # label and title it draws, and the SVG has no script or link.
+    return Markup(chart.svg)
+
+
+_env.globals["svg"] = _svg
+_env.globals["time_text"] = time_text
+_env.globals["number"] = lambda v: f"{v:,.4g}"
 templates = Jinja2Templates(env=_env)
 
 

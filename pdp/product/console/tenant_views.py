@@ -22,7 +22,7 @@ from pdp.product.console.asking import act
 from pdp.product.console.calls import Refused, call
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
-from pdp.product.console.views_common import decisions, form_problems, own_tenant
+from pdp.product.console.views_common import decisions, detail_text, form_problems, own_tenant
 
 BAR_WIDTH = 300
 DEPLOYMENTS = "/v1/tenants/{tenant}/deployments"
@@ -189,7 +189,7 @@ def router(api: FastAPI) -> APIRouter:
         try:
             wf = call(api, "GET", "/v1/workflows/{workflow_id}", workflow_id=workflow_id, caller=who)
         except Refused as exc:
-            raise HTTPException(exc.status, str(exc.detail)) from exc
+            raise HTTPException(exc.status, detail_text(exc.detail)) from exc
         if wf.get("tenant") != tenant:
             raise HTTPException(404, f"workflow {workflow_id!r} not found")
         return page(request, "request.html", who, title=workflow_id, wf=wf)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
+from pdp.product.console import fields
 from pdp.product.console.calls import Refused, call
 
 
@@ -17,7 +18,7 @@ def own_tenant(api: FastAPI, who: Principal, tenant: str) -> dict[str, Any]:
     try:
         record: dict[str, Any] = call(api, "GET", "/v1/tenants/{tenant}", tenant=tenant, caller=who)
     except Refused as exc:
-        raise HTTPException(exc.status, str(exc.detail)) from exc
+        raise HTTPException(exc.status, detail_text(exc.detail)) from exc
     return record
 
 
@@ -34,10 +35,14 @@ def decisions(tenant: str | None = None) -> list[dict[str, Any]]:
 
 def detail_text(detail: Any) -> str:
     """An API error detail in words: a sentence as is, a decision as its reason codes."""
-    if isinstance(detail, dict):
+    if isinstance(detail, dict) and (detail.get("outcome") or detail.get("status")):
         codes = detail.get("reason_codes") or [r.get("code") for r in detail.get("reasons", [])]
         return f"{detail.get('outcome') or detail.get('status')}: {', '.join(map(str, codes))}"
-    return str(detail)
+    if isinstance(detail, dict):  # any other mapping as "Label: value" pairs, never as JSON
+        return "; ".join(f"{fields.label(str(k))}: {detail_text(v)}" for k, v in sorted(detail.items()))
+    if isinstance(detail, list):  # FastAPI's validation errors, or any list, item by item
+        return "; ".join(detail_text(i) for i in detail)
+    return fields.value_text("", detail)
 
 
 def form_problems(exc: ValidationError) -> str:

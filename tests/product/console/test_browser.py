@@ -249,6 +249,15 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     walk.open("/console/admin/audit")
     assert browser.find_element(By.ID, "audit-status").text == "verified"
     walk.shot("admin-audit")
+    # The operator's pages of issue 30, each axe-clean (this worker reads no Prometheus: the
+    # charts say so; the enforcement chart is drawn from the decision log).
+    walk.open("/console/admin/enforcement")
+    assert "RESIDENCY_VIOLATION" in browser.find_element(By.ID, "by-reason").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#denials-per-hour svg polyline")
+    walk.shot("admin-enforcement")
+    for name in ("waste", "sla", "incidents", "drift", "rollouts"):
+        walk.open(f"/console/admin/{name}")
+        walk.shot(f"admin-{name}")
     walk.sign_out()
 
     # The tenant sees the new replicas once the approved request applied.
@@ -268,6 +277,12 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     assert rows and any("RESIDENCY_VIOLATION" in row.text for row in rows)
     assert all("acme-ui" in row.text and "DENY" in row.text for row in rows)
     walk.shot("tenant-decisions")
+    walk.open("/console/tenants/acme-ui/enforcement")
+    assert "RESIDENCY_VIOLATION" in browser.find_element(By.ID, "by-reason").text
+    walk.shot("tenant-enforcement")
+    for name in ("waste", "sla", "incidents", "drift"):
+        walk.open(f"/console/tenants/acme-ui/{name}")
+        walk.shot(f"tenant-{name}")
 
 
 def test_the_accessibility_check_finds_what_it_should(browser: WebDriver) -> None:
