@@ -1,10 +1,13 @@
 """A fleet that lives under the real control plane, on loopback: etcd, kube-apiserver,
 kube-scheduler, kube-controller-manager (namespace, garbage collector, node lifecycle and taint
 eviction), KWOK keeping the trace's nodes heartbeating and the pods bound to them Running and, in
-the policy run, the PDP as deployed: `pdp serve`, a process of its own with its supervised OPA,
-serving the admission webhook and the scheduler extender over TLS to the API server's and the
-scheduler's client certificates, watching the cluster through its kubeconfig, its metrics on
-`/metrics`; the tenants' namespaces, quotas and limit ranges applied by the Kubernetes adapter.
+the policy run, the PDP as the chart deploys it: `pdp serve`, a process of its own deciding
+in-process with the wasm engine (its bundle built from the run's tenants, where the chart's is
+pulled signed from the bundle server), serving the admission webhook (on Granian: HTTP/2 and
+HTTP/1.1) and the scheduler extender over TLS to the API server's and the scheduler's client
+certificates (each from a CA of its own), watching the cluster through its kubeconfig, its
+metrics on `/metrics`; the tenants' namespaces, quotas and limit ranges applied by the Kubernetes
+adapter.
 
 The scheduler-alone run is the same cluster without the PDP in the path: no webhook, no extender,
 no quotas; the nodes keep their labels and the dedicated pools their taints.
@@ -197,6 +200,7 @@ class LivingFleet:
         cp = self.cp
         assert cp is not None and self.api is not None
         assert cp.components_ca is not None and cp.scheduler_client is not None
+        assert cp.webhook_clients_ca is not None
         home = self.root / "pdp"
         examples = home / "examples"
         (examples / "tenants").mkdir(parents=True, exist_ok=True)
@@ -211,15 +215,25 @@ class LivingFleet:
         serving = issue_server_cert(ca, pki_dir / "pdp", ["127.0.0.1", "localhost"])
         webhook, extender, metrics = free_port(), free_port(), free_port()
         cert, key = str(serving.cert), str(serving.key)
-        clients = str(cp.components_ca.cert)
-        argv = [PY, "-m", "pdp.cli", "serve", "--tenants", str(examples / "tenants")]
+        # As the chart ships it: the in-process wasm engine, the webhook on Granian (HTTP/2)
+        # behind a client CA that signs kube-apiserver's alone. One webhook process, not the
+        # chart's one per core: the report reads latencies and decisions from /metrics, which
+        # exports the first process's only (docs/metrics.md), and the whole control plane shares
+        # these two cores.
+        argv = [PY, "-m", "pdp.cli", "serve", "--engine", "wasm", "--webhook-workers", "1"]
+        argv += ["--tenants", str(examples / "tenants")]
         argv += ["--fleet", str(examples / "fleet.yaml"), "--keys", str(home / "keys")]
         argv += ["--bundles", str(home / "bundles"), "--state", str(home / "state")]
         argv += ["--listen", f"127.0.0.1:{free_port()}", "--kubeconfig", str(cp.kubeconfig)]
         argv += ["--webhook-listen", f"127.0.0.1:{webhook}", "--webhook-cert", cert, "--webhook-key", key]
-        argv += ["--webhook-client-ca", clients, "--webhook-client-names", "kube-apiserver"]
+        argv += ["--webhook-client-ca", str(cp.webhook_clients_ca.cert)]
         argv += ["--extender-listen", f"127.0.0.1:{extender}", "--extender-cert", cert, "--extender-key", key]
-        argv += ["--extender-client-ca", clients, "--extender-client-names", "kube-scheduler"]
+        argv += [
+            "--extender-client-ca",
+            str(cp.components_ca.cert),
+            "--extender-client-names",
+            "kube-scheduler",
+        ]
         argv += ["--metrics-listen", f"127.0.0.1:{metrics}"]
         # The bench's own way to start a server: its log beside the control plane's, its OPA child
         # found for the accounting, stopped with the fleet.

@@ -115,9 +115,9 @@ class Enforcement:
         self, stack: EmbeddedPDP, api: client.ApiClient, pki: dict[str, Path], control_plane: ControlPlane
     ) -> None:
         assert control_plane.components_ca is not None, "start() the control plane first"
+        assert control_plane.webhook_clients_ca is not None
         self.pki = pki
         self.scheduler_client = control_plane.scheduler_client
-        clients = control_plane.components_ca.cert
         self.cluster = ClusterState(api).start()
         self.webhook = WebhookServer(
             AdmissionWebhook(stack.point, cluster=self.cluster),
@@ -125,7 +125,7 @@ class Enforcement:
             port=0,
             cert_file=pki["cert"],
             key_file=pki["key"],
-            client_auth=ClientAuth(clients, frozenset({"kube-apiserver"})),
+            client_auth=ClientAuth(control_plane.webhook_clients_ca.cert, frozenset({"kube-apiserver"})),
         ).start()
         self.extender = ExtenderServer(
             SchedulerExtender(stack.point, cluster=self.cluster),
@@ -133,7 +133,7 @@ class Enforcement:
             port=0,
             cert_file=pki["cert"],
             key_file=pki["key"],
-            client_auth=ClientAuth(clients, frozenset({"kube-scheduler"})),
+            client_auth=ClientAuth(control_plane.components_ca.cert, frozenset({"kube-scheduler"})),
         ).start()
 
     def scheduler_config(self) -> dict[str, Any]:

@@ -6,8 +6,9 @@ local processes built from module sources by scripts/build-kube. No kubelet: nod
 kube-apiserver runs with the shipped admission configuration
 (deploy/kubernetes/control-plane/): it presents a client certificate (CN kube-apiserver) to every
 webhook, and kube-scheduler's configuration can present another (CN kube-scheduler) to the
-extender; both come from a client CA of their own (`components_ca`), which the PDP's fronts
-require."""
+extender; each from a client CA of its own, as scripts/make-certs issues them
+(`webhook_clients_ca` signs kube-apiserver's alone, `components_ca` kube-scheduler's), which the
+PDP's fronts require."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ class ControlPlane:
     api_port: int = 0
     kubeconfig: Path = Path()
     ca: CertPair | None = None
-    # The CA of the client certificates kube-apiserver presents to webhooks and kube-scheduler to
-    # its extender (`apiserver_client`, `scheduler_client`).
+    # The CAs of the client certificates kube-apiserver presents to webhooks
+    # (`webhook_clients_ca`: `apiserver_client` alone) and kube-scheduler to its extender
+    # (`components_ca`: `scheduler_client`).
+    webhook_clients_ca: CertPair | None = None
     components_ca: CertPair | None = None
     apiserver_client: CertPair | None = None
     scheduler_client: CertPair | None = None
@@ -137,8 +140,9 @@ class ControlPlane:
         user applies to every webhook host ('*': the webhooks here listen on ports chosen at run
         time, the shipped name is the pdp Service's)."""
         self.components_ca = make_ca(certs / "components", "e2e-components-client-ca")
+        self.webhook_clients_ca = make_ca(certs / "webhook-clients", "e2e-webhook-client-ca")
         self.apiserver_client = issue_client_cert(
-            self.components_ca, certs / "components" / "apiserver", "kube-apiserver"
+            self.webhook_clients_ca, certs / "webhook-clients" / "apiserver", "kube-apiserver"
         )
         self.scheduler_client = issue_client_cert(
             self.components_ca, certs / "components" / "scheduler", "kube-scheduler"

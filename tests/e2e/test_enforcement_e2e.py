@@ -449,9 +449,9 @@ def test_the_webhook_answers_only_the_api_servers_client_certificate(
     # kube-apiserver presents the client certificate of its admission configuration's kubeconfig
     # (deploy/kubernetes/control-plane/). A webhook trusting another CA, or the right CA for
     # another name, refuses the handshake: the call fails and failurePolicy Fail rejects the pod.
-    assert control_plane.components_ca is not None
-    ca = {"another-ca": make_ca(tmp_path / "other", "e2e-components-client-ca")}.get(
-        case, control_plane.components_ca
+    assert control_plane.webhook_clients_ca is not None
+    ca = {"another-ca": make_ca(tmp_path / "other", "e2e-webhook-client-ca")}.get(
+        case, control_plane.webhook_clients_ca
     )
     names = frozenset({"kube-controller-manager" if case == "another-name" else "kube-apiserver"})
     webhook = CountingWebhook(pdp_stack)
