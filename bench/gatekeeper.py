@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from bench.peer.verdicts import Verdict, VerdictError, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "bench" / "gatekeeper" / "template.yaml"
 VERSION = "v3.23.1"
@@ -151,34 +153,21 @@ def crd_dir() -> Path:
     return module / "manifest_staging" / "charts" / "gatekeeper" / "crds"
 
 
-def _admit(url: str, review: bytes) -> dict[str, Any] | None:
-    import http.client
-    import ssl
-
-    parts = url.removeprefix("https://").split("/", 1)
-    host, port = parts[0].rsplit(":", 1)
-    context = ssl._create_unverified_context()  # the peer's own self-signed serving certificate
-    conn = http.client.HTTPSConnection(host, int(port), context=context, timeout=5)
+def _admit(url: str, review: bytes) -> Verdict | None:
+    """The peer's verdict on `review`; None while it answers no review or an error."""
     try:
-        conn.request("POST", "/v1/admit", review, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        doc = json.loads(response.read())
-        return doc.get("response") if response.status == 200 else None
-    except (OSError, ValueError):
+        return verdict(url, review, timeout=5)
+    except VerdictError:
         return None
-    finally:
-        conn.close()
 
 
-def _denied_by_policy(answer: dict[str, Any] | None) -> bool:
+def _denied_by_policy(answer: Verdict | None) -> bool:
     """A denial by the Constraint (403), not an error answered as a denial (Gatekeeper's 500)."""
-    if answer is None or answer.get("allowed") is not False:
-        return False
-    return bool(answer.get("status", {}).get("code") == 403)
+    return answer is not None and not answer.allowed and answer.code == 403
 
 
-def _allowed(answer: dict[str, Any] | None) -> bool:
-    return answer is not None and answer.get("allowed") is True
+def _allowed(answer: Verdict | None) -> bool:
+    return answer is not None and answer.allowed
 
 
 @dataclass(frozen=True)

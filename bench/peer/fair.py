@@ -58,11 +58,12 @@ def order(servers: list[str], repeat: int) -> list[str]:
     return servers[k:] + servers[:k]
 
 
-def _row(rows: list[dict[str, Any]], server: str, protocol: str, load: str, body: str) -> dict[str, Any]:
+def row_of(rows: list[dict[str, Any]], **key: Any) -> dict[str, Any]:
+    """The row whose fields equal `key` (server, protocol, load, body...)."""
     for row in rows:
-        if (row["server"], row["protocol"], row["load"], row["body"]) == (server, protocol, load, body):
+        if all(row[k] == v for k, v in key.items()):
             return row
-    raise KeyError(f"no row for {server} {protocol} {load} {body}")
+    raise KeyError(f"no row for {key}")
 
 
 def judge(rows: list[dict[str, Any]], repeat: int, protocol: str, server: str) -> dict[str, bool]:
@@ -71,7 +72,7 @@ def judge(rows: list[dict[str, Any]], repeat: int, protocol: str, server: str) -
     mine = [r for r in rows if r["repeat"] == repeat]
 
     def row(who: str, load: str, body: str) -> dict[str, Any]:
-        return _row(mine, who, protocol, load, body)
+        return row_of(mine, server=who, protocol=protocol, load=load, body=body)
 
     checks: dict[str, bool] = {}
     for body in ("allowed", "denied"):
@@ -96,13 +97,13 @@ def ratios(rows: list[dict[str, Any]], repeat: int, protocol: str, server: str) 
     out = {}
     for body in ("allowed", "denied"):
         ours, peers = (
-            _row(mine, server, protocol, "saturation", body),
-            _row(mine, GATEKEEPER, protocol, "saturation", body),
+            row_of(mine, server=server, protocol=protocol, load="saturation", body=body),
+            row_of(mine, server=GATEKEEPER, protocol=protocol, load="saturation", body=body),
         )
         out[f"capacity {body}"] = round(ours["throughput"] / peers["throughput"], 2)
         ours, peers = (
-            _row(mine, server, protocol, "500/s", body),
-            _row(mine, GATEKEEPER, protocol, "500/s", body),
+            row_of(mine, server=server, protocol=protocol, load="500/s", body=body),
+            row_of(mine, server=GATEKEEPER, protocol=protocol, load="500/s", body=body),
         )
         out[f"p99 500/s {body}"] = round(ours["p99_ms"] / peers["p99_ms"], 2)
     return out

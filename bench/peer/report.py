@@ -8,11 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.peer.fair import GATEKEEPER
-
-
-def _get(rows: list[dict[str, Any]], **key: Any) -> dict[str, Any]:
-    return next(r for r in rows if all(r[k] == v for k, v in key.items()))
+from bench.peer.fair import GATEKEEPER, row_of
 
 
 def _cell(
@@ -24,8 +20,8 @@ def _cell(
     digits: int,
 ) -> str:
     """A figure, with its ratio to Gatekeeper's at the same load and body unless it is Gatekeeper's."""
-    value = _get(mine, load=load, body=body)[field]
-    ratio = "" if peer is None else f" ({value / _get(peer, load=load, body=body)[field]:.2f}x)"
+    value = row_of(mine, load=load, body=body)[field]
+    ratio = "" if peer is None else f" ({value / row_of(peer, load=load, body=body)[field]:.2f}x)"
     return f"{value:,.{digits}f}{ratio}"
 
 
@@ -58,8 +54,8 @@ def table(doc: dict[str, Any]) -> str:
             r for r in rows if (r["repeat"], r["protocol"], r["server"]) == (repeat, protocol, GATEKEEPER)
         ]
         against = None if server == GATEKEEPER else theirs
-        capacity = _get(mine, load="saturation", body="allowed")["throughput"]
-        over = _get(mine, load="overload 2x", body="allowed")
+        capacity = row_of(mine, load="saturation", body="allowed")["throughput"]
+        over = row_of(mine, load="overload 2x", body="allowed")
         overload = (
             f"{over['throughput']:,.0f} ({100 * over['throughput'] / capacity:.0f}%), "
             f"{over['refused']:,}, {over['connection_errors']:,}"
