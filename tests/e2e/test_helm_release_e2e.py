@@ -111,6 +111,27 @@ def _pdp_deployment(cluster: Cluster) -> Any:
     return client.AppsV1Api(cluster.api).read_namespaced_deployment("pdp", NAMESPACE)
 
 
+def _rolled_out(cluster: Cluster, timeout: float = 120) -> Any:
+    """The PDP Deployment once its rollout is over: every replica updated and ready, no old pod
+    left. `helm upgrade --wait` (v3) returns earlier, as soon as the new ReplicaSet has
+    `replicas - maxUnavailable` ready pods (2 of 3 here; helm/helm#3173), which is what the clean
+    clone's CI run of 2026-12-04 saw (updated 2, replicas 4)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        deployment = _pdp_deployment(cluster)
+        status = deployment.status
+        wanted = deployment.spec.replicas
+        if (
+            status.observed_generation == deployment.metadata.generation
+            and status.updated_replicas == wanted
+            and status.ready_replicas == wanted
+            and status.replicas == wanted
+        ):
+            return deployment
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+
+
 def _exists(read: Any, *args: str) -> bool:
     try:
         read(*args)
@@ -157,6 +178,17 @@ def test_install_upgrade_rollback_uninstall(cluster: Cluster) -> None:
     assert upgrade.returncode == 0, upgrade.stderr
     second = _pdp_deployment(cluster)
     assert second.metadata.generation > first.metadata.generation
+    # What helm's --wait promises at return: the new ReplicaSet short of at most maxUnavailable (1).
+    (new_set,) = [
+        rs
+        for rs in client.AppsV1Api(cluster.api)
+        .list_namespaced_replica_set(NAMESPACE, label_selector="app.kubernetes.io/name=gpupaas-pdp")
+        .items
+        if rs.metadata.annotations.get("deployment.kubernetes.io/revision")
+        == second.metadata.annotations.get("deployment.kubernetes.io/revision")
+    ]
+    assert (new_set.status.ready_replicas or 0) >= 2, new_set.status
+    second = _rolled_out(cluster)
     assert second.status.updated_replicas == 3 and second.status.ready_replicas == 3
     assert not (second.spec.template.metadata.annotations or {}).get("prometheus.io/scrape")
     hooks = client.AdmissionregistrationV1Api(cluster.api).read_validating_webhook_configuration(
