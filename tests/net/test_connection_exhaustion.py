@@ -6,6 +6,10 @@ Before the connection budget, ~256 such connections turned every `/v1/decide` in
 `limit_concurrency`) and 128 made the webhook and the extender reset every new connection at
 accept, each for as long as they were held. Each answer here comes on a new connection, the case
 an attacker's held connections starve: the Slurm hook and the API server open new ones.
+
+The webhook as shipped (Granian, a client CA) is held against beyond its 1,024-connection cap by
+strangers: silent, half a ClientHello, a handshake without a client certificate or with one of
+another CA. A holder of the client CA's certificate can still hold its slots (docs/enforcement.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -36,6 +41,8 @@ from tests.substrate.kubernetes.enforcement.conftest import body, pod, review
 
 HELD = 1000
 ASKED = 20
+GRANIAN_CAP = 1024
+"""The Granian front's default `max_connections`: the shipped webhook's (chart, deploy/)."""
 PROMPT = 2.0
 """Seconds an answer may take while the connections are held: a decision takes milliseconds, so
 this is the loaded 2-core machine's margin; without the budget the answer is a 503 or a reset."""
@@ -68,7 +75,7 @@ GRPC_PAYLOADS = {
 def descriptors() -> None:
     """Room for the held connections and the server's side of them, in this one process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * HELD
+    wanted = 4 * max(HELD, GRANIAN_CAP + 76)
     if soft < wanted:
         if hard != resource.RLIM_INFINITY and hard < wanted:
             pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below the {wanted} descriptors this needs")
@@ -79,9 +86,15 @@ def descriptors() -> None:
 def held(port: int, payload: bytes) -> Iterator[list[socket.socket]]:
     """HELD connections to `port`, each having sent `payload` and nothing more, open until the end
     of the block (on this side: the server may close its side)."""
+    with _held(port, payload, HELD) as sockets:
+        yield sockets
+
+
+@contextlib.contextmanager
+def _held(port: int, payload: bytes, count: int) -> Iterator[list[socket.socket]]:
     sockets: list[socket.socket] = []
     try:
-        for _ in range(HELD):
+        for _ in range(count):
             try:
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             except ConnectionResetError:
@@ -109,10 +122,12 @@ def timed_answers(ask: Callable[[], int]) -> list[tuple[int, float]]:
     return answers
 
 
-def assert_prompt(answers: list[tuple[int, float]], front: str, ok: int = 200) -> None:
+def assert_prompt(
+    answers: list[tuple[int, float]], front: str, ok: int = 200, held_count: int = HELD
+) -> None:
     seconds = [elapsed for _, elapsed in answers]
     print(
-        f"\n{front}: {len(answers)} answers while {HELD} connections were held: "
+        f"\n{front}: {len(answers)} answers while {held_count} connections were held: "
         f"median {statistics.median(seconds) * 1000:.1f} ms, max {max(seconds) * 1000:.1f} ms"
     )
     assert [status for status, _ in answers] == [ok] * len(answers), answers
@@ -193,6 +208,67 @@ def test_the_webhook_answers_while_connections_are_held(
         answers = timed_answers(lambda: post(webhook.port, "/validate?timeout=5s", admission, context))
         within_cap(webhook.gate)
     assert_prompt(answers, f"webhook /validate ({variant})")
+
+
+@contextlib.contextmanager
+def handshaken(port: int, context: ssl.SSLContext, count: int) -> Iterator[int]:
+    """`count` connections that each finish the client's side of a TLS handshake with `context`
+    (the server may then close them) and send nothing more, open on this side until the end of
+    the block; yields how many handshakes the client finished."""
+    sockets: list[socket.socket] = []
+    finished = 0
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sockets.append(sock)
+            with contextlib.suppress(OSError):  # refused by the server: what the attack meets
+                sockets[-1] = context.wrap_socket(sock, server_hostname="127.0.0.1")
+                finished += 1
+        yield finished
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_webhook(stack: EmbeddedPDP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The webhook as the chart ships it: Granian, a client CA that signs the API server's
+    certificate alone (scripts/make-certs --client)."""
+    from pdp.net.clientauth import ClientAuth
+    from tests.substrate.kubernetes.enforcement.test_client_auth import Pki
+
+    pki = Pki(tmp_path_factory.mktemp("shipped-pki"))
+    with WebhookServer(
+        AdmissionWebhook(stack.point),
+        cert_file=pki.serving.cert,
+        key_file=pki.serving.key,
+        client_auth=ClientAuth(pki.ca.cert),
+        front="granian",
+    ) as server:
+        yield server, pki
+
+
+@pytest.mark.parametrize("attack", ["silent", "half-client-hello", "no-certificate", "another-ca"])
+def test_the_shipped_webhook_answers_its_api_server_while_strangers_hold_more_than_its_cap(
+    shipped_webhook: Any, attack: str
+) -> None:
+    """Beyond the Granian front's connection cap, strangers' connections (no client certificate,
+    or one of another CA) never take a slot from the API server's."""
+    server, pki = shipped_webhook
+    apiserver = ssl.create_default_context(cafile=str(pki.server_ca))
+    apiserver.load_cert_chain(pki.apiserver.cert, pki.apiserver.key)
+    stranger = ssl.create_default_context(cafile=str(pki.server_ca))
+    if attack == "another-ca":
+        stranger.load_cert_chain(pki.stranger.cert, pki.stranger.key)
+    admission = body(review(pod(namespace="acme-eu"), "acme-eu"))
+    count = GRANIAN_CAP + 76
+    with contextlib.ExitStack() as held_open:
+        if attack in TLS_PAYLOADS:
+            held_open.enter_context(_held(server.port, TLS_PAYLOADS[attack], count))
+        else:
+            held_open.enter_context(handshaken(server.port, stranger, count))
+        answers = timed_answers(lambda: post(server.port, "/validate?timeout=5s", admission, apiserver))
+    assert_prompt(answers, f"shipped webhook /validate ({attack})", held_count=count)
 
 
 @pytest.fixture(scope="module")
