@@ -31,10 +31,21 @@ PY = sys.executable
 
 
 def start(
-    name: str, cwd: Path, work: Path, port: int, workers: int, cert: Path, key: Path, engine: str = "wasm"
+    name: str,
+    cwd: Path,
+    work: Path,
+    port: int,
+    workers: int,
+    cert: Path,
+    key: Path,
+    engine: str = "wasm",
+    front: str | None = None,
 ) -> Server:
-    """`engine` opa: the supervised OPA sidecar, as `--opa-addr` decides through one."""
+    """`engine` opa: the supervised OPA sidecar, as `--opa-addr` decides through one. `front`:
+    `--webhook-front` (granian or uvicorn; None: the default, as shipped)."""
     argv = [PY, "-m", "pdp.cli", "serve", "--engine", engine]
+    if front is not None:
+        argv += ["--webhook-front", front]
     examples = work / "examples"
     argv += ["--tenants", str(examples / "tenants"), "--fleet", str(examples / "fleet.yaml")]
     argv += ["--keys", str(work / "keys"), "--bundles", str(work / f"bundles-{name}")]
