@@ -49,6 +49,15 @@ def onboard_problems(policy: dict[str, Any]) -> list[str]:
     return [sentence(e.path, e.problem) for e in validate_tenant({"tenant": policy})]
 
 
+def taken(name: str) -> str | None:
+    """Why `name` cannot be a new tenant's (onboarding's 409), or None while it is free."""
+    try:
+        current().store.tenant(name)
+    except NotFound:
+        return None
+    return f"tenant {name!r} already exists in the lifecycle store"
+
+
 def onboarding_intent(policy: dict[str, Any], actor: str) -> dict[str, Any]:
     """The `create_tenant` intent the PDP decides for onboarding `policy`."""
     name = str(policy["name"])
@@ -63,11 +72,9 @@ def onboard(policy: dict[str, Any], actor: str) -> tuple[str, dict[str, Any]]:
     if problems:
         raise HTTPException(422, "; ".join(problems))
     name = str(policy["name"])
-    try:
-        current().store.tenant(name)
-        raise HTTPException(409, f"tenant {name!r} already exists in the lifecycle store")
-    except NotFound:
-        pass
+    reason = taken(name)
+    if reason:
+        raise HTTPException(409, reason)
     decide_or_refuse(onboarding_intent(policy, actor))
     workflow_id = f"onboard-{name}"
     current().store.create_tenant(policy, workflow_id, actor)
