@@ -161,6 +161,21 @@ def test_a_policy_the_pdp_denies_is_refused_before_and_after_submit(fleet: Fleet
     assert _status(fleet, "usco") == 404
 
 
+def test_a_dedicated_tenant_needs_approval_before_and_after_submit(fleet: Fleet, admin: Session) -> None:
+    # No dedicated pool of its own in the fleet: the PDP asks an admin (DEDICATED_POOL_PROVISIONING).
+    dedicated = _form("dedico", tier="enterprise", isolation="dedicated")
+    admin.get(PAGE)
+    r = admin.post(PAGE, dedicated)
+    assert r.status_code == 200 and "NEEDS_APPROVAL" in r.text and "DEDICATED_POOL_PROVISIONING" in r.text
+    assert "Onboard (needs approval)" in r.text and _status(fleet, "dedico") == 404
+    r = admin.post(PAGE, {**dedicated, "action": "submit"})
+    assert r.status_code == 200 and "Onboarded dedico" in _text(r.text), r.text
+    assert "Waiting for approval by a platform admin (DEDICATED_POOL_PROVISIONING)" in _text(r.text)
+    with fleet.worker.client() as c:
+        assert c.get("/v1/tenants/dedico").json()["state"] == "pending"
+    assert "dedico" in admin.get("/console/admin/approvals").text
+
+
 def test_a_tenant_session_cannot_reach_the_form(fleet: Fleet) -> None:
     s = Session(fleet.worker)
     assert s.login("acme-ui", fleet.tokens["acme-ui"]).status_code == 303
