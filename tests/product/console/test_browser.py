@@ -263,9 +263,14 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     # Onboarding a tenant from the form: the preview creates nothing, the submission shows the
     # tenant's one-time token and the onboarding request, and the tenant appears in the list.
     walk.open("/console/admin/tenants/new")
-    walk.fill({"name": "walkco", "display_name": "Walk Co", "data_residency": "eu-only",
+    walk.fill({"name": "Walk_Co", "display_name": "Walk Co", "data_residency": "eu-only",
                "namespaces": "walkco-prod, walkco-dev", "entitlement_H100-80GB": "2",
                "sla_class": "throughput", "sla_availability": "99.5"})  # fmt: skip
+    walk.press("preview")  # a name the schema refuses: named beside its control, the rest kept
+    assert "tenant.name: 'Walk_Co' does not match" in browser.find_element(By.ID, "name-error").text
+    assert browser.find_element(By.ID, "namespaces").get_attribute("value") == "walkco-prod, walkco-dev"
+    walk.shot("admin-onboard-problem")
+    walk.fill({"name": "walkco"})
     walk.press("preview")
     assert "Preview (nothing created yet): ALLOW" in walk.text(), walk.text()
     with fleet.worker.client() as c:
