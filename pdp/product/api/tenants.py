@@ -38,8 +38,7 @@ router = APIRouter(tags=["tenants"])
 
 @router.post("/v1/tenants", status_code=202)
 def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
-    require_admin(caller)
-    workflow_id, answer = onboard(doc.tenant, caller.actor)
+    workflow_id, answer = onboard(doc.tenant, caller)
     # The tenant's token is shown once; only its hash is kept.
     return accepted.answer(workflow_id, **answer)
 
@@ -64,10 +63,12 @@ def onboarding_intent(policy: dict[str, Any], actor: str) -> dict[str, Any]:
     return {"kind": "create_tenant", "tenant": name, "actor": actor, "create_tenant": {"policy": policy}}
 
 
-def onboard(policy: dict[str, Any], actor: str) -> tuple[str, dict[str, Any]]:
-    """Onboard the tenant `policy` for the admin `actor` (the API's and the console's one path):
-    422 if invalid, 409 if the name is taken, 403 on DENY, else the workflow id and the answer
-    carrying the tenant's one-time token (only its hash is kept)."""
+def onboard(policy: dict[str, Any], caller: Principal) -> tuple[str, dict[str, Any]]:
+    """Onboard the tenant `policy` for `caller`, an admin (the API's and the console's one path):
+    403 for anyone else, 422 if invalid, 409 if the name is taken, 403 on DENY, else the workflow
+    id and the answer carrying the tenant's one-time token (only its hash is kept)."""
+    require_admin(caller)
+    actor = caller.actor
     problems = onboard_problems(policy)
     if problems:
         raise HTTPException(422, "; ".join(problems))

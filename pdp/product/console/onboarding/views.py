@@ -80,7 +80,7 @@ def _preview(request: Request, who: Principal, form: dict[str, str], policy: dic
 
 def _submit(request: Request, who: Principal, form: dict[str, str], policy: dict[str, Any]) -> Response:
     try:
-        workflow_id, answer = onboard(policy, who.actor)
+        workflow_id, answer = onboard(policy, who)
     except HTTPException as exc:
         if exc.status_code == 403 and isinstance(exc.detail, dict):  # the PDP's DENY
             problems = [Problem("", f"Refused: {detail_text(exc.detail)}")]
