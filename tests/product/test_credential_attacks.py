@@ -173,6 +173,10 @@ def test_tenants_rotate_their_own_tokens_and_reach_no_other(worker: Worker) -> N
         assert c.post("/v1/tenants/tokother/tokens", json={}).status_code == 404
         assert c.get("/v1/admin/tokens").status_code == 403
         assert c.post("/v1/admin/tokens", json={}).status_code == 403
+        # Onboarding is the admin's alone (tenants.onboard checks, for the API and the console).
+        made = c.post("/v1/tenants", json=tenant_doc("globex", "tokrogue", ["tokrogue-ml"]))
+        assert made.status_code == 403 and "needs an admin token" in made.text, made.text
+        assert worker.client().get("/v1/tenants/tokrogue").status_code == 404
         theirs = [t["token_id"] for t in worker.client().get("/v1/tenants/tokother/tokens").json()]
         assert c.post(f"/v1/tenants/tokacme/tokens/{theirs[0]}/revoke", json={}).status_code == 404
     assert status(worker, other, "/v1/tenants/tokother")[0] == 200

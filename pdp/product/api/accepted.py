@@ -37,10 +37,15 @@ def decision(workflow_id: str, wait: float = 0.0) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
+def settled(workflow_id: str) -> dict[str, Any] | None:
+    """The request's first decision, waited for as long as the API's answer waits."""
+    return decision(workflow_id, current().settings.decision_wait)
+
+
 def answer(workflow_id: str, **extra: Any) -> JSONResponse:
     """The response to an accepted request, from its workflow's decision (module docstring);
     `extra` goes into a 202 only."""
-    made = decision(workflow_id, current().settings.decision_wait)
+    made = settled(workflow_id)
     if made is None:
         body = {"workflow_id": workflow_id, "status": "accepted", "outcome": None, **extra}
         return JSONResponse(body, status_code=202)

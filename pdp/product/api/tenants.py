@@ -38,36 +38,55 @@ router = APIRouter(tags=["tenants"])
 
 @router.post("/v1/tenants", status_code=202)
 def create_tenant(doc: TenantDocument, caller: Caller) -> JSONResponse:
+    workflow_id, answer = onboard(doc.tenant, caller)
+    # The tenant's token is shown once; only its hash is kept.
+    return accepted.answer(workflow_id, **answer)
+
+
+def onboard_problems(policy: dict[str, Any]) -> list[str]:
+    """What is wrong with the tenant document `policy`, one sentence per problem naming the field."""
+    return [sentence(e.path, e.problem) for e in validate_tenant({"tenant": policy})]
+
+
+def taken(name: str) -> str | None:
+    """Why `name` cannot be a new tenant's (onboarding's 409), or None while it is free."""
+    try:
+        current().store.tenant(name)
+    except NotFound:
+        return None
+    return f"tenant {name!r} already exists in the lifecycle store"
+
+
+def onboarding_intent(policy: dict[str, Any], actor: str) -> dict[str, Any]:
+    """The `create_tenant` intent the PDP decides for onboarding `policy`."""
+    name = str(policy["name"])
+    return {"kind": "create_tenant", "tenant": name, "actor": actor, "create_tenant": {"policy": policy}}
+
+
+def onboard(policy: dict[str, Any], caller: Principal) -> tuple[str, dict[str, Any]]:
+    """Onboard the tenant `policy` for `caller`, an admin (the API's and the console's one path):
+    403 for anyone else, 422 if invalid, 409 if the name is taken, 403 on DENY, else the workflow
+    id and the answer carrying the tenant's one-time token (only its hash is kept)."""
     require_admin(caller)
-    policy = doc.tenant
-    problems = [sentence(e.path, e.problem) for e in validate_tenant({"tenant": policy})]
+    actor = caller.actor
+    problems = onboard_problems(policy)
     if problems:
         raise HTTPException(422, "; ".join(problems))
     name = str(policy["name"])
-    try:
-        current().store.tenant(name)
-        raise HTTPException(409, f"tenant {name!r} already exists in the lifecycle store")
-    except NotFound:
-        pass
-    intent = {
-        "kind": "create_tenant",
-        "tenant": name,
-        "actor": caller.actor,
-        "create_tenant": {"policy": policy},
-    }
-    decide_or_refuse(intent)
+    reason = taken(name)
+    if reason:
+        raise HTTPException(409, reason)
+    decide_or_refuse(onboarding_intent(policy, actor))
     workflow_id = f"onboard-{name}"
-    current().store.create_tenant(policy, workflow_id, caller.actor)
-    issued = current().store.credentials.issue_tenant(name, actor=caller.actor)
-    accepted.start(workflow_id, workflows.onboard_workflow, policy, caller.actor)
-    # The tenant's token is shown once; only its hash is kept.
-    return accepted.answer(
-        workflow_id,
-        tenant=name,
-        tenant_token=issued.token,
-        tenant_token_id=issued.token_id,
-        tenant_token_expires_at=issued.expires_at,
-    )
+    current().store.create_tenant(policy, workflow_id, actor)
+    issued = current().store.credentials.issue_tenant(name, actor=actor)
+    accepted.start(workflow_id, workflows.onboard_workflow, policy, actor)
+    return workflow_id, {
+        "tenant": name,
+        "tenant_token": issued.token,
+        "tenant_token_id": issued.token_id,
+        "tenant_token_expires_at": issued.expires_at,
+    }
 
 
 @router.get("/v1/tenants")

@@ -20,6 +20,7 @@ from pdp.product.console import (
     enforcement_views,
     incident_views,
     intent_forms,
+    onboarding,
     rollout_views,
     session,
     sla_views,
@@ -110,6 +111,7 @@ def create(
     app.include_router(tenant_views.router(api))
     app.include_router(intent_forms.router(api))
     app.include_router(admin_views.router(api))
+    app.include_router(onboarding.router(api))
     app.include_router(decision_views.router(api))
     app.include_router(waste_views.router(api))
     app.include_router(enforcement_views.router(api))

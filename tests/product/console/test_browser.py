@@ -4,9 +4,11 @@ chromium-driver (both installed by scripts/setup-browser) against a worker on lo
 The walk of issue 14: a tenant signs in, deploys to an EU cluster (ALLOW), tries a US cluster and
 sees RESIDENCY_VIOLATION, scales past its entitlement and sees the approval notice; the admin
 approves in the queue, the audit page verifies and the bundle page shows the active revision and
-its history; the tenant sees the new replicas and its own refused decisions in the decision log. Every page
-it passes has a label for each control, and the forms are used from the keyboard. With
-PDP_CONSOLE_SCREENSHOTS=<folder> each main page is saved there as PNG (docs/console/ holds them).
+its history, and onboards a tenant from the form (the preview, then its one-time token); the tenant
+sees the new replicas and its own refused decisions in the decision log, and is refused the
+onboarding form. Every page it passes has a label for each control, and the forms are used from
+the keyboard. With PDP_CONSOLE_SCREENSHOTS=<folder> each main page is saved there as PNG
+(docs/console/ holds them).
 """
 
 from __future__ import annotations
@@ -258,6 +260,28 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     for name in ("waste", "sla", "incidents", "drift", "rollouts"):
         walk.open(f"/console/admin/{name}")
         walk.shot(f"admin-{name}")
+    # Onboarding a tenant from the form: the preview creates nothing, the submission shows the
+    # tenant's one-time token and the onboarding request, and the tenant appears in the list.
+    walk.open("/console/admin/tenants/new")
+    walk.fill({"name": "Walk_Co", "display_name": "Walk Co", "data_residency": "eu-only",
+               "namespaces": "walkco-prod, walkco-dev", "entitlement_H100-80GB": "2",
+               "sla_class": "throughput", "sla_availability": "99.5"})  # fmt: skip
+    walk.press("preview")  # a name the schema refuses: named beside its control, the rest kept
+    assert "tenant.name: 'Walk_Co' does not match" in browser.find_element(By.ID, "name-error").text
+    assert browser.find_element(By.ID, "namespaces").get_attribute("value") == "walkco-prod, walkco-dev"
+    walk.shot("admin-onboard-problem")
+    walk.fill({"name": "walkco"})
+    walk.press("preview")
+    assert "Preview (nothing created yet): ALLOW" in walk.text(), walk.text()
+    with fleet.worker.client() as c:
+        assert c.get("/v1/tenants/walkco").status_code == 404
+    walk.shot("admin-onboard-preview")
+    walk.press("submit")
+    assert "Onboarded walkco" in walk.text(), walk.text()
+    assert browser.find_element(By.CSS_SELECTOR, "#tenant-token code.token").text
+    walk.shot("admin-onboard-result")
+    with fleet.worker.client() as c:
+        assert c.get("/v1/tenants/walkco").status_code == 200
     walk.sign_out()
 
     # The tenant sees the new replicas once the approved request applied.
@@ -283,6 +307,10 @@ def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_
     for name in ("waste", "sla", "incidents", "drift"):
         walk.open(f"/console/tenants/acme-ui/{name}")
         walk.shot(f"tenant-{name}")
+    # The onboarding form is the admin's: a tenant is refused it.
+    assert not browser.find_elements(By.CSS_SELECTOR, 'a[href="/console/admin/tenants/new"]')
+    walk.open("/console/admin/tenants/new")
+    assert "403" in walk.text() and "for platform admins" in walk.text(), walk.text()
 
 
 def test_the_accessibility_check_finds_what_it_should(browser: WebDriver) -> None:
