@@ -107,43 +107,6 @@ def test_only_client_certificates_of_the_client_ca_are_answered(tmp_path: Path) 
     assert callers == [VERIFIED_CALLER, VERIFIED_CALLER]
 
 
-def test_a_rotated_client_ca_is_verified_by_the_new_worker(tmp_path: Path) -> None:
-    """The client CA rotates like the serving pair: a bundle that does not parse is refused and the
-    loaded CA keeps verifying; a new CA is served by a new Granian worker, and from then on only
-    its clients are answered."""
-    from pdp.net.clientauth import ClientAuth
-
-    pki = Pki(tmp_path)
-    ca_file = tmp_path / "client-ca.crt"
-    shutil.copy(pki.ca.cert, ca_file)
-    with WebhookServer(
-        AdmissionWebhook(DecisionPoint(NeverAsked())),
-        cert_file=pki.serving.cert,
-        key_file=pki.serving.key,
-        client_auth=ClientAuth(ca_file),
-        cert_poll_interval=0.05,
-        front="granian",
-    ) as server:
-        certificate = server.certificate
-        assert certificate is not None
-        assert call(server, pki, pki.apiserver, "/validate", ADMIT) == 200
-        assert refused(server, pki, pki.stranger, "/validate", ADMIT)
-        ca_file.write_text("not a certificate")
-        deadline = time.monotonic() + 5
-        while certificate.status().failures == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert call(server, pki, pki.apiserver, "/validate", ADMIT) == 200
-        shutil.copy(pki.other_ca.cert, ca_file)
-        deadline = time.monotonic() + 10
-        while refused(server, pki, pki.stranger, "/validate", ADMIT):
-            assert time.monotonic() < deadline, "the new client CA was never served"
-            time.sleep(0.05)
-        assert certificate.status().reloads == 1
-        assert refused(server, pki, pki.apiserver, "/validate", ADMIT)
-        assert call(server, pki, pki.stranger, "/validate", ADMIT) == 200
-
-
 def test_client_names_are_never_left_unchecked(tmp_path: Path) -> None:
     """Granian cannot check names: asked to, it refuses to serve; `auto` picks uvicorn for them."""
     from pdp.net.clientauth import ClientAuth
