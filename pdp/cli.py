@@ -87,6 +87,12 @@ def _raised_by(module: str, *names: str) -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "serve":
+        # Before the parser imports prometheus_client: its worker processes' metrics are exported
+        # with its own (pdp/net/metrics_processes.py).
+        from pdp.net.metrics_processes import share_between_processes
+
+        share_between_processes()
     args = parser(argv[0] if argv else None).parse_args(argv)
     try:
         status: int = args.func(args)

@@ -81,19 +81,40 @@ SHADOW_DROPPED = Counter(
     PREFIX + "shadow_dropped_total",
     "Live decisions not shadowed because the shadow queue was full (the answer never waits for it).",
 )
+# With several processes (pdp/net/metrics_processes.py) a gauge is the largest of the processes
+# alive: during a bundle change every revision some process still decides on is 1.
 BUNDLE_INFO = Gauge(
     PREFIX + "bundle_info",
     "1 for the bundle revision the latest decision was made on.",
     ("revision",),
+    multiprocess_mode="livemax",
 )
 BUNDLE_ACTIVATED = Gauge(
     PREFIX + "bundle_activation_timestamp_seconds",
     "When this process first decided on the current bundle revision (Unix time).",
+    multiprocess_mode="livemax",
 )
-BUNDLE_AGE = Gauge(
-    PREFIX + "bundle_age_seconds",
-    "Seconds since this process first decided on the current bundle revision.",
-)
+
+
+class BundleAge(Collector):
+    """`bundle_age_seconds`, computed when scraped (0 before the first decision)."""
+
+    name = PREFIX + "bundle_age_seconds"
+    help = "Seconds since this process first decided on the current bundle revision."
+
+    def __init__(self) -> None:
+        self.activated: float | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        age = 0.0 if self.activated is None else time.time() - self.activated
+        yield GaugeMetricFamily(self.name, self.help, value=age)
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.help)
+
+
+BUNDLE_AGE = BundleAge()
+REGISTRY.register(BUNDLE_AGE)
 BUNDLE_FAILURES = Counter(
     PREFIX + "bundle_activation_failures_total",
     "Bundles the engine refused (signature, digest, compile error) or failed to load.",
@@ -195,11 +216,14 @@ class DecisionMetrics:
         with self._revision_lock:
             if revision == self._revision:
                 return
+            if self._revision is not None:
+                # Shared between processes, a value is never removed, only set: 0 for the old one.
+                BUNDLE_INFO.labels(self._revision).set(0)
             BUNDLE_INFO.clear()
             BUNDLE_INFO.labels(revision).set(1)
             activated = time.time()
             BUNDLE_ACTIVATED.set(activated)
-            BUNDLE_AGE.set_function(lambda: time.time() - activated)
+            BUNDLE_AGE.activated = activated
             self._revision = revision
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pdp.net.metrics_processes import process_ended
+
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -95,6 +97,7 @@ class WorkerProcesses:
                         flush=True,
                     )
                     failures += 1
+                    process_ended(proc.pid)
                     if self._stop.wait(delay):
                         return
                     self._procs[i] = self._spawn()
@@ -115,6 +118,7 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            process_ended(proc.pid)
 
 
 class BundleFileWatcher:

@@ -4,7 +4,8 @@ the Starlette/FastAPI apps (HTTP decision API, lifecycle worker).
 
 The listener follows pdp/net/listen.py: plaintext on loopback, TLS (--metrics-cert, --metrics-key)
 off it unless --insecure. Label values are closed sets (no tenant, no object names), so what a
-scraper learns is counts and latencies.
+scraper learns is counts and latencies. prometheus_client is imported only to serve: `pdp serve`
+chooses its multiprocess mode after parsing its options (pdp/net/metrics_processes.py).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, start_http_server
 from starlette.requests import Request
 from starlette.responses import Response
 
 from pdp.net.listen import check_plaintext, tls_files
+from pdp.net.metrics_processes import registry
 
 
 def metrics_response(request: Request | None = None) -> Response:
-    """The process's metrics in the Prometheus text format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    """The metrics in the Prometheus text format: this process's, or all of `pdp serve`'s
+    processes' when they share them (pdp/net/metrics_processes.py)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 def add_metrics_options(sp: argparse.ArgumentParser) -> None:
@@ -67,6 +71,8 @@ def start_metrics(args: argparse.Namespace) -> MetricsListener | None:
     """The running metrics listener, or None without --metrics-listen."""
     if not args.metrics_listen:
         return None
+    from prometheus_client import start_http_server
+
     files = tls_files(args.metrics_cert, args.metrics_key, "--metrics-cert", "--metrics-key")
     host, port = check_plaintext(
         "--metrics-listen",
@@ -81,6 +87,7 @@ def start_metrics(args: argparse.Namespace) -> MetricsListener | None:
         addr=host,
         certfile=str(files.cert) if files else None,
         keyfile=str(files.key) if files else None,
+        registry=registry(),
     )
     scheme = "https" if files else "http"
     shown = f"[{host}]" if ":" in host else host

@@ -12,6 +12,7 @@ import os
 import signal
 import ssl
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,67 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
                 assert "RESIDENCY_VIOLATION" in response["status"]["message"]
             else:
                 assert response["allowed"] is True
+    finally:
+        served.proc.terminate()
+        served.proc.wait(timeout=30)
+    assert not alive(worker), "the webhook worker outlived the server"
+
+
+def _webhook_reviews(metrics_url: str) -> tuple[float, float]:
+    """The reviews `/metrics` counts (requests, and the latency histogram's count)."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    requests = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gpupaas_pdp_webhook_requests_total{")
+    )
+    timed = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gpupaas_pdp_webhook_request_duration_seconds_count{")
+    )
+    return requests, timed
+
+
+def test_metrics_count_the_reviews_of_every_webhook_process(workspace: Path) -> None:
+    """With two processes on the port, the kernel spreads new connections between them; the main
+    process's `/metrics` counts every review, its worker's too (prometheus_client's multiprocess
+    mode, pdp/net/metrics_processes.py), where it used to count its own share only."""
+    (workspace / "tls").mkdir()
+    cert, key = self_signed(workspace / "tls")
+    port, metrics = free_port(), free_port()
+    served = start(
+        workspace,
+        *("--engine", "wasm", "--webhook-listen", f"127.0.0.1:{port}"),
+        *("--webhook-cert", str(cert), "--webhook-key", str(key), "--webhook-workers", "2"),
+        *("--metrics-listen", f"127.0.0.1:{metrics}"),
+    )
+    metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+    allowed = body(review(pod(limits={"nvidia.com/gpu": "1"}, tolerations=own_pool("acme-eu")), "acme-prod"))
+    try:
+        (worker,) = child_pids(served.proc.pid)
+        # Until the worker has loaded its engine, every review reaches the main process: wait for
+        # the worker to answer one (the main process frozen), as the test above does.
+        deadline = time.monotonic() + 60
+        while True:
+            os.kill(served.proc.pid, signal.SIGSTOP)
+            try:
+                answered = review_on_a_new_connection(port, cert, allowed, None)
+            finally:
+                os.kill(served.proc.pid, signal.SIGCONT)
+            if answered is not None:
+                break
+            assert time.monotonic() < deadline, "the worker never answered"
+        time.sleep(1.5)  # a review sent to the frozen main process is answered (and counted) now
+        before = _webhook_reviews(metrics_url)
+        sent = 40
+        answers = [review_on_a_new_connection(port, cert, allowed, None) for _ in range(sent)]
+        assert all(a is not None and a["response"]["allowed"] for a in answers), answers
+        after = _webhook_reviews(metrics_url)
+        assert (after[0] - before[0], after[1] - before[1]) == (sent, sent), (before, after)
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        assert "gpupaas_pdp_bundle_age_seconds " in text
+        assert 'gpupaas_pdp_bundle_info{revision="' in text
     finally:
         served.proc.terminate()
         served.proc.wait(timeout=30)
