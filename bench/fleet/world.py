@@ -216,11 +216,9 @@ class LivingFleet:
         webhook, extender, metrics = free_port(), free_port(), free_port()
         cert, key = str(serving.cert), str(serving.key)
         # As the chart ships it: the in-process wasm engine, the webhook on Granian (HTTP/2)
-        # behind a client CA that signs kube-apiserver's alone. One webhook process, not the
-        # chart's one per core: the report reads latencies and decisions from /metrics, which
-        # exports the first process's only (docs/metrics.md), and the whole control plane shares
-        # these two cores.
-        argv = [PY, "-m", "pdp.cli", "serve", "--engine", "wasm", "--webhook-workers", "1"]
+        # behind a client CA that signs kube-apiserver's alone, a webhook process per CPU (the
+        # chart's `auto`; /metrics counts them all, docs/metrics.md).
+        argv = [PY, "-m", "pdp.cli", "serve", "--engine", "wasm", "--webhook-workers", "auto"]
         argv += ["--tenants", str(examples / "tenants")]
         argv += ["--fleet", str(examples / "fleet.yaml"), "--keys", str(home / "keys")]
         argv += ["--bundles", str(home / "bundles"), "--state", str(home / "state")]
