@@ -211,3 +211,47 @@ def test_the_values_schema_refuses_bad_values_naming_the_field(value: str, named
     assert out.returncode != 0, f"{value} was accepted"
     assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
     assert f"at '{named}" in out.stderr, out.stderr
+
+
+def _pod_specs(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each workload's pod spec (Deployments, Jobs, CronJobs), by the object's key."""
+    found = {}
+    for obj in objs:
+        spec = obj.get("spec", {})
+        template_of = spec.get("jobTemplate", {}).get("spec", spec).get("template")
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob") and template_of:
+            found[key(obj)] = template_of["spec"]
+    return found
+
+
+def _manifests(*paths: str) -> list[dict[str, Any]]:
+    return [d for p in paths for d in yaml.safe_load_all((ROOT / p).read_text()) if d]
+
+
+def test_every_read_only_pdp_container_has_a_writable_tmp() -> None:
+    """A read-only root file system leaves Python no temporary folder (/tmp, /var/tmp, /usr/tmp
+    and the working directory all read-only: "No usable temporary directory found"), and the PDP
+    writes there: Granian's copy of the serving pair, the metrics its processes share, a bundle
+    being built or rolled out. So each such container mounts an emptyDir at /tmp (in memory: the
+    key copy never reaches a disk)."""
+    layouts = {
+        "chart": template(),
+        "chart, OPA sidecar": template("pdp.engine=opa"),
+        "kustomize base": _base_objects().values(),
+        "others": _manifests("deploy/argocd/policy/rebuild-bundles.yaml", "deploy/kueue/controller.yaml"),
+    }
+    checked = 0
+    for layout, objs in layouts.items():
+        for workload, pod in _pod_specs(list(objs)).items():
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            for c in pod["containers"] + pod.get("initContainers", []):
+                runs_pdp = (c.get("command") or c.get("args") or [""])[0] == "pdp"
+                if not (runs_pdp and c.get("securityContext", {}).get("readOnlyRootFilesystem")):
+                    continue
+                checked += 1
+                tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+                where = f"{layout}: {workload} container {c['name']}"
+                assert tmp and not tmp[0].get("readOnly"), f"{where} has no writable /tmp"
+                assert volumes[tmp[0]["name"]].get("emptyDir", {}).get("medium") == "Memory", where
+    # The chart's PDP, bundle server and lifecycle worker (twice), the base's two, the Kueue controller.
+    assert checked == 9, checked
