@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,15 +17,16 @@ import pytest
 import yaml
 
 from pdp.product.console.charts.source import NoChart, range_chart
+from pdp.product.console.enforcement_charts import denial_rate_promql
 from pdp.product.console.sla_charts import burn_rate_promql, failed_ratio_promql
 from pdp.product.console.waste_views import idle_promql
 from pdp.telemetry.sla import fleet_windows
 from pdp.telemetry.sla_rules import render
 from tests.artifacts import cached_artifact
-from tests.lifecycle.harness import EXAMPLES, Worker, onboard, tenant_doc
+from tests.lifecycle.harness import EXAMPLES, Worker, h100_deployment, onboard, tenant_doc
 from tests.ports import free_port
 from tests.product.console.web import Session
-from tests.telemetry.conftest import Telemetry, running_telemetry
+from tests.telemetry.conftest import Telemetry, running_telemetry, wait_for
 
 ROW = re.compile(r'<tr><th scope="row">([0-9: -]+)</th>(.*?)</tr>', re.S)
 CELL = re.compile(r'<td class="num">([^<]*)</td>')
@@ -87,7 +89,12 @@ def prometheus_binary() -> Path:
 def setup(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> Iterator[Setup]:
     rules = tmp_path_factory.mktemp("rules") / "sla.rules.yml"
     rules.write_text(render({name: doc["tenant"] for name, doc in TENANTS.items()}, WINDOWS))
-    with running_telemetry(tmp_path_factory.mktemp("telemetry"), prometheus_binary, [rules]) as telemetry:
+    # The worker's port is chosen now: Prometheus scrapes its /metrics (its decisions) from the start.
+    worker = Worker(tmp_path_factory.mktemp("console"))
+    targets = [f"127.0.0.1:{worker.port}"]
+    with running_telemetry(
+        tmp_path_factory.mktemp("telemetry"), prometheus_binary, [rules], targets
+    ) as telemetry:
 
         def scraped_and_recorded() -> bool:
             idle = telemetry.client.query(idle_promql(None))
@@ -101,7 +108,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> 
         telemetry.play(
             SCENARIO, "both tenants' idle GPUs scraped, their burn rates recorded", scraped_and_recorded
         )
-        worker = Worker(tmp_path_factory.mktemp("console"), prometheus=telemetry.prometheus_url)
+        worker.opts["prometheus"] = telemetry.prometheus_url
         worker.start(timeout=180)
         try:
             tokens = {name: onboard(worker, doc) for name, doc in TENANTS.items()}
@@ -251,3 +258,44 @@ def test_the_sla_page_reads_the_same_prometheus(setup: Setup) -> None:
             "acme-ui/chat/latency",
         }
     assert "globex" not in page
+
+
+REFUSED = ("lifecycle", "GPU_CLASS_NOT_ENTITLED")  # (entry point, reason) of _refuse's denial
+
+
+def _refuse(setup: Setup) -> None:
+    """A deployment on a GPU class acme-ui has no entitlement to: the worker's PDP refuses it."""
+    wanted = {**h100_deployment("a100", 1), "gpu_class": "A100-40GB"}
+    with setup.worker.client(setup.tokens["acme-ui"]) as c:
+        refused = c.post("/v1/tenants/acme-ui/deployments", json=wanted)
+    assert refused.status_code == 403 and refused.json()["detail"]["outcome"] == "DENY", refused.text
+    assert refused.json()["detail"]["reason_codes"] == [REFUSED[1]]
+
+
+def _denial_rate(setup: Setup, at: float | None = None) -> float | None:
+    found = setup.telemetry.client.query(denial_rate_promql(), at=at)
+    key = dict(zip(("entry_point", "reason"), REFUSED, strict=True))
+    return next((s.value for s in found if s.labels == key), None)
+
+
+def test_the_denial_rate_chart_holds_what_prometheus_answers(setup: Setup) -> None:
+    # The counter's series appears with its first denial, which rate() therefore cannot see: a
+    # second one, once the first is scraped, is what the chart shows.
+    _refuse(setup)
+    wait_for("the first denial scraped", lambda: _denial_rate(setup) is not None)
+    _refuse(setup)
+    # Seen 2 s ago already: the page's chart ends on a whole 2 s step, at most 2 s before it is asked.
+    wait_for("the second denial scraped", lambda: (_denial_rate(setup, time.time() - 2) or 0) > 0)
+    s = _login(setup, "admin")
+    page = s.get("/console/admin/enforcement?window=120").text
+    s.close()
+    labels, rows = _holds_what_prometheus_answers(
+        setup, page, "denial-rates", denial_rate_promql(), ("entry_point", "reason"), {}
+    )
+    refused = labels.index("/".join(REFUSED))
+    assert rows[-1][1][refused] > 0, rows[-1]
+    # The counter has no tenant label: a tenant's page does not show it.
+    s = _login(setup, "acme-ui")
+    own = s.get("/console/tenants/acme-ui/enforcement?window=120").text
+    s.close()
+    assert 'id="denials-per-hour"' in own and 'id="denial-rates"' not in own
