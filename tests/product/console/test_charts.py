@@ -258,6 +258,10 @@ def test_the_sla_page_reads_the_same_prometheus(setup: Setup) -> None:
             "acme-ui/chat/latency",
         }
     assert "globex" not in page
+    # Its deployment as GET /v1/sla measures it: 0.2% of chat's requests fail, an availability
+    # (already a percentage) of about 99.8%.
+    measured = re.search(r"acme-ui/chat <small>.*?<dt>Availability</dt><dd>([0-9.,e+]+) %</dd>", page, re.S)
+    assert measured is not None and 99.5 < float(measured[1].replace(",", "")) < 100, measured
 
 
 REFUSED = ("lifecycle", "GPU_CLASS_NOT_ENTITLED")  # (entry point, reason) of _refuse's denial
