@@ -67,8 +67,9 @@ def number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _objectives(name: str, policy: Mapping[str, Any]) -> dict[str, float]:
-    """kind -> budget of the tenant's objectives; RulesError naming the field."""
+def objective_budgets(name: str, policy: Mapping[str, Any]) -> dict[str, float]:
+    """kind -> budget (the bad fraction allowed) of the tenant's objectives; RulesError naming the
+    field. The console's burn-rate charts divide the recorded ratios by the same budgets."""
     sla = policy.get("sla") or {}
     if not isinstance(sla, Mapping):
         raise RulesError(f"tenants.{name}.sla: expected a mapping, got {type(sla).__name__}")
@@ -169,7 +170,7 @@ def tenant_group(name: str, policy: Mapping[str, Any], windows: Windows) -> dict
     field of what the rules cannot be written from."""
     if not _NAME.fullmatch(name):
         raise RulesError(f"tenants: {name!r} is not a tenant name (lower-case letters, digits and '-')")
-    budgets = _objectives(name, policy)
+    budgets = objective_budgets(name, policy)
     if not budgets:
         return None
     namespaces, tier, sla = _namespaces(name, policy), _tier(name, policy), policy["sla"]

@@ -74,10 +74,11 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path)
 
 @contextmanager
 def running_telemetry(
-    root: Path, prometheus_binary: Path, rule_files: Sequence[Path] = ()
+    root: Path, prometheus_binary: Path, rule_files: Sequence[Path] = (), targets: Sequence[str] = ()
 ) -> Iterator[Telemetry]:
     """The simulator on the waste scenario, scraped every second by a real Prometheus that evaluates
-    `rule_files` every second too."""
+    `rule_files` every second too; and `targets` (HOST:PORT serving /metrics, e.g. a lifecycle
+    worker), scraped every second as the job "pdp"."""
     scenario = root / "scenario.yaml"
     shutil.copy(WASTE_SCENARIO, scenario)
     simulator = serve(scenario, "127.0.0.1", free_port())
@@ -86,7 +87,10 @@ def running_telemetry(
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{"job_name": "gpu", "static_configs": [{"targets": [f"{sim_host}:{sim_port}"]}]}],
+        "scrape_configs": [
+            {"job_name": "gpu", "static_configs": [{"targets": [f"{sim_host}:{sim_port}"]}]},
+            *([{"job_name": "pdp", "static_configs": [{"targets": list(targets)}]}] if targets else []),
+        ],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (root / "prometheus.log").open("wb")

@@ -1,7 +1,9 @@
 """Enforcement: the requests the PDP refused, from its decision log (pdp/records/search.py) — how
 many per reason code and per asker (a substrate's admission front, `substrate:NAME`, or the
 lifecycle itself), and the denials per hour per reason as a chart. The admin sees every tenant's
-(`/admin/enforcement`), a tenant its own (`/tenants/{tenant}/enforcement`, 404 for another's)."""
+(`/admin/enforcement`), a tenant its own (`/tenants/{tenant}/enforcement`, 404 for another's).
+The admin's page also charts the PDP's denial rate per entry point and reason from Prometheus
+(enforcement_charts.py: its counter has no tenant label, so no tenant's page shows it)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from starlette.responses import Response
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
 from pdp.product.console.charts import Chart, Line, Point, chart
+from pdp.product.console.charts.source import window_of
+from pdp.product.console.enforcement_charts import denial_rate_chart
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
 from pdp.product.console.views_common import own_tenant, require_admin
@@ -58,7 +62,9 @@ def per_hour(denials: list[dict[str, Any]], start: datetime, end: datetime) -> C
     return chart("Denials per hour, per reason", "denials", lines)
 
 
-def _enforcement(request: Request, who: Principal, tenant: str | None) -> Response:
+def _enforcement(
+    request: Request, who: Principal, tenant: str | None, window: float | None = None
+) -> Response:
     log = queries.pdp().decision_log
     if log is None:
         raise HTTPException(404, "this worker keeps no decision records")
@@ -70,6 +76,7 @@ def _enforcement(request: Request, who: Principal, tenant: str | None) -> Respon
         request, "enforcement.html", who, title="Enforcement" + (f" of {tenant}" if tenant else ""),
         tenant=tenant, denials=denials[:50], total=len(denials), counts=counts(denials),
         chart=per_hour(denials, start, end), limit=MAX_LIMIT,
+        rates=None if tenant else denial_rate_chart(window_of(window)),
     )  # fmt: skip
 
 
@@ -77,9 +84,9 @@ def router(api: FastAPI) -> APIRouter:
     r = APIRouter()
 
     @r.get("/admin/enforcement")
-    def all_enforcement(request: Request, who: Viewer) -> Response:
+    def all_enforcement(request: Request, who: Viewer, window: float | None = None) -> Response:
         require_admin(who)
-        return _enforcement(request, who, None)
+        return _enforcement(request, who, None, window)
 
     @r.get("/tenants/{tenant}/enforcement")
     def tenant_enforcement(request: Request, tenant: str, who: Viewer) -> Response:

@@ -5,7 +5,7 @@ Never raises for Prometheus's sake: a page with a chart still renders without on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pdp.lifecycle.services import queries
@@ -47,8 +47,11 @@ def range_chart(
     url: str | None = None,
     end: float | None = None,
     window: float = WINDOW_S,
+    constants: Mapping[str, float] | None = None,
 ) -> Chart | NoChart:
-    """`promql` over the last `window` seconds up to `end` (now), each series a line."""
+    """`promql` over the last `window` seconds up to `end` (now), each series a line; and each of
+    `constants` (label -> value, e.g. an alert's threshold) a flat line beside them, so that the
+    series are seen against it and the table states it."""
     url = queries.prometheus_url() if url is None else url
     if not url:
         return NoChart(title, "No chart: the worker reads no Prometheus (start it with --prometheus URL).")
@@ -61,8 +64,16 @@ def range_chart(
             found = prometheus.query_range(promql, start=end - window, end=end, step=step)
     except PrometheusError as exc:
         return NoChart(title, f"No chart: Prometheus did not answer ({exc}).")
-    return chart(title, unit, lines(found, legend))
+    drawn = lines(found, legend)
+    # No flat line without a series: "no data over this window" stays true of the chart.
+    return chart(title, unit, drawn + constant_lines(drawn, constants or {}) if drawn else [])
 
 
 def lines(found: list[Series], legend: Callable[[dict[str, str]], str]) -> list[Line]:
     return [Line(legend(s.labels), tuple(Point(at, value) for at, value in s.values)) for s in found]
+
+
+def constant_lines(drawn: list[Line], constants: Mapping[str, float]) -> list[Line]:
+    """A flat line per constant, with a point wherever one of `drawn` has one."""
+    times = sorted({p.at for line in drawn for p in line.points})
+    return [Line(label, tuple(Point(at, value) for at in times)) for label, value in constants.items()]
