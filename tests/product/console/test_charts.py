@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from pdp.product.console.charts.source import NoChart, range_chart
 from pdp.product.console.enforcement_charts import denial_rate_promql
@@ -25,6 +27,7 @@ from pdp.telemetry.sla_rules import render
 from tests.artifacts import cached_artifact
 from tests.lifecycle.harness import EXAMPLES, Worker, h100_deployment, onboard, tenant_doc
 from tests.ports import free_port
+from tests.product.console.browser import Walk, chromium, needs_browser
 from tests.product.console.web import Session
 from tests.telemetry.conftest import Telemetry, running_telemetry, wait_for
 
@@ -303,3 +306,41 @@ def test_the_denial_rate_chart_holds_what_prometheus_answers(setup: Setup) -> No
     own = s.get("/console/tenants/acme-ui/enforcement?window=120").text
     s.close()
     assert 'id="denials-per-hour"' in own and 'id="denial-rates"' not in own
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver
+
+
+@needs_browser
+def test_the_charts_draw_real_series_in_a_browser(setup: Setup, browser: WebDriver) -> None:
+    """The pages with charts in Chromium, after the tests above put series behind each (idle GPUs,
+    failed ratios and burn rates, denials): every chart drawn with a line per series and no
+    Prometheus problem, every page axe-clean; with PDP_CONSOLE_SCREENSHOTS, these are the
+    screenshots in docs/console/ (the walk of test_browser.py reads no Prometheus)."""
+    walk = Walk(browser, setup.worker.url)
+    pages = {
+        "admin": {
+            "admin-waste": "/console/admin/waste?window=600",
+            "admin-sla": "/console/admin/sla?window=600",
+            "admin-enforcement-rates": "/console/admin/enforcement?window=600",
+        },
+        "acme-ui": {
+            "tenant-waste": "/console/tenants/acme-ui/waste?window=600",
+            "tenant-sla": "/console/tenants/acme-ui/sla?window=600",
+        },
+    }
+    for account, shots in pages.items():
+        walk.sign_in(account, setup.worker.admin_token if account == "admin" else setup.tokens[account])
+        for shot, path in shots.items():
+            walk.open(path)
+            figures = browser.find_elements(By.CSS_SELECTOR, "figure.chart")
+            assert figures, walk.text()[:2000]
+            for figure in figures:
+                name = figure.get_attribute("id")
+                assert not figure.find_elements(By.CSS_SELECTOR, ".error"), (path, name, figure.text)
+                assert figure.find_elements(By.CSS_SELECTOR, "svg polyline"), (path, name, figure.text)
+            walk.shot(shot)
+        walk.sign_out()
