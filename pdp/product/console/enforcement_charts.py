@@ -11,21 +11,18 @@ substrate's adapter asking the API); which substrate behind grpc/http is in the 
 
 from __future__ import annotations
 
-import re
-
 from pdp.metrics import PREFIX
-from pdp.product.console.charts.source import NoChart, legend_by, range_chart
+from pdp.product.console.charts.source import PROMQL_DURATION, NoChart, legend_by, range_chart
 from pdp.product.console.charts.svg import Chart
 
 COUNTER = PREFIX + "decision_reasons_total"  # pdp/metrics.py's DECISION_REASONS, as Prometheus stores it
 RATE_WINDOW = "5m"
-_DURATION = re.compile(r"^([0-9]+(ms|[smhdwy]))+$")  # a PromQL duration: 5m, 1h30m
 
 
 def denial_rate_promql(rate_window: str = RATE_WINDOW) -> str:
     """Denials per minute (the rate over `rate_window`), per entry point and reason code. A denial
     with several reasons counts once under each: the counter counts reasons given."""
-    if not _DURATION.match(rate_window):
+    if not PROMQL_DURATION.match(rate_window):
         raise ValueError(f"rate window {rate_window!r}: expected a PromQL duration")
     return f'60 * sum by (entry_point, reason) (rate({COUNTER}{{outcome="DENY"}}[{rate_window}]))'
 

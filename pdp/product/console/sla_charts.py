@@ -13,13 +13,12 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from pdp.product.console.charts.source import NoChart, legend_by, range_chart
+from pdp.product.console.charts.source import PROMQL_DURATION, NoChart, legend_by, range_chart
 from pdp.product.console.charts.svg import Chart
 from pdp.telemetry.sla import Windows
 from pdp.telemetry.sla_rules import RECORDS, number, objective_budgets
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DURATION = re.compile(r"^([0-9]+(ms|[smhdwy]))+$")  # a PromQL duration: 5m, 1h30m
 
 
 def failed_ratio_promql(tenant: str | None) -> str:
@@ -38,7 +37,7 @@ def burn_rate_promql(budgets: Mapping[str, Mapping[str, float]], window: str) ->
     Each tenant's ratios are divided by its own budget, as the rules' alerts divide them; the
     objective becomes a label because, divided, the latency and availability ratios of one
     deployment would otherwise be two series of the same labels (which `or` would drop)."""
-    if not _DURATION.match(window):
+    if not PROMQL_DURATION.match(window):
         raise ValueError(f"window {window!r}: expected a PromQL duration")
     parts = []
     for tenant, objectives in sorted(budgets.items()):

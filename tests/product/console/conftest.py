@@ -4,8 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.lifecycle.harness import Worker, onboard, tenant_doc
+from tests.product.console.browser import chromium
 
 
 class Fleet:
@@ -46,3 +48,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(worker)
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium for a module's browser tests (tests/product/console/browser.py)."""
+    with chromium() as driver:
+        yield driver

@@ -14,22 +14,14 @@ the keyboard. With PDP_CONSOLE_SCREENSHOTS=<folder> each main page is saved ther
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.product.console.browser import AXE, RUN_AXE, UNLABELLED, Walk, chromium, needs_browser
+from tests.product.console.browser import AXE, RUN_AXE, UNLABELLED, Walk, needs_browser
 from tests.product.console.conftest import Fleet
 
 pytestmark = needs_browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    with chromium() as driver:
-        yield driver
 
 
 def test_tenant_deploys_is_refused_abroad_scales_past_entitlement_and_the_admin_approves(

@@ -27,7 +27,7 @@ from pdp.telemetry.sla_rules import render
 from tests.artifacts import cached_artifact
 from tests.lifecycle.harness import EXAMPLES, Worker, h100_deployment, onboard, tenant_doc
 from tests.ports import free_port
-from tests.product.console.browser import Walk, chromium, needs_browser
+from tests.product.console.browser import Walk, needs_browser
 from tests.product.console.web import Session
 from tests.telemetry.conftest import Telemetry, running_telemetry, wait_for
 
@@ -306,12 +306,6 @@ def test_the_denial_rate_chart_holds_what_prometheus_answers(setup: Setup) -> No
     own = s.get("/console/tenants/acme-ui/enforcement?window=120").text
     s.close()
     assert 'id="denials-per-hour"' in own and 'id="denial-rates"' not in own
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    with chromium() as driver:
-        yield driver
 
 
 @needs_browser

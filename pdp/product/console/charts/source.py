@@ -4,6 +4,7 @@ Never raises for Prometheus's sake: a page with a chart still renders without on
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ WINDOW_S = 3600.0  # the last hour, unless a page asks for another window
 WINDOWS_S = (60.0, 7 * 86400.0)  # the shortest and longest window a page may ask for
 POINTS = 60  # about one point a minute over the window
 TIMEOUT_S = 5.0
+PROMQL_DURATION = re.compile(r"^([0-9]+(ms|[smhdwy]))+$")  # 5m, 1h30m: what a chart's query may name
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each control is one field of the tenant schema (pdp/schemas/tenant.schema.json): the GPU classes
 and residencies offered are the fleet's. `read` turns the form's strings into the policy: numbers
 that are not numbers are problems named by their field; everything else is left to the API's own
-validation (`onboard_problems`), whose sentences name the field too. Pure: no I/O."""
+validation (`onboard_problems`), whose sentences name the field too. Pure: no I/O beyond reading
+the packaged schema once."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TIERS = ("enterprise", "standard", "spot")
-ISOLATIONS = ("shared", "dedicated")
-SLA_CLASSES = ("latency-critical", "throughput", "best-effort")
+from pdp.schemas import load_schema
+
+# The choices the tenant schema allows, read from it rather than copied.
+_TENANT = load_schema("tenant")["$defs"]["tenant"]["properties"]
+TIERS: tuple[str, ...] = tuple(_TENANT["tier"]["enum"])
+ISOLATIONS: tuple[str, ...] = tuple(_TENANT["isolation"]["enum"])
+SLA_CLASSES: tuple[str, ...] = tuple(_TENANT["sla"]["properties"]["class"]["enum"])
 YES_NO = (("no", "no"), ("yes", "yes"))
 ENTITLEMENT = "entitlement_"  # the prefix of a GPU class's control: entitlement_H100-80GB
 
