@@ -315,15 +315,17 @@ def test_the_charts_draw_real_series_in_a_browser(setup: Setup, browser: WebDriv
     Prometheus problem, every page axe-clean; with PDP_CONSOLE_SCREENSHOTS, these are the
     screenshots in docs/console/ (the walk of test_browser.py reads no Prometheus)."""
     walk = Walk(browser, setup.worker.url)
+    # The windows the tests above read (120 s: a point each 2 s): a longer window's steps could end
+    # before the second denial was scraped, and rate() draws nothing from a single sample.
     pages = {
         "admin": {
-            "admin-waste": "/console/admin/waste?window=600",
-            "admin-sla": "/console/admin/sla?window=600",
-            "admin-enforcement-rates": "/console/admin/enforcement?window=600",
+            "admin-waste": "/console/admin/waste?window=120",
+            "admin-sla": "/console/admin/sla?window=120",
+            "admin-enforcement-rates": "/console/admin/enforcement?window=120",
         },
         "acme-ui": {
-            "tenant-waste": "/console/tenants/acme-ui/waste?window=600",
-            "tenant-sla": "/console/tenants/acme-ui/sla?window=600",
+            "tenant-waste": "/console/tenants/acme-ui/waste?window=120",
+            "tenant-sla": "/console/tenants/acme-ui/sla?window=120",
         },
     }
     for account, shots in pages.items():
