@@ -14,11 +14,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, settings
 
 from pdp.embedded import EmbeddedPDP, EmbeddedSettings
 from pdp.integrity.sinks import CHECKPOINT_HOME_ENV
 from pdp.opa.binary import find_opa
 from tests.postgres import scratch_database
+
+# The test command runs beside the builds on two cores: how fast Hypothesis makes its examples
+# there says nothing about the code under test, so the too_slow health check would only be a flake
+# (it failed a property test here under load). Tests that set their own health checks add it too.
+settings.register_profile("gpupaas", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("gpupaas")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -22,17 +22,16 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pdp.schemas.names import is_dns_label
+
 log = logging.getLogger(__name__)
 
 ROLES = ("admin", "tenant", "substrate")
-# A tenant's name as intents write it (intent.schema.json, $defs/name); substrates alike.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class TokenFileError(ValueError):
@@ -55,7 +54,7 @@ class Principal:
         role, sep, name = text.partition(":")
         if role == "admin" and not sep:
             return ADMIN
-        if role in ("tenant", "substrate") and _NAME.match(name):
+        if role in ("tenant", "substrate") and is_dns_label(name):
             return cls(role, name)
         raise ValueError(
             f"principal {text!r}: expected admin, tenant:NAME or substrate:NAME (NAME lowercase letters, "

@@ -9,14 +9,12 @@ pod of the deployment (its namespaces, and the pod name without the ReplicaSet a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pdp.schemas.names import is_dns_label
 from pdp.telemetry.prometheus import PrometheusClient, Sample, finite
 from pdp.telemetry.waste import deployment_of
-
-_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass
@@ -45,7 +43,7 @@ def deployment_idleness(
     max_memory_mib: float = 1024.0,
 ) -> Idleness:
     """The GPUs of `deployment` (pods in `namespaces`) idle at every sample of the last `seconds`."""
-    bad = [n for n in namespaces if not _NAMESPACE.match(n)]
+    bad = [n for n in namespaces if not is_dns_label(n)]
     if bad or not namespaces:
         raise ValueError(f"namespaces {namespaces!r}: expected Kubernetes namespace names")
     selector = f'namespace=~"{"|".join(namespaces)}"'

@@ -26,12 +26,12 @@ every evaluation is what the workbook's short windows avoid; `pdp sla` reports i
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from pdp.schemas.names import is_dns_label
 from pdp.telemetry.sla import (
     LATENCY_BUDGET,
     Windows,
@@ -45,7 +45,6 @@ RECORDS = {
     "availability": "namespace_deployment:vllm_requests_failed:ratio_rate{window}",
 }
 TIERS = ("enterprise", "standard", "spot")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Alert templates (Go text/template, expanded by Prometheus): $value is the long window's burn rate.
 _WHO = "{{ $labels.tenant }}/{{ $labels.deployment }}"
 _WHERE = "{{ $labels.deployment }} (namespace {{ $labels.namespace }})"
@@ -100,7 +99,7 @@ def _namespaces(name: str, policy: Mapping[str, Any]) -> list[str]:
     if not isinstance(namespaces, list) or not namespaces:
         raise RulesError(f"tenants.{name}.namespaces: expected a list of at least one namespace")
     for namespace in namespaces:
-        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
+        if not isinstance(namespace, str) or not is_dns_label(namespace):
             raise RulesError(f"tenants.{name}.namespaces: {namespace!r} is not a Kubernetes namespace name")
     return sorted(namespaces)
 
@@ -168,7 +167,7 @@ def _alert(
 def tenant_group(name: str, policy: Mapping[str, Any], windows: Windows) -> dict[str, Any] | None:
     """The rule group of one tenant; None when its SLA sets no objective. RulesError naming the
     field of what the rules cannot be written from."""
-    if not _NAME.fullmatch(name):
+    if not is_dns_label(name):
         raise RulesError(f"tenants: {name!r} is not a tenant name (lower-case letters, digits and '-')")
     budgets = objective_budgets(name, policy)
     if not budgets:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pdp.schemas.names import is_dns_label
 from pdp.substrate.kubernetes import runtimes
 from pdp.substrate.kubernetes.objects import Obj
 from pdp.substrate.kubernetes.resources import register
@@ -59,7 +60,6 @@ TIERS: dict[str, TierRouting] = {
     "spot": TierRouting("60s", "55s", -100, "Sheddable"),
 }
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 
 
@@ -91,7 +91,7 @@ class GatewayRef:
         )
         for field in ("name", "namespace", "class_name", "tls_secret"):
             _label(f"fleet.gateway.{field}", getattr(ref, field))
-        if not _DOMAIN.match(ref.domain) or len(ref.domain) > 200:
+        if not _DOMAIN.fullmatch(ref.domain) or len(ref.domain) > 200:
             raise RouteError(
                 f"fleet.gateway.domain: {ref.domain!r} is not a DNS name of at most 200 characters"
             )
@@ -99,7 +99,7 @@ class GatewayRef:
 
 
 def _label(field: str, value: str) -> str:
-    if not _LABEL.match(value):
+    if not is_dns_label(value):
         raise RouteError(f"{field}: {value!r} is not a DNS label (a-z, 0-9, '-', at most 63, no dot)")
     return value
 
