@@ -128,15 +128,25 @@ def _orjson_writes_as_json(node: Any) -> bool:
     """Whether orjson writes `node` byte for byte as `json.dumps(sort_keys=True, separators=(",",
     ":"), ensure_ascii=False)` does: dicts with string keys, lists, strings, integers, booleans and
     null (floats are written differently: 1e-05 against 1e-5)."""
+    # A plain loop over objects, not all() over a generator: this walks every node of every
+    # recorded intent, and most values are strings.
     kind = type(node)
     if kind is str or kind is bool or node is None:
         return True
     if kind is int:
         return -(2**63) <= node < 2**64  # type: ignore[no-any-return]
     if kind is dict:
-        return all(type(k) is str and _orjson_writes_as_json(v) for k, v in node.items())
+        for key, value in node.items():
+            if type(key) is not str:
+                return False
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if not _orjson_writes_as_json(value):
+                return False
+        return True
     if kind is list:
-        return all(_orjson_writes_as_json(v) for v in node)
+        return all(_orjson_writes_as_json(value) for value in node)
     return False
 
 
@@ -162,6 +172,10 @@ def input_digest(intent: Mapping[str, Any]) -> str:
     return digest_of(canonical_intent(intent))
 
 
+# An outcome's text to the Outcome: `Outcome.__members__` builds a mapping proxy on every use.
+_OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
+
+
 def from_engine_result(
     result: Any,
     intent: Mapping[str, Any],
@@ -177,7 +191,9 @@ def from_engine_result(
     """
     tenant = str(intent.get("tenant", ""))
     kind = str(intent.get("kind", ""))
-    if not isinstance(result, Mapping) or result.get("outcome") not in Outcome.__members__:
+    stated = result.get("outcome") if isinstance(result, Mapping) else None
+    outcome = _OUTCOMES.get(stated) if type(stated) is str else None
+    if outcome is None:
         return engine_failure(
             EngineError(f"the policy returned no valid outcome: {str(result)[:200]}"),
             intent,
@@ -185,7 +201,6 @@ def from_engine_result(
             decided_at=decided_at,
             evaluation_ms=evaluation_ms,
         )
-    outcome = Outcome(result["outcome"])
     reasons = tuple(Reason.from_dict(r) for r in result.get("reasons") or ())
     if outcome is not Outcome.ALLOW and not reasons:
         reasons = (Reason("POLICY_NO_REASON", f"the policy answered {outcome} without a reason", ""),)

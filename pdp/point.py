@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,11 +34,21 @@ _REPLY_MARGIN = 0.005
 _REPLY_SHARE = 0.05
 
 
+def uuid4_text(raw: bytes) -> str:
+    """`str(uuid.UUID(bytes=raw, version=4))` for 16 random bytes: the version and variant bits
+    set, written in hex in 8-4-4-4-12 groups, without building a UUID (half the cost)."""
+    b = bytearray(raw)
+    b[6] = b[6] & 0x0F | 0x40
+    b[8] = b[8] & 0x3F | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _decision_ids(count: int) -> list[str]:
     """`count` random (version 4) UUIDs, as uuid.uuid4() makes them, from one read of the
     system's random source instead of one per decision of a batch."""
     raw = os.urandom(16 * count)
-    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
+    return [uuid4_text(raw[i : i + 16]) for i in range(0, 16 * count, 16)]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from pdp.decision import Decision, Outcome, canonical_intent, engine_failure, from_engine_result, input_digest
 from pdp.engine import EngineTimeout, EngineUnavailable
+from pdp.point import uuid4_text
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
 INTENT = {"kind": "deploy_model", "tenant": "acme-eu"}
@@ -119,3 +121,14 @@ def test_canonical_intent_is_sorted_compact_json_whatever_writes_it(intent: dict
     # change with the writer, so any document reads back as json.dumps writes it.
     expected = json.dumps(intent, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert canonical_intent(intent) == expected
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_decision_ids_are_written_as_uuid_writes_a_version_4_uuid(raw: bytes) -> None:
+    assert uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
+
+
+@pytest.mark.parametrize("outcome", [[], {}, ["ALLOW"], 1, True])
+def test_an_outcome_of_another_type_is_a_deny(outcome: Any) -> None:
+    d = render({"outcome": outcome})
+    assert d.outcome is Outcome.DENY and d.reason_codes == ["ENGINE_ERROR"]

@@ -228,7 +228,11 @@ def test_policy_samples_decide_alike_from_main_and_the_lifecycle(
     _same(gateway.decide(intent), embedded)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(intent=st.one_of(generated.deploy, generated.admit, generated.place, generated.scale))
 def test_generated_intents_decide_alike_everywhere(
     stack: EmbeddedPDP,

@@ -10,7 +10,6 @@ wasmtime package. The compiled module carries most built-ins itself; the few it 
 from __future__ import annotations
 
 import json
-import queue
 import re
 import tarfile
 import threading
@@ -24,7 +23,14 @@ import orjson
 import wasmtime
 
 from pdp.engine.base import EngineFailure, EngineTimeout, NoActiveBundle
-from pdp.engine.wasm_native import I32Call, LinearMemory, define_i32_func, set_epoch_deadline
+from pdp.engine.instance_pool import InstancePool
+from pdp.engine.wasm_native import (
+    I32Call,
+    LinearMemory,
+    define_i32_func,
+    epoch_ticker,
+    set_epoch_deadline,
+)
 
 _TICK_SECONDS = 0.005  # epoch granularity for deadlines
 
@@ -175,11 +181,18 @@ class WasmEngine:
         self._data = bundle.data
         self.revision = bundle.revision
         self._instances = instances
-        self._pool: queue.LifoQueue[_Instance] = queue.LifoQueue()
+        self._pool: InstancePool[_Instance] = InstancePool()
         for _ in range(instances):
             self._pool.put(self._new_instance())
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
+        # Deadlines are counted in epochs; the ticker moves the epoch on so that a long evaluation
+        # traps at its deadline instead of running on past the caller's.
+        self._ticker = threading.Thread(
+            target=epoch_ticker,
+            args=(self._engine, _TICK_SECONDS, self._stop.is_set),
+            name="wasm-epoch",
+            daemon=True,
+        )
         self._ticker.start()
 
     def _load_module(self, bundle: WasmBundle) -> wasmtime.Module:
@@ -201,27 +214,20 @@ class WasmEngine:
     def from_tarball(cls, path: Path, *, instances: int = 4) -> WasmEngine:
         return cls(WasmBundle.from_tarball(path), instances=instances)
 
-    def _tick(self) -> None:
-        # Deadlines are counted in epochs; a ticker moves the epoch on so that a long evaluation
-        # traps at its deadline instead of running on past the caller's.
-        while not self._stop.wait(_TICK_SECONDS):
-            self._engine.increment_epoch()
-
     def replace(self, bundle: WasmBundle) -> None:
         """Switch to a new bundle. Evaluations already running finish on the old instances (and
         return them to the old pool), so no decision ever mixes two revisions."""
         module = self._load_module(bundle)
-        pool: queue.LifoQueue[_Instance] = queue.LifoQueue()
+        pool: InstancePool[_Instance] = InstancePool()
         for _ in range(self._instances):
             pool.put(_Instance(self._engine, module, bundle.data))
         self._module, self._data, self.revision, self._pool = module, bundle.data, bundle.revision, pool
 
     def evaluate(self, path: str, input_doc: Any, *, timeout: float) -> Any:
         pool = self._pool
-        try:
-            instance = pool.get(timeout=max(timeout, 0.0))
-        except queue.Empty as exc:
-            raise EngineTimeout(f"no wasm instance free within {timeout:.3f}s") from exc
+        instance = pool.get(max(timeout, 0.0))
+        if instance is None:
+            raise EngineTimeout(f"no wasm instance free within {timeout:.3f}s")
         try:
             entrypoint = instance.entrypoints.get(path)
             if entrypoint is None:

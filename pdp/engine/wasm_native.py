@@ -16,6 +16,8 @@ These are wasmtime-py's ctypes bindings, not its public API: the version is pinn
 from __future__ import annotations
 
 import ctypes
+import time
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
@@ -50,6 +52,7 @@ _MEMORY = ctypes.POINTER(ffi.wasmtime_memory_t)
 _memory_data = _bind("wasmtime_memory_data", ctypes.c_void_p, [_CTX, _MEMORY])
 _memory_size = _bind("wasmtime_memory_data_size", ctypes.c_size_t, [_CTX, _MEMORY])
 _set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, [_CTX, ctypes.c_uint64])
+_increment_epoch = _bind("wasmtime_engine_increment_epoch", None, [ctypes.POINTER(ffi.wasm_engine_t)])
 _strnlen = ctypes.PyDLL(None).strnlen
 _strnlen.restype, _strnlen.argtypes = ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t]
 
@@ -122,6 +125,20 @@ class LinearMemory:
 
 def set_epoch_deadline(store: wasmtime.Store, ticks: int) -> None:
     _set_epoch_deadline(store._context(), ticks)
+
+
+def epoch_ticker(engine: wasmtime.Engine, interval: float, stopped: Callable[[], bool]) -> None:
+    """Move `engine`'s epoch on every `interval` seconds until `stopped()`: the engine's deadline
+    clock, 200 wake-ups a second in every process that decides.
+
+    Why not `Event.wait` and `Engine.increment_epoch`: each wake-up then built a Condition waiter
+    (a lock allocated, acquired twice) and released the GIL around the increment (an atomic add),
+    one more chance to take it from the event loop mid-review. `time.sleep` is one C call, and the
+    increment keeps the GIL. A stop is seen within one interval."""
+    pointer = engine.ptr()
+    while not stopped():
+        time.sleep(interval)
+        _increment_epoch(pointer)
 
 
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(0)  # NULL: the callback has no state

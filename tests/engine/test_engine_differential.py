@@ -221,7 +221,11 @@ scale = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(intent=st.one_of(deploy, admit, place, scale))
 def test_generated_intents_decide_identically(
     stack: EmbeddedPDP, wasm_stack: EmbeddedPDP, intent: Any

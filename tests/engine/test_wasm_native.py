@@ -1,8 +1,10 @@
 """The wasm engine's direct calls into wasmtime (pdp/engine/wasm_native.py): a host built-in that
-fails becomes an engine failure (a DENY), never a crash or an allow, and the engine goes on."""
+fails becomes an engine failure (a DENY), never a crash or an allow, and the engine goes on; a
+policy that runs past its deadline is stopped."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from pdp.decision import Outcome
 from pdp.embedded import EmbeddedPDP
-from pdp.engine.base import EngineError
+from pdp.engine.base import EngineError, EngineTimeout
 from pdp.engine.wasm import WasmEngine
 from pdp.opa.binary import run_opa
 from pdp.point import DecideOptions, DecisionPoint
@@ -19,7 +21,7 @@ from tests.conftest import load_intent
 
 def _builtin_calls(engine: WasmEngine, intent: dict[str, Any]) -> int:
     calls = 0
-    instances = list(engine._pool.queue)
+    instances = list(engine._pool.idle)
     originals = [dict(i._builtins) for i in instances]
 
     def counting(original: Any) -> Any:
@@ -62,7 +64,7 @@ def test_a_failing_host_builtin_is_an_engine_failure_and_the_engine_goes_on(tmp_
     def broken(*_: Any) -> Any:
         raise ValueError("sprintf exploded")
 
-    (instance,) = list(engine._pool.queue)
+    (instance,) = list(engine._pool.idle)
     saved = dict(instance._builtins)
     instance._builtins = dict.fromkeys(saved, broken)
     try:
@@ -93,3 +95,25 @@ def test_an_engine_failure_is_a_deny(wasm_stack: EmbeddedPDP) -> None:
     assert [r.code for r in decision.reasons] == ["ENGINE_ERROR"]
     again = DecisionPoint(engine).decide(load_intent("01-acme-eu-deploy-eu.json"), DecideOptions(timeout=5))
     assert again.outcome is Outcome.ALLOW
+
+
+def test_a_runaway_policy_is_stopped_at_its_deadline(tmp_path: Path) -> None:
+    """The epoch ticker (wasm_native.epoch_ticker) moves the deadline clock on while a policy
+    loops: the evaluation traps as a timeout near its deadline, and the instance is replaced."""
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "p.rego").write_text(
+        "package gpupaas.decision\n\n"
+        "r := numbers.range(1, 20000)\n"
+        "result := count([1 | some a in r; some b in r; a == b + 1000000])\n"
+    )
+    bundle, policy = tmp_path / "bundle.tar.gz", tmp_path / "policy"
+    run_opa("build", "-t", "wasm", "-e", "gpupaas/decision/result", "-o", str(bundle), str(policy))
+    engine = WasmEngine.from_tarball(bundle, instances=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(EngineTimeout):
+            engine.evaluate("gpupaas/decision/result", {}, timeout=0.2)
+        assert time.monotonic() - started < 1.5
+        assert len(engine._pool.idle) == 1  # a fresh instance took the trapped one's place
+    finally:
+        engine.close()

@@ -9,12 +9,11 @@ from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from pdp.net.jsonhttp.app import JsonApp
-from pdp.net.jsonhttp.routes import Route, call_route
+from pdp.net.jsonhttp.routes import Route, call_route, parse_query
 
 _JSON = ("content-type", "application/json")
 _RETRY = ("retry-after", "1")
@@ -102,7 +101,7 @@ class RsgiJsonApp:
                 return  # a client that stopped sending, or went away
             if len(body) != int(headers.get("content-length")):
                 return
-            query = parse_qs(scope.query_string)
+            query = parse_query(scope.query_string)
             args = (route, body, query, arrived, self.caller, scope.path)
             if app.inline:
                 status, payload = call_route(*args)

@@ -9,11 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
-from pdp.net.jsonhttp.routes import Route, call_route
+from pdp.net.jsonhttp.routes import Route, call_route, parse_query
 from pdp.net.serving.protocol import ARRIVED, CALLER, QUEUED
 
 Scope = MutableMapping[str, Any]
@@ -116,7 +115,7 @@ class JsonApp:
             body = await _read_body(receive, length)
             if body is None:
                 return  # the client went away
-            query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
+            query = parse_query(bytes(scope["query_string"]).decode("latin-1"))
             args = (route, body, query, arrived, scope.get(CALLER), scope["path"])
             if self.inline:
                 status, payload = call_route(*args)

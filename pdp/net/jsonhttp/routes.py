@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -21,6 +22,22 @@ a JSON document out (status 200), or `bytes` already holding its JSON text; rais
 another status."""
 
 _TOO_DEEP = "the body is nested too deeply to be read (arrays and objects more than ~1,000 levels deep)"
+
+
+def parse_query(text: str) -> Query:
+    """`parse_qs(text)`. The API server's `timeout=10s` (fields without `%` or `+`: nothing to
+    unquote) is split here directly, a sixth of parse_qs's cost, on every review; the rest goes to
+    parse_qs. Like it, fields without `=` or with an empty value are left out."""
+    if not text:
+        return {}
+    if "%" in text or "+" in text:
+        return parse_qs(text)
+    query: dict[str, list[str]] = {}
+    for field in text.split("&"):
+        name, eq, value = field.partition("=")
+        if eq and value:
+            query.setdefault(name, []).append(value)
+    return query
 
 
 class HttpError(Exception):

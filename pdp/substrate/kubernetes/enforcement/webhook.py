@@ -7,6 +7,7 @@ policy engine never blocks the rest of the cluster (kube-system, ordinary servic
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,16 @@ class AdmissionWebhook:
         return {"kind": "place_workload", "place_workload": {**workload, "nodes": candidates}}
 
 
+@functools.lru_cache(maxsize=64)
+def _seconds(text: str) -> float | None:
+    """The API server writes the same `?timeout=` on every call: parsed once."""
+    seconds = parse_go_duration(text)
+    return seconds if seconds is not None and seconds > 0 else None
+
+
 def _timeout(query: Query) -> float | None:
     values = query.get("timeout")
-    if not values:
-        return None
-    seconds = parse_go_duration(values[0])
-    return seconds if seconds is not None and seconds > 0 else None
+    return _seconds(values[0]) if values else None
 
 
 WEBHOOK_FRONTS = ("uvicorn", "granian")

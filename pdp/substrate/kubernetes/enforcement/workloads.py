@@ -50,6 +50,8 @@ class UnsupportedObject(ValueError):
 
 def as_mapping(value: Any, path: str, *, required: bool = False) -> Mapping[str, Any]:
     """`value` as an object (absent: empty unless `required`); InvalidObject naming `path` else."""
+    if type(value) is dict:  # what JSON gives: skips the Mapping ABC's check, a dozen a review
+        return value
     if value is None and not required:
         return {}
     if not isinstance(value, Mapping):

@@ -294,7 +294,11 @@ class Cluster:
         return ["acme-prod"] if node == "x" else []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(extender_args)
 def test_extender_filter_never_raises(stack: EmbeddedPDP, args: Any) -> None:
     extender = SchedulerExtender(DecisionPoint(stack.engine), Cluster())  # type: ignore[arg-type]
@@ -307,7 +311,11 @@ def test_extender_filter_never_raises(stack: EmbeddedPDP, args: Any) -> None:
     assert isinstance(extender.prioritize(args), list)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(extender_args)
 def test_extender_http_path_answers_what_filter_answers(stack: EmbeddedPDP, args: Any) -> None:
     # The HTTP path reads a body's nodes only for their names and labels (msgspec) and hands what
