@@ -5,6 +5,8 @@ Conventions (Gatekeeper's, docs/metrics.md): every name has the component prefix
 (outcome, intent kind, entry point, a reason code of the policy's catalogue, an engine error kind),
 never a tenant, namespace, object name or decision id: those go to the decision log. Metrics carry
 no access control, and per-object labels are how Kyverno and Gatekeeper users got 10^5-10^6 series.
+The one exception, `TenantCollector` at the end (entitlements and queue per tenant, for the
+console's charts), is in a registry of its own that only an admin token is served.
 
 Decisions are recorded in one place, `DecisionPoint` (pdp/point.py), whatever the entry point; the
 webhook and the extender add their request counts and latencies in their handlers; the lifecycle's
@@ -242,9 +244,17 @@ def timed_since(started: float) -> float:
     return max(time.monotonic() - started, 0.0)
 
 
+# outcome -> its (requests, duration) children: `labels()` takes a lock and builds a key each call.
+_webhook_children: dict[str, tuple[Any, Any]] = {}
+
+
 def webhook_answered(outcome: str, started: float) -> None:
-    WEBHOOK_REQUESTS.labels(outcome).inc()
-    WEBHOOK_DURATION.labels(outcome).observe(timed_since(started))
+    children = _webhook_children.get(outcome)
+    if children is None:
+        children = (WEBHOOK_REQUESTS.labels(outcome), WEBHOOK_DURATION.labels(outcome))
+        _webhook_children[outcome] = children
+    children[0].inc()
+    children[1].observe(timed_since(started))
 
 
 def extender_answered(verb: str, outcome: str, started: float) -> None:
@@ -362,3 +372,51 @@ def drift_audited(findings: dict[str, int], audited: int, unreachable: int | Non
             REGISTRY.register(_drift)
         _drift.findings, _drift.audited, _drift.finished = dict(findings), audited, time.time()
         _drift.unreachable = unreachable
+
+
+# --- tenants: the one exception to "no tenant label", served behind an admin token ---------------
+
+TenantFigures = Callable[[], dict[tuple[str, str], tuple[int, int]]]
+
+
+class TenantCollector(Collector):
+    """Per active tenant and GPU class: the GPUs its policy entitles it to and its deployments
+    waiting for capacity, read from the lifecycle database when scraped (so a policy change is a
+    step in the series, and a restart loses nothing).
+
+    Tenant-labelled, unlike every other metric here: the console's entitlement-against-usage and
+    queue charts need a history per tenant, which only a series gives. So these are never in the
+    process registry the unauthenticated `/metrics` serves, but in their own (`tenant_registry`),
+    which the product API serves at `/metrics/tenants` to an admin token only. One series per
+    tenant and entitled class: the cardinality of kube-state-metrics' per-namespace quota series."""
+
+    def __init__(self, figures: TenantFigures) -> None:
+        self._figures = figures  # (tenant, gpu class) -> (GPUs entitled, deployments queued)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        labels = ("tenant", "gpu_class")
+        entitled = GaugeMetricFamily(
+            PREFIX + "tenant_entitled_gpus",
+            "GPUs an active tenant's policy entitles it to, per GPU class.",
+            labels=labels,
+        )
+        queued = GaugeMetricFamily(
+            PREFIX + "tenant_queued_deployments",
+            "An active tenant's deployments waiting for capacity (lifecycle queue), per GPU class.",
+            labels=labels,
+        )
+        for key, (gpus, waiting) in sorted(self._figures().items()):
+            entitled.add_metric(key, gpus)
+            queued.add_metric(key, waiting)
+        yield entitled
+        yield queued
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # collected lazily: describing must not touch the database
+
+
+def tenant_registry(figures: TenantFigures) -> CollectorRegistry:
+    """A registry of its own for the tenant-labelled gauges (never the process's REGISTRY)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TenantCollector(figures))
+    return registry

@@ -26,6 +26,7 @@ from pdp.product.api.incidents import router as incidents_router
 from pdp.product.api.reclaim import router as reclaim_router
 from pdp.product.api.rollouts import router as rollouts_router
 from pdp.product.api.sla import router as sla_router
+from pdp.product.api.tenant_metrics import router as tenant_metrics_router
 from pdp.product.api.tenants import router as tenants_router
 from pdp.product.api.tokens import router as tokens_router
 from pdp.product.api.workflows import router as workflows_router
@@ -36,6 +37,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, errors.invalid_request)
     app.include_router(tokens_router)
     app.include_router(metrics_router)
+    app.include_router(tenant_metrics_router)
     app.include_router(decisions_router)
     app.include_router(clusters_router)
     app.include_router(reclaim_router)

@@ -74,11 +74,16 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path)
 
 @contextmanager
 def running_telemetry(
-    root: Path, prometheus_binary: Path, rule_files: Sequence[Path] = (), targets: Sequence[str] = ()
+    root: Path,
+    prometheus_binary: Path,
+    rule_files: Sequence[Path] = (),
+    targets: Sequence[str] = (),
+    scrape_configs: Sequence[dict[str, object]] = (),
 ) -> Iterator[Telemetry]:
     """The simulator on the waste scenario, scraped every second by a real Prometheus that evaluates
     `rule_files` every second too; and `targets` (HOST:PORT serving /metrics, e.g. a lifecycle
-    worker), scraped every second as the job "pdp"."""
+    worker), scraped every second as the job "pdp"; and any other `scrape_configs` (Prometheus's
+    own, e.g. a path behind a bearer token)."""
     scenario = root / "scenario.yaml"
     shutil.copy(WASTE_SCENARIO, scenario)
     simulator = serve(scenario, "127.0.0.1", free_port())
@@ -90,6 +95,7 @@ def running_telemetry(
         "scrape_configs": [
             {"job_name": "gpu", "static_configs": [{"targets": [f"{sim_host}:{sim_port}"]}]},
             *([{"job_name": "pdp", "static_configs": [{"targets": list(targets)}]}] if targets else []),
+            *scrape_configs,
         ],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dbos import DBOS
+
 from pdp.embedded import EmbeddedPDP
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
@@ -27,6 +29,7 @@ __all__ = [
     "prometheus_url",
     "tenant",
     "usage",
+    "workflow_statuses",
     "workloads",
 ]
 
@@ -86,3 +89,10 @@ def pdp() -> EmbeddedPDP:
 def prometheus_url() -> str:
     """The Prometheus the worker reads (`--prometheus`), or "" when it reads none."""
     return current().settings.prometheus_url
+
+
+def workflow_statuses(prefix: str) -> dict[str, str]:
+    """The DBOS status (PENDING, SUCCESS, ERROR, ...) of each workflow whose id starts with
+    `prefix`: what a workflow's audit records cannot say, that it ended without writing its last."""
+    found = DBOS.list_workflows(workflow_id_prefix=prefix, load_input=False, load_output=False)
+    return {str(w.workflow_id): str(w.status) for w in found}

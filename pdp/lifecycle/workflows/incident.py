@@ -195,11 +195,16 @@ def incident_replace_workflow(
 
 
 @DBOS.step()
-def incident_notify_step(tenant: str, node: str, fault: dict[str, Any], outcome: dict[str, Any]) -> None:
+def incident_notify_step(
+    tenant: str, node: str, fault: dict[str, Any], outcome: dict[str, Any], tier: str = ""
+) -> None:
     """The tenant told (an audited notification in its own trail): which of its deployments the
-    fault hit and how each was re-placed. Never another tenant's pods."""
+    fault hit and how each was re-placed, and its tier then (the order re-placements went in).
+    Never another tenant's pods."""
     seen = {k: fault[k] for k in ("cause", "xids", "gpus") if k in fault}
-    detail = {"incident": request_id(), "node": node, "fault": seen, "replaced": outcome["replaced"]}
+    detail = {
+        "incident": request_id(), "node": node, "fault": seen, "tier": tier, "replaced": outcome["replaced"],
+    }  # fmt: skip
     _record("incident.notified", tenant, detail, f":{tenant}")
 
 
@@ -258,7 +263,7 @@ def incident_workflow(node: str, fault: dict[str, Any], actor: str) -> dict[str,
             tenant, f"{incident}:replace-{tenant}", incident_replace_workflow,
             tenant, names, incident, actor, {}, incident,
         )  # fmt: skip
-        incident_notify_step(tenant, node, fault, outcome)
+        incident_notify_step(tenant, node, fault, outcome, str(deployments[0]["tier"]))
         replaced_at = max((r["at"] for r in outcome["replaced"]), default=opened_at)
         cost = incidents.impact(deployments, opened_at, replaced_at)
         impact_step(tenant, node, cost)

@@ -107,9 +107,16 @@ def _cancelled(tenant: str, detail: dict[str, Any], decision: dict[str, Any]) ->
 
 @DBOS.workflow()
 def reclaim_workflow(
-    tenant: str, deployment: str, idle_gpus: int, thresholds: dict[str, float], consent: bool, actor: str
+    tenant: str,
+    deployment: str,
+    idle_gpus: int,
+    thresholds: dict[str, float],
+    consent: bool,
+    actor: str,
+    pools: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Decide, notify, wait the grace, re-check, act, audit (module docstring)."""
+    """Decide, notify, wait the grace, re-check, act, audit (module docstring). `pools`: where the
+    waste report saw the idle GPUs, kept in the notice (the console shows what was reclaimed where)."""
     begin()
     verdict = reclaim_decision_step(tenant, deployment, idle_gpus, consent, actor)
     if verdict["status"] != "decided":
@@ -127,6 +134,8 @@ def reclaim_workflow(
         **plan,
         "current_replicas": current_replicas,
         "idle_gpus": verdict["payload"]["idle_gpus"],
+        "gpu_class": verdict["payload"]["gpu_class"],
+        "pools": sorted(pools or []),
         "notice": [w["message"] for w in decision["warnings"]],
         "codes": [w["code"] for w in decision["warnings"]],
     }

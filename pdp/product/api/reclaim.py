@@ -58,9 +58,11 @@ def reclaim(body: ReclaimRequest, caller: Caller) -> dict[str, Any]:
     except PrometheusError as exc:
         raise HTTPException(502, str(exc)) from exc
     idle: dict[tuple[str, str], int] = {}
+    pools: dict[tuple[str, str], set[str]] = {}
     for row in report.rows:
         if row.idle_now and row.tenant in tenants and body.tenant in (None, row.tenant):
             idle[(row.tenant, row.deployment)] = idle.get((row.tenant, row.deployment), 0) + 1
+            pools.setdefault((row.tenant, row.deployment), set()).add(row.pool)
     started: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     limits = {"max_utilization": body.max_utilization, "max_memory_mib": body.max_memory_mib}
@@ -80,7 +82,15 @@ def reclaim(body: ReclaimRequest, caller: Caller) -> dict[str, Any]:
         # DBOS runs once.
         workflow_id = f"{prefix}{len(earlier) + 1}"
         accepted.start(
-            workflow_id, reclaim_workflow, tenant, deployment, gpus, limits, body.consent, caller.actor
+            workflow_id,
+            reclaim_workflow,
+            tenant,
+            deployment,
+            gpus,
+            limits,
+            body.consent,
+            caller.actor,
+            sorted(pools[(tenant, deployment)]),
         )
         started.append({**entry, "workflow_id": workflow_id})
     return {"started": started, "skipped": skipped, "report": report.as_json()}

@@ -13,25 +13,12 @@ from starlette.responses import RedirectResponse, Response
 
 from pdp.lifecycle.services import queries
 from pdp.lifecycle.services.queries import Unauthenticated
-from pdp.product.console import (
-    admin_views,
-    decision_views,
-    drift_views,
-    enforcement_views,
-    incident_views,
-    intent_forms,
-    onboarding,
-    rollout_views,
-    session,
-    sla_views,
-    tenant_views,
-    waste_views,
-)
+from pdp.product.console import pages, session
+from pdp.product.console.common import detail_text
 from pdp.product.console.render import page
 from pdp.product.console.session import PREFIX, LoginRequired, Viewer
 from pdp.product.console.sessions import Sessions
 from pdp.product.console.throttle import LoginThrottle
-from pdp.product.console.views_common import detail_text
 
 
 def create(
@@ -108,15 +95,6 @@ def create(
         session.clear_cookies(response)
         return response
 
-    app.include_router(tenant_views.router(api))
-    app.include_router(intent_forms.router(api))
-    app.include_router(admin_views.router(api))
-    app.include_router(onboarding.router(api))
-    app.include_router(decision_views.router(api))
-    app.include_router(waste_views.router(api))
-    app.include_router(enforcement_views.router(api))
-    app.include_router(sla_views.router(api))
-    app.include_router(incident_views.router(api))
-    app.include_router(drift_views.router(api))
-    app.include_router(rollout_views.router(api))
+    for router in pages.routers(api):
+        app.include_router(router)
     return app

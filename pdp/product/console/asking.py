@@ -14,7 +14,7 @@ from pdp.intents import InvalidIntent
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
 from pdp.product.console.calls import Refused
-from pdp.product.console.views_common import detail_text
+from pdp.product.console.common import detail_text
 from pdp.schemas.errors import sentence
 
 

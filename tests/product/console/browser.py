@@ -93,7 +93,10 @@ class Walk:
     def shot(self, name: str) -> None:
         if self.shots:
             height = self.driver.execute_script("return document.documentElement.scrollHeight")
-            self.driver.set_window_size(1280, max(1000, int(height) + 40))
+            # The window's own frame takes part of its height (about 140 px in headless Chromium):
+            # without it the foot of a long page is cut off.
+            frame = self.driver.execute_script("return window.outerHeight - window.innerHeight")
+            self.driver.set_window_size(1280, max(1000, int(height) + int(frame) + 40))
             self.driver.save_screenshot(str(self.shots / f"{name}.png"))
             self.driver.set_window_size(1280, 1000)
 

@@ -10,7 +10,6 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,19 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from pdp.product.console.charts.source import NoChart, range_chart
-from pdp.product.console.enforcement_charts import denial_rate_promql
-from pdp.product.console.sla_charts import burn_rate_promql, failed_ratio_promql
-from pdp.product.console.waste_views import idle_promql
+from pdp.product.console.pages.enforcement.charts import denial_rate_promql
+from pdp.product.console.pages.sla.charts import burn_rate_promql, failed_ratio_promql
+from pdp.product.console.pages.waste.views import idle_promql
 from pdp.telemetry.sla import fleet_windows
 from pdp.telemetry.sla_rules import render
 from tests.artifacts import cached_artifact
 from tests.lifecycle.harness import EXAMPLES, Worker, h100_deployment, onboard, tenant_doc
 from tests.ports import free_port
 from tests.product.console.browser import Walk, needs_browser
+from tests.product.console.chart_tables import chart_table
 from tests.product.console.web import Session
 from tests.telemetry.conftest import Telemetry, running_telemetry, wait_for
 
-ROW = re.compile(r'<tr><th scope="row">([0-9: -]+)</th>(.*?)</tr>', re.S)
-CELL = re.compile(r'<td class="num">([^<]*)</td>')
-HEAD = re.compile(r'<th scope="col">([^<]*)</th>')
 # acme-ui's p99 objective 500 ms (acme-eu's is 250): the simulator's 100 ms answers fall in vLLM's
 # first latency bucket, up to 300 ms, and the rules interpolate inside it (a 250 ms objective would
 # count a sixth of them slower, 16.7 times the budget, and the worker's check would escalate).
@@ -120,17 +117,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> 
             worker.stop()
 
 
-def _table(page: str, figure: str) -> tuple[list[str], list[tuple[float, list[float | None]]]]:
-    """The labels and rows (time, values) of the chart table in the figure `figure` of `page`."""
-    part = page.split(f'id="{figure}"', 1)[1].split("</figure>", 1)[0]
-    labels = [html.unescape(h) for h in HEAD.findall(part)[1:]]
-    rows = []
-    for when, cells in ROW.findall(part):
-        at = datetime.strptime(when, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
-        rows.append((at, [None if c == "\u2013" else float(c.replace(",", "")) for c in CELL.findall(cells)]))
-    return labels, rows
-
-
 def _login(setup: Setup, account: str) -> Session:
     s = Session(setup.worker)
     token = setup.worker.admin_token if account == "admin" else setup.tokens[account]
@@ -143,7 +129,7 @@ def test_the_waste_chart_holds_what_prometheus_answers(setup: Setup) -> None:
     page = s.get("/console/admin/waste?window=120").text
     s.close()
     assert "<svg" in page and 'class="series"' in page, page
-    labels, rows = _table(page, "idle-gpus")
+    labels, rows = chart_table(page, "idle-gpus")
     assert set(labels) >= {"acme-ui-prod", "globex-ui-ml"} and rows
     start, end, step = rows[0][0], rows[-1][0], 2.0  # a 120 s window: one point each 2 s
     found = setup.telemetry.client.query_range(idle_promql(None), start=start, end=end, step=step)
@@ -171,7 +157,7 @@ def _idle_now(page: str, table: str) -> dict[str, int]:
 def test_a_tenant_sees_its_own_namespaces_only(setup: Setup) -> None:
     s = _login(setup, "acme-ui")
     page = s.get("/console/tenants/acme-ui/waste?window=120").text
-    labels, rows = _table(page, "idle-gpus")
+    labels, rows = chart_table(page, "idle-gpus")
     assert labels == ["acme-ui-prod"] and rows and "globex" not in page
     assert _idle_now(page, "waste-tenants") == {"acme-ui": 3}
     assert s.get("/console/tenants/globex-ui/waste").status_code in (403, 404)
@@ -200,7 +186,7 @@ def _holds_what_prometheus_answers(
 ) -> tuple[list[str], list[tuple[float, list[float | None]]]]:
     """The table of `figure`: its series are those Prometheus answers for `promql` over the same
     times (legend: `keys` of the labels), each of `flat` a column of its constant value."""
-    labels, rows = _table(page, figure)
+    labels, rows = chart_table(page, figure)
     assert rows, figure
     start, end, step = rows[0][0], rows[-1][0], 2.0  # a 120 s window: one point each 2 s
     found = setup.telemetry.client.query_range(promql, start=start, end=end, step=step)
