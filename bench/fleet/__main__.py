@@ -34,15 +34,27 @@ TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu
 def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool) -> RunFigures:
     timing = Timing()
     name = "pdp" if with_pdp else "plain"
-    with LivingFleet(work / name, the_plan, with_pdp, timing) as fleet:
-        print(f"{name}: cluster up ({len(the_plan.nodes)} nodes); replaying", file=sys.stderr)
+
+    def log(message: str) -> None:
+        print(f"{name}: {message}", file=sys.stderr)
+
+    with LivingFleet(
+        work / name,
+        the_plan,
+        with_pdp,
+        timing,
+        hold_scheduler=args.saturation,
+        scheduler_qps=args.scheduler_qps,
+        log=log,
+    ) as fleet:
+        log(f"cluster up ({len(the_plan.nodes)} nodes); replaying")
         failures = tuple(Failure(0.5, args.fail_nodes) for _ in range(1 if args.fail_nodes else 0))
         result = Replay(
             fleet,
             the_plan,
             args.seconds,
             failures,
-            log=lambda m: print(f"{name}: {m}", file=sys.stderr),
+            log=log,
             # Saturation: until every pod is bound or found unschedulable, however long that takes.
             settle_seconds=600.0 if args.saturation else 0.0,
         ).run()
@@ -87,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fail-nodes", type=int, default=3, help="nodes that fail halfway (holding the most enterprise pods)"
     )
     p.add_argument("--runs", default="pdp,plain", help="pdp, plain or both (comma-separated)")
+    p.add_argument(
+        "--scheduler-qps",
+        type=int,
+        default=0,
+        help="kube-scheduler's client QPS, burst twice that, in both runs (default: its own, 50 and 100)",
+    )
     p.add_argument(
         "--saturation",
         action="store_true",

@@ -49,6 +49,8 @@ class PodView:
     delete_requested: bool = False
     disruption: str = ""  # the reason of a DisruptionTarget condition (preemption, taint eviction)
     replaces: str = ""  # the pod this one re-places after an eviction
+    job: bool = False  # a Kueue Job's (bench/fleet/jobs.py): the view of the Job until its pod exists
+    pod: str = ""  # a Job's view: `namespace/name` of its pod, once the job controller made it
 
     @property
     def holds_capacity(self) -> bool:

@@ -6,8 +6,11 @@ in-process with the wasm engine (its bundle built from the run's tenants, where 
 pulled signed from the bundle server), serving the admission webhook (on Granian: HTTP/2 and
 HTTP/1.1) and the scheduler extender over TLS to the API server's and the scheduler's client
 certificates (each from a CA of its own), watching the cluster through its kubeconfig, its
-metrics on `/metrics`; the tenants' namespaces, quotas and limit ranges applied by the Kubernetes
-adapter.
+metrics on `/metrics`; the tenants onboarded through the product API by the lifecycle worker
+(bench/fleet/onboarding.py), whose workflows apply their namespaces, quotas, limit ranges,
+priority classes and Kueue queues with the real Kubernetes adapter; Kueue and the PDP as its
+admission check (bench/fleet/queues.py) for the spot tasks submitted as Jobs, which the job
+controller, run in this run only, turns into pods.
 
 The scheduler-alone run is the same cluster without the PDP in the path: no webhook, no extender,
 no quotas; the nodes keep their labels and the dedicated pools their taints.
@@ -16,32 +19,40 @@ no quotas; the nodes keep their labels and the dedicated pools their taints.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
+from bench.fleet.onboarding import apply_declared, onboard_all, write_examples
+from bench.fleet.queues import start_admission_check, start_kueue, wait_queues_active
 from bench.harness import PY, Server, start_server
 from pdp.net.certs import issue_server_cert, make_ca
 from pdp.substrate.kubernetes import objects as kube_objects
 from pdp.substrate.kubernetes.adapter import KubernetesAdapter
+from pdp.substrate.kueue.version import GROUP as KUEUE_GROUP
+from pdp.substrate.kueue.version import VERSION as KUEUE_VERSION
 from tests.artifacts import cached_artifact
 from tests.e2e.conftest import scheduler_configuration, webhook_configuration
 from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.e2e.kueue import Kueue
 from tests.ports import free_port
 
 NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
 # resourcequota: the quotas onboarding applies hold only once their usage is counted.
 CONTROLLERS = ("namespace", "garbagecollector", "resourcequota", "nodelifecycle", "taint-eviction-controller")
+# The policy run's spot tasks are Kueue Jobs (bench/fleet/jobs.py): the job controller makes their pods.
+PDP_CONTROLLERS = (*CONTROLLERS, "job")
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,14 @@ class LivingFleet:
     cp: ControlPlane | None = None
     api: client.ApiClient | None = None
     pdp: Server | None = None
+    kueue: Kueue | None = None  # the policy run's
     metrics_url: str = ""
+    # The saturation run's: the scheduler starts only when `start_scheduler()` is called, so that
+    # it meets every pod at once and its throughput, not the submissions', is what is measured.
+    hold_scheduler: bool = False
+    scheduler_qps: int = 0  # kube-scheduler's client QPS (burst twice that); 0: its default
+    _scheduler_config: dict[str, Any] | None = None
+    log: Callable[[str], None] = print
 
     def __enter__(self) -> LivingFleet:
         try:
@@ -86,6 +104,18 @@ class LivingFleet:
     def core(self) -> client.CoreV1Api:
         assert self.api is not None
         return client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        assert self.api is not None
+        return client.BatchV1Api(self.api)
+
+    def list_workloads(self, **kwargs: Any) -> Any:
+        """Kueue's Workloads in every namespace (a list, or with watch=True the watch's stream)."""
+        assert self.api is not None
+        return client.CustomObjectsApi(self.api).list_cluster_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, "workloads", **kwargs
+        )
 
     def _start(self) -> None:
         t = self.timing
@@ -104,20 +134,24 @@ class LivingFleet:
         self.stack.callback(cp.stop)
         cp.start()
         cp.start_controller_manager(
-            controllers=CONTROLLERS,
+            controllers=PDP_CONTROLLERS if self.with_pdp else CONTROLLERS,
             extra_args=(f"--node-monitor-grace-period={t.grace_seconds}s", "--node-monitor-period=2s"),
         )
         self.api = config.new_client_from_config(str(cp.kubeconfig))
         self.api.configuration.connection_pool_maxsize = 16
         self.stack.callback(self.api.close)
+        # The tenants are onboarded while KWOK brings the nodes up: the lifecycle publishes a bundle
+        # per tenant (seconds each), which need not wait for the nodes, nor they for it.
+        onboarding = self._onboard_in_background() if self.with_pdp else None
         self._spawn_kwok()
         self._create_nodes()
         self._wait_nodes_ready()
-        if self.with_pdp:
+        if onboarding is not None:
+            onboarding.result()
             self._start_pdp()
         else:
-            self._tenants(objects=("namespaces",))
-            cp.start_scheduler(_plain_scheduler())
+            self._namespaces()
+            self._scheduler(_plain_scheduler())
 
     def _spawn_kwok(self) -> None:
         assert self.cp is not None
@@ -184,17 +218,36 @@ class LivingFleet:
             f"{self.cp.log_tail('kwok')}"
         )
 
-    def _tenants(self, objects: tuple[str, ...]) -> None:
+    def _namespaces(self) -> None:
+        """The scheduler-alone run's tenants: their namespaces and the tier catalog's priority
+        classes the pods name, and nothing of the policy (no quota, limit or queue)."""
         assert self.api is not None
         adapter = KubernetesAdapter(api=self.api)
-        scheduling = client.SchedulingV1Api(self.api)
         for priority_class in kube_objects.tier_catalog():
-            scheduling.create_priority_class(priority_class)
+            adapter.apply(priority_class)
         for policy in self.plan.policies.values():
-            rendered = kube_objects.render(policy, self.plan.fleet)
-            for group in objects:
-                for obj in rendered[group]:
-                    adapter.apply(obj)
+            for obj in kube_objects.render(policy, self.plan.fleet)["namespaces"]:
+                adapter.apply(obj)
+
+    def _onboard_in_background(self) -> Future[None]:
+        """The policy run's tenants: the lifecycle onboards them through the product API
+        (bench/fleet/onboarding.py); a thread of its own, stopped with the fleet."""
+        assert self.cp is not None and self.api is not None
+        cp, api, plan = self.cp, self.api, self.plan
+        stop = threading.Event()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="onboarding")
+        self.stack.callback(executor.shutdown, wait=True)
+        self.stack.callback(stop.set)  # first (callbacks run newest first): the wait above ends
+
+        def onboard() -> None:
+            # Kueue serving first (its webhooks validate the queues onboarding applies).
+            self.kueue = start_kueue(cp, api, self.root / "kueue")
+            onboard_all(
+                self.root / "lifecycle", cp.kubeconfig, plan.fleet, plan.policies, self.log, stop=stop
+            )
+            apply_declared(api, plan.fleet, plan.policies)
+
+        return executor.submit(onboard)
 
     def _start_pdp(self) -> None:
         cp = self.cp
@@ -202,14 +255,7 @@ class LivingFleet:
         assert cp.components_ca is not None and cp.scheduler_client is not None
         assert cp.webhook_clients_ca is not None
         home = self.root / "pdp"
-        examples = home / "examples"
-        (examples / "tenants").mkdir(parents=True, exist_ok=True)
-        (examples / "fleet.yaml").write_text(yaml.safe_dump({"fleet": self.plan.fleet}, sort_keys=False))
-        for name, policy in self.plan.policies.items():
-            (examples / "tenants" / f"{name}.yaml").write_text(
-                yaml.safe_dump({"tenant": policy}, sort_keys=False)
-            )
-        self._tenants(objects=("namespaces", "quota", "limits"))
+        examples = write_examples(home / "examples", self.plan.fleet, self.plan.policies)
         pki_dir = self.root / "pki"
         ca = make_ca(pki_dir)
         serving = issue_server_cert(ca, pki_dir / "pdp", ["127.0.0.1", "localhost"])
@@ -222,7 +268,8 @@ class LivingFleet:
         argv += ["--tenants", str(examples / "tenants")]
         argv += ["--fleet", str(examples / "fleet.yaml"), "--keys", str(home / "keys")]
         argv += ["--bundles", str(home / "bundles"), "--state", str(home / "state")]
-        argv += ["--listen", f"127.0.0.1:{free_port()}", "--kubeconfig", str(cp.kubeconfig)]
+        grpc = f"127.0.0.1:{free_port()}"
+        argv += ["--listen", grpc, "--kubeconfig", str(cp.kubeconfig)]
         argv += ["--webhook-listen", f"127.0.0.1:{webhook}", "--webhook-cert", cert, "--webhook-key", key]
         argv += ["--webhook-client-ca", str(cp.webhook_clients_ca.cert)]
         argv += ["--extender-listen", f"127.0.0.1:{extender}", "--extender-cert", cert, "--extender-key", key]
@@ -241,9 +288,30 @@ class LivingFleet:
         client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(
             webhook_configuration(f"https://127.0.0.1:{webhook}", ca.cert)
         )
-        cp.start_scheduler(
+        # The PDP as Kueue's admission check, asking `pdp serve` over gRPC; the spot tenants'
+        # queues admit nothing until their check is Active.
+        start_admission_check(cp, self.api, self.root / "kueue", grpc, examples)
+        wait_queues_active(cp, self.api, sorted(self.plan.policies))
+        self._scheduler(
             scheduler_configuration(f"https://127.0.0.1:{extender}", ca.cert, cp.scheduler_client)
         )
+
+    def _scheduler(self, configuration: dict[str, Any]) -> None:
+        if self.scheduler_qps:
+            # kube-scheduler's client allows 50 requests/s (burst 100) by default: a binding and
+            # each status update of a pod it could not place are one each (the bench's --scheduler-qps).
+            qps = self.scheduler_qps
+            configuration = {**configuration, "clientConnection": {"qps": qps, "burst": 2 * qps}}
+        self._scheduler_config = configuration
+        if not self.hold_scheduler:
+            self.start_scheduler()
+
+    def start_scheduler(self) -> None:
+        """Starts kube-scheduler (held until now when `hold_scheduler`); once only."""
+        assert self.cp is not None and self._scheduler_config is not None
+        configuration, self._scheduler_config = self._scheduler_config, None
+        if configuration is not None:
+            self.cp.start_scheduler(configuration)
 
     def metrics(self) -> str:
         """The PDP's Prometheus metrics, as scraped (empty for the scheduler-alone run)."""

@@ -227,7 +227,8 @@ class ControlPlane:
         `name` tells a second one (with its own profiles' schedulerNames) apart."""
         config = {
             **config,
-            "clientConnection": {"kubeconfig": str(self.kubeconfig)},
+            # The configuration's own client settings (qps, burst) kept, pointed at this server.
+            "clientConnection": {**config.get("clientConnection", {}), "kubeconfig": str(self.kubeconfig)},
             "leaderElection": {"leaderElect": False},
         }
         path = self.workdir / f"{name}.yaml"

@@ -83,6 +83,10 @@ class Kueue:
     health_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     ca: CertPair | None = None
+    # Beside the configuration's own (a user's choices, e.g. the fleet's: no topology-aware
+    # scheduling, which reconciles every node as its heartbeat changes it).
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+    log_level: str = "2"  # --zap-log-level: "info", "debug" or N > 0 (debug level N)
 
     @property
     def webhook_url(self) -> str:
@@ -171,7 +175,7 @@ class Kueue:
             leaderElection={"leaderElect": False},
             internalCertManagement={"enable": False},
             # The on-demand visibility API server would bind a fixed port on every address.
-            featureGates={"VisibilityOnDemand": False},
+            featureGates={"VisibilityOnDemand": False, **self.feature_gates},
         )
         return settings
 
@@ -188,7 +192,7 @@ class Kueue:
             str(self.folder / "kueue"),
             f"--config={config_file}",
             f"--kubeconfig={kubeconfig}",
-            "--zap-log-level=2",
+            f"--zap-log-level={self.log_level}",
         ]
         self.cp._spawn("kueue", _private_etc(self.workdir / "etc", work, argv))
         self._wait_ready(timeout)

@@ -1,7 +1,8 @@
 """The shipped slice of the Alibaba trace (405 nodes, 1,019 tasks) replayed through the real control
 plane with KWOK keeping the nodes alive: with the PDP in the path every promise holds (the
 entitlement of each GPU class, residency, dedicated pools, unshared tenants, spot's tier,
-enterprise preemption), and a failed node's pods are evicted and find a place again within them;
+enterprise preemption), spot tasks go through Kueue with the PDP's admission check, and a failed
+node's pods are evicted and find a place again within them;
 the scheduler alone, same cluster and workload, breaks residency (so the checks can fail)."""
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def test_the_trace_slice_keeps_every_promise_with_the_pdp_and_not_without(tmp_pa
     assert figures["pdp"]["placed"] > 300, report
     assert figures["pdp"]["evicted"] > 0, report
     assert figures["pdp"]["replaced_placed"] == figures["pdp"]["evicted"], report
+    # Spot tasks holding whole GPUs went through Kueue, admitted once the PDP's check said Ready.
+    assert "spot tasks submitted as Jobs" in report, report
     # The timelines beside the report, linked from it.
     assert "![report-timelines](report-timelines.png)" in report
     assert out.with_name("report-timelines.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

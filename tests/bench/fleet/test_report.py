@@ -7,10 +7,13 @@ from bench.fleet.replay import RunResult
 from bench.fleet.report import RunFigures, binding_rate, saturation_lines
 
 
-def _run(with_pdp: bool, bound_at: list[float | None]) -> RunFigures:
-    result = RunResult(with_pdp=with_pdp)
+def _run(
+    with_pdp: bool, bound_at: list[float | None], scheduler_started: float | None = None, refused: int = 0
+) -> RunFigures:
+    result = RunResult(with_pdp=with_pdp, scheduler_started=scheduler_started)
     for i, bound in enumerate(bound_at):
         result.views[f"ns/p{i}"] = PodView(f"p{i}", "ns", created=1.0 + i * 0.01, bound=bound)
+    result.answered, result.last_answer = len(bound_at) + refused, 1.5
     return RunFigures(result, {})
 
 
@@ -19,11 +22,20 @@ def test_the_binding_rate_counts_bound_pods_from_the_first_submission_to_the_las
     assert binding_rate(_run(True, [None, None]).result) == (0, 0.0)
 
 
-def test_the_saturation_table_compares_the_policy_run_with_the_scheduler_alone() -> None:
-    lines = saturation_lines([_run(True, [2.0, 6.0, None]), _run(False, [2.0, 3.0, 5.0])])
+def test_a_held_scheduler_is_timed_from_its_first_binding_to_its_last() -> None:
+    # Started at 2 s: the pods waiting since 1 s are not its time, nor its start-up before 3 s.
+    assert binding_rate(_run(True, [3.0, None, 7.0, 5.0], scheduler_started=2.0).result) == (3, 4.0)
+    assert binding_rate(_run(True, [None], scheduler_started=2.0).result) == (0, 0.0)
+
+
+def test_the_saturation_table_compares_both_phases_with_the_scheduler_alone() -> None:
+    # With the PDP: 3 pods and 3 refusals answered in 0.5 s, 2 bound in 4 s; alone: 3 answered
+    # in 0.5 s, 3 bound in 3 s.
+    pdp = _run(True, [2.0, 6.0, None], scheduler_started=1.8, refused=3)
+    alone = _run(False, [2.0, 3.0, 5.0], scheduler_started=1.8)
+    lines = saturation_lines([pdp, alone])
     rows = [line for line in lines if line.startswith("| with") or line.startswith("| scheduler")]
-    # With the PDP: 2 pods in 5 s (0.4/s); alone: 3 in 4 s (0.75/s): 0.53x.
     assert rows == [
-        "| with the PDP | 2 | 5.0 | 0.4 | 0.53x |",
-        "| scheduler alone | 3 | 4.0 | 0.8 | 1.00x |",
+        "| with the PDP | 6 | 0.5 | 12.0 | 2.00x | 2 | 4.0 | 0.5 | 0.50x |",
+        "| scheduler alone | 3 | 0.5 | 6.0 | 1.00x | 3 | 3.0 | 1.0 | 1.00x |",
     ]

@@ -1,82 +1,33 @@
-"""The replay: the trace's tasks arrive at their (compressed) creation times as pods in their
-tenants' namespaces and are deleted at their deletion times, nodes fail on schedule, and a watch on
-the API server keeps the state the promises are checked on.
+"""The replay: the trace's tasks arrive at their (compressed) creation times in their tenants'
+namespaces (as pods; in the policy run a spot tenant's as Kueue Jobs, bench/fleet/jobs.py) and are
+deleted at their deletion times, nodes fail on schedule, and watches on the API server keep the
+state the promises are checked on.
 
-A pod evicted from a failed node is re-created once, as a workload controller would, so the report
-can say whether it found a place again within its tenant's promises.
+A pod evicted from a failed node is re-created once, as a workload controller would (a Job's by
+the job controller itself), so the report can say whether it found a place again within its
+tenant's promises.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
-import re
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
+from bench.fleet import jobs
 from bench.fleet.mapping import Arrival, Plan
-from bench.fleet.promises import EVICTED, PodView, Violation, check, pod_view
+from bench.fleet.promises import EVICTED, PodView, check, pod_view
+from bench.fleet.replay.results import MAX_STALL_SECONDS, Failure, RunResult, Sample, refusal_reason
+from bench.fleet.replay.watch import resource_version_of, watch
 from bench.fleet.world import LivingFleet
 from pdp.substrate.labels import TIER_PRIORITY_CLASS
-
-# The longest the replay clock waits for the cluster to settle before it goes on anyway.
-MAX_STALL_SECONDS = 5.0
-_CODE = re.compile(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
-
-
-def refusal_reason(exc: ApiException) -> str:
-    """A short, stable name for why the API server refused a pod: the PDP's reason codes, a
-    quota, or the status."""
-    body = str(exc.body or exc.reason or "")
-    with contextlib.suppress(ValueError, AttributeError):  # not a Status: the text as it is
-        body = str(json.loads(body).get("message", body))
-    if "exceeded quota" in body:
-        return "ResourceQuota exceeded"
-    codes = sorted(set(_CODE.findall(body)))
-    return ", ".join(codes) if codes else f"HTTP {exc.status}"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """At a point of the replay (a fraction of its length), the `nodes` that then hold the most
-    enterprise pods fail: the failures that test the most promises."""
-
-    at_fraction: float
-    nodes: int
-
-
-@dataclass
-class Sample:
-    at: float  # wall seconds since the replay began
-    gpus_by_tier: dict[str, float]
-    pending_by_tier: dict[str, int]
-    clock: float = 0.0  # the replay clock then (trace seconds / the compression)
-
-
-@dataclass
-class RunResult:
-    with_pdp: bool
-    wall_seconds: float = 0.0
-    stalled_seconds: float = 0.0  # wall time the replay clock waited for the cluster to settle
-    forced_seconds: float = 0.0  # replay time that went on unsettled (MAX_STALL_SECONDS passed)
-    views: dict[str, PodView] = field(default_factory=dict)
-    refused: Counter[str] = field(default_factory=Counter)
-    refused_by_tier: Counter[str] = field(default_factory=Counter)
-    samples: list[Sample] = field(default_factory=list)
-    violations: dict[tuple[str, str], Violation] = field(default_factory=dict)
-    evicted: list[str] = field(default_factory=list)
-    failed_nodes: list[str] = field(default_factory=list)
-    submit_errors: list[str] = field(default_factory=list)
 
 
 class Replay:
@@ -115,45 +66,23 @@ class Replay:
         self._jurisdictions = {n: c["jurisdiction"] for n, c in plan.mapping["clusters"].items()}
         self._entitlements = {n: p["entitlements"] for n, p in plan.policies.items()}
         self._replicas = int(plan.mapping["pools"]["sharing_replicas"])
+        # Spot tasks as Kueue Jobs (bench/fleet/jobs.py) where the fleet runs Kueue: job -> the
+        # view of its latest pod (the view of the Job until it has one), pod -> its view.
+        self._queued = fleet.kueue is not None
+        self._job_view: dict[str, str] = {}
+        self._pod_view: dict[str, str] = {}
 
     def now(self) -> float:
         return time.monotonic() - self._start
 
-    # -- the watch ------------------------------------------------------------------------------
-    def _watch(self, resource_version: str) -> None:
-        core = self.fleet.core
-        while not self._done.is_set():
-            try:
-                # Short watches: the end of the run waits for this thread, which notices the end
-                # only at the next event or when the watch times out.
-                resp = core.list_pod_for_all_namespaces(
-                    watch=True, resource_version=resource_version, timeout_seconds=3, _preload_content=False
-                )
-                for line in iter_resp_lines(resp):
-                    event = json.loads(line)
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        resource_version = ""
-                        break
-                    resource_version = obj["metadata"]["resourceVersion"]
-                    self._apply(event["type"], obj)
-                    if self._done.is_set():
-                        break
-                resp.release_conn()
-            except Exception as exc:  # a dropped watch is resumed; the replay goes on
-                self.log(f"watch: {exc!r:.200}")
-                time.sleep(0.5)
-            if not resource_version:
-                resource_version = self.fleet.core.list_pod_for_all_namespaces(
-                    limit=1
-                ).metadata.resource_version
-
+    # -- the watches ----------------------------------------------------------------------------
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         seen = pod_view(obj)
         key = f"{seen.namespace}/{seen.name}"
         now = self.now()
         evicted = None
         with self._lock:
+            key = self._view_key(key, obj, now)
             view = self.result.views.get(key)
             if view is None:
                 return  # not the replay's (or refused after the watch saw it: cannot happen)
@@ -168,22 +97,67 @@ class Replay:
                     evicted = key
         if evicted:
             self.result.evicted.append(evicted)
-            self._replace(evicted)
+            if not view.job:  # a Job's pod the job controller re-creates (`_view_key` sees it)
+                self._replace(evicted)
+
+    def _view_key(self, key: str, obj: dict[str, Any], now: float) -> str:
+        """The key of the view of pod `key`: its own, or for a Job's pod the view of its Job when it
+        is the Job's first pod, else a view of its own, which re-places the pod before it when that
+        one was evicted from a failed node."""
+        if key in self._pod_view:
+            return self._pod_view[key]
+        job = jobs.job_of_pod(obj)
+        latest = self._job_view.get(job, "") if job else ""
+        view = self.result.views.get(latest)
+        if view is None:
+            return key
+        if not view.pod:
+            view.pod = key
+            self._pod_view[key] = latest
+            return latest
+        # The job controller's replacement of an evicted or preempted pod.
+        self.result.views[key] = PodView(
+            key.partition("/")[2], view.namespace, priority_class=view.priority_class,
+            resources=dict(view.resources), created=now, created_ok=True, job=True, pod=key,
+            replaces=latest if view.disruption == EVICTED else "",
+        )  # fmt: skip
+        self._job_view[job] = self._pod_view[key] = key
+        self._arrival_of[key] = self._arrival_of[latest]
+        return key
+
+    def _apply_workload(self, kind: str, obj: dict[str, Any]) -> None:
+        """Kueue's verdict on a Job: while it finds no quota, the Job waits as a pod the scheduler
+        found no node for would (the replay clock does not wait for it)."""
+        with self._lock:
+            view = self.result.views.get(self._job_view.get(jobs.workload_job(obj), ""))
+            if view is None or view.pod:
+                return
+            why = jobs.workload_waiting(obj) if kind != "DELETED" else ""
+            view.unschedulable = bool(why)
+            view.unschedulable_why = why or view.unschedulable_why
 
     # -- submissions ----------------------------------------------------------------------------
     def _create(self, pod: dict[str, Any], arrival: Arrival, replaces: str = "") -> None:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
+        job = self._queued and jobs.queued(arrival)
         with self._lock:
             self.result.views[key] = PodView(
                 meta["name"], meta["namespace"], priority_class=pod["spec"]["priorityClassName"],
                 resources={k: int(v) for k, v in pod["spec"]["containers"][0]["resources"]["limits"].items()},
-                created=self.now(), replaces=replaces,
+                created=self.now(), replaces=replaces, job=job,
             )  # fmt: skip
             self._arrival_of[key] = arrival
+            if job:
+                self._job_view[key] = key
         try:
             try:
-                self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+                if job:
+                    self.fleet.batch.create_namespaced_job(
+                        meta["namespace"], jobs.job_object(pod), _request_timeout=30
+                    )
+                else:
+                    self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
             except ApiException as exc:
                 if exc.status != 409:  # 409: created already, its answer lost (world._create_nodes)
                     raise
@@ -206,21 +180,33 @@ class Replay:
             with self._lock:
                 self.result.views.pop(key, None)
             self.result.submit_errors.append(f"{key}: {exc!r:.200}")
+            return
+        with self._lock:
+            self.result.answered += 1
+            self.result.last_answer = max(self.result.last_answer, self.now())
 
     def _delete(self, key: str) -> None:
+        job = key in self._job_view
         with self._lock:
-            view = self.result.views.get(key)
+            view = self.result.views.get(self._job_view.get(key, key))
             if view is None or view.ended is not None:
                 return
             if not view.created_ok:  # still being created by another worker: it deletes it after
                 view.delete_requested = True
                 return
             view.deleted_by_replay = True
+            if job and not view.pod:  # still queued: it leaves the queue, no pod ever ran
+                view.ended = self.now()
         namespace, name = key.split("/", 1)
         try:
-            self.fleet.core.delete_namespaced_pod(
-                name, namespace, grace_period_seconds=0, _request_timeout=30
-            )
+            if job:  # its pod goes with it (the garbage collector's, in the background)
+                self.fleet.batch.delete_namespaced_job(
+                    name, namespace, propagation_policy="Background", _request_timeout=30
+                )
+            else:
+                self.fleet.core.delete_namespaced_pod(
+                    name, namespace, grace_period_seconds=0, _request_timeout=30
+                )
         except ApiException as exc:
             if exc.status != 404:
                 self.result.submit_errors.append(f"delete {key}: {exc.status} {exc.reason}")
@@ -309,10 +295,23 @@ class Replay:
                 events.append(((a.until - self.origin) / self.compress, 0, "delete", a))
         events.sort(key=lambda e: (e[0], e[1]))
         failures = sorted(self.failures, key=lambda f: f.at_fraction)
-        rv = self.fleet.core.list_pod_for_all_namespaces(limit=1).metadata.resource_version
+        watches: list[tuple[str, Callable[..., Any], Callable[[str, Any], None]]] = [
+            ("pods", self.fleet.core.list_pod_for_all_namespaces, self._apply)
+        ]
+        if self._queued:
+            watches.append(("workloads", self.fleet.list_workloads, self._apply_workload))
+        watchers = [
+            threading.Thread(
+                target=watch,
+                args=(fn, apply, resource_version_of(fn(limit=1)), self._done, self.log),
+                name=f"replay-watch-{name}",
+                daemon=True,
+            )
+            for name, fn, apply in watches
+        ]
         self._start = time.monotonic()
-        watcher = threading.Thread(target=self._watch, args=(rv,), name="replay-watch", daemon=True)
-        watcher.start()
+        for watcher in watchers:
+            watcher.start()
         next_sample = 0.0
         last = time.monotonic()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="replay-submit") as pool:
@@ -333,6 +332,8 @@ class Replay:
                     self._submit(self._delete, key)
             for failure in failures:
                 self._fail(failure)
+            if self.fleet.hold_scheduler:
+                self._start_scheduler_once_answered()
             # The last pods placed, the evictions and their re-placements settle: at most three
             # grace periods, and no sooner than a failed node's pods could have been evicted.
             timing = self.fleet.timing
@@ -346,8 +347,21 @@ class Replay:
         self._sample()
         self._done.set()
         self.result.wall_seconds = self.now()
-        watcher.join(timeout=10)
+        for watcher in watchers:
+            watcher.join(timeout=10)
         return self.result
+
+    def _start_scheduler_once_answered(self) -> None:
+        """The saturation run's second phase: every creation answered, the scheduler meets them."""
+        while True:
+            with self._lock:
+                if not self._inflight:
+                    break
+            self._sample()
+            time.sleep(0.05)
+        self.result.scheduler_started = self.now()
+        self.log(f"every creation answered; kube-scheduler started at {self.result.scheduler_started:.1f} s")
+        self.fleet.start_scheduler()
 
     def _replacing(self) -> bool:
         """A failed node still holds pods, or an evicted pod has not been re-created yet."""
