@@ -22,7 +22,15 @@ from bench.fleet.mapping import DEFAULT_MAPPING, Plan, all_at_once, load_mapping
 from bench.fleet.plots import timelines
 from bench.fleet.promises import CHECKS
 from bench.fleet.replay import Failure, Replay
-from bench.fleet.report import RunFigures, histogram, render, total, usage, violations_by_check
+from bench.fleet.report import (
+    RunFigures,
+    counts,
+    histogram,
+    render,
+    total,
+    usage,
+    violations_by_check,
+)
 from bench.fleet.trace import TraceError, read_nodes, read_tasks
 from bench.fleet.world import LivingFleet, Timing
 from bench.harness import children
@@ -76,6 +84,9 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
                 metrics, PREFIX + "extender_request_duration_seconds", {"verb": "filter"}
             )
             figures.decisions = total(metrics, PREFIX + "decisions_total")
+            figures.preempt = counts(
+                metrics, PREFIX + "extender_requests_total", {"verb": "preempt"}, "outcome"
+            )
         fleet.copy_logs(work / f"{name}-logs")
     return figures
 

@@ -52,6 +52,17 @@ def total(metrics: str, name: str) -> float:
     )
 
 
+def counts(metrics: str, name: str, labels: Mapping[str, str], by: str) -> dict[str, float]:
+    """The counter `name` (its `_total` samples) whose labels include `labels`, summed per value
+    of the label `by`, in the text of a /metrics scrape."""
+    out: dict[str, float] = defaultdict(float)
+    for metric in text_string_to_metric_families(metrics):
+        for s in metric.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                out[s.labels.get(by, "")] += s.value
+    return dict(out)
+
+
 def quantile(q: float, buckets: Buckets) -> float | None:
     """Prometheus' histogram_quantile: linear within the bucket the rank falls in."""
     bounds = sorted(buckets)
@@ -88,6 +99,19 @@ def usage(pid: int) -> Usage | None:
     return Usage(cpu, hwm / 1024)
 
 
+def preemption_line(by_outcome: Mapping[str, float]) -> str:
+    """What kube-scheduler's preemptions asked the PDP (the extender's preempt verb)."""
+    asked = sum(by_outcome.values())
+    if not asked:
+        return "- preemption: kube-scheduler asked the extender about no preemption"
+    return (
+        f"- preemption: kube-scheduler asked the extender {asked:,.0f} times before evicting: every "
+        f"candidate node kept {by_outcome.get('all_eligible', 0):,.0f}, some refused "
+        f"{by_outcome.get('filtered', 0):,.0f} (victims left in place there), malformed "
+        f"{by_outcome.get('error', 0):,.0f}"
+    )
+
+
 # -- the report ---------------------------------------------------------------------------------------
 @dataclass
 class RunFigures:
@@ -96,6 +120,7 @@ class RunFigures:
     decisions: float = 0.0
     webhook: Buckets | None = None
     extender: Buckets | None = None
+    preempt: dict[str, float] | None = None  # the extender's preempt calls by outcome
 
 
 def _ms(seconds: float | None) -> str:
@@ -306,6 +331,7 @@ def render(
             f"- webhook p50 {_ms(quantile(0.5, run.webhook))} ms, p99 {_ms(quantile(0.99, run.webhook))} ms",
             f"- extender filter p50 {_ms(quantile(0.5, run.extender or {}))} ms, "
             f"p99 {_ms(quantile(0.99, run.extender or {}))} ms",
+            preemption_line(run.preempt or {}),
         ]
         # The Jobs as submitted (a view of a replacement pod is named after the pod itself).
         queued = [v for v in run.result.views.values() if v.job and v.pod != f"{v.namespace}/{v.name}"]

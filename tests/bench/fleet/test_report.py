@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.fleet.promises import PodView
 from bench.fleet.replay import RunResult
-from bench.fleet.report import RunFigures, binding_rate, saturation_lines
+from bench.fleet.report import RunFigures, binding_rate, counts, preemption_line, saturation_lines
 
 
 def _run(
@@ -39,3 +39,21 @@ def test_the_saturation_table_compares_both_phases_with_the_scheduler_alone() ->
         "| with the PDP | 6 | 0.5 | 12.0 | 2.00x | 2 | 4.0 | 0.5 | 0.50x |",
         "| scheduler alone | 3 | 0.5 | 6.0 | 1.00x | 3 | 3.0 | 1.0 | 1.00x |",
     ]
+
+
+def test_the_preemptions_the_pdp_was_asked_about_are_counted_by_outcome() -> None:
+    scrape = "\n".join(
+        [
+            "# TYPE gpupaas_pdp_extender_requests counter",
+            'gpupaas_pdp_extender_requests_total{verb="preempt",outcome="filtered"} 3.0',
+            'gpupaas_pdp_extender_requests_total{verb="preempt",outcome="all_eligible"} 2.0',
+            'gpupaas_pdp_extender_requests_total{verb="filter",outcome="filtered"} 40.0',
+        ]
+    )
+    by_outcome = counts(scrape, "gpupaas_pdp_extender_requests_total", {"verb": "preempt"}, "outcome")
+    assert by_outcome == {"filtered": 3.0, "all_eligible": 2.0}
+    assert preemption_line(by_outcome) == (
+        "- preemption: kube-scheduler asked the extender 5 times before evicting: every candidate node "
+        "kept 2, some refused 3 (victims left in place there), malformed 0"
+    )
+    assert "no preemption" in preemption_line({})

@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from kubernetes import client as k8s
@@ -94,13 +94,22 @@ class PodIndex:
         pods = self.by_node.get(node, {})
         return sorted(ns for uid, ns in pods.items() if uid != exclude_pod_uid)
 
-    def occupants(self, nodes: Iterable[str], exclude_pod_uid: str | None = None) -> dict[str, list[str]]:
-        """Namespaces on each of `nodes` that has pods (other than the excluded one)."""
+    def occupants(
+        self, nodes: Iterable[str], exclude_pod_uid: str | None = None, gone: Collection[str] = ()
+    ) -> dict[str, list[str]]:
+        """Namespaces on each of `nodes` that has pods (other than the excluded one and those
+        counted as `gone`: the victims a preemption would evict)."""
         found = {}
         by_node = self.by_node
         for node in nodes:
             if node in by_node:
-                namespaces = self.namespaces_on(node, exclude_pod_uid)
+                if gone:
+                    pods = by_node[node]
+                    namespaces = sorted(
+                        ns for uid, ns in pods.items() if uid != exclude_pod_uid and uid not in gone
+                    )
+                else:
+                    namespaces = self.namespaces_on(node, exclude_pod_uid)
                 if namespaces:
                     found[node] = namespaces
         return found
@@ -163,9 +172,11 @@ class ClusterState:
             known = self._nodes.labels
             return {name: known.get(name, empty) for name in names}
 
-    def occupants(self, nodes: Iterable[str], exclude_pod_uid: str | None = None) -> dict[str, list[str]]:
+    def occupants(
+        self, nodes: Iterable[str], exclude_pod_uid: str | None = None, gone: Collection[str] = ()
+    ) -> dict[str, list[str]]:
         with self._lock:
-            return self._pods.occupants(nodes, exclude_pod_uid)
+            return self._pods.occupants(nodes, exclude_pod_uid, gone)
 
     def held(
         self, namespace: str, exclude_pod_uid: str, project: Callable[[Labels], Labels]

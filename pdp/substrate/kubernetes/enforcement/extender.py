@@ -2,7 +2,10 @@
 occupancy, sharing) decided per scheduling cycle with one `place_workload` decision.
 
 Policy rejections go to FailedAndUnresolvableNodes: preempting pods cannot make a node of the
-wrong region or another tenant's pool acceptable, so the scheduler must not try.
+wrong region or another tenant's pool acceptable, so the scheduler must not try. A node the
+scheduler's own plugins find full is never shown to the extender's filter, so the scheduler may
+still pick it for preemption: the preempt verb asks the policy about each such candidate as it
+would be once its victims are gone, and keeps only those it accepts.
 
 The wire format is `extender_wire`'s, the verdict `extender_verdict`'s; over HTTP a body is read
 and answered by `filter_json` / `prioritize_json` without decoding the nodes the policy does not
@@ -38,10 +41,13 @@ from pdp.substrate.kubernetes.enforcement.extender_wire import (
     BadArgs,
     Candidates,
     ClusterView,
+    Preemption,
     encode,
     error_result,
     filter_result,
     parse_args,
+    parse_preemption,
+    preemption_result,
     read_args,
 )
 from pdp.substrate.kubernetes.enforcement.shapes import (
@@ -86,11 +92,16 @@ EXTENDER_TIMEOUT = 5.0  # kube-scheduler's default extender httpTimeout
 CUT_FROM = 400.0
 
 
-def _occupants(cluster: ClusterView, names: Sequence[str], uid: str) -> dict[str, list[str]]:
-    """Namespaces on each occupied candidate (in one read where the view offers it)."""
+def _occupants(
+    cluster: ClusterView, names: Sequence[str], uid: str, gone: frozenset[str] = frozenset()
+) -> dict[str, list[str]]:
+    """Namespaces on each occupied candidate (in one read where the view offers it), the pods
+    in `gone` (a preemption's victims) left out. A view without that read counts the victims as
+    staying: the policy's occupancy rules only refuse nodes, so that can refuse a preemption the
+    policy would allow, never allow one it would refuse."""
     bulk = getattr(cluster, "occupants", None)
     if bulk is not None:
-        return bulk(names, uid)  # type: ignore[no-any-return]
+        return bulk(names, uid, gone) if gone else bulk(names, uid)  # type: ignore[no-any-return]
     found = {name: cluster.namespaces_on(name, exclude_pod_uid=uid) for name in names}
     return {name: namespaces for name, namespaces in found.items() if namespaces}
 
@@ -170,8 +181,9 @@ class SchedulerExtender:
         # Labels texts at least this long (mean bytes) are read on the read keys (read_args).
         self._cut_from = cut_from
 
-    def _verdict(self, c: Candidates, caller: str | None) -> Verdict:
-        """`caller`: who asked as the client certificate says (the decision log's `principal`)."""
+    def _verdict(self, c: Candidates, caller: str | None, gone: frozenset[str] = frozenset()) -> Verdict:
+        """`caller`: who asked as the client certificate says (the decision log's `principal`);
+        `gone`: the pods a preemption would evict, judged as if they were."""
         names = c.names[:MAX_NODES] if len(c.names) > MAX_NODES else c.names
         # Beyond the schema's limit nodes are not judged this cycle; resolvable, since a later
         # cycle with fewer candidates can judge them.
@@ -199,7 +211,7 @@ class SchedulerExtender:
             validate_intent(no_nodes)
         except InvalidIntent as exc:
             raise BadArgs(f"Pod: {exc}") from exc
-        occupants = _occupants(self.cluster, names, c.uid) if self.cluster is not None else None
+        occupants = _occupants(self.cluster, names, c.uid, gone) if self.cluster is not None else None
         candidates = c.unique if c.unique is not None else c.labels
         alone = named_nodes(no_nodes, candidates)
         # What the tenant holds now, per node shape: the policy holds each class to its entitlement.
@@ -314,6 +326,21 @@ class SchedulerExtender:
         metrics.extender_answered("prioritize", "filtered" if refused else "all_eligible", started)
         return [{"Host": n, "Score": MAX_SCORE if n in eligible else 0} for n in candidates.names]
 
+    def _preempt(
+        self, read: Callable[[], Preemption], started: float, caller: str | None = None
+    ) -> dict[str, Any]:
+        """Never cached: the verdict of a cycle with the victims still in place is another one."""
+        try:
+            preemption = read()
+            verdict = self._verdict(preemption.candidates, caller, preemption.gone)
+        except BadArgs:
+            metrics.extender_answered("preempt", "error", started)
+            raise
+        result = preemption_result(preemption, verdict)
+        refused = len(result["NodeNameToMetaVictims"]) < len(preemption.victims)
+        metrics.extender_answered("preempt", "filtered" if refused else "all_eligible", started)
+        return result
+
     def filter(self, args: Any) -> dict[str, Any]:
         """ExtenderFilterResult for decoded ExtenderArgs; never raises: malformed args set Error."""
         return self._filter(lambda: parse_args(args, self.cluster), time.monotonic())
@@ -321,6 +348,23 @@ class SchedulerExtender:
     def prioritize(self, args: Any) -> list[dict[str, Any]]:
         """HostPriorityList: MAX_SCORE for eligible nodes, 0 otherwise; reuses filter's verdict."""
         return self._prioritize(lambda: parse_args(args, self.cluster), time.monotonic())
+
+    def preempt(self, args: Any) -> dict[str, Any]:
+        """ExtenderPreemptionResult for decoded ExtenderPreemptionArgs; BadArgs if malformed
+        (ExtenderPreemptionResult has no Error: over HTTP that is a 400, and kube-scheduler,
+        the extender not being ignorable, then preempts nothing)."""
+        return self._preempt(lambda: parse_preemption(args, self.cluster), time.monotonic())
+
+    def preempt_json(self, body: bytes, caller: str | None = None) -> bytes:
+        """`preempt` of an ExtenderPreemptionArgs body, answered as JSON; HttpError 400 if it is
+        not JSON or not well formed."""
+        args = _json_body(body)
+        try:
+            return encode(
+                self._preempt(lambda: parse_preemption(args, self.cluster), time.monotonic(), caller)
+            )
+        except BadArgs as exc:
+            raise HttpError(400, str(exc)) from exc
 
     def filter_json(self, body: bytes, caller: str | None = None) -> bytes:
         """`filter` of an ExtenderArgs body, answered as JSON; HttpError 400 if it is not JSON.
@@ -381,6 +425,7 @@ class ExtenderServer(HttpService):
             {
                 "/filter": lambda body, _q, _t, caller: extender.filter_json(body, caller),
                 "/prioritize": lambda body, _q, _t, caller: extender.prioritize_json(body, caller),
+                "/preempt": lambda body, _q, _t, caller: extender.preempt_json(body, caller),
             },
             host=host,
             port=port,

@@ -77,6 +77,9 @@ def test_occupants_of_many_nodes_at_once() -> None:
     assert index.occupants(["n1", "n2", "n3"]) == {"n1": ["acme-prod", "globex-ml"], "n3": ["acme-prod"]}
     # The pod being scheduled does not occupy the node it is already on.
     assert index.occupants(["n1", "n3"], exclude_pod_uid="p3") == {"n1": ["acme-prod", "globex-ml"]}
+    # A preemption's victims count as gone, on whichever node they are.
+    assert index.occupants(["n1", "n3"], exclude_pod_uid="p1", gone={"p2", "p3"}) == {}
+    assert index.occupants(["n1", "n3"], gone={"p2"}) == {"n1": ["acme-prod"], "n3": ["acme-prod"]}
 
 
 def test_labels_kept_by_a_reader_never_change_under_it() -> None:
