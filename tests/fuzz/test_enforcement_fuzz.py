@@ -185,6 +185,22 @@ def test_extender_with_any_body(extender: httpx.Client, path: str, body: bytes) 
     answered(extender.post(path, content=body))
 
 
+GOOD_PREEMPTIONS = [
+    {"Pod": p, "NodeNameToMetaVictims": {"n1": {"Pods": [{"UID": "victim"}], "NumPDBViolations": 0}}}
+    for p in GOOD_PODS
+]
+
+
+@FUZZ
+@given(
+    body=corrupted([review_body(a) for a in GOOD_PREEMPTIONS]) | mutated(GOOD_PREEMPTIONS).map(review_body)
+)
+def test_extender_preempt_with_any_body(extender: httpx.Client, body: bytes) -> None:
+    """A malformed ExtenderPreemptionArgs is a 400 (kube-scheduler then evicts nothing), never a 500."""
+    answer = answered(extender.post("/preempt", content=body))
+    assert "error" in answer or set(answer) == {"NodeNameToMetaVictims"}, answer
+
+
 fuzzed_nodes = st.lists(
     st.builds(
         lambda name, node_labels: node(name, node_labels),
