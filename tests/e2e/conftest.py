@@ -119,14 +119,11 @@ class Enforcement:
         self.pki = pki
         self.scheduler_client = control_plane.scheduler_client
         self.cluster = ClusterState(api).start()
-        self.webhook = WebhookServer(
-            AdmissionWebhook(stack.point, cluster=self.cluster),
-            host="127.0.0.1",
-            port=0,
-            cert_file=pki["cert"],
-            key_file=pki["key"],
-            client_auth=ClientAuth(control_plane.webhook_clients_ca.cert, frozenset({"kube-apiserver"})),
-        ).start()
+        self._stack = stack
+        self._webhook_clients = ClientAuth(
+            control_plane.webhook_clients_ca.cert, frozenset({"kube-apiserver"})
+        )
+        self.webhook = self._webhook_server(port=0)
         self.extender = ExtenderServer(
             SchedulerExtender(stack.point, cluster=self.cluster),
             host="127.0.0.1",
@@ -141,8 +138,29 @@ class Enforcement:
         certificate."""
         return scheduler_configuration(self.extender.url, self.pki["ca"], self.scheduler_client)
 
+    def _webhook_server(self, port: int) -> WebhookServer:
+        return WebhookServer(
+            AdmissionWebhook(self._stack.point, cluster=self.cluster),
+            host="127.0.0.1",
+            port=port,
+            cert_file=self.pki["cert"],
+            key_file=self.pki["key"],
+            client_auth=self._webhook_clients,
+        ).start()
+
     def stop_webhook(self) -> None:
         self.webhook.stop()
+
+    @contextlib.contextmanager
+    def webhook_stopped(self) -> Iterator[None]:
+        """The webhook down for the block, then up again on its port (the registered URL), so
+        the session's later tests find it as they would have."""
+        port = self.webhook.port
+        self.stop_webhook()
+        try:
+            yield
+        finally:
+            self.webhook = self._webhook_server(port=port)
 
     def stop(self) -> None:
         for part in (self.webhook, self.extender, self.cluster):

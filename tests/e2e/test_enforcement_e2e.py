@@ -525,24 +525,24 @@ def test_with_the_pdp_stopped_gpu_pods_are_refused_and_other_pods_pass(
     gated = gpu_pod("globex-ml")
     gated["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
     admitted = create(api, gated).metadata.name
-    ready.stop_webhook()
-    core = client.CoreV1Api(api)
-    # Updates that leave a pod's placement alone never call the webhook, so they pass while the
-    # PDP is down; one that adds a toleration is decided, so it is refused.
-    core.patch_namespaced_pod(admitted, "globex-ml", {"metadata": {"labels": {"team": "ml"}}})
-    toleration = {"spec": {"tolerations": [{"key": "example.com/spot", "operator": "Exists"}]}}
-    with pytest.raises(ApiException) as raised:
-        core.patch_namespaced_pod(admitted, "globex-ml", toleration)
-    assert "failed calling webhook" in str(raised.value.body)
-    body = rejection(api, gpu_pod("globex-ml"))
-    assert "failed calling webhook" in body and "gpu.workloads.pdp.gpupaas.io" in body
-    plain = create(api, gpu_pod("globex-ml", gpus=0))
-    assert plain.metadata.name
-    other = create(api, gpu_pod("unowned", gpus=0, node_selector={"kubernetes.io/os": "linux"}))
-    assert other.metadata.name
-    # Tolerating every taint reaches the dedicated pools: decided by the policy, so refused while
-    # the PDP is down, in namespaces no tenant owns too (only the system allow-list is exempt).
-    body = rejection(api, gpu_pod("unowned", gpus=0, tolerations=[{"operator": "Exists"}]))
-    assert "failed calling webhook" in body and "dedicated.workloads.pdp.gpupaas.io" in body
-    system = create(api, gpu_pod("kube-system", gpus=0, tolerations=[{"operator": "Exists"}]))
-    assert system.metadata.name
+    with ready.webhook_stopped():
+        core = client.CoreV1Api(api)
+        # Updates that leave a pod's placement alone never call the webhook, so they pass while the
+        # PDP is down; one that adds a toleration is decided, so it is refused.
+        core.patch_namespaced_pod(admitted, "globex-ml", {"metadata": {"labels": {"team": "ml"}}})
+        toleration = {"spec": {"tolerations": [{"key": "example.com/spot", "operator": "Exists"}]}}
+        with pytest.raises(ApiException) as raised:
+            core.patch_namespaced_pod(admitted, "globex-ml", toleration)
+        assert "failed calling webhook" in str(raised.value.body)
+        body = rejection(api, gpu_pod("globex-ml"))
+        assert "failed calling webhook" in body and "gpu.workloads.pdp.gpupaas.io" in body
+        plain = create(api, gpu_pod("globex-ml", gpus=0))
+        assert plain.metadata.name
+        other = create(api, gpu_pod("unowned", gpus=0, node_selector={"kubernetes.io/os": "linux"}))
+        assert other.metadata.name
+        # Tolerating every taint reaches the dedicated pools: decided by the policy, so refused while
+        # the PDP is down, in namespaces no tenant owns too (only the system allow-list is exempt).
+        body = rejection(api, gpu_pod("unowned", gpus=0, tolerations=[{"operator": "Exists"}]))
+        assert "failed calling webhook" in body and "dedicated.workloads.pdp.gpupaas.io" in body
+        system = create(api, gpu_pod("kube-system", gpus=0, tolerations=[{"operator": "Exists"}]))
+        assert system.metadata.name

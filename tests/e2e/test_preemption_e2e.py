@@ -65,14 +65,19 @@ def full_node(cluster: Enforcement, api: client.ApiClient) -> Iterator[client.V1
                 "status": {
                     "capacity": resources,
                     "allocatable": resources,
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "e2e"}],
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "e2e"}
+                    ],
                 }
             },
         )
         victim = _admitted(
             api,
             gpu_pod(
-                "initech-batch", node_selector=SELECTOR, tolerations=[TOLERATION], priority_class="gpupaas-spot"
+                "initech-batch",
+                node_selector=SELECTOR,
+                tolerations=[TOLERATION],
+                priority_class="gpupaas-spot",
             ),
         )
         pods.append(("initech-batch", victim.metadata.name))
@@ -122,13 +127,15 @@ def test_a_pod_the_policy_refuses_on_the_node_evicts_nothing_there(
             priority_class="gpupaas-enterprise",
         ),
     )
+    evicted = "the spot pod was evicted for a pod the policy refuses"
     deadline = time.monotonic() + 60
     while asked_to_preempt("filtered") <= asked:
+        assert _read(api, full_node).metadata.deletion_timestamp is None, evicted
         assert time.monotonic() < deadline, "kube-scheduler never asked the extender to preempt"
         time.sleep(0.2)
     time.sleep(3)  # what kube-scheduler would do with an answer keeping the node, it would have done
     victim = _read(api, full_node)
-    assert victim.metadata.deletion_timestamp is None, "the spot pod was evicted for a pod the policy refuses"
+    assert victim.metadata.deletion_timestamp is None, evicted
     assert victim.spec.node_name == NODE
     pending = _read(api, acme)
     assert pending.spec.node_name is None and not pending.status.nominated_node_name
