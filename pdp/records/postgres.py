@@ -85,7 +85,7 @@ def default_writer() -> str:
 
 
 def check_writer(name: str) -> str:
-    if not _WRITER.match(name):
+    if not _WRITER.fullmatch(name):
         raise RecordsStoreError(
             f"--records-writer {name!r}: expected letters, digits, '.', '_' or '-' (at most 101, "
             "starting with a letter or digit)"

@@ -34,7 +34,7 @@ _DEPLOYMENT_POD = re.compile(rf"^(?P<deployment>.+)-{_SAFE}{{6,10}}-{_SAFE}{{5}}
 
 def duration_seconds(text: str, option: str = "--window") -> float:
     """A Prometheus duration with one unit (`30s`, `15m`, `6h`) in seconds; ValueError naming `option`."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{option} {text!r}: expected a positive duration such as 30s, 15m or 6h")
     return int(match.group(1)) * _SECONDS[match.group(2)]
@@ -76,7 +76,7 @@ def wasted_hours_expression(t: Thresholds) -> str:
 
 
 def deployment_of(pod: str) -> str:
-    match = _DEPLOYMENT_POD.match(pod)
+    match = _DEPLOYMENT_POD.fullmatch(pod)
     return match.group("deployment") if match else pod
 
 

@@ -96,7 +96,7 @@ class PoolSharing:
 
 def _default_mig_devices(where: str, gpu_class: str, cls: Mapping[str, Any]) -> dict[str, int]:
     profiles = [str(r).removeprefix(_MIG_RESOURCE_PREFIX) for r in cls.get("mig_resources") or []]
-    sized = [(int(m.group(1)), p) for p in profiles if (m := _PROFILE.match(p))]
+    sized = [(int(m.group(1)), p) for p in profiles if (m := _PROFILE.fullmatch(p))]
     if not sized:
         raise SharingConfigError(
             f"{where}: mig_devices is not given and GPU class {gpu_class!r} lists no mig_resources "
@@ -116,7 +116,7 @@ def _mig_devices(
     devices: dict[str, int] = {}
     used = 0
     for profile, count in sorted(dict(given).items()):
-        m = _PROFILE.match(str(profile))
+        m = _PROFILE.fullmatch(str(profile))
         if m is None or isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise SharingConfigError(
                 f"{where}: mig_devices {profile!r}: {count!r} must be a profile <g>g.<mem>gb "

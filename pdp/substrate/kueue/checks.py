@@ -161,7 +161,7 @@ def placement_update(podset: str, template: Mapping[str, Any], decision: Decisio
     }
     update: dict[str, Any] = {
         "name": podset,
-        "labels": {k: v for k, v in provenance.items() if v and len(v) <= 63 and _LABEL_VALUE.match(v)},
+        "labels": {k: v for k, v in provenance.items() if v and len(v) <= 63 and _LABEL_VALUE.fullmatch(v)},
         "annotations": {k: v for k, v in provenance.items() if v},
     }
     if selector:

@@ -117,7 +117,7 @@ def _quantity(value: Any, path: str) -> int:
         if value < 0:
             raise InvalidObject(path, f"{value} is negative")
         return value
-    if isinstance(value, str) and _WHOLE.match(value):
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
         return int(value)
     shown = f'"{value}"' if isinstance(value, str) else repr(value)
     raise InvalidObject(path, f"{shown} is not a whole number")

@@ -22,7 +22,7 @@ RATE_WINDOW = "5m"
 def denial_rate_promql(rate_window: str = RATE_WINDOW) -> str:
     """Denials per minute (the rate over `rate_window`), per entry point and reason code. A denial
     with several reasons counts once under each: the counter counts reasons given."""
-    if not PROMQL_DURATION.match(rate_window):
+    if not PROMQL_DURATION.fullmatch(rate_window):
         raise ValueError(f"rate window {rate_window!r}: expected a PromQL duration")
     return f'60 * sum by (entry_point, reason) (rate({COUNTER}{{outcome="DENY"}}[{rate_window}]))'
 

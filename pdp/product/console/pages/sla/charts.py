@@ -35,7 +35,7 @@ def burn_rate_promql(budgets: Mapping[str, Mapping[str, float]], window: str) ->
     Each tenant's ratios are divided by its own budget, as the rules' alerts divide them; the
     objective becomes a label because, divided, the latency and availability ratios of one
     deployment would otherwise be two series of the same labels (which `or` would drop)."""
-    if not PROMQL_DURATION.match(window):
+    if not PROMQL_DURATION.fullmatch(window):
         raise ValueError(f"window {window!r}: expected a PromQL duration")
     parts = []
     for tenant, objectives in sorted(budgets.items()):

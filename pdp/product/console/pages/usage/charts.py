@@ -34,7 +34,7 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  #
 
 
 def _checked(kind: str, name: str, pattern: re.Pattern[str]) -> str:
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         # 404 like any other page naming no tenant it may see; the page never names what it refuses
         raise HTTPException(404, f"no {kind} {name!r}")
     return name

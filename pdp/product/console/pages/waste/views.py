@@ -34,7 +34,7 @@ def idle_promql(namespaces: list[str] | None) -> str:
     if namespaces is None:
         selector = 'namespace!=""'
     else:
-        if not namespaces or any(not _NAMESPACE.match(n) for n in namespaces):
+        if not namespaces or any(not _NAMESPACE.fullmatch(n) for n in namespaces):
             raise HTTPException(422, f"namespaces {namespaces!r}: expected Kubernetes namespace names")
         selector = f'namespace=~"{"|".join(namespaces)}"'
     return (
