@@ -18,6 +18,7 @@ from datetime import timedelta
 ADMIN_TOKEN_ENV = "PDP_LIFECYCLE_ADMIN_TOKEN"
 DEFAULT_ADMIN_TTL = timedelta(days=30)
 DEFAULT_TENANT_TTL = timedelta(days=90)
+DEFAULT_METRICS_TTL = timedelta(days=30)
 MIN_ADMIN_TOKEN_CHARS = 32
 MIN_ADMIN_TOKEN_BITS = 128
 HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
@@ -25,7 +26,7 @@ HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32`"
 
 @dataclass(frozen=True)
 class Principal:
-    role: str  # "admin" or "tenant"
+    role: str  # "admin", "tenant" or "metrics" (reads the tenant gauges, nothing else)
     tenant: str | None = None
     token_id: str = ""
     expires_at: str = ""

@@ -1,6 +1,6 @@
 """Attacks on the product API's credentials, against a real worker (embedded OPA, DBOS, API):
 a rotated-out admin token, an expired or revoked token, a weak or missing admin token, a tenant
-reaching for another tenant's or the admin's tokens."""
+reaching for another tenant's or the admin's tokens, a metrics token reaching past its one route."""
 
 from __future__ import annotations
 
@@ -186,6 +186,54 @@ def test_tenants_rotate_their_own_tokens_and_reach_no_other(worker: Worker) -> N
         assert r.json() == {"token_id": second["token_id"], "revoked": True, "already_revoked": False}
     code, body = status(worker, second["token"], "/v1/tenants/tokacme")
     assert code == 401 and "revoked (leaked)" in body
+
+
+def _every_authenticated_call() -> list[tuple[str, str]]:
+    """(method, path) of every route the API's schema says needs a token, path parameters filled
+    with names that exist in no worker."""
+    calls = []
+    for path, methods in create_app().openapi()["paths"].items():
+        for method, operation in methods.items():
+            if "security" in operation:
+                calls.append((method.upper(), path.replace("{", "x").replace("}", "")))
+    return calls
+
+
+def test_a_metrics_token_reads_the_tenant_gauges_and_nothing_else(worker: Worker) -> None:
+    onboard(worker, tenant_doc("globex", "metricsacme", ["metricsacme-ml"]))
+    out = lifecycle("token", "rotate", "--metrics", "--url", worker.url, "--token", worker.admin_token)
+    assert out.returncode == 0, out.stderr
+    issued = json.loads(out.stdout)
+    assert issued["role"] == "metrics" and issued["tenant"] is None
+    with worker.client(issued["token"]) as c:
+        gauges = c.get("/metrics/tenants")
+        assert gauges.status_code == 200, gauges.text
+        assert 'gpupaas_pdp_tenant_entitled_gpus{gpu_class="H100-80GB",tenant="metricsacme"}' in gauges.text
+        calls = _every_authenticated_call()
+        assert len(calls) > 30  # the sweep reaches the whole API, not a handful of routes
+        for method, path in calls:
+            r = c.request(method, path, json={})
+            assert r.status_code == 403 and "is a metrics token" in r.text, (method, path, r.text)
+        # A path naming a real tenant is refused the same way, before anything is looked up.
+        assert c.get("/v1/tenants/metricsacme").status_code == 403
+    # Only the admin issues them; a tenant reads neither the gauges nor the metrics tokens.
+    tenant = onboard(worker, tenant_doc("globex", "metricsrogue", ["metricsrogue-ml"]))
+    with worker.client(tenant) as c:
+        assert c.get("/metrics/tenants").status_code == 403
+        assert c.get("/v1/admin/metrics-tokens").status_code == 403
+        assert c.post("/v1/admin/metrics-tokens", json={}).status_code == 403
+    assert worker.client().get("/metrics/tenants").status_code == 200  # the admin's token reads them too
+    # Rotating revokes the earlier one at once; the admin can revoke the current one.
+    with worker.client() as c:
+        second = c.post("/v1/admin/metrics-tokens", json={}).json()
+        listed = c.get("/v1/admin/metrics-tokens").json()
+        assert [t["token_id"] for t in listed if t["active"]] == [second["token_id"]]
+    code, body = status(worker, issued["token"], "/metrics/tenants")
+    assert code == 401 and "revoked (rotated by admin)" in body
+    with worker.client() as c:
+        r = c.post(f"/v1/admin/metrics-tokens/{second['token_id']}/revoke", json={"reason": "scraper gone"})
+        assert r.json()["revoked"] is True
+    assert status(worker, second["token"], "/metrics/tenants")[0] == 401
 
 
 def test_an_expired_token_is_refused(worker: Worker) -> None:

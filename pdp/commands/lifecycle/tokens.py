@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pdp.lifecycle.bearer_tokens import (
     ADMIN_TOKEN_ENV,
     DEFAULT_ADMIN_TTL,
+    DEFAULT_METRICS_TTL,
     DEFAULT_TENANT_TTL,
     MIN_ADMIN_TOKEN_BITS,
     MIN_ADMIN_TOKEN_CHARS,
@@ -66,28 +67,44 @@ def add_worker_options(w: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="lifetime of a tenant token from its issue (default 90d)",
     )
+    w.add_argument(
+        "--metrics-token-ttl",
+        type=_duration,
+        default=DEFAULT_METRICS_TTL,
+        metavar="DURATION",
+        help="lifetime of a metrics token (Prometheus's, for /metrics/tenants) from its issue (default 30d)",
+    )
 
 
 def token_policy(args: argparse.Namespace) -> TokenPolicy:
     from pdp.lifecycle.storage.credentials import TokenPolicy  # sqlalchemy: only when the worker starts
 
-    return TokenPolicy(admin_ttl=args.admin_token_ttl, tenant_ttl=args.tenant_token_ttl)
+    return TokenPolicy(
+        admin_ttl=args.admin_token_ttl, tenant_ttl=args.tenant_token_ttl, metrics_ttl=args.metrics_token_ttl
+    )
 
 
 def _base(args: argparse.Namespace) -> str:
-    return f"/v1/tenants/{args.tenant}/tokens" if args.tenant else "/v1/admin/tokens"
+    if args.tenant:
+        return f"/v1/tenants/{args.tenant}/tokens"
+    return "/v1/admin/metrics-tokens" if args.metrics else "/v1/admin/tokens"
 
 
 def add_token_parsers(
     lsub: Any, client: Callable[[argparse.ArgumentParser], argparse.ArgumentParser], request: Request
 ) -> None:
-    tok = lsub.add_parser("token", help="who am I; list, rotate and revoke admin and tenant tokens")
+    tok = lsub.add_parser("token", help="who am I; list, rotate and revoke admin, tenant and metrics tokens")
     tsub = tok.add_subparsers(dest="token_command", required=True)
 
     def holder(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         group = sp.add_mutually_exclusive_group(required=True)
         group.add_argument("--tenant", help="a tenant's tokens (the admin, or that tenant's own token)")
         group.add_argument("--admin", action="store_true", help="the admin tokens (admin token only)")
+        group.add_argument(
+            "--metrics",
+            action="store_true",
+            help="the metrics tokens, which read GET /metrics/tenants only (admin token only)",
+        )
         return client(sp)
 
     client(tsub.add_parser("whoami", help="the caller's role, tenant, token id and expiry")).set_defaults(

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from pdp.lifecycle.bearer_tokens import (
     DEFAULT_ADMIN_TTL,
+    DEFAULT_METRICS_TTL,
     DEFAULT_TENANT_TTL,
     HOW_TO_MAKE_ONE,
     Principal,
@@ -32,16 +33,21 @@ from pdp.lifecycle.bearer_tokens import (
 from pdp.lifecycle.storage import audit
 from pdp.lifecycle.storage.db import Database
 
-ADMIN, TENANT = "admin", "tenant"
+ADMIN, TENANT, METRICS = "admin", "tenant", "metrics"
+SIGN_IN_ROLES = (ADMIN, TENANT)
+"""The roles that may call the API and sign in to the console. A metrics token (Prometheus's, for
+`GET /metrics/tenants`) is refused everywhere it is not asked for by name, so no route can
+mistake it for a tenant without a tenant."""
 
 
 @dataclass(frozen=True)
 class TokenPolicy:
     admin_ttl: timedelta = DEFAULT_ADMIN_TTL
     tenant_ttl: timedelta = DEFAULT_TENANT_TTL
+    metrics_ttl: timedelta = DEFAULT_METRICS_TTL
 
     def ttl(self, role: str) -> timedelta:
-        return self.admin_ttl if role == ADMIN else self.tenant_ttl
+        return {ADMIN: self.admin_ttl, METRICS: self.metrics_ttl}.get(role, self.tenant_ttl)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,11 @@ class Issued:
 
 class Unauthenticated(Exception):
     """The bearer token is not (or no longer) valid; the message says which, for its holder."""
+
+
+class WrongRole(Unauthenticated):
+    """A valid token of a role the call does not take (a metrics token anywhere but its one
+    route): a 403 from the API, a refused sign-in from the console."""
 
 
 class CredentialError(Exception):
@@ -114,16 +125,17 @@ class Credentials:
         self.policy = policy or TokenPolicy()
 
     # checking ------------------------------------------------------------------------------
-    def authenticate(self, token: str) -> Principal:
-        return self._valid("token_hash", token_hash(token))
+    def authenticate(self, token: str, roles: tuple[str, ...] = SIGN_IN_ROLES) -> Principal:
+        """Who holds `token`, while it is valid and of one of `roles`."""
+        return self._valid("token_hash", token_hash(token), roles)
 
-    def authenticate_id(self, token_id: str) -> Principal:
+    def authenticate_id(self, token_id: str, roles: tuple[str, ...] = SIGN_IN_ROLES) -> Principal:
         """Who holds the token named `token_id`, while it is valid: for whoever keeps the id of a
         token it was shown (the console's sessions), never the token. The same refusals as
         `authenticate`, so a rotation or revocation ends that holder at once too."""
-        return self._valid("id", token_id)
+        return self._valid("id", token_id, roles)
 
-    def _valid(self, column: Literal["token_hash", "id"], value: str) -> Principal:
+    def _valid(self, column: Literal["token_hash", "id"], value: str, roles: tuple[str, ...]) -> Principal:
         with self.db.read() as conn:
             row = conn.execute(
                 sa.text(f"SELECT {_COLUMNS} FROM lc_credentials WHERE {column} = :v"), {"v": value}
@@ -137,6 +149,11 @@ class Credentials:
             )
         if not found["active"]:
             raise Unauthenticated(f"the bearer token {found['token_id']} expired at {found['expires_at']}")
+        if found["role"] not in roles:
+            raise WrongRole(
+                f"the bearer token {found['token_id']} is a {found['role']} token: "
+                + ("it reads GET /metrics/tenants only" if found["role"] == METRICS else "not accepted here")
+            )
         return Principal(found["role"], found["tenant"], found["token_id"], found["expires_at"])
 
     def tokens(self, role: str, tenant: str | None = None) -> list[dict[str, Any]]:

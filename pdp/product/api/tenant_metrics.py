@@ -1,8 +1,9 @@
 """`GET /metrics/tenants`: the tenant-labelled gauges (pdp/metrics.py's TenantCollector) in the
-Prometheus text format, to an admin token only — per active tenant and GPU class, the GPUs it is
-entitled to and its deployments waiting for capacity. The worker's `/metrics` stays unauthenticated
-because no label there names a tenant; these name one, so Prometheus scrapes them with an admin
-token (its `authorization` setting). The console's usage page charts them (docs/console.md)."""
+Prometheus text format, to a metrics token or the admin's — per active tenant and GPU class, the
+GPUs it is entitled to and its deployments waiting for capacity. The worker's `/metrics` stays
+unauthenticated because no label there names a tenant; these name one, so Prometheus scrapes them
+with a metrics token (its `authorization` setting; POST /v1/admin/metrics-tokens issues one), which
+reads this and nothing else. The console's usage page charts them (docs/console.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from pdp.lifecycle.runtime import current
 from pdp.lifecycle.states import DeploymentState, TenantState
 from pdp.metrics import tenant_registry
-from pdp.product.auth import Caller, require_admin
+from pdp.product.auth import MetricsReader
 
 router = APIRouter()
 
@@ -41,6 +42,5 @@ _registry = tenant_registry(figures)
 
 
 @router.get("/metrics/tenants", include_in_schema=False)
-def tenant_metrics(caller: Caller) -> Response:
-    require_admin(caller)  # 401 without a token, 403 with a tenant's
+def tenant_metrics(reader: MetricsReader) -> Response:  # 401 without a token, 403 with a tenant's
     return Response(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)

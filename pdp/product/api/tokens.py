@@ -1,8 +1,8 @@
 """Token routes of the product API: who am I, rotate, list and revoke.
 
-The admin rotates and revokes admin tokens and any tenant's; a tenant token does so for its own
-tenant only (another tenant's tokens are 404, admin tokens 403). A rotation answers the new
-token once and revokes the holder's earlier tokens at once.
+The admin rotates and revokes admin tokens, metrics tokens and any tenant's; a tenant token does
+so for its own tenant only (another tenant's tokens are 404, admin and metrics tokens 403). A
+rotation answers the new token once and revokes the holder's earlier tokens at once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.runtime import current
-from pdp.lifecycle.storage.credentials import ADMIN, TENANT, LastAdminToken
+from pdp.lifecycle.storage.credentials import ADMIN, METRICS, TENANT, LastAdminToken
 from pdp.lifecycle.storage.store import NotFound
 from pdp.product.auth import Caller, require_admin
 
@@ -98,6 +98,26 @@ def revoke_admin(token_id: str, body: Revocation, caller: Caller) -> dict[str, A
     """Revoke one admin token (409 for the only active one: rotate it instead)."""
     require_admin(caller)
     return _revoke(ADMIN, None, token_id, body, caller)
+
+
+@router.get("/v1/admin/metrics-tokens")
+def metrics_tokens(caller: Caller) -> list[dict[str, Any]]:
+    require_admin(caller)
+    return current().store.credentials.tokens(METRICS)
+
+
+@router.post("/v1/admin/metrics-tokens", status_code=201)
+def rotate_metrics(body: Rotation, caller: Caller) -> dict[str, Any]:
+    """A new metrics token, for Prometheus to scrape GET /metrics/tenants with and read nothing
+    else; every earlier metrics token is revoked now."""
+    require_admin(caller)
+    return _rotate(METRICS, None, body, caller)
+
+
+@router.post("/v1/admin/metrics-tokens/{token_id}/revoke")
+def revoke_metrics(token_id: str, body: Revocation, caller: Caller) -> dict[str, Any]:
+    require_admin(caller)
+    return _revoke(METRICS, None, token_id, body, caller)
 
 
 @router.get("/v1/tenants/{tenant}/tokens")

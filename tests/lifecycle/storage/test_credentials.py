@@ -27,6 +27,7 @@ from pdp.lifecycle.storage.credentials import (
     LastAdminToken,
     TokenPolicy,
     Unauthenticated,
+    WrongRole,
 )
 from pdp.lifecycle.storage.db import Database
 
@@ -129,6 +130,30 @@ def test_rotation_revokes_the_holders_earlier_tokens_at_once(db: Database) -> No
     listed = creds.tokens("tenant", "acme")
     assert [t["token_id"] for t in listed if t["active"]] == [second.token_id]
     assert all("hash" not in key for t in listed for key in t)
+
+
+def test_a_metrics_token_is_taken_only_where_asked_for_by_name(db: Database, clock: Clock) -> None:
+    creds = Credentials(db, TokenPolicy(metrics_ttl=timedelta(hours=3)))
+    creds.admit_admin(strong(), source="env")
+    first = creds.rotate("metrics", None, actor="admin")
+    assert first.role == "metrics" and first.tenant is None
+    # Not an admin, not a tenant: the API's and the console's checks refuse it ...
+    refusal = f"{first.token_id} is a metrics token: it reads GET /metrics/tenants only"
+    with pytest.raises(WrongRole, match=refusal):
+        creds.authenticate(first.token)
+    with pytest.raises(WrongRole, match="metrics token"):
+        creds.authenticate_id(first.token_id)  # a console session naming it
+    # ... and only the route that names its role takes it.
+    who = creds.authenticate(first.token, ("admin", "metrics"))
+    assert who.role == "metrics" and not who.is_admin and not who.may_act_on("acme")
+    second = creds.rotate("metrics", None, actor="admin")
+    with pytest.raises(Unauthenticated, match="revoked"):
+        creds.authenticate(first.token, ("admin", "metrics"))
+    assert [t["token_id"] for t in creds.tokens("metrics") if t["active"]] == [second.token_id]
+    assert creds.revoke(second.token_id, actor="admin")  # not the last admin token: no lock-out
+    clock.now += timedelta(hours=3, seconds=1)
+    third = creds.rotate("metrics", None, actor="admin")
+    assert datetime.fromisoformat(third.expires_at) - clock.now <= timedelta(hours=3)
 
 
 def test_rotation_may_shorten_a_lifetime_never_extend_it(db: Database) -> None:

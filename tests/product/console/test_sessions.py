@@ -185,3 +185,12 @@ def test_a_token_signs_in_to_its_own_account_only(fleet: Fleet) -> None:
         r = sign_in(c, "globex", fleet.tokens["acme"])
         assert r.status_code == 401 and COOKIE not in c.cookies
         assert sign_in(c, "acme", fleet.tokens["acme"]).status_code == 303
+
+
+@pytest.mark.parametrize("account", ["admin", "None"])
+def test_a_metrics_token_signs_in_to_no_account(fleet: Fleet, account: str) -> None:
+    metrics = fleet.store.credentials.rotate("metrics", None, actor="test").token
+    with browser(console_app()) as c:
+        r = sign_in(c, account, metrics)
+        assert r.status_code == 401 and "is a metrics token" in r.text
+        assert COOKIE not in c.cookies and signed_in_as(c) == "/console/login"

@@ -1,8 +1,9 @@
 """The usage page against a real Prometheus scraping the telemetry simulator (DCGM series) and the
-worker's `/metrics/tenants` with an admin token: the entitled-and-held chart and the queue chart
-hold what `/api/v1/query_range` answers for the same query, and what simpler queries of the raw
-series say; a quota change is a step in the entitled line; a tenant's page holds its own series
-only, whatever it asks; the tenant-labelled gauges need an admin token."""
+worker's `/metrics/tenants` with a metrics token (as docs/metrics.md deploys it): the
+entitled-and-held chart and the queue chart hold what `/api/v1/query_range` answers for the same
+query, and what simpler queries of the raw series say; a quota change is a step in the entitled
+line; a tenant's page holds its own series only, whatever it asks; the tenant-labelled gauges need
+a metrics or the admin's token."""
 
 from __future__ import annotations
 
@@ -84,10 +85,12 @@ def prometheus_binary() -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> Iterator[Setup]:
     worker = Worker(tmp_path_factory.mktemp("console"))
+    # Prometheus reads the file at each scrape: the token is written once the worker issues it.
+    token_file = tmp_path_factory.mktemp("prometheus-secrets") / "pdp-metrics-token"
     tenants_job: dict[str, object] = {
         "job_name": "pdp-tenants",
         "metrics_path": "/metrics/tenants",
-        "authorization": {"type": "Bearer", "credentials": worker.admin_token},
+        "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
         "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}],
     }
     with running_telemetry(
@@ -106,6 +109,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: Path) -> 
         worker.opts["prometheus"] = telemetry.prometheus_url
         worker.start(timeout=180)
         try:
+            with worker.client() as c:
+                issued = c.post("/v1/admin/metrics-tokens", json={})
+            assert issued.status_code == 201, issued.text
+            token_file.touch(mode=0o600)
+            token_file.write_text(issued.json()["token"])
             tokens = {name: onboard(worker, doc) for name, doc in TENANTS.items()}
 
             def entitlements_scraped_twice() -> bool:
@@ -166,7 +174,7 @@ def _column(labels: list[str], rows: list[tuple[float, list[float | None]]], lab
     return [v for _, values in rows if (v := values[i]) is not None]
 
 
-def test_the_tenant_gauges_need_an_admin_token(setup: Setup) -> None:
+def test_the_tenant_gauges_need_a_metrics_or_admin_token(setup: Setup) -> None:
     url = f"{setup.worker.url}/metrics/tenants"
     assert httpx.get(url, timeout=10).status_code == 401
     as_tenant = httpx.get(url, headers={"Authorization": f"Bearer {setup.tokens['acme-ui']}"}, timeout=10)

@@ -2,7 +2,7 @@
 the deployments waiting for capacity (queue depth) per tenant and class.
 
 - Entitled: `gpupaas_pdp_tenant_entitled_gpus{tenant, gpu_class}`, which the worker serves at
-  `/metrics/tenants` to an admin token (pdp/metrics.py's TenantCollector), read from the tenant
+  `/metrics/tenants` to a metrics token (pdp/metrics.py's TenantCollector), read from the tenant
   records when scraped: a quota change is a step in the line.
 - Held: dcgm-exporter's `DCGM_FI_DEV_GPU_UTIL`, one series per GPU that a pod holds (its
   `namespace` label), counted per tenant (its policy's namespaces) and GPU class (the GPU's
