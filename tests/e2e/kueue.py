@@ -87,6 +87,7 @@ class Kueue:
     # scheduling, which reconciles every node as its heartbeat changes it).
     feature_gates: dict[str, bool] = field(default_factory=dict)
     log_level: str = "2"  # --zap-log-level: "info", "debug" or N > 0 (debug level N)
+    _metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def webhook_url(self) -> str:
@@ -112,17 +113,28 @@ class Kueue:
         self._crds(api)
         self._webhooks(api)
 
-    def _rbac(self, api: client.ApiClient) -> None:
-        """The manager's ClusterRole and its Role on secrets of its namespace, bound to its user."""
+    def _cluster_role(
+        self, api: client.ApiClient, release_file: str, name: str, subject: dict[str, str]
+    ) -> None:
+        """The ClusterRole of Kueue's release `config/rbac/<release_file>`, named `name`, bound to
+        `subject`."""
         rbac = client.RbacAuthorizationV1Api(api)
-        subject = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUEUE_USER}]
-        role = yaml.safe_load((self.folder / "config" / "rbac" / "role.yaml").read_text())
-        role["metadata"]["name"] = "kueue-manager-role"
+        role = yaml.safe_load((self.folder / "config" / "rbac" / release_file).read_text())
+        role["metadata"]["name"] = name
         rbac.create_cluster_role(role)
-        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kueue-manager-role"}
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
         rbac.create_cluster_role_binding(
-            {"metadata": {"name": "kueue-manager-rolebinding"}, "roleRef": ref, "subjects": subject}
+            {"metadata": {"name": f"{name}binding"}, "roleRef": ref, "subjects": [subject]}
         )
+
+    def _rbac(self, api: client.ApiClient) -> None:
+        """The manager's ClusterRoles (its own, and the one that lets it ask the API server who
+        scrapes its metrics) and its Role on secrets of its namespace, bound to its user."""
+        rbac = client.RbacAuthorizationV1Api(api)
+        user = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUEUE_USER}
+        subject = [user]
+        self._cluster_role(api, "role.yaml", "kueue-manager-role", user)
+        self._cluster_role(api, "metrics_auth_role.yaml", "kueue-metrics-auth-role", user)
         secrets = yaml.safe_load((self.folder / "config" / "rbac" / "manager_secrets_role.yaml").read_text())
         secrets["metadata"] = {"name": "kueue-manager-secrets-role", "namespace": NAMESPACE}
         rbac.create_namespaced_role(NAMESPACE, secrets)
@@ -178,6 +190,35 @@ class Kueue:
             featureGates={"VisibilityOnDemand": False, **self.feature_gates},
         )
         return settings
+
+    def metrics_token(self, api: client.ApiClient) -> str:
+        """A token of a service account bound to Kueue's release metrics-reader role, which Kueue
+        has the API server review when its /metrics is asked (as Prometheus would in a cluster)."""
+        if self._metrics_token is None:
+            account = "kueue-metrics-scraper"
+            core = client.CoreV1Api(api)
+            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": account}})
+            scraper = {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+            self._cluster_role(api, "metrics_reader_role.yaml", "kueue-metrics-reader", scraper)
+            issued = core.create_namespaced_service_account_token(
+                account, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+            )
+            self._metrics_token = str(issued.status.token)
+        return self._metrics_token
+
+    @property
+    def metrics_url(self) -> str:
+        return f"https://127.0.0.1:{self.metrics_port}/metrics"
+
+    def metrics(self, api: client.ApiClient) -> str:
+        """Kueue's /metrics over TLS with the metrics reader's token."""
+        assert self.ca is not None
+        headers = {"Authorization": f"Bearer {self.metrics_token(api)}"}
+        trust = ssl.create_default_context(cafile=str(self.ca.cert))
+        with urllib.request.urlopen(
+            urllib.request.Request(self.metrics_url, headers=headers), timeout=10, context=trust
+        ) as r:
+            return str(r.read().decode())
 
     def start(self, timeout: float = 120) -> None:
         assert self.cp.ca is not None, "start the control plane first"

@@ -11,16 +11,20 @@ from typing import Any
 
 import pytest
 from kubernetes import client, watch
+from prometheus_client.parser import text_string_to_metric_families
 
+from pdp.product.console.pages.usage.charts import kueue_pending_promql
 from pdp.records.log import DecisionLog
 from pdp.substrate.kubernetes.adapter import FIELD_MANAGER
 from pdp.substrate.kueue import objects as kueue_objects
 from pdp.substrate.kueue.checks import DECISION_CONDITION, DECISION_LABEL, REVISION_LABEL
 from pdp.substrate.kueue.objects import CHECK_NAME, cluster_queue_name
 from pdp.substrate.kueue.version import GROUP, VERSION
+from tests.artifacts import cached_artifact
 from tests.e2e.controlplane import free_port
 from tests.e2e.kueue_world import World, dead_engine_server, gpu_job, kueue_world, wait_for
 from tests.lifecycle.harness import Worker, onboard, tenant_doc
+from tests.telemetry.conftest import running_telemetry
 
 ACME_NODES = {"eu-acme-1", "eu-acme-2"}
 
@@ -269,7 +273,9 @@ def test_a_job_asking_for_a_us_region_is_rejected_with_residency_violation(world
     assert any(r.reasons[0]["code"] == "RESIDENCY_VIOLATION" for r in denied)
 
 
-def test_quota_exhaustion_keeps_a_job_pending_with_kueues_own_reason(world: World, jobs: Jobs) -> None:
+def test_quota_exhaustion_keeps_a_job_pending_with_kueues_own_reason(
+    world: World, jobs: Jobs, tmp_path: Path
+) -> None:
     fill = jobs.create("acme-prod", gpu_job("fill", 3))
     jobs.workload(fill, "admitted", _admitted)
     jobs.bound(fill, 3)  # its pods decided by the webhook and the extender, before counting
@@ -285,6 +291,46 @@ def test_quota_exhaustion_keeps_a_job_pending_with_kueues_own_reason(world: Worl
     wl = jobs.workload(over, "pending for quota", pending)
     reserved = condition(wl, "QuotaReserved")
     assert reserved["reason"] == "Pending" and "nvidia.com/gpu" in reserved["message"], reserved
+    # What the console's usage page charts: Kueue's own count of the tenant's ClusterQueue, read
+    # directly and through a real Prometheus scraping Kueue as a cluster's would (TLS, a service
+    # account's token), with the page's query (kueue_pending_promql).
+    queue = cluster_queue_name("acme-eu")
+
+    def pending_in_kueue() -> dict[str, float] | None:
+        counts = {
+            s.labels["status"]: s.value
+            for family in text_string_to_metric_families(world.kueue.metrics(world.api))
+            for s in family.samples
+            if s.name == "kueue_pending_workloads" and s.labels.get("cluster_queue") == queue
+        }
+        return counts if sum(counts.values()) == 1 else None  # {"active": 0, "inadmissible": 1}
+
+    counted = wait_for("Kueue counting the pending workload", pending_in_kueue, logs=world.logs)
+    assert set(counted) <= {"active", "inadmissible"}, counted
+    token_file = tmp_path / "kueue-metrics-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(world.kueue.metrics_token(world.api))
+    assert world.kueue.ca is not None
+    scrape = {
+        "job_name": "kueue",
+        "scheme": "https",
+        "tls_config": {"ca_file": str(world.kueue.ca.cert)},
+        "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
+        "static_configs": [{"targets": [world.kueue.metrics_url.split("/")[2]]}],
+    }
+    (tmp_path / "prometheus").mkdir()
+    with running_telemetry(
+        tmp_path / "prometheus", cached_artifact("build-prometheus"), scrape_configs=[scrape]
+    ) as t:
+
+        def charted() -> list[tuple[dict[str, str], float]] | None:
+            found = [(s.labels, s.value) for s in t.client.query(kueue_pending_promql(["acme-eu"]))]
+            return found or None
+
+        found = wait_for("Prometheus answering the usage page's Kueue query", charted, logs=world.logs)
+    # One line per status (Kueue reports both, 0 or not), the same figures as Kueue's own.
+    assert {labels["tenant"] for labels, _ in found} == {"acme-eu"}, found
+    assert {labels["status"]: value for labels, value in found} == counted, (found, counted)
     # Kueue's own decision: the PDP was not asked, nothing runs.
     assert entry(wl).get("state", "Pending") == "Pending"
     assert jobs.read(over).spec.suspend is True and jobs.pods(over) == []

@@ -10,6 +10,10 @@ the deployments waiting for capacity (queue depth) per tenant and class.
   "-" for " ", so "NVIDIA-H100-80GB-HBM3" is modelName "NVIDIA H100 80GB HBM3"). A GPU no class
   matches counts under "other: <modelName>", never dropped.
 - Queued: `gpupaas_pdp_tenant_queued_deployments{tenant, gpu_class}`, the lifecycle queue.
+- Pending in Kueue: Kueue's own `kueue_pending_workloads{cluster_queue, status}` (status `active`:
+  waiting its turn; `inadmissible`: it cannot fit the queue's quota now) of each tenant's
+  ClusterQueue (`gpupaas-<tenant>`, pdp/substrate/kueue/objects.py), the Jobs its spot and batch
+  work submitted to Kueue, which the PDP's admission check decides once Kueue reserves quota.
 
 The builders are pure and check every name they put in a query (tenant, namespace, class, node
 label), so a request's parameters never reach Prometheus; a tenant's query selects its own
@@ -24,9 +28,11 @@ from typing import Any
 from fastapi import HTTPException
 
 from pdp.metrics import PREFIX
+from pdp.substrate.kueue.objects import cluster_queue_name
 
 ENTITLED = PREFIX + "tenant_entitled_gpus"
 QUEUED = PREFIX + "tenant_queued_deployments"
+KUEUE_PENDING = "kueue_pending_workloads"
 GPU = "DCGM_FI_DEV_GPU_UTIL"  # any per-GPU DCGM field would do: one series per GPU
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a tenant or a namespace
 _CLASS = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9])?$")
@@ -102,3 +108,16 @@ def entitled_and_held_promql(
 def queued_promql(tenant: str | None) -> str:
     """Deployments waiting for capacity per tenant and class (of `tenant`'s only when given)."""
     return f"max by (tenant, gpu_class) ({QUEUED}{tenant_selector(tenant)})"
+
+
+def kueue_pending_promql(tenants: Sequence[str]) -> str:
+    """Workloads pending in Kueue per tenant and status, of the ClusterQueues of `tenants`; "" for
+    none. The tenant label is taken from the queue's name, which the PDP gave it."""
+    queues = sorted(cluster_queue_name(_checked("tenant", t, _NAME)) for t in tenants)
+    if not queues:
+        return ""
+    pending = f'{KUEUE_PENDING}{{cluster_queue=~"{"|".join(queues)}"}}'
+    prefix = cluster_queue_name("")
+    return (
+        f'sum by (tenant, status) (label_replace({pending}, "tenant", "$1", "cluster_queue", "{prefix}(.+)"))'
+    )

@@ -1,5 +1,6 @@
-"""Usage: GPUs entitled against GPUs held over time, per tenant and GPU class, and the deployments
-waiting for capacity, from the worker's Prometheus (charts.py says which series). The admin sees
+"""Usage: GPUs entitled against GPUs held over time, per tenant and GPU class, the deployments
+waiting for capacity and the workloads pending in Kueue, from the worker's Prometheus (charts.py
+says which series). The admin sees
 every active tenant (`/admin/usage`), a tenant its own (`/tenants/{tenant}/usage`, 404 for
 another's): its queries select its own tenant label and namespaces, whatever the request says."""
 
@@ -13,9 +14,13 @@ from starlette.responses import Response
 from pdp.lifecycle.bearer_tokens import Principal
 from pdp.lifecycle.services import queries
 from pdp.product.console.calls import call
-from pdp.product.console.charts.source import legend_by, range_chart, window_of
+from pdp.product.console.charts.source import NoChart, legend_by, range_chart, window_of
 from pdp.product.console.common import own_tenant, require_admin
-from pdp.product.console.pages.usage.charts import entitled_and_held_promql, queued_promql
+from pdp.product.console.pages.usage.charts import (
+    entitled_and_held_promql,
+    kueue_pending_promql,
+    queued_promql,
+)
 from pdp.product.console.render import page
 from pdp.product.console.session import Viewer
 
@@ -45,9 +50,16 @@ def _usage(
         f"Deployments waiting for capacity per GPU class{of}", "deployments", queued_promql(tenant),
         legend_by("tenant", "gpu_class"), window=seconds,
     )  # fmt: skip
+    kueue_title = f"Workloads pending in Kueue{of}"
+    pending = kueue_pending_promql(sorted(owners))
+    kueue = (
+        range_chart(kueue_title, "workloads", pending, legend_by("tenant", "status"), window=seconds)
+        if pending
+        else NoChart(kueue_title, "No chart: no active tenant.")
+    )
     return page(
         request, "usage.html", who, title="Usage" + (f" of {tenant}" if tenant else ""), tenant=tenant,
-        tenants=sorted(owners), entitled=entitled, queue=queue,
+        tenants=sorted(owners), entitled=entitled, queue=queue, kueue=kueue,
     )  # fmt: skip
 
 

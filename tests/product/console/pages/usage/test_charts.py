@@ -13,11 +13,13 @@ from fastapi import HTTPException
 from pdp.product.console.pages.usage.charts import (
     entitled_and_held_promql,
     held_promql,
+    kueue_pending_promql,
     model_regex,
     queued_promql,
     with_gpu_class,
 )
 from pdp.product.console.pages.usage.views import owners_of
+from pdp.substrate.kueue.objects import cluster_queue_name
 
 CLASSES = {
     "H100-80GB": {"node_label": {"key": "nvidia.com/gpu.product", "value": "NVIDIA-H100-80GB-HBM3"}},
@@ -135,3 +137,15 @@ def test_owners_are_the_active_tenants_namespaces() -> None:
         {"name": "bare", "state": "active", "policy": {}},
     ]
     assert owners_of(records) == {"acme": ["acme-prod"], "bare": []}
+
+
+def test_kueue_pending_counts_the_tenants_own_cluster_queues_named_back_to_their_tenant() -> None:
+    got = kueue_pending_promql(["globex", "acme"])
+    assert got == (
+        'sum by (tenant, status) (label_replace(kueue_pending_workloads{cluster_queue=~"gpupaas-acme|'
+        'gpupaas-globex"}, "tenant", "$1", "cluster_queue", "gpupaas-(.+)"))'
+    )
+    assert cluster_queue_name("acme") == "gpupaas-acme"  # the name the query selects
+    assert kueue_pending_promql([]) == ""
+    with pytest.raises(HTTPException):
+        kueue_pending_promql(["acme", 'x"}) or vector(1'])
