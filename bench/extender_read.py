@@ -1,4 +1,4 @@
-"""CPU of reading one ExtenderArgs Nodes body (`extender_wire.read_args`), in-process, without OPA:
+"""CPU of reading one ExtenderArgs Nodes body (`extender.wire.read_args`), in-process, without OPA:
 keyed on whole labels (each node's labels text copied and hashed, as main read every body) against
 keyed on the label keys the policy reads (a msgspec struct of those keys), and the second,
 skipping pass that splits out the nodes sent back. Median of `--repeat`, `time.process_time`.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.inputs import extender_args
-from pdp.substrate.kubernetes.enforcement import extender_wire
+from pdp.substrate.kubernetes.enforcement.extender import wire
 from pdp.substrate.kubernetes.enforcement.shapes import ShapeCache
 
 # What the example policy reports reading (constraints.node_label_keys: lib.node_label_keys and the
@@ -55,9 +55,9 @@ def main() -> int:
     shapes = ShapeCache()
     print(f"  {len(body) / 1e6:.1f} MB body, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = {
-        "read_args, whole labels (text keys)": lambda: extender_wire.read_args(body, None, shapes),
-        "read_args, the read keys": lambda: extender_wire.read_args(body, None, shapes, READ),
-        "second pass (nodes sent back)": lambda: extender_wire._node_texts(body),
+        "read_args, whole labels (text keys)": lambda: wire.read_args(body, None, shapes),
+        "read_args, the read keys": lambda: wire.read_args(body, None, shapes, READ),
+        "second pass (nodes sent back)": lambda: wire._node_texts(body),
     }
     for name, call in rows.items():
         print(f"  {name:38s} median {cpu_ms(call, args.repeat):6.1f} ms CPU")

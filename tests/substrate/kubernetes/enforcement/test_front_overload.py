@@ -203,7 +203,11 @@ def test_the_extender_answers_inline_with_the_wasm_engine(
     wasm_stack: EmbeddedPDP, stack: EmbeddedPDP
 ) -> None:
     from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
-    from tests.substrate.kubernetes.enforcement.test_extender import acme_pod, passed, with_nodes
+    from tests.substrate.kubernetes.enforcement.extender.test_scheduler_extender import (
+        acme_pod,
+        passed,
+        with_nodes,
+    )
 
     assert wasm_stack.engine is not None and stack.engine is not None
     raw = json.dumps(with_nodes(acme_pod())).encode()

@@ -27,7 +27,7 @@ from tests.substrate.kubernetes.enforcement.conftest import (
     pod,
     review,
 )
-from tests.substrate.kubernetes.enforcement.test_extender import FakeCluster
+from tests.substrate.kubernetes.enforcement.extender.test_scheduler_extender import FakeCluster
 
 
 class Client:

@@ -12,9 +12,12 @@ import pytest
 
 from pdp.embedded import EmbeddedPDP
 from pdp.point import DecisionPoint
-from pdp.substrate.kubernetes.enforcement import extender as extender_module
 from pdp.substrate.kubernetes.enforcement import shapes
-from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
+from pdp.substrate.kubernetes.enforcement.extender import (
+    ExtenderServer,
+    SchedulerExtender,
+    scheduler_extender,
+)
 from pdp.substrate.kubernetes.enforcement.holdings import Holdings
 from tests.substrate.kubernetes.enforcement.conftest import (
     CountingEngine,
@@ -211,7 +214,7 @@ def test_engine_failure_fails_every_node_never_an_allow(stack: EmbeddedPDP, poin
 def test_node_lists_above_the_schema_limit_are_clipped(
     point: DecisionPoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(extender_module, "MAX_NODES", 3)
+    monkeypatch.setattr(scheduler_extender, "MAX_NODES", 3)
     result = SchedulerExtender(point).filter(with_nodes(globex_pod()))
     assert passed(result) == ["eu-shared-1"]
     assert set(result["FailedNodes"]) == {"eu-shared-2", "us-shared-1"}
@@ -294,31 +297,6 @@ def test_a_body_nested_too_deeply_is_a_400_naming_it(point: DecisionPoint, where
                 assert status == 200 or (status == 400 and "nested too deeply" in answer["error"]), answer
         status, result = _post(server, "/filter", json.dumps(with_nodes(acme_pod())).encode())
         assert status == 200 and passed(result) == ["eu-acme-1", "eu-acme-2"]
-
-
-def test_nodes_of_one_shape_are_decided_once_and_named_in_their_own_reasons() -> None:
-    eu = labels("eu-west-1", "eu-h100-shared")
-    nodes = [
-        {"name": "a", "labels": eu, "namespaces": []},
-        {"name": "b", "labels": dict(eu), "namespaces": []},
-        {"name": "c", "labels": eu, "namespaces": ["globex-ml"]},
-        {"name": "d", "labels": labels("us-east-1", "us-h100-shared"), "namespaces": []},
-    ]
-    groups = extender_module.group_nodes(nodes)
-    assert groups == {"a": ["a", "b"], "c": ["c"], "d": ["d"]}
-    verdict = extender_module.Verdict(
-        frozenset({"a"}), {"c": 'CODE: node "c" hosts x', "d": 'RESIDENCY_VIOLATION: node "d" is in us'}
-    )
-    expanded = extender_module.expand_verdict(verdict, groups)
-    assert expanded.eligible == {"a", "b"}
-    assert expanded.unresolvable == {
-        "c": 'CODE: node "c" hosts x',
-        "d": 'RESIDENCY_VIOLATION: node "d" is in us',
-    }
-    many = extender_module.expand_verdict(
-        extender_module.Verdict(frozenset(), {"a": 'X: node "a" is wrong'}), {"a": ["a", "b"]}
-    )
-    assert many.unresolvable == {"a": 'X: node "a" is wrong', "b": 'X: node "b" is wrong'}
 
 
 def test_grouped_filter_equals_one_node_at_a_time(point: DecisionPoint) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pdp.embedded import EmbeddedPDP
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
-from pdp.substrate.kubernetes.enforcement.extender_wire import BadArgs
+from pdp.substrate.kubernetes.enforcement.extender.wire import BadArgs
 from tests.substrate.kubernetes.enforcement.conftest import labels, opa_stopped, own_pool, pod
 
 NODES = {

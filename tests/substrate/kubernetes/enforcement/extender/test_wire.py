@@ -15,10 +15,10 @@ from bench.inputs import extender_args
 from pdp.net.jsonhttp import HttpError
 from pdp.point import DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import ExtenderServer, SchedulerExtender
-from pdp.substrate.kubernetes.enforcement.extender_wire import read_args
+from pdp.substrate.kubernetes.enforcement.extender.wire import read_args
 from pdp.substrate.kubernetes.enforcement.shapes import Projection, ShapeCache
 from tests.substrate.kubernetes.enforcement.conftest import CountingEngine, labels, node, pod
-from tests.substrate.kubernetes.enforcement.test_extender import (
+from tests.substrate.kubernetes.enforcement.extender.test_scheduler_extender import (
     NODES,
     FakeCluster,
     acme_pod,

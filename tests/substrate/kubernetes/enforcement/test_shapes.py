@@ -23,12 +23,12 @@ from pdp.embedded import EmbeddedPDP
 from pdp.engine.base import EngineUnavailable
 from pdp.point import DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import SchedulerExtender
-from pdp.substrate.kubernetes.enforcement.extender_verdict import place_intent, verdict_from_decision
+from pdp.substrate.kubernetes.enforcement.extender.verdict import place_intent, verdict_from_decision
 from pdp.substrate.kubernetes.enforcement.shapes import Projection, ShapeCache, group_by_shape, named_nodes
 from pdp.substrate.kubernetes.enforcement.workloads import workload_from_object
 from tests.conftest import EXAMPLES, ROOT, embedded_settings
 from tests.substrate.kubernetes.enforcement.conftest import H100, labels, node, own_pool, pod
-from tests.substrate.kubernetes.enforcement.test_extender import FakeCluster, passed
+from tests.substrate.kubernetes.enforcement.extender.test_scheduler_extender import FakeCluster, passed
 
 A100 = "NVIDIA-A100-SXM4-40GB"
 MI300X = "AMD_Instinct_MI300X_OAM"

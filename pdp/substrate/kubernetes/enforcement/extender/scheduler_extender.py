@@ -1,22 +1,15 @@
-"""The kube-scheduler extender: node-level placement policy (residency, dedicated pools, node
-occupancy, sharing) decided per scheduling cycle with one `place_workload` decision.
+"""The scheduler extender's verbs: filter, prioritize and preempt, each judged with one
+`place_workload` decision over the pod's candidate nodes (`question`), read from and answered on
+the wire (`wire`, `preemption`), the verdict (`verdict`) kept for prioritize.
 
-Policy rejections go to FailedAndUnresolvableNodes: preempting pods cannot make a node of the
-wrong region or another tenant's pool acceptable, so the scheduler must not try. A node the
-scheduler's own plugins find full is never shown to the extender's filter, so the scheduler may
-still pick it for preemption: the preempt verb asks the policy about each such candidate as it
-would be once its victims are gone, and keeps only those it accepts.
-
-The wire format is `extender_wire`'s, the verdict `extender_verdict`'s; over HTTP a body is read
-and answered by `filter_json` / `prioritize_json` without decoding the nodes the policy does not
-look at (`extender_wire.read_args`).
+Over HTTP a body is read and answered by `filter_json` / `prioritize_json` without decoding the
+nodes the policy does not look at (`wire.read_args`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,40 +17,37 @@ import orjson
 from pdp import metrics
 from pdp.decision import Decision
 from pdp.intents import InvalidIntent, validate_intent
-from pdp.net.clientauth import ClientAuth
-from pdp.net.jsonhttp import HttpError, HttpService, JsonHttpServer
-from pdp.net.limits import DEFAULT_LIMITS, ServingLimits
-from pdp.net.servingcert import DEFAULT_POLL_INTERVAL, ServingCertificate
-from pdp.point import DECISION_PATH, DecideOptions, DecisionPoint
-from pdp.substrate.kubernetes.enforcement.extender_verdict import (
+from pdp.net.jsonhttp import HttpError
+from pdp.point import DecisionPoint
+from pdp.substrate.kubernetes.enforcement.extender.preemption import (
+    Preemption,
+    parse_preemption,
+    preemption_result,
+)
+from pdp.substrate.kubernetes.enforcement.extender.question import PlacementQuestion
+from pdp.substrate.kubernetes.enforcement.extender.verdict import (
     Verdict,
     VerdictCache,
     expand_verdict,
-    group_nodes,
     place_intent,
     verdict_from_decision,
 )
-from pdp.substrate.kubernetes.enforcement.extender_wire import (
+from pdp.substrate.kubernetes.enforcement.extender.wire import (
     BadArgs,
     Candidates,
     ClusterView,
-    Preemption,
     encode,
     error_result,
     filter_result,
     parse_args,
-    parse_preemption,
-    preemption_result,
     read_args,
 )
 from pdp.substrate.kubernetes.enforcement.shapes import (
     LabelsKey,
     Projection,
     ShapeCache,
-    group_by_shape,
     label_keys_read,
     named_nodes,
-    shape_labels,
 )
 from pdp.substrate.kubernetes.enforcement.workloads import (
     InvalidObject,
@@ -66,24 +56,10 @@ from pdp.substrate.kubernetes.enforcement.workloads import (
     workload_from_object,
 )
 
-__all__ = [
-    "MAX_NODES",
-    "MAX_SCORE",
-    "BadArgs",
-    "ClusterView",
-    "ExtenderServer",
-    "SchedulerExtender",
-    "Verdict",
-    "expand_verdict",
-    "group_nodes",
-    "place_intent",
-    "verdict_from_decision",
-]
-
 MAX_NODES = 20000  # the intent schema's place_workload.nodes maxItems
 MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
 EXTENDER_TIMEOUT = 5.0  # kube-scheduler's default extender httpTimeout
-# A Nodes body's labels are read on the label keys the policy reads (extender_wire.read_args) once
+# A Nodes body's labels are read on the label keys the policy reads (wire.read_args) once
 # their texts average this many bytes. 5,000 nodes (bench.extender_read, in a loop): real nodes'
 # labels (~36, 1.5 KB, their own hostname and instance id) 6-7 ms read so against 9-11 ms keyed by
 # text; 500 B (tests' realistic fleet) 3.6-4.7 against 4.3-8.5 ms; the bench's few 240 B texts are
@@ -104,58 +80,6 @@ def _occupants(
         return bulk(names, uid, gone) if gone else bulk(names, uid)  # type: ignore[no-any-return]
     found = {name: cluster.namespaces_on(name, exclude_pod_uid=uid) for name in names}
     return {name: namespaces for name, namespaces in found.items() if namespaces}
-
-
-class _Question:
-    """One pod's `place_workload` question over its candidates, asked with the labels keys given
-    (whole or projected): one node per shape."""
-
-    def __init__(
-        self,
-        point: DecisionPoint,
-        workload: dict[str, Any],
-        names: Sequence[str],
-        occupants: Mapping[str, list[str]] | None,
-        alone: frozenset[str],
-        deadline: float,
-        caller: str | None,
-    ) -> None:
-        self.point = point
-        self.caller = caller
-        self.workload = workload
-        self.names = names
-        self.occupants = occupants
-        self.alone = alone
-        self.deadline = deadline
-        self.shape_labels: dict[str, dict[str, str]] = {}  # first node of each shape -> labels sent
-
-    def __call__(self, keys: Sequence[LabelsKey]) -> tuple[Decision, dict[str, list[str]]]:
-        groups, labels = group_by_shape(self.names, keys, self.occupants, self.alone)
-        shapes = []
-        self.shape_labels = {first: shape_labels(labels[first]) for first in groups}
-        for first in groups:
-            shape: dict[str, Any] = {"name": first, "labels": self.shape_labels[first]}
-            if self.occupants is not None:
-                shape["namespaces"] = self.occupants.get(first, [])
-            shapes.append(shape)
-        options = DecideOptions(
-            deadline=self.deadline, validated=True, entry_point="extender", principal=self.caller
-        )
-        return self.point.decide(place_intent(self.workload, shapes), options), groups
-
-    def probe(self) -> tuple[bool, frozenset[str] | None]:
-        """Whether the policy answered, and the node label keys it reports reading (None: none),
-        asked on no node. Not a decision: it places nothing, so it is neither recorded nor
-        counted."""
-        budget = (self.deadline - time.monotonic()) / 2
-        if budget <= 0:
-            return False, None
-        try:
-            intent = place_intent(self.workload, [])
-            result = self.point.engine.evaluate(DECISION_PATH, intent, timeout=budget)
-        except Exception:  # an engine failure or bug: the keys are unknown, whole labels are sent
-            return False, None
-        return True, label_keys_read(result.get("constraints") if isinstance(result, Mapping) else None)
 
 
 class SchedulerExtender:
@@ -218,7 +142,7 @@ class SchedulerExtender:
         holds, gpus = getattr(self.cluster, "held", None), workload.get("resources")
         if holds is not None and gpus:
             workload = {**workload, "held": holds(c.namespace, c.uid, self._project)}
-        ask = _Question(self.point, workload, names, occupants, alone, deadline, caller)
+        ask = PlacementQuestion(self.point, workload, names, occupants, alone, deadline, caller)
         decision, groups = self._decide(ask, self._keys_for(c, len(names)))
         judged = verdict_from_decision(decision, list(groups))
         allow = getattr(self.cluster, "allow", None)
@@ -256,7 +180,7 @@ class SchedulerExtender:
         return keys_for
 
     def _decide(
-        self, ask: _Question, keys_for: Callable[[Projection | None], Sequence[LabelsKey]]
+        self, ask: PlacementQuestion, keys_for: Callable[[Projection | None], Sequence[LabelsKey]]
     ) -> tuple[Decision, dict[str, list[str]]]:
         """The decision on the candidates grouped on the label keys the policy reads, taken only
         when it reports reading no other key; whole labels when the policy reports none."""
@@ -390,49 +314,3 @@ def _json_body(body: bytes) -> Any:
         return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"the body is not JSON: {exc}") from exc
-
-
-class ExtenderServer(HttpService):
-    """HTTP (HTTPS with a certificate, reloaded like the webhook's) for kube-scheduler's extender
-    calls; with `client_auth` (HTTPS only) answering only kube-scheduler's client certificate (its
-    extender `tlsConfig.certFile`)."""
-
-    def __init__(
-        self,
-        extender: SchedulerExtender,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        cert_file: Path | None = None,
-        key_file: Path | None = None,
-        max_body: int = 64 * 1024 * 1024,
-        cert_poll_interval: float = DEFAULT_POLL_INTERVAL,
-        inline: bool | None = None,
-        client_auth: ClientAuth | None = None,
-        limits: ServingLimits = DEFAULT_LIMITS,
-    ) -> None:
-        """`inline`: answer on the event loop rather than on a thread; by default when deciding
-        only uses the CPU (the wasm engine, no durable record), as the webhook does."""
-        self.extender = extender
-        if client_auth is not None and not (cert_file and key_file):
-            raise ValueError("client certificates need TLS: give the extender a certificate and key")
-        tls = (
-            ServingCertificate(cert_file, key_file, poll_interval=cert_poll_interval, client_auth=client_auth)
-            if cert_file and key_file
-            else None
-        )
-        self._http = JsonHttpServer(
-            {
-                "/filter": lambda body, _q, _t, caller: extender.filter_json(body, caller),
-                "/prioritize": lambda body, _q, _t, caller: extender.prioritize_json(body, caller),
-                "/preempt": lambda body, _q, _t, caller: extender.preempt_json(body, caller),
-            },
-            host=host,
-            port=port,
-            ssl_context=tls,
-            max_body=max_body,
-            name="gpupaas-extender",
-            listen_option="--extender-listen",
-            inline=not extender.point.waits_on_io if inline is None else inline,
-            **limits.server_options(),
-        )
