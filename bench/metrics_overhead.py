@@ -1,4 +1,4 @@
-"""Per-decision cost of the Prometheus metrics (pdp/metrics.py) on the decision path, in process:
+"""Per-decision cost of the Prometheus metrics (pdp/metrics/) on the decision path, in process:
 the same DecisionPoint on the wasm engine (the fastest, so the share is largest) deciding the
 same intents N times with metrics recorded, and with the recorder replaced by one doing nothing.
 Rounds alternate so machine load hits both alike; the fastest round of each is compared (the

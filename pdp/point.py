@@ -62,7 +62,7 @@ class DecideOptions:
         workload and built the rest itself); skips the schema check, the largest cost of a
         placement over thousands of nodes.
     entry_point: where the intent came in (grpc, grpc_batch, http, webhook, extender, lifecycle,
-        cli, embedded), the `entry_point` label of the decision metrics (pdp/metrics.py).
+        cli, embedded), the `entry_point` label of the decision metrics (pdp/metrics/decision_point.py).
     principal: who asked, as a decision front authenticated them (pdp/api/auth.py: admin,
         tenant:NAME, substrate:NAME, local), recorded with the decision; None where no front
         stands between the caller and the point (in-process callers, the CLI).

@@ -24,6 +24,7 @@ from pdp import metrics
 from pdp.api.client import PdpClient
 from pdp.engine.opa_http import OpaHttpEngine
 from pdp.metrics import DecisionMetrics, policy_codes
+from pdp.metrics.decision_point import default_policies
 from pdp.point import DecideOptions, DecisionPoint
 from tests.conftest import EXAMPLES, ROOT, self_signed
 from tests.e2e.controlplane import free_port
@@ -279,6 +280,15 @@ def test_a_reason_outside_the_catalogue_is_counted_as_other() -> None:
     assert recorder.reason_label("RESIDENCY_VIOLATION") == "RESIDENCY_VIOLATION"
     assert recorder.reason_label("tenant-acme-said-so") == "other"
     assert recorder.reason_label("ENGINE_TIMEOUT") == "ENGINE_TIMEOUT"
+
+
+def test_the_process_catalogue_is_the_checkouts_policies() -> None:
+    # Found from where the code sits: split into a package, the folder was looked for one level too
+    # deep (pdp/policies), every policy code was counted as "other", and only a real worker's
+    # QUOTA_APPROVAL_REQUIRED series (tests/lifecycle/test_metrics.py) showed it.
+    assert default_policies() == ROOT / "policies"
+    assert policy_codes(ROOT / "policies") | metrics.ENGINE_CODES == metrics.decisions.catalogue
+    assert metrics.decisions.reason_label("QUOTA_APPROVAL_REQUIRED") == "QUOTA_APPROVAL_REQUIRED"
 
 
 def test_an_unreachable_engine_counts_an_engine_error_by_kind() -> None:

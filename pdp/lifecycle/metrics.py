@@ -1,5 +1,5 @@
-"""The lifecycle worker's `/metrics`: its decisions (pdp/metrics.py, entry point "lifecycle"), and
-its workflows and approvals, read from DBOS and the store when Prometheus scrapes.
+"""The lifecycle worker's `/metrics`: its decisions (pdp/metrics/decision_point.py, entry point
+"lifecycle"), and its workflows and approvals, read from DBOS and the store when Prometheus scrapes.
 
 Unauthenticated like a probe: every label is a closed set (workflow name, DBOS status), so no
 tenant's name or request reaches a scraper; the NetworkPolicy decides who may reach the port.

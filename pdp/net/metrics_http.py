@@ -1,4 +1,4 @@
-"""Where the metrics of pdp/metrics.py are served: the `--metrics-listen` listener of `pdp serve`
+"""Where the metrics of pdp/metrics/ are served: the `--metrics-listen` listener of `pdp serve`
 (gRPC PDP, admission webhook and scheduler extender of that process), and a `/metrics` route for
 the Starlette/FastAPI apps (HTTP decision API, lifecycle worker).
 

@@ -1,5 +1,5 @@
 """The enforcement page's Prometheus chart: denials per minute over time, by reason code and by
-entry point, from the PDP's own counter `gpupaas_pdp_decision_reasons_total` (pdp/metrics.py,
+entry point, from the PDP's own counter `gpupaas_pdp_decision_reasons_total` (pdp/metrics/decision_point.py,
 docs/metrics.md) in the worker's Prometheus, which must scrape the PDP processes for it.
 
 Admins only: the counter's labels are closed sets (entry point, outcome, reason code) and carry
@@ -15,7 +15,8 @@ from pdp.metrics import PREFIX
 from pdp.product.console.charts.source import PROMQL_DURATION, NoChart, legend_by, range_chart
 from pdp.product.console.charts.svg import Chart
 
-COUNTER = PREFIX + "decision_reasons_total"  # pdp/metrics.py's DECISION_REASONS, as Prometheus stores it
+# pdp/metrics/decision_point.py's DECISION_REASONS, as Prometheus stores it
+COUNTER = PREFIX + "decision_reasons_total"
 RATE_WINDOW = "5m"
 
 

@@ -2,8 +2,8 @@
 the deployments waiting for capacity (queue depth) per tenant and class.
 
 - Entitled: `gpupaas_pdp_tenant_entitled_gpus{tenant, gpu_class}`, which the worker serves at
-  `/metrics/tenants` to a metrics token (pdp/metrics.py's TenantCollector), read from the tenant
-  records when scraped: a quota change is a step in the line.
+  `/metrics/tenants` to a metrics token (pdp/metrics/tenants.py's TenantCollector), read from the
+  tenant records when scraped: a quota change is a step in the line.
 - Held: dcgm-exporter's `DCGM_FI_DEV_GPU_UTIL`, one series per GPU that a pod holds (its
   `namespace` label), counted per tenant (its policy's namespaces) and GPU class (the GPU's
   `modelName` against the class's node label: GPU Feature Discovery writes the product name with

@@ -1,6 +1,6 @@
-"""The enforcement page's PromQL on its own: the denial rate is asked of the counter pdp/metrics.py
-defines, by labels it has, and the window cannot carry anything else into the query. (Against a
-real Prometheus scraping a worker: tests/product/console/test_charts.py.)"""
+"""The enforcement page's PromQL on its own: the denial rate is asked of the counter
+pdp/metrics/decision_point.py defines, by labels it has, and the window cannot carry anything else
+into the query. (Against a real Prometheus scraping a worker: tests/product/console/test_charts.py.)"""
 
 from __future__ import annotations
 
