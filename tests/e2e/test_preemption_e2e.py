@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -110,6 +110,21 @@ def _admitted(api: client.ApiClient, pod: dict[str, Any], timeout: float = 60) -
         time.sleep(0.5)
 
 
+def _preemptor(
+    api: client.ApiClient, namespace: str, priority_class: str, tolerations: Sequence[dict[str, str]] = ()
+) -> client.V1Pod:
+    """A pod of `namespace` asking for the full node's GPU, and only that node (its label selected,
+    its taint and `tolerations` tolerated), at `priority_class`: above the spot victim's, so the
+    scheduler looks at preempting it."""
+    pod = gpu_pod(
+        namespace,
+        node_selector=SELECTOR,
+        tolerations=[*tolerations, TOLERATION],
+        priority_class=priority_class,
+    )
+    return create(api, pod)
+
+
 def _read(api: client.ApiClient, pod: client.V1Pod) -> client.V1Pod:
     return client.CoreV1Api(api).read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
 
@@ -118,15 +133,7 @@ def test_a_pod_the_policy_refuses_on_the_node_evicts_nothing_there(
     full_node: client.V1Pod, api: client.ApiClient
 ) -> None:
     asked = asked_to_preempt("filtered")
-    acme = create(
-        api,
-        gpu_pod(
-            "acme-prod",
-            node_selector=SELECTOR,
-            tolerations=[*own_pool("acme-eu"), TOLERATION],
-            priority_class="gpupaas-enterprise",
-        ),
-    )
+    acme = _preemptor(api, "acme-prod", "gpupaas-enterprise", own_pool("acme-eu"))
     evicted = "the spot pod was evicted for a pod the policy refuses"
     deadline = time.monotonic() + 60
     while asked_to_preempt("filtered") <= asked:
@@ -145,12 +152,7 @@ def test_a_pod_the_policy_accepts_once_the_victim_is_gone_preempts_it(
     full_node: client.V1Pod, api: client.ApiClient
 ) -> None:
     asked = asked_to_preempt("all_eligible")
-    globex = create(
-        api,
-        gpu_pod(
-            "globex-ml", node_selector=SELECTOR, tolerations=[TOLERATION], priority_class="gpupaas-standard"
-        ),
-    )
+    globex = _preemptor(api, "globex-ml", "gpupaas-standard")
     deadline = time.monotonic() + 60
     while (victim := _read(api, full_node)).metadata.deletion_timestamp is None:
         assert time.monotonic() < deadline, "kube-scheduler never preempted the spot pod"
