@@ -1,6 +1,7 @@
 """`GET /metrics/tenants`: the tenant-labelled gauges (pdp/metrics/tenants.py's TenantCollector)
 in the Prometheus text format, to a metrics token or the admin's — per active tenant and GPU class,
-the unauthenticated because no label there names a tenant; these name one, so Prometheus scrapes them
+the GPUs it is entitled to and its deployments waiting for capacity. The worker's `/metrics` stays
+unauthenticated because no label there names a tenant; these name one, so Prometheus scrapes them
 with a metrics token (its `authorization` setting; POST /v1/admin/metrics-tokens issues one), which
 reads this and nothing else. The console's usage page charts them (docs/console.md)."""
 
