@@ -171,10 +171,14 @@ class Kueue:
                 admission.create_validating_webhook_configuration(doc)
 
     def configuration(self) -> dict[str, Any]:
-        """deploy/kueue/kueue-configuration.yaml, with this process's loopback addresses."""
+        """Kueue's release Configuration (the kueue-manager-config ConfigMap its manifests install:
+        client QPS 50, burst 100, five Workload and Job reconcilers at once) with
+        deploy/kueue/kueue-configuration.yaml merged into it, as that file asks of its user, and
+        this process's loopback addresses."""
         settings: dict[str, Any] = yaml.safe_load(
-            (ROOT / "deploy" / "kueue" / "kueue-configuration.yaml").read_text()
+            (self.folder / "config" / "manager-config.yaml").read_text()
         )
+        settings.update(yaml.safe_load((ROOT / "deploy" / "kueue" / "kueue-configuration.yaml").read_text()))
         settings.update(
             namespace=NAMESPACE,
             health={"healthProbeBindAddress": f"127.0.0.1:{self.health_port}"},
