@@ -6,7 +6,7 @@ Conventions (Gatekeeper's, docs/metrics.md): every name has the component prefix
 never a tenant, namespace, object name or decision id: those go to the decision log. Metrics carry
 no access control, and per-object labels are how Kyverno and Gatekeeper users got 10^5-10^6 series.
 The one exception, `TenantCollector` (`tenants`: entitlements and queue per tenant, for the
-console's charts), is in a registry of its own that only an admin token is served.
+console's charts), is in a registry of its own, served only to a metrics or the admin token.
 
 Decisions are recorded in one place, `DecisionPoint` (pdp/point.py), whatever the entry point
 (`decision_point`, the bundle decided on: `bundles`); the webhook and the extender add their request

@@ -1,5 +1,5 @@
-"""Tenants: the one exception to "no tenant label", in a registry of its own served behind an
-admin token."""
+"""Tenants: the one exception to "no tenant label", in a registry of its own served behind a
+metrics token (or the admin's)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class TenantCollector(Collector):
     Tenant-labelled, unlike every other metric here: the console's entitlement-against-usage and
     queue charts need a history per tenant, which only a series gives. So these are never in the
     process registry the unauthenticated `/metrics` serves, but in their own (`tenant_registry`),
-    which the product API serves at `/metrics/tenants` to an admin token only. One series per
+    which the product API serves at `/metrics/tenants` to a metrics or the admin token only. One series per
     tenant and entitled class: the cardinality of kube-state-metrics' per-namespace quota series."""
 
     def __init__(self, figures: TenantFigures) -> None:
