@@ -31,8 +31,9 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         # objects against the real schemas (no Kueue runs here; tests/e2e/test_kueue_e2e.py runs it).
         install_crds(api, kueue_folder())
         api.close()
-        # Without it a deleted namespace stays Terminating for ever (nothing empties it).
-        cp.start_controller_manager()
+        # Without it a deleted namespace stays Terminating for ever (nothing empties it); the
+        # quotas tenants get hold only once the resourcequota controller has counted their usage.
+        cp.start_controller_manager(controllers=(*ControlPlane.CONTROLLERS, "resourcequota"))
         yield cp
     finally:
         cp.stop()

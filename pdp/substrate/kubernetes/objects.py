@@ -17,6 +17,7 @@ from pdp.substrate.labels import (
     TIER_PRIORITY,
     TIER_PRIORITY_CLASS,
 )
+from pdp.substrate.tiers import tenant_borrows
 
 Obj = dict[str, Any]
 
@@ -62,7 +63,12 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
     tenant = str(policy["name"])
     namespaces = [str(n) for n in policy.get("namespaces", [])]
     limits = gpu_limits(policy, fleet)
-    hard = {f"requests.{r}": str(n) for r, n in sorted(limits.items())}
+    # A tenant that borrows (spot, allowing preemption) may hold more than its entitlement, lent by
+    # Kueue and allowed by placement: capped here at its entitlement, the pods of a Job Kueue
+    # admitted on borrowed quota were refused ("exceeded quota") while Kueue held that quota.
+    # What it may borrow is bounded by the cohort's idle quota (Kueue) and decided per pod (PDP).
+    capped = {} if tenant_borrows(str(policy.get("tier")), policy.get("allow_preemption")) else limits
+    hard = {f"requests.{r}": str(n) for r, n in sorted(capped.items())}
     priority = f"gpupaas-tenant-{tenant}"
     return {
         "namespaces": [
@@ -86,7 +92,7 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
                     "limits": [
                         {
                             "type": "Container",
-                            "max": {r: str(n) for r, n in sorted(limits.items())},
+                            "max": {r: str(n) for r, n in sorted(capped.items())},
                             # Explicit, since the API server defaults `default` to `max`: a
                             # container that names no GPU gets none, not the whole entitlement.
                             "default": {r: "0" for r in sorted(limits)},

@@ -41,6 +41,7 @@ from pdp.substrate.labels import (
     TIER_PRIORITY,
     TIER_PRIORITY_CLASS,
 )
+from pdp.substrate.tiers import TIER_BORROWS, tenant_borrows
 
 Obj = dict[str, Any]
 
@@ -66,24 +67,15 @@ register(RESOURCES)
 @dataclass(frozen=True)
 class TierRules:
     reclaim_within_cohort: str  # Kueue's PreemptionPolicy: Never | LowerPriority | Any
-    # may use idle quota of the cohort tree (when the tenant allows preemption): the `borrows` of
-    # the policy's tier table (lib.tiers in policies/gpupaas/lib/lib.rego), which
-    # tests/substrate/kueue/test_objects.py holds this table to
+    # may use idle quota of the cohort tree (when the tenant allows preemption): pdp/substrate/tiers.py
     borrows: bool
 
 
 TIER_RULES = {
-    "enterprise": TierRules(reclaim_within_cohort="Any", borrows=False),
-    "standard": TierRules(reclaim_within_cohort="Any", borrows=False),
-    "spot": TierRules(reclaim_within_cohort="Never", borrows=True),
+    "enterprise": TierRules(reclaim_within_cohort="Any", borrows=TIER_BORROWS["enterprise"]),
+    "standard": TierRules(reclaim_within_cohort="Any", borrows=TIER_BORROWS["standard"]),
+    "spot": TierRules(reclaim_within_cohort="Never", borrows=TIER_BORROWS["spot"]),
 }
-
-
-def tenant_borrows(tier: str, allow_preemption: object) -> bool:
-    """Whether a tenant of `tier` borrows idle quota of the cohort tree beyond its entitlement: its
-    tier borrows and it allows preemption (`allow_preemption: true`), as placement's `_borrows`
-    lets it past its entitlement (policies/gpupaas/placement). An unknown tier has spot's rules."""
-    return TIER_RULES.get(tier, TIER_RULES["spot"]).borrows and allow_preemption is True
 
 
 def _meta(name: str, tenant: str | None = None, namespace: str | None = None) -> dict[str, Any]:

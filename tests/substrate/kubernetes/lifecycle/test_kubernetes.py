@@ -5,6 +5,7 @@ finished by a real kube-controller-manager (namespace and garbage collector cont
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,49 @@ def test_the_gpu_limit_range_caps_gpu_containers_and_gives_others_none(kube: Con
             capped.value.status == 403
             and "maximum nvidia.com/gpu usage per Container is 4" in capped.value.body
         )
+    finally:
+        adapter.close()
+        api.close()
+
+
+def test_a_borrowing_tenants_quota_admits_the_pods_of_what_it_borrows(kube: ControlPlane) -> None:
+    """initech-spot (spot, allows preemption, 16 A100s): Kueue lends it idle quota beyond its
+    entitlement and placement lets it hold it, so its namespace's ResourceQuota and LimitRange
+    must not refuse the pods (they did: "exceeded quota" for every Job Kueue admitted on borrowed
+    quota, the quota held with no pod). The same tenant refusing preemption borrows nothing and is
+    capped at its entitlement."""
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "initech-spot.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    adapter = KubernetesAdapter(str(kube.kubeconfig))
+    api = config.new_client_from_config(str(kube.kubeconfig))
+    core = client.CoreV1Api(api)
+
+    def pod(name: str, gpus: int) -> dict[str, Any]:
+        limits = {"nvidia.com/gpu": str(gpus)}
+        container = {"name": "c", "image": "registry.example/app:1", "resources": {"limits": limits}}
+        return {"metadata": {"name": name}, "spec": {"containers": [container]}}
+
+    try:
+        for name, preemptible in (("borrow-ns", True), ("held-ns", False)):
+            tenant = {**policy, "name": name, "namespaces": [name], "allow_preemption": preemptible}
+            rendered = tenant_objects.render(tenant, fleet)
+            for obj in rendered["namespaces"] + rendered["quota"] + rendered["limits"]:
+                adapter.apply(obj)
+        deadline = time.monotonic() + 60
+        while not core.read_namespaced_resource_quota("gpupaas-gpu-quota", "held-ns").status.hard:
+            assert time.monotonic() < deadline, "the resourcequota controller never counted held-ns"
+            time.sleep(0.2)
+        # 12 + 12 A100s in one namespace: 24 of 16 entitled, the 8 beyond borrowed.
+        core.create_namespaced_pod("borrow-ns", pod("first", 12))
+        second = core.create_namespaced_pod("borrow-ns", pod("second", 12))
+        assert second.spec.containers[0].resources.limits["nvidia.com/gpu"] == "12"
+        core.create_namespaced_pod("held-ns", pod("first", 12))
+        with pytest.raises(client.exceptions.ApiException) as held:
+            core.create_namespaced_pod("held-ns", pod("second", 12))
+        assert held.value.status == 403 and "exceeded quota: gpupaas-gpu-quota" in held.value.body
+        with pytest.raises(client.exceptions.ApiException) as one_container:
+            core.create_namespaced_pod("held-ns", pod("too-big", 17))
+        assert "maximum nvidia.com/gpu usage per Container is 16" in one_container.value.body
     finally:
         adapter.close()
         api.close()

@@ -51,3 +51,15 @@ def test_a_dedicated_tenant_moving_to_shared_leaves_its_dedicated_flavor_stale()
     ]
     assert objects.stale(shared["kueue"], dedicated["kueue"]) == []
     assert objects.stale(dedicated["quota"], shared["quota"]) == []
+
+
+def test_a_borrowing_tenants_namespaces_leave_room_for_what_it_borrows() -> None:
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "initech-spot.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    borrowing = objects.render(policy, fleet)
+    assert [q["spec"]["hard"] for q in borrowing["quota"]] == [{}]
+    [limit] = borrowing["limits"][0]["spec"]["limits"]
+    assert limit["max"] == {} and limit["default"] == limit["defaultRequest"] == {"nvidia.com/gpu": "0"}
+    held = objects.render({**policy, "allow_preemption": False}, fleet)
+    assert [q["spec"]["hard"] for q in held["quota"]] == [{"requests.nvidia.com/gpu": "16"}]
+    assert held["limits"][0]["spec"]["limits"][0]["max"] == {"nvidia.com/gpu": "16"}
