@@ -211,8 +211,12 @@ class Kueue:
         return self._metrics_token
 
     @property
+    def metrics_address(self) -> str:
+        return f"127.0.0.1:{self.metrics_port}"
+
+    @property
     def metrics_url(self) -> str:
-        return f"https://127.0.0.1:{self.metrics_port}/metrics"
+        return f"https://{self.metrics_address}/metrics"
 
     def metrics(self, api: client.ApiClient) -> str:
         """Kueue's /metrics over TLS with the metrics reader's token."""

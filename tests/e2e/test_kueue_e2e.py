@@ -316,7 +316,7 @@ def test_quota_exhaustion_keeps_a_job_pending_with_kueues_own_reason(
         "scheme": "https",
         "tls_config": {"ca_file": str(world.kueue.ca.cert)},
         "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
-        "static_configs": [{"targets": [world.kueue.metrics_url.split("/")[2]]}],
+        "static_configs": [{"targets": [world.kueue.metrics_address]}],
     }
     (tmp_path / "prometheus").mkdir()
     with running_telemetry(
