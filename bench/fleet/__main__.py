@@ -11,6 +11,7 @@ figures. Exits 1 when a promise check of the policy run is not 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -73,12 +74,17 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
                 exe = Path(f"/proc/{child}/exe")
                 pids[exe.resolve().name if exe.exists() else str(child)] = child
         figures = RunFigures(result, {n: u for n, p in pids.items() if (u := usage(p)) is not None})
+        # Every pod's times as the replay saw them, beside the run's logs: what the report sums.
+        views = {key: dataclasses.asdict(view) for key, view in result.views.items()}
+        (work / name / "pods.json").write_text(json.dumps(views, indent=0, sort_keys=True))
         own = usage(os.getpid())
         if own is not None:
             figures.usage["replayer (this process, cumulative)"] = own
         if with_pdp:
             # The PDP is a process of its own, started for this run: its metrics are this run's.
             metrics = fleet.metrics()
+            # Kept beside the run's logs: the report's quantiles come from these buckets.
+            (work / name / "pdp-metrics.prom").write_text(metrics)
             figures.webhook = histogram(metrics, PREFIX + "webhook_request_duration_seconds", {})
             figures.extender = histogram(
                 metrics, PREFIX + "extender_request_duration_seconds", {"verb": "filter"}

@@ -33,6 +33,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
+from bench.fleet.niceness import niced
 from bench.fleet.onboarding import apply_declared, onboard_all, write_examples
 from bench.fleet.queues import start_admission_check, start_kueue, wait_queues_active
 from bench.harness import PY, Server, start_server
@@ -157,15 +158,17 @@ class LivingFleet:
         assert self.cp is not None
         self.cp._spawn(
             "kwok",
-            [
-                str(kwok_binary()),
-                f"--kubeconfig={self.cp.kubeconfig}",
-                f"--config={STAGES}",
-                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                f"--node-lease-duration-seconds={self.timing.lease_seconds}",
-                "--cidr=10.128.0.0/10",
-                "--node-ip=10.127.0.1",
-            ],
+            niced(
+                [
+                    str(kwok_binary()),
+                    f"--kubeconfig={self.cp.kubeconfig}",
+                    f"--config={STAGES}",
+                    f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                    f"--node-lease-duration-seconds={self.timing.lease_seconds}",
+                    "--cidr=10.128.0.0/10",
+                    "--node-ip=10.127.0.1",
+                ]
+            ),
         )
 
     def _create_nodes(self) -> None:

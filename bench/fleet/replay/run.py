@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bench.fleet import jobs
 from bench.fleet.mapping import Arrival, Plan
+from bench.fleet.niceness import lower_this_thread
 from bench.fleet.promises import EVICTED, PodView, check, pod_view
 from bench.fleet.replay.results import MAX_STALL_SECONDS, Failure, RunResult, Sample, refusal_reason
 from bench.fleet.replay.watch import resource_version_of, watch
@@ -314,7 +315,9 @@ class Replay:
             watcher.start()
         next_sample = 0.0
         last = time.monotonic()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="replay-submit") as pool:
+        with ThreadPoolExecutor(
+            self.workers, thread_name_prefix="replay-submit", initializer=lower_this_thread
+        ) as pool:
             self._pool = pool
             for at, _, what, arrival in events:
                 while failures and failures[0].at_fraction * self.seconds <= at:

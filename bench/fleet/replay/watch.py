@@ -11,6 +11,8 @@ from typing import Any
 
 from kubernetes.watch.watch import iter_resp_lines
 
+from bench.fleet.niceness import lower_this_thread
+
 
 def watch(
     list_fn: Callable[..., Any],
@@ -20,6 +22,7 @@ def watch(
     log: Callable[[str], None],
 ) -> None:
     """Each event of what `list_fn` lists, from `resource_version` on, to `apply`, until `done`."""
+    lower_this_thread()
     while not done.is_set():
         try:
             # Short watches: the end of the run waits for this thread, which notices the end only

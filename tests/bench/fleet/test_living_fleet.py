@@ -43,6 +43,11 @@ def test_the_trace_slice_keeps_every_promise_with_the_pdp_and_not_without(tmp_pa
     assert figures["pdp"]["replaced_placed"] == figures["pdp"]["evicted"], report
     # Spot tasks holding whole GPUs went through Kueue, admitted once the PDP's check said Ready.
     assert "spot tasks submitted as Jobs" in report, report
+    # Beside the run's logs: every pod's times and the PDP's metrics the quantiles came from.
+    pods = json.loads((tmp_path / "work" / "pdp" / "pods.json").read_text())
+    assert sum(1 for view in pods.values() if view["bound"] is not None) == figures["pdp"]["placed"]
+    metrics = (tmp_path / "work" / "pdp" / "pdp-metrics.prom").read_text()
+    assert "gpupaas_pdp_webhook_request_duration_seconds_bucket" in metrics
     # The timelines beside the report, linked from it.
     assert "![report-timelines](report-timelines.png)" in report
     assert out.with_name("report-timelines.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
