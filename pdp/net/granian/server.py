@@ -41,13 +41,6 @@ log = logging.getLogger(__name__)
 
 HTTP_MODES = ("auto", "1", "2")
 DEFAULT_MAX_CONNECTIONS = 1024
-DEFAULT_MAX_STREAMS = 4
-"""Requests in flight on one HTTP/2 connection. A Go client (kube-apiserver's webhook client,
-vegeta) keeps one connection while it has streams to spare, and SO_REUSEPORT spreads
-connections, not streams, over the processes serving a port: with 1,024 streams each, one
-process of `--webhook-workers 2` took every request and the other idled. At 4, a fifth request
-in flight opens another connection, which may land on another process; a process decides one
-request at a time, so more than that on one connection would only wait there."""
 DEFAULT_KEEP_ALIVE = 5
 VERIFIED_CALLER = "substrate:(a client certificate of the client CA)"
 """Who called, as the decision log records it, when the handshake verified a client certificate:
@@ -84,9 +77,8 @@ class GranianJsonServer:
 
     Beyond `max_pending` requests in progress, or when the event loop runs more than `max_wait`
     seconds late, a POST is answered 503 with `Retry-After: 1` and a JSON reason before its body is
-    read. At most `max_connections` connections are served (HTTP/2: `max_streams` requests in
-    flight each, so that a client in need of more opens another connection), the others wait in
-    the accept queue.
+    read. At most `max_connections` connections are served (HTTP/2: as many streams each), the
+    others wait in the accept queue.
 
     A rotated pair (or client CA) is served by a new Granian worker on the same socket: the old one
     stops accepting at once and finishes the requests it has."""
@@ -104,7 +96,6 @@ class GranianJsonServer:
         keep_alive: int = DEFAULT_KEEP_ALIVE,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_streams: int = DEFAULT_MAX_STREAMS,
         threads: int = DEFAULT_THREADS,
         reuse_port: bool = False,
         name: str = "gpupaas-http",
@@ -146,7 +137,7 @@ class GranianJsonServer:
             "backlog": _BACKLOG,
             "http1_settings": HTTP1Settings(header_read_timeout=int(header_timeout * 1000), keep_alive=True),
             "http2_settings": HTTP2Settings(
-                max_concurrent_streams=max_streams, keep_alive_interval=keep_alive * 1000
+                max_concurrent_streams=max_connections, keep_alive_interval=keep_alive * 1000
             ),
         }
         self._server: _OnOurSocket | None = None
