@@ -4,10 +4,13 @@ with the dedicated pools the lifecycle carved out of shared capacity (pure).
 A carving moves whole nodes of a shared pool into a new dedicated pool of one tenant: the source
 pool loses the nodes, the dedicated pool has them. The operator's document is read afresh on
 every rebuild, so capacity added there (more nodes in a shared pool) is seen without a restart.
-A dedicated pool is only in the bundle while its tenant is: the policies refuse a pool naming a
-tenant the bundle does not hold (TENANT_UNKNOWN), e.g. after the tenant was offboarded, or while
-the tenant being onboarded is not published yet (its carved nodes are out of the shared pool
-already, they are tainted).
+A dedicated pool is only among the clusters' pools while its tenant is in the bundle: the policies
+refuse a pool naming a tenant the bundle does not hold (TENANT_UNKNOWN), e.g. after the tenant was
+offboarded, or while the tenant being onboarded is not published yet (its carved nodes are out of
+the shared pool already, they are tainted). Such a pool is set aside under the fleet's `awaiting`
+(cluster -> pool name -> pool), which placement and admission never read: only the onboarding of
+the tenant it waits for does (gpupaas.tenancy), so a tenant whose pool the operator racked and
+declared before it signed is onboarded onto that pool, without approval to carve another.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ def load(path: Path) -> dict[str, Any]:
 def effective(
     base: Mapping[str, Any], carvings: Iterable[Mapping[str, Any]], tenants: Iterable[str]
 ) -> tuple[dict[str, Any], list[str]]:
-    """(the fleet with the carvings applied and only the dedicated pools of `tenants`, notes on
-    what was left out)."""
+    """(the fleet with the carvings applied, only the dedicated pools of `tenants` among its
+    clusters' pools and the others under `awaiting`, notes on what was set aside)."""
     fleet = copy.deepcopy(dict(base))
+    fleet.pop("awaiting", None)  # the lifecycle's own (a fleet document declares pools in clusters)
     known = set(tenants)
     notes: list[str] = []
     clusters = fleet.get("clusters", {})
@@ -65,16 +69,19 @@ def effective(
             if not carved <= set(names) or len(source["node_names"]) != source["nodes"]:
                 del source["node_names"]
         cluster["pools"][carving["pool"]] = pool
+    awaiting: dict[str, dict[str, Any]] = {}
     for cluster_name, cluster in clusters.items():
         pools = cluster.get("pools") or {}
         for pool_name in sorted(pools):
             pool = pools[pool_name]
             if pool.get("isolation") == "dedicated" and pool.get("tenant") not in known:
-                del pools[pool_name]
+                awaiting.setdefault(cluster_name, {})[pool_name] = pools.pop(pool_name)
                 notes.append(
-                    f"dedicated pool {pool_name!r} of cluster {cluster_name!r} left out: its tenant "
+                    f"dedicated pool {pool_name!r} of cluster {cluster_name!r} set aside: its tenant "
                     f"{pool.get('tenant')!r} is not in the bundle"
                 )
+    if awaiting:
+        fleet["awaiting"] = awaiting
     return fleet, notes
 
 

@@ -4,7 +4,8 @@ A tenant becomes known to the policies only when its document is in the bundle: 
 it into the lifecycle's own tenant folder under the state directory (pdp/lifecycle/storage/documents.py),
 rebuilds the signed bundle and waits until OPA serves it. Every rebuild also writes the fleet the
 bundle carries: the operator's fleet document with the dedicated pools the lifecycle carved
-(pdp/lifecycle/fleet.py), so a rebuild never names a tenant the bundle does not hold.
+(pdp/lifecycle/fleet.py), so a rebuild never names a tenant the bundle does not hold among its
+pools: a dedicated pool of such a tenant waits under the fleet's `awaiting` for its onboarding.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
+from pdp.config.index import fleet_index
 from pdp.lifecycle import fleet as fleets
+from pdp.schemas import validator
 from pdp.substrate.kubernetes import pools
 from tests.lifecycle.harness import EXAMPLES
 
@@ -147,8 +149,28 @@ def test_a_dedicated_pool_is_in_the_bundle_only_while_its_tenant_is() -> None:
     # Not yet published (or withdrawn): its nodes are out of the shared pool, its pool is not in.
     assert "acme-new-h100-80gb" not in pools_ and pools_["eu-h100-shared"]["nodes"] == 2
     assert "acme-h100-dedicated" not in pools_
-    left_out = "of cluster 'eu-west' left out: its tenant"
+    set_aside = "of cluster 'eu-west' set aside: its tenant"
     assert notes == [
-        f"dedicated pool 'acme-h100-dedicated' {left_out} 'acme-eu' is not in the bundle",
-        f"dedicated pool 'acme-new-h100-80gb' {left_out} 'acme-new' is not in the bundle",
+        f"dedicated pool 'acme-h100-dedicated' {set_aside} 'acme-eu' is not in the bundle",
+        f"dedicated pool 'acme-new-h100-80gb' {set_aside} 'acme-new' is not in the bundle",
     ]
+
+
+def test_a_dedicated_pool_waiting_for_its_tenant_is_set_aside_for_its_onboarding_alone() -> None:
+    declared = FLEET["clusters"]["eu-west"]["pools"]["acme-h100-dedicated"]
+    fleet, _ = fleets.effective(FLEET, [], {"globex", "initech-spot"})
+    # The operator racked and declared acme-eu's pool before acme-eu was onboarded: it waits apart
+    # from the clusters' pools, where the policies' onboarding of acme-eu (gpupaas.tenancy) finds it.
+    assert fleet["awaiting"] == {"eu-west": {"acme-h100-dedicated": declared}}
+    assert list(validator("fleet").iter_errors({"fleet": fleet})) == []  # the bundle build loads it
+    # Placement and admission read the clusters' pools and their index: no trace of it there.
+    assert "acme-h100-dedicated" not in fleet["clusters"]["eu-west"]["pools"]
+    index = fleet_index(fleet)
+    assert "acme-eu" not in index["dedicated"] and "eu-acme-1" not in index["nodes"]
+    # Published, it is among its cluster's pools, and nothing waits.
+    fleet, notes = fleets.effective(FLEET, [], {"globex", "initech-spot", "acme-eu"})
+    assert fleet["clusters"]["eu-west"]["pools"]["acme-h100-dedicated"] == declared
+    assert "awaiting" not in fleet and notes == []
+    # `awaiting` is the lifecycle's: one in the document it reads is not carried over.
+    fleet, _ = fleets.effective({**FLEET, "awaiting": {"us-east": {"x": declared}}}, [], {"acme-eu"})
+    assert "awaiting" not in fleet

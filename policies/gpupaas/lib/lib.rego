@@ -54,6 +54,11 @@ gpu_classes := object.get(fleet, "gpu_classes", {})
 
 clusters := object.get(fleet, "clusters", {})
 
+# the dedicated pools set aside until their tenant is in the bundle, cluster -> pool name -> pool
+# (pdp/lifecycle/fleet.py): not among the clusters' pools, so no placement or admission reads them;
+# only the onboarding of the tenant a pool waits for does (awaiting_pools)
+awaiting := object.get(fleet, "awaiting", {})
+
 # ---------------------------------------------------------------------------------------------
 # Tiers and priority classes
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +470,22 @@ offered_classes(t) := {class |
 }
 
 dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
+
+# [cluster, pool] pairs of the pools awaiting tenant `name` in clusters of the fleet: the pools the
+# operator declared for a tenant not onboarded yet, which onboarding it finds (gpupaas.tenancy,
+# gpupaas.placement's create_tenant clusters)
+awaiting_pools(name) := {[c, p] |
+	some c, pools in awaiting
+	clusters[c]
+	some p, pool in pools
+	pool.tenant == name
+}
+
+# the GPU classes of the pools awaiting a tenant in the clusters its residency allows
+awaiting_classes(t) := {awaiting[c][p].gpu_class |
+	some [c, p] in awaiting_pools(t.name)
+	jurisdiction_allowed(t.data_residency, clusters[c].jurisdiction)
+}
 
 # ---------------------------------------------------------------------------------------------
 # The GPU request of an intent

@@ -199,11 +199,16 @@ deny contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.plac
 
 constraints.eligible_clusters := sort(lib.target_clusters) if lib.lists_clusters
 
-# create_tenant: the clusters of the residency offering at least one entitled class
+# create_tenant: the clusters of the residency offering at least one entitled class, in a pool of
+# the fleet or one awaiting the tenant (lib.awaiting_pools: its objects go where its pool is)
 constraints.eligible_clusters := sort({c |
 	some c in lib.residency_clusters(t)
 	some pool in lib.clusters[c].pools
 	pool.gpu_class in lib.entitled_classes(t)
+} | {c |
+	some [c, p] in lib.awaiting_pools(t.name)
+	c in lib.residency_clusters(t)
+	lib.awaiting[c][p].gpu_class in lib.entitled_classes(t)
 }) if {
 	t := lib.new_tenant
 }

@@ -51,13 +51,14 @@ _unknown_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements"
 # METADATA
 # title: Unsatisfiable entitlement
 # description: >-
-#   An entitled GPU class is offered by no pool (of any isolation) in the clusters of the
-#   tenant's residency. Not reported when the residency itself is unsatisfiable.
+#   An entitled GPU class is offered by no pool (of any isolation, or awaiting the tenant: the pool
+#   the operator declared for it before it was onboarded) in the clusters of the tenant's
+#   residency. Not reported when the residency itself is unsatisfiable.
 # custom:
 #   code: ENTITLEMENT_UNSATISFIABLE
 _unsatisfiable_classes(t) := {_finding(rego.metadata.rule(), ["tenant", "entitlements", class], msg) |
 	count(lib.residency_clusters(t)) > 0
-	offered := lib.offered_classes(t)
+	offered := lib.offered_classes(t) | lib.awaiting_classes(t)
 	some class, _ in t.entitlements
 	lib.gpu_class_known(class)
 	not class in offered
@@ -142,12 +143,15 @@ deny contains r if some r in _new_reasons(rego.metadata.rule())
 
 # METADATA
 # title: Dedicated pool provisioning
-# description: A dedicated tenant with no dedicated pool in the fleet needs one provisioned.
+# description: >-
+#   A dedicated tenant with no dedicated pool in the fleet, nor one awaiting it in a cluster of its
+#   residency (declared by the operator before the tenant was onboarded), needs one provisioned.
 # custom:
 #   code: DEDICATED_POOL_PROVISIONING
 approval contains {"code": meta.custom.code, "message": msg, "policy": "gpupaas.tenancy"} if {
 	lib.new_tenant.isolation == "dedicated"
 	count(lib.dedicated_pools(lib.new_tenant.name)) == 0
+	count(lib.awaiting_classes(lib.new_tenant)) == 0
 	msg := lib.message([`dedicated tenant "`, lib.new_tenant.name, `" has no dedicated pool in the fleet; one must be provisioned`])
 	meta := rego.metadata.rule()
 }

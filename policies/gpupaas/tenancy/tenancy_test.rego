@@ -1,6 +1,8 @@
 package gpupaas.tenancy_test
 
 import data.gpupaas.decision
+import data.gpupaas.lib
+import data.gpupaas.nodes
 import data.gpupaas.tenancy
 import data.gpupaas.testdata
 
@@ -119,6 +121,61 @@ test_dedicated_tenant_with_pool if {
 		with data.gpupaas.fleet as testdata.fleet
 		with data.gpupaas.tenants as object.remove(testdata.tenants, ["acme-eu"])
 	result.outcome == "ALLOW"
+}
+
+# hooli dedicated and US-only, entitled to MI300X, which no pool of a US cluster offers
+_dedicated_hooli := object.union(object.remove(_hooli, ["entitlements"]), {"isolation": "dedicated", "data_residency": "us-only", "entitlements": {"MI300X": 8}})
+
+_mi300x_pool(tenant) := {
+	"gpu_class": "MI300X", "isolation": "dedicated", "tenant": tenant,
+	"sharing_strategy": "none", "nodes": 1, "gpus_per_node": 8,
+}
+
+test_dedicated_tenant_with_a_pool_awaiting_it if {
+	# The operator racked and declared hooli's MI300X pool in us-east before hooli signed: the
+	# lifecycle carries it under `awaiting` while hooli is not in the bundle (pdp/lifecycle/fleet.py),
+	# and onboarding hooli uses it: no pool to provision, its class offered, its cluster eligible.
+	fleet := object.union(testdata.fleet, {"awaiting": {"us-east": {"hooli-mi300x": _mi300x_pool("hooli")}}})
+	result := decision.result with input as _create(_dedicated_hooli)
+		with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "ALLOW"
+	result.reasons == []
+	result.constraints == {"eligible_clusters": ["us-east"]}
+}
+
+test_a_pool_awaiting_another_tenant_or_outside_the_residency_is_not_the_new_tenants if {
+	fleet := object.union(testdata.fleet, {"awaiting": {
+		"us-east": {"umbrella-mi300x": _mi300x_pool("umbrella")},
+		"eu-central": {"hooli-mi300x": _mi300x_pool("hooli")},
+	}})
+	result := decision.result with input as _create(_dedicated_hooli)
+		with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	result.outcome == "DENY"
+	result.reasons == [{
+		"code": "ENTITLEMENT_UNSATISFIABLE",
+		"message": `tenant "hooli" is entitled to GPU class MI300X, which no cluster of its data_residency us-only offers`,
+		"policy": "gpupaas.tenancy",
+	}]
+	result.constraints == {"eligible_clusters": []}
+	approvals := tenancy.approval with input as _create(_dedicated_hooli)
+		with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	{r.code | some r in approvals} == {"DEDICATED_POOL_PROVISIONING"}
+}
+
+test_a_pool_awaiting_its_tenant_is_no_pool_of_the_fleet if {
+	# Not among the clusters' pools: no TENANT_UNKNOWN for it, no dedicated pool, node or capacity
+	# that placement or admission would read.
+	pool := object.union(_mi300x_pool("hooli"), {"node_names": ["us-hooli-1"]})
+	fleet := object.union(testdata.fleet, {"awaiting": {"us-east": {"hooli-mi300x": pool}}})
+	tenancy.config_violations == set() with data.gpupaas.fleet as fleet
+		with data.gpupaas.tenants as testdata.tenants
+	not lib.dedicated_index.hooli with data.gpupaas.fleet as fleet
+	not lib.pool_gpus["us-east"]["hooli-mi300x"] with data.gpupaas.fleet as fleet
+	not nodes.node_places["us-hooli-1"] with data.gpupaas.fleet as fleet
+	not lib.pool_index.MI300X.US with data.gpupaas.fleet as fleet
 }
 
 test_update_quotas_unsatisfiable if {

@@ -1,11 +1,13 @@
 """Approving DEDICATED_POOL_PROVISIONING provisions a pool, end to end on a real worker (real OPA,
 DBOS) with the dry-run adapter: nodes of the fleet's shared capacity carved, the bundle's fleet
 updated, deployments placed there; no capacity: the tenant waits `provisioning` with a reason
-until a capacity retry finds some; a failure gives the nodes back. (Against a real
-kube-apiserver, with preemption of what runs on the nodes: test_pools_kubernetes.py.)"""
+until a capacity retry finds some; a failure gives the nodes back; a pool the operator declared
+before the tenant was onboarded is its own, no approval asked. (Against a real kube-apiserver,
+with preemption of what runs on the nodes: test_pools_kubernetes.py.)"""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from pdp.lifecycle.storage.db import Database
 from pdp.lifecycle.storage.effects import EffectLog
 from pdp.lifecycle.storage.pools import PoolRecords
 from pdp.substrate.dryrun import DryRunAdapter
-from tests.lifecycle.harness import Worker, audit_records, h100_deployment, onboard, tenant_doc
+from tests.lifecycle.harness import EXAMPLES, Worker, audit_records, h100_deployment, onboard, tenant_doc
 
 POOL = "acme-eu5-h100-80gb"
 NODE = "eu-shared-1"  # the first of the pool's node_names in examples/fleet.yaml
@@ -123,6 +125,51 @@ def _wait_for(get: Any, what: str, timeout: float = 60) -> Any:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def test_a_pool_the_operator_declared_before_onboarding_is_the_tenants_without_approval(
+    tmp_path: Path,
+) -> None:
+    """The operator racked and declared acme-eu's pool (examples/fleet.yaml's acme-h100-dedicated)
+    before acme-eu signed, then onboards it through the API: its onboarding finds the pool waiting
+    (no approval to carve another) and, the EU shared H100 pool gone, offers H100s through it alone
+    (no ENTITLEMENT_UNSATISFIABLE); published, the bundle holds the pool among eu-west's."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    (tmp_path / "examples" / "tenants" / "acme-eu.yaml").unlink()
+    fleet_file = tmp_path / "examples" / "fleet.yaml"
+    document = yaml.safe_load(fleet_file.read_text())
+    del document["fleet"]["clusters"]["eu-west"]["pools"]["eu-h100-shared"]
+    fleet_file.write_text(yaml.safe_dump(document))
+    declared = document["fleet"]["clusters"]["eu-west"]["pools"]["acme-h100-dedicated"]
+    acme = yaml.safe_load((EXAMPLES / "tenants" / "acme-eu.yaml").read_text())
+    worker = Worker(tmp_path).start()
+    try:
+        # Set aside while acme-eu is unknown: no placement or admission reads it.
+        fleet = _fleet(worker)
+        assert fleet["awaiting"] == {"eu-west": {"acme-h100-dedicated": declared}}
+        assert "acme-h100-dedicated" not in fleet["clusters"]["eu-west"]["pools"]
+        with worker.client() as c:
+            r = c.post("/v1/tenants", json=acme)
+            assert r.status_code == 202, r.text
+            assert (r.json()["outcome"], r.json()["reason_codes"]) == ("ALLOW", []), r.text
+        wf = worker.wait_workflow(r.json()["workflow_id"])
+        assert wf["status"] == "SUCCESS" and wf["output"]["status"] == "active", wf
+        assert wf["output"]["decision"]["constraints"]["eligible_clusters"] == ["eu-west"]
+        with worker.client() as c:
+            tenant = c.get("/v1/tenants/acme-eu").json()
+            assert c.get("/v1/approvals", params={"all": "true"}).json() == []
+        assert tenant["state"] == "active" and "carved_pools" not in tenant and "provisioning" not in tenant
+        assert _node_effects(worker) == []  # no node carved
+        fleet = _fleet(worker)
+        assert fleet["clusters"]["eu-west"]["pools"]["acme-h100-dedicated"] == declared
+        assert "awaiting" not in fleet
+        # Its deployments are placed in that pool.
+        with worker.client() as c:
+            r = c.post("/v1/tenants/acme-eu/deployments", json=h100_deployment("llm", 2))
+            assert r.status_code == 202 and r.json()["outcome"] == "ALLOW", r.text
+            assert worker.wait_workflow(r.json()["workflow_id"])["output"]["status"] == "applied"
+    finally:
+        worker.stop()
 
 
 def test_without_capacity_the_tenant_waits_with_a_reason_until_a_capacity_retry_finds_some(
