@@ -5,14 +5,12 @@ its objects with the real Kubernetes adapter: the tier catalog's priority classe
 tenant's namespaces, quotas, limit ranges, priority class, network policies, role bindings and
 Kueue queues (pdp/substrate/tenant_objects.py), verified, its policy published.
 
-Except the tenants whose dedicated pools the fleet document already holds (the mapping's enterprise
-tenants that own a cluster's dedicated pool): the lifecycle keeps a dedicated pool in its bundle only
-while its tenant is known (pdp/lifecycle/fleet.py), so onboarding one through the API asks to carve
-a new pool out of shared capacity (DEDICATED_POOL_PROVISIONING), and one entitled to a class only
-its own pool has is refused (ENTITLEMENT_UNSATISFIABLE). They are declared to the worker with the
-fleet (its --tenants, which it imports, as an operator declares tenants it did not onboard), and
-their objects, rendered as onboarding renders them, are applied by the same Kubernetes adapter
-(`apply_declared`).
+The enterprise tenants that own a cluster's dedicated pool (the mapping's acme and bolt) too: the
+worker starts knowing no tenant, so the lifecycle sets their pools, which the fleet document
+holds, aside until each is published (pdp/lifecycle/fleet.py, the fleet's `awaiting`), and their
+onboarding finds its pool waiting: no approval to carve another (DEDICATED_POOL_PROVISIONING), the
+class only that pool has offered (no ENTITLEMENT_UNSATISFIABLE), as a platform team onboards a
+customer whose pool it racked and declared before the customer signed.
 
 The worker is stopped once every onboarding has ended: the replay measures the data path (the
 PDP's webhook and extender, Kueue, the scheduler), and a worker left running would spend the
@@ -28,10 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
 
-from pdp.substrate import tenant_objects
-from pdp.substrate.kubernetes.adapter import KubernetesAdapter
 from tests.lifecycle.harness import FINAL, Worker
 
 
@@ -49,27 +44,6 @@ def write_examples(folder: Path, fleet: dict[str, Any], policies: dict[str, dict
     return folder
 
 
-def declared(fleet: dict[str, Any], policies: dict[str, dict[str, Any]]) -> list[str]:
-    """The dedicated tenants whose pools the fleet document holds already."""
-    owners = {
-        str(pool["tenant"])
-        for cluster in fleet.get("clusters", {}).values()
-        for pool in (cluster.get("pools") or {}).values()
-        if pool.get("isolation") == "dedicated" and "tenant" in pool
-    }
-    return sorted(n for n, p in policies.items() if p.get("isolation") == "dedicated" and n in owners)
-
-
-def apply_declared(api: client.ApiClient, fleet: dict[str, Any], policies: dict[str, dict[str, Any]]) -> None:
-    """The declared tenants' objects, every group onboarding applies, in its order."""
-    adapter = KubernetesAdapter(api=api)
-    for name in declared(fleet, policies):
-        rendered = tenant_objects.render(policies[name], fleet)
-        for group in tenant_objects.GROUPS:
-            for obj in rendered[group]:
-                adapter.apply(obj)
-
-
 def onboard_all(
     root: Path,
     kubeconfig: Path,
@@ -79,11 +53,11 @@ def onboard_all(
     timeout: float = 300,
     stop: threading.Event | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Start the worker against the cluster, onboard every tenant of `policies` but the declared
-    ones, wait for every workflow to end; returns tenant -> its workflow's output. Raises
-    OnboardingFailed naming the tenant and why if one is refused or does not end active, or when
-    `stop` is set (the fleet is being stopped)."""
-    examples = write_examples(root / "examples", fleet, {n: policies[n] for n in declared(fleet, policies)})
+    """Start the worker against the cluster, onboard every tenant of `policies`, wait for every
+    workflow to end; returns tenant -> its workflow's output. Raises OnboardingFailed naming the
+    tenant and why if one is refused, asks for approval or does not end active, or when `stop` is
+    set (the fleet is being stopped)."""
+    examples = write_examples(root / "examples", fleet, {})
     worker = Worker(root, kubeconfig=kubeconfig, examples=examples)
     started = time.monotonic()
     worker.start(timeout=120)
@@ -92,8 +66,6 @@ def onboard_all(
         with worker.client() as api:
             # All posted at once: each onboarding is a workflow of its own, run concurrently.
             for name, policy in policies.items():
-                if name in declared(fleet, policies):
-                    continue
                 r = api.post("/v1/tenants", json={"tenant": policy})
                 if r.status_code != 202:
                     raise OnboardingFailed(f"POST /v1/tenants {name}: {r.status_code} {r.text[:500]}")

@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
 from bench.fleet.niceness import niced
-from bench.fleet.onboarding import apply_declared, onboard_all, write_examples
+from bench.fleet.onboarding import onboard_all, write_examples
 from bench.fleet.queues import start_admission_check, start_kueue, wait_queues_active
 from bench.harness import PY, Server, start_server
 from pdp.net.certs import issue_server_cert, make_ca
@@ -248,7 +248,6 @@ class LivingFleet:
             onboard_all(
                 self.root / "lifecycle", cp.kubeconfig, plan.fleet, plan.policies, self.log, stop=stop
             )
-            apply_declared(api, plan.fleet, plan.policies)
 
         return executor.submit(onboard)
 
