@@ -23,7 +23,11 @@ from pdp.embedded import EmbeddedPDP
 from pdp.engine.base import EngineUnavailable
 from pdp.point import DecideOptions, DecisionPoint
 from pdp.substrate.kubernetes.enforcement.extender import SchedulerExtender
-from pdp.substrate.kubernetes.enforcement.extender.verdict import place_intent, verdict_from_decision
+from pdp.substrate.kubernetes.enforcement.extender.verdict import (
+    expand_verdict,
+    place_intent,
+    verdict_from_decision,
+)
 from pdp.substrate.kubernetes.enforcement.shapes import Projection, ShapeCache, group_by_shape, named_nodes
 from pdp.substrate.kubernetes.enforcement.workloads import workload_from_object
 from tests.conftest import EXAMPLES, ROOT, embedded_settings
@@ -180,7 +184,8 @@ def reference(
             entry["namespaces"] = cluster.namespaces_on(name, exclude_pod_uid=p["metadata"]["uid"])
         asked.append(entry)
     decision = point.decide(place_intent(workload, asked), DecideOptions(timeout=30, record=False))
-    verdict = verdict_from_decision(decision, list(nodes))
+    # Worded as the extender answers kube-scheduler, each node its own group.
+    verdict = expand_verdict(verdict_from_decision(decision, list(nodes)), {n: [n] for n in nodes})
     return set(verdict.eligible), dict(verdict.unresolvable)
 
 

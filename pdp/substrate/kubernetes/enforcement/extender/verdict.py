@@ -73,17 +73,19 @@ def group_nodes(nodes: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
 
 
 def expand_verdict(verdict: Verdict, groups: Mapping[str, Sequence[str]]) -> Verdict:
-    """The verdict on each group's first node applied to every member, with reasons renamed (pure)."""
+    """The verdict on each group's first node applied to every member (pure), each refusal worded
+    for kube-scheduler: without the node's name (`node "x"` -> `the node`), which the map's key
+    already gives. kube-scheduler writes the pod's PodScheduled message (and its event) by
+    counting equal reasons; named, 405 refused nodes were 405 distinct reasons, a message of
+    tens of KB written again on every failed attempt as the counts moved."""
     eligible = frozenset(m for first in verdict.eligible for m in groups.get(first, (first,)))
     unresolvable: dict[str, str] = {}
     for first, text in verdict.unresolvable.items():
         members = groups.get(first, (first,))
-        pieces = text.split(f'"{first}"')  # the text around each mention of the first node
+        text = text.replace(f'node "{first}"', "the node")
+        pieces = text.split(f'"{first}"')  # a mention of the node other than the opening one
         if len(pieces) == 1:
             unresolvable.update(dict.fromkeys(members, text))
-        elif len(pieces) == 2:  # named once, the common case: one string built per node
-            before, after = pieces
-            unresolvable.update({m: f'{before}"{m}"{after}' for m in members})
         else:
             unresolvable.update({m: f'"{m}"'.join(pieces) for m in members})
     return Verdict(eligible, unresolvable, verdict.resolvable)

@@ -421,7 +421,7 @@ def test_each_gpu_class_is_held_to_its_entitlement_for_pods_naming_none(point: D
     assert passed(result) == ["us-shared-1"]
     failed = result["FailedAndUnresolvableNodes"]
     assert failed["us-a100-2"].startswith(
-        'ENTITLEMENT_EXCEEDED: node "us-a100-2" has GPU class A100-40GB: tenant "globex" holds 4 and'
+        'ENTITLEMENT_EXCEEDED: the node has GPU class A100-40GB: tenant "globex" holds 4 and'
     )
 
     # g2's binding shows on an H100 node: the A100s are free again for g3
