@@ -471,12 +471,11 @@ offered_classes(t) := {class |
 
 dedicated_pools(name) := {p | some p in object.get(dedicated_index, name, [])}
 
-# [cluster, pool] pairs of the pools awaiting tenant `name` in clusters of the fleet: the pools the
+# [cluster, pool] pairs of the pools awaiting tenant `name`: the pools the
 # operator declared for a tenant not onboarded yet, which onboarding it finds (gpupaas.tenancy,
 # gpupaas.placement's create_tenant clusters)
 awaiting_pools(name) := {[c, p] |
 	some c, pools in awaiting
-	clusters[c]
 	some p, pool in pools
 	pool.tenant == name
 }
@@ -484,7 +483,7 @@ awaiting_pools(name) := {[c, p] |
 # the GPU classes of the pools awaiting a tenant in the clusters its residency allows
 awaiting_classes(t) := {awaiting[c][p].gpu_class |
 	some [c, p] in awaiting_pools(t.name)
-	jurisdiction_allowed(t.data_residency, clusters[c].jurisdiction)
+	c in residency_clusters(t)
 }
 
 # ---------------------------------------------------------------------------------------------
