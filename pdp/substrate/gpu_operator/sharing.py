@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from pdp.substrate.kubernetes.objects import Obj
+from pdp.substrate.kubernetes.objects import DEFAULT_SHARING_REPLICAS, Obj
 from pdp.substrate.labels import MANAGED_BY, MANAGED_BY_LABEL, POOL_LABEL
 
 NAMESPACE = "gpu-operator"
@@ -43,7 +43,7 @@ DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"
-DEFAULT_REPLICAS = 4
+DEFAULT_REPLICAS = DEFAULT_SHARING_REPLICAS
 # A100/H100-class GPUs have 7 compute slices; a profile "<g>g.<mem>gb" takes g of them.
 MIG_COMPUTE_SLICES = 7
 _PROFILE = re.compile(r"^([0-9]+)g\.[0-9]+gb$")

@@ -39,6 +39,30 @@ def gpu_limits(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str,
     return out
 
 
+SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"  # time-slicing and MPS replicas (renameByDefault)
+DEFAULT_SHARING_REPLICAS = 4  # the fleet schema's default sharing_replicas
+_REPLICATED = ("time-slicing", "mps")
+
+
+def shared_gpu_limit(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> int:
+    """The most `nvidia.com/gpu.shared` replicas a sharing tenant's entitlement can be held as:
+    per entitled class, its GPUs times the most replicas any time-slicing or MPS pool of that
+    class splits a GPU into. Placement counts a replica as 1/replicas of its node's GPU, so a
+    quota of this size refuses at creation only what placement would refuse on every node, and a
+    pod beyond its tenant's shares waits in no scheduler queue, retried and refused at every
+    backoff. 0 for a tenant that may not share or a fleet without such pools of its classes."""
+    if policy.get("allow_gpu_sharing") is not True:
+        return 0
+    replicas: dict[str, int] = {}
+    for cluster in (fleet.get("clusters") or {}).values():
+        for pool in (cluster.get("pools") or {}).values():
+            if pool.get("sharing_strategy") in _REPLICATED:
+                cls = str(pool.get("gpu_class"))
+                n = int(pool.get("sharing_replicas", DEFAULT_SHARING_REPLICAS))
+                replicas[cls] = max(replicas.get(cls, 0), n)
+    return sum(int(n) * replicas.get(cls, 0) for cls, n in (policy.get("entitlements") or {}).items())
+
+
 def tier_catalog() -> list[Obj]:
     """The PriorityClasses of the tier catalog (gpupaas-enterprise, -standard, -spot): placement
     renders every GPU workload with its tier's, and admission refuses any other, so each cluster a
@@ -63,6 +87,8 @@ def render(policy: Mapping[str, Any], fleet: Mapping[str, Any]) -> dict[str, lis
     tenant = str(policy["name"])
     namespaces = [str(n) for n in policy.get("namespaces", [])]
     limits = gpu_limits(policy, fleet)
+    if shares := shared_gpu_limit(policy, fleet):
+        limits[SHARED_GPU_RESOURCE] = shares
     # A tenant that borrows (spot, allowing preemption) may hold more than its entitlement, lent by
     # Kueue and allowed by placement: capped here at its entitlement, the pods of a Job Kueue
     # admitted on borrowed quota were refused ("exceeded quota") while Kueue held that quota.

@@ -132,8 +132,8 @@ def test_a_borrowing_tenants_quota_admits_the_pods_of_what_it_borrows(kube: Cont
     api = config.new_client_from_config(str(kube.kubeconfig))
     core = client.CoreV1Api(api)
 
-    def pod(name: str, gpus: int) -> dict[str, Any]:
-        limits = {"nvidia.com/gpu": str(gpus)}
+    def pod(name: str, gpus: int, resource: str = "nvidia.com/gpu") -> dict[str, Any]:
+        limits = {resource: str(gpus)}
         container = {"name": "c", "image": "registry.example/app:1", "resources": {"limits": limits}}
         return {"metadata": {"name": name}, "spec": {"containers": [container]}}
 
@@ -158,6 +158,15 @@ def test_a_borrowing_tenants_quota_admits_the_pods_of_what_it_borrows(kube: Cont
         with pytest.raises(client.exceptions.ApiException) as one_container:
             core.create_namespaced_pod("held-ns", pod("too-big", 17))
         assert "maximum nvidia.com/gpu usage per Container is 16" in one_container.value.body
+        # Shares too: 16 A100s are at most 64 replicas (4 per GPU in the most-split pool).
+        shared = "nvidia.com/gpu.shared"
+        core.create_namespaced_pod("held-ns", pod("shares", 40, shared))
+        with pytest.raises(client.exceptions.ApiException) as shares:
+            core.create_namespaced_pod("held-ns", pod("more-shares", 40, shared))
+        assert shares.value.status == 403 and "exceeded quota: gpupaas-gpu-quota" in shares.value.body
+        assert "requested: requests.nvidia.com/gpu.shared=40" in shares.value.body
+        core.create_namespaced_pod("borrow-ns", pod("shares", 40, shared))
+        core.create_namespaced_pod("borrow-ns", pod("more-shares", 40, shared))
     finally:
         adapter.close()
         api.close()

@@ -59,7 +59,35 @@ def test_a_borrowing_tenants_namespaces_leave_room_for_what_it_borrows() -> None
     borrowing = objects.render(policy, fleet)
     assert [q["spec"]["hard"] for q in borrowing["quota"]] == [{}]
     [limit] = borrowing["limits"][0]["spec"]["limits"]
-    assert limit["max"] == {} and limit["default"] == limit["defaultRequest"] == {"nvidia.com/gpu": "0"}
+    no_gpus = {"nvidia.com/gpu": "0", "nvidia.com/gpu.shared": "0"}
+    assert limit["max"] == {} and limit["default"] == limit["defaultRequest"] == no_gpus
     held = objects.render({**policy, "allow_preemption": False}, fleet)
-    assert [q["spec"]["hard"] for q in held["quota"]] == [{"requests.nvidia.com/gpu": "16"}]
-    assert held["limits"][0]["spec"]["limits"][0]["max"] == {"nvidia.com/gpu": "16"}
+    # 16 A100s; the fleet's A100 time-slicing pools split a GPU in 4 (eu) and 2 (us): 16 x 4
+    whole_and_shares = {"nvidia.com/gpu": "16", "nvidia.com/gpu.shared": "64"}
+    assert [q["spec"]["hard"] for q in held["quota"]] == [
+        {f"requests.{r}": n for r, n in whole_and_shares.items()}
+    ]
+    assert held["limits"][0]["spec"]["limits"][0]["max"] == whole_and_shares
+
+
+def test_a_sharing_tenants_shares_are_bounded_by_its_entitlement_at_creation() -> None:
+    """A pod of GPU shares beyond what the tenant's entitlement can be held as is refused by the
+    namespace's quota, as whole GPUs are, not left to kube-scheduler to retry and refuse."""
+    policy = yaml.safe_load((EXAMPLES / "tenants" / "globex.yaml").read_text())["tenant"]
+    fleet = yaml.safe_load((EXAMPLES / "fleet.yaml").read_text())["fleet"]
+    assert policy["entitlements"] == {"H100-80GB": 8, "A100-40GB": 4}
+    # no H100 pool shares its GPUs; the A100s' most-replicated pool splits each in 4
+    assert objects.shared_gpu_limit(policy, fleet) == 16
+    hard = objects.render(policy, fleet)["quota"][0]["spec"]["hard"]
+    assert hard == {"requests.nvidia.com/gpu": "12", "requests.nvidia.com/gpu.shared": "16"}
+    # a tenant that may not share gets no share quota (placement refuses its shares outright)
+    unshared = objects.render({**policy, "allow_gpu_sharing": False}, fleet)
+    assert unshared["quota"][0]["spec"]["hard"] == {"requests.nvidia.com/gpu": "12"}
+    # a pool's replicas default to the fleet schema's 4
+    pools = fleet["clusters"]["eu-west"]["pools"]
+    del pools["eu-a100-timeslice"]["sharing_replicas"]
+    pools["eu-a100-timeslice"]["sharing_strategy"] = "mps"
+    fleet["clusters"]["us-east"]["pools"]["us-a100-spot"]["sharing_replicas"] = 8
+    assert objects.shared_gpu_limit(policy, fleet) == 32
+    fleet["clusters"]["us-east"]["pools"]["us-a100-spot"]["sharing_strategy"] = "mig"
+    assert objects.shared_gpu_limit(policy, fleet) == 16
