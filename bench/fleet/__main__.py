@@ -86,6 +86,9 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
             # Kept beside the run's logs: the report's quantiles come from these buckets.
             (work / name / "pdp-metrics.prom").write_text(metrics)
             figures.webhook = histogram(metrics, PREFIX + "webhook_request_duration_seconds", {})
+            figures.webhook_decisions = histogram(
+                metrics, PREFIX + "decision_duration_seconds", {"entry_point": "webhook"}
+            )
             figures.extender = histogram(
                 metrics, PREFIX + "extender_request_duration_seconds", {"verb": "filter"}
             )

@@ -85,6 +85,7 @@ def quantile(q: float, buckets: Buckets) -> float | None:
 class Usage:
     cpu_seconds: float
     peak_rss_mib: float
+    nice: int = 0
 
 
 def usage(pid: int) -> Usage | None:
@@ -96,7 +97,7 @@ def usage(pid: int) -> Usage | None:
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(stat[11]) + int(stat[12])) / ticks
     hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-    return Usage(cpu, hwm / 1024)
+    return Usage(cpu, hwm / 1024, int(stat[16]))
 
 
 def preemption_line(by_outcome: Mapping[str, float]) -> str:
@@ -119,6 +120,7 @@ class RunFigures:
     usage: dict[str, Usage]
     decisions: float = 0.0
     webhook: Buckets | None = None
+    webhook_decisions: Buckets | None = None  # the policy's part of each review
     extender: Buckets | None = None
     preempt: dict[str, float] | None = None  # the extender's preempt calls by outcome
 
@@ -328,7 +330,9 @@ def render(
             continue
         lines += [
             f"- decisions: {run.decisions:,.0f} ({run.decisions / max(run.result.wall_seconds, 1e-9):.1f}/s)",
-            f"- webhook p50 {_ms(quantile(0.5, run.webhook))} ms, p99 {_ms(quantile(0.99, run.webhook))} ms",
+            f"- webhook p50 {_ms(quantile(0.5, run.webhook))} ms, p99 {_ms(quantile(0.99, run.webhook))} ms "
+            f"(its decisions alone: p50 {_ms(quantile(0.5, run.webhook_decisions or {}))} ms, "
+            f"p99 {_ms(quantile(0.99, run.webhook_decisions or {}))} ms)",
             f"- extender filter p50 {_ms(quantile(0.5, run.extender or {}))} ms, "
             f"p99 {_ms(quantile(0.99, run.extender or {}))} ms",
             preemption_line(run.preempt or {}),
@@ -346,12 +350,14 @@ def render(
         "",
         "## What each component cost",
         "",
-        "| run | component | CPU s | peak RSS MiB |",
-        "| --- | --- | ---: | ---: |",
+        "| run | component | CPU s | peak RSS MiB | nice |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
     for run in runs:
         for name, u in sorted(run.usage.items()):
-            lines.append(f"| {_run_name(run)} | {name} | {u.cpu_seconds:.1f} | {u.peak_rss_mib:.0f} |")
+            lines.append(
+                f"| {_run_name(run)} | {name} | {u.cpu_seconds:.1f} | {u.peak_rss_mib:.0f} | {u.nice} |"
+            )
     if any(r.result.submit_errors for r in runs):
         lines += ["", "## Submission errors (not refusals)", ""]
         for run in runs:

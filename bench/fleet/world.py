@@ -33,7 +33,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bench.fleet.mapping import KWOK_ANNOTATION, Plan
-from bench.fleet.niceness import niced
+from bench.fleet.niceness import favoured, niced
 from bench.fleet.onboarding import onboard_all, write_examples
 from bench.fleet.queues import start_admission_check, start_kueue, wait_queues_active
 from bench.harness import PY, Server, start_server
@@ -284,7 +284,7 @@ class LivingFleet:
         argv += ["--metrics-listen", f"127.0.0.1:{metrics}"]
         # The bench's own way to start a server: its log beside the control plane's, its OPA child
         # found for the accounting, stopped with the fleet.
-        self.pdp = start_server("pdp", argv, "pdp serving on", cp.workdir)
+        self.pdp = start_server("pdp", favoured(argv), "pdp serving on", cp.workdir)
         self.stack.callback(self.pdp.stop)
         self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         client.AdmissionregistrationV1Api(self.api).create_validating_webhook_configuration(

@@ -8,12 +8,15 @@ the scheduler alone, same cluster and workload, breaks residency (so the checks 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.fleet.__main__ import main
 from bench.fleet.mapping import load_mapping, plan
+from bench.fleet.niceness import PDP_NICE, SIMULATOR_NICE
 from bench.fleet.promises import CHECKS
 from bench.fleet.trace import read_nodes, read_tasks
 
@@ -48,6 +51,10 @@ def test_the_trace_slice_keeps_every_promise_with_the_pdp_and_not_without(tmp_pa
     assert sum(1 for view in pods.values() if view["bound"] is not None) == figures["pdp"]["placed"]
     metrics = (tmp_path / "work" / "pdp" / "pdp-metrics.prom").read_text()
     assert "gpupaas_pdp_webhook_request_duration_seconds_bucket" in metrics
+    # The PDP ran ahead of the cluster where the machine allows it, KWOK behind it (the table says).
+    pdp_nice = PDP_NICE if os.geteuid() == 0 else os.nice(0)
+    assert re.search(rf"^\| with the PDP \| pdp \| [0-9.]+ \| [0-9]+ \| {pdp_nice} \|$", report, re.M), report
+    assert re.search(rf"^\| with the PDP \| kwok \| .* \| {os.nice(0) + SIMULATOR_NICE} \|$", report, re.M)
     # The timelines beside the report, linked from it.
     assert "![report-timelines](report-timelines.png)" in report
     assert out.with_name("report-timelines.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
