@@ -80,6 +80,7 @@ def one_run(args: argparse.Namespace, the_plan: Plan, work: Path, with_pdp: bool
         own = usage(os.getpid())
         if own is not None:
             figures.usage["replayer (this process, cumulative)"] = own
+        (work / name / "apiserver-metrics.prom").write_text(fleet.apiserver_metrics())
         if with_pdp:
             # The PDP is a process of its own, started for this run: its metrics are this run's.
             metrics = fleet.metrics()

@@ -322,6 +322,16 @@ class LivingFleet:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
             return str(response.read().decode())
 
+    def apiserver_metrics(self) -> str:
+        """kube-apiserver's own Prometheus metrics (requests by verb, resource and client, watch
+        events sent): where its CPU went in this run."""
+        assert self.api is not None
+        headers = {"Accept": "text/plain"}
+        self.api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
+        url = f"{self.api.configuration.host}/metrics"
+        response = self.api.call_api("GET", url, header_params=headers, _request_timeout=30)
+        return response.read().decode()
+
     def fail_node(self, node: str) -> None:
         """The node fails: KWOK's node-not-ready stage makes it report Ready False (its Lease is
         still renewed, as a kubelet on a machine whose GPUs failed would), so the node lifecycle

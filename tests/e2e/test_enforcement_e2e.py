@@ -4,6 +4,7 @@ extender, and OPA decides. Needs scripts/build-kube's binaries (built on first u
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -171,6 +172,44 @@ def test_toleration_for_another_tenants_pool_is_rejected(ready: Enforcement, api
 
 def test_gpu_pod_in_a_namespace_no_tenant_owns_is_rejected(ready: Enforcement, api: client.ApiClient) -> None:
     assert "TENANT_UNKNOWN" in rejection(api, gpu_pod("unowned"))
+
+
+def webhook_calls(api: client.ApiClient) -> dict[str, float]:
+    """How many times kube-apiserver has called each of the project's webhooks (its own metric)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Accept": "text/plain"}
+    api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
+    text = api.call_api("GET", f"{api.configuration.host}/metrics", header_params=headers).read().decode()
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "apiserver_admission_webhook_admission_duration_seconds_count":
+                name = sample.labels["name"].removesuffix(".pdp.gpupaas.io")
+                calls[name] = calls.get(name, 0) + sample.value
+    return calls
+
+
+def test_each_workload_is_reviewed_by_one_webhook(ready: Enforcement, api: client.ApiClient) -> None:
+    """A GPU pod that also reaches for a constraint was reviewed twice, by gpu.workloads and by
+    constraints.workloads (or dedicated.workloads outside tenant namespaces): two calls, two
+    decisions, the same answer. Each object now has one webhook."""
+
+    def reviews(pod: dict[str, Any]) -> dict[str, float]:
+        before = webhook_calls(api)
+        with contextlib.suppress(ApiException):
+            create(api, pod)
+        after = webhook_calls(api)
+        return {
+            name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)
+        }
+
+    pinned_us = {"topology.kubernetes.io/region": "us-east-1"}
+    assert reviews(gpu_pod("acme-prod", node_selector=pinned_us)) == {"gpu.workloads": 1}
+    assert reviews(gpu_pod("acme-prod", gpus=0, node_selector=pinned_us)) == {"constraints.workloads": 1}
+    dedicated = [{"key": "gpupaas.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}]
+    assert reviews(gpu_pod("default", tolerations=dedicated)) == {"gpu.workloads": 1}
+    assert reviews(gpu_pod("default", gpus=0, tolerations=dedicated)) == {"dedicated.workloads": 1}
 
 
 # ---- paths around the policy (issue 10): each was admitted by the real API server before ----
