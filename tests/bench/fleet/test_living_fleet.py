@@ -51,6 +51,8 @@ def test_the_trace_slice_keeps_every_promise_with_the_pdp_and_not_without(tmp_pa
     assert sum(1 for view in pods.values() if view["bound"] is not None) == figures["pdp"]["placed"]
     metrics = (tmp_path / "work" / "pdp" / "pdp-metrics.prom").read_text()
     assert "gpupaas_pdp_webhook_request_duration_seconds_bucket" in metrics
+    apiserver = (tmp_path / "work" / "pdp" / "apiserver-metrics.prom").read_text()
+    assert 'apiserver_admission_webhook_admission_duration_seconds_count{name="gpu.workloads' in apiserver
     # The PDP ran ahead of the cluster where the machine allows it, KWOK behind it (the table says).
     pdp_nice = PDP_NICE if os.geteuid() == 0 else os.nice(0)
     assert re.search(rf"^\| with the PDP \| pdp \| [0-9.]+ \| [0-9]+ \| {pdp_nice} \|$", report, re.M), report
