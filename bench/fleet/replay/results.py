@@ -17,6 +17,9 @@ MAX_STALL_SECONDS = 5.0
 _CODE = re.compile(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
 
 
+QUOTA_EXCEEDED = "ResourceQuota exceeded"
+
+
 def refusal_reason(exc: ApiException) -> str:
     """A short, stable name for why the API server refused a pod: the PDP's reason codes, a
     quota, or the status."""
@@ -24,7 +27,7 @@ def refusal_reason(exc: ApiException) -> str:
     with contextlib.suppress(ValueError, AttributeError):  # not a Status: the text as it is
         body = str(json.loads(body).get("message", body))
     if "exceeded quota" in body:
-        return "ResourceQuota exceeded"
+        return QUOTA_EXCEEDED
     codes = sorted(set(_CODE.findall(body)))
     return ", ".join(codes) if codes else f"HTTP {exc.status}"
 

@@ -25,10 +25,19 @@ from bench.fleet import jobs
 from bench.fleet.mapping import Arrival, Plan
 from bench.fleet.niceness import lower_this_thread
 from bench.fleet.promises import EVICTED, PodView, check, pod_view
-from bench.fleet.replay.results import MAX_STALL_SECONDS, Failure, RunResult, Sample, refusal_reason
+from bench.fleet.replay.results import (
+    MAX_STALL_SECONDS,
+    QUOTA_EXCEEDED,
+    Failure,
+    RunResult,
+    Sample,
+    refusal_reason,
+)
 from bench.fleet.replay.watch import resource_version_of, watch
 from bench.fleet.world import LivingFleet
 from pdp.substrate.labels import TIER_PRIORITY_CLASS
+
+REPLACE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each further try of a replacement
 
 
 class Replay:
@@ -152,16 +161,24 @@ class Replay:
             if job:
                 self._job_view[key] = key
         try:
-            try:
-                if job:
-                    self.fleet.batch.create_namespaced_job(
-                        meta["namespace"], jobs.job_object(pod), _request_timeout=30
-                    )
-                else:
-                    self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
-            except ApiException as exc:
-                if exc.status != 409:  # 409: created already, its answer lost (world._create_nodes)
-                    raise
+            # A replacement is tried again while the quota still counts the pod it replaces (the
+            # quota controller releases it when it sees the eviction), as a workload controller
+            # requeues a creation the API server refused.
+            for wait in (*REPLACE_BACKOFF, None) if replaces else (None,):
+                try:
+                    if job:
+                        self.fleet.batch.create_namespaced_job(
+                            meta["namespace"], jobs.job_object(pod), _request_timeout=30
+                        )
+                    else:
+                        self.fleet.core.create_namespaced_pod(meta["namespace"], pod, _request_timeout=30)
+                    break
+                except ApiException as exc:
+                    if exc.status == 409:  # created already, its answer lost (world._create_nodes)
+                        break
+                    if wait is None or refusal_reason(exc) != QUOTA_EXCEEDED:
+                        raise
+                    time.sleep(wait)
             with self._lock:
                 view = self.result.views[key]
                 view.created_ok = True
