@@ -44,7 +44,7 @@ from pdp.substrate.kueue.version import GROUP as KUEUE_GROUP
 from pdp.substrate.kueue.version import VERSION as KUEUE_VERSION
 from tests.artifacts import cached_artifact
 from tests.e2e.conftest import scheduler_configuration, webhook_configuration
-from tests.e2e.controlplane import ControlPlane, kube_binaries
+from tests.e2e.controlplane import ControlPlane, apiserver_metrics, kube_binaries
 from tests.e2e.kueue import Kueue
 from tests.ports import free_port
 
@@ -323,14 +323,9 @@ class LivingFleet:
             return str(response.read().decode())
 
     def apiserver_metrics(self) -> str:
-        """kube-apiserver's own Prometheus metrics (requests by verb, resource and client, watch
-        events sent): where its CPU went in this run."""
+        """kube-apiserver's own Prometheus metrics: where its CPU went in this run."""
         assert self.api is not None
-        headers = {"Accept": "text/plain"}
-        self.api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
-        url = f"{self.api.configuration.host}/metrics"
-        response = self.api.call_api("GET", url, header_params=headers, _request_timeout=30)
-        return response.read().decode()
+        return apiserver_metrics(self.api)
 
     def fail_node(self, node: str) -> None:
         """The node fails: KWOK's node-not-ready stage makes it report Ready False (its Lease is

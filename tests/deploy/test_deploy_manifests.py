@@ -428,6 +428,15 @@ def test_tenant_and_other_namespaces_are_both_covered_for_dedicated_reach() -> N
     assert "k == 'kubernetes.io/hostname'" in constraints and "has(s.nodeName)" in constraints
 
 
+def test_the_other_workload_webhooks_skip_exactly_what_the_gpu_webhook_reviews() -> None:
+    """One review per object: constraints.workloads and dedicated.workloads skip what asks for
+    GPUs by the negation of gpu.workloads' own condition, so the copies cannot drift apart."""
+    hooks = webhooks()
+    asks = condition(hooks["gpu.workloads.pdp.gpupaas.io"], "asks-for-gpus")
+    for name in ("constraints.workloads.pdp.gpupaas.io", "dedicated.workloads.pdp.gpupaas.io"):
+        assert condition(hooks[name], "asks-for-no-gpus") == f"!({asks})", name
+
+
 def test_pods_claiming_devices_reach_the_gpu_webhook() -> None:
     gpu = condition(webhooks()["gpu.workloads.pdp.gpupaas.io"], "asks-for-gpus")
     assert "has(s.resourceClaims) && size(s.resourceClaims) > 0" in gpu

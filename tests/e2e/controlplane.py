@@ -361,3 +361,12 @@ class ControlPlane:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
+
+
+def apiserver_metrics(api: Any) -> str:
+    """kube-apiserver's own Prometheus metrics, read with `api`'s (a kubernetes ApiClient's)
+    credentials: its requests by verb and resource, its calls of each admission webhook."""
+    headers = {"Accept": "text/plain"}
+    api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
+    url = f"{api.configuration.host}/metrics"
+    return str(api.call_api("GET", url, header_params=headers, _request_timeout=30).read().decode())

@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     scheduler_configuration,
     webhook_configuration,
 )
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, apiserver_metrics
 
 _names = itertools.count()
 
@@ -178,11 +178,8 @@ def webhook_calls(api: client.ApiClient) -> dict[str, float]:
     """How many times kube-apiserver has called each of the project's webhooks (its own metric)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    headers = {"Accept": "text/plain"}
-    api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
-    text = api.call_api("GET", f"{api.configuration.host}/metrics", header_params=headers).read().decode()
     calls: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(apiserver_metrics(api)):
         for sample in family.samples:
             if sample.name == "apiserver_admission_webhook_admission_duration_seconds_count":
                 name = sample.labels["name"].removesuffix(".pdp.gpupaas.io")
