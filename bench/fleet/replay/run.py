@@ -52,8 +52,8 @@ class Replay:
         log: Callable[[str], None] = print,
         settle_seconds: float = 0.0,
     ) -> None:
-        """`settle_seconds`: the longest the end waits for the last pods to settle (0: three grace
-        periods of the node lifecycle, at least 15 s)."""
+        """`settle_seconds`: the longest the end waits for the last pods to settle (0: the fleet's
+        `Timing.settle_seconds`)."""
         self.fleet, self.plan, self.failures, self.log = fleet, plan, failures, log
         span = plan.span
         self.origin = min((a.at for a in plan.arrivals), default=0.0)
@@ -354,11 +354,12 @@ class Replay:
                 self._fail(failure)
             if self.fleet.hold_scheduler:
                 self._start_scheduler_once_answered()
-            # The last pods placed, the evictions and their re-placements settle: at most three
-            # grace periods, and no sooner than a failed node's pods could have been evicted.
+            # The last pods placed, the evictions and their re-placements settle, and no sooner
+            # than a failed node's pods could have been evicted (it reports Ready False: noticed at
+            # the node lifecycle controller's next pass, evicted once the toleration ends).
             timing = self.fleet.timing
-            evictable = self._failed_at + timing.grace_seconds + timing.toleration_seconds + 5
-            settle = time.monotonic() + (self.settle_seconds or max(15.0, 3 * timing.grace_seconds))
+            evictable = self._failed_at + timing.monitor_seconds + timing.toleration_seconds + 5
+            settle = time.monotonic() + (self.settle_seconds or timing.settle_seconds)
             while time.monotonic() < settle:
                 self._sample()
                 if self.settled() and time.monotonic() > evictable and not self._replacing():
