@@ -227,6 +227,10 @@ def saturation_lines(runs: Sequence[RunFigures]) -> list[str]:
     return [*lines, ""]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def render(
     plan: Plan,
     sources: Mapping[str, str],
@@ -321,8 +325,9 @@ def render(
         replaced = [v for v in r.views.values() if v.replaces]
         bound = [v for v in replaced if v.bound is not None]
         lines.append(
-            f"- {_run_name(run)}: {len(r.failed_nodes)} nodes failed (Ready False), {len(r.evicted)} pods "
-            f"evicted by taint eviction, {len(replaced)} re-created, {len(bound)} of them placed again."
+            f"- {_run_name(run)}: {_count(len(r.failed_nodes), 'node')} failed (Ready False), "
+            f"{_count(len(r.evicted), 'pod')} evicted by taint eviction, {len(replaced)} re-created, "
+            f"{len(bound)} of them placed again."
         )
     lines += ["", "## The PDP in the path", ""]
     for run in runs:
