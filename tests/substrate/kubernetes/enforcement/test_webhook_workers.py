@@ -103,6 +103,36 @@ def test_a_webhook_worker_answers_on_the_same_port_while_the_main_process_is_fro
     assert not alive(worker), "the webhook worker outlived the server"
 
 
+def test_beside_the_extender_every_webhook_process_is_a_worker(workspace: Path) -> None:
+    """With the extender in `pdp serve`, its filters hold the main process's GIL for milliseconds:
+    the webhook is served by worker processes alone, so with the main process frozen every
+    review on a new connection is still answered (before, the kernel gave it some of them)."""
+    (workspace / "tls").mkdir()
+    cert, key = self_signed(workspace / "tls")
+    port = free_port()
+    served = start(
+        workspace,
+        *("--engine", "wasm", "--webhook-listen", f"127.0.0.1:{port}"),
+        *("--webhook-cert", str(cert), "--webhook-key", str(key), "--webhook-workers", "2"),
+        *("--extender-listen", f"127.0.0.1:{free_port()}"),
+        *("--extender-cert", str(cert), "--extender-key", str(key)),
+    )
+    allowed = body(review(pod(limits={"nvidia.com/gpu": "1"}, tolerations=own_pool("acme-eu")), "acme-prod"))
+    try:
+        workers = child_pids(served.proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(served.proc.pid, signal.SIGSTOP)
+        try:
+            answers = [review_on_a_new_connection(port, cert, allowed, None) for _ in range(16)]
+        finally:
+            os.kill(served.proc.pid, signal.SIGCONT)
+        assert all(a is not None and a["response"]["allowed"] for a in answers), answers
+    finally:
+        served.proc.terminate()
+        served.proc.wait(timeout=30)
+    assert not any(alive(w) for w in workers), "a webhook worker outlived the server"
+
+
 def _webhook_reviews(metrics_url: str) -> tuple[float, float]:
     """The reviews `/metrics` counts (requests, and the latency histogram's count)."""
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
