@@ -351,8 +351,8 @@ def add_parsers(sub: Any) -> None:
         default=None,
         metavar="N|auto",
         help="admission webhook processes sharing --webhook-listen (one Python process decides on one "
-        "core); auto: one per CPU the container may use (its CPU limit, pdp/api/cpus.py), the default "
-        "with --wasm-bundle-url, else 1",
+        "core; with --extender-listen all of them apart from the extender's); auto: one per CPU the "
+        "container may use (its CPU limit, pdp/api/cpus.py), the default with --wasm-bundle-url, else 1",
     )
     s.add_argument("--extender-listen", metavar="HOST:PORT", help="serve the kube-scheduler extender")
     s.add_argument("--extender-cert", type=Path, help="PEM certificate chain: serve the extender over HTTPS")
