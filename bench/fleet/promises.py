@@ -167,3 +167,46 @@ def check(
                 )
             )
     return out
+
+
+class RunningHoldings:
+    """What each tenant that cannot borrow holds of each GPU class, kept as pods start and stop
+    holding capacity, so that its entitlement is checked at every binding: a pod that is bound
+    and gone between two samples of the cluster counts too."""
+
+    def __init__(
+        self,
+        nodes: Mapping[str, Placed],
+        tenants_by_namespace: Mapping[str, Tenant],
+        entitlements: Mapping[str, Mapping[str, int]],
+        sharing_replicas: int,
+    ) -> None:
+        self.nodes, self.tenants, self.entitlements = nodes, tenants_by_namespace, entitlements
+        self.sharing_replicas = sharing_replicas
+        self.held: dict[tuple[str, str], float] = defaultdict(float)
+        self._of: dict[str, tuple[tuple[str, str], float]] = {}
+
+    def apply(self, key: str, pod: PodView) -> Violation | None:
+        """Pod `key` as the watch saw it last; the violation its binding makes, if any."""
+        if not pod.holds_capacity:
+            gone = self._of.pop(key, None)
+            if gone is not None:
+                self.held[gone[0]] -= gone[1]
+            return None
+        tenant, node = self.tenants.get(pod.namespace), self.nodes.get(pod.node)
+        if key in self._of or tenant is None or node is None or tenant.borrows:
+            return None
+        gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / self.sharing_replicas
+        if not gpus:
+            return None
+        where = (tenant.name, node.gpu_class)
+        self._of[key] = (where, gpus)
+        self.held[where] += gpus
+        limit = self.entitlements.get(tenant.name, {}).get(node.gpu_class, 0)
+        if self.held[where] > limit + 1e-9:
+            return Violation(
+                "entitlement exceeded",
+                tenant.name,
+                f"holds {self.held[where]:g} {node.gpu_class} GPUs, entitled to {limit}",
+            )
+        return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.fleet.mapping import GPU, Placed, Tenant
-from bench.fleet.promises import PodView, check, pod_view, why_unschedulable
+from bench.fleet.promises import PodView, RunningHoldings, check, pod_view, why_unschedulable
 from bench.fleet.trace import TraceNode
 
 EXTENDER = (
@@ -63,3 +63,25 @@ def test_a_tenant_above_its_entitlement_breaks_it_unless_it_borrows_as_spot() ->
     )
     # the spot tenant borrows idle capacity, preemptibly: its entitlement is a floor
     assert [(v.check, v.pod) for v in found] == [("entitlement exceeded", "acme")]
+
+
+def test_running_holdings_see_an_entitlement_broken_between_two_samples() -> None:
+    """Two pods of 2 GPUs each hold 4 against an entitlement of 3 only while both run: a sample
+    before the second starts and one after the first ends see nothing; the holdings, kept at each
+    change, see it. A pod that ended gives its GPUs back."""
+    node = Placed(TraceNode("n-1", 1, 96_000, 786_432, 8, "A100"), cluster="us", pool="p", kind="whole")
+    standard = Tenant("acme", "standard", "shared", "any", sharing=False)
+    holdings = RunningHoldings({"n-1": node}, {"acme-jobs": standard}, {"acme": {"A100": 3}}, 4)
+    first, second = _bound("a", "acme-jobs", 2, "s"), _bound("b", "acme-jobs", 2, "s")
+
+    assert holdings.apply("acme-jobs/a", first) is None
+    assert holdings.apply("acme-jobs/a", first) is None  # seen again (a status change): counted once
+    broken = holdings.apply("acme-jobs/b", second)
+    assert broken is not None and broken.check == "entitlement exceeded" and broken.pod == "acme"
+    assert "holds 4 A100 GPUs, entitled to 3" in broken.detail
+
+    first.ended = 1.0
+    assert holdings.apply("acme-jobs/a", first) is None
+    assert holdings.held[("acme", "A100")] == 2
+    third = _bound("c", "acme-jobs", 1, "s")
+    assert holdings.apply("acme-jobs/c", third) is None  # 3 of 3
