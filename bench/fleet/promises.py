@@ -153,20 +153,30 @@ def check(
             out.append(
                 Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}")
             )
-        gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
+        gpus = gpus_of(pod, sharing_replicas)
         if gpus and not tenant.borrows:
             held[(tenant.name, node.gpu_class)] += gpus
     for (tenant_name, gpu_class), gpus in sorted(held.items()):
-        limit = entitlements.get(tenant_name, {}).get(gpu_class, 0)
-        if gpus > limit + 1e-9:
-            out.append(
-                Violation(
-                    "entitlement exceeded",
-                    tenant_name,
-                    f"holds {gpus:g} {gpu_class} GPUs, entitled to {limit}",
-                )
-            )
+        over = entitlement_exceeded(tenant_name, gpu_class, gpus, entitlements)
+        if over is not None:
+            out.append(over)
     return out
+
+
+def gpus_of(pod: PodView, sharing_replicas: int) -> float:
+    """The GPUs a pod holds: whole ones, and a share as 1/replicas of its node's GPU."""
+    return pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
+
+
+def entitlement_exceeded(
+    tenant_name: str, gpu_class: str, held: float, entitlements: Mapping[str, Mapping[str, int]]
+) -> Violation | None:
+    limit = entitlements.get(tenant_name, {}).get(gpu_class, 0)
+    if held <= limit + 1e-9:
+        return None
+    return Violation(
+        "entitlement exceeded", tenant_name, f"holds {held:g} {gpu_class} GPUs, entitled to {limit}"
+    )
 
 
 class RunningHoldings:
@@ -196,17 +206,10 @@ class RunningHoldings:
         tenant, node = self.tenants.get(pod.namespace), self.nodes.get(pod.node)
         if key in self._of or tenant is None or node is None or tenant.borrows:
             return None
-        gpus = pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / self.sharing_replicas
+        gpus = gpus_of(pod, self.sharing_replicas)
         if not gpus:
             return None
         where = (tenant.name, node.gpu_class)
         self._of[key] = (where, gpus)
         self.held[where] += gpus
-        limit = self.entitlements.get(tenant.name, {}).get(node.gpu_class, 0)
-        if self.held[where] > limit + 1e-9:
-            return Violation(
-                "entitlement exceeded",
-                tenant.name,
-                f"holds {self.held[where]:g} {node.gpu_class} GPUs, entitled to {limit}",
-            )
-        return None
+        return entitlement_exceeded(tenant.name, node.gpu_class, self.held[where], self.entitlements)

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from bench.fleet import jobs
 from bench.fleet.mapping import Arrival, Plan
 from bench.fleet.niceness import lower_this_thread
-from bench.fleet.promises import EVICTED, PodView, RunningHoldings, Violation, check, pod_view
+from bench.fleet.promises import EVICTED, PodView, RunningHoldings, Violation, check, gpus_of, pod_view
 from bench.fleet.replay.results import (
     MAX_STALL_SECONDS,
     QUOTA_EXCEEDED,
@@ -114,13 +114,15 @@ class Replay:
 
     def _check_pod(self, key: str, view: PodView) -> None:
         """The promises of one pod at each change the watch sees (its binding, a preemption), and
-        its tenant's holdings then: the samples every `sample_seconds` miss a pod that lives
-        between two of them, and most of a compressed trace's pods do (the scheduler alone's
-        slice once broke residency 304 times and its samples saw none)."""
-        found = check(
+        its tenant's holdings then. Samples every `sample_seconds`, as these were checked until
+        12-05, miss a pod that lives between two of them, and most of a compressed trace's pods
+        do (the scheduler alone's slice once broke residency 304 times and its samples saw none).
+        The entitlement is the holdings' to judge: `check` of one pod would count it alone."""
+        checked = check(
             (view,), self._nodes, self._tenant_of_ns, self._entitlements, self._jurisdictions,
             self._replicas, TIER_PRIORITY_CLASS["spot"],
         )  # fmt: skip
+        found = [v for v in checked if v.check != "entitlement exceeded"]
         over = self._holdings.apply(key, view)
         for violation in (*found, *((over,) if over else ())):
             self._violated(violation)
@@ -264,19 +266,11 @@ class Replay:
         for v in views:
             tenant = self._tenant_of_ns[v.namespace]
             if v.holds_capacity:
-                gpus[tenant.tier] += (
-                    v.resources.get("nvidia.com/gpu", 0)
-                    + v.resources.get("nvidia.com/gpu.shared", 0) / self._replicas
-                )
+                gpus[tenant.tier] += gpus_of(v, self._replicas)
             elif not v.node and v.ended is None:
                 pending[tenant.tier] += 1
+        # The promises are checked as the watch sees each change (`_check_pod`), not here.
         self.result.samples.append(Sample(self.now(), dict(gpus), dict(pending), self._virtual))
-        for violation in check(
-            views, self._nodes, self._tenant_of_ns, self._entitlements, self._jurisdictions,
-            self._replicas, TIER_PRIORITY_CLASS["spot"],
-        ):  # fmt: skip
-            with self._lock:
-                self._violated(violation)
 
     # -- the run --------------------------------------------------------------------------------
     # -- the replay clock -----------------------------------------------------------------------
