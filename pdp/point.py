@@ -46,7 +46,7 @@ def uuid7_text(unix_ms: int, raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _decision_ids(count: int, decided_at: datetime) -> list[str]:
+def decision_ids(count: int, decided_at: datetime) -> list[str]:
     """`count` version 7 UUIDs stamped with `decided_at`, from one read of the system's random
     source. Time-ordered, not random (version 4) as they were: the decision log's indexes on the
     id (SQLite's and PostgreSQL's) then grow at their end instead of at a random page per record,
@@ -166,7 +166,7 @@ class DecisionPoint:
         if error is not None and self._metrics is not None:
             self._metrics.engine_error(options.entry_point, error.code)
         decisions = []
-        ids = _decision_ids(len(intents), decided_at)
+        ids = decision_ids(len(intents), decided_at)
         for i, intent in enumerate(intents):
             decision_id = ids[i]
             if error is not None or results is None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pdp.decision import Decision, Outcome, canonical_intent, engine_failure, from_engine_result, input_digest
 from pdp.engine import EngineTimeout, EngineUnavailable
-from pdp.point import _decision_ids, uuid7_text
+from pdp.point import decision_ids, uuid7_text
 
 AT = datetime(2026, 11, 28, tzinfo=UTC)
 INTENT = {"kind": "deploy_model", "tenant": "acme-eu"}
@@ -139,7 +139,7 @@ def test_decision_ids_sort_in_the_order_decided() -> None:
     # Time-ordered ids keep the decision log's id indexes growing at their end (random version 4
     # ids put every record on a random page: twice the writer's CPU per record).
     start = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
-    ids = [_decision_ids(3, start + timedelta(milliseconds=ms)) for ms in (0, 1, 2, 1000, 86_400_000)]
+    ids = [decision_ids(3, start + timedelta(milliseconds=ms)) for ms in (0, 1, 2, 1000, 86_400_000)]
     firsts = [batch[0] for batch in ids]
     assert firsts == sorted(firsts) and len(set(firsts)) == len(firsts)
     assert all(len(set(batch)) == 3 for batch in ids)
