@@ -114,6 +114,39 @@ class Violation:
     detail: str
 
 
+def pod_violations(
+    pod: PodView,
+    nodes: Mapping[str, Placed],
+    tenants_by_namespace: Mapping[str, Tenant],
+    jurisdictions: Mapping[str, str],
+    spot_priority_class: str,
+) -> list[Violation]:
+    """The promises one pod breaks where it is: every check but the entitlement, which is its
+    tenant's over all its pods (`check`, RunningHoldings)."""
+    tenant = tenants_by_namespace.get(pod.namespace)
+    if tenant is None:
+        return []
+    out: list[Violation] = []
+    where = f"{pod.namespace}/{pod.name}"
+    if tenant.tier == "enterprise" and pod.disruption == PREEMPTED:
+        out.append(Violation("enterprise pod preempted", where, f"{pod.disruption} on node {pod.node}"))
+    node = nodes.get(pod.node) if pod.holds_capacity else None
+    if node is None:
+        return out
+    jurisdiction = jurisdictions[node.cluster]
+    if tenant.residency != "any" and tenant.residency != f"{jurisdiction.lower()}-only":
+        out.append(
+            Violation("residency broken", where, f"{tenant.residency} tenant on {pod.node} ({jurisdiction})")
+        )
+    if node.kind == "dedicated" and node.owner != tenant.name:
+        out.append(Violation("foreign pod on a dedicated node", where, f"{pod.node} is {node.owner}'s"))
+    if node.kind == "time-slicing" and not tenant.sharing:
+        out.append(Violation("unshared tenant on a shared GPU", where, f"{pod.node} time-slices"))
+    if tenant.tier == "spot" and pod.priority_class != spot_priority_class:
+        out.append(Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}"))
+    return out
+
+
 def check(
     pods: Iterable[PodView],
     nodes: Mapping[str, Placed],
@@ -123,39 +156,14 @@ def check(
     sharing_replicas: int,
     spot_priority_class: str,
 ) -> list[Violation]:
-    """The violations in one state of the cluster."""
+    """The violations in one state of the cluster: each pod's, then each tenant's entitlement."""
     out: list[Violation] = []
     held: dict[tuple[str, str], float] = defaultdict(float)
     for pod in pods:
-        tenant = tenants_by_namespace.get(pod.namespace)
-        if tenant is None:
-            continue
-        where = f"{pod.namespace}/{pod.name}"
-        if tenant.tier == "enterprise" and pod.disruption == PREEMPTED:
-            out.append(Violation("enterprise pod preempted", where, f"{pod.disruption} on node {pod.node}"))
-        if not pod.holds_capacity:
-            continue
-        node = nodes.get(pod.node)
-        if node is None:
-            continue
-        jurisdiction = jurisdictions[node.cluster]
-        if tenant.residency != "any" and tenant.residency != f"{jurisdiction.lower()}-only":
-            out.append(
-                Violation(
-                    "residency broken", where, f"{tenant.residency} tenant on {pod.node} ({jurisdiction})"
-                )
-            )
-        if node.kind == "dedicated" and node.owner != tenant.name:
-            out.append(Violation("foreign pod on a dedicated node", where, f"{pod.node} is {node.owner}'s"))
-        if node.kind == "time-slicing" and not tenant.sharing:
-            out.append(Violation("unshared tenant on a shared GPU", where, f"{pod.node} time-slices"))
-        if tenant.tier == "spot" and pod.priority_class != spot_priority_class:
-            out.append(
-                Violation("spot above its tier", where, f"priority class {pod.priority_class or 'none'}")
-            )
-        gpus = gpus_of(pod, sharing_replicas)
-        if gpus and not tenant.borrows:
-            held[(tenant.name, node.gpu_class)] += gpus
+        out += pod_violations(pod, nodes, tenants_by_namespace, jurisdictions, spot_priority_class)
+        counted = entitled_holding(pod, nodes, tenants_by_namespace, sharing_replicas)
+        if counted is not None:
+            held[counted[0]] += counted[1]
     for (tenant_name, gpu_class), gpus in sorted(held.items()):
         over = entitlement_exceeded(tenant_name, gpu_class, gpus, entitlements)
         if over is not None:
@@ -166,6 +174,21 @@ def check(
 def gpus_of(pod: PodView, sharing_replicas: int) -> float:
     """The GPUs a pod holds: whole ones, and a share as 1/replicas of its node's GPU."""
     return pod.resources.get(GPU, 0) + pod.resources.get(SHARED_GPU, 0) / sharing_replicas
+
+
+def entitled_holding(
+    pod: PodView,
+    nodes: Mapping[str, Placed],
+    tenants_by_namespace: Mapping[str, Tenant],
+    sharing_replicas: int,
+) -> tuple[tuple[str, str], float] | None:
+    """(tenant, GPU class) and the GPUs a pod counts against its tenant's entitlement; None when
+    it holds none or its tenant borrows (a spot tenant's entitlement is a floor)."""
+    tenant, node = tenants_by_namespace.get(pod.namespace), nodes.get(pod.node)
+    if not pod.holds_capacity or tenant is None or node is None or tenant.borrows:
+        return None
+    gpus = gpus_of(pod, sharing_replicas)
+    return ((tenant.name, node.gpu_class), gpus) if gpus else None
 
 
 def entitlement_exceeded(
@@ -203,13 +226,14 @@ class RunningHoldings:
             if gone is not None:
                 self.held[gone[0]] -= gone[1]
             return None
-        tenant, node = self.tenants.get(pod.namespace), self.nodes.get(pod.node)
-        if key in self._of or tenant is None or node is None or tenant.borrows:
+        counted = (
+            None
+            if key in self._of
+            else entitled_holding(pod, self.nodes, self.tenants, self.sharing_replicas)
+        )
+        if counted is None:
             return None
-        gpus = gpus_of(pod, self.sharing_replicas)
-        if not gpus:
-            return None
-        where = (tenant.name, node.gpu_class)
-        self._of[key] = (where, gpus)
+        where, gpus = counted
+        self._of[key] = counted
         self.held[where] += gpus
-        return entitlement_exceeded(tenant.name, node.gpu_class, self.held[where], self.entitlements)
+        return entitlement_exceeded(where[0], where[1], self.held[where], self.entitlements)

@@ -24,7 +24,15 @@ from kubernetes.client.exceptions import ApiException
 from bench.fleet import jobs
 from bench.fleet.mapping import Arrival, Plan
 from bench.fleet.niceness import lower_this_thread
-from bench.fleet.promises import EVICTED, PodView, RunningHoldings, Violation, check, gpus_of, pod_view
+from bench.fleet.promises import (
+    EVICTED,
+    PodView,
+    RunningHoldings,
+    Violation,
+    gpus_of,
+    pod_view,
+    pod_violations,
+)
 from bench.fleet.replay.results import (
     MAX_STALL_SECONDS,
     QUOTA_EXCEEDED,
@@ -117,12 +125,10 @@ class Replay:
         its tenant's holdings then. Samples every `sample_seconds`, as these were checked until
         12-05, miss a pod that lives between two of them, and most of a compressed trace's pods
         do (the scheduler alone's slice once broke residency 304 times and its samples saw none).
-        The entitlement is the holdings' to judge: `check` of one pod would count it alone."""
-        checked = check(
-            (view,), self._nodes, self._tenant_of_ns, self._entitlements, self._jurisdictions,
-            self._replicas, TIER_PRIORITY_CLASS["spot"],
-        )  # fmt: skip
-        found = [v for v in checked if v.check != "entitlement exceeded"]
+        The entitlement is its tenant's, over all its pods: the holdings judge it."""
+        found = pod_violations(
+            view, self._nodes, self._tenant_of_ns, self._jurisdictions, TIER_PRIORITY_CLASS["spot"]
+        )
         over = self._holdings.apply(key, view)
         for violation in (*found, *((over,) if over else ())):
             self._violated(violation)
