@@ -34,6 +34,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process `pid` started and those they started, and so on: a server's cost includes
+    its workers' and their helpers' (a decision log's committer, pdp/records/committer.py)."""
+    found = children(pid)
+    for child in list(found):
+        found += descendants(child)
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -65,8 +74,9 @@ class Server:
             # found again each time: the PDP's supervisor restarts an OPA that stops answering
             self.opa_pid = _opa_child(self.proc.pid) or self.opa_pid
             out["opa"] = self.opa_pid
-        # the extra processes of `--workers N` / `--processes N`, which share the gRPC port
-        workers = [c for c in children(self.proc.pid) if b"python" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        # the extra processes of `--workers N` / `--processes N`, which share the gRPC port, and
+        # the decision logs' committers
+        workers = [c for c in descendants(self.proc.pid) if b"python" in _cmdline(c)]
         for i, pid in enumerate(sorted(workers), start=2):
             out[f"{self.name}-{i}"] = pid
         return out
@@ -77,6 +87,13 @@ class Server:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # ended meanwhile
 
 
 def _opa_child(pid: int) -> int | None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, ROOT, Sampler, Server, children
+from bench.harness import BIN, ROOT, Sampler, Server, descendants
 from bench.inputs import admission_review
 from bench.load import vegeta
 from tests.ports import free_port
@@ -85,7 +85,7 @@ def measure_front(
 
     def run(load: str, rate: int | None) -> dict[str, Any]:
         pids = {server.name: server.proc.pid}
-        pids.update({f"{server.name}-{i}": p for i, p in enumerate(children(server.proc.pid), start=2)})
+        pids.update({f"{server.name}-{i}": p for i, p in enumerate(descendants(server.proc.pid), start=2)})
         with Sampler(pids) as sampler:
             stats = vegeta(url, body, rate=rate, duration=duration)
         row = {"front": server.name, "load": load, **stats, "cpu_pct": sampler.cpu}

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import ROOT, children, cpu_seconds
+from bench.harness import ROOT, cpu_seconds, descendants
 from bench.inputs import admission_review
 from bench.load import vegeta
 from bench.webhook import start
@@ -71,7 +71,7 @@ def main() -> int:
                 name = f"{server_name} {protocol}"
                 http2 = protocol == "h2"
                 url = f"https://127.0.0.1:{port}/validate?timeout=10s"
-                pids = [server.proc.pid, *children(server.proc.pid)]
+                pids = [server.proc.pid, *descendants(server.proc.pid)]
                 vegeta(url, body, rate=200, duration=1, http2=http2)  # warm: connections, instances
                 spy = None
                 if args.profile and round_ == 0:

@@ -47,8 +47,9 @@ def with_config(sp: argparse.ArgumentParser, *, engine_default: str = "opa") -> 
     return sp
 
 
-def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
-    """The embedded PDP's settings from the common options."""
+def embedded_settings(args: argparse.Namespace, *, server: bool = False) -> EmbeddedSettings:
+    """The embedded PDP's settings from the common options; `server`: for a process that serves
+    decisions until stopped (records_integrity)."""
     return EmbeddedSettings.from_project(
         tenants=args.tenants,
         fleet=args.fleet,
@@ -59,7 +60,7 @@ def embedded_settings(args: argparse.Namespace) -> EmbeddedSettings:
         decision_log=args.state / "decisions.sqlite",
         engine=getattr(args, "engine", "opa"),
         opa_addr=getattr(args, "sidecar_addr", None) or "",
-        records=records_integrity(args),
+        records=records_integrity(args, server=server),
     )
 
 
@@ -173,7 +174,9 @@ def with_records(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return sp
 
 
-def records_integrity(args: argparse.Namespace) -> Integrity:
+def records_integrity(args: argparse.Namespace, *, server: bool = False) -> Integrity:
+    """The decision log's options; `server`: a process that serves decisions until stopped, whose
+    local log is committed by a child process (Integrity.commit_process)."""
     return Integrity(
         checkpoints=getattr(args, "records_checkpoints", "") or "",
         signing_key=getattr(args, "records_signing_key", None),
@@ -183,6 +186,7 @@ def records_integrity(args: argparse.Namespace) -> Integrity:
         writer=getattr(args, "records_writer", "") or "",
         durable=bool(getattr(args, "records_durable", False)),
         intents=intent_retention(args),
+        commit_process=server,
     )
 
 

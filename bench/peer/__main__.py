@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, ROOT, Sampler, children
+from bench.harness import BIN, ROOT, Sampler, descendants
 from bench.peer import fair
 from bench.peer.alpn import negotiated
 from bench.peer.verdicts import agree, bench_bodies
@@ -61,7 +61,7 @@ def servers(work: Path, configs: list[str]) -> Iterator[dict[str, tuple[str, Any
             def pids(server: Any = server) -> dict[str, int]:
                 out = {server.name: server.proc.pid}
                 out.update(
-                    {f"{server.name}-{i}": p for i, p in enumerate(children(server.proc.pid), start=2)}
+                    {f"{server.name}-{i}": p for i, p in enumerate(descendants(server.proc.pid), start=2)}
                 )
                 return out
 

@@ -156,7 +156,7 @@ def _serve_sidecar(
         ready = lambda: opa_ready(args.opa_addr)  # noqa: E731
         refusal = lambda: bundle_refusal(args.opa_addr)  # noqa: E731
         where = f"OPA at {args.opa_addr}"
-    point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args)))
+    point = DecisionPoint(engine, DecisionLog(log_path, records_integrity(args, server=True)))
     servers.add(start_shadow(args, point))
     server = servers.add(
         PdpServer(
@@ -194,7 +194,7 @@ def _serve_embedded(
     from pdp.substrate.kubernetes.enforcement.launch import start_enforcement
 
     servers = Servers()
-    with EmbeddedPDP(embedded_settings(args)) as stack:
+    with EmbeddedPDP(embedded_settings(args, server=True)) as stack:
         servers.add(start_shadow(args, stack.point))
         server = servers.add(
             PdpServer(
@@ -300,7 +300,7 @@ def cmd_serve_worker(args: argparse.Namespace) -> int:
 
         refusal = functools.partial(bundle_refusal, args.opa_addr)
 
-    log = DecisionLog(args.decision_log, records_integrity(args)) if args.decision_log else None
+    log = DecisionLog(args.decision_log, records_integrity(args, server=True)) if args.decision_log else None
     point = DecisionPoint(engine, log)
     if args.listen:
         tokens = BearerTokens(args.token_file) if args.token_file else None

@@ -97,6 +97,10 @@ class Integrity:
     durable_timeout: float = 10.0
     # How much of each intent is kept for `pdp replay`, and for how long (pdp/records/intents.py).
     intents: IntentRetention = field(default_factory=IntentRetention)
+    # The local log's commits made by a child process (pdp/records/committer.py): a server's
+    # decisions then never wait for the log's work on the interpreter lock. Not for a process
+    # that decides once (starting the child costs more than it saves) nor central records.
+    commit_process: bool = False
 
     def sink(self, log_path: Path) -> Sink:
         if self.checkpoints:
@@ -111,6 +115,10 @@ class Integrity:
 def _open_store(path: Path, integrity: Integrity) -> tuple[ChainStore, str]:
     """The store and the checkpointed log's name."""
     if not integrity.url:
+        if integrity.commit_process:
+            from pdp.records.committer import ProcessCommittedStore
+
+            return ProcessCommittedStore(path), LOG_NAME
         return SqliteStore(path), LOG_NAME
     if not is_url(integrity.url):
         raise RecordsStoreError(

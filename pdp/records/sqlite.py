@@ -154,10 +154,18 @@ class SqliteStore:
         _migrate(self.db)
         self.db.executescript(_TRIGGERS)
 
-    def commit(self, batch: list[tuple[Any, ...]], intents: list[IntentRow]) -> tuple[int, str, list[str]]:
-        """IMMEDIATE: the head read and the inserts are one write, whatever other processes append."""
+    def commit(
+        self, batch: list[tuple[Any, ...]], intents: list[IntentRow], *, resent: bool = False
+    ) -> tuple[int, str, list[str]]:
+        """IMMEDIATE: the head read and the inserts are one write, whatever other processes append.
+
+        `resent`: the batch may have been committed already, its answer lost (a committer process
+        that died after COMMIT, pdp/records/committer.py): only its records not in the file are
+        chained and inserted (the kept intents are inserted OR IGNORE anyway)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            if resent:
+                batch = self._not_committed(batch)
             head = self.db.execute("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
             first, before = seq + 1, prev
@@ -175,6 +183,16 @@ class SqliteStore:
             self.db.execute("ROLLBACK")
             raise
         return first, before, hashes
+
+    def _not_committed(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows of `batch` whose decision id (their first column) the log does not hold."""
+        present: set[str] = set()
+        for start in range(0, len(batch), 500):  # below SQLite's limit of bound parameters
+            ids = [row[0] for row in batch[start : start + 500]]
+            marks = ",".join("?" * len(ids))
+            query = f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks})"
+            present.update(found for (found,) in self.db.execute(query, ids))
+        return [row for row in batch if row[0] not in present]
 
     def prune_intents(self, retention: IntentRetention) -> int:
         """Drop the kept intents past the age and count limits (the records stay)."""

@@ -112,16 +112,18 @@ def worker_answers(served: Served, within: float = 60.0) -> list[dict[str, objec
 
 
 def child_pids(parent: int) -> list[int]:
-    """Children of any thread of `parent` (/proc/<pid>/task/<pid>/children lists only those of
-    the main thread, and workers are restarted from a supervising thread)."""
+    """The worker processes of `parent`: children of any of its threads (/proc/<pid>/task/<pid>/
+    children lists only those of the main thread, and workers are restarted from a supervising
+    thread) but its decision log's committer (pdp/records/committer.py)."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == parent:
+            if int(fields[1]) == parent and b"pdp.records.committer" not in command:
                 out.append(int(entry.name))
     return out
 
