@@ -111,10 +111,10 @@ def worker_answers(served: Served, within: float = 60.0) -> list[dict[str, objec
     pytest.fail(f"no worker answered within {within:.0f} s: the worker does not serve the port")
 
 
-def child_pids(parent: int) -> list[int]:
-    """The worker processes of `parent`: children of any of its threads (/proc/<pid>/task/<pid>/
+def children_of(parent: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of the children of any thread of `parent` (/proc/<pid>/task/<pid>/
     children lists only those of the main thread, and workers are restarted from a supervising
-    thread) but its decision log's committer (pdp/records/committer.py)."""
+    thread)."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -123,9 +123,15 @@ def child_pids(parent: int) -> list[int]:
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[1]) == parent and b"pdp.records.committer" not in command:
-                out.append(int(entry.name))
+            if int(fields[1]) == parent:
+                out.append((int(entry.name), command))
     return out
+
+
+def child_pids(parent: int) -> list[int]:
+    """The worker processes of `parent`: its children but its decision log's committer
+    (pdp/records/committer.py)."""
+    return [pid for pid, command in children_of(parent) if b"pdp.records.committer" not in command]
 
 
 def alive(pid: int) -> bool:
@@ -133,7 +139,10 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # it ended between the two looks
+        return False
     return state != "Z"
 
 

@@ -23,7 +23,7 @@ from pdp.records.committer import CommitFailed, ProcessCommittedStore
 from pdp.records.log import SIGNING_KEY, DecisionLog, Integrity
 from pdp.records.model import payload
 from pdp.records.read import read_records, verify_log
-from tests.api.test_workers import INTENT, alive, start
+from tests.api.test_workers import INTENT, alive, children_of, start
 from tests.records.test_records import T0, _decision
 
 
@@ -37,14 +37,6 @@ def _verify(state: Path, sink: str) -> list[str]:
     trusted = signing.load_key(state / SIGNING_KEY).public_key()
     report = verify_log(state / "decisions.sqlite", open_sink(sink), trusted)
     return [str(p) for p in report.problems]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_concurrent_appends_are_committed_by_the_child_once_each_and_verify(tmp_path: Path) -> None:
@@ -71,9 +63,9 @@ def test_concurrent_appends_are_committed_by_the_child_once_each_and_verify(tmp_
     assert sorted(ids) == sorted(f"d{w * 1000 + i}" for w in range(4) for i in range(100))
     assert _verify(state, sink) == []  # chained, and every commit checkpointed
     deadline = time.monotonic() + 5
-    while not _gone(child) and time.monotonic() < deadline:
+    while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(child), "the committer outlived its log"
+    assert not alive(child), "the committer outlived its log"
 
 
 def test_a_killed_committer_is_started_again_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -176,17 +168,7 @@ def test_a_committer_that_cannot_open_the_log_fails_the_log_at_once(tmp_path: Pa
 
 
 def _committers_of(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if ppid == parent and b"pdp.records.committer" in command:
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, command in children_of(parent) if b"pdp.records.committer" in command]
 
 
 def test_pdp_serve_commits_its_log_by_a_child_that_ends_with_it(workspace: Path) -> None:
